@@ -1,0 +1,15 @@
+// Package examples ships the example ClusterSpecs inside the binary, so
+// `kubedos spec init` writes the same files the repository documents.
+package examples
+
+import _ "embed"
+
+// Reference is the 16-node reference platform.
+//
+//go:embed reference.yaml
+var Reference []byte
+
+// Local is the three-node cluster small enough to boot on one machine.
+//
+//go:embed local.yaml
+var Local []byte

@@ -1,0 +1,107 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func run(t *testing.T, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code = Run(context.Background(), args, &out, &errb)
+	return code, out.String(), errb.String()
+}
+
+const examplesDir = "../../examples"
+
+func TestSpecValidate(t *testing.T) {
+	tests := []struct {
+		name     string
+		args     []string
+		wantCode int
+		want     string // in stdout or stderr
+	}{
+		{"reference valid", []string{"spec", "validate", examplesDir + "/reference.yaml"}, 0, "valid: cluster \"reference\", 16 nodes"},
+		{"local valid", []string{"spec", "validate", examplesDir + "/local.yaml"}, 0, "3 nodes"},
+		{"five mistakes", []string{"spec", "validate", "../spec/testdata/five-mistakes.yaml"}, 1, "five-mistakes.yaml:14:42: topology.nodes[1].vmid"},
+		{"missing file", []string{"spec", "validate", "/nonexistent.yaml"}, 1, "read spec"},
+		{"bad output", []string{"spec", "validate", "-o", "yaml", examplesDir + "/local.yaml"}, 1, `--output "yaml" is not supported`},
+		{"no args", []string{"spec", "validate"}, 1, "accepts 1 arg"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			code, out, errs := run(t, tt.args...)
+			if code != tt.wantCode || !strings.Contains(out+errs, tt.want) {
+				t.Fatalf("exit %d (want %d), output:\n%s%s\nwant %q", code, tt.wantCode, out, errs, tt.want)
+			}
+		})
+	}
+}
+
+func TestSpecValidateJSON(t *testing.T) {
+	code, out, _ := run(t, "spec", "validate", "-o", "json", "../spec/testdata/five-mistakes.yaml")
+	var rep validateReport
+	if err := json.Unmarshal([]byte(out), &rep); err != nil {
+		t.Fatalf("not JSON: %v\n%s", err, out)
+	}
+	if code != 1 || rep.Valid || len(rep.Problems) != 5 || rep.Problems[0].Line == 0 {
+		t.Fatalf("exit %d, report %+v", code, rep)
+	}
+}
+
+func TestSpecInit(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "c.yaml")
+	if code, _, errs := run(t, "spec", "init", "--topology", "reference", "--file", file); code != 0 {
+		t.Fatalf("init failed: %s", errs)
+	}
+	if code, out, errs := run(t, "spec", "validate", file); code != 0 || !strings.Contains(out, "16 nodes") {
+		t.Fatalf("written example does not validate: %s%s", out, errs)
+	}
+	if err := os.WriteFile(file, []byte("mine"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if code, _, errs := run(t, "spec", "init", "--file", file); code == 0 || !strings.Contains(errs, "already exists") {
+		t.Fatalf("overwrote an existing file: %d %s", code, errs)
+	}
+	if b, _ := os.ReadFile(file); string(b) != "mine" {
+		t.Fatal("existing file changed")
+	}
+	if code, _, _ := run(t, "spec", "init", "--file", file, "--force"); code != 0 {
+		t.Fatal("--force refused")
+	}
+	if code, _, errs := run(t, "spec", "init", "--topology", "huge", "--file", "-"); code == 0 || !strings.Contains(errs, "local or reference") {
+		t.Fatalf("bad topology accepted: %s", errs)
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 1 {
+		t.Fatalf("temporary files left behind: %v", entries)
+	}
+}
+
+func TestPlanOutputs(t *testing.T) {
+	for _, format := range []string{"text", "json", "dot"} {
+		code, out, errs := run(t, "plan", "-o", format, examplesDir+"/local.yaml")
+		if code != 0 || !strings.Contains(out, "attest/w-2") {
+			t.Fatalf("%s: exit %d: %s%s", format, code, out, errs)
+		}
+	}
+	if code, _, errs := run(t, "plan", "../spec/testdata/five-mistakes.yaml"); code != 1 || !strings.Contains(errs, "5 problem(s)") {
+		t.Fatalf("invalid spec planned: %d %s", code, errs)
+	}
+}
+
+func TestVersion(t *testing.T) {
+	code, out, _ := run(t, "version", "-o", "json")
+	var v map[string]any
+	if code != 0 || json.Unmarshal([]byte(out), &v) != nil || v["version"] == "" || v["goVersion"] == nil {
+		t.Fatalf("version -o json: %d %s", code, out)
+	}
+	if code, out, _ := run(t, "completion", "bash"); code != 0 || !strings.Contains(out, "kubedos") {
+		t.Fatalf("completion bash: %d", code)
+	}
+}

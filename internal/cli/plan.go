@@ -1,0 +1,56 @@
+package cli
+
+import (
+	"fmt"
+
+	"github.com/kubedos/kubedos/internal/plan"
+	"github.com/kubedos/kubedos/internal/spec"
+	"github.com/spf13/cobra"
+)
+
+func newPlanCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "plan FILE",
+		Short: "Show the convergence DAG a ClusterSpec expands to",
+		Long: `Validate FILE and print the strict convergence DAG it expands to:
+
+  1. attestation gate      one per node: no node exists before it attests
+  2. backplanes            the master's hub side of each WireGuard plane, then
+                           each node's join of each plane
+  3. enrollment            one per node, after its planes (and the master)
+  4. convergence           one per role present, ordered between roles
+                           (etcd and load balancers before the control plane,
+                           the control plane before workers)
+  5. workload bring-up     Kubernetes, observability, Ceph/ZFS when enabled
+  6. seal and acceptance   acceptance after everything, then seal
+
+Every edge is explicit. --output text (default), json or dot (Graphviz).`,
+		Example: "  kubedos plan examples/local.yaml\n  kubedos plan examples/reference.yaml -o dot | dot -Tsvg > plan.svg",
+		Args:    cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := g.checkOutput(OutputText, OutputJSON, OutputDot); err != nil {
+				return err
+			}
+			s, err := spec.Load(args[0])
+			if err != nil {
+				return fmt.Errorf("%s: %w", args[0], err)
+			}
+			graph, err := plan.Build(s)
+			if err != nil {
+				return err
+			}
+			doc, err := plan.NewDocument(s.Metadata.Name, graph)
+			if err != nil {
+				return err
+			}
+			switch g.output {
+			case OutputJSON:
+				return doc.WriteJSON(g.stdout)
+			case OutputDot:
+				return doc.WriteDot(g.stdout)
+			default:
+				return doc.WriteText(g.stdout)
+			}
+		},
+	}
+}

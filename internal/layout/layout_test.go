@@ -1,0 +1,96 @@
+package layout
+
+import (
+	"go/parser"
+	"go/token"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+const module = "github.com/kubedos/kubedos/"
+
+// rank orders the packages: an import must go to a strictly lower rank. A new
+// package must be placed here before it can be imported, on purpose.
+var rank = map[string]int{
+	"examples":           0,
+	"internal/buildinfo": 0,
+	"internal/spec":      0,
+	"internal/converge":  0, // generic: imports nothing of ours (checked below)
+	"internal/layout":    0,
+	"internal/lock":      1,
+	"internal/sign":      1,
+	"internal/measure":   1,
+	"internal/pki":       1,
+	"internal/wg":        1,
+	"internal/api":       1,
+	"internal/plan":      1,
+	"internal/build":     2,
+	"internal/attest":    2,
+	"internal/target":    3,
+	"internal/agent":     4,
+	"internal/hub":       4,
+	"internal/cli":       5,
+	"cmd":                6,
+}
+
+// rankOf finds the rank of a package directory by its longest listed prefix,
+// so internal/target/qemu ranks with internal/target.
+func rankOf(dir string) (int, bool) {
+	for d := dir; d != "." && d != ""; d = filepath.Dir(d) {
+		if r, ok := rank[filepath.ToSlash(d)]; ok {
+			return r, true
+		}
+	}
+	return 0, false
+}
+
+func TestImportDirection(t *testing.T) {
+	root := filepath.Join("..", "..")
+	fset := token.NewFileSet()
+	err := filepath.WalkDir(root, func(path string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() && (strings.HasPrefix(d.Name(), ".") || d.Name() == "testdata") && path != root {
+			return filepath.SkipDir
+		}
+		if d.IsDir() || !strings.HasSuffix(path, ".go") || strings.HasSuffix(path, "_test.go") {
+			return nil
+		}
+		rel, _ := filepath.Rel(root, filepath.Dir(path))
+		rel = filepath.ToSlash(rel)
+		from, ok := rankOf(rel)
+		if !ok {
+			t.Errorf("%s: package %s has no rank in layout_test.go", path, rel)
+			return nil
+		}
+		f, err := parser.ParseFile(fset, path, nil, parser.ImportsOnly)
+		if err != nil {
+			return err
+		}
+		for _, imp := range f.Imports {
+			p, _ := strconv.Unquote(imp.Path.Value)
+			if !strings.HasPrefix(p, module) {
+				continue
+			}
+			target := strings.TrimPrefix(p, module)
+			if strings.HasPrefix(rel, "internal/converge") {
+				t.Errorf("%s: internal/converge must stay generic but imports %s", path, target)
+			}
+			to, ok := rankOf(target)
+			switch {
+			case !ok:
+				t.Errorf("%s imports %s, which has no rank", path, target)
+			case to >= from && !strings.HasPrefix(target, rel+"/"):
+				t.Errorf("%s (rank %d) imports %s (rank %d): imports must point down", path, from, target, to)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}

@@ -1,0 +1,117 @@
+package spec
+
+import (
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/kubedos/kubedos/examples"
+)
+
+func TestParseStrict(t *testing.T) {
+	tests := []struct {
+		name, yaml string
+		want       []Problem // path, line, column and a message fragment
+	}{
+		{"empty", "", []Problem{{Message: "empty"}}},
+		{"not yaml", "a: [b", []Problem{{Message: "not valid YAML"}}},
+		{"two documents", "kind: ClusterSpec\n---\nkind: ClusterSpec\n", []Problem{{Line: 2, Message: "single YAML document"}}},
+		{"root not mapping", "- a\n", []Problem{{Line: 1, Column: 1, Message: "must be a mapping"}}},
+		{"unknown top-level field", "apiVersion: x\nspecs: {}\n", []Problem{{Path: "specs", Line: 2, Column: 1, Message: `unknown field "specs"`}}},
+		{"unknown nested fields all reported", "os:\n  suit: bookworm\ntopology:\n  nodes:\n    - name: a\n      ram: 3\n",
+			[]Problem{{Path: "os.suit", Line: 2, Column: 3, Message: "unknown field"}, {Path: "topology.nodes[0].ram", Line: 6, Column: 7, Message: "unknown field"}}},
+		{"int expected", "topology:\n  nodes:\n    - vmid: abc\n", []Problem{{Path: "topology.nodes[0].vmid", Line: 3, Column: 13, Message: "must be an integer"}}},
+		{"bool expected", "trust:\n  secureBoot: yes please\n", []Problem{{Path: "trust.secureBoot", Line: 2, Message: "true or false"}}},
+		{"list expected", "os:\n  packages: vim\n", []Problem{{Path: "os.packages", Line: 2, Message: "must be a list"}}},
+		{"string expected", "metadata:\n  name: [a]\n", []Problem{{Path: "metadata.name", Line: 2, Message: "must be a string"}}},
+		{"duplicate key", "kind: a\nkind: b\n", []Problem{{Path: "kind", Line: 2, Column: 1, Message: "duplicate key"}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Parse([]byte(tt.yaml))
+			var ps Problems
+			if !errors.As(err, &ps) {
+				t.Fatalf("want Problems, got %v", err)
+			}
+			if len(ps) != len(tt.want) {
+				t.Fatalf("got %d problems, want %d: %v", len(ps), len(tt.want), ps)
+			}
+			for i, w := range tt.want {
+				got := ps[i]
+				if got.Path != w.Path || (w.Line != 0 && got.Line != w.Line) || (w.Column != 0 && got.Column != w.Column) || !strings.Contains(got.Message, w.Message) {
+					t.Errorf("problem %d: got %+v, want %+v", i, got, w)
+				}
+			}
+		})
+	}
+}
+
+func TestParseAnchorsAndNulls(t *testing.T) {
+	doc, err := Parse([]byte("os:\n  packages: &p [vim]\n  rolePackages:\n    worker: *p\ntopology: ~\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := doc.Spec.OS.RolePackages[RoleWorker]; len(got) != 1 || got[0] != "vim" {
+		t.Fatalf("alias not decoded: %v", got)
+	}
+}
+
+func TestParseTooLarge(t *testing.T) {
+	_, err := Parse(make([]byte, MaxSpecBytes+1))
+	if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "limit") {
+		t.Fatalf("want a size problem, got %v", err)
+	}
+}
+
+func TestDefaultsDoNotChangeInput(t *testing.T) {
+	doc, err := Parse([]byte("apiVersion: kubedos.io/v1alpha1\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := WithDefaults(doc.Spec)
+	if doc.Spec.OS.Suite != "" || doc.Spec.Trust.SecureBoot != nil {
+		t.Fatal("WithDefaults changed its input")
+	}
+	if d.OS.Suite != DefaultSuite || !*d.Trust.SecureBoot || !*d.Trust.TPM || d.Targets.Default != TargetQEMU {
+		t.Fatalf("defaults not applied: %+v", d)
+	}
+}
+
+func FuzzParse(f *testing.F) {
+	f.Add(examples.Local)
+	f.Add(examples.Reference)
+	f.Add([]byte("a: &x [*x]\n"))
+	f.Add([]byte("topology:\n  nodes:\n    - {name: a, vmid: 1e9}\n"))
+	f.Add([]byte("networking:\n  planes:\n    control: {cidr: ::/0}\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		doc, err := Parse(data)
+		if err != nil {
+			var ps Problems
+			if !errors.As(err, &ps) || len(ps) == 0 {
+				t.Fatalf("error is not Problems: %v", err)
+			}
+			return
+		}
+		// Everything that decodes must default and validate without panicking.
+		_ = doc.Locate(Validate(WithDefaults(doc.Spec)))
+	})
+}
+
+func TestParseHostileAliases(t *testing.T) {
+	laughs := "a: &a [x, x, x, x, x, x, x, x, x, x]\n"
+	for i, prev := 0, "a"; i < 8; i++ {
+		name := string(rune('b' + i))
+		laughs += name + ": &" + name + " [" + strings.Repeat("*"+prev+", ", 9) + "*" + prev + "]\n"
+		prev = name
+	}
+	for name, in := range map[string]string{
+		"self reference": "os:\n  packages: &p [*p]\n",
+		"billion laughs": laughs,
+	} {
+		t.Run(name, func(t *testing.T) {
+			if _, err := Parse([]byte(in)); !errors.Is(err, ErrInvalid) {
+				t.Fatalf("want a problem, got %v", err)
+			}
+		})
+	}
+}

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Installs what kubedos needs on a fresh Debian machine. Idempotent: a second
+# run installs nothing. Needs root for apt-get (skipped when all is present).
+set -euo pipefail
+
+need_go="1.26"
+if ! command -v go >/dev/null 2>&1; then
+  echo "setup: Go $need_go or newer is required (https://go.dev/doc/install); Debian's golang package is too old" >&2
+  exit 1
+fi
+
+# Debian packages used by later stages (build, boot checks); listed here so
+# one command prepares the machine.
+pkgs=(git make gcc)
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing ${missing[*]}"
+  sudo_cmd=""; [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
+  $sudo_cmd apt-get update -qq
+  $sudo_cmd env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
+fi
+
+go mod download
+echo "setup: ok ($(go version))"
