@@ -20,6 +20,7 @@ var rank = map[string]int{
 	"internal/spec":      0,
 	"internal/converge":  0, // generic: imports nothing of ours (checked below)
 	"internal/layout":    0,
+	"internal/earlyboot": 1, // kubedos-init: the initrd's PID 1
 	"internal/lock":      1,
 	"internal/sign":      1,
 	"internal/measure":   1,

@@ -1,0 +1,60 @@
+package build
+
+import (
+	"bytes"
+	"compress/gzip"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+)
+
+// InitrdInput is what goes into the kubedos initrd.
+type InitrdInput struct {
+	InitBinary string // static kubedos-init
+	ModulesDir string // lib/modules/<version> of the root image
+	Modules    []string
+}
+
+// BuildInitrd writes a reproducible gzip'd cpio: /init, the modules in
+// dependency order and the list kubedos-init loads them from.
+func BuildInitrd(in InitrdInput, out string) error {
+	initBin, err := os.ReadFile(in.InitBinary)
+	if err != nil {
+		return fmt.Errorf("initrd: %w", err)
+	}
+	mods, err := resolveModules(in.ModulesDir, in.Modules)
+	if err != nil {
+		return fmt.Errorf("initrd: %w", err)
+	}
+	entries := []cpioEntry{
+		{Path: "init", Mode: cpioFile | 0o755, Data: initBin},
+		{Path: "etc", Mode: cpioDir | 0o755}, {Path: "etc/kubedos", Mode: cpioDir | 0o755},
+		{Path: "lib", Mode: cpioDir | 0o755}, {Path: "lib/modules", Mode: cpioDir | 0o755},
+		{Path: "lib/modules/kubedos", Mode: cpioDir | 0o755},
+		{Path: "dev", Mode: cpioDir | 0o755}, {Path: "proc", Mode: cpioDir | 0o755},
+		{Path: "sys", Mode: cpioDir | 0o755}, {Path: "run", Mode: cpioDir | 0o755},
+		{Path: "sysroot", Mode: cpioDir | 0o755},
+	}
+	var list []string
+	for _, m := range mods {
+		data, err := os.ReadFile(m)
+		if err != nil {
+			return fmt.Errorf("initrd: %w", err)
+		}
+		name := filepath.Base(m)
+		list = append(list, name)
+		entries = append(entries, cpioEntry{Path: "lib/modules/kubedos/" + name, Mode: cpioFile | 0o644, Data: data})
+	}
+	entries = append(entries, cpioEntry{Path: "etc/kubedos/modules", Mode: cpioFile | 0o644, Data: []byte(strings.Join(list, "\n") + "\n")})
+	var buf bytes.Buffer
+	// gzip from the standard library writes no name or time: reproducible.
+	zw, _ := gzip.NewWriterLevel(&buf, gzip.BestCompression)
+	if err := writeCPIO(zw, entries); err != nil {
+		return fmt.Errorf("initrd: %w", err)
+	}
+	if err := zw.Close(); err != nil {
+		return fmt.Errorf("initrd: %w", err)
+	}
+	return writeFileAtomic(out, buf.Bytes(), 0o644)
+}

@@ -1,0 +1,116 @@
+package build
+
+import (
+	"debug/elf"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+)
+
+// InitrdModules are what kubedos-init needs to reach a verity root on a
+// virtio disk with Debian's cloud kernel (whose virtio_blk, dm and squashfs
+// are modules); their dependencies are added from each module's modinfo.
+var InitrdModules = []string{
+	"virtio_ring", "virtio", "virtio_pci_modern_dev", "virtio_pci_legacy_dev", "virtio_pci",
+	"virtio_blk", "dm-mod", "dm-bufio", "dm-verity", "squashfs", "overlay",
+}
+
+// moduleIndex maps a module name (with - and _ equal, as the kernel treats
+// them) to its file under a kernel's module tree.
+func moduleIndex(modDir string) (map[string]string, error) {
+	idx := map[string]string{}
+	err := filepath.WalkDir(modDir, func(path string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if !d.IsDir() && strings.HasSuffix(path, ".ko") {
+			idx[normModule(strings.TrimSuffix(d.Name(), ".ko"))] = path
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("index kernel modules in %s: %w", modDir, err)
+	}
+	return idx, nil
+}
+
+func normModule(name string) string { return strings.ReplaceAll(name, "-", "_") }
+
+// moduleDeps reads the depends= field of a module's .modinfo section.
+func moduleDeps(path string) ([]string, error) {
+	f, err := elf.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("read module %s: %w", path, err)
+	}
+	defer f.Close()
+	sec := f.Section(".modinfo")
+	if sec == nil {
+		return nil, fmt.Errorf("module %s has no .modinfo section", path)
+	}
+	data, err := sec.Data()
+	if err != nil {
+		return nil, fmt.Errorf("read .modinfo of %s: %w", path, err)
+	}
+	for _, field := range strings.Split(string(data), "\x00") {
+		if v, ok := strings.CutPrefix(field, "depends="); ok && v != "" {
+			return strings.Split(v, ","), nil
+		}
+	}
+	return nil, nil
+}
+
+// resolveModules returns the files of want and their dependencies, each
+// after everything it depends on. A wanted module absent from the tree is
+// taken to be built into the kernel only if the tree's modules.builtin says so.
+func resolveModules(modDir string, want []string) ([]string, error) {
+	idx, err := moduleIndex(modDir)
+	if err != nil {
+		return nil, err
+	}
+	builtin := map[string]bool{}
+	if b, err := os.ReadFile(filepath.Join(modDir, "modules.builtin")); err == nil {
+		for _, line := range strings.Split(string(b), "\n") {
+			builtin[normModule(strings.TrimSuffix(filepath.Base(line), ".ko"))] = true
+		}
+	}
+	var order []string
+	state := map[string]int{} // 1 visiting, 2 done
+	var visit func(name string, chain []string) error
+	visit = func(name string, chain []string) error {
+		name = normModule(name)
+		switch state[name] {
+		case 1:
+			return fmt.Errorf("module dependency cycle: %s", strings.Join(append(chain, name), " -> "))
+		case 2:
+			return nil
+		}
+		path, ok := idx[name]
+		if !ok {
+			if builtin[name] {
+				state[name] = 2
+				return nil
+			}
+			return fmt.Errorf("kernel module %s not found under %s (needed by %s)", name, modDir, strings.Join(chain, " -> "))
+		}
+		state[name] = 1
+		deps, err := moduleDeps(path)
+		if err != nil {
+			return err
+		}
+		for _, d := range deps {
+			if err := visit(d, append(chain, name)); err != nil {
+				return err
+			}
+		}
+		state[name] = 2
+		order = append(order, path)
+		return nil
+	}
+	for _, w := range want {
+		if err := visit(w, nil); err != nil {
+			return nil, err
+		}
+	}
+	return order, nil
+}

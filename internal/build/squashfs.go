@@ -1,0 +1,47 @@
+package build
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strconv"
+)
+
+// VerityBlock is the block size of the root image and its hash tree.
+const VerityBlock = 4096
+
+// MakeSquashfs packs rootDir into a reproducible squashfs at out: fixed
+// timestamps, sorted entries (mksquashfs -reproducible), /boot left out (the
+// kernel lives in the UKI). The image is padded to whole verity blocks.
+func MakeSquashfs(ctx context.Context, rootDir, out string, epoch int64) (int64, error) {
+	tmp := out + ".tmp"
+	_ = os.Remove(tmp)
+	defer os.Remove(tmp)
+	ep := strconv.FormatInt(epoch, 10)
+	_, err := runTool(ctx, nil, "mksquashfs", rootDir, tmp,
+		"-noappend", "-no-progress", "-quiet", "-reproducible",
+		"-comp", "zstd", "-Xcompression-level", "15", "-b", "1M",
+		"-mkfs-time", ep, "-all-time", ep,
+		"-wildcards", "-e", "boot/*")
+	if err != nil {
+		return 0, fmt.Errorf("squashfs of %s: %w", rootDir, err)
+	}
+	size, err := padFile(tmp, VerityBlock)
+	if err != nil {
+		return 0, err
+	}
+	return size, os.Rename(tmp, out)
+}
+
+// padFile extends path with zeros to a multiple of block and returns the new size.
+func padFile(path string, block int64) (int64, error) {
+	st, err := os.Stat(path)
+	if err != nil {
+		return 0, err
+	}
+	size := (st.Size() + block - 1) / block * block
+	if err := os.Truncate(path, size); err != nil {
+		return 0, fmt.Errorf("pad %s: %w", path, err)
+	}
+	return size, nil
+}

@@ -1,0 +1,108 @@
+package build
+
+import (
+	"context"
+	"debug/pe"
+	"encoding/binary"
+	"fmt"
+	"os"
+)
+
+// UKIInput is what a unified kernel image is assembled from.
+type UKIInput struct {
+	Stub    string // systemd-stub (linuxx64.efi.stub)
+	Kernel  string
+	Initrd  string
+	Cmdline string
+	OSRel   string
+}
+
+// sectionAlign is the page alignment OVMF's memory protection needs for
+// each section's address.
+const sectionAlign = 4096
+
+// MakeUKI adds .osrel, .cmdline, .linux and .initrd to the stub with objcopy,
+// each at a page-aligned address after the stub's own sections, then clears
+// the two header fields objcopy fills from the clock, for reproducibility.
+func MakeUKI(ctx context.Context, in UKIInput, out string) error {
+	dir, err := os.MkdirTemp("", "kubedos-uki-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	cmdline, osrel := dir+"/cmdline", dir+"/osrel"
+	if err := os.WriteFile(cmdline, []byte(in.Cmdline), 0o644); err != nil {
+		return err
+	}
+	if err := os.WriteFile(osrel, []byte(in.OSRel), 0o644); err != nil {
+		return err
+	}
+	end, err := peImageEnd(in.Stub)
+	if err != nil {
+		return err
+	}
+	args := []string{}
+	next := alignUp(end, sectionAlign)
+	for _, s := range []struct{ name, file string }{{".osrel", osrel}, {".cmdline", cmdline}, {".linux", in.Kernel}, {".initrd", in.Initrd}} {
+		st, err := os.Stat(s.file)
+		if err != nil {
+			return fmt.Errorf("uki section %s: %w", s.name, err)
+		}
+		args = append(args, "--add-section", s.name+"="+s.file, "--change-section-vma", fmt.Sprintf("%s=0x%x", s.name, next))
+		next = alignUp(next+uint64(st.Size()), sectionAlign)
+	}
+	tmp := out + ".tmp"
+	defer os.Remove(tmp)
+	if _, err := runTool(ctx, nil, "objcopy", append(args, in.Stub, tmp)...); err != nil {
+		return fmt.Errorf("assemble UKI: %w", err)
+	}
+	if err := clearPETimestamps(tmp); err != nil {
+		return err
+	}
+	return os.Rename(tmp, out)
+}
+
+func alignUp(v, a uint64) uint64 { return (v + a - 1) / a * a }
+
+// peImageEnd is the highest address (image base + RVA + size) of the stub's sections.
+func peImageEnd(path string) (uint64, error) {
+	f, err := pe.Open(path)
+	if err != nil {
+		return 0, fmt.Errorf("read stub %s: %w", path, err)
+	}
+	defer f.Close()
+	oh, ok := f.OptionalHeader.(*pe.OptionalHeader64)
+	if !ok {
+		return 0, fmt.Errorf("stub %s is not a PE32+ image", path)
+	}
+	var end uint64
+	for _, s := range f.Sections {
+		if e := oh.ImageBase + uint64(s.VirtualAddress) + uint64(s.VirtualSize); e > end {
+			end = e
+		}
+	}
+	return end, nil
+}
+
+// clearPETimestamps zeroes the COFF TimeDateStamp and the optional-header
+// CheckSum; signing recomputes what it needs.
+func clearPETimestamps(path string) error {
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	var off [4]byte
+	if _, err := f.ReadAt(off[:], 0x3c); err != nil {
+		return fmt.Errorf("read PE offset of %s: %w", path, err)
+	}
+	peOff := int64(binary.LittleEndian.Uint32(off[:]))
+	zero := make([]byte, 4)
+	if _, err := f.WriteAt(zero, peOff+8); err != nil { // COFF TimeDateStamp
+		return err
+	}
+	if _, err := f.WriteAt(zero, peOff+24+64); err != nil { // optional header CheckSum
+		return err
+	}
+	return f.Close()
+}

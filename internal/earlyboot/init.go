@@ -1,0 +1,254 @@
+package earlyboot
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Paths inside the initrd, written by the build.
+const (
+	ModulesDir  = "/lib/modules/kubedos"
+	ModulesList = "/etc/kubedos/modules" // module file names, dependencies first
+	sysroot     = "/sysroot"
+)
+
+// Partition labels of DESIGN.md §4.
+const (
+	LabelESP   = "esp"
+	LabelState = "state"
+	LabelData  = "data"
+)
+
+// RootLabel and VerityLabel name a slot's partitions.
+func RootLabel(slot string) string   { return "root-" + slot }
+func VerityLabel(slot string) string { return "verity-" + slot }
+
+// Init runs the whole early boot and, on success, never returns: it execs
+// systemd in the new root. Any error is returned for the caller to report.
+func Init(ctx context.Context, console io.Writer) error {
+	logf := func(format string, args ...any) { fmt.Fprintf(console, "kubedos-init: "+format+"\n", args...) }
+	if err := mountEarly(); err != nil {
+		return err
+	}
+	raw, err := os.ReadFile("/proc/cmdline")
+	if err != nil {
+		return fmt.Errorf("read /proc/cmdline: %w", err)
+	}
+	cfg, err := ParseCmdline(string(raw))
+	if err != nil {
+		return err
+	}
+	logf("build %s, slot %s, roothash %s", cfg.Build, cfg.Slot, cfg.RootHash)
+	if err := loadModules(logf); err != nil {
+		return err
+	}
+	waitCtx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	disk, parts, err := findDisk(waitCtx, RootLabel(cfg.Slot))
+	if err != nil {
+		return err
+	}
+	dev := func(label string) (string, error) {
+		for _, p := range parts {
+			if p.Label == label {
+				return waitNode(waitCtx, partitionNode(disk, p.Number))
+			}
+		}
+		return "", fmt.Errorf("disk %s has no partition labelled %q", disk, label)
+	}
+	rootDev, err := dev(RootLabel(cfg.Slot))
+	if err != nil {
+		return err
+	}
+	hashDev, err := dev(VerityLabel(cfg.Slot))
+	if err != nil {
+		return err
+	}
+	devnum, err := OpenVerity("kubedos-root", VerityParams{DataDevice: rootDev, HashDevice: hashDev,
+		DataBlocks: cfg.DataBlocks, RootHash: cfg.RootHash, Salt: cfg.Salt})
+	if err != nil {
+		return fmt.Errorf("open verity root %s with hash %s: %w", rootDev, hashDev, err)
+	}
+	const mapped = "/dev/kubedos-root"
+	if err := unix.Mknod(mapped, unix.S_IFBLK|0o600, int(devnum)); err != nil && !errors.Is(err, unix.EEXIST) {
+		return fmt.Errorf("mknod %s: %w", mapped, err)
+	}
+	logf("verity root open on %s (data %s, hash %s)", mapped, rootDev, hashDev)
+	if err := mount(mapped, sysroot, "squashfs", unix.MS_RDONLY, ""); err != nil {
+		return err
+	}
+	stateDev, err := dev(LabelState)
+	if err != nil {
+		return err
+	}
+	if err := mount(stateDev, sysroot+"/state", "ext4", unix.MS_NODEV|unix.MS_NOSUID, ""); err != nil {
+		return err
+	}
+	// /var is the root image's /var with the node's changes kept on state.
+	for _, d := range []string{"/state/var.upper", "/state/var.work"} {
+		if err := os.MkdirAll(sysroot+d, 0o755); err != nil {
+			return fmt.Errorf("create %s on state: %w", d, err)
+		}
+	}
+	if err := mount("overlay", sysroot+"/var", "overlay", 0,
+		"lowerdir="+sysroot+"/var,upperdir="+sysroot+"/state/var.upper,workdir="+sysroot+"/state/var.work"); err != nil {
+		return err
+	}
+	dataDev, err := dev(LabelData)
+	if err != nil {
+		return err
+	}
+	if err := mount(dataDev, sysroot+"/data", "ext4", unix.MS_NODEV|unix.MS_NOSUID, ""); err != nil {
+		return err
+	}
+	logf("state and data mounted; switching root")
+	return switchRoot()
+}
+
+func mount(src, dst, fstype string, flags uintptr, data string) error {
+	if err := os.MkdirAll(dst, 0o755); err != nil && !errors.Is(err, unix.EROFS) {
+		return fmt.Errorf("create mount point %s: %w", dst, err)
+	}
+	if err := unix.Mount(src, dst, fstype, flags, data); err != nil {
+		return fmt.Errorf("mount %s (%s) on %s: %w", src, fstype, dst, err)
+	}
+	return nil
+}
+
+func mountEarly() error {
+	for _, m := range []struct{ src, dst, fs string }{
+		{"proc", "/proc", "proc"}, {"sysfs", "/sys", "sysfs"}, {"devtmpfs", "/dev", "devtmpfs"}, {"tmpfs", "/run", "tmpfs"},
+	} {
+		if err := mount(m.src, m.dst, m.fs, unix.MS_NOSUID, ""); err != nil && !errors.Is(err, unix.EBUSY) {
+			return err
+		}
+	}
+	return nil
+}
+
+func loadModules(logf func(string, ...any)) error {
+	f, err := os.Open(ModulesList)
+	if err != nil {
+		return fmt.Errorf("open module list: %w", err)
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	n := 0
+	for sc.Scan() {
+		name := strings.TrimSpace(sc.Text())
+		if name == "" {
+			continue
+		}
+		if err := loadModule(filepath.Join(ModulesDir, name)); err != nil {
+			return err
+		}
+		n++
+	}
+	logf("loaded %d modules", n)
+	return sc.Err()
+}
+
+func loadModule(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return fmt.Errorf("load module: %w", err)
+	}
+	defer f.Close()
+	if err := unix.FinitModule(int(f.Fd()), "", 0); err != nil && !errors.Is(err, unix.EEXIST) {
+		return fmt.Errorf("load module %s: %w", filepath.Base(path), err)
+	}
+	return nil
+}
+
+// findDisk polls the block devices until one has a GPT with a partition
+// labelled want: virtio disks appear asynchronously after their driver loads.
+func findDisk(ctx context.Context, want string) (string, []Partition, error) {
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		entries, _ := os.ReadDir("/sys/block")
+		for _, e := range entries {
+			name := e.Name()
+			if strings.HasPrefix(name, "loop") || strings.HasPrefix(name, "ram") || strings.HasPrefix(name, "dm-") {
+				continue
+			}
+			parts, err := readDiskGPT("/dev/" + name)
+			if err != nil {
+				continue
+			}
+			for _, p := range parts {
+				if p.Label == want {
+					return name, parts, nil
+				}
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return "", nil, fmt.Errorf("no disk with a partition labelled %q appeared: %w", want, ctx.Err())
+		case <-tick.C:
+		}
+	}
+}
+
+func readDiskGPT(path string) ([]Partition, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return ReadGPT(f)
+}
+
+// partitionNode names partition n of disk the way the kernel does.
+func partitionNode(disk string, n int) string {
+	last := disk[len(disk)-1]
+	if last >= '0' && last <= '9' {
+		return fmt.Sprintf("/dev/%sp%d", disk, n) // nvme0n1p1, mmcblk0p1
+	}
+	return fmt.Sprintf("/dev/%s%d", disk, n)
+}
+
+func waitNode(ctx context.Context, path string) (string, error) {
+	for {
+		if _, err := os.Stat(path); err == nil {
+			return path, nil
+		}
+		select {
+		case <-ctx.Done():
+			return "", fmt.Errorf("device %s did not appear: %w", path, ctx.Err())
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// switchRoot moves the API filesystems into the new root, makes it / and
+// execs systemd. The initramfs is left in memory: it is a few MB.
+func switchRoot() error {
+	for _, m := range []string{"/dev", "/proc", "/sys", "/run"} {
+		if err := unix.Mount(m, sysroot+m, "", unix.MS_MOVE, ""); err != nil {
+			return fmt.Errorf("move %s into the new root: %w", m, err)
+		}
+	}
+	if err := unix.Chdir(sysroot); err != nil {
+		return fmt.Errorf("chdir %s: %w", sysroot, err)
+	}
+	if err := unix.Mount(sysroot, "/", "", unix.MS_MOVE, ""); err != nil {
+		return fmt.Errorf("move %s to /: %w", sysroot, err)
+	}
+	if err := unix.Chroot("."); err != nil {
+		return fmt.Errorf("chroot: %w", err)
+	}
+	if err := unix.Chdir("/"); err != nil {
+		return err
+	}
+	return unix.Exec("/sbin/init", []string{"/sbin/init"}, os.Environ())
+}
