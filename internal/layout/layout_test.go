@@ -30,7 +30,7 @@ var rank = map[string]int{
 	"internal/plan":      1,
 	"internal/build":     2,
 	"internal/attest":    2,
-	"internal/target":    3,
+	"internal/target":    3, // includes internal/target/qemu
 	"internal/agent":     4,
 	"internal/hub":       4,
 	"internal/cli":       5,

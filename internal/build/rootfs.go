@@ -1,0 +1,144 @@
+package build
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+)
+
+// RootfsInput describes one role's root filesystem.
+type RootfsInput struct {
+	Role         string
+	Architecture string
+	// Sources is the one APT source the root is made from: the darksite repo,
+	// e.g. "deb [signed-by=/x/keyring.gpg] file:///x/repo kubedos main".
+	Sources  string
+	Packages []string // on top of Priority: required
+	Epoch    int64    // SOURCE_DATE_EPOCH, from the lock
+	Kubedosd string   // the node daemon binary to install
+	Out      string   // directory to create; must not exist
+}
+
+// MakeRootfs composes a role's root with mmdebstrap (apt's own solver,
+// offline from the darksite repo) and installs kubedosd and the role's config.
+func MakeRootfs(ctx context.Context, in RootfsInput) error {
+	if _, err := os.Stat(in.Out); err == nil {
+		return fmt.Errorf("rootfs %s already exists", in.Out)
+	}
+	env := []string{"SOURCE_DATE_EPOCH=" + strconv.FormatInt(in.Epoch, 10)}
+	args := []string{"--mode=root", "--variant=required", "--architectures=" + in.Architecture,
+		"--aptopt=Acquire::Languages \"none\"", "--aptopt=Acquire::Retries \"0\"",
+		"--include=" + strings.Join(in.Packages, ","),
+		"kubedos", in.Out, in.Sources}
+	if _, err := runTool(ctx, env, "mmdebstrap", args...); err != nil {
+		_ = os.RemoveAll(in.Out)
+		return fmt.Errorf("rootfs for role %s: %w", in.Role, err)
+	}
+	if err := customizeRootfs(in); err != nil {
+		return fmt.Errorf("rootfs for role %s: %w", in.Role, err)
+	}
+	return nil
+}
+
+const kubedosdUnit = `[Unit]
+Description=kubedos node daemon
+Documentation=https://kubedos.io/docs/kubedosd
+After=local-fs.target sysinit.target
+Wants=sysinit.target
+
+[Service]
+Type=simple
+ExecStart=/usr/bin/kubedosd
+Restart=on-failure
+RestartSec=2
+StandardOutput=journal+console
+
+[Install]
+WantedBy=multi-user.target
+`
+
+// customizeRootfs makes the root an immutable kubedos node: kubedosd
+// enabled, mount points for state and data, no per-machine identity baked in
+// and no file that records when the image was built.
+func customizeRootfs(in RootfsInput) error {
+	r := func(p string) string { return filepath.Join(in.Out, p) }
+	bin, err := os.ReadFile(in.Kubedosd)
+	if err != nil {
+		return err
+	}
+	files := []struct {
+		path string
+		data []byte
+		mode os.FileMode
+	}{
+		{"usr/bin/kubedosd", bin, 0o755},
+		{"etc/systemd/system/kubedosd.service", []byte(kubedosdUnit), 0o644},
+		{"etc/kubedos/role", []byte(in.Role + "\n"), 0o644},
+		{"etc/hostname", []byte("kubedos-" + in.Role + "\n"), 0o644},
+		// Empty: systemd makes a transient machine-id on the read-only root.
+		{"etc/machine-id", nil, 0o444},
+	}
+	for _, f := range files {
+		if err := os.MkdirAll(filepath.Dir(r(f.path)), 0o755); err != nil {
+			return err
+		}
+		if err := os.WriteFile(r(f.path), f.data, f.mode); err != nil {
+			return err
+		}
+		if err := os.Chmod(r(f.path), f.mode); err != nil {
+			return err
+		}
+	}
+	links := map[string]string{
+		"etc/systemd/system/multi-user.target.wants/kubedosd.service": "/etc/systemd/system/kubedosd.service",
+		// /tmp must be writable on a read-only root.
+		"etc/systemd/system/tmp.mount":                       "/usr/share/systemd/tmp.mount",
+		"etc/systemd/system/local-fs.target.wants/tmp.mount": "/usr/share/systemd/tmp.mount",
+		// The root is verity-protected squashfs: there is nothing to remount.
+		"etc/systemd/system/systemd-remount-fs.service": "/dev/null",
+	}
+	for link, target := range links {
+		if err := os.MkdirAll(filepath.Dir(r(link)), 0o755); err != nil {
+			return err
+		}
+		_ = os.Remove(r(link))
+		if err := os.Symlink(target, r(link)); err != nil {
+			return err
+		}
+	}
+	for _, d := range []string{"state", "data", "efi"} {
+		if err := os.MkdirAll(r(d), 0o755); err != nil {
+			return err
+		}
+	}
+	// Build-time state that differs between two identical builds, or that
+	// points at the build host's darksite repo.
+	for _, p := range []string{"var/cache/ldconfig/aux-cache", "var/lib/dbus/machine-id", "etc/apt/sources.list",
+		"var/log/dpkg.log", "var/log/alternatives.log", "var/log/bootstrap.log"} {
+		_ = os.Remove(r(p))
+	}
+	for _, glob := range []string{"var/log/apt/*", "var/cache/apt/*.bin", "var/lib/apt/lists/*", "var/cache/debconf/*-old", "var/lib/dpkg/*-old"} {
+		matches, _ := filepath.Glob(r(glob))
+		for _, m := range matches {
+			_ = os.RemoveAll(m)
+		}
+	}
+	return nil
+}
+
+// KernelOf finds the one kernel of a root and its module directory.
+func KernelOf(rootfs string) (kernel, modDir, version string, err error) {
+	ks, _ := filepath.Glob(filepath.Join(rootfs, "boot", "vmlinuz-*"))
+	if len(ks) != 1 {
+		return "", "", "", fmt.Errorf("root %s has %d kernels in /boot, want exactly 1", rootfs, len(ks))
+	}
+	version = strings.TrimPrefix(filepath.Base(ks[0]), "vmlinuz-")
+	modDir = filepath.Join(rootfs, "lib", "modules", version)
+	if _, err := os.Stat(modDir); err != nil {
+		return "", "", "", fmt.Errorf("kernel %s has no modules: %w", version, err)
+	}
+	return ks[0], modDir, version, nil
+}

@@ -1,0 +1,213 @@
+// Package qemu runs kubedos nodes as local virtual machines: q35 under TCG
+// (or KVM when present), OVMF with the platform's keys and Secure Boot
+// enforced, and one swtpm TPM 2.0 per VM.
+package qemu
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"sync"
+	"time"
+)
+
+// Firmware files of Debian's ovmf package.
+const (
+	OVMFCode      = "/usr/share/OVMF/OVMF_CODE_4M.secboot.fd"
+	OVMFVarsBlank = "/usr/share/OVMF/OVMF_VARS_4M.fd"
+)
+
+// VMConfig describes one VM. Dir holds its state: VARS copy, swtpm state,
+// serial log. Paths are made absolute: swtpm needs that.
+type VMConfig struct {
+	Name      string
+	Dir       string
+	Disk      string // raw or qcow2 image; used as is (the caller copies or overlays)
+	Vars      []byte // OVMF VARS image with keys enrolled (written once to Dir)
+	MemoryMiB int
+	CPUs      int
+	// SMBIOS identity, so a node's identity is deterministic from the spec.
+	Serial, UUID string
+}
+
+// VM is a running (or stopped) machine.
+type VM struct {
+	cfg     VMConfig
+	qemu    *exec.Cmd
+	swtpm   *exec.Cmd
+	done    chan struct{}
+	waitErr error
+	mu      sync.Mutex
+}
+
+// SerialLog is the path of the VM's console log.
+func (v *VM) SerialLog() string { return filepath.Join(v.cfg.Dir, "serial.log") }
+
+// TPMDir is the VM's swtpm state directory (it keeps the EK across runs).
+func (v *VM) TPMDir() string { return filepath.Join(v.cfg.Dir, "tpm") }
+
+// Start prepares the VM's TPM (once) and starts swtpm and qemu. The VM runs
+// until it powers off, Stop is called, or ctx ends.
+func Start(ctx context.Context, cfg VMConfig) (*VM, error) {
+	var err error
+	if cfg.Dir, err = filepath.Abs(cfg.Dir); err != nil {
+		return nil, err
+	}
+	if cfg.Disk, err = filepath.Abs(cfg.Disk); err != nil {
+		return nil, err
+	}
+	if cfg.MemoryMiB == 0 {
+		cfg.MemoryMiB = 1024
+	}
+	if cfg.CPUs == 0 {
+		cfg.CPUs = 1
+	}
+	v := &VM{cfg: cfg, done: make(chan struct{})}
+	if err := os.MkdirAll(v.TPMDir(), 0o700); err != nil {
+		return nil, err
+	}
+	vars := filepath.Join(cfg.Dir, "OVMF_VARS.fd")
+	if _, err := os.Stat(vars); errors.Is(err, os.ErrNotExist) {
+		if err := os.WriteFile(vars, cfg.Vars, 0o600); err != nil {
+			return nil, err
+		}
+	}
+	if err := v.setupTPM(ctx); err != nil {
+		return nil, err
+	}
+	sock := filepath.Join(v.TPMDir(), "swtpm.sock")
+	_ = os.Remove(sock)
+	// swtpm in socket mode ends when its client disconnects: one per VM run.
+	v.swtpm = exec.CommandContext(ctx, "swtpm", "socket", "--tpm2", "--tpmstate", "dir="+v.TPMDir(),
+		"--ctrl", "type=unixio,path="+sock, "--terminate", "--log", "file="+filepath.Join(cfg.Dir, "swtpm.log"))
+	if err := v.swtpm.Start(); err != nil {
+		return nil, fmt.Errorf("start swtpm for %s: %w", cfg.Name, err)
+	}
+	if err := waitFile(ctx, sock, 10*time.Second); err != nil {
+		_ = v.swtpm.Process.Kill()
+		return nil, fmt.Errorf("swtpm for %s: %w", cfg.Name, err)
+	}
+	_ = os.Remove(v.SerialLog())
+	format := "raw"
+	if filepath.Ext(cfg.Disk) == ".qcow2" {
+		format = "qcow2"
+	}
+	args := []string{
+		"-name", cfg.Name, "-machine", "q35,smm=on", "-accel", accel(), "-m", strconv.Itoa(cfg.MemoryMiB), "-smp", strconv.Itoa(cfg.CPUs),
+		"-global", "driver=cfi.pflash01,property=secure,value=on",
+		"-drive", "if=pflash,format=raw,unit=0,readonly=on,file=" + OVMFCode,
+		"-drive", "if=pflash,format=raw,unit=1,file=" + vars,
+		"-drive", "if=none,id=disk0,format=" + format + ",file=" + cfg.Disk,
+		// The disk is the only boot option: a failed network boot would add events to PCR 4.
+		"-device", "virtio-blk-pci,drive=disk0,bootindex=0", "-net", "none",
+		"-chardev", "socket,id=chrtpm,path=" + sock, "-tpmdev", "emulator,id=tpm0,chardev=chrtpm", "-device", "tpm-tis,tpmdev=tpm0",
+		"-nographic", "-monitor", "none", "-serial", "file:" + v.SerialLog(),
+		// A panic (for example a verity failure) reboots at once; -no-reboot turns that into an exit.
+		"-no-reboot",
+	}
+	if cfg.Serial != "" || cfg.UUID != "" {
+		args = append(args, "-smbios", fmt.Sprintf("type=1,serial=%s,uuid=%s", cfg.Serial, cfg.UUID))
+	}
+	v.qemu = exec.CommandContext(ctx, "qemu-system-x86_64", args...)
+	qlog, err := os.Create(filepath.Join(cfg.Dir, "qemu.log"))
+	if err != nil {
+		return nil, err
+	}
+	v.qemu.Stdout, v.qemu.Stderr = qlog, qlog
+	if err := v.qemu.Start(); err != nil {
+		qlog.Close()
+		_ = v.swtpm.Process.Kill()
+		return nil, fmt.Errorf("start qemu for %s: %w", cfg.Name, err)
+	}
+	go func() {
+		err := v.qemu.Wait()
+		qlog.Close()
+		_ = v.swtpm.Wait() // --terminate: swtpm exits once qemu disconnects
+		v.mu.Lock()
+		v.waitErr = err
+		v.mu.Unlock()
+		close(v.done)
+	}()
+	return v, nil
+}
+
+// accel is TCG unless KUBEDOS_QEMU_ACCEL says otherwise: an openable
+// /dev/kvm is not enough (nested KVM often lacks the SMM that Secure Boot's
+// variable protection needs), so KVM is an explicit opt-in.
+func accel() string {
+	if a := os.Getenv("KUBEDOS_QEMU_ACCEL"); a != "" {
+		return a
+	}
+	return "tcg"
+}
+
+func (v *VM) setupTPM(ctx context.Context) error {
+	if _, err := os.Stat(filepath.Join(v.TPMDir(), "tpm2-00.permall")); err == nil {
+		return nil
+	}
+	// An EK certificate signed by swtpm's local CA stands in for a TPM vendor's.
+	out, err := exec.CommandContext(ctx, "swtpm_setup", "--tpm2", "--tpmstate", v.TPMDir(),
+		"--create-ek-cert", "--create-platform-cert", "--overwrite").CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("swtpm_setup for %s: %w: %s", v.cfg.Name, err, out)
+	}
+	return nil
+}
+
+// Done is closed when the VM has exited.
+func (v *VM) Done() <-chan struct{} { return v.done }
+
+// Stop kills the VM (a power cut) and waits for it and its swtpm to exit.
+func (v *VM) Stop() {
+	select {
+	case <-v.done:
+		return
+	default:
+	}
+	_ = v.qemu.Process.Kill()
+	<-v.done
+}
+
+// WaitSerial polls the console log until re matches, the VM exits or ctx
+// ends, and returns the first match's submatches.
+func (v *VM) WaitSerial(ctx context.Context, re *regexp.Regexp) ([]string, error) {
+	tick := time.NewTicker(200 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		b, _ := os.ReadFile(v.SerialLog())
+		if m := re.FindStringSubmatch(string(b)); m != nil {
+			return m, nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("%s: waiting for %q on the console: %w", v.cfg.Name, re, ctx.Err())
+		case <-v.done:
+			b, _ := os.ReadFile(v.SerialLog())
+			if m := re.FindStringSubmatch(string(b)); m != nil {
+				return m, nil
+			}
+			return nil, fmt.Errorf("%s exited before %q appeared on the console", v.cfg.Name, re)
+		case <-tick.C:
+		}
+	}
+}
+
+func waitFile(ctx context.Context, path string, d time.Duration) error {
+	deadline := time.Now().Add(d)
+	for time.Now().Before(deadline) {
+		if _, err := os.Stat(path); err == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	return fmt.Errorf("%s did not appear within %s", path, d)
+}
