@@ -12,7 +12,8 @@ fi
 # Debian packages used by later stages (build, boot checks); listed here so
 # one command prepares the machine.
 pkgs=(git make gcc binutils cpio fdisk dosfstools mtools e2fsprogs squashfs-tools cryptsetup-bin
-      mmdebstrap systemd-boot-efi sbsigntool efitools ovmf swtpm swtpm-tools qemu-system-x86 qemu-utils)
+      mmdebstrap systemd-boot-efi sbsigntool efitools ovmf swtpm swtpm-tools qemu-system-x86 qemu-utils
+      osslsigncode pesign openssl dpkg-dev apt util-linux)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -38,3 +38,9 @@ func runToolStdin(ctx context.Context, stdin, name string, args ...string) error
 	}
 	return nil
 }
+
+// runToolCombined returns stdout and stderr together: some tools print
+// their version on stderr and exit non-zero for --help.
+func runToolCombined(ctx context.Context, name string, args ...string) ([]byte, error) {
+	return exec.CommandContext(ctx, name, args...).CombinedOutput()
+}

@@ -29,6 +29,9 @@ func MakeVerity(ctx context.Context, data, hashOut, salt, uuid string) (string, 
 	if _, err := padFile(tmp, VerityBlock); err != nil {
 		return "", err
 	}
+	if err := os.Chmod(tmp, 0o644); err != nil { // veritysetup creates it 0600; it is public
+		return "", err
+	}
 	return string(m[1]), os.Rename(tmp, hashOut)
 }
 

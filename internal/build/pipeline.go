@@ -1,0 +1,346 @@
+package build
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/kubedos/kubedos/internal/lock"
+	"github.com/kubedos/kubedos/internal/sign"
+	"github.com/kubedos/kubedos/internal/spec"
+)
+
+// FormatVersion changes whenever the image layout or build steps change in
+// a way that changes bytes; it is part of every role's content address.
+const FormatVersion = "kubedos-image-v1"
+
+// Options are the inputs of one build.
+type Options struct {
+	Spec      *spec.ClusterSpec
+	SpecBytes []byte // the spec file as written: its digest identifies the build
+	Lock      *lock.Lock
+	LockBytes []byte
+	Repo      *lock.Repo // the darksite repo, already fetched
+	Keys      *sign.KeySet
+	Kubedosd  string // static node binaries, built reproducibly
+	Init      string
+	Revision  string // source revision of kubedos, when known
+	OutDir    string
+	Progress  func(role, step string)
+}
+
+// Result is a finished (or found) build.
+type Result struct {
+	Dir      string
+	BuildID  string
+	Reused   bool     // the build already existed: nothing was done
+	Built    []string // roles built now (others came from the role cache)
+	Manifest *Manifest
+}
+
+// ErrNeedRoot is returned when the build is not run as root.
+var ErrNeedRoot = errors.New("kubedos build needs root: mmdebstrap composes each root with real file ownership")
+
+// Build makes every role's image and the signed manifest of the cluster.
+// Outputs are content addressed: a role whose inputs did not change comes
+// from the role cache, and an existing build directory is never touched.
+func Build(ctx context.Context, o Options) (*Result, error) {
+	if err := o.Lock.Covers(o.Spec); err != nil {
+		return nil, fmt.Errorf("the lock does not cover the spec (run kubedos lock --update): %w", err)
+	}
+	if !o.Keys.Private {
+		return nil, fmt.Errorf("keys in %s are a public-only copy: building needs the db and artifact private keys", o.Keys.Dir)
+	}
+	tools, err := ToolVersions(ctx)
+	if err != nil {
+		return nil, err
+	}
+	kdSum, _, err := FileDigest(o.Kubedosd)
+	if err != nil {
+		return nil, fmt.Errorf("kubedosd binary: %w", err)
+	}
+	initSum, _, err := FileDigest(o.Init)
+	if err != nil {
+		return nil, fmt.Errorf("kubedos-init binary: %w", err)
+	}
+	m := &Manifest{
+		APIVersion: "kubedos.io/v1alpha1", Kind: "BuildManifest", Cluster: o.Spec.Metadata.Name,
+		SpecDigest: "sha256:" + sha256Hex(o.SpecBytes), LockDigest: "sha256:" + sha256Hex(o.LockBytes),
+		Source: Source{Revision: o.Revision, KubedosdSHA256: kdSum, InitSHA256: initSum},
+		Tools:  tools, Epoch: o.Lock.SourceDateEpoch, DBCert: sha256Hex(o.Keys.DB.Raw), Roles: map[string]RoleManifest{},
+	}
+	roles := lock.Roles(o.Spec)
+	roleIDs := map[spec.Role]string{}
+	for _, r := range roles {
+		roleIDs[r] = roleKey(o, r, m)
+	}
+	m.BuildID = buildID(m, roleIDs)
+	clusterDir := filepath.Join(o.OutDir, m.Cluster)
+	final := filepath.Join(clusterDir, m.BuildID)
+	if _, err := os.Stat(filepath.Join(final, ManifestFile)); err == nil {
+		existing, _, err := ReadManifest(filepath.Join(final, ManifestFile))
+		if err != nil {
+			return nil, fmt.Errorf("build %s exists but its manifest is unreadable: %w", final, err)
+		}
+		return &Result{Dir: final, BuildID: m.BuildID, Reused: true, Manifest: existing}, nil
+	}
+	if os.Geteuid() != 0 {
+		return nil, ErrNeedRoot
+	}
+	res := &Result{Dir: final, BuildID: m.BuildID, Manifest: m}
+	roleDirs := map[spec.Role]string{}
+	for _, r := range roles {
+		dir, built, err := buildRole(ctx, o, r, roleIDs[r], filepath.Join(clusterDir, ".roles"))
+		if err != nil {
+			return nil, err
+		}
+		if built {
+			res.Built = append(res.Built, string(r))
+		}
+		roleDirs[r] = dir
+	}
+	if err := assemble(o, m, roles, roleDirs, final); err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
+// roleKey is the content address of a role's image: everything that can
+// change its bytes.
+func roleKey(o Options, r spec.Role, m *Manifest) string {
+	var pkgs []string
+	for _, name := range o.Lock.Roles[r] {
+		p, _ := o.Lock.Package(name)
+		pkgs = append(pkgs, p.Name+"="+p.Version+"@"+p.SHA256)
+	}
+	sort.Strings(pkgs)
+	key := struct {
+		Format, Role, Suite, Cmdline string
+		Epoch                        int64
+		Packages, Requests, Modules  []string
+		Kubedosd, Init, DBCert       string
+		Tools                        map[string]string
+	}{FormatVersion, string(r), o.Lock.Suite, BaseCmdline, o.Lock.SourceDateEpoch, pkgs, lock.Requests(o.Spec, r),
+		InitrdModules, m.Source.KubedosdSHA256, m.Source.InitSHA256, m.DBCert, m.Tools}
+	b, _ := json.Marshal(key)
+	return sha256Hex(b)[:16]
+}
+
+func buildID(m *Manifest, roleIDs map[spec.Role]string) string {
+	var parts []string
+	for r, id := range roleIDs {
+		parts = append(parts, string(r)+"="+id)
+	}
+	sort.Strings(parts)
+	return sha256Hex([]byte(strings.Join(append(parts, m.SpecDigest, m.LockDigest, FormatVersion), "\n")))[:20]
+}
+
+func sha256Hex(b []byte) string {
+	h := sha256.Sum256(b)
+	return hex.EncodeToString(h[:])
+}
+
+// roleRecord is what the role cache keeps beside a role's files.
+type roleRecord struct {
+	Role     string       `json:"role"`
+	RoleID   string       `json:"roleID"`
+	Image    *ImageResult `json:"image"`
+	Packages int          `json:"packages"`
+}
+
+const roleRecordFile = "role.json"
+
+// buildRole returns the cached image of a role, or builds it: rootfs,
+// image, SBOM, into a temporary directory renamed into the cache at the end.
+func buildRole(ctx context.Context, o Options, r spec.Role, id, cache string) (string, bool, error) {
+	dir := filepath.Join(cache, id)
+	if _, err := os.Stat(filepath.Join(dir, roleRecordFile)); err == nil {
+		return dir, false, nil
+	}
+	step := func(s string) {
+		if o.Progress != nil {
+			o.Progress(string(r), s)
+		}
+	}
+	if err := os.MkdirAll(cache, 0o755); err != nil {
+		return "", false, err
+	}
+	tmp, err := os.MkdirTemp(cache, ".tmp-"+id+"-")
+	if err != nil {
+		return "", false, err
+	}
+	defer os.RemoveAll(tmp)
+	rootfs := filepath.Join(tmp, "rootfs")
+	step("rootfs (mmdebstrap, offline)")
+	err = MakeRootfs(ctx, RootfsInput{Role: string(r), Architecture: o.Lock.Architecture, Sources: o.Repo.MmdebstrapSource(),
+		Packages: lock.Requests(o.Spec, r), Epoch: o.Lock.SourceDateEpoch, Kubedosd: o.Kubedosd, Out: rootfs})
+	if err != nil {
+		return "", false, err
+	}
+	installed, err := InstalledPackages(rootfs)
+	if err != nil {
+		return "", false, err
+	}
+	bom, err := MakeSBOM(installed, o.Lock, string(r), id)
+	if err != nil {
+		return "", false, err
+	}
+	out := filepath.Join(tmp, "out")
+	img, err := BuildImage(ctx, ImageInput{Role: string(r), RoleID: id, Rootfs: rootfs, Init: o.Init, Epoch: o.Lock.SourceDateEpoch,
+		Signer: keySigner{o.Keys}, Out: out, Progress: step})
+	if err != nil {
+		return "", false, err
+	}
+	if err := WriteSBOM(bom, filepath.Join(out, FileSBOM)); err != nil {
+		return "", false, err
+	}
+	rec, _ := json.MarshalIndent(roleRecord{Role: string(r), RoleID: id, Image: img, Packages: len(installed)}, "", "  ")
+	if err := writeFileAtomic(filepath.Join(out, roleRecordFile), rec, 0o644); err != nil {
+		return "", false, err
+	}
+	if err := os.Chmod(out, 0o755); err != nil {
+		return "", false, err
+	}
+	if err := os.Rename(out, dir); err != nil {
+		return "", false, fmt.Errorf("store role %s image: %w", r, err)
+	}
+	return dir, true, nil
+}
+
+// FileSBOM is each role's CycloneDX SBOM.
+const FileSBOM = "sbom.cdx.json"
+
+// keySigner signs EFI binaries with the key set's db key.
+type keySigner struct{ ks *sign.KeySet }
+
+func (k keySigner) SignPE(ctx context.Context, in, out string) error {
+	return sign.SignPE(ctx, in, out, k.ks.Path(sign.FileDBCert), k.ks.Path(sign.FileDBKey))
+}
+
+// roleFiles are linked from the role cache into a build directory.
+var roleFiles = []string{FileRoot, FileVerity, FileUKI, FileBootEFI, FileInitrd, FileDiskRaw, FileDiskQcow2, FileCmdline, FileSBOM}
+
+// assemble lays out a build directory from the role cache, writes the
+// manifest, provenance and signature, and renames it into place.
+func assemble(o Options, m *Manifest, roles []spec.Role, roleDirs map[spec.Role]string, final string) error {
+	if err := os.MkdirAll(filepath.Dir(final), 0o755); err != nil {
+		return err
+	}
+	tmp, err := os.MkdirTemp(filepath.Dir(final), ".tmp-"+m.BuildID+"-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(tmp)
+	var pkgDeps []resource
+	seenPkg := map[string]bool{}
+	for _, r := range roles {
+		var rec roleRecord
+		b, err := os.ReadFile(filepath.Join(roleDirs[r], roleRecordFile))
+		if err != nil {
+			return err
+		}
+		if err := json.Unmarshal(b, &rec); err != nil {
+			return fmt.Errorf("role cache %s: %w", roleDirs[r], err)
+		}
+		dst := filepath.Join(tmp, "roles", string(r))
+		if err := os.MkdirAll(dst, 0o755); err != nil {
+			return err
+		}
+		for _, f := range roleFiles {
+			if err := linkOrCopy(filepath.Join(roleDirs[r], f), filepath.Join(dst, f)); err != nil {
+				return err
+			}
+		}
+		img := rec.Image
+		m.Roles[string(r)] = RoleManifest{RoleID: rec.RoleID, Kernel: img.Kernel, Cmdline: img.Cmdline, RootHash: img.Verity.RootHash,
+			Salt: img.Verity.Salt, DataBlocks: img.Verity.DataBlocks, UKIPath: img.UKIName, Packages: rec.Packages, Partitions: img.Partitions}
+		for _, name := range o.Lock.Roles[r] {
+			if p, ok := o.Lock.Package(name); ok && !seenPkg[name] {
+				seenPkg[name] = true
+				pkgDeps = append(pkgDeps, resource{URI: PURL(p, o.Lock.Suite), Digest: map[string]string{"sha256": p.SHA256}})
+			}
+		}
+	}
+	for rel, data := range map[string][]byte{SpecFile: o.SpecBytes, LockFile: o.LockBytes} {
+		if err := os.MkdirAll(filepath.Join(tmp, filepath.Dir(rel)), 0o755); err != nil {
+			return err
+		}
+		if err := writeFileAtomic(filepath.Join(tmp, rel), data, 0o644); err != nil {
+			return err
+		}
+	}
+	if m.Files, err = listFiles(tmp); err != nil {
+		return err
+	}
+	prov, err := provenanceFor(m, pkgDeps)
+	if err != nil {
+		return err
+	}
+	if err := writeFileAtomic(filepath.Join(tmp, ProvenanceRel), prov, 0o644); err != nil {
+		return err
+	}
+	m.Files = append(m.Files, FileEntry{Path: ProvenanceRel, SHA256: sha256Hex(prov), Size: int64(len(prov))})
+	sort.Slice(m.Files, func(i, j int) bool { return m.Files[i].Path < m.Files[j].Path })
+	raw, err := json.MarshalIndent(m, "", "  ")
+	if err != nil {
+		return err
+	}
+	raw = append(raw, '\n')
+	if err := writeFileAtomic(filepath.Join(tmp, ManifestFile), raw, 0o644); err != nil {
+		return err
+	}
+	key, err := sign.ReadSigningKey(o.Keys.Path(sign.FileSigningKey))
+	if err != nil {
+		return err
+	}
+	sig, err := sign.SignBlob(key, raw)
+	if err != nil {
+		return err
+	}
+	if err := writeFileAtomic(filepath.Join(tmp, SignatureFile), sig, 0o644); err != nil {
+		return err
+	}
+	if err := os.Chmod(tmp, 0o755); err != nil { // MkdirTemp made it 0700
+		return err
+	}
+	if err := os.Rename(tmp, final); err != nil {
+		return fmt.Errorf("publish build %s: %w", final, err)
+	}
+	return nil
+}
+
+func linkOrCopy(src, dst string) error {
+	if err := os.Link(src, dst); err == nil {
+		return nil
+	}
+	b, err := os.ReadFile(src)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(dst, b, 0o644)
+}
+
+// listFiles digests every regular file under dir, paths relative to it.
+func listFiles(dir string) ([]FileEntry, error) {
+	var out []FileEntry
+	err := filepath.WalkDir(dir, func(path string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		rel, _ := filepath.Rel(dir, path)
+		sum, size, err := FileDigest(path)
+		if err != nil {
+			return err
+		}
+		out = append(out, FileEntry{Path: filepath.ToSlash(rel), SHA256: sum, Size: size})
+		return nil
+	})
+	return out, err
+}

@@ -1,0 +1,124 @@
+package build
+
+import (
+	"context"
+	"crypto/x509"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+
+	"github.com/kubedos/kubedos/internal/lock"
+	"github.com/kubedos/kubedos/internal/sign"
+)
+
+// Failure is one thing wrong with a build, naming the file.
+type Failure struct {
+	File    string `json:"file"`
+	Problem string `json:"problem"`
+}
+
+// Verify checks a build directory offline against the platform's public
+// keys: the manifest signature, every file's digest, the Authenticode
+// signatures of both EFI binaries against db, each verity root hash against
+// its root image, and each SBOM against the lock. It returns every failure;
+// err is only for a build it cannot read at all.
+func Verify(ctx context.Context, dir string, keys *sign.KeySet) ([]Failure, error) {
+	var fails []Failure
+	fail := func(file, format string, args ...any) {
+		fails = append(fails, Failure{File: file, Problem: fmt.Sprintf(format, args...)})
+	}
+	m, raw, err := ReadManifest(filepath.Join(dir, ManifestFile))
+	if err != nil {
+		return nil, err
+	}
+	sig, err := os.ReadFile(filepath.Join(dir, SignatureFile))
+	if err != nil {
+		fail(SignatureFile, "missing: %v", err)
+	} else if err := sign.VerifyBlob(keys.SigningPub, raw, sig); err != nil {
+		fail(SignatureFile, "manifest signature does not verify with %s: %v", keys.Path(sign.FileSigningPub), err)
+	}
+	if m.DBCert != sha256Hex(keys.DB.Raw) {
+		fail(ManifestFile, "built for db certificate %s, not %s", m.DBCert, keys.Path(sign.FileDBCert))
+	}
+	listed := map[string]bool{ManifestFile: true, SignatureFile: true}
+	for _, f := range m.Files {
+		listed[f.Path] = true
+		sum, size, err := FileDigest(filepath.Join(dir, f.Path))
+		switch {
+		case err != nil:
+			fail(f.Path, "unreadable: %v", err)
+		case size != f.Size || sum != f.SHA256:
+			fail(f.Path, "sha256 %s (%d bytes), manifest says %s (%d bytes)", sum, size, f.SHA256, f.Size)
+		}
+	}
+	present, err := listFiles(dir)
+	if err != nil {
+		return nil, err
+	}
+	for _, f := range present {
+		if !listed[f.Path] {
+			fail(f.Path, "not in the manifest")
+		}
+	}
+	l, lerr := lock.Read(filepath.Join(dir, LockFile))
+	if lerr != nil {
+		fail(LockFile, "%v", lerr)
+	}
+	roles := make([]string, 0, len(m.Roles))
+	for r := range m.Roles {
+		roles = append(roles, r)
+	}
+	sort.Strings(roles)
+	for _, r := range roles {
+		rm := m.Roles[r]
+		rel := func(f string) string { return filepath.ToSlash(filepath.Join("roles", r, f)) }
+		for _, efi := range []string{FileUKI, FileBootEFI} {
+			if err := verifyPEFile(filepath.Join(dir, rel(efi)), []*x509.Certificate{keys.DB}); err != nil {
+				fail(rel(efi), "Authenticode: %v", err)
+			}
+		}
+		if err := CheckVerity(ctx, filepath.Join(dir, rel(FileRoot)), filepath.Join(dir, rel(FileVerity)), rm.RootHash); err != nil {
+			fail(rel(FileRoot), "dm-verity root hash %s does not match: %v", rm.RootHash, err)
+		}
+		if lerr == nil {
+			for _, p := range checkSBOM(filepath.Join(dir, rel(FileSBOM)), l) {
+				fail(rel(FileSBOM), "%s", p)
+			}
+		}
+	}
+	return fails, nil
+}
+
+func verifyPEFile(path string, roots []*x509.Certificate) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	return sign.VerifyPE(b, roots)
+}
+
+// checkSBOM compares every SBOM component with the lock: same version and
+// .deb digest.
+func checkSBOM(path string, l *lock.Lock) []string {
+	bom, err := ReadSBOM(path)
+	if err != nil {
+		return []string{err.Error()}
+	}
+	if bom.Components == nil || len(*bom.Components) == 0 {
+		return []string{"no components"}
+	}
+	var probs []string
+	for _, c := range *bom.Components {
+		p, ok := l.Package(c.Name)
+		switch {
+		case !ok:
+			probs = append(probs, fmt.Sprintf("component %s is not in the lock", c.Name))
+		case p.Version != c.Version:
+			probs = append(probs, fmt.Sprintf("component %s version %s, lock has %s", c.Name, c.Version, p.Version))
+		case c.Hashes == nil || len(*c.Hashes) == 0 || (*c.Hashes)[0].Value != p.SHA256:
+			probs = append(probs, fmt.Sprintf("component %s digest differs from the lock", c.Name))
+		}
+	}
+	return probs
+}

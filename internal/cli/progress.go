@@ -1,0 +1,57 @@
+package cli
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"sync"
+	"time"
+)
+
+// progress shows long work: a line rewritten in place on a terminal, plain
+// timestamped lines elsewhere (CI logs, pipes).
+type progress struct {
+	mu    sync.Mutex
+	w     io.Writer
+	tty   bool
+	start time.Time
+	last  int
+}
+
+func newProgress(w io.Writer) *progress {
+	tty := false
+	if f, ok := w.(*os.File); ok {
+		if st, err := f.Stat(); err == nil && st.Mode()&os.ModeCharDevice != 0 {
+			tty = true
+		}
+	}
+	return &progress{w: w, tty: tty, start: time.Now()}
+}
+
+// Update shows a transient status (overwritten on a terminal, printed at
+// most every few steps elsewhere by the caller's choice of when to call Step).
+func (p *progress) Update(format string, args ...any) {
+	if !p.tty {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	line := fmt.Sprintf("[%5.1fs] "+format, append([]any{time.Since(p.start).Seconds()}, args...)...)
+	pad := ""
+	if n := p.last - len(line); n > 0 {
+		pad = fmt.Sprintf("%*s", n, "")
+	}
+	fmt.Fprintf(p.w, "\r%s%s", line, pad)
+	p.last = len(line)
+}
+
+// Step records a milestone: its own line everywhere.
+func (p *progress) Step(format string, args ...any) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.tty && p.last > 0 {
+		fmt.Fprint(p.w, "\r\033[K")
+		p.last = 0
+	}
+	fmt.Fprintf(p.w, "[%5.1fs] "+format+"\n", append([]any{time.Since(p.start).Seconds()}, args...)...)
+}

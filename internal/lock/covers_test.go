@@ -1,0 +1,141 @@
+package lock
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/kubedos/kubedos/internal/spec"
+)
+
+// coveredLock is a lock whose roles hold exactly what s requests.
+func coveredLock(s *spec.ClusterSpec) *Lock {
+	d := spec.WithDefaults(s)
+	l := &Lock{APIVersion: APIVersion, Kind: Kind, Suite: d.OS.Suite, Mirror: d.OS.Mirror, Components: d.OS.Components,
+		Architecture: d.OS.Architecture, SourceDateEpoch: 1, RequestDigest: RequestDigest(s), Roles: map[spec.Role][]string{}}
+	seen := map[string]bool{}
+	for _, r := range Roles(d) {
+		for _, n := range Requests(d, r) {
+			l.Roles[r] = append(l.Roles[r], n)
+			if !seen[n] {
+				seen[n] = true
+				l.Packages = append(l.Packages, Package{Name: n, Version: "1", Architecture: "amd64",
+					SHA256: strings.Repeat("0", 64), Size: 1, Filename: "pool/main/" + n + ".deb", Priority: "optional"})
+			}
+		}
+	}
+	slices.SortFunc(l.Packages, func(a, b Package) int { return strings.Compare(a.Name, b.Name) })
+	return l
+}
+
+func coversSpec() *spec.ClusterSpec {
+	return &spec.ClusterSpec{
+		OS: spec.OS{Packages: []string{"htop"}, RolePackages: map[spec.Role][]string{spec.RoleEtcd: {"etcd-server"}}},
+		Topology: spec.Topology{Nodes: []spec.Node{
+			{Name: "w1", Role: spec.RoleWorker}, {Name: "e1", Role: spec.RoleEtcd},
+		}},
+	}
+}
+
+func TestCovers(t *testing.T) {
+	tests := []struct {
+		name string
+		edit func(*spec.ClusterSpec)
+		want []string // substrings of the error; none means covered
+	}{
+		{"same spec", func(*spec.ClusterSpec) {}, nil},
+		{"a package removed is still covered", func(s *spec.ClusterSpec) { s.OS.Packages = nil }, nil},
+		{"a role without nodes is ignored", func(s *spec.ClusterSpec) {
+			s.OS.RolePackages[spec.RoleStorage] = []string{"zfsutils-linux"}
+		}, nil},
+		{"new base and role packages", func(s *spec.ClusterSpec) {
+			s.OS.Packages = append(s.OS.Packages, "jq")
+			s.OS.RolePackages[spec.RoleEtcd] = append(s.OS.RolePackages[spec.RoleEtcd], "etcd-client")
+		}, []string{"role etcd: not locked: etcd-client, jq", "role worker: not locked: jq"}},
+		{"kernel flavour changed", func(s *spec.ClusterSpec) { s.OS.KernelFlavour = "rt-amd64" }, []string{"linux-image-rt-amd64"}},
+		{"new role", func(s *spec.ClusterSpec) {
+			s.Topology.Nodes = append(s.Topology.Nodes, spec.Node{Name: "lb1", Role: spec.RoleLoadBalancer})
+		}, []string{"role loadbalancer is not in the lock"}},
+		{"suite, mirror and architecture changed", func(s *spec.ClusterSpec) {
+			s.OS.Suite, s.OS.Mirror, s.OS.Architecture = "trixie", "http://mirror.example/debian", "arm64"
+		}, []string{`suite is "bookworm" in the lock but "trixie"`, "mirror is", "architecture is"}},
+		{"trailing slash on the mirror is the same mirror", func(s *spec.ClusterSpec) { s.OS.Mirror = spec.DefaultMirror + "/" }, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			l := coveredLock(coversSpec())
+			s := coversSpec()
+			tt.edit(s)
+			err := l.Covers(s)
+			if len(tt.want) == 0 {
+				if err != nil {
+					t.Fatalf("Covers = %v, want nil", err)
+				}
+				return
+			}
+			if !errors.Is(err, ErrNotCovered) {
+				t.Fatalf("Covers = %v, want ErrNotCovered", err)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("Covers = %v\nwant it to contain %q", err, w)
+				}
+			}
+		})
+	}
+}
+
+func TestUpdatePolicyOffline(t *testing.T) {
+	// An apt-get that cannot run proves no resolution was attempted.
+	noApt := ResolveOptions{AptGet: filepath.Join(t.TempDir(), "no-apt-get"), Keyring: "/dev/null"}
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), FileName)
+	if err := coveredLock(coversSpec()).Write(path); err != nil {
+		t.Fatal(err)
+	}
+	l, changed, err := Update(ctx, coversSpec(), path, false, noApt)
+	if err != nil || changed || l == nil {
+		t.Fatalf("Update(covered) = %v, %v, %v; want the lock unchanged", l, changed, err)
+	}
+
+	s := coversSpec()
+	s.OS.Packages = append(s.OS.Packages, "jq")
+	_, changed, err = Update(ctx, s, path, false, noApt)
+	if !errors.Is(err, ErrNotCovered) || changed || !strings.Contains(err.Error(), "--update") ||
+		!strings.Contains(err.Error(), "jq") || !strings.Contains(err.Error(), path) {
+		t.Fatalf("Update(uncovered) = %v; want ErrNotCovered naming %s, jq and --update", err, path)
+	}
+
+	if err := os.WriteFile(path, []byte(`{"apiVersion": 1}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := Update(ctx, coversSpec(), path, true, noApt); !errors.Is(err, ErrInvalid) {
+		t.Errorf("Update(corrupt lock, --update) = %v; want ErrInvalid, not a silent overwrite", err)
+	}
+	if after, _ := os.ReadFile(path); string(after) != `{"apiVersion": 1}` {
+		t.Errorf("Update replaced a corrupt lock instead of leaving it for the operator")
+	}
+}
+
+func TestRequests(t *testing.T) {
+	s := coversSpec()
+	got := Requests(s, spec.RoleEtcd)
+	want := slices.Sorted(slices.Values(append(slices.Clone(NodePackages), "etcd-server", "htop", "linux-image-cloud-amd64")))
+	if !slices.Equal(got, want) {
+		t.Errorf("Requests(etcd) = %v\nwant %v", got, want)
+	}
+	if slices.Contains(NodePackages, "openssh-server") {
+		t.Error("NodePackages must not include an SSH server: nodes are API-managed")
+	}
+	if RequestDigest(s) != RequestDigest(coversSpec()) {
+		t.Error("RequestDigest is not a function of the spec")
+	}
+	s.OS.Packages = append(s.OS.Packages, "jq")
+	if RequestDigest(s) == RequestDigest(coversSpec()) {
+		t.Error("RequestDigest ignores a new package")
+	}
+}
