@@ -259,8 +259,17 @@ func assemble(o Options, m *Manifest, roles []spec.Role, roleDirs map[spec.Role]
 			}
 		}
 		img := rec.Image
+		pred, err := Predict(roleDirs[r], o.Keys)
+		if err != nil {
+			return fmt.Errorf("role %s: %w", r, err)
+		}
+		pcrs, err := json.Marshal(pred)
+		if err != nil {
+			return err
+		}
 		m.Roles[string(r)] = RoleManifest{RoleID: rec.RoleID, Kernel: img.Kernel, Cmdline: img.Cmdline, RootHash: img.Verity.RootHash,
-			Salt: img.Verity.Salt, DataBlocks: img.Verity.DataBlocks, UKIPath: img.UKIName, Packages: rec.Packages, Partitions: img.Partitions}
+			Salt: img.Verity.Salt, DataBlocks: img.Verity.DataBlocks, UKIPath: img.UKIName, Packages: rec.Packages, Partitions: img.Partitions,
+			PCRs: pcrs}
 		for _, name := range o.Lock.Roles[r] {
 			if p, ok := o.Lock.Package(name); ok && !seenPkg[name] {
 				seenPkg[name] = true

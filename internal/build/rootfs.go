@@ -46,7 +46,9 @@ func MakeRootfs(ctx context.Context, in RootfsInput) error {
 const kubedosdUnit = `[Unit]
 Description=kubedos node daemon
 Documentation=https://kubedos.io/docs/kubedosd
-After=local-fs.target sysinit.target
+# After the PCR phase units, so PCR 11 is quoted at the "ready" phase every
+# time (systemd 252 extends "sysinit", then "ready").
+After=local-fs.target sysinit.target systemd-pcrphase.service systemd-pcrphase-sysinit.service
 Wants=sysinit.target
 
 [Service]

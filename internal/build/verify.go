@@ -1,8 +1,10 @@
 package build
 
 import (
+	"bytes"
 	"context"
 	"crypto/x509"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -78,6 +80,11 @@ func Verify(ctx context.Context, dir string, keys *sign.KeySet) ([]Failure, erro
 				fail(rel(efi), "Authenticode: %v", err)
 			}
 		}
+		if pred, err := Predict(filepath.Join(dir, "roles", r), keys); err != nil {
+			fail(rel(FileUKI), "cannot predict PCRs: %v", err)
+		} else if got, err := json.Marshal(pred); err != nil || !sameJSON(got, rm.PCRs) {
+			fail(ManifestFile, "role %s: the PCR prediction does not follow from the built EFI binaries and keys", r)
+		}
 		if err := CheckVerity(ctx, filepath.Join(dir, rel(FileRoot)), filepath.Join(dir, rel(FileVerity)), rm.RootHash); err != nil {
 			fail(rel(FileRoot), "dm-verity root hash %s does not match: %v", rm.RootHash, err)
 		}
@@ -121,4 +128,10 @@ func checkSBOM(path string, l *lock.Lock) []string {
 		}
 	}
 	return probs
+}
+
+// sameJSON compares two JSON documents ignoring layout (the manifest is indented).
+func sameJSON(a, b []byte) bool {
+	var ca, cb bytes.Buffer
+	return json.Compact(&ca, a) == nil && json.Compact(&cb, b) == nil && bytes.Equal(ca.Bytes(), cb.Bytes())
 }

@@ -35,6 +35,7 @@ var rank = map[string]int{
 	"internal/hub":       4,
 	"internal/cli":       5,
 	"cmd":                6,
+	"bench":              6, // benchmark helpers, like commands
 }
 
 // rankOf finds the rank of a package directory by its longest listed prefix,

@@ -29,6 +29,10 @@ var NodePackages = []string{
 	// The kernel package needs an initramfs tool; ours is kubedos-init in the
 	// UKI, so take the smallest one rather than initramfs-tools.
 	"tiny-initramfs",
+	// systemd-pcrphase needs the TPM2 software stack to extend PCR 11 with
+	// the boot phases the attestation policy predicts.
+	"libtss2-esys-3.0.2-0",
+	"libtss2-rc0",
 	"udev",            // device nodes and by-partuuid links
 	"wireguard-tools", // wg(8) for debugging the three planes
 }

@@ -1,0 +1,150 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"bytes"
+	"debug/pe"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/kubedos/kubedos/internal/build"
+	"github.com/kubedos/kubedos/internal/sign"
+)
+
+// espOffset is where MakeDisk puts the ESP (partition 1 at 1 MiB).
+const espOffset = "@@1048576"
+
+// withChangedUKI returns a raw copy of the built disk whose UKI on the ESP
+// has one byte of its .cmdline changed ("quiet" becomes "quieT"), re-signed
+// with the db key when resign is set.
+func withChangedUKI(t *testing.T, c *cluster, name string, resign bool) string {
+	t.Helper()
+	dir := filepath.Join(work, "tamper-"+name)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	disk := filepath.Join(dir, "disk.raw")
+	tool(t, "cp", "--sparse=always", c.role(build.FileDiskRaw), disk)
+	uki := filepath.Join(dir, "uki.efi")
+	onESP := "::/" + c.manifest.Roles["master"].UKIPath
+	t.Setenv("MTOOLS_SKIP_CHECK", "1")
+	tool(t, "mcopy", "-n", "-i", disk+espOffset, onESP, uki)
+	b, err := os.ReadFile(uki)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := pe.NewFile(bytes.NewReader(b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sec := f.Section(".cmdline")
+	if sec == nil {
+		t.Fatal("UKI has no .cmdline")
+	}
+	start := int(sec.Offset)
+	i := bytes.Index(b[start:start+int(sec.Size)], []byte("quiet"))
+	if i < 0 {
+		t.Fatalf(".cmdline has no 'quiet' to change")
+	}
+	b[start+i+4] = 'T'
+	if resign {
+		ks, err := sign.LoadKeySet(filepath.Join(c.dir, "keys"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		key, err := sign.ReadPrivateKey(ks.Path(sign.FileDBKey))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if b, err = sign.SignPEImage(b, ks.DB, key); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(uki, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tool(t, "mcopy", "-o", "-i", disk+espOffset, uki, onESP)
+	return disk
+}
+
+// TestChangedUKIUnsigned: one changed byte breaks the Authenticode
+// signature, so the firmware refuses to run the UKI at all.
+func TestChangedUKIUnsigned(t *testing.T) {
+	c := manufacture(t)
+	st, console := bootDisk(t, c, "changed-unsigned", withChangedUKI(t, c, "unsigned", false))
+	if st != nil {
+		t.Fatalf("a UKI with a changed byte booted under Secure Boot: %+v", st)
+	}
+	if !refusedRE.MatchString(console) {
+		t.Fatalf("expected the firmware to refuse the UKI:\n%s", lastLines(console, 20))
+	}
+	t.Log("outcome: firmware refused the changed UKI (Access Denied); it never ran")
+}
+
+// TestChangedUKIResigned: re-signed with the platform's own db key, the
+// changed UKI boots, but its PCR 11 no longer matches the manifest: the
+// attestation gate is what catches it.
+func TestChangedUKIResigned(t *testing.T) {
+	c := manufacture(t)
+	st, console := bootDisk(t, c, "changed-resigned", withChangedUKI(t, c, "resigned", true))
+	if st == nil {
+		t.Fatalf("a validly signed UKI did not boot:\n%s", lastLines(console, 30))
+	}
+	pred := predicted(t, c.manifest.Roles["master"])
+	if got := st.PCRs["11"]; got == "" || strings.EqualFold(got, pred["11"]) {
+		t.Fatalf("PCR 11 %s still equals the prediction %s for a changed UKI", got, pred["11"])
+	}
+	if !strings.EqualFold(st.PCRs["7"], pred["7"]) {
+		t.Errorf("PCR 7 changed too (%s vs %s): only the UKI changed", st.PCRs["7"], pred["7"])
+	}
+	t.Logf("outcome: the re-signed UKI boots; PCR 11 %s does not match the manifest's %s", st.PCRs["11"], pred["11"])
+}
+
+// TestCorruptRootRefused: one changed byte in the root partition fails
+// dm-verity when the root is mounted, and the node does not come up.
+func TestCorruptRootRefused(t *testing.T) {
+	c := manufacture(t)
+	dir := filepath.Join(work, "tamper-root")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	disk := filepath.Join(dir, "disk.raw")
+	tool(t, "cp", "--sparse=always", c.role(build.FileDiskRaw), disk)
+	var start int64 = -1
+	off := int64(1 << 20) // partitions follow the 1 MiB GPT area in manifest order
+	for _, p := range c.manifest.Roles["master"].Partitions {
+		if p.Label == "root-a" {
+			start = off
+			break
+		}
+		off += p.SizeMiB << 20
+	}
+	if start < 0 {
+		t.Fatal("no root-a partition in the manifest")
+	}
+	f, err := os.OpenFile(disk, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := make([]byte, 1)
+	// Byte 100 is in the squashfs superblock, read as soon as the root is mounted.
+	if _, err := f.ReadAt(b, start+100); err != nil {
+		t.Fatal(err)
+	}
+	b[0] ^= 0xff
+	if _, err := f.WriteAt(b, start+100); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	st, console := bootDisk(t, c, "corrupt-root", disk)
+	if st != nil {
+		t.Fatalf("a node with a corrupted root reported status: %+v", st)
+	}
+	if !strings.Contains(console, "verity") || !(strings.Contains(console, "corrupt") || strings.Contains(console, "FATAL")) {
+		t.Fatalf("no verity failure on the console:\n%s", lastLines(console, 20))
+	}
+	t.Log("outcome: dm-verity refused the corrupted root; the node never reached systemd")
+}
