@@ -77,7 +77,7 @@ kubedos-init refused the root, timeout, or a PCR mismatch).`,
 
 var (
 	bootStatusRE = regexp.MustCompile(regexp.QuoteMeta(agent.StatusLinePrefix) + `(\{.*\})`)
-	bootRefused  = regexp.MustCompile(`Access Denied|Security Violation|No bootable option|kubedos-init: FATAL: .*`)
+	bootRefused  = regexp.MustCompile(`Access Denied|Security Violation|No bootable option|kubedos-init: FATAL: .*|Kernel panic - not syncing: .*`)
 )
 
 func bootOnce(ctx context.Context, g *globals, buildDir, role, keysDir, dir string, memory int, timeout time.Duration) (*bootReport, error) {
