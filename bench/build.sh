@@ -34,7 +34,7 @@ networking:
 YAML
 [ -d keys ] || "$k" keys init --dir keys --cluster bench >/dev/null
 "$k" lock one.yaml --update >/dev/null 2>&1
-pkgs=$(go run "$repo/bench/requests" one.yaml master)
+pkgs=$(cd "$repo" && go run ./bench/requests "$w/one.yaml" master)
 
 echo "## floor: plain mmdebstrap + mksquashfs, same package set (master role)"
 rm -rf floor floor.sqfs
