@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"os"
@@ -19,7 +20,7 @@ import (
 
 // FormatVersion changes whenever the image layout or build steps change in
 // a way that changes bytes; it is part of every role's content address.
-const FormatVersion = "kubedos-image-v1"
+const FormatVersion = "kubedos-image-v2"
 
 // Options are the inputs of one build.
 type Options struct {
@@ -125,10 +126,10 @@ func roleKey(o Options, r spec.Role, m *Manifest) string {
 		Format, Role, Suite, Cmdline string
 		Epoch                        int64
 		Packages, Requests, Modules  []string
-		Kubedosd, Init, DBCert       string
+		Kubedosd, Init, DBCert, CA   string
 		Tools                        map[string]string
 	}{FormatVersion, string(r), o.Lock.Suite, BaseCmdline, o.Lock.SourceDateEpoch, pkgs, lock.Requests(o.Spec, r),
-		InitrdModules, m.Source.KubedosdSHA256, m.Source.InitSHA256, m.DBCert, m.Tools}
+		InitrdModules, m.Source.KubedosdSHA256, m.Source.InitSHA256, m.DBCert, sha256Hex(o.Keys.CA.Raw), m.Tools}
 	b, _ := json.Marshal(key)
 	return sha256Hex(b)[:16]
 }
@@ -180,7 +181,8 @@ func buildRole(ctx context.Context, o Options, r spec.Role, id, cache string) (s
 	rootfs := filepath.Join(tmp, "rootfs")
 	step("rootfs (mmdebstrap, offline)")
 	err = MakeRootfs(ctx, RootfsInput{Role: string(r), Architecture: o.Lock.Architecture, Sources: o.Repo.MmdebstrapSource(),
-		Packages: lock.Requests(o.Spec, r), Epoch: o.Lock.SourceDateEpoch, Kubedosd: o.Kubedosd, Out: rootfs})
+		Packages: lock.Requests(o.Spec, r), Epoch: o.Lock.SourceDateEpoch, Kubedosd: o.Kubedosd, Out: rootfs,
+		CACert: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: o.Keys.CA.Raw})})
 	if err != nil {
 		return "", false, err
 	}

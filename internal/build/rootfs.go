@@ -19,6 +19,7 @@ type RootfsInput struct {
 	Packages []string // on top of Priority: required
 	Epoch    int64    // SOURCE_DATE_EPOCH, from the lock
 	Kubedosd string   // the node daemon binary to install
+	CACert   []byte   // the cluster CA (PEM): nodes check the hub against it
 	Out      string   // directory to create; must not exist
 }
 
@@ -62,6 +63,15 @@ StandardOutput=journal+console
 WantedBy=multi-user.target
 `
 
+// lanNetwork brings the LAN interface up with DHCP; the WireGuard planes
+// come later, over it.
+const lanNetwork = `[Match]
+Name=en* eth*
+
+[Network]
+DHCP=ipv4
+`
+
 // customizeRootfs makes the root an immutable kubedos node: kubedosd
 // enabled, mount points for state and data, no per-machine identity baked in
 // and no file that records when the image was built.
@@ -79,6 +89,8 @@ func customizeRootfs(in RootfsInput) error {
 		{"usr/bin/kubedosd", bin, 0o755},
 		{"etc/systemd/system/kubedosd.service", []byte(kubedosdUnit), 0o644},
 		{"etc/kubedos/role", []byte(in.Role + "\n"), 0o644},
+		{"etc/kubedos/ca.crt", in.CACert, 0o644},
+		{"etc/systemd/network/80-kubedos-lan.network", []byte(lanNetwork), 0o644},
 		{"etc/hostname", []byte("kubedos-" + in.Role + "\n"), 0o644},
 		// Empty: systemd makes a transient machine-id on the read-only root.
 		{"etc/machine-id", nil, 0o444},
@@ -97,8 +109,10 @@ func customizeRootfs(in RootfsInput) error {
 	links := map[string]string{
 		"etc/systemd/system/multi-user.target.wants/kubedosd.service": "/etc/systemd/system/kubedosd.service",
 		// /tmp must be writable on a read-only root.
-		"etc/systemd/system/tmp.mount":                       "/usr/share/systemd/tmp.mount",
-		"etc/systemd/system/local-fs.target.wants/tmp.mount": "/usr/share/systemd/tmp.mount",
+		"etc/systemd/system/tmp.mount":                                        "/usr/share/systemd/tmp.mount",
+		"etc/systemd/system/local-fs.target.wants/tmp.mount":                  "/usr/share/systemd/tmp.mount",
+		"etc/systemd/system/multi-user.target.wants/systemd-networkd.service": "/lib/systemd/system/systemd-networkd.service",
+		"etc/systemd/system/sockets.target.wants/systemd-networkd.socket":     "/lib/systemd/system/systemd-networkd.socket",
 		// The root is verity-protected squashfs: there is nothing to remount.
 		"etc/systemd/system/systemd-remount-fs.service": "/dev/null",
 	}
