@@ -4,7 +4,11 @@
 GO              ?= go
 GOBIN           ?= $(shell $(GO) env GOPATH)/bin
 STATICCHECK_VER := v0.8.2
-FUZZTIME        ?= 10s
+FUZZTIME        ?= 4s
+# package:target pairs run briefly on every `make test`: every decoder of
+# untrusted input (spec, event log, hub requests, PE images, GPT, VARS).
+FUZZ_TARGETS    := spec:FuzzParse measure:FuzzEventLog attest:FuzzDecodeEvidence attest:FuzzVerifyEvidenceEventLog \
+                   attest:FuzzDecodeIdentity api:FuzzCodec sign:FuzzVerifyPE sign:FuzzAuthenticodeDigest earlyboot:FuzzReadGPT
 BIN             := bin
 LDFLAGS         := -X github.com/kubedos/kubedos/internal/buildinfo.Version=$(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 
@@ -37,10 +41,13 @@ lint:
 unit:
 	$(GO) test -race -count=1 ./...
 
-# Each fuzz target runs briefly on every test run; minimizing is capped
-# because Go's minimizer stalls for minutes on spec-sized inputs.
+# Minimizing is capped because Go's minimizer stalls for minutes on
+# spec-sized inputs.
 fuzz:
-	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 1s ./internal/spec
+	@set -e; for t in $(FUZZ_TARGETS); do \
+	  pkg=$${t%%:*}; fn=$${t#*:}; echo "fuzz $$pkg $$fn"; \
+	  $(GO) test -run '^$$' -fuzz "^$$fn\$$" -fuzztime $(FUZZTIME) -fuzzminimizetime 1s ./internal/$$pkg; \
+	done
 
 # End-to-end: real Debian packages, real images, QEMU + OVMF Secure Boot +
 # swtpm under TCG. Needs root and Debian's mirror; about 10 minutes here.

@@ -1,6 +1,8 @@
-// Command kubedosd is the node daemon. Today it reports the booted build,
-// slot and TPM PCRs once at start (console and /run/kubedos/status.json) and
-// then waits; the node API and enrollment grow from here.
+// Command kubedosd is the node daemon. At start it reports the booted build,
+// slot and TPM PCRs (console and /run/kubedos/status.json); when the machine
+// names a hub (SMBIOS OEM string kubedos.hub) and the node has no identity
+// yet, it enrolls through the attestation gate; then it waits. The node API
+// grows from here.
 package main
 
 import (
@@ -24,28 +26,22 @@ func main() {
 }
 
 func run(ctx context.Context) error {
-	if len(os.Args) > 1 && os.Args[1] == "status" {
-		st, err := agent.ReadStatus([]int{4, 7, 11})
-		if err != nil {
-			return err
-		}
-		enc := json.NewEncoder(os.Stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(st)
-	}
 	st, err := agent.ReadStatus([]int{4, 7, 11})
 	if err != nil {
 		return err
 	}
-	line := agent.StatusLine(st)
-	fmt.Println(line)
-	if con, err := os.OpenFile("/dev/console", os.O_WRONLY, 0); err == nil {
-		fmt.Fprintln(con, line)
-		con.Close()
+	if len(os.Args) > 1 && os.Args[1] == "status" {
+		enc := json.NewEncoder(os.Stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(st)
 	}
+	agent.Console(agent.StatusLine(st))
 	if err := os.MkdirAll("/run/kubedos", 0o755); err == nil {
 		b, _ := json.MarshalIndent(st, "", "  ")
 		_ = os.WriteFile("/run/kubedos/status.json", b, 0o644)
+	}
+	if err := agent.EnrollOnFirstBoot(ctx, st); err != nil {
+		agent.Console(agent.RefusedLinePrefix + err.Error())
 	}
 	<-ctx.Done()
 	return nil

@@ -26,12 +26,12 @@ var rank = map[string]int{
 	"internal/measure":   1,
 	"internal/pki":       1,
 	"internal/wg":        1,
-	"internal/api":       1,
+	"internal/api":       3, // wire types; carries internal/attest's structs
 	"internal/plan":      1,
 	"internal/build":     2,
 	"internal/attest":    2,
 	"internal/target":    3, // includes internal/target/qemu
-	"internal/agent":     4,
+	"internal/agent":     4, // kubedosd; imports api and attest
 	"internal/hub":       4,
 	"internal/cli":       5,
 	"cmd":                6,

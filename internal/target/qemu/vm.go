@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 )
@@ -33,6 +34,13 @@ type VMConfig struct {
 	CPUs      int
 	// SMBIOS identity, so a node's identity is deterministic from the spec.
 	Serial, UUID string
+	// OEMStrings go into SMBIOS type 11 (kubedos.name=…, kubedos.hub=…):
+	// per-machine settings that are not part of the measured boot.
+	OEMStrings []string
+	// GuestFwd, when set, gives the VM one NIC on an isolated user-mode
+	// network (restrict=on: no route anywhere) whose only reachable address
+	// forwards to the host, e.g. "tcp:10.0.2.100:7443-tcp:127.0.0.1:7443".
+	GuestFwd []string
 }
 
 // VM is a running (or stopped) machine.
@@ -103,12 +111,29 @@ func Start(ctx context.Context, cfg VMConfig) (*VM, error) {
 		"-drive", "if=pflash,format=raw,unit=0,readonly=on,file=" + OVMFCode,
 		"-drive", "if=pflash,format=raw,unit=1,file=" + vars,
 		"-drive", "if=none,id=disk0,format=" + format + ",file=" + cfg.Disk,
-		// The disk is the only boot option: a failed network boot would add events to PCR 4.
-		"-device", "virtio-blk-pci,drive=disk0,bootindex=0", "-net", "none",
+		// The disk is the first boot option: a failed network boot would add events to PCR 4.
+		"-device", "virtio-blk-pci,drive=disk0,bootindex=0",
 		"-chardev", "socket,id=chrtpm,path=" + sock, "-tpmdev", "emulator,id=tpm0,chardev=chrtpm", "-device", "tpm-tis,tpmdev=tpm0",
 		"-nographic", "-monitor", "none", "-serial", "file:" + v.SerialLog(),
 		// A panic (for example a verity failure) reboots at once; -no-reboot turns that into an exit.
 		"-no-reboot",
+	}
+	if len(cfg.GuestFwd) > 0 {
+		netdev := "user,id=n0,restrict=on"
+		for _, f := range cfg.GuestFwd {
+			netdev += ",guestfwd=" + f
+		}
+		// romfile= : no iPXE option ROM, so the NIC never becomes a boot option.
+		args = append(args, "-netdev", netdev, "-device", "virtio-net-pci,netdev=n0,romfile=")
+	} else {
+		args = append(args, "-net", "none")
+	}
+	if len(cfg.OEMStrings) > 0 {
+		t11 := "type=11"
+		for _, v := range cfg.OEMStrings {
+			t11 += ",value=" + strings.ReplaceAll(v, ",", ",,")
+		}
+		args = append(args, "-smbios", t11)
 	}
 	if cfg.Serial != "" || cfg.UUID != "" {
 		args = append(args, "-smbios", fmt.Sprintf("type=1,serial=%s,uuid=%s", cfg.Serial, cfg.UUID))

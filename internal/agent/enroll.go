@@ -1,0 +1,159 @@
+package agent
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/kubedos/kubedos/internal/api"
+	"github.com/kubedos/kubedos/internal/attest"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+)
+
+// HubServerName is the name the hub's TLS certificate carries; nodes check
+// it against the cluster CA baked into their image.
+const HubServerName = "kubedos-hub"
+
+// Identity files on the state partition (/var is an overlay kept on state).
+const (
+	IdentityDir  = "/var/lib/kubedos/identity"
+	NodeKeyFile  = "node.key"
+	NodeCertFile = "node.crt"
+)
+
+// EnrollConfig is what a node needs to enroll.
+type EnrollConfig struct {
+	Hub      string // host:port
+	CA       *x509.Certificate
+	Name     string
+	Role     string
+	BuildID  string
+	TPM      string // /dev/tpmrm0
+	EventLog string
+	StateDir string // where the identity is written
+}
+
+// Enrolled is the identity the hub issued.
+type Enrolled struct {
+	Certificate *x509.Certificate
+	KeyFile     string
+	CertFile    string
+}
+
+// Enroll runs the node side of the enrollment protocol: EK and a fresh AK,
+// credential activation, a quote over the hub's nonce with the event log,
+// and a CSR for a key made here. The private key never leaves the node; it
+// is written 0600 only once the hub has signed its certificate.
+func Enroll(ctx context.Context, cfg EnrollConfig, logf func(string, ...any)) (*Enrolled, error) {
+	p, err := attest.OpenProver(cfg.TPM, cfg.EventLog)
+	if err != nil {
+		return nil, err
+	}
+	defer p.Close()
+	id, err := p.Identity()
+	if err != nil {
+		return nil, err
+	}
+	logf("EK %s; connecting to hub %s", attest.EKHash(id.EKPublic), cfg.Hub)
+	cc, err := dialHub(cfg.Hub, cfg.CA, nil)
+	if err != nil {
+		return nil, err
+	}
+	defer cc.Close()
+	hub := api.NewEnrollmentClient(cc)
+	begun, err := hub.Begin(ctx, &api.BeginRequest{Name: cfg.Name, Role: cfg.Role, Identity: id})
+	if err != nil {
+		return nil, fmt.Errorf("enroll: begin: %w", err)
+	}
+	secret, err := p.ActivateCredential(begun.Challenge)
+	if err != nil {
+		return nil, err
+	}
+	act, err := hub.Activate(ctx, &api.ActivateRequest{Session: begun.Session, Secret: secret})
+	if err != nil {
+		return nil, fmt.Errorf("enroll: credential activation: %w", err)
+	}
+	ev, err := p.Quote(act.Nonce, act.PCRs)
+	if err != nil {
+		return nil, err
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	csr, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{
+		Subject: pkix.Name{CommonName: cfg.Name}, DNSNames: []string{cfg.Name}}, key)
+	if err != nil {
+		return nil, err
+	}
+	res, err := hub.Enroll(ctx, &api.EnrollRequest{Session: begun.Session, Nonce: act.Nonce, Evidence: ev, BuildID: cfg.BuildID, CSR: csr})
+	if err != nil {
+		return nil, fmt.Errorf("enroll: %w", err)
+	}
+	cert, err := x509.ParseCertificate(res.Certificate)
+	if err != nil {
+		return nil, fmt.Errorf("enroll: hub returned a bad certificate: %w", err)
+	}
+	if _, err := cert.Verify(x509.VerifyOptions{Roots: pool(cfg.CA), KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}}); err != nil {
+		return nil, fmt.Errorf("enroll: certificate does not chain to the cluster CA: %w", err)
+	}
+	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		return nil, err
+	}
+	out := &Enrolled{Certificate: cert, KeyFile: filepath.Join(cfg.StateDir, NodeKeyFile), CertFile: filepath.Join(cfg.StateDir, NodeCertFile)}
+	if err := os.MkdirAll(cfg.StateDir, 0o700); err != nil {
+		return nil, err
+	}
+	if err := writeAtomic(out.KeyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
+		return nil, err
+	}
+	if err := writeAtomic(out.CertFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: res.Certificate}), 0o644); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// dialHub opens a TLS connection to the hub, checking its certificate
+// against the cluster CA; cert, when given, authenticates this end.
+func dialHub(addr string, ca *x509.Certificate, cert *tls.Certificate) (*grpc.ClientConn, error) {
+	if ca == nil {
+		return nil, errors.New("no cluster CA certificate to check the hub against")
+	}
+	conf := &tls.Config{RootCAs: pool(ca), ServerName: HubServerName, MinVersion: tls.VersionTLS13}
+	if cert != nil {
+		conf.Certificates = []tls.Certificate{*cert}
+	}
+	cc, err := grpc.NewClient(addr, append(api.DialOptions(), grpc.WithTransportCredentials(credentials.NewTLS(conf)))...)
+	if err != nil {
+		return nil, fmt.Errorf("hub %s: %w", addr, err)
+	}
+	return cc, nil
+}
+
+func pool(certs ...*x509.Certificate) *x509.CertPool {
+	p := x509.NewCertPool()
+	for _, c := range certs {
+		p.AddCert(c)
+	}
+	return p
+}
+
+func writeAtomic(path string, data []byte, mode os.FileMode) error {
+	tmp := fmt.Sprintf("%s.tmp-%d", path, time.Now().UnixNano())
+	if err := os.WriteFile(tmp, data, mode); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}

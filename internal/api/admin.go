@@ -1,0 +1,166 @@
+package api
+
+import (
+	"context"
+	"time"
+
+	"google.golang.org/grpc"
+)
+
+// AdminService is the operator's view of the hub; every call needs a client
+// certificate from the cluster CA with a role that allows it.
+const AdminService = "kubedos.hub.v1.Admin"
+
+// Refusal is why a node is quarantined (or revoked): the check that failed
+// and its exact detail (which PCR, expected vs got).
+type Refusal struct {
+	Check  string `json:"check"`
+	Detail string `json:"detail"`
+}
+
+// Node is a node as the hub records it.
+type Node struct {
+	Name         string    `json:"name"`
+	Role         string    `json:"role"`
+	State        string    `json:"state"` // pending, enrolled, quarantined, revoked, fenced, replaced
+	EKHash       string    `json:"ekHash,omitempty"`
+	BuildID      string    `json:"buildID,omitempty"`
+	CertSerial   string    `json:"certSerial,omitempty"`
+	CertNotAfter time.Time `json:"certNotAfter,omitempty"`
+	EnrolledAt   time.Time `json:"enrolledAt,omitempty"`
+	Reason       *Refusal  `json:"reason,omitempty"`
+}
+
+// AuditEntry is one line of the hub's append-only audit log.
+type AuditEntry struct {
+	Seq     uint64    `json:"seq"`
+	Time    time.Time `json:"time"`
+	Actor   string    `json:"actor"`
+	Action  string    `json:"action"`
+	Target  string    `json:"target"`
+	Outcome string    `json:"outcome"`
+	Detail  string    `json:"detail,omitempty"`
+	Hash    string    `json:"hash"`
+}
+
+// NodeRequest names a node (get, revoke, fence, replace).
+type NodeRequest struct {
+	Name   string `json:"name"`
+	Reason string `json:"reason,omitempty"`
+}
+
+// ListNodesRequest lists every node.
+type ListNodesRequest struct{}
+
+// ListNodesResponse is the node registry.
+type ListNodesResponse struct {
+	Nodes []Node `json:"nodes"`
+}
+
+// AuditRequest pages through the audit log from a sequence number.
+type AuditRequest struct {
+	From  uint64 `json:"from"`
+	Limit int    `json:"limit"`
+}
+
+// AuditResponse is a page of the audit log.
+type AuditResponse struct {
+	Entries []AuditEntry `json:"entries"`
+	// ChainOK says the hash chain over the whole log verified.
+	ChainOK bool `json:"chainOK"`
+}
+
+// WindowRequest opens the enrollment window for a while.
+type WindowRequest struct {
+	Seconds int64 `json:"seconds"`
+}
+
+// WindowResponse says until when it is open.
+type WindowResponse struct {
+	Until time.Time `json:"until"`
+}
+
+// RegisterEKRequest records an EK hash the deploy step saw for a node.
+type RegisterEKRequest struct {
+	Name   string `json:"name"`
+	EKHash string `json:"ekHash"`
+}
+
+// Empty is an empty response.
+type Empty struct{}
+
+// AdminServer is implemented by the hub.
+type AdminServer interface {
+	ListNodes(context.Context, *ListNodesRequest) (*ListNodesResponse, error)
+	GetNode(context.Context, *NodeRequest) (*Node, error)
+	Revoke(context.Context, *NodeRequest) (*Node, error)
+	Fence(context.Context, *NodeRequest) (*Node, error)
+	Replace(context.Context, *NodeRequest) (*Node, error)
+	Audit(context.Context, *AuditRequest) (*AuditResponse, error)
+	OpenWindow(context.Context, *WindowRequest) (*WindowResponse, error)
+	RegisterEK(context.Context, *RegisterEKRequest) (*Empty, error)
+}
+
+// AdminMethods maps each admin method to the least role that may call it.
+var AdminMethods = map[string]string{
+	"ListNodes": "reader", "GetNode": "reader", "Audit": "reader",
+	"Revoke": "operator", "Fence": "operator", "Replace": "operator", "RegisterEK": "operator",
+	"OpenWindow": "admin",
+}
+
+// RegisterAdmin serves impl on s.
+func RegisterAdmin(s *grpc.Server, impl AdminServer) {
+	s.RegisterService(&grpc.ServiceDesc{
+		ServiceName: AdminService,
+		HandlerType: (*AdminServer)(nil),
+		Methods: []grpc.MethodDesc{
+			unary(AdminService, "ListNodes", AdminServer.ListNodes),
+			unary(AdminService, "GetNode", AdminServer.GetNode),
+			unary(AdminService, "Revoke", AdminServer.Revoke),
+			unary(AdminService, "Fence", AdminServer.Fence),
+			unary(AdminService, "Replace", AdminServer.Replace),
+			unary(AdminService, "Audit", AdminServer.Audit),
+			unary(AdminService, "OpenWindow", AdminServer.OpenWindow),
+			unary(AdminService, "RegisterEK", AdminServer.RegisterEK),
+		},
+	}, impl)
+}
+
+// AdminClient calls the hub's admin service.
+type AdminClient struct{ cc grpc.ClientConnInterface }
+
+// NewAdminClient wraps a connection made with DialOptions and a client certificate.
+func NewAdminClient(cc grpc.ClientConnInterface) *AdminClient { return &AdminClient{cc} }
+
+func (c *AdminClient) ListNodes(ctx context.Context) (*ListNodesResponse, error) {
+	return invoke[ListNodesResponse](ctx, c.cc, "/"+AdminService+"/ListNodes", &ListNodesRequest{})
+}
+
+func (c *AdminClient) GetNode(ctx context.Context, name string) (*Node, error) {
+	return invoke[Node](ctx, c.cc, "/"+AdminService+"/GetNode", &NodeRequest{Name: name})
+}
+
+func (c *AdminClient) Revoke(ctx context.Context, name, reason string) (*Node, error) {
+	return invoke[Node](ctx, c.cc, "/"+AdminService+"/Revoke", &NodeRequest{Name: name, Reason: reason})
+}
+
+func (c *AdminClient) Fence(ctx context.Context, name, reason string) (*Node, error) {
+	return invoke[Node](ctx, c.cc, "/"+AdminService+"/Fence", &NodeRequest{Name: name, Reason: reason})
+}
+
+func (c *AdminClient) Replace(ctx context.Context, name string) (*Node, error) {
+	return invoke[Node](ctx, c.cc, "/"+AdminService+"/Replace", &NodeRequest{Name: name})
+}
+
+func (c *AdminClient) Audit(ctx context.Context, from uint64, limit int) (*AuditResponse, error) {
+	return invoke[AuditResponse](ctx, c.cc, "/"+AdminService+"/Audit", &AuditRequest{From: from, Limit: limit})
+}
+
+func (c *AdminClient) OpenWindow(ctx context.Context, d time.Duration) (*WindowResponse, error) {
+	return invoke[WindowResponse](ctx, c.cc, "/"+AdminService+"/OpenWindow", &WindowRequest{Seconds: int64(d / time.Second)})
+}
+
+func (c *AdminClient) RegisterEK(ctx context.Context, name, ekHash string) error {
+	_, err := invoke[Empty](ctx, c.cc, "/"+AdminService+"/RegisterEK", &RegisterEKRequest{Name: name, EKHash: ekHash})
+	return err
+}

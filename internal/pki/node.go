@@ -1,0 +1,116 @@
+package pki
+
+import (
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"fmt"
+	"regexp"
+	"slices"
+	"time"
+)
+
+// labelRE is a DNS label, the form the ClusterSpec requires of node names
+// and roles.
+var labelRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
+
+// CheckName reports whether s is acceptable as a node name or node role: a
+// DNS label (lower-case letters, digits, '-'), as the ClusterSpec requires.
+func CheckName(field, s string) error {
+	if !labelRE.MatchString(s) {
+		return fmt.Errorf("%w: %s %q is not a DNS label (lower-case letters, digits, '-', at most 63)", ErrInvalid, field, s)
+	}
+	return nil
+}
+
+// SignNodeCSR certifies a node's key after the hub verified its attestation.
+// csrDER is the PKCS#10 request the node made with a key it generated.
+//
+// The certificate's content comes from the arguments only: CN and the single
+// SAN are DNS:name, O is "kubedos:node", OU is role, it is good for TLS client
+// and server auth for lifetime from now (started a minute early, capped at the
+// CA's expiry), with a random 128-bit serial. The CSR contributes its public
+// key and nothing else; extensions it requests are ignored. A CSR that asks
+// for another identity (a DNS name other than name, any IP, URI or e-mail
+// SAN, a CN other than name, an O or OU other than the ones above) is refused
+// with ErrCSRClaims, so a confused or hostile node is noticed rather than
+// silently corrected.
+func (ca *CA) SignNodeCSR(csrDER []byte, name, role string, lifetime time.Duration, now time.Time) (*x509.Certificate, error) {
+	if err := CheckName("node name", name); err != nil {
+		return nil, err
+	}
+	if err := CheckName("node role", role); err != nil {
+		return nil, err
+	}
+	csr, err := x509.ParseCertificateRequest(csrDER)
+	if err != nil {
+		return nil, fmt.Errorf("%w: node %s: %w", ErrBadCSR, name, err)
+	}
+	if err := csr.CheckSignature(); err != nil {
+		return nil, fmt.Errorf("%w: node %s: signature: %w", ErrBadCSR, name, err)
+	}
+	if err := CheckKeyType(csr.PublicKey); err != nil {
+		return nil, fmt.Errorf("node %s: %w", name, err)
+	}
+	if err := checkClaims(csr, name, role); err != nil {
+		return nil, fmt.Errorf("%w: node %s: %w", ErrCSRClaims, name, err)
+	}
+	tmpl := &x509.Certificate{
+		Subject: pkix.Name{
+			CommonName:         name,
+			Organization:       []string{OrgNode},
+			OrganizationalUnit: []string{role},
+		},
+		DNSNames:              []string{name},
+		KeyUsage:              x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth, x509.ExtKeyUsageServerAuth},
+		BasicConstraintsValid: true,
+	}
+	return ca.issue(tmpl, csr.PublicKey, lifetime, now)
+}
+
+// CheckKeyType accepts the public keys node certificates may carry: ECDSA
+// on P-256 and ed25519. Errors wrap ErrKeyType.
+func CheckKeyType(pub any) error {
+	switch k := pub.(type) {
+	case *ecdsa.PublicKey:
+		if k.Curve != elliptic.P256() {
+			return fmt.Errorf("%w: ECDSA on %s, want P-256", ErrKeyType, k.Curve.Params().Name)
+		}
+		return nil
+	case ed25519.PublicKey:
+		return nil
+	default:
+		return fmt.Errorf("%w: %T, want ECDSA P-256 or ed25519", ErrKeyType, pub)
+	}
+}
+
+// checkClaims refuses a CSR asking for anything but name's identity.
+func checkClaims(csr *x509.CertificateRequest, name, role string) error {
+	for _, d := range csr.DNSNames {
+		if d != name {
+			return fmt.Errorf("asks for DNS SAN %q, not the node name %q", d, name)
+		}
+	}
+	if len(csr.IPAddresses) > 0 {
+		return fmt.Errorf("asks for IP SANs %v: node certificates name the node only", csr.IPAddresses)
+	}
+	if len(csr.URIs) > 0 {
+		return fmt.Errorf("asks for URI SANs %v: node certificates name the node only", csr.URIs)
+	}
+	if len(csr.EmailAddresses) > 0 {
+		return fmt.Errorf("asks for e-mail SANs %v: node certificates name the node only", csr.EmailAddresses)
+	}
+	if cn := csr.Subject.CommonName; cn != "" && cn != name {
+		return fmt.Errorf("asks for CN %q, not the node name %q", cn, name)
+	}
+	if o := csr.Subject.Organization; len(o) > 0 && !slices.Equal(o, []string{OrgNode}) {
+		return fmt.Errorf("asks for O %q: nodes get O %q", o, OrgNode)
+	}
+	if ou := csr.Subject.OrganizationalUnit; len(ou) > 0 && !slices.Equal(ou, []string{role}) {
+		return fmt.Errorf("asks for OU %q, not the node role %q", ou, role)
+	}
+	return nil
+}

@@ -1,0 +1,137 @@
+package pki
+
+import (
+	"crypto/x509"
+	"fmt"
+	"strings"
+)
+
+// RoleOrgPrefix prefixes the role carried in a certificate's Organization:
+// "kubedos:admin", "kubedos:operator", "kubedos:reader", "kubedos:node".
+// It equals sign.RoleOrgPrefix, which the key ceremony uses for the admin
+// certificate (a test keeps them equal).
+const RoleOrgPrefix = "kubedos:"
+
+// Role is who a certificate speaks for. Operators are ordered admin >
+// operator > reader, as in Talos: each may do everything the one below it
+// may. Nodes stand apart: a node may act only on itself (see Allows).
+type Role string
+
+// The roles.
+const (
+	RoleAdmin    Role = "admin"
+	RoleOperator Role = "operator"
+	RoleReader   Role = "reader"
+	RoleNode     Role = "node"
+)
+
+// OrgNode is the Organization of every node certificate.
+const OrgNode = RoleOrgPrefix + string(RoleNode)
+
+// OperatorRoles are the roles IssueClient issues, highest first.
+var OperatorRoles = []Role{RoleAdmin, RoleOperator, RoleReader}
+
+// level orders operator roles; 0 is not an operator role.
+func (r Role) level() int {
+	switch r {
+	case RoleAdmin:
+		return 3
+	case RoleOperator:
+		return 2
+	case RoleReader:
+		return 1
+	}
+	return 0
+}
+
+// Org is the Organization value that carries r.
+func (r Role) Org() string { return RoleOrgPrefix + string(r) }
+
+// ParseRole accepts "admin", "operator", "reader" and "node".
+func ParseRole(s string) (Role, error) {
+	switch r := Role(s); r {
+	case RoleAdmin, RoleOperator, RoleReader, RoleNode:
+		return r, nil
+	}
+	return "", fmt.Errorf("%w: unknown role %q (roles: admin, operator, reader, node)", ErrNoRole, s)
+}
+
+// RoleOf reads the role a certificate carries in its Organization. Exactly
+// one Organization value may have the "kubedos:" prefix and it must name a
+// known role. RoleOf does not check who issued cert: call it on a
+// certificate that Authenticate (or the TLS handshake) has verified.
+func RoleOf(cert *x509.Certificate) (Role, error) {
+	if cert == nil {
+		return "", fmt.Errorf("%w: no certificate", ErrNoRole)
+	}
+	var found []string
+	for _, o := range cert.Subject.Organization {
+		if strings.HasPrefix(o, RoleOrgPrefix) {
+			found = append(found, strings.TrimPrefix(o, RoleOrgPrefix))
+		}
+	}
+	switch len(found) {
+	case 0:
+		return "", fmt.Errorf("%w: certificate %q has no Organization %q<role>", ErrNoRole, cert.Subject.CommonName, RoleOrgPrefix)
+	case 1:
+	default:
+		return "", fmt.Errorf("%w: certificate %q carries %d roles %q", ErrNoRole, cert.Subject.CommonName, len(found), found)
+	}
+	r, err := ParseRole(found[0])
+	if err != nil {
+		return "", fmt.Errorf("certificate %q: %w", cert.Subject.CommonName, err)
+	}
+	return r, nil
+}
+
+// Action is something a hub or node API caller asks to do. The names double
+// as audit actions.
+type Action string
+
+// The actions and who may take them.
+const (
+	// ActionRead: list and get nodes, read the audit log, status. Reader.
+	ActionRead Action = "read"
+	// ActionRegisterEK: record a TPM's EK hash for a node. Operator.
+	ActionRegisterEK Action = "ek.register"
+	// ActionOpenWindow: open or close the enrollment window. Operator.
+	ActionOpenWindow Action = "window.open"
+	// ActionRevoke: revoke a node's identity and certificates. Operator.
+	ActionRevoke Action = "node.revoke"
+	// ActionFence: revoke and stop a node. Operator.
+	ActionFence Action = "node.fence"
+	// ActionReplace: retire a node's identity so a new TPM may take the
+	// name through the enrollment gate. Operator.
+	ActionReplace Action = "node.replace"
+	// ActionIssueClient: issue operator client certificates. Admin.
+	ActionIssueClient Action = "client.issue"
+	// ActionRenew: a node renews its own certificate with a fresh quote.
+	// Nodes only, and only for themselves (the caller checks the name).
+	ActionRenew Action = "node.renew"
+)
+
+// minRole is the lowest operator role allowed each operator action.
+var minRole = map[Action]Role{
+	ActionRead:        RoleReader,
+	ActionRegisterEK:  RoleOperator,
+	ActionOpenWindow:  RoleOperator,
+	ActionRevoke:      RoleOperator,
+	ActionFence:       RoleOperator,
+	ActionReplace:     RoleOperator,
+	ActionIssueClient: RoleAdmin,
+}
+
+// nodeActions are the only actions a node certificate allows.
+var nodeActions = map[Action]bool{ActionRenew: true}
+
+// Allows reports whether role may take action: admin > operator > reader for
+// operator actions, nodes only for node actions. Unknown roles and actions
+// are denied.
+func Allows(role Role, action Action) bool {
+	if role == RoleNode {
+		return nodeActions[action]
+	}
+	lvl := role.level()
+	need, ok := minRole[action]
+	return ok && lvl > 0 && lvl >= need.level()
+}
