@@ -101,13 +101,6 @@ type AdminServer interface {
 	RegisterEK(context.Context, *RegisterEKRequest) (*Empty, error)
 }
 
-// AdminMethods maps each admin method to the least role that may call it.
-var AdminMethods = map[string]string{
-	"ListNodes": "reader", "GetNode": "reader", "Audit": "reader",
-	"Revoke": "operator", "Fence": "operator", "Replace": "operator", "RegisterEK": "operator",
-	"OpenWindow": "admin",
-}
-
 // RegisterAdmin serves impl on s.
 func RegisterAdmin(s *grpc.Server, impl AdminServer) {
 	s.RegisterService(&grpc.ServiceDesc{

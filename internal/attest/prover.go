@@ -13,6 +13,7 @@ import (
 
 	"github.com/google/go-attestation/attest"
 	"github.com/google/go-tpm/legacy/tpm2"
+	"golang.org/x/sys/unix"
 
 	"github.com/kubedos/kubedos/internal/measure"
 )
@@ -79,10 +80,16 @@ func OpenProver(tpmPath, eventLogPath string) (*Prover, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: event log: %v", ErrProver, err)
 	}
-	f, err := os.OpenFile(tpmPath, os.O_RDWR, 0)
+	// Blocking mode, deliberately: os.OpenFile makes a character device
+	// non-blocking, and then the kernel's TPM driver runs each command
+	// asynchronously and a read issued before the response is ready returns
+	// nothing; the unread response then makes the next write fail with EBUSY.
+	// Blocking writes execute the command before they return.
+	fd, err := unix.Open(tpmPath, unix.O_RDWR|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return nil, fmt.Errorf("%w: TPM: %v", ErrProver, err)
+		return nil, fmt.Errorf("%w: TPM %s: %v", ErrProver, tpmPath, err)
 	}
+	f := os.NewFile(uintptr(fd), tpmPath)
 	p, err := NewProver(f, log)
 	if err != nil {
 		f.Close()

@@ -1,0 +1,166 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/kubedos/kubedos/internal/agent"
+	"github.com/kubedos/kubedos/internal/api"
+	"github.com/kubedos/kubedos/internal/build"
+	"github.com/kubedos/kubedos/internal/target/qemu"
+)
+
+// swtpmLocalCA issues the EK certificates swtpm_setup --create-ek-cert makes:
+// the stand-in for a TPM vendor's CA.
+const swtpmLocalCA = "/var/lib/swtpm-localca/issuercert.pem"
+
+// hubAddrInGuest is the only address a node's isolated NIC reaches; QEMU
+// forwards it to the hub on the host's loopback.
+const hubAddrInGuest = "10.0.2.100:7443"
+
+// startHub runs `kubedos hub serve` for the build on a free loopback port.
+func startHub(t *testing.T, c *cluster) string {
+	t.Helper()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := lis.Addr().String()
+	lis.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	cmd := exec.CommandContext(ctx, filepath.Join(bin, "kubedos"), "hub", "serve", "cluster.yaml", "--build", c.buildDir,
+		"--keys", "keys", "--state", filepath.Join(work, "hubstate"), "--listen", addr, "--ek-ca", swtpmLocalCA)
+	cmd.Dir = c.dir
+	stderr, _ := cmd.StderrPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cancel(); _ = cmd.Wait() })
+	ready := make(chan struct{})
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			t.Log("hub: " + sc.Text())
+			if strings.Contains(sc.Text(), "listening on") {
+				close(ready)
+			}
+		}
+	}()
+	select {
+	case <-ready:
+	case <-time.After(30 * time.Second):
+		t.Fatal("hub did not start")
+	}
+	return addr
+}
+
+// bootEnrolling boots disk as node name with a NIC that reaches only the hub
+// and waits for kubedosd to report enrolled or refused.
+func bootEnrolling(t *testing.T, c *cluster, vmName, nodeName, hubAddr, disk string) (enrolled bool, line string) {
+	t.Helper()
+	dir := filepath.Join(work, "vm-"+vmName)
+	os.RemoveAll(dir)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	overlay := filepath.Join(dir, "disk.qcow2")
+	format := "raw"
+	if filepath.Ext(disk) == ".qcow2" {
+		format = "qcow2"
+	}
+	tool(t, "qemu-img", "create", "-q", "-f", "qcow2", "-F", format, "-b", disk, overlay)
+	ctx, cancel := context.WithTimeout(context.Background(), bootTimeout)
+	defer cancel()
+	start := time.Now()
+	vm, err := qemu.Start(ctx, qemu.VMConfig{Name: vmName, Dir: dir, Disk: overlay, Vars: enrolledVars(t, filepath.Join(c.dir, "keys")),
+		MemoryMiB: 1024, OEMStrings: []string{"kubedos.name=" + nodeName, "kubedos.hub=" + hubAddrInGuest},
+		GuestFwd: []string{"tcp:" + hubAddrInGuest + "-tcp:" + hubAddr}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer vm.Stop()
+	re := regexp.MustCompile(regexp.QuoteMeta(agent.EnrolledLinePrefix) + `.*|` + regexp.QuoteMeta(agent.RefusedLinePrefix) + `.*`)
+	m, err := vm.WaitSerial(ctx, re)
+	log, _ := os.ReadFile(vm.SerialLog())
+	t.Logf("%s: console after %s:\n%s", vmName, time.Since(start).Round(time.Second), lastLines(string(log), 14))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.HasPrefix(m[0], agent.EnrolledLinePrefix), m[0]
+}
+
+func nodeJSON(t *testing.T, c *cluster, hubAddr, name string) api.Node {
+	t.Helper()
+	out := must(t, c.dir, "node", "get", name, "--hub", hubAddr, "--keys", "keys", "-o", "json")
+	var n api.Node
+	if err := json.Unmarshal([]byte(out), &n); err != nil {
+		t.Fatalf("node get: %v\n%s", err, out)
+	}
+	return n
+}
+
+// TestEnrollmentGate: a validly signed image whose UKI command line differs
+// from the build is quarantined with the PCR 11 mismatch in the reason;
+// after `node replace`, the real image on a fresh TPM enrolls under the same
+// name and gets its certificate; revoke then takes it away.
+func TestEnrollmentGate(t *testing.T) {
+	c := manufacture(t)
+	if _, err := os.Stat(swtpmLocalCA); err != nil {
+		t.Skipf("swtpm local CA missing: %v", err)
+	}
+	hubAddr := startHub(t, c)
+
+	ok, line := bootEnrolling(t, c, "enroll-changed", "master", hubAddr, withChangedUKI(t, c, "enroll", true))
+	if ok {
+		t.Fatalf("a node with a changed UKI enrolled: %s", line)
+	}
+	n := nodeJSON(t, c, hubAddr, "master")
+	if n.State != "quarantined" || n.Reason == nil || n.Reason.Check != "pcr-policy" || !strings.Contains(n.Reason.Detail, "PCR 11") {
+		t.Fatalf("want master quarantined for PCR 11, got %+v (reason %+v)", n, n.Reason)
+	}
+	t.Logf("quarantined: %s: %s", n.Reason.Check, strings.Join(strings.Fields(n.Reason.Detail), " "))
+
+	must(t, c.dir, "node", "replace", "master", "--hub", hubAddr, "--keys", "keys", "--reason", "e2e: replace the quarantined machine")
+	ok, line = bootEnrolling(t, c, "enroll-good", "master", hubAddr, c.role(build.FileDiskQcow2))
+	if !ok {
+		t.Fatalf("the built image was refused: %s", line)
+	}
+	n = nodeJSON(t, c, hubAddr, "master")
+	if n.State != "enrolled" || n.BuildID != c.manifest.Roles["master"].RoleID || n.CertSerial == "" || !strings.Contains(line, "serial "+n.CertSerial) {
+		t.Fatalf("after enrollment the hub says %+v; node said %q", n, line)
+	}
+
+	list := must(t, c.dir, "node", "list", "--hub", hubAddr, "--keys", "keys")
+	if !strings.Contains(list, "enrolled") {
+		t.Errorf("node list:\n%s", list)
+	}
+	must(t, c.dir, "node", "revoke", "master", "--hub", hubAddr, "--keys", "keys", "--reason", "e2e")
+	if n = nodeJSON(t, c, hubAddr, "master"); n.State != "revoked" {
+		t.Errorf("after revoke: %+v", n)
+	}
+	var audit api.AuditResponse
+	if err := json.Unmarshal([]byte(must(t, c.dir, "audit", "--hub", hubAddr, "--keys", "keys", "-o", "json")), &audit); err != nil {
+		t.Fatal(err)
+	}
+	actions := map[string]int{}
+	for _, e := range audit.Entries {
+		actions[e.Action+"/"+e.Outcome]++
+	}
+	t.Logf("audit: %d entries %v", len(audit.Entries), actions)
+	if !audit.ChainOK || len(audit.Entries) < 4 {
+		t.Errorf("audit chain ok=%v with %d entries", audit.ChainOK, len(audit.Entries))
+	}
+	fmt.Fprintln(os.Stderr, "enrollment gate: quarantine → replace → enroll → revoke done")
+}

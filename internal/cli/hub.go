@@ -1,0 +1,202 @@
+package cli
+
+import (
+	"context"
+	"crypto/x509"
+	"encoding/pem"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/kubedos/kubedos/internal/build"
+	"github.com/kubedos/kubedos/internal/hub"
+	"github.com/kubedos/kubedos/internal/pki"
+	"github.com/kubedos/kubedos/internal/sign"
+	"github.com/kubedos/kubedos/internal/spec"
+	"github.com/spf13/cobra"
+)
+
+func newHubCmd(g *globals) *cobra.Command {
+	cmd := &cobra.Command{Use: "hub", Short: "Run the enrollment hub and manage its window"}
+	cmd.AddCommand(newHubServeCmd(g), newHubWindowCmd(g))
+	return cmd
+}
+
+func newHubServeCmd(g *globals) *cobra.Command {
+	var keys, state, listen, buildDir, ekCA string
+	var hosts []string
+	cmd := &cobra.Command{
+		Use:   "serve SPEC",
+		Short: "Serve the hub: attestation-gated enrollment, node registry, revocation, audit",
+		Long: `Serve the kubedos hub on an operator machine (kubedosd serves the same hub on
+the master role). Nodes enroll over TLS with TPM evidence; the hub verifies
+AK-EK binding, the EK policy, the quote and nonce, the event log, Secure Boot
+and PCR 4/7/11 against the signed manifest of --build for the node's role.
+Only then it signs the node's CSR; any failure quarantines the node with the
+exact reason. Operators call the admin service with a client certificate
+from the cluster CA (kubedos keys init makes an admin one).
+
+State (nodes, sessions, revocations, the hash-chained audit log) is kept in
+--state/hub.db (bbolt), every change in one transaction.`,
+		Example: "  kubedos hub serve cluster.yaml --build out/local/<build-id> --keys keys --listen 127.0.0.1:7443",
+		Args:    cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			s, err := spec.Load(args[0])
+			if err != nil {
+				return fmt.Errorf("%s: %w", args[0], err)
+			}
+			ks, err := sign.LoadKeySet(keys)
+			if err != nil {
+				return err
+			}
+			m, err := verifiedManifest(buildDir, ks)
+			if err != nil {
+				return err
+			}
+			if m.Cluster != s.Metadata.Name {
+				return fmt.Errorf("build %s is of cluster %q, the spec is %q", buildDir, m.Cluster, s.Metadata.Name)
+			}
+			ca, err := pki.LoadCA(keys)
+			if err != nil {
+				return err
+			}
+			var ekCAs *x509.CertPool
+			if ekCA == "" {
+				ekCA = s.Trust.EKPolicy.CAFile
+			}
+			if ekCA != "" {
+				if ekCAs, err = loadPool(ekCA); err != nil {
+					return err
+				}
+			}
+			if err := os.MkdirAll(state, 0o700); err != nil {
+				return err
+			}
+			store, err := hub.Open(filepath.Join(state, "hub.db"))
+			if err != nil {
+				return err
+			}
+			defer store.Close()
+			life, _ := time.ParseDuration(s.Trust.CertificateLifetime)
+			h, err := hub.New(hub.Options{Store: store, CA: ca, Verifier: hub.AttestVerifier{EKCAs: ekCAs},
+				Policy: hub.ManifestPolicy{Spec: s, Manifest: m}, AllowWindow: s.Trust.EKPolicy.Mode == spec.EKWindow, CertLifetime: life})
+			if err != nil {
+				return err
+			}
+			for _, ek := range s.Trust.EKPolicy.RegisteredEKs {
+				if err := h.RegisterEK(cmd.Context(), hub.System, "", ek); err != nil {
+					return fmt.Errorf("register EK %s from the spec: %w", ek, err)
+				}
+			}
+			srv, err := hub.NewServer(h, ca, hosts, 30*24*time.Hour)
+			if err != nil {
+				return err
+			}
+			lis, err := net.Listen("tcp", listen)
+			if err != nil {
+				return fmt.Errorf("hub: listen %s: %w", listen, err)
+			}
+			ctx, cancel := context.WithCancel(cmd.Context())
+			defer cancel()
+			go pruneLoop(ctx, h)
+			fmt.Fprintf(g.stderr, "hub for cluster %q (build %s) listening on %s; state %s\n", s.Metadata.Name, m.BuildID, lis.Addr(), state)
+			return srv.Serve(ctx, lis)
+		},
+	}
+	cmd.Flags().StringVar(&keys, "keys", "keys", "key directory (the cluster CA signs node certificates)")
+	cmd.Flags().StringVar(&state, "state", ".kubedos-hub", "hub state directory")
+	cmd.Flags().StringVar(&listen, "listen", "127.0.0.1:7443", "address to serve on")
+	cmd.Flags().StringVar(&buildDir, "build", "", "build directory whose signed manifest is the policy (required)")
+	cmd.Flags().StringVar(&ekCA, "ek-ca", "", "PEM bundle of EK certificate CAs (default: the spec's trust.ekPolicy.caFile)")
+	cmd.Flags().StringSliceVar(&hosts, "host", []string{"127.0.0.1"}, "extra names and addresses for the hub's TLS certificate")
+	_ = cmd.MarkFlagRequired("build")
+	return cmd
+}
+
+// pruneLoop drops expired enrollment sessions until ctx ends.
+func pruneLoop(ctx context.Context, h *hub.Hub) {
+	t := time.NewTicker(time.Minute)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			_, _ = h.Prune(ctx)
+		}
+	}
+}
+
+// verifiedManifest reads a build's manifest and checks its signature with
+// the platform's artifact key: the hub's policy is only what was signed.
+func verifiedManifest(dir string, ks *sign.KeySet) (*build.Manifest, error) {
+	m, raw, err := build.ReadManifest(filepath.Join(dir, build.ManifestFile))
+	if err != nil {
+		return nil, err
+	}
+	sig, err := os.ReadFile(filepath.Join(dir, build.SignatureFile))
+	if err != nil {
+		return nil, fmt.Errorf("build %s: %w", dir, err)
+	}
+	if err := sign.VerifyBlob(ks.SigningPub, raw, sig); err != nil {
+		return nil, fmt.Errorf("build %s: manifest signature: %w", dir, err)
+	}
+	return m, nil
+}
+
+func loadPool(path string) (*x509.CertPool, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("EK CA bundle: %w", err)
+	}
+	pool := x509.NewCertPool()
+	n := 0
+	for {
+		var block *pem.Block
+		block, b = pem.Decode(b)
+		if block == nil {
+			break
+		}
+		c, err := x509.ParseCertificate(block.Bytes)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", path, err)
+		}
+		pool.AddCert(c)
+		n++
+	}
+	if n == 0 {
+		return nil, fmt.Errorf("%s: no PEM certificates", path)
+	}
+	return pool, nil
+}
+
+func newHubWindowCmd(g *globals) *cobra.Command {
+	var c hubClient
+	var d time.Duration
+	cmd := &cobra.Command{
+		Use:   "window",
+		Short: "Open the enrollment window (spec ekPolicy.mode window): any EK may enroll until it closes",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cl, done, err := c.admin()
+			if err != nil {
+				return err
+			}
+			defer done()
+			w, err := cl.OpenWindow(cmd.Context(), d)
+			if err != nil {
+				return err
+			}
+			if g.output == OutputJSON {
+				return g.writeJSON(w)
+			}
+			fmt.Fprintf(g.stdout, "enrollment window open until %s\n", w.Until.Format(time.RFC3339))
+			return nil
+		},
+	}
+	c.addFlags(cmd)
+	cmd.Flags().DurationVar(&d, "for", 30*time.Minute, "how long the window stays open")
+	return cmd
+}

@@ -1,0 +1,233 @@
+package cli
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/kubedos/kubedos/internal/api"
+	"github.com/kubedos/kubedos/internal/hub"
+	"github.com/kubedos/kubedos/internal/sign"
+	"github.com/spf13/cobra"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+)
+
+// hubClient holds the flags of commands that call the hub's admin service.
+type hubClient struct {
+	addr, keys, cert, key string
+}
+
+func (c *hubClient) addFlags(cmd *cobra.Command) {
+	def := os.Getenv("KUBEDOS_HUB")
+	if def == "" {
+		def = "127.0.0.1:7443"
+	}
+	cmd.Flags().StringVar(&c.addr, "hub", def, "hub address (env KUBEDOS_HUB)")
+	cmd.Flags().StringVar(&c.keys, "keys", "keys", "key directory: the cluster CA and, by default, the admin certificate")
+	cmd.Flags().StringVar(&c.cert, "cert", "", "client certificate (default: <keys>/ca/admin.crt)")
+	cmd.Flags().StringVar(&c.key, "key", "", "client key (default: <keys>/ca/admin.key)")
+}
+
+// admin connects with the operator's client certificate, checking the hub's
+// certificate against the cluster CA.
+func (c *hubClient) admin() (*api.AdminClient, func(), error) {
+	cert, key := c.cert, c.key
+	if cert == "" {
+		cert = filepath.Join(c.keys, sign.FileAdminCert)
+	}
+	if key == "" {
+		key = filepath.Join(c.keys, sign.FileAdminKey)
+	}
+	pair, err := tls.LoadX509KeyPair(cert, key)
+	if err != nil {
+		return nil, nil, fmt.Errorf("client certificate: %w", err)
+	}
+	ca, err := sign.ReadCertificate(filepath.Join(c.keys, sign.FileCACert))
+	if err != nil {
+		return nil, nil, err
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(ca)
+	conf := &tls.Config{Certificates: []tls.Certificate{pair}, RootCAs: pool, ServerName: hub.ServerName, MinVersion: tls.VersionTLS13}
+	cc, err := grpc.NewClient(c.addr, append(api.DialOptions(), grpc.WithTransportCredentials(credentials.NewTLS(conf)))...)
+	if err != nil {
+		return nil, nil, fmt.Errorf("hub %s: %w", c.addr, err)
+	}
+	return api.NewAdminClient(cc), func() { cc.Close() }, nil
+}
+
+func newNodeCmd(g *globals) *cobra.Command {
+	cmd := &cobra.Command{Use: "node", Short: "Inspect and act on nodes through the hub"}
+	var c hubClient
+	list := &cobra.Command{
+		Use:   "list",
+		Short: "List every node the hub knows, with its state and, if refused, why",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := g.checkOutput(OutputText, OutputJSON); err != nil {
+				return err
+			}
+			cl, done, err := c.admin()
+			if err != nil {
+				return err
+			}
+			defer done()
+			res, err := cl.ListNodes(cmd.Context())
+			if err != nil {
+				return err
+			}
+			if g.output == OutputJSON {
+				return g.writeJSON(res)
+			}
+			tw := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "NAME\tROLE\tSTATE\tBUILD\tCERT UNTIL\tREASON")
+			for _, n := range res.Nodes {
+				until := ""
+				if !n.CertNotAfter.IsZero() {
+					until = n.CertNotAfter.UTC().Format(time.RFC3339)
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", n.Name, n.Role, n.State, n.BuildID, until, reasonText(n.Reason, 60))
+			}
+			return tw.Flush()
+		},
+	}
+	get := &cobra.Command{
+		Use:   "get NAME",
+		Short: "Show one node: identity, build, certificate and the full quarantine reason",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := g.checkOutput(OutputText, OutputJSON); err != nil {
+				return err
+			}
+			cl, done, err := c.admin()
+			if err != nil {
+				return err
+			}
+			defer done()
+			n, err := cl.GetNode(cmd.Context(), args[0])
+			if err != nil {
+				return err
+			}
+			return printNode(g, n)
+		},
+	}
+	for _, sub := range []*cobra.Command{list, get} {
+		c.addFlags(sub)
+	}
+	cmd.AddCommand(list, get, nodeAction(g, "revoke", "Revoke a node's certificates at once; the hub and nodes refuse them from now on"),
+		nodeAction(g, "fence", "Fence a node (runbook step 1): revoke it and mark it to be stopped"),
+		nodeAction(g, "replace", "Retire a node's identity so a fresh machine can enroll under its name through the same gate"))
+	return cmd
+}
+
+func nodeAction(g *globals, verb, short string) *cobra.Command {
+	var c hubClient
+	var reason string
+	cmd := &cobra.Command{
+		Use:   verb + " NAME",
+		Short: short,
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := g.checkOutput(OutputText, OutputJSON); err != nil {
+				return err
+			}
+			cl, done, err := c.admin()
+			if err != nil {
+				return err
+			}
+			defer done()
+			var n *api.Node
+			switch verb {
+			case "revoke":
+				n, err = cl.Revoke(cmd.Context(), args[0], reason)
+			case "fence":
+				n, err = cl.Fence(cmd.Context(), args[0], reason)
+			default:
+				n, err = cl.Replace(cmd.Context(), args[0])
+			}
+			if err != nil {
+				return err
+			}
+			return printNode(g, n)
+		},
+	}
+	c.addFlags(cmd)
+	cmd.Flags().StringVar(&reason, "reason", "", "why, for the node record and the audit log")
+	return cmd
+}
+
+func printNode(g *globals, n *api.Node) error {
+	if g.output == OutputJSON {
+		return g.writeJSON(n)
+	}
+	fmt.Fprintf(g.stdout, "name:     %s\nrole:     %s\nstate:    %s\nEK:       %s\nbuild:    %s\n", n.Name, n.Role, n.State, n.EKHash, n.BuildID)
+	if n.CertSerial != "" {
+		fmt.Fprintf(g.stdout, "cert:     serial %s until %s\n", n.CertSerial, n.CertNotAfter.UTC().Format(time.RFC3339))
+	}
+	if n.Reason != nil {
+		fmt.Fprintf(g.stdout, "reason:   %s\n", reasonText(n.Reason, 0))
+	}
+	return nil
+}
+
+func reasonText(r *api.Refusal, max int) string {
+	if r == nil {
+		return ""
+	}
+	s := r.Check + ": " + strings.Join(strings.Fields(r.Detail), " ")
+	if max > 0 && len(s) > max {
+		s = s[:max-1] + "…"
+	}
+	return s
+}
+
+func newAuditCmd(g *globals) *cobra.Command {
+	var c hubClient
+	var from uint64
+	var limit int
+	cmd := &cobra.Command{
+		Use:   "audit",
+		Short: "Read the hub's append-only, hash-chained audit log",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := g.checkOutput(OutputText, OutputJSON); err != nil {
+				return err
+			}
+			cl, done, err := c.admin()
+			if err != nil {
+				return err
+			}
+			defer done()
+			res, err := cl.Audit(cmd.Context(), from, limit)
+			if err != nil {
+				return err
+			}
+			if g.output == OutputJSON {
+				return g.writeJSON(res)
+			}
+			tw := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "SEQ\tTIME\tACTOR\tACTION\tTARGET\tOUTCOME\tDETAIL")
+			for _, e := range res.Entries {
+				fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\n", e.Seq, e.Time.UTC().Format(time.RFC3339), e.Actor, e.Action, e.Target, e.Outcome, strings.Join(strings.Fields(e.Detail), " "))
+			}
+			if err := tw.Flush(); err != nil {
+				return err
+			}
+			if !res.ChainOK {
+				fmt.Fprintln(g.stderr, "WARNING: the audit log's hash chain does not verify")
+				return exitError{1}
+			}
+			return nil
+		},
+	}
+	c.addFlags(cmd)
+	cmd.Flags().Uint64Var(&from, "from", 0, "first sequence number")
+	cmd.Flags().IntVar(&limit, "limit", 1000, "entries at most")
+	return cmd
+}

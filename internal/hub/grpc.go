@@ -1,0 +1,248 @@
+package hub
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+	"time"
+
+	"github.com/kubedos/kubedos/internal/api"
+	"github.com/kubedos/kubedos/internal/attest"
+	"github.com/kubedos/kubedos/internal/pki"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/peer"
+	"google.golang.org/grpc/status"
+)
+
+// ServerName is the DNS name in the hub's TLS certificate; nodes and
+// operators check it against the cluster CA.
+const ServerName = "kubedos-hub"
+
+// Server serves a Hub over gRPC with TLS: the enrollment service for nodes
+// (authenticated by their TPM, no certificate yet) and the admin service for
+// operators (client certificate from the cluster CA, role-checked, checked
+// against the revocation list on every call).
+type Server struct {
+	hub  *Hub
+	ca   *pki.CA
+	grpc *grpc.Server
+}
+
+// NewServer makes the gRPC server with a fresh TLS certificate for the hub
+// signed by the cluster CA, valid for lifetime, for ServerName and hosts.
+func NewServer(h *Hub, ca *pki.CA, hosts []string, lifetime time.Duration) (*Server, error) {
+	cert, err := ca.IssueServer(append([]string{ServerName}, hosts...), lifetime, time.Now())
+	if err != nil {
+		return nil, fmt.Errorf("hub TLS certificate: %w", err)
+	}
+	tc, err := cert.TLSCertificate()
+	if err != nil {
+		return nil, err
+	}
+	conf := &tls.Config{
+		Certificates: []tls.Certificate{tc},
+		ClientCAs:    ca.Pool(),
+		// Nodes enrolling have no certificate yet; the admin service
+		// refuses calls without one (authenticate below).
+		ClientAuth: tls.VerifyClientCertIfGiven,
+		MinVersion: tls.VersionTLS13,
+	}
+	s := &Server{hub: h, ca: ca}
+	s.grpc = grpc.NewServer(append(api.ServerOptions(), grpc.Creds(credentials.NewTLS(conf)))...)
+	api.RegisterEnrollment(s.grpc, enrollmentService{s})
+	api.RegisterAdmin(s.grpc, adminService{s})
+	return s, nil
+}
+
+// Serve accepts connections on lis until ctx ends, then stops gracefully.
+func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
+	done := make(chan struct{})
+	go func() {
+		select {
+		case <-ctx.Done():
+			s.grpc.GracefulStop()
+		case <-done:
+		}
+	}()
+	err := s.grpc.Serve(lis)
+	close(done)
+	if errors.Is(err, grpc.ErrServerStopped) || ctx.Err() != nil {
+		return nil
+	}
+	return err
+}
+
+// authenticate maps the caller's TLS client certificate to a Peer: chained
+// to the CA, in its validity, not revoked, with a role.
+func (s *Server) authenticate(ctx context.Context) (pki.Peer, error) {
+	p, ok := peer.FromContext(ctx)
+	if !ok {
+		return pki.Peer{}, status.Error(codes.Unauthenticated, "no peer")
+	}
+	ti, ok := p.AuthInfo.(credentials.TLSInfo)
+	if !ok || len(ti.State.PeerCertificates) == 0 {
+		return pki.Peer{}, status.Error(codes.Unauthenticated, "a client certificate from the cluster CA is required")
+	}
+	pe, err := s.ca.Authenticate(ti.State.PeerCertificates[0], time.Now(), s.hub.Revocations())
+	if err != nil {
+		return pki.Peer{}, status.Error(codes.Unauthenticated, err.Error())
+	}
+	return pe, nil
+}
+
+// grpcError translates the hub's error classes to gRPC codes: the one place
+// this happens (house rule 2). A refusal carries its check and detail.
+func grpcError(err error) error {
+	if err == nil {
+		return nil
+	}
+	var r *Refusal
+	switch {
+	case errors.As(err, &r):
+		return status.Error(codes.PermissionDenied, err.Error())
+	case errors.Is(err, ErrNotFound):
+		return status.Error(codes.NotFound, err.Error())
+	case errors.Is(err, ErrForbidden):
+		return status.Error(codes.PermissionDenied, err.Error())
+	case errors.Is(err, ErrState):
+		return status.Error(codes.FailedPrecondition, err.Error())
+	case errors.Is(err, ErrInvalid):
+		return status.Error(codes.InvalidArgument, err.Error())
+	case errors.Is(err, ErrClosed):
+		return status.Error(codes.Unavailable, err.Error())
+	default:
+		return status.Error(codes.Internal, err.Error())
+	}
+}
+
+type enrollmentService struct{ s *Server }
+
+func (e enrollmentService) Begin(ctx context.Context, r *api.BeginRequest) (*api.BeginResponse, error) {
+	b, err := e.s.hub.BeginEnrollment(ctx, BeginRequest{Name: r.Name, Role: r.Role, Identity: TPMIdentity{
+		EKPublic: r.Identity.EKPublic, EKCertificate: r.Identity.EKCertificate, AK: AKParameters(r.Identity.AK)}})
+	if err != nil {
+		return nil, grpcError(err)
+	}
+	return &api.BeginResponse{Session: b.Session, Challenge: attest.Challenge(b.Challenge)}, nil
+}
+
+func (e enrollmentService) Activate(ctx context.Context, r *api.ActivateRequest) (*api.ActivateResponse, error) {
+	n, err := e.s.hub.CompleteActivation(ctx, r.Session, r.Secret)
+	if err != nil {
+		return nil, grpcError(err)
+	}
+	return &api.ActivateResponse{Nonce: n.Value, ExpiresAt: n.Expires, PCRs: []int{4, 7, 11}}, nil
+}
+
+func (e enrollmentService) Enroll(ctx context.Context, r *api.EnrollRequest) (*api.EnrollResponse, error) {
+	got, err := e.s.hub.Enroll(ctx, EnrollRequest{Session: r.Session, Nonce: r.Nonce, Evidence: Evidence(r.Evidence), BuildID: r.BuildID, CSR: r.CSR})
+	if err != nil {
+		return nil, grpcError(err)
+	}
+	return &api.EnrollResponse{Certificate: got.Cert.Raw, CA: e.s.ca.Certificate().Raw, NotAfter: got.Cert.NotAfter}, nil
+}
+
+type adminService struct{ s *Server }
+
+func (a adminService) call(ctx context.Context, fn func(pki.Peer) error) error {
+	pe, err := a.s.authenticate(ctx)
+	if err != nil {
+		return err
+	}
+	return grpcError(fn(pe))
+}
+
+func (a adminService) ListNodes(ctx context.Context, _ *api.ListNodesRequest) (*api.ListNodesResponse, error) {
+	out := &api.ListNodesResponse{Nodes: []api.Node{}}
+	err := a.call(ctx, func(p pki.Peer) error {
+		nodes, err := a.s.hub.ListNodes(ctx, p)
+		for _, n := range nodes {
+			out.Nodes = append(out.Nodes, apiNode(n))
+		}
+		return err
+	})
+	return out, err
+}
+
+func (a adminService) GetNode(ctx context.Context, r *api.NodeRequest) (*api.Node, error) {
+	var out api.Node
+	err := a.call(ctx, func(p pki.Peer) error {
+		n, err := a.s.hub.GetNode(ctx, p, r.Name)
+		out = apiNode(n)
+		return err
+	})
+	return &out, err
+}
+
+// act runs a state-changing action and returns the node as it is after.
+func (a adminService) act(ctx context.Context, name string, fn func(pki.Peer) error) (*api.Node, error) {
+	var out api.Node
+	err := a.call(ctx, func(p pki.Peer) error {
+		if err := fn(p); err != nil {
+			return err
+		}
+		n, err := a.s.hub.GetNode(ctx, p, name)
+		out = apiNode(n)
+		return err
+	})
+	return &out, err
+}
+
+func (a adminService) Revoke(ctx context.Context, r *api.NodeRequest) (*api.Node, error) {
+	return a.act(ctx, r.Name, func(p pki.Peer) error { return a.s.hub.Revoke(ctx, p, r.Name, r.Reason) })
+}
+
+func (a adminService) Fence(ctx context.Context, r *api.NodeRequest) (*api.Node, error) {
+	return a.act(ctx, r.Name, func(p pki.Peer) error { return a.s.hub.Fence(ctx, p, r.Name, r.Reason) })
+}
+
+func (a adminService) Replace(ctx context.Context, r *api.NodeRequest) (*api.Node, error) {
+	return a.act(ctx, r.Name, func(p pki.Peer) error { return a.s.hub.Replace(ctx, p, r.Name, r.Reason) })
+}
+
+func (a adminService) Audit(ctx context.Context, r *api.AuditRequest) (*api.AuditResponse, error) {
+	out := &api.AuditResponse{Entries: []api.AuditEntry{}}
+	err := a.call(ctx, func(p pki.Peer) error {
+		entries, err := a.s.hub.Audit(ctx, p, r.From, r.Limit)
+		if err != nil {
+			return err
+		}
+		for _, e := range entries {
+			out.Entries = append(out.Entries, api.AuditEntry{Seq: e.Seq, Time: e.Time, Actor: e.Actor, Action: e.Action,
+				Target: e.Target, Outcome: e.Outcome, Detail: e.Detail, Hash: e.Hash})
+		}
+		_, chainErr := a.s.hub.Store().VerifyAuditChain()
+		out.ChainOK = chainErr == nil
+		return nil
+	})
+	return out, err
+}
+
+func (a adminService) OpenWindow(ctx context.Context, r *api.WindowRequest) (*api.WindowResponse, error) {
+	var out api.WindowResponse
+	err := a.call(ctx, func(p pki.Peer) error {
+		w, err := a.s.hub.OpenWindow(ctx, p, time.Duration(r.Seconds)*time.Second)
+		out.Until = w.Until
+		return err
+	})
+	return &out, err
+}
+
+func (a adminService) RegisterEK(ctx context.Context, r *api.RegisterEKRequest) (*api.Empty, error) {
+	err := a.call(ctx, func(p pki.Peer) error { return a.s.hub.RegisterEK(ctx, p, r.Name, strings.ToLower(r.EKHash)) })
+	return &api.Empty{}, err
+}
+
+func apiNode(n Node) api.Node {
+	out := api.Node{Name: n.Name, Role: n.Role, State: string(n.State), EKHash: n.EKHash, BuildID: n.BuildID,
+		CertSerial: n.CertSerial, CertNotAfter: n.CertNotAfter, EnrolledAt: n.EnrolledAt}
+	if n.Reason != nil {
+		out.Reason = &api.Refusal{Check: n.Reason.Check, Detail: n.Reason.Detail}
+	}
+	return out
+}
