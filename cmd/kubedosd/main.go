@@ -1,8 +1,8 @@
 // Command kubedosd is the node daemon. At start it reports the booted build,
 // slot and TPM PCRs (console and /run/kubedos/status.json); when the machine
-// names a hub (SMBIOS OEM string kubedos.hub) and the node has no identity
-// yet, it enrolls through the attestation gate; then it waits. The node API
-// grows from here.
+// names a hub (SMBIOS OEM string kubedos.hub) it enrolls through the
+// attestation gate on first boot and renews its certificate with a fresh
+// quote before it expires. The node API grows from here.
 package main
 
 import (
@@ -40,7 +40,7 @@ func run(ctx context.Context) error {
 		b, _ := json.MarshalIndent(st, "", "  ")
 		_ = os.WriteFile("/run/kubedos/status.json", b, 0o644)
 	}
-	if err := agent.EnrollOnFirstBoot(ctx, st); err != nil {
+	if err := agent.RunIdentity(ctx, st); err != nil && ctx.Err() == nil {
 		agent.Console(agent.RefusedLinePrefix + err.Error())
 	}
 	<-ctx.Done()

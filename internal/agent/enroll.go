@@ -30,6 +30,9 @@ const (
 	IdentityDir  = "/var/lib/kubedos/identity"
 	NodeKeyFile  = "node.key"
 	NodeCertFile = "node.crt"
+	// AKFile is the enrolled AK, wrapped by the TPM (useless elsewhere):
+	// renewals must quote with the AK the hub recorded at enrollment.
+	AKFile = "ak.blob"
 )
 
 // EnrollConfig is what a node needs to enroll.
@@ -108,18 +111,28 @@ func Enroll(ctx context.Context, cfg EnrollConfig, logf func(string, ...any)) (*
 	if _, err := cert.Verify(x509.VerifyOptions{Roots: pool(cfg.CA), KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}}); err != nil {
 		return nil, fmt.Errorf("enroll: certificate does not chain to the cluster CA: %w", err)
 	}
+	akBlob, err := p.MarshalAK()
+	if err != nil {
+		return nil, err
+	}
+	if err := writeAtomic(filepath.Join(cfg.StateDir, AKFile), akBlob, 0o600, cfg.StateDir); err != nil {
+		return nil, err
+	}
+	return saveIdentity(cfg.StateDir, key, res.Certificate, cert)
+}
+
+// saveIdentity writes the node's key (0600) and certificate; the certificate
+// goes last, since its presence is what says the node is enrolled.
+func saveIdentity(dir string, key *ecdsa.PrivateKey, certDER []byte, cert *x509.Certificate) (*Enrolled, error) {
 	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
 	if err != nil {
 		return nil, err
 	}
-	out := &Enrolled{Certificate: cert, KeyFile: filepath.Join(cfg.StateDir, NodeKeyFile), CertFile: filepath.Join(cfg.StateDir, NodeCertFile)}
-	if err := os.MkdirAll(cfg.StateDir, 0o700); err != nil {
+	out := &Enrolled{Certificate: cert, KeyFile: filepath.Join(dir, NodeKeyFile), CertFile: filepath.Join(dir, NodeCertFile)}
+	if err := writeAtomic(out.KeyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o600, dir); err != nil {
 		return nil, err
 	}
-	if err := writeAtomic(out.KeyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
-		return nil, err
-	}
-	if err := writeAtomic(out.CertFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: res.Certificate}), 0o644); err != nil {
+	if err := writeAtomic(out.CertFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: certDER}), 0o644, dir); err != nil {
 		return nil, err
 	}
 	return out, nil
@@ -150,7 +163,11 @@ func pool(certs ...*x509.Certificate) *x509.CertPool {
 	return p
 }
 
-func writeAtomic(path string, data []byte, mode os.FileMode) error {
+// writeAtomic writes through a temporary file in dir (created 0700) and a rename.
+func writeAtomic(path string, data []byte, mode os.FileMode, dir string) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
 	tmp := fmt.Sprintf("%s.tmp-%d", path, time.Now().UnixNano())
 	if err := os.WriteFile(tmp, data, mode); err != nil {
 		return err

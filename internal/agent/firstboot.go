@@ -37,10 +37,12 @@ func Console(line string) {
 	}
 }
 
-// EnrollOnFirstBoot enrolls the node when the machine names a hub and the
-// state partition holds no identity yet. A refusal by the hub is final
-// (the node is quarantined there); unreachable hubs are retried.
-func EnrollOnFirstBoot(ctx context.Context, st Status) error {
+// RunIdentity keeps the node's identity while ctx lasts: when the machine
+// names a hub it enrolls on first boot (no identity on the state partition
+// yet), then renews the certificate with a fresh quote before it expires. A
+// refusal by the hub is final (the node is quarantined there); an
+// unreachable hub is retried.
+func RunIdentity(ctx context.Context, st Status) error {
 	oem, err := OEMStrings()
 	if err != nil {
 		return err
@@ -51,10 +53,6 @@ func EnrollOnFirstBoot(ctx context.Context, st Status) error {
 	}
 	if name == "" {
 		return errors.New("SMBIOS names a hub but no kubedos.name for this node")
-	}
-	if _, err := os.Stat(filepath.Join(IdentityDir, NodeCertFile)); err == nil {
-		Console(fmt.Sprintf("kubedosd: identity present in %s", IdentityDir))
-		return nil
 	}
 	caPEM, err := os.ReadFile(CAFile)
 	if err != nil {
@@ -75,17 +73,28 @@ func EnrollOnFirstBoot(ctx context.Context, st Status) error {
 	cfg := EnrollConfig{Hub: hub, CA: ca, Name: name, Role: strings.TrimSpace(string(role)), BuildID: st.Build,
 		TPM: TPMPath, EventLog: EventLogPath, StateDir: IdentityDir}
 	logf := func(f string, a ...any) { Console("kubedosd: " + fmt.Sprintf(f, a...)) }
+	if _, err := os.Stat(filepath.Join(IdentityDir, NodeCertFile)); err == nil {
+		logf("identity present in %s", IdentityDir)
+		return RenewLoop(ctx, cfg, logf)
+	}
+	if err := enroll(ctx, cfg, logf); err != nil {
+		return err
+	}
+	return RenewLoop(ctx, cfg, logf)
+}
+
+// enroll runs the enrollment protocol until the hub answers.
+func enroll(ctx context.Context, cfg EnrollConfig, logf func(string, ...any)) error {
 	delay := time.Second
 	for attempt := 1; ; attempt++ {
 		attemptCtx, cancel := context.WithTimeout(ctx, 60*time.Second)
 		got, err := Enroll(attemptCtx, cfg, logf)
 		cancel()
 		if err == nil {
-			Console(fmt.Sprintf("%s%s serial %x until %s", EnrolledLinePrefix, name, got.Certificate.SerialNumber, got.Certificate.NotAfter.UTC().Format(time.RFC3339)))
+			Console(fmt.Sprintf("%s%s serial %x until %s", EnrolledLinePrefix, cfg.Name, got.Certificate.SerialNumber, got.Certificate.NotAfter.UTC().Format(time.RFC3339)))
 			return nil
 		}
-		// The hub's refusals are final; only an unreachable hub is retried.
-		if s, ok := status.FromError(errorsRoot(err)); !ok || (s.Code() != codes.Unavailable && s.Code() != codes.DeadlineExceeded) {
+		if final(err) {
 			return err
 		}
 		logf("enrollment attempt %d failed: %v; retrying in %s", attempt, err, delay)
@@ -98,6 +107,13 @@ func EnrollOnFirstBoot(ctx context.Context, st Status) error {
 			delay *= 2
 		}
 	}
+}
+
+// final reports whether err is the hub's answer (a refusal is final) rather
+// than an unreachable hub, which is worth retrying.
+func final(err error) bool {
+	s, ok := status.FromError(errorsRoot(err))
+	return !ok || (s.Code() != codes.Unavailable && s.Code() != codes.DeadlineExceeded)
 }
 
 // errorsRoot unwraps to the innermost error, where a gRPC status lives.

@@ -27,6 +27,12 @@ func (fakeHub) Activate(context.Context, *ActivateRequest) (*ActivateResponse, e
 func (fakeHub) Enroll(context.Context, *EnrollRequest) (*EnrollResponse, error) {
 	return nil, status.Error(codes.PermissionDenied, "pcr-policy: PCR 11 differs")
 }
+func (fakeHub) RenewBegin(context.Context, *RenewBeginRequest) (*RenewBeginResponse, error) {
+	return nil, status.Error(codes.Unauthenticated, "no certificate")
+}
+func (fakeHub) Renew(context.Context, *EnrollRequest) (*EnrollResponse, error) {
+	return nil, status.Error(codes.Unauthenticated, "no certificate")
+}
 func (fakeHub) ListNodes(context.Context, *ListNodesRequest) (*ListNodesResponse, error) {
 	return &ListNodesResponse{Nodes: []Node{{Name: "w-1", State: "enrolled"}}}, nil
 }
@@ -93,5 +99,13 @@ func FuzzCodec(f *testing.F) {
 		_ = Codec.Unmarshal(b, &a)
 		var e EnrollRequest
 		_ = Codec.Unmarshal(b, &e)
+		var ac ActivateRequest
+		_ = Codec.Unmarshal(b, &ac)
+		var n NodeRequest
+		_ = Codec.Unmarshal(b, &n)
+		var au AuditRequest
+		_ = Codec.Unmarshal(b, &au)
+		var rk RegisterEKRequest
+		_ = Codec.Unmarshal(b, &rk)
 	})
 }

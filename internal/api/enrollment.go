@@ -58,11 +58,27 @@ type EnrollResponse struct {
 	NotAfter    time.Time `json:"notAfter"`
 }
 
-// EnrollmentServer is implemented by the hub.
+// RenewBeginRequest asks for a nonce to renew the calling node's certificate
+// (the caller authenticates with that certificate).
+type RenewBeginRequest struct{}
+
+// RenewBeginResponse is the renewal session and its nonce.
+type RenewBeginResponse struct {
+	Session   string    `json:"session"`
+	Nonce     []byte    `json:"nonce"`
+	ExpiresAt time.Time `json:"expiresAt"`
+	PCRs      []int     `json:"pcrs"`
+}
+
+// EnrollmentServer is implemented by the hub. Renewal needs a fresh quote
+// under the AK the node enrolled with: a certificate is never extended on
+// the strength of the old one alone.
 type EnrollmentServer interface {
 	Begin(context.Context, *BeginRequest) (*BeginResponse, error)
 	Activate(context.Context, *ActivateRequest) (*ActivateResponse, error)
 	Enroll(context.Context, *EnrollRequest) (*EnrollResponse, error)
+	RenewBegin(context.Context, *RenewBeginRequest) (*RenewBeginResponse, error)
+	Renew(context.Context, *EnrollRequest) (*EnrollResponse, error)
 }
 
 // RegisterEnrollment serves impl on s.
@@ -74,6 +90,8 @@ func RegisterEnrollment(s *grpc.Server, impl EnrollmentServer) {
 			unary(EnrollmentService, "Begin", EnrollmentServer.Begin),
 			unary(EnrollmentService, "Activate", EnrollmentServer.Activate),
 			unary(EnrollmentService, "Enroll", EnrollmentServer.Enroll),
+			unary(EnrollmentService, "RenewBegin", EnrollmentServer.RenewBegin),
+			unary(EnrollmentService, "Renew", EnrollmentServer.Renew),
 		},
 	}, impl)
 }
@@ -94,4 +112,12 @@ func (c *EnrollmentClient) Activate(ctx context.Context, r *ActivateRequest) (*A
 
 func (c *EnrollmentClient) Enroll(ctx context.Context, r *EnrollRequest) (*EnrollResponse, error) {
 	return invoke[EnrollResponse](ctx, c.cc, "/"+EnrollmentService+"/Enroll", r)
+}
+
+func (c *EnrollmentClient) RenewBegin(ctx context.Context) (*RenewBeginResponse, error) {
+	return invoke[RenewBeginResponse](ctx, c.cc, "/"+EnrollmentService+"/RenewBegin", &RenewBeginRequest{})
+}
+
+func (c *EnrollmentClient) Renew(ctx context.Context, r *EnrollRequest) (*EnrollResponse, error) {
+	return invoke[EnrollResponse](ctx, c.cc, "/"+EnrollmentService+"/Renew", r)
 }

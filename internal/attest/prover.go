@@ -154,6 +154,42 @@ func (p *Prover) Identity() (Identity, error) {
 	return id, nil
 }
 
+// MarshalAK returns the Prover's AK as an opaque blob (the key is wrapped by
+// the TPM's storage key, so the blob is useless off this TPM). A node keeps
+// it on its state partition: renewal quotes must come from the AK it
+// enrolled with, across reboots.
+func (p *Prover) MarshalAK() ([]byte, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if err := p.ready(); err != nil {
+		return nil, err
+	}
+	b, err := p.ak.Marshal()
+	if err != nil {
+		return nil, fmt.Errorf("%w: marshal AK: %v", ErrProver, err)
+	}
+	return b, nil
+}
+
+// LoadAK makes the Prover use a previously marshalled AK instead of creating
+// one; call it before Identity.
+func (p *Prover) LoadAK(blob []byte) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.tpm == nil {
+		return fmt.Errorf("%w: closed", ErrProver)
+	}
+	if p.ak != nil {
+		return fmt.Errorf("%w: an AK is already loaded", ErrProver)
+	}
+	ak, err := p.tpm.LoadAK(blob)
+	if err != nil {
+		return fmt.Errorf("%w: load AK: %v", ErrProver, err)
+	}
+	p.ak = ak
+	return nil
+}
+
 // ActivateCredential answers the hub's challenge: the TPM releases the secret
 // only if it holds both the EK the challenge was made for and the AK.
 func (p *Prover) ActivateCredential(c Challenge) ([]byte, error) {

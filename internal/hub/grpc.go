@@ -147,6 +147,30 @@ func (e enrollmentService) Enroll(ctx context.Context, r *api.EnrollRequest) (*a
 	return &api.EnrollResponse{Certificate: got.Cert.Raw, CA: e.s.ca.Certificate().Raw, NotAfter: got.Cert.NotAfter}, nil
 }
 
+func (e enrollmentService) RenewBegin(ctx context.Context, _ *api.RenewBeginRequest) (*api.RenewBeginResponse, error) {
+	pe, err := e.s.authenticate(ctx)
+	if err != nil {
+		return nil, err
+	}
+	n, err := e.s.hub.BeginRenewal(ctx, pe)
+	if err != nil {
+		return nil, grpcError(err)
+	}
+	return &api.RenewBeginResponse{Session: n.Session, Nonce: n.Value, ExpiresAt: n.Expires, PCRs: []int{4, 7, 11}}, nil
+}
+
+func (e enrollmentService) Renew(ctx context.Context, r *api.EnrollRequest) (*api.EnrollResponse, error) {
+	pe, err := e.s.authenticate(ctx)
+	if err != nil {
+		return nil, err
+	}
+	got, err := e.s.hub.Renew(ctx, pe, EnrollRequest{Session: r.Session, Nonce: r.Nonce, Evidence: Evidence(r.Evidence), BuildID: r.BuildID, CSR: r.CSR})
+	if err != nil {
+		return nil, grpcError(err)
+	}
+	return &api.EnrollResponse{Certificate: got.Cert.Raw, CA: e.s.ca.Certificate().Raw, NotAfter: got.Cert.NotAfter}, nil
+}
+
 type adminService struct{ s *Server }
 
 func (a adminService) call(ctx context.Context, fn func(pki.Peer) error) error {

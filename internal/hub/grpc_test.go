@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/kubedos/kubedos/internal/api"
+	"github.com/kubedos/kubedos/internal/attest"
 	"github.com/kubedos/kubedos/internal/pki"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -123,5 +124,49 @@ func TestRevokedNodeCertRefused(t *testing.T) {
 	}
 	if _, err := nodeClient.ListNodes(ctx); status.Code(err) != codes.Unauthenticated {
 		t.Errorf("revoked node certificate: got %v, want Unauthenticated", err)
+	}
+}
+
+// TestRenewOverGRPC: renewal needs the node's own certificate and a fresh
+// quote; without a certificate it is refused before any nonce is issued.
+func TestRenewOverGRPC(t *testing.T) {
+	e := newEnv(t)
+	addr := serveTLS(t, e)
+	n := newNode(t, "w-1", "worker")
+	e.register(n)
+	first := e.mustEnroll(n)
+	ctx := context.Background()
+	dial := func(cert *tls.Certificate) *api.EnrollmentClient {
+		conf := &tls.Config{RootCAs: e.ca.Pool(), ServerName: ServerName, MinVersion: tls.VersionTLS13}
+		if cert != nil {
+			conf.Certificates = []tls.Certificate{*cert}
+		}
+		cc, err := grpc.NewClient(addr, append(api.DialOptions(), grpc.WithTransportCredentials(credentials.NewTLS(conf)))...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { cc.Close() })
+		return api.NewEnrollmentClient(cc)
+	}
+	if _, err := dial(nil).RenewBegin(ctx); status.Code(err) != codes.Unauthenticated {
+		t.Fatalf("renewal without a certificate: %v, want Unauthenticated", err)
+	}
+	cl := dial(&tls.Certificate{Certificate: [][]byte{first.Cert.Raw}, PrivateKey: n.key, Leaf: first.Cert})
+	nonce, err := cl.RenewBegin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev := n.tpm.quote(nonce.Nonce, n.pcrs, "log-ok")
+	got, err := cl.Renew(ctx, &api.EnrollRequest{Session: nonce.Session, Nonce: nonce.Nonce, BuildID: n.buildID, CSR: n.csrDER(t),
+		Evidence: attest.Evidence(ev)})
+	if err != nil {
+		t.Fatalf("renew: %v", err)
+	}
+	if len(got.Certificate) == 0 || string(got.Certificate) == string(first.Cert.Raw) {
+		t.Fatal("renewal returned no new certificate")
+	}
+	if _, err := cl.Renew(ctx, &api.EnrollRequest{Session: nonce.Session, Nonce: nonce.Nonce, BuildID: n.buildID, CSR: n.csrDER(t),
+		Evidence: attest.Evidence(ev)}); status.Code(err) != codes.PermissionDenied {
+		t.Errorf("replayed renewal: %v, want PermissionDenied", err)
 	}
 }
