@@ -55,9 +55,9 @@ func enrolledVars(t *testing.T, keysDir string) []byte {
 	return vars
 }
 
-// bootDisk boots a copy-on-write overlay of disk and waits for kubedosd's
-// status line, a refusal by the firmware, or a fatal message of kubedos-init.
-func bootDisk(t *testing.T, c *cluster, name, disk string) (status *agent.Status, console string) {
+// startVM boots a copy-on-write overlay of disk with the platform's keys
+// enrolled; extra adds per-test settings (NIC, SMBIOS strings).
+func startVM(t *testing.T, c *cluster, name, disk string, extra func(*qemu.VMConfig)) (*qemu.VM, context.Context) {
 	t.Helper()
 	dir := filepath.Join(work, "vm-"+name)
 	os.RemoveAll(dir)
@@ -71,33 +71,53 @@ func bootDisk(t *testing.T, c *cluster, name, disk string) (status *agent.Status
 	}
 	tool(t, "qemu-img", "create", "-q", "-f", "qcow2", "-F", format, "-b", disk, overlay)
 	ctx, cancel := context.WithTimeout(context.Background(), bootTimeout)
-	defer cancel()
-	start := time.Now()
-	vm, err := qemu.Start(ctx, qemu.VMConfig{Name: name, Dir: dir, Disk: overlay, Vars: enrolledVars(t, filepath.Join(c.dir, "keys")), MemoryMiB: 1024})
+	t.Cleanup(cancel)
+	cfg := qemu.VMConfig{Name: name, Dir: dir, Disk: overlay, Vars: enrolledVars(t, filepath.Join(c.dir, "keys")), MemoryMiB: 1024}
+	if extra != nil {
+		extra(&cfg)
+	}
+	vm, err := qemu.Start(ctx, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer vm.Stop()
-	any := regexp.MustCompile(statusRE.String() + `|` + refusedRE.String() + `|` + initFatal.String())
-	m, err := vm.WaitSerial(ctx, any)
+	t.Cleanup(vm.Stop)
+	return vm, ctx
+}
+
+// waitConsole waits for re on the VM's console and logs its tail. A VM
+// that stopped (powered off, or a panic with -no-reboot) returns no match.
+func waitConsole(t *testing.T, vm *qemu.VM, ctx context.Context, name string, re *regexp.Regexp) ([]string, string) {
+	t.Helper()
+	start := time.Now()
+	m, err := vm.WaitSerial(ctx, re)
 	log, _ := os.ReadFile(vm.SerialLog())
-	t.Logf("%s: console after %s:\n%s", name, time.Since(start).Round(time.Second), lastLines(string(log), 12))
+	t.Logf("%s: console after %s:\n%s", name, time.Since(start).Round(time.Second), lastLines(string(log), 14))
 	if err != nil {
 		select {
-		case <-vm.Done(): // powered off or panicked (-no-reboot): the console says why
+		case <-vm.Done():
 			return nil, string(log)
 		default:
 			t.Fatal(err)
 		}
 	}
-	if m[1] == "" {
-		return nil, string(log)
+	return m, string(log)
+}
+
+// bootDisk boots disk and waits for kubedosd's status line, a refusal by
+// the firmware, or a fatal message of kubedos-init.
+func bootDisk(t *testing.T, c *cluster, name, disk string) (status *agent.Status, console string) {
+	t.Helper()
+	vm, ctx := startVM(t, c, name, disk, nil)
+	defer vm.Stop()
+	m, log := waitConsole(t, vm, ctx, name, regexp.MustCompile(statusRE.String()+`|`+refusedRE.String()+`|`+initFatal.String()))
+	if m == nil || m[1] == "" {
+		return nil, log
 	}
 	var st agent.Status
 	if err := json.Unmarshal([]byte(m[1]), &st); err != nil {
 		t.Fatalf("status line: %v", err)
 	}
-	return &st, string(log)
+	return &st, log
 }
 
 // TestBootSecureBootTPM boots the built image and compares what the node

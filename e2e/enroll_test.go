@@ -70,33 +70,15 @@ func startHub(t *testing.T, c *cluster) string {
 // and waits for kubedosd to report enrolled or refused.
 func bootEnrolling(t *testing.T, c *cluster, vmName, nodeName, hubAddr, disk string) (enrolled bool, line string) {
 	t.Helper()
-	dir := filepath.Join(work, "vm-"+vmName)
-	os.RemoveAll(dir)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	overlay := filepath.Join(dir, "disk.qcow2")
-	format := "raw"
-	if filepath.Ext(disk) == ".qcow2" {
-		format = "qcow2"
-	}
-	tool(t, "qemu-img", "create", "-q", "-f", "qcow2", "-F", format, "-b", disk, overlay)
-	ctx, cancel := context.WithTimeout(context.Background(), bootTimeout)
-	defer cancel()
-	start := time.Now()
-	vm, err := qemu.Start(ctx, qemu.VMConfig{Name: vmName, Dir: dir, Disk: overlay, Vars: enrolledVars(t, filepath.Join(c.dir, "keys")),
-		MemoryMiB: 1024, OEMStrings: []string{"kubedos.name=" + nodeName, "kubedos.hub=" + hubAddrInGuest},
-		GuestFwd: []string{"tcp:" + hubAddrInGuest + "-tcp:" + hubAddr}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	vm, ctx := startVM(t, c, vmName, disk, func(cfg *qemu.VMConfig) {
+		cfg.OEMStrings = []string{"kubedos.name=" + nodeName, "kubedos.hub=" + hubAddrInGuest}
+		cfg.GuestFwd = []string{"tcp:" + hubAddrInGuest + "-tcp:" + hubAddr}
+	})
 	defer vm.Stop()
 	re := regexp.MustCompile(regexp.QuoteMeta(agent.EnrolledLinePrefix) + `.*|` + regexp.QuoteMeta(agent.RefusedLinePrefix) + `.*`)
-	m, err := vm.WaitSerial(ctx, re)
-	log, _ := os.ReadFile(vm.SerialLog())
-	t.Logf("%s: console after %s:\n%s", vmName, time.Since(start).Round(time.Second), lastLines(string(log), 14))
-	if err != nil {
-		t.Fatal(err)
+	m, _ := waitConsole(t, vm, ctx, vmName, re)
+	if m == nil {
+		t.Fatalf("%s stopped before kubedosd enrolled or was refused", vmName)
 	}
 	return strings.HasPrefix(m[0], agent.EnrolledLinePrefix), m[0]
 }

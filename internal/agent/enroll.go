@@ -87,16 +87,7 @@ func Enroll(ctx context.Context, cfg EnrollConfig, logf func(string, ...any)) (*
 	if err != nil {
 		return nil, fmt.Errorf("enroll: credential activation: %w", err)
 	}
-	ev, err := p.Quote(act.Nonce, act.PCRs)
-	if err != nil {
-		return nil, err
-	}
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return nil, err
-	}
-	csr, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{
-		Subject: pkix.Name{CommonName: cfg.Name}, DNSNames: []string{cfg.Name}}, key)
+	key, csr, ev, err := evidenceAndCSR(p, cfg.Name, act.Nonce, act.PCRs)
 	if err != nil {
 		return nil, err
 	}
@@ -104,12 +95,9 @@ func Enroll(ctx context.Context, cfg EnrollConfig, logf func(string, ...any)) (*
 	if err != nil {
 		return nil, fmt.Errorf("enroll: %w", err)
 	}
-	cert, err := x509.ParseCertificate(res.Certificate)
+	cert, err := issuedCert(res, cfg.CA)
 	if err != nil {
-		return nil, fmt.Errorf("enroll: hub returned a bad certificate: %w", err)
-	}
-	if _, err := cert.Verify(x509.VerifyOptions{Roots: pool(cfg.CA), KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}}); err != nil {
-		return nil, fmt.Errorf("enroll: certificate does not chain to the cluster CA: %w", err)
+		return nil, fmt.Errorf("enroll: %w", err)
 	}
 	akBlob, err := p.MarshalAK()
 	if err != nil {
@@ -119,6 +107,38 @@ func Enroll(ctx context.Context, cfg EnrollConfig, logf func(string, ...any)) (*
 		return nil, err
 	}
 	return saveIdentity(cfg.StateDir, key, res.Certificate, cert)
+}
+
+// issuedCert parses the hub's certificate and checks it chains to the
+// cluster CA baked into the image.
+func issuedCert(res *api.EnrollResponse, ca *x509.Certificate) (*x509.Certificate, error) {
+	cert, err := x509.ParseCertificate(res.Certificate)
+	if err != nil {
+		return nil, fmt.Errorf("hub returned a bad certificate: %w", err)
+	}
+	if _, err := cert.Verify(x509.VerifyOptions{Roots: pool(ca), KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}}); err != nil {
+		return nil, fmt.Errorf("certificate does not chain to the cluster CA: %w", err)
+	}
+	return cert, nil
+}
+
+// evidenceAndCSR quotes over the hub's nonce and makes a new key (which
+// never leaves the node) with a CSR for the node's name.
+func evidenceAndCSR(p *attest.Prover, name string, nonce []byte, pcrs []int) (*ecdsa.PrivateKey, []byte, attest.Evidence, error) {
+	ev, err := p.Quote(nonce, pcrs)
+	if err != nil {
+		return nil, nil, attest.Evidence{}, err
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, nil, attest.Evidence{}, err
+	}
+	csr, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{
+		Subject: pkix.Name{CommonName: name}, DNSNames: []string{name}}, key)
+	if err != nil {
+		return nil, nil, attest.Evidence{}, err
+	}
+	return key, csr, ev, nil
 }
 
 // saveIdentity writes the node's key (0600) and certificate; the certificate

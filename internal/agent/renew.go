@@ -2,12 +2,8 @@ package agent
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -53,16 +49,7 @@ func Renew(ctx context.Context, cfg EnrollConfig) (*Enrolled, error) {
 	if err != nil {
 		return nil, fmt.Errorf("renew: %w", err)
 	}
-	ev, err := p.Quote(n.Nonce, n.PCRs)
-	if err != nil {
-		return nil, err
-	}
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return nil, err
-	}
-	csr, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{
-		Subject: pkix.Name{CommonName: cfg.Name}, DNSNames: []string{cfg.Name}}, key)
+	key, csr, ev, err := evidenceAndCSR(p, cfg.Name, n.Nonce, n.PCRs)
 	if err != nil {
 		return nil, err
 	}
@@ -70,9 +57,9 @@ func Renew(ctx context.Context, cfg EnrollConfig) (*Enrolled, error) {
 	if err != nil {
 		return nil, fmt.Errorf("renew: %w", err)
 	}
-	cert, err := x509.ParseCertificate(res.Certificate)
+	cert, err := issuedCert(res, cfg.CA)
 	if err != nil {
-		return nil, fmt.Errorf("renew: hub returned a bad certificate: %w", err)
+		return nil, fmt.Errorf("renew: %w", err)
 	}
 	return saveIdentity(cfg.StateDir, key, res.Certificate, cert)
 }
