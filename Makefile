@@ -12,7 +12,7 @@ FUZZ_TARGETS    := spec:FuzzParse measure:FuzzEventLog attest:FuzzDecodeEvidence
 BIN             := bin
 LDFLAGS         := -X github.com/kubedos/kubedos/internal/buildinfo.Version=$(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 
-.PHONY: all build demo deps test lint unit fuzz e2e clean
+.PHONY: all build demo deps test lint unit fuzz integration e2e clean
 
 all: build
 
@@ -48,6 +48,12 @@ fuzz:
 	  pkg=$${t%%:*}; fn=$${t#*:}; echo "fuzz $$pkg $$fn"; \
 	  $(GO) test -run '^$$' -fuzz "^$$fn\$$" -fuzztime $(FUZZTIME) -fuzzminimizetime 1s ./internal/$$pkg; \
 	done
+
+# Integration (root): swtpm instances enrolling concurrently through the real
+# hub over TLS with a restart in the middle; apt + mmdebstrap offline against
+# a real darksite repo (needs Debian's mirror).
+integration:
+	$(GO) test -tags integration -race -count=1 -timeout 30m ./internal/...
 
 # End-to-end: real Debian packages, real images, QEMU + OVMF Secure Boot +
 # swtpm under TCG. Needs root and Debian's mirror; about 10 minutes here.

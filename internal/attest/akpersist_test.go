@@ -57,3 +57,27 @@ func TestAKSurvivesProverRestart(t *testing.T) {
 		t.Error("LoadAK on a closed Prover succeeded")
 	}
 }
+
+func TestEKPublicMatchesIdentity(t *testing.T) {
+	sim, err := simulator.GetWithFixedSeedInsecure(9)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sim.Close()
+	p, err := NewProver(keepOpen{sim}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	ek, err := p.EKPublic()
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, err := p.Identity()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(ek, id.EKPublic) || EKHash(ek) != EKHash(id.EKPublic) {
+		t.Fatal("EKPublic differs from the identity's EK")
+	}
+}

@@ -1,7 +1,9 @@
-package attest
+package attest_test
 
 import (
 	"testing"
+
+	. "github.com/kubedos/kubedos/internal/attest"
 )
 
 // BenchmarkVerifyEvidence is the hub's verification of one node's evidence:

@@ -1,4 +1,4 @@
-package attest
+package attest_test
 
 import (
 	"encoding/json"
@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 
+	. "github.com/kubedos/kubedos/internal/attest"
+	"github.com/kubedos/kubedos/internal/attest/attesttest"
 	"github.com/kubedos/kubedos/internal/measure"
 )
 
@@ -121,7 +123,7 @@ func TestVerifyEvidenceRefusals(t *testing.T) {
 
 	for _, tc := range []struct {
 		name             string
-		measured, served []tcgEvent
+		measured, served []attesttest.Event
 		// tamper changes the evidence or the hub's input after a good quote.
 		tamper  func(t *testing.T, n *node, ev *Evidence, in *VerifyInput)
 		check   Check
@@ -139,7 +141,7 @@ func TestVerifyEvidenceRefusals(t *testing.T) {
 			tamper: func(t *testing.T, n *node, ev *Evidence, in *VerifyInput) {
 				// A second AK in the same TPM signs the quote; the hub
 				// holds the first (enrolled) AK.
-				p2, err := NewProver(shared{n.sim}, encodeTCGLog(t, good))
+				p2, err := NewProver(attesttest.NoClose(n.sim), encodeTCGLog(t, good))
 				if err != nil {
 					t.Fatal(err)
 				}

@@ -1,8 +1,10 @@
-package attest
+package attest_test
 
 import (
 	"encoding/base64"
 	"testing"
+
+	. "github.com/kubedos/kubedos/internal/attest"
 )
 
 // The fuzz targets feed untrusted bytes through the hub's paths: decoding

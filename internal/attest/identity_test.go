@@ -1,4 +1,4 @@
-package attest
+package attest_test
 
 import (
 	"bytes"
@@ -12,6 +12,9 @@ import (
 	"testing"
 
 	"github.com/google/go-tpm/legacy/tpm2"
+
+	. "github.com/kubedos/kubedos/internal/attest"
+	"github.com/kubedos/kubedos/internal/attest/attesttest"
 )
 
 // otherEK returns the EK public key of another machine's TPM.
@@ -109,7 +112,7 @@ func TestCheckEK(t *testing.T) {
 	measureBoot(t, sim, boot)
 	// Read the EK, then give the TPM a certificate for it, as
 	// swtpm_setup --create-ek-cert does, and start the node again.
-	p, err := NewProver(shared{sim}, nil)
+	p, err := NewProver(attesttest.NoClose(sim), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -154,6 +154,31 @@ func (p *Prover) Identity() (Identity, error) {
 	return id, nil
 }
 
+// EKPublic returns the TPM's RSA EK (PKIX DER) without making an AK: what a
+// deploy step reads to register a machine's identity before it boots.
+func (p *Prover) EKPublic() ([]byte, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.tpm == nil {
+		return nil, fmt.Errorf("%w: closed", ErrProver)
+	}
+	if p.ek == nil {
+		eks, err := p.tpm.EKs()
+		if err != nil {
+			return nil, fmt.Errorf("%w: read EK: %v", ErrProver, err)
+		}
+		if len(eks) == 0 {
+			return nil, fmt.Errorf("%w: TPM has no EK", ErrProver)
+		}
+		p.ek = &eks[0]
+	}
+	der, err := x509.MarshalPKIXPublicKey(p.ek.Public)
+	if err != nil {
+		return nil, fmt.Errorf("%w: EK public: %v", ErrProver, err)
+	}
+	return der, nil
+}
+
 // MarshalAK returns the Prover's AK as an opaque blob (the key is wrapped by
 // the TPM's storage key, so the blob is useless off this TPM). A node keeps
 // it on its state partition: renewal quotes must come from the AK it

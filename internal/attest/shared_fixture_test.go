@@ -1,9 +1,11 @@
-package attest
+package attest_test
 
 import (
 	"encoding/json"
 	"sync"
 	"testing"
+
+	. "github.com/kubedos/kubedos/internal/attest"
 )
 
 // goodQuote is a verified enrollment of the recorded OVMF boot: the node's

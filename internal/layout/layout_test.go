@@ -36,6 +36,9 @@ var rank = map[string]int{
 	"internal/cli":       5,
 	"cmd":                6,
 	"bench":              6, // benchmark helpers, like commands
+
+	// Test support over internal/attest: simulated nodes (tests and bench).
+	"internal/attest/attesttest": 3,
 }
 
 // rankOf finds the rank of a package directory by its longest listed prefix,
