@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # The main job on the local default: validate and plan the examples, then
-# manufacture the local example (keys, lock, fetch, build, verify) and boot
-# its master under QEMU with Secure Boot enforced and a TPM, checking the
-# PCRs it measured against the signed manifest. State lives in ./demo/ so a
-# second run reuses the content-addressed build (seconds, not minutes).
+# manufacture the local example (keys, lock, fetch, build, verify), boot its
+# master once checking the PCRs it measured against the signed manifest, and
+# bring the three-node cluster up: a hub and one VM per node, each VM's EK
+# registered before it boots, every node enrolled through the attestation
+# gate. State lives in ./demo/ so a second run reuses the content-addressed
+# build and the running cluster (seconds, not minutes).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -35,7 +37,16 @@ $k fetch cluster.yaml --cache cache
 b=$($k build cluster.yaml --cache cache --out out)
 $k verify "$b" --keys keys
 echo
-echo "== boot the master: OVMF Secure Boot enforced, swtpm TPM 2.0, TCG"
+echo "== boot the master once and check its PCRs against the signed manifest"
 $k boot "$b" --role master --keys keys --dir vm-master
 echo
-echo "demo: ok. Build: demo/$b  Console log: demo/vm-master/serial.log"
+echo "== bring the cluster up: hub + one VM per node (OVMF Secure Boot, swtpm), every node through the attestation gate"
+$k cluster up cluster.yaml --build "$b" --keys keys
+echo
+$k node list --hub "$(cat .kubedos/clusters/local/hub/hub.addr)" --keys keys
+echo
+echo "demo: ok. The cluster keeps running:"
+echo "  cd demo && ../bin/kubedos cluster status cluster.yaml --keys keys    # VMs and their enrollment"
+echo "  cd demo && ../bin/kubedos audit --hub \$(cat .kubedos/clusters/local/hub/hub.addr) --keys keys"
+echo "  cd demo && ../bin/kubedos cluster down cluster.yaml                  # stop every VM, swtpm and the hub"
+echo "Consoles: demo/.kubedos/clusters/local/nodes/<node>/serial.log"

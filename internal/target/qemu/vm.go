@@ -41,6 +41,9 @@ type VMConfig struct {
 	// network (restrict=on: no route anywhere) whose only reachable address
 	// forwards to the host, e.g. "tcp:10.0.2.100:7443-tcp:127.0.0.1:7443".
 	GuestFwd []string
+	// Reboot lets a guest reboot (upgrades do); otherwise a reboot or a
+	// panic ends the VM, which is what a one-shot boot check wants.
+	Reboot bool
 }
 
 // VM is a running (or stopped) machine.
@@ -101,43 +104,7 @@ func Start(ctx context.Context, cfg VMConfig) (*VM, error) {
 		return nil, fmt.Errorf("swtpm for %s: %w", cfg.Name, err)
 	}
 	_ = os.Remove(v.SerialLog())
-	format := "raw"
-	if filepath.Ext(cfg.Disk) == ".qcow2" {
-		format = "qcow2"
-	}
-	args := []string{
-		"-name", cfg.Name, "-machine", "q35,smm=on", "-accel", accel(), "-m", strconv.Itoa(cfg.MemoryMiB), "-smp", strconv.Itoa(cfg.CPUs),
-		"-global", "driver=cfi.pflash01,property=secure,value=on",
-		"-drive", "if=pflash,format=raw,unit=0,readonly=on,file=" + OVMFCode,
-		"-drive", "if=pflash,format=raw,unit=1,file=" + vars,
-		"-drive", "if=none,id=disk0,format=" + format + ",file=" + cfg.Disk,
-		// The disk is the first boot option: a failed network boot would add events to PCR 4.
-		"-device", "virtio-blk-pci,drive=disk0,bootindex=0",
-		"-chardev", "socket,id=chrtpm,path=" + sock, "-tpmdev", "emulator,id=tpm0,chardev=chrtpm", "-device", "tpm-tis,tpmdev=tpm0",
-		"-nographic", "-monitor", "none", "-serial", "file:" + v.SerialLog(),
-		// A panic (for example a verity failure) reboots at once; -no-reboot turns that into an exit.
-		"-no-reboot",
-	}
-	if len(cfg.GuestFwd) > 0 {
-		netdev := "user,id=n0,restrict=on"
-		for _, f := range cfg.GuestFwd {
-			netdev += ",guestfwd=" + f
-		}
-		// romfile= : no iPXE option ROM, so the NIC never becomes a boot option.
-		args = append(args, "-netdev", netdev, "-device", "virtio-net-pci,netdev=n0,romfile=")
-	} else {
-		args = append(args, "-net", "none")
-	}
-	if len(cfg.OEMStrings) > 0 {
-		t11 := "type=11"
-		for _, v := range cfg.OEMStrings {
-			t11 += ",value=" + strings.ReplaceAll(v, ",", ",,")
-		}
-		args = append(args, "-smbios", t11)
-	}
-	if cfg.Serial != "" || cfg.UUID != "" {
-		args = append(args, "-smbios", fmt.Sprintf("type=1,serial=%s,uuid=%s", cfg.Serial, cfg.UUID))
-	}
+	args := qemuArgs(cfg, vars, sock, v.SerialLog())
 	v.qemu = exec.CommandContext(ctx, "qemu-system-x86_64", args...)
 	qlog, err := os.Create(filepath.Join(cfg.Dir, "qemu.log"))
 	if err != nil {
@@ -159,6 +126,51 @@ func Start(ctx context.Context, cfg VMConfig) (*VM, error) {
 		close(v.done)
 	}()
 	return v, nil
+}
+
+// qemuArgs is the machine: q35 with SMM, OVMF secboot code and the VM's own
+// VARS, the disk as first boot option, one swtpm TPM 2.0, serial to a file.
+func qemuArgs(cfg VMConfig, vars, sock, serial string) []string {
+	format := "raw"
+	if filepath.Ext(cfg.Disk) == ".qcow2" {
+		format = "qcow2"
+	}
+	args := []string{
+		"-name", cfg.Name, "-machine", "q35,smm=on", "-accel", accel(), "-m", strconv.Itoa(cfg.MemoryMiB), "-smp", strconv.Itoa(cfg.CPUs),
+		"-global", "driver=cfi.pflash01,property=secure,value=on",
+		"-drive", "if=pflash,format=raw,unit=0,readonly=on,file=" + OVMFCode,
+		"-drive", "if=pflash,format=raw,unit=1,file=" + vars,
+		"-drive", "if=none,id=disk0,format=" + format + ",file=" + cfg.Disk,
+		// The disk is the first boot option: a failed network boot would add events to PCR 4.
+		"-device", "virtio-blk-pci,drive=disk0,bootindex=0",
+		"-chardev", "socket,id=chrtpm,path=" + sock, "-tpmdev", "emulator,id=tpm0,chardev=chrtpm", "-device", "tpm-tis,tpmdev=tpm0",
+		"-display", "none", "-monitor", "none", "-serial", "file:" + serial,
+	}
+	if !cfg.Reboot {
+		// A panic (for example a verity failure) reboots at once; -no-reboot turns that into an exit.
+		args = append(args, "-no-reboot")
+	}
+	if len(cfg.GuestFwd) > 0 {
+		netdev := "user,id=n0,restrict=on"
+		for _, f := range cfg.GuestFwd {
+			netdev += ",guestfwd=" + f
+		}
+		// romfile= : no iPXE option ROM, so the NIC never becomes a boot option.
+		args = append(args, "-netdev", netdev, "-device", "virtio-net-pci,netdev=n0,romfile=")
+	} else {
+		args = append(args, "-net", "none")
+	}
+	if len(cfg.OEMStrings) > 0 {
+		t11 := "type=11"
+		for _, v := range cfg.OEMStrings {
+			t11 += ",value=" + strings.ReplaceAll(v, ",", ",,")
+		}
+		args = append(args, "-smbios", t11)
+	}
+	if cfg.Serial != "" || cfg.UUID != "" {
+		args = append(args, "-smbios", fmt.Sprintf("type=1,serial=%s,uuid=%s", cfg.Serial, cfg.UUID))
+	}
+	return args
 }
 
 // accel is TCG unless KUBEDOS_QEMU_ACCEL says otherwise: an openable

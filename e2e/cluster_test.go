@@ -1,0 +1,62 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// TestLocalClusterUpDown brings the local example (a master and two
+// workers) up with one command: every VM's EK is registered before it boots
+// and every node enrolls; a second `up` changes nothing; `down` leaves no
+// qemu, swtpm or hub process behind.
+func TestLocalClusterUpDown(t *testing.T) {
+	dir := filepath.Join(work, "local")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	spec, err := os.ReadFile("../examples/local.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "cluster.yaml"), spec, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	must(t, dir, "keys", "init", "--dir", "keys", "--cluster", "local")
+	must(t, dir, "lock", "cluster.yaml")
+	must(t, dir, "fetch", "cluster.yaml", "--cache", "cache")
+	b := strings.TrimSpace(lastLines(must(t, dir, "build", "cluster.yaml", "--cache", "cache", "--out", "out", "--node-binaries", bin), 1))
+	t.Cleanup(func() { run(t, dir, nil, "cluster", "down", "cluster.yaml", "--purge") })
+
+	must(t, dir, "cluster", "up", "cluster.yaml", "--build", b, "--keys", "keys", "--timeout", "12m")
+	var st struct {
+		Nodes []struct {
+			Name, State, VM, EKHash string
+		}
+	}
+	if err := json.Unmarshal([]byte(must(t, dir, "cluster", "status", "cluster.yaml", "--keys", "keys", "-o", "json")), &st); err != nil {
+		t.Fatal(err)
+	}
+	if len(st.Nodes) != 3 {
+		t.Fatalf("status lists %d nodes", len(st.Nodes))
+	}
+	for _, n := range st.Nodes {
+		if n.State != "enrolled" || n.VM != "running" || n.EKHash == "" {
+			t.Errorf("node %s: state %s, vm %s, EK %q", n.Name, n.State, n.VM, n.EKHash)
+		}
+	}
+	again := run(t, dir, nil, "cluster", "up", "cluster.yaml", "--build", b, "--keys", "keys")
+	if again.code != 0 || strings.Count(again.stderr, "already running") != 4 { // the hub and three VMs
+		t.Errorf("a second up was not a no-op:\n%s", again.stderr)
+	}
+	must(t, dir, "cluster", "down", "cluster.yaml")
+	// Every process the cluster owns has its state directory on its command line.
+	if out, _ := exec.Command("pgrep", "-af", filepath.Join(dir, ".kubedos")).Output(); len(strings.TrimSpace(string(out))) > 0 {
+		t.Errorf("processes left after down:\n%s", out)
+	}
+}

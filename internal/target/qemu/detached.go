@@ -1,0 +1,128 @@
+package qemu
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// Files of a detached VM in its directory.
+const (
+	qemuPidFile  = "qemu.pid"
+	swtpmPidFile = "swtpm.pid"
+)
+
+// StartDetached starts a VM that outlives the calling process (a cluster
+// node): swtpm and qemu daemonize and leave pid files in cfg.Dir, and Stop
+// ends them. The TPM state in cfg.Dir persists across runs, so a node keeps
+// its EK. A VM that is already running is left as it is.
+func StartDetached(ctx context.Context, cfg VMConfig) error {
+	var err error
+	if cfg.Dir, err = filepath.Abs(cfg.Dir); err != nil {
+		return err
+	}
+	if cfg.Disk, err = filepath.Abs(cfg.Disk); err != nil {
+		return err
+	}
+	if _, ok := Running(cfg.Dir); ok {
+		return nil
+	}
+	if cfg.MemoryMiB == 0 {
+		cfg.MemoryMiB = 1024
+	}
+	if cfg.CPUs == 0 {
+		cfg.CPUs = 1
+	}
+	v := &VM{cfg: cfg}
+	if err := os.MkdirAll(v.TPMDir(), 0o700); err != nil {
+		return err
+	}
+	vars := filepath.Join(cfg.Dir, "OVMF_VARS.fd")
+	if _, err := os.Stat(vars); errors.Is(err, os.ErrNotExist) {
+		if err := os.WriteFile(vars, cfg.Vars, 0o600); err != nil {
+			return err
+		}
+	}
+	if err := v.setupTPM(ctx); err != nil {
+		return err
+	}
+	sock := filepath.Join(v.TPMDir(), "swtpm.sock")
+	_ = os.Remove(sock)
+	out, err := exec.CommandContext(ctx, "swtpm", "socket", "--tpm2", "--tpmstate", "dir="+v.TPMDir(),
+		"--ctrl", "type=unixio,path="+sock, "--terminate", "--log", "file="+filepath.Join(cfg.Dir, "swtpm.log"),
+		"--daemon", "--pid", "file="+filepath.Join(cfg.Dir, swtpmPidFile)).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("start swtpm for %s: %w: %s", cfg.Name, err, out)
+	}
+	if err := waitFile(ctx, sock, 10*time.Second); err != nil {
+		return fmt.Errorf("swtpm for %s: %w", cfg.Name, err)
+	}
+	args := append(qemuArgs(cfg, vars, sock, v.SerialLog()), "-daemonize", "-pidfile", filepath.Join(cfg.Dir, qemuPidFile))
+	if out, err := exec.CommandContext(ctx, "qemu-system-x86_64", args...).CombinedOutput(); err != nil {
+		_ = stopPid(filepath.Join(cfg.Dir, swtpmPidFile), 5*time.Second)
+		return fmt.Errorf("start qemu for %s: %w: %s", cfg.Name, err, out)
+	}
+	return nil
+}
+
+// Running reports whether the detached VM in dir is alive, with its pid.
+func Running(dir string) (int, bool) {
+	return alive(filepath.Join(dir, qemuPidFile))
+}
+
+// Stop ends a detached VM (qemu, then its swtpm) and removes the pid files.
+// A VM that is not running is not an error.
+func Stop(dir string) error {
+	return errors.Join(stopPid(filepath.Join(dir, qemuPidFile), 10*time.Second), stopPid(filepath.Join(dir, swtpmPidFile), 5*time.Second))
+}
+
+func alive(pidFile string) (int, bool) {
+	b, err := os.ReadFile(pidFile)
+	if err != nil {
+		return 0, false
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil || pid <= 0 {
+		return 0, false
+	}
+	if err := syscall.Kill(pid, 0); err != nil {
+		return pid, false
+	}
+	return pid, true
+}
+
+// stopPid sends SIGTERM, waits up to grace, then SIGKILL.
+func stopPid(pidFile string, grace time.Duration) error {
+	pid, ok := alive(pidFile)
+	if !ok {
+		return removeIfPresent(pidFile)
+	}
+	_ = syscall.Kill(pid, syscall.SIGTERM)
+	deadline := time.Now().Add(grace)
+	for time.Now().Before(deadline) {
+		if _, ok := alive(pidFile); !ok {
+			return removeIfPresent(pidFile)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) {
+		return fmt.Errorf("kill %d (%s): %w", pid, pidFile, err)
+	}
+	time.Sleep(200 * time.Millisecond)
+	return removeIfPresent(pidFile)
+}
+
+// removeIfPresent removes a pid file; qemu removes its own on a clean exit.
+func removeIfPresent(path string) error {
+	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	return nil
+}
