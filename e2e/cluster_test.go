@@ -13,8 +13,8 @@ import (
 
 // TestLocalClusterUpDown brings the local example (a master and two
 // workers) up with one command: every VM's EK is registered before it boots
-// and every node enrolls; a second `up` changes nothing; `down` leaves no
-// qemu, swtpm or hub process behind.
+// and every node enrolls; a second `up` changes nothing; fencing a node
+// revokes it and stops its VM; `down` leaves no qemu, swtpm or hub process.
 func TestLocalClusterUpDown(t *testing.T) {
 	dir := filepath.Join(work, "local")
 	if err := os.MkdirAll(dir, 0o755); err != nil {
@@ -53,6 +53,20 @@ func TestLocalClusterUpDown(t *testing.T) {
 	again := run(t, dir, nil, "cluster", "up", "cluster.yaml", "--build", b, "--keys", "keys")
 	if again.code != 0 || strings.Count(again.stderr, "already running") != 4 { // the hub and three VMs
 		t.Errorf("a second up was not a no-op:\n%s", again.stderr)
+	}
+	// Runbook step 1: fence a node: revoked at the hub and its VM stopped.
+	hubAddr, err := os.ReadFile(filepath.Join(dir, ".kubedos", "clusters", "local", "hub", "hub.addr"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	must(t, dir, "node", "fence", "w-2", "--spec", "cluster.yaml", "--hub", strings.TrimSpace(string(hubAddr)), "--keys", "keys", "--reason", "e2e drill")
+	if err := json.Unmarshal([]byte(must(t, dir, "cluster", "status", "cluster.yaml", "--keys", "keys", "-o", "json")), &st); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range st.Nodes {
+		if n.Name == "w-2" && (n.State != "fenced" || n.VM != "stopped") {
+			t.Errorf("after fence: w-2 is %s with its VM %s", n.State, n.VM)
+		}
 	}
 	must(t, dir, "cluster", "down", "cluster.yaml")
 	// Every process the cluster owns has its state directory on its command line.

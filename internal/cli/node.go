@@ -13,6 +13,8 @@ import (
 	"github.com/kubedos/kubedos/internal/api"
 	"github.com/kubedos/kubedos/internal/hub"
 	"github.com/kubedos/kubedos/internal/sign"
+	"github.com/kubedos/kubedos/internal/spec"
+	"github.com/kubedos/kubedos/internal/target/qemu"
 	"github.com/spf13/cobra"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
@@ -128,7 +130,7 @@ func newNodeCmd(g *globals) *cobra.Command {
 
 func nodeAction(g *globals, verb, short string) *cobra.Command {
 	var c hubClient
-	var reason string
+	var reason, specPath, state string
 	cmd := &cobra.Command{
 		Use:   verb + " NAME",
 		Short: short,
@@ -154,12 +156,42 @@ func nodeAction(g *globals, verb, short string) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if verb == "fence" && specPath != "" {
+				if err := stopLocalNode(specPath, state, args[0]); err != nil {
+					return fmt.Errorf("fenced at the hub, but stopping the VM failed: %w", err)
+				}
+				fmt.Fprintf(g.stderr, "%s: VM stopped\n", args[0])
+			}
 			return printNode(g, n)
 		},
 	}
 	c.addFlags(cmd)
 	cmd.Flags().StringVar(&reason, "reason", "", "why, for the node record and the audit log")
+	if verb == "fence" {
+		cmd.Long = short + `.
+
+Fencing revokes every certificate of the node at the hub at once (the hub and
+every node API refuse it from then on) and marks it fenced until it is
+replaced. With --spec, the node's VM on the local QEMU target is stopped too
+(runbook: fence, revoke, destroy, replace).`
+		cmd.Flags().StringVar(&specPath, "spec", "", "the cluster's spec: also stop the node's VM on the local qemu target")
+		cmd.Flags().StringVar(&state, "state", "", "cluster state directory (default .kubedos/clusters/<cluster>)")
+	}
 	return cmd
+}
+
+// stopLocalNode stops a node's VM in a local cluster's state directory.
+func stopLocalNode(specPath, state, name string) error {
+	s, err := spec.Load(specPath)
+	if err != nil {
+		return fmt.Errorf("%s: %w", specPath, err)
+	}
+	if _, ok := s.NodeByName(name); !ok {
+		return fmt.Errorf("no node %q in %s", name, specPath)
+	}
+	f := clusterFlags{state: state}
+	c := &localCluster{spec: s, dir: f.dir(s)}
+	return qemu.Stop(c.nodeDir(name))
 }
 
 func printNode(g *globals, n *api.Node) error {
