@@ -63,6 +63,15 @@ Start with:
   kubedos spec validate cluster.yaml
   kubedos plan cluster.yaml
 
+Manufacture and run it (build, boot and cluster need root):
+  kubedos keys init --dir keys --cluster local
+  kubedos lock cluster.yaml && kubedos fetch cluster.yaml
+  kubedos build cluster.yaml --out out            # prints out/<cluster>/<build-id>
+  kubedos verify out/local/<build-id>
+  kubedos cluster up cluster.yaml --build out/local/<build-id>
+  kubedos node list --hub <addr>; kubedos audit --hub <addr>
+  kubedos cluster down cluster.yaml
+
 Every command that reads accepts --output json for scripts.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
