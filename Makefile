@@ -8,7 +8,8 @@ FUZZTIME        ?= 4s
 # package:target pairs run briefly on every `make test`: every decoder of
 # untrusted input (spec, event log, hub requests, PE images, GPT, VARS).
 FUZZ_TARGETS    := spec:FuzzParse measure:FuzzEventLog attest:FuzzDecodeEvidence attest:FuzzVerifyEvidenceEventLog \
-                   attest:FuzzDecodeIdentity api:FuzzCodec sign:FuzzVerifyPE sign:FuzzAuthenticodeDigest earlyboot:FuzzReadGPT
+                   attest:FuzzDecodeIdentity api:FuzzCodec sign:FuzzVerifyPE sign:FuzzAuthenticodeDigest earlyboot:FuzzReadGPT \
+                   agent:FuzzDecodeNodeConfig
 BIN             := bin
 LDFLAGS         := -X github.com/kubedos/kubedos/internal/buildinfo.Version=$(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 

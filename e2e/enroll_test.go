@@ -5,6 +5,7 @@ package e2e
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"net"
@@ -19,7 +20,12 @@ import (
 	"github.com/kubedos/kubedos/internal/agent"
 	"github.com/kubedos/kubedos/internal/api"
 	"github.com/kubedos/kubedos/internal/build"
+	"github.com/kubedos/kubedos/internal/pki"
 	"github.com/kubedos/kubedos/internal/target/qemu"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/status"
 )
 
 // swtpmLocalCA issues the EK certificates swtpm_setup --create-ek-cert makes:
@@ -29,6 +35,94 @@ const swtpmLocalCA = "/var/lib/swtpm-localca/issuercert.pem"
 // hubAddrInGuest is the only address a node's isolated NIC reaches; QEMU
 // forwards it to the hub on the host's loopback.
 const hubAddrInGuest = "10.0.2.100:7443"
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lis.Close()
+	return lis.Addr().String()
+}
+
+// checkNodeAPI calls the enrolled node's API (mTLS with its enrollment
+// certificate) as an operator would, and as callers it must refuse.
+func checkNodeAPI(t *testing.T, c *cluster, apiAddr string) {
+	t.Helper()
+	var ver api.NodeVersion
+	// kubedosd starts its API once enrolled; give it a moment.
+	var out string
+	for deadline := time.Now().Add(90 * time.Second); ; {
+		r := run(t, c.dir, nil, "node", "version", "--node", apiAddr, "--name", "master", "--keys", "keys", "-o", "json")
+		if r.code == 0 {
+			out = r.stdout
+			break
+		}
+		if time.Now().After(deadline) {
+			log, _ := os.ReadFile(filepath.Join(work, "vm-enroll-good", "serial.log"))
+			t.Fatalf("node API not reachable: %s\nconsole:\n%s", r.stderr, lastLines(string(log), 30))
+		}
+		time.Sleep(3 * time.Second)
+	}
+	if err := json.Unmarshal([]byte(out), &ver); err != nil {
+		t.Fatalf("node version: %v\n%s", err, out)
+	}
+	t.Logf("node API version: %s", strings.TrimSpace(out))
+	if !strings.Contains(out, c.manifest.Roles["master"].RoleID) {
+		t.Errorf("node API reports another build: %s", out)
+	}
+	health := run(t, c.dir, nil, "node", "health", "--node", apiAddr, "--name", "master", "--keys", "keys")
+	t.Logf("node health (exit %d):\n%s", health.code, health.stdout)
+	if !strings.Contains(health.stdout, "enrolled") {
+		t.Errorf("health does not report enrollment:\n%s%s", health.stdout, health.stderr)
+	}
+	svc := must(t, c.dir, "node", "services", "--node", apiAddr, "--name", "master", "--keys", "keys")
+	if !strings.Contains(svc, "kubedosd.service") {
+		t.Errorf("services does not list kubedosd:\n%s", svc)
+	}
+	logs := must(t, c.dir, "node", "logs", "--node", apiAddr, "--name", "master", "--keys", "keys", "-u", "kubedosd", "-n", "20")
+	if !strings.Contains(logs, "KUBEDOSD") {
+		t.Errorf("logs of kubedosd lack its lines:\n%s", logs)
+	}
+
+	// Refused callers: no certificate at all, and a reader asking for a reboot.
+	ca, err := pki.LoadCA(filepath.Join(c.dir, "keys"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dial := func(cert *tls.Certificate) *api.NodeClient {
+		conf := &tls.Config{RootCAs: ca.Pool(), ServerName: "master", MinVersion: tls.VersionTLS13}
+		if cert != nil {
+			conf.Certificates = []tls.Certificate{*cert}
+		}
+		cc, err := grpc.NewClient(apiAddr, append(api.DialOptions(), grpc.WithTransportCredentials(credentials.NewTLS(conf)))...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { cc.Close() })
+		return api.NewNodeClient(cc)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if _, err := dial(nil).Version(ctx); status.Code(err) != codes.Unauthenticated {
+		t.Errorf("node API without a client certificate: %v, want Unauthenticated", err)
+	}
+	reader, err := ca.IssueClient("rita", pki.RoleReader, time.Hour, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc, err := reader.TLSCertificate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := dial(&rc).Reboot(ctx); status.Code(err) != codes.PermissionDenied {
+		t.Errorf("reader calling reboot: %v, want PermissionDenied", err)
+	}
+	if _, err := dial(&rc).Version(ctx); err != nil {
+		t.Errorf("reader calling version: %v", err)
+	}
+}
 
 // startHub runs `kubedos hub serve` for the build on a free loopback port.
 func startHub(t *testing.T, c *cluster) string {
@@ -67,14 +161,17 @@ func startHub(t *testing.T, c *cluster) string {
 }
 
 // bootEnrolling boots disk as node name with a NIC that reaches only the hub
-// and waits for kubedosd to report enrolled or refused.
-func bootEnrolling(t *testing.T, c *cluster, vmName, nodeName, hubAddr, disk string) (enrolled bool, line string) {
+// (and forwards apiAddr on the host to the node API) and waits for kubedosd
+// to report enrolled or refused. The VM runs until the test ends.
+func bootEnrolling(t *testing.T, c *cluster, vmName, nodeName, hubAddr, apiAddr, disk string) (enrolled bool, line string) {
 	t.Helper()
 	vm, ctx := startVM(t, c, vmName, disk, func(cfg *qemu.VMConfig) {
 		cfg.OEMStrings = []string{"kubedos.name=" + nodeName, "kubedos.hub=" + hubAddrInGuest}
 		cfg.GuestFwd = []string{"tcp:" + hubAddrInGuest + "-tcp:" + hubAddr}
+		if apiAddr != "" {
+			cfg.HostFwd = []string{"tcp:" + apiAddr + "-:7444"}
+		}
 	})
-	defer vm.Stop()
 	re := regexp.MustCompile(regexp.QuoteMeta(agent.EnrolledLinePrefix) + `.*|` + regexp.QuoteMeta(agent.RefusedLinePrefix) + `.*`)
 	m, _ := waitConsole(t, vm, ctx, vmName, re)
 	if m == nil {
@@ -104,7 +201,7 @@ func TestEnrollmentGate(t *testing.T) {
 	}
 	hubAddr := startHub(t, c)
 
-	ok, line := bootEnrolling(t, c, "enroll-changed", "master", hubAddr, withChangedUKI(t, c, "enroll", true))
+	ok, line := bootEnrolling(t, c, "enroll-changed", "master", hubAddr, "", withChangedUKI(t, c, "enroll", true))
 	if ok {
 		t.Fatalf("a node with a changed UKI enrolled: %s", line)
 	}
@@ -115,7 +212,8 @@ func TestEnrollmentGate(t *testing.T) {
 	t.Logf("quarantined: %s: %s", n.Reason.Check, strings.Join(strings.Fields(n.Reason.Detail), " "))
 
 	must(t, c.dir, "node", "replace", "master", "--hub", hubAddr, "--keys", "keys", "--reason", "e2e: replace the quarantined machine")
-	ok, line = bootEnrolling(t, c, "enroll-good", "master", hubAddr, c.role(build.FileDiskQcow2))
+	apiAddr := freeAddr(t)
+	ok, line = bootEnrolling(t, c, "enroll-good", "master", hubAddr, apiAddr, c.role(build.FileDiskQcow2))
 	if !ok {
 		t.Fatalf("the built image was refused: %s", line)
 	}
@@ -123,6 +221,8 @@ func TestEnrollmentGate(t *testing.T) {
 	if n.State != "enrolled" || n.BuildID != c.manifest.Roles["master"].RoleID || n.CertSerial == "" || !strings.Contains(line, "serial "+n.CertSerial) {
 		t.Fatalf("after enrollment the hub says %+v; node said %q", n, line)
 	}
+
+	checkNodeAPI(t, c, apiAddr)
 
 	list := must(t, c.dir, "node", "list", "--hub", hubAddr, "--keys", "keys")
 	if !strings.Contains(list, "enrolled") {

@@ -2,7 +2,9 @@
 // slot and TPM PCRs (console and /run/kubedos/status.json); when the machine
 // names a hub (SMBIOS OEM string kubedos.hub) it enrolls through the
 // attestation gate on first boot and renews its certificate with a fresh
-// quote before it expires. The node API grows from here.
+// quote before it expires. Once enrolled it serves the node API (mTLS, port
+// 7444: version, health, services, logs, dmesg, reboot, shutdown, config,
+// drift) with the enrollment certificate.
 package main
 
 import (

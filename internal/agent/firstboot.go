@@ -39,7 +39,8 @@ func Console(line string) {
 
 // RunIdentity keeps the node's identity while ctx lasts: when the machine
 // names a hub it enrolls on first boot (no identity on the state partition
-// yet), then renews the certificate with a fresh quote before it expires. A
+// yet), then renews the certificate with a fresh quote before it expires,
+// and serves the node API (NodeAPIAddr) while enrolled. A
 // refusal by the hub is final (the node is quarantined there); an
 // unreachable hub is retried.
 func RunIdentity(ctx context.Context, st Status) error {
@@ -75,12 +76,12 @@ func RunIdentity(ctx context.Context, st Status) error {
 	logf := func(f string, a ...any) { Console("kubedosd: " + fmt.Sprintf(f, a...)) }
 	if _, err := os.Stat(filepath.Join(IdentityDir, NodeCertFile)); err == nil {
 		logf("identity present in %s", IdentityDir)
-		return RenewLoop(ctx, cfg, logf)
+		return runEnrolled(ctx, cfg, st, logf)
 	}
 	if err := enroll(ctx, cfg, logf); err != nil {
 		return err
 	}
-	return RenewLoop(ctx, cfg, logf)
+	return runEnrolled(ctx, cfg, st, logf)
 }
 
 // enroll runs the enrollment protocol until the hub answers.

@@ -94,6 +94,8 @@ func TestCodecStrict(t *testing.T) {
 func FuzzCodec(f *testing.F) {
 	f.Add([]byte(`{"name":"a","role":"worker","identity":{"ekPublic":"AA==","ak":{}}}`))
 	f.Add([]byte(`{"session":"s","nonce":"AQ==","evidence":{"pcrs":{"4":"00"}},"csr":"AA=="}`))
+	f.Add([]byte(`{"unit":"chrony.service","lines":10,"since":"2026-05-06T07:08:09Z"}`))
+	f.Add([]byte(`{"document":"{\"kind\":\"NodeConfig\"}","dryRun":true}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		var a BeginRequest
 		_ = Codec.Unmarshal(b, &a)
@@ -107,5 +109,11 @@ func FuzzCodec(f *testing.F) {
 		_ = Codec.Unmarshal(b, &au)
 		var rk RegisterEKRequest
 		_ = Codec.Unmarshal(b, &rk)
+		var lr LogsRequest
+		_ = Codec.Unmarshal(b, &lr)
+		var ca ConfigApplyRequest
+		_ = Codec.Unmarshal(b, &ca)
+		var rs RestartServiceRequest
+		_ = Codec.Unmarshal(b, &rs)
 	})
 }

@@ -39,33 +39,43 @@ func (c *hubClient) addFlags(cmd *cobra.Command) {
 // admin connects with the operator's client certificate, checking the hub's
 // certificate against the cluster CA.
 func (c *hubClient) admin() (*api.AdminClient, func(), error) {
-	cert, key := c.cert, c.key
-	if cert == "" {
-		cert = filepath.Join(c.keys, sign.FileAdminCert)
-	}
-	if key == "" {
-		key = filepath.Join(c.keys, sign.FileAdminKey)
-	}
-	pair, err := tls.LoadX509KeyPair(cert, key)
-	if err != nil {
-		return nil, nil, fmt.Errorf("client certificate: %w", err)
-	}
-	ca, err := sign.ReadCertificate(filepath.Join(c.keys, sign.FileCACert))
+	cc, err := operatorConn(c.keys, c.cert, c.key, c.addr, hub.ServerName)
 	if err != nil {
 		return nil, nil, err
-	}
-	pool := x509.NewCertPool()
-	pool.AddCert(ca)
-	conf := &tls.Config{Certificates: []tls.Certificate{pair}, RootCAs: pool, ServerName: hub.ServerName, MinVersion: tls.VersionTLS13}
-	cc, err := grpc.NewClient(c.addr, append(api.DialOptions(), grpc.WithTransportCredentials(credentials.NewTLS(conf)))...)
-	if err != nil {
-		return nil, nil, fmt.Errorf("hub %s: %w", c.addr, err)
 	}
 	return api.NewAdminClient(cc), func() { cc.Close() }, nil
 }
 
+// operatorConn dials addr with an operator's client certificate (default:
+// the admin one in the key directory) over TLS 1.3, checking the server's
+// certificate chains to the cluster CA and names serverName.
+func operatorConn(keys, cert, key, addr, serverName string) (*grpc.ClientConn, error) {
+	if cert == "" {
+		cert = filepath.Join(keys, sign.FileAdminCert)
+	}
+	if key == "" {
+		key = filepath.Join(keys, sign.FileAdminKey)
+	}
+	pair, err := tls.LoadX509KeyPair(cert, key)
+	if err != nil {
+		return nil, fmt.Errorf("client certificate: %w", err)
+	}
+	ca, err := sign.ReadCertificate(filepath.Join(keys, sign.FileCACert))
+	if err != nil {
+		return nil, err
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(ca)
+	conf := &tls.Config{Certificates: []tls.Certificate{pair}, RootCAs: pool, ServerName: serverName, MinVersion: tls.VersionTLS13}
+	cc, err := grpc.NewClient(addr, append(api.DialOptions(), grpc.WithTransportCredentials(credentials.NewTLS(conf)))...)
+	if err != nil {
+		return nil, fmt.Errorf("%s (%s): %w", serverName, addr, err)
+	}
+	return cc, nil
+}
+
 func newNodeCmd(g *globals) *cobra.Command {
-	cmd := &cobra.Command{Use: "node", Short: "Inspect and act on nodes through the hub"}
+	cmd := &cobra.Command{Use: "node", Short: "Inspect and act on nodes, through the hub and their own API"}
 	var c hubClient
 	list := &cobra.Command{
 		Use:   "list",
@@ -125,6 +135,7 @@ func newNodeCmd(g *globals) *cobra.Command {
 	cmd.AddCommand(list, get, nodeAction(g, "revoke", "Revoke a node's certificates at once; the hub and nodes refuse them from now on"),
 		nodeAction(g, "fence", "Fence a node (runbook step 1): revoke it and mark it to be stopped"),
 		nodeAction(g, "replace", "Retire a node's identity so a fresh machine can enroll under its name through the same gate"))
+	cmd.AddCommand(nodeAPICommands(g)...)
 	return cmd
 }
 

@@ -56,6 +56,7 @@ func NewServer(h *Hub, ca *pki.CA, hosts []string, lifetime time.Duration) (*Ser
 	s.grpc = grpc.NewServer(append(api.ServerOptions(), grpc.Creds(credentials.NewTLS(conf)))...)
 	api.RegisterEnrollment(s.grpc, enrollmentService{s})
 	api.RegisterAdmin(s.grpc, adminService{s})
+	registerRevocations(s)
 	return s, nil
 }
 

@@ -108,21 +108,35 @@ const (
 	// ActionRenew: a node renews its own certificate with a fresh quote.
 	// Nodes only, and only for themselves (the caller checks the name).
 	ActionRenew Action = "node.renew"
+	// ActionReadRevocations: fetch the list of revoked serials, which node
+	// APIs check their callers against. Nodes, and readers and above.
+	ActionReadRevocations Action = "revocations.read"
+	// ActionRestartService: restart a systemd service through a node's API.
+	// Operator.
+	ActionRestartService Action = "service.restart"
+	// ActionApplyConfig: apply a node's configuration document. Operator.
+	ActionApplyConfig Action = "config.apply"
+	// ActionPower: reboot or shut down a node. Admin.
+	ActionPower Action = "node.power"
 )
 
 // minRole is the lowest operator role allowed each operator action.
 var minRole = map[Action]Role{
-	ActionRead:        RoleReader,
-	ActionRegisterEK:  RoleOperator,
-	ActionOpenWindow:  RoleOperator,
-	ActionRevoke:      RoleOperator,
-	ActionFence:       RoleOperator,
-	ActionReplace:     RoleOperator,
-	ActionIssueClient: RoleAdmin,
+	ActionRead:            RoleReader,
+	ActionRegisterEK:      RoleOperator,
+	ActionOpenWindow:      RoleOperator,
+	ActionRevoke:          RoleOperator,
+	ActionFence:           RoleOperator,
+	ActionReplace:         RoleOperator,
+	ActionIssueClient:     RoleAdmin,
+	ActionReadRevocations: RoleReader,
+	ActionRestartService:  RoleOperator,
+	ActionApplyConfig:     RoleOperator,
+	ActionPower:           RoleAdmin,
 }
 
 // nodeActions are the only actions a node certificate allows.
-var nodeActions = map[Action]bool{ActionRenew: true}
+var nodeActions = map[Action]bool{ActionRenew: true, ActionReadRevocations: true}
 
 // Allows reports whether role may take action: admin > operator > reader for
 // operator actions, nodes only for node actions. Unknown roles and actions

@@ -37,17 +37,21 @@ func TestRoleOf(t *testing.T) {
 
 func TestAllows(t *testing.T) {
 	// The authorisation table, written out: admin > operator > reader; a
-	// node may only renew.
+	// node may only renew and read the revocation list.
 	want := map[Action]map[Role]bool{
-		ActionRead:        {RoleAdmin: true, RoleOperator: true, RoleReader: true},
-		ActionRegisterEK:  {RoleAdmin: true, RoleOperator: true},
-		ActionOpenWindow:  {RoleAdmin: true, RoleOperator: true},
-		ActionRevoke:      {RoleAdmin: true, RoleOperator: true},
-		ActionFence:       {RoleAdmin: true, RoleOperator: true},
-		ActionReplace:     {RoleAdmin: true, RoleOperator: true},
-		ActionIssueClient: {RoleAdmin: true},
-		ActionRenew:       {RoleNode: true},
-		Action("format"):  {},
+		ActionRead:            {RoleAdmin: true, RoleOperator: true, RoleReader: true},
+		ActionRegisterEK:      {RoleAdmin: true, RoleOperator: true},
+		ActionOpenWindow:      {RoleAdmin: true, RoleOperator: true},
+		ActionRevoke:          {RoleAdmin: true, RoleOperator: true},
+		ActionFence:           {RoleAdmin: true, RoleOperator: true},
+		ActionReplace:         {RoleAdmin: true, RoleOperator: true},
+		ActionIssueClient:     {RoleAdmin: true},
+		ActionRenew:           {RoleNode: true},
+		ActionReadRevocations: {RoleAdmin: true, RoleOperator: true, RoleReader: true, RoleNode: true},
+		ActionRestartService:  {RoleAdmin: true, RoleOperator: true},
+		ActionApplyConfig:     {RoleAdmin: true, RoleOperator: true},
+		ActionPower:           {RoleAdmin: true},
+		Action("format"):      {},
 	}
 	for action, allowed := range want {
 		for _, role := range []Role{RoleAdmin, RoleOperator, RoleReader, RoleNode, "", "root"} {

@@ -33,11 +33,21 @@ func (p Peer) Actor() string {
 // ErrNoRole. Use it in tls.Config.VerifyConnection on both the hub and
 // node APIs so a revocation takes effect at the next handshake or call.
 func (ca *CA) Authenticate(cert *x509.Certificate, now time.Time, revoked *Revocations) (Peer, error) {
+	return AuthenticateAgainst(ca.cert, cert, now, revoked)
+}
+
+// AuthenticateAgainst is Authenticate for a holder of the CA certificate
+// alone: a node checks the callers of its API with the cluster CA baked into
+// its image and the revocation list it fetches from the hub.
+func AuthenticateAgainst(caCert, cert *x509.Certificate, now time.Time, revoked *Revocations) (Peer, error) {
+	if caCert == nil {
+		return Peer{}, fmt.Errorf("%w: no CA certificate to check against", ErrBadCA)
+	}
 	if cert == nil {
 		return Peer{}, fmt.Errorf("%w: no certificate", ErrUntrusted)
 	}
 	name := cert.Subject.CommonName
-	if err := cert.CheckSignatureFrom(ca.cert); err != nil {
+	if err := cert.CheckSignatureFrom(caCert); err != nil {
 		return Peer{}, fmt.Errorf("%w: %q (issuer %q): %w", ErrUntrusted, name, cert.Issuer.CommonName, err)
 	}
 	if cert.IsCA {

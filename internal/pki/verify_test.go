@@ -66,7 +66,15 @@ func TestAuthenticate(t *testing.T) {
 			if got != tt.want {
 				t.Errorf("Authenticate = %+v, want %+v", got, tt.want)
 			}
+			// A node holds the CA certificate only: the same answers.
+			got, err = AuthenticateAgainst(ca.Certificate(), tt.cert, tt.now, tt.rev)
+			if !errors.Is(err, tt.err) || (tt.err == nil) != (err == nil) || got != tt.want {
+				t.Errorf("AuthenticateAgainst = %+v, %v; want %+v, %v", got, err, tt.want, tt.err)
+			}
 		})
+	}
+	if _, err := AuthenticateAgainst(nil, node, t0, nil); !errors.Is(err, ErrBadCA) {
+		t.Errorf("AuthenticateAgainst without a CA = %v, want ErrBadCA", err)
 	}
 	if got := (Peer{Name: "w-1", Role: RoleNode}).Actor(); got != "node:w-1" {
 		t.Errorf("node actor = %q", got)

@@ -41,6 +41,9 @@ type VMConfig struct {
 	// network (restrict=on: no route anywhere) whose only reachable address
 	// forwards to the host, e.g. "tcp:10.0.2.100:7443-tcp:127.0.0.1:7443".
 	GuestFwd []string
+	// HostFwd adds forwards from the host into the VM on that NIC, e.g.
+	// "tcp:127.0.0.1:17444-:7444" for the node API.
+	HostFwd []string
 	// Reboot lets a guest reboot (upgrades do); otherwise a reboot or a
 	// panic ends the VM, which is what a one-shot boot check wants.
 	Reboot bool
@@ -154,6 +157,9 @@ func qemuArgs(cfg VMConfig, vars, sock, serial string) []string {
 		netdev := "user,id=n0,restrict=on"
 		for _, f := range cfg.GuestFwd {
 			netdev += ",guestfwd=" + f
+		}
+		for _, f := range cfg.HostFwd {
+			netdev += ",hostfwd=" + f
 		}
 		// romfile= : no iPXE option ROM, so the NIC never becomes a boot option.
 		args = append(args, "-netdev", netdev, "-device", "virtio-net-pci,netdev=n0,romfile=")

@@ -1,0 +1,429 @@
+package agent
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/coreos/go-systemd/v22/journal"
+	"github.com/kubedos/kubedos/internal/api"
+	"github.com/kubedos/kubedos/internal/pki"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/peer"
+	"google.golang.org/grpc/status"
+)
+
+// Files of the node API on the state partition (/var/lib/kubedos).
+const (
+	NodeStateDir = "/var/lib/kubedos"
+	// ConfigFile is the applied node configuration (NodeConfig, canonical).
+	ConfigFile = "config.json"
+	// RevokedFile is the last revocation list fetched from the hub.
+	RevokedFile = "revoked.json"
+)
+
+// Classes of failure of the node API, for errors.Is. The gRPC edge
+// (grpcError) translates them to codes: ErrInvalid → InvalidArgument,
+// ErrNotFound → NotFound, ErrRefused → FailedPrecondition.
+var (
+	ErrInvalid  = errors.New("invalid request")
+	ErrNotFound = errors.New("not found")
+	ErrRefused  = errors.New("refused")
+)
+
+// nodeAPIActions is who may call what: each method's pki action. Readers
+// read; operators restart services and apply configuration; admins reboot
+// and shut down. A method missing here is refused to everyone (a test
+// checks every method of api.NodeService is listed).
+var nodeAPIActions = map[string]pki.Action{
+	"Version":        pki.ActionRead,
+	"Health":         pki.ActionRead,
+	"Services":       pki.ActionRead,
+	"Logs":           pki.ActionRead,
+	"Follow":         pki.ActionRead,
+	"Dmesg":          pki.ActionRead,
+	"ConfigGet":      pki.ActionRead,
+	"Drift":          pki.ActionRead,
+	"RestartService": pki.ActionRestartService,
+	"ConfigApply":    pki.ActionApplyConfig,
+	"Reboot":         pki.ActionPower,
+	"Shutdown":       pki.ActionPower,
+}
+
+// NodeAPIConfig is what the node API server needs.
+type NodeAPIConfig struct {
+	Name string // the node's name: its certificate's CN and SAN
+	Role string
+	// CA is the cluster CA certificate baked into the image.
+	CA *x509.Certificate
+	// IdentityDir holds node.key and node.crt, reloaded when renewed.
+	IdentityDir string
+	// StateDir holds ConfigFile and RevokedFile.
+	StateDir    string
+	Status      Status
+	System      System
+	Revocations *RevocationList
+	// PCRDir and MountInfo are read by health and drift checks (default
+	// PCRDir and /proc/self/mountinfo).
+	PCRDir    string
+	MountInfo string
+	// PowerDelay is how long reboot and shutdown wait after answering
+	// (default 2 s).
+	PowerDelay time.Duration
+	// Audit receives a record of every call (default: AuditJournal).
+	Audit func(AuditRecord)
+	// Logf reports what happens outside a call (default: standard error).
+	Logf func(string, ...any)
+	Now  func() time.Time
+}
+
+// AuditRecord is one call to the node API: who, what, outcome.
+type AuditRecord struct {
+	Time    time.Time `json:"time"`
+	Actor   string    `json:"actor"`
+	Serial  string    `json:"serial,omitempty"`
+	Remote  string    `json:"remote,omitempty"`
+	Method  string    `json:"method"`
+	Target  string    `json:"target,omitempty"`
+	Outcome string    `json:"outcome"` // ok, started, unauthenticated, denied, failed
+	Detail  string    `json:"detail,omitempty"`
+}
+
+// AuditLinePrefix starts the message of every audit record.
+const AuditLinePrefix = "KUBEDOSD-AUDIT "
+
+var auditMu sync.Mutex
+
+// AuditJournal sends r to the journal as one entry with its fields
+// (KUBEDOS_AUDIT=1, KUBEDOS_ACTOR, KUBEDOS_METHOD, KUBEDOS_OUTCOME…), so
+// `journalctl KUBEDOS_AUDIT=1` lists every call and `-u kubedosd` shows them
+// in context; it goes through the journal's native socket (go-systemd), not
+// kubedosd's standard output, which the unit also copies to the console.
+// Without a journal (tests, a workstation) the record is a line on
+// standard output.
+func AuditJournal(r AuditRecord) {
+	b, _ := json.Marshal(r)
+	msg := AuditLinePrefix + string(b)
+	if journal.Enabled() {
+		prio := journal.PriInfo
+		if r.Outcome != "ok" && r.Outcome != "started" {
+			prio = journal.PriNotice
+		}
+		err := journal.Send(msg, prio, map[string]string{
+			"SYSLOG_IDENTIFIER": "kubedosd",
+			"KUBEDOS_AUDIT":     "1",
+			"KUBEDOS_ACTOR":     r.Actor,
+			"KUBEDOS_SERIAL":    r.Serial,
+			"KUBEDOS_REMOTE":    r.Remote,
+			"KUBEDOS_METHOD":    r.Method,
+			"KUBEDOS_TARGET":    r.Target,
+			"KUBEDOS_OUTCOME":   r.Outcome,
+		})
+		if err == nil {
+			return
+		}
+	}
+	auditMu.Lock()
+	defer auditMu.Unlock()
+	fmt.Fprintln(os.Stdout, msg)
+}
+
+// NodeAPI is kubedosd's node API server.
+type NodeAPI struct {
+	cfg   NodeAPIConfig
+	certs *certReloader
+	grpc  *grpc.Server
+
+	configMu sync.Mutex // one ConfigApply at a time
+	power    powerState
+}
+
+// NewNodeAPI makes the server: TLS 1.3 with the node's enrollment
+// certificate (reloaded when renewed), client certificates from the
+// cluster CA, checked per call against the revocation list and the
+// method's role.
+func NewNodeAPI(cfg NodeAPIConfig) (*NodeAPI, error) {
+	if cfg.CA == nil || cfg.System == nil || cfg.Revocations == nil || cfg.IdentityDir == "" || cfg.StateDir == "" {
+		return nil, errors.New("node API: CA, System, Revocations, IdentityDir and StateDir are required")
+	}
+	if cfg.PCRDir == "" {
+		cfg.PCRDir = PCRDir
+	}
+	if cfg.MountInfo == "" {
+		cfg.MountInfo = "/proc/self/mountinfo"
+	}
+	if cfg.PowerDelay == 0 {
+		cfg.PowerDelay = 2 * time.Second
+	}
+	if cfg.Audit == nil {
+		cfg.Audit = AuditJournal
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Logf == nil {
+		cfg.Logf = func(f string, a ...any) { fmt.Fprintf(os.Stderr, "kubedosd: node API: "+f+"\n", a...) }
+	}
+	n := &NodeAPI{cfg: cfg, certs: &certReloader{
+		certFile: filepath.Join(cfg.IdentityDir, NodeCertFile), keyFile: filepath.Join(cfg.IdentityDir, NodeKeyFile)}}
+	if _, err := n.certs.get(nil); err != nil {
+		return nil, fmt.Errorf("node API: %w", err)
+	}
+	conf := &tls.Config{
+		MinVersion:     tls.VersionTLS13,
+		GetCertificate: n.certs.get,
+		ClientCAs:      pool(cfg.CA),
+		// A caller without a certificate reaches the interceptor, which
+		// refuses it with Unauthenticated (a clearer answer than a failed
+		// handshake).
+		ClientAuth: tls.VerifyClientCertIfGiven,
+	}
+	n.grpc = grpc.NewServer(append(api.ServerOptions(), grpc.Creds(credentials.NewTLS(conf)),
+		grpc.ChainUnaryInterceptor(n.unary), grpc.ChainStreamInterceptor(n.stream))...)
+	api.RegisterNode(n.grpc, nodeService{n})
+	return n, nil
+}
+
+// Serve accepts connections on lis until ctx ends, then stops gracefully.
+// A reboot or shutdown it scheduled is owned by ctx too.
+func (n *NodeAPI) Serve(ctx context.Context, lis net.Listener) error {
+	n.power.start(ctx)
+	defer n.power.wait()
+	done := make(chan struct{})
+	go func() {
+		select {
+		case <-ctx.Done():
+			n.grpc.GracefulStop()
+		case <-done:
+		}
+	}()
+	err := n.grpc.Serve(lis)
+	close(done)
+	if errors.Is(err, grpc.ErrServerStopped) || ctx.Err() != nil {
+		return nil
+	}
+	return err
+}
+
+// certReloader serves the node's current certificate: renewal rewrites the
+// key and then the certificate, and the next handshake picks up the pair.
+// While the two files do not match (between the writes), the last good
+// pair is served.
+type certReloader struct {
+	certFile, keyFile string
+
+	mu      sync.Mutex
+	cert    *tls.Certificate
+	certMod time.Time
+	keyMod  time.Time
+}
+
+func (r *certReloader) get(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	cs, cerr := os.Stat(r.certFile)
+	ks, kerr := os.Stat(r.keyFile)
+	if cerr == nil && kerr == nil && r.cert != nil && cs.ModTime().Equal(r.certMod) && ks.ModTime().Equal(r.keyMod) {
+		return r.cert, nil
+	}
+	pair, err := tls.LoadX509KeyPair(r.certFile, r.keyFile)
+	if err != nil {
+		if r.cert != nil {
+			return r.cert, nil
+		}
+		return nil, fmt.Errorf("node certificate: %w", err)
+	}
+	r.cert = &pair
+	if cerr == nil && kerr == nil {
+		r.certMod, r.keyMod = cs.ModTime(), ks.ModTime()
+	}
+	return r.cert, nil
+}
+
+// caller authenticates the peer of ctx and checks its role allows method.
+// Errors are gRPC statuses; the returned actor names the caller for the
+// audit either way.
+func (n *NodeAPI) caller(ctx context.Context, method string) (pki.Peer, string, error) {
+	p, ok := peer.FromContext(ctx)
+	if !ok {
+		return pki.Peer{}, "", status.Error(codes.Unauthenticated, "no peer")
+	}
+	ti, ok := p.AuthInfo.(credentials.TLSInfo)
+	if !ok || len(ti.State.PeerCertificates) == 0 {
+		return pki.Peer{}, "", status.Error(codes.Unauthenticated, "a client certificate from the cluster CA is required")
+	}
+	leaf := ti.State.PeerCertificates[0]
+	pe, err := pki.AuthenticateAgainst(n.cfg.CA, leaf, n.cfg.Now(), n.cfg.Revocations.Set())
+	if err != nil {
+		return pe, leaf.Subject.CommonName + " (unverified)", status.Error(codes.Unauthenticated, err.Error())
+	}
+	action, ok := nodeAPIActions[method]
+	if !ok || !pki.Allows(pe.Role, action) {
+		return pe, pe.Actor(), status.Errorf(codes.PermissionDenied, "%s may not call %s (%s) on node %s", pe.Actor(), method, action, n.cfg.Name)
+	}
+	return pe, pe.Actor(), nil
+}
+
+func (n *NodeAPI) unary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	method := path.Base(info.FullMethod)
+	pe, actor, err := n.caller(ctx, method)
+	rec := n.record(ctx, pe, actor, method, targetOf(req))
+	if err != nil {
+		n.audit(rec, err)
+		return nil, err
+	}
+	resp, err := handler(ctx, req)
+	err = grpcError(err)
+	n.audit(rec, err)
+	return resp, err
+}
+
+func (n *NodeAPI) stream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+	method := path.Base(info.FullMethod)
+	pe, actor, err := n.caller(ss.Context(), method)
+	rec := n.record(ss.Context(), pe, actor, method, "")
+	if err != nil {
+		n.audit(rec, err)
+		return err
+	}
+	start := rec
+	start.Outcome = "started"
+	n.cfg.Audit(start)
+	err = grpcError(handler(srv, ss))
+	n.audit(rec, err)
+	return err
+}
+
+func (n *NodeAPI) record(ctx context.Context, pe pki.Peer, actor, method, target string) AuditRecord {
+	if actor == "" {
+		actor = "anonymous"
+	}
+	r := AuditRecord{Actor: actor, Serial: pe.Serial, Method: method, Target: target}
+	if p, ok := peer.FromContext(ctx); ok && p.Addr != nil {
+		r.Remote = p.Addr.String()
+	}
+	return r
+}
+
+func (n *NodeAPI) audit(r AuditRecord, err error) {
+	r.Time = n.cfg.Now().UTC()
+	switch status.Code(err) {
+	case codes.OK:
+		r.Outcome = "ok"
+	case codes.Unauthenticated:
+		r.Outcome = "unauthenticated"
+	case codes.PermissionDenied:
+		r.Outcome = "denied"
+	default:
+		r.Outcome = "failed"
+	}
+	if err != nil {
+		r.Detail = status.Convert(err).Message()
+	}
+	n.cfg.Audit(r)
+}
+
+// targetOf names what a request acts on, for the audit.
+func targetOf(req any) string {
+	switch r := req.(type) {
+	case *api.RestartServiceRequest:
+		return r.Name
+	case *api.LogsRequest:
+		return r.Unit
+	case *api.ConfigApplyRequest:
+		if r.DryRun {
+			return "config (dry run)"
+		}
+		return "config"
+	}
+	return ""
+}
+
+// grpcError translates the node API's error classes to gRPC codes: the one
+// place this happens (house rule 2).
+func grpcError(err error) error {
+	if err == nil {
+		return nil
+	}
+	if _, ok := status.FromError(err); ok {
+		return err
+	}
+	switch {
+	case errors.Is(err, ErrInvalid):
+		return status.Error(codes.InvalidArgument, err.Error())
+	case errors.Is(err, ErrNotFound):
+		return status.Error(codes.NotFound, err.Error())
+	case errors.Is(err, ErrRefused):
+		return status.Error(codes.FailedPrecondition, err.Error())
+	case errors.Is(err, context.DeadlineExceeded):
+		return status.Error(codes.DeadlineExceeded, err.Error())
+	case errors.Is(err, context.Canceled):
+		return status.Error(codes.Canceled, err.Error())
+	default:
+		return status.Error(codes.Internal, err.Error())
+	}
+}
+
+// powerState holds the one reboot or shutdown a node may have pending.
+// Its timer goroutine is owned by Serve's ctx.
+type powerState struct {
+	mu      sync.Mutex
+	ctx     context.Context
+	wg      sync.WaitGroup
+	pending *api.Power
+}
+
+func (p *powerState) start(ctx context.Context) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.ctx = ctx
+}
+
+func (p *powerState) wait() { p.wg.Wait() }
+
+// schedule answers at once and acts after delay; a second request while
+// one is pending gets the pending one's answer.
+func (p *powerState) schedule(action string, delay time.Duration, now time.Time, act func(context.Context, string) error, logf func(string, ...any)) (*api.Power, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.ctx == nil || p.ctx.Err() != nil {
+		return nil, fmt.Errorf("%w: the node API is stopping", ErrRefused)
+	}
+	if p.pending != nil {
+		if p.pending.Action != action {
+			return nil, fmt.Errorf("%w: a %s is already pending for %s", ErrRefused, p.pending.Action, p.pending.At.Format(time.RFC3339))
+		}
+		out := *p.pending
+		return &out, nil
+	}
+	p.pending = &api.Power{Action: action, At: now.Add(delay).UTC()}
+	ctx := p.ctx
+	p.wg.Add(1)
+	go func() {
+		defer p.wg.Done()
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(delay):
+		}
+		if err := act(ctx, action); err != nil {
+			logf("%s failed: %v", action, err)
+			p.mu.Lock()
+			p.pending = nil
+			p.mu.Unlock()
+		}
+	}()
+	out := *p.pending
+	return &out, nil
+}

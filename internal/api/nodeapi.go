@@ -1,0 +1,356 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"io"
+	"time"
+
+	"google.golang.org/grpc"
+)
+
+// NodeService is the API of kubedosd on every node (DESIGN.md §2): API-only
+// management over mTLS, no SSH. The server's certificate is the node's
+// enrollment certificate (SAN = node name); a caller presents an operator
+// certificate from the cluster CA (admin, operator or reader), checked
+// against the revocation list the node fetches from the hub. Nodes are not
+// callers.
+const NodeService = "kubedos.node.v1.Node"
+
+// NodeAPIPort is where kubedosd serves NodeService once enrolled.
+const NodeAPIPort = 7444
+
+// Bounds of the node API's answers: a read never returns more than this,
+// whatever was asked.
+const (
+	MaxLogLines     = 5000
+	DefaultLogLines = 200
+	// MaxLogMessageBytes cuts one journal or kernel message.
+	MaxLogMessageBytes = 8 << 10
+	// MaxLogsBytes bounds the messages of one Logs answer.
+	MaxLogsBytes = 8 << 20
+	// MaxConfigBytes bounds a node configuration document.
+	MaxConfigBytes = 64 << 10
+)
+
+// NodeVersionRequest asks what the node runs.
+type NodeVersionRequest struct{}
+
+// NodeVersion is what the node booted and which kubedosd answers.
+type NodeVersion struct {
+	Node     string `json:"node"`
+	Role     string `json:"role,omitempty"`
+	BuildID  string `json:"buildID"`
+	Slot     string `json:"slot"`
+	RootHash string `json:"rootHash"`
+	// Kubedosd is the daemon's version; Revision its source revision.
+	Kubedosd  string `json:"kubedosd"`
+	Revision  string `json:"revision,omitempty"`
+	GoVersion string `json:"goVersion"`
+}
+
+// HealthRequest asks for the node's health checks.
+type HealthRequest struct{}
+
+// HealthCheck is one check. A critical check that fails makes the node
+// unhealthy; the others are reported only.
+type HealthCheck struct {
+	Name     string `json:"name"`
+	OK       bool   `json:"ok"`
+	Critical bool   `json:"critical"`
+	Detail   string `json:"detail,omitempty"`
+}
+
+// Health is the node's health: every check, systemd's overall state and the
+// failed units.
+type Health struct {
+	Healthy     bool          `json:"healthy"`
+	SystemState string        `json:"systemState"`
+	FailedUnits []string      `json:"failedUnits"`
+	Checks      []HealthCheck `json:"checks"`
+}
+
+// ServicesRequest lists the node's systemd services.
+type ServicesRequest struct{}
+
+// Unit is a systemd unit and its state, as systemctl reports it.
+type Unit struct {
+	Name        string `json:"name"`
+	Load        string `json:"load"`   // loaded, not-found, masked, error
+	Active      string `json:"active"` // active, inactive, failed, activating…
+	Sub         string `json:"sub"`    // running, exited, dead…
+	Description string `json:"description,omitempty"`
+}
+
+// Services lists every service unit systemd knows.
+type Services struct {
+	Units []Unit `json:"units"`
+}
+
+// RestartServiceRequest names a service to restart.
+type RestartServiceRequest struct {
+	Name string `json:"name"`
+}
+
+// LogsRequest reads the journal: the last Lines entries (DefaultLogLines
+// when 0, at most MaxLogLines) of Unit (every unit when empty), not older
+// than Since when set.
+type LogsRequest struct {
+	Unit  string    `json:"unit,omitempty"`
+	Lines int       `json:"lines,omitempty"`
+	Since time.Time `json:"since,omitzero"`
+}
+
+// LogEntry is one journal entry.
+type LogEntry struct {
+	Time       time.Time `json:"time"`
+	Unit       string    `json:"unit,omitempty"`
+	Identifier string    `json:"identifier,omitempty"`
+	PID        int       `json:"pid,omitempty"`
+	Priority   int       `json:"priority"`
+	Message    string    `json:"message"`
+	// Truncated says Message was cut at MaxLogMessageBytes.
+	Truncated bool `json:"truncated,omitempty"`
+}
+
+// Logs is a bounded page of the journal, oldest first.
+type Logs struct {
+	Entries []LogEntry `json:"entries"`
+	// Lines is the bound that applied.
+	Lines int `json:"lines"`
+	// Omitted counts the oldest entries left out to keep the answer under
+	// MaxLogsBytes.
+	Omitted int `json:"omitted,omitempty"`
+}
+
+// DmesgRequest reads the kernel ring buffer: the last Lines messages
+// (DefaultLogLines when 0, at most MaxLogLines).
+type DmesgRequest struct {
+	Lines int `json:"lines,omitempty"`
+}
+
+// KernelMessage is one message of the kernel ring buffer.
+type KernelMessage struct {
+	// Seconds since boot.
+	Seconds   float64 `json:"seconds"`
+	Facility  string  `json:"facility,omitempty"`
+	Level     string  `json:"level,omitempty"`
+	Message   string  `json:"message"`
+	Truncated bool    `json:"truncated,omitempty"`
+}
+
+// Dmesg is the tail of the kernel ring buffer, oldest first.
+type Dmesg struct {
+	Messages []KernelMessage `json:"messages"`
+	Lines    int             `json:"lines"`
+}
+
+// PowerRequest asks for a reboot or a shutdown.
+type PowerRequest struct{}
+
+// Power says what will happen and when: the node answers first and acts
+// after a short delay, so the answer reaches the caller.
+type Power struct {
+	Action string    `json:"action"` // reboot, poweroff
+	At     time.Time `json:"at"`
+}
+
+// ConfigGetRequest reads the node's configuration document.
+type ConfigGetRequest struct{}
+
+// NodeConfigDoc is the node's configuration document as stored on the
+// state partition, in canonical form.
+type NodeConfigDoc struct {
+	// Present is false when the node has never been configured; Document
+	// is then the empty configuration.
+	Present  bool   `json:"present"`
+	Document string `json:"document"`
+	SHA256   string `json:"sha256"`
+}
+
+// ConfigApplyRequest applies a configuration document (JSON). DryRun
+// validates it and answers the diff without changing anything.
+type ConfigApplyRequest struct {
+	Document string `json:"document"`
+	DryRun   bool   `json:"dryRun,omitempty"`
+}
+
+// ConfigApplied is the outcome of ConfigApply.
+type ConfigApplied struct {
+	DryRun bool `json:"dryRun"`
+	// Changed says the document differs from the stored one.
+	Changed bool `json:"changed"`
+	// Diff is a unified diff from the stored to the requested document
+	// (canonical forms); empty when unchanged.
+	Diff string `json:"diff"`
+	// SHA256 is the hash of the requested document's canonical form.
+	SHA256 string `json:"sha256"`
+}
+
+// DriftRequest asks what differs from the applied configuration.
+type DriftRequest struct{}
+
+// DriftItem is one difference between what the node should hold and what
+// it holds.
+type DriftItem struct {
+	// Path is a file, "hostname" or "sysctl:<key>".
+	Path string `json:"path"`
+	// Kind is modified, missing, unexpected, invalid or writable.
+	Kind     string `json:"kind"`
+	Expected string `json:"expected,omitempty"`
+	Actual   string `json:"actual,omitempty"`
+	Detail   string `json:"detail,omitempty"`
+}
+
+// Drift lists every difference; Clean says there is none.
+type Drift struct {
+	Clean bool        `json:"clean"`
+	Items []DriftItem `json:"items"`
+}
+
+// LogStream is the server side of Follow.
+type LogStream interface {
+	Context() context.Context
+	Send(*LogEntry) error
+}
+
+// NodeServer is implemented by kubedosd.
+type NodeServer interface {
+	Version(context.Context, *NodeVersionRequest) (*NodeVersion, error)
+	Health(context.Context, *HealthRequest) (*Health, error)
+	Services(context.Context, *ServicesRequest) (*Services, error)
+	RestartService(context.Context, *RestartServiceRequest) (*Unit, error)
+	Logs(context.Context, *LogsRequest) (*Logs, error)
+	// Follow sends the last Lines entries, then every new one until the
+	// caller goes away.
+	Follow(*LogsRequest, LogStream) error
+	Dmesg(context.Context, *DmesgRequest) (*Dmesg, error)
+	Reboot(context.Context, *PowerRequest) (*Power, error)
+	Shutdown(context.Context, *PowerRequest) (*Power, error)
+	ConfigGet(context.Context, *ConfigGetRequest) (*NodeConfigDoc, error)
+	ConfigApply(context.Context, *ConfigApplyRequest) (*ConfigApplied, error)
+	Drift(context.Context, *DriftRequest) (*Drift, error)
+}
+
+// NodeMethods lists NodeService's methods, unary and streaming: a server
+// that authorizes per method checks it covers each one.
+var NodeMethods = []string{"Version", "Health", "Services", "RestartService", "Logs", "Follow", "Dmesg",
+	"Reboot", "Shutdown", "ConfigGet", "ConfigApply", "Drift"}
+
+var followDesc = grpc.StreamDesc{StreamName: "Follow", ServerStreams: true}
+
+// RegisterNode serves impl on s.
+func RegisterNode(s *grpc.Server, impl NodeServer) {
+	follow := followDesc
+	follow.Handler = func(srv any, stream grpc.ServerStream) error {
+		req := new(LogsRequest)
+		if err := stream.RecvMsg(req); err != nil {
+			return err
+		}
+		return srv.(NodeServer).Follow(req, logStream{stream})
+	}
+	s.RegisterService(&grpc.ServiceDesc{
+		ServiceName: NodeService,
+		HandlerType: (*NodeServer)(nil),
+		Methods: []grpc.MethodDesc{
+			unary(NodeService, "Version", NodeServer.Version),
+			unary(NodeService, "Health", NodeServer.Health),
+			unary(NodeService, "Services", NodeServer.Services),
+			unary(NodeService, "RestartService", NodeServer.RestartService),
+			unary(NodeService, "Logs", NodeServer.Logs),
+			unary(NodeService, "Dmesg", NodeServer.Dmesg),
+			unary(NodeService, "Reboot", NodeServer.Reboot),
+			unary(NodeService, "Shutdown", NodeServer.Shutdown),
+			unary(NodeService, "ConfigGet", NodeServer.ConfigGet),
+			unary(NodeService, "ConfigApply", NodeServer.ConfigApply),
+			unary(NodeService, "Drift", NodeServer.Drift),
+		},
+		Streams: []grpc.StreamDesc{follow},
+	}, impl)
+}
+
+type logStream struct{ grpc.ServerStream }
+
+func (s logStream) Send(e *LogEntry) error { return s.SendMsg(e) }
+
+// NodeClient calls a node's API.
+type NodeClient struct{ cc grpc.ClientConnInterface }
+
+// NewNodeClient wraps a connection made with DialOptions and an operator
+// client certificate, checking the node's certificate for its name.
+func NewNodeClient(cc grpc.ClientConnInterface) *NodeClient { return &NodeClient{cc} }
+
+func nodeMethod(name string) string { return "/" + NodeService + "/" + name }
+
+func (c *NodeClient) Version(ctx context.Context) (*NodeVersion, error) {
+	return invoke[NodeVersion](ctx, c.cc, nodeMethod("Version"), &NodeVersionRequest{})
+}
+
+func (c *NodeClient) Health(ctx context.Context) (*Health, error) {
+	return invoke[Health](ctx, c.cc, nodeMethod("Health"), &HealthRequest{})
+}
+
+func (c *NodeClient) Services(ctx context.Context) (*Services, error) {
+	return invoke[Services](ctx, c.cc, nodeMethod("Services"), &ServicesRequest{})
+}
+
+func (c *NodeClient) RestartService(ctx context.Context, name string) (*Unit, error) {
+	return invoke[Unit](ctx, c.cc, nodeMethod("RestartService"), &RestartServiceRequest{Name: name})
+}
+
+func (c *NodeClient) Logs(ctx context.Context, r *LogsRequest) (*Logs, error) {
+	return invoke[Logs](ctx, c.cc, nodeMethod("Logs"), r)
+}
+
+// Follow streams journal entries to fn until ctx ends, fn returns an error,
+// or the node ends the stream; the end of ctx is not an error.
+func (c *NodeClient) Follow(ctx context.Context, r *LogsRequest, fn func(*LogEntry) error) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	st, err := c.cc.NewStream(ctx, &followDesc, nodeMethod("Follow"), grpc.ForceCodec(Codec))
+	if err != nil {
+		return err
+	}
+	if err := st.SendMsg(r); err != nil {
+		return err
+	}
+	if err := st.CloseSend(); err != nil {
+		return err
+	}
+	for {
+		e := new(LogEntry)
+		if err := st.RecvMsg(e); err != nil {
+			if ctx.Err() != nil || errors.Is(err, io.EOF) {
+				return nil
+			}
+			return err
+		}
+		if err := fn(e); err != nil {
+			return err
+		}
+	}
+}
+
+func (c *NodeClient) Dmesg(ctx context.Context, lines int) (*Dmesg, error) {
+	return invoke[Dmesg](ctx, c.cc, nodeMethod("Dmesg"), &DmesgRequest{Lines: lines})
+}
+
+func (c *NodeClient) Reboot(ctx context.Context) (*Power, error) {
+	return invoke[Power](ctx, c.cc, nodeMethod("Reboot"), &PowerRequest{})
+}
+
+func (c *NodeClient) Shutdown(ctx context.Context) (*Power, error) {
+	return invoke[Power](ctx, c.cc, nodeMethod("Shutdown"), &PowerRequest{})
+}
+
+func (c *NodeClient) ConfigGet(ctx context.Context) (*NodeConfigDoc, error) {
+	return invoke[NodeConfigDoc](ctx, c.cc, nodeMethod("ConfigGet"), &ConfigGetRequest{})
+}
+
+func (c *NodeClient) ConfigApply(ctx context.Context, document string, dryRun bool) (*ConfigApplied, error) {
+	return invoke[ConfigApplied](ctx, c.cc, nodeMethod("ConfigApply"), &ConfigApplyRequest{Document: document, DryRun: dryRun})
+}
+
+func (c *NodeClient) Drift(ctx context.Context) (*Drift, error) {
+	return invoke[Drift](ctx, c.cc, nodeMethod("Drift"), &DriftRequest{})
+}
