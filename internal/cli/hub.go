@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/kubedos/kubedos/internal/api"
 	"github.com/kubedos/kubedos/internal/build"
 	"github.com/kubedos/kubedos/internal/hub"
 	"github.com/kubedos/kubedos/internal/pki"
@@ -179,12 +180,7 @@ func newHubWindowCmd(g *globals) *cobra.Command {
 		Use:   "window",
 		Short: "Open the enrollment window (spec ekPolicy.mode window): any EK may enroll until it closes",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			cl, done, err := c.admin()
-			if err != nil {
-				return err
-			}
-			defer done()
+		RunE: c.runAdmin(g, func(cmd *cobra.Command, _ []string, cl *api.AdminClient) error {
 			w, err := cl.OpenWindow(cmd.Context(), d)
 			if err != nil {
 				return err
@@ -194,7 +190,7 @@ func newHubWindowCmd(g *globals) *cobra.Command {
 			}
 			fmt.Fprintf(g.stdout, "enrollment window open until %s\n", w.Until.Format(time.RFC3339))
 			return nil
-		},
+		}),
 	}
 	c.addFlags(cmd)
 	cmd.Flags().DurationVar(&d, "for", 30*time.Minute, "how long the window stays open")

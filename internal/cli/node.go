@@ -46,6 +46,23 @@ func (c *hubClient) admin() (*api.AdminClient, func(), error) {
 	return api.NewAdminClient(cc), func() { cc.Close() }, nil
 }
 
+// runAdmin is the body of every command that calls the hub's admin
+// service: check the output format, connect with the operator's
+// certificate, run fn, close.
+func (c *hubClient) runAdmin(g *globals, fn func(cmd *cobra.Command, args []string, cl *api.AdminClient) error) func(*cobra.Command, []string) error {
+	return func(cmd *cobra.Command, args []string) error {
+		if err := g.checkOutput(OutputText, OutputJSON); err != nil {
+			return err
+		}
+		cl, done, err := c.admin()
+		if err != nil {
+			return err
+		}
+		defer done()
+		return fn(cmd, args, cl)
+	}
+}
+
 // operatorConn dials addr with an operator's client certificate (default:
 // the admin one in the key directory) over TLS 1.3, checking the server's
 // certificate chains to the cluster CA and names serverName.
@@ -81,15 +98,7 @@ func newNodeCmd(g *globals) *cobra.Command {
 		Use:   "list",
 		Short: "List every node the hub knows, with its state and, if refused, why",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := g.checkOutput(OutputText, OutputJSON); err != nil {
-				return err
-			}
-			cl, done, err := c.admin()
-			if err != nil {
-				return err
-			}
-			defer done()
+		RunE: c.runAdmin(g, func(cmd *cobra.Command, _ []string, cl *api.AdminClient) error {
 			res, err := cl.ListNodes(cmd.Context())
 			if err != nil {
 				return err
@@ -107,27 +116,19 @@ func newNodeCmd(g *globals) *cobra.Command {
 				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", n.Name, n.Role, n.State, n.BuildID, until, reasonText(n.Reason, 60))
 			}
 			return tw.Flush()
-		},
+		}),
 	}
 	get := &cobra.Command{
 		Use:   "get NAME",
 		Short: "Show one node: identity, build, certificate and the full quarantine reason",
 		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := g.checkOutput(OutputText, OutputJSON); err != nil {
-				return err
-			}
-			cl, done, err := c.admin()
-			if err != nil {
-				return err
-			}
-			defer done()
+		RunE: c.runAdmin(g, func(cmd *cobra.Command, args []string, cl *api.AdminClient) error {
 			n, err := cl.GetNode(cmd.Context(), args[0])
 			if err != nil {
 				return err
 			}
 			return printNode(g, n)
-		},
+		}),
 	}
 	for _, sub := range []*cobra.Command{list, get} {
 		c.addFlags(sub)
@@ -146,16 +147,9 @@ func nodeAction(g *globals, verb, short string) *cobra.Command {
 		Use:   verb + " NAME",
 		Short: short,
 		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := g.checkOutput(OutputText, OutputJSON); err != nil {
-				return err
-			}
-			cl, done, err := c.admin()
-			if err != nil {
-				return err
-			}
-			defer done()
+		RunE: c.runAdmin(g, func(cmd *cobra.Command, args []string, cl *api.AdminClient) error {
 			var n *api.Node
+			var err error
 			switch verb {
 			case "revoke":
 				n, err = cl.Revoke(cmd.Context(), args[0], reason)
@@ -174,7 +168,7 @@ func nodeAction(g *globals, verb, short string) *cobra.Command {
 				fmt.Fprintf(g.stderr, "%s: VM stopped\n", args[0])
 			}
 			return printNode(g, n)
-		},
+		}),
 	}
 	c.addFlags(cmd)
 	cmd.Flags().StringVar(&reason, "reason", "", "why, for the node record and the audit log")
@@ -238,15 +232,7 @@ func newAuditCmd(g *globals) *cobra.Command {
 		Use:   "audit",
 		Short: "Read the hub's append-only, hash-chained audit log",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := g.checkOutput(OutputText, OutputJSON); err != nil {
-				return err
-			}
-			cl, done, err := c.admin()
-			if err != nil {
-				return err
-			}
-			defer done()
+		RunE: c.runAdmin(g, func(cmd *cobra.Command, _ []string, cl *api.AdminClient) error {
 			res, err := cl.Audit(cmd.Context(), from, limit)
 			if err != nil {
 				return err
@@ -267,7 +253,7 @@ func newAuditCmd(g *globals) *cobra.Command {
 				return exitError{1}
 			}
 			return nil
-		},
+		}),
 	}
 	c.addFlags(cmd)
 	cmd.Flags().Uint64Var(&from, "from", 0, "first sequence number")
