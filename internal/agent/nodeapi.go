@@ -200,20 +200,7 @@ func NewNodeAPI(cfg NodeAPIConfig) (*NodeAPI, error) {
 func (n *NodeAPI) Serve(ctx context.Context, lis net.Listener) error {
 	n.power.start(ctx)
 	defer n.power.wait()
-	done := make(chan struct{})
-	go func() {
-		select {
-		case <-ctx.Done():
-			n.grpc.GracefulStop()
-		case <-done:
-		}
-	}()
-	err := n.grpc.Serve(lis)
-	close(done)
-	if errors.Is(err, grpc.ErrServerStopped) || ctx.Err() != nil {
-		return nil
-	}
-	return err
+	return api.Serve(ctx, n.grpc, lis)
 }
 
 // certReloader serves the node's current certificate: renewal rewrites the

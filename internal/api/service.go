@@ -3,6 +3,8 @@ package api
 import (
 	"bytes"
 	"context"
+	"errors"
+	"net"
 
 	"google.golang.org/grpc"
 )
@@ -45,4 +47,23 @@ func ServerOptions() []grpc.ServerOption {
 // DialOptions are the options every kubedos gRPC client needs.
 func DialOptions() []grpc.DialOption {
 	return []grpc.DialOption{grpc.WithDefaultCallOptions(grpc.ForceCodec(Codec), grpc.MaxCallRecvMsgSize(MaxMessageBytes), grpc.MaxCallSendMsgSize(MaxMessageBytes))}
+}
+
+// Serve runs srv on lis until ctx ends, then stops it gracefully (in-flight
+// calls finish). A stop caused by ctx is not an error.
+func Serve(ctx context.Context, srv *grpc.Server, lis net.Listener) error {
+	done := make(chan struct{})
+	go func() {
+		select {
+		case <-ctx.Done():
+			srv.GracefulStop()
+		case <-done:
+		}
+	}()
+	err := srv.Serve(lis)
+	close(done)
+	if errors.Is(err, grpc.ErrServerStopped) || ctx.Err() != nil {
+		return nil
+	}
+	return err
 }

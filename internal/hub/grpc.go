@@ -62,20 +62,7 @@ func NewServer(h *Hub, ca *pki.CA, hosts []string, lifetime time.Duration) (*Ser
 
 // Serve accepts connections on lis until ctx ends, then stops gracefully.
 func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
-	done := make(chan struct{})
-	go func() {
-		select {
-		case <-ctx.Done():
-			s.grpc.GracefulStop()
-		case <-done:
-		}
-	}()
-	err := s.grpc.Serve(lis)
-	close(done)
-	if errors.Is(err, grpc.ErrServerStopped) || ctx.Err() != nil {
-		return nil
-	}
-	return err
+	return api.Serve(ctx, s.grpc, lis)
 }
 
 // authenticate maps the caller's TLS client certificate to a Peer: chained
