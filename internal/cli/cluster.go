@@ -139,6 +139,13 @@ type localCluster struct {
 	hubAddr  string
 }
 
+func (c *localCluster) keysDir() string {
+	if c.keys == nil {
+		return "keys"
+	}
+	return c.keys.Dir
+}
+
 func (c *localCluster) hubDir() string             { return filepath.Join(c.dir, "hub") }
 func (c *localCluster) nodeDir(name string) string { return filepath.Join(c.dir, "nodes", name) }
 
@@ -269,6 +276,10 @@ func (c *localCluster) startNode(ctx context.Context, admin *api.AdminClient, n 
 			return err
 		}
 	}
+	apiAddr, err := nodeAPIAddr(dir)
+	if err != nil {
+		return err
+	}
 	ek, err := qemu.ReadEK(ctx, dir)
 	if err != nil {
 		return err
@@ -281,12 +292,29 @@ func (c *localCluster) startNode(ctx context.Context, admin *api.AdminClient, n 
 		MemoryMiB: n.MemoryMiB, CPUs: n.CPUs, Reboot: true,
 		UUID: build.DerivedUUID(c.spec.Metadata.Name, n.Name), Serial: fmt.Sprintf("kubedos-%d", n.VMID),
 		OEMStrings: []string{"kubedos.name=" + n.Name, "kubedos.hub=" + hubAddrInGuest},
-		GuestFwd:   []string{"tcp:" + hubAddrInGuest + "-tcp:" + c.hubAddr}})
+		GuestFwd:   []string{"tcp:" + hubAddrInGuest + "-tcp:" + c.hubAddr},
+		HostFwd:    []string{"tcp:" + apiAddr + "-:7444"}})
 	if err != nil {
 		return err
 	}
-	c.pr.Step("%s: started (%s, EK %s…); console %s", n.Name, n.Role, hash[:16], filepath.Join(dir, "serial.log"))
+	c.pr.Step("%s: started (%s, EK %s…); node API on %s; console %s", n.Name, n.Role, hash[:16], apiAddr, filepath.Join(dir, "serial.log"))
 	return nil
+}
+
+// nodeAPIAddr is the loopback address forwarded to a node's API, chosen
+// once per node and kept in its directory so it stays stable across ups.
+func nodeAPIAddr(dir string) (string, error) {
+	file := filepath.Join(dir, "api.addr")
+	if b, err := os.ReadFile(file); err == nil {
+		return strings.TrimSpace(string(b)), nil
+	}
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	addr := lis.Addr().String()
+	lis.Close()
+	return addr, os.WriteFile(file, []byte(addr+"\n"), 0o644)
 }
 
 // waitEnrolled polls the hub until every spec node is enrolled, one is
@@ -346,6 +374,7 @@ type clusterNode struct {
 	api.Node
 	VM      string `json:"vm"` // running | stopped
 	PID     int    `json:"pid,omitempty"`
+	API     string `json:"api,omitempty"` // kubedos node … --node API --name NAME
 	Console string `json:"console"`
 }
 
@@ -361,6 +390,9 @@ func printCluster(g *globals, c *localCluster, nodes []api.Node) error {
 		if pid, ok := qemu.Running(c.nodeDir(sn.Name)); ok {
 			cn.VM, cn.PID = "running", pid
 		}
+		if b, err := os.ReadFile(filepath.Join(c.nodeDir(sn.Name), "api.addr")); err == nil {
+			cn.API = strings.TrimSpace(string(b))
+		}
 		out = append(out, cn)
 	}
 	if g.output == OutputJSON {
@@ -369,18 +401,24 @@ func printCluster(g *globals, c *localCluster, nodes []api.Node) error {
 	if c.hubAddr == "" {
 		fmt.Fprintf(g.stdout, "cluster %s: hub not running\n", c.spec.Metadata.Name)
 	} else {
-		fmt.Fprintf(g.stdout, "cluster %s: hub %s (kubedos node list --hub %s --keys %s)\n", c.spec.Metadata.Name, c.hubAddr, c.hubAddr, c.keys.Dir)
+		fmt.Fprintf(g.stdout, "cluster %s: hub %s (kubedos node list --hub %s --keys %s)\n", c.spec.Metadata.Name, c.hubAddr, c.hubAddr, c.keysDir())
 	}
 	tw := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tROLE\tVM\tSTATE\tBUILD\tCONSOLE")
+	fmt.Fprintln(tw, "NAME\tROLE\tVM\tSTATE\tBUILD\tNODE API\tCONSOLE")
 	for _, n := range out {
 		state := n.State
 		if state == "" {
 			state = "not enrolled"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", n.Name, n.Role, n.VM, state, n.BuildID, n.Console)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", n.Name, n.Role, n.VM, state, n.BuildID, n.API, n.Console)
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if len(out) > 0 && out[0].API != "" {
+		fmt.Fprintf(g.stdout, "reach a node: kubedos node health --node %s --name %s --keys %s\n", out[0].API, out[0].Name, c.keysDir())
+	}
+	return nil
 }
 
 func newClusterStatusCmd(g *globals) *cobra.Command {
