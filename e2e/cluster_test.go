@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestLocalClusterUpDown brings the local example (a master and two
@@ -36,7 +37,7 @@ func TestLocalClusterUpDown(t *testing.T) {
 	must(t, dir, "cluster", "up", "cluster.yaml", "--build", b, "--keys", "keys", "--timeout", "12m")
 	var st struct {
 		Nodes []struct {
-			Name, State, VM, EKHash string
+			Name, State, VM, EKHash, API string
 		}
 	}
 	if err := json.Unmarshal([]byte(must(t, dir, "cluster", "status", "cluster.yaml", "--keys", "keys", "-o", "json")), &st); err != nil {
@@ -48,6 +49,17 @@ func TestLocalClusterUpDown(t *testing.T) {
 	for _, n := range st.Nodes {
 		if n.State != "enrolled" || n.VM != "running" || n.EKHash == "" {
 			t.Errorf("node %s: state %s, vm %s, EK %q", n.Name, n.State, n.VM, n.EKHash)
+		}
+	}
+	// Every node's API is reachable through the forward cluster up set up.
+	for _, n := range st.Nodes {
+		var ok bool
+		for deadline := time.Now().Add(90 * time.Second); !ok && time.Now().Before(deadline); time.Sleep(3 * time.Second) {
+			r := run(t, dir, nil, "node", "version", "--node", n.API, "--name", n.Name, "--keys", "keys")
+			ok = r.code == 0
+		}
+		if !ok {
+			t.Errorf("node API of %s on %s not reachable", n.Name, n.API)
 		}
 	}
 	again := run(t, dir, nil, "cluster", "up", "cluster.yaml", "--build", b, "--keys", "keys")

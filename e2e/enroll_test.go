@@ -167,7 +167,7 @@ func bootEnrolling(t *testing.T, c *cluster, vmName, nodeName, hubAddr, apiAddr,
 	t.Helper()
 	vm, ctx := startVM(t, c, vmName, disk, func(cfg *qemu.VMConfig) {
 		cfg.OEMStrings = []string{"kubedos.name=" + nodeName, "kubedos.hub=" + hubAddrInGuest}
-		cfg.GuestFwd = []string{"tcp:" + hubAddrInGuest + "-tcp:" + hubAddr}
+		cfg.GuestFwd = []qemu.Forward{{Guest: hubAddrInGuest, Host: hubAddr}}
 		if apiAddr != "" {
 			cfg.HostFwd = []string{"tcp:" + apiAddr + "-:7444"}
 		}

@@ -292,7 +292,7 @@ func (c *localCluster) startNode(ctx context.Context, admin *api.AdminClient, n 
 		MemoryMiB: n.MemoryMiB, CPUs: n.CPUs, Reboot: true,
 		UUID: build.DerivedUUID(c.spec.Metadata.Name, n.Name), Serial: fmt.Sprintf("kubedos-%d", n.VMID),
 		OEMStrings: []string{"kubedos.name=" + n.Name, "kubedos.hub=" + hubAddrInGuest},
-		GuestFwd:   []string{"tcp:" + hubAddrInGuest + "-tcp:" + c.hubAddr},
+		GuestFwd:   []qemu.Forward{{Guest: hubAddrInGuest, Host: c.hubAddr}},
 		HostFwd:    []string{"tcp:" + apiAddr + "-:7444"}})
 	if err != nil {
 		return err

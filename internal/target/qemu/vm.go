@@ -38,9 +38,9 @@ type VMConfig struct {
 	// per-machine settings that are not part of the measured boot.
 	OEMStrings []string
 	// GuestFwd, when set, gives the VM one NIC on an isolated user-mode
-	// network (restrict=on: no route anywhere) whose only reachable address
-	// forwards to the host, e.g. "tcp:10.0.2.100:7443-tcp:127.0.0.1:7443".
-	GuestFwd []string
+	// network (restrict=on: no route anywhere) whose only reachable
+	// addresses are these forwards to the host.
+	GuestFwd []Forward
 	// HostFwd adds forwards from the host into the VM on that NIC, e.g.
 	// "tcp:127.0.0.1:17444-:7444" for the node API.
 	HostFwd []string
@@ -131,6 +131,15 @@ func Start(ctx context.Context, cfg VMConfig) (*VM, error) {
 	return v, nil
 }
 
+// Forward sends the guest's TCP connections to Guest (ip:port) to Host
+// (ip:port on the host). Each connection runs its own socat: QEMU's plain
+// tcp: chardev forward carries only the first connection.
+type Forward struct{ Guest, Host string }
+
+func (f Forward) netdevOption() string {
+	return "guestfwd=tcp:" + f.Guest + "-cmd:socat STDIO TCP:" + f.Host
+}
+
 // qemuArgs is the machine: q35 with SMM, OVMF secboot code and the VM's own
 // VARS, the disk as first boot option, one swtpm TPM 2.0, serial to a file.
 func qemuArgs(cfg VMConfig, vars, sock, serial string) []string {
@@ -156,7 +165,7 @@ func qemuArgs(cfg VMConfig, vars, sock, serial string) []string {
 	if len(cfg.GuestFwd) > 0 {
 		netdev := "user,id=n0,restrict=on"
 		for _, f := range cfg.GuestFwd {
-			netdev += ",guestfwd=" + f
+			netdev += "," + f.netdevOption()
 		}
 		for _, f := range cfg.HostFwd {
 			netdev += ",hostfwd=" + f
