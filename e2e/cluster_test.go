@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/kubedos/kubedos/internal/api"
 )
 
 // TestLocalClusterUpDown brings the local example (a master and two
@@ -61,6 +63,23 @@ func TestLocalClusterUpDown(t *testing.T) {
 		if !ok {
 			t.Errorf("node API of %s on %s not reachable", n.Name, n.API)
 		}
+	}
+	// A node keeps talking to the hub after enrolling: its revocation list
+	// is fetched over a second connection (a regression: QEMU's plain
+	// guestfwd carried only the first).
+	master := st.Nodes[0]
+	var fetched bool
+	for deadline := time.Now().Add(2 * time.Minute); !fetched && time.Now().Before(deadline); time.Sleep(5 * time.Second) {
+		var h api.Health
+		r := run(t, dir, nil, "node", "health", "--node", master.API, "--name", master.Name, "--keys", "keys", "-o", "json")
+		if json.Unmarshal([]byte(r.stdout), &h) == nil {
+			for _, c := range h.Checks {
+				fetched = fetched || (c.Name == "revocations" && c.OK)
+			}
+		}
+	}
+	if !fetched {
+		t.Errorf("%s never fetched the revocation list from the hub", master.Name)
 	}
 	again := run(t, dir, nil, "cluster", "up", "cluster.yaml", "--build", b, "--keys", "keys")
 	if again.code != 0 || strings.Count(again.stderr, "already running") != 4 { // the hub and three VMs
