@@ -1,0 +1,265 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/kubedos/kubedos/internal/api"
+	"github.com/kubedos/kubedos/internal/attest"
+	"github.com/kubedos/kubedos/internal/build"
+	"github.com/kubedos/kubedos/internal/sign"
+	"github.com/kubedos/kubedos/internal/spec"
+	"github.com/kubedos/kubedos/internal/target/qemu"
+)
+
+// localCluster is a spec's cluster on this machine.
+type localCluster struct {
+	spec     *spec.ClusterSpec
+	specPath string
+	keys     *sign.KeySet
+	manifest *build.Manifest
+	buildDir string
+	dir      string
+	pr       *progress
+	hubAddr  string
+}
+
+func (c *localCluster) keysDir() string {
+	if c.keys == nil {
+		return "keys"
+	}
+	return c.keys.Dir
+}
+
+func (c *localCluster) hubDir() string             { return filepath.Join(c.dir, "hub") }
+func (c *localCluster) nodeDir(name string) string { return filepath.Join(c.dir, "nodes", name) }
+
+func (c *localCluster) up(ctx context.Context) error {
+	if err := c.startHub(ctx); err != nil {
+		return err
+	}
+	admin, done, err := c.admin()
+	if err != nil {
+		return err
+	}
+	defer done()
+	vars, err := enrolledVars(c.keys)
+	if err != nil {
+		return err
+	}
+	for _, n := range c.spec.Topology.Nodes {
+		if err := c.startNode(ctx, admin, n, vars); err != nil {
+			return fmt.Errorf("node %s: %w", n.Name, err)
+		}
+	}
+	return nil
+}
+
+// startHub starts `kubedos hub serve` detached, unless it is running.
+func (c *localCluster) startHub(ctx context.Context) error {
+	pidFile, addrFile := filepath.Join(c.hubDir(), "hub.pid"), filepath.Join(c.hubDir(), "hub.addr")
+	if addr, err := os.ReadFile(addrFile); err == nil && pidAlive(pidFile) {
+		c.hubAddr = strings.TrimSpace(string(addr))
+		c.pr.Step("hub already running on %s", c.hubAddr)
+		return nil
+	}
+	if err := os.MkdirAll(c.hubDir(), 0o700); err != nil {
+		return err
+	}
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	c.hubAddr = lis.Addr().String()
+	lis.Close()
+	exe, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	log, err := os.OpenFile(filepath.Join(c.hubDir(), "hub.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return err
+	}
+	defer log.Close()
+	abs := func(p string) string {
+		if a, err := filepath.Abs(p); err == nil {
+			return a
+		}
+		return p
+	}
+	cmd := exec.Command(exe, "hub", "serve", abs(c.specPath), "--build", abs(c.buildDir), "--keys", abs(c.keys.Dir),
+		"--state", c.hubDir(), "--listen", c.hubAddr)
+	cmd.Stdout, cmd.Stderr = log, log
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true} // outlives this command
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("start hub: %w", err)
+	}
+	pid := cmd.Process.Pid
+	_ = cmd.Process.Release()
+	if err := os.WriteFile(pidFile, []byte(strconv.Itoa(pid)+"\n"), 0o600); err != nil {
+		return err
+	}
+	if err := os.WriteFile(addrFile, []byte(c.hubAddr+"\n"), 0o600); err != nil {
+		return err
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if conn, err := net.Dial("tcp", c.hubAddr); err == nil {
+			conn.Close()
+			break
+		}
+		if time.Now().After(deadline) || !pidAlive(pidFile) {
+			return fmt.Errorf("hub did not start; see %s", filepath.Join(c.hubDir(), "hub.log"))
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	c.pr.Step("hub listening on %s (state %s)", c.hubAddr, c.hubDir())
+	return nil
+}
+
+func (c *localCluster) admin() (*api.AdminClient, func(), error) {
+	hc := hubClient{addr: c.hubAddr, keys: c.keys.Dir}
+	return hc.admin()
+}
+
+// startNode registers the VM's EK and starts it, unless it is running.
+func (c *localCluster) startNode(ctx context.Context, admin *api.AdminClient, n spec.Node, vars []byte) error {
+	dir := c.nodeDir(n.Name)
+	if _, ok := qemu.Running(dir); ok {
+		c.pr.Step("%s: already running", n.Name)
+		return nil
+	}
+	rm, ok := c.manifest.Roles[string(n.Role)]
+	if !ok {
+		return fmt.Errorf("build %s has no image for role %s", c.manifest.BuildID, n.Role)
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	base, err := filepath.Abs(filepath.Join(c.buildDir, "roles", string(n.Role), build.FileDiskQcow2))
+	if err != nil {
+		return err
+	}
+	disk, marker := filepath.Join(dir, "disk.qcow2"), filepath.Join(dir, "image")
+	if prev, err := os.ReadFile(marker); err == nil && strings.TrimSpace(string(prev)) != rm.RoleID {
+		if !c.spec.Destructive.RecreateVMs {
+			return fmt.Errorf("its disk holds image %s, the build has %s: recreating the VM destroys its data; set destructive.recreateVMs to allow it (upgrades go through kubedos node upgrade)",
+				strings.TrimSpace(string(prev)), rm.RoleID)
+		}
+		c.pr.Step("%s: recreating the disk for image %s (destructive.recreateVMs)", n.Name, rm.RoleID)
+		_ = os.Remove(disk)
+	}
+	if _, err := os.Stat(disk); errors.Is(err, os.ErrNotExist) {
+		if out, err := exec.CommandContext(ctx, "qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", base, disk).CombinedOutput(); err != nil {
+			return fmt.Errorf("disk: %w: %s", err, out)
+		}
+		if err := os.WriteFile(marker, []byte(rm.RoleID+"\n"), 0o644); err != nil {
+			return err
+		}
+	}
+	apiAddr, err := nodeAPIAddr(dir)
+	if err != nil {
+		return err
+	}
+	ek, err := qemu.ReadEK(ctx, dir)
+	if err != nil {
+		return err
+	}
+	hash := attest.EKHash(ek)
+	if err := admin.RegisterEK(ctx, n.Name, hash); err != nil {
+		return fmt.Errorf("register EK with the hub: %w", err)
+	}
+	err = qemu.StartDetached(ctx, qemu.VMConfig{Name: "kubedos-" + n.Name, Dir: dir, Disk: disk, Vars: vars,
+		MemoryMiB: n.MemoryMiB, CPUs: n.CPUs, Reboot: true,
+		UUID: build.DerivedUUID(c.spec.Metadata.Name, n.Name), Serial: fmt.Sprintf("kubedos-%d", n.VMID),
+		OEMStrings: []string{"kubedos.name=" + n.Name, "kubedos.hub=" + hubAddrInGuest},
+		GuestFwd:   []qemu.Forward{{Guest: hubAddrInGuest, Host: c.hubAddr}},
+		HostFwd:    []string{"tcp:" + apiAddr + "-:7444"}})
+	if err != nil {
+		return err
+	}
+	c.pr.Step("%s: started (%s, EK %s…); node API on %s; console %s", n.Name, n.Role, hash[:16], apiAddr, filepath.Join(dir, "serial.log"))
+	return nil
+}
+
+// nodeAPIAddr is the loopback address forwarded to a node's API, chosen
+// once per node and kept in its directory so it stays stable across ups.
+func nodeAPIAddr(dir string) (string, error) {
+	file := filepath.Join(dir, "api.addr")
+	if b, err := os.ReadFile(file); err == nil {
+		return strings.TrimSpace(string(b)), nil
+	}
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	addr := lis.Addr().String()
+	lis.Close()
+	return addr, os.WriteFile(file, []byte(addr+"\n"), 0o644)
+}
+
+// waitEnrolled polls the hub until every spec node is enrolled, one is
+// quarantined (an error naming it and why), or timeout.
+func (c *localCluster) waitEnrolled(ctx context.Context, timeout time.Duration) ([]api.Node, error) {
+	admin, done, err := c.admin()
+	if err != nil {
+		return nil, err
+	}
+	defer done()
+	deadline := time.Now().Add(timeout)
+	reported := map[string]string{}
+	for {
+		res, err := admin.ListNodes(ctx)
+		if err != nil {
+			return nil, err
+		}
+		byName := map[string]api.Node{}
+		for _, n := range res.Nodes {
+			byName[n.Name] = n
+		}
+		enrolled := 0
+		var bad []string
+		for _, sn := range c.spec.Topology.Nodes {
+			n := byName[sn.Name]
+			if n.State != reported[sn.Name] && n.State != "" {
+				c.pr.Step("%s: %s", sn.Name, n.State)
+				reported[sn.Name] = n.State
+			}
+			switch n.State {
+			case "enrolled":
+				enrolled++
+			case "quarantined", "revoked", "fenced":
+				bad = append(bad, fmt.Sprintf("%s is %s: %s", sn.Name, n.State, reasonText(n.Reason, 0)))
+			}
+		}
+		if len(bad) > 0 {
+			return res.Nodes, fmt.Errorf("%s", strings.Join(bad, "; "))
+		}
+		if enrolled == len(c.spec.Topology.Nodes) {
+			c.pr.Step("all %d nodes enrolled", enrolled)
+			return res.Nodes, nil
+		}
+		c.pr.Update("%d/%d nodes enrolled", enrolled, len(c.spec.Topology.Nodes))
+		if time.Now().After(deadline) {
+			return res.Nodes, fmt.Errorf("%d of %d nodes enrolled after %s; see the consoles in %s", enrolled, len(c.spec.Topology.Nodes), timeout, filepath.Join(c.dir, "nodes"))
+		}
+		select {
+		case <-ctx.Done():
+			return res.Nodes, ctx.Err()
+		case <-time.After(2 * time.Second):
+		}
+	}
+}
