@@ -42,7 +42,9 @@ func serveTLS(t *testing.T, e *env) string {
 	return lis.Addr().String()
 }
 
-func adminClient(t *testing.T, e *env, addr string, cert *tls.Certificate) *api.AdminClient {
+// dialHub connects to the test hub over TLS, with cert as the client
+// certificate when given; the connection closes with the test.
+func dialHub(t *testing.T, e *env, addr string, cert *tls.Certificate) *grpc.ClientConn {
 	t.Helper()
 	conf := &tls.Config{RootCAs: e.ca.Pool(), ServerName: ServerName, MinVersion: tls.VersionTLS13}
 	if cert != nil {
@@ -53,7 +55,12 @@ func adminClient(t *testing.T, e *env, addr string, cert *tls.Certificate) *api.
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { cc.Close() })
-	return api.NewAdminClient(cc)
+	return cc
+}
+
+func adminClient(t *testing.T, e *env, addr string, cert *tls.Certificate) *api.AdminClient {
+	t.Helper()
+	return api.NewAdminClient(dialHub(t, e, addr, cert))
 }
 
 func clientCert(t *testing.T, e *env, name string, role pki.Role) *tls.Certificate {
@@ -137,16 +144,7 @@ func TestRenewOverGRPC(t *testing.T) {
 	first := e.mustEnroll(n)
 	ctx := context.Background()
 	dial := func(cert *tls.Certificate) *api.EnrollmentClient {
-		conf := &tls.Config{RootCAs: e.ca.Pool(), ServerName: ServerName, MinVersion: tls.VersionTLS13}
-		if cert != nil {
-			conf.Certificates = []tls.Certificate{*cert}
-		}
-		cc, err := grpc.NewClient(addr, append(api.DialOptions(), grpc.WithTransportCredentials(credentials.NewTLS(conf)))...)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { cc.Close() })
-		return api.NewEnrollmentClient(cc)
+		return api.NewEnrollmentClient(dialHub(t, e, addr, cert))
 	}
 	if _, err := dial(nil).RenewBegin(ctx); status.Code(err) != codes.Unauthenticated {
 		t.Fatalf("renewal without a certificate: %v, want Unauthenticated", err)
