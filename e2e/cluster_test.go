@@ -19,21 +19,7 @@ import (
 // and every node enrolls; a second `up` changes nothing; fencing a node
 // revokes it and stops its VM; `down` leaves no qemu, swtpm or hub process.
 func TestLocalClusterUpDown(t *testing.T) {
-	dir := filepath.Join(work, "local")
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	spec, err := os.ReadFile("../examples/local.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, "cluster.yaml"), spec, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	must(t, dir, "keys", "init", "--dir", "keys", "--cluster", "local")
-	must(t, dir, "lock", "cluster.yaml")
-	must(t, dir, "fetch", "cluster.yaml", "--cache", "cache")
-	b := strings.TrimSpace(lastLines(must(t, dir, "build", "cluster.yaml", "--cache", "cache", "--out", "out", "--node-binaries", bin), 1))
+	dir, b := makeSite(t, "local", "../examples/local.yaml", "local", "cache", "out")
 	t.Cleanup(func() { run(t, dir, nil, "cluster", "down", "cluster.yaml", "--purge") })
 
 	must(t, dir, "cluster", "up", "cluster.yaml", "--build", b, "--keys", "keys", "--timeout", "12m")

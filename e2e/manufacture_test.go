@@ -23,31 +23,39 @@ type cluster struct {
 
 var made *cluster
 
-// manufacture runs the operator's sequence once: keys, lock, fetch, build.
-func manufacture(t *testing.T) *cluster {
+// makeSite runs the operator's sequence in work/name for a spec file: keys,
+// lock, fetch into cache, build into out. It returns the site directory and
+// the absolute build directory.
+func makeSite(t *testing.T, name, specFile, clusterName, cache, out string) (string, string) {
 	t.Helper()
-	if made != nil {
-		return made
-	}
-	dir := filepath.Join(work, "site")
+	dir := filepath.Join(work, name)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	spec, err := os.ReadFile("testdata/one.yaml")
+	spec, err := os.ReadFile(specFile)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := os.WriteFile(filepath.Join(dir, "cluster.yaml"), spec, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	must(t, dir, "keys", "init", "--dir", "keys", "--cluster", "e2e")
+	must(t, dir, "keys", "init", "--dir", "keys", "--cluster", clusterName)
 	must(t, dir, "lock", "cluster.yaml")
-	must(t, dir, "fetch", "cluster.yaml", "--cache", "cache1")
-	out := must(t, dir, "build", "cluster.yaml", "--cache", "cache1", "--out", "out1", "--node-binaries", bin)
-	buildDir := strings.TrimSpace(lastLines(out, 1))
+	must(t, dir, "fetch", "cluster.yaml", "--cache", cache)
+	buildDir := strings.TrimSpace(lastLines(must(t, dir, "build", "cluster.yaml", "--cache", cache, "--out", out, "--node-binaries", bin), 1))
 	if !filepath.IsAbs(buildDir) {
 		buildDir = filepath.Join(dir, buildDir)
 	}
+	return dir, buildDir
+}
+
+// manufacture runs the operator's sequence once: keys, lock, fetch, build.
+func manufacture(t *testing.T) *cluster {
+	t.Helper()
+	if made != nil {
+		return made
+	}
+	dir, buildDir := makeSite(t, "site", "testdata/one.yaml", "e2e", "cache1", "out1")
 	m, _, err := build.ReadManifest(filepath.Join(buildDir, build.ManifestFile))
 	if err != nil {
 		t.Fatal(err)
