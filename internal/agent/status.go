@@ -30,6 +30,7 @@ type Status struct {
 // Paths the status is read from; variables so tests can point at a fake sysfs.
 var (
 	CmdlinePath  = "/proc/cmdline"
+	SlotPath     = earlyboot.BootSlotFile
 	PCRDir       = "/sys/class/tpm/tpm0/pcr-sha256"
 	EventLogPath = "/sys/kernel/security/tpm0/binary_bios_measurements"
 	// The SecureBoot EFI variable: 4 attribute bytes, then one byte 0 or 1.
@@ -47,7 +48,11 @@ func ReadStatus(pcrs []int) (Status, error) {
 	if err != nil {
 		return Status{}, err
 	}
-	st := Status{Build: cfg.Build, Slot: cfg.Slot, RootHash: cfg.RootHash, PCRs: map[string]string{}}
+	slot, err := os.ReadFile(SlotPath)
+	if err != nil {
+		return Status{}, fmt.Errorf("read the booted slot (kubedos-init writes it): %w", err)
+	}
+	st := Status{Build: cfg.Build, Slot: strings.TrimSpace(string(slot)), RootHash: cfg.RootHash, PCRs: map[string]string{}}
 	for _, i := range pcrs {
 		p := filepath.Join(PCRDir, strconv.Itoa(i))
 		b, err := os.ReadFile(p)

@@ -12,6 +12,8 @@ func fakeNode(t *testing.T, cmdline string, pcrs map[string]string, secureBoot b
 	t.Helper()
 	dir := t.TempDir()
 	CmdlinePath = filepath.Join(dir, "cmdline")
+	SlotPath = filepath.Join(dir, "slot")
+	_ = os.WriteFile(SlotPath, []byte("b\n"), 0o644)
 	PCRDir = filepath.Join(dir, "pcrs")
 	EventLogPath = filepath.Join(dir, "eventlog")
 	SecureBootVar = filepath.Join(dir, "SecureBoot")
@@ -26,7 +28,7 @@ func fakeNode(t *testing.T, cmdline string, pcrs map[string]string, secureBoot b
 
 func TestReadStatus(t *testing.T) {
 	h := strings.Repeat("ab", 32)
-	cmd := "console=ttyS0 kubedos.slot=b kubedos.build=0011 kubedos.roothash=" + h + " kubedos.salt=" + h + " kubedos.datablocks=9"
+	cmd := "console=ttyS0 kubedos.build=0011 kubedos.roothash=" + h + " kubedos.salt=" + h + " kubedos.datablocks=9"
 	pcr := strings.ToUpper(strings.Repeat("0f", 32))
 	fakeNode(t, cmd, map[string]string{"4": pcr, "7": pcr, "11": pcr}, 1)
 	st, err := ReadStatus([]int{4, 7, 11})
@@ -45,7 +47,7 @@ func TestReadStatus(t *testing.T) {
 
 func TestReadStatusErrors(t *testing.T) {
 	h := strings.Repeat("ab", 32)
-	good := "kubedos.slot=a kubedos.build=1 kubedos.roothash=" + h + " kubedos.salt=" + h + " kubedos.datablocks=9"
+	good := "kubedos.build=1 kubedos.roothash=" + h + " kubedos.salt=" + h + " kubedos.datablocks=9"
 	fakeNode(t, good, map[string]string{"4": "zz"}, 0)
 	if _, err := ReadStatus([]int{4}); err == nil || !strings.Contains(err.Error(), "PCR 4") {
 		t.Errorf("bad PCR value accepted: %v", err)
@@ -54,7 +56,7 @@ func TestReadStatusErrors(t *testing.T) {
 		t.Errorf("missing PCR accepted: %v", err)
 	}
 	fakeNode(t, "console=ttyS0", nil, 0)
-	if _, err := ReadStatus(nil); err == nil || !strings.Contains(err.Error(), "kubedos.slot") {
+	if _, err := ReadStatus(nil); err == nil || !strings.Contains(err.Error(), "kubedos.roothash") {
 		t.Errorf("cmdline without kubedos keys accepted: %v", err)
 	}
 }

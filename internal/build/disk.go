@@ -21,14 +21,6 @@ const (
 
 const mib = 1 << 20
 
-// DiskPartition is one partition of the image; Content (a file) is written
-// at its start, the rest stays zero (sparse).
-type DiskPartition struct {
-	Label, Type, UUID string
-	SizeMiB           int64
-	Content           string
-}
-
 // DerivedUUID makes a stable UUID (version 4 layout) from a seed, so the
 // same build inputs give the same disk and partition identifiers.
 func DerivedUUID(seed ...string) string {

@@ -20,7 +20,7 @@ import (
 
 // FormatVersion changes whenever the image layout or build steps change in
 // a way that changes bytes; it is part of every role's content address.
-const FormatVersion = "kubedos-image-v2"
+const FormatVersion = "kubedos-image-v3"
 
 // Options are the inputs of one build.
 type Options struct {
@@ -127,9 +127,10 @@ func roleKey(o Options, r spec.Role, m *Manifest) string {
 		Epoch                        int64
 		Packages, Requests, Modules  []string
 		Kubedosd, Init, DBCert, CA   string
+		Artifact                     []byte
 		Tools                        map[string]string
 	}{FormatVersion, string(r), o.Lock.Suite, BaseCmdline, o.Lock.SourceDateEpoch, pkgs, lock.Requests(o.Spec, r),
-		InitrdModules, m.Source.KubedosdSHA256, m.Source.InitSHA256, m.DBCert, sha256Hex(o.Keys.CA.Raw), m.Tools}
+		InitrdModules, m.Source.KubedosdSHA256, m.Source.InitSHA256, m.DBCert, sha256Hex(o.Keys.CA.Raw), o.Keys.SigningPub, m.Tools}
 	b, _ := json.Marshal(key)
 	return sha256Hex(b)[:16]
 }
@@ -179,10 +180,15 @@ func buildRole(ctx context.Context, o Options, r spec.Role, id, cache string) (s
 	}
 	defer os.RemoveAll(tmp)
 	rootfs := filepath.Join(tmp, "rootfs")
+	artifactPub, err := os.ReadFile(o.Keys.Path(sign.FileSigningPub))
+	if err != nil {
+		return "", false, err
+	}
 	step("rootfs (mmdebstrap, offline)")
 	err = MakeRootfs(ctx, RootfsInput{Role: string(r), Architecture: o.Lock.Architecture, Sources: o.Repo.MmdebstrapSource(),
 		Packages: lock.Requests(o.Spec, r), Epoch: o.Lock.SourceDateEpoch, Kubedosd: o.Kubedosd, Out: rootfs,
-		CACert: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: o.Keys.CA.Raw})})
+		CACert: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: o.Keys.CA.Raw}), ArtifactPub: artifactPub,
+		DBCert: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: o.Keys.DB.Raw})})
 	if err != nil {
 		return "", false, err
 	}

@@ -99,7 +99,7 @@ func BuildImage(ctx context.Context, in ImageInput) (*ImageResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	cfg := earlyboot.Config{Slot: "a", Build: in.RoleID, RootHash: rootHash, Salt: salt, DataBlocks: uint64(size / VerityBlock)}
+	cfg := earlyboot.Config{Build: in.RoleID, RootHash: rootHash, Salt: salt, DataBlocks: uint64(size / VerityBlock)}
 	cmdline := BaseCmdline + " " + cfg.Cmdline()
 	if err := writeFileAtomic(out(FileCmdline), []byte(cmdline+"\n"), 0o644); err != nil {
 		return nil, err
@@ -126,7 +126,7 @@ func BuildImage(ctx context.Context, in ImageInput) (*ImageResult, error) {
 		return nil, fmt.Errorf("sign systemd-boot: %w", err)
 	}
 	step("disk")
-	ukiName := "EFI/Linux/kubedos-" + in.RoleID + "-a.efi"
+	ukiName := earlyboot.UKIEntryPath(1, in.RoleID, 0)
 	loaderConf := filepath.Join(work, "loader.conf")
 	conf := "timeout 0\neditor no\n"
 	espFiles := []ESPFile{{out(FileBootEFI), "EFI/BOOT/BOOTX64.EFI"}, {out(FileUKI), ukiName}, {loaderConf, "loader/loader.conf"}}
@@ -157,10 +157,13 @@ func BuildImage(ctx context.Context, in ImageInput) (*ImageResult, error) {
 	part := func(label, typ string, sz int64, content string) DiskPartition {
 		return DiskPartition{Label: label, Type: typ, UUID: DerivedUUID(in.RoleID, "part", label), SizeMiB: sz, Content: content}
 	}
+	// Slot a's UUIDs derive from the root hash: that is how kubedos-init
+	// finds the slot the UKI's cmdline names (earlyboot.FindSlot).
+	slotA := func(p DiskPartition, uuid string) DiskPartition { p.UUID = uuid; return p }
 	parts := []DiskPartition{
 		part(earlyboot.LabelESP, TypeESP, espMiB, esp),
-		part(earlyboot.RootLabel("a"), TypeRoot, rootMiB, out(FileRoot)),
-		part(earlyboot.VerityLabel("a"), TypeRootVerity, verMiB, out(FileVerity)),
+		slotA(part(earlyboot.RootLabel("a"), TypeRoot, rootMiB, out(FileRoot)), earlyboot.RootPartUUID(rootHash)),
+		slotA(part(earlyboot.VerityLabel("a"), TypeRootVerity, verMiB, out(FileVerity)), earlyboot.VerityPartUUID(rootHash)),
 		part(earlyboot.RootLabel("b"), TypeRoot, rootMiB, ""),
 		part(earlyboot.VerityLabel("b"), TypeRootVerity, verMiB, ""),
 		part(earlyboot.LabelState, TypeVar, stateMiB, state),
@@ -214,5 +217,7 @@ func osRelease(rootfs, role, roleID string) (string, error) {
 		return "", fmt.Errorf("read os-release of %s: %w", rootfs, err)
 	}
 	s := strings.TrimRight(string(b), "\n") + "\n"
-	return s + fmt.Sprintf("IMAGE_ID=kubedos-%s\nIMAGE_VERSION=%s\n", role, roleID), nil
+	// No IMAGE_VERSION: systemd-boot would order entries by it, and build
+	// IDs are hashes; entries are ordered by their generation (UKIEntryPath).
+	return s + fmt.Sprintf("IMAGE_ID=kubedos-%s\nKUBEDOS_BUILD_ID=%s\n", role, roleID), nil
 }

@@ -20,6 +20,10 @@ type RootfsInput struct {
 	Epoch    int64    // SOURCE_DATE_EPOCH, from the lock
 	Kubedosd string   // the node daemon binary to install
 	CACert   []byte   // the cluster CA (PEM): nodes check the hub against it
+	// ArtifactPub (PKIX PEM) and DBCert (PEM) let a node check an upgrade's
+	// signed manifest and its UKI's Authenticode signature before writing.
+	ArtifactPub []byte
+	DBCert      []byte
 	Out      string   // directory to create; must not exist
 }
 
@@ -63,6 +67,34 @@ StandardOutput=journal+console
 WantedBy=multi-user.target
 `
 
+// The boot deadline is the fallback that does not depend on kubedosd: a
+// trial boot (systemd-boot set LoaderBootCountPath because the entry has
+// tries left) that kubedosd has not marked good in time is rebooted, so the
+// boot counter runs down to the previous slot even when kubedosd crashes or
+// hangs. kubedosd writes /run/kubedos/boot-good when it blesses the boot.
+const deadlineTimer = `[Unit]
+Description=Reboot a trial boot that is not marked good in time
+
+[Timer]
+OnBootSec=6min
+AccuracySec=5s
+
+[Install]
+WantedBy=timers.target
+`
+
+const deadlineService = `[Unit]
+Description=Reboot a trial boot that kubedosd has not marked good
+ConditionPathExists=/sys/firmware/efi/efivars/LoaderBootCountPath-4a67b082-0a4c-41cf-b6c7-440b29bb8c4f
+ConditionPathExists=!/run/kubedos/boot-good
+
+[Service]
+Type=oneshot
+ExecStart=/bin/echo "kubedos: trial boot not marked good in time; rebooting to count the try down"
+StandardOutput=journal+console
+SuccessAction=reboot
+`
+
 // lanNetwork brings the LAN interface up with DHCP; the WireGuard planes
 // come later, over it.
 const lanNetwork = `[Match]
@@ -90,6 +122,10 @@ func customizeRootfs(in RootfsInput) error {
 		{"etc/systemd/system/kubedosd.service", []byte(kubedosdUnit), 0o644},
 		{"etc/kubedos/role", []byte(in.Role + "\n"), 0o644},
 		{"etc/kubedos/ca.crt", in.CACert, 0o644},
+		{"etc/kubedos/artifact.pub", in.ArtifactPub, 0o644},
+		{"etc/kubedos/db.crt", in.DBCert, 0o644},
+		{"etc/systemd/system/kubedos-boot-deadline.service", []byte(deadlineService), 0o644},
+		{"etc/systemd/system/kubedos-boot-deadline.timer", []byte(deadlineTimer), 0o644},
 		{"etc/systemd/network/80-kubedos-lan.network", []byte(lanNetwork), 0o644},
 		{"etc/hostname", []byte("kubedos-" + in.Role + "\n"), 0o644},
 		// Empty: systemd makes a transient machine-id on the read-only root.
@@ -108,6 +144,7 @@ func customizeRootfs(in RootfsInput) error {
 	}
 	links := map[string]string{
 		"etc/systemd/system/multi-user.target.wants/kubedosd.service": "/etc/systemd/system/kubedosd.service",
+		"etc/systemd/system/timers.target.wants/kubedos-boot-deadline.timer": "/etc/systemd/system/kubedos-boot-deadline.timer",
 		// /tmp must be writable on a read-only root.
 		"etc/systemd/system/tmp.mount":                                        "/usr/share/systemd/tmp.mount",
 		"etc/systemd/system/local-fs.target.wants/tmp.mount":                  "/usr/share/systemd/tmp.mount",

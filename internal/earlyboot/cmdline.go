@@ -13,23 +13,20 @@ import (
 )
 
 // Config is what the UKI's command line tells the initrd. The command line is
-// measured into PCR 11 with the UKI, so these values are attested.
+// measured into PCR 11 with the UKI, so these values are attested. It names
+// no slot: the slot is the one whose partition UUIDs derive from RootHash,
+// so one signed UKI (one PCR 11) serves either slot.
 type Config struct {
-	Slot       string // a or b
 	Build      string
 	RootHash   string
 	Salt       string
 	DataBlocks uint64
 }
 
-var (
-	hexRE  = regexp.MustCompile(`^[0-9a-f]{64}$`)
-	slotRE = regexp.MustCompile(`^[ab]$`)
-)
+var hexRE = regexp.MustCompile(`^[0-9a-f]{64}$`)
 
 // Command line keys.
 const (
-	KeySlot       = "kubedos.slot"
 	KeyBuild      = "kubedos.build"
 	KeyRootHash   = "kubedos.roothash"
 	KeySalt       = "kubedos.salt"
@@ -51,8 +48,6 @@ func ParseCmdline(cmdline string) (Config, error) {
 			bad = append(bad, fmt.Sprintf("%s=%q", key, kv[key]))
 		}
 	}
-	c.Slot = kv[KeySlot]
-	check(KeySlot, slotRE.MatchString(c.Slot))
 	c.Build = kv[KeyBuild]
 	check(KeyBuild, c.Build != "")
 	c.RootHash = kv[KeyRootHash]
@@ -70,6 +65,6 @@ func ParseCmdline(cmdline string) (Config, error) {
 
 // Cmdline renders the kubedos keys (the build writes this into the UKI).
 func (c Config) Cmdline() string {
-	return fmt.Sprintf("%s=%s %s=%s %s=%s %s=%s %s=%d", KeySlot, c.Slot, KeyBuild, c.Build,
+	return fmt.Sprintf("%s=%s %s=%s %s=%s %s=%d", KeyBuild, c.Build,
 		KeyRootHash, c.RootHash, KeySalt, c.Salt, KeyDataBlocks, c.DataBlocks)
 }

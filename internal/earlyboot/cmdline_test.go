@@ -7,15 +7,14 @@ import (
 
 func TestParseCmdline(t *testing.T) {
 	hash := strings.Repeat("ab", 32)
-	good := Config{Slot: "a", Build: "0123abcd", RootHash: hash, Salt: hash, DataBlocks: 1024}
+	good := Config{Build: "0123abcd", RootHash: hash, Salt: hash, DataBlocks: 1024}
 	tests := []struct {
 		name, cmdline string
 		want          Config
 		errs          []string
 	}{
 		{"round trip", "console=ttyS0 " + good.Cmdline() + " panic=-1", good, nil},
-		{"missing all", "console=ttyS0", Config{}, []string{KeySlot, KeyBuild, KeyRootHash, KeySalt, KeyDataBlocks}},
-		{"bad slot", strings.Replace(good.Cmdline(), "slot=a", "slot=c", 1), Config{}, []string{KeySlot}},
+		{"missing all", "console=ttyS0", Config{}, []string{KeyBuild, KeyRootHash, KeySalt, KeyDataBlocks}},
 		{"short hash", strings.Replace(good.Cmdline(), "roothash="+hash, "roothash=abcd", 1), Config{}, []string{KeyRootHash}},
 		{"upper-case hash", strings.Replace(good.Cmdline(), "roothash="+hash, "roothash="+strings.ToUpper(hash), 1), Config{}, []string{KeyRootHash}},
 		{"zero blocks", strings.Replace(good.Cmdline(), "datablocks=1024", "datablocks=0", 1), Config{}, []string{KeyDataBlocks}},

@@ -18,7 +18,13 @@ type Partition struct {
 	Label    string
 	TypeGUID string
 	PartUUID string
+	FirstLBA uint64
+	LastLBA  uint64 // inclusive
 }
+
+// Offset and Size are the partition's extent on the disk in bytes.
+func (p Partition) Offset() int64 { return int64(p.FirstLBA) * 512 }
+func (p Partition) Size() int64   { return int64(p.LastLBA-p.FirstLBA+1) * 512 }
 
 // ErrNoGPT means the disk has no valid GPT header.
 var ErrNoGPT = errors.New("no GPT")
@@ -49,7 +55,8 @@ func ReadGPT(r io.ReaderAt) ([]Partition, error) {
 		if typ == "00000000-0000-0000-0000-000000000000" {
 			continue
 		}
-		parts = append(parts, Partition{Number: i + 1, TypeGUID: typ, PartUUID: guidString(e[16:32]), Label: utf16Label(e[56:128])})
+		parts = append(parts, Partition{Number: i + 1, TypeGUID: typ, PartUUID: guidString(e[16:32]), Label: utf16Label(e[56:128]),
+			FirstLBA: binary.LittleEndian.Uint64(e[32:]), LastLBA: binary.LittleEndian.Uint64(e[40:])})
 	}
 	return parts, nil
 }

@@ -47,14 +47,24 @@ func Init(ctx context.Context, console io.Writer) error {
 	if err != nil {
 		return err
 	}
-	logf("build %s, slot %s, roothash %s", cfg.Build, cfg.Slot, cfg.RootHash)
+	logf("build %s, roothash %s", cfg.Build, cfg.RootHash)
 	if err := loadModules(logf); err != nil {
 		return err
 	}
 	waitCtx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
-	disk, parts, err := findDisk(waitCtx, RootLabel(cfg.Slot))
+	disk, parts, err := findDisk(waitCtx, LabelState)
 	if err != nil {
+		return err
+	}
+	slot, err := FindSlot(parts, cfg.RootHash)
+	if err != nil {
+		return fmt.Errorf("disk %s: %w", disk, err)
+	}
+	if err := os.MkdirAll(filepath.Dir(BootSlotFile), 0o755); err != nil {
+		return err
+	}
+	if err := os.WriteFile(BootSlotFile, []byte(slot+"\n"), 0o644); err != nil {
 		return err
 	}
 	dev := func(label string) (string, error) {
@@ -65,11 +75,11 @@ func Init(ctx context.Context, console io.Writer) error {
 		}
 		return "", fmt.Errorf("disk %s has no partition labelled %q", disk, label)
 	}
-	rootDev, err := dev(RootLabel(cfg.Slot))
+	rootDev, err := dev(RootLabel(slot))
 	if err != nil {
 		return err
 	}
-	hashDev, err := dev(VerityLabel(cfg.Slot))
+	hashDev, err := dev(VerityLabel(slot))
 	if err != nil {
 		return err
 	}
@@ -82,7 +92,7 @@ func Init(ctx context.Context, console io.Writer) error {
 	if err := unix.Mknod(mapped, unix.S_IFBLK|0o600, int(devnum)); err != nil && !errors.Is(err, unix.EEXIST) {
 		return fmt.Errorf("mknod %s: %w", mapped, err)
 	}
-	logf("verity root open on %s (data %s, hash %s)", mapped, rootDev, hashDev)
+	logf("slot %s: verity root open on %s (data %s, hash %s)", slot, mapped, rootDev, hashDev)
 	if err := mount(mapped, sysroot, "squashfs", unix.MS_RDONLY, ""); err != nil {
 		return err
 	}

@@ -20,6 +20,8 @@ var rank = map[string]int{
 	"internal/spec":      0,
 	"internal/converge":  0, // generic: imports nothing of ours (checked below)
 	"internal/layout":    0,
+	"internal/manifest":  0, // read by kubedosd too: imports nothing of ours
+	"internal/upgrade":   2, // kubedosd's A/B slot writer
 	"internal/earlyboot": 1, // kubedos-init: the initrd's PID 1
 	"internal/lock":      1,
 	"internal/sign":      1,
