@@ -24,7 +24,7 @@ type RootfsInput struct {
 	// signed manifest and its UKI's Authenticode signature before writing.
 	ArtifactPub []byte
 	DBCert      []byte
-	Out      string   // directory to create; must not exist
+	Out         string // directory to create; must not exist
 }
 
 // MakeRootfs composes a role's root with mmdebstrap (apt's own solver,
@@ -143,7 +143,7 @@ func customizeRootfs(in RootfsInput) error {
 		}
 	}
 	links := map[string]string{
-		"etc/systemd/system/multi-user.target.wants/kubedosd.service": "/etc/systemd/system/kubedosd.service",
+		"etc/systemd/system/multi-user.target.wants/kubedosd.service":        "/etc/systemd/system/kubedosd.service",
 		"etc/systemd/system/timers.target.wants/kubedos-boot-deadline.timer": "/etc/systemd/system/kubedos-boot-deadline.timer",
 		// /tmp must be writable on a read-only root.
 		"etc/systemd/system/tmp.mount":                                        "/usr/share/systemd/tmp.mount",
