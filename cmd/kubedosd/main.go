@@ -38,6 +38,9 @@ func run(ctx context.Context) error {
 		return enc.Encode(st)
 	}
 	agent.Console(agent.StatusLine(st))
+	if err := agent.EnsureDataID(); err != nil {
+		agent.Console("kubedosd: data partition: " + err.Error())
+	}
 	if err := os.MkdirAll("/run/kubedos", 0o755); err == nil {
 		b, _ := json.MarshalIndent(st, "", "  ")
 		_ = os.WriteFile("/run/kubedos/status.json", b, 0o644)

@@ -76,12 +76,12 @@ func RunIdentity(ctx context.Context, st Status) error {
 	logf := func(f string, a ...any) { Console("kubedosd: " + fmt.Sprintf(f, a...)) }
 	if _, err := os.Stat(filepath.Join(IdentityDir, NodeCertFile)); err == nil {
 		logf("identity present in %s", IdentityDir)
-		return runEnrolled(ctx, cfg, st, logf)
+		return runEnrolled(ctx, cfg, st, false, logf)
 	}
 	if err := enroll(ctx, cfg, logf); err != nil {
 		return err
 	}
-	return runEnrolled(ctx, cfg, st, logf)
+	return runEnrolled(ctx, cfg, st, true, logf)
 }
 
 // enroll runs the enrollment protocol until the hub answers.

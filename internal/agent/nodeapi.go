@@ -59,6 +59,8 @@ var nodeAPIActions = map[string]pki.Action{
 	"ConfigApply":    pki.ActionApplyConfig,
 	"Reboot":         pki.ActionPower,
 	"Shutdown":       pki.ActionPower,
+	"Upgrade":        pki.ActionUpgrade,
+	"Rollback":       pki.ActionUpgrade,
 }
 
 // NodeAPIConfig is what the node API server needs.
@@ -70,9 +72,11 @@ type NodeAPIConfig struct {
 	// IdentityDir holds node.key and node.crt, reloaded when renewed.
 	IdentityDir string
 	// StateDir holds ConfigFile and RevokedFile.
-	StateDir    string
-	Status      Status
-	System      System
+	StateDir string
+	Status   Status
+	System   System
+	// Slots writes upgrades and rollbacks (nil: the node refuses them).
+	Slots       *Slots
 	Revocations *RevocationList
 	// PCRDir and MountInfo are read by health and drift checks (default
 	// PCRDir and /proc/self/mountinfo).

@@ -28,8 +28,15 @@ var _ api.NodeServer = nodeService{}
 func (s nodeService) Version(context.Context, *api.NodeVersionRequest) (*api.NodeVersion, error) {
 	bi := buildinfo.Get()
 	st := s.n.cfg.Status
-	return &api.NodeVersion{Node: s.n.cfg.Name, Role: s.n.cfg.Role, BuildID: st.Build, Slot: st.Slot, RootHash: st.RootHash,
-		Kubedosd: bi.Version, Revision: bi.Revision, GoVersion: bi.GoVersion}, nil
+	v := &api.NodeVersion{Node: s.n.cfg.Name, Role: s.n.cfg.Role, BuildID: st.Build, Slot: st.Slot, RootHash: st.RootHash,
+		Kubedosd: bi.Version, Revision: bi.Revision, GoVersion: bi.GoVersion}
+	if s.n.cfg.Slots != nil {
+		v.Boot = s.n.cfg.Slots.State()
+	}
+	if b, err := os.ReadFile(DataIDFile); err == nil {
+		v.DataID = strings.TrimSpace(string(b))
+	}
+	return v, nil
 }
 
 func (s nodeService) Health(ctx context.Context, _ *api.HealthRequest) (*api.Health, error) {

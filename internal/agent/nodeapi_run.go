@@ -2,10 +2,12 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"path/filepath"
 	"sync"
+	"time"
 
 	"github.com/kubedos/kubedos/internal/api"
 )
@@ -13,15 +15,69 @@ import (
 // NodeAPIAddr is where kubedosd serves the node API once enrolled.
 var NodeAPIAddr = fmt.Sprintf(":%d", api.NodeAPIPort)
 
+// BootCheckTimeout bounds how long a trial boot may take to become healthy
+// before kubedosd gives up on it (the boot-deadline unit's 6 minutes are
+// the backstop when kubedosd itself does not run).
+var BootCheckTimeout = 3 * time.Minute
+
+// attestation is whether this boot re-attested to the hub.
+type attestation struct {
+	mu  sync.Mutex
+	err error
+}
+
+func (a *attestation) set(err error) { a.mu.Lock(); a.err = err; a.mu.Unlock() }
+func (a *attestation) get() error    { a.mu.Lock(); defer a.mu.Unlock(); return a.err }
+
+// reattest renews the certificate with a fresh quote until the hub answers.
+func reattest(ctx context.Context, cfg EnrollConfig, att *attestation, logf func(string, ...any)) {
+	for delay := 2 * time.Second; ; {
+		got, err := Renew(ctx, cfg)
+		if err == nil {
+			logf("re-attested build %s: certificate serial %x until %s", cfg.BuildID, got.Certificate.SerialNumber,
+				got.Certificate.NotAfter.UTC().Format(time.RFC3339))
+			att.set(nil)
+			return
+		}
+		if final(err) {
+			logf("re-attestation refused: %v", err)
+			att.set(fmt.Errorf("%w: %v", errAttestRefused, err))
+			return
+		}
+		att.set(err)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(delay):
+		}
+		delay = min(2*delay, 20*time.Second)
+	}
+}
+
 // runEnrolled is the enrolled node's life: the node API (with the stored
 // configuration applied first) and the revocation list it checks callers
 // against, beside the certificate renewal loop. All three are owned by ctx;
 // when renewal ends (a refusal: the node is quarantined) the API stops too.
 // A node API that cannot start is logged and the node keeps its identity.
-func runEnrolled(ctx context.Context, cfg EnrollConfig, st Status, logf func(string, ...any)) error {
+func runEnrolled(ctx context.Context, cfg EnrollConfig, st Status, justEnrolled bool, logf func(string, ...any)) error {
 	ctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	defer func() { cancel(); wg.Wait() }()
+
+	// Every boot proves itself to the hub: a node that just enrolled has,
+	// one that booted with an identity re-attests (a renewal with a fresh
+	// quote of this boot's PCRs, against the build the hub expects now).
+	att := &attestation{}
+	if justEnrolled {
+		att.set(nil)
+	} else {
+		att.set(errors.New("not yet re-attested in this boot"))
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			reattest(ctx, cfg, att, logf)
+		}()
+	}
 
 	revFile := filepath.Join(NodeStateDir, RevokedFile)
 	revs, err := LoadRevocationList(revFile)
@@ -34,9 +90,26 @@ func runEnrolled(ctx context.Context, cfg EnrollConfig, st Status, logf func(str
 		RefreshRevocations(ctx, cfg, revs, revocationsEvery, logf)
 	}()
 
+	slots, serr := HostSlots(st, cfg.Role)
+	if serr != nil {
+		logf("A/B slots unavailable (no upgrades, no boot check): %v", serr)
+		slots = nil
+	}
+	sys := NewHostSystem()
 	srv, err := NewNodeAPI(NodeAPIConfig{Name: cfg.Name, Role: cfg.Role, CA: cfg.CA, IdentityDir: cfg.StateDir,
-		StateDir: NodeStateDir, Status: st, System: NewHostSystem(), Revocations: revs,
+		StateDir: NodeStateDir, Status: st, System: sys, Revocations: revs, Slots: slots,
 		Logf: func(f string, a ...any) { logf("node API: "+f, a...) }})
+	if err == nil && slots != nil {
+		check := BootCheck{Slots: slots, Health: srv.CheckHealth, Attested: att.get, Timeout: BootCheckTimeout,
+			StateDir: NodeStateDir, Logf: logf, Reboot: func(ctx context.Context) error { return sys.Power(ctx, "reboot") }}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := check.Run(ctx); err != nil && ctx.Err() == nil {
+				logf("%v", err)
+			}
+		}()
+	}
 	if err == nil {
 		if aerr := srv.ApplyStoredConfig(); aerr != nil {
 			logf("node configuration: %v", aerr)

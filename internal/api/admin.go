@@ -20,11 +20,13 @@ type Refusal struct {
 
 // Node is a node as the hub records it.
 type Node struct {
-	Name         string    `json:"name"`
-	Role         string    `json:"role"`
-	State        string    `json:"state"` // pending, enrolled, quarantined, revoked, fenced, replaced
-	EKHash       string    `json:"ekHash,omitempty"`
-	BuildID      string    `json:"buildID,omitempty"`
+	Name    string `json:"name"`
+	Role    string `json:"role"`
+	State   string `json:"state"` // pending, enrolled, quarantined, revoked, fenced, replaced
+	EKHash  string `json:"ekHash,omitempty"`
+	BuildID string `json:"buildID,omitempty"`
+	// Target is a build assigned for an upgrade and not yet attested.
+	Target       string    `json:"target,omitempty"`
 	CertSerial   string    `json:"certSerial,omitempty"`
 	CertNotAfter time.Time `json:"certNotAfter,omitempty"`
 	EnrolledAt   time.Time `json:"enrolledAt,omitempty"`
@@ -86,6 +88,13 @@ type RegisterEKRequest struct {
 	EKHash string `json:"ekHash"`
 }
 
+// AssignBuildRequest lets a node run a signed build (an upgrade).
+type AssignBuildRequest struct {
+	Name      string `json:"name"`
+	Manifest  []byte `json:"manifest"`
+	Signature []byte `json:"signature"`
+}
+
 // Empty is an empty response.
 type Empty struct{}
 
@@ -99,6 +108,7 @@ type AdminServer interface {
 	Audit(context.Context, *AuditRequest) (*AuditResponse, error)
 	OpenWindow(context.Context, *WindowRequest) (*WindowResponse, error)
 	RegisterEK(context.Context, *RegisterEKRequest) (*Empty, error)
+	AssignBuild(context.Context, *AssignBuildRequest) (*Node, error)
 }
 
 // RegisterAdmin serves impl on s.
@@ -115,6 +125,7 @@ func RegisterAdmin(s *grpc.Server, impl AdminServer) {
 			unary(AdminService, "Audit", AdminServer.Audit),
 			unary(AdminService, "OpenWindow", AdminServer.OpenWindow),
 			unary(AdminService, "RegisterEK", AdminServer.RegisterEK),
+			unary(AdminService, "AssignBuild", AdminServer.AssignBuild),
 		},
 	}, impl)
 }
@@ -143,6 +154,10 @@ func (c *AdminClient) Fence(ctx context.Context, name, reason string) (*Node, er
 
 func (c *AdminClient) Replace(ctx context.Context, name string) (*Node, error) {
 	return invoke[Node](ctx, c.cc, "/"+AdminService+"/Replace", &NodeRequest{Name: name})
+}
+
+func (c *AdminClient) AssignBuild(ctx context.Context, name string, manifest, signature []byte) (*Node, error) {
+	return invoke[Node](ctx, c.cc, "/"+AdminService+"/AssignBuild", &AssignBuildRequest{Name: name, Manifest: manifest, Signature: signature})
 }
 
 func (c *AdminClient) Audit(ctx context.Context, from uint64, limit int) (*AuditResponse, error) {

@@ -53,7 +53,7 @@ func (f *clusterFlags) dir(s *spec.ClusterSpec) string {
 
 func newClusterCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{Use: "cluster", Short: "Bring a whole cluster up on the local QEMU target, inspect it, take it down"}
-	cmd.AddCommand(newClusterUpCmd(g, "up"), newClusterStatusCmd(g), newClusterDownCmd(g))
+	cmd.AddCommand(newClusterUpCmd(g, "up"), newClusterStatusCmd(g), newClusterDownCmd(g), newClusterUpgradeCmd(g))
 	return cmd
 }
 

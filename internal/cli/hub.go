@@ -82,7 +82,7 @@ State (nodes, sessions, revocations, the hash-chained audit log) is kept in
 			defer store.Close()
 			life, _ := time.ParseDuration(s.Trust.CertificateLifetime)
 			h, err := hub.New(hub.Options{Store: store, CA: ca, Verifier: hub.AttestVerifier{EKCAs: ekCAs},
-				Policy: hub.ManifestPolicy{Spec: s, Manifest: m}, AllowWindow: s.Trust.EKPolicy.Mode == spec.EKWindow, CertLifetime: life})
+				Policy: hub.ManifestPolicy{Spec: s, Manifest: m}, ArtifactKey: ks.SigningPub, AllowWindow: s.Trust.EKPolicy.Mode == spec.EKWindow, CertLifetime: life})
 			if err != nil {
 				return err
 			}

@@ -50,7 +50,7 @@ func TestVerityTable(t *testing.T) {
 
 func TestPartitionNode(t *testing.T) {
 	for disk, want := range map[string]string{"vda": "/dev/vda3", "nvme0n1": "/dev/nvme0n1p3", "sda": "/dev/sda3"} {
-		if got := partitionNode(disk, 3); got != want {
+		if got := PartitionNode(disk, 3); got != want {
 			t.Errorf("%s: got %s, want %s", disk, got, want)
 		}
 	}

@@ -70,7 +70,7 @@ func Init(ctx context.Context, console io.Writer) error {
 	dev := func(label string) (string, error) {
 		for _, p := range parts {
 			if p.Label == label {
-				return waitNode(waitCtx, partitionNode(disk, p.Number))
+				return waitNode(waitCtx, PartitionNode(disk, p.Number))
 			}
 		}
 		return "", fmt.Errorf("disk %s has no partition labelled %q", disk, label)
@@ -218,8 +218,8 @@ func readDiskGPT(path string) ([]Partition, error) {
 	return ReadGPT(f)
 }
 
-// partitionNode names partition n of disk the way the kernel does.
-func partitionNode(disk string, n int) string {
+// PartitionNode names partition n of disk (vda) the way the kernel does.
+func PartitionNode(disk string, n int) string {
 	last := disk[len(disk)-1]
 	if last >= '0' && last <= '9' {
 		return fmt.Sprintf("/dev/%sp%d", disk, n) // nvme0n1p1, mmcblk0p1

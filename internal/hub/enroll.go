@@ -207,7 +207,7 @@ func (h *Hub) finish(ctx context.Context, kind SessionKind, peer *pki.Peer, req 
 		return nil, err
 	}
 	st := h.opt.Store
-	buildID, pred, err := h.opt.Policy.Expected(sess.Name, sess.Role)
+	buildID, pred, err := h.expected(sess.Name, sess.Role, req.BuildID)
 	if err != nil {
 		return nil, st.EndSession(sess.ID, refuse(sess.Name, CheckPolicy, ErrPolicy, "node %s as role %s: %v", sess.Name, sess.Role, err), now)
 	}

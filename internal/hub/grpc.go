@@ -217,6 +217,13 @@ func (a adminService) Replace(ctx context.Context, r *api.NodeRequest) (*api.Nod
 	return a.act(ctx, r.Name, func(p pki.Peer) error { return a.s.hub.Replace(ctx, p, r.Name, r.Reason) })
 }
 
+func (a adminService) AssignBuild(ctx context.Context, r *api.AssignBuildRequest) (*api.Node, error) {
+	return a.act(ctx, r.Name, func(p pki.Peer) error {
+		_, err := a.s.hub.AssignBuild(ctx, p, r.Name, r.Manifest, r.Signature)
+		return err
+	})
+}
+
 func (a adminService) Audit(ctx context.Context, r *api.AuditRequest) (*api.AuditResponse, error) {
 	out := &api.AuditResponse{Entries: []api.AuditEntry{}}
 	err := a.call(ctx, func(p pki.Peer) error {
@@ -251,7 +258,7 @@ func (a adminService) RegisterEK(ctx context.Context, r *api.RegisterEKRequest) 
 }
 
 func apiNode(n Node) api.Node {
-	out := api.Node{Name: n.Name, Role: n.Role, State: string(n.State), EKHash: n.EKHash, BuildID: n.BuildID,
+	out := api.Node{Name: n.Name, Role: n.Role, State: string(n.State), EKHash: n.EKHash, BuildID: n.BuildID, Target: n.Target,
 		CertSerial: n.CertSerial, CertNotAfter: n.CertNotAfter, EnrolledAt: n.EnrolledAt}
 	if n.Reason != nil {
 		out.Reason = &api.Refusal{Check: n.Reason.Check, Detail: n.Reason.Detail}

@@ -2,6 +2,7 @@ package hub
 
 import (
 	"crypto/ecdsa"
+	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/sha256"
@@ -89,6 +90,9 @@ type Options struct {
 	// (the spec's trust.ekPolicy.mode "window"). Registered EKs and EKs
 	// whose certificate the Verifier vouches for are admitted regardless.
 	AllowWindow bool
+	// ArtifactKey checks the signature of builds assigned to nodes
+	// (AssignBuild); without it upgrades cannot be assigned.
+	ArtifactKey ed25519.PublicKey
 	// CertLifetime of node certificates (spec trust.certificateLifetime).
 	CertLifetime time.Duration
 	// SessionTTL bounds a whole enrollment; NonceTTL a nonce.

@@ -20,6 +20,7 @@ import (
 //	sessions  session id (hex) → Session (JSON)
 //	revoked   certificate serial (pki.SerialString) → RevokedCert (JSON)
 //	audit     sequence number (8 bytes, big-endian, from 1) → AuditEntry (JSON)
+//	builds    role image id → RoleBuild (JSON): images an operator assigned
 var (
 	bucketMeta     = []byte("meta")
 	bucketNodes    = []byte("nodes")
@@ -27,7 +28,8 @@ var (
 	bucketSessions = []byte("sessions")
 	bucketRevoked  = []byte("revoked")
 	bucketAudit    = []byte("audit")
-	allBuckets     = [][]byte{bucketMeta, bucketNodes, bucketEKs, bucketSessions, bucketRevoked, bucketAudit}
+	bucketBuilds   = []byte("builds")
+	allBuckets     = [][]byte{bucketMeta, bucketNodes, bucketEKs, bucketSessions, bucketRevoked, bucketAudit, bucketBuilds}
 
 	keySchema = []byte("schema")
 	keyWindow = []byte("window")

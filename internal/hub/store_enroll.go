@@ -350,6 +350,10 @@ func (s *Store) CompleteEnrollment(id string, res Enrollment, now time.Time) (No
 		n.EKHash, n.AKHash, n.AKPublic, n.BuildID = sess.EKHash, sess.AKHash, bytes.Clone(sess.AKPublic), res.BuildID
 		n.CertSerial, n.CertNotAfter = res.Cert.Serial, res.Cert.NotAfter
 		n.Certs = append(liveCerts(n.Certs, now), res.Cert)
+		n.Proven = provenAdd(n.Proven, res.BuildID)
+		if n.Target == res.BuildID {
+			n.Target = ""
+		}
 		if err := put(tx, bucketNodes, n.Name, n); err != nil {
 			return err
 		}

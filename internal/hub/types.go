@@ -36,6 +36,12 @@ type Node struct {
 	AKPublic []byte `json:"akPublic,omitempty"`
 	// BuildID is the build the node proved it runs (or claimed, if quarantined).
 	BuildID string `json:"buildID,omitempty"`
+	// Target is the build an operator assigned the node (an upgrade); Proven
+	// are the last builds it attested, newest last. The hub accepts the
+	// spec's build, Target and Proven — so a node may come back on its
+	// previous slot after a failed upgrade — and nothing else.
+	Target string   `json:"target,omitempty"`
+	Proven []string `json:"proven,omitempty"`
 	// CertSerial and CertNotAfter describe the newest certificate issued.
 	CertSerial   string    `json:"certSerial,omitempty"`
 	CertNotAfter time.Time `json:"certNotAfter,omitzero"`

@@ -118,6 +118,9 @@ const (
 	ActionApplyConfig Action = "config.apply"
 	// ActionPower: reboot or shut down a node. Admin.
 	ActionPower Action = "node.power"
+	// ActionUpgrade: assign a node a build, write it to the node's idle
+	// slot, or roll the node back to its other slot. Admin.
+	ActionUpgrade Action = "node.upgrade"
 )
 
 // minRole is the lowest operator role allowed each operator action.
@@ -133,6 +136,7 @@ var minRole = map[Action]Role{
 	ActionRestartService:  RoleOperator,
 	ActionApplyConfig:     RoleOperator,
 	ActionPower:           RoleAdmin,
+	ActionUpgrade:         RoleAdmin,
 }
 
 // nodeActions are the only actions a node certificate allows.

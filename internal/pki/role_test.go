@@ -51,6 +51,7 @@ func TestAllows(t *testing.T) {
 		ActionRestartService:  {RoleAdmin: true, RoleOperator: true},
 		ActionApplyConfig:     {RoleAdmin: true, RoleOperator: true},
 		ActionPower:           {RoleAdmin: true},
+		ActionUpgrade:         {RoleAdmin: true},
 		Action("format"):      {},
 	}
 	for action, allowed := range want {

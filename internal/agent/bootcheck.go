@@ -1,0 +1,129 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/kubedos/kubedos/internal/api"
+	"github.com/kubedos/kubedos/internal/upgrade"
+)
+
+// BootCheckFile (on state) keeps why kubedosd last refused to mark a trial
+// boot good, so the operator can read it after the fallback boot.
+const BootCheckFile = "boot-check.txt"
+
+// Console lines of the boot check.
+const (
+	BootGoodLinePrefix   = "KUBEDOSD-BOOT-GOOD "
+	BootFailedLinePrefix = "KUBEDOSD-BOOT-FAILED "
+)
+
+// bootCheckFault, when set at link time (-X), is a critical check that
+// always fails. Only the e2e's deliberately broken build sets it, to drill
+// the automatic rollback; no release build does (the manifest records the
+// kubedosd digest, so such a build is visibly a different one).
+var bootCheckFault string
+
+// BootCheck decides a trial boot: when the running entry still has a boot
+// counter, it waits (up to timeout) for the node to be healthy — attested
+// for this boot, every critical health check passing — and then blesses the
+// entry. If a check fails for good, or time runs out, it records why and
+// reboots, so the boot loader counts the try down and, once tries are out,
+// boots the previous slot. A boot that is not on trial only marks itself good.
+type BootCheck struct {
+	Slots    *Slots
+	Health   func(context.Context) api.Health
+	Attested func() error // nil once this boot re-attested to the hub
+	Reboot   func(ctx context.Context) error
+	Timeout  time.Duration
+	StateDir string
+	Logf     func(string, ...any)
+}
+
+// Run returns after blessing, after a reboot was asked, or when ctx ends.
+func (b BootCheck) Run(ctx context.Context) error {
+	state := b.Slots.State()
+	if state.Error != "" {
+		return fmt.Errorf("boot check: %s", state.Error)
+	}
+	if !state.Trial {
+		markGood()
+		return nil
+	}
+	b.Logf("trial boot of %s: checking health before marking it good", state.Entry)
+	deadline := time.Now().Add(b.Timeout)
+	var why string
+	for {
+		fail, final := b.check(ctx)
+		if fail == "" {
+			break
+		}
+		why = fail
+		if final || time.Now().After(deadline) {
+			return b.fail(ctx, state.Entry, why)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(3 * time.Second):
+		}
+	}
+	b.Slots.mu.Lock()
+	var name string
+	err := b.Slots.withESP(func(_ *os.File, esp string) error {
+		var err error
+		name, err = upgrade.Bless(esp, b.Slots.Booted)
+		return err
+	})
+	b.Slots.mu.Unlock()
+	if err != nil {
+		return b.fail(ctx, state.Entry, "mark the boot good: "+err.Error())
+	}
+	markGood()
+	_ = os.Remove(filepath.Join(b.StateDir, BootCheckFile))
+	Console(BootGoodLinePrefix + name)
+	return nil
+}
+
+// check returns why the node is not healthy yet ("" when it is), and
+// whether that is final.
+func (b BootCheck) check(ctx context.Context) (string, bool) {
+	if bootCheckFault != "" {
+		return "fault injected at link time: " + bootCheckFault, true
+	}
+	if err := b.Attested(); err != nil {
+		return "re-attestation: " + err.Error(), errors.Is(err, errAttestRefused)
+	}
+	h := b.Health(ctx)
+	var bad []string
+	for _, c := range h.Checks {
+		if c.Critical && !c.OK {
+			bad = append(bad, c.Name+": "+c.Detail)
+		}
+	}
+	if len(bad) == 0 {
+		return "", false
+	}
+	// systemd still starting is worth waiting for; degraded is an answer.
+	return strings.Join(bad, "; "), h.SystemState == "degraded"
+}
+
+func (b BootCheck) fail(ctx context.Context, entry, why string) error {
+	msg := fmt.Sprintf("%s: %s", entry, why)
+	_ = writeAtomic(filepath.Join(b.StateDir, BootCheckFile), []byte(time.Now().UTC().Format(time.RFC3339)+" "+msg+"\n"), 0o644, b.StateDir)
+	Console(BootFailedLinePrefix + msg + "; rebooting to count the try down")
+	return b.Reboot(ctx)
+}
+
+func markGood() {
+	_ = os.MkdirAll(filepath.Dir(BootGoodFile), 0o755)
+	_ = os.WriteFile(BootGoodFile, nil, 0o644)
+}
+
+// errAttestRefused marks the hub's refusal of this boot's quote.
+var errAttestRefused = errors.New("the hub refused this boot's attestation")

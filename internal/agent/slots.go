@@ -1,0 +1,253 @@
+package agent
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/kubedos/kubedos/internal/api"
+	"github.com/kubedos/kubedos/internal/earlyboot"
+	"github.com/kubedos/kubedos/internal/upgrade"
+)
+
+// Public keys the build puts in the image for checking upgrades.
+var (
+	ArtifactPubFile = "/etc/kubedos/artifact.pub"
+	DBCertFile      = "/etc/kubedos/db.crt"
+	// UpgradeSpoolDir is on tmpfs: a payload is held in memory until it
+	// has passed every check.
+	UpgradeSpoolDir = "/tmp/kubedos-upgrade"
+	espMountDir     = "/run/kubedos/esp"
+	// DataIDFile identifies the data partition's contents (EnsureDataID).
+	DataIDFile = "/data/.kubedos-data-id"
+	// BootGoodFile tells the boot-deadline unit the trial boot was blessed.
+	BootGoodFile = "/run/kubedos/boot-good"
+)
+
+// Slots is the node's A/B machinery: the boot disk, the ESP and what
+// upgrades are checked against.
+type Slots struct {
+	Trust  upgrade.Trust
+	Booted upgrade.Booted
+	// OpenDisk opens the boot disk read-write; MountESP makes the ESP
+	// available as a directory until release is called. Tests point them at
+	// an image file and a plain directory.
+	OpenDisk func() (*os.File, error)
+	MountESP func() (dir string, release func(), err error)
+	SpoolDir string
+
+	mu sync.Mutex // one upgrade, rollback or bless at a time
+}
+
+// HostSlots is the real node's: the disk whose GPT has the kubedos labels,
+// its ESP mounted (vfat) under /run for the duration of each operation.
+func HostSlots(st Status, role string) (*Slots, error) {
+	trust, err := upgrade.LoadTrust(ArtifactPubFile, DBCertFile)
+	if err != nil {
+		return nil, fmt.Errorf("upgrade keys in the image: %w", err)
+	}
+	return &Slots{Trust: trust, Booted: upgrade.Booted{Role: role, Build: st.Build, Slot: st.Slot, RootHash: st.RootHash},
+		OpenDisk: func() (*os.File, error) {
+			disk, _, err := earlyboot.FindBootDisk()
+			if err != nil {
+				return nil, err
+			}
+			return os.OpenFile(disk, os.O_RDWR, 0)
+		},
+		MountESP: mountESP, SpoolDir: UpgradeSpoolDir}, nil
+}
+
+func mountESP() (string, func(), error) {
+	disk, parts, err := earlyboot.FindBootDisk()
+	if err != nil {
+		return "", nil, err
+	}
+	p, ok := earlyboot.PartitionByLabel(parts, earlyboot.LabelESP)
+	if !ok {
+		return "", nil, fmt.Errorf("%s has no partition labelled %q", disk, earlyboot.LabelESP)
+	}
+	if err := os.MkdirAll(espMountDir, 0o700); err != nil {
+		return "", nil, err
+	}
+	dev := earlyboot.PartitionNode(strings.TrimPrefix(disk, "/dev/"), p.Number)
+	if err := unix.Mount(dev, espMountDir, "vfat", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "umask=0077"); err != nil {
+		return "", nil, fmt.Errorf("mount the ESP %s: %w", dev, err)
+	}
+	return espMountDir, func() { _ = unix.Unmount(espMountDir, 0) }, nil
+}
+
+// withESP runs fn with the ESP mounted and the disk open.
+func (s *Slots) withESP(fn func(disk *os.File, esp string) error) error {
+	disk, err := s.OpenDisk()
+	if err != nil {
+		return fmt.Errorf("open the boot disk: %w", err)
+	}
+	defer disk.Close()
+	esp, release, err := s.MountESP()
+	if err != nil {
+		return err
+	}
+	defer release()
+	return fn(disk, esp)
+}
+
+// State reads what the ESP says about this boot.
+func (s *Slots) State() *api.BootState {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	bs := &api.BootState{}
+	err := s.withESP(func(disk *os.File, esp string) error {
+		entries, err := upgrade.Entries(esp)
+		if err != nil {
+			return err
+		}
+		parts, err := earlyboot.ReadGPT(disk)
+		if err != nil {
+			return err
+		}
+		for _, e := range entries {
+			if e.RootHash == s.Booted.RootHash && bs.Entry == "" {
+				bs.Entry = e.Name()
+				bs.Trial = e.Counted
+			} else if slot, err := earlyboot.FindSlot(parts, e.RootHash); err == nil && slot != s.Booted.Slot && bs.OtherSlot == "" {
+				bs.OtherSlot = e.Build
+			}
+		}
+		failed, err := upgrade.Failed(esp, s.Booted)
+		for _, f := range failed {
+			bs.RolledBack = append(bs.RolledBack, f.Build)
+		}
+		return err
+	})
+	if err != nil {
+		bs.Error = err.Error()
+	}
+	if b, rerr := os.ReadFile(filepath.Join(NodeStateDir, BootCheckFile)); rerr == nil {
+		bs.LastCheck = strings.TrimSpace(string(b))
+	}
+	return bs
+}
+
+func (s nodeService) Upgrade(stream api.UpgradeStream) (*api.UpgradeResult, error) {
+	sl := s.n.cfg.Slots
+	if sl == nil {
+		return nil, fmt.Errorf("%w: this node has no A/B slots to upgrade", ErrRefused)
+	}
+	if !sl.mu.TryLock() {
+		return nil, fmt.Errorf("%w: an upgrade or rollback is already running", ErrRefused)
+	}
+	defer sl.mu.Unlock()
+	first, err := stream.Recv()
+	if err != nil {
+		return nil, fmt.Errorf("%w: upgrade stream: %v", ErrInvalid, err)
+	}
+	if len(first.Manifest) == 0 || len(first.Signature) == 0 {
+		return nil, fmt.Errorf("%w: the first message must carry the manifest and its signature", ErrInvalid)
+	}
+	stager, err := upgrade.Begin(sl.Trust, sl.Booted, first.Manifest, first.Signature, sl.SpoolDir)
+	if err != nil {
+		return nil, refusal(err)
+	}
+	defer stager.Abort()
+	var total int64
+	for {
+		c, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return nil, err
+		}
+		if err := stager.Write(c.Part, c.Data); err != nil {
+			return nil, refusal(err)
+		}
+		total += int64(len(c.Data))
+	}
+	staged, err := stager.Finish()
+	if err != nil {
+		return nil, refusal(err)
+	}
+	defer staged.Remove()
+	res := &api.UpgradeResult{Node: s.n.cfg.Name, FromBuild: sl.Booted.Build, Bytes: total}
+	err = sl.withESP(func(disk *os.File, esp string) error {
+		r, err := upgrade.Install(stream.Context(), disk, esp, sl.Booted, staged, func(step string) {
+			res.Steps = append(res.Steps, step)
+			s.n.cfg.Logf("upgrade to %s: %s", staged.Role.RoleID, step)
+		})
+		if err != nil {
+			return err
+		}
+		res.Build, res.Slot, res.Entry = r.Build, r.Slot, r.Entry
+		return nil
+	})
+	if err != nil {
+		return nil, refusal(err)
+	}
+	if first.Reboot {
+		if _, err := s.Reboot(stream.Context(), &api.PowerRequest{}); err != nil {
+			return res, nil // written; the caller reboots
+		}
+		res.Rebooting = true
+	}
+	return res, nil
+}
+
+func (s nodeService) Rollback(ctx context.Context, req *api.RollbackRequest) (*api.UpgradeResult, error) {
+	sl := s.n.cfg.Slots
+	if sl == nil {
+		return nil, fmt.Errorf("%w: this node has no A/B slots", ErrRefused)
+	}
+	if !sl.mu.TryLock() {
+		return nil, fmt.Errorf("%w: an upgrade or rollback is already running", ErrRefused)
+	}
+	defer sl.mu.Unlock()
+	res := &api.UpgradeResult{Node: s.n.cfg.Name, FromBuild: sl.Booted.Build}
+	err := sl.withESP(func(disk *os.File, esp string) error {
+		r, err := upgrade.Rollback(disk, esp, sl.Booted)
+		if err != nil {
+			return fmt.Errorf("%w: %v", ErrRefused, err)
+		}
+		res.Build, res.Slot, res.Entry = r.Build, r.Slot, r.Entry
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if req.Reboot {
+		if _, err := s.Reboot(ctx, &api.PowerRequest{}); err == nil {
+			res.Rebooting = true
+		}
+	}
+	return res, nil
+}
+
+// refusal makes a payload the node will not take a FailedPrecondition.
+func refusal(err error) error {
+	if errors.Is(err, upgrade.ErrRefused) {
+		return fmt.Errorf("%w: %v", ErrRefused, err)
+	}
+	return err
+}
+
+// EnsureDataID writes a random identifier on the data partition unless one
+// is there: upgrades and rollbacks must never touch data, and the
+// identifier staying the same is how that is seen from outside.
+func EnsureDataID() error {
+	if _, err := os.Stat(DataIDFile); err == nil {
+		return nil
+	}
+	b := make([]byte, 16)
+	if _, err := rand.Read(b); err != nil {
+		return err
+	}
+	return writeAtomic(DataIDFile, []byte(hex.EncodeToString(b)+"\n"), 0o644, filepath.Dir(DataIDFile))
+}
