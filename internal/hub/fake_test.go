@@ -210,6 +210,8 @@ type env struct {
 	ver    fakeVerifier
 	allowW bool
 	hub    *Hub
+	// artifact signs build manifests the hub is assigned.
+	artifact ed25519.PrivateKey
 }
 
 var (
@@ -234,8 +236,12 @@ func newEnv(t testing.TB) *env {
 
 func (e *env) newHub() {
 	e.t.Helper()
+	var pub ed25519.PublicKey
+	if e.artifact != nil {
+		pub = e.artifact.Public().(ed25519.PublicKey)
+	}
 	h, err := New(Options{Store: e.store, CA: e.ca, Verifier: e.ver, Policy: e.policy, AllowWindow: e.allowW,
-		CertLifetime: 6 * time.Hour, Now: e.clock.Now})
+		CertLifetime: 6 * time.Hour, Now: e.clock.Now, ArtifactKey: pub})
 	if err != nil {
 		e.t.Fatal(err)
 	}
