@@ -94,7 +94,7 @@ func upgradeNode(ctx context.Context, t upgradeTarget, buildDir string, reboot b
 		return out, nil
 	}
 	pr.Step("%s: rebooting into build %s", t.name, img.RoleID)
-	v, err := waitSettled(ctx, t, wait, pr)
+	v, err := waitSettled(ctx, t, img.RoleID, wait, pr)
 	out.Seconds = time.Since(start).Seconds()
 	if err != nil {
 		return out, err
@@ -112,9 +112,11 @@ func upgradeNode(ctx context.Context, t upgradeTarget, buildDir string, reboot b
 	}
 }
 
-// waitSettled polls the node until its boot is not on trial any more (good,
-// or the old build back after a rollback), through the reboots between.
-func waitSettled(ctx context.Context, t upgradeTarget, wait time.Duration, pr *progress) (*api.NodeVersion, error) {
+// waitSettled polls the node, through the reboots between, until it runs
+// build with its boot marked good, or runs another build with build
+// recorded as rolled back. The old build answering before it reboots is
+// neither, so a slow shutdown is not mistaken for an outcome.
+func waitSettled(ctx context.Context, t upgradeTarget, build string, wait time.Duration, pr *progress) (*api.NodeVersion, error) {
 	ctx, cancel := context.WithTimeout(ctx, wait)
 	defer cancel()
 	time.Sleep(3 * time.Second) // the node answers, then reboots after a delay
@@ -137,8 +139,10 @@ func waitSettled(ctx context.Context, t upgradeTarget, wait time.Duration, pr *p
 			last = "boot state unknown"
 		case v.Boot.Trial:
 			last = fmt.Sprintf("build %s on trial (%s)", v.BuildID, v.Boot.Entry)
-		default:
+		case v.BuildID == build || containsString(v.Boot.RolledBack, build):
 			return v, nil
+		default:
+			last = fmt.Sprintf("still on build %s (rebooting)", v.BuildID)
 		}
 		pr.Update("%s: %s", t.name, last)
 		select {
