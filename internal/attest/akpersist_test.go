@@ -43,6 +43,11 @@ func TestAKSurvivesProverRestart(t *testing.T) {
 	if err := p2.LoadAK(blob); err != nil {
 		t.Fatal(err)
 	}
+	// Renewal quotes right after LoadAK, without reading the EK (a bug once:
+	// the quote demanded Identity first, so real nodes could not renew).
+	if _, err := p2.Quote([]byte("renewal-nonce"), nil); err != nil {
+		t.Fatalf("quote with a reloaded AK: %v", err)
+	}
 	if err := p2.LoadAK(blob); err == nil {
 		t.Error("a second AK was loaded over the first")
 	}

@@ -223,6 +223,9 @@ func (p *Prover) ActivateCredential(c Challenge) ([]byte, error) {
 	if err := p.ready(); err != nil {
 		return nil, err
 	}
+	if p.ek == nil {
+		return nil, fmt.Errorf("%w: no EK read yet: call Identity first", ErrProver)
+	}
 	secret, err := p.ak.ActivateCredentialWithEK(p.tpm, attest.EncryptedCredential{Credential: c.Credential, Secret: c.Secret}, *p.ek)
 	if err != nil {
 		return nil, fmt.Errorf("%w: activate credential: %v", ErrProver, err)
@@ -275,8 +278,10 @@ func (p *Prover) ready() error {
 	if p.tpm == nil {
 		return fmt.Errorf("%w: closed", ErrProver)
 	}
-	if p.ak == nil || p.ek == nil {
-		return fmt.Errorf("%w: no AK yet: call Identity first", ErrProver)
+	// A quote needs only the AK: renewal loads the enrolled one (LoadAK)
+	// and never reads the EK.
+	if p.ak == nil {
+		return fmt.Errorf("%w: no AK yet: call Identity or LoadAK first", ErrProver)
 	}
 	return nil
 }
