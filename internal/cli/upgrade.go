@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -104,7 +105,7 @@ func upgradeNode(ctx context.Context, t upgradeTarget, buildDir string, reboot b
 	case v.BuildID == img.RoleID:
 		out.Result = "upgraded"
 		return out, nil
-	case v.Boot != nil && containsString(v.Boot.RolledBack, img.RoleID):
+	case v.Boot != nil && slices.Contains(v.Boot.RolledBack, img.RoleID):
 		out.Result, out.Detail = "rolled-back", v.Boot.LastCheck
 		return out, fmt.Errorf("node %s: %w (running %s again): %s", t.name, errRolledBack, v.BuildID, v.Boot.LastCheck)
 	default:
@@ -139,7 +140,7 @@ func waitSettled(ctx context.Context, t upgradeTarget, build string, wait time.D
 			last = "boot state unknown"
 		case v.Boot.Trial:
 			last = fmt.Sprintf("build %s on trial (%s)", v.BuildID, v.Boot.Entry)
-		case v.BuildID == build || containsString(v.Boot.RolledBack, build):
+		case v.BuildID == build || slices.Contains(v.Boot.RolledBack, build):
 			return v, nil
 		default:
 			last = fmt.Sprintf("still on build %s (rebooting)", v.BuildID)
@@ -151,15 +152,6 @@ func waitSettled(ctx context.Context, t upgradeTarget, build string, wait time.D
 		case <-time.After(3 * time.Second):
 		}
 	}
-}
-
-func containsString(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 func printOutcome(g *globals, o *upgradeOutcome) {
@@ -294,8 +286,8 @@ rollback, timeout) stops the roll; the nodes not reached keep their build.`,
 			if err != nil {
 				return fmt.Errorf("cluster %s is not up here (no hub address): %w", s.Metadata.Name, err)
 			}
-			hc := hubClient{addr: strings.TrimSpace(string(hubAddr)), keys: f.keys}
-			admin, doneHub, err := hc.admin()
+			c.hubAddr = strings.TrimSpace(string(hubAddr))
+			admin, doneHub, err := c.admin()
 			if err != nil {
 				return err
 			}
