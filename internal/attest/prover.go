@@ -281,7 +281,7 @@ func (p *Prover) ready() error {
 	// A quote needs only the AK: renewal loads the enrolled one (LoadAK)
 	// and never reads the EK.
 	if p.ak == nil {
-		return fmt.Errorf("%w: no AK yet: call Identity or LoadAK first", ErrProver)
+		return fmt.Errorf("%w: no AK yet: call Identity first (or LoadAK)", ErrProver)
 	}
 	return nil
 }
