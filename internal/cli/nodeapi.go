@@ -113,25 +113,7 @@ func nodeVersionCmd(g *globals) *cobra.Command {
 				}
 				fmt.Fprintf(g.stdout, "node:      %s\nrole:      %s\nbuild:     %s\nslot:      %s\nroot hash: %s\nkubedosd:  %s %s (%s)\n",
 					v.Node, v.Role, v.BuildID, v.Slot, v.RootHash, v.Kubedosd, v.Revision, v.GoVersion)
-				if b := v.Boot; b != nil {
-					state := "marked good"
-					if b.Trial {
-						state = "on trial (not marked good yet)"
-					}
-					fmt.Fprintf(g.stdout, "boot:      %s, %s\n", b.Entry, state)
-					if b.OtherSlot != "" {
-						fmt.Fprintf(g.stdout, "other slot: build %s (kubedos node rollback boots it)\n", b.OtherSlot)
-					}
-					for _, r := range b.RolledBack {
-						fmt.Fprintf(g.stdout, "rolled back: build %s ran out of boot tries\n", r)
-					}
-					if b.LastCheck != "" {
-						fmt.Fprintf(g.stdout, "last failed boot check: %s\n", b.LastCheck)
-					}
-					if b.Error != "" {
-						fmt.Fprintf(g.stdout, "boot state: %s\n", b.Error)
-					}
-				}
+				printBootState(g.stdout, v.Boot)
 				return nil
 			})
 		},

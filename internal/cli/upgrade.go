@@ -331,3 +331,27 @@ func errString(err error) string {
 	}
 	return err.Error()
 }
+
+// printBootState adds the A/B lines to kubedos node version.
+func printBootState(w io.Writer, b *api.BootState) {
+	if b == nil {
+		return
+	}
+	state := "marked good"
+	if b.Trial {
+		state = "on trial (not marked good yet)"
+	}
+	fmt.Fprintf(w, "boot:      %s, %s\n", b.Entry, state)
+	if b.OtherSlot != "" {
+		fmt.Fprintf(w, "other slot: build %s (kubedos node rollback boots it)\n", b.OtherSlot)
+	}
+	for _, r := range b.RolledBack {
+		fmt.Fprintf(w, "rolled back: build %s ran out of boot tries\n", r)
+	}
+	if b.LastCheck != "" {
+		fmt.Fprintf(w, "last failed boot check: %s\n", b.LastCheck)
+	}
+	if b.Error != "" {
+		fmt.Fprintf(w, "boot state: %s\n", b.Error)
+	}
+}

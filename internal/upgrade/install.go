@@ -45,10 +45,8 @@ func Entries(esp string) ([]Entry, error) {
 		}
 		e := Entry{BootEntry: be}
 		if cl, err := UKICmdline(filepath.Join(dir, de.Name())); err == nil {
-			for _, f := range bytes.Fields([]byte(cl)) {
-				if k, v, ok := bytes.Cut(f, []byte("=")); ok && string(k) == "kubedos.roothash" {
-					e.RootHash = string(v)
-				}
+			if cfg, err := earlyboot.ParseCmdline(cl); err == nil {
+				e.RootHash = cfg.RootHash
 			}
 		}
 		out = append(out, e)
