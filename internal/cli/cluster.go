@@ -5,13 +5,12 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
-	"syscall"
 	"text/tabwriter"
 	"time"
 
 	"github.com/kubedos/kubedos/internal/api"
+	"github.com/kubedos/kubedos/internal/pidfile"
 	"github.com/kubedos/kubedos/internal/sign"
 	"github.com/kubedos/kubedos/internal/spec"
 	"github.com/kubedos/kubedos/internal/target/qemu"
@@ -193,7 +192,7 @@ func newClusterStatusCmd(g *globals) *cobra.Command {
 			}
 			c := &localCluster{spec: s, keys: ks, dir: f.dir(s)}
 			var nodes []api.Node
-			if addr, err := os.ReadFile(filepath.Join(c.hubDir(), "hub.addr")); err == nil && pidAlive(filepath.Join(c.hubDir(), "hub.pid")) {
+			if addr, err := os.ReadFile(filepath.Join(c.hubDir(), "hub.addr")); err == nil && hubAlive(c.hubDir()) {
 				c.hubAddr = strings.TrimSpace(string(addr))
 				admin, done, err := c.admin()
 				if err != nil {
@@ -232,7 +231,7 @@ func newClusterDownCmd(g *globals) *cobra.Command {
 					errs = append(errs, fmt.Errorf("node %s: %w", n.Name, err))
 				}
 			}
-			if err := stopPidFile(filepath.Join(c.hubDir(), "hub.pid")); err != nil {
+			if err := pidfile.Stop(filepath.Join(c.hubDir(), "hub.pid"), 5*time.Second); err != nil {
 				errs = append(errs, fmt.Errorf("hub: %w", err))
 			}
 			if err := errors.Join(errs...); err != nil {
@@ -251,35 +250,4 @@ func newClusterDownCmd(g *globals) *cobra.Command {
 	f.add(cmd, false)
 	cmd.Flags().BoolVar(&purge, "purge", false, "also delete the TPM state, disks and hub state")
 	return cmd
-}
-
-func pidAlive(pidFile string) bool {
-	b, err := os.ReadFile(pidFile)
-	if err != nil {
-		return false
-	}
-	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
-	return err == nil && pid > 0 && syscall.Kill(pid, 0) == nil
-}
-
-func stopPidFile(pidFile string) error {
-	b, err := os.ReadFile(pidFile)
-	if err != nil {
-		return nil
-	}
-	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
-	if err != nil || pid <= 0 {
-		return os.Remove(pidFile)
-	}
-	if syscall.Kill(pid, 0) != nil {
-		return os.Remove(pidFile) // not running: a stale file
-	}
-	_ = syscall.Kill(pid, syscall.SIGTERM)
-	for i := 0; i < 50 && syscall.Kill(pid, 0) == nil; i++ {
-		time.Sleep(100 * time.Millisecond)
-	}
-	if syscall.Kill(pid, 0) == nil {
-		_ = syscall.Kill(pid, syscall.SIGKILL)
-	}
-	return os.Remove(pidFile)
 }

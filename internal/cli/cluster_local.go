@@ -16,6 +16,7 @@ import (
 	"github.com/kubedos/kubedos/internal/api"
 	"github.com/kubedos/kubedos/internal/attest"
 	"github.com/kubedos/kubedos/internal/build"
+	"github.com/kubedos/kubedos/internal/pidfile"
 	"github.com/kubedos/kubedos/internal/sign"
 	"github.com/kubedos/kubedos/internal/spec"
 	"github.com/kubedos/kubedos/internal/target/qemu"
@@ -67,7 +68,7 @@ func (c *localCluster) up(ctx context.Context) error {
 // startHub starts `kubedos hub serve` detached, unless it is running.
 func (c *localCluster) startHub(ctx context.Context) error {
 	pidFile, addrFile := filepath.Join(c.hubDir(), "hub.pid"), filepath.Join(c.hubDir(), "hub.addr")
-	if addr, err := os.ReadFile(addrFile); err == nil && pidAlive(pidFile) {
+	if addr, err := os.ReadFile(addrFile); err == nil && hubAlive(c.hubDir()) {
 		c.hubAddr = strings.TrimSpace(string(addr))
 		c.pr.Step("hub already running on %s", c.hubAddr)
 		return nil
@@ -97,7 +98,7 @@ func (c *localCluster) startHub(ctx context.Context) error {
 		return p
 	}
 	cmd := exec.Command(exe, "hub", "serve", abs(c.specPath), "--build", abs(c.buildDir), "--keys", abs(c.keys.Dir),
-		"--state", c.hubDir(), "--listen", c.hubAddr)
+		"--state", abs(c.hubDir()), "--listen", c.hubAddr)
 	cmd.Stdout, cmd.Stderr = log, log
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true} // outlives this command
 	if err := cmd.Start(); err != nil {
@@ -117,7 +118,7 @@ func (c *localCluster) startHub(ctx context.Context) error {
 			conn.Close()
 			break
 		}
-		if time.Now().After(deadline) || !pidAlive(pidFile) {
+		if time.Now().After(deadline) || !hubAlive(c.hubDir()) {
 			return fmt.Errorf("hub did not start; see %s", filepath.Join(c.hubDir(), "hub.log"))
 		}
 		select {
@@ -128,6 +129,12 @@ func (c *localCluster) startHub(ctx context.Context) error {
 	}
 	c.pr.Step("hub listening on %s (state %s)", c.hubAddr, c.hubDir())
 	return nil
+}
+
+// hubAlive reports whether the hub started in dir runs.
+func hubAlive(dir string) bool {
+	_, ok := pidfile.Alive(filepath.Join(dir, "hub.pid"))
+	return ok
 }
 
 func (c *localCluster) admin() (*api.AdminClient, func(), error) {

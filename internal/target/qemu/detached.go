@@ -7,10 +7,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
-	"strings"
-	"syscall"
 	"time"
+
+	"github.com/kubedos/kubedos/internal/pidfile"
 )
 
 // Files of a detached VM in its directory.
@@ -66,7 +65,7 @@ func StartDetached(ctx context.Context, cfg VMConfig) error {
 	}
 	args := append(qemuArgs(cfg, vars, sock, v.SerialLog()), "-daemonize", "-pidfile", filepath.Join(cfg.Dir, qemuPidFile))
 	if out, err := exec.CommandContext(ctx, "qemu-system-x86_64", args...).CombinedOutput(); err != nil {
-		_ = stopPid(filepath.Join(cfg.Dir, swtpmPidFile), 5*time.Second)
+		_ = pidfile.Stop(filepath.Join(cfg.Dir, swtpmPidFile), 5*time.Second)
 		return fmt.Errorf("start qemu for %s: %w: %s", cfg.Name, err, out)
 	}
 	return nil
@@ -74,55 +73,11 @@ func StartDetached(ctx context.Context, cfg VMConfig) error {
 
 // Running reports whether the detached VM in dir is alive, with its pid.
 func Running(dir string) (int, bool) {
-	return alive(filepath.Join(dir, qemuPidFile))
+	return pidfile.Alive(filepath.Join(dir, qemuPidFile))
 }
 
 // Stop ends a detached VM (qemu, then its swtpm) and removes the pid files.
 // A VM that is not running is not an error.
 func Stop(dir string) error {
-	return errors.Join(stopPid(filepath.Join(dir, qemuPidFile), 10*time.Second), stopPid(filepath.Join(dir, swtpmPidFile), 5*time.Second))
-}
-
-func alive(pidFile string) (int, bool) {
-	b, err := os.ReadFile(pidFile)
-	if err != nil {
-		return 0, false
-	}
-	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
-	if err != nil || pid <= 0 {
-		return 0, false
-	}
-	if err := syscall.Kill(pid, 0); err != nil {
-		return pid, false
-	}
-	return pid, true
-}
-
-// stopPid sends SIGTERM, waits up to grace, then SIGKILL.
-func stopPid(pidFile string, grace time.Duration) error {
-	pid, ok := alive(pidFile)
-	if !ok {
-		return removeIfPresent(pidFile)
-	}
-	_ = syscall.Kill(pid, syscall.SIGTERM)
-	deadline := time.Now().Add(grace)
-	for time.Now().Before(deadline) {
-		if _, ok := alive(pidFile); !ok {
-			return removeIfPresent(pidFile)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) {
-		return fmt.Errorf("kill %d (%s): %w", pid, pidFile, err)
-	}
-	time.Sleep(200 * time.Millisecond)
-	return removeIfPresent(pidFile)
-}
-
-// removeIfPresent removes a pid file; qemu removes its own on a clean exit.
-func removeIfPresent(path string) error {
-	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return err
-	}
-	return nil
+	return errors.Join(pidfile.Stop(filepath.Join(dir, qemuPidFile), 10*time.Second), pidfile.Stop(filepath.Join(dir, swtpmPidFile), 5*time.Second))
 }
