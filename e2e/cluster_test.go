@@ -17,7 +17,9 @@ import (
 // TestLocalClusterUpDown brings the local example (a master and two
 // workers) up with one command: every VM's EK is registered before it boots
 // and every node enrolls; a second `up` changes nothing; fencing a node
-// revokes it and stops its VM; `down` leaves no qemu, swtpm or hub process.
+// revokes it and stops its VM; `down` leaves no qemu, swtpm or hub process
+// and no namespace, tap or veth. The nodes share one L2 segment (a bridge in
+// the cluster's namespace) and answer on their spec addresses.
 func TestLocalClusterUpDown(t *testing.T) {
 	dir, b := makeSite(t, "local", "../examples/local.yaml", "local", "cache", "out")
 	t.Cleanup(func() { run(t, dir, nil, "cluster", "down", "cluster.yaml", "--purge") })
@@ -34,9 +36,29 @@ func TestLocalClusterUpDown(t *testing.T) {
 	if len(st.Nodes) != 3 {
 		t.Fatalf("status lists %d nodes", len(st.Nodes))
 	}
+	// The spec's LAN addresses, on the segment in the cluster's namespace.
+	wantAPI := map[string]string{"master": "10.20.0.10:7444", "w-1": "10.20.0.21:7444", "w-2": "10.20.0.22:7444"}
 	for _, n := range st.Nodes {
 		if n.State != "enrolled" || n.VM != "running" || n.EKHash == "" {
 			t.Errorf("node %s: state %s, vm %s, EK %q", n.Name, n.State, n.VM, n.EKHash)
+		}
+		if n.API != wantAPI[n.Name] {
+			t.Errorf("node %s: API on %s, want %s (its spec address)", n.Name, n.API, wantAPI[n.Name])
+		}
+	}
+	// One L2 segment: the bridge in the namespace has learned every VM's
+	// MAC on its own tap.
+	fdb, err := exec.Command("bridge", "-n", "kubedos-local", "fdb", "show", "br", "lan0").Output()
+	if err != nil {
+		t.Fatalf("bridge fdb: %v", err)
+	}
+	for _, tap := range []string{"tap100", "tap101", "tap102"} {
+		learned := false
+		for _, l := range strings.Split(string(fdb), "\n") {
+			learned = learned || (strings.Contains(l, "dev "+tap+" ") && strings.HasPrefix(l, "52:54:00:"))
+		}
+		if !learned {
+			t.Errorf("the LAN bridge has not learned a VM's MAC on %s:\n%s", tap, fdb)
 		}
 	}
 	// Every node's API is reachable through the forward cluster up set up.
@@ -89,5 +111,12 @@ func TestLocalClusterUpDown(t *testing.T) {
 	// Every process the cluster owns has its state directory on its command line.
 	if out, _ := exec.Command("pgrep", "-af", filepath.Join(dir, ".kubedos")).Output(); len(strings.TrimSpace(string(out))) > 0 {
 		t.Errorf("processes left after down:\n%s", out)
+	}
+	// No namespace, and so no tap or bridge; no veth end on the host.
+	if out, _ := exec.Command("ip", "netns", "list").Output(); strings.Contains(string(out), "kubedos-local") {
+		t.Errorf("namespace left after down:\n%s", out)
+	}
+	if out, _ := exec.Command("ip", "-o", "addr", "show", "to", "10.20.0.0/24").Output(); len(strings.TrimSpace(string(out))) > 0 {
+		t.Errorf("the LAN gateway address is left on the host:\n%s", out)
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/kubedos/kubedos/internal/earlyboot"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )
@@ -44,7 +45,7 @@ func Console(line string) {
 // refusal by the hub is final (the node is quarantined there); an
 // unreachable hub is retried.
 func RunIdentity(ctx context.Context, st Status) error {
-	oem, err := OEMStrings()
+	oem, err := earlyboot.OEMStrings()
 	if err != nil {
 		return err
 	}

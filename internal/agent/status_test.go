@@ -60,16 +60,3 @@ func TestReadStatusErrors(t *testing.T) {
 		t.Errorf("cmdline without kubedos keys accepted: %v", err)
 	}
 }
-
-func TestParseSMBIOSStrings(t *testing.T) {
-	raw := append([]byte{11, 5, 0, 0, 2}, []byte("kubedos.name=w-1\x00kubedos.hub=10.0.2.100:7443\x00\x00")...)
-	got, err := parseSMBIOSStrings(raw)
-	if err != nil || len(got) != 2 || got[0] != "kubedos.name=w-1" || got[1] != "kubedos.hub=10.0.2.100:7443" {
-		t.Fatalf("got %q %v", got, err)
-	}
-	for _, bad := range [][]byte{nil, {11}, {11, 200, 0, 0}} {
-		if _, err := parseSMBIOSStrings(bad); err == nil {
-			t.Errorf("accepted %v", bad)
-		}
-	}
-}

@@ -17,9 +17,9 @@ import (
 	"github.com/spf13/cobra"
 )
 
-// The only address a node's isolated NIC reaches; QEMU forwards it to the
-// hub on the host's loopback.
-const hubAddrInGuest = "10.0.2.100:7443"
+// hubPort is where a local cluster's hub listens, on the LAN gateway (the
+// host's end of the cluster's segment).
+const hubPort = 7443
 
 // clusterFlags are shared by cluster up, down and status.
 type clusterFlags struct {
@@ -70,18 +70,24 @@ func newClusterUpCmd(g *globals, verb string) *cobra.Command {
 		Short: "Start the hub and one VM per node, register each VM's EK, and wait until every node enrolls",
 		Long: `Bring the cluster of SPEC up on the local QEMU target from a build:
 
-  hub     kubedos hub serve on 127.0.0.1 (a free port), state in <state>/hub
+  LAN     networking.lan as one L2 segment: a bridge inside the network
+          namespace kubedos-<cluster>, joined to this host by a veth pair
+          whose host end carries networking.lan.gateway; the host does not
+          forward, so the nodes reach only each other and the gateway
+  hub     kubedos hub serve on <gateway>:7443, state in <state>/hub
   nodes   one VM per spec node: q35 under TCG, OVMF with the platform's keys and
           Secure Boot enforced, its own swtpm TPM 2.0 (state kept), a
-          copy-on-write disk over the role's image, SMBIOS naming the node and
-          its hub, one NIC on an isolated user-mode network that reaches only
-          the hub; serial console in <state>/nodes/<name>/serial.log
+          copy-on-write disk over the role's image, SMBIOS naming the node,
+          its hub and its LAN address (topology.nodes[].address), one NIC on
+          a tap on the bridge; node API on <address>:7444; serial console in
+          <state>/nodes/<name>/serial.log
   EKs     each VM's EK is read before it boots and registered with the hub,
           so only that machine can enroll under its name
 
 Running it again changes nothing: running VMs and the hub are left alone.
 A node whose disk belongs to another build is only recreated when the spec
-sets destructive.recreateVMs. Needs root (swtpm, qemu).`,
+sets destructive.recreateVMs. A LAN that overlaps a network the host has
+is refused. Needs root (network namespace, swtpm, qemu).`,
 		Example: "  kubedos cluster up cluster.yaml --build out/local/<build-id> --keys keys",
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -217,7 +223,7 @@ func newClusterDownCmd(g *globals) *cobra.Command {
 	var purge bool
 	cmd := &cobra.Command{
 		Use:   "down SPEC",
-		Short: "Stop every VM, its swtpm and the hub; --purge also deletes TPMs, disks and hub state",
+		Short: "Stop every VM, its swtpm and the hub, remove the LAN namespace; --purge also deletes TPMs, disks and hub state",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			s, err := spec.Load(args[0])
@@ -234,6 +240,12 @@ func newClusterDownCmd(g *globals) *cobra.Command {
 			if err := pidfile.Stop(filepath.Join(c.hubDir(), "hub.pid"), 5*time.Second); err != nil {
 				errs = append(errs, fmt.Errorf("hub: %w", err))
 			}
+			// Last: the namespace goes with every tap and the veth pair.
+			if seg, err := c.segment(); err != nil {
+				errs = append(errs, err)
+			} else if err := seg.Down(cmd.Context()); err != nil {
+				errs = append(errs, fmt.Errorf("LAN: %w", err))
+			}
 			if err := errors.Join(errs...); err != nil {
 				return err
 			}
@@ -242,7 +254,7 @@ func newClusterDownCmd(g *globals) *cobra.Command {
 					return err
 				}
 			}
-			fmt.Fprintf(g.stdout, "cluster %s is down (%d VMs and the hub stopped)%s\n", s.Metadata.Name, len(s.Topology.Nodes),
+			fmt.Fprintf(g.stdout, "cluster %s is down (%d VMs and the hub stopped, LAN namespace removed)%s\n", s.Metadata.Name, len(s.Topology.Nodes),
 				map[bool]string{true: "; state purged", false: ""}[purge])
 			return nil
 		},

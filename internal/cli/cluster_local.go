@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -44,8 +45,21 @@ func (c *localCluster) keysDir() string {
 func (c *localCluster) hubDir() string             { return filepath.Join(c.dir, "hub") }
 func (c *localCluster) nodeDir(name string) string { return filepath.Join(c.dir, "nodes", name) }
 
+// segment is the cluster's LAN: a bridge in a network namespace of its own.
+func (c *localCluster) segment() (qemu.Segment, error) {
+	return qemu.NewSegment(c.spec.Metadata.Name, c.spec.Networking.LAN.CIDR, c.spec.Networking.LAN.Gateway)
+}
+
 func (c *localCluster) up(ctx context.Context) error {
-	if err := c.startHub(ctx); err != nil {
+	seg, err := c.segment()
+	if err != nil {
+		return err
+	}
+	if err := seg.Up(ctx); err != nil {
+		return err
+	}
+	c.pr.Step("LAN %s: bridge in network namespace %s, host end %s", seg.Gateway, seg.Netns, seg.HostIf)
+	if err := c.startHub(ctx, netip.AddrPortFrom(seg.Gateway.Addr(), hubPort).String()); err != nil {
 		return err
 	}
 	admin, done, err := c.admin()
@@ -58,15 +72,16 @@ func (c *localCluster) up(ctx context.Context) error {
 		return err
 	}
 	for _, n := range c.spec.Topology.Nodes {
-		if err := c.startNode(ctx, admin, n, vars); err != nil {
+		if err := c.startNode(ctx, admin, seg, n, vars); err != nil {
 			return fmt.Errorf("node %s: %w", n.Name, err)
 		}
 	}
 	return nil
 }
 
-// startHub starts `kubedos hub serve` detached, unless it is running.
-func (c *localCluster) startHub(ctx context.Context) error {
+// startHub starts `kubedos hub serve` detached on listen (the LAN
+// gateway, so the nodes and this host reach it), unless it is running.
+func (c *localCluster) startHub(ctx context.Context, listen string) error {
 	pidFile, addrFile := filepath.Join(c.hubDir(), "hub.pid"), filepath.Join(c.hubDir(), "hub.addr")
 	if addr, err := os.ReadFile(addrFile); err == nil && hubAlive(c.hubDir()) {
 		c.hubAddr = strings.TrimSpace(string(addr))
@@ -76,12 +91,7 @@ func (c *localCluster) startHub(ctx context.Context) error {
 	if err := os.MkdirAll(c.hubDir(), 0o700); err != nil {
 		return err
 	}
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return err
-	}
-	c.hubAddr = lis.Addr().String()
-	lis.Close()
+	c.hubAddr = listen
 	exe, err := os.Executable()
 	if err != nil {
 		return err
@@ -143,7 +153,7 @@ func (c *localCluster) admin() (*api.AdminClient, func(), error) {
 }
 
 // startNode registers the VM's EK and starts it, unless it is running.
-func (c *localCluster) startNode(ctx context.Context, admin *api.AdminClient, n spec.Node, vars []byte) error {
+func (c *localCluster) startNode(ctx context.Context, admin *api.AdminClient, seg qemu.Segment, n spec.Node, vars []byte) error {
 	dir := c.nodeDir(n.Name)
 	if _, ok := qemu.Running(dir); ok {
 		c.pr.Step("%s: already running", n.Name)
@@ -177,8 +187,16 @@ func (c *localCluster) startNode(ctx context.Context, admin *api.AdminClient, n 
 			return err
 		}
 	}
-	apiAddr, err := nodeAPIAddr(dir)
+	addr, err := seg.NodeAddress(n.Address)
 	if err != nil {
+		return fmt.Errorf("topology.nodes[%s].address: %w", n.Name, err)
+	}
+	apiAddr := netip.AddrPortFrom(addr.Addr(), api.NodeAPIPort).String()
+	if err := os.WriteFile(filepath.Join(dir, "api.addr"), []byte(apiAddr+"\n"), 0o644); err != nil {
+		return err
+	}
+	tap := fmt.Sprintf("tap%d", n.VMID)
+	if err := seg.AddTap(ctx, tap); err != nil {
 		return err
 	}
 	ek, err := qemu.ReadEK(ctx, dir)
@@ -192,30 +210,13 @@ func (c *localCluster) startNode(ctx context.Context, admin *api.AdminClient, n 
 	err = qemu.StartDetached(ctx, qemu.VMConfig{Name: "kubedos-" + n.Name, Dir: dir, Disk: disk, Vars: vars,
 		MemoryMiB: n.MemoryMiB, CPUs: n.CPUs, Reboot: true,
 		UUID: build.DerivedUUID(c.spec.Metadata.Name, n.Name), Serial: fmt.Sprintf("kubedos-%d", n.VMID),
-		OEMStrings: []string{"kubedos.name=" + n.Name, "kubedos.hub=" + hubAddrInGuest},
-		GuestFwd:   []qemu.Forward{{Guest: hubAddrInGuest, Host: c.hubAddr}},
-		HostFwd:    []string{"tcp:" + apiAddr + "-:7444"}})
+		OEMStrings: []string{"kubedos.name=" + n.Name, "kubedos.hub=" + c.hubAddr, "kubedos.address=" + addr.String()},
+		TAP:        &qemu.TAP{Netns: seg.Netns, Name: tap, MAC: qemu.MAC(c.spec.Metadata.Name + "/" + n.Name)}})
 	if err != nil {
 		return err
 	}
 	c.pr.Step("%s: started (%s, EK %s…); node API on %s; console %s", n.Name, n.Role, hash[:16], apiAddr, filepath.Join(dir, "serial.log"))
 	return nil
-}
-
-// nodeAPIAddr is the loopback address forwarded to a node's API, chosen
-// once per node and kept in its directory so it stays stable across ups.
-func nodeAPIAddr(dir string) (string, error) {
-	file := filepath.Join(dir, "api.addr")
-	if b, err := os.ReadFile(file); err == nil {
-		return strings.TrimSpace(string(b)), nil
-	}
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	addr := lis.Addr().String()
-	lis.Close()
-	return addr, os.WriteFile(file, []byte(addr+"\n"), 0o644)
 }
 
 // waitEnrolled polls the hub until every spec node is enrolled, one is

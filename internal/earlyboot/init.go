@@ -48,6 +48,15 @@ func Init(ctx context.Context, console io.Writer) error {
 		return err
 	}
 	logf("build %s, roothash %s", cfg.Build, cfg.RootHash)
+	// A bad LAN address is the deploy step's mistake: say so and boot on
+	// (the image's DHCP configuration stays), so the node API can tell.
+	if oem, err := OEMStrings(); err != nil {
+		logf("%v", err)
+	} else if addr, err := WriteLAN(oem); err != nil {
+		logf("%v; the LAN stays on DHCP", err)
+	} else if addr != "" {
+		logf("LAN address %s (SMBIOS)", addr)
+	}
 	if err := loadModules(logf); err != nil {
 		return err
 	}

@@ -64,7 +64,12 @@ func StartDetached(ctx context.Context, cfg VMConfig) error {
 		return fmt.Errorf("swtpm for %s: %w", cfg.Name, err)
 	}
 	args := append(qemuArgs(cfg, vars, sock, v.SerialLog()), "-daemonize", "-pidfile", filepath.Join(cfg.Dir, qemuPidFile))
-	if out, err := exec.CommandContext(ctx, "qemu-system-x86_64", args...).CombinedOutput(); err != nil {
+	cmd := exec.CommandContext(ctx, "qemu-system-x86_64", args...)
+	if cfg.TAP != nil {
+		// Inside the segment's namespace, where its tap is.
+		cmd = exec.CommandContext(ctx, "ip", append([]string{"netns", "exec", cfg.TAP.Netns, "qemu-system-x86_64"}, args...)...)
+	}
+	if out, err := cmd.CombinedOutput(); err != nil {
 		_ = pidfile.Stop(filepath.Join(cfg.Dir, swtpmPidFile), 5*time.Second)
 		return fmt.Errorf("start qemu for %s: %w: %s", cfg.Name, err, out)
 	}

@@ -44,6 +44,8 @@ type VMConfig struct {
 	// HostFwd adds forwards from the host into the VM on that NIC, e.g.
 	// "tcp:127.0.0.1:17444-:7444" for the node API.
 	HostFwd []string
+	// TAP, instead of GuestFwd, puts the VM's one NIC on a Segment.
+	TAP *TAP
 	// Reboot lets a guest reboot (upgrades do); otherwise a reboot or a
 	// panic ends the VM, which is what a one-shot boot check wants.
 	Reboot bool
@@ -162,7 +164,11 @@ func qemuArgs(cfg VMConfig, vars, sock, serial string) []string {
 		// A panic (for example a verity failure) reboots at once; -no-reboot turns that into an exit.
 		args = append(args, "-no-reboot")
 	}
-	if len(cfg.GuestFwd) > 0 {
+	switch {
+	case cfg.TAP != nil:
+		args = append(args, "-netdev", "tap,id=n0,ifname="+cfg.TAP.Name+",script=no,downscript=no",
+			"-device", "virtio-net-pci,netdev=n0,mac="+cfg.TAP.MAC+",romfile=")
+	case len(cfg.GuestFwd) > 0:
 		netdev := "user,id=n0,restrict=on"
 		for _, f := range cfg.GuestFwd {
 			netdev += "," + f.netdevOption()
@@ -172,7 +178,7 @@ func qemuArgs(cfg VMConfig, vars, sock, serial string) []string {
 		}
 		// romfile= : no iPXE option ROM, so the NIC never becomes a boot option.
 		args = append(args, "-netdev", netdev, "-device", "virtio-net-pci,netdev=n0,romfile=")
-	} else {
+	default:
 		args = append(args, "-net", "none")
 	}
 	if len(cfg.OEMStrings) > 0 {

@@ -1,4 +1,4 @@
-package agent
+package earlyboot
 
 import (
 	"fmt"
@@ -8,7 +8,7 @@ import (
 )
 
 // OEMStringsGlob finds SMBIOS type 11 (OEM strings) tables, where the
-// deploy step puts a node's name and its hub's address (qemu -smbios
+// deploy step puts a node's name, its hub's address and its LAN address (qemu -smbios
 // type=11,value=kubedos.name=w-1). They are per machine, not per image, and
 // not part of the measured boot policy.
 var OEMStringsGlob = "/sys/firmware/dmi/entries/11-*/raw"

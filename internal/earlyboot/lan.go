@@ -1,0 +1,60 @@
+package earlyboot
+
+import (
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+)
+
+// LANNetworkFile is where kubedos-init puts the machine's LAN address for
+// systemd-networkd. It sorts before the image's DHCP file
+// (/etc/systemd/network/80-kubedos-lan.network), so it wins for the same
+// interface; /run keeps it per boot, derived each time from SMBIOS.
+var LANNetworkFile = "/run/systemd/network/10-kubedos-lan.network"
+
+// LANNetworkUnit is the networkd unit giving the LAN interface addr (with
+// its prefix length) and no other: no DHCP, no IPv6 autoconfiguration.
+// gateway, when valid, becomes the default route.
+func LANNetworkUnit(addr, gateway string) ([]byte, error) {
+	p, err := netip.ParsePrefix(addr)
+	if err != nil || !p.Addr().Is4() || p.Bits() == 32 {
+		return nil, fmt.Errorf("SMBIOS kubedos.address %q: want an IPv4 address with the LAN's prefix length, like 10.20.0.10/24", addr)
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "# Written by kubedos-init from SMBIOS kubedos.address (the spec's node address).\n")
+	fmt.Fprintf(&b, "[Match]\nName=en* eth*\n\n[Network]\nAddress=%s\nDHCP=no\nIPv6AcceptRA=no\nLinkLocalAddressing=no\n", p)
+	if gateway != "" {
+		gw, err := netip.ParseAddr(gateway)
+		if err != nil || !p.Masked().Contains(gw) {
+			return nil, fmt.Errorf("SMBIOS kubedos.gateway %q: not an address inside %s", gateway, p.Masked())
+		}
+		fmt.Fprintf(&b, "Gateway=%s\n", gw)
+	}
+	return []byte(b.String()), nil
+}
+
+// WriteLAN gives the LAN interface the address the deploy step put in
+// SMBIOS (kubedos.address) by writing LANNetworkFile before systemd starts,
+// so networkd configures it from its first start. Without the string the
+// image's DHCP configuration stays in force.
+func WriteLAN(oem map[string]string) (string, error) {
+	addr := oem["kubedos.address"]
+	if addr == "" {
+		return "", nil
+	}
+	unit, err := LANNetworkUnit(addr, oem["kubedos.gateway"])
+	if err != nil {
+		return "", err
+	}
+	// networkd runs as systemd-network: the directory must be readable.
+	if err := os.MkdirAll(filepath.Dir(LANNetworkFile), 0o755); err != nil {
+		return "", err
+	}
+	tmp := LANNetworkFile + ".tmp"
+	if err := os.WriteFile(tmp, unit, 0o644); err != nil {
+		return "", err
+	}
+	return addr, os.Rename(tmp, LANNetworkFile)
+}
