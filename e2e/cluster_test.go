@@ -96,6 +96,28 @@ func TestLocalClusterUpDown(t *testing.T) {
 			t.Errorf("node API of %s on %s not reachable", n.Name, n.API)
 		}
 	}
+	// The drift metric: served with the node's certificate, read with the operator's.
+	var samples []struct {
+		Name   string
+		Labels map[string]string
+		Value  float64
+	}
+	m := st.Nodes[1]
+	if err := json.Unmarshal([]byte(must(t, dir, "node", "metrics", "--node", m.API, "--name", m.Name, "--keys", "keys", "-o", "json")), &samples); err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]bool{}
+	for _, s := range samples {
+		seen[s.Name] = true
+		if s.Name == "kubedos_drift_items" && s.Value != 0 {
+			t.Errorf("%s: fresh node has drift %s=%v", m.Name, s.Labels["kind"], s.Value)
+		}
+	}
+	for _, want := range []string{"kubedos_drift_items", "kubedos_drift_checks_total", "kubedos_drift_detected_total", "kubedos_healthy"} {
+		if !seen[want] {
+			t.Errorf("%s: metrics lack %s", m.Name, want)
+		}
+	}
 	// A node keeps talking to the hub after enrolling: its revocation list
 	// is fetched over a second connection (a regression: QEMU's plain
 	// guestfwd carried only the first).

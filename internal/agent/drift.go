@@ -25,7 +25,7 @@ const (
 )
 
 func (s nodeService) Drift(ctx context.Context, _ *api.DriftRequest) (*api.Drift, error) {
-	items, err := s.n.CheckDrift(ctx)
+	items, err := s.n.checkDrift(ctx)
 	if err != nil {
 		return nil, err
 	}

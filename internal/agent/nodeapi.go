@@ -151,6 +151,7 @@ type NodeAPI struct {
 
 	configMu sync.Mutex // one ConfigApply at a time
 	power    powerState
+	drift    driftStats
 }
 
 // NewNodeAPI makes the server: TLS 1.3 with the node's enrollment

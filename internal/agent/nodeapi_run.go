@@ -125,6 +125,22 @@ func runEnrolled(ctx context.Context, cfg EnrollConfig, st Status, justEnrolled 
 				}
 			}()
 		}
+		if mlis, merr := net.Listen("tcp", MetricsAddr); merr == nil {
+			logf("metrics on https://%s/metrics", mlis.Addr())
+			wg.Add(2)
+			go func() {
+				defer wg.Done()
+				if err := srv.ServeMetrics(ctx, mlis); err != nil {
+					logf("metrics: %v", err)
+				}
+			}()
+			go func() {
+				defer wg.Done()
+				srv.WatchDrift(ctx, DriftEvery)
+			}()
+		} else {
+			logf("metrics not served: %v", merr)
+		}
 	}
 	if err != nil {
 		logf("node API not started: %v", err)

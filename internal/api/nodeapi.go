@@ -20,6 +20,11 @@ const NodeService = "kubedos.node.v1.Node"
 // NodeAPIPort is where kubedosd serves NodeService once enrolled.
 const NodeAPIPort = 7444
 
+// NodeMetricsPort is where kubedosd serves /metrics (Prometheus text
+// format) over TLS once enrolled; any cluster certificate that is not
+// revoked may read it.
+const NodeMetricsPort = 7445
+
 // Bounds of the node API's answers: a read never returns more than this,
 // whatever was asked.
 const (

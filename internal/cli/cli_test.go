@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 )
@@ -103,5 +104,26 @@ func TestVersion(t *testing.T) {
 	}
 	if code, out, _ := run(t, "completion", "bash"); code != 0 || !strings.Contains(out, "kubedos") {
 		t.Fatalf("completion bash: %d", code)
+	}
+}
+
+func TestParseSamples(t *testing.T) {
+	got, err := parseSamples("# HELP x y\n# TYPE x gauge\nkubedos_drift_items{kind=\"unexpected\"} 2\nkubedos_drift_checks_total 7\n" +
+		`kubedos_node_info{node="w-1",build="a\"b\\c\nd"} 1` + "\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []sample{
+		{Name: "kubedos_drift_items", Labels: map[string]string{"kind": "unexpected"}, Value: 2},
+		{Name: "kubedos_drift_checks_total", Value: 7},
+		{Name: "kubedos_node_info", Labels: map[string]string{"node": "w-1", "build": "a\"b\\c\nd"}, Value: 1},
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("got %+v\nwant %+v", got, want)
+	}
+	for _, bad := range []string{"novalue", "x{a=\"1\" 1", "x{a=1} 1", "x nan-ish", `x{a="1} 1`} {
+		if _, err := parseSamples(bad + "\n"); err == nil {
+			t.Errorf("parseSamples(%q) accepted", bad)
+		}
 	}
 }

@@ -67,6 +67,20 @@ func (c *hubClient) runAdmin(g *globals, fn func(cmd *cobra.Command, args []stri
 // the admin one in the key directory) over TLS 1.3, checking the server's
 // certificate chains to the cluster CA and names serverName.
 func operatorConn(keys, cert, key, addr, serverName string) (*grpc.ClientConn, error) {
+	conf, err := operatorTLS(keys, cert, key, serverName)
+	if err != nil {
+		return nil, err
+	}
+	cc, err := grpc.NewClient(addr, append(api.DialOptions(), grpc.WithTransportCredentials(credentials.NewTLS(conf)))...)
+	if err != nil {
+		return nil, fmt.Errorf("%s (%s): %w", serverName, addr, err)
+	}
+	return cc, nil
+}
+
+// operatorTLS is the client side of mTLS with the operator's certificate
+// (default: the admin one in keys), trusting the cluster CA for serverName.
+func operatorTLS(keys, cert, key, serverName string) (*tls.Config, error) {
 	if cert == "" {
 		cert = filepath.Join(keys, sign.FileAdminCert)
 	}
@@ -83,12 +97,7 @@ func operatorConn(keys, cert, key, addr, serverName string) (*grpc.ClientConn, e
 	}
 	pool := x509.NewCertPool()
 	pool.AddCert(ca)
-	conf := &tls.Config{Certificates: []tls.Certificate{pair}, RootCAs: pool, ServerName: serverName, MinVersion: tls.VersionTLS13}
-	cc, err := grpc.NewClient(addr, append(api.DialOptions(), grpc.WithTransportCredentials(credentials.NewTLS(conf)))...)
-	if err != nil {
-		return nil, fmt.Errorf("%s (%s): %w", serverName, addr, err)
-	}
-	return cc, nil
+	return &tls.Config{Certificates: []tls.Certificate{pair}, RootCAs: pool, ServerName: serverName, MinVersion: tls.VersionTLS13}, nil
 }
 
 func newNodeCmd(g *globals) *cobra.Command {

@@ -1,0 +1,214 @@
+package agent
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log"
+	"net"
+	"net/http"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/kubedos/kubedos/internal/api"
+	"github.com/kubedos/kubedos/internal/pki"
+)
+
+// MetricsAddr is where kubedosd serves /metrics (Prometheus text format)
+// over TLS with the node's certificate. Like the node API, a caller must
+// present a cluster certificate that is not revoked; any role may read.
+var MetricsAddr = fmt.Sprintf(":%d", api.NodeMetricsPort)
+
+// DriftEvery is how often kubedosd checks for drift on its own.
+var DriftEvery = 5 * time.Minute
+
+// driftKinds are every kind a drift item can have, so each series exists
+// (at zero) before the first difference.
+var driftKinds = []string{DriftInvalid, DriftMissing, DriftModified, DriftUnexpected, DriftWritable}
+
+// driftStats counts drift checks, whoever asked: the node API, a scrape or
+// the periodic watch.
+type driftStats struct {
+	mu      sync.Mutex
+	checks  uint64         // checks run since kubedosd started
+	drifted uint64         // of those, checks that found a difference
+	last    map[string]int // kind → items at the latest check
+	lastAt  time.Time
+}
+
+// checkDrift runs CheckDrift and counts it.
+func (n *NodeAPI) checkDrift(ctx context.Context) ([]api.DriftItem, error) {
+	items, err := n.CheckDrift(ctx)
+	if err != nil {
+		return nil, err
+	}
+	n.drift.mu.Lock()
+	defer n.drift.mu.Unlock()
+	n.drift.checks++
+	if len(items) > 0 {
+		n.drift.drifted++
+	}
+	n.drift.last = map[string]int{}
+	for _, it := range items {
+		n.drift.last[it.Kind]++
+	}
+	n.drift.lastAt = n.cfg.Now()
+	return items, nil
+}
+
+// WatchDrift checks for drift every interval until ctx ends and writes to
+// the journal whenever the set of differences changes, each one named, so
+// drift is on record even when nobody asks.
+func (n *NodeAPI) WatchDrift(ctx context.Context, every time.Duration) {
+	var prev []string
+	for {
+		if items, err := n.checkDrift(ctx); err == nil {
+			cur := make([]string, 0, len(items))
+			for _, it := range items {
+				cur = append(cur, driftLine(it))
+			}
+			if !slices.Equal(cur, prev) {
+				if len(cur) == 0 {
+					n.cfg.Logf("drift: none (the writable state matches the applied configuration)")
+				}
+				for _, l := range cur {
+					n.cfg.Logf("drift: %s", l)
+				}
+				prev = cur
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(every):
+		}
+	}
+}
+
+func driftLine(it api.DriftItem) string {
+	s := it.Kind + " " + it.Path
+	if it.Expected != "" || it.Actual != "" {
+		s += fmt.Sprintf(" (expected %q, got %q)", it.Expected, it.Actual)
+	}
+	if it.Detail != "" {
+		s += ": " + it.Detail
+	}
+	return s
+}
+
+// ServeMetrics serves /metrics on lis until ctx ends.
+func (n *NodeAPI) ServeMetrics(ctx context.Context, lis net.Listener) error {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /metrics", n.serveMetrics)
+	srv := &http.Server{
+		Handler: mux,
+		TLSConfig: &tls.Config{MinVersion: tls.VersionTLS13, GetCertificate: n.certs.get,
+			ClientCAs: pool(n.cfg.CA), ClientAuth: tls.RequireAndVerifyClientCert},
+		ReadHeaderTimeout: 10 * time.Second,
+		// Failed handshakes (no or a foreign certificate) go to the journal.
+		ErrorLog: log.New(logfWriter(n.cfg.Logf), "metrics: ", 0),
+	}
+	go func() {
+		<-ctx.Done()
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(sctx)
+	}()
+	if err := srv.ServeTLS(lis, "", ""); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+func (n *NodeAPI) serveMetrics(w http.ResponseWriter, r *http.Request) {
+	if r.TLS == nil || len(r.TLS.PeerCertificates) == 0 {
+		http.Error(w, "a client certificate from the cluster CA is required", http.StatusUnauthorized)
+		return
+	}
+	leaf := r.TLS.PeerCertificates[0]
+	pe, err := pki.AuthenticateAgainst(n.cfg.CA, leaf, n.cfg.Now(), n.cfg.Revocations.Set())
+	if err != nil {
+		// Refusals are audited; successful scrapes are not (one every few
+		// seconds would drown the journal).
+		n.cfg.Audit(AuditRecord{Time: n.cfg.Now().UTC(), Actor: leaf.Subject.CommonName + " (unverified)", Remote: r.RemoteAddr,
+			Method: "Metrics", Outcome: "unauthenticated", Detail: err.Error()})
+		http.Error(w, err.Error(), http.StatusUnauthorized)
+		return
+	}
+	if !pki.Allows(pe.Role, pki.ActionRead) {
+		n.cfg.Audit(AuditRecord{Time: n.cfg.Now().UTC(), Actor: pe.Actor(), Remote: r.RemoteAddr, Method: "Metrics", Outcome: "denied"})
+		http.Error(w, pe.Actor()+" may not read metrics", http.StatusForbidden)
+		return
+	}
+	w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+	if err := n.WriteMetrics(r.Context(), w); err != nil {
+		n.cfg.Logf("metrics: %v", err)
+	}
+}
+
+// WriteMetrics writes the node's metrics in the Prometheus text format,
+// checking drift and health afresh.
+func (n *NodeAPI) WriteMetrics(ctx context.Context, w io.Writer) error {
+	if _, err := n.checkDrift(ctx); err != nil {
+		return err
+	}
+	h := n.CheckHealth(ctx)
+	var b strings.Builder
+	family := func(name, typ, help string) {
+		fmt.Fprintf(&b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, typ)
+	}
+	st := n.cfg.Status
+	family("kubedos_node_info", "gauge", "The node, its role and the build and slot it booted.")
+	fmt.Fprintf(&b, "kubedos_node_info{node=%s,role=%s,build=%s,slot=%s} 1\n", label(n.cfg.Name), label(n.cfg.Role), label(st.Build), label(st.Slot))
+
+	n.drift.mu.Lock()
+	family("kubedos_drift_items", "gauge", "Differences between the node's writable state and its applied configuration at the latest check, by kind.")
+	for _, k := range driftKinds {
+		fmt.Fprintf(&b, "kubedos_drift_items{kind=%s} %d\n", label(k), n.drift.last[k])
+	}
+	family("kubedos_drift_checks_total", "counter", "Drift checks run since kubedosd started.")
+	fmt.Fprintf(&b, "kubedos_drift_checks_total %d\n", n.drift.checks)
+	family("kubedos_drift_detected_total", "counter", "Drift checks that found at least one difference.")
+	fmt.Fprintf(&b, "kubedos_drift_detected_total %d\n", n.drift.drifted)
+	family("kubedos_drift_last_check_timestamp_seconds", "gauge", "When drift was last checked.")
+	fmt.Fprintf(&b, "kubedos_drift_last_check_timestamp_seconds %d\n", n.drift.lastAt.Unix())
+	n.drift.mu.Unlock()
+
+	family("kubedos_health_check", "gauge", "Each health check: 1 passing, 0 failing.")
+	for _, c := range h.Checks {
+		fmt.Fprintf(&b, "kubedos_health_check{check=%s,critical=\"%t\"} %d\n", label(c.Name), c.Critical, b2i(c.OK))
+	}
+	family("kubedos_healthy", "gauge", "1 when every critical health check passes.")
+	fmt.Fprintf(&b, "kubedos_healthy %d\n", b2i(h.Healthy))
+	// LoadX509KeyPair fills Leaf.
+	if cert, err := n.certs.get(nil); err == nil && cert.Leaf != nil {
+		family("kubedos_certificate_expiry_timestamp_seconds", "gauge", "When the node's enrollment certificate expires (renewal needs a fresh quote).")
+		fmt.Fprintf(&b, "kubedos_certificate_expiry_timestamp_seconds %d\n", cert.Leaf.NotAfter.Unix())
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+// logfWriter turns a Logf into the io.Writer a log.Logger wants.
+type logfWriter func(string, ...any)
+
+func (f logfWriter) Write(p []byte) (int, error) {
+	f("%s", strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
+
+// label quotes a label value as the text format wants.
+func label(v string) string {
+	return `"` + strings.NewReplacer(`\`, `\\`, `"`, `\"`, "\n", `\n`).Replace(v) + `"`
+}
+
+func b2i(ok bool) int {
+	if ok {
+		return 1
+	}
+	return 0
+}
