@@ -118,6 +118,28 @@ func TestLocalClusterUpDown(t *testing.T) {
 			t.Errorf("%s: metrics lack %s", m.Name, want)
 		}
 	}
+	// Access: a reader may read but not reboot; once revoked at the hub,
+	// the node refuses it after its next fetch of the revocation list.
+	hubAddr, err := os.ReadFile(filepath.Join(dir, ".kubedos", "clusters", "local", "hub", "hub.addr"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	hub := strings.TrimSpace(string(hubAddr))
+	must(t, dir, "keys", "issue", "rita", "--role", "reader", "--dir", "keys", "--out", "creds")
+	asRita := []string{"--node", m.API, "--name", m.Name, "--keys", "keys", "--cert", "creds/rita.crt", "--key", "creds/rita.key"}
+	must(t, dir, append([]string{"node", "version"}, asRita...)...)
+	if r := run(t, dir, nil, append([]string{"node", "reboot"}, asRita...)...); r.code == 0 || !strings.Contains(r.stderr, "PermissionDenied") {
+		t.Errorf("a reader rebooting %s: exit %d\n%s", m.Name, r.code, r.stderr)
+	}
+	must(t, dir, "keys", "revoke", "creds/rita.crt", "--hub", hub, "--keys", "keys", "--reason", "e2e: left the team")
+	var refused bool
+	for deadline := time.Now().Add(2 * time.Minute); !refused && time.Now().Before(deadline); time.Sleep(5 * time.Second) {
+		r := run(t, dir, nil, append([]string{"node", "version"}, asRita...)...)
+		refused = r.code != 0 && strings.Contains(r.stderr, "revoked")
+	}
+	if !refused {
+		t.Errorf("%s still serves a revoked reader certificate", m.Name)
+	}
 	// A node keeps talking to the hub after enrolling: its revocation list
 	// is fetched over a second connection (a regression: QEMU's plain
 	// guestfwd carried only the first).
@@ -140,11 +162,7 @@ func TestLocalClusterUpDown(t *testing.T) {
 		t.Errorf("a second up was not a no-op:\n%s", again.stderr)
 	}
 	// Runbook step 1: fence a node: revoked at the hub and its VM stopped.
-	hubAddr, err := os.ReadFile(filepath.Join(dir, ".kubedos", "clusters", "local", "hub", "hub.addr"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	must(t, dir, "node", "fence", "w-2", "--spec", "cluster.yaml", "--hub", strings.TrimSpace(string(hubAddr)), "--keys", "keys", "--reason", "e2e drill")
+	must(t, dir, "node", "fence", "w-2", "--spec", "cluster.yaml", "--hub", hub, "--keys", "keys", "--reason", "e2e drill")
 	if err := json.Unmarshal([]byte(must(t, dir, "cluster", "status", "cluster.yaml", "--keys", "keys", "-o", "json")), &st); err != nil {
 		t.Fatal(err)
 	}

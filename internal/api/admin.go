@@ -51,6 +51,21 @@ type NodeRequest struct {
 	Reason string `json:"reason,omitempty"`
 }
 
+// RevokeClientRequest revokes an operator client certificate.
+type RevokeClientRequest struct {
+	Certificate []byte `json:"certificate"` // DER
+	Reason      string `json:"reason,omitempty"`
+}
+
+// RevokedClient is a revoked operator certificate.
+type RevokedClient struct {
+	Serial   string    `json:"serial"`
+	Client   string    `json:"client"` // CN (role)
+	NotAfter time.Time `json:"notAfter"`
+	At       time.Time `json:"at"`
+	Reason   string    `json:"reason,omitempty"`
+}
+
 // ListNodesRequest lists every node.
 type ListNodesRequest struct{}
 
@@ -109,6 +124,7 @@ type AdminServer interface {
 	OpenWindow(context.Context, *WindowRequest) (*WindowResponse, error)
 	RegisterEK(context.Context, *RegisterEKRequest) (*Empty, error)
 	AssignBuild(context.Context, *AssignBuildRequest) (*Node, error)
+	RevokeClient(context.Context, *RevokeClientRequest) (*RevokedClient, error)
 }
 
 // RegisterAdmin serves impl on s.
@@ -126,6 +142,7 @@ func RegisterAdmin(s *grpc.Server, impl AdminServer) {
 			unary(AdminService, "OpenWindow", AdminServer.OpenWindow),
 			unary(AdminService, "RegisterEK", AdminServer.RegisterEK),
 			unary(AdminService, "AssignBuild", AdminServer.AssignBuild),
+			unary(AdminService, "RevokeClient", AdminServer.RevokeClient),
 		},
 	}, impl)
 }
@@ -158,6 +175,10 @@ func (c *AdminClient) Replace(ctx context.Context, name string) (*Node, error) {
 
 func (c *AdminClient) AssignBuild(ctx context.Context, name string, manifest, signature []byte) (*Node, error) {
 	return invoke[Node](ctx, c.cc, "/"+AdminService+"/AssignBuild", &AssignBuildRequest{Name: name, Manifest: manifest, Signature: signature})
+}
+
+func (c *AdminClient) RevokeClient(ctx context.Context, der []byte, reason string) (*RevokedClient, error) {
+	return invoke[RevokedClient](ctx, c.cc, "/"+AdminService+"/RevokeClient", &RevokeClientRequest{Certificate: der, Reason: reason})
 }
 
 func (c *AdminClient) Audit(ctx context.Context, from uint64, limit int) (*AuditResponse, error) {

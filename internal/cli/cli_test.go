@@ -3,12 +3,16 @@ package cli
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"os"
 	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/kubedos/kubedos/internal/pki"
 )
 
 func run(t *testing.T, args ...string) (code int, stdout, stderr string) {
@@ -125,5 +129,45 @@ func TestParseSamples(t *testing.T) {
 		if _, err := parseSamples(bad + "\n"); err == nil {
 			t.Errorf("parseSamples(%q) accepted", bad)
 		}
+	}
+}
+
+func TestKeysIssue(t *testing.T) {
+	dir := t.TempDir()
+	keys, out := filepath.Join(dir, "keys"), filepath.Join(dir, "creds")
+	if code, _, stderr := run(t, "keys", "init", "--dir", keys, "--cluster", "t"); code != 0 {
+		t.Fatalf("keys init: %s", stderr)
+	}
+	code, stdout, stderr := run(t, "keys", "issue", "rita", "--role", "reader", "--dir", keys, "--out", out, "-o", "json")
+	if code != 0 {
+		t.Fatalf("keys issue: %s", stderr)
+	}
+	var rep issuedClient
+	if err := json.Unmarshal([]byte(stdout), &rep); err != nil || rep.Role != "reader" || rep.Serial == "" {
+		t.Fatalf("report %q: %v", stdout, err)
+	}
+	ca, err := pki.LoadCA(keys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pair, err := tls.LoadX509KeyPair(rep.Cert, rep.Key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := ca.Authenticate(pair.Leaf, time.Now(), nil)
+	if err != nil || p.Role != pki.RoleReader || p.Name != "rita" {
+		t.Errorf("issued certificate authenticates as %+v, %v", p, err)
+	}
+	if fi, err := os.Stat(rep.Key); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("key mode %v, %v; want 0600", fi.Mode(), err)
+	}
+	if code, _, stderr := run(t, "keys", "issue", "rita", "--dir", keys, "--out", out); code == 0 || !strings.Contains(stderr, "rita.crt exists") {
+		t.Errorf("issuing over an existing credential: exit %d, %s", code, stderr)
+	}
+	if code, _, stderr := run(t, "keys", "issue", "bob", "--role", "root", "--dir", keys, "--out", out); code == 0 || !strings.Contains(stderr, "--role root") {
+		t.Errorf("unknown role: exit %d, %s", code, stderr)
+	}
+	if _, err := os.Stat(filepath.Join(out, "bob.key")); !os.IsNotExist(err) {
+		t.Errorf("a refused issue left a key: %v", err)
 	}
 }

@@ -55,7 +55,7 @@ file, and writes nothing.`,
 		},
 	}
 	showCmd.Flags().StringVar(&dir, "dir", "keys", "key directory")
-	cmd.AddCommand(initCmd, showCmd)
+	cmd.AddCommand(initCmd, showCmd, keysIssueCmd(g), keysRevokeCmd(g))
 	return cmd
 }
 

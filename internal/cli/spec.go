@@ -135,7 +135,7 @@ An existing file is never overwritten unless --force is given.`,
 				_, err := g.stdout.Write(data)
 				return err
 			}
-			if err := writeNew(file, data, force); err != nil {
+			if err := writeNew(file, data, 0o644, force); err != nil {
 				return err
 			}
 			fmt.Fprintf(g.stderr, "wrote %s (%s topology); next: kubedos spec validate %s\n", file, topology, file)
@@ -150,7 +150,7 @@ An existing file is never overwritten unless --force is given.`,
 
 // writeNew writes data through a temporary file and a rename, so a reader
 // never sees half a file; it refuses to replace an existing file unless force.
-func writeNew(path string, data []byte, force bool) error {
+func writeNew(path string, data []byte, mode os.FileMode, force bool) error {
 	if _, err := os.Stat(path); err == nil && !force {
 		return fmt.Errorf("%s already exists (use --force to overwrite)", path)
 	}
@@ -163,7 +163,7 @@ func writeNew(path string, data []byte, force bool) error {
 		tmp.Close()
 		return fmt.Errorf("write %s: %w", path, err)
 	}
-	if err := tmp.Chmod(0o644); err != nil {
+	if err := tmp.Chmod(mode); err != nil {
 		tmp.Close()
 		return fmt.Errorf("write %s: %w", path, err)
 	}

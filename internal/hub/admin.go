@@ -2,6 +2,7 @@ package hub
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"time"
@@ -49,6 +50,37 @@ func (h *Hub) Revoke(ctx context.Context, peer pki.Peer, name, detail string) er
 		return err
 	}
 	return h.opt.Store.Revoke(peer.Actor(), name, detail, h.now())
+}
+
+// RevokeClient revokes an operator's client certificate (DER) at once:
+// the hub refuses it from the next call, nodes from their next fetch of the
+// revocation list. It must be a live operator certificate of this CA; node
+// certificates go with their node (Revoke). Admin.
+func (h *Hub) RevokeClient(ctx context.Context, peer pki.Peer, der []byte, reason string) (RevokedCert, error) {
+	if err := h.begin(ctx, peer, pki.ActionRevokeClient, "client certificate"); err != nil {
+		return RevokedCert{}, err
+	}
+	rc, err := h.clientToRevoke(der, reason)
+	if err != nil {
+		return RevokedCert{}, errors.Join(err, h.record(peer.Actor(), string(pki.ActionRevokeClient), "client certificate", err))
+	}
+	return rc, h.opt.Store.RevokeClient(peer.Actor(), rc, h.now())
+}
+
+func (h *Hub) clientToRevoke(der []byte, reason string) (RevokedCert, error) {
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		return RevokedCert{}, failf(ErrInvalid, "certificate: %v", err)
+	}
+	// Not checked against the revocation set: revoking twice is allowed.
+	p, err := pki.AuthenticateAgainst(h.opt.CA.Certificate(), cert, h.now(), nil)
+	if err != nil {
+		return RevokedCert{}, failf(ErrInvalid, "certificate: %v", err)
+	}
+	if p.Role == pki.RoleNode {
+		return RevokedCert{}, failf(ErrInvalid, "%s is a node certificate: revoke the node (kubedos node revoke %s)", p.Name, p.Name)
+	}
+	return RevokedCert{Serial: p.Serial, Client: p.Actor(), NotAfter: cert.NotAfter, At: h.now(), Reason: reason}, nil
 }
 
 // Fence revokes node name and marks it fenced; the caller must then stop

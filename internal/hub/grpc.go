@@ -224,6 +224,16 @@ func (a adminService) AssignBuild(ctx context.Context, r *api.AssignBuildRequest
 	})
 }
 
+func (a adminService) RevokeClient(ctx context.Context, r *api.RevokeClientRequest) (*api.RevokedClient, error) {
+	var out api.RevokedClient
+	err := a.call(ctx, func(p pki.Peer) error {
+		rc, err := a.s.hub.RevokeClient(ctx, p, r.Certificate, r.Reason)
+		out = api.RevokedClient{Serial: rc.Serial, Client: rc.Client, NotAfter: rc.NotAfter, At: rc.At, Reason: rc.Reason}
+		return err
+	})
+	return &out, err
+}
+
 func (a adminService) Audit(ctx context.Context, r *api.AuditRequest) (*api.AuditResponse, error) {
 	out := &api.AuditResponse{Entries: []api.AuditEntry{}}
 	err := a.call(ctx, func(p pki.Peer) error {

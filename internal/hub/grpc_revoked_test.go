@@ -3,8 +3,10 @@ package hub
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"net"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -75,5 +77,72 @@ func TestRevokedList(t *testing.T) {
 	reader := dial(clientCert(t, e, "rita", pki.RoleReader))
 	if _, err := reader.Revoked(ctx); err != nil {
 		t.Errorf("reader reading the list: %v", err)
+	}
+}
+
+// TestRevokeClient: an admin revokes an operator's certificate; it joins
+// the list nodes fetch and the hub refuses it from the next call. Node
+// certificates, foreign certificates and non-admins are refused, each
+// attempt audited.
+func TestRevokeClient(t *testing.T) {
+	e := newEnv(t)
+	e.clock = &clock{t: time.Now()}
+	e.newHub()
+	ctx := context.Background()
+	rita := clientCert(t, e, "rita", pki.RoleReader)
+	serial := pki.SerialString(rita.Leaf.SerialNumber)
+
+	if _, err := e.hub.RevokeClient(ctx, operator, rita.Leaf.Raw, "left"); !errors.Is(err, ErrForbidden) {
+		t.Errorf("an operator revoking a client certificate: %v, want ErrForbidden", err)
+	}
+	w1 := newNode(t, "w-1", "worker")
+	e.register(w1)
+	c1 := e.mustEnroll(w1)
+	if _, err := e.hub.RevokeClient(ctx, admin, c1.Cert.Raw, "x"); !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "node revoke w-1") {
+		t.Errorf("revoking a node certificate as a client: %v", err)
+	}
+	foreign := newEnv(t)
+	other := clientCert(t, foreign, "mallory", pki.RoleAdmin)
+	if _, err := e.hub.RevokeClient(ctx, admin, other.Leaf.Raw, "x"); !errors.Is(err, ErrInvalid) {
+		t.Errorf("revoking another CA's certificate: %v, want ErrInvalid", err)
+	}
+	if _, err := e.hub.RevokeClient(ctx, admin, []byte("junk"), "x"); !errors.Is(err, ErrInvalid) {
+		t.Errorf("revoking junk: %v, want ErrInvalid", err)
+	}
+
+	rc, err := e.hub.RevokeClient(ctx, admin, rita.Leaf.Raw, "left the team")
+	if err != nil || rc.Serial != serial || rc.Client != "rita (reader)" {
+		t.Fatalf("revoke rita: %+v, %v", rc, err)
+	}
+	if !slices.Contains(e.hub.Revocations().Serials(), serial) {
+		t.Error("the revoked serial is not in the live revocation set")
+	}
+	if _, err := e.ca.Authenticate(rita.Leaf, time.Now(), e.hub.Revocations()); !errors.Is(err, pki.ErrRevoked) {
+		t.Errorf("rita after revocation: %v, want ErrRevoked", err)
+	}
+	if _, err := e.hub.RevokeClient(ctx, admin, rita.Leaf.Raw, "again"); err != nil {
+		t.Errorf("revoking twice: %v", err)
+	}
+	// The revocation survives a restart of the hub.
+	e.newHub()
+	if !slices.Contains(e.hub.Revocations().Serials(), serial) {
+		t.Error("the revocation did not survive a hub restart")
+	}
+	entries, err := e.store.Audit(0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ok, refused int
+	for _, en := range entries {
+		if en.Action == string(pki.ActionRevokeClient) {
+			if en.Outcome == OutcomeOK {
+				ok++
+			} else {
+				refused++
+			}
+		}
+	}
+	if ok != 2 || refused != 4 {
+		t.Errorf("audit: %d ok and %d refused client.revoke entries, want 2 and 4", ok, refused)
 	}
 }

@@ -195,3 +195,29 @@ func (s *Store) Replace(actor, name, detail string, now time.Time) error {
 		return put(tx, bucketNodes, name, n)
 	})
 }
+
+// RevokeClient adds an operator certificate to the revocation set, with
+// its audit entry in the same transaction. Revoking one twice changes
+// nothing (the entry says so).
+func (s *Store) RevokeClient(actor string, rc RevokedCert, now time.Time) error {
+	e := AuditEntry{Time: now, Actor: actor, Action: string(pki.ActionRevokeClient), Target: rc.Client, Detail: "serial " + rc.Serial}
+	return s.apply(e, func(tx *bolt.Tx, e *AuditEntry) error {
+		var old RevokedCert
+		ok, err := get(tx, bucketRevoked, rc.Serial, &old)
+		if err != nil {
+			return err
+		}
+		if ok {
+			e.Detail += ": already revoked"
+			return nil
+		}
+		if err := put(tx, bucketRevoked, rc.Serial, rc); err != nil {
+			return err
+		}
+		// Before commit, so a failure fails closed.
+		if err := s.revoked.Add(rc.Serial); err != nil {
+			return fmt.Errorf("%w: client %s: %w", ErrCorrupt, rc.Client, err)
+		}
+		return nil
+	})
+}

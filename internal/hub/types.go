@@ -146,6 +146,7 @@ func (s Session) Expired(now time.Time) bool { return !now.Before(s.Expires) }
 type RevokedCert struct {
 	Serial   string    `json:"serial"`
 	Node     string    `json:"node"`
+	Client   string    `json:"client,omitempty"` // an operator certificate: its CN (role)
 	NotAfter time.Time `json:"notAfter"`
 	At       time.Time `json:"at"`
 	Reason   string    `json:"reason"`

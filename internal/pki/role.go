@@ -105,6 +105,8 @@ const (
 	ActionReplace Action = "node.replace"
 	// ActionIssueClient: issue operator client certificates. Admin.
 	ActionIssueClient Action = "client.issue"
+	// ActionRevokeClient: revoke an operator client certificate. Admin.
+	ActionRevokeClient Action = "client.revoke"
 	// ActionRenew: a node renews its own certificate with a fresh quote.
 	// Nodes only, and only for themselves (the caller checks the name).
 	ActionRenew Action = "node.renew"
@@ -132,6 +134,7 @@ var minRole = map[Action]Role{
 	ActionFence:           RoleOperator,
 	ActionReplace:         RoleOperator,
 	ActionIssueClient:     RoleAdmin,
+	ActionRevokeClient:    RoleAdmin,
 	ActionReadRevocations: RoleReader,
 	ActionRestartService:  RoleOperator,
 	ActionApplyConfig:     RoleOperator,

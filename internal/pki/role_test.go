@@ -46,6 +46,7 @@ func TestAllows(t *testing.T) {
 		ActionFence:           {RoleAdmin: true, RoleOperator: true},
 		ActionReplace:         {RoleAdmin: true, RoleOperator: true},
 		ActionIssueClient:     {RoleAdmin: true},
+		ActionRevokeClient:    {RoleAdmin: true},
 		ActionRenew:           {RoleNode: true},
 		ActionReadRevocations: {RoleAdmin: true, RoleOperator: true, RoleReader: true, RoleNode: true},
 		ActionRestartService:  {RoleAdmin: true, RoleOperator: true},
