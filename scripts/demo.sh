@@ -46,7 +46,9 @@ echo
 $k node list --hub "$(cat .kubedos/clusters/local/hub/hub.addr)" --keys keys
 echo
 echo "demo: ok. The cluster keeps running:"
-echo "  cd demo && ../bin/kubedos cluster status cluster.yaml --keys keys    # VMs and their enrollment"
+echo "  cd demo && ../bin/kubedos cluster status cluster.yaml --keys keys    # VMs, enrollment, node API addresses"
+echo "  cd demo && ../bin/kubedos node health --node 10.20.0.10:7444 --name master --keys keys"
 echo "  cd demo && ../bin/kubedos audit --hub \$(cat .kubedos/clusters/local/hub/hub.addr) --keys keys"
-echo "  cd demo && ../bin/kubedos cluster down cluster.yaml                  # stop every VM, swtpm and the hub"
+echo "  cd demo && ../bin/kubedos cluster down cluster.yaml                  # stop every VM, swtpm and the hub; remove the LAN namespace"
+echo "The nodes share one L2 segment (bridge in network namespace kubedos-local); this host is its gateway 10.20.0.1."
 echo "Consoles: demo/.kubedos/clusters/local/nodes/<node>/serial.log"
