@@ -87,17 +87,9 @@ func Enroll(ctx context.Context, cfg EnrollConfig, logf func(string, ...any)) (*
 	if err != nil {
 		return nil, fmt.Errorf("enroll: credential activation: %w", err)
 	}
-	key, csr, ev, err := evidenceAndCSR(p, cfg.Name, act.Nonce, act.PCRs)
+	key, res, cert, err := proveForCertificate(ctx, p, cfg, begun.Session, act.Nonce, act.PCRs, "enroll", hub.Enroll)
 	if err != nil {
 		return nil, err
-	}
-	res, err := hub.Enroll(ctx, &api.EnrollRequest{Session: begun.Session, Nonce: act.Nonce, Evidence: ev, BuildID: cfg.BuildID, CSR: csr})
-	if err != nil {
-		return nil, fmt.Errorf("enroll: %w", err)
-	}
-	cert, err := issuedCert(res, cfg.CA)
-	if err != nil {
-		return nil, fmt.Errorf("enroll: %w", err)
 	}
 	akBlob, err := p.MarshalAK()
 	if err != nil {
@@ -107,6 +99,26 @@ func Enroll(ctx context.Context, cfg EnrollConfig, logf func(string, ...any)) (*
 		return nil, err
 	}
 	return saveIdentity(cfg.StateDir, key, res.Certificate, cert)
+}
+
+// proveForCertificate is the step enrollment and renewal share: quote over
+// the hub's nonce, a new key and CSR, send both, and check the certificate
+// that comes back chains to the cluster CA.
+func proveForCertificate(ctx context.Context, p *attest.Prover, cfg EnrollConfig, session string, nonce []byte, pcrs []int, what string,
+	send func(context.Context, *api.EnrollRequest) (*api.EnrollResponse, error)) (*ecdsa.PrivateKey, *api.EnrollResponse, *x509.Certificate, error) {
+	key, csr, ev, err := evidenceAndCSR(p, cfg.Name, nonce, pcrs)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	res, err := send(ctx, &api.EnrollRequest{Session: session, Nonce: nonce, Evidence: ev, BuildID: cfg.BuildID, CSR: csr})
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("%s: %w", what, err)
+	}
+	cert, err := issuedCert(res, cfg.CA)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("%s: %w", what, err)
+	}
+	return key, res, cert, nil
 }
 
 // issuedCert parses the hub's certificate and checks it chains to the

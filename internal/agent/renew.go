@@ -49,17 +49,9 @@ func Renew(ctx context.Context, cfg EnrollConfig) (*Enrolled, error) {
 	if err != nil {
 		return nil, fmt.Errorf("renew: %w", err)
 	}
-	key, csr, ev, err := evidenceAndCSR(p, cfg.Name, n.Nonce, n.PCRs)
+	key, res, cert, err := proveForCertificate(ctx, p, cfg, n.Session, n.Nonce, n.PCRs, "renew", hub.Renew)
 	if err != nil {
 		return nil, err
-	}
-	res, err := hub.Renew(ctx, &api.EnrollRequest{Session: n.Session, Nonce: n.Nonce, Evidence: ev, BuildID: cfg.BuildID, CSR: csr})
-	if err != nil {
-		return nil, fmt.Errorf("renew: %w", err)
-	}
-	cert, err := issuedCert(res, cfg.CA)
-	if err != nil {
-		return nil, fmt.Errorf("renew: %w", err)
 	}
 	return saveIdentity(cfg.StateDir, key, res.Certificate, cert)
 }
