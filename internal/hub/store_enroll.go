@@ -245,16 +245,10 @@ func (s *Store) EndSession(id string, cause error, now time.Time) error {
 func (s *Store) Quarantine(id string, reason Reason, buildID string, now time.Time) error {
 	e := AuditEntry{Time: now, Actor: nodeActor("?"), Action: ActionEnroll, Target: "?"}
 	return s.apply(e, func(tx *bolt.Tx, e *AuditEntry) error {
-		sess, err := usedSession(tx, id)
+		sess, n, r, rule, err := endingSession(tx, id, e)
 		if err != nil {
 			return err
 		}
-		e.Actor, e.Target, e.Action = nodeActor(sess.Name), sess.Name, finalAction(sess.Kind)
-		n, r, err := loadIdentity(tx, sess.Name, sess.EKHash)
-		if err != nil {
-			return err
-		}
-		rule := identityRule(sess.Kind, sess.Name, sess.EKHash, n, r)
 		sess.Done, sess.Outcome = true, OutcomeQuarantined+":"+reason.Check
 		if rule != nil {
 			sess.Outcome = OutcomeRefused + ":" + rule.(*Refusal).Reason.Check
@@ -289,6 +283,20 @@ func (s *Store) Quarantine(id string, reason Reason, buildID string, now time.Ti
 	})
 }
 
+// endingSession opens the end of an enrollment or renewal session in tx:
+// the used session, the audit entry named after its node, the node and EK
+// records, and what the identity rules say now (rule nil: allowed).
+func endingSession(tx *bolt.Tx, id string, e *AuditEntry) (sess Session, n *Node, r *EKRecord, rule, err error) {
+	if sess, err = usedSession(tx, id); err != nil {
+		return sess, nil, nil, nil, err
+	}
+	e.Actor, e.Target, e.Action = nodeActor(sess.Name), sess.Name, finalAction(sess.Kind)
+	if n, r, err = loadIdentity(tx, sess.Name, sess.EKHash); err != nil {
+		return sess, nil, nil, nil, err
+	}
+	return sess, n, r, identityRule(sess.Kind, sess.Name, sess.EKHash, n, r), nil
+}
+
 // bindEK records that ek is name's identity.
 func bindEK(tx *bolt.Tx, r *EKRecord, ek, name, by string, now time.Time) error {
 	rec := EKRecord{Hash: ek, At: now, By: by}
@@ -318,16 +326,10 @@ func (s *Store) CompleteEnrollment(id string, res Enrollment, now time.Time) (No
 	var out Node
 	e := AuditEntry{Time: now, Actor: nodeActor("?"), Action: ActionEnroll, Target: "?"}
 	err := s.apply(e, func(tx *bolt.Tx, e *AuditEntry) error {
-		sess, err := usedSession(tx, id)
+		sess, n, r, rule, err := endingSession(tx, id, e)
 		if err != nil {
 			return err
 		}
-		e.Actor, e.Target, e.Action = nodeActor(sess.Name), sess.Name, finalAction(sess.Kind)
-		n, r, err := loadIdentity(tx, sess.Name, sess.EKHash)
-		if err != nil {
-			return err
-		}
-		rule := identityRule(sess.Kind, sess.Name, sess.EKHash, n, r)
 		if rule == nil && sess.Expired(now) {
 			rule = refuse(sess.Name, CheckSession, ErrSessionExpire, "session %s expired at %s before the result was recorded", id, stamp(sess.Expires))
 		}
