@@ -182,15 +182,36 @@ func TestUpgradeRollbackPowerCut(t *testing.T) {
 			cut = true
 		}
 	}
-	_ = up.Wait()
 	if !cut {
+		_ = up.Process.Kill()
+		_ = up.Wait()
 		t.Fatal("never saw the node start writing the idle slot")
+	}
+	// The client must notice the dead node by itself (keepalive), not hang.
+	waited := make(chan error, 1)
+	go func() { waited <- up.Wait() }()
+	select {
+	case err := <-waited:
+		if err == nil {
+			t.Error("node upgrade exited 0 although the node died mid-write")
+		}
+	case <-time.After(3 * time.Minute):
+		_ = up.Process.Kill()
+		<-waited
+		t.Error("node upgrade still waited for a dead node after 3 minutes")
 	}
 	must(t, dir, "cluster", "up", "cluster.yaml", "--build", buildA, "--keys", "keys", "--timeout", "10m")
 	if v = version(5 * time.Minute); v.BuildID != idA || v.Slot != "a" {
 		t.Errorf("after the power cut: build %s slot %s; want %s a", v.BuildID, v.Slot, idA)
 	}
-	must(t, dir, "node", "health", "--node", nodeAPI, "--name", "master", "--keys", "keys")
+	// Healthy once systemd has finished starting.
+	var healthy bool
+	for deadline := time.Now().Add(3 * time.Minute); !healthy && time.Now().Before(deadline); time.Sleep(5 * time.Second) {
+		healthy = run(t, dir, nil, "node", "health", "--node", nodeAPI, "--name", "master", "--keys", "keys").code == 0
+	}
+	if !healthy {
+		t.Error("the node is not healthy after the power cut")
+	}
 	checkData("after the power cut")
 	audit := must(t, dir, "audit", "--hub", hub, "--keys", "keys")
 	if !strings.Contains(audit, "node.upgrade") {

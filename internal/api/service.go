@@ -5,8 +5,10 @@ import (
 	"context"
 	"errors"
 	"net"
+	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/keepalive"
 )
 
 func bytesReader(b []byte) *bytes.Reader { return bytes.NewReader(b) }
@@ -41,12 +43,26 @@ func invoke[Resp any](ctx context.Context, cc grpc.ClientConnInterface, method s
 
 // ServerOptions are the options every kubedos gRPC server needs.
 func ServerOptions() []grpc.ServerOption {
-	return []grpc.ServerOption{grpc.ForceServerCodec(Codec), grpc.MaxRecvMsgSize(MaxMessageBytes), grpc.MaxSendMsgSize(MaxMessageBytes)}
+	return []grpc.ServerOption{grpc.ForceServerCodec(Codec), grpc.MaxRecvMsgSize(MaxMessageBytes), grpc.MaxSendMsgSize(MaxMessageBytes),
+		// Allow the clients' keepalive pings (gRPC's default refuses
+		// pings more often than every 5 minutes).
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: KeepaliveTime / 2, PermitWithoutStream: true})}
 }
+
+// KeepaliveTime is how long a client waits without hearing from the
+// server during a call before it pings; KeepaliveTimeout how long it then
+// waits for an answer before it gives the connection up. A node that loses
+// power mid-upgrade sends no reset: without pings the client would wait
+// for ever.
+var (
+	KeepaliveTime    = 20 * time.Second
+	KeepaliveTimeout = 15 * time.Second
+)
 
 // DialOptions are the options every kubedos gRPC client needs.
 func DialOptions() []grpc.DialOption {
-	return []grpc.DialOption{grpc.WithDefaultCallOptions(grpc.ForceCodec(Codec), grpc.MaxCallRecvMsgSize(MaxMessageBytes), grpc.MaxCallSendMsgSize(MaxMessageBytes))}
+	return []grpc.DialOption{grpc.WithDefaultCallOptions(grpc.ForceCodec(Codec), grpc.MaxCallRecvMsgSize(MaxMessageBytes), grpc.MaxCallSendMsgSize(MaxMessageBytes)),
+		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: KeepaliveTime, Timeout: KeepaliveTimeout})}
 }
 
 // Serve runs srv on lis until ctx ends, then stops it gracefully (in-flight
