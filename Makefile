@@ -57,7 +57,7 @@ integration:
 	$(GO) test -tags integration -race -count=1 -timeout 30m ./internal/...
 
 # End-to-end: real Debian packages, real images, QEMU + OVMF Secure Boot +
-# swtpm under TCG. Needs root and Debian's mirror; about 10 minutes here.
+# swtpm under TCG. Needs root and Debian's mirror; about 20 minutes here.
 e2e:
 	$(GO) test -tags e2e -count=1 -timeout 60m -v ./e2e/
 
