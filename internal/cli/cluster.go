@@ -152,8 +152,17 @@ func printCluster(g *globals, c *localCluster, nodes []api.Node) error {
 		}
 		out = append(out, cn)
 	}
+	lan := map[string]any{"up": false}
+	if seg, err := c.segment(); err == nil {
+		lan = map[string]any{"up": seg.Exists(), "netns": seg.Netns, "gateway": seg.Gateway.String(), "hostInterface": seg.HostIf}
+	}
 	if g.output == OutputJSON {
-		return g.writeJSON(map[string]any{"cluster": c.spec.Metadata.Name, "hub": c.hubAddr, "nodes": out})
+		return g.writeJSON(map[string]any{"cluster": c.spec.Metadata.Name, "hub": c.hubAddr, "lan": lan, "nodes": out})
+	}
+	if lan["up"] == true {
+		fmt.Fprintf(g.stdout, "LAN %s: bridge in network namespace %s, host end %s\n", lan["gateway"], lan["netns"], lan["hostInterface"])
+	} else {
+		fmt.Fprintln(g.stdout, "LAN: not up")
 	}
 	if c.hubAddr == "" {
 		fmt.Fprintf(g.stdout, "cluster %s: hub not running\n", c.spec.Metadata.Name)
