@@ -31,7 +31,7 @@ func (f *clusterFlags) add(cmd *cobra.Command, withBuild bool) {
 	cmd.Flags().StringVar(&f.keys, "keys", "keys", "key directory")
 	cmd.Flags().StringVar(&f.state, "state", "", "cluster state directory (default .kubedos/clusters/<cluster>)")
 	if withBuild {
-		cmd.Flags().StringVar(&f.build, "build", "", "build directory to deploy (required)")
+		cmd.Flags().StringVar(&f.build, "build", "", "build to deploy (required): its directory, or its build-id (or a unique prefix) under out/")
 		cmd.Flags().DurationVar(&f.timeout, "timeout", 15*time.Minute, "give up waiting for every node to enroll after this long")
 		_ = cmd.MarkFlagRequired("build")
 	}
@@ -103,6 +103,9 @@ is refused. Needs root (network namespace, swtpm, qemu).`,
 			}
 			ks, err := sign.LoadKeySet(f.keys)
 			if err != nil {
+				return err
+			}
+			if f.build, err = resolveBuild(f.build, "out"); err != nil {
 				return err
 			}
 			m, err := verifiedManifest(f.build, ks)

@@ -170,11 +170,12 @@ func nodeUpgradeCmd(g *globals) *cobra.Command {
 		hc       hubClient
 		nodeAddr string
 		buildDir string
+		outDir   string
 		noReboot bool
 		wait     time.Duration
 	)
 	cmd := &cobra.Command{
-		Use:   "upgrade NAME --build DIR",
+		Use:   "upgrade NAME --build BUILD-ID|DIR",
 		Short: "Write a signed build to a node's idle A/B slot, reboot into it, wait for it to be marked good",
 		Long: `Upgrade one node (DESIGN.md §4). The hub is told the node may run the build
 (its signed manifest; admin), then the node's role image — root, verity tree and
@@ -193,8 +194,9 @@ by itself. This command waits for either outcome and exits 1 on a rollback.`,
 			if err := g.checkOutput(OutputText, OutputJSON); err != nil {
 				return err
 			}
-			if buildDir == "" {
-				return errors.New("--build DIR is required")
+			buildDir, err := resolveBuild(buildDir, outDir)
+			if err != nil {
+				return err
 			}
 			admin, doneHub, err := hc.admin()
 			if err != nil {
@@ -215,7 +217,8 @@ by itself. This command waits for either outcome and exits 1 on a rollback.`,
 	}
 	hc.addFlags(cmd)
 	cmd.Flags().StringVar(&nodeAddr, "node", "", "node API address host:port (default NAME:7444)")
-	cmd.Flags().StringVar(&buildDir, "build", "", "build directory (out/<cluster>/<build-id>) to install")
+	cmd.Flags().StringVar(&buildDir, "build", "", "build to install: its directory, or its build-id (or a unique prefix) under --out")
+	cmd.Flags().StringVar(&outDir, "out", "out", "where kubedos build wrote its builds (for --build BUILD-ID)")
 	cmd.Flags().BoolVar(&noReboot, "no-reboot", false, "write the idle slot and its boot entry, but do not reboot")
 	cmd.Flags().DurationVar(&wait, "wait", 20*time.Minute, "how long to wait for the node to settle after the reboot")
 	return cmd
@@ -276,6 +279,9 @@ rollback, timeout) stops the roll; the nodes not reached keep their build.`,
 			}
 			ks, err := sign.LoadKeySet(f.keys)
 			if err != nil {
+				return err
+			}
+			if f.build, err = resolveBuild(f.build, "out"); err != nil {
 				return err
 			}
 			if _, err := verifiedManifest(f.build, ks); err != nil {
