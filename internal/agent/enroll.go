@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/kubedos/kubedos/internal/api"
@@ -37,7 +38,10 @@ const (
 
 // EnrollConfig is what a node needs to enroll.
 type EnrollConfig struct {
-	Hub      string // host:port
+	Hub string // host:port
+	// HubFile, when it exists, names the hub instead of Hub: a master that
+	// took the hub over renews with itself.
+	HubFile  string
 	CA       *x509.Certificate
 	Name     string
 	Role     string
@@ -45,6 +49,18 @@ type EnrollConfig struct {
 	TPM      string // /dev/tpmrm0
 	EventLog string
 	StateDir string // where the identity is written
+}
+
+// HubAddr is where the node's hub is now.
+func (c EnrollConfig) HubAddr() string {
+	if c.HubFile != "" {
+		if b, err := os.ReadFile(c.HubFile); err == nil {
+			if a := strings.TrimSpace(string(b)); a != "" {
+				return a
+			}
+		}
+	}
+	return c.Hub
 }
 
 // Enrolled is the identity the hub issued.
@@ -68,8 +84,8 @@ func Enroll(ctx context.Context, cfg EnrollConfig, logf func(string, ...any)) (*
 	if err != nil {
 		return nil, err
 	}
-	logf("EK %s; connecting to hub %s", attest.EKHash(id.EKPublic), cfg.Hub)
-	cc, err := dialHub(cfg.Hub, cfg.CA, nil)
+	logf("EK %s; connecting to hub %s", attest.EKHash(id.EKPublic), cfg.HubAddr())
+	cc, err := dialHub(cfg.HubAddr(), cfg.CA, nil)
 	if err != nil {
 		return nil, err
 	}

@@ -27,6 +27,11 @@ var (
 	CAFile   = "/etc/kubedos/ca.crt"
 	RoleFile = "/etc/kubedos/role"
 	TPMPath  = "/dev/tpmrm0"
+	// HubAddrFile names the hub once a master has taken it over; it wins
+	// over SMBIOS's kubedos.hub (which named the operator's hub).
+	HubAddrFile = "/var/lib/kubedos/hub.addr"
+	// HubDir is where a master keeps the hub it took over.
+	HubDir = "/var/lib/kubedos/hub"
 )
 
 // Console writes a line to stdout (the journal) and the console.
@@ -43,8 +48,9 @@ func Console(line string) {
 // yet), then renews the certificate with a fresh quote before it expires,
 // and serves the node API (NodeAPIAddr) while enrolled. A
 // refusal by the hub is final (the node is quarantined there); an
-// unreachable hub is retried.
-func RunIdentity(ctx context.Context, st Status) error {
+// unreachable hub is retried. keeper (nil on a node that never keeps the
+// hub) takes the cluster's hub over when an admin hands it to this node.
+func RunIdentity(ctx context.Context, st Status, keeper HubKeeper) error {
 	oem, err := earlyboot.OEMStrings()
 	if err != nil {
 		return err
@@ -73,16 +79,16 @@ func RunIdentity(ctx context.Context, st Status) error {
 		return fmt.Errorf("read role: %w", err)
 	}
 	cfg := EnrollConfig{Hub: hub, CA: ca, Name: name, Role: strings.TrimSpace(string(role)), BuildID: st.Build,
-		TPM: TPMPath, EventLog: EventLogPath, StateDir: IdentityDir}
+		TPM: TPMPath, EventLog: EventLogPath, StateDir: IdentityDir, HubFile: HubAddrFile}
 	logf := func(f string, a ...any) { Console("kubedosd: " + fmt.Sprintf(f, a...)) }
 	if _, err := os.Stat(filepath.Join(IdentityDir, NodeCertFile)); err == nil {
 		logf("identity present in %s", IdentityDir)
-		return runEnrolled(ctx, cfg, st, false, logf)
+		return runEnrolled(ctx, cfg, st, false, keeper, logf)
 	}
 	if err := enroll(ctx, cfg, logf); err != nil {
 		return err
 	}
-	return runEnrolled(ctx, cfg, st, true, logf)
+	return runEnrolled(ctx, cfg, st, true, keeper, logf)
 }
 
 // enroll runs the enrollment protocol until the hub answers.

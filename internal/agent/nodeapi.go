@@ -61,6 +61,13 @@ var nodeAPIActions = map[string]pki.Action{
 	"Shutdown":       pki.ActionPower,
 	"Upgrade":        pki.ActionUpgrade,
 	"Rollback":       pki.ActionUpgrade,
+	"TakeOverHub":    pki.ActionTakeOverHub,
+}
+
+// HubKeeper serves the cluster's hub on a master once an operator hands it
+// over (internal/hubhost's Keeper). Its errors are gRPC statuses.
+type HubKeeper interface {
+	TakeOver(ctx context.Context, self, role, actor string, req *api.HubHandoff) (*api.HubHandoffResult, error)
 }
 
 // NodeAPIConfig is what the node API server needs.
@@ -78,6 +85,8 @@ type NodeAPIConfig struct {
 	// Slots writes upgrades and rollbacks (nil: the node refuses them).
 	Slots       *Slots
 	Revocations *RevocationList
+	// Hub takes the cluster's hub over (nil: the node refuses to).
+	Hub HubKeeper
 	// PCRDir and MountInfo are read by health and drift checks (default
 	// PCRDir and /proc/self/mountinfo).
 	PCRDir    string
@@ -275,7 +284,7 @@ func (n *NodeAPI) unary(ctx context.Context, req any, info *grpc.UnaryServerInfo
 		n.audit(rec, err)
 		return nil, err
 	}
-	resp, err := handler(ctx, req)
+	resp, err := handler(context.WithValue(ctx, actorKey{}, actor), req)
 	err = grpcError(err)
 	n.audit(rec, err)
 	return resp, err
@@ -295,6 +304,17 @@ func (n *NodeAPI) stream(srv any, ss grpc.ServerStream, info *grpc.StreamServerI
 	err = grpcError(handler(srv, ss))
 	n.audit(rec, err)
 	return err
+}
+
+// actorKey carries the authenticated caller's name to a method (for
+// records kept elsewhere, such as the hub's audit log).
+type actorKey struct{}
+
+func actorOf(ctx context.Context) string {
+	if a, ok := ctx.Value(actorKey{}).(string); ok {
+		return a
+	}
+	return "unknown"
 }
 
 func (n *NodeAPI) record(ctx context.Context, pe pki.Peer, actor, method, target string) AuditRecord {

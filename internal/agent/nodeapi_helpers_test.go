@@ -242,7 +242,7 @@ type nodeEnv struct {
 	audits []AuditRecord
 }
 
-func newNodeEnv(t *testing.T) *nodeEnv {
+func newNodeEnv(t *testing.T, opts ...func(*NodeAPIConfig)) *nodeEnv {
 	t.Helper()
 	e := &nodeEnv{t: t, ca: newTestCA(t, "kubedos test CA"), sys: newFakeSystem(), stateDir: t.TempDir()}
 	e.idDir = filepath.Join(e.stateDir, "identity")
@@ -262,11 +262,15 @@ func newNodeEnv(t *testing.T) *nodeEnv {
 	if err := os.WriteFile(mounts, []byte(roMountInfo), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	e.api, err = NewNodeAPI(NodeAPIConfig{Name: "w-1", Role: "worker", CA: e.ca.Certificate(), IdentityDir: e.idDir,
+	cfg := NodeAPIConfig{Name: "w-1", Role: "worker", CA: e.ca.Certificate(), IdentityDir: e.idDir,
 		StateDir: e.stateDir, Status: Status{Build: "b-0011", Slot: "a", RootHash: strings.Repeat("cd", 32)},
 		System: e.sys, Revocations: e.revs, PCRDir: pcrs, MountInfo: mounts, PowerDelay: 300 * time.Millisecond,
 		Audit: func(r AuditRecord) { e.mu.Lock(); e.audits = append(e.audits, r); e.mu.Unlock() },
-		Logf:  t.Logf})
+		Logf:  t.Logf}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	e.api, err = NewNodeAPI(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -422,3 +422,11 @@ func (n *NodeAPI) ApplyStoredConfig() error {
 	}
 	return n.applyConfig(cfg)
 }
+
+// TakeOverHub hands the cluster's hub to this node, if it is a master.
+func (s nodeService) TakeOverHub(ctx context.Context, req *api.HubHandoff) (*api.HubHandoffResult, error) {
+	if s.n.cfg.Hub == nil {
+		return nil, fmt.Errorf("%w: node %s (role %s) does not keep a hub", ErrRefused, s.n.cfg.Name, s.n.cfg.Role)
+	}
+	return s.n.cfg.Hub.TakeOver(ctx, s.n.cfg.Name, s.n.cfg.Role, actorOf(ctx), req)
+}

@@ -59,7 +59,7 @@ func reattest(ctx context.Context, cfg EnrollConfig, att *attestation, logf func
 // against, beside the certificate renewal loop. All three are owned by ctx;
 // when renewal ends (a refusal: the node is quarantined) the API stops too.
 // A node API that cannot start is logged and the node keeps its identity.
-func runEnrolled(ctx context.Context, cfg EnrollConfig, st Status, justEnrolled bool, logf func(string, ...any)) error {
+func runEnrolled(ctx context.Context, cfg EnrollConfig, st Status, justEnrolled bool, keeper HubKeeper, logf func(string, ...any)) error {
 	ctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	defer func() { cancel(); wg.Wait() }()
@@ -97,7 +97,7 @@ func runEnrolled(ctx context.Context, cfg EnrollConfig, st Status, justEnrolled 
 	}
 	sys := NewHostSystem()
 	srv, err := NewNodeAPI(NodeAPIConfig{Name: cfg.Name, Role: cfg.Role, CA: cfg.CA, IdentityDir: cfg.StateDir,
-		StateDir: NodeStateDir, Status: st, System: sys, Revocations: revs, Slots: slots,
+		StateDir: NodeStateDir, Status: st, System: sys, Revocations: revs, Slots: slots, Hub: keeper,
 		Logf: func(f string, a ...any) { logf("node API: "+f, a...) }})
 	if err == nil && slots != nil {
 		check := BootCheck{Slots: slots, Health: srv.CheckHealth, Attested: att.get, Timeout: BootCheckTimeout,

@@ -39,7 +39,7 @@ func Renew(ctx context.Context, cfg EnrollConfig) (*Enrolled, error) {
 	if err := p.LoadAK(blob); err != nil {
 		return nil, err
 	}
-	cc, err := dialHub(cfg.Hub, cfg.CA, &pair)
+	cc, err := dialHub(cfg.HubAddr(), cfg.CA, &pair)
 	if err != nil {
 		return nil, err
 	}

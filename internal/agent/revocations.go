@@ -115,7 +115,7 @@ func FetchRevocations(ctx context.Context, cfg EnrollConfig) ([]string, error) {
 	if err != nil {
 		return nil, fmt.Errorf("revocation list: node identity: %w", err)
 	}
-	cc, err := dialHub(cfg.Hub, cfg.CA, &pair)
+	cc, err := dialHub(cfg.HubAddr(), cfg.CA, &pair)
 	if err != nil {
 		return nil, err
 	}
@@ -124,7 +124,7 @@ func FetchRevocations(ctx context.Context, cfg EnrollConfig) ([]string, error) {
 	defer cancel()
 	res, err := api.NewRevocationsClient(cc).Revoked(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("revocation list from hub %s: %w", cfg.Hub, err)
+		return nil, fmt.Errorf("revocation list from hub %s: %w", cfg.HubAddr(), err)
 	}
 	return res.Serials, nil
 }

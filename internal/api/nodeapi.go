@@ -247,12 +247,14 @@ type NodeServer interface {
 	// and its boot entry are written (or the payload is refused).
 	Upgrade(UpgradeStream) (*UpgradeResult, error)
 	Rollback(context.Context, *RollbackRequest) (*UpgradeResult, error)
+	// TakeOverHub makes a master serve the cluster's hub from now on.
+	TakeOverHub(context.Context, *HubHandoff) (*HubHandoffResult, error)
 }
 
 // NodeMethods lists NodeService's methods, unary and streaming: a server
 // that authorizes per method checks it covers each one.
 var NodeMethods = []string{"Version", "Health", "Services", "RestartService", "Logs", "Follow", "Dmesg",
-	"Reboot", "Shutdown", "ConfigGet", "ConfigApply", "Drift", "Upgrade", "Rollback"}
+	"Reboot", "Shutdown", "ConfigGet", "ConfigApply", "Drift", "Upgrade", "Rollback", "TakeOverHub"}
 
 var (
 	followDesc  = grpc.StreamDesc{StreamName: "Follow", ServerStreams: true}
@@ -293,6 +295,7 @@ func RegisterNode(s *grpc.Server, impl NodeServer) {
 			unary(NodeService, "ConfigApply", NodeServer.ConfigApply),
 			unary(NodeService, "Drift", NodeServer.Drift),
 			unary(NodeService, "Rollback", NodeServer.Rollback),
+			unary(NodeService, "TakeOverHub", NodeServer.TakeOverHub),
 		},
 		Streams: []grpc.StreamDesc{follow, up},
 	}, impl)
@@ -382,4 +385,48 @@ func (c *NodeClient) ConfigApply(ctx context.Context, document string, dryRun bo
 
 func (c *NodeClient) Drift(ctx context.Context) (*Drift, error) {
 	return invoke[Drift](ctx, c.cc, nodeMethod("Drift"), &DriftRequest{})
+}
+
+// MaxHubStateBytes bounds the hub state a handoff carries (one message).
+const MaxHubStateBytes = MaxMessageBytes - 1<<20
+
+// HubHandoff hands the cluster's hub to a master's kubedosd: everything
+// `kubedos hub serve` runs with, and its state. The CA key travels only
+// inside the node API's mutual TLS; the master seals it to its TPM.
+type HubHandoff struct {
+	// CACert and CAKey are the cluster CA (PEM; the key PKCS #8). The
+	// certificate must be the one baked into the node's image.
+	CACert []byte `json:"caCert"`
+	CAKey  []byte `json:"caKey"`
+	// Spec is the cluster spec (YAML) the hub's policy reads.
+	Spec []byte `json:"spec"`
+	// Manifest and Signature are the signed manifest of the build the
+	// nodes must run; the node checks the signature with its image's key.
+	Manifest  []byte `json:"manifest"`
+	Signature []byte `json:"signature"`
+	// EKCAs is the PEM bundle of EK certificate CAs, if the policy has one.
+	EKCAs []byte `json:"ekCAs,omitempty"`
+	// State is the hub's bbolt file, taken while no hub served it.
+	State []byte `json:"state"`
+	// Hosts are extra names and addresses for the hub's TLS certificate.
+	Hosts []string `json:"hosts,omitempty"`
+}
+
+// HubHandoffResult is what the master serves from now on.
+type HubHandoffResult struct {
+	Node   string `json:"node"`
+	Listen string `json:"listen"`
+	// Nodes is how many node records the state held.
+	Nodes int `json:"nodes"`
+	// Sealed says the CA key is sealed to the master's TPM.
+	Sealed bool `json:"sealed"`
+	// AuditHead is the hash of the audit chain's last entry after the
+	// takeover was recorded.
+	AuditSeq  uint64 `json:"auditSeq"`
+	AuditHead string `json:"auditHead"`
+}
+
+// TakeOverHub hands the hub to the node (a master); admin only.
+func (c *NodeClient) TakeOverHub(ctx context.Context, h *HubHandoff) (*HubHandoffResult, error) {
+	return invoke[HubHandoffResult](ctx, c.cc, nodeMethod("TakeOverHub"), h)
 }

@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"context"
 	"crypto/x509"
 	"encoding/pem"
 	"fmt"
@@ -12,7 +11,7 @@ import (
 
 	"github.com/kubedos/kubedos/internal/api"
 	"github.com/kubedos/kubedos/internal/build"
-	"github.com/kubedos/kubedos/internal/hub"
+	"github.com/kubedos/kubedos/internal/hubhost"
 	"github.com/kubedos/kubedos/internal/pki"
 	"github.com/kubedos/kubedos/internal/sign"
 	"github.com/kubedos/kubedos/internal/spec"
@@ -75,35 +74,18 @@ State (nodes, sessions, revocations, the hash-chained audit log) is kept in
 			if err := os.MkdirAll(state, 0o700); err != nil {
 				return err
 			}
-			store, err := hub.Open(filepath.Join(state, "hub.db"))
-			if err != nil {
-				return err
-			}
-			defer store.Close()
-			life, _ := time.ParseDuration(s.Trust.CertificateLifetime)
-			h, err := hub.New(hub.Options{Store: store, CA: ca, Verifier: hub.AttestVerifier{EKCAs: ekCAs},
-				Policy: hub.ManifestPolicy{Spec: s, Manifest: m}, ArtifactKey: ks.SigningPub, AllowWindow: s.Trust.EKPolicy.Mode == spec.EKWindow, CertLifetime: life})
-			if err != nil {
-				return err
-			}
-			for _, ek := range s.Trust.EKPolicy.RegisteredEKs {
-				if err := h.RegisterEK(cmd.Context(), hub.System, "", ek); err != nil {
-					return fmt.Errorf("register EK %s from the spec: %w", ek, err)
-				}
-			}
-			srv, err := hub.NewServer(h, ca, hosts, 30*24*time.Hour)
+			h, err := hubhost.Open(cmd.Context(), hubhost.Config{Spec: s, Manifest: m, CA: ca, ArtifactKey: ks.SigningPub, EKCAs: ekCAs,
+				StatePath: filepath.Join(state, "hub.db"), Hosts: hosts})
 			if err != nil {
 				return err
 			}
 			lis, err := net.Listen("tcp", listen)
 			if err != nil {
+				h.Close()
 				return fmt.Errorf("hub: listen %s: %w", listen, err)
 			}
-			ctx, cancel := context.WithCancel(cmd.Context())
-			defer cancel()
-			go pruneLoop(ctx, h)
 			fmt.Fprintf(g.stderr, "hub for cluster %q (build %s) listening on %s; state %s\n", s.Metadata.Name, m.BuildID, lis.Addr(), state)
-			return srv.Serve(ctx, lis)
+			return h.Serve(cmd.Context(), lis)
 		},
 	}
 	cmd.Flags().StringVar(&keys, "keys", "keys", "key directory (the cluster CA signs node certificates)")
@@ -114,20 +96,6 @@ State (nodes, sessions, revocations, the hash-chained audit log) is kept in
 	cmd.Flags().StringSliceVar(&hosts, "host", []string{"127.0.0.1"}, "extra names and addresses for the hub's TLS certificate")
 	_ = cmd.MarkFlagRequired("build")
 	return cmd
-}
-
-// pruneLoop drops expired enrollment sessions until ctx ends.
-func pruneLoop(ctx context.Context, h *hub.Hub) {
-	t := time.NewTicker(time.Minute)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			_, _ = h.Prune(ctx)
-		}
-	}
 }
 
 // verifiedManifest reads a build's manifest and checks its signature with

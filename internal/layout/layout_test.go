@@ -36,9 +36,10 @@ var rank = map[string]int{
 	"internal/target":    3, // includes internal/target/qemu
 	"internal/agent":     4, // kubedosd; imports api and attest
 	"internal/hub":       4,
-	"internal/cli":       5,
-	"cmd":                6,
-	"bench":              6, // benchmark helpers, like commands
+	"internal/hubhost":   5, // runs a hub: kubedos hub serve, and kubedosd on the master
+	"internal/cli":       6,
+	"cmd":                7,
+	"bench":              7, // benchmark helpers, like commands
 
 	// Test support over internal/attest: simulated nodes (tests and bench).
 	"internal/attest/attesttest": 3,

@@ -123,6 +123,9 @@ const (
 	// ActionUpgrade: assign a node a build, write it to the node's idle
 	// slot, or roll the node back to its other slot. Admin.
 	ActionUpgrade Action = "node.upgrade"
+	// ActionTakeOverHub: hand the cluster's hub (its state and the CA key)
+	// to a master's kubedosd. Admin.
+	ActionTakeOverHub Action = "hub.takeover"
 )
 
 // minRole is the lowest operator role allowed each operator action.
@@ -140,6 +143,7 @@ var minRole = map[Action]Role{
 	ActionApplyConfig:     RoleOperator,
 	ActionPower:           RoleAdmin,
 	ActionUpgrade:         RoleAdmin,
+	ActionTakeOverHub:     RoleAdmin,
 }
 
 // nodeActions are the only actions a node certificate allows.

@@ -107,6 +107,14 @@ func Load(path string) (*ClusterSpec, error) {
 	if err != nil {
 		return nil, err
 	}
+	return LoadBytes(data)
+}
+
+// LoadBytes is Load of a spec already read (a spec handed over the wire).
+func LoadBytes(data []byte) (*ClusterSpec, error) {
+	if len(data) > MaxSpecBytes {
+		return nil, fmt.Errorf("spec: %d bytes, more than %d", len(data), MaxSpecBytes)
+	}
 	doc, err := Parse(data)
 	if err != nil {
 		return nil, err

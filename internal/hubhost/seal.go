@@ -1,0 +1,141 @@
+package hubhost
+
+import (
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/google/go-tpm-tools/client"
+	pb "github.com/google/go-tpm-tools/proto/tpm"
+	"github.com/google/go-tpm/legacy/tpm2"
+	"google.golang.org/protobuf/proto"
+)
+
+// Sealer keeps a secret that only this machine can read back.
+type Sealer interface {
+	Seal(secret []byte) ([]byte, error)
+	Unseal(blob []byte) ([]byte, error)
+}
+
+// SealPCRs are what the CA key is sealed to: PCR 7, the Secure Boot
+// policy. It stays the same across A/B upgrades (every UKI is signed by the
+// same db key) and changes when Secure Boot is off or its keys change, so
+// a master booted outside the cluster's trust chain cannot sign.
+var SealPCRs = []int{7}
+
+// TPMSealer seals to the TPM's storage root key and the current values of
+// PCRs: the blob is useless on another TPM or with other PCR values.
+type TPMSealer struct {
+	// Open opens the TPM (/dev/tpmrm0 on a node; a simulator in tests).
+	Open func() (io.ReadWriteCloser, error)
+	PCRs []int
+}
+
+// DeviceSealer seals with the TPM at path, to SealPCRs.
+func DeviceSealer(path string) TPMSealer {
+	return TPMSealer{Open: func() (io.ReadWriteCloser, error) { return tpm2.OpenTPM(path) }, PCRs: SealPCRs}
+}
+
+func (s TPMSealer) withSRK(fn func(*client.Key) error) (err error) {
+	if s.Open == nil {
+		return errors.New("no TPM to seal with")
+	}
+	rw, err := s.Open()
+	if err != nil {
+		return fmt.Errorf("open TPM: %w", err)
+	}
+	defer func() { err = errors.Join(err, rw.Close()) }()
+	srk, err := client.StorageRootKeyECC(rw)
+	if err != nil {
+		return fmt.Errorf("TPM storage root key: %w", err)
+	}
+	defer srk.Close()
+	return fn(srk)
+}
+
+// envelope is a sealed secret: a TPM sealed object holds only up to 128
+// bytes, so it holds a fresh AES-256 key and the secret is encrypted with
+// it (AES-GCM).
+type envelope struct {
+	Sealed     []byte `json:"sealed"` // pb.SealedBytes of the AES key
+	Nonce      []byte `json:"nonce"`
+	Ciphertext []byte `json:"ciphertext"`
+}
+
+// Seal seals secret to the TPM and the current PCR values.
+func (s TPMSealer) Seal(secret []byte) ([]byte, error) {
+	key := make([]byte, 32)
+	if _, err := rand.Read(key); err != nil {
+		return nil, err
+	}
+	var env envelope
+	err := s.withSRK(func(srk *client.Key) error {
+		sb, err := srk.Seal(key, client.SealOpts{Current: tpm2.PCRSelection{Hash: tpm2.AlgSHA256, PCRs: s.PCRs}})
+		if err != nil {
+			return fmt.Errorf("seal to the TPM: %w", err)
+		}
+		env.Sealed, err = proto.Marshal(sb)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	aead, err := gcm(key)
+	if err != nil {
+		return nil, err
+	}
+	env.Nonce = make([]byte, aead.NonceSize())
+	if _, err := rand.Read(env.Nonce); err != nil {
+		return nil, err
+	}
+	env.Ciphertext = aead.Seal(nil, env.Nonce, secret, nil)
+	return json.Marshal(env)
+}
+
+// Unseal gives back what Seal sealed, if this is the same TPM and the PCRs
+// hold the same values.
+func (s TPMSealer) Unseal(blob []byte) ([]byte, error) {
+	var env envelope
+	if err := json.Unmarshal(blob, &env); err != nil {
+		return nil, fmt.Errorf("sealed blob: %w", err)
+	}
+	var sb pb.SealedBytes
+	if err := proto.Unmarshal(env.Sealed, &sb); err != nil {
+		return nil, fmt.Errorf("sealed blob: %w", err)
+	}
+	var key []byte
+	err := s.withSRK(func(srk *client.Key) error {
+		var err error
+		if key, err = srk.Unseal(&sb, client.UnsealOpts{}); err != nil {
+			return fmt.Errorf("unseal with the TPM (another TPM, or PCR %v changed?): %w", s.PCRs, err)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	aead, err := gcm(key)
+	if err != nil {
+		return nil, err
+	}
+	out, err := aead.Open(nil, env.Nonce, env.Ciphertext, nil)
+	if err != nil {
+		return nil, fmt.Errorf("sealed blob: %w", err)
+	}
+	return out, nil
+}
+
+func gcm(key []byte) (cipher.AEAD, error) {
+	if len(key) != 32 {
+		return nil, fmt.Errorf("sealed key is %d bytes, want 32", len(key))
+	}
+	b, err := aes.NewCipher(key)
+	if err != nil {
+		return nil, err
+	}
+	return cipher.NewGCM(b)
+}

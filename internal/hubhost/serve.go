@@ -1,0 +1,124 @@
+// Package hubhost runs the cluster's hub wherever it lives: on an operator
+// machine (`kubedos hub serve`, and `kubedos cluster up` while the cluster
+// boots) and on the master, whose kubedosd takes the hub over (Keeper) and
+// serves it from the state partition across reboots and upgrades.
+package hubhost
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net"
+	"time"
+
+	"github.com/kubedos/kubedos/internal/build"
+	"github.com/kubedos/kubedos/internal/hub"
+	"github.com/kubedos/kubedos/internal/pki"
+	"github.com/kubedos/kubedos/internal/spec"
+)
+
+// Port is where a hub listens by default.
+const Port = 7443
+
+// ServerCertLifetime is the life of the hub's own TLS certificate, made
+// fresh each time it starts.
+const ServerCertLifetime = 30 * 24 * time.Hour
+
+// Config is everything a hub runs with.
+type Config struct {
+	Spec *spec.ClusterSpec
+	// Manifest is the signed manifest of the build nodes must run; the
+	// caller has checked its signature.
+	Manifest    *build.Manifest
+	CA          *pki.CA
+	ArtifactKey ed25519.PublicKey
+	// EKCAs vouch for EK certificates (nil: none).
+	EKCAs *x509.CertPool
+	// StatePath is the bbolt file.
+	StatePath string
+	// Hosts are names and addresses for the hub's TLS certificate besides
+	// hub.ServerName.
+	Hosts []string
+	Now   func() time.Time
+}
+
+// Hub is a hub ready to serve: its state is open until Serve returns or
+// Close is called.
+type Hub struct {
+	*hub.Hub
+	store  *hub.Store
+	server *hub.Server
+}
+
+// Open opens the state, makes the hub with the spec's policy and seeds the
+// spec's registered EKs (audited as the hub's own action).
+func Open(ctx context.Context, cfg Config) (*Hub, error) {
+	if cfg.Spec == nil || cfg.Manifest == nil || cfg.CA == nil {
+		return nil, errors.New("hub: spec, manifest and CA are required")
+	}
+	if cfg.Manifest.Cluster != cfg.Spec.Metadata.Name {
+		return nil, fmt.Errorf("build %s is of cluster %q, the spec is %q", cfg.Manifest.BuildID, cfg.Manifest.Cluster, cfg.Spec.Metadata.Name)
+	}
+	life, err := time.ParseDuration(cfg.Spec.Trust.CertificateLifetime)
+	if err != nil {
+		return nil, fmt.Errorf("spec trust.certificateLifetime: %w", err)
+	}
+	store, err := hub.Open(cfg.StatePath)
+	if err != nil {
+		return nil, err
+	}
+	h, err := hub.New(hub.Options{Store: store, CA: cfg.CA, Verifier: hub.AttestVerifier{EKCAs: cfg.EKCAs},
+		Policy: hub.ManifestPolicy{Spec: cfg.Spec, Manifest: cfg.Manifest}, ArtifactKey: cfg.ArtifactKey,
+		AllowWindow: cfg.Spec.Trust.EKPolicy.Mode == spec.EKWindow, CertLifetime: life, Now: cfg.Now})
+	if err != nil {
+		store.Close()
+		return nil, err
+	}
+	for _, ek := range cfg.Spec.Trust.EKPolicy.RegisteredEKs {
+		if err := h.RegisterEK(ctx, hub.System, "", ek); err != nil {
+			store.Close()
+			return nil, fmt.Errorf("register EK %s from the spec: %w", ek, err)
+		}
+	}
+	srv, err := hub.NewServer(h, cfg.CA, cfg.Hosts, ServerCertLifetime)
+	if err != nil {
+		store.Close()
+		return nil, err
+	}
+	return &Hub{Hub: h, store: store, server: srv}, nil
+}
+
+// Serve serves on lis until ctx ends, dropping expired enrollment sessions
+// every minute, then closes the state.
+func (h *Hub) Serve(ctx context.Context, lis net.Listener) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go pruneLoop(ctx, h.Hub)
+	err := h.server.Serve(ctx, lis)
+	return errors.Join(err, h.Close())
+}
+
+// Close closes the state (Serve does it when it returns).
+func (h *Hub) Close() error {
+	err := h.store.Close()
+	if errors.Is(err, hub.ErrClosed) {
+		return nil
+	}
+	return err
+}
+
+// pruneLoop drops expired enrollment sessions until ctx ends.
+func pruneLoop(ctx context.Context, h *hub.Hub) {
+	t := time.NewTicker(time.Minute)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			_, _ = h.Prune(ctx)
+		}
+	}
+}
