@@ -70,6 +70,48 @@ func TestLocalClusterUpDown(t *testing.T) {
 			t.Errorf("node %s: API on %s, want %s (its spec address)", n.Name, n.API, wantAPI[n.Name])
 		}
 	}
+	// The hub is the master's: handed over once the master enrolled with
+	// the host's hub; no hub runs on this host; the workers enrolled
+	// through the master's hub (their enrollment follows the takeover in
+	// the one audit chain).
+	var where struct {
+		Hub   string `json:"hub"`
+		HubOn string `json:"hubOn"`
+	}
+	if err := json.Unmarshal([]byte(must(t, dir, "cluster", "status", "cluster.yaml", "--keys", "keys", "-o", "json")), &where); err != nil {
+		t.Fatal(err)
+	}
+	if where.Hub != "10.20.0.10:7443" || where.HubOn != "master" {
+		t.Errorf("hub %s on %s, want 10.20.0.10:7443 on master", where.Hub, where.HubOn)
+	}
+	if out, _ := exec.Command("pgrep", "-af", "hub serve.*"+filepath.Join(dir, ".kubedos")).Output(); len(strings.TrimSpace(string(out))) > 0 {
+		t.Errorf("a hub still runs on the host after the handoff:\n%s", out)
+	}
+	var audit api.AuditResponse
+	if err := json.Unmarshal([]byte(must(t, dir, "audit", "--hub", where.Hub, "--keys", "keys", "-o", "json")), &audit); err != nil {
+		t.Fatal(err)
+	}
+	if !audit.ChainOK {
+		t.Error("the audit chain does not verify on the master's hub")
+	}
+	var takeover uint64
+	enrolledAt := map[string]uint64{}
+	for _, e := range audit.Entries {
+		switch {
+		case e.Action == "hub.takeover" && e.Target == "master" && e.Outcome == "ok":
+			takeover = e.Seq
+		case e.Action == "enroll" && e.Outcome == "ok":
+			enrolledAt[e.Target] = e.Seq
+		}
+	}
+	if takeover == 0 || enrolledAt["master"] == 0 || enrolledAt["master"] > takeover {
+		t.Errorf("audit: takeover at %d, master enrolled at %d: the master must enroll first, then take the hub", takeover, enrolledAt["master"])
+	}
+	for _, w := range []string{"w-1", "w-2"} {
+		if enrolledAt[w] <= takeover {
+			t.Errorf("audit: %s enrolled at %d, not after the takeover (%d): not through the master's hub", w, enrolledAt[w], takeover)
+		}
+	}
 	// One L2 segment: the bridge in the namespace has learned every VM's
 	// MAC on its own tap.
 	fdb, err := exec.Command("bridge", "-n", "kubedos-local", "fdb", "show", "br", "lan0").Output()
@@ -158,7 +200,7 @@ func TestLocalClusterUpDown(t *testing.T) {
 		t.Errorf("%s never fetched the revocation list from the hub", master.Name)
 	}
 	again := run(t, dir, nil, "cluster", "up", "cluster.yaml", "--build", b, "--keys", "keys")
-	if again.code != 0 || strings.Count(again.stderr, "already running") != 4 { // the hub and three VMs
+	if again.code != 0 || strings.Count(again.stderr, "already running") != 3 || !strings.Contains(again.stderr, "the hub is kept by master") {
 		t.Errorf("a second up was not a no-op:\n%s", again.stderr)
 	}
 	// Runbook step 1: fence a node: revoked at the hub and its VM stopped.

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -23,8 +24,8 @@ const hubPort = 7443
 
 // clusterFlags are shared by cluster up, down and status.
 type clusterFlags struct {
-	keys, state, build string
-	timeout            time.Duration
+	keys, state, build, hubOn string
+	timeout                   time.Duration
 }
 
 func (f *clusterFlags) add(cmd *cobra.Command, withBuild bool) {
@@ -33,6 +34,7 @@ func (f *clusterFlags) add(cmd *cobra.Command, withBuild bool) {
 	if withBuild {
 		cmd.Flags().StringVar(&f.build, "build", "", "build to deploy (required): its directory, or its build-id (or a unique prefix) under out/")
 		cmd.Flags().DurationVar(&f.timeout, "timeout", 15*time.Minute, "give up waiting for every node to enroll after this long")
+		cmd.Flags().StringVar(&f.hubOn, "hub-on", HubOnMaster, "where the hub runs once the cluster is up: master (handed to the master's kubedosd) or host (kubedos hub serve on the LAN gateway)")
 		_ = cmd.MarkFlagRequired("build")
 	}
 }
@@ -74,7 +76,14 @@ func newClusterUpCmd(g *globals, verb string) *cobra.Command {
           namespace kubedos-<cluster>, joined to this host by a veth pair
           whose host end carries networking.lan.gateway; the host does not
           forward, so the nodes reach only each other and the gateway
-  hub     kubedos hub serve on <gateway>:7443, state in <state>/hub
+  hub     kubedos hub serve on <gateway>:7443, state in <state>/hub, until
+          the master has enrolled with it; then (--hub-on master, the
+          default) the hub is handed to the master's kubedosd over its node
+          API: state, spec, signed manifest and the CA key, which the master
+          seals to its TPM (PCR 7). The master serves the hub on
+          <its address>:7443 from then on, across reboots and upgrades, and
+          no hub runs on this host; the workers name the master's hub from
+          their first boot. --hub-on host keeps the hub on the gateway.
   nodes   one VM per spec node: q35 under TCG, OVMF with the platform's keys and
           Secure Boot enforced, its own swtpm TPM 2.0 (state kept), a
           copy-on-write disk over the role's image, SMBIOS naming the node,
@@ -84,7 +93,9 @@ func newClusterUpCmd(g *globals, verb string) *cobra.Command {
   EKs     each VM's EK is read before it boots and registered with the hub,
           so only that machine can enroll under its name
 
-Running it again changes nothing: running VMs and the hub are left alone.
+Running it again changes nothing: running VMs and the hub are left alone;
+once the master keeps the hub, it is started first and the others once
+its hub answers.
 A node whose disk belongs to another build is only recreated when the spec
 sets destructive.recreateVMs. A LAN that overlaps a network the host has
 is refused. Needs root (network namespace, swtpm, qemu).`,
@@ -112,8 +123,12 @@ is refused. Needs root (network namespace, swtpm, qemu).`,
 			if err != nil {
 				return err
 			}
+			if f.hubOn != HubOnMaster && f.hubOn != HubOnHost {
+				return fmt.Errorf("--hub-on %q: want %s or %s", f.hubOn, HubOnMaster, HubOnHost)
+			}
 			pr := newProgress(g.stderr)
-			c := &localCluster{spec: s, specPath: args[0], keys: ks, manifest: m, buildDir: f.build, dir: f.dir(s), pr: pr}
+			c := &localCluster{spec: s, specPath: args[0], keys: ks, manifest: m, buildDir: f.build, dir: f.dir(s), pr: pr,
+				hubOn: f.hubOn, timeout: f.timeout}
 			if err := c.up(cmd.Context()); err != nil {
 				return err
 			}
@@ -159,8 +174,16 @@ func printCluster(g *globals, c *localCluster, nodes []api.Node) error {
 	if seg, err := c.segment(); err == nil {
 		lan = map[string]any{"up": seg.Exists(), "netns": seg.Netns, "gateway": seg.Gateway.String(), "hostInterface": seg.HostIf}
 	}
+	hubOn := "host"
+	if c.hubKeeper != "" {
+		hubOn = c.hubKeeper
+	}
 	if g.output == OutputJSON {
-		return g.writeJSON(map[string]any{"cluster": c.spec.Metadata.Name, "hub": c.hubAddr, "lan": lan, "nodes": out})
+		doc := map[string]any{"cluster": c.spec.Metadata.Name, "hub": c.hubAddr, "hubOn": hubOn, "lan": lan, "nodes": out}
+		if c.hubErr != nil {
+			doc["hubError"] = c.hubErr.Error()
+		}
+		return g.writeJSON(doc)
 	}
 	if lan["up"] == true {
 		fmt.Fprintf(g.stdout, "LAN %s: bridge in network namespace %s, host end %s\n", lan["gateway"], lan["netns"], lan["hostInterface"])
@@ -170,7 +193,10 @@ func printCluster(g *globals, c *localCluster, nodes []api.Node) error {
 	if c.hubAddr == "" {
 		fmt.Fprintf(g.stdout, "cluster %s: hub not running\n", c.spec.Metadata.Name)
 	} else {
-		fmt.Fprintf(g.stdout, "cluster %s: hub %s (kubedos node list --hub %s --keys %s)\n", c.spec.Metadata.Name, c.hubAddr, c.hubAddr, c.keysDir())
+		fmt.Fprintf(g.stdout, "cluster %s: hub %s on %s (kubedos node list --hub %s --keys %s)\n", c.spec.Metadata.Name, c.hubAddr, hubOn, c.hubAddr, c.keysDir())
+	}
+	if c.hubErr != nil {
+		fmt.Fprintf(g.stdout, "hub not answering: %v\n", c.hubErr)
 	}
 	tw := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "NAME\tROLE\tVM\tSTATE\tBUILD\tNODE API\tCONSOLE")
@@ -210,7 +236,25 @@ func newClusterStatusCmd(g *globals) *cobra.Command {
 			}
 			c := &localCluster{spec: s, keys: ks, dir: f.dir(s)}
 			var nodes []api.Node
-			if addr, err := os.ReadFile(filepath.Join(c.hubDir(), "hub.addr")); err == nil && hubAlive(c.hubDir()) {
+			handed, err := c.readHandoff()
+			if err != nil {
+				return err
+			}
+			if handed != nil {
+				// The master keeps the hub: it answers only while its VM runs.
+				c.hubAddr, c.hubKeeper = handed.Addr, handed.Node
+				if admin, done, err := c.admin(); err == nil {
+					ctx, cancel := context.WithTimeout(cmd.Context(), 10*time.Second)
+					res, lerr := admin.ListNodes(ctx)
+					cancel()
+					done()
+					if lerr == nil {
+						nodes = res.Nodes
+					} else {
+						c.hubErr = lerr
+					}
+				}
+			} else if addr, err := os.ReadFile(filepath.Join(c.hubDir(), "hub.addr")); err == nil && hubAlive(c.hubDir()) {
 				c.hubAddr = strings.TrimSpace(string(addr))
 				admin, done, err := c.admin()
 				if err != nil {

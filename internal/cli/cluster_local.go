@@ -33,6 +33,16 @@ type localCluster struct {
 	dir      string
 	pr       *progress
 	hubAddr  string
+	// hubOn is where the hub runs (HubOnMaster, HubOnHost); timeout bounds
+	// each wait.
+	hubOn   string
+	timeout time.Duration
+	// hubKeeper names the master that keeps the hub (cluster status);
+	// hubErr is why it did not answer.
+	hubKeeper string
+	hubErr    error
+	// reported is each node's state last printed.
+	reported map[string]string
 }
 
 func (c *localCluster) keysDir() string {
@@ -59,6 +69,17 @@ func (c *localCluster) up(ctx context.Context) error {
 		return err
 	}
 	c.pr.Step("LAN %s: bridge in network namespace %s, host end %s", seg.Gateway, seg.Netns, seg.HostIf)
+	vars, err := enrolledVars(c.keys)
+	if err != nil {
+		return err
+	}
+	handed, err := c.readHandoff()
+	if err != nil {
+		return err
+	}
+	if handed != nil {
+		return c.upOnMasterHub(ctx, seg, vars, handed)
+	}
 	if err := c.startHub(ctx, netip.AddrPortFrom(seg.Gateway.Addr(), hubPort).String()); err != nil {
 		return err
 	}
@@ -67,12 +88,69 @@ func (c *localCluster) up(ctx context.Context) error {
 		return err
 	}
 	defer done()
-	vars, err := enrolledVars(c.keys)
+	// With the hub going to the master, the workers look for it there from
+	// the start (they retry until it answers); the master enrolls with the
+	// host's hub, then takes it over.
+	nodeHub := c.hubAddr
+	var master spec.Node
+	if c.hubOn == HubOnMaster {
+		if master, err = c.master(); err != nil {
+			return err
+		}
+		if nodeHub, err = c.masterHubAddr(seg); err != nil {
+			return err
+		}
+	}
+	for _, n := range c.spec.Topology.Nodes {
+		hubFor := nodeHub
+		if n.Role == spec.RoleMaster {
+			hubFor = c.hubAddr
+		}
+		if err := c.startNode(ctx, admin, seg, n, vars, hubFor); err != nil {
+			return fmt.Errorf("node %s: %w", n.Name, err)
+		}
+	}
+	if c.hubOn != HubOnMaster {
+		return nil
+	}
+	if _, err := c.waitNodes(ctx, []spec.Node{master}, c.timeout); err != nil {
+		return err
+	}
+	return c.handOver(ctx, master, nodeHub)
+}
+
+// upOnMasterHub starts a cluster whose master keeps the hub: the master
+// first (it serves the hub from its state partition as it boots), then,
+// once the hub answers, the other nodes, their EKs registered with it.
+func (c *localCluster) upOnMasterHub(ctx context.Context, seg qemu.Segment, vars []byte, h *handoff) error {
+	c.hubAddr, c.hubKeeper = h.Addr, h.Node
+	c.pr.Step("the hub is kept by %s on %s (handed over %s)", h.Node, h.Addr, h.At.Format(time.RFC3339))
+	var master spec.Node
+	for _, n := range c.spec.Topology.Nodes {
+		if n.Name == h.Node {
+			master = n
+		}
+	}
+	if master.Name == "" {
+		return fmt.Errorf("the hub was handed to %s, which the spec no longer has", h.Node)
+	}
+	// Its EK is in the hub it keeps; nothing to register.
+	if err := c.startNode(ctx, nil, seg, master, vars, h.Addr); err != nil {
+		return fmt.Errorf("node %s: %w", master.Name, err)
+	}
+	if err := c.waitHub(ctx, c.timeout); err != nil {
+		return err
+	}
+	admin, done, err := c.admin()
 	if err != nil {
 		return err
 	}
+	defer done()
 	for _, n := range c.spec.Topology.Nodes {
-		if err := c.startNode(ctx, admin, seg, n, vars); err != nil {
+		if n.Name == master.Name {
+			continue
+		}
+		if err := c.startNode(ctx, admin, seg, n, vars, h.Addr); err != nil {
 			return fmt.Errorf("node %s: %w", n.Name, err)
 		}
 	}
@@ -152,8 +230,9 @@ func (c *localCluster) admin() (*api.AdminClient, func(), error) {
 	return hc.admin()
 }
 
-// startNode registers the VM's EK and starts it, unless it is running.
-func (c *localCluster) startNode(ctx context.Context, admin *api.AdminClient, seg qemu.Segment, n spec.Node, vars []byte) error {
+// startNode registers the VM's EK (unless admin is nil) and starts it,
+// naming hubAddr as its hub, unless it is running.
+func (c *localCluster) startNode(ctx context.Context, admin *api.AdminClient, seg qemu.Segment, n spec.Node, vars []byte, hubAddr string) error {
 	dir := c.nodeDir(n.Name)
 	if _, ok := qemu.Running(dir); ok {
 		c.pr.Step("%s: already running", n.Name)
@@ -204,31 +283,41 @@ func (c *localCluster) startNode(ctx context.Context, admin *api.AdminClient, se
 		return err
 	}
 	hash := attest.EKHash(ek)
-	if err := admin.RegisterEK(ctx, n.Name, hash); err != nil {
-		return fmt.Errorf("register EK with the hub: %w", err)
+	if admin != nil {
+		if err := admin.RegisterEK(ctx, n.Name, hash); err != nil {
+			return fmt.Errorf("register EK with the hub: %w", err)
+		}
 	}
 	err = qemu.StartDetached(ctx, qemu.VMConfig{Name: "kubedos-" + n.Name, Dir: dir, Disk: disk, Vars: vars,
 		MemoryMiB: n.MemoryMiB, CPUs: n.CPUs, Reboot: true,
 		UUID: build.DerivedUUID(c.spec.Metadata.Name, n.Name), Serial: fmt.Sprintf("kubedos-%d", n.VMID),
-		OEMStrings: []string{"kubedos.name=" + n.Name, "kubedos.hub=" + c.hubAddr, "kubedos.address=" + addr.String()},
+		OEMStrings: []string{"kubedos.name=" + n.Name, "kubedos.hub=" + hubAddr, "kubedos.address=" + addr.String()},
 		TAP:        &qemu.TAP{Netns: seg.Netns, Name: tap, MAC: qemu.MAC(c.spec.Metadata.Name + "/" + n.Name)}})
 	if err != nil {
 		return err
 	}
-	c.pr.Step("%s: started (%s, EK %s…); node API on %s; console %s", n.Name, n.Role, hash[:16], apiAddr, filepath.Join(dir, "serial.log"))
+	c.pr.Step("%s: started (%s, EK %s…, hub %s); node API on %s; console %s", n.Name, n.Role, hash[:16], hubAddr, apiAddr, filepath.Join(dir, "serial.log"))
 	return nil
 }
 
 // waitEnrolled polls the hub until every spec node is enrolled, one is
 // quarantined (an error naming it and why), or timeout.
 func (c *localCluster) waitEnrolled(ctx context.Context, timeout time.Duration) ([]api.Node, error) {
+	return c.waitNodes(ctx, c.spec.Topology.Nodes, timeout)
+}
+
+// waitNodes is waitEnrolled for some nodes.
+func (c *localCluster) waitNodes(ctx context.Context, want []spec.Node, timeout time.Duration) ([]api.Node, error) {
 	admin, done, err := c.admin()
 	if err != nil {
 		return nil, err
 	}
 	defer done()
 	deadline := time.Now().Add(timeout)
-	reported := map[string]string{}
+	if c.reported == nil {
+		c.reported = map[string]string{}
+	}
+	reported := c.reported
 	for {
 		res, err := admin.ListNodes(ctx)
 		if err != nil {
@@ -240,7 +329,7 @@ func (c *localCluster) waitEnrolled(ctx context.Context, timeout time.Duration) 
 		}
 		enrolled := 0
 		var bad []string
-		for _, sn := range c.spec.Topology.Nodes {
+		for _, sn := range want {
 			n := byName[sn.Name]
 			if n.State != reported[sn.Name] && n.State != "" {
 				c.pr.Step("%s: %s", sn.Name, n.State)
@@ -256,13 +345,13 @@ func (c *localCluster) waitEnrolled(ctx context.Context, timeout time.Duration) 
 		if len(bad) > 0 {
 			return res.Nodes, fmt.Errorf("%s", strings.Join(bad, "; "))
 		}
-		if enrolled == len(c.spec.Topology.Nodes) {
-			c.pr.Step("all %d nodes enrolled", enrolled)
+		if enrolled == len(want) {
+			c.pr.Step("%d of %d nodes enrolled", enrolled, len(want))
 			return res.Nodes, nil
 		}
-		c.pr.Update("%d/%d nodes enrolled", enrolled, len(c.spec.Topology.Nodes))
+		c.pr.Update("%d/%d nodes enrolled", enrolled, len(want))
 		if time.Now().After(deadline) {
-			return res.Nodes, fmt.Errorf("%d of %d nodes enrolled after %s; see the consoles in %s", enrolled, len(c.spec.Topology.Nodes), timeout, filepath.Join(c.dir, "nodes"))
+			return res.Nodes, fmt.Errorf("%d of %d nodes enrolled after %s; see the consoles in %s", enrolled, len(want), timeout, filepath.Join(c.dir, "nodes"))
 		}
 		select {
 		case <-ctx.Done():

@@ -44,7 +44,7 @@ type testCA struct {
 	certPEM, keyPEM []byte
 }
 
-func newTestCA(t *testing.T, cn string) testCA {
+func newTestCA(t testing.TB, cn string) testCA {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
