@@ -53,6 +53,7 @@ func TestAllows(t *testing.T) {
 		ActionApplyConfig:     {RoleAdmin: true, RoleOperator: true},
 		ActionPower:           {RoleAdmin: true},
 		ActionUpgrade:         {RoleAdmin: true},
+		ActionTakeOverHub:     {RoleAdmin: true},
 		Action("format"):      {},
 	}
 	for action, allowed := range want {
