@@ -40,7 +40,8 @@ echo
 echo "== boot the master once and check its PCRs against the signed manifest"
 $k boot "$b" --role master --keys keys --dir vm-master
 echo
-echo "== bring the cluster up: hub + one VM per node (OVMF Secure Boot, swtpm), every node through the attestation gate"
+echo "== bring the cluster up: hub + one VM per node (OVMF Secure Boot, swtpm), every node through the attestation gate;"
+echo "   the hub moves to the master once it has enrolled (CA key sealed to the master's TPM)"
 $k cluster up cluster.yaml --build "$b" --keys keys
 echo
 $k node list --hub "$(cat .kubedos/clusters/local/hub/hub.addr)" --keys keys
@@ -49,6 +50,7 @@ echo "demo: ok. The cluster keeps running:"
 echo "  cd demo && ../bin/kubedos cluster status cluster.yaml --keys keys    # VMs, enrollment, node API addresses"
 echo "  cd demo && ../bin/kubedos node health --node 10.20.0.10:7444 --name master --keys keys"
 echo "  cd demo && ../bin/kubedos audit --hub \$(cat .kubedos/clusters/local/hub/hub.addr) --keys keys"
-echo "  cd demo && ../bin/kubedos cluster down cluster.yaml                  # stop every VM, swtpm and the hub; remove the LAN namespace"
-echo "The nodes share one L2 segment (bridge in network namespace kubedos-local); this host is its gateway 10.20.0.1."
+echo "  cd demo && ../bin/kubedos cluster down cluster.yaml                  # stop every VM (the master keeps the hub) and swtpm; remove the LAN namespace"
+echo "The nodes share one L2 segment (bridge in network namespace kubedos-local); this host is its gateway 10.20.0.1;"
+echo "the hub is served by the master's kubedosd on 10.20.0.10:7443."
 echo "Consoles: demo/.kubedos/clusters/local/nodes/<node>/serial.log"
