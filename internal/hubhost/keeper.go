@@ -18,6 +18,7 @@ import (
 
 	"github.com/kubedos/kubedos/internal/api"
 	"github.com/kubedos/kubedos/internal/build"
+	"github.com/kubedos/kubedos/internal/durable"
 	"github.com/kubedos/kubedos/internal/hub"
 	"github.com/kubedos/kubedos/internal/manifest"
 	"github.com/kubedos/kubedos/internal/pki"
@@ -350,7 +351,7 @@ func (k *Keeper) takeOver(ctx context.Context, self, role, actor string, req *ap
 		}{FileEKCAs, req.EKCAs})
 	}
 	for _, f := range files {
-		if err := writeSynced(filepath.Join(tmp, f.name), f.data); err != nil {
+		if err := durable.CreateFile(filepath.Join(tmp, f.name), f.data, 0o600); err != nil {
 			return nil, err
 		}
 	}
@@ -362,21 +363,21 @@ func (k *Keeper) takeOver(ctx context.Context, self, role, actor string, req *ap
 	if err != nil {
 		return nil, err
 	}
-	if err := writeSynced(filepath.Join(tmp, FileCAKey), sealed); err != nil {
+	if err := durable.CreateFile(filepath.Join(tmp, FileCAKey), sealed, 0o600); err != nil {
 		return nil, err
 	}
-	if err := syncDir(tmp); err != nil {
+	if err := durable.SyncDir(tmp); err != nil {
 		return nil, err
 	}
 	if err := os.Rename(tmp, k.cfg.Dir); err != nil {
 		return nil, fmt.Errorf("install the hub: %w", err)
 	}
 	installed = true
-	if err := syncDir(parent); err != nil {
+	if err := durable.SyncDir(parent); err != nil {
 		return nil, err
 	}
 	if k.cfg.SelfFile != "" {
-		if err := writeAtomic(k.cfg.SelfFile, []byte(k.cfg.SelfAddr+"\n")); err != nil {
+		if err := durable.WriteFile(k.cfg.SelfFile, []byte(k.cfg.SelfAddr+"\n"), 0o600); err != nil {
 			return nil, fmt.Errorf("point this node at its own hub: %w", err)
 		}
 	}
@@ -419,47 +420,4 @@ func (k *Keeper) adopt(path, self, actor string, cfg Config) (*api.HubHandoffRes
 		return nil, err
 	}
 	return &api.HubHandoffResult{Nodes: len(nodes), AuditSeq: head.Seq, AuditHead: head.Hash}, nil
-}
-
-// writeSynced writes a new file 0600 and flushes it to disk.
-func writeSynced(path string, data []byte) error {
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
-	if err != nil {
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	return f.Close()
-}
-
-// writeAtomic replaces path with data through a temporary file.
-func writeAtomic(path string, data []byte) error {
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return err
-	}
-	tmp := path + ".tmp"
-	_ = os.Remove(tmp)
-	if err := writeSynced(tmp, data); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	return syncDir(filepath.Dir(path))
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }

@@ -31,6 +31,7 @@ var rank = map[string]int{
 	"internal/api":       3, // wire types; carries internal/attest's structs
 	"internal/plan":      1,
 	"internal/pidfile":   1, // finds our daemons: no zombies, no recycled pids
+	"internal/durable":   0, // crash-safe file writes: imports nothing of ours
 	"internal/build":     2,
 	"internal/attest":    2,
 	"internal/target":    3, // includes internal/target/qemu

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"sort"
 
+	"github.com/kubedos/kubedos/internal/durable"
 	"github.com/kubedos/kubedos/internal/earlyboot"
 )
 
@@ -126,7 +127,7 @@ func Install(ctx context.Context, disk Disk, esp string, booted Booted, st *Stag
 			}
 		}
 	}
-	if err := syncDir(filepath.Join(esp, earlyboot.ESPLinuxDir)); err != nil {
+	if err := durable.SyncDir(filepath.Join(esp, earlyboot.ESPLinuxDir)); err != nil {
 		return nil, err
 	}
 	if err := earlyboot.SetPartUUIDs(disk, map[string]string{rootP.Label: emptyUUID(rootP.Label), verP.Label: emptyUUID(verP.Label)}); err != nil {
@@ -191,7 +192,7 @@ func Rollback(disk Disk, esp string, booted Booted) (*Result, error) {
 		if err := os.Rename(filepath.Join(dir, e.Name()), filepath.Join(dir, next.Name())); err != nil {
 			return nil, err
 		}
-		if err := syncDir(dir); err != nil {
+		if err := durable.SyncDir(dir); err != nil {
 			return nil, err
 		}
 		return &Result{Slot: target, Build: e.Build, Entry: earlyboot.ESPLinuxDir + "/" + next.Name()}, nil
@@ -217,7 +218,7 @@ func Bless(esp string, booted Booted) (string, error) {
 		if err := os.Rename(filepath.Join(dir, e.Name()), filepath.Join(dir, good.Name())); err != nil {
 			return "", err
 		}
-		return good.Name(), syncDir(dir)
+		return good.Name(), durable.SyncDir(dir)
 	}
 	return "", nil
 }
@@ -308,14 +309,5 @@ func copyFileSync(src, dst string) error {
 		os.Remove(tmp)
 		return err
 	}
-	return syncDir(filepath.Dir(dst))
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
+	return durable.SyncDir(filepath.Dir(dst))
 }
