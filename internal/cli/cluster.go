@@ -202,7 +202,10 @@ func printCluster(g *globals, c *localCluster, nodes []api.Node) error {
 	fmt.Fprintln(tw, "NAME\tROLE\tVM\tSTATE\tBUILD\tNODE API\tCONSOLE")
 	for _, n := range out {
 		state := n.State
-		if state == "" {
+		switch {
+		case state == "" && c.hubErr != nil:
+			state = "unknown" // the hub did not answer
+		case state == "":
 			state = "not enrolled"
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", n.Name, n.Role, n.VM, state, n.BuildID, n.API, n.Console)

@@ -411,7 +411,7 @@ func (k *Keeper) adopt(path, self, actor string, cfg Config) (*api.HubHandoffRes
 		return nil, fmt.Errorf("%w: state: %w", ErrInvalid, err)
 	}
 	err = st.Record(hub.AuditEntry{Time: k.cfg.Now().UTC(), Actor: actor, Action: ActionTakeOver, Target: self, Outcome: hub.OutcomeOK,
-		Detail: fmt.Sprintf("the hub of cluster %s moved to master %s (build %s); CA key sealed to its TPM", cfg.Spec.Metadata.Name, self, cfg.Manifest.BuildID)})
+		Detail: fmt.Sprintf("the hub of cluster %s moved to node %s (build %s); CA key sealed to its TPM", cfg.Spec.Metadata.Name, self, cfg.Manifest.BuildID)})
 	if err != nil {
 		return nil, err
 	}
