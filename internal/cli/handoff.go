@@ -40,8 +40,12 @@ type handoff struct {
 	AuditHead string    `json:"auditHead"`
 }
 
-func (c *localCluster) readHandoff() (*handoff, error) {
-	b, err := os.ReadFile(filepath.Join(c.hubDir(), handoffFile))
+func (c *localCluster) readHandoff() (*handoff, error) { return readHandoff(c.hubDir()) }
+
+// readHandoff reads the handoff record in a hub state directory; nil if
+// the hub there was never handed over.
+func readHandoff(dir string) (*handoff, error) {
+	b, err := os.ReadFile(filepath.Join(dir, handoffFile))
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, nil
 	}
@@ -50,7 +54,7 @@ func (c *localCluster) readHandoff() (*handoff, error) {
 	}
 	var h handoff
 	if err := json.Unmarshal(b, &h); err != nil || h.Node == "" || h.Addr == "" {
-		return nil, fmt.Errorf("%s: not a handoff record", filepath.Join(c.hubDir(), handoffFile))
+		return nil, fmt.Errorf("%s: not a handoff record", filepath.Join(dir, handoffFile))
 	}
 	return &h, nil
 }

@@ -74,6 +74,16 @@ State (nodes, sessions, revocations, the hash-chained audit log) is kept in
 			if err := os.MkdirAll(state, 0o700); err != nil {
 				return err
 			}
+			// Serving a hub that was handed to a master would make a second
+			// gate for the same CA: a new, empty state here would enroll
+			// anything it was told to.
+			if h, err := readHandoff(state); err != nil || h != nil {
+				if err != nil {
+					return err
+				}
+				return fmt.Errorf("the hub in %s was handed to %s on %s (%s), which serves it now; remove %s only if that master and its state are gone for good",
+					state, h.Node, h.Addr, h.At.Format(time.RFC3339), filepath.Join(state, handoffFile))
+			}
 			h, err := hubhost.Open(cmd.Context(), hubhost.Config{Spec: s, Manifest: m, CA: ca, ArtifactKey: ks.SigningPub, EKCAs: ekCAs,
 				StatePath: filepath.Join(state, "hub.db"), Hosts: hosts})
 			if err != nil {
