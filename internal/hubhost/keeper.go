@@ -72,6 +72,8 @@ type KeeperConfig struct {
 // again at every boot after.
 type Keeper struct {
 	cfg KeeperConfig
+	// takeMu makes handoffs one at a time: the second sees the first's hub.
+	takeMu sync.Mutex
 
 	mu      sync.Mutex
 	ctx     context.Context // Run's; nil until Run starts
@@ -297,6 +299,8 @@ func (k *Keeper) TakeOver(ctx context.Context, self, role, actor string, req *ap
 }
 
 func (k *Keeper) takeOver(ctx context.Context, self, role, actor string, req *api.HubHandoff) (*api.HubHandoffResult, error) {
+	k.takeMu.Lock()
+	defer k.takeMu.Unlock()
 	if role != string(spec.RoleMaster) {
 		return nil, fmt.Errorf("%w: node %s has role %s; the hub runs on a master", ErrRefused, self, role)
 	}
