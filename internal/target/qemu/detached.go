@@ -60,7 +60,7 @@ func StartDetached(ctx context.Context, cfg VMConfig) error {
 	if err != nil {
 		return fmt.Errorf("start swtpm for %s: %w: %s", cfg.Name, err, out)
 	}
-	if err := waitFile(ctx, sock, 10*time.Second); err != nil {
+	if err := waitListening(ctx, sock, 10*time.Second); err != nil {
 		return fmt.Errorf("swtpm for %s: %w", cfg.Name, err)
 	}
 	args := append(qemuArgs(cfg, vars, sock, v.SerialLog()), "-daemonize", "-pidfile", filepath.Join(cfg.Dir, qemuPidFile))

@@ -3,7 +3,6 @@ package qemu
 import (
 	"context"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -36,10 +35,7 @@ func ReadEK(ctx context.Context, dir string) ([]byte, error) {
 		return nil, fmt.Errorf("swtpm for %s: %w", dir, err)
 	}
 	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait(); os.Remove(sock); os.Remove(ctrl) }()
-	if err := waitFile(ctx, sock, 10*time.Second); err != nil {
-		return nil, err
-	}
-	conn, err := net.Dial("unix", sock)
+	conn, err := dialSocket(ctx, sock, 10*time.Second)
 	if err != nil {
 		return nil, fmt.Errorf("swtpm for %s: %w", dir, err)
 	}

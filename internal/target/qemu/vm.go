@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -104,7 +106,7 @@ func Start(ctx context.Context, cfg VMConfig) (*VM, error) {
 	if err := v.swtpm.Start(); err != nil {
 		return nil, fmt.Errorf("start swtpm for %s: %w", cfg.Name, err)
 	}
-	if err := waitFile(ctx, sock, 10*time.Second); err != nil {
+	if err := waitListening(ctx, sock, 10*time.Second); err != nil {
 		_ = v.swtpm.Process.Kill()
 		return nil, fmt.Errorf("swtpm for %s: %w", cfg.Name, err)
 	}
@@ -255,17 +257,40 @@ func (v *VM) WaitSerial(ctx context.Context, re *regexp.Regexp) ([]string, error
 	}
 }
 
-func waitFile(ctx context.Context, path string, d time.Duration) error {
+// waitListening returns once swtpm serves its control socket, so qemu's
+// connect cannot land between swtpm's bind and listen. Probing is harmless:
+// swtpm keeps listening and serves qemu as its next client (--terminate
+// watches the data channel qemu hands over, not this connection).
+func waitListening(ctx context.Context, sock string, d time.Duration) error {
+	conn, err := dialSocket(ctx, sock, d)
+	if err != nil {
+		return err
+	}
+	return conn.Close()
+}
+
+// dialSocket connects to a unix socket a child process is about to serve.
+// The socket file appears at bind(), but connect() is refused until the
+// child calls listen(): a loaded host loses that gap, so a refused or
+// missing socket is retried until d has passed.
+func dialSocket(ctx context.Context, path string, d time.Duration) (net.Conn, error) {
 	deadline := time.Now().Add(d)
-	for time.Now().Before(deadline) {
-		if _, err := os.Stat(path); err == nil {
-			return nil
+	var dialer net.Dialer
+	for {
+		conn, err := dialer.DialContext(ctx, "unix", path)
+		if err == nil {
+			return conn, nil
+		}
+		if !errors.Is(err, syscall.ECONNREFUSED) && !errors.Is(err, syscall.ENOENT) {
+			return nil, err
+		}
+		if time.Now().After(deadline) {
+			return nil, fmt.Errorf("%s not accepting connections within %s: %w", path, d, err)
 		}
 		select {
 		case <-ctx.Done():
-			return ctx.Err()
+			return nil, ctx.Err()
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
-	return fmt.Errorf("%s did not appear within %s", path, d)
 }
