@@ -114,6 +114,13 @@ func TestUpgradeRollbackPowerCut(t *testing.T) {
 		t.Errorf("after upgrade: build %s slot %s other %s; want %s b %s", v.BuildID, v.Slot, v.Boot.OtherSlot, idB, idA)
 	}
 	checkData("after A→B")
+	// Again to B: the node is settled on it, so nothing is written or rebooted.
+	if r := upgrade(buildB); r.code != 0 || !strings.Contains(r.stdout, `"result": "current"`) {
+		t.Errorf("second upgrade to B: exit %d, want result current\n%s\n%s", r.code, r.stdout, r.stderr)
+	}
+	if v := version(time.Minute); v.BuildID != idB || v.Slot != "b" || v.Boot.OtherSlot != idA {
+		t.Errorf("after a second upgrade to B: build %s slot %s other %s; want %s b %s", v.BuildID, v.Slot, v.Boot.OtherSlot, idB, idA)
+	}
 
 	// 2. One changed byte in the payload: refused before anything is written
 	// (the entry of the idle slot, the first thing an install retires, is still there).

@@ -25,7 +25,7 @@ type upgradeOutcome struct {
 	Node    string             `json:"node"`
 	From    string             `json:"fromBuild"`
 	To      string             `json:"toBuild"`
-	Result  string             `json:"result"` // upgraded, rolled-back, written (no reboot)
+	Result  string             `json:"result"` // upgraded, rolled-back, written (no reboot), current (nothing to do)
 	Running string             `json:"runningBuild,omitempty"`
 	Written *api.UpgradeResult `json:"written,omitempty"`
 	Seconds float64            `json:"seconds"`
@@ -73,6 +73,18 @@ func upgradeNode(ctx context.Context, t upgradeTarget, buildDir string, reboot b
 	if err != nil {
 		return nil, err
 	}
+	// A node already settled on the build is left alone, so a roll that
+	// stopped half-way can be run again without rebooting the nodes it did.
+	if v, err := cl.Version(ctx); err != nil {
+		done()
+		return nil, fmt.Errorf("node %s: %w", t.name, err)
+	} else if runsSettled(v, img.RoleID) {
+		done()
+		out.From, out.Running, out.Result = v.BuildID, v.BuildID, "current"
+		out.Seconds = time.Since(start).Seconds()
+		pr.Step("%s: already runs build %s, its boot marked good; nothing to write", t.name, img.RoleID)
+		return out, nil
+	}
 	var total int64
 	for _, p := range upgrade.Parts {
 		if fe, ok := m.File(manifest.RoleFile(n.Role, p)); ok {
@@ -111,6 +123,12 @@ func upgradeNode(ctx context.Context, t upgradeTarget, buildDir string, reboot b
 	default:
 		return out, fmt.Errorf("node %s runs %s, neither the new build %s nor a recorded rollback", t.name, v.BuildID, img.RoleID)
 	}
+}
+
+// runsSettled: the node runs build and its boot is marked good (not on
+// trial, state readable).
+func runsSettled(v *api.NodeVersion, build string) bool {
+	return v.BuildID == build && v.Boot != nil && v.Boot.Error == "" && !v.Boot.Trial
 }
 
 // waitSettled polls the node, through the reboots between, until it runs
@@ -160,6 +178,8 @@ func printOutcome(g *globals, o *upgradeOutcome) {
 		fmt.Fprintf(g.stdout, "%s: upgraded %s → %s in %.0fs\n", o.Node, o.From, o.To, o.Seconds)
 	case "written":
 		fmt.Fprintf(g.stdout, "%s: build %s written to slot %s (%s); it boots at the next reboot\n", o.Node, o.To, o.Written.Slot, o.Written.Entry)
+	case "current":
+		fmt.Fprintf(g.stdout, "%s: already runs build %s; nothing to do\n", o.Node, o.To)
 	case "rolled-back":
 		fmt.Fprintf(g.stdout, "%s: build %s rolled back to %s after %.0fs: %s\n", o.Node, o.To, o.Running, o.Seconds, o.Detail)
 	}
@@ -187,7 +207,8 @@ it writes anything, writes only the slot it is not running, adds a boot entry wi
 On the new build kubedosd re-attests to the hub and runs its health checks; only
 then is the boot marked good. A boot that fails its checks, or never reaches
 them, is retried until its tries run out and the node falls back to the old build
-by itself. This command waits for either outcome and exits 1 on a rollback.`,
+by itself. This command waits for either outcome and exits 1 on a rollback.
+A node that already runs the build, its boot marked good, is left alone.`,
 		Example: `  kubedos node upgrade worker-1 --build out/local/<build-id> --hub 127.0.0.1:7443 --node 127.0.0.1:17444 --keys keys`,
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -267,7 +288,9 @@ func newClusterUpgradeCmd(g *globals) *cobra.Command {
 		Long: `Roll a build through the cluster's nodes in spec order, one at a time, as
 kubedos node upgrade does for one: a node must come up on the new build with its
 boot marked good before the next starts. The first failure (refused payload,
-rollback, timeout) stops the roll; the nodes not reached keep their build.`,
+rollback, timeout) stops the roll; the nodes not reached keep their build. A
+node already running the build with its boot marked good is skipped, so after
+fixing what stopped a roll, running it again continues where it stopped.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := g.checkOutput(OutputText, OutputJSON); err != nil {
@@ -299,27 +322,22 @@ rollback, timeout) stops the roll; the nodes not reached keep their build.`,
 			}
 			defer doneHub()
 			pr := newProgress(g.stderr)
-			var outs []*upgradeOutcome
-			var failed error
-			for _, sn := range s.Topology.Nodes {
-				addr, err := os.ReadFile(filepath.Join(c.nodeDir(sn.Name), "api.addr"))
-				if err != nil {
-					failed = fmt.Errorf("node %s has no API address here: %w", sn.Name, err)
-					break
-				}
-				nc := nodeAPIClient{addr: strings.TrimSpace(string(addr)), name: sn.Name, keys: f.keys}
-				o, err := upgradeNode(cmd.Context(), upgradeTarget{name: sn.Name, hub: admin, dialNode: nc.dial}, f.build, true, wait, pr)
-				if o != nil {
-					outs = append(outs, o)
-					if g.output != OutputJSON {
-						printOutcome(g, o)
-					}
-				}
-				if err != nil {
-					failed = fmt.Errorf("stopped at %s: %w", sn.Name, err)
-					break
-				}
+			names := make([]string, len(s.Topology.Nodes))
+			for i, sn := range s.Topology.Nodes {
+				names[i] = sn.Name
 			}
+			outs, failed := rollUpgrade(cmd.Context(), names, func(ctx context.Context, name string) (*upgradeOutcome, error) {
+				addr, err := os.ReadFile(filepath.Join(c.nodeDir(name), "api.addr"))
+				if err != nil {
+					return nil, fmt.Errorf("node %s has no API address here: %w", name, err)
+				}
+				nc := nodeAPIClient{addr: strings.TrimSpace(string(addr)), name: name, keys: f.keys}
+				return upgradeNode(ctx, upgradeTarget{name: name, hub: admin, dialNode: nc.dial}, f.build, true, wait, pr)
+			}, func(o *upgradeOutcome) {
+				if g.output != OutputJSON {
+					printOutcome(g, o)
+				}
+			})
 			if g.output == OutputJSON {
 				_ = g.writeJSON(map[string]any{"nodes": outs, "error": errString(failed)})
 			}
@@ -329,6 +347,27 @@ rollback, timeout) stops the roll; the nodes not reached keep their build.`,
 	f.add(cmd, true)
 	cmd.Flags().DurationVar(&wait, "wait", 20*time.Minute, "how long to wait for each node to settle after its reboot")
 	return cmd
+}
+
+// rollUpgrade upgrades the nodes in order, one at a time, and stops at the
+// first failure: the nodes after it are not touched. Every outcome reached,
+// the failing one included, is reported.
+func rollUpgrade(ctx context.Context, names []string, one func(context.Context, string) (*upgradeOutcome, error), report func(*upgradeOutcome)) ([]*upgradeOutcome, error) {
+	var outs []*upgradeOutcome
+	for _, name := range names {
+		if err := ctx.Err(); err != nil {
+			return outs, fmt.Errorf("stopped before %s: %w", name, err)
+		}
+		o, err := one(ctx, name)
+		if o != nil {
+			outs = append(outs, o)
+			report(o)
+		}
+		if err != nil {
+			return outs, fmt.Errorf("stopped at %s: %w", name, err)
+		}
+	}
+	return outs, nil
 }
 
 func errString(err error) string {
