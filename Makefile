@@ -9,7 +9,8 @@ FUZZTIME        ?= 4s
 # untrusted input (spec, event log, hub requests, PE images, GPT, VARS).
 FUZZ_TARGETS    := spec:FuzzParse measure:FuzzEventLog attest:FuzzDecodeEvidence attest:FuzzVerifyEvidenceEventLog \
                    attest:FuzzDecodeIdentity api:FuzzCodec sign:FuzzVerifyPE sign:FuzzAuthenticodeDigest earlyboot:FuzzReadGPT \
-                   agent:FuzzDecodeNodeConfig hubhost:FuzzParseHandoff
+                   agent:FuzzDecodeNodeConfig hubhost:FuzzParseHandoff \
+                   bundle:FuzzRead bundle:FuzzParseIndex
 BIN             := bin
 LDFLAGS         := -X github.com/kubedos/kubedos/internal/buildinfo.Version=$(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 

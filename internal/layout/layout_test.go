@@ -33,6 +33,7 @@ var rank = map[string]int{
 	"internal/pidfile":   1, // finds our daemons: no zombies, no recycled pids
 	"internal/durable":   0, // crash-safe file writes: imports nothing of ours
 	"internal/build":     2,
+	"internal/bundle":    2, // the recovery bundle: reads manifests, signs with sign
 	"internal/attest":    2,
 	"internal/target":    3, // includes internal/target/qemu
 	"internal/agent":     4, // kubedosd; imports api and attest

@@ -42,3 +42,7 @@ var publicFiles = []string{
 	FileSigningPub,
 	FileCACert, FileAdminCert,
 }
+
+// PublicFiles lists the public halves of a key directory (relative paths),
+// what may leave the machine in a recovery bundle.
+func PublicFiles() []string { return append([]string(nil), publicFiles...) }
