@@ -293,7 +293,8 @@ func craft(t *testing.T, ks *sign.KeySet, idx []byte, entries []entry) string {
 
 func index(t *testing.T, files map[string][]byte) []byte {
 	t.Helper()
-	x := Index{APIVersion: APIVersion, Kind: Kind, Cluster: "t", BuildID: "b-1"}
+	ks, _ := keys(t)
+	x := Index{APIVersion: APIVersion, Kind: Kind, Cluster: "t", BuildID: "b-1", SigningKey: sign.KeyID(ks.SigningPub)}
 	for _, name := range []string{"bin/kubedosd", "inputs/cluster.yaml", "inputs/kubedos.lock"} {
 		if d, ok := files[name]; ok {
 			x.Files = append(x.Files, manifest.FileEntry{Path: name, SHA256: hexSum(d), Size: int64(len(d))})
@@ -329,6 +330,7 @@ func TestReadRefuses(t *testing.T) {
 		{"wrong size", idx, []entry{good[0], reg("inputs/cluster.yaml", []byte("spec, longer")), good[2]}, []string{"inputs/cluster.yaml: 12 bytes"}},
 		{"symlink", idx, []entry{good[0], {"inputs/cluster.yaml", nil, tar.TypeSymlink}, good[2]}, []string{"inputs/cluster.yaml: a symlink"}},
 		{"index escapes the directory", bytes.Replace(idx, []byte(`"bin/kubedosd"`), []byte(`"../../kubedosd"`), 1), good, []string{"files[0].path"}},
+		{"index naming another key", bytes.Replace(idx, []byte(`"signingKey":"sha256:`), []byte(`"signingKey":"sha256:0`), 1), good, []string{"signingKey"}},
 		{"index of another kind", bytes.Replace(idx, []byte(Kind), []byte("BuildManifest"), 1), good, []string{"kind"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -101,6 +101,9 @@ func read(ctx context.Context, r io.Reader, pub ed25519.PublicKey, open func(nam
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrBad, err)
 	}
+	if want := sign.KeyID(pub); x.SigningKey != want {
+		return nil, fmt.Errorf("%w: %s: signingKey %q, but it is signed by %s", ErrBad, IndexName, x.SigningKey, want)
+	}
 	want := make(map[string]int, len(x.Files))
 	for i, f := range x.Files {
 		want[f.Path] = i
