@@ -20,10 +20,10 @@ import (
 )
 
 var (
-	keysOnce         sync.Once
-	keysA, keysB     *sign.KeySet
-	keysErr          error
-	keysRoot, keysTm string
+	keysOnce     sync.Once
+	keysA, keysB *sign.KeySet
+	keysErr      error
+	keysRoot     string
 )
 
 // keys makes two real key ceremonies once per test binary: the bundle's
@@ -218,9 +218,9 @@ func TestCreateWithImages(t *testing.T) {
 func TestCreateRefuses(t *testing.T) {
 	ks, other := keys(t)
 	for _, tc := range []struct {
-		name  string
-		break_ func(t *testing.T, src *Source)
-		want  string
+		name   string
+		mutate func(t *testing.T, src *Source)
+		want   string
 	}{
 		{"node binary not the manifest's", func(t *testing.T, src *Source) {
 			_ = os.WriteFile(filepath.Join(src.BinDir, "kubedosd"), []byte("another kubedosd"), 0o755)
@@ -239,7 +239,7 @@ func TestCreateRefuses(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			src := fixture(t, ks)
-			tc.break_(t, &src)
+			tc.mutate(t, &src)
 			out := filepath.Join(t.TempDir(), "b.tar")
 			_, err := Create(context.Background(), src, out)
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
