@@ -1,12 +1,11 @@
 package build
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
+
+	"github.com/kubedos/kubedos/internal/manifest"
 )
 
 // writeFileAtomic writes through a temporary file in the same directory and
@@ -32,16 +31,4 @@ func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
 }
 
 // FileDigest is the sha256 (hex) and size of a file.
-func FileDigest(path string) (string, int64, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return "", 0, err
-	}
-	defer f.Close()
-	h := sha256.New()
-	n, err := io.Copy(h, f)
-	if err != nil {
-		return "", 0, fmt.Errorf("hash %s: %w", path, err)
-	}
-	return hex.EncodeToString(h.Sum(nil)), n, nil
-}
+func FileDigest(path string) (string, int64, error) { return manifest.FileDigest(path) }

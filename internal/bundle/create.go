@@ -70,7 +70,7 @@ func Create(ctx context.Context, src Source, out string) (*Index, error) {
 	x := &Index{APIVersion: APIVersion, Kind: Kind, Cluster: m.Cluster, BuildID: m.BuildID, Epoch: m.Epoch,
 		Images: src.Images, SigningKey: sign.KeyID(src.Keys.SigningPub)}
 	for _, mb := range members {
-		sum, size, err := digest(mb.src)
+		sum, size, err := manifest.FileDigest(mb.src)
 		if err != nil {
 			return nil, err
 		}
@@ -183,19 +183,6 @@ func isRecord(p string) bool {
 	return false
 }
 
-func digest(p string) (string, int64, error) {
-	f, err := os.Open(p)
-	if err != nil {
-		return "", 0, err
-	}
-	defer f.Close()
-	h := sha256.New()
-	n, err := io.Copy(h, f)
-	if err != nil {
-		return "", 0, fmt.Errorf("read %s: %w", p, err)
-	}
-	return hex.EncodeToString(h.Sum(nil)), n, nil
-}
 
 // writeTar writes the members in index order. Headers carry nothing of
 // this machine (owner 0, the lock's epoch as time), so a bundle of the same

@@ -79,13 +79,9 @@ file is never replaced. The same build bundles to the same bytes.`,
 			if err != nil {
 				return fmt.Errorf("build %s: %w", dir, err)
 			}
-			bins := p.nodeBins
-			if bins == "" {
-				exe, err := os.Executable()
-				if err != nil {
-					return err
-				}
-				bins = filepath.Dir(exe)
+			bins, err := p.nodeBinaries()
+			if err != nil {
+				return err
 			}
 			if out == "" {
 				out = strings.TrimSuffix(filepath.Clean(dir), string(filepath.Separator)) + ".bundle.tar"

@@ -55,6 +55,19 @@ func defaultCache() string {
 	return ".kubedos-cache"
 }
 
+// nodeBinaries is where kubedosd and kubedos-init are: --node-binaries, or
+// beside this kubedos binary, where make build puts them.
+func (p *paths) nodeBinaries() (string, error) {
+	if p.nodeBins != "" {
+		return p.nodeBins, nil
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		return "", err
+	}
+	return filepath.Dir(exe), nil
+}
+
 func (p *paths) lockPath(specPath string) string {
 	if p.lock != "" {
 		return p.lock
@@ -224,13 +237,9 @@ change is taken from the role cache. Needs root (mmdebstrap --mode=root).`,
 			if err != nil {
 				return fmt.Errorf("%w (run kubedos fetch first)", err)
 			}
-			bins := p.nodeBins
-			if bins == "" {
-				exe, err := os.Executable()
-				if err != nil {
-					return err
-				}
-				bins = filepath.Dir(exe)
+			bins, err := p.nodeBinaries()
+			if err != nil {
+				return err
 			}
 			pr := newProgress(g.stderr)
 			pr.Step("building cluster %q: %d role(s)", s.Metadata.Name, len(lock.Roles(s)))
