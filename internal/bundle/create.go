@@ -183,7 +183,6 @@ func isRecord(p string) bool {
 	return false
 }
 
-
 // writeTar writes the members in index order. Headers carry nothing of
 // this machine (owner 0, the lock's epoch as time), so a bundle of the same
 // build is the same bytes. Each member is hashed again as it is copied: a
