@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The main job on the local default: validate and plan the examples, then
-# manufacture the local example (keys, lock, fetch, build, verify), boot its
+# manufacture the local example (keys, lock, fetch, build, verify, recovery
+# bundle), boot its
 # master once checking the PCRs it measured against the signed manifest, and
 # bring the three-node cluster up: a hub and one VM per node, each VM's EK
 # registered before it boots, every node enrolled through the attestation
@@ -36,6 +37,10 @@ $k lock cluster.yaml
 $k fetch cluster.yaml --cache cache
 b=$($k build cluster.yaml --cache cache --out out)
 $k verify "$b" --keys keys
+echo
+echo "== the recovery bundle: spec, lock, darksite repo, public keys, node binaries, signed records (no private key)"
+[ -f "$b.bundle.tar" ] || $k bundle create "$b" --keys keys --cache cache >/dev/null
+$k bundle verify "$b.bundle.tar" --keys keys
 echo
 echo "== boot the master once and check its PCRs against the signed manifest"
 $k boot "$b" --role master --keys keys --dir vm-master
