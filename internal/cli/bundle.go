@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/kubedos/kubedos/internal/bundle"
+	"github.com/kubedos/kubedos/internal/lock"
 	"github.com/kubedos/kubedos/internal/manifest"
 	"github.com/kubedos/kubedos/internal/sign"
 )
@@ -79,6 +80,10 @@ file is never replaced. The same build bundles to the same bytes.`,
 			if err != nil {
 				return fmt.Errorf("build %s: %w", dir, err)
 			}
+			repo := p.repoPath(lockBytes)
+			if _, err := lock.OpenRepo(repo); err != nil {
+				return fmt.Errorf("%w (the build's darksite repo: pass the --cache or --repo the build used)", err)
+			}
 			bins, err := p.nodeBinaries()
 			if err != nil {
 				return err
@@ -88,7 +93,7 @@ file is never replaced. The same build bundles to the same bytes.`,
 			}
 			pr := newProgress(g.stderr)
 			x, err := bundle.Create(cmd.Context(), bundle.Source{
-				BuildDir: dir, RepoDir: p.repoPath(lockBytes), BinDir: bins, Keys: ks, Images: images,
+				BuildDir: dir, RepoDir: repo, BinDir: bins, Keys: ks, Images: images,
 				Progress: func(x bundle.Progress) {
 					pr.Update("%d of %d MiB: %s", x.Done>>20, x.Total>>20, x.Path)
 				},
