@@ -59,7 +59,7 @@ repository is the one kubedos fetch laid out for the build's lock.
 The bundle is written beside its final name and renamed when whole; an existing
 file is never replaced. The same build bundles to the same bytes.`,
 		Example: `  kubedos bundle create 5d3c4952 --keys keys                 # out/<cluster>/5d3c4952….bundle.tar
-  kubedos bundle create out/local/5d3c4952… --images --out /media/usb/local.bundle.tar`,
+  kubedos bundle create out/local/5d3c4952… --images --file /media/usb/local.bundle.tar`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := g.checkOutput(OutputText, OutputJSON); err != nil {
