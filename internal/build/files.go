@@ -4,8 +4,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-
-	"github.com/kubedos/kubedos/internal/manifest"
 )
 
 // writeFileAtomic writes through a temporary file in the same directory and
@@ -29,6 +27,3 @@ func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
 	}
 	return os.Rename(tmp.Name(), path)
 }
-
-// FileDigest is the sha256 (hex) and size of a file.
-func FileDigest(path string) (string, int64, error) { return manifest.FileDigest(path) }

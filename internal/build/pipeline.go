@@ -14,6 +14,7 @@ import (
 	"strings"
 
 	"github.com/kubedos/kubedos/internal/lock"
+	"github.com/kubedos/kubedos/internal/manifest"
 	"github.com/kubedos/kubedos/internal/sign"
 	"github.com/kubedos/kubedos/internal/spec"
 )
@@ -63,11 +64,11 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	kdSum, _, err := FileDigest(o.Kubedosd)
+	kdSum, _, err := manifest.FileDigest(o.Kubedosd)
 	if err != nil {
 		return nil, fmt.Errorf("kubedosd binary: %w", err)
 	}
-	initSum, _, err := FileDigest(o.Init)
+	initSum, _, err := manifest.FileDigest(o.Init)
 	if err != nil {
 		return nil, fmt.Errorf("kubedos-init binary: %w", err)
 	}
@@ -352,7 +353,7 @@ func listFiles(dir string) ([]FileEntry, error) {
 			return err
 		}
 		rel, _ := filepath.Rel(dir, path)
-		sum, size, err := FileDigest(path)
+		sum, size, err := manifest.FileDigest(path)
 		if err != nil {
 			return err
 		}

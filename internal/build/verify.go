@@ -11,6 +11,7 @@ import (
 	"sort"
 
 	"github.com/kubedos/kubedos/internal/lock"
+	"github.com/kubedos/kubedos/internal/manifest"
 	"github.com/kubedos/kubedos/internal/sign"
 )
 
@@ -46,7 +47,7 @@ func Verify(ctx context.Context, dir string, keys *sign.KeySet) ([]Failure, erro
 	listed := map[string]bool{ManifestFile: true, SignatureFile: true}
 	for _, f := range m.Files {
 		listed[f.Path] = true
-		sum, size, err := FileDigest(filepath.Join(dir, f.Path))
+		sum, size, err := manifest.FileDigest(filepath.Join(dir, f.Path))
 		switch {
 		case err != nil:
 			fail(f.Path, "unreadable: %v", err)
