@@ -328,7 +328,7 @@ func TestReadRefuses(t *testing.T) {
 		{"member not indexed", idx, append(append([]entry{}, good...), reg("keys/extra", []byte("x"))), []string{"keys/extra: not in the signed index"}},
 		{"member twice", idx, append(append([]entry{}, good...), good[1]), []string{"inputs/cluster.yaml: appears twice"}},
 		{"wrong size", idx, []entry{good[0], reg("inputs/cluster.yaml", []byte("spec, longer")), good[2]}, []string{"inputs/cluster.yaml: 12 bytes"}},
-		{"symlink", idx, []entry{good[0], {"inputs/cluster.yaml", nil, tar.TypeSymlink}, good[2]}, []string{"inputs/cluster.yaml: a symlink"}},
+		{"symlink", idx, []entry{good[0], {"inputs/cluster.yaml", nil, tar.TypeSymlink}, good[2]}, []string{"inputs/cluster.yaml: a symlink", "1 bad member(s)"}},
 		{"index escapes the directory", bytes.Replace(idx, []byte(`"bin/kubedosd"`), []byte(`"../../kubedosd"`), 1), good, []string{"files[0].path"}},
 		{"index naming another key", bytes.Replace(idx, []byte(`"signingKey":"sha256:`), []byte(`"signingKey":"sha256:0`), 1), good, []string{"signingKey"}},
 		{"index of another kind", bytes.Replace(idx, []byte(Kind), []byte("BuildManifest"), 1), good, []string{"kind"}},

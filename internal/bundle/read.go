@@ -125,6 +125,7 @@ func read(ctx context.Context, r io.Reader, pub ed25519.PublicKey, open func(nam
 		switch {
 		case h.Typeflag != tar.TypeReg:
 			problems = append(problems, fmt.Sprintf("%s: a %s, not a regular file", h.Name, typeName(h.Typeflag)))
+			seen[h.Name] = true // reported: not "missing" as well
 			continue
 		case !listed:
 			problems = append(problems, fmt.Sprintf("%s: not in the signed index", h.Name))
@@ -162,7 +163,7 @@ func read(ctx context.Context, r io.Reader, pub ed25519.PublicKey, open func(nam
 		}
 	}
 	for _, f := range x.Files {
-		if !seen[f.Path] && !hasPrefixProblem(problems, f.Path) {
+		if !seen[f.Path] {
 			problems = append(problems, fmt.Sprintf("%s: missing", f.Path))
 		}
 	}
@@ -170,17 +171,6 @@ func read(ctx context.Context, r io.Reader, pub ed25519.PublicKey, open func(nam
 		return nil, fmt.Errorf("%w: %d bad member(s):\n  %s", ErrBad, len(problems), strings.Join(problems, "\n  "))
 	}
 	return x, nil
-}
-
-// hasPrefixProblem: the member was already reported (wrong size or type),
-// so "missing" would say it twice.
-func hasPrefixProblem(problems []string, name string) bool {
-	for _, p := range problems {
-		if strings.HasPrefix(p, name+": ") {
-			return true
-		}
-	}
-	return false
 }
 
 // head reads one of the two leading members, which must come first and in
