@@ -98,6 +98,13 @@ func (c *localCluster) handOver(ctx context.Context, master spec.Node, hubAddr s
 	if err != nil {
 		return err
 	}
+	nc := nodeAPIClient{addr: strings.TrimSpace(string(apiAddr)), name: master.Name, keys: c.keys.Dir}
+	// Before the host's hub stops: kubedosd reports itself enrolled a moment
+	// before its node API listens, and on a loaded machine that moment can
+	// be seconds (a CI run lost this race).
+	if err := waitNodeAPI(ctx, nc, 2*time.Minute, 2*time.Second, c.pr); err != nil {
+		return err
+	}
 	c.pr.Step("handing the hub to %s: stopping the hub on this host", master.Name)
 	if err := pidfile.Stop(filepath.Join(c.hubDir(), "hub.pid"), 5*time.Second); err != nil {
 		return fmt.Errorf("stop the hub on this host: %w", err)
@@ -114,7 +121,6 @@ func (c *localCluster) handOver(ctx context.Context, master spec.Node, hubAddr s
 		return err
 	}
 	req.State = buf.Bytes()
-	nc := nodeAPIClient{addr: strings.TrimSpace(string(apiAddr)), name: master.Name, keys: c.keys.Dir}
 	cl, done, err := nc.dial()
 	if err != nil {
 		return err
@@ -185,6 +191,37 @@ func (c *localCluster) handoffRequest(master spec.Node) (*api.HubHandoff, error)
 	}
 	req.Hosts = []string{addr.Addr().String(), master.Name}
 	return &req, nil
+}
+
+// waitNodeAPI polls the node's API every interval until it answers a
+// Version call or timeout passes; the error names the address and the last
+// failure.
+func waitNodeAPI(ctx context.Context, nc nodeAPIClient, timeout, interval time.Duration, pr *progress) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		cl, done, err := nc.dial()
+		if err == nil {
+			callCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			_, err = cl.Version(callCtx)
+			cancel()
+			done()
+			if err == nil {
+				return nil
+			}
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s: node API on %s did not answer within %s: %w", nc.name, nc.addr, timeout, err)
+		}
+		pr.Update("%s: waiting for its node API on %s", nc.name, nc.addr)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(interval):
+		}
+	}
 }
 
 // waitHub waits until the hub at c.hubAddr answers an admin call.

@@ -73,6 +73,19 @@ func (f *fakeNode) Reboot(context.Context, *api.PowerRequest) (*api.Power, error
 // directory the CLI reads: the CA certificate and an admin certificate.
 func nodeCLIEnv(t *testing.T) (keys, addr string, node *fakeNode) {
 	t.Helper()
+	keys, s, node := fakeNodeServer(t)
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = s.Serve(lis) }()
+	return keys, lis.Addr().String(), node
+}
+
+// fakeNodeServer is nodeCLIEnv without the listener, for tests that choose
+// when the node starts answering.
+func fakeNodeServer(t *testing.T) (keys string, s *grpc.Server, node *fakeNode) {
+	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		t.Fatal(err)
@@ -110,16 +123,11 @@ func nodeCLIEnv(t *testing.T) (keys, addr string, node *fakeNode) {
 	}
 	pair := tls.Certificate{Certificate: [][]byte{nodeCert.Raw}, PrivateKey: nodeKey, Leaf: nodeCert}
 	node = &fakeNode{}
-	s := grpc.NewServer(append(api.ServerOptions(), grpc.Creds(credentials.NewTLS(&tls.Config{
+	s = grpc.NewServer(append(api.ServerOptions(), grpc.Creds(credentials.NewTLS(&tls.Config{
 		Certificates: []tls.Certificate{pair}, ClientCAs: ca.Pool(), ClientAuth: tls.RequireAndVerifyClientCert, MinVersion: tls.VersionTLS13})))...)
 	api.RegisterNode(s, node)
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go func() { _ = s.Serve(lis) }()
 	t.Cleanup(s.Stop)
-	return keys, lis.Addr().String(), node
+	return keys, s, node
 }
 
 // runNodeAPI runs `kubedos node <args>` with only the node API commands.
