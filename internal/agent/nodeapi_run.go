@@ -114,17 +114,7 @@ func runEnrolled(ctx context.Context, cfg EnrollConfig, st Status, justEnrolled 
 		if aerr := srv.ApplyStoredConfig(); aerr != nil {
 			logf("node configuration: %v", aerr)
 		}
-		var lis net.Listener
-		if lis, err = net.Listen("tcp", NodeAPIAddr); err == nil {
-			logf("node API on %s", lis.Addr())
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				if err := srv.Serve(ctx, lis); err != nil {
-					logf("node API: %v", err)
-				}
-			}()
-		}
+		// Metrics listen first: once the node API answers, so do they.
 		if mlis, merr := net.Listen("tcp", MetricsAddr); merr == nil {
 			logf("metrics on https://%s/metrics", mlis.Addr())
 			wg.Add(2)
@@ -140,6 +130,17 @@ func runEnrolled(ctx context.Context, cfg EnrollConfig, st Status, justEnrolled 
 			}()
 		} else {
 			logf("metrics not served: %v", merr)
+		}
+		var lis net.Listener
+		if lis, err = net.Listen("tcp", NodeAPIAddr); err == nil {
+			logf("node API on %s", lis.Addr())
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if err := srv.Serve(ctx, lis); err != nil {
+					logf("node API: %v", err)
+				}
+			}()
 		}
 	}
 	if err != nil {
