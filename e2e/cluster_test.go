@@ -138,6 +138,7 @@ func TestLocalClusterUpDown(t *testing.T) {
 			t.Errorf("node API of %s on %s not reachable", n.Name, n.API)
 		}
 	}
+	checkPlanes(t, dir, [2]string{st.Nodes[0].API, st.Nodes[0].Name}, [2]string{st.Nodes[1].API, st.Nodes[1].Name})
 	// The drift metric: served with the node's certificate, read with the operator's.
 	var samples []struct {
 		Name   string
@@ -213,6 +214,7 @@ func TestLocalClusterUpDown(t *testing.T) {
 			t.Errorf("after fence: w-2 is %s with its VM %s", n.State, n.VM)
 		}
 	}
+	checkFencedOffPlanes(t, dir, [2]string{st.Nodes[0].API, st.Nodes[0].Name}, "w-2")
 	must(t, dir, "cluster", "down", "cluster.yaml")
 	// Every process the cluster owns has its state directory on its command line.
 	if out, _ := exec.Command("pgrep", "-af", filepath.Join(dir, ".kubedos")).Output(); len(strings.TrimSpace(string(out))) > 0 {

@@ -13,6 +13,7 @@ import (
 	"strings"
 
 	"github.com/kubedos/kubedos/internal/api"
+	"github.com/kubedos/kubedos/internal/spec"
 )
 
 // Drift kinds.
@@ -53,6 +54,7 @@ func (n *NodeAPI) CheckDrift(ctx context.Context) ([]api.DriftItem, error) {
 	items = append(items, n.configDrift()...)
 	n.configMu.Unlock()
 	items = append(items, n.identityDrift()...)
+	items = append(items, planeKeyDrift(filepath.Join(n.cfg.StateDir, PlanesDir))...)
 	if _, err := LoadRevocationList(filepath.Join(n.cfg.StateDir, RevokedFile)); err != nil {
 		items = append(items, api.DriftItem{Path: filepath.Join(n.cfg.StateDir, RevokedFile), Kind: DriftInvalid, Detail: err.Error()})
 	}
@@ -133,10 +135,14 @@ func (n *NodeAPI) managedPaths() map[string]bool {
 	m := map[string]bool{
 		filepath.Join(n.cfg.StateDir, ConfigFile):  true,
 		filepath.Join(n.cfg.StateDir, RevokedFile): true,
-		id:                              true,
-		filepath.Join(id, NodeCertFile): true,
-		filepath.Join(id, NodeKeyFile):  true,
-		filepath.Join(id, AKFile):       true,
+		id:                                       true,
+		filepath.Join(id, NodeCertFile):          true,
+		filepath.Join(id, NodeKeyFile):           true,
+		filepath.Join(id, AKFile):                true,
+		filepath.Join(n.cfg.StateDir, PlanesDir): true,
+	}
+	for _, p := range spec.Planes {
+		m[filepath.Join(n.cfg.StateDir, PlanesDir, string(p)+".key")] = true
 	}
 	// The directories leading to them are expected too.
 	for p := range maps.Clone(m) {

@@ -17,6 +17,7 @@ import (
 	"github.com/coreos/go-systemd/v22/journal"
 	"github.com/kubedos/kubedos/internal/api"
 	"github.com/kubedos/kubedos/internal/pki"
+	"github.com/kubedos/kubedos/internal/wg"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
@@ -55,6 +56,7 @@ var nodeAPIActions = map[string]pki.Action{
 	"Dmesg":          pki.ActionRead,
 	"ConfigGet":      pki.ActionRead,
 	"Drift":          pki.ActionRead,
+	"Planes":         pki.ActionRead,
 	"RestartService": pki.ActionRestartService,
 	"ConfigApply":    pki.ActionApplyConfig,
 	"Reboot":         pki.ActionPower,
@@ -68,6 +70,11 @@ var nodeAPIActions = map[string]pki.Action{
 // over (internal/hubhost's Keeper). Its errors are gRPC statuses.
 type HubKeeper interface {
 	TakeOver(ctx context.Context, self, role, actor string, req *api.HubHandoff) (*api.HubHandoffResult, error)
+}
+
+// PlaneReporter says which planes the node is on (Planes.Report).
+type PlaneReporter interface {
+	Report() ([]wg.Interface, time.Time, error)
 }
 
 // NodeAPIConfig is what the node API server needs.
@@ -87,6 +94,10 @@ type NodeAPIConfig struct {
 	Revocations *RevocationList
 	// Hub takes the cluster's hub over (nil: the node refuses to).
 	Hub HubKeeper
+	// Planes says which WireGuard planes the node is on (nil: none).
+	Planes PlaneReporter
+	// ReadPlane reads an interface from the kernel (default wg.Read).
+	ReadPlane func(wg.Interface) wg.Status
 	// PCRDir and MountInfo are read by health and drift checks (default
 	// PCRDir and /proc/self/mountinfo).
 	PCRDir    string
@@ -185,6 +196,9 @@ func NewNodeAPI(cfg NodeAPIConfig) (*NodeAPI, error) {
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
+	}
+	if cfg.ReadPlane == nil {
+		cfg.ReadPlane = wg.Read
 	}
 	if cfg.Logf == nil {
 		cfg.Logf = func(f string, a ...any) { fmt.Fprintf(os.Stderr, "kubedosd: node API: "+f+"\n", a...) }

@@ -17,6 +17,7 @@ import (
 
 	"github.com/kubedos/kubedos/internal/api"
 	"github.com/kubedos/kubedos/internal/buildinfo"
+	"github.com/kubedos/kubedos/internal/wg"
 )
 
 // nodeService implements api.NodeServer; authentication, authorization,
@@ -100,6 +101,12 @@ func (n *NodeAPI) CheckHealth(ctx context.Context) api.Health {
 		rerr = fmt.Errorf("last fetched %s ago (%d revoked): %v", now.Sub(fetched).Round(time.Second), n.cfg.Revocations.Set().Len(), ferr)
 	}
 	add("revocations", false, rerr, fmt.Sprintf("%d revoked serial(s), fetched %s ago", n.cfg.Revocations.Set().Len(), now.Sub(fetched).Round(time.Second)))
+	if n.cfg.Planes != nil {
+		detail, perr := n.planesHealth(now)
+		// Reported only, like the revocation list: the planes stay as
+		// they were while the hub is away.
+		add("planes", false, perr, detail)
+	}
 
 	h.Healthy = true
 	for _, c := range h.Checks {
@@ -108,6 +115,46 @@ func (n *NodeAPI) CheckHealth(ctx context.Context) api.Health {
 		}
 	}
 	return h
+}
+
+// planesHealth: the node has joined and applied every plane, and each
+// interface the kernel reports is up.
+func (n *NodeAPI) planesHealth(now time.Time) (string, error) {
+	ifcs, joined, err := n.cfg.Planes.Report()
+	switch {
+	case err != nil:
+		return "", err
+	case joined.IsZero() || len(ifcs) == 0:
+		return "", errors.New("not joined yet")
+	}
+	peers := 0
+	for _, ifc := range ifcs {
+		st := n.cfg.ReadPlane(ifc)
+		if st.Error != "" {
+			return "", fmt.Errorf("%s: %s", ifc.Name, st.Error)
+		}
+		if !st.Up {
+			return "", fmt.Errorf("%s is down", ifc.Name)
+		}
+		peers += len(ifc.Peers)
+	}
+	return fmt.Sprintf("%d plane(s) up with %d peer(s) in all; the hub answered %s ago", len(ifcs), peers, now.Sub(joined).Round(time.Second)), nil
+}
+
+func (s nodeService) Planes(ctx context.Context, _ *api.PlanesRequest) (*api.Planes, error) {
+	out := &api.Planes{Interfaces: []wg.Status{}}
+	if s.n.cfg.Planes == nil {
+		return nil, fmt.Errorf("%w: this node is on no plane", ErrNotFound)
+	}
+	ifcs, joined, err := s.n.cfg.Planes.Report()
+	out.Joined = joined
+	if err != nil {
+		out.Error = err.Error()
+	}
+	for _, ifc := range ifcs {
+		out.Interfaces = append(out.Interfaces, s.n.cfg.ReadPlane(ifc))
+	}
+	return out, nil
 }
 
 // nodeCertificate reads the node's certificate and checks it chains to the

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/kubedos/kubedos/internal/api"
+	"github.com/kubedos/kubedos/internal/wg"
 )
 
 // NodeAPIAddr is where kubedosd serves the node API once enrolled.
@@ -61,8 +62,8 @@ func reattest(ctx context.Context, cfg EnrollConfig, att *attestation, logf func
 // A node API that cannot start is logged and the node keeps its identity.
 func runEnrolled(ctx context.Context, cfg EnrollConfig, st Status, justEnrolled bool, keeper HubKeeper, logf func(string, ...any)) error {
 	ctx, cancel := context.WithCancel(ctx)
-	var wg sync.WaitGroup
-	defer func() { cancel(); wg.Wait() }()
+	var tasks sync.WaitGroup
+	defer func() { cancel(); tasks.Wait() }()
 
 	// Every boot proves itself to the hub: a node that just enrolled has,
 	// one that booted with an identity re-attests (a renewal with a fresh
@@ -72,9 +73,9 @@ func runEnrolled(ctx context.Context, cfg EnrollConfig, st Status, justEnrolled 
 		att.set(nil)
 	} else {
 		att.set(errors.New("not yet re-attested in this boot"))
-		wg.Add(1)
+		tasks.Add(1)
 		go func() {
-			defer wg.Done()
+			defer tasks.Done()
 			reattest(ctx, cfg, att, logf)
 		}()
 	}
@@ -84,9 +85,9 @@ func runEnrolled(ctx context.Context, cfg EnrollConfig, st Status, justEnrolled 
 	if err != nil {
 		logf("%v; starting from an empty list", err)
 	}
-	wg.Add(1)
+	tasks.Add(1)
 	go func() {
-		defer wg.Done()
+		defer tasks.Done()
 		RefreshRevocations(ctx, cfg, revs, revocationsEvery, logf)
 	}()
 
@@ -95,16 +96,24 @@ func runEnrolled(ctx context.Context, cfg EnrollConfig, st Status, justEnrolled 
 		logf("A/B slots unavailable (no upgrades, no boot check): %v", serr)
 		slots = nil
 	}
+	// The WireGuard planes, joined through the hub from the first boot on.
+	planes := NewPlanes(cfg, filepath.Join(NodeStateDir, PlanesDir), wg.Apply, logf)
+	tasks.Add(1)
+	go func() {
+		defer tasks.Done()
+		planes.Run(ctx, PlanesEvery)
+	}()
+
 	sys := NewHostSystem()
 	srv, err := NewNodeAPI(NodeAPIConfig{Name: cfg.Name, Role: cfg.Role, CA: cfg.CA, IdentityDir: cfg.StateDir,
-		StateDir: NodeStateDir, Status: st, System: sys, Revocations: revs, Slots: slots, Hub: keeper,
+		StateDir: NodeStateDir, Status: st, System: sys, Revocations: revs, Slots: slots, Hub: keeper, Planes: planes,
 		Logf: func(f string, a ...any) { logf("node API: "+f, a...) }})
 	if err == nil && slots != nil {
 		check := BootCheck{Slots: slots, Health: srv.CheckHealth, Attested: att.get, Timeout: BootCheckTimeout,
 			StateDir: NodeStateDir, Logf: logf, Reboot: func(ctx context.Context) error { return sys.Power(ctx, "reboot") }}
-		wg.Add(1)
+		tasks.Add(1)
 		go func() {
-			defer wg.Done()
+			defer tasks.Done()
 			if err := check.Run(ctx); err != nil && ctx.Err() == nil {
 				logf("%v", err)
 			}
@@ -117,15 +126,15 @@ func runEnrolled(ctx context.Context, cfg EnrollConfig, st Status, justEnrolled 
 		// Metrics listen first: once the node API answers, so do they.
 		if mlis, merr := net.Listen("tcp", MetricsAddr); merr == nil {
 			logf("metrics on https://%s/metrics", mlis.Addr())
-			wg.Add(2)
+			tasks.Add(2)
 			go func() {
-				defer wg.Done()
+				defer tasks.Done()
 				if err := srv.ServeMetrics(ctx, mlis); err != nil {
 					logf("metrics: %v", err)
 				}
 			}()
 			go func() {
-				defer wg.Done()
+				defer tasks.Done()
 				srv.WatchDrift(ctx, DriftEvery)
 			}()
 		} else {
@@ -134,9 +143,9 @@ func runEnrolled(ctx context.Context, cfg EnrollConfig, st Status, justEnrolled 
 		var lis net.Listener
 		if lis, err = net.Listen("tcp", NodeAPIAddr); err == nil {
 			logf("node API on %s", lis.Addr())
-			wg.Add(1)
+			tasks.Add(1)
 			go func() {
-				defer wg.Done()
+				defer tasks.Done()
 				if err := srv.Serve(ctx, lis); err != nil {
 					logf("node API: %v", err)
 				}

@@ -6,6 +6,7 @@ import (
 	"io"
 	"time"
 
+	"github.com/kubedos/kubedos/internal/wg"
 	"google.golang.org/grpc"
 )
 
@@ -200,6 +201,19 @@ type ConfigApplied struct {
 	SHA256 string `json:"sha256"`
 }
 
+// PlanesRequest asks for the node's WireGuard planes.
+type PlanesRequest struct{}
+
+// Planes is the node's WireGuard planes as its kernel reports them, with
+// when the hub last told it who its peers are.
+type Planes struct {
+	// Joined is when the hub last answered the node's join (zero: never).
+	Joined time.Time `json:"joined,omitzero"`
+	// Error is the last join's or apply's failure.
+	Error      string      `json:"error,omitempty"`
+	Interfaces []wg.Status `json:"interfaces"`
+}
+
 // DriftRequest asks what differs from the applied configuration.
 type DriftRequest struct{}
 
@@ -243,6 +257,7 @@ type NodeServer interface {
 	ConfigGet(context.Context, *ConfigGetRequest) (*NodeConfigDoc, error)
 	ConfigApply(context.Context, *ConfigApplyRequest) (*ConfigApplied, error)
 	Drift(context.Context, *DriftRequest) (*Drift, error)
+	Planes(context.Context, *PlanesRequest) (*Planes, error)
 	// Upgrade receives a build for the idle slot; it answers once the slot
 	// and its boot entry are written (or the payload is refused).
 	Upgrade(UpgradeStream) (*UpgradeResult, error)
@@ -254,7 +269,7 @@ type NodeServer interface {
 // NodeMethods lists NodeService's methods, unary and streaming: a server
 // that authorizes per method checks it covers each one.
 var NodeMethods = []string{"Version", "Health", "Services", "RestartService", "Logs", "Follow", "Dmesg",
-	"Reboot", "Shutdown", "ConfigGet", "ConfigApply", "Drift", "Upgrade", "Rollback", "TakeOverHub"}
+	"Reboot", "Shutdown", "ConfigGet", "ConfigApply", "Drift", "Planes", "Upgrade", "Rollback", "TakeOverHub"}
 
 var (
 	followDesc  = grpc.StreamDesc{StreamName: "Follow", ServerStreams: true}
@@ -294,6 +309,7 @@ func RegisterNode(s *grpc.Server, impl NodeServer) {
 			unary(NodeService, "ConfigGet", NodeServer.ConfigGet),
 			unary(NodeService, "ConfigApply", NodeServer.ConfigApply),
 			unary(NodeService, "Drift", NodeServer.Drift),
+			unary(NodeService, "Planes", NodeServer.Planes),
 			unary(NodeService, "Rollback", NodeServer.Rollback),
 			unary(NodeService, "TakeOverHub", NodeServer.TakeOverHub),
 		},
@@ -385,6 +401,10 @@ func (c *NodeClient) ConfigApply(ctx context.Context, document string, dryRun bo
 
 func (c *NodeClient) Drift(ctx context.Context) (*Drift, error) {
 	return invoke[Drift](ctx, c.cc, nodeMethod("Drift"), &DriftRequest{})
+}
+
+func (c *NodeClient) Planes(ctx context.Context) (*Planes, error) {
+	return invoke[Planes](ctx, c.cc, nodeMethod("Planes"), &PlanesRequest{})
 }
 
 // MaxHubStateBytes bounds the hub state a handoff carries (one message).

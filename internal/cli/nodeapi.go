@@ -91,7 +91,7 @@ func nodeCall(cmd *cobra.Command, g *globals, c *nodeAPIClient, fn func(context.
 func nodeAPICommands(g *globals) []*cobra.Command {
 	return []*cobra.Command{
 		nodeVersionCmd(g), nodeHealthCmd(g), nodeServicesCmd(g), nodeRestartServiceCmd(g), nodeLogsCmd(g),
-		nodeDmesgCmd(g), nodePowerCmd(g, "reboot"), nodePowerCmd(g, "shutdown"), nodeConfigCmd(g), nodeDriftCmd(g), nodeMetricsCmd(g),
+		nodeDmesgCmd(g), nodePowerCmd(g, "reboot"), nodePowerCmd(g, "shutdown"), nodeConfigCmd(g), nodeDriftCmd(g), nodePlanesCmd(g), nodeMetricsCmd(g),
 		nodeUpgradeCmd(g), nodeRollbackCmd(g),
 	}
 }

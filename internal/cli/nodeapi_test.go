@@ -33,8 +33,9 @@ import (
 // fakeNode answers the node API the way kubedosd would, recording requests.
 type fakeNode struct {
 	api.NodeServer
-	mu   sync.Mutex
-	reqs []any
+	mu     sync.Mutex
+	reqs   []any
+	planes *api.Planes // nil: a healthy worker's
 }
 
 func (f *fakeNode) seen(r any) {

@@ -20,6 +20,7 @@ import (
 
 	"github.com/kubedos/kubedos/internal/measure"
 	"github.com/kubedos/kubedos/internal/pki"
+	"github.com/kubedos/kubedos/internal/spec"
 )
 
 // This file holds unit-test fakes for the separately tested attestation
@@ -212,6 +213,8 @@ type env struct {
 	hub    *Hub
 	// artifact signs build manifests the hub is assigned.
 	artifact ed25519.PrivateKey
+	// spec lays out the planes (nil: the hub has none).
+	spec *spec.ClusterSpec
 }
 
 var (
@@ -241,7 +244,7 @@ func (e *env) newHub() {
 		pub = e.artifact.Public().(ed25519.PublicKey)
 	}
 	h, err := New(Options{Store: e.store, CA: e.ca, Verifier: e.ver, Policy: e.policy, AllowWindow: e.allowW,
-		CertLifetime: 6 * time.Hour, Now: e.clock.Now, ArtifactKey: pub})
+		CertLifetime: 6 * time.Hour, Now: e.clock.Now, ArtifactKey: pub, Spec: e.spec})
 	if err != nil {
 		e.t.Fatal(err)
 	}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/kubedos/kubedos/internal/measure"
 	"github.com/kubedos/kubedos/internal/pki"
+	"github.com/kubedos/kubedos/internal/spec"
 )
 
 // TPMIdentity is what a node presents to begin enrollment: its TPM's
@@ -101,6 +102,9 @@ type Options struct {
 	MaxWindow time.Duration
 	// Now is the clock; time.Now if nil.
 	Now func() time.Time
+	// Spec lays out the WireGuard planes; without it nodes cannot join
+	// them (JoinPlanes fails) and everything else works.
+	Spec *spec.ClusterSpec
 }
 
 // Hub is the enrollment gate, node registry and operator actions over a

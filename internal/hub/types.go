@@ -1,6 +1,10 @@
 package hub
 
-import "time"
+import (
+	"time"
+
+	"github.com/kubedos/kubedos/internal/spec"
+)
 
 // State is where a node is in its life.
 type State string
@@ -54,6 +58,9 @@ type Node struct {
 	Reason *Reason `json:"reason,omitempty"`
 	// History holds the identities this name had before, oldest first.
 	History []Identity `json:"history,omitempty"`
+	// PlaneKeys are the WireGuard public keys (base64) the node registered
+	// for each plane; a replaced identity starts without any.
+	PlaneKeys map[spec.Plane]string `json:"planeKeys,omitempty"`
 }
 
 // Cert is one issued certificate.

@@ -71,7 +71,7 @@ func Open(ctx context.Context, cfg Config) (*Hub, error) {
 	}
 	h, err := hub.New(hub.Options{Store: store, CA: cfg.CA, Verifier: hub.AttestVerifier{EKCAs: cfg.EKCAs},
 		Policy: hub.ManifestPolicy{Spec: cfg.Spec, Manifest: cfg.Manifest}, ArtifactKey: cfg.ArtifactKey,
-		AllowWindow: cfg.Spec.Trust.EKPolicy.Mode == spec.EKWindow, CertLifetime: life, Now: cfg.Now})
+		AllowWindow: cfg.Spec.Trust.EKPolicy.Mode == spec.EKWindow, CertLifetime: life, Now: cfg.Now, Spec: cfg.Spec})
 	if err != nil {
 		store.Close()
 		return nil, err

@@ -113,6 +113,9 @@ const (
 	// ActionReadRevocations: fetch the list of revoked serials, which node
 	// APIs check their callers against. Nodes, and readers and above.
 	ActionReadRevocations Action = "revocations.read"
+	// ActionJoinPlanes: a node registers its WireGuard plane keys and reads
+	// the interfaces it should have. Nodes only, for themselves.
+	ActionJoinPlanes Action = "planes.join"
 	// ActionRestartService: restart a systemd service through a node's API.
 	// Operator.
 	ActionRestartService Action = "service.restart"
@@ -147,7 +150,7 @@ var minRole = map[Action]Role{
 }
 
 // nodeActions are the only actions a node certificate allows.
-var nodeActions = map[Action]bool{ActionRenew: true, ActionReadRevocations: true}
+var nodeActions = map[Action]bool{ActionRenew: true, ActionReadRevocations: true, ActionJoinPlanes: true}
 
 // Allows reports whether role may take action: admin > operator > reader for
 // operator actions, nodes only for node actions. Unknown roles and actions

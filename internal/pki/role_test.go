@@ -48,6 +48,7 @@ func TestAllows(t *testing.T) {
 		ActionIssueClient:     {RoleAdmin: true},
 		ActionRevokeClient:    {RoleAdmin: true},
 		ActionRenew:           {RoleNode: true},
+		ActionJoinPlanes:      {RoleNode: true},
 		ActionReadRevocations: {RoleAdmin: true, RoleOperator: true, RoleReader: true, RoleNode: true},
 		ActionRestartService:  {RoleAdmin: true, RoleOperator: true},
 		ActionApplyConfig:     {RoleAdmin: true, RoleOperator: true},
