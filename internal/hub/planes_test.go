@@ -21,7 +21,7 @@ import (
 	"google.golang.org/grpc/status"
 )
 
-func planeKeys(t *testing.T) map[spec.Plane]string {
+func planeKeys(t testing.TB) map[spec.Plane]string {
 	t.Helper()
 	out := map[spec.Plane]string{}
 	for _, p := range spec.Planes {
@@ -193,5 +193,46 @@ func TestJoinPlanesGRPC(t *testing.T) {
 	}
 	if _, err := dial(&tls.Certificate{Certificate: [][]byte{c1.Cert.Raw}, PrivateKey: w1.key, Leaf: c1.Cert}).Join(ctx, &api.JoinPlanesRequest{Keys: map[spec.Plane]string{}}); status.Code(err) != codes.InvalidArgument {
 		t.Errorf("no keys: %v, want InvalidArgument", err)
+	}
+}
+
+// BenchmarkJoinPlanes is the hub's cost of the call every node makes every
+// 10 s, at its dearest: the master of the 16-node reference platform
+// re-joining with unchanged keys (a read of every node record and the
+// rendering of 15 peers on each of three planes; nothing written).
+func BenchmarkJoinPlanes(b *testing.B) {
+	ctx := context.Background()
+	e := newEnv(b)
+	s, err := spec.LoadBytes(examples.Reference)
+	if err != nil {
+		b.Fatal(err)
+	}
+	e.spec, e.policy = s, fakePolicy{}
+	for _, n := range s.Topology.Nodes {
+		e.policy[n.Name] = string(n.Role)
+	}
+	e.newHub()
+	var master pki.Peer
+	var masterKeys map[spec.Plane]string
+	for _, n := range s.Topology.Nodes {
+		nd := newNode(b, n.Name, string(n.Role))
+		e.register(nd)
+		e.mustEnroll(nd)
+		keys := planeKeys(b)
+		p := nodePeer(n.Name, string(n.Role))
+		if _, err := e.hub.JoinPlanes(ctx, p, keys); err != nil {
+			b.Fatal(err)
+		}
+		if n.Role == spec.RoleMaster {
+			master, masterKeys = p, keys
+		}
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		ifcs, err := e.hub.JoinPlanes(ctx, master, masterKeys)
+		if err != nil || len(ifcs[0].Peers) != len(s.Topology.Nodes)-1 {
+			b.Fatalf("%v: %d peers", err, len(ifcs[0].Peers))
+		}
 	}
 }
