@@ -23,7 +23,7 @@ and bytes received and sent. The master is the hub of every plane and lists
 each node that joined; any other node lists the master alone.
 
 A node joins through the hub every 10 s: it registers the public half of its
-plane keys (made on first boot, kept on the state partition, never sent) and
+plane keys (made once it enrolled, kept on the state partition, never sent) and
 applies the peers the hub answers with. A revoked or fenced node drops off
 the master's planes at the master's next join.
 
