@@ -139,6 +139,7 @@ func TestLocalClusterUpDown(t *testing.T) {
 		}
 	}
 	checkPlanes(t, dir, [2]string{st.Nodes[0].API, st.Nodes[0].Name}, [2]string{st.Nodes[1].API, st.Nodes[1].Name})
+	checkFirewall(t, st.Nodes[1].API)
 	// The drift metric: served with the node's certificate, read with the operator's.
 	var samples []struct {
 		Name   string

@@ -4,6 +4,8 @@ package e2e
 
 import (
 	"encoding/json"
+	"errors"
+	"net"
 	"slices"
 	"strings"
 	"testing"
@@ -114,4 +116,30 @@ func checkFencedOffPlanes(t *testing.T, dir string, master [2]string, fenced str
 		}
 	}
 	t.Errorf("fenced %s is still a peer on the master's planes: %v", fenced, last)
+}
+
+// checkFirewall: a node's baseline drops what it does not serve — a port
+// nothing listens on gets no answer at all (without the baseline the
+// node's kernel would refuse it at once) — while its node API answers.
+func checkFirewall(t *testing.T, apiAddr string) {
+	t.Helper()
+	host, _, err := net.SplitHostPort(apiAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := net.DialTimeout("tcp", net.JoinHostPort(host, "22"), 3*time.Second)
+	var ne net.Error
+	switch {
+	case err == nil:
+		c.Close()
+		t.Errorf("%s:22 accepted a connection", host)
+	case !errors.As(err, &ne) || !ne.Timeout():
+		t.Errorf("%s:22 answered (%v): the baseline firewall should drop it", host, err)
+	}
+	c, err = net.DialTimeout("tcp", apiAddr, 10*time.Second)
+	if err != nil {
+		t.Errorf("node API %s behind the firewall: %v", apiAddr, err)
+		return
+	}
+	c.Close()
 }

@@ -14,7 +14,7 @@ fi
 pkgs=(git make gcc binutils cpio fdisk dosfstools mtools e2fsprogs squashfs-tools cryptsetup-bin
       mmdebstrap systemd-boot-efi sbsigntool efitools ovmf swtpm swtpm-tools qemu-system-x86 qemu-utils
       osslsigncode pesign openssl dpkg-dev apt util-linux gpgv
-      systemd libtss2-esys-3.0.2-0 libtss2-rc0 bc libssl-dev socat procps iproute2)
+      systemd libtss2-esys-3.0.2-0 libtss2-rc0 bc libssl-dev socat procps iproute2 nftables)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/kubedos/kubedos/internal/api"
+	"github.com/kubedos/kubedos/internal/firewall"
 	"github.com/kubedos/kubedos/internal/wg"
 )
 
@@ -96,8 +97,17 @@ func runEnrolled(ctx context.Context, cfg EnrollConfig, st Status, justEnrolled 
 		logf("A/B slots unavailable (no upgrades, no boot check): %v", serr)
 		slots = nil
 	}
-	// The WireGuard planes, joined through the hub from the first boot on.
+	// The baseline firewall before anything listens, then the WireGuard
+	// planes, joined through the hub from the first boot on; each change of
+	// the planes updates the firewall.
+	applyFirewall := func(ctx context.Context, ifcs []wg.Interface) error {
+		return firewall.Apply(ctx, Baseline(cfg.Role, ifcs))
+	}
+	if err := applyFirewall(ctx, nil); err != nil {
+		logf("%v", err)
+	}
 	planes := NewPlanes(cfg, filepath.Join(NodeStateDir, PlanesDir), wg.Apply, logf)
+	planes.AfterApply = applyFirewall
 	tasks.Add(1)
 	go func() {
 		defer tasks.Done()

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/kubedos/kubedos/internal/api"
+	"github.com/kubedos/kubedos/internal/firewall"
 	"github.com/kubedos/kubedos/internal/spec"
 	"github.com/kubedos/kubedos/internal/wg"
 	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
@@ -38,6 +39,10 @@ type Planes struct {
 	dir   string
 	apply PlaneApplier
 	logf  func(string, ...any)
+
+	// AfterApply runs once interfaces changed were applied (the agent
+	// opens their ports in the firewall); its error fails the join.
+	AfterApply func(context.Context, []wg.Interface) error
 
 	mu      sync.Mutex
 	applied []wg.Interface
@@ -115,9 +120,38 @@ func (p *Planes) Once(ctx context.Context, keys map[spec.Plane]wgtypes.Key) erro
 			return err
 		}
 	}
+	if p.AfterApply != nil {
+		if err := p.AfterApply(ctx, ifcs); err != nil {
+			p.set(nil, true, err)
+			return err
+		}
+	}
 	p.set(ifcs, true, nil)
 	p.logf("planes: %s", describePlanes(ifcs))
 	return nil
+}
+
+// Baseline is the node's firewall for its role and planes (DESIGN.md §5):
+// the planes trusted, their WireGuard ports and the node's own services
+// (node API, metrics, and the hub on the master) open on the LAN. Before
+// the first join the planes are the spec's defaults.
+func Baseline(role string, ifcs []wg.Interface) firewall.Baseline {
+	b := firewall.Baseline{TCPPorts: []int{api.NodeAPIPort, api.NodeMetricsPort}}
+	if role == string(spec.RoleMaster) {
+		b.TCPPorts = append(b.TCPPorts, api.HubPort)
+	}
+	if len(ifcs) == 0 {
+		for _, p := range spec.Planes {
+			b.Planes = append(b.Planes, wg.InterfaceName(p))
+			b.WireGuardPorts = append(b.WireGuardPorts, spec.DefaultPlanePorts[p])
+		}
+		return b
+	}
+	for _, ifc := range ifcs {
+		b.Planes = append(b.Planes, ifc.Name)
+		b.WireGuardPorts = append(b.WireGuardPorts, ifc.ListenPort)
+	}
+	return b
 }
 
 func (p *Planes) set(applied []wg.Interface, answered bool, err error) {

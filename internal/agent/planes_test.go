@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
@@ -137,13 +138,31 @@ func TestPlanes(t *testing.T) {
 	if err != nil || joined.IsZero() || len(ifcs) != 3 || ifcs[0].Peers[0].Name != "master" {
 		t.Errorf("report: %+v %s %v", ifcs, joined, err)
 	}
+	// The firewall follows each change; if it cannot, the join fails and
+	// is retried with the same answer.
+	var fw [][]wg.Interface
+	p.AfterApply = func(_ context.Context, ifcs []wg.Interface) error {
+		fw = append(fw, ifcs)
+		if len(fw) == 1 {
+			return errors.New("nft: no such file")
+		}
+		return nil
+	}
+	hub.answer(planeIfcs("master", "w-9"))
+	if err := p.Once(ctx, keys); err == nil || !strings.Contains(err.Error(), "nft") {
+		t.Errorf("a firewall failure was not reported: %v", err)
+	}
+	if err := p.Once(ctx, keys); err != nil || len(fw) != 2 || len(fw[1][0].Peers) != 2 {
+		t.Errorf("retry after the firewall failure: %v, %d calls", err, len(fw))
+	}
+	p.AfterApply = nil
 	// An apply that fails is reported; what was applied before is kept.
 	rec.fail = errors.New("ip link add: Operation not supported")
 	hub.answer(planeIfcs("master", "w-2"))
 	if err := p.Once(ctx, keys); err == nil {
 		t.Error("a failed apply was not reported")
 	}
-	if ifcs, _, err := p.Report(); err == nil || len(ifcs[0].Peers) != 1 {
+	if ifcs, _, err := p.Report(); err == nil || len(ifcs[0].Peers) != 2 {
 		t.Errorf("after a failed apply: %+v %v", ifcs, err)
 	}
 	// The hub away: the error is reported, the planes stay.
@@ -250,5 +269,36 @@ func TestPlaneKeyDrift(t *testing.T) {
 	if len(items) != 2 || items[0].Kind != DriftModified || items[0].Actual != "mode 0644" || items[1].Kind != DriftInvalid ||
 		!strings.HasSuffix(items[1].Path, "kubernetes.key") {
 		t.Errorf("drift %+v", items)
+	}
+}
+
+func TestBaseline(t *testing.T) {
+	cases := []struct {
+		name     string
+		role     string
+		ifcs     []wg.Interface
+		planes   string
+		udp, tcp string
+	}{
+		{"worker before joining", "worker", nil, "wg-control wg-obs wg-kubernetes", "[51820 51821 51822]", "[7444 7445]"},
+		{"the master serves the hub", "master", nil, "wg-control wg-obs wg-kubernetes", "[51820 51821 51822]", "[7444 7445 7443]"},
+		{"ports from the hub's answer", "worker", []wg.Interface{{Name: "wg-control", ListenPort: 41000}}, "wg-control", "[41000]", "[7444 7445]"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			b := Baseline(c.role, c.ifcs)
+			if got := strings.Join(b.Planes, " "); got != c.planes {
+				t.Errorf("planes %s, want %s", got, c.planes)
+			}
+			if got := fmt.Sprint(b.WireGuardPorts); got != c.udp {
+				t.Errorf("udp %s, want %s", got, c.udp)
+			}
+			if got := fmt.Sprint(b.TCPPorts); got != c.tcp {
+				t.Errorf("tcp %s, want %s", got, c.tcp)
+			}
+			if _, err := b.Ruleset(); err != nil {
+				t.Errorf("ruleset: %v", err)
+			}
+		})
 	}
 }

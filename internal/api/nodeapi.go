@@ -26,6 +26,10 @@ const NodeAPIPort = 7444
 // revoked may read it.
 const NodeMetricsPort = 7445
 
+// HubPort is where a hub listens by default, on an operator machine or on
+// the master that keeps it.
+const HubPort = 7443
+
 // Bounds of the node API's answers: a read never returns more than this,
 // whatever was asked.
 const (

@@ -13,6 +13,7 @@ import (
 	"net"
 	"time"
 
+	"github.com/kubedos/kubedos/internal/api"
 	"github.com/kubedos/kubedos/internal/build"
 	"github.com/kubedos/kubedos/internal/hub"
 	"github.com/kubedos/kubedos/internal/pki"
@@ -20,7 +21,7 @@ import (
 )
 
 // Port is where a hub listens by default.
-const Port = 7443
+const Port = api.HubPort
 
 // ServerCertLifetime is the life of the hub's own TLS certificate, made
 // fresh each time it starts.

@@ -28,6 +28,7 @@ var rank = map[string]int{
 	"internal/measure":   1,
 	"internal/pki":       1,
 	"internal/wg":        1,
+	"internal/firewall":  1, // the node's baseline nftables ruleset
 	"internal/api":       3, // wire types; carries internal/attest's structs
 	"internal/plan":      1,
 	"internal/pidfile":   1, // finds our daemons: no zombies, no recycled pids

@@ -1,0 +1,119 @@
+// Package firewall is a node's baseline nftables ruleset (DESIGN.md §5):
+// whatever arrives on a WireGuard plane is trusted; from the LAN a node
+// accepts only the planes' WireGuard ports and the kubedos services it
+// serves, each of which authenticates its callers by mTLS. Everything else
+// inbound is dropped, and nothing is forwarded except between planes.
+package firewall
+
+import (
+	"context"
+	"fmt"
+	"os/exec"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+)
+
+// Table is the nftables table kubedos owns (family inet: IPv4 and IPv6).
+// Nothing else on the node is touched.
+const Table = "kubedos"
+
+// Baseline is what a node accepts from outside its planes.
+type Baseline struct {
+	// Planes are the WireGuard interfaces; traffic arriving on them is
+	// trusted, and may be forwarded from one to another (the master routes
+	// between the nodes of a plane).
+	Planes []string
+	// WireGuardPorts are the planes' UDP listen ports, open on the LAN.
+	WireGuardPorts []int
+	// TCPPorts are the services served on the LAN (node API, metrics, and
+	// the hub on the master).
+	TCPPorts []int
+}
+
+var ifnameRE = regexp.MustCompile(`^[a-zA-Z0-9_.-]{1,15}$`)
+
+// Ruleset is the nft script that replaces the kubedos table in one
+// transaction (an existing table is deleted and defined anew, atomically:
+// no moment without rules). Bad interface names or ports are an error
+// naming them.
+func (b Baseline) Ruleset() (string, error) {
+	var problems []string
+	for _, p := range b.Planes {
+		if !ifnameRE.MatchString(p) {
+			problems = append(problems, fmt.Sprintf("plane interface %q is not an interface name", p))
+		}
+	}
+	for _, ports := range [][]int{b.WireGuardPorts, b.TCPPorts} {
+		for _, p := range ports {
+			if p < 1 || p > 65535 {
+				problems = append(problems, fmt.Sprintf("port %d is out of range", p))
+			}
+		}
+	}
+	if len(problems) > 0 {
+		return "", fmt.Errorf("firewall: %s", strings.Join(problems, "; "))
+	}
+	var s strings.Builder
+	fmt.Fprintf(&s, "table inet %s\ndelete table inet %s\ntable inet %s {\n", Table, Table, Table)
+	s.WriteString("\tchain input {\n\t\ttype filter hook input priority filter; policy drop;\n")
+	s.WriteString("\t\tct state established,related accept\n\t\tct state invalid drop\n")
+	s.WriteString("\t\tiifname \"lo\" accept\n\t\tmeta l4proto { icmp, ipv6-icmp } accept\n")
+	if set := ifnames(b.Planes); set != "" {
+		fmt.Fprintf(&s, "\t\tiifname %s accept\n", set)
+	}
+	if set := ports(b.WireGuardPorts); set != "" {
+		fmt.Fprintf(&s, "\t\tudp dport %s accept\n", set)
+	}
+	if set := ports(b.TCPPorts); set != "" {
+		fmt.Fprintf(&s, "\t\ttcp dport %s accept\n", set)
+	}
+	s.WriteString("\t}\n")
+	s.WriteString("\tchain forward {\n\t\ttype filter hook forward priority filter; policy drop;\n")
+	s.WriteString("\t\tct state established,related accept\n")
+	if set := ifnames(b.Planes); set != "" {
+		fmt.Fprintf(&s, "\t\tiifname %s oifname %s accept\n", set, set)
+	}
+	s.WriteString("\t}\n}\n")
+	return s.String(), nil
+}
+
+func ifnames(names []string) string {
+	if len(names) == 0 {
+		return ""
+	}
+	q := make([]string, 0, len(names))
+	for _, n := range slices.Compact(slices.Sorted(slices.Values(names))) {
+		q = append(q, strconv.Quote(n))
+	}
+	return "{ " + strings.Join(q, ", ") + " }"
+}
+
+func ports(ps []int) string {
+	if len(ps) == 0 {
+		return ""
+	}
+	var out []string
+	for _, p := range slices.Compact(slices.Sorted(slices.Values(ps))) {
+		out = append(out, strconv.Itoa(p))
+	}
+	return "{ " + strings.Join(out, ", ") + " }"
+}
+
+// nft runs nft(8); the integration test points it into its namespace.
+var nft = []string{"nft"}
+
+// Apply loads the baseline with nft(8) (the image carries nftables).
+func Apply(ctx context.Context, b Baseline) error {
+	script, err := b.Ruleset()
+	if err != nil {
+		return err
+	}
+	cmd := exec.CommandContext(ctx, nft[0], append(nft[1:], "-f", "-")...)
+	cmd.Stdin = strings.NewReader(script)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("firewall: nft -f: %w: %s", err, strings.TrimSpace(string(out)))
+	}
+	return nil
+}

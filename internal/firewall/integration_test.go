@@ -1,0 +1,140 @@
+//go:build integration
+
+package firewall
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+func sh(t *testing.T, args ...string) string {
+	t.Helper()
+	out, err := exec.Command(args[0], args[1:]...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s: %v: %s", strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
+
+// listenIn opens a TCP listener inside network namespace ns (the socket
+// stays in it after the thread switches back) answering "ok".
+func listenIn(t *testing.T, ns, addr string) {
+	t.Helper()
+	runtime.LockOSThread()
+	orig, err := os.Open("/proc/thread-self/ns/net")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer orig.Close()
+	target, err := os.Open("/run/netns/" + ns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer target.Close()
+	if err := unix.Setns(int(target.Fd()), unix.CLONE_NEWNET); err != nil {
+		t.Fatal(err)
+	}
+	lis, lerr := net.Listen("tcp", addr)
+	if err := unix.Setns(int(orig.Fd()), unix.CLONE_NEWNET); err != nil {
+		t.Fatalf("back to the test's namespace: %v", err) // the thread stays locked: it dies with the goroutine
+	}
+	runtime.UnlockOSThread()
+	if lerr != nil {
+		t.Fatal(lerr)
+	}
+	t.Cleanup(func() { lis.Close() })
+	go func() {
+		for {
+			c, err := lis.Accept()
+			if err != nil {
+				return
+			}
+			_, _ = io.WriteString(c, "ok")
+			c.Close()
+		}
+	}()
+}
+
+// dial reports "ok" (answered), "refused" or "dropped" (no answer in time).
+func dial(addr string) string {
+	c, err := net.DialTimeout("tcp", addr, 2*time.Second)
+	var ne net.Error
+	switch {
+	case err == nil:
+		defer c.Close()
+		b, _ := io.ReadAll(c)
+		return string(b)
+	case errors.Is(err, unix.ECONNREFUSED):
+		return "refused"
+	case errors.As(err, &ne) && ne.Timeout():
+		return "dropped"
+	default:
+		return err.Error()
+	}
+}
+
+// A node in its own network namespace behind a veth: before the baseline
+// every port answers or refuses; with it only the listed ports answer and
+// the rest are dropped without a word; applying it again replaces the table.
+func TestBaselineInNamespace(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root")
+	}
+	if _, err := exec.LookPath("nft"); err != nil {
+		t.Skip("nft not installed (apt-get install nftables)")
+	}
+	id := fmt.Sprintf("%d", os.Getpid()%100000)
+	ns, host, node := "kdfw"+id, "kdfwh"+id, "kdfwn"+id
+	sh(t, "ip", "netns", "add", ns)
+	t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", ns).Run() })
+	sh(t, "ip", "link", "add", host, "type", "veth", "peer", "name", node)
+	t.Cleanup(func() { _ = exec.Command("ip", "link", "del", host).Run() })
+	sh(t, "ip", "link", "set", node, "netns", ns)
+	sh(t, "ip", "address", "add", "10.251.7.1/30", "dev", host)
+	sh(t, "ip", "link", "set", host, "up")
+	sh(t, "ip", "netns", "exec", ns, "ip", "address", "add", "10.251.7.2/30", "dev", node)
+	sh(t, "ip", "netns", "exec", ns, "ip", "link", "set", node, "up")
+	sh(t, "ip", "netns", "exec", ns, "ip", "link", "set", "lo", "up")
+	listenIn(t, ns, "10.251.7.2:7444")
+	listenIn(t, ns, "10.251.7.2:9999")
+
+	for port, want := range map[string]string{"7444": "ok", "9999": "ok", "9998": "refused"} {
+		if got := dial("10.251.7.2:" + port); got != want {
+			t.Fatalf("before the baseline, port %s: %s, want %s", port, got, want)
+		}
+	}
+	nft = []string{"ip", "netns", "exec", ns, "nft"}
+	t.Cleanup(func() { nft = []string{"nft"} })
+	b := Baseline{Planes: []string{"wg-control"}, WireGuardPorts: []int{51820}, TCPPorts: []int{7444}}
+	for i := 0; i < 2; i++ { // the second apply replaces the table
+		if err := Apply(context.Background(), b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for port, want := range map[string]string{"7444": "ok", "9999": "dropped", "9998": "dropped"} {
+		if got := dial("10.251.7.2:" + port); got != want {
+			t.Errorf("with the baseline, port %s: %s, want %s", port, got, want)
+		}
+	}
+	if tables := sh(t, "ip", "netns", "exec", ns, "nft", "list", "tables"); strings.Count(tables, "table inet kubedos") != 1 {
+		t.Errorf("tables after two applies:\n%s", tables)
+	}
+	// A bad baseline is refused before nft runs, and the table stays.
+	if err := Apply(context.Background(), Baseline{TCPPorts: []int{0}}); err == nil {
+		t.Error("a bad baseline was applied")
+	}
+	if got := dial("10.251.7.2:7444"); got != "ok" {
+		t.Errorf("after a refused apply, port 7444: %s", got)
+	}
+}
