@@ -59,7 +59,9 @@ func (b Baseline) Ruleset() (string, error) {
 	fmt.Fprintf(&s, "table inet %s\ndelete table inet %s\ntable inet %s {\n", Table, Table, Table)
 	s.WriteString("\tchain input {\n\t\ttype filter hook input priority filter; policy drop;\n")
 	s.WriteString("\t\tct state established,related accept\n\t\tct state invalid drop\n")
-	s.WriteString("\t\tiifname \"lo\" accept\n\t\tmeta l4proto { icmp, ipv6-icmp } accept\n")
+	// ICMP and ICMPv6 by number: names need /etc/protocols, which a
+	// minimal image does not have.
+	s.WriteString("\t\tiifname \"lo\" accept\n\t\tmeta l4proto { 1, 58 } accept\n")
 	if set := ifnames(b.Planes); set != "" {
 		fmt.Fprintf(&s, "\t\tiifname %s accept\n", set)
 	}
