@@ -54,6 +54,7 @@ echo
 echo "demo: ok. The cluster keeps running:"
 echo "  cd demo && ../bin/kubedos cluster status cluster.yaml --keys keys    # VMs, enrollment, node API addresses"
 echo "  cd demo && ../bin/kubedos node health --node 10.20.0.10:7444 --name master --keys keys"
+echo "  cd demo && ../bin/kubedos node planes --node 10.20.0.10:7444 --name master --keys keys   # WireGuard peers and handshakes"
 echo "  cd demo && ../bin/kubedos audit --hub \$(cat .kubedos/clusters/local/hub/hub.addr) --keys keys"
 echo "  cd demo && ../bin/kubedos cluster down cluster.yaml                  # stop every VM (the master keeps the hub) and swtpm; remove the LAN namespace"
 echo "The nodes share one L2 segment (bridge in network namespace kubedos-local); this host is its gateway 10.20.0.1;"
