@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -79,10 +80,37 @@ func mountESP() (string, func(), error) {
 		return "", nil, err
 	}
 	dev := earlyboot.PartitionNode(strings.TrimPrefix(disk, "/dev/"), p.Number)
-	if err := unix.Mount(dev, espMountDir, "vfat", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "umask=0077"); err != nil {
+	mount := func() error {
+		return unix.Mount(dev, espMountDir, "vfat", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "umask=0077")
+	}
+	// A mount of ours left behind by a kubedosd that died is taken down.
+	stale := func() { _ = unix.Unmount(espMountDir, 0) }
+	if err := mountWhileBusy(mount, stale, espBusyWait, time.Second); err != nil {
 		return "", nil, fmt.Errorf("mount the ESP %s: %w", dev, err)
 	}
 	return espMountDir, func() { _ = unix.Unmount(espMountDir, 0) }, nil
+}
+
+// espBusyWait bounds how long the ESP may stay busy.
+var espBusyWait = 45 * time.Second
+
+// mountWhileBusy mounts, retrying every interval while the device is busy
+// (EBUSY), up to wait. Early in a boot systemd checks and automounts the ESP
+// (systemd-gpt-auto-generator's efi.automount, fsck first, which opens the
+// device exclusively): an upgrade that arrives then must wait, not fail.
+func mountWhileBusy(mount func() error, stale func(), wait, interval time.Duration) error {
+	deadline := time.Now().Add(wait)
+	for {
+		err := mount()
+		if !errors.Is(err, unix.EBUSY) {
+			return err
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("still busy after %s: %w", wait, err)
+		}
+		stale()
+		time.Sleep(interval)
+	}
 }
 
 // withESP runs fn with the ESP mounted and the disk open.
