@@ -157,7 +157,8 @@ func TestLocalClusterUpDown(t *testing.T) {
 			t.Errorf("%s: fresh node has drift %s=%v", m.Name, s.Labels["kind"], s.Value)
 		}
 	}
-	for _, want := range []string{"kubedos_drift_items", "kubedos_drift_checks_total", "kubedos_drift_detected_total", "kubedos_healthy"} {
+	for _, want := range []string{"kubedos_drift_items", "kubedos_drift_checks_total", "kubedos_drift_detected_total", "kubedos_healthy",
+		"kubedos_planes_join_ok", "kubedos_plane_up", "kubedos_plane_peer_last_handshake_timestamp_seconds"} {
 		if !seen[want] {
 			t.Errorf("%s: metrics lack %s", m.Name, want)
 		}

@@ -16,6 +16,7 @@ import (
 
 	"github.com/kubedos/kubedos/internal/api"
 	"github.com/kubedos/kubedos/internal/pki"
+	"github.com/kubedos/kubedos/internal/wg"
 )
 
 // MetricsAddr is where kubedosd serves /metrics (Prometheus text format)
@@ -184,6 +185,9 @@ func (n *NodeAPI) WriteMetrics(ctx context.Context, w io.Writer) error {
 	}
 	family("kubedos_healthy", "gauge", "1 when every critical health check passes.")
 	fmt.Fprintf(&b, "kubedos_healthy %d\n", b2i(h.Healthy))
+	if n.cfg.Planes != nil {
+		n.writePlaneMetrics(&b, family)
+	}
 	// LoadX509KeyPair fills Leaf.
 	if cert, err := n.certs.get(nil); err == nil && cert.Leaf != nil {
 		family("kubedos_certificate_expiry_timestamp_seconds", "gauge", "When the node's enrollment certificate expires (renewal needs a fresh quote).")
@@ -191,6 +195,59 @@ func (n *NodeAPI) WriteMetrics(ctx context.Context, w io.Writer) error {
 	}
 	_, err := io.WriteString(w, b.String())
 	return err
+}
+
+// writePlaneMetrics: each plane's interface state and peers as the kernel
+// reports them, so an alert can fire on a plane whose handshakes grow old
+// (WireGuard renews a live session every 2 minutes).
+func (n *NodeAPI) writePlaneMetrics(b *strings.Builder, family func(name, typ, help string)) {
+	ifcs, joined, err := n.cfg.Planes.Report()
+	family("kubedos_planes_joined_timestamp_seconds", "gauge", "When the hub last answered the node's join of the planes (0: never).")
+	fmt.Fprintf(b, "kubedos_planes_joined_timestamp_seconds %d\n", unixOrZero(joined))
+	family("kubedos_planes_join_ok", "gauge", "1 when the node's last join of the planes (and its apply) worked.")
+	fmt.Fprintf(b, "kubedos_planes_join_ok %d\n", b2i(err == nil && !joined.IsZero()))
+	sts := make([]wg.Status, 0, len(ifcs))
+	for _, ifc := range ifcs {
+		sts = append(sts, n.cfg.ReadPlane(ifc))
+	}
+	family("kubedos_plane_up", "gauge", "1 when the plane's interface exists and is up.")
+	for _, st := range sts {
+		fmt.Fprintf(b, "kubedos_plane_up{plane=%s,interface=%s} %d\n", label(st.Plane), label(st.Interface), b2i(st.Error == "" && st.Up))
+	}
+	family("kubedos_plane_peer_last_handshake_timestamp_seconds", "gauge", "Latest WireGuard handshake with each peer (0: never).")
+	for _, st := range sts {
+		for _, p := range st.Peers {
+			fmt.Fprintf(b, "kubedos_plane_peer_last_handshake_timestamp_seconds{plane=%s,peer=%s} %d\n", label(st.Plane), label(peerName(p)), unixOrZero(p.LatestHandshake))
+		}
+	}
+	family("kubedos_plane_peer_receive_bytes_total", "counter", "Bytes received from each peer.")
+	for _, st := range sts {
+		for _, p := range st.Peers {
+			fmt.Fprintf(b, "kubedos_plane_peer_receive_bytes_total{plane=%s,peer=%s} %d\n", label(st.Plane), label(peerName(p)), p.RxBytes)
+		}
+	}
+	family("kubedos_plane_peer_transmit_bytes_total", "counter", "Bytes sent to each peer.")
+	for _, st := range sts {
+		for _, p := range st.Peers {
+			fmt.Fprintf(b, "kubedos_plane_peer_transmit_bytes_total{plane=%s,peer=%s} %d\n", label(st.Plane), label(peerName(p)), p.TxBytes)
+		}
+	}
+}
+
+// peerName is the peer's node name, or its public key when the node was
+// not told of it (a peer someone added by hand).
+func peerName(p wg.PeerStatus) string {
+	if p.Name == "" {
+		return p.PublicKey
+	}
+	return p.Name
+}
+
+func unixOrZero(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.Unix()
 }
 
 // logfWriter turns a Logf into the io.Writer a log.Logger wants.

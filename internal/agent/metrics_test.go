@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/kubedos/kubedos/internal/pki"
+	"github.com/kubedos/kubedos/internal/wg"
 )
 
 // serveMetrics runs the metrics endpoint of e's node on loopback.
@@ -139,3 +140,44 @@ func TestWatchDriftLogsChanges(t *testing.T) {
 }
 
 func itoa(v int64) string { return strconv.FormatInt(v, 10) }
+
+// The planes in the metrics: joined, each interface up, each peer's latest
+// handshake and traffic, as the kernel reports them.
+func TestPlaneMetrics(t *testing.T) {
+	joined := time.Unix(1_800_000_000, 0)
+	read := func(ifc wg.Interface) wg.Status {
+		st := wg.Status{Plane: string(ifc.Plane), Interface: ifc.Name, Up: ifc.Name != "wg-obs", Peers: []wg.PeerStatus{}}
+		for _, p := range ifc.Peers {
+			st.Peers = append(st.Peers, wg.PeerStatus{Name: p.Name, PublicKey: p.PublicKey, LatestHandshake: joined.Add(-5 * time.Second), RxBytes: 180, TxBytes: 92})
+		}
+		return st
+	}
+	e := newNodeEnv(t, func(cfg *NodeAPIConfig) {
+		cfg.Planes, cfg.ReadPlane = fixedPlanes{ifcs: planeIfcs("master"), joined: joined}, read
+	})
+	url := serveMetrics(t, e)
+	code, body, err := scrape(t, e, url, clientCert(t, e.ca, "prometheus", pki.RoleReader))
+	if err != nil || code != http.StatusOK {
+		t.Fatalf("scrape: %d %v\n%s", code, err, body)
+	}
+	for _, want := range []string{
+		"kubedos_planes_joined_timestamp_seconds 1800000000",
+		"kubedos_planes_join_ok 1",
+		`kubedos_plane_up{plane="control",interface="wg-control"} 1`,
+		`kubedos_plane_up{plane="observability",interface="wg-obs"} 0`,
+		`kubedos_plane_peer_last_handshake_timestamp_seconds{plane="kubernetes",peer="master"} 1799999995`,
+		`kubedos_plane_peer_receive_bytes_total{plane="control",peer="master"} 180`,
+		`kubedos_plane_peer_transmit_bytes_total{plane="control",peer="master"} 92`,
+		"# TYPE kubedos_plane_peer_receive_bytes_total counter",
+	} {
+		if !strings.Contains(body, want+"\n") {
+			t.Errorf("metrics lack %q:\n%s", want, body)
+		}
+	}
+	// A node on no plane has no plane metrics.
+	bare := newNodeEnv(t)
+	_, body, err = scrape(t, bare, serveMetrics(t, bare), clientCert(t, bare.ca, "prometheus", pki.RoleReader))
+	if err != nil || strings.Contains(body, "kubedos_plane") {
+		t.Errorf("a node without planes: %v\n%s", err, body)
+	}
+}
