@@ -4,10 +4,8 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
-	"net"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/kubedos/kubedos/examples"
 	"github.com/kubedos/kubedos/internal/api"
@@ -15,9 +13,7 @@ import (
 	"github.com/kubedos/kubedos/internal/spec"
 	"github.com/kubedos/kubedos/internal/wg"
 	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/status"
 )
 
@@ -152,46 +148,24 @@ func TestJoinPlanesGRPC(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.spec = s
-	e.clock = &clock{t: time.Now()}
-	e.newHub()
-	srv, err := NewServer(e.hub, e.ca, []string{"127.0.0.1"}, time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ctx, lis) }()
-	t.Cleanup(func() { cancel(); <-done })
-	dial := func(cert *tls.Certificate) *api.PlanesClient {
-		conf := &tls.Config{RootCAs: e.ca.Pool(), ServerName: ServerName, MinVersion: tls.VersionTLS13}
-		if cert != nil {
-			conf.Certificates = []tls.Certificate{*cert}
-		}
-		cc, err := grpc.NewClient(lis.Addr().String(), append(api.DialOptions(), grpc.WithTransportCredentials(credentials.NewTLS(conf)))...)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { cc.Close() })
-		return api.NewPlanesClient(cc)
-	}
+	addr := serveTLS(t, e)
+	ctx := context.Background()
+	dial := func(cert *tls.Certificate) *api.PlanesClient { return api.NewPlanesClient(dialHub(t, e, addr, cert)) }
 	if _, err := dial(nil).Join(ctx, &api.JoinPlanesRequest{Keys: planeKeys(t)}); status.Code(err) != codes.Unauthenticated {
 		t.Fatalf("no certificate: %v, want Unauthenticated", err)
 	}
 	w1 := newNode(t, "w-1", "worker")
 	e.register(w1)
 	c1 := e.mustEnroll(w1)
-	res, err := dial(&tls.Certificate{Certificate: [][]byte{c1.Cert.Raw}, PrivateKey: w1.key, Leaf: c1.Cert}).Join(ctx, &api.JoinPlanesRequest{Keys: planeKeys(t)})
+	node := dial(&tls.Certificate{Certificate: [][]byte{c1.Cert.Raw}, PrivateKey: w1.key, Leaf: c1.Cert})
+	res, err := node.Join(ctx, &api.JoinPlanesRequest{Keys: planeKeys(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(res.Interfaces) != 3 || res.Interfaces[0].Address != "10.77.0.21/24" || res.Interfaces[2].Name != "wg-kubernetes" {
 		t.Errorf("w-1's interfaces: %+v", res.Interfaces)
 	}
-	if _, err := dial(&tls.Certificate{Certificate: [][]byte{c1.Cert.Raw}, PrivateKey: w1.key, Leaf: c1.Cert}).Join(ctx, &api.JoinPlanesRequest{Keys: map[spec.Plane]string{}}); status.Code(err) != codes.InvalidArgument {
+	if _, err := node.Join(ctx, &api.JoinPlanesRequest{Keys: map[spec.Plane]string{}}); status.Code(err) != codes.InvalidArgument {
 		t.Errorf("no keys: %v, want InvalidArgument", err)
 	}
 }
