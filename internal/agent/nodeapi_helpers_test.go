@@ -351,3 +351,28 @@ func (f *fakeSystem) journalQueries() []JournalQuery {
 	defer f.mu.Unlock()
 	return slices.Clone(f.queries)
 }
+
+// serveFakeHub serves what register puts on a gRPC server with a hub
+// certificate from ca, as nodes dial it (client certificates optional, as
+// on the real hub); the server stops with the test or earlier by Stop.
+func serveFakeHub(t *testing.T, ca *pki.CA, register func(*grpc.Server)) (string, *grpc.Server) {
+	t.Helper()
+	hubCert, err := ca.IssueServer([]string{HubServerName}, time.Hour, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	pair, err := hubCert.TLSCertificate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := grpc.NewServer(append(api.ServerOptions(), grpc.Creds(credentials.NewTLS(&tls.Config{
+		Certificates: []tls.Certificate{pair}, ClientCAs: ca.Pool(), ClientAuth: tls.VerifyClientCertIfGiven, MinVersion: tls.VersionTLS13})))...)
+	register(s)
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = s.Serve(lis) }()
+	t.Cleanup(s.Stop)
+	return lis.Addr().String(), s
+}

@@ -2,10 +2,8 @@ package agent
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -82,29 +80,13 @@ func planeIfcs(peers ...string) []wg.Interface {
 
 func TestPlanes(t *testing.T) {
 	ca := newTestCA(t, "kubedos test CA")
-	hubCert, err := ca.IssueServer([]string{HubServerName}, time.Hour, time.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
-	pair, err := hubCert.TLSCertificate()
-	if err != nil {
-		t.Fatal(err)
-	}
 	hub := &fakePlanesHub{ifcs: planeIfcs()}
-	s := grpc.NewServer(append(api.ServerOptions(), grpc.Creds(credentials.NewTLS(&tls.Config{
-		Certificates: []tls.Certificate{pair}, ClientCAs: ca.Pool(), ClientAuth: tls.VerifyClientCertIfGiven, MinVersion: tls.VersionTLS13})))...)
-	api.RegisterPlanes(s, hub)
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go func() { _ = s.Serve(lis) }()
-	t.Cleanup(s.Stop)
+	addr, s := serveFakeHub(t, ca, func(s *grpc.Server) { api.RegisterPlanes(s, hub) })
 
 	state := t.TempDir()
 	idDir := filepath.Join(state, "identity")
 	writeNodeIdentity(t, ca, idDir, "w-1")
-	cfg := EnrollConfig{Hub: lis.Addr().String(), CA: ca.Certificate(), Name: "w-1", StateDir: idDir}
+	cfg := EnrollConfig{Hub: addr, CA: ca.Certificate(), Name: "w-1", StateDir: idDir}
 	rec := &recordingApplier{}
 	p := NewPlanes(cfg, filepath.Join(state, PlanesDir), rec.apply, t.Logf)
 	keys, err := wg.LoadOrCreateKeys(filepath.Join(state, PlanesDir))

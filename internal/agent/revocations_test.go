@@ -2,8 +2,6 @@ package agent
 
 import (
 	"context"
-	"crypto/tls"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -41,28 +39,12 @@ func (h *fakeRevocationHub) Revoked(ctx context.Context, _ *api.RevokedRequest) 
 
 func TestRefreshRevocations(t *testing.T) {
 	ca := newTestCA(t, "kubedos test CA")
-	hubCert, err := ca.IssueServer([]string{HubServerName}, time.Hour, time.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
-	pair, err := hubCert.TLSCertificate()
-	if err != nil {
-		t.Fatal(err)
-	}
 	victim, err := ca.IssueClient("eve", pki.RoleAdmin, time.Hour, time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
 	hub := &fakeRevocationHub{serials: []string{pki.SerialString(victim.Cert.SerialNumber)}}
-	s := grpc.NewServer(append(api.ServerOptions(), grpc.Creds(credentials.NewTLS(&tls.Config{
-		Certificates: []tls.Certificate{pair}, ClientCAs: ca.Pool(), ClientAuth: tls.VerifyClientCertIfGiven, MinVersion: tls.VersionTLS13})))...)
-	api.RegisterRevocations(s, hub)
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go func() { _ = s.Serve(lis) }()
-	t.Cleanup(s.Stop)
+	addr, s := serveFakeHub(t, ca, func(s *grpc.Server) { api.RegisterRevocations(s, hub) })
 
 	state := t.TempDir()
 	idDir := filepath.Join(state, "identity")
@@ -72,7 +54,7 @@ func TestRefreshRevocations(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := EnrollConfig{Hub: lis.Addr().String(), CA: ca.Certificate(), Name: "w-1", StateDir: idDir}
+	cfg := EnrollConfig{Hub: addr, CA: ca.Certificate(), Name: "w-1", StateDir: idDir}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
