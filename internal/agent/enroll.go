@@ -188,6 +188,22 @@ func saveIdentity(dir string, key *ecdsa.PrivateKey, certDER []byte, cert *x509.
 
 // dialHub opens a TLS connection to the hub, checking its certificate
 // against the cluster CA; cert, when given, authenticates this end.
+// identity is the node's current key pair, as enrollment or the last
+// renewal left it.
+func (c EnrollConfig) identity() (tls.Certificate, error) {
+	return tls.LoadX509KeyPair(filepath.Join(c.StateDir, NodeCertFile), filepath.Join(c.StateDir, NodeKeyFile))
+}
+
+// dialHubAsNode connects to the hub where it is now (HubAddr) with the
+// node's current certificate.
+func dialHubAsNode(cfg EnrollConfig) (*grpc.ClientConn, error) {
+	pair, err := cfg.identity()
+	if err != nil {
+		return nil, fmt.Errorf("node identity: %w", err)
+	}
+	return dialHub(cfg.HubAddr(), cfg.CA, &pair)
+}
+
 func dialHub(addr string, ca *x509.Certificate, cert *tls.Certificate) (*grpc.ClientConn, error) {
 	if ca == nil {
 		return nil, errors.New("no cluster CA certificate to check the hub against")

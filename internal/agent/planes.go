@@ -2,7 +2,6 @@ package agent
 
 import (
 	"context"
-	"crypto/tls"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -169,11 +168,7 @@ func (p *Planes) set(applied []wg.Interface, answered bool, err error) {
 // join registers the public keys with the hub, authenticated by the node's
 // certificate, and returns the interfaces the hub says the node should have.
 func (p *Planes) join(ctx context.Context, pub map[spec.Plane]string) ([]wg.Interface, error) {
-	pair, err := tls.LoadX509KeyPair(filepath.Join(p.cfg.StateDir, NodeCertFile), filepath.Join(p.cfg.StateDir, NodeKeyFile))
-	if err != nil {
-		return nil, fmt.Errorf("node identity: %w", err)
-	}
-	cc, err := dialHub(p.cfg.HubAddr(), p.cfg.CA, &pair)
+	cc, err := dialHubAsNode(p.cfg)
 	if err != nil {
 		return nil, err
 	}

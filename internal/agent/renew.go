@@ -2,7 +2,6 @@ package agent
 
 import (
 	"context"
-	"crypto/tls"
 	"crypto/x509"
 	"fmt"
 	"os"
@@ -23,7 +22,7 @@ func RenewAt(c *x509.Certificate) time.Time {
 // authenticated by the current certificate, for a new certificate on a new
 // key. A refusal means the hub quarantined the node.
 func Renew(ctx context.Context, cfg EnrollConfig) (*Enrolled, error) {
-	pair, err := tls.LoadX509KeyPair(filepath.Join(cfg.StateDir, NodeCertFile), filepath.Join(cfg.StateDir, NodeKeyFile))
+	pair, err := cfg.identity()
 	if err != nil {
 		return nil, fmt.Errorf("renew: current identity: %w", err)
 	}
@@ -60,7 +59,7 @@ func Renew(ctx context.Context, cfg EnrollConfig) (*Enrolled, error) {
 // failed attempt is retried after a minute, a refusal ends the loop.
 func RenewLoop(ctx context.Context, cfg EnrollConfig, logf func(string, ...any)) error {
 	for {
-		pair, err := tls.LoadX509KeyPair(filepath.Join(cfg.StateDir, NodeCertFile), filepath.Join(cfg.StateDir, NodeKeyFile))
+		pair, err := cfg.identity()
 		if err != nil {
 			return err
 		}

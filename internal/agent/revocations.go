@@ -3,7 +3,6 @@ package agent
 import (
 	"bytes"
 	"context"
-	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -111,13 +110,9 @@ func (l *RevocationList) failed(err error) {
 // FetchRevocations asks the hub for its revoked serials, authenticated by
 // the node's current certificate.
 func FetchRevocations(ctx context.Context, cfg EnrollConfig) ([]string, error) {
-	pair, err := tls.LoadX509KeyPair(filepath.Join(cfg.StateDir, NodeCertFile), filepath.Join(cfg.StateDir, NodeKeyFile))
+	cc, err := dialHubAsNode(cfg)
 	if err != nil {
-		return nil, fmt.Errorf("revocation list: node identity: %w", err)
-	}
-	cc, err := dialHub(cfg.HubAddr(), cfg.CA, &pair)
-	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("revocation list: %w", err)
 	}
 	defer cc.Close()
 	ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
