@@ -64,15 +64,11 @@ func (s *Store) SetPlaneKeys(actor, name string, keys map[spec.Plane]string, now
 	}
 	e := AuditEntry{Time: now, Actor: actor, Action: string(pki.ActionJoinPlanes), Target: name}
 	return s.apply(e, func(tx *bolt.Tx, e *AuditEntry) error {
-		var n Node
-		ok, err := get(tx, bucketNodes, name, &n)
+		n, err := getNode(tx, name)
 		if err != nil {
 			return err
 		}
-		switch {
-		case !ok:
-			return failf(ErrNotFound, "node %q", name)
-		case n.State != StateEnrolled:
+		if n.State != StateEnrolled {
 			return failf(ErrState, "node %s is %s, not enrolled: it may not join the planes", name, n.State)
 		}
 		others, err := list[Node](tx, bucketNodes)

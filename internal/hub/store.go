@@ -201,12 +201,20 @@ func list[T any](tx *bolt.Tx, bucket []byte) ([]T, error) {
 func (s *Store) Node(name string) (Node, error) {
 	var n Node
 	err := s.view(func(tx *bolt.Tx) error {
-		ok, err := get(tx, bucketNodes, name, &n)
-		if err == nil && !ok {
-			err = failf(ErrNotFound, "node %q", name)
-		}
+		var err error
+		n, err = getNode(tx, name)
 		return err
 	})
+	return n, err
+}
+
+// getNode reads one node record in tx; ErrNotFound if there is none.
+func getNode(tx *bolt.Tx, name string) (Node, error) {
+	var n Node
+	ok, err := get(tx, bucketNodes, name, &n)
+	if err == nil && !ok {
+		err = failf(ErrNotFound, "node %q", name)
+	}
 	return n, err
 }
 

@@ -128,14 +128,11 @@ func (s *Store) Fence(actor, name, detail string, now time.Time) error {
 func (s *Store) retire(actor string, action pki.Action, name string, to State, detail string, now time.Time) error {
 	e := AuditEntry{Time: now, Actor: actor, Action: string(action), Target: name}
 	return s.apply(e, func(tx *bolt.Tx, e *AuditEntry) error {
-		var n Node
-		ok, err := get(tx, bucketNodes, name, &n)
+		n, err := getNode(tx, name)
 		if err != nil {
 			return err
 		}
 		switch {
-		case !ok:
-			return failf(ErrNotFound, "node %q", name)
 		case n.State == StateReplaced:
 			return failf(ErrState, "node %s was replaced; its identity is already retired", name)
 		case n.State == to || (n.State == StateFenced && to == StateRevoked):
@@ -159,14 +156,11 @@ func (s *Store) retire(actor string, action pki.Action, name string, to State, d
 func (s *Store) Replace(actor, name, detail string, now time.Time) error {
 	e := AuditEntry{Time: now, Actor: actor, Action: string(pki.ActionReplace), Target: name}
 	return s.apply(e, func(tx *bolt.Tx, e *AuditEntry) error {
-		var n Node
-		ok, err := get(tx, bucketNodes, name, &n)
+		n, err := getNode(tx, name)
 		if err != nil {
 			return err
 		}
 		switch {
-		case !ok:
-			return failf(ErrNotFound, "node %q", name)
 		case n.State == StateReplaced:
 			e.Detail = "already replaced"
 			return nil
