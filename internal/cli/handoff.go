@@ -197,55 +197,62 @@ func (c *localCluster) handoffRequest(master spec.Node) (*api.HubHandoff, error)
 // Version call or timeout passes; the error names the address and the last
 // failure.
 func waitNodeAPI(ctx context.Context, nc nodeAPIClient, timeout, interval time.Duration, pr *progress) error {
-	deadline := time.Now().Add(timeout)
-	for {
-		cl, done, err := nc.dial()
-		if err == nil {
-			callCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
-			_, err = cl.Version(callCtx)
-			cancel()
-			done()
-			if err == nil {
-				return nil
+	err := waitAnswer(ctx, timeout, interval, pr, fmt.Sprintf("%s: waiting for its node API on %s", nc.name, nc.addr),
+		func(ctx context.Context) error {
+			cl, done, err := nc.dial()
+			if err != nil {
+				return err
 			}
-		}
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("%s: node API on %s did not answer within %s: %w", nc.name, nc.addr, timeout, err)
-		}
-		pr.Update("%s: waiting for its node API on %s", nc.name, nc.addr)
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(interval):
-		}
+			defer done()
+			_, err = cl.Version(ctx)
+			return err
+		})
+	if err != nil && ctx.Err() == nil {
+		return fmt.Errorf("%s: node API on %s did not answer within %s: %w", nc.name, nc.addr, timeout, err)
 	}
+	return err
 }
 
 // waitHub waits until the hub at c.hubAddr answers an admin call.
 func (c *localCluster) waitHub(ctx context.Context, timeout time.Duration) error {
+	err := waitAnswer(ctx, timeout, 2*time.Second, c.pr, "waiting for the hub on "+c.hubAddr,
+		func(ctx context.Context) error {
+			admin, done, err := c.admin()
+			if err != nil {
+				return err
+			}
+			defer done()
+			_, err = admin.ListNodes(ctx)
+			return err
+		})
+	if err != nil && ctx.Err() == nil {
+		return fmt.Errorf("the hub on %s did not answer within %s: %w", c.hubAddr, timeout, err)
+	}
+	return err
+}
+
+// waitAnswer calls call (10 s each) every interval until it succeeds, ctx
+// ends (ctx.Err()) or timeout passes (the last failure), showing waiting
+// in between.
+func waitAnswer(ctx context.Context, timeout, interval time.Duration, pr *progress, waiting string, call func(context.Context) error) error {
 	deadline := time.Now().Add(timeout)
 	for {
-		admin, done, err := c.admin()
-		if err == nil {
-			callCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
-			_, err = admin.ListNodes(callCtx)
-			cancel()
-			done()
-			if err == nil {
-				return nil
-			}
+		callCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		err := call(callCtx)
+		cancel()
+		switch {
+		case err == nil:
+			return nil
+		case ctx.Err() != nil:
+			return ctx.Err()
+		case time.Now().After(deadline):
+			return err
 		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("the hub on %s did not answer within %s: %w", c.hubAddr, timeout, err)
-		}
-		c.pr.Update("waiting for the hub on %s", c.hubAddr)
+		pr.Update("%s", waiting)
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-time.After(2 * time.Second):
+		case <-time.After(interval):
 		}
 	}
 }
