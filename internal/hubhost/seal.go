@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 
 	"github.com/google/go-tpm-tools/client"
 	pb "github.com/google/go-tpm-tools/proto/tpm"
@@ -74,7 +75,7 @@ func (s TPMSealer) Seal(secret []byte) ([]byte, error) {
 	}
 	var env envelope
 	err := s.withSRK(func(srk *client.Key) error {
-		sb, err := srk.Seal(key, client.SealOpts{Current: tpm2.PCRSelection{Hash: tpm2.AlgSHA256, PCRs: s.PCRs}})
+		sb, err := sealRetrying(srk, key, s.PCRs)
 		if err != nil {
 			return fmt.Errorf("seal to the TPM: %w", err)
 		}
@@ -94,6 +95,32 @@ func (s TPMSealer) Seal(secret []byte) ([]byte, error) {
 	}
 	env.Ciphertext = aead.Seal(nil, env.Nonce, secret, nil)
 	return json.Marshal(env)
+}
+
+// sealAttempts bounds sealRetrying. Each attempt is a few TPM commands;
+// PCRs change a handful of times per boot, so two attempts nearly always do.
+const sealAttempts = 5
+
+// sealRetrying seals key to pcrs, again when another PCR moved meanwhile.
+// go-tpm-tools certifies every PCR at creation and then reads them all back,
+// refusing the result if any changed in between. On a node booting up,
+// systemd-pcrphase extends PCR 11 (and others may be extended) at any moment,
+// so the first attempt can lose that race even though the PCRs sealed to
+// (7) never change. A sealed object that was refused was never loaded: there
+// is nothing to clean up.
+func sealRetrying(srk *client.Key, key []byte, pcrs []int) (*pb.SealedBytes, error) {
+	var err error
+	for range sealAttempts {
+		var sb *pb.SealedBytes
+		sb, err = srk.Seal(key, client.SealOpts{Current: tpm2.PCRSelection{Hash: tpm2.AlgSHA256, PCRs: pcrs}})
+		if err == nil {
+			return sb, nil
+		}
+		if !strings.Contains(err.Error(), "PCRs have been modified after sealing") {
+			return nil, err
+		}
+	}
+	return nil, fmt.Errorf("PCRs kept changing during %d attempts: %w", sealAttempts, err)
 }
 
 // Unseal gives back what Seal sealed, if this is the same TPM and the PCRs

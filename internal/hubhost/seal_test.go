@@ -1,0 +1,78 @@
+package hubhost
+
+import (
+	"bytes"
+	"encoding/binary"
+	"io"
+	"strings"
+	"testing"
+
+	"github.com/google/go-tpm/legacy/tpm2"
+	"github.com/kubedos/kubedos/internal/attest/attesttest"
+)
+
+// TPM 2.0 command codes the racing transport watches for.
+const (
+	ccCreate  = 0x153
+	ccPCRRead = 0x17e
+)
+
+// racingTPM extends PCR 16 between the TPM2_Create of a sealed object and
+// the PCR read that follows it, as systemd-pcrphase may on a booting node.
+type racingTPM struct {
+	io.ReadWriteCloser
+	races   int // how many seals to disturb
+	created bool
+}
+
+func (r *racingTPM) Write(cmd []byte) (int, error) {
+	if len(cmd) >= 10 {
+		switch binary.BigEndian.Uint32(cmd[6:10]) {
+		case ccCreate:
+			r.created = true
+		case ccPCRRead:
+			if r.created && r.races > 0 {
+				r.races--
+				if err := tpm2.PCRExtend(r.ReadWriteCloser, 16, tpm2.AlgSHA256, bytes.Repeat([]byte{1}, 32), ""); err != nil {
+					return 0, err
+				}
+			}
+			r.created = false
+		}
+	}
+	return r.ReadWriteCloser.Write(cmd)
+}
+
+func TestSealSurvivesAPCRChangingMeanwhile(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		races   int
+		wantErr string
+	}{
+		{name: "once", races: 1},
+		{name: "every attempt", races: 1000, wantErr: "PCRs kept changing during 5 attempts"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s, sim := simSealer(t, 7)
+			rt := &racingTPM{ReadWriteCloser: sim, races: tc.races}
+			s.Open = func() (io.ReadWriteCloser, error) { return attesttest.NoClose(rt), nil }
+			blob, err := s.Seal([]byte("ca key"))
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("seal: %v, want %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("seal: %v", err)
+			}
+			if rt.races != 0 {
+				t.Fatal("the race was never provoked")
+			}
+			got, err := s.Unseal(blob)
+			if err != nil || string(got) != "ca key" {
+				t.Fatalf("unseal: %q, %v", got, err)
+			}
+		})
+	}
+}
