@@ -13,27 +13,77 @@ import (
 // not part of the measured boot policy.
 var OEMStringsGlob = "/sys/firmware/dmi/entries/11-*/raw"
 
+// SystemInfoGlob finds the SMBIOS type 1 (system information) table. Its
+// SKU Number carries the same pairs, ";"-separated, where the hypervisor
+// lets a deploy step set type 1 fields but not type 11: Proxmox VE's API
+// (smbios1: sku=…).
+var SystemInfoGlob = "/sys/firmware/dmi/entries/1-*/raw"
+
 // OEMStrings returns the key=value pairs with the "kubedos." prefix from
-// every SMBIOS type 11 table.
+// every SMBIOS type 11 table and from the type 1 SKU Number; type 11 wins
+// when both name a key.
 func OEMStrings() (map[string]string, error) {
-	files, _ := filepath.Glob(OEMStringsGlob)
 	out := map[string]string{}
-	for _, f := range files {
-		raw, err := os.ReadFile(f)
-		if err != nil {
-			return nil, fmt.Errorf("read SMBIOS OEM strings: %w", err)
-		}
-		strs, err := parseSMBIOSStrings(raw)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", f, err)
-		}
-		for _, s := range strs {
-			if k, v, ok := strings.Cut(s, "="); ok && strings.HasPrefix(k, "kubedos.") {
+	keep := func(s string) {
+		if k, v, ok := strings.Cut(s, "="); ok && strings.HasPrefix(k, "kubedos.") {
+			if _, seen := out[k]; !seen {
 				out[k] = v
 			}
 		}
 	}
+	if err := eachTable(OEMStringsGlob, func(raw []byte) error {
+		strs, err := parseSMBIOSStrings(raw)
+		for _, s := range strs {
+			keep(s)
+		}
+		return err
+	}); err != nil {
+		return nil, err
+	}
+	if err := eachTable(SystemInfoGlob, func(raw []byte) error {
+		sku, err := systemSKU(raw)
+		for _, s := range strings.Split(sku, ";") {
+			keep(s)
+		}
+		return err
+	}); err != nil {
+		return nil, err
+	}
 	return out, nil
+}
+
+func eachTable(glob string, fn func(raw []byte) error) error {
+	files, _ := filepath.Glob(glob)
+	for _, f := range files {
+		raw, err := os.ReadFile(f)
+		if err != nil {
+			return fmt.Errorf("read SMBIOS table: %w", err)
+		}
+		if err := fn(raw); err != nil {
+			return fmt.Errorf("%s: %w", f, err)
+		}
+	}
+	return nil
+}
+
+// skuOffset is where a type 1 table keeps the SKU Number's string index
+// (SMBIOS 2.4 and later; the formatted area is then at least 0x1b long).
+const skuOffset = 0x19
+
+// systemSKU returns the SKU Number of a type 1 table, "" when it has none.
+func systemSKU(raw []byte) (string, error) {
+	strs, err := parseSMBIOSStrings(raw)
+	if err != nil {
+		return "", err
+	}
+	if int(raw[1]) <= skuOffset {
+		return "", nil
+	}
+	i := int(raw[skuOffset])
+	if i == 0 || i > len(strs) {
+		return "", nil
+	}
+	return strs[i-1], nil
 }
 
 // parseSMBIOSStrings returns the string set after a structure's formatted
