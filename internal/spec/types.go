@@ -222,8 +222,12 @@ type Proxmox struct {
 	Node    string `yaml:"node" json:"node"`
 	Storage string `yaml:"storage" json:"storage"`
 	Bridge  string `yaml:"bridge" json:"bridge"`
-	// TokenFile holds the API token; the token never goes into the spec.
+	// TokenFile holds the API token (USER@REALM!TOKENID=SECRET); the token
+	// never goes into the spec.
 	TokenFile string `yaml:"tokenFile" json:"tokenFile,omitempty"`
+	// Fingerprint pins the API's TLS certificate by its SHA-256 (hex, colons
+	// allowed, as Proxmox VE shows it); empty trusts the system's CAs.
+	Fingerprint string `yaml:"fingerprint" json:"fingerprint,omitempty"`
 }
 
 // ISO is bare-metal install media.

@@ -1,10 +1,13 @@
 package spec
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"net/netip"
 	"net/url"
 	"slices"
+	"strings"
 )
 
 // CountRole is how many nodes of s have role r.
@@ -248,10 +251,25 @@ func validateTargets(c *problems, s *ClusterSpec) {
 		if u, err := url.Parse(p.APIURL); err != nil || u.Scheme != "https" || u.Host == "" {
 			c.add("targets.proxmox.apiURL", "must be an https URL such as https://pve.example:8006/api2/json, got %q", p.APIURL)
 		}
+		if p.Fingerprint != "" {
+			if _, err := ParseFingerprint(p.Fingerprint); err != nil {
+				c.add("targets.proxmox.fingerprint", "%v", err)
+			}
+		}
 		for _, f := range []struct{ path, v string }{{"node", p.Node}, {"storage", p.Storage}, {"bridge", p.Bridge}} {
 			if f.v == "" {
 				c.add("targets.proxmox."+f.path, "is required")
 			}
 		}
 	}
+}
+
+// ParseFingerprint reads a certificate's SHA-256 fingerprint: 64 hex digits,
+// pairs optionally separated by colons.
+func ParseFingerprint(s string) ([]byte, error) {
+	b, err := hex.DecodeString(strings.ReplaceAll(s, ":", ""))
+	if err != nil || len(b) != sha256.Size {
+		return nil, fmt.Errorf("want a SHA-256 certificate fingerprint (64 hex digits, colons allowed), got %q", s)
+	}
+	return b, nil
 }

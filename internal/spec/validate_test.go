@@ -150,6 +150,7 @@ func TestValidateRules(t *testing.T) {
 		{"proxmox missing", "targets.proxmox", "must be configured", func(s *ClusterSpec) { s.Targets.Default = TargetProxmox; s.Targets.Proxmox = nil }},
 		{"proxmox url", "targets.proxmox.apiURL", "https URL", func(s *ClusterSpec) { s.Targets.Proxmox.APIURL = "http://pve:8006" }},
 		{"proxmox bridge", "targets.proxmox.bridge", "required", func(s *ClusterSpec) { s.Targets.Proxmox.Bridge = "" }},
+		{"proxmox fingerprint", "targets.proxmox.fingerprint", "SHA-256 certificate fingerprint", func(s *ClusterSpec) { s.Targets.Proxmox.Fingerprint = "AB:CD" }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -3,7 +3,10 @@ package qemu
 import (
 	"bytes"
 	"context"
+	"os"
 	"os/exec"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 )
@@ -36,5 +39,44 @@ func TestReadEKStable(t *testing.T) {
 	}
 	if bytes.Equal(a, c) {
 		t.Fatal("two TPMs have the same EK")
+	}
+}
+
+// TestMakeTPMStateFile: a TPM made in swtpm's single-file format (Proxmox
+// VE's tpmstate0) keeps the EK reported when it was made, is never made
+// over, and each is a different TPM.
+func TestMakeTPMStateFile(t *testing.T) {
+	for _, tool := range []string{"swtpm", "swtpm_setup"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("%s not installed", tool)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	dir := t.TempDir()
+	path := filepath.Join(dir, "tpm.raw")
+	ek, err := MakeTPMStateFile(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := os.Stat(path); err != nil || fi.Mode().Perm() != 0o600 || fi.Size() < 1000 {
+		t.Fatalf("state file %v, %v: want a private file holding the TPM", fi, err)
+	}
+	again, err := readEK(ctx, "backend-uri=file://"+path, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ek) < 200 || !bytes.Equal(ek, again) {
+		t.Fatalf("EK read back differs: %d and %d bytes", len(ek), len(again))
+	}
+	if _, err := MakeTPMStateFile(ctx, path); err == nil || !strings.Contains(err.Error(), "exists") {
+		t.Errorf("made a TPM over an existing one: %v", err)
+	}
+	other, err := MakeTPMStateFile(ctx, filepath.Join(dir, "other.raw"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Equal(ek, other) {
+		t.Error("two TPMs have the same EK")
 	}
 }
