@@ -124,7 +124,8 @@ func checkNodeAPI(t *testing.T, c *cluster, apiAddr string) {
 	}
 }
 
-// startHub runs `kubedos hub serve` for the build on a free loopback port.
+// startHub runs `kubedos hub serve` for the build on a free loopback port,
+// EK certificates from swtpm's local CA accepted.
 func startHub(t *testing.T, c *cluster) string {
 	t.Helper()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
@@ -133,9 +134,17 @@ func startHub(t *testing.T, c *cluster) string {
 	}
 	addr := lis.Addr().String()
 	lis.Close()
+	serveHub(t, c, addr, filepath.Join(work, "hubstate"), "--ek-ca", swtpmLocalCA)
+	return addr
+}
+
+// serveHub runs `kubedos hub serve` for the build on addr until the test ends.
+func serveHub(t *testing.T, c *cluster, addr, state string, extra ...string) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	cmd := exec.CommandContext(ctx, filepath.Join(bin, "kubedos"), "hub", "serve", "cluster.yaml", "--build", c.buildDir,
-		"--keys", "keys", "--state", filepath.Join(work, "hubstate"), "--listen", addr, "--ek-ca", swtpmLocalCA)
+	args := append([]string{"hub", "serve", "cluster.yaml", "--build", c.buildDir,
+		"--keys", "keys", "--state", state, "--listen", addr}, extra...)
+	cmd := exec.CommandContext(ctx, filepath.Join(bin, "kubedos"), args...)
 	cmd.Dir = c.dir
 	stderr, _ := cmd.StderrPipe()
 	if err := cmd.Start(); err != nil {
@@ -157,7 +166,6 @@ func startHub(t *testing.T, c *cluster) string {
 	case <-time.After(30 * time.Second):
 		t.Fatal("hub did not start")
 	}
-	return addr
 }
 
 // bootEnrolling boots disk as node name with a NIC that reaches only the hub

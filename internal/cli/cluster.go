@@ -26,6 +26,9 @@ const hubPort = 7443
 type clusterFlags struct {
 	keys, state, build, hubOn string
 	timeout                   time.Duration
+	// target and hub are deploy's: --target overrides targets.default,
+	// --hub names the hub the proxmox VMs enroll with.
+	target, hub string
 }
 
 func (f *clusterFlags) add(cmd *cobra.Command, withBuild bool) {
@@ -58,10 +61,41 @@ func newClusterCmd(g *globals) *cobra.Command {
 	return cmd
 }
 
-// newDeployCmd is `kubedos deploy SPEC`: cluster up on the spec's default target.
+// newDeployCmd is `kubedos deploy SPEC`: cluster up on the spec's default
+// target, or VMs on Proxmox VE.
 func newDeployCmd(g *globals) *cobra.Command {
 	cmd := newClusterUpCmd(g, "deploy")
-	cmd.Short = "Deploy a build of the spec to its target (qemu: the same as cluster up)"
+	cmd.Short = "Deploy a build of the spec to its target: qemu (the same as cluster up) or proxmox"
+	cmd.Long += `
+
+With targets.default proxmox (or --target proxmox), deploy makes one VM per
+spec node on the Proxmox VE node targets.proxmox.node through its API, with
+the API token in targets.proxmox.tokenFile (USER@REALM!TOKENID=SECRET, a
+file private to its owner) and, when set, the API certificate pinned by
+targets.proxmox.fingerprint. Needs Proxmox VE 8.4 or later.
+
+  images  each role's qcow2 disk and the OVMF variable store with the
+          platform's Secure Boot keys are uploaded once to
+          targets.proxmox.importStorage (default local) as import volumes
+          named by their SHA-256, which Proxmox checks on upload
+  TPM     each new VM gets a TPM 2.0 made here (swtpm's single-file state,
+          EK certificate from swtpm's local CA); its EK is registered with
+          the hub at --hub before the VM exists, then the state is removed
+          here and from the import storage once the VM holds its copy
+  VMs     q35, OVMF with those variables (no Microsoft keys), tpmstate0
+          v2.0, virtio disk imported from the role's image, NIC on
+          targets.proxmox.bridge, serial console, started at once and on
+          host boot; name, hub, LAN address and gateway in SMBIOS type 1
+          (SKU), as Proxmox VE sets no OEM strings; tags kubedos and
+          kubedos-<cluster>; the description records the image
+  hub     not started here: run kubedos hub serve with the spec and the
+          build where the VMs reach it, and name that address with --hub
+
+Running it again changes nothing. A VMID held by a VM kubedos did not make
+for that node is refused; a node's VM that holds another image is destroyed
+and recreated (with a new TPM) only with destructive.recreateVMs.
+--timeout 0 returns once the VMs run, without waiting for enrollment.`
+	cmd.Example += "\n  kubedos deploy cluster.yaml --target proxmox --build out/reference/<build-id> --keys keys --hub 10.0.0.5:7443"
 	return cmd
 }
 
@@ -109,8 +143,15 @@ is refused. Needs root (network namespace, swtpm, qemu).`,
 			if err != nil {
 				return fmt.Errorf("%s: %w", args[0], err)
 			}
-			if s.Targets.Default != spec.TargetQEMU {
-				return fmt.Errorf("only the qemu target is deployable today; %s sets targets.default %q", args[0], s.Targets.Default)
+			target := s.Targets.Default
+			if f.target != "" {
+				target = f.target
+			}
+			switch {
+			case target == spec.TargetProxmox && verb != "deploy":
+				return fmt.Errorf("cluster up runs the local qemu target; %s deploys to proxmox: use kubedos deploy", args[0])
+			case target != spec.TargetQEMU && target != spec.TargetProxmox:
+				return fmt.Errorf("target %q is not deployable yet (qemu and proxmox are)", target)
 			}
 			ks, err := sign.LoadKeySet(f.keys)
 			if err != nil {
@@ -129,6 +170,9 @@ is refused. Needs root (network namespace, swtpm, qemu).`,
 			pr := newProgress(g.stderr)
 			c := &localCluster{spec: s, specPath: args[0], keys: ks, manifest: m, buildDir: f.build, dir: f.dir(s), pr: pr,
 				hubOn: f.hubOn, timeout: f.timeout}
+			if target == spec.TargetProxmox {
+				return c.deployProxmox(cmd.Context(), g, f.hub)
+			}
 			if err := c.up(cmd.Context()); err != nil {
 				return err
 			}
@@ -142,6 +186,10 @@ is refused. Needs root (network namespace, swtpm, qemu).`,
 		},
 	}
 	f.add(cmd, true)
+	if verb == "deploy" {
+		cmd.Flags().StringVar(&f.target, "target", "", "deploy to this target instead of the spec's targets.default: qemu or proxmox")
+		cmd.Flags().StringVar(&f.hub, "hub", "", "proxmox: the hub's address as the VMs reach it (host:port of kubedos hub serve); required there")
+	}
 	return cmd
 }
 

@@ -218,10 +218,15 @@ type QEMU struct {
 
 // Proxmox is a Proxmox VE API endpoint.
 type Proxmox struct {
-	APIURL  string `yaml:"apiURL" json:"apiURL"`
-	Node    string `yaml:"node" json:"node"`
+	APIURL string `yaml:"apiURL" json:"apiURL"`
+	Node   string `yaml:"node" json:"node"`
+	// Storage holds the VMs' disks, EFI vars and TPM state (local-lvm).
 	Storage string `yaml:"storage" json:"storage"`
-	Bridge  string `yaml:"bridge" json:"bridge"`
+	// ImportStorage is a file-based storage with the "import" content
+	// type, where images are uploaded before VMs are made from them
+	// (default "local").
+	ImportStorage string `yaml:"importStorage" json:"importStorage,omitempty"`
+	Bridge        string `yaml:"bridge" json:"bridge"`
 	// TokenFile holds the API token (USER@REALM!TOKENID=SECRET); the token
 	// never goes into the spec.
 	TokenFile string `yaml:"tokenFile" json:"tokenFile,omitempty"`

@@ -36,6 +36,13 @@ type VMConfig struct {
 	CPUs      int
 	// SMBIOS identity, so a node's identity is deterministic from the spec.
 	Serial, UUID string
+	// SKU is the SMBIOS type 1 SKU Number (where Proxmox VE puts a
+	// node's kubedos.* pairs).
+	SKU string
+	// TPMStateFile, when set, is the TPM: swtpm's single-file state made
+	// beforehand (MakeTPMStateFile), as Proxmox VE keeps it, instead of
+	// a state directory in Dir.
+	TPMStateFile string
 	// OEMStrings go into SMBIOS type 11 (kubedos.name=…, kubedos.hub=…):
 	// per-machine settings that are not part of the measured boot.
 	OEMStrings []string
@@ -79,6 +86,11 @@ func Start(ctx context.Context, cfg VMConfig) (*VM, error) {
 	if cfg.Disk, err = filepath.Abs(cfg.Disk); err != nil {
 		return nil, err
 	}
+	if cfg.TPMStateFile != "" {
+		if cfg.TPMStateFile, err = filepath.Abs(cfg.TPMStateFile); err != nil {
+			return nil, err
+		}
+	}
 	if cfg.MemoryMiB == 0 {
 		cfg.MemoryMiB = 1024
 	}
@@ -101,7 +113,11 @@ func Start(ctx context.Context, cfg VMConfig) (*VM, error) {
 	sock := filepath.Join(v.TPMDir(), "swtpm.sock")
 	_ = os.Remove(sock)
 	// swtpm in socket mode ends when its client disconnects: one per VM run.
-	v.swtpm = exec.CommandContext(ctx, "swtpm", "socket", "--tpm2", "--tpmstate", "dir="+v.TPMDir(),
+	state := "dir=" + v.TPMDir()
+	if cfg.TPMStateFile != "" {
+		state = "backend-uri=file://" + cfg.TPMStateFile
+	}
+	v.swtpm = exec.CommandContext(ctx, "swtpm", "socket", "--tpm2", "--tpmstate", state,
 		"--ctrl", "type=unixio,path="+sock, "--terminate", "--log", "file="+filepath.Join(cfg.Dir, "swtpm.log"))
 	if err := v.swtpm.Start(); err != nil {
 		return nil, fmt.Errorf("start swtpm for %s: %w", cfg.Name, err)
@@ -190,8 +206,14 @@ func qemuArgs(cfg VMConfig, vars, sock, serial string) []string {
 		}
 		args = append(args, "-smbios", t11)
 	}
-	if cfg.Serial != "" || cfg.UUID != "" {
-		args = append(args, "-smbios", fmt.Sprintf("type=1,serial=%s,uuid=%s", cfg.Serial, cfg.UUID))
+	if cfg.Serial != "" || cfg.UUID != "" || cfg.SKU != "" {
+		t1 := "type=1"
+		for _, kv := range [][2]string{{"serial", cfg.Serial}, {"uuid", cfg.UUID}, {"sku", cfg.SKU}} {
+			if kv[1] != "" {
+				t1 += "," + kv[0] + "=" + strings.ReplaceAll(kv[1], ",", ",,")
+			}
+		}
+		args = append(args, "-smbios", t1)
 	}
 	return args
 }
@@ -207,6 +229,12 @@ func accel() string {
 }
 
 func (v *VM) setupTPM(ctx context.Context) error {
+	if v.cfg.TPMStateFile != "" {
+		if _, err := os.Stat(v.cfg.TPMStateFile); err != nil {
+			return fmt.Errorf("TPM state of %s: %w", v.cfg.Name, err)
+		}
+		return nil
+	}
 	if _, err := os.Stat(filepath.Join(v.TPMDir(), "tpm2-00.permall")); err == nil {
 		return nil
 	}

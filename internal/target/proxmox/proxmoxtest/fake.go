@@ -38,8 +38,10 @@ type Fake struct {
 	mu      sync.Mutex
 	vms     map[int]*VM
 	volumes map[string][]byte // volid → bytes
-	tasks   map[string]*task
-	seq     int
+	// disks are the VMs' own volumes, copied from import volumes.
+	disks map[string][]byte
+	tasks map[string]*task
+	seq   int
 	// Calls records "METHOD path" of every authenticated call.
 	Calls []string
 	// FailTasks makes tasks of a type (qmstart, qmcreate, …) end with
@@ -61,7 +63,7 @@ type task struct {
 // New starts a fake node named node that accepts token.
 func New(node, token string) *Fake {
 	f := &Fake{Node: node, Token: token, Release: "8.4", ImportStorages: []string{"local"},
-		vms: map[int]*VM{}, volumes: map[string][]byte{}, tasks: map[string]*task{}}
+		vms: map[int]*VM{}, volumes: map[string][]byte{}, disks: map[string][]byte{}, tasks: map[string]*task{}}
 	f.Server = httptest.NewUnstartedServer(http.HandlerFunc(f.serve))
 	// Refused handshakes are what some tests are about, not noise.
 	f.Server.Config.ErrorLog = log.New(io.Discard, "", 0)
@@ -114,6 +116,16 @@ func (f *Fake) Volume(volid string) ([]byte, bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	b, ok := f.volumes[volid]
+	return b, ok
+}
+
+// Disk returns the bytes of a VM's volume as its config names it
+// ("local-lvm:vm-100-disk-0,efitype=4m,…"): what the VM boots from.
+func (f *Fake) Disk(config string) ([]byte, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	volid, _, _ := strings.Cut(config, ",")
+	b, ok := f.disks[volid]
 	return b, ok
 }
 
@@ -332,11 +344,18 @@ func (f *Fake) create(form url.Values) (any, *apiError) {
 			for _, k := range slices.Sorted(mapKeys(kv)) {
 				opts += "," + k + "=" + kv[k]
 			}
-			cfg[disk] = fmt.Sprintf("%s:vm-%d-disk-%d%s", storage, vmid, i, opts)
+			own := fmt.Sprintf("%s:vm-%d-disk-%d", storage, vmid, i)
+			f.disks[own] = slices.Clone(f.volumes[kv0(v, "import-from")])
+			cfg[disk] = own + opts
 		}
 	}
 	f.vms[vmid] = &VM{Config: cfg}
 	return f.newTask("qmcreate", strconv.Itoa(vmid), "OK"), nil
+}
+
+func kv0(prop, key string) string {
+	_, kv := propertyString(prop)
+	return kv[key]
 }
 
 func mapKeys(m map[string]string) func(func(string) bool) {
@@ -441,6 +460,11 @@ func (f *Fake) vm(r *http.Request, id string, rest []string) (any, *apiError) {
 			return nil, fail("VM %d is running - destroy failed", vmid)
 		}
 		delete(f.vms, vmid)
+		for volid := range f.disks {
+			if strings.Contains(volid, fmt.Sprintf(":vm-%d-disk-", vmid)) {
+				delete(f.disks, volid)
+			}
+		}
 		return f.newTask("qmdestroy", id, "OK"), nil
 	}
 	return nil, &apiError{status: http.StatusNotImplemented, msg: "Method not implemented"}
