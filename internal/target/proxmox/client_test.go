@@ -14,7 +14,7 @@ import (
 
 const token = "kubedos@pve!deploy=4b1c2a77-9f0e-4d38-8d7a-3f1b2c9e0a11"
 
-func newFake(t *testing.T) (*proxmoxtest.Fake, *Client) {
+func newFake(t testing.TB) (*proxmoxtest.Fake, *Client) {
 	t.Helper()
 	f := proxmoxtest.New("pve1", token)
 	t.Cleanup(f.Close)

@@ -24,7 +24,7 @@ type deployFixture struct {
 	vmAtRegister map[string]bool
 }
 
-func newDeployFixture(t *testing.T) *deployFixture {
+func newDeployFixture(t testing.TB) *deployFixture {
 	t.Helper()
 	f, c := newFake(t)
 	dir := t.TempDir()
