@@ -137,8 +137,41 @@ func (d *Deployer) node(ctx context.Context, p Plan, n Node, byID map[int]VMStat
 			return r, fmt.Errorf("VM %d holds another image (%s): recreating it destroys its data; set destructive.recreateVMs to allow it (upgrades go through kubedos node upgrade)",
 				s.VMID, strings.TrimPrefix(first, marker(p.Cluster, s.Name, "")))
 		}
+		r.Action = ActionRecreated
+	} else {
+		r.Action = ActionCreated
+	}
+	// The new machine's identity and images first: if the hub refuses
+	// the EK (a node enrolled under the name must be replaced first) or
+	// an upload fails, an existing VM is still there, untouched.
+	tpmPath := filepath.Join(p.WorkDir, fmt.Sprintf("tpm-%s-%d.raw", s.Name, s.VMID))
+	_ = os.Remove(tpmPath)
+	// The state holds the TPM's seeds: the local copy goes, and so does
+	// the import volume once the VM holds its own copy.
+	defer os.Remove(tpmPath)
+	var err error
+	if r.EKHash, err = d.MakeTPM(ctx, tpmPath); err != nil {
+		return r, err
+	}
+	if err := d.RegisterEK(ctx, s.Name, r.EKHash); err != nil {
+		return r, fmt.Errorf("register EK with the hub: %w", err)
+	}
+	if s.Disk, err = up.ensure(ctx, n.Image, "kubedos-disk", ".qcow2"); err != nil {
+		return r, err
+	}
+	if s.Vars, err = up.ensure(ctx, p.Vars, "kubedos-vars", ".raw"); err != nil {
+		return r, err
+	}
+	tpmName := fmt.Sprintf("kubedos-tpm-%s-%d.raw", s.Name, s.VMID)
+	s.TPM = p.ImportStorage + ":import/" + tpmName
+	form, err := s.Form()
+	if err != nil {
+		return r, err
+	}
+	form.Set("description", want)
+	if r.Action == ActionRecreated {
 		d.Step("%s: destroying VM %d to recreate it with image %s (destructive.recreateVMs)", s.Name, s.VMID, n.ImageID)
-		if vm.Status == "running" {
+		if byID[s.VMID].Status == "running" {
 			if err := d.C.StopVM(ctx, s.VMID); err != nil {
 				return r, err
 			}
@@ -146,38 +179,11 @@ func (d *Deployer) node(ctx context.Context, p Plan, n Node, byID map[int]VMStat
 		if err := d.C.DestroyVM(ctx, s.VMID); err != nil {
 			return r, err
 		}
-		r.Action = ActionRecreated
-	} else {
-		r.Action = ActionCreated
 	}
-	var err error
-	if s.Disk, err = up.ensure(ctx, n.Image, "kubedos-disk", ".qcow2"); err != nil {
+	if _, err := d.C.Upload(ctx, p.ImportStorage, tpmName, tpmPath); err != nil {
 		return r, err
 	}
-	if s.Vars, err = up.ensure(ctx, p.Vars, "kubedos-vars", ".raw"); err != nil {
-		return r, err
-	}
-	// A new VM gets a new TPM, made here so its EK is registered before
-	// the VM can boot. Its state holds the TPM's seeds: the local copy is
-	// removed, and so is the import volume once the VM has its own copy.
-	tpmPath := filepath.Join(p.WorkDir, fmt.Sprintf("tpm-%s-%d.raw", s.Name, s.VMID))
-	_ = os.Remove(tpmPath)
-	defer os.Remove(tpmPath)
-	if r.EKHash, err = d.MakeTPM(ctx, tpmPath); err != nil {
-		return r, err
-	}
-	if err := d.RegisterEK(ctx, s.Name, r.EKHash); err != nil {
-		return r, fmt.Errorf("register EK with the hub: %w", err)
-	}
-	if s.TPM, err = d.C.Upload(ctx, p.ImportStorage, fmt.Sprintf("kubedos-tpm-%s-%d.raw", s.Name, s.VMID), tpmPath); err != nil {
-		return r, err
-	}
-	form, err := s.Form()
-	if err == nil {
-		form.Set("description", want)
-		err = d.C.CreateVM(ctx, form)
-	}
-	err = errors.Join(err, d.C.DeleteVolume(ctx, p.ImportStorage, s.TPM))
+	err = errors.Join(d.C.CreateVM(ctx, form), d.C.DeleteVolume(ctx, p.ImportStorage, s.TPM))
 	if err != nil {
 		return r, err
 	}

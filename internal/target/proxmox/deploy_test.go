@@ -184,6 +184,22 @@ func TestDeployExistingVMs(t *testing.T) {
 			t.Fatalf("without the opt-in: %v", err)
 		}
 		fx.plan.Recreate = true
+		// The hub refuses the new machine's EK (w-1 is enrolled there and
+		// was not replaced): the old VM must survive.
+		register := fx.d.RegisterEK
+		fx.d.RegisterEK = func(ctx context.Context, node, ek string) error {
+			if node == "w-1" {
+				return fmt.Errorf("node w-1 is enrolled with EK %s; replace it before registering another", oldEK)
+			}
+			return register(ctx, node, ek)
+		}
+		if _, err := fx.d.Deploy(ctx, fx.plan); err == nil || !strings.Contains(err.Error(), "replace it") {
+			t.Fatalf("hub refusing the EK: %v", err)
+		}
+		if vm, ok := fx.f.VM(101); !ok || !vm.Running || !strings.Contains(vm.Config["description"], "image w1") {
+			t.Fatalf("the old VM was touched although its successor could not enroll: %+v", vm)
+		}
+		fx.d.RegisterEK = register
 		res, err := fx.d.Deploy(ctx, fx.plan)
 		if err != nil || res[1].Action != ActionRecreated || res[0].Action != ActionUnchanged {
 			t.Fatalf("%+v, %v", res, err)
