@@ -66,7 +66,7 @@ func newClusterCmd(g *globals) *cobra.Command {
 func newDeployCmd(g *globals) *cobra.Command {
 	cmd := newClusterUpCmd(g, "deploy")
 	cmd.Short = "Deploy a build of the spec to its target: qemu (the same as cluster up) or proxmox"
-	cmd.Long += `
+	cmd.Long = "With targets.default qemu (the default), deploy is kubedos cluster up. " + cmd.Long + `
 
 With targets.default proxmox (or --target proxmox), deploy makes one VM per
 spec node on the Proxmox VE node targets.proxmox.node through its API, with
@@ -95,7 +95,8 @@ Running it again changes nothing. A VMID held by a VM kubedos did not make
 for that node is refused; a node's VM that holds another image is destroyed
 and recreated (with a new TPM) only with destructive.recreateVMs.
 --timeout 0 returns once the VMs run, without waiting for enrollment.`
-	cmd.Example += "\n  kubedos deploy cluster.yaml --target proxmox --build out/reference/<build-id> --keys keys --hub 10.0.0.5:7443"
+	cmd.Example = "  kubedos deploy cluster.yaml --build out/local/<build-id> --keys keys" +
+		"\n  kubedos deploy cluster.yaml --target proxmox --build out/reference/<build-id> --keys keys --hub 10.0.0.5:7443"
 	return cmd
 }
 
