@@ -12,6 +12,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/kubedos/kubedos/internal/agent"
 	"github.com/kubedos/kubedos/internal/target/proxmox"
@@ -82,7 +83,9 @@ func TestProxmoxDeploy(t *testing.T) {
 		}
 		return res
 	}
+	start := time.Now()
 	res := deploy()
+	t.Logf("FIGURE kubedos deploy --target proxmox of one node (TPM made, EK registered, image and vars uploaded, VM made and started; API stand-in on loopback): %s", time.Since(start).Round(100*time.Millisecond))
 	if r := res[0]; r.Name != "master" || r.VMID != 100 || r.Action != proxmox.ActionCreated || len(r.EKHash) != 64 {
 		t.Fatalf("deploy: %+v", r)
 	}
@@ -147,11 +150,13 @@ func TestProxmoxDeploy(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(booted.Stop)
+	start = time.Now()
 	re := regexp.MustCompile(regexp.QuoteMeta(agent.EnrolledLinePrefix) + `.*|` + regexp.QuoteMeta(agent.RefusedLinePrefix) + `.*`)
 	m, console := waitConsole(t, booted, ctx, "pve-100", re)
 	if m == nil || !strings.HasPrefix(m[0], agent.EnrolledLinePrefix) {
 		t.Fatalf("the VM made from the deploy did not enroll: %q", m)
 	}
+	t.Logf("FIGURE power-on to enrolled of the VM rebuilt from the Proxmox deploy: %s", time.Since(start).Round(time.Second))
 	if !strings.Contains(console, "LAN address 10.30.0.10/24 (SMBIOS)") {
 		t.Errorf("kubedos-init did not take the LAN address from the SMBIOS SKU:\n%s", lastLines(console, 30))
 	}
@@ -163,9 +168,11 @@ func TestProxmoxDeploy(t *testing.T) {
 		t.Errorf("enrolled EK %s, deploy registered %s", n.EKHash, res[0].EKHash)
 	}
 
+	start = time.Now()
 	if again := deploy(); again[0].Action != proxmox.ActionUnchanged {
 		t.Errorf("second deploy: %+v", again[0])
 	}
+	t.Logf("FIGURE second deploy (nothing to do): %s", time.Since(start).Round(10*time.Millisecond))
 }
 
 func proxmoxClient(t *testing.T, pve *proxmoxtest.Fake) *proxmox.Client {
