@@ -30,6 +30,11 @@ func StartDetached(ctx context.Context, cfg VMConfig) error {
 	if cfg.Disk, err = filepath.Abs(cfg.Disk); err != nil {
 		return err
 	}
+	if cfg.TPMStateFile != "" {
+		if cfg.TPMStateFile, err = filepath.Abs(cfg.TPMStateFile); err != nil {
+			return err
+		}
+	}
 	if _, ok := Running(cfg.Dir); ok {
 		return nil
 	}
@@ -54,7 +59,7 @@ func StartDetached(ctx context.Context, cfg VMConfig) error {
 	}
 	sock := filepath.Join(v.TPMDir(), "swtpm.sock")
 	_ = os.Remove(sock)
-	out, err := exec.CommandContext(ctx, "swtpm", "socket", "--tpm2", "--tpmstate", "dir="+v.TPMDir(),
+	out, err := exec.CommandContext(ctx, "swtpm", "socket", "--tpm2", "--tpmstate", v.tpmState(),
 		"--ctrl", "type=unixio,path="+sock, "--terminate", "--log", "file="+filepath.Join(cfg.Dir, "swtpm.log"),
 		"--daemon", "--pid", "file="+filepath.Join(cfg.Dir, swtpmPidFile)).CombinedOutput()
 	if err != nil {
@@ -64,11 +69,7 @@ func StartDetached(ctx context.Context, cfg VMConfig) error {
 		return fmt.Errorf("swtpm for %s: %w", cfg.Name, err)
 	}
 	args := append(qemuArgs(cfg, vars, sock, v.SerialLog()), "-daemonize", "-pidfile", filepath.Join(cfg.Dir, qemuPidFile))
-	cmd := exec.CommandContext(ctx, "qemu-system-x86_64", args...)
-	if cfg.TAP != nil {
-		// Inside the segment's namespace, where its tap is.
-		cmd = exec.CommandContext(ctx, "ip", append([]string{"netns", "exec", cfg.TAP.Netns, "qemu-system-x86_64"}, args...)...)
-	}
+	cmd := qemuCommand(ctx, cfg, args)
 	if out, err := cmd.CombinedOutput(); err != nil {
 		_ = pidfile.Stop(filepath.Join(cfg.Dir, swtpmPidFile), 5*time.Second)
 		return fmt.Errorf("start qemu for %s: %w: %s", cfg.Name, err, out)

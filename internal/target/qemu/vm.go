@@ -113,11 +113,7 @@ func Start(ctx context.Context, cfg VMConfig) (*VM, error) {
 	sock := filepath.Join(v.TPMDir(), "swtpm.sock")
 	_ = os.Remove(sock)
 	// swtpm in socket mode ends when its client disconnects: one per VM run.
-	state := "dir=" + v.TPMDir()
-	if cfg.TPMStateFile != "" {
-		state = "backend-uri=file://" + cfg.TPMStateFile
-	}
-	v.swtpm = exec.CommandContext(ctx, "swtpm", "socket", "--tpm2", "--tpmstate", state,
+	v.swtpm = exec.CommandContext(ctx, "swtpm", "socket", "--tpm2", "--tpmstate", v.tpmState(),
 		"--ctrl", "type=unixio,path="+sock, "--terminate", "--log", "file="+filepath.Join(cfg.Dir, "swtpm.log"))
 	if err := v.swtpm.Start(); err != nil {
 		return nil, fmt.Errorf("start swtpm for %s: %w", cfg.Name, err)
@@ -128,7 +124,7 @@ func Start(ctx context.Context, cfg VMConfig) (*VM, error) {
 	}
 	_ = os.Remove(v.SerialLog())
 	args := qemuArgs(cfg, vars, sock, v.SerialLog())
-	v.qemu = exec.CommandContext(ctx, "qemu-system-x86_64", args...)
+	v.qemu = qemuCommand(ctx, cfg, args)
 	qlog, err := os.Create(filepath.Join(cfg.Dir, "qemu.log"))
 	if err != nil {
 		return nil, err
@@ -245,6 +241,24 @@ func (v *VM) setupTPM(ctx context.Context) error {
 		return fmt.Errorf("swtpm_setup for %s: %w: %s", v.cfg.Name, err, out)
 	}
 	return nil
+}
+
+// tpmState is swtpm's --tpmstate: the VM's state directory, or the
+// single-file state it was given.
+func (v *VM) tpmState() string {
+	if v.cfg.TPMStateFile != "" {
+		return "backend-uri=file://" + v.cfg.TPMStateFile
+	}
+	return "dir=" + v.TPMDir()
+}
+
+// qemuCommand runs qemu, inside the segment's namespace when the VM's NIC
+// is a tap there (qemu would otherwise make a new, unconnected tap).
+func qemuCommand(ctx context.Context, cfg VMConfig, args []string) *exec.Cmd {
+	if cfg.TAP != nil {
+		return exec.CommandContext(ctx, "ip", append([]string{"netns", "exec", cfg.TAP.Netns, "qemu-system-x86_64"}, args...)...)
+	}
+	return exec.CommandContext(ctx, "qemu-system-x86_64", args...)
 }
 
 // Done is closed when the VM has exited.
