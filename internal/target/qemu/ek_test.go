@@ -12,16 +12,23 @@ import (
 	"time"
 )
 
-// TestReadEKStable: the EK read before boot is the TPM's and stays the same
-// across reads (the deploy step registers it once).
-func TestReadEKStable(t *testing.T) {
+// swtpmContext skips the test without swtpm, and bounds it.
+func swtpmContext(tb testing.TB) context.Context {
+	tb.Helper()
 	for _, tool := range []string{"swtpm", "swtpm_setup"} {
 		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("%s not installed", tool)
+			tb.Skipf("%s not installed", tool)
 		}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
+	tb.Cleanup(cancel)
+	return ctx
+}
+
+// TestReadEKStable: the EK read before boot is the TPM's and stays the same
+// across reads (the deploy step registers it once).
+func TestReadEKStable(t *testing.T) {
+	ctx := swtpmContext(t)
 	dir := t.TempDir()
 	a, err := ReadEK(ctx, dir)
 	if err != nil {
@@ -47,13 +54,7 @@ func TestReadEKStable(t *testing.T) {
 // VE's tpmstate0) keeps the EK reported when it was made, is never made
 // over, and each is a different TPM.
 func TestMakeTPMStateFile(t *testing.T) {
-	for _, tool := range []string{"swtpm", "swtpm_setup"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("%s not installed", tool)
-		}
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
+	ctx := swtpmContext(t)
 	dir := t.TempDir()
 	path := filepath.Join(dir, "tpm.raw")
 	ek, err := MakeTPMStateFile(ctx, path)
@@ -85,14 +86,12 @@ func TestMakeTPMStateFile(t *testing.T) {
 // BenchmarkMakeTPMStateFile: making one Proxmox VM's TPM (swtpm_setup with
 // an EK certificate, then the EK read back) — per new VM in a deploy.
 func BenchmarkMakeTPMStateFile(b *testing.B) {
-	if _, err := exec.LookPath("swtpm_setup"); err != nil {
-		b.Skip("swtpm_setup not installed")
-	}
+	ctx := swtpmContext(b)
 	dir := b.TempDir()
 	i := 0
 	for b.Loop() {
 		i++
-		if _, err := MakeTPMStateFile(context.Background(), filepath.Join(dir, fmt.Sprintf("tpm-%d.raw", i))); err != nil {
+		if _, err := MakeTPMStateFile(ctx, filepath.Join(dir, fmt.Sprintf("tpm-%d.raw", i))); err != nil {
 			b.Fatal(err)
 		}
 	}
