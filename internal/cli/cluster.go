@@ -172,6 +172,9 @@ is refused. Needs root (network namespace, swtpm, qemu).`,
 			c := &localCluster{spec: s, specPath: args[0], keys: ks, manifest: m, buildDir: f.build, dir: f.dir(s), pr: pr,
 				hubOn: f.hubOn, timeout: f.timeout}
 			if target == spec.TargetProxmox {
+				if cmd.Flags().Changed("hub-on") {
+					return fmt.Errorf("--hub-on is the qemu target's; on proxmox the hub stays where kubedos hub serve runs (--hub)")
+				}
 				return c.deployProxmox(cmd.Context(), g, f.hub)
 			}
 			if err := c.up(cmd.Context()); err != nil {
