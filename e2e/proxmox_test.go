@@ -83,6 +83,22 @@ func TestProxmoxDeploy(t *testing.T) {
 		}
 		return res
 	}
+	for _, bad := range []struct {
+		args []string
+		want string
+	}{
+		{nil, "--hub is required"},
+		{[]string{"--hub", hubAddr, "--hub-on", "master"}, "--hub-on is the qemu target's"},
+	} {
+		args := append([]string{"deploy", "pve.yaml", "--build", c.buildDir, "--keys", "keys", "--timeout", "0"}, bad.args...)
+		if r := run(t, c.dir, nil, args...); r.code == 0 || !strings.Contains(r.stderr, bad.want) {
+			t.Errorf("deploy %v: exit %d, %q; want a refusal saying %q", bad.args, r.code, r.stderr, bad.want)
+		}
+	}
+	if _, ok := pve.VM(100); ok {
+		t.Fatal("a refused deploy made a VM")
+	}
+
 	start := time.Now()
 	res := deploy()
 	t.Logf("FIGURE kubedos deploy --target proxmox of one node (TPM made, EK registered, image and vars uploaded, VM made and started; API stand-in on loopback): %s", time.Since(start).Round(100*time.Millisecond))
