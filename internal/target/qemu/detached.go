@@ -23,38 +23,15 @@ const (
 // ends them. The TPM state in cfg.Dir persists across runs, so a node keeps
 // its EK. A VM that is already running is left as it is.
 func StartDetached(ctx context.Context, cfg VMConfig) error {
-	var err error
-	if cfg.Dir, err = filepath.Abs(cfg.Dir); err != nil {
+	if err := cfg.absolute(); err != nil {
 		return err
-	}
-	if cfg.Disk, err = filepath.Abs(cfg.Disk); err != nil {
-		return err
-	}
-	if cfg.TPMStateFile != "" {
-		if cfg.TPMStateFile, err = filepath.Abs(cfg.TPMStateFile); err != nil {
-			return err
-		}
 	}
 	if _, ok := Running(cfg.Dir); ok {
 		return nil
 	}
-	if cfg.MemoryMiB == 0 {
-		cfg.MemoryMiB = 1024
-	}
-	if cfg.CPUs == 0 {
-		cfg.CPUs = 1
-	}
 	v := &VM{cfg: cfg}
-	if err := os.MkdirAll(v.TPMDir(), 0o700); err != nil {
-		return err
-	}
-	vars := filepath.Join(cfg.Dir, "OVMF_VARS.fd")
-	if _, err := os.Stat(vars); errors.Is(err, os.ErrNotExist) {
-		if err := os.WriteFile(vars, cfg.Vars, 0o600); err != nil {
-			return err
-		}
-	}
-	if err := v.setupTPM(ctx); err != nil {
+	vars, err := v.prepare(ctx)
+	if err != nil {
 		return err
 	}
 	sock := filepath.Join(v.TPMDir(), "swtpm.sock")

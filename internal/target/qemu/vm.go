@@ -79,35 +79,12 @@ func (v *VM) TPMDir() string { return filepath.Join(v.cfg.Dir, "tpm") }
 // Start prepares the VM's TPM (once) and starts swtpm and qemu. The VM runs
 // until it powers off, Stop is called, or ctx ends.
 func Start(ctx context.Context, cfg VMConfig) (*VM, error) {
-	var err error
-	if cfg.Dir, err = filepath.Abs(cfg.Dir); err != nil {
+	if err := cfg.absolute(); err != nil {
 		return nil, err
-	}
-	if cfg.Disk, err = filepath.Abs(cfg.Disk); err != nil {
-		return nil, err
-	}
-	if cfg.TPMStateFile != "" {
-		if cfg.TPMStateFile, err = filepath.Abs(cfg.TPMStateFile); err != nil {
-			return nil, err
-		}
-	}
-	if cfg.MemoryMiB == 0 {
-		cfg.MemoryMiB = 1024
-	}
-	if cfg.CPUs == 0 {
-		cfg.CPUs = 1
 	}
 	v := &VM{cfg: cfg, done: make(chan struct{})}
-	if err := os.MkdirAll(v.TPMDir(), 0o700); err != nil {
-		return nil, err
-	}
-	vars := filepath.Join(cfg.Dir, "OVMF_VARS.fd")
-	if _, err := os.Stat(vars); errors.Is(err, os.ErrNotExist) {
-		if err := os.WriteFile(vars, cfg.Vars, 0o600); err != nil {
-			return nil, err
-		}
-	}
-	if err := v.setupTPM(ctx); err != nil {
+	vars, err := v.prepare(ctx)
+	if err != nil {
 		return nil, err
 	}
 	sock := filepath.Join(v.TPMDir(), "swtpm.sock")
@@ -259,6 +236,45 @@ func qemuCommand(ctx context.Context, cfg VMConfig, args []string) *exec.Cmd {
 		return exec.CommandContext(ctx, "ip", append([]string{"netns", "exec", cfg.TAP.Netns, "qemu-system-x86_64"}, args...)...)
 	}
 	return exec.CommandContext(ctx, "qemu-system-x86_64", args...)
+}
+
+// absolute makes the config's paths absolute (swtpm and the pid files
+// need that) and fills in the default size.
+func (cfg *VMConfig) absolute() error {
+	var err error
+	if cfg.Dir, err = filepath.Abs(cfg.Dir); err != nil {
+		return err
+	}
+	if cfg.Disk, err = filepath.Abs(cfg.Disk); err != nil {
+		return err
+	}
+	if cfg.TPMStateFile != "" {
+		if cfg.TPMStateFile, err = filepath.Abs(cfg.TPMStateFile); err != nil {
+			return err
+		}
+	}
+	if cfg.MemoryMiB == 0 {
+		cfg.MemoryMiB = 1024
+	}
+	if cfg.CPUs == 0 {
+		cfg.CPUs = 1
+	}
+	return nil
+}
+
+// prepare makes the VM's directory, writes its VARS once and makes its TPM
+// once; it returns the VARS path.
+func (v *VM) prepare(ctx context.Context) (string, error) {
+	if err := os.MkdirAll(v.TPMDir(), 0o700); err != nil {
+		return "", err
+	}
+	vars := filepath.Join(v.cfg.Dir, "OVMF_VARS.fd")
+	if _, err := os.Stat(vars); errors.Is(err, os.ErrNotExist) {
+		if err := os.WriteFile(vars, v.cfg.Vars, 0o600); err != nil {
+			return "", err
+		}
+	}
+	return vars, v.setupTPM(ctx)
 }
 
 // Done is closed when the VM has exited.
