@@ -133,7 +133,14 @@ func TestUploadIsCheckedAndNamed(t *testing.T) {
 	if err := os.WriteFile(p, []byte("QFI\xfbnot really a disk"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	volid, err := c.Upload(ctx, "local", "kubedos-disk-1.qcow2", p)
+	sum, err := fileSHA256(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Upload(ctx, "local", "kubedos-disk-1.qcow2", p, strings.Repeat("0", 64)); err == nil || !strings.Contains(err.Error(), "checksum mismatch") {
+		t.Fatalf("upload under another SHA-256: %v", err)
+	}
+	volid, err := c.Upload(ctx, "local", "kubedos-disk-1.qcow2", p, sum)
 	if err != nil || volid != "local:import/kubedos-disk-1.qcow2" {
 		t.Fatalf("upload: %q, %v", volid, err)
 	}
@@ -144,10 +151,10 @@ func TestUploadIsCheckedAndNamed(t *testing.T) {
 	if err != nil || len(vols) != 1 || vols[0].VolID != volid || vols[0].Format != "qcow2" {
 		t.Errorf("volumes %+v, %v", vols, err)
 	}
-	if _, err := c.Upload(ctx, "local-lvm", "kubedos-disk-1.qcow2", p); err == nil || !strings.Contains(err.Error(), "does not support") {
+	if _, err := c.Upload(ctx, "local-lvm", "kubedos-disk-1.qcow2", p, sum); err == nil || !strings.Contains(err.Error(), "does not support") {
 		t.Errorf("upload to a block storage: %v", err)
 	}
-	if _, err := c.Upload(ctx, "local", "../etc/passwd", p); err == nil || !strings.Contains(err.Error(), "import volume name") {
+	if _, err := c.Upload(ctx, "local", "../etc/passwd", p, sum); err == nil || !strings.Contains(err.Error(), "import volume name") {
 		t.Errorf("a name with a path: %v", err)
 	}
 	if err := c.DeleteVolume(ctx, "local", volid); err != nil {

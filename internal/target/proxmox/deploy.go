@@ -180,7 +180,11 @@ func (d *Deployer) node(ctx context.Context, p Plan, n Node, byID map[int]VMStat
 			return r, err
 		}
 	}
-	if _, err := d.C.Upload(ctx, p.ImportStorage, tpmName, tpmPath); err != nil {
+	tpmSum, err := fileSHA256(tpmPath)
+	if err != nil {
+		return r, err
+	}
+	if _, err := d.C.Upload(ctx, p.ImportStorage, tpmName, tpmPath, tpmSum); err != nil {
 		return r, err
 	}
 	err = errors.Join(d.C.CreateVM(ctx, form), d.C.DeleteVolume(ctx, p.ImportStorage, s.TPM))
@@ -200,12 +204,22 @@ type uploader struct {
 	storage string
 	step    func(string, ...any)
 	have    map[string]bool
+	// sums caches each file's SHA-256: nodes of one role share an image,
+	// and hashing 100 MiB per node would be the deploy's largest cost.
+	sums map[string]string
 }
 
 func (u *uploader) ensure(ctx context.Context, path, prefix, ext string) (string, error) {
-	sum, err := fileSHA256(path)
-	if err != nil {
-		return "", err
+	sum, ok := u.sums[path]
+	if !ok {
+		var err error
+		if sum, err = fileSHA256(path); err != nil {
+			return "", err
+		}
+		if u.sums == nil {
+			u.sums = map[string]string{}
+		}
+		u.sums[path] = sum
 	}
 	name := prefix + "-" + sum[:32] + ext
 	volid := u.storage + ":import/" + name
@@ -223,7 +237,7 @@ func (u *uploader) ensure(ctx context.Context, path, prefix, ext string) (string
 		return volid, nil
 	}
 	u.step("uploading %s to %s as %s", filepath.Base(path), u.storage, name)
-	if _, err := u.c.Upload(ctx, u.storage, name, path); err != nil {
+	if _, err := u.c.Upload(ctx, u.storage, name, path, sum); err != nil {
 		return "", err
 	}
 	u.have[volid] = true

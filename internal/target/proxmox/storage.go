@@ -44,16 +44,13 @@ func (c *Client) DeleteVolume(ctx context.Context, storage, volid string) error 
 // importNameRE is what Proxmox VE keeps of an uploaded import volume's name.
 var importNameRE = regexp.MustCompile(`^[A-Za-z0-9_.-]+\.(qcow2|raw|vmdk)$`)
 
-// Upload sends the file at path as import content named name to storage and
-// returns its volume ID (storage:import/name). Proxmox checks the upload
-// against the file's SHA-256, computed here first, before it keeps it.
-func (c *Client) Upload(ctx context.Context, storage, name, path string) (string, error) {
+// Upload sends the file at path, whose SHA-256 is sum (hex), as import
+// content named name to storage and returns its volume ID
+// (storage:import/name). Proxmox checks the bytes against sum before it
+// keeps them.
+func (c *Client) Upload(ctx context.Context, storage, name, path, sum string) (string, error) {
 	if !importNameRE.MatchString(name) {
 		return "", fmt.Errorf("import volume name %q: want letters, digits, _ . - and a .qcow2, .raw or .vmdk extension", name)
-	}
-	sum, err := fileSHA256(path)
-	if err != nil {
-		return "", err
 	}
 	f, err := os.Open(path)
 	if err != nil {
