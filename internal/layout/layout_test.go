@@ -15,6 +15,7 @@ const module = "github.com/kubedos/kubedos/"
 // rank orders the packages: an import must go to a strictly lower rank. A new
 // package must be placed here before it can be imported, on purpose.
 var rank = map[string]int{
+	"internal/errdefs":   -1, // error classes: below everything that classifies
 	"examples":           0,
 	"internal/buildinfo": 0,
 	"internal/spec":      0,
