@@ -16,6 +16,7 @@ import (
 
 	"github.com/coreos/go-systemd/v22/journal"
 	"github.com/kubedos/kubedos/internal/api"
+	"github.com/kubedos/kubedos/internal/errdefs"
 	"github.com/kubedos/kubedos/internal/pki"
 	"github.com/kubedos/kubedos/internal/wg"
 	"google.golang.org/grpc"
@@ -392,6 +393,8 @@ func grpcError(err error) error {
 		return status.Error(codes.NotFound, err.Error())
 	case errors.Is(err, ErrRefused):
 		return status.Error(codes.FailedPrecondition, err.Error())
+	case errors.Is(err, errdefs.ErrPermission):
+		return status.Error(codes.PermissionDenied, err.Error())
 	case errors.Is(err, context.DeadlineExceeded):
 		return status.Error(codes.DeadlineExceeded, err.Error())
 	case errors.Is(err, context.Canceled):

@@ -14,6 +14,7 @@ import (
 	"unicode"
 
 	"github.com/kubedos/kubedos/internal/api"
+	"github.com/kubedos/kubedos/internal/errdefs"
 	"github.com/pmezard/go-difflib/difflib"
 )
 
@@ -48,6 +49,9 @@ type ConfigProblem struct {
 	Line, Column int // 1-based; 0 when not known
 	Field        string
 	Message      string
+	// Refused: the document asks for what policy forbids (a kernel
+	// parameter off the allow-list), not merely a malformed value.
+	Refused bool
 }
 
 func (p ConfigProblem) String() string {
@@ -77,8 +81,16 @@ func (e *ConfigError) Error() string {
 	return strings.Join(lines, "\n")
 }
 
-// Is makes every ConfigError an ErrInvalid.
-func (e *ConfigError) Is(target error) bool { return target == ErrInvalid }
+// Is makes a ConfigError an ErrInvalid, or an errdefs.ErrPermission when
+// one of its problems is a refusal by policy.
+func (e *ConfigError) Is(target error) bool {
+	for _, p := range e.Problems {
+		if p.Refused {
+			return target == errdefs.ErrPermission
+		}
+	}
+	return target == ErrInvalid
+}
 
 // configFields are the document's fields, in order.
 var configFields = []string{"apiVersion", "kind", "hostname", "sysctls"}
@@ -332,6 +344,9 @@ func (d *configDecoder) validate(cfg *NodeConfig) {
 		path := "sysctls." + k
 		if !sysctlKey.MatchString(k) || len(k) > 256 {
 			d.problem(at(path), path, "not a kernel parameter name (dotted, like net.ipv4.ip_forward)")
+		} else if why := sysctlRefusal(k); why != "" {
+			d.problem(at(path), path, "%s", why)
+			d.err.Problems[len(d.err.Problems)-1].Refused = true
 		}
 		v := cfg.Sysctls[k]
 		if d.bad[path] {

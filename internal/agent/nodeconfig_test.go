@@ -62,7 +62,7 @@ func TestDecodeNodeConfig(t *testing.T) {
 		{"not an object", `["kind"]`, []string{`c.json:1:1: the document must be a JSON object, got an array`}},
 		{"sysctls not an object", `{"apiVersion":"kubedos.io/v1alpha1","kind":"NodeConfig","sysctls":["a"]}`, []string{`c.json:1:57: sysctls: sysctls must be a JSON object, got an array`}},
 		{"data after", `{"apiVersion":"kubedos.io/v1alpha1","kind":"NodeConfig"} {}`, []string{`data after the document`}},
-		{"duplicate sysctl", `{"apiVersion":"kubedos.io/v1alpha1","kind":"NodeConfig","sysctls":{"a.b":"1","a.b":"2"}}`, []string{`c.json:1:78: sysctls.a.b: duplicate key (first at 1:68)`}},
+		{"duplicate sysctl", `{"apiVersion":"kubedos.io/v1alpha1","kind":"NodeConfig","sysctls":{"vm.swappiness":"1","vm.swappiness":"2"}}`, []string{`c.json:1:88: sysctls.vm.swappiness: duplicate key (first at 1:68)`}},
 		{"wrong type", `{"apiVersion":"kubedos.io/v1alpha1","kind":"NodeConfig","hostname":null}`, []string{`hostname: want a string, got null`}},
 		{"empty", ``, []string{`JSON syntax: unexpected end`}},
 		{"too large", `{"hostname":"` + strings.Repeat("a", api.MaxConfigBytes) + `"}`, []string{`exceeds 65536`}},
@@ -187,8 +187,8 @@ func TestConfigApply(t *testing.T) {
 	if status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "hostnme: unknown field") || !strings.Contains(err.Error(), "config:1:") {
 		t.Errorf("misspelt field: %v, want InvalidArgument naming hostnme", err)
 	}
-	_, err = op.ConfigApply(ctx, `{"apiVersion":"kubedos.io/v1alpha1","kind":"NodeConfig","sysctls":{"net.ipv4.no_such":"1","vm.swappiness":"10"}}`, true)
-	if status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "sysctls.net.ipv4.no_such: no such kernel parameter") {
+	_, err = op.ConfigApply(ctx, `{"apiVersion":"kubedos.io/v1alpha1","kind":"NodeConfig","sysctls":{"net.ipv4.tcp_wmem":"1","vm.swappiness":"10"}}`, true)
+	if status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "sysctls.net.ipv4.tcp_wmem: no such kernel parameter") {
 		t.Errorf("unknown kernel parameter: %v, want InvalidArgument naming it", err)
 	}
 	if after, _ := os.ReadFile(file); string(after) != string(stored) {

@@ -268,6 +268,9 @@ func (h *HostSystem) Sysctl(key string) (string, error) {
 }
 
 func (h *HostSystem) SetSysctl(key, value string) error {
+	if err := checkSysctlAllowed(key); err != nil {
+		return err
+	}
 	f, err := os.OpenFile(h.sysctlPath(key), os.O_WRONLY|os.O_TRUNC, 0)
 	if errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("%w: no kernel parameter %s", ErrNotFound, key)

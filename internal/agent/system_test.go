@@ -128,7 +128,7 @@ func TestHostSysctl(t *testing.T) {
 	if _, err := h.Sysctl("net.ipv4.nope"); !errors.Is(err, ErrNotFound) {
 		t.Errorf("unknown parameter: %v, want ErrNotFound", err)
 	}
-	if err := h.SetSysctl("net.ipv4.nope", "1"); !errors.Is(err, ErrNotFound) {
+	if err := h.SetSysctl("net.ipv4.tcp_wmem", "1"); !errors.Is(err, ErrNotFound) {
 		t.Errorf("setting an unknown parameter: %v, want ErrNotFound (never created)", err)
 	}
 }
