@@ -108,6 +108,7 @@ type fakeSystem struct {
 	kernel    []api.KernelMessage
 	hostname  string
 	sysctls   map[string]string
+	actions   map[string]UnitActions
 }
 
 func newFakeSystem() *fakeSystem {
@@ -152,6 +153,12 @@ func (f *fakeSystem) Unit(_ context.Context, name string) (api.Unit, error) {
 		return u, nil
 	}
 	return api.Unit{Name: name, Load: "not-found", Active: "inactive", Sub: "dead"}, nil
+}
+
+func (f *fakeSystem) UnitActions(_ context.Context, name string) (UnitActions, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.actions[name], nil
 }
 
 func (f *fakeSystem) Restart(_ context.Context, name string) error {

@@ -198,6 +198,9 @@ func (s nodeService) Services(ctx context.Context, _ *api.ServicesRequest) (*api
 	if units == nil {
 		units = []api.Unit{}
 	}
+	for i := range units {
+		units[i].Restartable = checkRestartable(s.n.cfg.Role, units[i].Name) == nil
+	}
 	slices.SortFunc(units, func(a, b api.Unit) int { return strings.Compare(a.Name, b.Name) })
 	return &api.Services{Units: units}, nil
 }
@@ -249,6 +252,9 @@ func (s nodeService) RestartService(ctx context.Context, r *api.RestartServiceRe
 	if name == "kubedosd.service" {
 		return nil, fmt.Errorf("%w: restarting kubedosd would cut this call; reboot the node instead", ErrRefused)
 	}
+	if err := checkRestartable(s.n.cfg.Role, name); err != nil {
+		return nil, err
+	}
 	sys := s.n.cfg.System
 	u, err := sys.Unit(ctx, name)
 	if err != nil {
@@ -256,6 +262,20 @@ func (s nodeService) RestartService(ctx context.Context, r *api.RestartServiceRe
 	}
 	if u.Load != "loaded" {
 		return nil, fmt.Errorf("%w: service %s (load state %q)", ErrNotFound, name, u.Load)
+	}
+	// An alias resolves to its unit: the unit systemd would start is the
+	// one checked, and its file's actions too.
+	if u.Name != name {
+		if err := checkRestartable(s.n.cfg.Role, u.Name); err != nil {
+			return nil, err
+		}
+	}
+	acts, err := sys.UnitActions(ctx, u.Name)
+	if err != nil {
+		return nil, err
+	}
+	if err := acts.check(u.Name); err != nil {
+		return nil, err
 	}
 	rctx, cancel := context.WithTimeout(ctx, restartTimeout)
 	defer cancel()

@@ -194,7 +194,8 @@ func TestRestartService(t *testing.T) {
 		name string
 		code codes.Code
 	}{
-		{"nope", codes.NotFound},
+		{"nope", codes.PermissionDenied},
+		{"kubelet", codes.NotFound},
 		{"../../etc/passwd", codes.InvalidArgument},
 		{"a/b.service", codes.InvalidArgument},
 		{"-H", codes.InvalidArgument},

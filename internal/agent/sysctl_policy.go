@@ -7,6 +7,10 @@ import (
 	"github.com/kubedos/kubedos/internal/errdefs"
 )
 
+// ErrPolicy refuses what the node's policy forbids whoever asks (a kernel
+// parameter off the allow-list, a unit that reboots the machine).
+var ErrPolicy = errdefs.New(errdefs.ErrPermission, "refused by the node's policy")
+
 // The kernel parameters an operator may set through ConfigApply: an
 // allow-list (issue 14, hole 1; DESIGN §11: an operator never sets a kernel
 // parameter that loads or runs code). A key matches an entry segment by
@@ -101,7 +105,7 @@ func sysctlMatch(pattern, key string) bool {
 // for the writer itself: defence in depth behind the decoder.
 func checkSysctlAllowed(key string) error {
 	if why := sysctlRefusal(key); why != "" {
-		return fmt.Errorf("%w: kernel parameter %s: %s", errdefs.ErrPermission, key, why)
+		return fmt.Errorf("%w: kernel parameter %s: %s", ErrPolicy, key, why)
 	}
 	return nil
 }

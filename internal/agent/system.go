@@ -28,6 +28,9 @@ type ServiceManager interface {
 	Services(ctx context.Context) ([]api.Unit, error)
 	// Unit reports one unit; a unit systemd cannot find has Load "not-found".
 	Unit(ctx context.Context, name string) (api.Unit, error)
+	// UnitActions reads what a unit file makes systemd do beyond running
+	// the service (SuccessAction=, RefuseManualStart=, OnFailure=…).
+	UnitActions(ctx context.Context, name string) (UnitActions, error)
 	// Restart restarts a service and waits for systemd's answer.
 	Restart(ctx context.Context, name string) error
 	// Power reboots ("reboot") or powers off ("poweroff") the machine.
@@ -155,6 +158,14 @@ func (h *HostSystem) Unit(ctx context.Context, name string) (api.Unit, error) {
 		return api.Unit{}, err
 	}
 	return parseShow(name, out), nil
+}
+
+func (h *HostSystem) UnitActions(ctx context.Context, name string) (UnitActions, error) {
+	out, err := run(ctx, "systemctl", "show", "--property=SuccessAction,FailureAction,StartLimitAction,JobTimeoutAction,RefuseManualStart,OnSuccess,OnFailure", "--", name)
+	if err != nil {
+		return UnitActions{}, err
+	}
+	return parseUnitActions(out), nil
 }
 
 func (h *HostSystem) Restart(ctx context.Context, name string) error {

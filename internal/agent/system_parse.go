@@ -78,6 +78,32 @@ func parseShow(name string, out []byte) api.Unit {
 	return u
 }
 
+// parseUnitActions reads `systemctl show` of UnitActions' properties.
+func parseUnitActions(out []byte) UnitActions {
+	var a UnitActions
+	for _, line := range strings.Split(string(out), "\n") {
+		k, v, ok := strings.Cut(line, "=")
+		if !ok {
+			continue
+		}
+		switch k {
+		case "SuccessAction":
+			a.SuccessAction = v
+		case "FailureAction":
+			a.FailureAction = v
+		case "StartLimitAction":
+			a.StartLimitAction = v
+		case "JobTimeoutAction":
+			a.JobTimeoutAction = v
+		case "RefuseManualStart":
+			a.RefuseManualStart = v == "yes"
+		case "OnSuccess", "OnFailure":
+			a.Triggers = append(a.Triggers, strings.Fields(v)...)
+		}
+	}
+	return a
+}
+
 // maxJournalLine bounds one line of journalctl's JSON output; a longer
 // entry is reported as too long rather than read.
 const maxJournalLine = 1 << 20

@@ -147,3 +147,13 @@ bad line
 		t.Errorf("escaped mount %+v", m)
 	}
 }
+
+func TestParseUnitActions(t *testing.T) {
+	out := "SuccessAction=reboot\nFailureAction=none\nStartLimitAction=none\nJobTimeoutAction=none\nRefuseManualStart=yes\nOnSuccess=\nOnFailure=a.service reboot.target\n"
+	got := parseUnitActions([]byte(out))
+	want := UnitActions{SuccessAction: "reboot", FailureAction: "none", StartLimitAction: "none", JobTimeoutAction: "none",
+		RefuseManualStart: true, Triggers: []string{"a.service", "reboot.target"}}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("parseUnitActions = %+v, want %+v", got, want)
+	}
+}

@@ -98,6 +98,9 @@ type Unit struct {
 	Active      string `json:"active"` // active, inactive, failed, activating…
 	Sub         string `json:"sub"`    // running, exited, dead…
 	Description string `json:"description,omitempty"`
+	// Restartable: an operator may restart it (one of the role's own
+	// services); set by Services only.
+	Restartable bool `json:"restartable,omitempty"`
 }
 
 // Services lists every service unit systemd knows.
