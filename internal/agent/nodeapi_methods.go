@@ -286,6 +286,7 @@ func (s nodeService) RestartService(ctx context.Context, r *api.RestartServiceRe
 	if err != nil {
 		return nil, err
 	}
+	u.Restartable = true
 	return &u, nil
 }
 

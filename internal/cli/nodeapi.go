@@ -192,9 +192,13 @@ func nodeServicesCmd(g *globals) *cobra.Command {
 
 func printUnits(w io.Writer, units ...api.Unit) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "UNIT\tLOAD\tACTIVE\tSUB\tDESCRIPTION")
+	fmt.Fprintln(tw, "UNIT\tLOAD\tACTIVE\tSUB\tOPERATOR\tDESCRIPTION")
 	for _, u := range units {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", u.Name, u.Load, u.Active, u.Sub, u.Description)
+		op := "-"
+		if u.Restartable {
+			op = "restart"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", u.Name, u.Load, u.Active, u.Sub, op, u.Description)
 	}
 	return tw.Flush()
 }
