@@ -103,6 +103,10 @@ type NodeAPIConfig struct {
 	// PCRDir and /proc/self/mountinfo).
 	PCRDir    string
 	MountInfo string
+	// RevocationMaxAge bounds how old the revocation list may be before
+	// the API refuses every call but a reader's and health turns critical
+	// (default DefaultRevocationMaxAge): revocation fails closed.
+	RevocationMaxAge time.Duration
 	// PowerDelay is how long reboot and shutdown wait after answering
 	// (default 2 s).
 	PowerDelay time.Duration
@@ -188,6 +192,9 @@ func NewNodeAPI(cfg NodeAPIConfig) (*NodeAPI, error) {
 	}
 	if cfg.MountInfo == "" {
 		cfg.MountInfo = "/proc/self/mountinfo"
+	}
+	if cfg.RevocationMaxAge == 0 {
+		cfg.RevocationMaxAge = DefaultRevocationMaxAge
 	}
 	if cfg.PowerDelay == 0 {
 		cfg.PowerDelay = 2 * time.Second
@@ -287,6 +294,13 @@ func (n *NodeAPI) caller(ctx context.Context, method string) (pki.Peer, string, 
 	action, ok := nodeAPIActions[method]
 	if !ok || !pki.Allows(pe.Role, action) {
 		return pe, pe.Actor(), status.Errorf(codes.PermissionDenied, "%s may not call %s (%s) on node %s", pe.Actor(), method, action, n.cfg.Name)
+	}
+	// The caller was checked against the list the node has: if that list
+	// is too old, a revoked operator could still act. Readers only read.
+	if action != pki.ActionRead {
+		if err := n.revocationsFresh(n.cfg.Now()); err != nil {
+			return pe, pe.Actor(), status.Errorf(codes.FailedPrecondition, "%s refused: %v", method, err)
+		}
 	}
 	return pe, pe.Actor(), nil
 }

@@ -258,6 +258,10 @@ func newNodeEnv(t *testing.T, opts ...func(*NodeAPIConfig)) *nodeEnv {
 	if e.revs, err = LoadRevocationList(""); err != nil {
 		t.Fatal(err)
 	}
+	// Fresh: a stale list refuses all but readers.
+	if err := e.revs.Update(nil, time.Now()); err != nil {
+		t.Fatal(err)
+	}
 	pcrs := filepath.Join(t.TempDir(), "pcrs")
 	if err := os.MkdirAll(pcrs, 0o755); err != nil {
 		t.Fatal(err)

@@ -16,12 +16,14 @@ import (
 )
 
 // How the node keeps its revocation list: fetched from the hub's
-// Revocations service every revocationsEvery; the health check reports it
-// stale after revocationsStale. A revocation therefore reaches a node API
-// within revocationsEvery while the hub is reachable.
+// Revocations service every revocationsEvery. A revocation therefore
+// reaches a node API within revocationsEvery while the hub is reachable;
+// past DefaultRevocationMaxAge without a fetch (NodeAPIConfig's
+// RevocationMaxAge) the node refuses all but readers and reports itself
+// unhealthy, so a hub cut off cannot keep a revoked operator working.
 const (
-	revocationsEvery = 30 * time.Second
-	revocationsStale = 5 * time.Minute
+	revocationsEvery        = 30 * time.Second
+	DefaultRevocationMaxAge = 10 * time.Minute
 )
 
 // RevocationList is what the node knows of the hub's revoked serials: the

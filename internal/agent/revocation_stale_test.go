@@ -1,0 +1,104 @@
+package agent
+
+import (
+	"context"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/kubedos/kubedos/internal/api"
+	"github.com/kubedos/kubedos/internal/pki"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+// testClock is a clock a test moves by hand.
+type testClock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *testClock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.now }
+func (c *testClock) Add(d time.Duration) {
+	c.mu.Lock()
+	c.now = c.now.Add(d)
+	c.mu.Unlock()
+}
+
+// TestStaleRevocationsFailClosed (issue 14, item 6): once the revocation
+// list is older than its bound, the node API refuses admin and operator
+// calls (a revoked operator could otherwise act while the hub is cut off)
+// while readers still read, and health turns critical; a fresh list
+// restores both.
+func TestStaleRevocationsFailClosed(t *testing.T) {
+	clock := &testClock{now: time.Now()}
+	e := newNodeEnv(t, func(c *NodeAPIConfig) { c.Now = clock.Now })
+	ctx := context.Background()
+	if err := e.revs.Update(nil, clock.Now()); err != nil {
+		t.Fatal(err)
+	}
+	op := e.as("olga", pki.RoleOperator)
+	admin := e.as("ada", pki.RoleAdmin)
+	reader := e.as("rita", pki.RoleReader)
+	doc := `{"apiVersion":"kubedos.io/v1alpha1","kind":"NodeConfig","hostname":"w-1"}`
+	revocations := func(h *api.Health) api.HealthCheck {
+		for _, c := range h.Checks {
+			if c.Name == "revocations" {
+				return c
+			}
+		}
+		t.Fatalf("no revocations check in %+v", h.Checks)
+		return api.HealthCheck{}
+	}
+
+	clock.Add(DefaultRevocationMaxAge - time.Second)
+	if _, err := op.ConfigApply(ctx, doc, true); err != nil {
+		t.Fatalf("operator within the bound: %v", err)
+	}
+	if h, err := reader.Health(ctx); err != nil || !h.Healthy || !revocations(h).OK || !revocations(h).Critical {
+		t.Fatalf("health within the bound: %+v, %v", h, err)
+	}
+
+	clock.Add(2 * time.Second)
+	if _, err := op.ConfigApply(ctx, doc, true); status.Code(err) != codes.FailedPrecondition || !strings.Contains(err.Error(), "revocation list") {
+		t.Errorf("operator past the bound: %v, want FailedPrecondition naming the revocation list", err)
+	}
+	if _, err := admin.Reboot(ctx); status.Code(err) != codes.FailedPrecondition {
+		t.Errorf("admin past the bound: %v, want FailedPrecondition", err)
+	}
+	if _, err := op.RestartService(ctx, "chrony"); status.Code(err) != codes.FailedPrecondition {
+		t.Errorf("restart past the bound: %v, want FailedPrecondition", err)
+	}
+	if _, err := reader.Version(ctx); err != nil {
+		t.Errorf("reader past the bound: %v", err)
+	}
+	h, err := reader.Health(ctx)
+	if err != nil || h.Healthy || revocations(h).OK || !revocations(h).Critical {
+		t.Errorf("health past the bound: %+v, %v; want a failed critical revocations check", h, err)
+	}
+	if got := e.sys.restarts(); len(got) != 0 {
+		t.Errorf("restarted %v past the bound", got)
+	}
+
+	if err := e.revs.Update(nil, clock.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := op.ConfigApply(ctx, doc, true); err != nil {
+		t.Errorf("operator after a fresh list: %v", err)
+	}
+	if h, err := reader.Health(ctx); err != nil || !h.Healthy {
+		t.Errorf("health after a fresh list: %+v, %v", h, err)
+	}
+}
+
+// TestNeverFetchedRevocationsFailClosed: a node that never had a list
+// refuses changes too.
+func TestNeverFetchedRevocationsFailClosed(t *testing.T) {
+	e := newNodeEnv(t, func(c *NodeAPIConfig) {
+		c.Revocations, _ = LoadRevocationList("")
+	})
+	if _, err := e.as("olga", pki.RoleOperator).RestartService(context.Background(), "chrony"); status.Code(err) != codes.FailedPrecondition {
+		t.Errorf("restart with no list: %v, want FailedPrecondition", err)
+	}
+}
