@@ -19,6 +19,7 @@ import (
 	"syscall"
 
 	"github.com/kubedos/kubedos/internal/agent"
+	"github.com/kubedos/kubedos/internal/durable"
 	"github.com/kubedos/kubedos/internal/hubhost"
 	"github.com/kubedos/kubedos/internal/sign"
 	"github.com/kubedos/kubedos/internal/spec"
@@ -49,7 +50,7 @@ func run(ctx context.Context) error {
 	}
 	if err := os.MkdirAll("/run/kubedos", 0o755); err == nil {
 		b, _ := json.MarshalIndent(st, "", "  ")
-		_ = os.WriteFile("/run/kubedos/status.json", b, 0o644)
+		_ = durable.WriteFile("/run/kubedos/status.json", b, 0o644)
 	}
 	var keeper agent.HubKeeper
 	if k, err := hubKeeper(); err != nil {

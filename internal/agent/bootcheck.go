@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/kubedos/kubedos/internal/api"
+	"github.com/kubedos/kubedos/internal/durable"
 	"github.com/kubedos/kubedos/internal/upgrade"
 )
 
@@ -115,14 +116,15 @@ func (b BootCheck) check(ctx context.Context) (string, bool) {
 
 func (b BootCheck) fail(ctx context.Context, entry, why string) error {
 	msg := fmt.Sprintf("%s: %s", entry, why)
-	_ = writeAtomic(filepath.Join(b.StateDir, BootCheckFile), []byte(time.Now().UTC().Format(time.RFC3339)+" "+msg+"\n"), 0o644, b.StateDir)
+	_ = os.MkdirAll(b.StateDir, 0o700)
+	_ = durable.WriteFile(filepath.Join(b.StateDir, BootCheckFile), []byte(time.Now().UTC().Format(time.RFC3339)+" "+msg+"\n"), 0o644)
 	Console(BootFailedLinePrefix + msg + "; rebooting to count the try down")
 	return b.Reboot(ctx)
 }
 
 func markGood() {
 	_ = os.MkdirAll(filepath.Dir(BootGoodFile), 0o755)
-	_ = os.WriteFile(BootGoodFile, nil, 0o644)
+	_ = durable.WriteFile(BootGoodFile, nil, 0o644)
 }
 
 // errAttestRefused marks the hub's refusal of this boot's quote.

@@ -2,7 +2,6 @@ package agent
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -120,7 +119,7 @@ func (n *NodeAPI) identityDrift() []api.DriftItem {
 	}
 	certFile := filepath.Join(dir, NodeCertFile)
 	if !missing {
-		if _, err := tls.LoadX509KeyPair(certFile, keyFile); err != nil {
+		if _, err := loadIdentity(certFile, keyFile); err != nil {
 			items = append(items, api.DriftItem{Path: keyFile, Kind: DriftModified, Detail: "key and certificate do not match: " + err.Error()})
 		} else if _, err := n.nodeCertificate(); err != nil {
 			items = append(items, api.DriftItem{Path: certFile, Kind: DriftModified, Detail: err.Error()})
@@ -135,11 +134,12 @@ func (n *NodeAPI) managedPaths() map[string]bool {
 	m := map[string]bool{
 		filepath.Join(n.cfg.StateDir, ConfigFile):  true,
 		filepath.Join(n.cfg.StateDir, RevokedFile): true,
-		id:                                       true,
-		filepath.Join(id, NodeCertFile):          true,
-		filepath.Join(id, NodeKeyFile):           true,
-		filepath.Join(id, AKFile):                true,
-		filepath.Join(n.cfg.StateDir, PlanesDir): true,
+		id:                              true,
+		filepath.Join(id, NodeCertFile): true,
+		filepath.Join(id, NodeKeyFile):  true,
+		filepath.Join(id, NodeKeyFile+PrevKeySuffix): true,
+		filepath.Join(id, AKFile):                    true,
+		filepath.Join(n.cfg.StateDir, PlanesDir):     true,
 	}
 	for _, p := range spec.Planes {
 		m[filepath.Join(n.cfg.StateDir, PlanesDir, string(p)+".key")] = true

@@ -14,10 +14,10 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"time"
 
 	"github.com/kubedos/kubedos/internal/api"
 	"github.com/kubedos/kubedos/internal/attest"
+	"github.com/kubedos/kubedos/internal/durable"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 )
@@ -111,7 +111,10 @@ func Enroll(ctx context.Context, cfg EnrollConfig, logf func(string, ...any)) (*
 	if err != nil {
 		return nil, err
 	}
-	if err := writeAtomic(filepath.Join(cfg.StateDir, AKFile), akBlob, 0o600, cfg.StateDir); err != nil {
+	if err := os.MkdirAll(cfg.StateDir, 0o700); err != nil {
+		return nil, err
+	}
+	if err := durable.WriteFile(filepath.Join(cfg.StateDir, AKFile), akBlob, 0o600); err != nil {
 		return nil, err
 	}
 	return saveIdentity(cfg.StateDir, key, res.Certificate, cert)
@@ -170,20 +173,53 @@ func evidenceAndCSR(p *attest.Prover, name string, nonce []byte, pcrs []int) (*e
 }
 
 // saveIdentity writes the node's key (0600) and certificate; the certificate
-// goes last, since its presence is what says the node is enrolled.
+// goes last, since its presence is what says the node is enrolled. A power
+// cut between the two leaves the new key beside the old certificate: the
+// old key is kept as node.key.prev until the certificate is written, and
+// loadIdentity falls back on it, so the node always has a usable pair.
 func saveIdentity(dir string, key *ecdsa.PrivateKey, certDER []byte, cert *x509.Certificate) (*Enrolled, error) {
 	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
 	if err != nil {
 		return nil, err
 	}
 	out := &Enrolled{Certificate: cert, KeyFile: filepath.Join(dir, NodeKeyFile), CertFile: filepath.Join(dir, NodeCertFile)}
-	if err := writeAtomic(out.KeyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o600, dir); err != nil {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
 	}
-	if err := writeAtomic(out.CertFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: certDER}), 0o644, dir); err != nil {
+	prev := out.KeyFile + PrevKeySuffix
+	if old, err := os.ReadFile(out.KeyFile); err == nil {
+		if err := durable.WriteFile(prev, old, 0o600); err != nil {
+			return nil, err
+		}
+	}
+	if err := durable.WriteFile(out.KeyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
 		return nil, err
+	}
+	if err := durable.WriteFile(out.CertFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: certDER}), 0o644); err != nil {
+		return nil, err
+	}
+	// The pair is whole again: the old key need not stay on disk.
+	if err := os.Remove(prev); err == nil {
+		_ = durable.SyncDir(dir)
 	}
 	return out, nil
+}
+
+// PrevKeySuffix names the previous node key kept while a renewal writes
+// the new pair.
+const PrevKeySuffix = ".prev"
+
+// loadIdentity loads the node's key pair, falling back on the previous key
+// when a cut left the new key beside the old certificate.
+func loadIdentity(certFile, keyFile string) (tls.Certificate, error) {
+	pair, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err == nil {
+		return pair, nil
+	}
+	if prev, perr := tls.LoadX509KeyPair(certFile, keyFile+PrevKeySuffix); perr == nil {
+		return prev, nil
+	}
+	return pair, err
 }
 
 // dialHub opens a TLS connection to the hub, checking its certificate
@@ -191,7 +227,7 @@ func saveIdentity(dir string, key *ecdsa.PrivateKey, certDER []byte, cert *x509.
 // identity is the node's current key pair, as enrollment or the last
 // renewal left it.
 func (c EnrollConfig) identity() (tls.Certificate, error) {
-	return tls.LoadX509KeyPair(filepath.Join(c.StateDir, NodeCertFile), filepath.Join(c.StateDir, NodeKeyFile))
+	return loadIdentity(filepath.Join(c.StateDir, NodeCertFile), filepath.Join(c.StateDir, NodeKeyFile))
 }
 
 // dialHubAsNode connects to the hub where it is now (HubAddr) with the
@@ -225,16 +261,4 @@ func pool(certs ...*x509.Certificate) *x509.CertPool {
 		p.AddCert(c)
 	}
 	return p
-}
-
-// writeAtomic writes through a temporary file in dir (created 0700) and a rename.
-func writeAtomic(path string, data []byte, mode os.FileMode, dir string) error {
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return err
-	}
-	tmp := fmt.Sprintf("%s.tmp-%d", path, time.Now().UnixNano())
-	if err := os.WriteFile(tmp, data, mode); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
 }

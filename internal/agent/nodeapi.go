@@ -260,7 +260,7 @@ func (r *certReloader) get(*tls.ClientHelloInfo) (*tls.Certificate, error) {
 	if cerr == nil && kerr == nil && r.cert != nil && cs.ModTime().Equal(r.certMod) && ks.ModTime().Equal(r.keyMod) {
 		return r.cert, nil
 	}
-	pair, err := tls.LoadX509KeyPair(r.certFile, r.keyFile)
+	pair, err := loadIdentity(r.certFile, r.keyFile)
 	if err != nil {
 		if r.cert != nil {
 			return r.cert, nil

@@ -17,6 +17,7 @@ import (
 
 	"github.com/kubedos/kubedos/internal/api"
 	"github.com/kubedos/kubedos/internal/buildinfo"
+	"github.com/kubedos/kubedos/internal/durable"
 	"github.com/kubedos/kubedos/internal/wg"
 )
 
@@ -440,7 +441,7 @@ func (s nodeService) ConfigApply(ctx context.Context, r *api.ConfigApplyRequest)
 		return out, nil
 	}
 	if out.Changed {
-		if err := writeAtomic(n.configPath(), doc, 0o644, n.cfg.StateDir); err != nil {
+		if err := durable.WriteFile(n.configPath(), doc, 0o644); err != nil {
 			return nil, fmt.Errorf("store %s: %w", n.configPath(), err)
 		}
 	}

@@ -7,11 +7,11 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"sync"
 	"time"
 
 	"github.com/kubedos/kubedos/internal/api"
+	"github.com/kubedos/kubedos/internal/durable"
 	"github.com/kubedos/kubedos/internal/pki"
 )
 
@@ -100,7 +100,7 @@ func (l *RevocationList) Update(serials []string, at time.Time) error {
 	if err != nil {
 		return err
 	}
-	return writeAtomic(l.file, append(b, '\n'), 0o644, filepath.Dir(l.file))
+	return durable.WriteFile(l.file, append(b, '\n'), 0o644)
 }
 
 func (l *RevocationList) failed(err error) {

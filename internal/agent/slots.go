@@ -16,6 +16,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/kubedos/kubedos/internal/api"
+	"github.com/kubedos/kubedos/internal/durable"
 	"github.com/kubedos/kubedos/internal/earlyboot"
 	"github.com/kubedos/kubedos/internal/upgrade"
 )
@@ -277,5 +278,8 @@ func EnsureDataID() error {
 	if _, err := rand.Read(b); err != nil {
 		return err
 	}
-	return writeAtomic(DataIDFile, []byte(hex.EncodeToString(b)+"\n"), 0o644, filepath.Dir(DataIDFile))
+	if err := os.MkdirAll(filepath.Dir(DataIDFile), 0o700); err != nil {
+		return err
+	}
+	return durable.WriteFile(DataIDFile, []byte(hex.EncodeToString(b)+"\n"), 0o644)
 }
