@@ -20,10 +20,8 @@ import (
 	"github.com/kubedos/kubedos/internal/pki"
 	"github.com/kubedos/kubedos/internal/wg"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/peer"
-	"google.golang.org/grpc/status"
 )
 
 // Files of the node API on the state partition (/var/lib/kubedos).
@@ -35,13 +33,14 @@ const (
 	RevokedFile = "revoked.json"
 )
 
-// Classes of failure of the node API, for errors.Is. The gRPC edge
-// (grpcError) translates them to codes: ErrInvalid → InvalidArgument,
-// ErrNotFound → NotFound, ErrRefused → FailedPrecondition.
+// Classes of failure of the node API, for errors.Is, each of an errdefs
+// class; errdefs' interceptor at the gRPC edge turns the class into the
+// code: ErrInvalid → InvalidArgument, ErrNotFound → NotFound, ErrRefused →
+// FailedPrecondition (ErrPolicy → PermissionDenied).
 var (
-	ErrInvalid  = errors.New("invalid request")
-	ErrNotFound = errors.New("not found")
-	ErrRefused  = errors.New("refused")
+	ErrInvalid  = errdefs.New(errdefs.ErrInvalid, "invalid request")
+	ErrNotFound = errdefs.New(errdefs.ErrNotFound, "not found")
+	ErrRefused  = errdefs.New(errdefs.ErrPrecondition, "refused")
 )
 
 // nodeAPIActions is who may call what: each method's pki action. Readers
@@ -226,7 +225,10 @@ func NewNodeAPI(cfg NodeAPIConfig) (*NodeAPI, error) {
 		ClientAuth: tls.VerifyClientCertIfGiven,
 	}
 	n.grpc = grpc.NewServer(append(api.ServerOptions(), grpc.Creds(credentials.NewTLS(conf)),
-		grpc.ChainUnaryInterceptor(n.unary), grpc.ChainStreamInterceptor(n.stream))...)
+		// errdefs outermost: n's interceptors audit the classed errors,
+		// errdefs turns them into codes on the way out.
+		grpc.ChainUnaryInterceptor(errdefs.UnaryServerInterceptor, n.unary),
+		grpc.ChainStreamInterceptor(errdefs.StreamServerInterceptor, n.stream))...)
 	api.RegisterNode(n.grpc, nodeService{n})
 	return n, nil
 }
@@ -275,31 +277,31 @@ func (r *certReloader) get(*tls.ClientHelloInfo) (*tls.Certificate, error) {
 }
 
 // caller authenticates the peer of ctx and checks its role allows method.
-// Errors are gRPC statuses; the returned actor names the caller for the
-// audit either way.
+// Errors are of errdefs classes; the returned actor names the caller for
+// the audit either way.
 func (n *NodeAPI) caller(ctx context.Context, method string) (pki.Peer, string, error) {
 	p, ok := peer.FromContext(ctx)
 	if !ok {
-		return pki.Peer{}, "", status.Error(codes.Unauthenticated, "no peer")
+		return pki.Peer{}, "", errdefs.New(errdefs.ErrUnauthenticated, "no peer")
 	}
 	ti, ok := p.AuthInfo.(credentials.TLSInfo)
 	if !ok || len(ti.State.PeerCertificates) == 0 {
-		return pki.Peer{}, "", status.Error(codes.Unauthenticated, "a client certificate from the cluster CA is required")
+		return pki.Peer{}, "", errdefs.New(errdefs.ErrUnauthenticated, "a client certificate from the cluster CA is required")
 	}
 	leaf := ti.State.PeerCertificates[0]
 	pe, err := pki.AuthenticateAgainst(n.cfg.CA, leaf, n.cfg.Now(), n.cfg.Revocations.Set())
 	if err != nil {
-		return pe, leaf.Subject.CommonName + " (unverified)", status.Error(codes.Unauthenticated, err.Error())
+		return pe, leaf.Subject.CommonName + " (unverified)", errdefs.New(errdefs.ErrUnauthenticated, err.Error())
 	}
 	action, ok := nodeAPIActions[method]
 	if !ok || !pki.Allows(pe.Role, action) {
-		return pe, pe.Actor(), status.Errorf(codes.PermissionDenied, "%s may not call %s (%s) on node %s", pe.Actor(), method, action, n.cfg.Name)
+		return pe, pe.Actor(), errdefs.New(errdefs.ErrPermission, fmt.Sprintf("%s may not call %s (%s) on node %s", pe.Actor(), method, action, n.cfg.Name))
 	}
 	// The caller was checked against the list the node has: if that list
 	// is too old, a revoked operator could still act. Readers only read.
 	if action != pki.ActionRead {
 		if err := n.revocationsFresh(n.cfg.Now()); err != nil {
-			return pe, pe.Actor(), status.Errorf(codes.FailedPrecondition, "%s refused: %v", method, err)
+			return pe, pe.Actor(), errdefs.New(errdefs.ErrPrecondition, fmt.Sprintf("%s refused: %v", method, err))
 		}
 	}
 	return pe, pe.Actor(), nil
@@ -314,7 +316,6 @@ func (n *NodeAPI) unary(ctx context.Context, req any, info *grpc.UnaryServerInfo
 		return nil, err
 	}
 	resp, err := handler(context.WithValue(ctx, actorKey{}, actor), req)
-	err = grpcError(err)
 	n.audit(rec, err)
 	return resp, err
 }
@@ -330,7 +331,7 @@ func (n *NodeAPI) stream(srv any, ss grpc.ServerStream, info *grpc.StreamServerI
 	start := rec
 	start.Outcome = "started"
 	n.cfg.Audit(start)
-	err = grpcError(handler(srv, ss))
+	err = handler(srv, ss)
 	n.audit(rec, err)
 	return err
 }
@@ -357,20 +358,22 @@ func (n *NodeAPI) record(ctx context.Context, pe pki.Peer, actor, method, target
 	return r
 }
 
+// audit records a call's outcome by its error's class (a gRPC status from
+// a keeper counts by its code).
 func (n *NodeAPI) audit(r AuditRecord, err error) {
 	r.Time = n.cfg.Now().UTC()
-	switch status.Code(err) {
-	case codes.OK:
+	switch errdefs.Class(errdefs.FromGRPC(err)) {
+	case nil:
 		r.Outcome = "ok"
-	case codes.Unauthenticated:
+	case errdefs.ErrUnauthenticated:
 		r.Outcome = "unauthenticated"
-	case codes.PermissionDenied:
+	case errdefs.ErrPermission:
 		r.Outcome = "denied"
 	default:
 		r.Outcome = "failed"
 	}
 	if err != nil {
-		r.Detail = status.Convert(err).Message()
+		r.Detail = err.Error()
 	}
 	n.cfg.Audit(r)
 }
@@ -389,33 +392,6 @@ func targetOf(req any) string {
 		return "config"
 	}
 	return ""
-}
-
-// grpcError translates the node API's error classes to gRPC codes: the one
-// place this happens (house rule 2).
-func grpcError(err error) error {
-	if err == nil {
-		return nil
-	}
-	if _, ok := status.FromError(err); ok {
-		return err
-	}
-	switch {
-	case errors.Is(err, ErrInvalid):
-		return status.Error(codes.InvalidArgument, err.Error())
-	case errors.Is(err, ErrNotFound):
-		return status.Error(codes.NotFound, err.Error())
-	case errors.Is(err, ErrRefused):
-		return status.Error(codes.FailedPrecondition, err.Error())
-	case errors.Is(err, errdefs.ErrPermission):
-		return status.Error(codes.PermissionDenied, err.Error())
-	case errors.Is(err, context.DeadlineExceeded):
-		return status.Error(codes.DeadlineExceeded, err.Error())
-	case errors.Is(err, context.Canceled):
-		return status.Error(codes.Canceled, err.Error())
-	default:
-		return status.Error(codes.Internal, err.Error())
-	}
 }
 
 // powerState holds the one reboot or shutdown a node may have pending.

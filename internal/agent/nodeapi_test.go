@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/kubedos/kubedos/internal/api"
+	"github.com/kubedos/kubedos/internal/errdefs"
 	"github.com/kubedos/kubedos/internal/pki"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -431,21 +433,22 @@ func TestCertificateReload(t *testing.T) {
 	}
 }
 
-func TestGRPCError(t *testing.T) {
+// TestErrorClasses: the agent's sentinels are of the errdefs classes that
+// give clients the codes they always had.
+func TestErrorClasses(t *testing.T) {
 	for err, want := range map[error]codes.Code{
-		ErrInvalid:                          codes.InvalidArgument,
-		&ConfigError{Source: "x"}:           codes.InvalidArgument,
-		ErrNotFound:                         codes.NotFound,
-		ErrRefused:                          codes.FailedPrecondition,
-		context.DeadlineExceeded:            codes.DeadlineExceeded,
-		errors.New("disk on fire"):          codes.Internal,
-		status.Error(codes.Aborted, "kept"): codes.Aborted,
+		ErrInvalid:                codes.InvalidArgument,
+		&ConfigError{Source: "x"}: codes.InvalidArgument,
+		&ConfigError{Source: "x", Problems: []ConfigProblem{{Refused: true}}}: codes.PermissionDenied,
+		fmt.Errorf("x: %w", ErrNotFound):                                      codes.NotFound,
+		ErrRefused:                                                            codes.FailedPrecondition,
+		ErrPolicy:                                                             codes.PermissionDenied,
+		context.DeadlineExceeded:                                              codes.DeadlineExceeded,
+		errors.New("disk on fire"):                                            codes.Internal,
+		status.Error(codes.Aborted, "kept"):                                   codes.Aborted,
 	} {
-		if got := status.Code(grpcError(err)); got != want {
-			t.Errorf("grpcError(%v) = %s, want %s", err, got, want)
+		if got := status.Code(errdefs.ToGRPC(err)); got != want {
+			t.Errorf("ToGRPC(%v) = %s, want %s", err, got, want)
 		}
-	}
-	if grpcError(nil) != nil {
-		t.Error("grpcError(nil) != nil")
 	}
 }

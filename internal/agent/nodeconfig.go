@@ -14,7 +14,6 @@ import (
 	"unicode"
 
 	"github.com/kubedos/kubedos/internal/api"
-	"github.com/kubedos/kubedos/internal/errdefs"
 	"github.com/pmezard/go-difflib/difflib"
 )
 
@@ -81,15 +80,15 @@ func (e *ConfigError) Error() string {
 	return strings.Join(lines, "\n")
 }
 
-// Is makes a ConfigError an ErrInvalid, or an errdefs.ErrPermission when
-// one of its problems is a refusal by policy.
-func (e *ConfigError) Is(target error) bool {
+// Unwrap classes a ConfigError: ErrInvalid, or ErrPolicy (errdefs'
+// ErrPermission) when one of its problems is a refusal by policy.
+func (e *ConfigError) Unwrap() error {
 	for _, p := range e.Problems {
 		if p.Refused {
-			return target == errdefs.ErrPermission
+			return ErrPolicy
 		}
 	}
-	return target == ErrInvalid
+	return ErrInvalid
 }
 
 // configFields are the document's fields, in order.
