@@ -3,7 +3,6 @@ package agent
 import (
 	"context"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -13,26 +12,14 @@ import (
 	"google.golang.org/grpc/status"
 )
 
-// testClock is a clock a test moves by hand.
-type testClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *testClock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.now }
-func (c *testClock) Add(d time.Duration) {
-	c.mu.Lock()
-	c.now = c.now.Add(d)
-	c.mu.Unlock()
-}
-
 // TestStaleRevocationsFailClosed (issue 14, item 6): once the revocation
 // list is older than its bound, the node API refuses admin and operator
 // calls (a revoked operator could otherwise act while the hub is cut off)
 // while readers still read, and health turns critical; a fresh list
 // restores both.
 func TestStaleRevocationsFailClosed(t *testing.T) {
-	clock := &testClock{now: time.Now()}
+	clock := newFakeClock()
+	clock.now = time.Now() // the certificates are issued on the real clock
 	e := newNodeEnv(t, func(c *NodeAPIConfig) { c.Now = clock.Now })
 	ctx := context.Background()
 	if err := e.revs.Update(nil, clock.Now()); err != nil {
@@ -52,7 +39,7 @@ func TestStaleRevocationsFailClosed(t *testing.T) {
 		return api.HealthCheck{}
 	}
 
-	clock.Add(DefaultRevocationMaxAge - time.Second)
+	clock.Advance(DefaultRevocationMaxAge - time.Second)
 	if _, err := op.ConfigApply(ctx, doc, true); err != nil {
 		t.Fatalf("operator within the bound: %v", err)
 	}
@@ -60,7 +47,7 @@ func TestStaleRevocationsFailClosed(t *testing.T) {
 		t.Fatalf("health within the bound: %+v, %v", h, err)
 	}
 
-	clock.Add(2 * time.Second)
+	clock.Advance(2 * time.Second)
 	if _, err := op.ConfigApply(ctx, doc, true); status.Code(err) != codes.FailedPrecondition || !strings.Contains(err.Error(), "revocation list") {
 		t.Errorf("operator past the bound: %v, want FailedPrecondition naming the revocation list", err)
 	}
