@@ -6,7 +6,8 @@
 // 7444: version, health, services, logs, dmesg, reboot, shutdown, config,
 // drift) with the enrollment certificate. On the master it also keeps the
 // cluster's hub once an admin hands it over (port 7443), and serves it again
-// at every boot.
+// at every boot. Each of these is a controller under one supervisor
+// (internal/agent); main only builds the configuration.
 package main
 
 import (
@@ -19,7 +20,6 @@ import (
 	"syscall"
 
 	"github.com/kubedos/kubedos/internal/agent"
-	"github.com/kubedos/kubedos/internal/durable"
 	"github.com/kubedos/kubedos/internal/hubhost"
 	"github.com/kubedos/kubedos/internal/sign"
 	"github.com/kubedos/kubedos/internal/spec"
@@ -44,40 +44,30 @@ func run(ctx context.Context) error {
 		enc.SetIndent("", "  ")
 		return enc.Encode(st)
 	}
-	agent.Console(agent.StatusLine(st))
-	if err := agent.EnsureDataID(); err != nil {
-		agent.Console("kubedosd: data partition: " + err.Error())
-	}
-	if err := os.MkdirAll("/run/kubedos", 0o755); err == nil {
-		b, _ := json.MarshalIndent(st, "", "  ")
-		_ = durable.WriteFile("/run/kubedos/status.json", b, 0o644)
-	}
-	var keeper agent.HubKeeper
-	if k, err := hubKeeper(); err != nil {
-		agent.Console("kubedosd: hub keeper: " + err.Error())
+	cfg := agent.DefaultConfig()
+	if k, err := hubKeeper(cfg); err != nil {
+		cfg.Logf("hub keeper: %v", err)
 	} else if k != nil {
-		keeper = k
-		done := make(chan struct{})
-		defer func() { <-done }()
-		go func() { defer close(done); k.Run(ctx) }()
+		cfg.Keeper = k
 	}
-	if err := agent.RunIdentity(ctx, st, keeper); err != nil && ctx.Err() == nil {
-		agent.Console(agent.RefusedLinePrefix + err.Error())
+	if err := agent.New(cfg).Run(ctx, st); err != nil {
+		return err
 	}
+	// A standalone boot has nothing to supervise; kubedosd stays up.
 	<-ctx.Done()
 	return nil
 }
 
 // hubKeeper is the master's keeper of the cluster's hub; nil on other roles.
-func hubKeeper() (*hubhost.Keeper, error) {
-	role, err := os.ReadFile(agent.RoleFile)
+func hubKeeper(cfg agent.Config) (*hubhost.Keeper, error) {
+	role, err := os.ReadFile(cfg.RoleFile)
 	if err != nil {
 		return nil, err
 	}
 	if strings.TrimSpace(string(role)) != string(spec.RoleMaster) {
 		return nil, nil
 	}
-	ca, err := sign.ReadCertificate(agent.CAFile)
+	ca, err := sign.ReadCertificate(cfg.CAFile)
 	if err != nil {
 		return nil, err
 	}
@@ -86,6 +76,6 @@ func hubKeeper() (*hubhost.Keeper, error) {
 		return nil, err
 	}
 	return hubhost.NewKeeper(hubhost.KeeperConfig{Dir: agent.HubDir, CA: ca, ArtifactKey: pub, Sealer: hubhost.DeviceSealer(agent.TPMPath),
-		Listen: fmt.Sprintf(":%d", hubhost.Port), SelfFile: agent.HubAddrFile, SelfAddr: fmt.Sprintf("127.0.0.1:%d", hubhost.Port),
-		Logf: func(f string, a ...any) { agent.Console("kubedosd: " + fmt.Sprintf(f, a...)) }}), nil
+		Listen: fmt.Sprintf(":%d", hubhost.Port), SelfFile: cfg.HubAddrFile, SelfAddr: fmt.Sprintf("127.0.0.1:%d", hubhost.Port),
+		Logf: cfg.Logf}), nil
 }

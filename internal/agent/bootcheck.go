@@ -11,7 +11,6 @@ import (
 
 	"github.com/kubedos/kubedos/internal/api"
 	"github.com/kubedos/kubedos/internal/durable"
-	"github.com/kubedos/kubedos/internal/upgrade"
 )
 
 // BootCheckFile (on state) keeps why kubedosd last refused to mark a trial
@@ -37,13 +36,21 @@ var bootCheckFault string
 // reboots, so the boot loader counts the try down and, once tries are out,
 // boots the previous slot. A boot that is not on trial only marks itself good.
 type BootCheck struct {
-	Slots    *Slots
+	Slots    BootSlots
 	Health   func(context.Context) api.Health
 	Attested func() error // nil once this boot re-attested to the hub
 	Reboot   func(ctx context.Context) error
 	Timeout  time.Duration
 	StateDir string
 	Logf     func(string, ...any)
+	Clock    Clock // SystemClock when nil
+}
+
+// BootSlots is what the boot check needs of the A/B machinery (*Slots).
+type BootSlots interface {
+	State() *api.BootState
+	// Bless marks the booted entry good, returning its new name.
+	Bless() (string, error)
 }
 
 // Run returns after blessing, after a reboot was asked, or when ctx ends.
@@ -56,8 +63,12 @@ func (b BootCheck) Run(ctx context.Context) error {
 		markGood()
 		return nil
 	}
+	clock := b.Clock
+	if clock == nil {
+		clock = SystemClock{}
+	}
 	b.Logf("trial boot of %s: checking health before marking it good", state.Entry)
-	deadline := time.Now().Add(b.Timeout)
+	deadline := clock.Now().Add(b.Timeout)
 	var why string
 	for {
 		fail, final := b.check(ctx)
@@ -65,25 +76,16 @@ func (b BootCheck) Run(ctx context.Context) error {
 			break
 		}
 		why = fail
-		if final || time.Now().After(deadline) {
-			return b.fail(ctx, state.Entry, why)
+		if final || clock.Now().After(deadline) {
+			return b.fail(ctx, clock, state.Entry, why)
 		}
-		select {
-		case <-ctx.Done():
+		if !sleep(ctx, clock, 3*time.Second) {
 			return ctx.Err()
-		case <-time.After(3 * time.Second):
 		}
 	}
-	b.Slots.mu.Lock()
-	var name string
-	err := b.Slots.withESP(func(_ *os.File, esp string) error {
-		var err error
-		name, err = upgrade.Bless(esp, b.Slots.Booted)
-		return err
-	})
-	b.Slots.mu.Unlock()
+	name, err := b.Slots.Bless()
 	if err != nil {
-		return b.fail(ctx, state.Entry, "mark the boot good: "+err.Error())
+		return b.fail(ctx, clock, state.Entry, "mark the boot good: "+err.Error())
 	}
 	markGood()
 	_ = os.Remove(filepath.Join(b.StateDir, BootCheckFile))
@@ -114,10 +116,10 @@ func (b BootCheck) check(ctx context.Context) (string, bool) {
 	return strings.Join(bad, "; "), h.SystemState == "degraded"
 }
 
-func (b BootCheck) fail(ctx context.Context, entry, why string) error {
+func (b BootCheck) fail(ctx context.Context, clock Clock, entry, why string) error {
 	msg := fmt.Sprintf("%s: %s", entry, why)
 	_ = os.MkdirAll(b.StateDir, 0o700)
-	_ = durable.WriteFile(filepath.Join(b.StateDir, BootCheckFile), []byte(time.Now().UTC().Format(time.RFC3339)+" "+msg+"\n"), 0o644)
+	_ = durable.WriteFile(filepath.Join(b.StateDir, BootCheckFile), []byte(clock.Now().UTC().Format(time.RFC3339)+" "+msg+"\n"), 0o644)
 	Console(BootFailedLinePrefix + msg + "; rebooting to count the try down")
 	return b.Reboot(ctx)
 }

@@ -41,14 +41,14 @@ type EnrollConfig struct {
 	Hub string // host:port
 	// HubFile, when it exists, names the hub instead of Hub: a master that
 	// took the hub over renews with itself.
-	HubFile  string
-	CA       *x509.Certificate
-	Name     string
-	Role     string
-	BuildID  string
-	TPM      string // /dev/tpmrm0
-	EventLog string
-	StateDir string // where the identity is written
+	HubFile string
+	CA      *x509.Certificate
+	Name    string
+	Role    string
+	BuildID string
+	// OpenProver opens the TPM with the event log (Config.OpenProver).
+	OpenProver func() (*attest.Prover, error)
+	StateDir   string // where the identity is written
 }
 
 // HubAddr is where the node's hub is now.
@@ -75,7 +75,7 @@ type Enrolled struct {
 // and a CSR for a key made here. The private key never leaves the node; it
 // is written 0600 only once the hub has signed its certificate.
 func Enroll(ctx context.Context, cfg EnrollConfig, logf func(string, ...any)) (*Enrolled, error) {
-	p, err := attest.OpenProver(cfg.TPM, cfg.EventLog)
+	p, err := cfg.OpenProver()
 	if err != nil {
 		return nil, err
 	}

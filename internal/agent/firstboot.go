@@ -43,14 +43,12 @@ func Console(line string) {
 	}
 }
 
-// RunIdentity keeps the node's identity while ctx lasts: when the machine
+// runIdentity keeps the node's identity while ctx lasts: when the machine
 // names a hub it enrolls on first boot (no identity on the state partition
-// yet), then renews the certificate with a fresh quote before it expires,
-// and serves the node API (NodeAPIAddr) while enrolled. A
-// refusal by the hub is final (the node is quarantined there); an
-// unreachable hub is retried. keeper (nil on a node that never keeps the
-// hub) takes the cluster's hub over when an admin hands it to this node.
-func RunIdentity(ctx context.Context, st Status, keeper HubKeeper) error {
+// yet), then runs the enrolled node's controllers (renewal, node API,
+// planes…). A refusal by the hub is final (the node is quarantined there);
+// an unreachable hub is retried.
+func (a *Agent) runIdentity(ctx context.Context, st Status) error {
 	oem, err := earlyboot.OEMStrings()
 	if err != nil {
 		return err
@@ -62,59 +60,67 @@ func RunIdentity(ctx context.Context, st Status, keeper HubKeeper) error {
 	if name == "" {
 		return errors.New("SMBIOS names a hub but no kubedos.name for this node")
 	}
-	caPEM, err := os.ReadFile(CAFile)
+	caPEM, err := os.ReadFile(a.cfg.CAFile)
 	if err != nil {
 		return fmt.Errorf("read cluster CA: %w", err)
 	}
 	block, _ := pem.Decode(caPEM)
 	if block == nil {
-		return fmt.Errorf("%s is not PEM", CAFile)
+		return fmt.Errorf("%s is not PEM", a.cfg.CAFile)
 	}
 	ca, err := x509.ParseCertificate(block.Bytes)
 	if err != nil {
-		return fmt.Errorf("%s: %w", CAFile, err)
+		return fmt.Errorf("%s: %w", a.cfg.CAFile, err)
 	}
-	role, err := os.ReadFile(RoleFile)
+	role, err := os.ReadFile(a.cfg.RoleFile)
 	if err != nil {
 		return fmt.Errorf("read role: %w", err)
 	}
 	cfg := EnrollConfig{Hub: hub, CA: ca, Name: name, Role: strings.TrimSpace(string(role)), BuildID: st.Build,
-		TPM: TPMPath, EventLog: EventLogPath, StateDir: IdentityDir, HubFile: HubAddrFile}
-	logf := func(f string, a ...any) { Console("kubedosd: " + fmt.Sprintf(f, a...)) }
-	if _, err := os.Stat(filepath.Join(IdentityDir, NodeCertFile)); err == nil {
-		logf("identity present in %s", IdentityDir)
-		return runEnrolled(ctx, cfg, st, false, keeper, logf)
-	}
-	if err := enroll(ctx, cfg, logf); err != nil {
-		return err
-	}
-	return runEnrolled(ctx, cfg, st, true, keeper, logf)
+		OpenProver: a.cfg.OpenProver, StateDir: a.cfg.IdentityDir, HubFile: a.cfg.HubAddrFile}
+	return a.runNode(ctx, cfg, st)
 }
 
-// enroll runs the enrollment protocol until the hub answers.
-func enroll(ctx context.Context, cfg EnrollConfig, logf func(string, ...any)) error {
-	delay := time.Second
-	for attempt := 1; ; attempt++ {
-		attemptCtx, cancel := context.WithTimeout(ctx, 60*time.Second)
-		got, err := Enroll(attemptCtx, cfg, logf)
-		cancel()
-		if err == nil {
-			Console(fmt.Sprintf("%s%s serial %x until %s", EnrolledLinePrefix, cfg.Name, got.Certificate.SerialNumber, got.Certificate.NotAfter.UTC().Format(time.RFC3339)))
-			return nil
-		}
-		if final(err) {
+// runNode enrolls unless the node has an identity, then runs the enrolled
+// node's controllers until ctx ends or the hub refuses the node.
+func (a *Agent) runNode(ctx context.Context, cfg EnrollConfig, st Status) error {
+	justEnrolled := false
+	if _, err := os.Stat(filepath.Join(cfg.StateDir, NodeCertFile)); err == nil {
+		a.cfg.Logf("identity present in %s", cfg.StateDir)
+	} else {
+		if err := a.sup.Run(ctx, enrollment{cfg: cfg, logf: a.cfg.Logf}); err != nil {
 			return err
 		}
-		logf("enrollment attempt %d failed: %v; retrying in %s", attempt, err, delay)
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(delay):
+		if ctx.Err() != nil {
+			return nil
 		}
-		if delay < 30*time.Second {
-			delay *= 2
-		}
+		justEnrolled = true
 	}
+	return a.runEnrolled(ctx, cfg, st, justEnrolled)
+}
+
+// enrollment is the first-boot controller: one attempt of the enrollment
+// protocol per run, restarted with backoff while the hub is unreachable;
+// a refusal is fatal.
+type enrollment struct {
+	cfg  EnrollConfig
+	logf func(string, ...any)
+}
+
+func (enrollment) Name() string { return "enrollment" }
+
+func (e enrollment) Run(ctx context.Context) error {
+	attemptCtx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	got, err := Enroll(attemptCtx, e.cfg, e.logf)
+	cancel()
+	switch {
+	case err == nil:
+		Console(fmt.Sprintf("%s%s serial %x until %s", EnrolledLinePrefix, e.cfg.Name, got.Certificate.SerialNumber, got.Certificate.NotAfter.UTC().Format(time.RFC3339)))
+		return nil
+	case final(err):
+		return Fatal(err)
+	}
+	return fmt.Errorf("enrollment attempt failed: %w", err)
 }
 
 // final reports whether err is the hub's answer (a refusal is final) rather

@@ -9,97 +9,17 @@ import (
 	"log"
 	"net"
 	"net/http"
-	"slices"
 	"strings"
-	"sync"
 	"time"
 
-	"github.com/kubedos/kubedos/internal/api"
 	"github.com/kubedos/kubedos/internal/pki"
 	"github.com/kubedos/kubedos/internal/wg"
 )
 
-// MetricsAddr is where kubedosd serves /metrics (Prometheus text format)
-// over TLS with the node's certificate. Like the node API, a caller must
-// present a cluster certificate that is not revoked; any role may read.
-var MetricsAddr = fmt.Sprintf(":%d", api.NodeMetricsPort)
-
-// DriftEvery is how often kubedosd checks for drift on its own.
-var DriftEvery = 5 * time.Minute
-
-// driftKinds are every kind a drift item can have, so each series exists
-// (at zero) before the first difference.
-var driftKinds = []string{DriftInvalid, DriftMissing, DriftModified, DriftUnexpected, DriftWritable}
-
-// driftStats counts drift checks, whoever asked: the node API, a scrape or
-// the periodic watch.
-type driftStats struct {
-	mu      sync.Mutex
-	checks  uint64         // checks run since kubedosd started
-	drifted uint64         // of those, checks that found a difference
-	last    map[string]int // kind → items at the latest check
-	lastAt  time.Time
-}
-
-// checkDrift runs CheckDrift and counts it.
-func (n *NodeAPI) checkDrift(ctx context.Context) ([]api.DriftItem, error) {
-	items, err := n.CheckDrift(ctx)
-	if err != nil {
-		return nil, err
-	}
-	n.drift.mu.Lock()
-	defer n.drift.mu.Unlock()
-	n.drift.checks++
-	if len(items) > 0 {
-		n.drift.drifted++
-	}
-	n.drift.last = map[string]int{}
-	for _, it := range items {
-		n.drift.last[it.Kind]++
-	}
-	n.drift.lastAt = n.cfg.Now()
-	return items, nil
-}
-
-// WatchDrift checks for drift every interval until ctx ends and writes to
-// the journal whenever the set of differences changes, each one named, so
-// drift is on record even when nobody asks.
-func (n *NodeAPI) WatchDrift(ctx context.Context, every time.Duration) {
-	var prev []string
-	for {
-		if items, err := n.checkDrift(ctx); err == nil {
-			cur := make([]string, 0, len(items))
-			for _, it := range items {
-				cur = append(cur, driftLine(it))
-			}
-			if !slices.Equal(cur, prev) {
-				if len(cur) == 0 {
-					n.cfg.Logf("drift: none (the writable state matches the applied configuration)")
-				}
-				for _, l := range cur {
-					n.cfg.Logf("drift: %s", l)
-				}
-				prev = cur
-			}
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(every):
-		}
-	}
-}
-
-func driftLine(it api.DriftItem) string {
-	s := it.Kind + " " + it.Path
-	if it.Expected != "" || it.Actual != "" {
-		s += fmt.Sprintf(" (expected %q, got %q)", it.Expected, it.Actual)
-	}
-	if it.Detail != "" {
-		s += ": " + it.Detail
-	}
-	return s
-}
+// Metrics: kubedosd serves /metrics (Prometheus text format) on
+// Config.MetricsAddr over TLS with the node's certificate. Like the node
+// API, a caller must present a cluster certificate that is not revoked;
+// any role may read.
 
 // ServeMetrics serves /metrics on lis until ctx ends.
 func (n *NodeAPI) ServeMetrics(ctx context.Context, lis net.Listener) error {
@@ -185,6 +105,17 @@ func (n *NodeAPI) WriteMetrics(ctx context.Context, w io.Writer) error {
 	}
 	family("kubedos_healthy", "gauge", "1 when every critical health check passes.")
 	fmt.Fprintf(&b, "kubedos_healthy %d\n", b2i(h.Healthy))
+	if n.cfg.Controllers != nil {
+		cs := n.cfg.Controllers.Statuses()
+		family("kubedos_controller_up", "gauge", "Each kubedosd controller: 1 running or done, 0 backing off, failed or stopped.")
+		for _, c := range cs {
+			fmt.Fprintf(&b, "kubedos_controller_up{controller=%s,state=%s} %d\n", label(c.Name), label(c.State), b2i(c.State == StateRunning || c.State == StateDone))
+		}
+		family("kubedos_controller_restarts_total", "counter", "Restarts of each kubedosd controller after a failure.")
+		for _, c := range cs {
+			fmt.Fprintf(&b, "kubedos_controller_restarts_total{controller=%s} %d\n", label(c.Name), c.Restarts)
+		}
+	}
 	if n.cfg.Planes != nil {
 		n.writePlaneMetrics(&b, family)
 	}

@@ -113,7 +113,19 @@ type NodeAPIConfig struct {
 	Audit func(AuditRecord)
 	// Logf reports what happens outside a call (default: standard error).
 	Logf func(string, ...any)
-	Now  func() time.Time
+	// Controllers reports kubedosd's controllers for health and metrics
+	// (nil: none listed).
+	Controllers ControllerReporter
+	// Clock paces the drift watch (default SystemClock); Now reads it
+	// (default Clock.Now).
+	Clock Clock
+	Now   func() time.Time
+}
+
+// ControllerReporter says what state each of kubedosd's controllers is in
+// (Supervisor.Statuses).
+type ControllerReporter interface {
+	Statuses() []ControllerStatus
 }
 
 // AuditRecord is one call to the node API: who, what, outcome.
@@ -201,8 +213,11 @@ func NewNodeAPI(cfg NodeAPIConfig) (*NodeAPI, error) {
 	if cfg.Audit == nil {
 		cfg.Audit = AuditJournal
 	}
+	if cfg.Clock == nil {
+		cfg.Clock = SystemClock{}
+	}
 	if cfg.Now == nil {
-		cfg.Now = time.Now
+		cfg.Now = cfg.Clock.Now
 	}
 	if cfg.ReadPlane == nil {
 		cfg.ReadPlane = wg.Read

@@ -94,6 +94,13 @@ func (n *NodeAPI) CheckHealth(ctx context.Context) api.Health {
 
 	add("revocations", true, n.revocationsFresh(now), fmt.Sprintf("%d revoked serial(s), fetched %s ago (at most %s)",
 		n.cfg.Revocations.Set().Len(), now.Sub(n.fetchedAt()).Round(time.Second), n.cfg.RevocationMaxAge))
+	// Each controller, reported only: a failing one is restarted, and the
+	// checks above say whether the node works.
+	if n.cfg.Controllers != nil {
+		for _, c := range n.cfg.Controllers.Statuses() {
+			h.Checks = append(h.Checks, controllerCheck(c, now))
+		}
+	}
 	if n.cfg.Planes != nil {
 		detail, perr := n.planesHealth(now)
 		// Reported only, like the revocation list: the planes stay as
@@ -129,6 +136,16 @@ func (n *NodeAPI) revocationsFresh(now time.Time) error {
 }
 
 func (n *NodeAPI) fetchedAt() time.Time { t, _ := n.cfg.Revocations.Fetched(); return t }
+
+// controllerCheck is a controller's line in `node health`: passing while
+// it runs or has finished its work.
+func controllerCheck(c ControllerStatus, now time.Time) api.HealthCheck {
+	detail := fmt.Sprintf("%s for %s, %d restart(s)", c.State, now.Sub(c.Since).Round(time.Second), c.Restarts)
+	if c.LastError != "" {
+		detail += "; last error: " + c.LastError
+	}
+	return api.HealthCheck{Name: "controller " + c.Name, OK: c.State == StateRunning || c.State == StateDone, Detail: detail}
+}
 
 // planesHealth: the node has joined and applied every plane, and each
 // interface the kernel reports is up.

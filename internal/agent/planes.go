@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/kubedos/kubedos/internal/api"
-	"github.com/kubedos/kubedos/internal/firewall"
 	"github.com/kubedos/kubedos/internal/spec"
 	"github.com/kubedos/kubedos/internal/wg"
 	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
@@ -20,11 +19,6 @@ import (
 // PlanesDir holds the node's WireGuard plane keys on the state partition
 // (one <plane>.key per plane, mode 0600).
 const PlanesDir = "wg"
-
-// PlanesEvery is how often kubedosd joins the planes again. Each call
-// tells the node who is on its planes now, so a node that enrolls reaches
-// the master within this, and a revoked one loses it within this.
-var PlanesEvery = 10 * time.Second
 
 // PlaneApplier puts a plane on the node (wg.Apply on a real node).
 type PlaneApplier func(ctx context.Context, ifc wg.Interface, priv wgtypes.Key) error
@@ -42,6 +36,8 @@ type Planes struct {
 	// AfterApply runs once interfaces changed were applied (the agent
 	// opens their ports in the firewall); its error fails the join.
 	AfterApply func(context.Context, []wg.Interface) error
+	// Clock paces Run (SystemClock when nil).
+	Clock Clock
 
 	mu      sync.Mutex
 	applied []wg.Interface
@@ -62,22 +58,28 @@ func (p *Planes) Report() ([]wg.Interface, time.Time, error) {
 	return p.applied, p.joined, p.lastErr
 }
 
-// Run joins now and every `every` until ctx ends. A failure keeps the
-// interfaces as they are (a hub outage must not take the planes down) and
-// is logged once until the next success.
-func (p *Planes) Run(ctx context.Context, every time.Duration) {
+// Run joins now and every `every` until ctx ends (nil). Each join tells
+// the node who is on its planes now, so a node that enrolls reaches the
+// master within `every`, and a revoked one loses it within that. A failed
+// join keeps the interfaces as they are (a hub outage must not take the
+// planes down) and is logged once until the next success; keys that cannot
+// be loaded are Run's error.
+func (p *Planes) Run(ctx context.Context, every time.Duration) error {
+	clock := p.Clock
+	if clock == nil {
+		clock = SystemClock{}
+	}
 	keys, err := wg.LoadOrCreateKeys(p.dir)
 	if err != nil {
 		p.set(nil, false, err)
-		p.logf("planes: %v", err)
-		return
+		return fmt.Errorf("planes: %w", err)
 	}
 	lastLogged := ""
 	for {
 		err := p.Once(ctx, keys)
 		switch {
 		case ctx.Err() != nil:
-			return
+			return nil
 		case err != nil && err.Error() != lastLogged:
 			p.logf("planes: %v (retrying every %s)", err, every)
 			lastLogged = err.Error()
@@ -85,10 +87,8 @@ func (p *Planes) Run(ctx context.Context, every time.Duration) {
 			p.logf("planes: joined again")
 			lastLogged = ""
 		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(every):
+		if !sleep(ctx, clock, every) {
+			return nil
 		}
 	}
 }
@@ -128,29 +128,6 @@ func (p *Planes) Once(ctx context.Context, keys map[spec.Plane]wgtypes.Key) erro
 	p.set(ifcs, true, nil)
 	p.logf("planes: %s", describePlanes(ifcs))
 	return nil
-}
-
-// Baseline is the node's firewall for its role and planes (DESIGN.md §5):
-// the planes trusted, their WireGuard ports and the node's own services
-// (node API, metrics, and the hub on the master) open on the LAN. Before
-// the first join the planes are the spec's defaults.
-func Baseline(role string, ifcs []wg.Interface) firewall.Baseline {
-	b := firewall.Baseline{TCPPorts: []int{api.NodeAPIPort, api.NodeMetricsPort}}
-	if role == string(spec.RoleMaster) {
-		b.TCPPorts = append(b.TCPPorts, api.HubPort)
-	}
-	if len(ifcs) == 0 {
-		for _, p := range spec.Planes {
-			b.Planes = append(b.Planes, wg.InterfaceName(p))
-			b.WireGuardPorts = append(b.WireGuardPorts, spec.DefaultPlanePorts[p])
-		}
-		return b
-	}
-	for _, ifc := range ifcs {
-		b.Planes = append(b.Planes, ifc.Name)
-		b.WireGuardPorts = append(b.WireGuardPorts, ifc.ListenPort)
-	}
-	return b
 }
 
 func (p *Planes) set(applied []wg.Interface, answered bool, err error) {

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/kubedos/kubedos/internal/api"
-	"github.com/kubedos/kubedos/internal/attest"
 )
 
 // RenewAt is when a certificate is renewed: two thirds into its life, so a
@@ -30,7 +29,7 @@ func Renew(ctx context.Context, cfg EnrollConfig) (*Enrolled, error) {
 	if err != nil {
 		return nil, fmt.Errorf("renew: enrolled AK: %w", err)
 	}
-	p, err := attest.OpenProver(cfg.TPM, cfg.EventLog)
+	p, err := cfg.OpenProver()
 	if err != nil {
 		return nil, err
 	}
@@ -55,11 +54,21 @@ func Renew(ctx context.Context, cfg EnrollConfig) (*Enrolled, error) {
 	return saveIdentity(cfg.StateDir, key, res.Certificate, cert)
 }
 
-// RenewLoop renews the node's certificate at RenewAt until ctx ends; a
-// failed attempt is retried after a minute, a refusal ends the loop.
-func RenewLoop(ctx context.Context, cfg EnrollConfig, logf func(string, ...any)) error {
+// renewal is the controller that renews the node's certificate at
+// RenewAt with a fresh quote. A failed attempt is the supervisor's to
+// retry (with backoff: the certificate is good for a third of its life
+// still); the hub's refusal is fatal: the node is quarantined.
+type renewal struct {
+	cfg   EnrollConfig
+	clock Clock
+	logf  func(string, ...any)
+}
+
+func (renewal) Name() string { return "renewal" }
+
+func (r renewal) Run(ctx context.Context) error {
 	for {
-		pair, err := cfg.identity()
+		pair, err := r.cfg.identity()
 		if err != nil {
 			return err
 		}
@@ -67,25 +76,16 @@ func RenewLoop(ctx context.Context, cfg EnrollConfig, logf func(string, ...any))
 		if err != nil {
 			return err
 		}
-		wait := time.Until(RenewAt(leaf))
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(wait):
+		if !sleep(ctx, r.clock, RenewAt(leaf).Sub(r.clock.Now())) {
+			return nil
 		}
-		got, err := Renew(ctx, cfg)
-		if err != nil {
-			if final(err) {
-				return err
-			}
-			logf("renewal failed: %v; retrying in a minute", err)
-			select {
-			case <-ctx.Done():
-				return ctx.Err()
-			case <-time.After(time.Minute):
-			}
-			continue
+		got, err := Renew(ctx, r.cfg)
+		switch {
+		case err != nil && final(err):
+			return Fatal(err)
+		case err != nil:
+			return fmt.Errorf("renewal failed: %w", err)
 		}
-		logf("certificate renewed: serial %x until %s", got.Certificate.SerialNumber, got.Certificate.NotAfter.UTC().Format(time.RFC3339))
+		r.logf("certificate renewed: serial %x until %s", got.Certificate.SerialNumber, got.Certificate.NotAfter.UTC().Format(time.RFC3339))
 	}
 }

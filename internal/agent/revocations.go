@@ -15,16 +15,13 @@ import (
 	"github.com/kubedos/kubedos/internal/pki"
 )
 
-// How the node keeps its revocation list: fetched from the hub's
-// Revocations service every revocationsEvery. A revocation therefore
-// reaches a node API within revocationsEvery while the hub is reachable;
-// past DefaultRevocationMaxAge without a fetch (NodeAPIConfig's
-// RevocationMaxAge) the node refuses all but readers and reports itself
-// unhealthy, so a hub cut off cannot keep a revoked operator working.
-const (
-	revocationsEvery        = 30 * time.Second
-	DefaultRevocationMaxAge = 10 * time.Minute
-)
+// DefaultRevocationMaxAge bounds the age of a node's revocation list. The
+// node fetches it from the hub's Revocations service every
+// Config.RevocationsEvery (30 s), so a revocation reaches a node API within
+// that while the hub is reachable; past the bound without a fetch the node
+// refuses all but readers and reports itself unhealthy, so a hub cut off
+// cannot keep a revoked operator working.
+const DefaultRevocationMaxAge = 10 * time.Minute
 
 // RevocationList is what the node knows of the hub's revoked serials: the
 // set its API checks callers against, when it was last fetched, and a copy
@@ -127,14 +124,14 @@ func FetchRevocations(ctx context.Context, cfg EnrollConfig) ([]string, error) {
 }
 
 // RefreshRevocations fetches the hub's list into l now and every `every`
-// until ctx ends. A failure keeps what l holds and is logged once until
-// the next success.
-func RefreshRevocations(ctx context.Context, cfg EnrollConfig, l *RevocationList, every time.Duration, logf func(string, ...any)) {
+// (on clock) until ctx ends. A failure keeps what l holds and is logged
+// once until the next success.
+func RefreshRevocations(ctx context.Context, cfg EnrollConfig, l *RevocationList, every time.Duration, clock Clock, logf func(string, ...any)) {
 	lastLogged := ""
 	for {
 		serials, err := FetchRevocations(ctx, cfg)
 		if err == nil {
-			err = l.Update(serials, time.Now())
+			err = l.Update(serials, clock.Now())
 		}
 		switch {
 		case ctx.Err() != nil:
@@ -149,10 +146,8 @@ func RefreshRevocations(ctx context.Context, cfg EnrollConfig, l *RevocationList
 			logf("revocation list fetched from the hub again: %d revoked", l.set.Len())
 			lastLogged = ""
 		}
-		select {
-		case <-ctx.Done():
+		if !sleep(ctx, clock, every) {
 			return
-		case <-time.After(every):
 		}
 	}
 }

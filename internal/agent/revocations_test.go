@@ -57,16 +57,27 @@ func TestRefreshRevocations(t *testing.T) {
 	cfg := EnrollConfig{Hub: addr, CA: ca.Certificate(), Name: "w-1", StateDir: idDir}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
+	clock := newFakeClock()
 	go func() {
 		defer close(done)
-		RefreshRevocations(ctx, cfg, l, 20*time.Millisecond, t.Logf)
+		RefreshRevocations(ctx, cfg, l, 30*time.Second, clock, t.Logf)
 	}()
-	deadline := time.Now().Add(10 * time.Second)
-	for !l.Set().Revoked(victim.Cert.SerialNumber) {
-		if time.Now().After(deadline) {
-			t.Fatal("revocation never fetched")
-		}
-		time.Sleep(10 * time.Millisecond)
+	// Fetched at once, then parked until the next round is due.
+	clock.awaitWaiters(t, 1)
+	if !l.Set().Revoked(victim.Cert.SerialNumber) {
+		t.Fatal("revocation not fetched at start")
+	}
+	second, err := ca.IssueClient("mallory", pki.RoleOperator, time.Hour, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	hub.mu.Lock()
+	hub.serials = append(hub.serials, pki.SerialString(second.Cert.SerialNumber))
+	hub.mu.Unlock()
+	clock.Advance(30 * time.Second)
+	clock.awaitWaiters(t, 1)
+	if !l.Set().Revoked(second.Cert.SerialNumber) {
+		t.Fatal("a revocation made later not fetched in the next round")
 	}
 	cancel()
 	<-done

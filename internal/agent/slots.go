@@ -259,6 +259,19 @@ func (s nodeService) Rollback(ctx context.Context, req *api.RollbackRequest) (*a
 	return res, nil
 }
 
+// Bless marks the booted entry good (the boot check passed).
+func (s *Slots) Bless() (string, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var name string
+	err := s.withESP(func(_ *os.File, esp string) error {
+		var err error
+		name, err = upgrade.Bless(esp, s.Booted)
+		return err
+	})
+	return name, err
+}
+
 // refusal makes a payload the node will not take a FailedPrecondition.
 func refusal(err error) error {
 	if errors.Is(err, upgrade.ErrRefused) {

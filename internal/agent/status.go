@@ -1,8 +1,3 @@
-// Package agent assembles kubedosd, the node daemon. It reports what the
-// node booted (build-id, slot) and its TPM's PCRs, so tests and operators
-// can compare them with the signed manifest; enrolls through the hub's
-// attestation gate and renews its identity; and, once enrolled, serves the
-// node API over mTLS (nodeapi.go).
 package agent
 
 import (

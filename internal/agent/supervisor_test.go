@@ -3,9 +3,13 @@ package agent
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/kubedos/kubedos/internal/api"
+	"github.com/kubedos/kubedos/internal/pki"
 )
 
 // TestSupervisorRestartsWithBackoff: a failing controller is restarted
@@ -93,6 +97,55 @@ func TestSupervisorStopsOnCancel(t *testing.T) {
 	for _, st := range s.Statuses() {
 		if st.State != StateStopped {
 			t.Errorf("%+v", st)
+		}
+	}
+}
+
+type fixedControllers []ControllerStatus
+
+func (f fixedControllers) Statuses() []ControllerStatus { return f }
+
+// TestControllersInHealthAndMetrics: `node health` lists every controller
+// with its state (reported, never critical) and /metrics has a series each.
+func TestControllersInHealthAndMetrics(t *testing.T) {
+	now := time.Now()
+	ctrls := fixedControllers{
+		{Name: "renewal", State: StateRunning, Since: now.Add(-time.Minute)},
+		{Name: "planes", State: StateBackoff, Since: now, Restarts: 3, LastError: "hub unreachable"},
+		{Name: "enrollment", State: StateDone, Since: now},
+	}
+	e := newNodeEnv(t, func(c *NodeAPIConfig) { c.Controllers = ctrls })
+	h, err := e.as("rita", pki.RoleReader).Health(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]api.HealthCheck{}
+	for _, c := range h.Checks {
+		got[c.Name] = c
+	}
+	if c := got["controller renewal"]; !c.OK || c.Critical || !strings.HasPrefix(c.Detail, "running for ") {
+		t.Errorf("renewal: %+v", c)
+	}
+	if c := got["controller planes"]; c.OK || c.Critical || !strings.Contains(c.Detail, "3 restart(s); last error: hub unreachable") {
+		t.Errorf("planes: %+v", c)
+	}
+	if c := got["controller enrollment"]; !c.OK {
+		t.Errorf("enrollment: %+v", c)
+	}
+	if !h.Healthy {
+		t.Errorf("a controller backing off made the node unhealthy: %+v", h)
+	}
+	var b strings.Builder
+	if err := e.api.WriteMetrics(context.Background(), &b); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		`kubedos_controller_up{controller="renewal",state="running"} 1`,
+		`kubedos_controller_up{controller="planes",state="backoff"} 0`,
+		`kubedos_controller_restarts_total{controller="planes"} 3`,
+	} {
+		if !strings.Contains(b.String(), want+"\n") {
+			t.Errorf("metrics lack %q:\n%s", want, b.String())
 		}
 	}
 }
