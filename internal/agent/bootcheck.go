@@ -44,6 +44,10 @@ type BootCheck struct {
 	StateDir string
 	Logf     func(string, ...any)
 	Clock    Clock // SystemClock when nil
+	// GoodFile tells the boot-deadline unit the boot was blessed (default
+	// BootGoodFile); Console shows the verdict (default Console).
+	GoodFile string
+	Console  func(string)
 }
 
 // BootSlots is what the boot check needs of the A/B machinery (*Slots).
@@ -55,12 +59,18 @@ type BootSlots interface {
 
 // Run returns after blessing, after a reboot was asked, or when ctx ends.
 func (b BootCheck) Run(ctx context.Context) error {
+	if b.GoodFile == "" {
+		b.GoodFile = BootGoodFile
+	}
+	if b.Console == nil {
+		b.Console = Console
+	}
 	state := b.Slots.State()
 	if state.Error != "" {
 		return fmt.Errorf("boot check: %s", state.Error)
 	}
 	if !state.Trial {
-		markGood()
+		markGood(b.GoodFile)
 		return nil
 	}
 	clock := b.Clock
@@ -87,9 +97,9 @@ func (b BootCheck) Run(ctx context.Context) error {
 	if err != nil {
 		return b.fail(ctx, clock, state.Entry, "mark the boot good: "+err.Error())
 	}
-	markGood()
+	markGood(b.GoodFile)
 	_ = os.Remove(filepath.Join(b.StateDir, BootCheckFile))
-	Console(BootGoodLinePrefix + name)
+	b.Console(BootGoodLinePrefix + name)
 	return nil
 }
 
@@ -120,13 +130,13 @@ func (b BootCheck) fail(ctx context.Context, clock Clock, entry, why string) err
 	msg := fmt.Sprintf("%s: %s", entry, why)
 	_ = os.MkdirAll(b.StateDir, 0o700)
 	_ = durable.WriteFile(filepath.Join(b.StateDir, BootCheckFile), []byte(clock.Now().UTC().Format(time.RFC3339)+" "+msg+"\n"), 0o644)
-	Console(BootFailedLinePrefix + msg + "; rebooting to count the try down")
+	b.Console(BootFailedLinePrefix + msg + "; rebooting to count the try down")
 	return b.Reboot(ctx)
 }
 
-func markGood() {
-	_ = os.MkdirAll(filepath.Dir(BootGoodFile), 0o755)
-	_ = durable.WriteFile(BootGoodFile, nil, 0o644)
+func markGood(file string) {
+	_ = os.MkdirAll(filepath.Dir(file), 0o755)
+	_ = durable.WriteFile(file, nil, 0o644)
 }
 
 // errAttestRefused marks the hub's refusal of this boot's quote.
