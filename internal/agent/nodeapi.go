@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -14,7 +13,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/coreos/go-systemd/v22/journal"
 	"github.com/kubedos/kubedos/internal/api"
 	"github.com/kubedos/kubedos/internal/errdefs"
 	"github.com/kubedos/kubedos/internal/pki"
@@ -126,57 +124,6 @@ type NodeAPIConfig struct {
 // (Supervisor.Statuses).
 type ControllerReporter interface {
 	Statuses() []ControllerStatus
-}
-
-// AuditRecord is one call to the node API: who, what, outcome.
-type AuditRecord struct {
-	Time    time.Time `json:"time"`
-	Actor   string    `json:"actor"`
-	Serial  string    `json:"serial,omitempty"`
-	Remote  string    `json:"remote,omitempty"`
-	Method  string    `json:"method"`
-	Target  string    `json:"target,omitempty"`
-	Outcome string    `json:"outcome"` // ok, started, unauthenticated, denied, failed
-	Detail  string    `json:"detail,omitempty"`
-}
-
-// AuditLinePrefix starts the message of every audit record.
-const AuditLinePrefix = "KUBEDOSD-AUDIT "
-
-var auditMu sync.Mutex
-
-// AuditJournal sends r to the journal as one entry with its fields
-// (KUBEDOS_AUDIT=1, KUBEDOS_ACTOR, KUBEDOS_METHOD, KUBEDOS_OUTCOME…), so
-// `journalctl KUBEDOS_AUDIT=1` lists every call and `-u kubedosd` shows them
-// in context; it goes through the journal's native socket (go-systemd), not
-// kubedosd's standard output, which the unit also copies to the console.
-// Without a journal (tests, a workstation) the record is a line on
-// standard output.
-func AuditJournal(r AuditRecord) {
-	b, _ := json.Marshal(r)
-	msg := AuditLinePrefix + string(b)
-	if journal.Enabled() {
-		prio := journal.PriInfo
-		if r.Outcome != "ok" && r.Outcome != "started" {
-			prio = journal.PriNotice
-		}
-		err := journal.Send(msg, prio, map[string]string{
-			"SYSLOG_IDENTIFIER": "kubedosd",
-			"KUBEDOS_AUDIT":     "1",
-			"KUBEDOS_ACTOR":     r.Actor,
-			"KUBEDOS_SERIAL":    r.Serial,
-			"KUBEDOS_REMOTE":    r.Remote,
-			"KUBEDOS_METHOD":    r.Method,
-			"KUBEDOS_TARGET":    r.Target,
-			"KUBEDOS_OUTCOME":   r.Outcome,
-		})
-		if err == nil {
-			return
-		}
-	}
-	auditMu.Lock()
-	defer auditMu.Unlock()
-	fmt.Fprintln(os.Stdout, msg)
 }
 
 // NodeAPI is kubedosd's node API server.
@@ -360,104 +307,4 @@ func actorOf(ctx context.Context) string {
 		return a
 	}
 	return "unknown"
-}
-
-func (n *NodeAPI) record(ctx context.Context, pe pki.Peer, actor, method, target string) AuditRecord {
-	if actor == "" {
-		actor = "anonymous"
-	}
-	r := AuditRecord{Actor: actor, Serial: pe.Serial, Method: method, Target: target}
-	if p, ok := peer.FromContext(ctx); ok && p.Addr != nil {
-		r.Remote = p.Addr.String()
-	}
-	return r
-}
-
-// audit records a call's outcome by its error's class (a gRPC status from
-// a keeper counts by its code).
-func (n *NodeAPI) audit(r AuditRecord, err error) {
-	r.Time = n.cfg.Now().UTC()
-	switch errdefs.Class(errdefs.FromGRPC(err)) {
-	case nil:
-		r.Outcome = "ok"
-	case errdefs.ErrUnauthenticated:
-		r.Outcome = "unauthenticated"
-	case errdefs.ErrPermission:
-		r.Outcome = "denied"
-	default:
-		r.Outcome = "failed"
-	}
-	if err != nil {
-		r.Detail = err.Error()
-	}
-	n.cfg.Audit(r)
-}
-
-// targetOf names what a request acts on, for the audit.
-func targetOf(req any) string {
-	switch r := req.(type) {
-	case *api.RestartServiceRequest:
-		return r.Name
-	case *api.LogsRequest:
-		return r.Unit
-	case *api.ConfigApplyRequest:
-		if r.DryRun {
-			return "config (dry run)"
-		}
-		return "config"
-	}
-	return ""
-}
-
-// powerState holds the one reboot or shutdown a node may have pending.
-// Its timer goroutine is owned by Serve's ctx.
-type powerState struct {
-	mu      sync.Mutex
-	ctx     context.Context
-	wg      sync.WaitGroup
-	pending *api.Power
-}
-
-func (p *powerState) start(ctx context.Context) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.ctx = ctx
-}
-
-func (p *powerState) wait() { p.wg.Wait() }
-
-// schedule answers at once and acts after delay; a second request while
-// one is pending gets the pending one's answer.
-func (p *powerState) schedule(action string, delay time.Duration, now time.Time, act func(context.Context, string) error, logf func(string, ...any)) (*api.Power, error) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.ctx == nil || p.ctx.Err() != nil {
-		return nil, fmt.Errorf("%w: the node API is stopping", ErrRefused)
-	}
-	if p.pending != nil {
-		if p.pending.Action != action {
-			return nil, fmt.Errorf("%w: a %s is already pending for %s", ErrRefused, p.pending.Action, p.pending.At.Format(time.RFC3339))
-		}
-		out := *p.pending
-		return &out, nil
-	}
-	p.pending = &api.Power{Action: action, At: now.Add(delay).UTC()}
-	ctx := p.ctx
-	p.wg.Add(1)
-	go func() {
-		defer p.wg.Done()
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(delay):
-		}
-		if err := act(ctx, action); err != nil {
-			logf("%s failed: %v", action, err)
-			p.mu.Lock()
-			p.pending = nil
-			p.mu.Unlock()
-		}
-	}()
-	out := *p.pending
-	return &out, nil
 }

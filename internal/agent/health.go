@@ -1,0 +1,178 @@
+package agent
+
+import (
+	"context"
+	"crypto/x509"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/kubedos/kubedos/internal/api"
+)
+
+func (s nodeService) Health(ctx context.Context, _ *api.HealthRequest) (*api.Health, error) {
+	h := s.n.CheckHealth(ctx)
+	return &h, nil
+}
+
+// CheckHealth runs every health check: enrolled, certificate valid, TPM
+// readable, systemd running with no failed unit (critical), and a fresh
+// revocation list (critical once older than RevocationMaxAge: revocation
+// fails closed).
+func (n *NodeAPI) CheckHealth(ctx context.Context) api.Health {
+	now := n.cfg.Now()
+	h := api.Health{FailedUnits: []string{}}
+	add := func(name string, critical bool, err error, detail string) {
+		c := api.HealthCheck{Name: name, OK: err == nil, Critical: critical, Detail: detail}
+		if err != nil {
+			c.Detail = err.Error()
+		}
+		h.Checks = append(h.Checks, c)
+	}
+	cert, err := n.nodeCertificate()
+	add("enrolled", true, err, fmt.Sprintf("identity in %s chains to the cluster CA", n.cfg.IdentityDir))
+	if cert != nil {
+		var verr error
+		switch {
+		case now.Before(cert.NotBefore):
+			verr = fmt.Errorf("certificate serial %x not valid before %s", cert.SerialNumber, cert.NotBefore.UTC().Format(time.RFC3339))
+		case now.After(cert.NotAfter):
+			verr = fmt.Errorf("certificate serial %x expired at %s", cert.SerialNumber, cert.NotAfter.UTC().Format(time.RFC3339))
+		}
+		add("certificate", true, verr, fmt.Sprintf("serial %x valid until %s, renewal at %s", cert.SerialNumber,
+			cert.NotAfter.UTC().Format(time.RFC3339), RenewAt(cert).UTC().Format(time.RFC3339)))
+	} else {
+		add("certificate", true, errors.New("no node certificate"), "")
+	}
+	add("tpm", true, n.tpmReadable(), "PCR 7 readable in "+n.cfg.PCRDir)
+
+	state, err := n.cfg.System.SystemState(ctx)
+	h.SystemState = state
+	if err == nil && state != "running" {
+		err = fmt.Errorf("systemd is %s", state)
+	}
+	add("systemd", true, err, "systemd is running")
+	failed, err := n.cfg.System.FailedUnits(ctx)
+	if failed != nil {
+		h.FailedUnits = failed
+	}
+	if err == nil && len(failed) > 0 {
+		err = fmt.Errorf("%d failed unit(s): %s", len(failed), strings.Join(failed, ", "))
+	}
+	add("failed-units", true, err, "no failed unit")
+
+	add("revocations", true, n.revocationsFresh(now), fmt.Sprintf("%d revoked serial(s), fetched %s ago (at most %s)",
+		n.cfg.Revocations.Set().Len(), now.Sub(n.fetchedAt()).Round(time.Second), n.cfg.RevocationMaxAge))
+	// Each controller, reported only: a failing one is restarted, and the
+	// checks above say whether the node works.
+	if n.cfg.Controllers != nil {
+		for _, c := range n.cfg.Controllers.Statuses() {
+			h.Checks = append(h.Checks, controllerCheck(c, now))
+		}
+	}
+	if n.cfg.Planes != nil {
+		detail, perr := n.planesHealth(now)
+		// Reported only, like the revocation list: the planes stay as
+		// they were while the hub is away.
+		add("planes", false, perr, detail)
+	}
+
+	h.Healthy = true
+	for _, c := range h.Checks {
+		if c.Critical && !c.OK {
+			h.Healthy = false
+		}
+	}
+	return h
+}
+
+// revocationsFresh is nil while the revocation list is younger than
+// RevocationMaxAge; a list never fetched is stale.
+func (n *NodeAPI) revocationsFresh(now time.Time) error {
+	fetched, ferr := n.cfg.Revocations.Fetched()
+	last := ""
+	if ferr != nil {
+		last = "; last attempt: " + ferr.Error()
+	}
+	switch {
+	case fetched.IsZero():
+		return fmt.Errorf("revocation list never fetched from the hub%s", last)
+	case now.Sub(fetched) > n.cfg.RevocationMaxAge:
+		return fmt.Errorf("revocation list stale: last fetched %s ago, at most %s allowed%s",
+			now.Sub(fetched).Round(time.Second), n.cfg.RevocationMaxAge, last)
+	}
+	return nil
+}
+
+func (n *NodeAPI) fetchedAt() time.Time { t, _ := n.cfg.Revocations.Fetched(); return t }
+
+// controllerCheck is a controller's line in `node health`: passing while
+// it runs or has finished its work.
+func controllerCheck(c ControllerStatus, now time.Time) api.HealthCheck {
+	detail := fmt.Sprintf("%s for %s, %d restart(s)", c.State, now.Sub(c.Since).Round(time.Second), c.Restarts)
+	if c.LastError != "" {
+		detail += "; last error: " + c.LastError
+	}
+	return api.HealthCheck{Name: "controller " + c.Name, OK: c.State == StateRunning || c.State == StateDone, Detail: detail}
+}
+
+// planesHealth: the node has joined and applied every plane, and each
+// interface the kernel reports is up.
+func (n *NodeAPI) planesHealth(now time.Time) (string, error) {
+	ifcs, joined, err := n.cfg.Planes.Report()
+	switch {
+	case err != nil:
+		return "", err
+	case joined.IsZero() || len(ifcs) == 0:
+		return "", errors.New("not joined yet")
+	}
+	peers := 0
+	for _, ifc := range ifcs {
+		st := n.cfg.ReadPlane(ifc)
+		if st.Error != "" {
+			return "", fmt.Errorf("%s: %s", ifc.Name, st.Error)
+		}
+		if !st.Up {
+			return "", fmt.Errorf("%s is down", ifc.Name)
+		}
+		peers += len(ifc.Peers)
+	}
+	return fmt.Sprintf("%d plane(s) up with %d peer(s) in all; the hub answered %s ago", len(ifcs), peers, now.Sub(joined).Round(time.Second)), nil
+}
+
+// nodeCertificate reads the node's certificate and checks it chains to the
+// cluster CA.
+func (n *NodeAPI) nodeCertificate() (*x509.Certificate, error) {
+	pair, err := n.certs.get(nil)
+	if err != nil {
+		return nil, err
+	}
+	leaf := pair.Leaf
+	if leaf == nil {
+		if leaf, err = x509.ParseCertificate(pair.Certificate[0]); err != nil {
+			return nil, err
+		}
+	}
+	if err := leaf.CheckSignatureFrom(n.cfg.CA); err != nil {
+		return leaf, fmt.Errorf("node certificate does not chain to the cluster CA: %w", err)
+	}
+	return leaf, nil
+}
+
+func (n *NodeAPI) tpmReadable() error {
+	p := filepath.Join(n.cfg.PCRDir, "7")
+	b, err := os.ReadFile(p)
+	if err != nil {
+		return fmt.Errorf("TPM: %w", err)
+	}
+	if v := strings.TrimSpace(string(b)); len(v) != 64 {
+		return fmt.Errorf("TPM: %s holds %q, not a sha256 value", p, v)
+	} else if _, err := hex.DecodeString(v); err != nil {
+		return fmt.Errorf("TPM: %s holds %q, not a sha256 value", p, v)
+	}
+	return nil
+}
