@@ -284,3 +284,43 @@ func TestBaseline(t *testing.T) {
 		})
 	}
 }
+
+// TestPlanesRun: the planes controller joins at once and again every
+// period (fake clock), so a peer the hub adds later is applied within one
+// period; it stops when ctx ends.
+func TestPlanesRun(t *testing.T) {
+	ca := newTestCA(t, "kubedos test CA")
+	hub := &fakePlanesHub{ifcs: planeIfcs()}
+	addr, _ := serveFakeHub(t, ca, func(s *grpc.Server) { api.RegisterPlanes(s, hub) })
+	state := t.TempDir()
+	idDir := filepath.Join(state, "identity")
+	writeNodeIdentity(t, ca, idDir, "w-1")
+	rec := &recordingApplier{}
+	p := NewPlanes(EnrollConfig{Hub: addr, CA: ca.Certificate(), Name: "w-1", StateDir: idDir}, filepath.Join(state, PlanesDir), rec.apply, t.Logf)
+	clock := newFakeClock()
+	p.Clock = clock
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- p.Run(ctx, 10*time.Second) }()
+
+	clock.awaitWaiters(t, 1)
+	rec.mu.Lock()
+	first := len(rec.applied)
+	rec.mu.Unlock()
+	if first != 3 {
+		t.Fatalf("applied %d interfaces at start, want 3", first)
+	}
+	hub.answer(planeIfcs("master"))
+	clock.Advance(10 * time.Second)
+	clock.awaitWaiters(t, 1)
+	rec.mu.Lock()
+	again := len(rec.applied)
+	rec.mu.Unlock()
+	if again != 6 {
+		t.Errorf("applied %d interfaces after one period, want 6 (the new peer)", again)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("Run after cancel: %v", err)
+	}
+}
