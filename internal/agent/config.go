@@ -58,7 +58,9 @@ func DefaultConfig() Config {
 		NodeAPIAddr: fmt.Sprintf(":%d", api.NodeAPIPort), MetricsAddr: fmt.Sprintf(":%d", api.NodeMetricsPort),
 		PlanesEvery: 10 * time.Second, RevocationsEvery: 30 * time.Second, DriftEvery: 5 * time.Minute,
 		RevocationMaxAge: DefaultRevocationMaxAge, BootCheckTimeout: 3 * time.Minute,
-		MinBackoff: time.Second, MaxBackoff: time.Minute,
+		// As the hand-written loops were: enrollment retried within ~30 s,
+		// re-attestation within 20 s of the hub coming back.
+		MinBackoff: time.Second, MaxBackoff: 20 * time.Second,
 		Clock: SystemClock{},
 		Logf:  func(f string, a ...any) { Console("kubedosd: " + fmt.Sprintf(f, a...)) },
 	}
