@@ -11,6 +11,7 @@ import (
 
 	"github.com/kubedos/kubedos/internal/api"
 	"github.com/kubedos/kubedos/internal/durable"
+	"github.com/kubedos/kubedos/internal/errdefs"
 )
 
 // BootCheckFile (on state) keeps why kubedosd last refused to mark a trial
@@ -140,4 +141,4 @@ func markGood(file string) {
 }
 
 // errAttestRefused marks the hub's refusal of this boot's quote.
-var errAttestRefused = errors.New("the hub refused this boot's attestation")
+var errAttestRefused = errdefs.New(errdefs.ErrPermission, "the hub refused this boot's attestation")
