@@ -108,7 +108,7 @@ func TestTLSAndAuth(t *testing.T) {
 
 func TestAPIErrorsNameTheParameter(t *testing.T) {
 	_, c := newFake(t)
-	err := c.CreateVM(context.Background(), map[string][]string{"vmid": {"101"}, "efidisk0": {"local-lvm:1,import-from=local:import/x.raw"}})
+	err := c.CreateVM(context.Background(), map[string][]string{"vmid": {"101"}, "efidisk0": {"local-lvm:0,import-from=local:import/x.raw"}})
 	var ae *APIError
 	if !errors.As(err, &ae) || ae.Status != 400 {
 		t.Fatalf("err %v, want a 400", err)

@@ -1,0 +1,52 @@
+package proxmox
+
+import (
+	"context"
+	"path/filepath"
+)
+
+// uploader sends each local file once, named by its content.
+type uploader struct {
+	c       *Client
+	storage string
+	step    func(string, ...any)
+	have    map[string]bool
+	// sums caches each file's SHA-256: nodes of one role share an image,
+	// and hashing 100 MiB per node would be the deploy's largest cost.
+	sums map[string]string
+}
+
+func (u *uploader) ensure(ctx context.Context, path, prefix, ext string) (string, error) {
+	sum, ok := u.sums[path]
+	if !ok {
+		var err error
+		if sum, err = fileSHA256(path); err != nil {
+			return "", err
+		}
+		if u.sums == nil {
+			u.sums = map[string]string{}
+		}
+		u.sums[path] = sum
+	}
+	name := prefix + "-" + sum[:32] + ext
+	volid := u.storage + ":import/" + name
+	if u.have == nil {
+		vols, err := u.c.Volumes(ctx, u.storage, "import")
+		if err != nil {
+			return "", err
+		}
+		u.have = map[string]bool{}
+		for _, v := range vols {
+			u.have[v.VolID] = true
+		}
+	}
+	if u.have[volid] {
+		return volid, nil
+	}
+	u.step("uploading %s to %s as %s", filepath.Base(path), u.storage, name)
+	if _, err := u.c.Upload(ctx, u.storage, name, path, sum); err != nil {
+		return "", err
+	}
+	u.have[volid] = true
+	return volid, nil
+}
