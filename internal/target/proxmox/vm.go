@@ -157,9 +157,16 @@ func (s Shape) Check() error {
 }
 
 func (s Shape) smbios1() string {
-	b64 := base64.StdEncoding.EncodeToString
-	return fmt.Sprintf("uuid=%s,serial=%s,manufacturer=%s,product=%s,sku=%s,base64=1",
-		s.UUID, b64([]byte(s.Serial)), b64([]byte("kubedos")), b64([]byte("kubedos node")), b64([]byte(strings.Join(s.Identity, ";"))))
+	out := "uuid=" + s.UUID
+	// An empty field is left out: the server's pattern wants one
+	// base64 character at least.
+	for _, f := range [][2]string{{"serial", s.Serial}, {"manufacturer", "kubedos"}, {"product", "kubedos node"},
+		{"sku", strings.Join(s.Identity, ";")}} {
+		if f[1] != "" {
+			out += "," + f[0] + "=" + base64.StdEncoding.EncodeToString([]byte(f[1]))
+		}
+	}
+	return out + ",base64=1"
 }
 
 // Form renders the shape as POST /nodes/{node}/qemu parameters.

@@ -273,7 +273,14 @@ func (f *Fake) serve(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.Header().Set("Content-Type", "application/json;charset=UTF-8")
-	_ = json.NewEncoder(w).Encode(map[string]any{"data": data})
+	_ = jsonEncoder(w).Encode(map[string]any{"data": data})
+}
+
+// jsonEncoder writes JSON as Perl's JSON does: no HTML escaping.
+func jsonEncoder(w io.Writer) *json.Encoder {
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	return enc
 }
 
 func writeErr(w http.ResponseWriter, e *apiError) {
@@ -285,5 +292,5 @@ func writeErr(w http.ResponseWriter, e *apiError) {
 	}
 	w.Header().Set("Content-Type", "application/json;charset=UTF-8")
 	w.WriteHeader(e.status)
-	_ = json.NewEncoder(w).Encode(map[string]any{"data": nil, "message": e.msg + "\n", "errors": e.params})
+	_ = jsonEncoder(w).Encode(map[string]any{"data": nil, "message": e.msg + "\n", "errors": e.params})
 }
