@@ -11,6 +11,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/kubedos/kubedos/internal/manifest"
 )
 
 // VMStatus is one entry of GET /nodes/{node}/qemu.
@@ -88,9 +90,10 @@ type Shape struct {
 	Tags   []string
 }
 
-// DefaultMachine is the machine version kubedos pins: the newest q35 that
-// Proxmox VE 8.4's QEMU (9.2) knows; 9.x's QEMU 10 keeps it.
-const DefaultMachine = "pc-q35-9.2"
+// DefaultMachine is the machine version kubedos pins, as the build's
+// manifest records it (machines.proxmox): the newest q35 that Proxmox VE
+// 8.4's QEMU (9.2) knows; 9.x's QEMU 10 keeps it.
+const DefaultMachine = manifest.ProxmoxMachine
 
 // maxSMBIOS1 is the API's length limit of the smbios1 property.
 const maxSMBIOS1 = 512
