@@ -73,7 +73,7 @@ func (f *Fake) upload(r *http.Request, storage string, importable bool) (any, *a
 		return nil, paramErr(map[string]string{"content": "value '" + content + "' does not have a value in the enumeration 'iso, vztmpl, import'"})
 	}
 	if content == "import" && !importable {
-		return nil, fail("storage '%s' does not support upload of this content type", storage)
+		return nil, fail("storage '%s' does not support '%s' content", storage, content)
 	}
 	sum, algo := fields["checksum"], fields["checksum-algorithm"]
 	if sum != "" && algo == "" {
