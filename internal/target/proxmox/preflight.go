@@ -37,7 +37,7 @@ func Needs(p Plan) []Need {
 			}
 		}
 		vm := "/vms/" + strconv.Itoa(s.VMID)
-		for _, nd := range []Need{
+		out = append(out, []Need{
 			{vm, []string{"VM.Allocate"}, "create (and, with destructive.recreateVMs, destroy) the VM"},
 			{vm, []string{"VM.Audit"}, "see the VMID cluster-wide and read the VM's config"},
 			{vm, []string{"VM.Config.CPU"}, "cores"},
@@ -47,9 +47,7 @@ func Needs(p Plan) []Need {
 			{vm, []string{"VM.Config.HWType"}, "machine, smbios1, vga, serial0: socket"},
 			{vm, []string{"VM.Config.Options"}, "name, description, tags, onboot, agent"},
 			{vm, []string{"VM.PowerMgmt"}, "start and stop the VM"},
-		} {
-			out = append(out, nd)
-		}
+		}...)
 	}
 	return out
 }
