@@ -160,9 +160,26 @@ func (p Plan) withMachine() Plan {
 // later or silently cut.
 func checkPlan(p Plan) error {
 	var problems []error
+	sizes := map[string]int64{}
 	for _, n := range p.Nodes {
 		if err := n.Shape.Check(); err != nil {
 			problems = append(problems, err)
+		}
+		if n.Shape.DiskGiB == 0 {
+			continue
+		}
+		size, ok := sizes[n.Image]
+		if !ok {
+			var err error
+			if size, err = virtualSize(n.Image); err != nil {
+				problems = append(problems, fmt.Errorf("node %s: image: %w", n.Shape.Name, err))
+				continue
+			}
+			sizes[n.Image] = size
+		}
+		if size > int64(n.Shape.DiskGiB)<<30 {
+			// Proxmox VE never shrinks a disk: refuse before anything is made.
+			problems = append(problems, fmt.Errorf("node %s: diskGiB %d is smaller than the image %s (%d bytes)", n.Shape.Name, n.Shape.DiskGiB, n.Image, size))
 		}
 	}
 	switch fi, err := os.Stat(p.Vars); {

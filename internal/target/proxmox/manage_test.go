@@ -2,7 +2,10 @@ package proxmox
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -35,7 +38,24 @@ func TestDiskGrownToDiskGiB(t *testing.T) {
 	if got := len(fx.f.CallsMatching("PUT /nodes/pve1/qemu/100/resize")); got != 2 {
 		t.Errorf("%d resizes, want one at creation and one for the new size", got)
 	}
-	// Shrinking is refused by the server, and the error says which field.
+	// An image larger than diskGiB is refused before anything is made
+	// (the server never shrinks a disk).
+	qcow := filepath.Join(t.TempDir(), "big.qcow2")
+	hdr := make([]byte, 32)
+	copy(hdr, "QFI\xfb")
+	binary.BigEndian.PutUint64(hdr[24:], 5<<30)
+	if err := os.WriteFile(qcow, hdr, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	fx.plan.Nodes[2].Image, fx.plan.Nodes[2].Shape.DiskGiB = qcow, 4
+	before := len(fx.f.Calls)
+	if _, err := fx.d.Deploy(ctx, fx.plan); err == nil || !strings.Contains(err.Error(), "node w-2: diskGiB 4 is smaller than the image") {
+		t.Errorf("image of 5 GiB, diskGiB 4: %v", err)
+	}
+	if calls := fx.f.Calls[before:]; len(calls) != 1 || calls[0] != "GET /version" {
+		t.Errorf("a refused plan made calls past /version: %v", calls)
+	}
+	// Shrinking is refused by the server too.
 	if err := fx.d.C.ResizeDisk(ctx, 100, "virtio0", 1); err == nil || !strings.Contains(err.Error(), "shrinking disks is not supported") {
 		t.Errorf("shrink: %v", err)
 	}

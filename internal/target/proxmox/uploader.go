@@ -2,6 +2,9 @@ package proxmox
 
 import (
 	"context"
+	"encoding/binary"
+	"io"
+	"os"
 	"path/filepath"
 )
 
@@ -49,4 +52,23 @@ func (u *uploader) ensure(ctx context.Context, path, prefix, ext string) (string
 	}
 	u.have[volid] = true
 	return volid, nil
+}
+
+// virtualSize is the size a VM sees of an image: a qcow2's from its
+// header (big-endian at byte 24), else the file's.
+func virtualSize(path string) (int64, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	var hdr [32]byte
+	if n, _ := io.ReadFull(f, hdr[:]); n == len(hdr) && string(hdr[:4]) == "QFI\xfb" {
+		return int64(binary.BigEndian.Uint64(hdr[24:])), nil
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		return 0, err
+	}
+	return fi.Size(), nil
 }
