@@ -23,6 +23,7 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/kubedos/kubedos/internal/errdefs"
 )
@@ -196,8 +197,9 @@ func (c *Client) send(req *http.Request, path string, out any) error {
 		// body. Either is the server's text: bounded before it is shown.
 		msg := env.Message
 		if msg == "" && jsonErr != nil {
-			msg = strings.TrimSpace(string(raw[:min(len(raw), 512)]))
+			msg = string(raw[:min(len(raw), 512)])
 		}
+		msg = printable(msg[:min(len(msg), 2048)])
 		if msg == "" {
 			msg = strings.TrimPrefix(resp.Status, fmt.Sprint(resp.StatusCode)+" ")
 		}
@@ -240,4 +242,17 @@ func (v Version) AtLeast(major, minor int) bool {
 
 func (c *Client) nodePath(parts ...string) string {
 	return "/nodes/" + url.PathEscape(c.node) + "/" + strings.Join(parts, "/")
+}
+
+// printable keeps the server's text to one line of printable characters.
+func printable(s string) string {
+	return strings.TrimSpace(strings.Map(func(r rune) rune {
+		if r == '\n' || r == '\t' {
+			return ' '
+		}
+		if !unicode.IsPrint(r) {
+			return '?'
+		}
+		return r
+	}, s))
 }
