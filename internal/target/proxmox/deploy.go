@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/kubedos/kubedos/internal/errdefs"
 )
@@ -133,6 +134,9 @@ func (d *Deployer) Deploy(ctx context.Context, p Plan) ([]Result, error) {
 		return nil, err
 	}
 	up := &uploader{c: d.C, storage: p.ImportStorage, step: step}
+	if err := d.sweepTPMs(ctx, p, up); err != nil {
+		return nil, err
+	}
 	var out []Result
 	for _, n := range p.Nodes {
 		r, err := d.node(ctx, p, n, here, up)
@@ -255,4 +259,43 @@ func (d *Deployer) owned(ctx context.Context, p Plan) (map[int]present, map[int]
 		here[id] = present{r, cfg, image}
 	}
 	return here, foreign, nil
+}
+
+// tpmVolume names the import volume a node's new TPM state goes through.
+func tpmVolume(p Plan, s Shape) (name, volid string) {
+	name = fmt.Sprintf("kubedos-tpm-%s-%d.raw", s.Name, s.VMID)
+	return name, p.ImportStorage + ":import/" + name
+}
+
+// sweepTPMs deletes TPM state imports an interrupted deploy left behind:
+// they hold TPM seeds, of a VM that exists or of one never made.
+func (d *Deployer) sweepTPMs(ctx context.Context, p Plan, up *uploader) error {
+	if err := up.list(ctx); err != nil {
+		return err
+	}
+	for _, n := range p.Nodes {
+		if _, volid := tpmVolume(p, n.Shape); up.have[volid] {
+			d.Step("%s: deleting %s, left by an interrupted deploy", n.Shape.Name, volid)
+			if err := d.deleteTPM(ctx, p, volid); err != nil {
+				return fmt.Errorf("node %s: %w", n.Shape.Name, err)
+			}
+			delete(up.have, volid)
+		}
+	}
+	return nil
+}
+
+// deleteTPM deletes a TPM state import, even when ctx is cancelled (the
+// operator's ^C must not leave the seeds there), and says which volume is
+// left when it cannot.
+func (d *Deployer) deleteTPM(ctx context.Context, p Plan, volid string) error {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
+	defer cancel()
+	if err := d.C.DeleteVolume(ctx, p.ImportStorage, volid); err != nil {
+		// The import holds the node's TPM seeds: whoever reads the
+		// storage could act as this node. Not a warning: a failure.
+		return fmt.Errorf("%w: the TPM state import %s (the node's TPM seeds) is still on storage %s: delete it (pvesm free %s) and give the token Datastore.Allocate on /storage/%s: %w",
+			ErrLeftBehind, volid, p.ImportStorage, volid, p.ImportStorage, err)
+	}
+	return nil
 }

@@ -56,8 +56,8 @@ func (d *Deployer) node(ctx context.Context, p Plan, n Node, here map[int]presen
 	if s.Vars, err = up.ensure(ctx, p.Vars, "kubedos-vars", ".raw"); err != nil {
 		return r, err
 	}
-	tpmName := fmt.Sprintf("kubedos-tpm-%s-%d.raw", s.Name, s.VMID)
-	s.TPM = p.ImportStorage + ":import/" + tpmName
+	tpmName, tpmVolid := tpmVolume(p, s)
+	s.TPM = tpmVolid
 	s.Marker = want
 	form, err := s.Form()
 	if err != nil {
@@ -82,11 +82,7 @@ func (d *Deployer) node(ctx context.Context, p Plan, n Node, here map[int]presen
 		return r, err
 	}
 	createErr := d.C.CreateVM(ctx, form)
-	if err := d.C.DeleteVolume(ctx, p.ImportStorage, s.TPM); err != nil {
-		// The import holds the node's TPM seeds: whoever reads the
-		// storage could act as this node. Not a warning: a failure.
-		err = fmt.Errorf("%w: the TPM state import %s (the node's TPM seeds) is still on storage %s: delete it (pvesm free %s) and give the token Datastore.Allocate on /storage/%s: %w",
-			ErrLeftBehind, s.TPM, p.ImportStorage, s.TPM, p.ImportStorage, err)
+	if err := d.deleteTPM(ctx, p, s.TPM); err != nil {
 		return r, errors.Join(createErr, err)
 	}
 	if createErr != nil {

@@ -186,3 +186,27 @@ func TestFailedCleanupNamesTheVolume(t *testing.T) {
 		}
 	}
 }
+
+func TestStaleTPMImportSwept(t *testing.T) {
+	fx := newDeployFixture(t)
+	ctx := context.Background()
+	// An earlier deploy was killed between the TPM upload and its delete.
+	p := filepath.Join(t.TempDir(), "seed.raw")
+	if err := os.WriteFile(p, []byte("old seeds"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	sum, _ := fileSHA256(p)
+	volid, err := fx.d.C.Upload(ctx, "local", "kubedos-tpm-w-1-101.raw", p, sum)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := fx.d.Deploy(ctx, fx.plan); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := fx.f.Volume(volid); ok {
+		t.Errorf("%s still there", volid)
+	}
+	if got := fx.f.CallsMatching("DELETE /nodes/pve1/storage/local/content/local:import%2Fkubedos-tpm-w-1-101.raw"); len(got) != 2 {
+		t.Errorf("%d deletes of w-1's TPM import, want the stale one and the new one", len(got))
+	}
+}

@@ -19,6 +19,22 @@ type uploader struct {
 	sums map[string]string
 }
 
+// list reads the storage's import volumes once per deploy.
+func (u *uploader) list(ctx context.Context) error {
+	if u.have != nil {
+		return nil
+	}
+	vols, err := u.c.Volumes(ctx, u.storage, "import")
+	if err != nil {
+		return err
+	}
+	u.have = map[string]bool{}
+	for _, v := range vols {
+		u.have[v.VolID] = true
+	}
+	return nil
+}
+
 func (u *uploader) ensure(ctx context.Context, path, prefix, ext string) (string, error) {
 	sum, ok := u.sums[path]
 	if !ok {
@@ -33,15 +49,8 @@ func (u *uploader) ensure(ctx context.Context, path, prefix, ext string) (string
 	}
 	name := prefix + "-" + sum[:32] + ext
 	volid := u.storage + ":import/" + name
-	if u.have == nil {
-		vols, err := u.c.Volumes(ctx, u.storage, "import")
-		if err != nil {
-			return "", err
-		}
-		u.have = map[string]bool{}
-		for _, v := range vols {
-			u.have[v.VolID] = true
-		}
+	if err := u.list(ctx); err != nil {
+		return "", err
 	}
 	if u.have[volid] {
 		return volid, nil
