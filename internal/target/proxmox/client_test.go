@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kubedos/kubedos/internal/errdefs"
 	"github.com/kubedos/kubedos/internal/target/proxmox/proxmoxtest"
 )
 
@@ -162,5 +163,19 @@ func TestUploadIsCheckedAndNamed(t *testing.T) {
 	}
 	if _, ok := f.Volume(volid); ok {
 		t.Error("volume still there")
+	}
+}
+
+func TestAPIErrorClassAndText(t *testing.T) {
+	for _, tc := range []struct {
+		status int
+		want   error
+	}{{400, errdefs.ErrInvalid}, {401, errdefs.ErrUnauthenticated}, {403, errdefs.ErrPermission}, {500, errdefs.ErrInternal}, {501, errdefs.ErrInvalid}} {
+		if err := error(&APIError{Status: tc.status}); !errors.Is(err, tc.want) {
+			t.Errorf("%d: class %v, want %v", tc.status, errdefs.Class(err), tc.want)
+		}
+	}
+	if got := printable("bad\x1b[31m\nthing\x00"); got != "bad?[31m thing?" {
+		t.Errorf("printable: %q", got)
 	}
 }
