@@ -77,6 +77,7 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 		SpecDigest: "sha256:" + sha256Hex(o.SpecBytes), LockDigest: "sha256:" + sha256Hex(o.LockBytes),
 		Source: Source{Revision: o.Revision, KubedosdSHA256: kdSum, InitSHA256: initSum},
 		Tools:  tools, Epoch: o.Lock.SourceDateEpoch, DBCert: sha256Hex(o.Keys.DB.Raw), Roles: map[string]RoleManifest{},
+		Machines: map[string]string{"proxmox": manifest.ProxmoxMachine},
 	}
 	roles := lock.Roles(o.Spec)
 	roleIDs := map[spec.Role]string{}

@@ -31,6 +31,11 @@ const (
 	FileUKI    = "kubedos.efi"
 )
 
+// ProxmoxMachine is the QEMU machine version the Proxmox VE target pins:
+// an unpinned q35 follows the host's QEMU, so a Proxmox VE upgrade would
+// change the hardware under a measured boot. 9.2 is Proxmox VE 8.4's QEMU.
+const ProxmoxMachine = "pc-q35-9.2"
+
 // Manifest describes a build: every output with its digest, the inputs it
 // was made from, and per role the predicted TPM policy. It is signed with
 // the artifact key (manifest.sig) and is what the hub trusts.
@@ -47,6 +52,11 @@ type Manifest struct {
 	DBCert     string                  `json:"dbCertificateSHA256"`
 	Roles      map[string]RoleManifest `json:"roles"`
 	Files      []FileEntry             `json:"files"`
+	// Machines is, per VM target, the machine version the target pins
+	// for this build's nodes ("proxmox": ProxmoxMachine): the hardware
+	// the firmware runs on, an input of the prediction besides the
+	// artifacts. Builds made before it was recorded lack it.
+	Machines map[string]string `json:"machines,omitempty"`
 }
 
 // Source identifies the kubedos code that made the build.

@@ -23,6 +23,9 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode"
+
+	"github.com/kubedos/kubedos/internal/errdefs"
 )
 
 // Client talks to one Proxmox VE node of a cluster's API.
@@ -113,6 +116,23 @@ type APIError struct {
 	Params map[string]string
 }
 
+// Unwrap classifies the refusal by its status.
+func (e *APIError) Unwrap() error {
+	switch e.Status {
+	case http.StatusBadRequest:
+		return errdefs.ErrInvalid
+	case http.StatusUnauthorized:
+		return errdefs.ErrUnauthenticated
+	case http.StatusForbidden:
+		return errdefs.ErrPermission
+	case http.StatusNotImplemented:
+		return errdefs.ErrInvalid
+	case http.StatusServiceUnavailable:
+		return errdefs.ErrUnavailable
+	}
+	return errdefs.ErrInternal
+}
+
 func (e *APIError) Error() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "proxmox %s %s: %d %s", e.Method, e.Path, e.Status, strings.TrimSpace(e.Message))
@@ -172,8 +192,14 @@ func (c *Client) send(req *http.Request, path string, out any) error {
 	var env envelope
 	jsonErr := json.Unmarshal(raw, &env)
 	if resp.StatusCode != http.StatusOK {
-		// The reason phrase carries the message; a 401 has no JSON body.
+		// pve-http-server's own refusals (501 chunked, …) carry the
+		// message in the reason phrase and as a text body; a 401 has no
+		// body. Either is the server's text: bounded before it is shown.
 		msg := env.Message
+		if msg == "" && jsonErr != nil {
+			msg = string(raw[:min(len(raw), 512)])
+		}
+		msg = printable(msg[:min(len(msg), 2048)])
 		if msg == "" {
 			msg = strings.TrimPrefix(resp.Status, fmt.Sprint(resp.StatusCode)+" ")
 		}
@@ -216,4 +242,17 @@ func (v Version) AtLeast(major, minor int) bool {
 
 func (c *Client) nodePath(parts ...string) string {
 	return "/nodes/" + url.PathEscape(c.node) + "/" + strings.Join(parts, "/")
+}
+
+// printable keeps the server's text to one line of printable characters.
+func printable(s string) string {
+	return strings.TrimSpace(strings.Map(func(r rune) rune {
+		if r == '\n' || r == '\t' {
+			return ' '
+		}
+		if !unicode.IsPrint(r) {
+			return '?'
+		}
+		return r
+	}, s))
 }

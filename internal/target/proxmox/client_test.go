@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kubedos/kubedos/internal/errdefs"
 	"github.com/kubedos/kubedos/internal/target/proxmox/proxmoxtest"
 )
 
@@ -108,7 +109,7 @@ func TestTLSAndAuth(t *testing.T) {
 
 func TestAPIErrorsNameTheParameter(t *testing.T) {
 	_, c := newFake(t)
-	err := c.CreateVM(context.Background(), map[string][]string{"vmid": {"101"}, "efidisk0": {"local-lvm:1,import-from=local:import/x.raw"}})
+	err := c.CreateVM(context.Background(), map[string][]string{"vmid": {"101"}, "efidisk0": {"local-lvm:0,import-from=local:import/x.raw"}})
 	var ae *APIError
 	if !errors.As(err, &ae) || ae.Status != 400 {
 		t.Fatalf("err %v, want a 400", err)
@@ -162,5 +163,19 @@ func TestUploadIsCheckedAndNamed(t *testing.T) {
 	}
 	if _, ok := f.Volume(volid); ok {
 		t.Error("volume still there")
+	}
+}
+
+func TestAPIErrorClassAndText(t *testing.T) {
+	for _, tc := range []struct {
+		status int
+		want   error
+	}{{400, errdefs.ErrInvalid}, {401, errdefs.ErrUnauthenticated}, {403, errdefs.ErrPermission}, {500, errdefs.ErrInternal}, {501, errdefs.ErrInvalid}} {
+		if err := error(&APIError{Status: tc.status}); !errors.Is(err, tc.want) {
+			t.Errorf("%d: class %v, want %v", tc.status, errdefs.Class(err), tc.want)
+		}
+	}
+	if got := printable("bad\x1b[31m\nthing\x00"); got != "bad?[31m thing?" {
+		t.Errorf("printable: %q", got)
 	}
 }

@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"strings"
+	"time"
+
+	"github.com/kubedos/kubedos/internal/errdefs"
 )
 
 // Node is one VM to deploy.
@@ -21,17 +23,21 @@ type Node struct {
 type Plan struct {
 	Cluster string
 	Nodes   []Node
-	// Vars is the OVMF variable store with the platform's keys enrolled.
+	// Vars is the OVMF variable store with the platform's keys enrolled:
+	// exactly VarsSize bytes, as Proxmox VE keeps no more of it.
 	Vars string
 	// ImportStorage is the file-based storage uploads go to (local).
 	ImportStorage string
+	// Machine is the pinned machine version for every VM whose shape sets
+	// none (the build's manifest records it); empty: DefaultMachine.
+	Machine string
 	// Recreate allows destroying a kubedos VM that holds another image.
 	Recreate bool
 	// WorkDir holds each new TPM's state until it is uploaded.
 	WorkDir string
 }
 
-// Action is what Deploy did to a node.
+// Action is what Deploy (or Down) did to a node.
 type Action string
 
 const (
@@ -39,6 +45,9 @@ const (
 	ActionRecreated Action = "recreated"
 	ActionStarted   Action = "started" // it existed, stopped
 	ActionUnchanged Action = "unchanged"
+	ActionStopped   Action = "stopped"   // Down
+	ActionDestroyed Action = "destroyed" // Down with destroy
+	ActionAbsent    Action = "absent"    // Down: no VM there
 )
 
 // Result is one node's outcome.
@@ -49,6 +58,9 @@ type Result struct {
 	// EKHash is the new TPM's EK, registered before the VM first booted
 	// (empty when the VM already existed).
 	EKHash string `json:"ekHash,omitempty"`
+	// Note is a difference left as it is (an existing VM on another
+	// machine version).
+	Note string `json:"note,omitempty"`
 }
 
 // Deployer deploys plans with a client.
@@ -65,8 +77,25 @@ type Deployer struct {
 }
 
 // MinRelease is the oldest Proxmox VE that accepts disk images as import
-// uploads.
+// uploads and imports TPM state.
 var MinRelease = [2]int{8, 4}
+
+const (
+	// VarsSize is the size of an efitype=4m variable store (Proxmox VE's
+	// OVMF_VARS_4M.fd): an efidisk0 import keeps that many bytes.
+	VarsSize = 540672
+	// TPMStateSize is the size of every tpmstate0 volume.
+	TPMStateSize = 4 << 20
+)
+
+var (
+	// ErrVMIDTaken: a VMID of the plan is held by another guest.
+	ErrVMIDTaken = errdefs.New(errdefs.ErrAlreadyExists, "VMID in use")
+	// ErrPrivileges: the API token lacks privileges the deploy needs.
+	ErrPrivileges = errdefs.New(errdefs.ErrPermission, "the Proxmox VE API token lacks privileges")
+	// ErrLeftBehind: a volume holding secrets could not be deleted.
+	ErrLeftBehind = errdefs.New(errdefs.ErrPrecondition, "volume left behind")
+)
 
 // marker is the first line of a kubedos VM's description.
 func marker(cluster, node, imageID string) string {
@@ -74,35 +103,43 @@ func marker(cluster, node, imageID string) string {
 }
 
 // Deploy makes every node's VM exist and run, from the plan's images.
-// Running it again changes nothing. A VMID held by a VM kubedos did not
-// make is refused; a kubedos VM of another image is recreated only with
-// Recreate. Uploads are content-addressed: an image already on the
-// storage is not sent again.
+// Running it again changes nothing. Everything the API would refuse, a
+// privilege the token lacks and a VMID held anywhere in the cluster by a
+// guest kubedos did not make for that node are refused before anything is
+// changed; a kubedos VM of another image is recreated only with Recreate.
+// Uploads are content-addressed: an image already on the storage is not
+// sent again.
 func (d *Deployer) Deploy(ctx context.Context, p Plan) ([]Result, error) {
 	if d.Step == nil {
 		d.Step = func(string, ...any) {}
 	}
 	step := d.Step
+	p = p.withMachine()
 	v, err := d.C.Version(ctx)
 	if err != nil {
 		return nil, err
 	}
 	if !v.AtLeast(MinRelease[0], MinRelease[1]) {
-		return nil, fmt.Errorf("proxmox VE %s (release %s): kubedos needs %d.%d or later (disk images as import uploads)", v.Version, v.Release, MinRelease[0], MinRelease[1])
+		return nil, fmt.Errorf("proxmox VE %s (release %s): kubedos needs %d.%d or later (disk images as import uploads, TPM state import)", v.Version, v.Release, MinRelease[0], MinRelease[1])
 	}
 	step("proxmox VE %s, node %s", v.Version, d.C.node)
-	vms, err := d.C.VMs(ctx)
+	if err := checkPlan(p); err != nil {
+		return nil, err
+	}
+	if err := d.preflight(ctx, p); err != nil {
+		return nil, err
+	}
+	here, err := d.guests(ctx, p)
 	if err != nil {
 		return nil, err
 	}
-	byID := map[int]VMStatus{}
-	for _, vm := range vms {
-		byID[vm.VMID] = vm
-	}
 	up := &uploader{c: d.C, storage: p.ImportStorage, step: step}
+	if err := d.sweepTPMs(ctx, p, up); err != nil {
+		return nil, err
+	}
 	var out []Result
 	for _, n := range p.Nodes {
-		r, err := d.node(ctx, p, n, byID, up)
+		r, err := d.node(ctx, p, n, here, up)
 		if err != nil {
 			return out, fmt.Errorf("node %s (VM %d): %w", n.Shape.Name, n.Shape.VMID, err)
 		}
@@ -111,135 +148,154 @@ func (d *Deployer) Deploy(ctx context.Context, p Plan) ([]Result, error) {
 	return out, nil
 }
 
-func (d *Deployer) node(ctx context.Context, p Plan, n Node, byID map[int]VMStatus, up *uploader) (Result, error) {
-	s := n.Shape
-	r := Result{Name: s.Name, VMID: s.VMID}
-	want := marker(p.Cluster, s.Name, n.ImageID)
-	if vm, ok := byID[s.VMID]; ok {
-		cfg, err := d.C.VMConfig(ctx, s.VMID)
-		if err != nil {
-			return r, err
+func (p Plan) withMachine() Plan {
+	nodes := make([]Node, len(p.Nodes))
+	for i, n := range p.Nodes {
+		if n.Shape.Machine == "" {
+			n.Shape.Machine = p.Machine
 		}
-		desc, _ := cfg["description"].(string)
-		first, _, _ := strings.Cut(desc, "\n")
-		switch {
-		case first == want && vm.Status == "running":
-			d.Step("%s: VM %d already running image %s", s.Name, s.VMID, n.ImageID)
-			r.Action = ActionUnchanged
-			return r, nil
-		case first == want:
-			d.Step("%s: VM %d exists, starting it", s.Name, s.VMID)
-			r.Action = ActionStarted
-			return r, d.C.StartVM(ctx, s.VMID)
-		case !strings.HasPrefix(first, marker(p.Cluster, s.Name, "")):
-			return r, fmt.Errorf("VMID %d is taken by a VM kubedos did not make for this node (name %q): free it or change topology.nodes[].vmid", s.VMID, vm.Name)
-		case !p.Recreate:
-			return r, fmt.Errorf("VM %d holds another image (%s): recreating it destroys its data; set destructive.recreateVMs to allow it (upgrades go through kubedos node upgrade)",
-				s.VMID, strings.TrimPrefix(first, marker(p.Cluster, s.Name, "")))
+		nodes[i] = n
+	}
+	p.Nodes = nodes
+	return p
+}
+
+// checkPlan finds, without the API, every problem the server would refuse
+// later or silently cut.
+func checkPlan(p Plan) error {
+	var problems []error
+	sizes := map[string]int64{}
+	for _, n := range p.Nodes {
+		if err := n.Shape.Check(); err != nil {
+			problems = append(problems, err)
 		}
-		r.Action = ActionRecreated
-	} else {
-		r.Action = ActionCreated
-	}
-	// The new machine's identity and images first: if the hub refuses
-	// the EK (a node enrolled under the name must be replaced first) or
-	// an upload fails, an existing VM is still there, untouched.
-	tpmPath := filepath.Join(p.WorkDir, fmt.Sprintf("tpm-%s-%d.raw", s.Name, s.VMID))
-	_ = os.Remove(tpmPath)
-	// The state holds the TPM's seeds: the local copy goes, and so does
-	// the import volume once the VM holds its own copy.
-	defer os.Remove(tpmPath)
-	var err error
-	if r.EKHash, err = d.MakeTPM(ctx, tpmPath); err != nil {
-		return r, err
-	}
-	if err := d.RegisterEK(ctx, s.Name, r.EKHash); err != nil {
-		return r, fmt.Errorf("register EK with the hub: %w", err)
-	}
-	if s.Disk, err = up.ensure(ctx, n.Image, "kubedos-disk", ".qcow2"); err != nil {
-		return r, err
-	}
-	if s.Vars, err = up.ensure(ctx, p.Vars, "kubedos-vars", ".raw"); err != nil {
-		return r, err
-	}
-	tpmName := fmt.Sprintf("kubedos-tpm-%s-%d.raw", s.Name, s.VMID)
-	s.TPM = p.ImportStorage + ":import/" + tpmName
-	form, err := s.Form()
-	if err != nil {
-		return r, err
-	}
-	form.Set("description", want)
-	if r.Action == ActionRecreated {
-		d.Step("%s: destroying VM %d to recreate it with image %s (destructive.recreateVMs)", s.Name, s.VMID, n.ImageID)
-		if byID[s.VMID].Status == "running" {
-			if err := d.C.StopVM(ctx, s.VMID); err != nil {
-				return r, err
+		if n.Shape.DiskGiB == 0 {
+			continue
+		}
+		size, ok := sizes[n.Image]
+		if !ok {
+			var err error
+			if size, err = virtualSize(n.Image); err != nil {
+				problems = append(problems, fmt.Errorf("node %s: image: %w", n.Shape.Name, err))
+				continue
 			}
+			sizes[n.Image] = size
 		}
-		if err := d.C.DestroyVM(ctx, s.VMID); err != nil {
-			return r, err
+		if size > int64(n.Shape.DiskGiB)<<30 {
+			// Proxmox VE never shrinks a disk: refuse before anything is made.
+			problems = append(problems, fmt.Errorf("node %s: diskGiB %d is smaller than the image %s (%d bytes)", n.Shape.Name, n.Shape.DiskGiB, n.Image, size))
 		}
 	}
-	tpmSum, err := fileSHA256(tpmPath)
-	if err != nil {
-		return r, err
+	switch fi, err := os.Stat(p.Vars); {
+	case err != nil:
+		problems = append(problems, fmt.Errorf("OVMF variable store: %w", err))
+	case fi.Size() != VarsSize:
+		// Proxmox VE copies the first VarsSize bytes of the import and
+		// pads a shorter one: either way not the store that was built.
+		problems = append(problems, fmt.Errorf("OVMF variable store %s is %d bytes; an efitype=4m efidisk holds exactly %d (OVMF_VARS_4M.fd)", p.Vars, fi.Size(), VarsSize))
 	}
-	if _, err := d.C.Upload(ctx, p.ImportStorage, tpmName, tpmPath, tpmSum); err != nil {
-		return r, err
-	}
-	err = errors.Join(d.C.CreateVM(ctx, form), d.C.DeleteVolume(ctx, p.ImportStorage, s.TPM))
-	if err != nil {
-		return r, err
-	}
-	if err := d.C.StartVM(ctx, s.VMID); err != nil {
-		return r, err
-	}
-	d.Step("%s: VM %d %s and started (image %s, EK %s…)", s.Name, s.VMID, r.Action, n.ImageID, r.EKHash[:min(16, len(r.EKHash))])
-	return r, nil
+	return errors.Join(problems...)
 }
 
-// uploader sends each local file once, named by its content.
-type uploader struct {
-	c       *Client
-	storage string
-	step    func(string, ...any)
-	have    map[string]bool
-	// sums caches each file's SHA-256: nodes of one role share an image,
-	// and hashing 100 MiB per node would be the deploy's largest cost.
-	sums map[string]string
+// present is a plan node's VM on this node, made by kubedos for that node.
+type present struct {
+	Resource
+	cfg map[string]any
+	// Image is the image ID its description names.
+	Image string
 }
 
-func (u *uploader) ensure(ctx context.Context, path, prefix, ext string) (string, error) {
-	sum, ok := u.sums[path]
-	if !ok {
-		var err error
-		if sum, err = fileSHA256(path); err != nil {
-			return "", err
-		}
-		if u.sums == nil {
-			u.sums = map[string]string{}
-		}
-		u.sums[path] = sum
+// guests reads the cluster's guests and refuses, all at once, every plan
+// VMID held on another node, by a container, or by a VM kubedos did not
+// make for that node; it returns the plan's VMs found on this node.
+func (d *Deployer) guests(ctx context.Context, p Plan) (map[int]present, error) {
+	here, foreign, err := d.owned(ctx, p)
+	if err != nil {
+		return nil, err
 	}
-	name := prefix + "-" + sum[:32] + ext
-	volid := u.storage + ":import/" + name
-	if u.have == nil {
-		vols, err := u.c.Volumes(ctx, u.storage, "import")
+	var problems []error
+	for _, n := range p.Nodes {
+		if err := foreign[n.Shape.VMID]; err != nil {
+			problems = append(problems, fmt.Errorf("node %s: %w", n.Shape.Name, err))
+		}
+	}
+	return here, errors.Join(problems...)
+}
+
+// owned sorts the plan's VMIDs as the cluster holds them: VMs kubedos made
+// for that node on this node, and for any other holder an error naming it.
+func (d *Deployer) owned(ctx context.Context, p Plan) (map[int]present, map[int]error, error) {
+	all, err := d.C.Resources(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	byID := map[int]Resource{}
+	for _, r := range all {
+		byID[r.VMID] = r
+	}
+	here, foreign := map[int]present{}, map[int]error{}
+	for _, n := range p.Nodes {
+		id := n.Shape.VMID
+		r, ok := byID[id]
+		switch {
+		case !ok:
+			continue
+		case r.Type != "qemu":
+			foreign[id] = fmt.Errorf("%w: VMID %d is taken by a %s (%q) on node %s: free it or change topology.nodes[].vmid", ErrVMIDTaken, id, r.Type, r.Name, r.Node)
+			continue
+		case r.Node != d.C.node:
+			foreign[id] = fmt.Errorf("%w: VMID %d is taken by VM %q on node %s (VMIDs are cluster-wide; the spec deploys to %s): free it or change topology.nodes[].vmid", ErrVMIDTaken, id, r.Name, r.Node, d.C.node)
+			continue
+		}
+		cfg, err := d.C.VMConfig(ctx, id)
 		if err != nil {
-			return "", err
+			return nil, nil, fmt.Errorf("node %s (VM %d): %w", n.Shape.Name, id, err)
 		}
-		u.have = map[string]bool{}
-		for _, v := range vols {
-			u.have[v.VolID] = true
+		image, ours := strings.CutPrefix(firstLine(cfg["description"]), marker(p.Cluster, n.Shape.Name, ""))
+		if !ours {
+			foreign[id] = fmt.Errorf("%w: VMID %d is taken by VM %q, which kubedos did not make for this node: free it or change topology.nodes[].vmid", ErrVMIDTaken, id, r.Name)
+			continue
+		}
+		here[id] = present{r, cfg, image}
+	}
+	return here, foreign, nil
+}
+
+// tpmVolume names the import volume a node's new TPM state goes through.
+func tpmVolume(p Plan, s Shape) (name, volid string) {
+	name = fmt.Sprintf("kubedos-tpm-%s-%d.raw", s.Name, s.VMID)
+	return name, p.ImportStorage + ":import/" + name
+}
+
+// sweepTPMs deletes TPM state imports an interrupted deploy left behind:
+// they hold TPM seeds, of a VM that exists or of one never made.
+func (d *Deployer) sweepTPMs(ctx context.Context, p Plan, up *uploader) error {
+	if err := up.list(ctx); err != nil {
+		return err
+	}
+	for _, n := range p.Nodes {
+		if _, volid := tpmVolume(p, n.Shape); up.have[volid] {
+			d.Step("%s: deleting %s, left by an interrupted deploy", n.Shape.Name, volid)
+			if err := d.deleteTPM(ctx, p, volid); err != nil {
+				return fmt.Errorf("node %s: %w", n.Shape.Name, err)
+			}
+			delete(up.have, volid)
 		}
 	}
-	if u.have[volid] {
-		return volid, nil
+	return nil
+}
+
+// deleteTPM deletes a TPM state import, even when ctx is cancelled (the
+// operator's ^C must not leave the seeds there), and says which volume is
+// left when it cannot.
+func (d *Deployer) deleteTPM(ctx context.Context, p Plan, volid string) error {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
+	defer cancel()
+	if err := d.C.DeleteVolume(ctx, p.ImportStorage, volid); err != nil {
+		// The import holds the node's TPM seeds: whoever reads the
+		// storage could act as this node. Not a warning: a failure.
+		return fmt.Errorf("%w: the TPM state import %s (the node's TPM seeds) is still on storage %s: delete it (pvesm free %s) and give the token Datastore.Allocate on /storage/%s: %w",
+			ErrLeftBehind, volid, p.ImportStorage, volid, p.ImportStorage, err)
 	}
-	u.step("uploading %s to %s as %s", filepath.Base(path), u.storage, name)
-	if _, err := u.c.Upload(ctx, u.storage, name, path, sum); err != nil {
-		return "", err
-	}
-	u.have[volid] = true
-	return volid, nil
+	return nil
 }

@@ -22,6 +22,8 @@ type deployFixture struct {
 	ekByNode map[string]string
 	// vmAtRegister records whether the VM existed when its EK was registered.
 	vmAtRegister map[string]bool
+	// tpmByEK is the TPM state MakeTPM wrote, by EK hash.
+	tpmByEK map[string][]byte
 }
 
 func newDeployFixture(t testing.TB) *deployFixture {
@@ -35,8 +37,10 @@ func newDeployFixture(t testing.TB) *deployFixture {
 		}
 		return p
 	}
-	master, worker, vars := write("master.qcow2", "master image"), write("worker.qcow2", "worker image"), write("vars.fd", "ovmf vars")
-	fx := &deployFixture{f: f, ekByNode: map[string]string{}, vmAtRegister: map[string]bool{}}
+	// The variable store has OVMF_VARS_4M.fd's size, as the build's does.
+	varsBody := []byte(strings.Repeat("ovmf vars ", VarsSize/10+1))[:VarsSize]
+	master, worker, vars := write("master.qcow2", "master image"), write("worker.qcow2", "worker image"), write("vars.fd", string(varsBody))
+	fx := &deployFixture{f: f, ekByNode: map[string]string{}, vmAtRegister: map[string]bool{}, tpmByEK: map[string][]byte{}}
 	node := func(name string, vmid int, image, imageID string) Node {
 		return Node{Image: image, ImageID: imageID, Shape: Shape{VMID: vmid, Name: name, Cores: 2, MemoryMiB: 2048,
 			Storage: "local-lvm", Bridge: "vmbr0", MAC: fmt.Sprintf("52:54:00:00:00:%02x", vmid%256),
@@ -51,7 +55,9 @@ func newDeployFixture(t testing.TB) *deployFixture {
 			seed := make([]byte, 32)
 			_, _ = rand.Read(seed)
 			sum := sha256.Sum256(seed)
-			return hex.EncodeToString(sum[:]), os.WriteFile(path, seed, 0o600)
+			ek := hex.EncodeToString(sum[:])
+			fx.tpmByEK[ek] = seed
+			return ek, os.WriteFile(path, seed, 0o600)
 		},
 		RegisterEK: func(_ context.Context, node, ek string) error {
 			fx.ekByNode[node] = ek
@@ -92,7 +98,7 @@ func TestDeployMakesEveryVM(t *testing.T) {
 		}
 		cfg := vm.Config
 		for key, want := range map[string]string{
-			"machine": "q35", "bios": "ovmf", "boot": "order=virtio0", "name": r.Name,
+			"machine": DefaultMachine, "bios": "ovmf", "boot": "order=virtio0", "name": r.Name, "agent": "1",
 			"efidisk0":  "pre-enrolled-keys=0",
 			"tpmstate0": "version=v2.0",
 			"net0":      "bridge=vmbr0",
@@ -101,6 +107,15 @@ func TestDeployMakesEveryVM(t *testing.T) {
 			if !strings.Contains(cfg[key], want) {
 				t.Errorf("%s: %s = %q, want %q in it", r.Name, key, cfg[key], want)
 			}
+		}
+		// What the VM holds: the variable store whole, the TPM state as
+		// made here (padded to the volume's 4 MiB).
+		if vars, _ := fx.f.Disk(cfg["efidisk0"]); string(vars) != string(varsOf(t, fx)) {
+			t.Errorf("%s: efidisk holds %d bytes, not the variable store", r.Name, len(vars))
+		}
+		tpm, _ := fx.f.Disk(cfg["tpmstate0"])
+		if seed := fx.tpmByEK[r.EKHash]; len(tpm) != TPMStateSize || string(tpm[:len(seed)]) != string(seed) {
+			t.Errorf("%s: tpmstate holds %d bytes, want the TPM made here padded to %d", r.Name, len(tpm), TPMStateSize)
 		}
 		if !strings.HasPrefix(cfg["description"], marker("lab", r.Name, "")) {
 			t.Errorf("%s: description %q", r.Name, cfg["description"])
@@ -249,4 +264,13 @@ func TestDeployFailures(t *testing.T) {
 			t.Fatalf("err %v", err)
 		}
 	})
+}
+
+func varsOf(t testing.TB, fx *deployFixture) []byte {
+	t.Helper()
+	b, err := os.ReadFile(fx.plan.Vars)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }

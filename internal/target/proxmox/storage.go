@@ -1,9 +1,11 @@
 package proxmox
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"mime/multipart"
@@ -11,6 +13,7 @@ import (
 	"net/url"
 	"os"
 	"regexp"
+	"strings"
 )
 
 // Volume is one entry of GET /nodes/{node}/storage/{storage}/content.
@@ -57,37 +60,38 @@ func (c *Client) Upload(ctx context.Context, storage, name, path, sum string) (s
 		return "", err
 	}
 	defer f.Close()
-	pr, pw := io.Pipe()
-	mw := multipart.NewWriter(pw)
-	go func() {
-		err := func() error {
-			for _, kv := range [][2]string{{"content", "import"}, {"checksum", sum}, {"checksum-algorithm", "sha256"}} {
-				if err := mw.WriteField(kv[0], kv[1]); err != nil {
-					return err
-				}
-			}
-			// The file part is named "filename"; its filename is the volume's.
-			part, err := mw.CreateFormFile("filename", name)
-			if err != nil {
-				return err
-			}
-			if _, err := io.Copy(part, f); err != nil {
-				return fmt.Errorf("read %s: %w", path, err)
-			}
-			return mw.Close()
-		}()
-		pw.CloseWithError(err)
-	}()
-	apiPath := c.nodePath("storage", url.PathEscape(storage), "upload")
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.base.JoinPath(apiPath).String(), pr)
+	fi, err := f.Stat()
 	if err != nil {
-		pr.Close()
 		return "", err
 	}
+	// pve-http-server refuses a chunked body (501) and needs the length
+	// up front: the multipart head and tail are built in memory, the
+	// file streamed between them, and the sum of the three sent as
+	// Content-Length.
+	var head bytes.Buffer
+	mw := multipart.NewWriter(&head)
+	// The server's parser reads these fields in this order only, then
+	// the file part (named "filename"; its filename is the volume's).
+	for _, kv := range [][2]string{{"content", "import"}, {"checksum-algorithm", "sha256"}, {"checksum", sum}} {
+		if err := mw.WriteField(kv[0], kv[1]); err != nil {
+			return "", err
+		}
+	}
+	if _, err := mw.CreateFormFile("filename", name); err != nil {
+		return "", err
+	}
+	tail := "\r\n--" + mw.Boundary() + "--\r\n"
+	size := fi.Size()
+	body := io.MultiReader(bytes.NewReader(head.Bytes()), &exactReader{r: f, left: size, path: path}, strings.NewReader(tail))
+	apiPath := c.nodePath("storage", url.PathEscape(storage), "upload")
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.base.JoinPath(apiPath).String(), body)
+	if err != nil {
+		return "", err
+	}
+	req.ContentLength = int64(head.Len()) + size + int64(len(tail))
 	req.Header.Set("Content-Type", mw.FormDataContentType())
 	var upid string
 	if err := c.send(req, apiPath, &upid); err != nil {
-		pr.CloseWithError(err)
 		return "", fmt.Errorf("upload %s: %w", path, err)
 	}
 	if err := c.WaitTask(ctx, upid); err != nil {
@@ -107,4 +111,28 @@ func fileSHA256(path string) (string, error) {
 		return "", fmt.Errorf("read %s: %w", path, err)
 	}
 	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// exactReader reads exactly left bytes of a file whose size was announced
+// in Content-Length: a file that grows or shrinks meanwhile fails the
+// upload instead of sending other bytes than the checksum covers.
+type exactReader struct {
+	r    io.Reader
+	left int64
+	path string
+}
+
+func (e *exactReader) Read(p []byte) (int, error) {
+	if e.left == 0 {
+		return 0, io.EOF
+	}
+	n, err := e.r.Read(p[:min(int64(len(p)), e.left)])
+	e.left -= int64(n)
+	if errors.Is(err, io.EOF) && e.left > 0 {
+		return n, fmt.Errorf("read %s: the file shrank while it was sent", e.path)
+	}
+	if err != nil && !errors.Is(err, io.EOF) {
+		return n, fmt.Errorf("read %s: %w", e.path, err)
+	}
+	return n, nil
 }

@@ -7,8 +7,12 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"regexp"
+	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/kubedos/kubedos/internal/manifest"
 )
 
 // VMStatus is one entry of GET /nodes/{node}/qemu.
@@ -61,10 +65,18 @@ type Shape struct {
 	Name      string
 	Cores     int
 	MemoryMiB int
+	// DiskGiB is the size the VM's disk is grown to after the import
+	// (topology.nodes[].diskGiB); 0 keeps the image's size.
+	DiskGiB int
 	// Storage holds the VM's disks, EFI vars and TPM state (local-lvm).
 	Storage string
 	Bridge  string
 	MAC     string
+	// Machine pins the QEMU machine version (pc-q35-9.2): an unpinned
+	// q35 follows the host's QEMU, and the hardware the firmware sees
+	// (and measures) would change with a Proxmox VE upgrade. Empty:
+	// DefaultMachine.
+	Machine string
 	// Disk, Vars and TPM are import volumes (local:import/…) the VM's
 	// disk, EFI variable store and TPM state are copied from.
 	Disk, Vars, TPM string
@@ -78,51 +90,127 @@ type Shape struct {
 	Tags   []string
 }
 
+// DefaultMachine is the machine version kubedos pins, as the build's
+// manifest records it (machines.proxmox): the newest q35 that Proxmox VE
+// 8.4's QEMU (9.2) knows; 9.x's QEMU 10 keeps it.
+const DefaultMachine = manifest.ProxmoxMachine
+
 // maxSMBIOS1 is the API's length limit of the smbios1 property.
 const maxSMBIOS1 = 512
 
-// Form renders the shape as POST /nodes/{node}/qemu parameters.
-func (s Shape) Form() (url.Values, error) {
+var (
+	// machineRE is a pinned q35 (qemu-server accepts more; kubedos pins).
+	machineRE = regexp.MustCompile(`^pc-q35-\d+\.\d+(\+pve\d+)?$`)
+	// unicastRE is pve-common's mac-addr format: the I/G bit clear.
+	unicastRE = regexp.MustCompile(`^(?i)[0-9a-f][02468ace](:[0-9a-f]{2}){5}$`)
+	tagRE     = regexp.MustCompile(`^(?i)[a-z0-9_][a-z0-9_+.-]*$`)
+)
+
+// NormalTags renders tags as Proxmox VE stores them (get_unique_tags with
+// the default datacenter settings): lower-cased, sorted, each once. A VM's
+// tags read back equal to what was sent only in this form.
+func NormalTags(tags []string) string {
+	out := make([]string, 0, len(tags))
+	for _, t := range tags {
+		out = append(out, strings.ToLower(t))
+	}
+	slices.Sort(out)
+	return strings.Join(slices.Compact(out), ";")
+}
+
+func (s Shape) machine() string {
+	if s.Machine == "" {
+		return DefaultMachine
+	}
+	return s.Machine
+}
+
+// Check reports every problem the API would refuse in the shape's own
+// fields (not the volumes Deploy fills in), so a deploy can refuse before
+// it changes anything.
+func (s Shape) Check() error {
 	var problems []error
 	for _, f := range []struct{ name, v string }{{"name", s.Name}, {"storage", s.Storage}, {"bridge", s.Bridge},
-		{"disk", s.Disk}, {"vars", s.Vars}, {"tpm", s.TPM}, {"uuid", s.UUID}, {"mac", s.MAC}} {
+		{"uuid", s.UUID}, {"mac", s.MAC}} {
 		if f.v == "" {
 			problems = append(problems, fmt.Errorf("%s is empty", f.name))
 		}
 	}
-	if s.VMID < 100 || s.Cores < 1 || s.MemoryMiB < 16 {
-		problems = append(problems, fmt.Errorf("vmid %d, cores %d, memory %d MiB: want vmid ≥ 100, a core, 16 MiB", s.VMID, s.Cores, s.MemoryMiB))
+	if s.VMID < 100 || s.Cores < 1 || s.MemoryMiB < 16 || s.DiskGiB < 0 {
+		problems = append(problems, fmt.Errorf("vmid %d, cores %d, memory %d MiB, disk %d GiB: want vmid ≥ 100, a core, 16 MiB, a disk size ≥ 0", s.VMID, s.Cores, s.MemoryMiB, s.DiskGiB))
 	}
-	b64 := base64.StdEncoding.EncodeToString
-	smbios := fmt.Sprintf("uuid=%s,serial=%s,manufacturer=%s,product=%s,sku=%s,base64=1",
-		s.UUID, b64([]byte(s.Serial)), b64([]byte("kubedos")), b64([]byte("kubedos node")), b64([]byte(strings.Join(s.Identity, ";"))))
-	if len(smbios) > maxSMBIOS1 {
-		problems = append(problems, fmt.Errorf("SMBIOS identity is %d characters encoded, Proxmox VE allows %d", len(smbios), maxSMBIOS1))
+	if s.MAC != "" && !unicastRE.MatchString(s.MAC) {
+		problems = append(problems, fmt.Errorf("MAC %s: Proxmox VE takes unicast addresses only (the low bit of the first octet clear)", s.MAC))
+	}
+	if !machineRE.MatchString(s.machine()) {
+		problems = append(problems, fmt.Errorf("machine %q: want a pinned q35 version such as %s", s.Machine, DefaultMachine))
+	}
+	for _, t := range s.Tags {
+		if !tagRE.MatchString(t) {
+			problems = append(problems, fmt.Errorf("tag %q: want letters, digits and _ + . - (not first)", t))
+		}
+	}
+	if n := len(s.smbios1()); n > maxSMBIOS1 {
+		problems = append(problems, fmt.Errorf("SMBIOS identity is %d characters encoded, Proxmox VE allows %d", n, maxSMBIOS1))
 	}
 	if err := errors.Join(problems...); err != nil {
-		return nil, fmt.Errorf("VM %d (%s): %w", s.VMID, s.Name, err)
+		return fmt.Errorf("VM %d (%s): %w", s.VMID, s.Name, err)
+	}
+	return nil
+}
+
+func (s Shape) smbios1() string {
+	out := "uuid=" + s.UUID
+	// An empty field is left out: the server's pattern wants one
+	// base64 character at least.
+	for _, f := range [][2]string{{"serial", s.Serial}, {"manufacturer", "kubedos"}, {"product", "kubedos node"},
+		{"sku", strings.Join(s.Identity, ";")}} {
+		if f[1] != "" {
+			out += "," + f[0] + "=" + base64.StdEncoding.EncodeToString([]byte(f[1]))
+		}
+	}
+	return out + ",base64=1"
+}
+
+// Form renders the shape as POST /nodes/{node}/qemu parameters.
+func (s Shape) Form() (url.Values, error) {
+	err := s.Check()
+	var missing []error
+	for _, f := range []struct{ name, v string }{{"disk", s.Disk}, {"vars", s.Vars}, {"tpm", s.TPM}} {
+		if f.v == "" {
+			missing = append(missing, fmt.Errorf("VM %d (%s): %s is empty", s.VMID, s.Name, f.name))
+		}
+	}
+	if err := errors.Join(append([]error{err}, missing...)...); err != nil {
+		return nil, err
 	}
 	return url.Values{
 		"vmid":    {strconv.Itoa(s.VMID)},
 		"name":    {s.Name},
-		"machine": {"q35"},
+		"machine": {s.machine()},
 		"bios":    {"ovmf"},
 		"ostype":  {"l26"},
 		"cores":   {strconv.Itoa(s.Cores)},
 		"memory":  {strconv.Itoa(s.MemoryMiB)},
+		// Size 0 on every drive made from an import volume: qemu-server
+		// refuses any other with import-from and sizes the volume itself
+		// (the VARS size of efitype, 4 MiB of TPM state, the image's).
 		// Our variable store: the platform's PK/KEK/db enrolled, Secure
 		// Boot on. pre-enrolled-keys=0: no Microsoft keys added.
-		"efidisk0":  {s.Storage + ":1,efitype=4m,pre-enrolled-keys=0,import-from=" + s.Vars},
-		"tpmstate0": {s.Storage + ":1,version=v2.0,import-from=" + s.TPM},
+		"efidisk0":  {s.Storage + ":0,efitype=4m,pre-enrolled-keys=0,import-from=" + s.Vars},
+		"tpmstate0": {s.Storage + ":0,version=v2.0,import-from=" + s.TPM},
 		"virtio0":   {s.Storage + ":0,import-from=" + s.Disk},
 		"boot":      {"order=virtio0"},
 		"net0":      {"virtio=" + s.MAC + ",bridge=" + s.Bridge},
-		"smbios1":   {smbios},
+		"smbios1":   {s.smbios1()},
+		// The guest agent's virtio-serial channel: a node's state before
+		// it has a network (kubedos cluster status).
+		"agent": {"1"},
 		// No graphics: the console is the serial port (qm terminal).
 		"serial0":     {"socket"},
 		"vga":         {"serial0"},
 		"onboot":      {"1"},
 		"description": {s.Marker},
-		"tags":        {strings.Join(s.Tags, ";")},
+		"tags":        {NormalTags(s.Tags)},
 	}, nil
 }

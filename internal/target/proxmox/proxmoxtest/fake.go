@@ -1,9 +1,11 @@
-// Package proxmoxtest is a stand-in for a Proxmox VE node's HTTP API, for
-// tests: no Proxmox server runs here. It follows the API's documented
-// shapes (answers in {"data": …}; 400 "Parameter verification failed."
-// with per-parameter "errors"; 500 for other failures; 401 with no JSON
-// body for a bad token; tasks named by UPIDs that run before they stop) and
-// checks what the real server checks of the calls kubedos makes.
+// Package proxmoxtest is a stand-in for a Proxmox VE cluster's HTTP API, for
+// tests: no Proxmox server runs here. It follows the API's shapes (answers
+// in {"data": …}; 400 "Parameter verification failed." with per-parameter
+// "errors"; 403 "Permission check failed (path, privilege)"; 500 for other
+// failures; 401 with no JSON body for a bad token; tasks named by UPIDs that
+// run before they stop) and refuses what the real server refuses of the
+// calls kubedos makes, as read in Proxmox VE's sources (pve-http-server,
+// pve-storage, qemu-server, pve-manager, pve-common; see docs/proxmox.md).
 package proxmoxtest
 
 import (
@@ -19,7 +21,8 @@ import (
 	"sync"
 )
 
-// Fake is one Proxmox VE node.
+// Fake is a Proxmox VE cluster whose API answers on node Node; VMs of other
+// nodes (AddVMOn) show cluster-wide.
 type Fake struct {
 	Server *httptest.Server
 	Node   string
@@ -33,10 +36,15 @@ type Fake struct {
 	mu      sync.Mutex
 	vms     map[int]*VM
 	volumes map[string][]byte // volid → bytes
-	// disks are the VMs' own volumes, copied from import volumes.
-	disks map[string][]byte
-	tasks map[string]*task
-	seq   int
+	// disks are the VMs' own volumes, copied from import volumes, and
+	// sizes their sizes as the VM sees them.
+	disks  map[string][]byte
+	sizes  map[string]int64
+	tasks  map[string]*task
+	seq    int
+	denied map[string]bool // "privilege path"
+	// uploaded counts the file bytes of accepted uploads.
+	uploaded int64
 	// Calls records "METHOD path" of every authenticated call.
 	Calls []string
 	// FailTasks makes tasks of a type (qmstart, qmcreate, …) end with
@@ -46,8 +54,26 @@ type Fake struct {
 
 // VM is a VM the fake holds.
 type VM struct {
+	Node    string
 	Config  map[string]string
 	Running bool
+	// Agent is what the guest agent reports as the guest's interfaces;
+	// nil: no agent answers (not started, or no virtio-serial channel).
+	Agent []Interface
+}
+
+// Interface is one guest interface as qemu-guest-agent reports it.
+type Interface struct {
+	Name        string   `json:"name"`
+	MAC         string   `json:"hardware-address"`
+	IPAddresses []IPAddr `json:"ip-addresses,omitempty"`
+}
+
+// IPAddr is one address of a guest interface.
+type IPAddr struct {
+	Address string `json:"ip-address"`
+	Type    string `json:"ip-address-type"` // ipv4 | ipv6
+	Prefix  int    `json:"prefix"`
 }
 
 type task struct {
@@ -55,10 +81,11 @@ type task struct {
 	polls     int // status reads left before it stops
 }
 
-// New starts a fake node named node that accepts token.
+// New starts a fake cluster whose API node is node and accepts token.
 func New(node, token string) *Fake {
 	f := &Fake{Node: node, Token: token, Release: "8.4", ImportStorages: []string{"local"},
-		vms: map[int]*VM{}, volumes: map[string][]byte{}, disks: map[string][]byte{}, tasks: map[string]*task{}}
+		vms: map[int]*VM{}, volumes: map[string][]byte{}, disks: map[string][]byte{}, sizes: map[string]int64{},
+		tasks: map[string]*task{}, denied: map[string]bool{}}
 	f.Server = httptest.NewUnstartedServer(http.HandlerFunc(f.serve))
 	// Refused handshakes are what some tests are about, not noise.
 	f.Server.Config.ErrorLog = log.New(io.Discard, "", 0)
@@ -77,6 +104,48 @@ func (f *Fake) Fingerprint() []byte {
 
 // Close stops the server.
 func (f *Fake) Close() { f.Server.Close() }
+
+// Deny takes privilege priv on ACL path (and, as ACLs propagate, below it)
+// from the token: "/storage/local", "Datastore.Allocate".
+func (f *Fake) Deny(path, priv string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.denied[priv+" "+path] = true
+}
+
+// can reports whether the token holds priv on path.
+func (f *Fake) can(path, priv string) bool {
+	for p := path; ; {
+		if f.denied[priv+" "+p] {
+			return false
+		}
+		if p == "/" {
+			return true
+		}
+		p = p[:strings.LastIndex(p, "/")]
+		if p == "" {
+			p = "/"
+		}
+	}
+}
+
+// check is rpcenv->check: 403 naming the path and privilege(s) unless the
+// token holds one of privs on path.
+func (f *Fake) check(path string, privs ...string) *apiError {
+	for _, p := range privs {
+		if f.can(path, p) {
+			return nil
+		}
+	}
+	return &apiError{status: http.StatusForbidden, msg: "Permission check failed (" + path + ", " + strings.Join(privs, "|") + ")"}
+}
+
+// UploadedBytes is the sum of the file parts of every accepted upload.
+func (f *Fake) UploadedBytes() int64 {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.uploaded
+}
 
 // CallsMatching returns the recorded calls that start with prefix.
 func (f *Fake) CallsMatching(prefix string) []string {
@@ -103,7 +172,7 @@ func (f *Fake) VM(vmid int) (VM, bool) {
 	for k, v := range vm.Config {
 		cfg[k] = v
 	}
-	return VM{Config: cfg, Running: vm.Running}, true
+	return VM{Node: vm.Node, Config: cfg, Running: vm.Running, Agent: vm.Agent}, true
 }
 
 // Volume returns an import volume's bytes.
@@ -124,11 +193,25 @@ func (f *Fake) Disk(config string) ([]byte, bool) {
 	return b, ok
 }
 
-// AddVM puts a VM there as if someone else had made it.
+// AddVM puts a VM on the API's node as if someone else had made it.
 func (f *Fake) AddVM(vmid int, cfg map[string]string, running bool) {
+	f.AddVMOn(f.Node, vmid, cfg, running)
+}
+
+// AddVMOn puts a VM on another node of the cluster.
+func (f *Fake) AddVMOn(node string, vmid int, cfg map[string]string, running bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.vms[vmid] = &VM{Config: cfg, Running: running}
+	f.vms[vmid] = &VM{Node: node, Config: cfg, Running: running}
+}
+
+// SetAgent makes the guest agent of a VM answer with ifaces (nil: stop it).
+func (f *Fake) SetAgent(vmid int, ifaces []Interface) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if vm, ok := f.vms[vmid]; ok {
+		vm.Agent = ifaces
+	}
 }
 
 // apiError is an error answer.
@@ -136,6 +219,9 @@ type apiError struct {
 	status int
 	msg    string
 	params map[string]string
+	// plain answers as pve-http-server's own errors do: the message in
+	// the status line and as a text body, no JSON.
+	plain bool
 }
 
 func paramErr(params map[string]string) *apiError {
@@ -146,7 +232,21 @@ func fail(format string, args ...any) *apiError {
 	return &apiError{status: http.StatusInternalServerError, msg: fmt.Sprintf(format, args...)}
 }
 
+func notImplemented(r *http.Request, p []string) *apiError {
+	return &apiError{status: http.StatusNotImplemented, msg: "Method '" + r.Method + " /" + strings.Join(p, "/") + "' not implemented"}
+}
+
 func (f *Fake) serve(w http.ResponseWriter, r *http.Request) {
+	// pve-http-server refuses a chunked (or any encoded) body before it
+	// looks at the request: it must know the length up front.
+	if len(r.TransferEncoding) > 0 {
+		msg := "Unknown transfer encoding '" + strings.Join(r.TransferEncoding, ",") + "'"
+		if r.TransferEncoding[0] == "chunked" {
+			msg = "chunked transfer encoding not supported"
+		}
+		writeErr(w, &apiError{status: http.StatusNotImplemented, msg: msg, plain: true})
+		return
+	}
 	if r.Header.Get("Authorization") != "PVEAPIToken="+f.Token {
 		// The real server answers a bad token with 401, the reason in the
 		// status line and no JSON body.
@@ -168,65 +268,29 @@ func (f *Fake) serve(w http.ResponseWriter, r *http.Request) {
 	f.Calls = append(f.Calls, r.Method+" "+path)
 	f.mu.Unlock()
 	data, aerr := f.route(r, parts)
-	w.Header().Set("Content-Type", "application/json;charset=UTF-8")
 	if aerr != nil {
-		w.WriteHeader(aerr.status)
-		_ = json.NewEncoder(w).Encode(map[string]any{"data": nil, "message": aerr.msg + "\n", "errors": aerr.params})
+		writeErr(w, aerr)
 		return
 	}
-	_ = json.NewEncoder(w).Encode(map[string]any{"data": data})
+	w.Header().Set("Content-Type", "application/json;charset=UTF-8")
+	_ = jsonEncoder(w).Encode(map[string]any{"data": data})
 }
 
-func (f *Fake) route(r *http.Request, p []string) (any, *apiError) {
-	if len(p) == 1 && p[0] == "version" && r.Method == http.MethodGet {
-		return map[string]string{"version": f.Release + ".1", "release": f.Release, "repoid": "2a5fa54a8503f96d"}, nil
-	}
-	if len(p) < 3 || p[0] != "nodes" {
-		return nil, &apiError{status: http.StatusNotImplemented, msg: "Method '" + r.Method + " /" + strings.Join(p, "/") + "' not implemented"}
-	}
-	if p[1] != f.Node {
-		return nil, fail("hostname lookup '%s' failed - failed to get address info for: %s: Name or service not known", p[1], p[1])
-	}
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	switch rest := p[2:]; {
-	case rest[0] == "tasks" && len(rest) == 3 && rest[2] == "status":
-		return f.taskStatus(rest[1])
-	case rest[0] == "qemu" && len(rest) == 1 && r.Method == http.MethodGet:
-		return f.list(), nil
-	case rest[0] == "qemu" && len(rest) == 1 && r.Method == http.MethodPost:
-		if err := r.ParseForm(); err != nil {
-			return nil, paramErr(map[string]string{"body": err.Error()})
-		}
-		return f.create(r.PostForm)
-	case rest[0] == "qemu" && len(rest) >= 2:
-		return f.vm(r, rest[1], rest[2:])
-	case rest[0] == "storage" && len(rest) >= 3:
-		return f.storage(r, rest[1], rest[2:])
-	}
-	return nil, &apiError{status: http.StatusNotImplemented, msg: "Method '" + r.Method + " /" + strings.Join(p, "/") + "' not implemented"}
+// jsonEncoder writes JSON as Perl's JSON does: no HTML escaping.
+func jsonEncoder(w io.Writer) *json.Encoder {
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	return enc
 }
 
-func (f *Fake) newTask(typ, id, exit string) string {
-	f.seq++
-	if msg, ok := f.FailTasks[typ]; ok {
-		exit = msg
+func writeErr(w http.ResponseWriter, e *apiError) {
+	if e.plain {
+		w.Header().Set("Content-Type", "text/plain")
+		w.WriteHeader(e.status)
+		_, _ = io.WriteString(w, e.msg)
+		return
 	}
-	upid := fmt.Sprintf("UPID:%s:%08X:%08X:%08X:%s:%s:%s:", f.Node, 4000+f.seq, 100000+f.seq, 1764500000+f.seq, typ, id, strings.SplitN(f.Token, "=", 2)[0])
-	f.tasks[upid] = &task{typ: typ, exit: exit, polls: 1}
-	return upid
-}
-
-func (f *Fake) taskStatus(upid string) (any, *apiError) {
-	t, ok := f.tasks[upid]
-	if !ok {
-		return nil, paramErr(map[string]string{"upid": "no such task"})
-	}
-	st := map[string]any{"upid": upid, "type": t.typ, "node": f.Node, "status": "running"}
-	if t.polls > 0 {
-		t.polls--
-		return st, nil
-	}
-	st["status"], st["exitstatus"] = "stopped", t.exit
-	return st, nil
+	w.Header().Set("Content-Type", "application/json;charset=UTF-8")
+	w.WriteHeader(e.status)
+	_ = jsonEncoder(w).Encode(map[string]any{"data": nil, "message": e.msg + "\n", "errors": e.params})
 }

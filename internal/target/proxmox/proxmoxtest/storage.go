@@ -4,7 +4,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
-	"io"
 	"maps"
 	"net/http"
 	"regexp"
@@ -18,8 +17,12 @@ var uploadNameRE = regexp.MustCompile(`\.(qcow2|raw|vmdk|ova)$`)
 
 func (f *Fake) storage(r *http.Request, storage string, rest []string) (any, *apiError) {
 	importable := slices.Contains(f.ImportStorages, storage)
+	acl := "/storage/" + storage
 	switch {
 	case len(rest) == 1 && rest[0] == "content" && r.Method == http.MethodGet:
+		if err := f.check(acl, "Datastore.Audit", "Datastore.AllocateSpace"); err != nil {
+			return nil, err
+		}
 		out := []map[string]any{}
 		if r.URL.Query().Get("content") != "import" || !importable {
 			return out, nil
@@ -32,12 +35,16 @@ func (f *Fake) storage(r *http.Request, storage string, rest []string) (any, *ap
 		}
 		return out, nil
 	case len(rest) == 2 && rest[0] == "content" && r.Method == http.MethodDelete:
+		// Any volume but a VM's backup needs Datastore.Allocate.
+		if err := f.check(acl, "Datastore.Allocate"); err != nil {
+			return nil, err
+		}
 		volid := rest[1]
 		if _, ok := f.volumes[volid]; !ok {
 			return nil, fail("volume '%s' does not exist", volid)
 		}
 		delete(f.volumes, volid)
-		return f.newTask("imgdel", volid, "OK"), nil
+		return f.newTask("imgdel", storage, "OK"), nil
 	case len(rest) == 1 && rest[0] == "upload" && r.Method == http.MethodPost:
 		return f.upload(r, storage, importable)
 	}
@@ -48,30 +55,34 @@ var unsafeName = regexp.MustCompile(`[^a-zA-Z0-9_.-]`)
 
 func (f *Fake) upload(r *http.Request, storage string, importable bool) (any, *apiError) {
 	// The lock is held: an upload is read whole before it is answered.
-	if err := r.ParseMultipartForm(64 << 20); err != nil {
-		return nil, paramErr(map[string]string{"filename": err.Error()})
+	if r.ContentLength <= 0 {
+		// Without a length pve-http-server does not take the upload path:
+		// the call arrives with no parameters at all.
+		return nil, paramErr(map[string]string{"content": "property is missing and it is not optional",
+			"filename": "property is missing and it is not optional"})
 	}
-	content := r.FormValue("content")
+	fields, name, data, aerr := readUpload(r)
+	if aerr != nil {
+		return nil, aerr
+	}
+	if err := f.check("/storage/"+storage, "Datastore.AllocateTemplate"); err != nil {
+		return nil, err
+	}
+	content := fields["content"]
 	if content != "iso" && content != "vztmpl" && content != "import" {
 		return nil, paramErr(map[string]string{"content": "value '" + content + "' does not have a value in the enumeration 'iso, vztmpl, import'"})
 	}
 	if content == "import" && !importable {
-		return nil, fail("storage '%s' does not support upload of this content type", storage)
+		return nil, fail("storage '%s' does not support '%s' content", storage, content)
 	}
-	sum, algo := r.FormValue("checksum"), r.FormValue("checksum-algorithm")
-	if (sum == "") != (algo == "") {
-		return nil, paramErr(map[string]string{"checksum": "checksum and checksum-algorithm go together"})
+	sum, algo := fields["checksum"], fields["checksum-algorithm"]
+	if sum != "" && algo == "" {
+		return nil, paramErr(map[string]string{"checksum": "parameter 'checksum' requires parameter 'checksum-algorithm'"})
 	}
-	file, hdr, err := r.FormFile("filename")
-	if err != nil {
-		return nil, paramErr(map[string]string{"filename": "missing file part 'filename'"})
+	if algo != "" && sum == "" {
+		return nil, paramErr(map[string]string{"checksum-algorithm": "parameter 'checksum-algorithm' requires parameter 'checksum'"})
 	}
-	defer file.Close()
-	data, err := io.ReadAll(file)
-	if err != nil {
-		return nil, fail("upload: %v", err)
-	}
-	name := unsafeName.ReplaceAllString(hdr.Filename[strings.LastIndexAny(hdr.Filename, `/\`)+1:], "_")
+	name = unsafeName.ReplaceAllString(name[strings.LastIndexAny(name, `/\`)+1:], "_")
 	if content == "import" && !uploadNameRE.MatchString(name) {
 		return nil, paramErr(map[string]string{"filename": "invalid filename or wrong extension"})
 	}
@@ -86,5 +97,6 @@ func (f *Fake) upload(r *http.Request, storage string, importable bool) (any, *a
 		}
 	}
 	f.volumes[storage+":"+content+"/"+name] = data
+	f.uploaded += int64(len(data))
 	return f.newTask("imgcopy", "", "OK"), nil
 }

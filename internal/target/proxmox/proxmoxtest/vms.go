@@ -1,11 +1,9 @@
 package proxmoxtest
 
 import (
-	"crypto/sha256"
 	"encoding/base64"
 	"fmt"
 	"maps"
-	"net/http"
 	"net/url"
 	"regexp"
 	"slices"
@@ -13,34 +11,37 @@ import (
 	"strings"
 )
 
-// The VMs: list, create (with the server's parameter checks), config,
-// start, stop, destroy.
-
-func (f *Fake) list() []map[string]any {
-	out := []map[string]any{}
-	for _, id := range slices.Sorted(maps.Keys(f.vms)) {
-		vm := f.vms[id]
-		status := "stopped"
-		if vm.Running {
-			status = "running"
-		}
-		e := map[string]any{"vmid": id, "name": vm.Config["name"], "status": status}
-		if t := vm.Config["tags"]; t != "" {
-			e["tags"] = t
-		}
-		out = append(out, e)
-	}
-	return out
-}
+// Creating a VM: the server's parameter checks (400), its permission checks
+// (403), then the task that imports the disks.
 
 var (
-	b64RE   = regexp.MustCompile(`^[A-Za-z0-9+/]+={0,2}$`)
-	uuidRE  = regexp.MustCompile(`^[a-fA-F0-9]{8}-[a-fA-F0-9]{4}-[a-fA-F0-9]{4}-[a-fA-F0-9]{4}-[a-fA-F0-9]{12}$`)
-	nameRE  = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*$`)
-	tagRE   = regexp.MustCompile(`^[a-z0-9_][a-z0-9_+.-]*$`)
-	macRE   = regexp.MustCompile(`^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$`)
-	knownVM = []string{"vmid", "name", "machine", "bios", "ostype", "cores", "memory", "efidisk0", "tpmstate0",
-		"virtio0", "boot", "net0", "smbios1", "serial0", "vga", "onboot", "description", "tags"}
+	b64RE  = regexp.MustCompile(`^[A-Za-z0-9+/]+={0,2}$`)
+	uuidRE = regexp.MustCompile(`^[a-fA-F0-9]{8}-[a-fA-F0-9]{4}-[a-fA-F0-9]{4}-[a-fA-F0-9]{4}-[a-fA-F0-9]{12}$`)
+	nameRE = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*$`)
+	// pve-tag, case-insensitive; the server stores tags lower-cased.
+	tagRE = regexp.MustCompile(`^(?i)[a-z0-9_][a-z0-9_+.-]*$`)
+	// pve_verify_mac_addr: the I/G bit must be clear (unicast).
+	macRE = regexp.MustCompile(`^(?i)[a-f0-9][02468ace](:[a-f0-9]{2}){5}$`)
+	// qemu-server's machine type pattern.
+	machineRE = regexp.MustCompile(`^(pc|pc(-i440fx)?-\d+(\.\d+)+(\+pve\d+)?(\.pxe)?|q35|pc-q35-\d+(\.\d+)+(\+pve\d+)?(\.pxe)?|virt(?:-\d+(\.\d+)+)?(\+pve\d+)?)$`)
+	// NEW_DISK_RE: STORAGE:SIZE_IN_GiB.
+	newDiskRE = regexp.MustCompile(`^(([^/:\s]+):)?(\d+(\.\d+)?)$`)
+	knownVM   = []string{"vmid", "name", "machine", "bios", "ostype", "cores", "memory", "efidisk0", "tpmstate0",
+		"virtio0", "boot", "net0", "smbios1", "serial0", "vga", "onboot", "description", "tags", "agent"}
+	// The privilege each option needs on /vms/{vmid} (check_vm_modify_config_perm).
+	optionPriv = map[string]string{"cores": "VM.Config.CPU", "memory": "VM.Config.Memory",
+		"machine": "VM.Config.HWType", "smbios1": "VM.Config.HWType", "vga": "VM.Config.HWType",
+		"name": "VM.Config.Options", "bios": "VM.Config.Options", "ostype": "VM.Config.Options", "onboot": "VM.Config.Options",
+		"description": "VM.Config.Options", "agent": "VM.Config.Options", "tags": "VM.Config.Options",
+		"boot": "VM.Config.Disk", "net0": "VM.Config.Network", "serial0": "VM.Config.HWType"}
+)
+
+const (
+	// TPMStateSize is the size of every tpmstate0 volume (TPMSTATE_DISK_SIZE).
+	TPMStateSize = 4 << 20
+	// EFIVars4MSize is the size of Proxmox VE's OVMF_VARS_4M.fd: an
+	// efidisk0 import keeps that many bytes of its source (qemu-img dd osize).
+	EFIVars4MSize = 540672
 )
 
 // propertyString splits "default,key=value,…" (the first item may lack a key).
@@ -71,6 +72,9 @@ func (f *Fake) create(form url.Values) (any, *apiError) {
 	if n := form.Get("name"); n != "" && !nameRE.MatchString(n) {
 		bad["name"] = "invalid format - value does not look like a valid DNS name"
 	}
+	if m := form.Get("machine"); m != "" && !machineRE.MatchString(m) {
+		bad["machine"] = "value does not match the regex pattern"
+	}
 	for _, t := range strings.Split(form.Get("tags"), ";") {
 		if t != "" && !tagRE.MatchString(t) {
 			bad["tags"] = "invalid format - invalid tag " + t
@@ -79,9 +83,9 @@ func (f *Fake) create(form url.Values) (any, *apiError) {
 	if len(form.Get("description")) > 8*1024 {
 		bad["description"] = "value may only be 8192 characters long"
 	}
-	f.checkDisk(form, "efidisk0", []string{"efitype", "pre-enrolled-keys"}, bad)
-	f.checkDisk(form, "tpmstate0", []string{"version"}, bad)
-	f.checkDisk(form, "virtio0", nil, bad)
+	checkDisk(form, "efidisk0", bad)
+	checkDisk(form, "tpmstate0", bad)
+	checkDisk(form, "virtio0", bad)
 	if _, kv := propertyString(form.Get("efidisk0")); kv["efitype"] != "" && kv["efitype"] != "2m" && kv["efitype"] != "4m" {
 		bad["efidisk0"] = "invalid format - efitype: value '" + kv["efitype"] + "' does not have a value in the enumeration '2m, 4m'"
 	}
@@ -91,8 +95,11 @@ func (f *Fake) create(form url.Values) (any, *apiError) {
 	if _, kv := propertyString(form.Get("net0")); form.Get("net0") != "" {
 		// The model is the key of the MAC (virtio=52:54:…).
 		mac := kv["virtio"] + kv["e1000"] + kv["macaddr"]
-		if !macRE.MatchString(mac) || kv["bridge"] == "" {
+		switch {
+		case kv["bridge"] == "":
 			bad["net0"] = "invalid format - want model=MAC,bridge=…"
+		case !macRE.MatchString(mac):
+			bad["net0"] = "invalid format - value does not look like a valid unicast MAC address"
 		}
 	}
 	if s := form.Get("smbios1"); s != "" {
@@ -101,63 +108,79 @@ func (f *Fake) create(form url.Values) (any, *apiError) {
 	if len(bad) > 0 {
 		return nil, paramErr(bad)
 	}
-	if _, ok := f.vms[vmid]; ok {
-		return nil, fail("unable to create VM %d - VM %d already exists on node '%s'", vmid, vmid, f.Node)
+	if err := f.createPerms(vmid, form); err != nil {
+		return nil, err
 	}
-	cfg := map[string]string{}
-	for k := range form {
-		cfg[k] = form.Get(k)
+	if vm, ok := f.vms[vmid]; ok {
+		return nil, fail("unable to create VM %d - VM %d already exists on node '%s'", vmid, vmid, vm.Node)
 	}
-	delete(cfg, "vmid")
-	// Imported disks become the VM's own volumes.
-	for i, disk := range []string{"efidisk0", "tpmstate0", "virtio0"} {
-		if v := cfg[disk]; v != "" {
-			storage, _, _ := strings.Cut(v, ":")
-			_, kv := propertyString(v)
-			delete(kv, "import-from")
-			opts := ""
-			for _, k := range slices.Sorted(maps.Keys(kv)) {
-				opts += "," + k + "=" + kv[k]
+	return f.newTask("qmcreate", strconv.Itoa(vmid), f.importDisks(vmid, form)), nil
+}
+
+// createPerms are create_vm's permission checks, in its order.
+func (f *Fake) createPerms(vmid int, form url.Values) *apiError {
+	vmACL := "/vms/" + strconv.Itoa(vmid)
+	if err := f.check(vmACL, "VM.Allocate"); err != nil {
+		return &apiError{status: err.status, msg: "Permission check failed"}
+	}
+	for _, disk := range []string{"efidisk0", "tpmstate0", "virtio0"} {
+		v := form.Get(disk)
+		if v == "" {
+			continue
+		}
+		first, kv := propertyString(v)
+		storage, _, _ := strings.Cut(first, ":")
+		if err := f.check("/storage/"+storage, "Datastore.AllocateSpace"); err != nil {
+			return err
+		}
+		if src := kv["import-from"]; src != "" {
+			// check_volume_access on an import volume.
+			srcACL := "/storage/" + src[:strings.Index(src+":", ":")]
+			if !f.can(srcACL, "Datastore.Allocate") {
+				if err := f.check(srcACL, "Datastore.AllocateSpace", "Datastore.Audit"); err != nil {
+					return err
+				}
 			}
-			own := fmt.Sprintf("%s:vm-%d-disk-%d", storage, vmid, i)
-			f.disks[own] = slices.Clone(f.volumes[kv0(v, "import-from")])
-			cfg[disk] = own + opts
 		}
 	}
-	f.vms[vmid] = &VM{Config: cfg}
-	return f.newTask("qmcreate", strconv.Itoa(vmid), "OK"), nil
+	for _, k := range slices.Sorted(maps.Keys(form)) {
+		if p, ok := optionPriv[k]; ok {
+			if err := f.check(vmACL, p); err != nil {
+				return err
+			}
+		}
+	}
+	if _, kv := propertyString(form.Get("net0")); kv["bridge"] != "" {
+		// A plain bridge is in the implicit zone "localnetwork".
+		if err := f.check("/sdn/zones/localnetwork/"+kv["bridge"], "SDN.Use"); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
-func kv0(prop, key string) string {
-	_, kv := propertyString(prop)
-	return kv[key]
-}
-
-// checkDisk checks a disk created from an import volume the way the
-// server does: "STORAGE:0" for a drive (size 0), the options import-from
-// needs, and a source that exists as import content.
-func (f *Fake) checkDisk(form url.Values, key string, need []string, bad map[string]string) {
+// checkDisk checks a drive created from an import volume the way
+// check_drive_param does: "STORAGE:0" and the options import-from needs.
+// Whether the source exists is found out by the task.
+func checkDisk(form url.Values, key string, bad map[string]string) {
 	v := form.Get(key)
 	if v == "" {
 		return
 	}
 	first, kv := propertyString(v)
-	src, ok := kv["import-from"]
-	if !ok {
+	if _, ok := kv["import-from"]; !ok {
 		return
 	}
-	if key == "virtio0" && !strings.HasSuffix(first, ":0") {
+	if m := newDiskRE.FindStringSubmatch(first); m == nil || m[3] != "0" {
 		bad[key] = "'import-from' requires special syntax - use <storage ID>:0,import-from=<source>"
 		return
 	}
+	need := map[string][]string{"efidisk0": {"efitype", "pre-enrolled-keys"}, "tpmstate0": {"version"}}[key]
 	for _, n := range need {
 		if kv[n] == "" {
 			bad[key] = "need to specify '" + n + "' when using 'import-from'"
 			return
 		}
-	}
-	if _, ok := f.volumes[src]; !ok {
-		bad[key] = "volume '" + src + "' does not exist"
 	}
 }
 
@@ -190,47 +213,16 @@ func checkSMBIOS1(s string, bad map[string]string) {
 	}
 }
 
-func (f *Fake) vm(r *http.Request, id string, rest []string) (any, *apiError) {
-	vmid, err := strconv.Atoi(id)
-	if err != nil {
-		return nil, paramErr(map[string]string{"vmid": "invalid format - value does not look like a valid VM ID"})
+// sizeString renders bytes as Proxmox VE does in a drive's size=: the
+// largest unit that divides it.
+func sizeString(n int64) string {
+	for _, u := range []struct {
+		suffix string
+		shift  uint
+	}{{"T", 40}, {"G", 30}, {"M", 20}, {"K", 10}} {
+		if n > 0 && n%(1<<u.shift) == 0 {
+			return fmt.Sprintf("%d%s", n>>u.shift, u.suffix)
+		}
 	}
-	vm, ok := f.vms[vmid]
-	if !ok {
-		return nil, fail("Configuration file 'nodes/%s/qemu-server/%d.conf' does not exist", f.Node, vmid)
-	}
-	switch {
-	case len(rest) == 1 && rest[0] == "config" && r.Method == http.MethodGet:
-		out := map[string]any{}
-		for k, v := range vm.Config {
-			out[k] = v
-		}
-		if n, err := strconv.Atoi(vm.Config["cores"]); err == nil {
-			out["cores"] = n // integers come back as numbers
-		}
-		out["digest"] = fmt.Sprintf("%x", sha256.Sum256([]byte(fmt.Sprint(vm.Config))))[:40]
-		return out, nil
-	case len(rest) == 2 && rest[0] == "status" && rest[1] == "start" && r.Method == http.MethodPost:
-		if vm.Running {
-			return nil, fail("VM %d already running", vmid)
-		}
-		upid := f.newTask("qmstart", id, "OK")
-		vm.Running = f.tasks[upid].exit == "OK"
-		return upid, nil
-	case len(rest) == 2 && rest[0] == "status" && rest[1] == "stop" && r.Method == http.MethodPost:
-		vm.Running = false
-		return f.newTask("qmstop", id, "OK"), nil
-	case len(rest) == 0 && r.Method == http.MethodDelete:
-		if vm.Running {
-			return nil, fail("VM %d is running - destroy failed", vmid)
-		}
-		delete(f.vms, vmid)
-		for volid := range f.disks {
-			if strings.Contains(volid, fmt.Sprintf(":vm-%d-disk-", vmid)) {
-				delete(f.disks, volid)
-			}
-		}
-		return f.newTask("qmdestroy", id, "OK"), nil
-	}
-	return nil, &apiError{status: http.StatusNotImplemented, msg: "Method not implemented"}
+	return strconv.FormatInt(n, 10)
 }
