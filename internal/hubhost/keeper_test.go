@@ -28,6 +28,7 @@ import (
 	"github.com/kubedos/kubedos/internal/api"
 	"github.com/kubedos/kubedos/internal/attest"
 	"github.com/kubedos/kubedos/internal/attest/attesttest"
+	"github.com/kubedos/kubedos/internal/errdefs"
 	"github.com/kubedos/kubedos/internal/hub"
 	"github.com/kubedos/kubedos/internal/measure"
 	"github.com/kubedos/kubedos/internal/pki"
@@ -274,7 +275,7 @@ func TestTakeOverServesAndSurvivesRestart(t *testing.T) {
 	check(k.Addr())
 
 	// A second handoff is refused and changes nothing.
-	if _, err := k.TakeOver(ctx, "master", "master", "ops@admin", &f.handoff); status.Code(err) != codes.FailedPrecondition {
+	if _, err := k.TakeOver(ctx, "master", "master", "ops@admin", &f.handoff); status.Code(errdefs.ToGRPC(err)) != codes.FailedPrecondition {
 		t.Errorf("second takeover: %v", err)
 	}
 
@@ -351,7 +352,7 @@ func TestTakeOverRefusals(t *testing.T) {
 				c.mod(&h)
 			}
 			_, err := k.TakeOver(context.Background(), c.self, c.role, "ops@admin", &h)
-			if status.Code(err) != c.code || !strings.Contains(err.Error(), c.want) {
+			if status.Code(errdefs.ToGRPC(err)) != c.code || !strings.Contains(err.Error(), c.want) {
 				t.Fatalf("got %v, want %s naming %q", err, c.code, c.want)
 			}
 			if strings.Contains(fmt.Sprint(err), "BEGIN PRIVATE KEY") {
