@@ -18,13 +18,29 @@ type Refusal struct {
 	Detail string `json:"detail"`
 }
 
+// NodeState is where a node is in its life, as the hub records it. The
+// values are the hub's own (hub.State) on the wire; a test holds the two
+// lists equal.
+type NodeState string
+
+// The node states. Only an enrolled node holds a valid certificate; a
+// quarantined, revoked or fenced one is refused until it is replaced.
+const (
+	NodePending     NodeState = "pending"
+	NodeEnrolled    NodeState = "enrolled"
+	NodeQuarantined NodeState = "quarantined"
+	NodeRevoked     NodeState = "revoked"
+	NodeFenced      NodeState = "fenced"
+	NodeReplaced    NodeState = "replaced"
+)
+
 // Node is a node as the hub records it.
 type Node struct {
-	Name    string `json:"name"`
-	Role    string `json:"role"`
-	State   string `json:"state"` // pending, enrolled, quarantined, revoked, fenced, replaced
-	EKHash  string `json:"ekHash,omitempty"`
-	BuildID string `json:"buildID,omitempty"`
+	Name    string    `json:"name"`
+	Role    string    `json:"role"`
+	State   NodeState `json:"state"`
+	EKHash  string    `json:"ekHash,omitempty"`
+	BuildID string    `json:"buildID,omitempty"`
 	// Target is a build assigned for an upgrade and not yet attested.
 	Target       string    `json:"target,omitempty"`
 	CertSerial   string    `json:"certSerial,omitempty"`

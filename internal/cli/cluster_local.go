@@ -42,7 +42,7 @@ type localCluster struct {
 	hubKeeper string
 	hubErr    error
 	// reported is each node's state last printed.
-	reported map[string]string
+	reported map[string]api.NodeState
 }
 
 func (c *localCluster) keysDir() string {
@@ -315,7 +315,7 @@ func (c *localCluster) waitNodes(ctx context.Context, want []spec.Node, timeout 
 	defer done()
 	deadline := time.Now().Add(timeout)
 	if c.reported == nil {
-		c.reported = map[string]string{}
+		c.reported = map[string]api.NodeState{}
 	}
 	reported := c.reported
 	for {
@@ -336,9 +336,9 @@ func (c *localCluster) waitNodes(ctx context.Context, want []spec.Node, timeout 
 				reported[sn.Name] = n.State
 			}
 			switch n.State {
-			case "enrolled":
+			case api.NodeEnrolled:
 				enrolled++
-			case "quarantined", "revoked", "fenced":
+			case api.NodeQuarantined, api.NodeRevoked, api.NodeFenced:
 				bad = append(bad, fmt.Sprintf("%s is %s: %s", sn.Name, n.State, reasonText(n.Reason, 0)))
 			}
 		}

@@ -17,7 +17,6 @@ import (
 	"github.com/kubedos/kubedos/internal/target/qemu"
 	"github.com/spf13/cobra"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials"
 )
 
 // hubClient holds the flags of commands that call the hub's admin service.
@@ -71,7 +70,7 @@ func operatorConn(keys, cert, key, addr, serverName string) (*grpc.ClientConn, e
 	if err != nil {
 		return nil, err
 	}
-	cc, err := grpc.NewClient(addr, append(api.DialOptions(), grpc.WithTransportCredentials(credentials.NewTLS(conf)))...)
+	cc, err := api.Dial(addr, conf)
 	if err != nil {
 		return nil, fmt.Errorf("%s (%s): %w", serverName, addr, err)
 	}

@@ -33,9 +33,7 @@ import (
 	"github.com/kubedos/kubedos/internal/measure"
 	"github.com/kubedos/kubedos/internal/pki"
 	"github.com/kubedos/kubedos/internal/sign"
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/status"
 )
 
@@ -214,7 +212,7 @@ func admin(t *testing.T, ca *pki.CA, addr string) *api.AdminClient {
 	}
 	c, _ := is.TLSCertificate()
 	conf := &tls.Config{RootCAs: ca.Pool(), Certificates: []tls.Certificate{c}, ServerName: hub.ServerName, MinVersion: tls.VersionTLS13}
-	cc, err := grpc.NewClient(addr, append(api.DialOptions(), grpc.WithTransportCredentials(credentials.NewTLS(conf)))...)
+	cc, err := api.Dial(addr, conf)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -255,7 +253,7 @@ func TestTakeOverServesAndSurvivesRestart(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(nodes.Nodes) != 1 || nodes.Nodes[0].Name != "master" || nodes.Nodes[0].State != string(hub.StateEnrolled) {
+		if len(nodes.Nodes) != 1 || nodes.Nodes[0].Name != "master" || nodes.Nodes[0].State != api.NodeEnrolled {
 			t.Errorf("nodes %+v", nodes.Nodes)
 		}
 		audit, err := cl.Audit(ctx, 1, 1000)
