@@ -17,6 +17,7 @@ import (
 	"github.com/kubedos/kubedos/internal/api"
 	"github.com/kubedos/kubedos/internal/attest"
 	"github.com/kubedos/kubedos/internal/build"
+	"github.com/kubedos/kubedos/internal/manifest"
 	"github.com/kubedos/kubedos/internal/pidfile"
 	"github.com/kubedos/kubedos/internal/sign"
 	"github.com/kubedos/kubedos/internal/spec"
@@ -28,7 +29,7 @@ type localCluster struct {
 	spec     *spec.ClusterSpec
 	specPath string
 	keys     *sign.KeySet
-	manifest *build.Manifest
+	manifest *manifest.Manifest
 	buildDir string
 	dir      string
 	pr       *progress

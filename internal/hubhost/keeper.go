@@ -17,7 +17,6 @@ import (
 	"time"
 
 	"github.com/kubedos/kubedos/internal/api"
-	"github.com/kubedos/kubedos/internal/build"
 	"github.com/kubedos/kubedos/internal/durable"
 	"github.com/kubedos/kubedos/internal/errdefs"
 	"github.com/kubedos/kubedos/internal/hub"
@@ -235,7 +234,7 @@ func (k *Keeper) parse(b bundle) (Config, error) {
 			return bad(fmt.Sprintf("hosts[%d]", i), fmt.Errorf("%q is not a host name or address", h))
 		}
 	}
-	return Config{Spec: s, Manifest: (*build.Manifest)(m), CA: ca, ArtifactKey: k.cfg.ArtifactKey, EKCAs: ekCAs,
+	return Config{Spec: s, Manifest: (*manifest.Manifest)(m), CA: ca, ArtifactKey: k.cfg.ArtifactKey, EKCAs: ekCAs,
 		StatePath: filepath.Join(k.cfg.Dir, FileState), Hosts: b.hosts, Now: k.cfg.Now}, nil
 }
 

@@ -14,8 +14,8 @@ import (
 	"time"
 
 	"github.com/kubedos/kubedos/internal/api"
-	"github.com/kubedos/kubedos/internal/build"
 	"github.com/kubedos/kubedos/internal/hub"
+	"github.com/kubedos/kubedos/internal/manifest"
 	"github.com/kubedos/kubedos/internal/pki"
 	"github.com/kubedos/kubedos/internal/spec"
 )
@@ -32,7 +32,7 @@ type Config struct {
 	Spec *spec.ClusterSpec
 	// Manifest is the signed manifest of the build nodes must run; the
 	// caller has checked its signature.
-	Manifest    *build.Manifest
+	Manifest    *manifest.Manifest
 	CA          *pki.CA
 	ArtifactKey ed25519.PublicKey
 	// EKCAs vouch for EK certificates (nil: none).
