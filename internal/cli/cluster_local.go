@@ -81,7 +81,7 @@ func (c *localCluster) up(ctx context.Context) error {
 	if handed != nil {
 		return c.upOnMasterHub(ctx, seg, vars, handed)
 	}
-	if err := c.startHub(ctx, netip.AddrPortFrom(seg.Gateway.Addr(), hubPort).String()); err != nil {
+	if err := c.startHub(ctx, netip.AddrPortFrom(seg.Gateway.Addr(), api.HubPort).String()); err != nil {
 		return err
 	}
 	admin, done, err := c.admin()

@@ -14,7 +14,6 @@ import (
 
 	"github.com/kubedos/kubedos/internal/api"
 	"github.com/kubedos/kubedos/internal/hub"
-	"github.com/kubedos/kubedos/internal/hubhost"
 	"github.com/kubedos/kubedos/internal/manifest"
 	"github.com/kubedos/kubedos/internal/pidfile"
 	"github.com/kubedos/kubedos/internal/pki"
@@ -81,7 +80,7 @@ func (c *localCluster) masterHubAddr(seg interface {
 	if err != nil {
 		return "", fmt.Errorf("topology.nodes[%s].address: %w", m.Name, err)
 	}
-	return netip.AddrPortFrom(addr.Addr(), hubhost.Port).String(), nil
+	return netip.AddrPortFrom(addr.Addr(), api.HubPort).String(), nil
 }
 
 // handOver moves the hub from this host to the master: the host's hub

@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/kubedos/kubedos/internal/api"
-	"github.com/kubedos/kubedos/internal/hub"
 	"github.com/kubedos/kubedos/internal/sign"
 	"github.com/kubedos/kubedos/internal/spec"
 	"github.com/kubedos/kubedos/internal/target/qemu"
@@ -38,7 +37,7 @@ func (c *hubClient) addFlags(cmd *cobra.Command) {
 // admin connects with the operator's client certificate, checking the hub's
 // certificate against the cluster CA.
 func (c *hubClient) admin() (*api.AdminClient, func(), error) {
-	cc, err := operatorConn(c.keys, c.cert, c.key, c.addr, hub.ServerName)
+	cc, err := operatorConn(c.keys, c.cert, c.key, c.addr, api.HubServerName)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -130,7 +130,7 @@ func (h *itHub) stop() {
 // cluster CA; cert, when given, is the client certificate.
 func (h *itHub) dial(t *testing.T, cert *tls.Certificate) *grpc.ClientConn {
 	t.Helper()
-	conf := &tls.Config{RootCAs: h.ca.Pool(), ServerName: ServerName, MinVersion: tls.VersionTLS13}
+	conf := &tls.Config{RootCAs: h.ca.Pool(), ServerName: api.HubServerName, MinVersion: tls.VersionTLS13}
 	if cert != nil {
 		conf.Certificates = []tls.Certificate{*cert}
 	}

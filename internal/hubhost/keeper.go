@@ -90,7 +90,7 @@ func NewKeeper(cfg KeeperConfig) *Keeper {
 		cfg.Now = time.Now
 	}
 	if cfg.Listen == "" {
-		cfg.Listen = fmt.Sprintf(":%d", Port)
+		cfg.Listen = fmt.Sprintf(":%d", api.HubPort)
 	}
 	return &Keeper{cfg: cfg}
 }

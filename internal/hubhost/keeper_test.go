@@ -211,7 +211,7 @@ func admin(t *testing.T, ca *pki.CA, addr string) *api.AdminClient {
 		t.Fatal(err)
 	}
 	c, _ := is.TLSCertificate()
-	conf := &tls.Config{RootCAs: ca.Pool(), Certificates: []tls.Certificate{c}, ServerName: hub.ServerName, MinVersion: tls.VersionTLS13}
+	conf := &tls.Config{RootCAs: ca.Pool(), Certificates: []tls.Certificate{c}, ServerName: api.HubServerName, MinVersion: tls.VersionTLS13}
 	cc, err := api.Dial(addr, conf)
 	if err != nil {
 		t.Fatal(err)

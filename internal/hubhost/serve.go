@@ -13,15 +13,11 @@ import (
 	"net"
 	"time"
 
-	"github.com/kubedos/kubedos/internal/api"
 	"github.com/kubedos/kubedos/internal/hub"
 	"github.com/kubedos/kubedos/internal/manifest"
 	"github.com/kubedos/kubedos/internal/pki"
 	"github.com/kubedos/kubedos/internal/spec"
 )
-
-// Port is where a hub listens by default.
-const Port = api.HubPort
 
 // ServerCertLifetime is the life of the hub's own TLS certificate, made
 // fresh each time it starts.
@@ -40,7 +36,7 @@ type Config struct {
 	// StatePath is the bbolt file.
 	StatePath string
 	// Hosts are names and addresses for the hub's TLS certificate besides
-	// hub.ServerName.
+	// api.HubServerName.
 	Hosts []string
 	Now   func() time.Time
 }
