@@ -1,7 +1,6 @@
 package measure
 
 import (
-	"encoding/hex"
 	"encoding/json"
 	"os"
 	"path/filepath"
@@ -85,13 +84,4 @@ func (p *protoBoot) inputs(t testing.TB, cmdline, osrel []byte) Inputs {
 		Authorities: [][]byte{auth, auth}, // systemd-boot and the UKI, both signed with db
 		Sections:    secs,
 	}
-}
-
-func mustHex(t testing.TB, s string) []byte {
-	t.Helper()
-	b, err := hex.DecodeString(s)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
 }
