@@ -18,20 +18,26 @@ type Refusal struct {
 	Detail string `json:"detail"`
 }
 
-// NodeState is where a node is in its life, as the hub records it. The
-// values are the hub's own (hub.State) on the wire; a test holds the two
-// lists equal.
+// NodeState is where a node is in its life, as the hub records it (the
+// hub's State is this type).
 type NodeState string
 
-// The node states. Only an enrolled node holds a valid certificate; a
-// quarantined, revoked or fenced one is refused until it is replaced.
+// The node states. Only an enrolled node holds a valid certificate.
 const (
-	NodePending     NodeState = "pending"
-	NodeEnrolled    NodeState = "enrolled"
+	// NodePending: the deploy step registered the node's EK; not enrolled yet.
+	NodePending NodeState = "pending"
+	// NodeEnrolled: attested, certificate issued.
+	NodeEnrolled NodeState = "enrolled"
+	// NodeQuarantined: failed a check after proving its TPM; refused until
+	// replaced.
 	NodeQuarantined NodeState = "quarantined"
-	NodeRevoked     NodeState = "revoked"
-	NodeFenced      NodeState = "fenced"
-	NodeReplaced    NodeState = "replaced"
+	// NodeRevoked: an operator revoked it; refused until replaced.
+	NodeRevoked NodeState = "revoked"
+	// NodeFenced: revoked and to be stopped; refused until replaced.
+	NodeFenced NodeState = "fenced"
+	// NodeReplaced: its identity is retired; the name is free for a fresh
+	// TPM through the same gate.
+	NodeReplaced NodeState = "replaced"
 )
 
 // Node is a node as the hub records it.

@@ -265,7 +265,7 @@ func (a adminService) RegisterEK(ctx context.Context, r *api.RegisterEKRequest) 
 }
 
 func apiNode(n Node) api.Node {
-	out := api.Node{Name: n.Name, Role: n.Role, State: api.NodeState(n.State), EKHash: n.EKHash, BuildID: n.BuildID, Target: n.Target,
+	out := api.Node{Name: n.Name, Role: n.Role, State: n.State, EKHash: n.EKHash, BuildID: n.BuildID, Target: n.Target,
 		CertSerial: n.CertSerial, CertNotAfter: n.CertNotAfter, EnrolledAt: n.EnrolledAt}
 	if n.Reason != nil {
 		out.Reason = &api.Refusal{Check: n.Reason.Check, Detail: n.Reason.Detail}

@@ -594,7 +594,7 @@ func itCheckAdmin(t *testing.T, ctx context.Context, h *itHub, victim *itNode) {
 		t.Errorf("reader lists %d nodes, want %d", len(list.Nodes), itNodes)
 	}
 	for _, n := range list.Nodes {
-		if n.State != api.NodeState(StateEnrolled) {
+		if n.State != StateEnrolled {
 			t.Errorf("node %s is %s", n.Name, n.State)
 		}
 	}
@@ -607,7 +607,7 @@ func itCheckAdmin(t *testing.T, ctx context.Context, h *itHub, victim *itNode) {
 		t.Errorf("ListNodes with the node's certificate before revocation: %v, want PermissionDenied", err)
 	}
 	got, err := admin.Revoke(ctx, victim.name, "integration test")
-	if err != nil || got.State != api.NodeState(StateRevoked) {
+	if err != nil || got.State != StateRevoked {
 		t.Fatalf("Revoke by the admin: %+v, %v", got, err)
 	}
 	for _, c := range []*api.AdminClient{asNode, api.NewAdminClient(h.dial(t, victim.tlsCert(t)))} {
