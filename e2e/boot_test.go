@@ -15,6 +15,7 @@ import (
 
 	"github.com/kubedos/kubedos/internal/agent"
 	"github.com/kubedos/kubedos/internal/build"
+	"github.com/kubedos/kubedos/internal/manifest"
 	"github.com/kubedos/kubedos/internal/measure"
 	"github.com/kubedos/kubedos/internal/sign"
 	"github.com/kubedos/kubedos/internal/target/qemu"
@@ -143,7 +144,7 @@ func TestBootSecureBootTPM(t *testing.T) {
 
 // predicted returns the manifest's PCR 4 and 7 values and PCR 11 at the
 // "ready" phase, at which kubedosd reads them.
-func predicted(t *testing.T, rm build.RoleManifest) map[string]string {
+func predicted(t *testing.T, rm manifest.RoleManifest) map[string]string {
 	t.Helper()
 	p, err := build.PredictedPCRs(rm)
 	if err != nil {
@@ -163,7 +164,7 @@ func predicted(t *testing.T, rm build.RoleManifest) map[string]string {
 
 // comparePCRs checks the node's PCRs against the manifest's prediction and
 // names the phase a PCR 11 mismatch matches, if any.
-func comparePCRs(t *testing.T, rm build.RoleManifest, st *agent.Status) {
+func comparePCRs(t *testing.T, rm manifest.RoleManifest, st *agent.Status) {
 	t.Helper()
 	want := predicted(t, rm)
 	for _, i := range []string{"4", "7", "11"} {

@@ -22,9 +22,7 @@ import (
 	"github.com/kubedos/kubedos/internal/build"
 	"github.com/kubedos/kubedos/internal/pki"
 	"github.com/kubedos/kubedos/internal/target/qemu"
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/status"
 )
 
@@ -96,7 +94,7 @@ func checkNodeAPI(t *testing.T, c *cluster, apiAddr string) {
 		if cert != nil {
 			conf.Certificates = []tls.Certificate{*cert}
 		}
-		cc, err := grpc.NewClient(apiAddr, append(api.DialOptions(), grpc.WithTransportCredentials(credentials.NewTLS(conf)))...)
+		cc, err := api.Dial(apiAddr, conf)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -13,13 +13,14 @@ import (
 	"time"
 
 	"github.com/kubedos/kubedos/internal/build"
+	"github.com/kubedos/kubedos/internal/manifest"
 )
 
 // cluster is one manufactured build, shared by the boot tests.
 type cluster struct {
 	dir      string // working directory with the spec, lock and keys
 	buildDir string
-	manifest *build.Manifest
+	manifest *manifest.Manifest
 }
 
 var made *cluster
@@ -57,7 +58,7 @@ func manufacture(t *testing.T) *cluster {
 		return made
 	}
 	dir, buildDir := makeSite(t, "site", "testdata/one.yaml", "e2e", "cache1", "out1")
-	m, _, err := build.ReadManifest(filepath.Join(buildDir, build.ManifestFile))
+	m, _, err := manifest.Read(filepath.Join(buildDir, manifest.ManifestFile))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -128,7 +129,7 @@ func TestVerifyNamesTamperedFile(t *testing.T) {
 	files := []string{
 		"roles/master/" + build.FileUKI, "roles/master/" + build.FileBootEFI, "roles/master/" + build.FileRoot,
 		"roles/master/" + build.FileVerity, "roles/master/" + build.FileSBOM, "roles/master/" + build.FileInitrd,
-		"roles/master/" + build.FileCmdline, build.ManifestFile, build.ProvenanceRel, build.LockFile,
+		"roles/master/" + build.FileCmdline, manifest.ManifestFile, manifest.ProvenanceRel, manifest.LockFile,
 	}
 	for _, f := range files {
 		t.Run(f, func(t *testing.T) {
@@ -152,9 +153,9 @@ func TestVerifyNamesTamperedFile(t *testing.T) {
 				t.Fatalf("verify accepted a build with %s changed", f)
 			}
 			named := []string{f}
-			if f == build.ManifestFile {
+			if f == manifest.ManifestFile {
 				// A changed manifest is unreadable or fails its signature.
-				named = append(named, build.SignatureFile)
+				named = append(named, manifest.SignatureFile)
 			}
 			for _, n := range named {
 				if strings.Contains(r.stderr, filepath.Join(clone, n)) {
@@ -193,8 +194,8 @@ func TestReproducibleOffline(t *testing.T) {
 			t.Errorf("%s differs between two builds from empty caches", f)
 		}
 	}
-	a, _ := os.ReadFile(filepath.Join(c.buildDir, build.ManifestFile))
-	b, _ := os.ReadFile(filepath.Join(second, build.ManifestFile))
+	a, _ := os.ReadFile(filepath.Join(c.buildDir, manifest.ManifestFile))
+	b, _ := os.ReadFile(filepath.Join(second, manifest.ManifestFile))
 	if !bytes.Equal(a, b) {
 		t.Error("manifests differ")
 	}
@@ -281,7 +282,7 @@ func TestRecoveryBundleRebuild(t *testing.T) {
 	if filepath.Base(rebuilt) != filepath.Base(c.buildDir) {
 		t.Errorf("rebuilt build-id %s, the bundle's is %s", filepath.Base(rebuilt), filepath.Base(c.buildDir))
 	}
-	for _, f := range []string{build.ManifestFile, "roles/master/" + build.FileUKI, "roles/master/" + build.FileRoot, "roles/master/" + build.FileDiskQcow2} {
+	for _, f := range []string{manifest.ManifestFile, "roles/master/" + build.FileUKI, "roles/master/" + build.FileRoot, "roles/master/" + build.FileDiskQcow2} {
 		a, _ := os.ReadFile(filepath.Join(c.buildDir, f))
 		b, _ := os.ReadFile(filepath.Join(rebuilt, f))
 		if len(a) == 0 || !bytes.Equal(a, b) {

@@ -14,6 +14,7 @@ import (
 
 	"github.com/kubedos/kubedos/internal/api"
 	"github.com/kubedos/kubedos/internal/build"
+	"github.com/kubedos/kubedos/internal/manifest"
 )
 
 // nodeBinaries builds kubedosd and kubedos-init into work/name with extra
@@ -36,7 +37,7 @@ func buildWith(t *testing.T, dir, binaries string) (string, string) {
 	if !filepath.IsAbs(b) {
 		b = filepath.Join(dir, b)
 	}
-	m, _, err := build.ReadManifest(filepath.Join(b, build.ManifestFile))
+	m, _, err := manifest.Read(filepath.Join(b, manifest.ManifestFile))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -52,7 +53,7 @@ func buildWith(t *testing.T, dir, binaries string) (string, string) {
 func TestUpgradeRollbackPowerCut(t *testing.T) {
 	dir, buildA := makeSite(t, "upgrade", "testdata/one.yaml", "e2e", "cache", "out")
 	idA := func() string {
-		m, _, err := build.ReadManifest(filepath.Join(buildA, build.ManifestFile))
+		m, _, err := manifest.Read(filepath.Join(buildA, manifest.ManifestFile))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -20,6 +20,7 @@ import (
 	"syscall"
 
 	"github.com/kubedos/kubedos/internal/agent"
+	"github.com/kubedos/kubedos/internal/api"
 	"github.com/kubedos/kubedos/internal/hubhost"
 	"github.com/kubedos/kubedos/internal/sign"
 	"github.com/kubedos/kubedos/internal/spec"
@@ -76,6 +77,6 @@ func hubKeeper(cfg agent.Config) (*hubhost.Keeper, error) {
 		return nil, err
 	}
 	return hubhost.NewKeeper(hubhost.KeeperConfig{Dir: agent.HubDir, CA: ca, ArtifactKey: pub, Sealer: hubhost.DeviceSealer(agent.TPMPath),
-		Listen: fmt.Sprintf(":%d", hubhost.Port), SelfFile: cfg.HubAddrFile, SelfAddr: fmt.Sprintf("127.0.0.1:%d", hubhost.Port),
+		Listen: fmt.Sprintf(":%d", api.HubPort), SelfFile: cfg.HubAddrFile, SelfAddr: fmt.Sprintf("127.0.0.1:%d", api.HubPort),
 		Logf: cfg.Logf}), nil
 }

@@ -22,10 +22,6 @@ import (
 	"google.golang.org/grpc/credentials"
 )
 
-// HubServerName is the name the hub's TLS certificate carries; nodes check
-// it against the cluster CA baked into their image.
-const HubServerName = "kubedos-hub"
-
 // Identity files on the state partition (/var is an overlay kept on state).
 const (
 	IdentityDir  = "/var/lib/kubedos/identity"
@@ -244,7 +240,7 @@ func dialHub(addr string, ca *x509.Certificate, cert *tls.Certificate) (*grpc.Cl
 	if ca == nil {
 		return nil, errors.New("no cluster CA certificate to check the hub against")
 	}
-	conf := &tls.Config{RootCAs: pool(ca), ServerName: HubServerName, MinVersion: tls.VersionTLS13}
+	conf := &tls.Config{RootCAs: pool(ca), ServerName: api.HubServerName, MinVersion: tls.VersionTLS13}
 	if cert != nil {
 		conf.Certificates = []tls.Certificate{*cert}
 	}

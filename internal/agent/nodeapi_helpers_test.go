@@ -368,7 +368,7 @@ func (f *fakeSystem) journalQueries() []JournalQuery {
 // on the real hub); the server stops with the test or earlier by Stop.
 func serveFakeHub(t *testing.T, ca *pki.CA, register func(*grpc.Server)) (string, *grpc.Server) {
 	t.Helper()
-	hubCert, err := ca.IssueServer([]string{HubServerName}, time.Hour, time.Now())
+	hubCert, err := ca.IssueServer([]string{api.HubServerName}, time.Hour, time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -18,13 +18,35 @@ type Refusal struct {
 	Detail string `json:"detail"`
 }
 
+// NodeState is where a node is in its life, as the hub records it (the
+// hub's State is this type).
+type NodeState string
+
+// The node states. Only an enrolled node holds a valid certificate.
+const (
+	// NodePending: the deploy step registered the node's EK; not enrolled yet.
+	NodePending NodeState = "pending"
+	// NodeEnrolled: attested, certificate issued.
+	NodeEnrolled NodeState = "enrolled"
+	// NodeQuarantined: failed a check after proving its TPM; refused until
+	// replaced.
+	NodeQuarantined NodeState = "quarantined"
+	// NodeRevoked: an operator revoked it; refused until replaced.
+	NodeRevoked NodeState = "revoked"
+	// NodeFenced: revoked and to be stopped; refused until replaced.
+	NodeFenced NodeState = "fenced"
+	// NodeReplaced: its identity is retired; the name is free for a fresh
+	// TPM through the same gate.
+	NodeReplaced NodeState = "replaced"
+)
+
 // Node is a node as the hub records it.
 type Node struct {
-	Name    string `json:"name"`
-	Role    string `json:"role"`
-	State   string `json:"state"` // pending, enrolled, quarantined, revoked, fenced, replaced
-	EKHash  string `json:"ekHash,omitempty"`
-	BuildID string `json:"buildID,omitempty"`
+	Name    string    `json:"name"`
+	Role    string    `json:"role"`
+	State   NodeState `json:"state"`
+	EKHash  string    `json:"ekHash,omitempty"`
+	BuildID string    `json:"buildID,omitempty"`
 	// Target is a build assigned for an upgrade and not yet attested.
 	Target       string    `json:"target,omitempty"`
 	CertSerial   string    `json:"certSerial,omitempty"`

@@ -2,11 +2,13 @@ package api
 
 import (
 	"context"
+	"errors"
 	"net"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/kubedos/kubedos/internal/errdefs"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
@@ -34,7 +36,7 @@ func (fakeHub) Renew(context.Context, *EnrollRequest) (*EnrollResponse, error) {
 	return nil, status.Error(codes.Unauthenticated, "no certificate")
 }
 func (fakeHub) ListNodes(context.Context, *ListNodesRequest) (*ListNodesResponse, error) {
-	return &ListNodesResponse{Nodes: []Node{{Name: "w-1", State: "enrolled"}}}, nil
+	return &ListNodesResponse{Nodes: []Node{{Name: "w-1", State: NodeEnrolled}}}, nil
 }
 
 func serve(t *testing.T) *grpc.ClientConn {
@@ -64,7 +66,7 @@ func TestRoundTrip(t *testing.T) {
 	if err != nil || b.Session != "s-w-1" {
 		t.Fatalf("Begin: %+v %v", b, err)
 	}
-	if _, err := en.Begin(ctx, &BeginRequest{}); status.Code(err) != codes.InvalidArgument {
+	if _, err := en.Begin(ctx, &BeginRequest{}); !errors.Is(err, errdefs.ErrInvalid) || status.Code(err) != codes.InvalidArgument {
 		t.Fatalf("Begin without name: %v", err)
 	}
 	a, err := en.Activate(ctx, &ActivateRequest{Session: b.Session})
@@ -72,7 +74,7 @@ func TestRoundTrip(t *testing.T) {
 		t.Fatalf("Activate: %+v %v", a, err)
 	}
 	_, err = en.Enroll(ctx, &EnrollRequest{Session: b.Session})
-	if status.Code(err) != codes.PermissionDenied || !strings.Contains(err.Error(), "PCR 11") {
+	if !errors.Is(err, errdefs.ErrPermission) || status.Code(err) != codes.PermissionDenied || !strings.Contains(err.Error(), "PCR 11") {
 		t.Fatalf("Enroll refusal lost its reason: %v", err)
 	}
 	nodes, err := NewAdminClient(cc).ListNodes(ctx)

@@ -30,6 +30,10 @@ const NodeMetricsPort = 7445
 // the master that keeps it.
 const HubPort = 7443
 
+// HubServerName is the DNS name in the hub's TLS certificate; nodes and
+// operators check it against the cluster CA.
+const HubServerName = "kubedos-hub"
+
 // Bounds of the node API's answers: a read never returns more than this,
 // whatever was asked.
 const (

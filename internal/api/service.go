@@ -3,11 +3,14 @@ package api
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"net"
 	"time"
 
+	"github.com/kubedos/kubedos/internal/errdefs"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/keepalive"
 )
 
@@ -59,10 +62,20 @@ var (
 	KeepaliveTimeout = 15 * time.Second
 )
 
-// DialOptions are the options every kubedos gRPC client needs.
+// DialOptions are the options every kubedos gRPC client needs. Every call's
+// error comes back through errdefs.FromGRPC: callers compare classes
+// (errors.Is(err, errdefs.ErrNotFound)), never codes or message text.
 func DialOptions() []grpc.DialOption {
 	return []grpc.DialOption{grpc.WithDefaultCallOptions(grpc.ForceCodec(Codec), grpc.MaxCallRecvMsgSize(MaxMessageBytes), grpc.MaxCallSendMsgSize(MaxMessageBytes)),
-		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: KeepaliveTime, Timeout: KeepaliveTimeout})}
+		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: KeepaliveTime, Timeout: KeepaliveTimeout}),
+		grpc.WithChainUnaryInterceptor(errdefs.UnaryClientInterceptor), grpc.WithChainStreamInterceptor(errdefs.StreamClientInterceptor)}
+}
+
+// Dial makes a client connection to addr over TLS with conf (mutual TLS
+// when conf carries a certificate) and DialOptions. It connects lazily, on
+// the first call.
+func Dial(addr string, conf *tls.Config) (*grpc.ClientConn, error) {
+	return grpc.NewClient(addr, append(DialOptions(), grpc.WithTransportCredentials(credentials.NewTLS(conf)))...)
 }
 
 // Serve runs srv on lis until ctx ends, then stops it gracefully (in-flight

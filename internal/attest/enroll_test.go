@@ -8,6 +8,7 @@ import (
 
 	. "github.com/kubedos/kubedos/internal/attest"
 	"github.com/kubedos/kubedos/internal/attest/attesttest"
+	"github.com/kubedos/kubedos/internal/errdefs"
 	"github.com/kubedos/kubedos/internal/measure"
 )
 
@@ -95,7 +96,7 @@ func assertRefused(t *testing.T, err error, check Check, details ...string) *Ref
 	if !ok {
 		t.Fatalf("error %v is no refusal, want %s", err, check)
 	}
-	if r.Check != check || !errors.Is(err, check.Err()) || !errors.Is(err, ErrRefused) {
+	if r.Check != check || !errors.Is(err, check.Err()) || !errors.Is(err, ErrRefused) || errdefs.Class(err) != errdefs.ErrPermission {
 		t.Fatalf("refused by %s (%v), want %s", r.Check, err, check)
 	}
 	for _, d := range details {

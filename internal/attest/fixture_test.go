@@ -24,6 +24,7 @@ import (
 
 	. "github.com/kubedos/kubedos/internal/attest"
 	"github.com/kubedos/kubedos/internal/attest/attesttest"
+	"github.com/kubedos/kubedos/internal/efi"
 	"github.com/kubedos/kubedos/internal/measure"
 )
 
@@ -101,7 +102,7 @@ func secureBootOff(events []attesttest.Event) []attesttest.Event {
 		case e.Type == measure.EvEFIVariableAuthority:
 			continue
 		case e.Type == measure.EvEFIVariableDriverConfig && bytes.Contains(e.Data, utf16le("SecureBoot")):
-			e.Data = measure.VariableData(measure.EFIGlobalVariable, "SecureBoot", []byte{0})
+			e.Data = measure.VariableData(efi.GlobalVariable, "SecureBoot", []byte{0})
 			s := sha256.Sum256(e.Data)
 			e.Digest = s[:]
 		}

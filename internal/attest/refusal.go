@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/kubedos/kubedos/internal/errdefs"
 	"github.com/kubedos/kubedos/internal/measure"
 )
 
@@ -40,9 +41,9 @@ var Checks = []Check{CheckAKBinding, CheckEKPolicy, CheckQuoteSignature, CheckNo
 	CheckEventLogReplay, CheckSecureBoot, CheckPCRPolicy}
 
 // Sentinels: errors.Is(err, ErrNonce) is true for a nonce refusal, and
-// errors.Is(err, ErrRefused) for any refusal.
+// errors.Is(err, ErrRefused) (and errdefs.ErrPermission) for any refusal.
 var (
-	ErrRefused        = errors.New("attestation refused")
+	ErrRefused        = errdefs.New(errdefs.ErrPermission, "attestation refused")
 	ErrAKBinding      = errors.New("AK is not bound to the EK")
 	ErrEKPolicy       = errors.New("EK is not allowed by the EK policy")
 	ErrQuoteSignature = errors.New("quote is not signed by the AK over the PCR values sent")
@@ -96,9 +97,10 @@ func (r *Refusal) Error() string {
 	return fmt.Sprintf("%v: %s: %s", ErrRefused, r.Check, r.Detail)
 }
 
-// Is matches ErrRefused and the sentinel of the refusal's check.
+// Is matches ErrRefused, its class (errdefs.ErrPermission) and the sentinel
+// of the refusal's check.
 func (r *Refusal) Is(target error) bool {
-	return target == ErrRefused || target == r.Check.Err()
+	return target == ErrRefused || target == errdefs.ErrPermission || target == r.Check.Err()
 }
 
 // Unwrap returns the underlying error, if any (for pcr-policy a

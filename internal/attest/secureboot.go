@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"unicode/utf16"
 
+	"github.com/kubedos/kubedos/internal/efi"
 	"github.com/kubedos/kubedos/internal/measure"
 )
 
@@ -25,7 +26,7 @@ func checkSecureBoot(events []measure.LogEvent, pcrs map[int][]byte) error {
 			continue
 		}
 		vendor, name, data, err := parseVariableData(e.Data)
-		if err != nil || vendor != measure.EFIGlobalVariable || name != "SecureBoot" {
+		if err != nil || vendor != efi.GlobalVariable || name != "SecureBoot" {
 			continue
 		}
 		found++
@@ -48,8 +49,8 @@ func checkSecureBoot(events []measure.LogEvent, pcrs map[int][]byte) error {
 // parseVariableData decodes UEFI_VARIABLE_DATA (see measure.VariableData):
 // vendor GUID, name length and data length (u64 LE, the name in UTF-16 code
 // units), the name in UTF-16LE, the data.
-func parseVariableData(b []byte) (measure.GUID, string, []byte, error) {
-	var g measure.GUID
+func parseVariableData(b []byte) (efi.GUID, string, []byte, error) {
+	var g efi.GUID
 	const header = 16 + 8 + 8
 	if len(b) < header {
 		return g, "", nil, fmt.Errorf("UEFI_VARIABLE_DATA: %d bytes, header needs %d", len(b), header)

@@ -8,6 +8,8 @@ import (
 	"os"
 	"strconv"
 	"strings"
+
+	"github.com/kubedos/kubedos/internal/manifest"
 )
 
 // Partition type UUIDs of the UAPI Discoverable Partitions Specification (x86-64).
@@ -32,7 +34,7 @@ func DerivedUUID(seed ...string) string {
 
 // MakeDisk writes a GPT raw disk image with sfdisk (from a script with every
 // identifier fixed, so it is reproducible) and the partitions' contents.
-func MakeDisk(ctx context.Context, out, diskGUID string, parts []DiskPartition) error {
+func MakeDisk(ctx context.Context, out, diskGUID string, parts []manifest.Partition) error {
 	var script strings.Builder
 	fmt.Fprintf(&script, "label: gpt\nlabel-id: %s\nunit: sectors\nfirst-lba: 2048\n", diskGUID)
 	start := int64(mib)

@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/kubedos/kubedos/internal/earlyboot"
+	"github.com/kubedos/kubedos/internal/manifest"
 )
 
 func needTools(t *testing.T, tools ...string) {
@@ -60,7 +61,7 @@ func TestDiskLayout(t *testing.T) {
 	if err := os.WriteFile(content, bytes.Repeat([]byte("R"), 8192), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	parts := []DiskPartition{
+	parts := []manifest.Partition{
 		{Label: "esp", Type: TypeESP, UUID: DerivedUUID("t", "esp"), SizeMiB: 2},
 		{Label: "root-a", Type: TypeRoot, UUID: DerivedUUID("t", "root-a"), SizeMiB: 2, Content: content},
 		{Label: "verity-a", Type: TypeRootVerity, UUID: DerivedUUID("t", "verity-a"), SizeMiB: 1},
@@ -116,7 +117,7 @@ func TestDiskLayout(t *testing.T) {
 	if !bytes.Equal(b1[got[1].Start*512:got[1].Start*512+8192], bytes.Repeat([]byte("R"), 8192)) {
 		t.Error("root content not at the start of root-a")
 	}
-	big := append(parts[:1:1], DiskPartition{Label: "root-a", Type: TypeRoot, UUID: DerivedUUID("x"), SizeMiB: 0, Content: content})
+	big := append(parts[:1:1], manifest.Partition{Label: "root-a", Type: TypeRoot, UUID: DerivedUUID("x"), SizeMiB: 0, Content: content})
 	if err := MakeDisk(context.Background(), filepath.Join(dir, "3.img"), DerivedUUID("x"), big); err == nil || !strings.Contains(err.Error(), "larger than") {
 		t.Fatalf("oversized content accepted: %v", err)
 	}

@@ -44,7 +44,7 @@ type Result struct {
 	BuildID  string
 	Reused   bool     // the build already existed: nothing was done
 	Built    []string // roles built now (others came from the role cache)
-	Manifest *Manifest
+	Manifest *manifest.Manifest
 }
 
 // ErrNeedRoot is returned when the build is not run as root.
@@ -72,11 +72,11 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 	if err != nil {
 		return nil, fmt.Errorf("kubedos-init binary: %w", err)
 	}
-	m := &Manifest{
+	m := &manifest.Manifest{
 		APIVersion: "kubedos.io/v1alpha1", Kind: "BuildManifest", Cluster: o.Spec.Metadata.Name,
 		SpecDigest: "sha256:" + sha256Hex(o.SpecBytes), LockDigest: "sha256:" + sha256Hex(o.LockBytes),
-		Source: Source{Revision: o.Revision, KubedosdSHA256: kdSum, InitSHA256: initSum},
-		Tools:  tools, Epoch: o.Lock.SourceDateEpoch, DBCert: sha256Hex(o.Keys.DB.Raw), Roles: map[string]RoleManifest{},
+		Source: manifest.Source{Revision: o.Revision, KubedosdSHA256: kdSum, InitSHA256: initSum},
+		Tools:  tools, Epoch: o.Lock.SourceDateEpoch, DBCert: sha256Hex(o.Keys.DB.Raw), Roles: map[string]manifest.RoleManifest{},
 		Machines: map[string]string{"proxmox": manifest.ProxmoxMachine},
 	}
 	roles := lock.Roles(o.Spec)
@@ -87,8 +87,8 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 	m.BuildID = buildID(m, roleIDs)
 	clusterDir := filepath.Join(o.OutDir, m.Cluster)
 	final := filepath.Join(clusterDir, m.BuildID)
-	if _, err := os.Stat(filepath.Join(final, ManifestFile)); err == nil {
-		existing, _, err := ReadManifest(filepath.Join(final, ManifestFile))
+	if _, err := os.Stat(filepath.Join(final, manifest.ManifestFile)); err == nil {
+		existing, _, err := manifest.Read(filepath.Join(final, manifest.ManifestFile))
 		if err != nil {
 			return nil, fmt.Errorf("build %s exists but its manifest is unreadable: %w", final, err)
 		}
@@ -117,7 +117,7 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 
 // roleKey is the content address of a role's image: everything that can
 // change its bytes.
-func roleKey(o Options, r spec.Role, m *Manifest) string {
+func roleKey(o Options, r spec.Role, m *manifest.Manifest) string {
 	var pkgs []string
 	for _, name := range o.Lock.Roles[r] {
 		p, _ := o.Lock.Package(name)
@@ -137,7 +137,7 @@ func roleKey(o Options, r spec.Role, m *Manifest) string {
 	return sha256Hex(b)[:16]
 }
 
-func buildID(m *Manifest, roleIDs map[spec.Role]string) string {
+func buildID(m *manifest.Manifest, roleIDs map[spec.Role]string) string {
 	var parts []string
 	for r, id := range roleIDs {
 		parts = append(parts, string(r)+"="+id)
@@ -239,7 +239,7 @@ var roleFiles = []string{FileRoot, FileVerity, FileUKI, FileBootEFI, FileInitrd,
 
 // assemble lays out a build directory from the role cache, writes the
 // manifest, provenance and signature, and renames it into place.
-func assemble(o Options, m *Manifest, roles []spec.Role, roleDirs map[spec.Role]string, final string) error {
+func assemble(o Options, m *manifest.Manifest, roles []spec.Role, roleDirs map[spec.Role]string, final string) error {
 	if err := os.MkdirAll(filepath.Dir(final), 0o755); err != nil {
 		return err
 	}
@@ -277,7 +277,7 @@ func assemble(o Options, m *Manifest, roles []spec.Role, roleDirs map[spec.Role]
 		if err != nil {
 			return err
 		}
-		m.Roles[string(r)] = RoleManifest{RoleID: rec.RoleID, Kernel: img.Kernel, Cmdline: img.Cmdline, RootHash: img.Verity.RootHash,
+		m.Roles[string(r)] = manifest.RoleManifest{RoleID: rec.RoleID, Kernel: img.Kernel, Cmdline: img.Cmdline, RootHash: img.Verity.RootHash,
 			Salt: img.Verity.Salt, DataBlocks: img.Verity.DataBlocks, UKIPath: img.UKIName, Packages: rec.Packages, Partitions: img.Partitions,
 			PCRs: pcrs}
 		for _, name := range o.Lock.Roles[r] {
@@ -287,7 +287,7 @@ func assemble(o Options, m *Manifest, roles []spec.Role, roleDirs map[spec.Role]
 			}
 		}
 	}
-	for rel, data := range map[string][]byte{SpecFile: o.SpecBytes, LockFile: o.LockBytes} {
+	for rel, data := range map[string][]byte{manifest.SpecFile: o.SpecBytes, manifest.LockFile: o.LockBytes} {
 		if err := os.MkdirAll(filepath.Join(tmp, filepath.Dir(rel)), 0o755); err != nil {
 			return err
 		}
@@ -302,17 +302,17 @@ func assemble(o Options, m *Manifest, roles []spec.Role, roleDirs map[spec.Role]
 	if err != nil {
 		return err
 	}
-	if err := writeFileAtomic(filepath.Join(tmp, ProvenanceRel), prov, 0o644); err != nil {
+	if err := writeFileAtomic(filepath.Join(tmp, manifest.ProvenanceRel), prov, 0o644); err != nil {
 		return err
 	}
-	m.Files = append(m.Files, FileEntry{Path: ProvenanceRel, SHA256: sha256Hex(prov), Size: int64(len(prov))})
+	m.Files = append(m.Files, manifest.FileEntry{Path: manifest.ProvenanceRel, SHA256: sha256Hex(prov), Size: int64(len(prov))})
 	sort.Slice(m.Files, func(i, j int) bool { return m.Files[i].Path < m.Files[j].Path })
 	raw, err := json.MarshalIndent(m, "", "  ")
 	if err != nil {
 		return err
 	}
 	raw = append(raw, '\n')
-	if err := writeFileAtomic(filepath.Join(tmp, ManifestFile), raw, 0o644); err != nil {
+	if err := writeFileAtomic(filepath.Join(tmp, manifest.ManifestFile), raw, 0o644); err != nil {
 		return err
 	}
 	key, err := sign.ReadSigningKey(o.Keys.Path(sign.FileSigningKey))
@@ -323,7 +323,7 @@ func assemble(o Options, m *Manifest, roles []spec.Role, roleDirs map[spec.Role]
 	if err != nil {
 		return err
 	}
-	if err := writeFileAtomic(filepath.Join(tmp, SignatureFile), sig, 0o644); err != nil {
+	if err := writeFileAtomic(filepath.Join(tmp, manifest.SignatureFile), sig, 0o644); err != nil {
 		return err
 	}
 	if err := os.Chmod(tmp, 0o755); err != nil { // MkdirTemp made it 0700
@@ -347,8 +347,8 @@ func linkOrCopy(src, dst string) error {
 }
 
 // listFiles digests every regular file under dir, paths relative to it.
-func listFiles(dir string) ([]FileEntry, error) {
-	var out []FileEntry
+func listFiles(dir string) ([]manifest.FileEntry, error) {
+	var out []manifest.FileEntry
 	err := filepath.WalkDir(dir, func(path string, d os.DirEntry, err error) error {
 		if err != nil || d.IsDir() {
 			return err
@@ -358,7 +358,7 @@ func listFiles(dir string) ([]FileEntry, error) {
 		if err != nil {
 			return err
 		}
-		out = append(out, FileEntry{Path: filepath.ToSlash(rel), SHA256: sum, Size: size})
+		out = append(out, manifest.FileEntry{Path: filepath.ToSlash(rel), SHA256: sum, Size: size})
 		return nil
 	})
 	return out, err

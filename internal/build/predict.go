@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/kubedos/kubedos/internal/manifest"
 	"github.com/kubedos/kubedos/internal/measure"
 	"github.com/kubedos/kubedos/internal/sign"
 )
@@ -60,7 +61,7 @@ func Predict(roleDir string, ks *sign.KeySet) (measure.Prediction, error) {
 }
 
 // PredictedPCRs decodes a manifest role's prediction.
-func PredictedPCRs(rm RoleManifest) (measure.Prediction, error) {
+func PredictedPCRs(rm manifest.RoleManifest) (measure.Prediction, error) {
 	var p measure.Prediction
 	if len(rm.PCRs) == 0 {
 		return p, fmt.Errorf("role %s has no PCR prediction in its manifest", rm.RoleID)
@@ -74,7 +75,7 @@ func PredictedPCRs(rm RoleManifest) (measure.Prediction, error) {
 // ComparePCRs checks PCR values a node reports (index → hex) against a
 // role's prediction: PCR 4 and 7 exactly, PCR 11 at any quotable phase. It
 // returns the phase PCR 11 matched and one line per mismatch.
-func ComparePCRs(rm RoleManifest, got map[string]string) (phase string, mismatches []string, err error) {
+func ComparePCRs(rm manifest.RoleManifest, got map[string]string) (phase string, mismatches []string, err error) {
 	p, err := PredictedPCRs(rm)
 	if err != nil {
 		return "", nil, err

@@ -3,6 +3,8 @@ package build
 import (
 	"encoding/json"
 	"sort"
+
+	"github.com/kubedos/kubedos/internal/manifest"
 )
 
 // The in-toto Statement v1 and SLSA Provenance v1 shapes, written as plain
@@ -49,14 +51,14 @@ const BuildType = "https://kubedos.io/build/v1"
 // provenanceFor describes m's outputs as subjects and its inputs (spec,
 // lock, every package, the kubedos source and binaries, tools) as the build
 // definition.
-func provenanceFor(m *Manifest, packages []resource) ([]byte, error) {
+func provenanceFor(m *manifest.Manifest, packages []resource) ([]byte, error) {
 	var subjects []subject
 	for _, f := range m.Files {
 		subjects = append(subjects, subject{Name: f.Path, Digest: map[string]string{"sha256": f.SHA256}})
 	}
 	deps := []resource{
-		{Name: SpecFile, Digest: digestMap(m.SpecDigest)},
-		{Name: LockFile, Digest: digestMap(m.LockDigest)},
+		{Name: manifest.SpecFile, Digest: digestMap(m.SpecDigest)},
+		{Name: manifest.LockFile, Digest: digestMap(m.LockDigest)},
 		{Name: "kubedosd", Digest: map[string]string{"sha256": m.Source.KubedosdSHA256}},
 		{Name: "kubedos-init", Digest: map[string]string{"sha256": m.Source.InitSHA256}},
 	}
@@ -72,7 +74,7 @@ func provenanceFor(m *Manifest, packages []resource) ([]byte, error) {
 		Predicate: provenance{
 			BuildDefinition: buildDefinition{
 				BuildType:            BuildType,
-				ExternalParameters:   map[string]any{"cluster": m.Cluster, "spec": SpecFile, "lock": LockFile},
+				ExternalParameters:   map[string]any{"cluster": m.Cluster, "spec": manifest.SpecFile, "lock": manifest.LockFile},
 				InternalParameters:   map[string]any{"tools": m.Tools, "sourceDateEpoch": m.Epoch},
 				ResolvedDependencies: deps,
 			},

@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/kubedos/kubedos/internal/earlyboot"
+	"github.com/kubedos/kubedos/internal/manifest"
 )
 
 // PESigner Authenticode-signs an EFI binary with the platform's db key.
@@ -55,12 +56,12 @@ const (
 
 // ImageResult describes a built role image.
 type ImageResult struct {
-	Kernel     string            `json:"kernel"`
-	Cmdline    string            `json:"cmdline"`
-	Verity     earlyboot.Config  `json:"verity"`
-	UKIName    string            `json:"ukiName"` // path on the ESP
-	Partitions []DiskPartition   `json:"partitions"`
-	Files      map[string]string `json:"-"` // name → path
+	Kernel     string               `json:"kernel"`
+	Cmdline    string               `json:"cmdline"`
+	Verity     earlyboot.Config     `json:"verity"`
+	UKIName    string               `json:"ukiName"` // path on the ESP
+	Partitions []manifest.Partition `json:"partitions"`
+	Files      map[string]string    `json:"-"` // name → path
 }
 
 // BaseCmdline is the kernel command line around the kubedos keys: serial
@@ -154,13 +155,13 @@ func BuildImage(ctx context.Context, in ImageInput) (*ImageResult, error) {
 		return nil, err
 	}
 	rootMiB, verMiB := slotMiB(size, 64), slotMiB(verSize, 8)
-	part := func(label, typ string, sz int64, content string) DiskPartition {
-		return DiskPartition{Label: label, Type: typ, UUID: DerivedUUID(in.RoleID, "part", label), SizeMiB: sz, Content: content}
+	part := func(label, typ string, sz int64, content string) manifest.Partition {
+		return manifest.Partition{Label: label, Type: typ, UUID: DerivedUUID(in.RoleID, "part", label), SizeMiB: sz, Content: content}
 	}
 	// Slot a's UUIDs derive from the root hash: that is how kubedos-init
 	// finds the slot the UKI's cmdline names (earlyboot.FindSlot).
-	slotA := func(p DiskPartition, uuid string) DiskPartition { p.UUID = uuid; return p }
-	parts := []DiskPartition{
+	slotA := func(p manifest.Partition, uuid string) manifest.Partition { p.UUID = uuid; return p }
+	parts := []manifest.Partition{
 		part(earlyboot.LabelESP, TypeESP, espMiB, esp),
 		slotA(part(earlyboot.RootLabel("a"), TypeRoot, rootMiB, out(FileRoot)), earlyboot.RootPartUUID(rootHash)),
 		slotA(part(earlyboot.VerityLabel("a"), TypeRootVerity, verMiB, out(FileVerity)), earlyboot.VerityPartUUID(rootHash)),

@@ -31,20 +31,20 @@ func Verify(ctx context.Context, dir string, keys *sign.KeySet) ([]Failure, erro
 	fail := func(file, format string, args ...any) {
 		fails = append(fails, Failure{File: file, Problem: fmt.Sprintf(format, args...)})
 	}
-	m, raw, err := ReadManifest(filepath.Join(dir, ManifestFile))
+	m, raw, err := manifest.Read(filepath.Join(dir, manifest.ManifestFile))
 	if err != nil {
 		return nil, err
 	}
-	sig, err := os.ReadFile(filepath.Join(dir, SignatureFile))
+	sig, err := os.ReadFile(filepath.Join(dir, manifest.SignatureFile))
 	if err != nil {
-		fail(SignatureFile, "missing: %v", err)
+		fail(manifest.SignatureFile, "missing: %v", err)
 	} else if err := sign.VerifyBlob(keys.SigningPub, raw, sig); err != nil {
-		fail(SignatureFile, "manifest signature does not verify with %s: %v", keys.Path(sign.FileSigningPub), err)
+		fail(manifest.SignatureFile, "manifest signature does not verify with %s: %v", keys.Path(sign.FileSigningPub), err)
 	}
 	if m.DBCert != sha256Hex(keys.DB.Raw) {
-		fail(ManifestFile, "built for db certificate %s, not %s", m.DBCert, keys.Path(sign.FileDBCert))
+		fail(manifest.ManifestFile, "built for db certificate %s, not %s", m.DBCert, keys.Path(sign.FileDBCert))
 	}
-	listed := map[string]bool{ManifestFile: true, SignatureFile: true}
+	listed := map[string]bool{manifest.ManifestFile: true, manifest.SignatureFile: true}
 	for _, f := range m.Files {
 		listed[f.Path] = true
 		sum, size, err := manifest.FileDigest(filepath.Join(dir, f.Path))
@@ -64,9 +64,9 @@ func Verify(ctx context.Context, dir string, keys *sign.KeySet) ([]Failure, erro
 			fail(f.Path, "not in the manifest")
 		}
 	}
-	l, lerr := lock.Read(filepath.Join(dir, LockFile))
+	l, lerr := lock.Read(filepath.Join(dir, manifest.LockFile))
 	if lerr != nil {
-		fail(LockFile, "%v", lerr)
+		fail(manifest.LockFile, "%v", lerr)
 	}
 	roles := make([]string, 0, len(m.Roles))
 	for r := range m.Roles {
@@ -84,7 +84,7 @@ func Verify(ctx context.Context, dir string, keys *sign.KeySet) ([]Failure, erro
 		if pred, err := Predict(filepath.Join(dir, "roles", r), keys); err != nil {
 			fail(rel(FileUKI), "cannot predict PCRs: %v", err)
 		} else if got, err := json.Marshal(pred); err != nil || !sameJSON(got, rm.PCRs) {
-			fail(ManifestFile, "role %s: the PCR prediction does not follow from the built EFI binaries and keys", r)
+			fail(manifest.ManifestFile, "role %s: the PCR prediction does not follow from the built EFI binaries and keys", r)
 		}
 		if err := CheckVerity(ctx, filepath.Join(dir, rel(FileRoot)), filepath.Join(dir, rel(FileVerity)), rm.RootHash); err != nil {
 			fail(rel(FileRoot), "dm-verity root hash %s does not match: %v", rm.RootHash, err)

@@ -13,6 +13,7 @@ import (
 
 	"github.com/kubedos/kubedos/internal/agent"
 	"github.com/kubedos/kubedos/internal/build"
+	"github.com/kubedos/kubedos/internal/manifest"
 	"github.com/kubedos/kubedos/internal/sign"
 	"github.com/kubedos/kubedos/internal/target/qemu"
 	"github.com/spf13/cobra"
@@ -81,7 +82,7 @@ var (
 )
 
 func bootOnce(ctx context.Context, g *globals, buildDir, role, keysDir, dir string, memory int, timeout time.Duration) (*bootReport, error) {
-	m, _, err := build.ReadManifest(filepath.Join(buildDir, build.ManifestFile))
+	m, _, err := manifest.Read(filepath.Join(buildDir, manifest.ManifestFile))
 	if err != nil {
 		return nil, err
 	}

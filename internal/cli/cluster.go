@@ -18,10 +18,6 @@ import (
 	"github.com/spf13/cobra"
 )
 
-// hubPort is where a local cluster's hub listens, on the LAN gateway (the
-// host's end of the cluster's segment).
-const hubPort = 7443
-
 // clusterFlags are shared by cluster up, down and status.
 type clusterFlags struct {
 	keys, state, build, hubOn string

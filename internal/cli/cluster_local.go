@@ -17,6 +17,7 @@ import (
 	"github.com/kubedos/kubedos/internal/api"
 	"github.com/kubedos/kubedos/internal/attest"
 	"github.com/kubedos/kubedos/internal/build"
+	"github.com/kubedos/kubedos/internal/manifest"
 	"github.com/kubedos/kubedos/internal/pidfile"
 	"github.com/kubedos/kubedos/internal/sign"
 	"github.com/kubedos/kubedos/internal/spec"
@@ -28,7 +29,7 @@ type localCluster struct {
 	spec     *spec.ClusterSpec
 	specPath string
 	keys     *sign.KeySet
-	manifest *build.Manifest
+	manifest *manifest.Manifest
 	buildDir string
 	dir      string
 	pr       *progress
@@ -42,7 +43,7 @@ type localCluster struct {
 	hubKeeper string
 	hubErr    error
 	// reported is each node's state last printed.
-	reported map[string]string
+	reported map[string]api.NodeState
 }
 
 func (c *localCluster) keysDir() string {
@@ -80,7 +81,7 @@ func (c *localCluster) up(ctx context.Context) error {
 	if handed != nil {
 		return c.upOnMasterHub(ctx, seg, vars, handed)
 	}
-	if err := c.startHub(ctx, netip.AddrPortFrom(seg.Gateway.Addr(), hubPort).String()); err != nil {
+	if err := c.startHub(ctx, netip.AddrPortFrom(seg.Gateway.Addr(), api.HubPort).String()); err != nil {
 		return err
 	}
 	admin, done, err := c.admin()
@@ -315,7 +316,7 @@ func (c *localCluster) waitNodes(ctx context.Context, want []spec.Node, timeout 
 	defer done()
 	deadline := time.Now().Add(timeout)
 	if c.reported == nil {
-		c.reported = map[string]string{}
+		c.reported = map[string]api.NodeState{}
 	}
 	reported := c.reported
 	for {
@@ -336,9 +337,9 @@ func (c *localCluster) waitNodes(ctx context.Context, want []spec.Node, timeout 
 				reported[sn.Name] = n.State
 			}
 			switch n.State {
-			case "enrolled":
+			case api.NodeEnrolled:
 				enrolled++
-			case "quarantined", "revoked", "fenced":
+			case api.NodeQuarantined, api.NodeRevoked, api.NodeFenced:
 				bad = append(bad, fmt.Sprintf("%s is %s: %s", sn.Name, n.State, reasonText(n.Reason, 0)))
 			}
 		}

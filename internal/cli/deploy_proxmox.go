@@ -12,6 +12,7 @@ import (
 	"github.com/kubedos/kubedos/internal/attest"
 	"github.com/kubedos/kubedos/internal/build"
 	"github.com/kubedos/kubedos/internal/durable"
+	"github.com/kubedos/kubedos/internal/manifest"
 	"github.com/kubedos/kubedos/internal/spec"
 	"github.com/kubedos/kubedos/internal/target/proxmox"
 	"github.com/kubedos/kubedos/internal/target/qemu"
@@ -22,7 +23,7 @@ const defaultImportStorage = "local"
 
 // proxmoxPlan turns the spec's nodes and the build into VMs: shapes from
 // the spec, images from the build, the hub the nodes enroll with.
-func proxmoxPlan(s *spec.ClusterSpec, m *build.Manifest, buildDir, hubAddr, varsPath, workDir string) (proxmox.Plan, error) {
+func proxmoxPlan(s *spec.ClusterSpec, m *manifest.Manifest, buildDir, hubAddr, varsPath, workDir string) (proxmox.Plan, error) {
 	p := s.Targets.Proxmox
 	lan, err := netip.ParsePrefix(s.Networking.LAN.CIDR)
 	if err != nil {

@@ -7,6 +7,7 @@ import (
 
 	"github.com/kubedos/kubedos/examples"
 	"github.com/kubedos/kubedos/internal/build"
+	"github.com/kubedos/kubedos/internal/manifest"
 	"github.com/kubedos/kubedos/internal/spec"
 )
 
@@ -15,9 +16,9 @@ func TestProxmoxPlan(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m := &build.Manifest{BuildID: "b1", Roles: map[string]build.RoleManifest{}}
+	m := &manifest.Manifest{BuildID: "b1", Roles: map[string]manifest.RoleManifest{}}
 	for _, n := range s.Topology.Nodes {
-		m.Roles[string(n.Role)] = build.RoleManifest{RoleID: "id-" + string(n.Role)}
+		m.Roles[string(n.Role)] = manifest.RoleManifest{RoleID: "id-" + string(n.Role)}
 	}
 	plan, err := proxmoxPlan(s, m, "out/b1", "10.0.0.5:7443", "vars.fd", "work")
 	if err != nil {

@@ -13,9 +13,8 @@ import (
 	"time"
 
 	"github.com/kubedos/kubedos/internal/api"
-	"github.com/kubedos/kubedos/internal/build"
 	"github.com/kubedos/kubedos/internal/hub"
-	"github.com/kubedos/kubedos/internal/hubhost"
+	"github.com/kubedos/kubedos/internal/manifest"
 	"github.com/kubedos/kubedos/internal/pidfile"
 	"github.com/kubedos/kubedos/internal/pki"
 	"github.com/kubedos/kubedos/internal/spec"
@@ -81,7 +80,7 @@ func (c *localCluster) masterHubAddr(seg interface {
 	if err != nil {
 		return "", fmt.Errorf("topology.nodes[%s].address: %w", m.Name, err)
 	}
-	return netip.AddrPortFrom(addr.Addr(), hubhost.Port).String(), nil
+	return netip.AddrPortFrom(addr.Addr(), api.HubPort).String(), nil
 }
 
 // handOver moves the hub from this host to the master: the host's hub
@@ -169,8 +168,8 @@ func (c *localCluster) handoffRequest(master spec.Node) (*api.HubHandoff, error)
 		{&req.CACert, filepath.Join(c.keys.Dir, filepath.FromSlash(pki.CACertFile))},
 		{&req.CAKey, filepath.Join(c.keys.Dir, filepath.FromSlash(pki.CAKeyFile))},
 		{&req.Spec, c.specPath},
-		{&req.Manifest, filepath.Join(c.buildDir, build.ManifestFile)},
-		{&req.Signature, filepath.Join(c.buildDir, build.SignatureFile)},
+		{&req.Manifest, filepath.Join(c.buildDir, manifest.ManifestFile)},
+		{&req.Signature, filepath.Join(c.buildDir, manifest.SignatureFile)},
 	} {
 		if *f.to, err = read(f.path); err != nil {
 			return nil, err

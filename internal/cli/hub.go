@@ -10,8 +10,8 @@ import (
 	"time"
 
 	"github.com/kubedos/kubedos/internal/api"
-	"github.com/kubedos/kubedos/internal/build"
 	"github.com/kubedos/kubedos/internal/hubhost"
+	"github.com/kubedos/kubedos/internal/manifest"
 	"github.com/kubedos/kubedos/internal/pki"
 	"github.com/kubedos/kubedos/internal/sign"
 	"github.com/kubedos/kubedos/internal/spec"
@@ -110,12 +110,12 @@ State (nodes, sessions, revocations, the hash-chained audit log) is kept in
 
 // verifiedManifest reads a build's manifest and checks its signature with
 // the platform's artifact key: the hub's policy is only what was signed.
-func verifiedManifest(dir string, ks *sign.KeySet) (*build.Manifest, error) {
-	m, raw, err := build.ReadManifest(filepath.Join(dir, build.ManifestFile))
+func verifiedManifest(dir string, ks *sign.KeySet) (*manifest.Manifest, error) {
+	m, raw, err := manifest.Read(filepath.Join(dir, manifest.ManifestFile))
 	if err != nil {
 		return nil, err
 	}
-	sig, err := os.ReadFile(filepath.Join(dir, build.SignatureFile))
+	sig, err := os.ReadFile(filepath.Join(dir, manifest.SignatureFile))
 	if err != nil {
 		return nil, fmt.Errorf("build %s: %w", dir, err)
 	}

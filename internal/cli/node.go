@@ -11,13 +11,11 @@ import (
 	"time"
 
 	"github.com/kubedos/kubedos/internal/api"
-	"github.com/kubedos/kubedos/internal/hub"
 	"github.com/kubedos/kubedos/internal/sign"
 	"github.com/kubedos/kubedos/internal/spec"
 	"github.com/kubedos/kubedos/internal/target/qemu"
 	"github.com/spf13/cobra"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials"
 )
 
 // hubClient holds the flags of commands that call the hub's admin service.
@@ -39,7 +37,7 @@ func (c *hubClient) addFlags(cmd *cobra.Command) {
 // admin connects with the operator's client certificate, checking the hub's
 // certificate against the cluster CA.
 func (c *hubClient) admin() (*api.AdminClient, func(), error) {
-	cc, err := operatorConn(c.keys, c.cert, c.key, c.addr, hub.ServerName)
+	cc, err := operatorConn(c.keys, c.cert, c.key, c.addr, api.HubServerName)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -71,7 +69,7 @@ func operatorConn(keys, cert, key, addr, serverName string) (*grpc.ClientConn, e
 	if err != nil {
 		return nil, err
 	}
-	cc, err := grpc.NewClient(addr, append(api.DialOptions(), grpc.WithTransportCredentials(credentials.NewTLS(conf)))...)
+	cc, err := api.Dial(addr, conf)
 	if err != nil {
 		return nil, fmt.Errorf("%s (%s): %w", serverName, addr, err)
 	}

@@ -153,7 +153,7 @@ func runNodeAPI(t *testing.T, stdin string, args ...string) (int, string, string
 	case errors.As(err, &ee):
 		return ee.code, out.String(), errb.String()
 	default:
-		return 1, out.String(), errb.String() + err.Error()
+		return 1, out.String(), errb.String() + err.Error() + remoteCode(err) // as Run prints it
 	}
 }
 

@@ -15,9 +15,10 @@ func newPlanCmd(g *globals) *cobra.Command {
 		Long: `Validate FILE and print the strict convergence DAG it expands to:
 
   1. attestation gate      one per node: no node exists before it attests
-  2. backplanes            the master's hub side of each WireGuard plane, then
-                           each node's join of each plane
-  3. enrollment            one per node, after its planes (and the master)
+  2. enrollment            one per node, after its gate (and the master's):
+                           the hub signs the node's certificate
+  3. backplanes            the master's hub side of each WireGuard plane, then
+                           each node's join of each plane with its certificate
   4. convergence           one per role present, ordered between roles
                            (etcd and load balancers before the control plane,
                            the control plane before workers)

@@ -10,6 +10,7 @@ import (
 	"io"
 
 	"github.com/spf13/cobra"
+	"google.golang.org/grpc/status"
 )
 
 // Output formats shared by every command that reads.
@@ -43,9 +44,19 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	case errors.As(err, &ee):
 		return ee.code
 	default:
-		fmt.Fprintf(stderr, "kubedos: %v\n", err)
+		fmt.Fprintf(stderr, "kubedos: %v%s\n", err, remoteCode(err))
 		return 1
 	}
+}
+
+// remoteCode names the status code of an error a server answered with
+// (errdefs.FromGRPC keeps it under the message), so the operator sees the
+// refusal was the server's and of which kind: " (PermissionDenied)".
+func remoteCode(err error) string {
+	if s, ok := status.FromError(err); ok {
+		return " (" + s.Code().String() + ")"
+	}
+	return ""
 }
 
 // NewRoot builds the command tree.

@@ -7,6 +7,8 @@ import (
 	"io"
 	"strings"
 	"unicode/utf16"
+
+	"github.com/kubedos/kubedos/internal/efi"
 )
 
 // GPT reading, by hand: the initrd must find partitions by label without
@@ -51,20 +53,14 @@ func ReadGPT(r io.ReaderAt) ([]Partition, error) {
 	var parts []Partition
 	for i := 0; i < int(count); i++ {
 		e := buf[i*int(size) : (i+1)*int(size)]
-		typ := guidString(e[0:16])
+		typ := efi.GUID(e[0:16]).String()
 		if typ == "00000000-0000-0000-0000-000000000000" {
 			continue
 		}
-		parts = append(parts, Partition{Number: i + 1, TypeGUID: typ, PartUUID: guidString(e[16:32]), Label: utf16Label(e[56:128]),
+		parts = append(parts, Partition{Number: i + 1, TypeGUID: typ, PartUUID: efi.GUID(e[16:32]).String(), Label: utf16Label(e[56:128]),
 			FirstLBA: binary.LittleEndian.Uint64(e[32:]), LastLBA: binary.LittleEndian.Uint64(e[40:])})
 	}
 	return parts, nil
-}
-
-// guidString renders a GUID in its mixed-endian on-disk form as text.
-func guidString(b []byte) string {
-	return fmt.Sprintf("%08x-%04x-%04x-%x-%x", binary.LittleEndian.Uint32(b[0:4]),
-		binary.LittleEndian.Uint16(b[4:6]), binary.LittleEndian.Uint16(b[6:8]), b[8:10], b[10:16])
 }
 
 func utf16Label(b []byte) string {

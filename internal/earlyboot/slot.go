@@ -10,6 +10,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/kubedos/kubedos/internal/efi"
 )
 
 // Slots are the two A/B root slots of DESIGN.md §4.
@@ -156,14 +158,14 @@ func rewriteEntries(disk io.ReaderAt, hdr []byte, uuids map[string]string) ([]ta
 		e := buf[i*int(size) : (i+1)*int(size)]
 		label := utf16Label(e[56:128])
 		u, ok := uuids[label]
-		if !ok || guidString(e[0:16]) == "00000000-0000-0000-0000-000000000000" {
+		if !ok || efi.GUID(e[0:16]) == (efi.GUID{}) {
 			continue
 		}
-		raw, err := guidBytes(u)
+		g, err := efi.Parse(u)
 		if err != nil {
 			return nil, fmt.Errorf("partition %s: %w", label, err)
 		}
-		copy(e[16:32], raw)
+		copy(e[16:32], g[:])
 		found[label] = true
 	}
 	for label := range uuids {
@@ -176,20 +178,6 @@ func rewriteEntries(disk io.ReaderAt, hdr []byte, uuids map[string]string) ([]ta
 	binary.LittleEndian.PutUint32(hdr[16:], 0)
 	binary.LittleEndian.PutUint32(hdr[16:], crc32.ChecksumIEEE(hdr[:hsize]))
 	return []tableWrite{{buf, int64(entriesLBA) * 512}, {hdr, int64(lba) * 512}}, nil
-}
-
-// guidBytes is the inverse of guidString: text to the mixed-endian on-disk form.
-func guidBytes(s string) ([]byte, error) {
-	h, err := hex.DecodeString(strings.ReplaceAll(s, "-", ""))
-	if err != nil || len(h) != 16 || len(s) != 36 {
-		return nil, fmt.Errorf("malformed GUID %q", s)
-	}
-	out := make([]byte, 16)
-	binary.LittleEndian.PutUint32(out[0:], binary.BigEndian.Uint32(h[0:]))
-	binary.LittleEndian.PutUint16(out[4:], binary.BigEndian.Uint16(h[4:]))
-	binary.LittleEndian.PutUint16(out[6:], binary.BigEndian.Uint16(h[6:]))
-	copy(out[8:], h[8:])
-	return out, nil
 }
 
 // FindBootDisk returns the block device (/dev/vda) whose GPT has the kubedos

@@ -6,6 +6,7 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 )
 
@@ -96,4 +97,27 @@ func StreamServerInterceptor(srv any, ss grpc.ServerStream, _ *grpc.StreamServer
 // UnaryClientInterceptor translates every call's error with FromGRPC.
 func UnaryClientInterceptor(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
 	return FromGRPC(invoker(ctx, method, req, reply, cc, opts...))
+}
+
+// StreamClientInterceptor translates a stream's errors with FromGRPC: the
+// one opening it and those of every send, receive and header read.
+func StreamClientInterceptor(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
+	s, err := streamer(ctx, desc, cc, method, opts...)
+	if err != nil {
+		return nil, FromGRPC(err)
+	}
+	return clientStream{s}, nil
+}
+
+// clientStream is a grpc.ClientStream whose errors come back classed. io.EOF
+// (the stream's normal end) is no status and passes through unchanged.
+type clientStream struct{ grpc.ClientStream }
+
+func (s clientStream) SendMsg(m any) error { return FromGRPC(s.ClientStream.SendMsg(m)) }
+func (s clientStream) RecvMsg(m any) error { return FromGRPC(s.ClientStream.RecvMsg(m)) }
+func (s clientStream) CloseSend() error    { return FromGRPC(s.ClientStream.CloseSend()) }
+
+func (s clientStream) Header() (metadata.MD, error) {
+	md, err := s.ClientStream.Header()
+	return md, FromGRPC(err)
 }

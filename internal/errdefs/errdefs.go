@@ -8,8 +8,9 @@
 //
 // so errors.Is(err, pki.ErrBadCSR) and errors.Is(err, errdefs.ErrInvalid)
 // both hold. Servers install UnaryServerInterceptor/StreamServerInterceptor
-// (ToGRPC); clients pass every call's error through FromGRPC, so a caller
-// compares classes, never codes or message text.
+// (ToGRPC); clients install UnaryClientInterceptor/StreamClientInterceptor
+// (FromGRPC; api.DialOptions does), so a caller compares classes, never
+// codes or message text.
 package errdefs
 
 import (

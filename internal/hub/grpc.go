@@ -19,10 +19,6 @@ import (
 	"google.golang.org/grpc/status"
 )
 
-// ServerName is the DNS name in the hub's TLS certificate; nodes and
-// operators check it against the cluster CA.
-const ServerName = "kubedos-hub"
-
 // Server serves a Hub over gRPC with TLS: the enrollment service for nodes
 // (authenticated by their TPM, no certificate yet) and the admin service for
 // operators (client certificate from the cluster CA, role-checked, checked
@@ -34,9 +30,9 @@ type Server struct {
 }
 
 // NewServer makes the gRPC server with a fresh TLS certificate for the hub
-// signed by the cluster CA, valid for lifetime, for ServerName and hosts.
+// signed by the cluster CA, valid for lifetime, for api.HubServerName and hosts.
 func NewServer(h *Hub, ca *pki.CA, hosts []string, lifetime time.Duration) (*Server, error) {
-	cert, err := ca.IssueServer(append([]string{ServerName}, hosts...), lifetime, time.Now())
+	cert, err := ca.IssueServer(append([]string{api.HubServerName}, hosts...), lifetime, time.Now())
 	if err != nil {
 		return nil, fmt.Errorf("hub TLS certificate: %w", err)
 	}
@@ -269,7 +265,7 @@ func (a adminService) RegisterEK(ctx context.Context, r *api.RegisterEKRequest) 
 }
 
 func apiNode(n Node) api.Node {
-	out := api.Node{Name: n.Name, Role: n.Role, State: string(n.State), EKHash: n.EKHash, BuildID: n.BuildID, Target: n.Target,
+	out := api.Node{Name: n.Name, Role: n.Role, State: n.State, EKHash: n.EKHash, BuildID: n.BuildID, Target: n.Target,
 		CertSerial: n.CertSerial, CertNotAfter: n.CertNotAfter, EnrolledAt: n.EnrolledAt}
 	if n.Reason != nil {
 		out.Reason = &api.Refusal{Check: n.Reason.Check, Detail: n.Reason.Detail}

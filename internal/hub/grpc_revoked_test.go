@@ -40,7 +40,7 @@ func TestRevokedList(t *testing.T) {
 	t.Cleanup(func() { cancel(); <-done })
 
 	dial := func(cert *tls.Certificate) *api.RevocationsClient {
-		conf := &tls.Config{RootCAs: e.ca.Pool(), ServerName: ServerName, MinVersion: tls.VersionTLS13}
+		conf := &tls.Config{RootCAs: e.ca.Pool(), ServerName: api.HubServerName, MinVersion: tls.VersionTLS13}
 		if cert != nil {
 			conf.Certificates = []tls.Certificate{*cert}
 		}

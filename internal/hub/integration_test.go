@@ -130,7 +130,7 @@ func (h *itHub) stop() {
 // cluster CA; cert, when given, is the client certificate.
 func (h *itHub) dial(t *testing.T, cert *tls.Certificate) *grpc.ClientConn {
 	t.Helper()
-	conf := &tls.Config{RootCAs: h.ca.Pool(), ServerName: ServerName, MinVersion: tls.VersionTLS13}
+	conf := &tls.Config{RootCAs: h.ca.Pool(), ServerName: api.HubServerName, MinVersion: tls.VersionTLS13}
 	if cert != nil {
 		conf.Certificates = []tls.Certificate{*cert}
 	}
@@ -594,7 +594,7 @@ func itCheckAdmin(t *testing.T, ctx context.Context, h *itHub, victim *itNode) {
 		t.Errorf("reader lists %d nodes, want %d", len(list.Nodes), itNodes)
 	}
 	for _, n := range list.Nodes {
-		if n.State != string(StateEnrolled) {
+		if n.State != StateEnrolled {
 			t.Errorf("node %s is %s", n.Name, n.State)
 		}
 	}
@@ -607,7 +607,7 @@ func itCheckAdmin(t *testing.T, ctx context.Context, h *itHub, victim *itNode) {
 		t.Errorf("ListNodes with the node's certificate before revocation: %v, want PermissionDenied", err)
 	}
 	got, err := admin.Revoke(ctx, victim.name, "integration test")
-	if err != nil || got.State != string(StateRevoked) {
+	if err != nil || got.State != StateRevoked {
 		t.Fatalf("Revoke by the admin: %+v, %v", got, err)
 	}
 	for _, c := range []*api.AdminClient{asNode, api.NewAdminClient(h.dial(t, victim.tlsCert(t)))} {

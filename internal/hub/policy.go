@@ -4,6 +4,7 @@ import (
 	"fmt"
 
 	"github.com/kubedos/kubedos/internal/build"
+	"github.com/kubedos/kubedos/internal/manifest"
 	"github.com/kubedos/kubedos/internal/measure"
 	"github.com/kubedos/kubedos/internal/spec"
 )
@@ -13,7 +14,7 @@ import (
 // build (the caller verifies the manifest's signature before use).
 type ManifestPolicy struct {
 	Spec     *spec.ClusterSpec
-	Manifest *build.Manifest
+	Manifest *manifest.Manifest
 }
 
 // Expected returns the build-id and PCR prediction of the node's role.

@@ -3,28 +3,22 @@ package hub
 import (
 	"time"
 
+	"github.com/kubedos/kubedos/internal/api"
 	"github.com/kubedos/kubedos/internal/spec"
 )
 
-// State is where a node is in its life.
-type State string
+// State is where a node is in its life: the admin API's type, so what the
+// hub records is what its clients compare (api.NodeState has the meanings).
+type State = api.NodeState
 
 // The node states. Only enrolled nodes hold a valid certificate.
 const (
-	// StatePending: the deploy step registered the node's EK; not enrolled yet.
-	StatePending State = "pending"
-	// StateEnrolled: attested, certificate issued.
-	StateEnrolled State = "enrolled"
-	// StateQuarantined: failed a check after proving its TPM; refused until
-	// replaced.
-	StateQuarantined State = "quarantined"
-	// StateRevoked: an operator revoked it; refused until replaced.
-	StateRevoked State = "revoked"
-	// StateFenced: revoked and to be stopped; refused until replaced.
-	StateFenced State = "fenced"
-	// StateReplaced: its identity is retired; the name is free for a fresh
-	// TPM through the same gate.
-	StateReplaced State = "replaced"
+	StatePending     = api.NodePending
+	StateEnrolled    = api.NodeEnrolled
+	StateQuarantined = api.NodeQuarantined
+	StateRevoked     = api.NodeRevoked
+	StateFenced      = api.NodeFenced
+	StateReplaced    = api.NodeReplaced
 )
 
 // Node is the hub's record of one node name.

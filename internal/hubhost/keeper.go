@@ -17,15 +17,13 @@ import (
 	"time"
 
 	"github.com/kubedos/kubedos/internal/api"
-	"github.com/kubedos/kubedos/internal/build"
 	"github.com/kubedos/kubedos/internal/durable"
+	"github.com/kubedos/kubedos/internal/errdefs"
 	"github.com/kubedos/kubedos/internal/hub"
 	"github.com/kubedos/kubedos/internal/manifest"
 	"github.com/kubedos/kubedos/internal/pki"
 	"github.com/kubedos/kubedos/internal/sign"
 	"github.com/kubedos/kubedos/internal/spec"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 )
 
 // Files of a hub a master keeps (KeeperConfig.Dir, on the state partition).
@@ -43,10 +41,11 @@ const (
 // ActionTakeOver is the audit action of a handoff, in the hub's log.
 const ActionTakeOver = string(pki.ActionTakeOverHub)
 
-// Classes of a refused handoff; TakeOver answers them as gRPC statuses.
+// Classes of a refused handoff: a malformed one (errdefs.ErrInvalid), and
+// one this node may not take now (errdefs.ErrPrecondition).
 var (
-	ErrInvalid = errors.New("invalid handoff")
-	ErrRefused = errors.New("handoff refused")
+	ErrInvalid = errdefs.New(errdefs.ErrInvalid, "invalid handoff")
+	ErrRefused = errdefs.New(errdefs.ErrPrecondition, "handoff refused")
 )
 
 // KeeperConfig is what a master's kubedosd keeps a hub with.
@@ -91,7 +90,7 @@ func NewKeeper(cfg KeeperConfig) *Keeper {
 		cfg.Now = time.Now
 	}
 	if cfg.Listen == "" {
-		cfg.Listen = fmt.Sprintf(":%d", Port)
+		cfg.Listen = fmt.Sprintf(":%d", api.HubPort)
 	}
 	return &Keeper{cfg: cfg}
 }
@@ -235,7 +234,7 @@ func (k *Keeper) parse(b bundle) (Config, error) {
 			return bad(fmt.Sprintf("hosts[%d]", i), fmt.Errorf("%q is not a host name or address", h))
 		}
 	}
-	return Config{Spec: s, Manifest: (*build.Manifest)(m), CA: ca, ArtifactKey: k.cfg.ArtifactKey, EKCAs: ekCAs,
+	return Config{Spec: s, Manifest: (*manifest.Manifest)(m), CA: ca, ArtifactKey: k.cfg.ArtifactKey, EKCAs: ekCAs,
 		StatePath: filepath.Join(k.cfg.Dir, FileState), Hosts: b.hosts, Now: k.cfg.Now}, nil
 }
 
@@ -283,22 +282,10 @@ func (k *Keeper) load() (Config, error) {
 // are this node's; actor is the caller, for the hub's audit log. Nothing
 // is installed unless every check passes: the node is a master of the
 // spec, the CA is the image's, the manifest is signed, the state opens
-// and holds this node enrolled. Errors are gRPC statuses.
+// and holds this node enrolled. A refused handoff wraps ErrInvalid or
+// ErrRefused; the node API's errdefs interceptor answers them as
+// InvalidArgument and FailedPrecondition.
 func (k *Keeper) TakeOver(ctx context.Context, self, role, actor string, req *api.HubHandoff) (*api.HubHandoffResult, error) {
-	res, err := k.takeOver(ctx, self, role, actor, req)
-	switch {
-	case err == nil:
-		return res, nil
-	case errors.Is(err, ErrInvalid):
-		return nil, status.Error(codes.InvalidArgument, err.Error())
-	case errors.Is(err, ErrRefused):
-		return nil, status.Error(codes.FailedPrecondition, err.Error())
-	default:
-		return nil, status.Error(codes.Internal, err.Error())
-	}
-}
-
-func (k *Keeper) takeOver(ctx context.Context, self, role, actor string, req *api.HubHandoff) (*api.HubHandoffResult, error) {
 	k.takeMu.Lock()
 	defer k.takeMu.Unlock()
 	if role != string(spec.RoleMaster) {

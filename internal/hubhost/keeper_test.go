@@ -28,13 +28,12 @@ import (
 	"github.com/kubedos/kubedos/internal/api"
 	"github.com/kubedos/kubedos/internal/attest"
 	"github.com/kubedos/kubedos/internal/attest/attesttest"
+	"github.com/kubedos/kubedos/internal/errdefs"
 	"github.com/kubedos/kubedos/internal/hub"
 	"github.com/kubedos/kubedos/internal/measure"
 	"github.com/kubedos/kubedos/internal/pki"
 	"github.com/kubedos/kubedos/internal/sign"
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/status"
 )
 
@@ -212,8 +211,8 @@ func admin(t *testing.T, ca *pki.CA, addr string) *api.AdminClient {
 		t.Fatal(err)
 	}
 	c, _ := is.TLSCertificate()
-	conf := &tls.Config{RootCAs: ca.Pool(), Certificates: []tls.Certificate{c}, ServerName: hub.ServerName, MinVersion: tls.VersionTLS13}
-	cc, err := grpc.NewClient(addr, append(api.DialOptions(), grpc.WithTransportCredentials(credentials.NewTLS(conf)))...)
+	conf := &tls.Config{RootCAs: ca.Pool(), Certificates: []tls.Certificate{c}, ServerName: api.HubServerName, MinVersion: tls.VersionTLS13}
+	cc, err := api.Dial(addr, conf)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -254,7 +253,7 @@ func TestTakeOverServesAndSurvivesRestart(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(nodes.Nodes) != 1 || nodes.Nodes[0].Name != "master" || nodes.Nodes[0].State != string(hub.StateEnrolled) {
+		if len(nodes.Nodes) != 1 || nodes.Nodes[0].Name != "master" || nodes.Nodes[0].State != api.NodeEnrolled {
 			t.Errorf("nodes %+v", nodes.Nodes)
 		}
 		audit, err := cl.Audit(ctx, 1, 1000)
@@ -274,7 +273,7 @@ func TestTakeOverServesAndSurvivesRestart(t *testing.T) {
 	check(k.Addr())
 
 	// A second handoff is refused and changes nothing.
-	if _, err := k.TakeOver(ctx, "master", "master", "ops@admin", &f.handoff); status.Code(err) != codes.FailedPrecondition {
+	if _, err := k.TakeOver(ctx, "master", "master", "ops@admin", &f.handoff); status.Code(errdefs.ToGRPC(err)) != codes.FailedPrecondition {
 		t.Errorf("second takeover: %v", err)
 	}
 
@@ -351,7 +350,7 @@ func TestTakeOverRefusals(t *testing.T) {
 				c.mod(&h)
 			}
 			_, err := k.TakeOver(context.Background(), c.self, c.role, "ops@admin", &h)
-			if status.Code(err) != c.code || !strings.Contains(err.Error(), c.want) {
+			if status.Code(errdefs.ToGRPC(err)) != c.code || !strings.Contains(err.Error(), c.want) {
 				t.Fatalf("got %v, want %s naming %q", err, c.code, c.want)
 			}
 			if strings.Contains(fmt.Sprint(err), "BEGIN PRIVATE KEY") {

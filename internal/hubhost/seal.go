@@ -97,6 +97,12 @@ func (s TPMSealer) Seal(secret []byte) ([]byte, error) {
 	return json.Marshal(env)
 }
 
+// pcrsModifiedText is how go-tpm-tools (client/keys.go, v0.4.7) says a PCR
+// moved while it sealed: a bare fmt.Errorf, no sentinel to compare, so this
+// is the one place we match a library's error text. TestSealRaceText pins
+// it against the library we build with.
+const pcrsModifiedText = "PCRs have been modified after sealing"
+
 // sealAttempts bounds sealRetrying. Each attempt is a few TPM commands;
 // PCRs change a handful of times per boot, so two attempts nearly always do.
 const sealAttempts = 5
@@ -116,7 +122,7 @@ func sealRetrying(srk *client.Key, key []byte, pcrs []int) (*pb.SealedBytes, err
 		if err == nil {
 			return sb, nil
 		}
-		if !strings.Contains(err.Error(), "PCRs have been modified after sealing") {
+		if !strings.Contains(err.Error(), pcrsModifiedText) {
 			return nil, err
 		}
 	}

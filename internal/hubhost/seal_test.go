@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/google/go-tpm-tools/client"
 	"github.com/google/go-tpm/legacy/tpm2"
 	"github.com/kubedos/kubedos/internal/attest/attesttest"
 )
@@ -74,5 +75,26 @@ func TestSealSurvivesAPCRChangingMeanwhile(t *testing.T) {
 				t.Fatalf("unseal: %q, %v", got, err)
 			}
 		})
+	}
+}
+
+// TestSealRaceText pins pcrsModifiedText: the library's own Seal, raced once,
+// must fail with that text, or sealRetrying would stop retrying (and a
+// master booting up would fail to take the hub over) without any test of
+// ours noticing why.
+func TestSealRaceText(t *testing.T) {
+	_, sim := simSealer(t, 7)
+	rt := &racingTPM{ReadWriteCloser: sim, races: 1}
+	srk, err := client.StorageRootKeyECC(rt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srk.Close()
+	_, err = srk.Seal(make([]byte, 32), client.SealOpts{Current: tpm2.PCRSelection{Hash: tpm2.AlgSHA256, PCRs: SealPCRs}})
+	if rt.races != 0 {
+		t.Fatal("the race was never provoked")
+	}
+	if err == nil || !strings.Contains(err.Error(), pcrsModifiedText) {
+		t.Fatalf("go-tpm-tools Seal raced = %v; want an error containing %q (did the library change its text?)", err, pcrsModifiedText)
 	}
 }

@@ -13,15 +13,11 @@ import (
 	"net"
 	"time"
 
-	"github.com/kubedos/kubedos/internal/api"
-	"github.com/kubedos/kubedos/internal/build"
 	"github.com/kubedos/kubedos/internal/hub"
+	"github.com/kubedos/kubedos/internal/manifest"
 	"github.com/kubedos/kubedos/internal/pki"
 	"github.com/kubedos/kubedos/internal/spec"
 )
-
-// Port is where a hub listens by default.
-const Port = api.HubPort
 
 // ServerCertLifetime is the life of the hub's own TLS certificate, made
 // fresh each time it starts.
@@ -32,7 +28,7 @@ type Config struct {
 	Spec *spec.ClusterSpec
 	// Manifest is the signed manifest of the build nodes must run; the
 	// caller has checked its signature.
-	Manifest    *build.Manifest
+	Manifest    *manifest.Manifest
 	CA          *pki.CA
 	ArtifactKey ed25519.PublicKey
 	// EKCAs vouch for EK certificates (nil: none).
@@ -40,7 +36,7 @@ type Config struct {
 	// StatePath is the bbolt file.
 	StatePath string
 	// Hosts are names and addresses for the hub's TLS certificate besides
-	// hub.ServerName.
+	// api.HubServerName.
 	Hosts []string
 	Now   func() time.Time
 }

@@ -22,6 +22,7 @@ var rank = map[string]int{
 	"internal/converge":  0, // generic: imports nothing of ours (checked below)
 	"internal/layout":    0,
 	"internal/manifest":  0, // read by kubedosd too: imports nothing of ours
+	"internal/efi":       0, // the one EFI_GUID: imports nothing of ours (kubedos-init links it)
 	"internal/upgrade":   2, // kubedosd's A/B slot writer
 	"internal/earlyboot": 1, // kubedos-init: the initrd's PID 1
 	"internal/lock":      1,

@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/kubedos/kubedos/internal/errdefs"
 	"github.com/kubedos/kubedos/internal/spec"
 )
 
@@ -30,7 +31,7 @@ const FileName = "kubedos.lock"
 const maxLockBytes = 64 << 20
 
 // ErrInvalid classifies every malformed lockfile.
-var ErrInvalid = errors.New("invalid lock")
+var ErrInvalid = errdefs.New(errdefs.ErrInvalid, "invalid lock")
 
 // Lock is the resolved, pinned package set of a cluster.
 type Lock struct {

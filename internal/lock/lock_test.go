@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/kubedos/kubedos/internal/errdefs"
 	"github.com/kubedos/kubedos/internal/spec"
 )
 
@@ -160,7 +161,7 @@ func TestReadStrict(t *testing.T) {
 			if err == nil {
 				t.Fatal("Read accepted a bad lock")
 			}
-			if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), path) || !strings.Contains(err.Error(), tt.want) {
+			if !errors.Is(err, ErrInvalid) || !errors.Is(err, errdefs.ErrInvalid) || !strings.Contains(err.Error(), path) || !strings.Contains(err.Error(), tt.want) {
 				t.Errorf("Read = %v\nwant ErrInvalid naming %s and containing %q", err, path, tt.want)
 			}
 		})

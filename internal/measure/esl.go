@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"encoding/binary"
 	"fmt"
+
+	"github.com/kubedos/kubedos/internal/efi"
 )
 
 // eslHeaderSize is sizeof(EFI_SIGNATURE_LIST): SignatureType GUID,
@@ -12,9 +14,9 @@ const eslHeaderSize = 16 + 4 + 4 + 4
 
 // SignatureList is one parsed EFI_SIGNATURE_LIST.
 type SignatureList struct {
-	Type GUID
+	Type efi.GUID
 	// Entries are the EFI_SIGNATURE_DATA entries, SignatureSize bytes each:
-	// the owner GUID followed by the signature data (a DER certificate for
+	// the owner efi.GUID followed by the signature data (a DER certificate for
 	// CertX509 lists).
 	Entries [][]byte
 }
@@ -37,7 +39,7 @@ func ParseSignatureLists(b []byte) ([]SignatureList, error) {
 		case listSize < eslHeaderSize || listSize > uint64(len(b)-off):
 			return nil, fmt.Errorf("%w: signature list at offset %d: SignatureListSize %d out of range (%d bytes left)", ErrInput, off, listSize, len(b)-off)
 		case sigSize <= 16:
-			return nil, fmt.Errorf("%w: signature list at offset %d: SignatureSize %d too small for an owner GUID and data", ErrInput, off, sigSize)
+			return nil, fmt.Errorf("%w: signature list at offset %d: SignatureSize %d too small for an owner efi.GUID and data", ErrInput, off, sigSize)
 		case eslHeaderSize+headerSize > listSize || (listSize-eslHeaderSize-headerSize)%sigSize != 0:
 			return nil, fmt.Errorf("%w: signature list at offset %d: SignatureListSize %d does not hold header %d plus whole %d-byte entries", ErrInput, off, listSize, headerSize, sigSize)
 		}
@@ -51,7 +53,7 @@ func ParseSignatureLists(b []byte) ([]SignatureList, error) {
 }
 
 // SignatureData returns an EFI_SIGNATURE_DATA: owner ‖ data.
-func SignatureData(owner GUID, data []byte) []byte {
+func SignatureData(owner efi.GUID, data []byte) []byte {
 	return append(owner[:], data...)
 }
 
@@ -65,7 +67,7 @@ func FindSignatureData(db, cert []byte) ([]byte, error) {
 		return nil, fmt.Errorf("db: %w", err)
 	}
 	for _, l := range lists {
-		if l.Type != CertX509 {
+		if l.Type != efi.CertX509 {
 			continue
 		}
 		for _, e := range l.Entries {

@@ -5,10 +5,12 @@ import (
 	"encoding/binary"
 	"errors"
 	"testing"
+
+	"github.com/kubedos/kubedos/internal/efi"
 )
 
 // eslOf builds one EFI_SIGNATURE_LIST with no header and equal-size entries.
-func eslOf(typ GUID, entries ...[]byte) []byte {
+func eslOf(typ efi.GUID, entries ...[]byte) []byte {
 	b := append([]byte(nil), typ[:]...)
 	b = binary.LittleEndian.AppendUint32(b, uint32(eslHeaderSize+len(entries)*len(entries[0])))
 	b = binary.LittleEndian.AppendUint32(b, 0)
@@ -19,21 +21,6 @@ func eslOf(typ GUID, entries ...[]byte) []byte {
 	return b
 }
 
-func TestGUID(t *testing.T) {
-	g := MustParseGUID("6b756265-646f-7300-0000-00000000cafe")
-	if got := g.String(); got != "6b756265-646f-7300-0000-00000000cafe" {
-		t.Errorf("String = %s", got)
-	}
-	if !bytes.Equal(g[:], mustHex(t, "6562756b6f640073000000000000cafe")) {
-		t.Errorf("wire layout %x", g[:])
-	}
-	for _, bad := range []string{"", "6b756265-646f-7300-0000-00000000caf", "6b756265x646f-7300-0000-00000000cafe", "zb756265-646f-7300-0000-00000000cafe"} {
-		if _, err := ParseGUID(bad); !errors.Is(err, ErrInput) {
-			t.Errorf("ParseGUID(%q) = %v", bad, err)
-		}
-	}
-}
-
 func TestParseSignatureLists(t *testing.T) {
 	p := loadProto(t)
 	db := p.file(t, "db.esl")
@@ -41,11 +28,11 @@ func TestParseSignatureLists(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(lists) != 1 || lists[0].Type != CertX509 || len(lists[0].Entries) != 1 ||
+	if len(lists) != 1 || lists[0].Type != efi.CertX509 || len(lists[0].Entries) != 1 ||
 		!bytes.Equal(lists[0].Entries[0][16:], p.file(t, "db.cer")) {
 		t.Fatalf("lists %+v", lists)
 	}
-	two := append(bytes.Clone(db), eslOf(CertX509, make([]byte, 20), make([]byte, 20))...)
+	two := append(bytes.Clone(db), eslOf(efi.CertX509, make([]byte, 20), make([]byte, 20))...)
 	if lists, err := ParseSignatureLists(two); err != nil || len(lists) != 2 || len(lists[1].Entries) != 2 {
 		t.Errorf("two lists: %v %+v", err, lists)
 	}
@@ -90,7 +77,7 @@ func TestFindSignatureData(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := SignatureData(MustParseGUID("6b756265-646f-7300-0000-00000000cafe"), cert); !bytes.Equal(got, want) {
+	if want := SignatureData(efi.MustParse("6b756265-646f-7300-0000-00000000cafe"), cert); !bytes.Equal(got, want) {
 		t.Errorf("entry %x, want owner ‖ cert", got[:32])
 	}
 	if _, err := FindSignatureData(db, p.file(t, "PK.esl")); !errors.Is(err, ErrInput) {

@@ -5,6 +5,8 @@ import (
 	"encoding/binary"
 	"fmt"
 	"unicode/utf16"
+
+	"github.com/kubedos/kubedos/internal/efi"
 )
 
 // PCRSecureBootPolicy is PCR 7, where the firmware measures the Secure Boot
@@ -22,7 +24,7 @@ type SecureBootVars struct {
 // PredictPCR7 returns the PCR 7 events of a boot with Secure Boot enabled and
 // enforced (the SecureBoot variable is 1) and the given variables, in which
 // images were authorised by the db entries in authorities, in load order.
-// Each authority is an EFI_SIGNATURE_DATA (owner GUID ‖ DER certificate) that
+// Each authority is an EFI_SIGNATURE_DATA (owner efi.GUID ‖ DER certificate) that
 // must be in vars.DB; see FindSignatureData. Repeated authorities are measured
 // once, as the firmware does.
 //
@@ -43,20 +45,20 @@ func PredictPCR7(vars SecureBootVars, authorities ...[]byte) ([]Event, error) {
 		return nil, fmt.Errorf("%w: PCR 7: no authority (db entry) for the loaded images", ErrInput)
 	}
 	events := []Event{
-		variableEvent(EvEFIVariableDriverConfig, EFIGlobalVariable, "SecureBoot", []byte{1}),
-		variableEvent(EvEFIVariableDriverConfig, EFIGlobalVariable, "PK", vars.PK),
-		variableEvent(EvEFIVariableDriverConfig, EFIGlobalVariable, "KEK", vars.KEK),
-		variableEvent(EvEFIVariableDriverConfig, ImageSecurityDatabase, "db", vars.DB),
-		variableEvent(EvEFIVariableDriverConfig, ImageSecurityDatabase, "dbx", vars.DBX),
+		variableEvent(EvEFIVariableDriverConfig, efi.GlobalVariable, "SecureBoot", []byte{1}),
+		variableEvent(EvEFIVariableDriverConfig, efi.GlobalVariable, "PK", vars.PK),
+		variableEvent(EvEFIVariableDriverConfig, efi.GlobalVariable, "KEK", vars.KEK),
+		variableEvent(EvEFIVariableDriverConfig, efi.ImageSecurityDatabase, "db", vars.DB),
+		variableEvent(EvEFIVariableDriverConfig, efi.ImageSecurityDatabase, "dbx", vars.DBX),
 		separator(PCRSecureBootPolicy),
 	}
 	var seen [][]byte
 	for i, a := range authorities {
 		if len(a) <= 16 {
-			return nil, fmt.Errorf("%w: PCR 7: authority %d: %d bytes is no EFI_SIGNATURE_DATA (owner GUID + data)", ErrInput, i, len(a))
+			return nil, fmt.Errorf("%w: PCR 7: authority %d: %d bytes is no EFI_SIGNATURE_DATA (owner efi.GUID + data)", ErrInput, i, len(a))
 		}
 		if !inDB(vars.DB, a) {
-			return nil, fmt.Errorf("%w: PCR 7: authority %d (owner %s) is not an entry of db", ErrInput, i, GUID(a[:16]))
+			return nil, fmt.Errorf("%w: PCR 7: authority %d (owner %s) is not an entry of db", ErrInput, i, efi.GUID(a[:16]))
 		}
 		dup := false
 		for _, s := range seen {
@@ -66,7 +68,7 @@ func PredictPCR7(vars SecureBootVars, authorities ...[]byte) ([]Event, error) {
 			continue
 		}
 		seen = append(seen, a)
-		events = append(events, variableEvent(EvEFIVariableAuthority, ImageSecurityDatabase, "db", a))
+		events = append(events, variableEvent(EvEFIVariableAuthority, efi.ImageSecurityDatabase, "db", a))
 	}
 	return events, nil
 }
@@ -89,18 +91,18 @@ func inDB(db, sigData []byte) bool {
 
 // variableEvent is a PCR 7 event for an EFI variable; its digest is the sha256
 // of the UEFI_VARIABLE_DATA structure, which is also its event data.
-func variableEvent(typ string, vendor GUID, name string, data []byte) Event {
+func variableEvent(typ string, vendor efi.GUID, name string, data []byte) Event {
 	desc := fmt.Sprintf("%s %s (%s), data length %d", variableDriverConfigDescPrefix, name, vendor, len(data))
 	if typ == EvEFIVariableAuthority {
-		desc = fmt.Sprintf("authority: %s entry, owner %s, data length %d", name, GUID(data[:16]), len(data))
+		desc = fmt.Sprintf("authority: %s entry, owner %s, data length %d", name, efi.GUID(data[:16]), len(data))
 	}
 	return Event{PCR: PCRSecureBootPolicy, Type: typ, Digest: sum(VariableData(vendor, name, data)), Description: desc}
 }
 
-// VariableData encodes UEFI_VARIABLE_DATA: VariableName (the vendor GUID),
+// VariableData encodes UEFI_VARIABLE_DATA: VariableName (the vendor efi.GUID),
 // UnicodeNameLength and VariableDataLength (u64 LE; the name length in UTF-16
 // code units), UnicodeName (UTF-16LE, no NUL), VariableData.
-func VariableData(vendor GUID, name string, data []byte) []byte {
+func VariableData(vendor efi.GUID, name string, data []byte) []byte {
 	u := utf16.Encode([]rune(name))
 	b := make([]byte, 0, 16+8+8+2*len(u)+len(data))
 	b = append(b, vendor[:]...)

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"strings"
 	"testing"
+
+	"github.com/kubedos/kubedos/internal/efi"
 )
 
 // TestPredictMatchesRealBoot: the prediction from the prototype's inputs
@@ -71,12 +73,12 @@ func TestEventDataLayouts(t *testing.T) {
 		t.Fatal(err)
 	}
 	wantData := map[string][]byte{
-		"SecureBoot": VariableData(EFIGlobalVariable, "SecureBoot", []byte{1}),
-		"PK":         VariableData(EFIGlobalVariable, "PK", p.file(t, "PK.esl")),
-		"KEK":        VariableData(EFIGlobalVariable, "KEK", p.file(t, "KEK.esl")),
-		"db":         VariableData(ImageSecurityDatabase, "db", p.file(t, "db.esl")),
-		"dbx":        VariableData(ImageSecurityDatabase, "dbx", nil),
-		"authority":  VariableData(ImageSecurityDatabase, "db", auth),
+		"SecureBoot": VariableData(efi.GlobalVariable, "SecureBoot", []byte{1}),
+		"PK":         VariableData(efi.GlobalVariable, "PK", p.file(t, "PK.esl")),
+		"KEK":        VariableData(efi.GlobalVariable, "KEK", p.file(t, "KEK.esl")),
+		"db":         VariableData(efi.ImageSecurityDatabase, "db", p.file(t, "db.esl")),
+		"dbx":        VariableData(efi.ImageSecurityDatabase, "dbx", nil),
+		"authority":  VariableData(efi.ImageSecurityDatabase, "db", auth),
 	}
 	var pcr7, pcr4, pcr11 []LogEvent
 	for _, e := range log.Events() {
@@ -244,15 +246,15 @@ func TestPredictBadInputs(t *testing.T) {
 func TestPCR7TwoAuthorities(t *testing.T) {
 	p := loadProto(t)
 	a := p.file(t, "db.esl")[eslHeaderSize:] // the one entry of db.esl
-	other := SignatureData(MustParseGUID("00000000-0000-0000-0000-000000000001"), []byte("second cert"))
-	db := append(bytes.Clone(p.file(t, "db.esl")), eslOf(CertX509, other)...)
+	other := SignatureData(efi.MustParse("00000000-0000-0000-0000-000000000001"), []byte("second cert"))
+	db := append(bytes.Clone(p.file(t, "db.esl")), eslOf(efi.CertX509, other)...)
 	events, err := PredictPCR7(SecureBootVars{PK: p.file(t, "PK.esl"), KEK: p.file(t, "KEK.esl"), DB: db}, a, other, a)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(events) != 8 || events[6].Type != EvEFIVariableAuthority || events[7].Type != EvEFIVariableAuthority ||
-		!bytes.Equal(events[6].Digest, sum(VariableData(ImageSecurityDatabase, "db", a))) ||
-		!bytes.Equal(events[7].Digest, sum(VariableData(ImageSecurityDatabase, "db", other))) {
+		!bytes.Equal(events[6].Digest, sum(VariableData(efi.ImageSecurityDatabase, "db", a))) ||
+		!bytes.Equal(events[7].Digest, sum(VariableData(efi.ImageSecurityDatabase, "db", other))) {
 		t.Errorf("events %+v", events)
 	}
 }

@@ -1,12 +1,13 @@
 package measure
 
 import (
-	"encoding/hex"
 	"encoding/json"
 	"os"
 	"path/filepath"
 	"strconv"
 	"testing"
+
+	"github.com/kubedos/kubedos/internal/efi"
 )
 
 // protoBoot is testdata/proto/boot.json plus the files beside it: the inputs
@@ -62,7 +63,7 @@ func (p *protoBoot) pcrs(t testing.TB) map[int][]byte {
 // .cmdline and .osrel contents given.
 func (p *protoBoot) inputs(t testing.TB, cmdline, osrel []byte) Inputs {
 	t.Helper()
-	owner, err := ParseGUID(p.OwnerGUID)
+	owner, err := efi.Parse(p.OwnerGUID)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -71,7 +72,7 @@ func (p *protoBoot) inputs(t testing.TB, cmdline, osrel []byte) Inputs {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := GUID(auth[:16]); got != owner {
+	if got := efi.GUID(auth[:16]); got != owner {
 		t.Fatalf("db entry owner %s, want %s", got, owner)
 	}
 	secs := UKISections{OSRel: osrel, Cmdline: cmdline}.Sections()
@@ -83,13 +84,4 @@ func (p *protoBoot) inputs(t testing.TB, cmdline, osrel []byte) Inputs {
 		Authorities: [][]byte{auth, auth}, // systemd-boot and the UKI, both signed with db
 		Sections:    secs,
 	}
-}
-
-func mustHex(t testing.TB, s string) []byte {
-	t.Helper()
-	b, err := hex.DecodeString(s)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
 }

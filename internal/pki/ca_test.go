@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kubedos/kubedos/internal/errdefs"
 	"github.com/kubedos/kubedos/internal/sign"
 )
 
@@ -177,7 +178,7 @@ func TestSerials(t *testing.T) {
 		}
 	}
 	for _, bad := range []string{"", "0", "00ff", "FF", "-1", "xyz", "0x1f"} {
-		if _, err := ParseSerial(bad); !errors.Is(err, ErrInvalid) {
+		if _, err := ParseSerial(bad); !errors.Is(err, ErrInvalid) || !errors.Is(err, errdefs.ErrInvalid) {
 			t.Errorf("ParseSerial(%q) = %v, want ErrInvalid", bad, err)
 		}
 	}

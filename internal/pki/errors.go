@@ -1,6 +1,10 @@
 package pki
 
-import "errors"
+import (
+	"errors"
+
+	"github.com/kubedos/kubedos/internal/errdefs"
+)
 
 // Classes of failure, for errors.Is. Errors returned by this package wrap
 // one of them with the file, field or certificate that failed.
@@ -16,7 +20,7 @@ var (
 	// (another DNS name, an IP, URI or e-mail SAN, or a different CN).
 	ErrCSRClaims = errors.New("certificate request claims another identity")
 	// ErrInvalid: an argument (name, role, host, lifetime) is not acceptable.
-	ErrInvalid = errors.New("invalid argument")
+	ErrInvalid = errdefs.New(errdefs.ErrInvalid, "invalid argument")
 	// ErrUntrusted: a certificate was not issued by the cluster CA.
 	ErrUntrusted = errors.New("not issued by the cluster CA")
 	// ErrExpired: a certificate is past its NotAfter.

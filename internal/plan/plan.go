@@ -1,5 +1,5 @@
 // Package plan expands a ClusterSpec into the convergence DAG of the kubedos
-// design: attestation gate → backplanes → enrollment → convergence per role →
+// design: attestation gate → enrollment → backplanes → convergence per role →
 // workload bring-up → acceptance and seal. Steps carry no actions yet; later
 // stages attach them by step ID.
 package plan
@@ -11,18 +11,20 @@ import (
 	"github.com/kubedos/kubedos/internal/spec"
 )
 
-// Phases, in the order of seed 004 §14.
+// Phases, in the order of seed 004 §14 but for one swap: seed 004 puts the
+// backplanes before enrollment, yet a node joins the planes with the
+// certificate enrollment issues it, so enrollment comes first.
 const (
 	PhaseAttest    = "attestation-gate"
-	PhaseBackplane = "backplanes"
 	PhaseEnroll    = "enrollment"
+	PhaseBackplane = "backplanes"
 	PhaseConverge  = "convergence"
 	PhaseWorkload  = "workload-bring-up"
 	PhaseSeal      = "seal-and-acceptance"
 )
 
 // Phases lists every phase in order.
-var Phases = []string{PhaseAttest, PhaseBackplane, PhaseEnroll, PhaseConverge, PhaseWorkload, PhaseSeal}
+var Phases = []string{PhaseAttest, PhaseEnroll, PhaseBackplane, PhaseConverge, PhaseWorkload, PhaseSeal}
 
 // Step IDs, exported so later stages can attach actions to them.
 func AttestID(node string) string           { return "attest/" + node }
@@ -70,32 +72,38 @@ func Build(s *spec.ClusterSpec) (*converge.Graph, error) {
 	for _, n := range s.Topology.Nodes {
 		add(AttestID(n.Name), PhaseAttest)
 	}
-	// The master is the hub of every plane; a node joins a plane only once it
-	// attested and the hub side is up.
+	// An attested node enrolls: the hub signs its certificate. The master
+	// enrolls first, as it keeps the hub.
+	for _, n := range s.Topology.Nodes {
+		deps := []string{AttestID(n.Name)}
+		if n.Name != master {
+			deps = append(deps, EnrollID(master))
+		}
+		add(EnrollID(n.Name), PhaseEnroll, deps...)
+	}
+	// The master is the hub of every plane; a node joins a plane with its
+	// enrollment certificate once the hub side is up.
+	planesOf := func(node string) []string {
+		var ids []string
+		for _, p := range spec.Planes {
+			if node == master {
+				ids = append(ids, HubPlaneID(p))
+			} else {
+				ids = append(ids, PlaneID(p, node))
+			}
+		}
+		return ids
+	}
 	for _, p := range spec.Planes {
-		add(HubPlaneID(p), PhaseBackplane, AttestID(master))
+		add(HubPlaneID(p), PhaseBackplane, EnrollID(master))
 	}
 	for _, n := range s.Topology.Nodes {
 		if n.Name == master {
 			continue
 		}
 		for _, p := range spec.Planes {
-			add(PlaneID(p, n.Name), PhaseBackplane, AttestID(n.Name), HubPlaneID(p))
+			add(PlaneID(p, n.Name), PhaseBackplane, EnrollID(n.Name), HubPlaneID(p))
 		}
-	}
-	for _, n := range s.Topology.Nodes {
-		var deps []string
-		if n.Name == master {
-			for _, p := range spec.Planes {
-				deps = append(deps, HubPlaneID(p))
-			}
-		} else {
-			for _, p := range spec.Planes {
-				deps = append(deps, PlaneID(p, n.Name))
-			}
-			deps = append(deps, EnrollID(master))
-		}
-		add(EnrollID(n.Name), PhaseEnroll, deps...)
 	}
 	present := map[spec.Role]bool{}
 	for _, n := range s.Topology.Nodes {
@@ -108,7 +116,7 @@ func Build(s *spec.ClusterSpec) (*converge.Graph, error) {
 		var deps []string
 		for _, n := range s.Topology.Nodes {
 			if n.Role == r {
-				deps = append(deps, EnrollID(n.Name))
+				deps = append(deps, planesOf(n.Name)...)
 			}
 		}
 		if r != spec.RoleMaster {

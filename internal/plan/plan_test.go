@@ -96,6 +96,10 @@ func TestReferenceShape(t *testing.T) {
 		{Seal, Acceptance},
 		{Seal, AttestID("lb-2")},
 		{PlaneID(spec.PlaneKubernetes, "cp-2"), AttestID("master")},
+		// A node joins the planes with the certificate enrollment issued.
+		{PlaneID(spec.PlaneControl, "w-1"), EnrollID("w-1")},
+		{HubPlaneID(spec.PlaneObservability), EnrollID("master")},
+		{ConvergeID(spec.RoleWorker), PlaneID(spec.PlaneKubernetes, "w-2")},
 	}
 	for _, c := range checks {
 		if !reaches(deps, c.step, c.needs) {
@@ -104,6 +108,13 @@ func TestReferenceShape(t *testing.T) {
 	}
 	if reaches(deps, AttestID("w-1"), EnrollID("master")) {
 		t.Error("attestation depends on enrollment: the gate must come first")
+	}
+	for _, n := range s.Topology.Nodes {
+		for _, p := range spec.Planes {
+			if reaches(deps, EnrollID(n.Name), PlaneID(p, n.Name)) || reaches(deps, EnrollID(n.Name), HubPlaneID(p)) {
+				t.Errorf("enroll/%s waits for plane %s: the planes need its certificate", n.Name, p)
+			}
+		}
 	}
 }
 

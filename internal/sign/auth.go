@@ -9,6 +9,8 @@ import (
 	"fmt"
 	"time"
 	"unicode/utf16"
+
+	"github.com/kubedos/kubedos/internal/efi"
 )
 
 // Attributes of a Secure Boot key variable: non-volatile, boot- and
@@ -46,14 +48,14 @@ func efiTime(t time.Time) []byte {
 // made by cert/key, which must be authorised to write the variable: PK for
 // PK and KEK, KEK for db. The output equals sign-efi-sig-list's for the
 // same inputs and timestamp.
-func SignedVariable(name string, vendor GUID, attrs uint32, ts time.Time, data []byte,
+func SignedVariable(name string, vendor efi.GUID, attrs uint32, ts time.Time, data []byte,
 	cert *x509.Certificate, key crypto.Signer) ([]byte, error) {
 	stamp := efiTime(ts)
 	var msg bytes.Buffer
 	for _, u := range utf16.Encode([]rune(name)) {
 		msg.Write(binary.LittleEndian.AppendUint16(nil, u))
 	}
-	msg.Write(vendor.Bytes())
+	msg.Write(vendor[:])
 	msg.Write(binary.LittleEndian.AppendUint32(nil, attrs))
 	msg.Write(stamp)
 	msg.Write(data)
@@ -69,7 +71,7 @@ func SignedVariable(name string, vendor GUID, attrs uint32, ts time.Time, data [
 	out.Write(binary.LittleEndian.AppendUint32(nil, uint32(4+2+2+16+len(p7))))
 	out.Write(binary.LittleEndian.AppendUint16(nil, winCertRevision))
 	out.Write(binary.LittleEndian.AppendUint16(nil, winCertTypeEFIGUID))
-	out.Write(EFICertTypePKCS7.Bytes())
+	out.Write(efi.CertTypePKCS7[:])
 	out.Write(p7)
 	out.Write(data)
 	return out.Bytes(), nil

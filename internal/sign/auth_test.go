@@ -7,6 +7,8 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+
+	"github.com/kubedos/kubedos/internal/efi"
 )
 
 // TestAuthMatchesEfitools holds each .auth byte-for-byte against
@@ -47,9 +49,9 @@ func TestAuthSignatureVerifies(t *testing.T) {
 		auth, signer string
 		prefix       []byte // UTF-16LE name ‖ vendor GUID ‖ attributes
 	}{
-		{FilePKAuth, FilePKCert, varPrefix("PK", EFIGlobalVariable)},
-		{FileKEKAuth, FilePKCert, varPrefix("KEK", EFIGlobalVariable)},
-		{FileDBAuth, FileKEKCert, varPrefix("db", EFIImageSecurityDatabase)},
+		{FilePKAuth, FilePKCert, varPrefix("PK", efi.GlobalVariable)},
+		{FileKEKAuth, FilePKCert, varPrefix("KEK", efi.GlobalVariable)},
+		{FileDBAuth, FileKEKCert, varPrefix("db", efi.ImageSecurityDatabase)},
 	} {
 		t.Run(tc.auth, func(t *testing.T) {
 			auth := readFile(t, ks.Path(tc.auth))
@@ -70,12 +72,12 @@ func TestAuthSignatureVerifies(t *testing.T) {
 	}
 }
 
-func varPrefix(name string, vendor GUID) []byte {
+func varPrefix(name string, vendor efi.GUID) []byte {
 	var b []byte
 	for _, r := range name {
 		b = binary.LittleEndian.AppendUint16(b, uint16(r))
 	}
-	b = append(b, vendor.Bytes()...)
+	b = append(b, vendor[:]...)
 	return binary.LittleEndian.AppendUint32(b, SecureBootVarAttrs)
 }
 

@@ -3,6 +3,8 @@ package sign
 import (
 	"encoding/binary"
 	"fmt"
+
+	"github.com/kubedos/kubedos/internal/efi"
 )
 
 // eslHeaderSize is EFI_SIGNATURE_LIST without its (empty) signature header:
@@ -12,22 +14,22 @@ const eslHeaderSize = 16 + 4 + 4 + 4
 // X509SignatureList encodes one DER certificate as an EFI_SIGNATURE_LIST of
 // type EFI_CERT_X509_GUID with a single EFI_SIGNATURE_DATA owned by owner:
 // the form PK, KEK and db hold, and what cert-to-efi-sig-list writes.
-func X509SignatureList(owner GUID, certDER []byte) []byte {
+func X509SignatureList(owner efi.GUID, certDER []byte) []byte {
 	sigSize := 16 + len(certDER)
 	b := make([]byte, 0, eslHeaderSize+sigSize)
-	b = append(b, EFICertX509.Bytes()...)
+	b = append(b, efi.CertX509[:]...)
 	b = binary.LittleEndian.AppendUint32(b, uint32(eslHeaderSize+sigSize))
 	b = binary.LittleEndian.AppendUint32(b, 0)
 	b = binary.LittleEndian.AppendUint32(b, uint32(sigSize))
-	b = append(b, owner.Bytes()...)
+	b = append(b, owner[:]...)
 	return append(b, certDER...)
 }
 
 // SignatureEntry is one EFI_SIGNATURE_DATA of a parsed signature list.
 type SignatureEntry struct {
-	Type  GUID // the list's SignatureType
-	Owner GUID
-	Data  []byte // a DER certificate when Type is EFICertX509
+	Type  efi.GUID // the list's SignatureType
+	Owner efi.GUID
+	Data  []byte // a DER certificate when Type is efi.CertX509
 }
 
 // ParseSignatureLists reads a concatenation of EFI_SIGNATURE_LISTs, as a
@@ -38,7 +40,7 @@ func ParseSignatureLists(b []byte) ([]SignatureEntry, error) {
 		if len(b)-off < eslHeaderSize {
 			return nil, fmt.Errorf("signature list at %d: %d bytes left, header needs %d", off, len(b)-off, eslHeaderSize)
 		}
-		typ, _ := GUIDFromBytes(b[off : off+16])
+		typ := efi.GUID(b[off : off+16])
 		listSize := int(binary.LittleEndian.Uint32(b[off+16:]))
 		hdrSize := int(binary.LittleEndian.Uint32(b[off+20:]))
 		sigSize := int(binary.LittleEndian.Uint32(b[off+24:]))
@@ -51,7 +53,7 @@ func ParseSignatureLists(b []byte) ([]SignatureEntry, error) {
 				off, hdrSize, sigSize, listSize)
 		}
 		for p := off + eslHeaderSize + hdrSize; p < off+listSize; p += sigSize {
-			owner, _ := GUIDFromBytes(b[p : p+16])
+			owner := efi.GUID(b[p : p+16])
 			out = append(out, SignatureEntry{Type: typ, Owner: owner, Data: b[p+16 : p+sigSize]})
 		}
 		off += listSize

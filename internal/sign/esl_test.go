@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"path/filepath"
 	"testing"
+
+	"github.com/kubedos/kubedos/internal/efi"
 )
 
 // TestSignatureListMatchesEfitools holds each .esl byte-for-byte against
@@ -38,7 +40,7 @@ func TestParseSignatureLists(t *testing.T) {
 		t.Fatalf("got %d entries, want 2", len(entries))
 	}
 	for i, want := range [][]byte{ks.DB.Raw, ks.PK.Raw} {
-		if entries[i].Type != EFICertX509 || entries[i].Owner != ks.Owner || !bytes.Equal(entries[i].Data, want) {
+		if entries[i].Type != efi.CertX509 || entries[i].Owner != ks.Owner || !bytes.Equal(entries[i].Data, want) {
 			t.Errorf("entry %d: type %v owner %v, data matches: %v", i, entries[i].Type, entries[i].Owner, bytes.Equal(entries[i].Data, want))
 		}
 	}
@@ -56,40 +58,5 @@ func TestParseSignatureLists(t *testing.T) {
 				t.Error("want error")
 			}
 		})
-	}
-}
-
-func TestGUIDRoundTrip(t *testing.T) {
-	tests := []struct {
-		in   string
-		wire []byte
-	}{
-		// EFI_GLOBAL_VARIABLE as it appears in firmware variable stores.
-		{"8be4df61-93ca-11d2-aa0d-00e098032b8c", []byte{0x61, 0xdf, 0xe4, 0x8b, 0xca, 0x93, 0xd2, 0x11, 0xaa, 0x0d, 0x00, 0xe0, 0x98, 0x03, 0x2b, 0x8c}},
-	}
-	for _, tc := range tests {
-		g, err := ParseGUID(tc.in)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if !bytes.Equal(g.Bytes(), tc.wire) {
-			t.Errorf("Bytes() = %x, want %x", g.Bytes(), tc.wire)
-		}
-		back, err := GUIDFromBytes(tc.wire)
-		if err != nil || back.String() != tc.in {
-			t.Errorf("GUIDFromBytes = %v, %v; want %s", back, err, tc.in)
-		}
-	}
-	for _, bad := range []string{"", "8be4df61-93ca-11d2-aa0d-00e098032b8", "8be4df6193ca11d2aa0d00e098032b8c", "zbe4df61-93ca-11d2-aa0d-00e098032b8c"} {
-		if _, err := ParseGUID(bad); err == nil {
-			t.Errorf("ParseGUID(%q): want error", bad)
-		}
-	}
-	g, err := NewGUID()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if g[6]>>4 != 4 || g[8]&0xc0 != 0x80 {
-		t.Errorf("NewGUID %v is not version 4 / RFC 4122 variant", g)
 	}
 }

@@ -5,6 +5,8 @@ import (
 	"crypto/x509"
 	"errors"
 	"testing"
+
+	"github.com/kubedos/kubedos/internal/efi"
 )
 
 // FuzzAuthenticodeDigest: no input panics, and every failure is classified.
@@ -56,7 +58,7 @@ func FuzzVerifyPE(f *testing.F) {
 }
 
 func FuzzParseSignatureLists(f *testing.F) {
-	f.Add(X509SignatureList(EFIGlobalVariable, []byte("cert")))
+	f.Add(X509SignatureList(efi.GlobalVariable, []byte("cert")))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		_, _ = ParseSignatureLists(b)
 	})

@@ -8,6 +8,8 @@ import (
 	"os"
 	"time"
 	"unicode"
+
+	"github.com/kubedos/kubedos/internal/efi"
 )
 
 // InitOptions parameterise the key ceremony.
@@ -93,7 +95,7 @@ func generate(ctx context.Context, cluster string, now time.Time) ([]keyFile, er
 		}
 		files = append(files, keyFile{rel, data, mode})
 	}
-	owner, err := NewGUID()
+	owner, err := efi.New()
 	if err != nil {
 		return nil, err
 	}
@@ -112,11 +114,11 @@ func generate(ctx context.Context, cluster string, now time.Time) ([]keyFile, er
 	// KEK; KEK signs db, as the UEFI authority rules require.
 	vars := []struct {
 		role, keyF, certF, eslF, authF, signer string
-		vendor                                 GUID
+		vendor                                 efi.GUID
 	}{
-		{"PK", FilePKKey, FilePKCert, FilePKESL, FilePKAuth, "PK", EFIGlobalVariable},
-		{"KEK", FileKEKKey, FileKEKCert, FileKEKESL, FileKEKAuth, "PK", EFIGlobalVariable},
-		{"db", FileDBKey, FileDBCert, FileDBESL, FileDBAuth, "KEK", EFIImageSecurityDatabase},
+		{"PK", FilePKKey, FilePKCert, FilePKESL, FilePKAuth, "PK", efi.GlobalVariable},
+		{"KEK", FileKEKKey, FileKEKCert, FileKEKESL, FileKEKAuth, "PK", efi.GlobalVariable},
+		{"db", FileDBKey, FileDBCert, FileDBESL, FileDBAuth, "KEK", efi.ImageSecurityDatabase},
 	}
 	for _, v := range vars {
 		is := sb[v.role]

@@ -12,6 +12,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/kubedos/kubedos/internal/efi"
 )
 
 // KeySet is a key directory as InitKeys wrote it: its public halves, loaded
@@ -20,7 +22,7 @@ import (
 // needed.
 type KeySet struct {
 	Dir   string
-	Owner GUID // SignatureOwner of every entry in PK, KEK and db
+	Owner efi.GUID // SignatureOwner of every entry in PK, KEK and db
 	PK    *x509.Certificate
 	KEK   *x509.Certificate
 	DB    *x509.Certificate
@@ -47,7 +49,7 @@ func LoadKeySet(dir string) (*KeySet, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrBadKeyFile, err)
 	}
-	if ks.Owner, err = ParseGUID(strings.TrimSpace(string(raw))); err != nil {
+	if ks.Owner, err = efi.Parse(strings.TrimSpace(string(raw))); err != nil {
 		return nil, fmt.Errorf("%w: %s: %w", ErrBadKeyFile, p(FileOwnerGUID), err)
 	}
 	for _, c := range []struct {

@@ -1,13 +1,14 @@
 package spec
 
 import (
-	"errors"
 	"fmt"
 	"strings"
+
+	"github.com/kubedos/kubedos/internal/errdefs"
 )
 
 // ErrInvalid classifies every spec problem, so callers can test with errors.Is.
-var ErrInvalid = errors.New("invalid cluster spec")
+var ErrInvalid = errdefs.New(errdefs.ErrInvalid, "invalid cluster spec")
 
 // Problem is one thing wrong with a spec, at a YAML path and, once located, a
 // line and column of the source file.
@@ -40,8 +41,8 @@ func (ps Problems) Error() string {
 	return fmt.Sprintf("%d problem(s):\n  %s", len(ps), strings.Join(lines, "\n  "))
 }
 
-// Is lets errors.Is(err, ErrInvalid) match any Problems.
-func (ps Problems) Is(target error) bool { return target == ErrInvalid }
+// Is lets errors.Is(err, ErrInvalid) match any Problems, and so its class.
+func (ps Problems) Is(target error) bool { return target == ErrInvalid || target == errdefs.ErrInvalid }
 
 // problems collects Problems with a little less ceremony at each call site.
 type problems struct{ list Problems }

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/kubedos/kubedos/examples"
+	"github.com/kubedos/kubedos/internal/errdefs"
 )
 
 func mustParse(t *testing.T, data []byte) *ClusterSpec {
@@ -181,7 +182,7 @@ func TestValidateHasNoSideEffects(t *testing.T) {
 func TestFiveMistakesAllReportedWithLines(t *testing.T) {
 	_, err := Load(filepath.Join("testdata", "five-mistakes.yaml"))
 	var ps Problems
-	if !errors.As(err, &ps) || !errors.Is(err, ErrInvalid) {
+	if !errors.As(err, &ps) || !errors.Is(err, ErrInvalid) || !errors.Is(err, errdefs.ErrInvalid) {
 		t.Fatalf("want Problems, got %v", err)
 	}
 	want := []struct {

@@ -6,7 +6,6 @@ import (
 	"crypto/x509"
 	"debug/pe"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"hash"
 	"io"
@@ -14,6 +13,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/kubedos/kubedos/internal/errdefs"
 	"github.com/kubedos/kubedos/internal/manifest"
 	"github.com/kubedos/kubedos/internal/sign"
 )
@@ -52,8 +52,10 @@ const (
 // Parts is the order a client sends the payload in.
 var Parts = []string{PartRoot, PartVerity, PartUKI}
 
-// ErrRefused marks a payload the node will not install; the message says why.
-var ErrRefused = errors.New("upgrade refused")
+// ErrRefused marks a payload the node will not install; the message says
+// why. Its class is a failed precondition: the node is not in a state (or
+// the payload not of a build) that allows the upgrade.
+var ErrRefused = errdefs.New(errdefs.ErrPrecondition, "upgrade refused")
 
 func refuse(format string, args ...any) error {
 	return fmt.Errorf("%w: %s", ErrRefused, fmt.Sprintf(format, args...))

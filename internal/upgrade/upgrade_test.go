@@ -19,6 +19,7 @@ import (
 
 	"github.com/kubedos/kubedos/internal/build"
 	"github.com/kubedos/kubedos/internal/earlyboot"
+	"github.com/kubedos/kubedos/internal/errdefs"
 	"github.com/kubedos/kubedos/internal/manifest"
 	"github.com/kubedos/kubedos/internal/sign"
 )
@@ -361,7 +362,7 @@ func TestStageRefusals(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			_, err := stage(t, trust(ks), tt.booted, tt.img, tt.mutate)
-			if !errors.Is(err, ErrRefused) || !strings.Contains(err.Error(), tt.want) {
+			if !errors.Is(err, ErrRefused) || errdefs.Class(err) != errdefs.ErrPrecondition || !strings.Contains(err.Error(), tt.want) {
 				t.Errorf("got %v, want a refusal naming %q", err, tt.want)
 			}
 		})

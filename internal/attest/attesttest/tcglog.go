@@ -8,6 +8,7 @@ import (
 
 	"github.com/google/go-attestation/attest"
 
+	"github.com/kubedos/kubedos/internal/efi"
 	"github.com/kubedos/kubedos/internal/measure"
 )
 
@@ -144,8 +145,8 @@ func PredictedEvents(pred measure.Prediction) ([]Event, error) {
 // digest says what it was.
 func eventData(e measure.Event) []byte {
 	for _, data := range [][]byte{
-		measure.VariableData(measure.EFIGlobalVariable, "SecureBoot", []byte{1}),
-		measure.VariableData(measure.EFIGlobalVariable, "SecureBoot", []byte{0}),
+		measure.VariableData(efi.GlobalVariable, "SecureBoot", []byte{1}),
+		measure.VariableData(efi.GlobalVariable, "SecureBoot", []byte{0}),
 		{0, 0, 0, 0},
 		[]byte("Calling EFI Application from Boot Option"),
 	} {

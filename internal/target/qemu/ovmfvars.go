@@ -12,39 +12,17 @@ import (
 	"fmt"
 	"time"
 	"unicode/utf16"
+
+	"github.com/kubedos/kubedos/internal/efi"
 )
 
-type guid [16]byte
-
-func mustGUID(s string) guid {
-	var g guid
-	var a uint32
-	var b, c uint16
-	var d [8]byte
-	_, err := fmt.Sscanf(s, "%08x-%04x-%04x-%02x%02x-%02x%02x%02x%02x%02x%02x",
-		&a, &b, &c, &d[0], &d[1], &d[2], &d[3], &d[4], &d[5], &d[6], &d[7])
-	if err != nil {
-		panic(err) // only called on the constants below
-	}
-	binary.LittleEndian.PutUint32(g[0:], a)
-	binary.LittleEndian.PutUint16(g[4:], b)
-	binary.LittleEndian.PutUint16(g[6:], c)
-	copy(g[8:], d[:])
-	return g
-}
-
-func (g guid) String() string {
-	return fmt.Sprintf("%08x-%04x-%04x-%x-%x", binary.LittleEndian.Uint32(g[0:]),
-		binary.LittleEndian.Uint16(g[4:]), binary.LittleEndian.Uint16(g[6:]), g[8:10], g[10:])
-}
-
 var (
-	guidSystemNvDataFv   = mustGUID("fff12b8d-7696-4c8b-a985-2747075b4f50")
-	guidAuthVarStore     = mustGUID("aaf32c78-947b-439a-a180-2e144ec37792")
-	guidGlobalVariable   = mustGUID("8be4df61-93ca-11d2-aa0d-00e098032b8c")
-	guidImageSecurityDB  = mustGUID("d719b2cb-3d3a-4596-a3bc-dad00e67656f")
-	guidSecureBootEnable = mustGUID("f0a30bc7-af08-4556-99c4-001009c93a44")
-	guidCustomMode       = mustGUID("c076ec0c-7028-4399-a072-71ee5c448b9f")
+	// edk2's own GUIDs: the variable store's firmware volume and format,
+	// and the variables that switch Secure Boot on and custom mode off.
+	guidSystemNvDataFv   = efi.MustParse("fff12b8d-7696-4c8b-a985-2747075b4f50")
+	guidAuthVarStore     = efi.MustParse("aaf32c78-947b-439a-a180-2e144ec37792")
+	guidSecureBootEnable = efi.MustParse("f0a30bc7-af08-4556-99c4-001009c93a44")
+	guidCustomMode       = efi.MustParse("c076ec0c-7028-4399-a072-71ee5c448b9f")
 )
 
 const (
@@ -69,13 +47,13 @@ func open(img []byte) (*store, error) {
 	if len(img) < 0x100 || string(img[0x28:0x2c]) != "_FVH" {
 		return nil, errors.New("no firmware volume header (_FVH)")
 	}
-	var fsg guid
+	var fsg efi.GUID
 	copy(fsg[:], img[0x10:0x20])
 	if fsg != guidSystemNvDataFv {
 		return nil, fmt.Errorf("unexpected FV filesystem guid %s", fsg)
 	}
 	hl := int(binary.LittleEndian.Uint16(img[0x30:]))
-	var sg guid
+	var sg efi.GUID
 	copy(sg[:], img[hl:hl+16])
 	if sg != guidAuthVarStore {
 		return nil, fmt.Errorf("variable store is not the authenticated format (%s)", sg)
@@ -95,7 +73,7 @@ type variable struct {
 	attr   uint32
 	ts     []byte
 	name   string
-	vendor guid
+	vendor efi.GUID
 	data   []byte
 }
 
@@ -142,7 +120,7 @@ func efiTime(t time.Time) []byte {
 	return b
 }
 
-func (s *store) add(name string, vendor guid, attr uint32, ts []byte, data []byte) error {
+func (s *store) add(name string, vendor efi.GUID, attr uint32, ts []byte, data []byte) error {
 	vars, free := s.walk()
 	for _, v := range vars {
 		if v.name == name && v.vendor == vendor && v.state == varAdded {
@@ -199,8 +177,8 @@ func EnrollSecureBoot(blank, pk, kek, db []byte, t time.Time) ([]byte, error) {
 	for _, v := range []struct {
 		name   string
 		data   []byte
-		vendor guid
-	}{{"PK", pk, guidGlobalVariable}, {"KEK", kek, guidGlobalVariable}, {"db", db, guidImageSecurityDB}} {
+		vendor efi.GUID
+	}{{"PK", pk, efi.GlobalVariable}, {"KEK", kek, efi.GlobalVariable}, {"db", db, efi.ImageSecurityDatabase}} {
 		if len(v.data) == 0 {
 			return nil, fmt.Errorf("enroll %s: empty signature list", v.name)
 		}
