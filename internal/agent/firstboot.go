@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/kubedos/kubedos/internal/earlyboot"
+	"github.com/kubedos/kubedos/internal/nodeid"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )
@@ -55,12 +56,13 @@ func RunIdentity(ctx context.Context, st Status, keeper HubKeeper) error {
 	if err != nil {
 		return err
 	}
-	hub, name := oem["kubedos.hub"], oem["kubedos.name"]
+	id, err := nodeid.Decode(oem)
+	if err != nil {
+		return err
+	}
+	hub, name := id.Hub, id.Name
 	if hub == "" {
 		return nil // no hub named: a standalone boot
-	}
-	if name == "" {
-		return errors.New("SMBIOS names a hub but no kubedos.name for this node")
 	}
 	caPEM, err := os.ReadFile(CAFile)
 	if err != nil {

@@ -34,6 +34,7 @@ var rank = map[string]int{
 	"internal/plan":      1,
 	"internal/pidfile":   1, // finds our daemons: no zombies, no recycled pids
 	"internal/durable":   0, // crash-safe file writes: imports nothing of ours
+	"internal/nodeid":    0, // the SMBIOS node identity: encoder and decoder
 	"internal/build":     2,
 	"internal/bundle":    2, // the recovery bundle: reads manifests, signs with sign
 	"internal/attest":    2,
@@ -41,9 +42,10 @@ var rank = map[string]int{
 	"internal/agent":     4, // kubedosd; imports api and attest
 	"internal/hub":       4,
 	"internal/hubhost":   5, // runs a hub: kubedos hub serve, and kubedosd on the master
-	"internal/cli":       6,
-	"cmd":                7,
-	"bench":              7, // benchmark helpers, like commands
+	"internal/cluster":   6, // orchestration any front end reuses: up, down, upgrade, hand-over
+	"internal/cli":       7,
+	"cmd":                8,
+	"bench":              8, // benchmark helpers, like commands
 
 	// Test support over internal/attest: simulated nodes (tests and bench).
 	"internal/attest/attesttest": 3,
