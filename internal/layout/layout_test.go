@@ -38,14 +38,18 @@ var rank = map[string]int{
 	"internal/build":     2,
 	"internal/bundle":    2, // the recovery bundle: reads manifests, signs with sign
 	"internal/attest":    2,
-	"internal/target":    3, // includes internal/target/qemu
-	"internal/agent":     4, // kubedosd; imports api and attest
-	"internal/hub":       4,
-	"internal/hubhost":   5, // runs a hub: kubedos hub serve, and kubedosd on the master
-	"internal/cluster":   6, // orchestration any front end reuses: up, down, upgrade, hand-over
-	"internal/cli":       7,
-	"cmd":                8,
-	"bench":              8, // benchmark helpers, like commands
+	"internal/target":    3, // the Target interface and its types
+	// The targets implement internal/target's interface.
+	"internal/target/qemu":       4,
+	"internal/target/proxmox":    4,
+	"internal/target/targettest": 5, // the conformance suite
+	"internal/agent":             4, // kubedosd; imports api and attest
+	"internal/hub":               4,
+	"internal/hubhost":           5, // runs a hub: kubedos hub serve, and kubedosd on the master
+	"internal/cluster":           6, // orchestration any front end reuses: up, down, upgrade, hand-over
+	"internal/cli":               7,
+	"cmd":                        8,
+	"bench":                      8, // benchmark helpers, like commands
 
 	// Test support over internal/attest: simulated nodes (tests and bench).
 	"internal/attest/attesttest": 3,
