@@ -8,6 +8,7 @@ import (
 
 	"github.com/kubedos/kubedos/examples"
 	"github.com/kubedos/kubedos/internal/build"
+	"github.com/kubedos/kubedos/internal/cluster"
 	"github.com/kubedos/kubedos/internal/sign"
 )
 
@@ -33,10 +34,10 @@ func TestHubServeRefusesHandedOverState(t *testing.T) {
 		t.Fatal(err)
 	}
 	for p, data := range map[string][]byte{
-		filepath.Join(bdir, build.ManifestFile):  m,
-		filepath.Join(bdir, build.SignatureFile): sig,
-		filepath.Join(dir, "cluster.yaml"):       examples.Local,
-		filepath.Join(state, handoffFile):        []byte(`{"node":"master","addr":"10.20.0.10:7443","at":"2026-11-22T08:25:33Z"}`),
+		filepath.Join(bdir, build.ManifestFile):   m,
+		filepath.Join(bdir, build.SignatureFile):  sig,
+		filepath.Join(dir, "cluster.yaml"):        examples.Local,
+		filepath.Join(state, cluster.HandoffFile): []byte(`{"node":"master","addr":"10.20.0.10:7443","at":"2026-11-22T08:25:33Z"}`),
 	} {
 		if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
 			t.Fatal(err)

@@ -6,6 +6,8 @@ import (
 	"os"
 	"sync"
 	"time"
+
+	"github.com/kubedos/kubedos/internal/cluster"
 )
 
 // progress shows long work: a line rewritten in place on a terminal, plain
@@ -54,4 +56,14 @@ func (p *progress) Step(format string, args ...any) {
 		p.last = 0
 	}
 	fmt.Fprintf(p.w, "[%5.1fs] "+format+"\n", append([]any{time.Since(p.start).Seconds()}, args...)...)
+}
+
+// Event renders a cluster event: progress overwritten in place, every
+// other event on its own line.
+func (p *progress) Event(e cluster.Event) {
+	if _, ok := e.(cluster.Transient); ok {
+		p.Update("%s", e)
+		return
+	}
+	p.Step("%s", e)
 }

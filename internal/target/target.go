@@ -52,8 +52,8 @@ type Ensured struct {
 	Name   string `json:"name"`
 	VMID   int    `json:"vmid"`
 	Action Action `json:"action"`
-	// EKHash is the EK registered before the machine booted (empty when
-	// nothing was registered).
+	// EKHash is the machine's EK, registered before it booted when a
+	// registration was asked for (empty when the machine was not touched).
 	EKHash string `json:"ekHash,omitempty"`
 }
 

@@ -121,8 +121,8 @@ func (t *Target) ensure(ctx context.Context, n target.Node, register target.Regi
 	if err != nil {
 		return e, err
 	}
+	e.EKHash = attest.EKHash(ek)
 	if register != nil {
-		e.EKHash = attest.EKHash(ek)
 		if err := register(ctx, n.Name, e.EKHash); err != nil {
 			return e, fmt.Errorf("register EK with the hub: %w", err)
 		}

@@ -1,0 +1,146 @@
+package cluster
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"net"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+
+	"github.com/kubedos/kubedos/examples"
+	"github.com/kubedos/kubedos/internal/api"
+	"github.com/kubedos/kubedos/internal/build"
+	"github.com/kubedos/kubedos/internal/hubhost"
+	"github.com/kubedos/kubedos/internal/pki"
+	"github.com/kubedos/kubedos/internal/sign"
+	"github.com/kubedos/kubedos/internal/spec"
+)
+
+// testKeys runs the key ceremony once per test into a temporary directory.
+func testKeys(t *testing.T) *sign.KeySet {
+	t.Helper()
+	ks, err := sign.InitKeys(context.Background(), filepath.Join(t.TempDir(), "keys"), sign.InitOptions{Cluster: "local"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ks
+}
+
+// localSpec is examples/local.yaml with a manifest naming its roles.
+func localSpec(t *testing.T) (*spec.ClusterSpec, *build.Manifest) {
+	t.Helper()
+	s, err := spec.LoadBytes(examples.Local)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := &build.Manifest{BuildID: "b1", Cluster: s.Metadata.Name, Roles: map[string]build.RoleManifest{}}
+	for _, n := range s.Topology.Nodes {
+		m.Roles[string(n.Role)] = build.RoleManifest{RoleID: "id-" + string(n.Role)}
+	}
+	return s, m
+}
+
+// inProcessHub runs hubs as goroutines of the test: what a second front
+// end without a kubedos binary could do while it lives.
+type inProcessHub struct {
+	t    *testing.T
+	spec *spec.ClusterSpec
+	m    *build.Manifest
+	ks   *sign.KeySet
+	mu   sync.Mutex
+	runs map[string]func() // state dir → stop
+}
+
+func (h *inProcessHub) Start(ctx context.Context, hs HubSpec) error {
+	ca, err := pki.LoadCA(hs.KeysDir)
+	if err != nil {
+		return err
+	}
+	hb, err := hubhost.Open(ctx, hubhost.Config{Spec: h.spec, Manifest: h.m, CA: ca, ArtifactKey: h.ks.SigningPub,
+		StatePath: filepath.Join(hs.StateDir, "hub.db")})
+	if err != nil {
+		return err
+	}
+	lis, err := net.Listen("tcp", hs.Listen)
+	if err != nil {
+		hb.Close()
+		return err
+	}
+	serveCtx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = hb.Serve(serveCtx, lis)
+	}()
+	h.mu.Lock()
+	h.runs[hs.StateDir] = func() { cancel(); <-done }
+	h.mu.Unlock()
+	h.t.Cleanup(func() { _ = h.Stop(hs.StateDir) })
+	return nil
+}
+
+func (h *inProcessHub) Alive(dir string) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.runs[dir] != nil
+}
+
+func (h *inProcessHub) Stop(dir string) error {
+	h.mu.Lock()
+	stop := h.runs[dir]
+	delete(h.runs, dir)
+	h.mu.Unlock()
+	if stop != nil {
+		stop()
+	}
+	return nil
+}
+
+// freeAddr is a loopback address nothing listens on.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lis.Close()
+	return lis.Addr().String()
+}
+
+// versionNode answers the node API's Version as node w-1.
+type versionNode struct{ api.NodeServer }
+
+func (versionNode) Version(context.Context, *api.NodeVersionRequest) (*api.NodeVersion, error) {
+	return &api.NodeVersion{Node: "w-1", BuildID: "b1"}, nil
+}
+
+// nodeServer is a node API for w-1 with a certificate from ks's CA, not
+// yet serving.
+func nodeServer(t *testing.T, ks *sign.KeySet) *grpc.Server {
+	t.Helper()
+	ca, err := pki.LoadCA(ks.Dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	csr, _ := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{}, key)
+	cert, err := ca.SignNodeCSR(csr, "w-1", "worker", time.Hour, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := grpc.NewServer(append(api.ServerOptions(), grpc.Creds(credentials.NewTLS(&tls.Config{
+		Certificates: []tls.Certificate{{Certificate: [][]byte{cert.Raw}, PrivateKey: key, Leaf: cert}},
+		ClientCAs:    ca.Pool(), ClientAuth: tls.RequireAndVerifyClientCert, MinVersion: tls.VersionTLS13})))...)
+	api.RegisterNode(s, versionNode{})
+	t.Cleanup(s.Stop)
+	return s
+}
