@@ -31,7 +31,7 @@ kubedos-init refused the root, timeout, or a PCR mismatch).`,
 				return err
 			}
 			rep, err := cluster.BootCheck(cmd.Context(), cluster.BootCheckConfig{BuildDir: args[0], Role: role, KeysDir: p.keys, Dir: dir,
-				MemoryMiB: memory, Timeout: timeout, Events: newProgress(g.stderr)})
+				MemoryMiB: memory, Timeout: timeout, Events: g.events()})
 			if err != nil {
 				return err
 			}

@@ -46,17 +46,15 @@ func (f *clusterFlags) dir(s *spec.ClusterSpec) string {
 }
 
 // load reads the spec (and, with keys, the key set) into a cluster
-// config; progress goes to pr.
-func (f *clusterFlags) load(path string, keys bool, pr *progress) (cluster.Config, error) {
+// config; events go to ev (nil: none).
+func (f *clusterFlags) load(path string, keys bool, ev cluster.Events) (cluster.Config, error) {
 	s, err := spec.Load(path)
 	if err != nil {
 		return cluster.Config{}, fmt.Errorf("%s: %w", path, err)
 	}
 	cfg := cluster.Config{Spec: s, SpecPath: path, Dir: f.dir(s), HubOn: f.hubOn, Timeout: f.timeout,
 		TargetName: f.target, ProxmoxHub: f.hub}
-	if pr != nil {
-		cfg.Events = pr
-	}
+	cfg.Events = ev
 	if keys {
 		if cfg.Keys, err = sign.LoadKeySet(f.keys); err != nil {
 			return cluster.Config{}, err
@@ -66,8 +64,8 @@ func (f *clusterFlags) load(path string, keys bool, pr *progress) (cluster.Confi
 }
 
 // loadBuild is load with the build resolved and its manifest verified.
-func (f *clusterFlags) loadBuild(path string, pr *progress) (cluster.Config, error) {
-	cfg, err := f.load(path, true, pr)
+func (f *clusterFlags) loadBuild(path string, ev cluster.Events) (cluster.Config, error) {
+	cfg, err := f.load(path, true, ev)
 	if err != nil {
 		return cfg, err
 	}
@@ -122,7 +120,7 @@ func newClusterUpCmd(g *globals, verb string) *cobra.Command {
 			case target == spec.TargetProxmox && cmd.Flags().Changed("hub-on"):
 				return fmt.Errorf("--hub-on is the qemu target's; on proxmox the hub stays where kubedos hub serve runs (--hub)")
 			}
-			cfg, err := f.loadBuild(args[0], newProgress(g.stderr))
+			cfg, err := f.loadBuild(args[0], g.events())
 			if err != nil {
 				return err
 			}

@@ -66,7 +66,7 @@ A node that already runs the build, its boot marked good, is left alone.`,
 			defer doneHub()
 			nc := nodeAPIClient{addr: nodeAddr, name: args[0], keys: hc.keys, cert: hc.cert, key: hc.key}
 			o, err := cluster.UpgradeNode(cmd.Context(), cluster.UpgradeTarget{Name: args[0], Hub: admin, DialNode: nc.dial}, buildDir,
-				cluster.UpgradeOptions{Reboot: !noReboot, Wait: wait, Events: newProgress(g.stderr)})
+				cluster.UpgradeOptions{Reboot: !noReboot, Wait: wait, Events: g.events()})
 			err = hc.explain(err)
 			if o != nil {
 				if g.output == OutputJSON {
@@ -138,8 +138,7 @@ fixing what stopped a roll, running it again continues where it stopped.`,
 			if err := g.checkOutput(OutputText, OutputJSON); err != nil {
 				return err
 			}
-			pr := newProgress(g.stderr)
-			cfg, err := f.loadBuild(args[0], pr)
+			cfg, err := f.loadBuild(args[0], g.events())
 			if err != nil {
 				return err
 			}

@@ -7,8 +7,6 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
-	"strings"
-	"time"
 
 	"github.com/kubedos/kubedos/internal/api"
 	"github.com/kubedos/kubedos/internal/durable"
@@ -196,68 +194,4 @@ func (c *Cluster) startNodes(ctx context.Context, t target.Target, nodes []spec.
 			API: netip.AddrPortFrom(addr.Addr(), api.NodeAPIPort).String(), Console: st.Console,
 			Already: e.Action == target.ActionUnchanged})
 	})
-}
-
-// waitNodes polls the hub until every node of want is enrolled, one is
-// refused (an error naming it and why), or timeout.
-func (c *Cluster) waitNodes(ctx context.Context, want []spec.Node, timeout time.Duration) ([]api.Node, error) {
-	admin, done, err := c.admin()
-	if err != nil {
-		return nil, err
-	}
-	defer done()
-	deadline := time.Now().Add(timeout)
-	for {
-		res, err := admin.ListNodes(ctx)
-		if err != nil {
-			return nil, err
-		}
-		byName := map[string]api.Node{}
-		for _, n := range res.Nodes {
-			byName[n.Name] = n
-		}
-		enrolled := 0
-		var bad []string
-		for _, sn := range want {
-			n := byName[sn.Name]
-			if n.State != c.reported[sn.Name] && n.State != "" {
-				c.ev.emit(NodeState{Name: sn.Name, State: n.State, Reason: ReasonText(n.Reason, 0)})
-				c.reported[sn.Name] = n.State
-			}
-			switch n.State {
-			case "enrolled":
-				enrolled++
-			case "quarantined", "revoked", "fenced":
-				bad = append(bad, fmt.Sprintf("%s is %s: %s", sn.Name, n.State, ReasonText(n.Reason, 0)))
-			}
-		}
-		if len(bad) > 0 {
-			return res.Nodes, fmt.Errorf("%s", strings.Join(bad, "; "))
-		}
-		if enrolled == len(want) {
-			c.ev.emit(Enrolled{Count: enrolled, Of: len(want), Done: true})
-			return res.Nodes, nil
-		}
-		c.ev.emit(enrolledWaiting{Enrolled{Count: enrolled, Of: len(want)}})
-		if time.Now().After(deadline) {
-			return res.Nodes, fmt.Errorf("%d of %d nodes enrolled after %s; see the consoles in %s", enrolled, len(want), timeout, filepath.Join(c.Dir, "nodes"))
-		}
-		select {
-		case <-ctx.Done():
-			return res.Nodes, ctx.Err()
-		case <-time.After(2 * time.Second):
-		}
-	}
-}
-
-// ReasonText is a refusal in one line, at most max bytes (0: whole).
-func ReasonText(r *api.Refusal, max int) string {
-	if r == nil {
-		return ""
-	}
-	s := r.Check + ": " + strings.Join(strings.Fields(r.Detail), " ")
-	if max > 0 && len(s) > max {
-		s = s[:max-1] + "…"
-	}
-	return s
 }
