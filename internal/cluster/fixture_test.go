@@ -2,19 +2,10 @@ package cluster
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/tls"
-	"crypto/x509"
 	"net"
 	"path/filepath"
 	"sync"
 	"testing"
-	"time"
-
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials"
 
 	"github.com/kubedos/kubedos/examples"
 	"github.com/kubedos/kubedos/internal/api"
@@ -121,26 +112,4 @@ type versionNode struct{ api.NodeServer }
 
 func (versionNode) Version(context.Context, *api.NodeVersionRequest) (*api.NodeVersion, error) {
 	return &api.NodeVersion{Node: "w-1", BuildID: "b1"}, nil
-}
-
-// nodeServer is a node API for w-1 with a certificate from ks's CA, not
-// yet serving.
-func nodeServer(t *testing.T, ks *sign.KeySet) *grpc.Server {
-	t.Helper()
-	ca, err := pki.LoadCA(ks.Dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	csr, _ := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{}, key)
-	cert, err := ca.SignNodeCSR(csr, "w-1", "worker", time.Hour, time.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := grpc.NewServer(append(api.ServerOptions(), grpc.Creds(credentials.NewTLS(&tls.Config{
-		Certificates: []tls.Certificate{{Certificate: [][]byte{cert.Raw}, PrivateKey: key, Leaf: cert}},
-		ClientCAs:    ca.Pool(), ClientAuth: tls.RequireAndVerifyClientCert, MinVersion: tls.VersionTLS13})))...)
-	api.RegisterNode(s, versionNode{})
-	t.Cleanup(s.Stop)
-	return s
 }

@@ -6,19 +6,21 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/kubedos/kubedos/internal/api/apitest"
 )
 
 // The hub handoff must not start before the master's node API answers:
 // kubedosd reports enrolled a moment before it listens.
 func TestWaitNodeAPI(t *testing.T) {
-	ks := testKeys(t)
-	access := Access{Keys: ks.Dir}
+	env := apitest.NewNode(t, "w-1", "worker", versionNode{})
+	access := Access{Keys: env.Keys}
 
 	t.Run("answers once it listens", func(t *testing.T) {
 		addr := freeAddr(t)
 		var ev recorder
 		// Refused first; the node listens only after a poll was refused.
-		s := nodeServer(t, ks)
+		s := env.Server
 		served := make(chan error, 1)
 		waiting := make(chan struct{}, 1)
 		ev.onWait = func() {
