@@ -56,7 +56,9 @@ func RunIdentity(ctx context.Context, st Status, keeper HubKeeper) error {
 	if err != nil {
 		return err
 	}
-	id, err := nodeid.Decode(oem)
+	// The LAN fields are kubedos-init's: it reports their problems and
+	// boots on, so a bad address does not stop enrollment here.
+	id, err := nodeid.Decode(map[string]string{nodeid.KeyName: oem[nodeid.KeyName], nodeid.KeyHub: oem[nodeid.KeyHub]})
 	if err != nil {
 		return err
 	}
