@@ -92,8 +92,9 @@ func Suite(t *testing.T, newTarget func(t *testing.T) Harness) {
 			if e.Name != n.Name || e.Action != target.ActionCreated || e.EKHash == "" || reg.got[n.Name] != e.EKHash {
 				t.Errorf("outcome %+v, registered %q: want %s created with its EK registered", e, reg.got[n.Name], n.Name)
 			}
-			if got := state(n.Name); got != target.StateRunning {
-				t.Errorf("%s: %s, want running", n.Name, got)
+			st, err := tg.Status(ctx, n.Name)
+			if err != nil || st.State != target.StateRunning || st.Console == "" {
+				t.Errorf("%s: status %+v, %v; want running, with its console", n.Name, st, err)
 			}
 		}
 	})
