@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/kubedos/kubedos/internal/earlyboot"
+	"github.com/kubedos/kubedos/internal/nodeid"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )
@@ -53,7 +54,13 @@ func (a *Agent) runIdentity(ctx context.Context, st Status) error {
 	if err != nil {
 		return err
 	}
-	hub, name := oem["kubedos.hub"], oem["kubedos.name"]
+	// The LAN fields are kubedos-init's: it reports their problems and
+	// boots on, so a bad address does not stop enrollment here.
+	id, err := nodeid.Decode(map[string]string{nodeid.KeyName: oem[nodeid.KeyName], nodeid.KeyHub: oem[nodeid.KeyHub]})
+	if err != nil {
+		return err
+	}
+	hub, name := id.Hub, id.Name
 	if hub == "" {
 		return nil // no hub named: a standalone boot
 	}

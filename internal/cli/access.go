@@ -30,7 +30,7 @@ func keysIssueCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "issue NAME",
 		Short: "Issue an operator client certificate (admin, operator or reader) from the cluster CA",
-		Long: `Issue a client certificate for NAME with the cluster CA in --dir: a fresh P-256
+		Long: `Issue a client certificate for NAME with the cluster CA in --keys: a fresh P-256
 key, CN NAME, the role in O (kubedos:admin|operator|reader), client auth only.
 The hub and every node API accept it until it expires or is revoked
 (kubedos keys revoke). Roles follow Talos: readers read, operators also
@@ -82,7 +82,10 @@ an existing file is never overwritten.`,
 			return nil
 		},
 	}
+	cmd.Flags().StringVar(&dir, "keys", "keys", "key directory holding the cluster CA")
+	// --dir was this command's name for what every other command calls --keys.
 	cmd.Flags().StringVar(&dir, "dir", "keys", "key directory holding the cluster CA")
+	_ = cmd.Flags().MarkDeprecated("dir", "use --keys")
 	cmd.Flags().StringVar(&out, "out", ".", "directory for NAME.crt and NAME.key")
 	cmd.Flags().StringVar(&role, "role", string(pki.RoleReader), "admin, operator or reader")
 	cmd.Flags().DurationVar(&lifetime, "lifetime", 30*24*time.Hour, "how long the certificate is valid")
@@ -128,6 +131,7 @@ revoked with their node: kubedos node revoke NAME. Audited at the hub.`,
 		return nil
 	})
 	c.addFlags(cmd)
+	c.addSpecFlags(cmd, "find the hub of this spec's cluster (where cluster up left it) instead of --hub")
 	cmd.Flags().StringVar(&reason, "reason", "", "why (kept in the audit log)")
 	return cmd
 }

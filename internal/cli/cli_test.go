@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/json"
+	"net"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -12,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kubedos/kubedos/examples"
+	"github.com/kubedos/kubedos/internal/cluster"
 	"github.com/kubedos/kubedos/internal/pki"
 )
 
@@ -138,7 +141,7 @@ func TestKeysIssue(t *testing.T) {
 	if code, _, stderr := run(t, "keys", "init", "--dir", keys, "--cluster", "t"); code != 0 {
 		t.Fatalf("keys init: %s", stderr)
 	}
-	code, stdout, stderr := run(t, "keys", "issue", "rita", "--role", "reader", "--dir", keys, "--out", out, "-o", "json")
+	code, stdout, stderr := run(t, "keys", "issue", "rita", "--role", "reader", "--keys", keys, "--out", out, "-o", "json")
 	if code != 0 {
 		t.Fatalf("keys issue: %s", stderr)
 	}
@@ -169,5 +172,54 @@ func TestKeysIssue(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(out, "bob.key")); !os.IsNotExist(err) {
 		t.Errorf("a refused issue left a key: %v", err)
+	}
+	// --dir, the old name, still works.
+	if code, _, stderr := run(t, "keys", "issue", "ops", "--dir", keys, "--out", out); code != 0 {
+		t.Errorf("keys issue --dir: exit %d, %s", code, stderr)
+	}
+	if _, err := os.Stat(filepath.Join(out, "ops.crt")); err != nil {
+		t.Errorf("keys issue --dir issued nothing: %v", err)
+	}
+}
+
+// node list, keys revoke and audit find the hub from the cluster's state
+// with --spec, and say where they looked when none answers.
+func TestHubFromSpec(t *testing.T) {
+	dir := t.TempDir()
+	keys, state := filepath.Join(dir, "keys"), filepath.Join(dir, "state")
+	specFile := filepath.Join(dir, "cluster.yaml")
+	if err := os.WriteFile(specFile, examples.Local, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if code, _, stderr := run(t, "keys", "init", "--dir", keys, "--cluster", "local"); code != 0 {
+		t.Fatalf("keys init: %s", stderr)
+	}
+	for _, args := range [][]string{{"node", "list"}, {"audit"}, {"keys", "revoke", "x.crt", "--reason", "r"}} {
+		args = append(args, "--spec", specFile, "--state", state, "--keys", keys)
+		code, _, stderr := run(t, args...)
+		if code == 0 || !strings.Contains(stderr, "no hub of cluster local found: looked at "+filepath.Join(state, "hub", "hub.addr")) {
+			t.Errorf("%v with no hub: exit %d, %s", args, code, stderr)
+		}
+	}
+	// Handed to the master, which does not answer: the error says where
+	// the address came from.
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := lis.Addr().String()
+	lis.Close()
+	if err := os.MkdirAll(filepath.Join(state, "hub"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	rec := `{"node": "master", "addr": "` + addr + `", "at": "2026-01-01T00:00:00Z"}`
+	if err := os.WriteFile(filepath.Join(state, "hub", cluster.HandoffFile), []byte(rec), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, _, stderr := run(t, "node", "list", "--spec", specFile, "--state", state, "--keys", keys)
+	for _, want := range []string{addr, cluster.HandoffFile, "kept by master"} {
+		if code == 0 || !strings.Contains(stderr, want) {
+			t.Errorf("node list with the master's hub down: exit %d, %q lacks %q", code, stderr, want)
+		}
 	}
 }

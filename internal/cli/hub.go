@@ -10,8 +10,8 @@ import (
 	"time"
 
 	"github.com/kubedos/kubedos/internal/api"
+	"github.com/kubedos/kubedos/internal/cluster"
 	"github.com/kubedos/kubedos/internal/hubhost"
-	"github.com/kubedos/kubedos/internal/manifest"
 	"github.com/kubedos/kubedos/internal/pki"
 	"github.com/kubedos/kubedos/internal/sign"
 	"github.com/kubedos/kubedos/internal/spec"
@@ -51,7 +51,7 @@ State (nodes, sessions, revocations, the hash-chained audit log) is kept in
 			if err != nil {
 				return err
 			}
-			m, err := verifiedManifest(buildDir, ks)
+			m, err := cluster.VerifiedManifest(buildDir, ks)
 			if err != nil {
 				return err
 			}
@@ -77,12 +77,12 @@ State (nodes, sessions, revocations, the hash-chained audit log) is kept in
 			// Serving a hub that was handed to a master would make a second
 			// gate for the same CA: a new, empty state here would enroll
 			// anything it was told to.
-			if h, err := readHandoff(state); err != nil || h != nil {
+			if h, err := cluster.ReadHandoff(state); err != nil || h != nil {
 				if err != nil {
 					return err
 				}
 				return fmt.Errorf("the hub in %s was handed to %s on %s (%s), which serves it now; remove %s only if that master and its state are gone for good",
-					state, h.Node, h.Addr, h.At.Format(time.RFC3339), filepath.Join(state, handoffFile))
+					state, h.Node, h.Addr, h.At.Format(time.RFC3339), filepath.Join(state, cluster.HandoffFile))
 			}
 			h, err := hubhost.Open(cmd.Context(), hubhost.Config{Spec: s, Manifest: m, CA: ca, ArtifactKey: ks.SigningPub, EKCAs: ekCAs,
 				StatePath: filepath.Join(state, "hub.db"), Hosts: hosts})
@@ -106,23 +106,6 @@ State (nodes, sessions, revocations, the hash-chained audit log) is kept in
 	cmd.Flags().StringSliceVar(&hosts, "host", []string{"127.0.0.1"}, "extra names and addresses for the hub's TLS certificate")
 	_ = cmd.MarkFlagRequired("build")
 	return cmd
-}
-
-// verifiedManifest reads a build's manifest and checks its signature with
-// the platform's artifact key: the hub's policy is only what was signed.
-func verifiedManifest(dir string, ks *sign.KeySet) (*manifest.Manifest, error) {
-	m, raw, err := manifest.Read(filepath.Join(dir, manifest.ManifestFile))
-	if err != nil {
-		return nil, err
-	}
-	sig, err := os.ReadFile(filepath.Join(dir, manifest.SignatureFile))
-	if err != nil {
-		return nil, fmt.Errorf("build %s: %w", dir, err)
-	}
-	if err := sign.VerifyBlob(ks.SigningPub, raw, sig); err != nil {
-		return nil, fmt.Errorf("build %s: manifest signature: %w", dir, err)
-	}
-	return m, nil
 }
 
 func loadPool(path string) (*x509.CertPool, error) {

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/kubedos/kubedos/examples"
+	"github.com/kubedos/kubedos/internal/cluster"
 	"github.com/kubedos/kubedos/internal/manifest"
 	"github.com/kubedos/kubedos/internal/sign"
 )
@@ -36,7 +37,7 @@ func TestHubServeRefusesHandedOverState(t *testing.T) {
 		filepath.Join(bdir, manifest.ManifestFile):  m,
 		filepath.Join(bdir, manifest.SignatureFile): sig,
 		filepath.Join(dir, "cluster.yaml"):          examples.Local,
-		filepath.Join(state, handoffFile):           []byte(`{"node":"master","addr":"10.20.0.10:7443","at":"2026-11-22T08:25:33Z"}`),
+		filepath.Join(state, cluster.HandoffFile):   []byte(`{"node":"master","addr":"10.20.0.10:7443","at":"2026-11-22T08:25:33Z"}`),
 	} {
 		if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
 			t.Fatal(err)

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/kubedos/kubedos/internal/api"
+	"github.com/kubedos/kubedos/internal/cluster"
 	"github.com/spf13/cobra"
 )
 
@@ -46,7 +47,7 @@ certificate). Every scrape checks drift and health afresh:
 			if err != nil {
 				return fmt.Errorf("--node %q: %w", addr, err)
 			}
-			conf, err := operatorTLS(c.keys, c.cert, c.key, name)
+			conf, err := cluster.Access{Keys: c.keys, Cert: c.cert, Key: c.key}.TLS(name)
 			if err != nil {
 				return err
 			}

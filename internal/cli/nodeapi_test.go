@@ -3,16 +3,8 @@ package cli
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
 	"errors"
-	"math/big"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -21,12 +13,9 @@ import (
 	"time"
 
 	"github.com/kubedos/kubedos/internal/api"
-	"github.com/kubedos/kubedos/internal/pki"
-	"github.com/kubedos/kubedos/internal/sign"
+	"github.com/kubedos/kubedos/internal/api/apitest"
 	"github.com/spf13/cobra"
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/status"
 )
 
@@ -74,61 +63,9 @@ func (f *fakeNode) Reboot(context.Context, *api.PowerRequest) (*api.Power, error
 // directory the CLI reads: the CA certificate and an admin certificate.
 func nodeCLIEnv(t *testing.T) (keys, addr string, node *fakeNode) {
 	t.Helper()
-	keys, s, node := fakeNodeServer(t)
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go func() { _ = s.Serve(lis) }()
-	return keys, lis.Addr().String(), node
-}
-
-// fakeNodeServer is nodeCLIEnv without the listener, for tests that choose
-// when the node starts answering.
-func fakeNodeServer(t *testing.T) (keys string, s *grpc.Server, node *fakeNode) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test CA"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		KeyUsage: x509.KeyUsageCertSign, BasicConstraintsValid: true, IsCA: true}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	caCert, _ := x509.ParseCertificate(der)
-	ca, err := pki.NewCA(caCert, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keys = t.TempDir()
-	admin, err := ca.IssueClient("admin", pki.RoleAdmin, time.Hour, time.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
-	for f, data := range map[string][]byte{sign.FileCACert: ca.CertPEM(), sign.FileAdminCert: admin.CertPEM, sign.FileAdminKey: admin.KeyPEM} {
-		if err := os.MkdirAll(filepath.Join(keys, filepath.Dir(f)), 0o700); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(keys, f), data, 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-	nodeKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	csr, _ := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{}, nodeKey)
-	nodeCert, err := ca.SignNodeCSR(csr, "w-1", "worker", time.Hour, time.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
-	pair := tls.Certificate{Certificate: [][]byte{nodeCert.Raw}, PrivateKey: nodeKey, Leaf: nodeCert}
 	node = &fakeNode{}
-	s = grpc.NewServer(append(api.ServerOptions(), grpc.Creds(credentials.NewTLS(&tls.Config{
-		Certificates: []tls.Certificate{pair}, ClientCAs: ca.Pool(), ClientAuth: tls.RequireAndVerifyClientCert, MinVersion: tls.VersionTLS13})))...)
-	api.RegisterNode(s, node)
-	t.Cleanup(s.Stop)
-	return keys, s, node
+	env := apitest.NewNode(t, "w-1", "worker", node)
+	return env.Keys, env.Serve(t), node
 }
 
 // runNodeAPI runs `kubedos node <args>` with only the node API commands.

@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -59,7 +58,7 @@ func newSpecValidateCmd(g *globals) *cobra.Command {
 		Use:   "validate FILE",
 		Short: "Check a ClusterSpec and report every problem at once",
 		Long: `Decode FILE strictly (unknown fields are errors), apply defaults and check
-every rule: unique names, VMIDs and addresses; addresses inside their CIDR;
+every rule of what decoded, reporting both kinds of problem in one run: unique names, VMIDs and addresses; addresses inside their CIDR;
 planes disjoint from each other and the LAN; exactly one master; odd etcd and
 control-plane counts; a VIP only with load balancers; Ceph and ZFS rules;
 package names; resource bounds.
@@ -73,16 +72,16 @@ Exit status: 0 valid, 1 invalid or unreadable.`,
 				return err
 			}
 			file := args[0]
-			s, err := spec.Load(file)
-			rep := validateReport{File: file, Valid: err == nil, Problems: spec.Problems{}}
-			var ps spec.Problems
-			switch {
-			case err == nil:
-				rep.Cluster, rep.Nodes = s.Metadata.Name, len(s.Topology.Nodes)
-			case errors.As(err, &ps):
-				rep.Problems = ps
-			default:
+			// Structural and semantic problems in one run.
+			s, ps, err := spec.CheckFile(file)
+			if err != nil {
 				return err
+			}
+			rep := validateReport{File: file, Valid: len(ps) == 0, Problems: spec.Problems{}}
+			if rep.Valid {
+				rep.Cluster, rep.Nodes = s.Metadata.Name, len(s.Topology.Nodes)
+			} else {
+				rep.Problems = ps
 			}
 			if g.output == OutputJSON {
 				if err := g.writeJSON(rep); err != nil {

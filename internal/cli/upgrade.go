@@ -2,177 +2,17 @@ package cli
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
-	"os"
-	"path/filepath"
-	"slices"
-	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/kubedos/kubedos/internal/api"
-	"github.com/kubedos/kubedos/internal/manifest"
-	"github.com/kubedos/kubedos/internal/sign"
-	"github.com/kubedos/kubedos/internal/spec"
-	"github.com/kubedos/kubedos/internal/upgrade"
+	"github.com/kubedos/kubedos/internal/cluster"
 )
 
-// upgradeOutcome is what one node's upgrade came to.
-type upgradeOutcome struct {
-	Node    string             `json:"node"`
-	From    string             `json:"fromBuild"`
-	To      string             `json:"toBuild"`
-	Result  string             `json:"result"` // upgraded, rolled-back, written (no reboot), current (nothing to do)
-	Running string             `json:"runningBuild,omitempty"`
-	Written *api.UpgradeResult `json:"written,omitempty"`
-	Seconds float64            `json:"seconds"`
-	Detail  string             `json:"detail,omitempty"`
-}
-
-// errRolledBack: the node came back on its old build by itself.
-var errRolledBack = errors.New("the new build did not pass its boot check; the node rolled back")
-
-// upgradeTarget is how to reach one node and its hub.
-type upgradeTarget struct {
-	name     string
-	hub      *api.AdminClient
-	dialNode func() (*api.NodeClient, func(), error)
-}
-
-// upgradeNode assigns the build to the node at the hub, streams the node's
-// role image to it, and (with reboot) waits until it runs the new build
-// with its boot marked good — or came back on the old one.
-func upgradeNode(ctx context.Context, t upgradeTarget, buildDir string, reboot bool, wait time.Duration, pr *progress) (*upgradeOutcome, error) {
-	start := time.Now()
-	raw, err := os.ReadFile(filepath.Join(buildDir, manifest.ManifestFile))
-	if err != nil {
-		return nil, err
-	}
-	sig, err := os.ReadFile(filepath.Join(buildDir, manifest.SignatureFile))
-	if err != nil {
-		return nil, err
-	}
-	m, err := manifest.Parse(raw)
-	if err != nil {
-		return nil, fmt.Errorf("build %s: %w", buildDir, err)
-	}
-	n, err := t.hub.AssignBuild(ctx, t.name, raw, sig)
-	if err != nil {
-		return nil, fmt.Errorf("hub: assign build %s to %s: %w", m.BuildID, t.name, err)
-	}
-	img, ok := m.Roles[n.Role]
-	if !ok {
-		return nil, fmt.Errorf("build %s has no image for role %s", m.BuildID, n.Role)
-	}
-	out := &upgradeOutcome{Node: t.name, From: n.BuildID, To: img.RoleID}
-	pr.Step("%s: the hub accepts build %s (role %s image %s) from it", t.name, m.BuildID, n.Role, img.RoleID)
-	cl, done, err := t.dialNode()
-	if err != nil {
-		return nil, err
-	}
-	// A node already settled on the build is left alone, so a roll that
-	// stopped half-way can be run again without rebooting the nodes it did.
-	if v, err := cl.Version(ctx); err != nil {
-		done()
-		return nil, fmt.Errorf("node %s: %w", t.name, err)
-	} else if runsSettled(v, img.RoleID) {
-		done()
-		out.From, out.Running, out.Result = v.BuildID, v.BuildID, "current"
-		out.Seconds = time.Since(start).Seconds()
-		pr.Step("%s: already runs build %s, its boot marked good; nothing to write", t.name, img.RoleID)
-		return out, nil
-	}
-	var total int64
-	for _, p := range upgrade.Parts {
-		if fe, ok := m.File(manifest.RoleFile(n.Role, p)); ok {
-			total += fe.Size
-		}
-	}
-	res, err := cl.Upgrade(ctx, raw, sig, reboot, upgrade.Parts, func(part string) (io.ReadCloser, error) {
-		return os.Open(filepath.Join(buildDir, manifest.RoleFile(n.Role, part)))
-	}, func(part string, sent int64) {
-		pr.Update("%s: sending %s (%d of %d MiB)", t.name, part, sent>>20, total>>20)
-	})
-	done()
-	if err != nil {
-		return nil, fmt.Errorf("node %s: %w", t.name, err)
-	}
-	out.Written = res
-	pr.Step("%s: wrote slot %s and boot entry %s (%d MiB)", t.name, res.Slot, res.Entry, res.Bytes>>20)
-	if !reboot {
-		out.Result, out.Seconds = "written", time.Since(start).Seconds()
-		return out, nil
-	}
-	pr.Step("%s: rebooting into build %s", t.name, img.RoleID)
-	v, err := waitSettled(ctx, t, img.RoleID, wait, pr)
-	out.Seconds = time.Since(start).Seconds()
-	if err != nil {
-		return out, err
-	}
-	out.Running = v.BuildID
-	switch {
-	case v.BuildID == img.RoleID:
-		out.Result = "upgraded"
-		return out, nil
-	case v.Boot != nil && slices.Contains(v.Boot.RolledBack, img.RoleID):
-		out.Result, out.Detail = "rolled-back", v.Boot.LastCheck
-		return out, fmt.Errorf("node %s: %w (running %s again): %s", t.name, errRolledBack, v.BuildID, v.Boot.LastCheck)
-	default:
-		return out, fmt.Errorf("node %s runs %s, neither the new build %s nor a recorded rollback", t.name, v.BuildID, img.RoleID)
-	}
-}
-
-// runsSettled: the node runs build and its boot is marked good (not on
-// trial, state readable).
-func runsSettled(v *api.NodeVersion, build string) bool {
-	return v.BuildID == build && v.Boot != nil && v.Boot.Error == "" && !v.Boot.Trial
-}
-
-// waitSettled polls the node, through the reboots between, until it runs
-// build with its boot marked good, or runs another build with build
-// recorded as rolled back. The old build answering before it reboots is
-// neither, so a slow shutdown is not mistaken for an outcome.
-func waitSettled(ctx context.Context, t upgradeTarget, build string, wait time.Duration, pr *progress) (*api.NodeVersion, error) {
-	ctx, cancel := context.WithTimeout(ctx, wait)
-	defer cancel()
-	time.Sleep(3 * time.Second) // the node answers, then reboots after a delay
-	var last string
-	for {
-		v, err := func() (*api.NodeVersion, error) {
-			cl, done, err := t.dialNode()
-			if err != nil {
-				return nil, err
-			}
-			defer done()
-			c, cancel := context.WithTimeout(ctx, 10*time.Second)
-			defer cancel()
-			return cl.Version(c)
-		}()
-		switch {
-		case err != nil:
-			last = "unreachable (booting)"
-		case v.Boot == nil || v.Boot.Error != "":
-			last = "boot state unknown"
-		case v.Boot.Trial:
-			last = fmt.Sprintf("build %s on trial (%s)", v.BuildID, v.Boot.Entry)
-		case v.BuildID == build || slices.Contains(v.Boot.RolledBack, build):
-			return v, nil
-		default:
-			last = fmt.Sprintf("still on build %s (rebooting)", v.BuildID)
-		}
-		pr.Update("%s: %s", t.name, last)
-		select {
-		case <-ctx.Done():
-			return nil, fmt.Errorf("node %s did not settle within %s (last: %s)", t.name, wait, last)
-		case <-time.After(3 * time.Second):
-		}
-	}
-}
-
-func printOutcome(g *globals, o *upgradeOutcome) {
+func printOutcome(g *globals, o *cluster.Outcome) {
 	switch o.Result {
 	case "upgraded":
 		fmt.Fprintf(g.stdout, "%s: upgraded %s → %s in %.0fs\n", o.Node, o.From, o.To, o.Seconds)
@@ -225,7 +65,9 @@ A node that already runs the build, its boot marked good, is left alone.`,
 			}
 			defer doneHub()
 			nc := nodeAPIClient{addr: nodeAddr, name: args[0], keys: hc.keys, cert: hc.cert, key: hc.key}
-			o, err := upgradeNode(cmd.Context(), upgradeTarget{name: args[0], hub: admin, dialNode: nc.dial}, buildDir, !noReboot, wait, newProgress(g.stderr))
+			o, err := cluster.UpgradeNode(cmd.Context(), cluster.UpgradeTarget{Name: args[0], Hub: admin, DialNode: nc.dial}, buildDir,
+				cluster.UpgradeOptions{Reboot: !noReboot, Wait: wait, Events: g.events()})
+			err = hc.explain(err)
 			if o != nil {
 				if g.output == OutputJSON {
 					_ = g.writeJSON(o)
@@ -296,44 +138,11 @@ fixing what stopped a roll, running it again continues where it stopped.`,
 			if err := g.checkOutput(OutputText, OutputJSON); err != nil {
 				return err
 			}
-			s, err := spec.Load(args[0])
-			if err != nil {
-				return fmt.Errorf("%s: %w", args[0], err)
-			}
-			ks, err := sign.LoadKeySet(f.keys)
+			cfg, err := f.loadBuild(args[0], g.events())
 			if err != nil {
 				return err
 			}
-			if f.build, err = resolveBuild(f.build, "out"); err != nil {
-				return err
-			}
-			if _, err := verifiedManifest(f.build, ks); err != nil {
-				return err
-			}
-			c := &localCluster{spec: s, keys: ks, dir: f.dir(s)}
-			hubAddr, err := os.ReadFile(filepath.Join(c.hubDir(), "hub.addr"))
-			if err != nil {
-				return fmt.Errorf("cluster %s is not up here (no hub address): %w", s.Metadata.Name, err)
-			}
-			c.hubAddr = strings.TrimSpace(string(hubAddr))
-			admin, doneHub, err := c.admin()
-			if err != nil {
-				return err
-			}
-			defer doneHub()
-			pr := newProgress(g.stderr)
-			names := make([]string, len(s.Topology.Nodes))
-			for i, sn := range s.Topology.Nodes {
-				names[i] = sn.Name
-			}
-			outs, failed := rollUpgrade(cmd.Context(), names, func(ctx context.Context, name string) (*upgradeOutcome, error) {
-				addr, err := os.ReadFile(filepath.Join(c.nodeDir(name), "api.addr"))
-				if err != nil {
-					return nil, fmt.Errorf("node %s has no API address here: %w", name, err)
-				}
-				nc := nodeAPIClient{addr: strings.TrimSpace(string(addr)), name: name, keys: f.keys}
-				return upgradeNode(ctx, upgradeTarget{name: name, hub: admin, dialNode: nc.dial}, f.build, true, wait, pr)
-			}, func(o *upgradeOutcome) {
+			outs, failed := cluster.New(cfg).Upgrade(cmd.Context(), cluster.UpgradeOptions{Reboot: true, Wait: wait}, func(o *cluster.Outcome) {
 				if g.output != OutputJSON {
 					printOutcome(g, o)
 				}
@@ -347,27 +156,6 @@ fixing what stopped a roll, running it again continues where it stopped.`,
 	f.add(cmd, true)
 	cmd.Flags().DurationVar(&wait, "wait", 20*time.Minute, "how long to wait for each node to settle after its reboot")
 	return cmd
-}
-
-// rollUpgrade upgrades the nodes in order, one at a time, and stops at the
-// first failure: the nodes after it are not touched. Every outcome reached,
-// the failing one included, is reported.
-func rollUpgrade(ctx context.Context, names []string, one func(context.Context, string) (*upgradeOutcome, error), report func(*upgradeOutcome)) ([]*upgradeOutcome, error) {
-	var outs []*upgradeOutcome
-	for _, name := range names {
-		if err := ctx.Err(); err != nil {
-			return outs, fmt.Errorf("stopped before %s: %w", name, err)
-		}
-		o, err := one(ctx, name)
-		if o != nil {
-			outs = append(outs, o)
-			report(o)
-		}
-		if err != nil {
-			return outs, fmt.Errorf("stopped at %s: %w", name, err)
-		}
-	}
-	return outs, nil
 }
 
 func errString(err error) string {

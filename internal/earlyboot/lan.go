@@ -2,10 +2,11 @@ package earlyboot
 
 import (
 	"fmt"
-	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/kubedos/kubedos/internal/nodeid"
 )
 
 // LANNetworkFile is where kubedos-init puts the machine's LAN address for
@@ -18,19 +19,18 @@ var LANNetworkFile = "/run/systemd/network/10-kubedos-lan.network"
 // its prefix length) and no other: no DHCP, no IPv6 autoconfiguration.
 // gateway, when valid, becomes the default route.
 func LANNetworkUnit(addr, gateway string) ([]byte, error) {
-	p, err := netip.ParsePrefix(addr)
-	if err != nil || !p.Addr().Is4() || p.Bits() == 32 {
-		return nil, fmt.Errorf("SMBIOS kubedos.address %q: want an IPv4 address with the LAN's prefix length, like 10.20.0.10/24", addr)
+	id, err := nodeid.Decode(map[string]string{nodeid.KeyAddress: addr, nodeid.KeyGateway: gateway})
+	if err != nil {
+		return nil, err
+	}
+	if !id.Address.IsValid() {
+		return nil, fmt.Errorf("SMBIOS %s is empty", nodeid.KeyAddress)
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "# Written by kubedos-init from SMBIOS kubedos.address (the spec's node address).\n")
-	fmt.Fprintf(&b, "[Match]\nName=en* eth*\n\n[Network]\nAddress=%s\nDHCP=no\nIPv6AcceptRA=no\nLinkLocalAddressing=no\n", p)
-	if gateway != "" {
-		gw, err := netip.ParseAddr(gateway)
-		if err != nil || !p.Masked().Contains(gw) {
-			return nil, fmt.Errorf("SMBIOS kubedos.gateway %q: not an address inside %s", gateway, p.Masked())
-		}
-		fmt.Fprintf(&b, "Gateway=%s\n", gw)
+	fmt.Fprintf(&b, "[Match]\nName=en* eth*\n\n[Network]\nAddress=%s\nDHCP=no\nIPv6AcceptRA=no\nLinkLocalAddressing=no\n", id.Address)
+	if id.Gateway.IsValid() {
+		fmt.Fprintf(&b, "Gateway=%s\n", id.Gateway)
 	}
 	return []byte(b.String()), nil
 }
@@ -40,11 +40,11 @@ func LANNetworkUnit(addr, gateway string) ([]byte, error) {
 // so networkd configures it from its first start. Without the string the
 // image's DHCP configuration stays in force.
 func WriteLAN(oem map[string]string) (string, error) {
-	addr := oem["kubedos.address"]
+	addr := oem[nodeid.KeyAddress]
 	if addr == "" {
 		return "", nil
 	}
-	unit, err := LANNetworkUnit(addr, oem["kubedos.gateway"])
+	unit, err := LANNetworkUnit(addr, oem[nodeid.KeyGateway])
 	if err != nil {
 		return "", err
 	}

@@ -5,6 +5,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/kubedos/kubedos/internal/nodeid"
 )
 
 // OEMStringsGlob finds SMBIOS type 11 (OEM strings) tables, where the
@@ -24,27 +26,16 @@ var SystemInfoGlob = "/sys/firmware/dmi/entries/1-*/raw"
 // when both name a key.
 func OEMStrings() (map[string]string, error) {
 	out := map[string]string{}
-	keep := func(s string) {
-		if k, v, ok := strings.Cut(s, "="); ok && strings.HasPrefix(k, "kubedos.") {
-			if _, seen := out[k]; !seen {
-				out[k] = v
-			}
-		}
-	}
 	if err := eachTable(OEMStringsGlob, func(raw []byte) error {
 		strs, err := parseSMBIOSStrings(raw)
-		for _, s := range strs {
-			keep(s)
-		}
+		nodeid.Pairs(out, strs...)
 		return err
 	}); err != nil {
 		return nil, err
 	}
 	if err := eachTable(SystemInfoGlob, func(raw []byte) error {
 		sku, err := systemSKU(raw)
-		for _, s := range strings.Split(sku, ";") {
-			keep(s)
-		}
+		nodeid.Pairs(out, sku)
 		return err
 	}); err != nil {
 		return nil, err

@@ -29,20 +29,34 @@ type Document struct {
 // Parse decodes a ClusterSpec strictly: unknown fields, duplicate keys and
 // values of the wrong kind are all reported at once, with their positions.
 func Parse(data []byte) (*Document, error) {
+	doc, structural, err := parse(data)
+	if err != nil {
+		return nil, err
+	}
+	if len(structural) > 0 {
+		return nil, structural
+	}
+	return doc, nil
+}
+
+// parse is Parse that keeps what decoded when the structure has problems
+// (the problems, located, beside the document); err is a problem that
+// leaves nothing to decode.
+func parse(data []byte) (*Document, Problems, error) {
 	if len(data) > MaxSpecBytes {
-		return nil, Problems{{Message: fmt.Sprintf("spec is %d bytes, larger than the %d byte limit", len(data), MaxSpecBytes)}}
+		return nil, nil, Problems{{Message: fmt.Sprintf("spec is %d bytes, larger than the %d byte limit", len(data), MaxSpecBytes)}}
 	}
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	var root yaml.Node
 	if err := dec.Decode(&root); err != nil {
 		if errors.Is(err, io.EOF) {
-			return nil, Problems{{Message: "spec is empty"}}
+			return nil, nil, Problems{{Message: "spec is empty"}}
 		}
-		return nil, Problems{{Message: "not valid YAML: " + err.Error()}}
+		return nil, nil, Problems{{Message: "not valid YAML: " + err.Error()}}
 	}
 	var extra yaml.Node
 	if err := dec.Decode(&extra); err == nil {
-		return nil, Problems{{Line: extra.Line, Column: extra.Column, Message: "spec must be a single YAML document"}}
+		return nil, nil, Problems{{Line: extra.Line, Column: extra.Column, Message: "spec must be a single YAML document"}}
 	}
 	doc := &Document{Spec: &ClusterSpec{}, positions: map[string]Position{}}
 	body := &root
@@ -54,12 +68,14 @@ func Parse(data []byte) (*Document, error) {
 	w := walker{pos: doc.positions, probs: &c, active: map[*yaml.Node]bool{}, budget: &budget}
 	w.walk(body, reflect.TypeOf(ClusterSpec{}), "")
 	if len(c.list) > 0 {
-		return nil, doc.Locate(c.list)
+		// Values of the wrong kind stay zero; the rest decodes.
+		_ = body.Decode(doc.Spec)
+		return doc, doc.Locate(c.list), nil
 	}
 	if err := body.Decode(doc.Spec); err != nil {
-		return nil, Problems{{Message: err.Error()}}
+		return nil, nil, Problems{{Message: err.Error()}}
 	}
-	return doc, nil
+	return doc, nil, nil
 }
 
 // Locate fills in each problem's line and column from the nearest path that

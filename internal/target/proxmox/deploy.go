@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/kubedos/kubedos/internal/errdefs"
+	"github.com/kubedos/kubedos/internal/target"
 )
 
 // Node is one VM to deploy.
@@ -38,16 +39,17 @@ type Plan struct {
 }
 
 // Action is what Deploy (or Down) did to a node.
-type Action string
+// Action is what a deploy or a down did to a node's VM: the target's.
+type Action = target.Action
 
 const (
-	ActionCreated   Action = "created"
-	ActionRecreated Action = "recreated"
-	ActionStarted   Action = "started" // it existed, stopped
-	ActionUnchanged Action = "unchanged"
-	ActionStopped   Action = "stopped"   // Down
-	ActionDestroyed Action = "destroyed" // Down with destroy
-	ActionAbsent    Action = "absent"    // Down: no VM there
+	ActionCreated   = target.ActionCreated
+	ActionRecreated = target.ActionRecreated
+	ActionStarted   = target.ActionStarted
+	ActionUnchanged = target.ActionUnchanged
+	ActionStopped   = target.ActionStopped
+	ActionDestroyed = target.ActionDestroyed
+	ActionAbsent    = target.ActionAbsent
 )
 
 // Result is one node's outcome.

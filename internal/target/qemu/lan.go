@@ -129,7 +129,14 @@ func (s Segment) Down(ctx context.Context) error {
 		}
 	}
 	if _, err := net.InterfaceByName(s.HostIf); err == nil {
-		return ip(ctx, "link", "del", s.HostIf)
+		if err := ip(ctx, "link", "del", s.HostIf); err != nil {
+			// The veth pair goes with the namespace, a moment later: gone
+			// by now is what was wanted.
+			if _, still := net.InterfaceByName(s.HostIf); still != nil {
+				return nil
+			}
+			return err
+		}
 	}
 	return nil
 }

@@ -1,4 +1,4 @@
-package cli
+package cluster
 
 import (
 	"context"
@@ -27,16 +27,16 @@ func TestRollUpgrade(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var tried, reported []string
-			outs, err := rollUpgrade(context.Background(), nodes, func(_ context.Context, name string) (*upgradeOutcome, error) {
+			outs, err := Roll(context.Background(), nodes, func(_ context.Context, name string) (*Outcome, error) {
 				tried = append(tried, name)
 				if name != tc.fail {
-					return &upgradeOutcome{Node: name, Result: "upgraded"}, nil
+					return &Outcome{Node: name, Result: "upgraded"}, nil
 				}
 				if tc.noOutcome {
 					return nil, errors.New("refused")
 				}
-				return &upgradeOutcome{Node: name, Result: "rolled-back"}, errRolledBack
-			}, func(o *upgradeOutcome) { reported = append(reported, o.Node) })
+				return &Outcome{Node: name, Result: "rolled-back"}, ErrRolledBack
+			}, func(o *Outcome) { reported = append(reported, o.Node) })
 			if !slices.Equal(tried, tc.tried) {
 				t.Errorf("tried %v, want %v", tried, tc.tried)
 			}
@@ -50,10 +50,10 @@ func TestRollUpgrade(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	if _, err := rollUpgrade(ctx, nodes, func(context.Context, string) (*upgradeOutcome, error) {
+	if _, err := Roll(ctx, nodes, func(context.Context, string) (*Outcome, error) {
 		t.Error("upgraded a node after the roll was cancelled")
 		return nil, nil
-	}, func(*upgradeOutcome) {}); err == nil {
+	}, func(*Outcome) {}); err == nil {
 		t.Error("a cancelled roll reported success")
 	}
 }
@@ -71,7 +71,7 @@ func TestRunsSettled(t *testing.T) {
 		{"boot state unreadable", &api.NodeVersion{BuildID: "b2", Boot: &api.BootState{Error: "no ESP"}}, false},
 		{"no boot state", &api.NodeVersion{BuildID: "b2"}, false},
 	} {
-		if got := runsSettled(tc.v, "b2"); got != tc.want {
+		if got := RunsSettled(tc.v, "b2"); got != tc.want {
 			t.Errorf("%s: runsSettled = %v, want %v", tc.name, got, tc.want)
 		}
 	}

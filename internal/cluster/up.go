@@ -1,0 +1,197 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+
+	"github.com/kubedos/kubedos/internal/api"
+	"github.com/kubedos/kubedos/internal/durable"
+	"github.com/kubedos/kubedos/internal/spec"
+	"github.com/kubedos/kubedos/internal/target"
+)
+
+// Up brings the cluster up on its target and waits until every node
+// enrolls (Timeout; 0 skips the wait on proxmox). On qemu: the LAN, the
+// hub on its gateway, one VM per node with its EK registered, and the hub
+// handed to the master (HubOn master). On proxmox: the VMs, their EKs
+// registered with ProxmoxHub, which serves the cluster elsewhere. The
+// nodes are returned as the hub last listed them (nil if never asked),
+// with the error of the wait.
+func (c *Cluster) Up(ctx context.Context) ([]api.Node, error) {
+	switch c.targetName() {
+	case spec.TargetQEMU:
+		if c.HubOn != HubOnMaster && c.HubOn != HubOnHost {
+			return nil, invalid("--hub-on %q: want %s or %s", c.HubOn, HubOnMaster, HubOnHost)
+		}
+		if err := c.upLocal(ctx); err != nil {
+			return nil, err
+		}
+	case spec.TargetProxmox:
+		if err := c.deployProxmox(ctx); err != nil || c.Timeout == 0 {
+			return nil, err
+		}
+	default:
+		return nil, invalid("target %q is not deployable yet (qemu and proxmox are)", c.targetName())
+	}
+	return c.waitNodes(ctx, c.Spec.Topology.Nodes, c.Timeout)
+}
+
+// localTarget is Config.Target or the spec's qemu target.
+func (c *Cluster) localTarget() (target.Target, error) {
+	if c.Target != nil {
+		return c.Target, nil
+	}
+	return c.qemuTarget()
+}
+
+// startTarget is localTarget able to start VMs: with the platform's keys
+// enrolled in the variable store.
+func (c *Cluster) startTarget() (target.Target, error) {
+	if c.Target != nil {
+		return c.Target, nil
+	}
+	t, err := c.qemuTarget()
+	if err != nil {
+		return nil, err
+	}
+	if c.Keys == nil {
+		return nil, errors.New("the key set is needed to start VMs (their Secure Boot keys)")
+	}
+	if t.Vars, err = EnrolledVars(c.Keys); err != nil {
+		return nil, err
+	}
+	return t, nil
+}
+
+func (c *Cluster) upLocal(ctx context.Context) error {
+	t, err := c.startTarget()
+	if err != nil {
+		return err
+	}
+	desc, err := t.EnsureNetwork(ctx)
+	if err != nil {
+		return err
+	}
+	c.ev.emit(NetworkUp{Desc: desc})
+	handed, err := c.readHandoff()
+	if err != nil {
+		return err
+	}
+	if handed != nil {
+		return c.upOnMasterHub(ctx, t, handed)
+	}
+	listen := c.HubListen
+	if listen == "" {
+		gw, err := netip.ParseAddr(c.Spec.Networking.LAN.Gateway)
+		if err != nil {
+			return fmt.Errorf("networking.lan.gateway: %w", err)
+		}
+		listen = netip.AddrPortFrom(gw, api.HubPort).String()
+	}
+	if err := c.startHub(ctx, listen); err != nil {
+		return err
+	}
+	// With the hub going to the master, the workers look for it there from
+	// the start (they retry until it answers); the master enrolls with the
+	// host's hub, then takes it over.
+	nodeHub := c.hubAddr
+	var master spec.Node
+	if c.HubOn == HubOnMaster {
+		if master, err = c.master(); err != nil {
+			return err
+		}
+		addr, err := c.nodeAddress(master)
+		if err != nil {
+			return err
+		}
+		nodeHub = netip.AddrPortFrom(addr.Addr(), api.HubPort).String()
+	}
+	if err := c.startNodes(ctx, t, c.Spec.Topology.Nodes, func(n spec.Node) string {
+		if n.Role == spec.RoleMaster {
+			return c.hubAddr
+		}
+		return nodeHub
+	}, true); err != nil {
+		return err
+	}
+	if c.HubOn != HubOnMaster {
+		return nil
+	}
+	if _, err := c.waitNodes(ctx, []spec.Node{master}, c.Timeout); err != nil {
+		return err
+	}
+	return c.HandOver(ctx, master, nodeHub)
+}
+
+// upOnMasterHub starts a cluster whose master keeps the hub: the master
+// first (it serves the hub from its state partition as it boots), then,
+// once the hub answers, the other nodes, their EKs registered with it.
+func (c *Cluster) upOnMasterHub(ctx context.Context, t target.Target, h *Handoff) error {
+	c.hubAddr, c.hubKeeper = h.Addr, h.Node
+	c.ev.emit(HubKept{Node: h.Node, Addr: h.Addr, At: h.At})
+	var master spec.Node
+	var others []spec.Node
+	for _, n := range c.Spec.Topology.Nodes {
+		if n.Name == h.Node {
+			master = n
+		} else {
+			others = append(others, n)
+		}
+	}
+	if master.Name == "" {
+		return fmt.Errorf("the hub was handed to %s, which the spec no longer has", h.Node)
+	}
+	hubFor := func(spec.Node) string { return h.Addr }
+	// Its EK is in the hub it keeps; nothing to register.
+	if err := c.startNodes(ctx, t, []spec.Node{master}, hubFor, false); err != nil {
+		return err
+	}
+	if err := c.waitHub(ctx, c.Timeout); err != nil {
+		return err
+	}
+	return c.startNodes(ctx, t, others, hubFor, true)
+}
+
+// startNodes has the target make and start the nodes, each naming its
+// hub, their EKs registered with the hub at c.hubAddr when register.
+func (c *Cluster) startNodes(ctx context.Context, t target.Target, nodes []spec.Node, hubFor func(spec.Node) string, register bool) error {
+	var tns []target.Node
+	bySpec := map[string]spec.Node{}
+	for _, n := range nodes {
+		tn, err := c.targetNode(n, hubFor(n), false)
+		if err != nil {
+			return err
+		}
+		tns = append(tns, tn)
+		bySpec[n.Name] = n
+		// The operator reaches the node API at its LAN address.
+		api := netip.AddrPortFrom(tn.Identity.Address.Addr(), api.NodeAPIPort).String()
+		if err := os.MkdirAll(c.NodeDir(n.Name), 0o755); err != nil {
+			return err
+		}
+		if err := durable.WriteFile(filepath.Join(c.NodeDir(n.Name), "api.addr"), []byte(api+"\n"), 0o644); err != nil {
+			return err
+		}
+	}
+	var reg target.RegisterEK
+	if register {
+		admin, done, err := c.admin()
+		if err != nil {
+			return err
+		}
+		defer done()
+		reg = admin.RegisterEK
+	}
+	return t.EnsureNodes(ctx, tns, reg, func(e target.Ensured) {
+		n := bySpec[e.Name]
+		st, _ := t.Status(ctx, e.Name)
+		addr, _ := c.nodeAddress(n)
+		c.ev.emit(NodeStarted{Name: e.Name, Role: string(n.Role), EKHash: e.EKHash, Hub: hubFor(n),
+			API: netip.AddrPortFrom(addr.Addr(), api.NodeAPIPort).String(), Console: st.Console,
+			Already: e.Action == target.ActionUnchanged})
+	})
+}

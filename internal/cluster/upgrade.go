@@ -1,0 +1,243 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/kubedos/kubedos/internal/api"
+	"github.com/kubedos/kubedos/internal/manifest"
+	"github.com/kubedos/kubedos/internal/upgrade"
+)
+
+// Outcome is what one node's upgrade came to.
+type Outcome struct {
+	Node    string             `json:"node"`
+	From    string             `json:"fromBuild"`
+	To      string             `json:"toBuild"`
+	Result  string             `json:"result"` // upgraded, rolled-back, written (no reboot), current (nothing to do)
+	Running string             `json:"runningBuild,omitempty"`
+	Written *api.UpgradeResult `json:"written,omitempty"`
+	Seconds float64            `json:"seconds"`
+	Detail  string             `json:"detail,omitempty"`
+}
+
+// ErrRolledBack: the node came back on its old build by itself.
+var ErrRolledBack = errors.New("the new build did not pass its boot check; the node rolled back")
+
+// UpgradeTarget is how to reach one node and its hub.
+type UpgradeTarget struct {
+	Name     string
+	Hub      *api.AdminClient
+	DialNode func() (*api.NodeClient, func(), error)
+}
+
+// UpgradeOptions: Reboot into the build (else only write it); Wait bounds
+// the wait for the node to settle; SettleEvery is the poll interval
+// (default 3 s).
+type UpgradeOptions struct {
+	Reboot      bool
+	Wait        time.Duration
+	SettleEvery time.Duration
+	Events      Events
+}
+
+// UpgradeNode assigns the build to the node at the hub, streams the node's
+// role image to it, and (with Reboot) waits until it runs the new build
+// with its boot marked good — or came back on the old one.
+func UpgradeNode(ctx context.Context, t UpgradeTarget, buildDir string, o UpgradeOptions) (*Outcome, error) {
+	ev := events{o.Events}
+	start := time.Now()
+	raw, err := os.ReadFile(filepath.Join(buildDir, manifest.ManifestFile))
+	if err != nil {
+		return nil, err
+	}
+	sig, err := os.ReadFile(filepath.Join(buildDir, manifest.SignatureFile))
+	if err != nil {
+		return nil, err
+	}
+	m, err := manifest.Parse(raw)
+	if err != nil {
+		return nil, fmt.Errorf("build %s: %w", buildDir, err)
+	}
+	n, err := t.Hub.AssignBuild(ctx, t.Name, raw, sig)
+	if err != nil {
+		return nil, fmt.Errorf("hub: assign build %s to %s: %w", m.BuildID, t.Name, err)
+	}
+	img, ok := m.Roles[n.Role]
+	if !ok {
+		return nil, fmt.Errorf("build %s has no image for role %s", m.BuildID, n.Role)
+	}
+	out := &Outcome{Node: t.Name, From: n.BuildID, To: img.RoleID}
+	ev.emit(StepDone{Node: t.Name, Text: fmt.Sprintf("the hub accepts build %s (role %s image %s) from it", m.BuildID, n.Role, img.RoleID)})
+	cl, done, err := t.DialNode()
+	if err != nil {
+		return nil, err
+	}
+	// A node already settled on the build is left alone, so a roll that
+	// stopped half-way can be run again without rebooting the nodes it did.
+	if v, err := cl.Version(ctx); err != nil {
+		done()
+		return nil, fmt.Errorf("node %s: %w", t.Name, err)
+	} else if RunsSettled(v, img.RoleID) {
+		done()
+		out.From, out.Running, out.Result = v.BuildID, v.BuildID, "current"
+		out.Seconds = time.Since(start).Seconds()
+		ev.emit(StepDone{Node: t.Name, Text: fmt.Sprintf("already runs build %s, its boot marked good; nothing to write", img.RoleID)})
+		return out, nil
+	}
+	var total int64
+	for _, p := range upgrade.Parts {
+		if fe, ok := m.File(manifest.RoleFile(n.Role, p)); ok {
+			total += fe.Size
+		}
+	}
+	res, err := cl.Upgrade(ctx, raw, sig, o.Reboot, upgrade.Parts, func(part string) (io.ReadCloser, error) {
+		return os.Open(filepath.Join(buildDir, manifest.RoleFile(n.Role, part)))
+	}, func(part string, sent int64) {
+		ev.emit(Sending{Node: t.Name, Part: part, Sent: sent, Total: total})
+	})
+	done()
+	if err != nil {
+		return nil, fmt.Errorf("node %s: %w", t.Name, err)
+	}
+	out.Written = res
+	ev.emit(StepDone{Node: t.Name, Text: fmt.Sprintf("wrote slot %s and boot entry %s (%d MiB)", res.Slot, res.Entry, res.Bytes>>20)})
+	if !o.Reboot {
+		out.Result, out.Seconds = "written", time.Since(start).Seconds()
+		return out, nil
+	}
+	ev.emit(StepDone{Node: t.Name, Text: "rebooting into build " + img.RoleID})
+	v, err := waitSettled(ctx, t, img.RoleID, o)
+	out.Seconds = time.Since(start).Seconds()
+	if err != nil {
+		return out, err
+	}
+	out.Running = v.BuildID
+	switch {
+	case v.BuildID == img.RoleID:
+		out.Result = "upgraded"
+		return out, nil
+	case v.Boot != nil && slices.Contains(v.Boot.RolledBack, img.RoleID):
+		out.Result, out.Detail = "rolled-back", v.Boot.LastCheck
+		return out, fmt.Errorf("node %s: %w (running %s again): %s", t.Name, ErrRolledBack, v.BuildID, v.Boot.LastCheck)
+	default:
+		return out, fmt.Errorf("node %s runs %s, neither the new build %s nor a recorded rollback", t.Name, v.BuildID, img.RoleID)
+	}
+}
+
+// RunsSettled: the node runs build and its boot is marked good (not on
+// trial, state readable).
+func RunsSettled(v *api.NodeVersion, build string) bool {
+	return v.BuildID == build && v.Boot != nil && v.Boot.Error == "" && !v.Boot.Trial
+}
+
+// waitSettled polls the node, through the reboots between, until it runs
+// build with its boot marked good, or runs another build with build
+// recorded as rolled back. The old build answering before it reboots is
+// neither, so a slow shutdown is not mistaken for an outcome.
+func waitSettled(ctx context.Context, t UpgradeTarget, build string, o UpgradeOptions) (*api.NodeVersion, error) {
+	ev := events{o.Events}
+	every := o.SettleEvery
+	if every == 0 {
+		every = 3 * time.Second
+	}
+	ctx, cancel := context.WithTimeout(ctx, o.Wait)
+	defer cancel()
+	// The node answers, then reboots after a delay.
+	select {
+	case <-ctx.Done():
+	case <-time.After(every):
+	}
+	var last string
+	for {
+		v, err := func() (*api.NodeVersion, error) {
+			cl, done, err := t.DialNode()
+			if err != nil {
+				return nil, err
+			}
+			defer done()
+			c, cancel := context.WithTimeout(ctx, 10*time.Second)
+			defer cancel()
+			return cl.Version(c)
+		}()
+		switch {
+		case err != nil:
+			last = "unreachable (booting)"
+		case v.Boot == nil || v.Boot.Error != "":
+			last = "boot state unknown"
+		case v.Boot.Trial:
+			last = fmt.Sprintf("build %s on trial (%s)", v.BuildID, v.Boot.Entry)
+		case v.BuildID == build || slices.Contains(v.Boot.RolledBack, build):
+			return v, nil
+		default:
+			last = fmt.Sprintf("still on build %s (rebooting)", v.BuildID)
+		}
+		ev.wait("%s: %s", t.Name, last)
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("node %s did not settle within %s (last: %s)", t.Name, o.Wait, last)
+		case <-time.After(every):
+		}
+	}
+}
+
+// Roll upgrades the nodes in order, one at a time, and stops at the first
+// failure: the nodes after it are not touched. Every outcome reached, the
+// failing one included, is reported and returned.
+func Roll(ctx context.Context, names []string, one func(context.Context, string) (*Outcome, error), report func(*Outcome)) ([]*Outcome, error) {
+	var outs []*Outcome
+	for _, name := range names {
+		if err := ctx.Err(); err != nil {
+			return outs, fmt.Errorf("stopped before %s: %w", name, err)
+		}
+		o, err := one(ctx, name)
+		if o != nil {
+			outs = append(outs, o)
+			if report != nil {
+				report(o)
+			}
+		}
+		if err != nil {
+			return outs, fmt.Errorf("stopped at %s: %w", name, err)
+		}
+	}
+	return outs, nil
+}
+
+// Upgrade rolls the build in BuildDir through the local cluster's nodes in
+// spec order (Roll), each reached at the API address cluster up recorded
+// and through the hub it found.
+func (c *Cluster) Upgrade(ctx context.Context, o UpgradeOptions, report func(*Outcome)) ([]*Outcome, error) {
+	hubAddr, err := os.ReadFile(filepath.Join(c.HubDir(), hubAddrFile))
+	if err != nil {
+		return nil, fmt.Errorf("cluster %s is not up here (no hub address): %w", c.Spec.Metadata.Name, err)
+	}
+	c.hubAddr = strings.TrimSpace(string(hubAddr))
+	admin, doneHub, err := c.admin()
+	if err != nil {
+		return nil, err
+	}
+	defer doneHub()
+	if o.Events == nil {
+		o.Events = c.Events
+	}
+	names := make([]string, len(c.Spec.Topology.Nodes))
+	for i, sn := range c.Spec.Topology.Nodes {
+		names[i] = sn.Name
+	}
+	return Roll(ctx, names, func(ctx context.Context, name string) (*Outcome, error) {
+		addr, err := os.ReadFile(filepath.Join(c.NodeDir(name), "api.addr"))
+		if err != nil {
+			return nil, fmt.Errorf("node %s has no API address here: %w", name, err)
+		}
+		n := NodeDialer{Addr: strings.TrimSpace(string(addr)), Name: name, Access: c.access()}
+		return UpgradeNode(ctx, UpgradeTarget{Name: name, Hub: admin, DialNode: n.Dial}, c.BuildDir, o)
+	}, report)
+}
