@@ -145,6 +145,32 @@ func (s *Store) apply(e AuditEntry, fn func(tx *bolt.Tx, e *AuditEntry) error) e
 	return result
 }
 
+// errQuiet rolls back the transaction of applyQuiet.
+var errQuiet = errors.New("refused; nothing written")
+
+// applyQuiet is apply for an action whose refusals the caller audits itself
+// (in summary): an outcome error rolls back everything and is returned
+// unaudited. Success commits fn's writes with the audit entry.
+func (s *Store) applyQuiet(e AuditEntry, fn func(tx *bolt.Tx, e *AuditEntry) error) error {
+	var refusal error
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		entry := e
+		entry.Outcome = OutcomeOK
+		if err := fn(tx, &entry); err != nil {
+			if _, ok := outcomeOf(err); ok {
+				refusal = err
+				return errQuiet
+			}
+			return err
+		}
+		return appendAudit(tx, entry)
+	})
+	if refusal != nil {
+		return refusal
+	}
+	return closedErr(err)
+}
+
 // Record appends an audit entry for an action that changed nothing (a denied
 // call, a refused request). Time defaults to now.
 func (s *Store) Record(e AuditEntry) error {

@@ -9,6 +9,8 @@ import (
 	"fmt"
 	"regexp"
 	"slices"
+	"strconv"
+	"strings"
 	"time"
 )
 
@@ -18,9 +20,15 @@ var labelRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
 
 // CheckName reports whether s is acceptable as a node name or node role: a
 // DNS label (lower-case letters, digits, '-'), as the ClusterSpec requires.
+// The error quotes at most the first 64 bytes of s: it may come from an
+// unauthenticated caller and end up in the audit log.
 func CheckName(field, s string) error {
 	if !labelRE.MatchString(s) {
-		return fmt.Errorf("%w: %s %q is not a DNS label (lower-case letters, digits, '-', at most 63)", ErrInvalid, field, s)
+		q := strconv.Quote(s)
+		if len(s) > 64 {
+			q = strconv.Quote(strings.ToValidUTF8(s[:64], "")) + fmt.Sprintf("…(%d bytes)", len(s))
+		}
+		return fmt.Errorf("%w: %s %s is not a DNS label (lower-case letters, digits, '-', at most 63)", ErrInvalid, field, q)
 	}
 	return nil
 }
