@@ -87,6 +87,7 @@ func TestValidateRules(t *testing.T) {
 		{"no nodes", "topology.nodes", "at least one", func(s *ClusterSpec) { s.Topology.Nodes = nil }},
 		{"duplicate name", "topology.nodes[2].name", "already used", func(s *ClusterSpec) { s.Topology.Nodes[2].Name = s.Topology.Nodes[1].Name }},
 		{"bad name", "topology.nodes[1].name", "DNS label", func(s *ClusterSpec) { s.Topology.Nodes[1].Name = "Prom_1" }},
+		{"hub's name", "topology.nodes[1].name", "reserved", func(s *ClusterSpec) { s.Topology.Nodes[1].Name = HubName }},
 		{"unknown role", "topology.nodes[1].role", "unknown role", func(s *ClusterSpec) { s.Topology.Nodes[1].Role = "db" }},
 		{"duplicate vmid", "topology.nodes[3].vmid", "already used", func(s *ClusterSpec) { s.Topology.Nodes[3].VMID = s.Topology.Nodes[0].VMID }},
 		{"vmid range", "topology.nodes[0].vmid", "100..", func(s *ClusterSpec) { s.Topology.Nodes[0].VMID = 99 }},
