@@ -18,13 +18,15 @@ import (
 
 	"github.com/kubedos/kubedos/internal/api"
 	"github.com/kubedos/kubedos/internal/attest"
+	"github.com/kubedos/kubedos/internal/pki"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 )
 
 // HubServerName is the name the hub's TLS certificate carries; nodes check
-// it against the cluster CA baked into their image.
-const HubServerName = "kubedos-hub"
+// it, and the hub's policy OID, against the cluster CA baked into their
+// image (pki.HubClientTLS).
+const HubServerName = pki.HubServerName
 
 // Identity files on the state partition (/var is an overlay kept on state).
 const (
@@ -208,7 +210,7 @@ func dialHub(addr string, ca *x509.Certificate, cert *tls.Certificate) (*grpc.Cl
 	if ca == nil {
 		return nil, errors.New("no cluster CA certificate to check the hub against")
 	}
-	conf := &tls.Config{RootCAs: pool(ca), ServerName: HubServerName, MinVersion: tls.VersionTLS13}
+	conf := pki.HubClientTLS(pool(ca))
 	if cert != nil {
 		conf.Certificates = []tls.Certificate{*cert}
 	}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/kubedos/kubedos/internal/api"
 	"github.com/kubedos/kubedos/internal/hub"
+	"github.com/kubedos/kubedos/internal/pki"
 	"github.com/kubedos/kubedos/internal/sign"
 	"github.com/kubedos/kubedos/internal/spec"
 	"github.com/kubedos/kubedos/internal/target/qemu"
@@ -97,7 +98,13 @@ func operatorTLS(keys, cert, key, serverName string) (*tls.Config, error) {
 	}
 	pool := x509.NewCertPool()
 	pool.AddCert(ca)
-	return &tls.Config{Certificates: []tls.Certificate{pair}, RootCAs: pool, ServerName: serverName, MinVersion: tls.VersionTLS13}, nil
+	conf := &tls.Config{Certificates: []tls.Certificate{pair}, RootCAs: pool, ServerName: serverName, MinVersion: tls.VersionTLS13}
+	if serverName == hub.ServerName {
+		// A node's certificate may carry any node's name; the hub's alone
+		// carries the hub's policy.
+		conf.VerifyConnection = pki.VerifyHub
+	}
+	return conf, nil
 }
 
 func newNodeCmd(g *globals) *cobra.Command {

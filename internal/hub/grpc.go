@@ -21,8 +21,9 @@ import (
 )
 
 // ServerName is the DNS name in the hub's TLS certificate; nodes and
-// operators check it against the cluster CA.
-const ServerName = "kubedos-hub"
+// operators check it, and the hub's policy OID, against the cluster CA
+// (pki.HubClientTLS).
+const ServerName = pki.HubServerName
 
 // Server serves a Hub over gRPC with TLS: the enrollment service for nodes
 // (authenticated by their TPM, no certificate yet) and the admin service for

@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/kubedos/kubedos/internal/spec"
 )
 
 // labelRE is a DNS label, the form the ClusterSpec requires of node names
@@ -52,6 +54,9 @@ func (ca *CA) SignNodeCSR(csrDER []byte, name, role string, lifetime time.Durati
 	if err := CheckName("node role", role); err != nil {
 		return nil, err
 	}
+	if slices.Contains(spec.ReservedNodeNames, name) {
+		return nil, fmt.Errorf("%w: node name %q is reserved (%q): a node's certificate must not name the hub", ErrInvalid, name, spec.ReservedNodeNames)
+	}
 	csr, err := x509.ParseCertificateRequest(csrDER)
 	if err != nil {
 		return nil, fmt.Errorf("%w: node %s: %w", ErrBadCSR, name, err)
@@ -65,7 +70,12 @@ func (ca *CA) SignNodeCSR(csrDER []byte, name, role string, lifetime time.Durati
 	if err := checkClaims(csr, name, role); err != nil {
 		return nil, fmt.Errorf("%w: node %s: %w", ErrCSRClaims, name, err)
 	}
-	tmpl := &x509.Certificate{
+	return ca.issue(nodeTemplate(name, role), csr.PublicKey, lifetime, now)
+}
+
+// nodeTemplate is a node certificate's content: never the hub's policy.
+func nodeTemplate(name, role string) *x509.Certificate {
+	return &x509.Certificate{
 		Subject: pkix.Name{
 			CommonName:         name,
 			Organization:       []string{OrgNode},
@@ -76,7 +86,6 @@ func (ca *CA) SignNodeCSR(csrDER []byte, name, role string, lifetime time.Durati
 		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth, x509.ExtKeyUsageServerAuth},
 		BasicConstraintsValid: true,
 	}
-	return ca.issue(tmpl, csr.PublicKey, lifetime, now)
 }
 
 // CheckKeyType accepts the public keys node certificates may carry: ECDSA
