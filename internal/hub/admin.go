@@ -10,8 +10,8 @@ import (
 	"github.com/kubedos/kubedos/internal/pki"
 )
 
-// RegisterEK records a TPM's EK hash for node name ("" for any one node);
-// see Store.RegisterEK. Operator.
+// RegisterEK records a TPM's EK hash for node name, the only name it may
+// enroll as; see Store.RegisterEK. Operator.
 func (h *Hub) RegisterEK(ctx context.Context, peer pki.Peer, name, ekHash string) error {
 	if err := h.begin(ctx, peer, pki.ActionRegisterEK, name); err != nil {
 		return err

@@ -65,7 +65,16 @@ func TestValidateRules(t *testing.T) {
 		{"ek mode", "trust.ekPolicy.mode", "must be one of", func(s *ClusterSpec) { s.Trust.EKPolicy.Mode = "any" }},
 		{"ek ca", "trust.ekPolicy.caFile", "required", func(s *ClusterSpec) { s.Trust.EKPolicy.Mode = EKCertificate }},
 		{"ek window", "trust.ekPolicy.window", "duration", func(s *ClusterSpec) { s.Trust.EKPolicy.Mode = EKWindow }},
-		{"ek hash", "trust.ekPolicy.registeredEKs[0]", "sha256", func(s *ClusterSpec) { s.Trust.EKPolicy.RegisteredEKs = []string{"abc"} }},
+		{"ek hash", "trust.ekPolicy.registeredEKs[0].ek", "sha256", func(s *ClusterSpec) {
+			s.Trust.EKPolicy.RegisteredEKs = []RegisteredEK{{Node: s.Topology.Nodes[0].Name, EK: "abc"}}
+		}},
+		{"ek without a node", "trust.ekPolicy.registeredEKs[0].node", "must name a node", func(s *ClusterSpec) {
+			s.Trust.EKPolicy.RegisteredEKs = []RegisteredEK{{EK: strings.Repeat("ab", 32)}}
+		}},
+		{"ek twice", "trust.ekPolicy.registeredEKs[1].ek", "one TPM is one node", func(s *ClusterSpec) {
+			s.Trust.EKPolicy.RegisteredEKs = []RegisteredEK{{Node: s.Topology.Nodes[0].Name, EK: strings.Repeat("ab", 32)},
+				{Node: s.Topology.Nodes[1].Name, EK: strings.Repeat("ab", 32)}}
+		}},
 		{"cert lifetime", "trust.certificateLifetime", "5m and 720h", func(s *ClusterSpec) { s.Trust.CertificateLifetime = "1s" }},
 		{"lan cidr", "networking.lan.cidr", "must be a CIDR", func(s *ClusterSpec) { s.Networking.LAN.CIDR = "10.10.10.0" }},
 		{"lan host bits", "networking.lan.cidr", "host bits", func(s *ClusterSpec) { s.Networking.LAN.CIDR = "10.10.10.5/24" }},
