@@ -129,7 +129,11 @@ func newNodeCmd(g *globals) *cobra.Command {
 				if !n.CertNotAfter.IsZero() {
 					until = n.CertNotAfter.UTC().Format(time.RFC3339)
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", n.Name, n.Role, n.State, n.BuildID, until, reasonText(n.Reason, 60))
+				reason := reasonText(n.Reason, 60)
+				if n.Retired != "" && reason == "" {
+					reason = reasonText(&api.Refusal{Check: "build-retired", Detail: n.Retired}, 60)
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", n.Name, n.Role, nodeStateText(n), n.BuildID, until, reason)
 			}
 			return tw.Flush()
 		}),
@@ -225,6 +229,9 @@ func printNode(g *globals, n *api.Node) error {
 	}
 	if n.Reason != nil {
 		fmt.Fprintf(g.stdout, "reason:   %s\n", reasonText(n.Reason, 0))
+	}
+	if n.Retired != "" {
+		fmt.Fprintf(g.stdout, "retired:  %s\n", n.Retired)
 	}
 	return nil
 }

@@ -264,6 +264,12 @@ func (h *Hub) finish(ctx context.Context, kind SessionKind, peer *pki.Peer, req 
 	if err != nil {
 		return nil, st.EndSession(sess.ID, refuse(sess.Name, CheckPolicy, ErrPolicy, "node %s as role %s: %v", sess.Name, sess.Role, err), now)
 	}
+	switch rb, err := h.retiredFor(sess.Name, sess.Role, buildID); {
+	case err != nil:
+		return nil, st.EndSession(sess.ID, fmt.Errorf("node %s: retired builds: %w", sess.Name, err), now)
+	case rb != nil:
+		return nil, st.EndSession(sess.ID, refuse(sess.Name, CheckBuildRetired, ErrBuildRetired, "node %s (role %s) attests build %s: %s", sess.Name, sess.Role, buildID, rb), now)
+	}
 	if err := h.opt.Verifier.VerifyEvidence(req.Evidence, sess.AKPublic, req.Nonce, pred); err != nil {
 		var f *CheckFailure
 		if !errors.As(err, &f) {

@@ -171,7 +171,11 @@ func (a adminService) ListNodes(ctx context.Context, _ *api.ListNodesRequest) (*
 	err := a.call(ctx, func(p pki.Peer) error {
 		nodes, err := a.s.hub.ListNodes(ctx, p)
 		for _, n := range nodes {
-			out.Nodes = append(out.Nodes, apiNode(n))
+			an, rerr := a.apiNode(n)
+			if rerr != nil {
+				return rerr
+			}
+			out.Nodes = append(out.Nodes, an)
 		}
 		return err
 	})
@@ -182,7 +186,10 @@ func (a adminService) GetNode(ctx context.Context, r *api.NodeRequest) (*api.Nod
 	var out api.Node
 	err := a.call(ctx, func(p pki.Peer) error {
 		n, err := a.s.hub.GetNode(ctx, p, r.Name)
-		out = apiNode(n)
+		if err != nil {
+			return err
+		}
+		out, err = a.apiNode(n)
 		return err
 	})
 	return &out, err
@@ -196,7 +203,10 @@ func (a adminService) act(ctx context.Context, name string, fn func(pki.Peer) er
 			return err
 		}
 		n, err := a.s.hub.GetNode(ctx, p, name)
-		out = apiNode(n)
+		if err != nil {
+			return err
+		}
+		out, err = a.apiNode(n)
 		return err
 	})
 	return &out, err
@@ -262,6 +272,26 @@ func (a adminService) OpenWindow(ctx context.Context, r *api.WindowRequest) (*ap
 func (a adminService) RegisterEK(ctx context.Context, r *api.RegisterEKRequest) (*api.Empty, error) {
 	err := a.call(ctx, func(p pki.Peer) error { return a.s.hub.RegisterEK(ctx, p, r.Name, strings.ToLower(r.EKHash)) })
 	return &api.Empty{}, err
+}
+
+func (a adminService) RetireBuild(ctx context.Context, r *api.RetireBuildRequest) (*api.RetiredBuild, error) {
+	var out api.RetiredBuild
+	err := a.call(ctx, func(p pki.Peer) error {
+		rb, err := a.s.hub.RetireBuild(ctx, p, r.BuildID, r.Reason)
+		out = api.RetiredBuild{BuildID: rb.ID, Reason: rb.Reason, At: rb.At, By: rb.By}
+		return err
+	})
+	return &out, err
+}
+
+// apiNode is n on the wire, with the retirement of the build it runs.
+func (a adminService) apiNode(n Node) (api.Node, error) {
+	out := apiNode(n)
+	rb, err := a.s.hub.Retirement(n)
+	if rb != nil {
+		out.Retired = rb.String()
+	}
+	return out, err
 }
 
 func apiNode(n Node) api.Node {

@@ -70,3 +70,27 @@ func TestEnrollmentEdgeCodes(t *testing.T) {
 		t.Errorf("after a burst of %d calls: %v, want ResourceExhausted", DefaultAnonBurst, err)
 	}
 }
+
+// Item 5 over the wire: an admin retires a build; node list shows the
+// nodes running it; an operator may not.
+func TestRetireBuildOverGRPC(t *testing.T) {
+	e := newEnv(t)
+	addr := serveTLS(t, e)
+	n := newNode(t, "w-1", "worker")
+	e.register(n)
+	e.mustEnroll(n)
+	ctx := context.Background()
+	op := adminClient(t, e, addr, clientCert(t, e, "olga", "operator"))
+	if _, err := op.RetireBuild(ctx, "build-worker", "x"); status.Code(err) != codes.PermissionDenied {
+		t.Errorf("operator retired a build: %v", err)
+	}
+	ad := adminClient(t, e, addr, clientCert(t, e, "alice", "admin"))
+	rb, err := ad.RetireBuild(ctx, "build-worker", "CVE-2026-0001")
+	if err != nil || rb.BuildID != "build-worker" || rb.By != "alice (admin)" {
+		t.Fatalf("retire: %+v %v", rb, err)
+	}
+	list, err := ad.ListNodes(ctx)
+	if err != nil || len(list.Nodes) != 1 || !strings.Contains(list.Nodes[0].Retired, "CVE-2026-0001") {
+		t.Errorf("node list after retiring its build: %+v %v", list, err)
+	}
+}

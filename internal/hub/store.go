@@ -21,6 +21,7 @@ import (
 //	revoked   certificate serial (pki.SerialString) → RevokedCert (JSON)
 //	audit     sequence number (8 bytes, big-endian, from 1) → AuditEntry (JSON)
 //	builds    role image id → RoleBuild (JSON): images an operator assigned
+//	retired   build-id (role image or manifest) → RetiredBuild (JSON)
 var (
 	bucketMeta     = []byte("meta")
 	bucketNodes    = []byte("nodes")
@@ -29,7 +30,8 @@ var (
 	bucketRevoked  = []byte("revoked")
 	bucketAudit    = []byte("audit")
 	bucketBuilds   = []byte("builds")
-	allBuckets     = [][]byte{bucketMeta, bucketNodes, bucketEKs, bucketSessions, bucketRevoked, bucketAudit, bucketBuilds}
+	bucketRetired  = []byte("retired")
+	allBuckets     = [][]byte{bucketMeta, bucketNodes, bucketEKs, bucketSessions, bucketRevoked, bucketAudit, bucketBuilds, bucketRetired}
 
 	keySchema = []byte("schema")
 	keyWindow = []byte("window")
