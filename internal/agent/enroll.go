@@ -18,6 +18,7 @@ import (
 	"github.com/kubedos/kubedos/internal/api"
 	"github.com/kubedos/kubedos/internal/attest"
 	"github.com/kubedos/kubedos/internal/durable"
+	"github.com/kubedos/kubedos/internal/pki"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 )
@@ -240,7 +241,7 @@ func dialHub(addr string, ca *x509.Certificate, cert *tls.Certificate) (*grpc.Cl
 	if ca == nil {
 		return nil, errors.New("no cluster CA certificate to check the hub against")
 	}
-	conf := &tls.Config{RootCAs: pool(ca), ServerName: api.HubServerName, MinVersion: tls.VersionTLS13}
+	conf := pki.HubClientTLS(pool(ca))
 	if cert != nil {
 		conf.Certificates = []tls.Certificate{*cert}
 	}

@@ -53,6 +53,9 @@ type Node struct {
 	CertNotAfter time.Time `json:"certNotAfter,omitempty"`
 	EnrolledAt   time.Time `json:"enrolledAt,omitempty"`
 	Reason       *Refusal  `json:"reason,omitempty"`
+	// Retired says, when the build the node runs was retired, by whom,
+	// when and why; the node is refused renewal until it is upgraded.
+	Retired string `json:"retired,omitempty"`
 }
 
 // AuditEntry is one line of the hub's append-only audit log.
@@ -132,6 +135,21 @@ type AssignBuildRequest struct {
 	Signature []byte `json:"signature"`
 }
 
+// RetireBuildRequest retires a build: a build-id as nodes report it (a role
+// image) or a signed build's build-id (all its role images).
+type RetireBuildRequest struct {
+	BuildID string `json:"buildID"`
+	Reason  string `json:"reason"`
+}
+
+// RetiredBuild is a retired build.
+type RetiredBuild struct {
+	BuildID string    `json:"buildID"`
+	Reason  string    `json:"reason"`
+	At      time.Time `json:"at"`
+	By      string    `json:"by"`
+}
+
 // Empty is an empty response.
 type Empty struct{}
 
@@ -147,6 +165,7 @@ type AdminServer interface {
 	RegisterEK(context.Context, *RegisterEKRequest) (*Empty, error)
 	AssignBuild(context.Context, *AssignBuildRequest) (*Node, error)
 	RevokeClient(context.Context, *RevokeClientRequest) (*RevokedClient, error)
+	RetireBuild(context.Context, *RetireBuildRequest) (*RetiredBuild, error)
 }
 
 // RegisterAdmin serves impl on s.
@@ -165,6 +184,7 @@ func RegisterAdmin(s *grpc.Server, impl AdminServer) {
 			unary(AdminService, "RegisterEK", AdminServer.RegisterEK),
 			unary(AdminService, "AssignBuild", AdminServer.AssignBuild),
 			unary(AdminService, "RevokeClient", AdminServer.RevokeClient),
+			unary(AdminService, "RetireBuild", AdminServer.RetireBuild),
 		},
 	}, impl)
 }
@@ -201,6 +221,10 @@ func (c *AdminClient) AssignBuild(ctx context.Context, name string, manifest, si
 
 func (c *AdminClient) RevokeClient(ctx context.Context, der []byte, reason string) (*RevokedClient, error) {
 	return invoke[RevokedClient](ctx, c.cc, "/"+AdminService+"/RevokeClient", &RevokeClientRequest{Certificate: der, Reason: reason})
+}
+
+func (c *AdminClient) RetireBuild(ctx context.Context, buildID, reason string) (*RetiredBuild, error) {
+	return invoke[RetiredBuild](ctx, c.cc, "/"+AdminService+"/RetireBuild", &RetireBuildRequest{BuildID: buildID, Reason: reason})
 }
 
 func (c *AdminClient) Audit(ctx context.Context, from uint64, limit int) (*AuditResponse, error) {

@@ -6,6 +6,7 @@ import (
 	"io"
 	"time"
 
+	"github.com/kubedos/kubedos/internal/pki"
 	"github.com/kubedos/kubedos/internal/wg"
 	"google.golang.org/grpc"
 )
@@ -32,7 +33,7 @@ const HubPort = 7443
 
 // HubServerName is the DNS name in the hub's TLS certificate; nodes and
 // operators check it against the cluster CA.
-const HubServerName = "kubedos-hub"
+const HubServerName = pki.HubServerName
 
 // Bounds of the node API's answers: a read never returns more than this,
 // whatever was asked.

@@ -85,6 +85,7 @@ change is taken from the role cache. Needs root (mmdebstrap --mode=root).`,
 		},
 	}
 	p.addFlags(cmd, "lock", "keys", "cache", "repo", "out", "node-binaries")
+	cmd.AddCommand(newBuildRetireCmd(g))
 	return cmd
 }
 

@@ -33,7 +33,11 @@ func newNodeCmd(g *globals) *cobra.Command {
 				if !n.CertNotAfter.IsZero() {
 					until = n.CertNotAfter.UTC().Format(time.RFC3339)
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", n.Name, n.Role, n.State, n.BuildID, until, cluster.ReasonText(n.Reason, 60))
+				reason := cluster.ReasonText(n.Reason, 60)
+				if n.Retired != "" && reason == "" {
+					reason = cluster.ReasonText(&api.Refusal{Check: "build-retired", Detail: n.Retired}, 60)
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", n.Name, n.Role, nodeStateText(n), n.BuildID, until, reason)
 			}
 			return tw.Flush()
 		}),
@@ -125,6 +129,9 @@ func printNode(g *globals, n *api.Node) error {
 	}
 	if n.Reason != nil {
 		fmt.Fprintf(g.stdout, "reason:   %s\n", cluster.ReasonText(n.Reason, 0))
+	}
+	if n.Retired != "" {
+		fmt.Fprintf(g.stdout, "retired:  %s\n", n.Retired)
 	}
 	return nil
 }

@@ -10,6 +10,7 @@ import (
 	"google.golang.org/grpc/credentials"
 
 	"github.com/kubedos/kubedos/internal/api"
+	"github.com/kubedos/kubedos/internal/pki"
 	"github.com/kubedos/kubedos/internal/sign"
 )
 
@@ -39,7 +40,13 @@ func (a Access) TLS(serverName string) (*tls.Config, error) {
 	}
 	pool := x509.NewCertPool()
 	pool.AddCert(ca)
-	return &tls.Config{Certificates: []tls.Certificate{pair}, RootCAs: pool, ServerName: serverName, MinVersion: tls.VersionTLS13}, nil
+	conf := &tls.Config{Certificates: []tls.Certificate{pair}, RootCAs: pool, ServerName: serverName, MinVersion: tls.VersionTLS13}
+	if serverName == api.HubServerName {
+		// A node's certificate may carry any node's name; the hub's alone
+		// carries the hub's policy.
+		conf.VerifyConnection = pki.VerifyHub
+	}
+	return conf, nil
 }
 
 // Conn dials addr, checking the server's certificate chains to the

@@ -10,8 +10,8 @@ import (
 	"github.com/kubedos/kubedos/internal/pki"
 )
 
-// RegisterEK records a TPM's EK hash for node name ("" for any one node);
-// see Store.RegisterEK. Operator.
+// RegisterEK records a TPM's EK hash for node name, the only name it may
+// enroll as; see Store.RegisterEK. Operator.
 func (h *Hub) RegisterEK(ctx context.Context, peer pki.Peer, name, ekHash string) error {
 	if err := h.begin(ctx, peer, pki.ActionRegisterEK, name); err != nil {
 		return err
@@ -125,7 +125,9 @@ func (h *Hub) Audit(ctx context.Context, peer pki.Peer, from uint64, limit int) 
 	return h.opt.Store.Audit(from, limit)
 }
 
-// Prune deletes expired enrollment sessions; run it now and then.
+// Prune deletes expired enrollment sessions and writes the audit summaries
+// that are due (refused unauthenticated calls, revoked certificates); run
+// it every minute or so.
 func (h *Hub) Prune(ctx context.Context) (int, error) {
 	if err := ctx.Err(); err != nil {
 		return 0, err
@@ -133,6 +135,9 @@ func (h *Hub) Prune(ctx context.Context) (int, error) {
 	n, err := h.opt.Store.PruneSessions(h.now())
 	if err != nil {
 		return 0, fmt.Errorf("prune sessions: %w", err)
+	}
+	if err := h.flushSummaries(); err != nil {
+		return n, fmt.Errorf("audit summaries: %w", err)
 	}
 	return n, nil
 }

@@ -91,6 +91,11 @@ func (s *Store) AssignBuild(actor, name string, m *manifest.Manifest, now time.T
 		if !ok {
 			return failf(ErrInvalid, "build %s has no image for role %s", m.BuildID, n.Role)
 		}
+		if rb, err := retiredIn(tx, img.RoleID, m.BuildID); err != nil {
+			return err
+		} else if rb != nil {
+			return failf(ErrBuildRetired, "node %s may not be upgraded to build %s (role %s image %s): %s", name, m.BuildID, n.Role, img.RoleID, rb)
+		}
 		if err := put(tx, bucketBuilds, img.RoleID, RoleBuild{BuildID: m.BuildID, Role: n.Role, Image: img}); err != nil {
 			return err
 		}

@@ -63,23 +63,29 @@ func (h *Hub) BeginEnrollment(ctx context.Context, req BeginRequest) (*Begun, er
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
+	if err := h.admitAnon(ctx, ActionEnrollBegin); err != nil {
+		return nil, err
+	}
 	now := h.now()
 	name := req.Name
 	if err := pki.CheckName("node name", req.Name); err != nil {
-		return nil, h.refused(ActionEnrollBegin, refuse("?", CheckRequest, ErrInvalid, "claimed %v", err))
+		return nil, h.refusedAnon(ctx, ActionEnrollBegin, refuse("?", CheckRequest, ErrInvalid, "claimed %v", err))
 	}
 	if err := pki.CheckName("node role", req.Role); err != nil {
-		return nil, h.refused(ActionEnrollBegin, refuse(name, CheckRequest, ErrInvalid, "claimed %v", err))
+		return nil, h.refusedAnon(ctx, ActionEnrollBegin, refuse(name, CheckRequest, ErrInvalid, "claimed %v", err))
+	}
+	if err := checkBegin(req); err != nil {
+		return nil, h.refusedAnon(ctx, ActionEnrollBegin, refuse(name, CheckRequest, ErrInvalid, "%v", err))
 	}
 	ek, err := EKHash(req.Identity.EKPublic)
 	if err != nil {
-		return nil, h.refused(ActionEnrollBegin, refuse(name, CheckRequest, ErrInvalid, "%v", err))
+		return nil, h.refusedAnon(ctx, ActionEnrollBegin, refuse(name, CheckRequest, ErrInvalid, "%v", err))
 	}
 	if len(req.Identity.AK.Public) == 0 {
-		return nil, h.refused(ActionEnrollBegin, refuse(name, CheckRequest, ErrInvalid, "no AK public key"))
+		return nil, h.refusedAnon(ctx, ActionEnrollBegin, refuse(name, CheckRequest, ErrInvalid, "no AK public key"))
 	}
 	if _, _, err := h.opt.Policy.Expected(name, req.Role); err != nil {
-		return nil, h.refused(ActionEnrollBegin, refuse(name, CheckPolicy, ErrPolicy, "node %s as role %s: %v", name, req.Role, err))
+		return nil, h.refusedAnon(ctx, ActionEnrollBegin, refuse(name, CheckPolicy, ErrPolicy, "node %s as role %s: %v", name, req.Role, err))
 	}
 	facts := EKFacts{WindowAllowed: h.opt.AllowWindow, CertDetail: "the TPM sent no EK certificate"}
 	if len(req.Identity.EKCertificate) > 0 {
@@ -93,7 +99,7 @@ func (h *Hub) BeginEnrollment(ctx context.Context, req BeginRequest) (*Begun, er
 	if err != nil {
 		var f *CheckFailure
 		if errors.As(err, &f) {
-			return nil, h.refused(ActionEnrollBegin, &Refusal{Node: name, Reason: reasonOf(f), class: ErrActivation})
+			return nil, h.refusedAnon(ctx, ActionEnrollBegin, &Refusal{Node: name, Reason: reasonOf(f), class: ErrActivation})
 		}
 		err = fmt.Errorf("node %s: credential activation challenge: %w", name, err)
 		return nil, errors.Join(err, h.record(nodeActor(name), ActionEnrollBegin, name, err))
@@ -109,6 +115,10 @@ func (h *Hub) BeginEnrollment(ctx context.Context, req BeginRequest) (*Begun, er
 		SecretHash: secretHash[:], Created: now, Expires: now.Add(h.opt.SessionTTL),
 	}
 	if err := h.opt.Store.BeginSession(sess, facts, now); err != nil {
+		var r *Refusal
+		if errors.As(err, &r) {
+			return nil, h.refusedAnon(ctx, ActionEnrollBegin, r)
+		}
 		return nil, err
 	}
 	return &Begun{Session: sess.ID, Challenge: ch, Expires: sess.Expires}, nil
@@ -121,7 +131,30 @@ func (h *Hub) CompleteActivation(ctx context.Context, session string, secret []b
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
+	if err := h.admitAnon(ctx, ActionEnrollActivate); err != nil {
+		return nil, err
+	}
 	now := h.now()
+	if r := checkSessionID(session); r != nil {
+		return nil, h.refusedAnon(ctx, ActionEnrollActivate, r)
+	}
+	if len(secret) > maxSecretBytes {
+		return nil, h.refusedAnon(ctx, ActionEnrollActivate, refuse("?", CheckRequest, ErrInvalid, "activation answer of %d bytes, more than %d", len(secret), maxSecretBytes))
+	}
+	// Whatever an unknown, ended or expired session refuses changes
+	// nothing: audited in summary, so replays cannot grow the log.
+	cur, err := h.opt.Store.Session(session)
+	if err == nil {
+		err = sessionStep(cur, KindEnroll, now)
+		if err == nil && cur.Activated {
+			err = refuse(cur.Name, CheckSession, ErrSessionState, "session %s is already activated", session)
+		}
+	}
+	if r := (*Refusal)(nil); errors.As(err, &r) {
+		return nil, h.refusedAnon(ctx, ActionEnrollActivate, r)
+	} else if err != nil {
+		return nil, err
+	}
 	nonce, err := randomBytes(32)
 	if err != nil {
 		return nil, err
@@ -187,17 +220,37 @@ func (h *Hub) finish(ctx context.Context, kind SessionKind, peer *pki.Peer, req 
 		return nil, err
 	}
 	action := finalAction(kind)
-	now := h.now()
-	sess, err := h.opt.Store.Session(req.Session)
-	if err != nil {
-		var r *Refusal
-		if errors.As(err, &r) {
-			return nil, h.refused(action, r)
+	// Refusals before the nonce is spent change nothing: an anonymous
+	// caller's are audited in summary (a node's, renewing, one by one).
+	refused := func(r *Refusal) error {
+		if peer == nil {
+			return h.refusedAnon(ctx, action, r)
 		}
-		return nil, err
+		return h.refused(action, r)
 	}
-	if sess.Kind != kind {
-		return nil, h.refused(action, refuse(sess.Name, CheckSession, ErrSessionState, "session %s is a %s session, not %s", sess.ID, sess.Kind, kind))
+	if peer == nil {
+		if err := h.admitAnon(ctx, action); err != nil {
+			return nil, err
+		}
+	}
+	now := h.now()
+	if r := checkSessionID(req.Session); r != nil {
+		return nil, refused(r)
+	}
+	if err := checkEnroll(req); err != nil {
+		return nil, refused(refuse("?", CheckRequest, ErrInvalid, "%v", err))
+	}
+	sess, err := h.opt.Store.Session(req.Session)
+	if err == nil && sess.Kind != kind {
+		err = refuse(sess.Name, CheckSession, ErrSessionState, "session %s is a %s session, not %s", sess.ID, sess.Kind, kind)
+	}
+	if err == nil && (peer == nil || peer.Name == sess.Name) {
+		err = h.opt.Store.checkNonce(sess, req.Nonce, now)
+	}
+	if r := (*Refusal)(nil); errors.As(err, &r) {
+		return nil, refused(r)
+	} else if err != nil {
+		return nil, err
 	}
 	if peer != nil && peer.Name != sess.Name {
 		err := failf(ErrForbidden, "%s may not renew for node %s", peer.Actor(), sess.Name)
@@ -211,6 +264,12 @@ func (h *Hub) finish(ctx context.Context, kind SessionKind, peer *pki.Peer, req 
 	if err != nil {
 		return nil, st.EndSession(sess.ID, refuse(sess.Name, CheckPolicy, ErrPolicy, "node %s as role %s: %v", sess.Name, sess.Role, err), now)
 	}
+	switch rb, err := h.retiredFor(sess.Name, sess.Role, buildID); {
+	case err != nil:
+		return nil, st.EndSession(sess.ID, fmt.Errorf("node %s: retired builds: %w", sess.Name, err), now)
+	case rb != nil:
+		return nil, st.EndSession(sess.ID, refuse(sess.Name, CheckBuildRetired, ErrBuildRetired, "node %s (role %s) attests build %s: %s", sess.Name, sess.Role, buildID, rb), now)
+	}
 	if err := h.opt.Verifier.VerifyEvidence(req.Evidence, sess.AKPublic, req.Nonce, pred); err != nil {
 		var f *CheckFailure
 		if !errors.As(err, &f) {
@@ -218,13 +277,13 @@ func (h *Hub) finish(ctx context.Context, kind SessionKind, peer *pki.Peer, req 
 		}
 		reason := reasonOf(f)
 		if req.BuildID != buildID {
-			reason.Detail += fmt.Sprintf(" (node reports build %q; role %s must run %s)", req.BuildID, sess.Role, buildID)
+			reason.Detail += fmt.Sprintf(" (node reports build %s; role %s must run %s)", quote(req.BuildID), sess.Role, buildID)
 		}
 		return nil, st.Quarantine(sess.ID, reason, req.BuildID, now)
 	}
 	if req.BuildID != buildID {
 		return nil, st.Quarantine(sess.ID, Reason{Check: CheckBuild,
-			Detail: fmt.Sprintf("role %s must run build %s; node reports %q although its measurements match %s", sess.Role, buildID, req.BuildID, buildID)},
+			Detail: fmt.Sprintf("role %s must run build %s; node reports %s although its measurements match %s", sess.Role, buildID, quote(req.BuildID), buildID)},
 			req.BuildID, now)
 	}
 	if err := ctx.Err(); err != nil {

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/kubedos/kubedos/internal/errdefs"
 	"github.com/kubedos/kubedos/internal/measure"
 )
 
@@ -17,11 +18,16 @@ type outcomeError interface {
 	auditOutcome() string
 }
 
-// sentinel is a classifying error with the audit outcome it stands for.
-type sentinel struct{ msg, outcome string }
+// sentinel is a classifying error with the audit outcome it stands for and
+// its errdefs class, which the gRPC edge translates to a code.
+type sentinel struct {
+	msg, outcome string
+	class        error
+}
 
 func (e *sentinel) Error() string        { return e.msg }
 func (e *sentinel) auditOutcome() string { return e.outcome }
+func (e *sentinel) Unwrap() error        { return e.class }
 
 // Audit outcomes.
 const (
@@ -32,41 +38,46 @@ const (
 	OutcomeFailed      = "failed"      // the request broke a rule (unknown node, wrong state, bad argument)
 )
 
-// Classes of failure, for errors.Is. The gRPC edge translates them to codes
-// (house rule 2): ErrNotFound → NotFound, ErrForbidden → PermissionDenied,
-// ErrState → FailedPrecondition, ErrInvalid → InvalidArgument, ErrRefused →
-// PermissionDenied with the Refusal's reason, ErrClosed → Unavailable.
+// Classes of failure, for errors.Is. Each is of an errdefs class, which the
+// gRPC edge (errdefs.UnaryServerInterceptor) translates to a code (house
+// rule 2): ErrNotFound → NotFound, ErrForbidden → PermissionDenied, ErrState
+// → FailedPrecondition, ErrInvalid → InvalidArgument, every Refusal →
+// PermissionDenied with its reason, ErrRateLimited → ResourceExhausted,
+// ErrClosed → Unavailable.
 var (
-	ErrNotFound  error = &sentinel{"not found", OutcomeFailed}
-	ErrForbidden error = &sentinel{"forbidden", OutcomeDenied}
-	ErrState     error = &sentinel{"not allowed in the node's state", OutcomeFailed}
-	ErrInvalid   error = &sentinel{"invalid argument", OutcomeFailed}
+	ErrNotFound  error = &sentinel{"not found", OutcomeFailed, errdefs.ErrNotFound}
+	ErrForbidden error = &sentinel{"forbidden", OutcomeDenied, errdefs.ErrPermission}
+	ErrState     error = &sentinel{"not allowed in the node's state", OutcomeFailed, errdefs.ErrPrecondition}
+	ErrInvalid   error = &sentinel{"invalid argument", OutcomeFailed, errdefs.ErrInvalid}
 	// ErrRefused matches every *Refusal.
-	ErrRefused error = &sentinel{"enrollment refused", OutcomeRefused}
+	ErrRefused error = &sentinel{"enrollment refused", OutcomeRefused, errdefs.ErrPermission}
 
 	// The reasons a Refusal gives, each its own sentinel.
-	ErrUnknownEK     error = &sentinel{"EK not admitted by the EK policy", OutcomeRefused}
-	ErrClone         error = &sentinel{"identity belongs to another TPM or node", OutcomeRefused}
-	ErrRetiredEK     error = &sentinel{"EK retired by a replace", OutcomeRefused}
-	ErrQuarantined   error = &sentinel{"node is quarantined until replaced", OutcomeRefused}
-	ErrNodeRevoked   error = &sentinel{"node is revoked until replaced", OutcomeRefused}
-	ErrPolicy        error = &sentinel{"no policy for this node and role", OutcomeRefused}
-	ErrNoSession     error = &sentinel{"no such enrollment session", OutcomeRefused}
-	ErrSessionState  error = &sentinel{"enrollment session is not at this step", OutcomeRefused}
-	ErrSessionExpire error = &sentinel{"enrollment session expired", OutcomeRefused}
-	ErrActivation    error = &sentinel{"credential activation failed: AK not in the EK's TPM", OutcomeRefused}
-	ErrNonceMismatch error = &sentinel{"wrong nonce", OutcomeRefused}
-	ErrNonceReused   error = &sentinel{"nonce already used", OutcomeRefused}
-	ErrNonceExpired  error = &sentinel{"nonce expired", OutcomeRefused}
-	ErrEvidence      error = &sentinel{"evidence failed verification", OutcomeQuarantined}
-	ErrCSR           error = &sentinel{"certificate request refused", OutcomeRefused}
+	ErrUnknownEK     error = &sentinel{"EK not admitted by the EK policy", OutcomeRefused, errdefs.ErrPermission}
+	ErrClone         error = &sentinel{"identity belongs to another TPM or node", OutcomeRefused, errdefs.ErrPermission}
+	ErrRetiredEK     error = &sentinel{"EK retired by a replace", OutcomeRefused, errdefs.ErrPermission}
+	ErrQuarantined   error = &sentinel{"node is quarantined until replaced", OutcomeRefused, errdefs.ErrPermission}
+	ErrNodeRevoked   error = &sentinel{"node is revoked until replaced", OutcomeRefused, errdefs.ErrPermission}
+	ErrPolicy        error = &sentinel{"no policy for this node and role", OutcomeRefused, errdefs.ErrPermission}
+	ErrNoSession     error = &sentinel{"no such enrollment session", OutcomeRefused, errdefs.ErrPermission}
+	ErrSessionState  error = &sentinel{"enrollment session is not at this step", OutcomeRefused, errdefs.ErrPermission}
+	ErrSessionExpire error = &sentinel{"enrollment session expired", OutcomeRefused, errdefs.ErrPermission}
+	ErrActivation    error = &sentinel{"credential activation failed: AK not in the EK's TPM", OutcomeRefused, errdefs.ErrPermission}
+	ErrNonceMismatch error = &sentinel{"wrong nonce", OutcomeRefused, errdefs.ErrPermission}
+	ErrNonceReused   error = &sentinel{"nonce already used", OutcomeRefused, errdefs.ErrPermission}
+	ErrNonceExpired  error = &sentinel{"nonce expired", OutcomeRefused, errdefs.ErrPermission}
+	ErrEvidence      error = &sentinel{"evidence failed verification", OutcomeQuarantined, errdefs.ErrPermission}
+	ErrCSR           error = &sentinel{"certificate request refused", OutcomeRefused, errdefs.ErrPermission}
 
 	// ErrClosed: the store is closed (the hub is restarting); retry.
-	ErrClosed = errors.New("hub store closed")
+	ErrClosed = errdefs.New(errdefs.ErrUnavailable, "hub store closed")
 	// ErrAuditChain: the audit log's hash chain does not verify.
-	ErrAuditChain = errors.New("audit chain broken")
+	ErrAuditChain = errdefs.New(errdefs.ErrInternal, "audit chain broken")
 	// ErrCorrupt: a stored record does not decode.
-	ErrCorrupt = errors.New("hub store corrupt")
+	ErrCorrupt = errdefs.New(errdefs.ErrInternal, "hub store corrupt")
+	// ErrRateLimited: an unauthenticated peer called more often than the
+	// hub allows; retry later.
+	ErrRateLimited error = &sentinel{"too many unauthenticated calls from this peer", OutcomeRefused, errdefs.ErrExhausted}
 )
 
 // Check names the check an enrollment failed. The evidence checks carry the
@@ -122,8 +133,15 @@ func (r *Refusal) Error() string {
 	return fmt.Sprintf("node %s %s: %s: %s", r.Node, what, r.Reason.Check, r.Reason.Detail)
 }
 
-// Unwrap lets errors.Is see ErrRefused and the reason's sentinel.
-func (r *Refusal) Unwrap() []error { return []error{ErrRefused, r.class} }
+// Unwrap lets errors.Is see ErrRefused and the reason's sentinel. Its
+// errdefs class is ErrRefused's (permission), whatever the reason's.
+func (r *Refusal) Unwrap() []error { return []error{ErrRefused, reasonClass{r.class}} }
+
+// reasonClass matches its sentinel alone and hides the sentinel's errdefs
+// class: a refusal for a malformed claim is still a refusal at the edge.
+type reasonClass struct{ error }
+
+func (c reasonClass) Is(target error) bool { return target == c.error }
 
 func (r *Refusal) auditOutcome() string {
 	if r.Quarantined {

@@ -17,7 +17,7 @@ func (p planesService) Join(ctx context.Context, r *api.JoinPlanesRequest) (*api
 	}
 	ifcs, err := p.s.hub.JoinPlanes(ctx, pe, r.Keys)
 	if err != nil {
-		return nil, grpcError(err)
+		return nil, err
 	}
 	return &api.JoinPlanesResponse{Interfaces: ifcs}, nil
 }

@@ -28,7 +28,7 @@ func (r revocationsService) Revoked(ctx context.Context, _ *api.RevokedRequest) 
 		return nil, err
 	}
 	if err := r.s.hub.authorize(pe, pki.ActionReadRevocations, "revocations"); err != nil {
-		return nil, grpcError(err)
+		return nil, err
 	}
 	return &api.RevokedResponse{Serials: r.s.hub.Revocations().Serials()}, nil
 }

@@ -46,7 +46,7 @@ func serveTLS(t *testing.T, e *env) string {
 // certificate when given; the connection closes with the test.
 func dialHub(t *testing.T, e *env, addr string, cert *tls.Certificate) *grpc.ClientConn {
 	t.Helper()
-	conf := &tls.Config{RootCAs: e.ca.Pool(), ServerName: api.HubServerName, MinVersion: tls.VersionTLS13}
+	conf := pki.HubClientTLS(e.ca.Pool())
 	if cert != nil {
 		conf.Certificates = []tls.Certificate{*cert}
 	}

@@ -105,6 +105,11 @@ type Options struct {
 	// Spec lays out the WireGuard planes; without it nodes cannot join
 	// them (JoinPlanes fails) and everything else works.
 	Spec *spec.ClusterSpec
+	// AnonRate (calls per second) and AnonBurst bound the unauthenticated
+	// calls (enrollment) of one network peer (see WithRemote); defaults
+	// DefaultAnonRate and DefaultAnonBurst.
+	AnonRate  float64
+	AnonBurst int
 }
 
 // Hub is the enrollment gate, node registry and operator actions over a
@@ -113,6 +118,12 @@ type Options struct {
 // nothing get an audit entry of their own. Successful reads are not audited.
 type Hub struct {
 	opt Options
+	// limit is the unauthenticated calls' rate limit; anon and revoked
+	// summarize refused unauthenticated calls and calls with revoked
+	// certificates in the audit log; counts are their metrics.
+	limit         *limiter
+	anon, revoked *summaries
+	counts        counters
 }
 
 // System is the actor of the hub's own actions (seeding registered EKs from
@@ -144,7 +155,17 @@ func New(opt Options) (*Hub, error) {
 	if opt.Now == nil {
 		opt.Now = time.Now
 	}
-	return &Hub{opt: opt}, nil
+	if opt.AnonRate == 0 {
+		opt.AnonRate = DefaultAnonRate
+	}
+	if opt.AnonBurst == 0 {
+		opt.AnonBurst = DefaultAnonBurst
+	}
+	if opt.AnonRate < 0 || opt.AnonBurst < 0 {
+		return nil, fmt.Errorf("hub: negative rate limit %v/s, burst %d", opt.AnonRate, opt.AnonBurst)
+	}
+	return &Hub{opt: opt, limit: newLimiter(opt.AnonRate, opt.AnonBurst),
+		anon: newSummaries(ActionAnonSummary), revoked: newSummaries(ActionRevokedSummary)}, nil
 }
 
 // Store is the hub's state.

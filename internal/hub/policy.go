@@ -36,3 +36,7 @@ func (p ManifestPolicy) Expected(name, role string) (string, measure.Prediction,
 	}
 	return rm.RoleID, pred, nil
 }
+
+// ManifestBuildID is the build-id of the signed build the policy expects,
+// so retiring it refuses every role image of it.
+func (p ManifestPolicy) ManifestBuildID() string { return p.Manifest.BuildID }

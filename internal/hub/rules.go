@@ -91,7 +91,7 @@ func admission(tx *bolt.Tx, name, ek string, n *Node, r *EKRecord, f EKFacts, no
 	switch {
 	case n != nil && n.EKHash == ek && n.State == StateEnrolled:
 		return "enrolled", nil
-	case n != nil && n.EKHash == ek && n.State == StatePending, r != nil && r.Registered:
+	case n != nil && n.EKHash == ek && n.State == StatePending, r != nil && r.Registered && r.Name == name:
 		return "registered", nil
 	case f.Vouched:
 		return "certificate", nil
@@ -102,6 +102,11 @@ func admission(tx *bolt.Tx, name, ek string, n *Node, r *EKRecord, f EKFacts, no
 	}
 	if f.WindowAllowed && w.Open(now) {
 		return "window", nil
+	}
+	reg := "is not registered"
+	if r != nil && r.Registered && r.Name == "" {
+		// An older hub registered EKs for any one name.
+		reg = "is registered with no node name (register it again for its node)"
 	}
 	why := "the EK certificate does not vouch for it"
 	if f.CertDetail != "" {
@@ -114,7 +119,7 @@ func admission(tx *bolt.Tx, name, ek string, n *Node, r *EKRecord, f EKFacts, no
 			win += " since " + stamp(w.Until)
 		}
 	}
-	return "", refuse(name, CheckEKPolicy, ErrUnknownEK, "EK %s is not registered; %s; %s", ek, why, win)
+	return "", refuse(name, CheckEKPolicy, ErrUnknownEK, "EK %s %s; %s; %s", ek, reg, why, win)
 }
 
 // revokeLive adds n's unexpired certificates to the revocation set, in tx

@@ -21,6 +21,7 @@ import (
 //	revoked   certificate serial (pki.SerialString) → RevokedCert (JSON)
 //	audit     sequence number (8 bytes, big-endian, from 1) → AuditEntry (JSON)
 //	builds    role image id → RoleBuild (JSON): images an operator assigned
+//	retired   build-id (role image or manifest) → RetiredBuild (JSON)
 var (
 	bucketMeta     = []byte("meta")
 	bucketNodes    = []byte("nodes")
@@ -29,7 +30,8 @@ var (
 	bucketRevoked  = []byte("revoked")
 	bucketAudit    = []byte("audit")
 	bucketBuilds   = []byte("builds")
-	allBuckets     = [][]byte{bucketMeta, bucketNodes, bucketEKs, bucketSessions, bucketRevoked, bucketAudit, bucketBuilds}
+	bucketRetired  = []byte("retired")
+	allBuckets     = [][]byte{bucketMeta, bucketNodes, bucketEKs, bucketSessions, bucketRevoked, bucketAudit, bucketBuilds, bucketRetired}
 
 	keySchema = []byte("schema")
 	keyWindow = []byte("window")
@@ -143,6 +145,32 @@ func (s *Store) apply(e AuditEntry, fn func(tx *bolt.Tx, e *AuditEntry) error) e
 		return closedErr(err)
 	}
 	return result
+}
+
+// errQuiet rolls back the transaction of applyQuiet.
+var errQuiet = errors.New("refused; nothing written")
+
+// applyQuiet is apply for an action whose refusals the caller audits itself
+// (in summary): an outcome error rolls back everything and is returned
+// unaudited. Success commits fn's writes with the audit entry.
+func (s *Store) applyQuiet(e AuditEntry, fn func(tx *bolt.Tx, e *AuditEntry) error) error {
+	var refusal error
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		entry := e
+		entry.Outcome = OutcomeOK
+		if err := fn(tx, &entry); err != nil {
+			if _, ok := outcomeOf(err); ok {
+				refusal = err
+				return errQuiet
+			}
+			return err
+		}
+		return appendAudit(tx, entry)
+	})
+	if refusal != nil {
+		return refusal
+	}
+	return closedErr(err)
 }
 
 // Record appends an audit entry for an action that changed nothing (a denied

@@ -25,14 +25,15 @@ func CheckEKHash(h string) error {
 	return nil
 }
 
-// RegisterEK records that the TPM with EK hash may enroll, as node name, or
-// as any one name if name is "" (the spec's registeredEKs carry no names).
-// Naming a node binds it: the node becomes pending with that EK, and any
-// other EK claiming the name is a clone. Re-registering a pending node with
-// another EK replaces the earlier registration (the deploy step made a new
-// VM). A node that is enrolled, quarantined, revoked or fenced with another
-// EK must be replaced first. Registering what is already registered changes
-// nothing.
+// RegisterEK records that the TPM with EK hash may enroll as node name,
+// and as no other: the node becomes pending with that EK, any other EK
+// claiming the name is a clone, and the EK under any other name is refused
+// with both names. A name is required (an EK registered for any one name
+// let a worker's TPM take the master's name). Re-registering a pending
+// node with another EK replaces the earlier registration (the deploy step
+// made a new VM). A node that is enrolled, quarantined, revoked or fenced
+// with another EK must be replaced first. Registering what is already
+// registered changes nothing.
 func (s *Store) RegisterEK(actor, name, hash string, now time.Time) error {
 	e := AuditEntry{Time: now, Actor: actor, Action: string(pki.ActionRegisterEK), Target: name}
 	if name == "" {
@@ -42,10 +43,11 @@ func (s *Store) RegisterEK(actor, name, hash string, now time.Time) error {
 		if err := CheckEKHash(hash); err != nil {
 			return err
 		}
-		if name != "" {
-			if err := pki.CheckName("node name", name); err != nil {
-				return failf(ErrInvalid, "%v", err)
-			}
+		if name == "" {
+			return failf(ErrInvalid, "EK %s: a registered EK is bound to one node name; name its node", hash)
+		}
+		if err := pki.CheckName("node name", name); err != nil {
+			return failf(ErrInvalid, "%v", err)
 		}
 		n, r, err := loadIdentity(tx, name, hash)
 		if err != nil {
@@ -54,24 +56,17 @@ func (s *Store) RegisterEK(actor, name, hash string, now time.Time) error {
 		switch {
 		case r != nil && r.Retired:
 			return failf(ErrState, "EK %s belonged to node %s, which was replaced; it may never enroll again", hash, r.Name)
-		case r != nil && r.Name != "" && name != "" && r.Name != name:
+		case r != nil && r.Name != "" && r.Name != name:
 			return failf(ErrState, "EK %s is node %s's identity; replace %s first", hash, r.Name, r.Name)
-		case name == "" || (n != nil && n.EKHash == hash):
+		case n != nil && n.EKHash == hash:
 			// Only the EK record changes (or nothing).
 		case n != nil && n.State != StatePending && n.State != StateReplaced:
 			return failf(ErrState, "node %s is %s with EK %s; replace it before registering another", name, n.State, n.EKHash)
 		}
 		rec := EKRecord{Hash: hash, Registered: true, At: now, By: actor}
-		if r != nil {
-			if r.Registered && (name == "" || r.Name == name) {
-				e.Detail = fmt.Sprintf("EK %s already registered", hash)
-				return nil
-			}
-			rec.Name = r.Name
-		}
-		if name == "" {
-			e.Detail = fmt.Sprintf("EK %s registered for any one node", hash)
-			return put(tx, bucketEKs, hash, rec)
+		if r != nil && r.Registered && r.Name == name {
+			e.Detail = fmt.Sprintf("EK %s already registered", hash)
+			return nil
 		}
 		rec.Name = name
 		if err := put(tx, bucketEKs, hash, rec); err != nil {

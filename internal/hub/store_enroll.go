@@ -43,10 +43,12 @@ func finalAction(k SessionKind) string {
 
 // BeginSession admits a new enrollment session: the identity rules and the
 // EK policy pass, and the session (claims, AK, hashed activation secret) is
-// stored. A refusal stores nothing but its audit entry.
+// stored with its audit entry. A refusal stores nothing, not even an audit
+// entry: the caller has proved nothing yet, and the Hub audits such
+// refusals in summary.
 func (s *Store) BeginSession(sess Session, facts EKFacts, now time.Time) error {
 	e := AuditEntry{Time: now, Actor: nodeActor(sess.Name), Action: ActionEnrollBegin, Target: sess.Name}
-	return s.apply(e, func(tx *bolt.Tx, e *AuditEntry) error {
+	return s.applyQuiet(e, func(tx *bolt.Tx, e *AuditEntry) error {
 		if sess.Kind != KindEnroll || sess.ID == "" || len(sess.SecretHash) != sha256.Size {
 			return fmt.Errorf("begin session %q: want an enroll session with an id and a secret hash", sess.ID)
 		}

@@ -161,7 +161,8 @@ func TestRegisterEKRules(t *testing.T) {
 		{"a for w-2: bound to w-1", func() error { return reg("w-2", a) }, ErrState},
 		{"b replaces a while w-1 is pending", func() error { return reg("w-1", b) }, nil},
 		{"a is free again", func() error { return reg("w-2", a) }, nil},
-		{"c for any one node", func() error { return reg("", c) }, nil},
+		{"c for any one node: a name is required", func() error { return reg("", c) }, ErrInvalid},
+		{"c for the master", func() error { return reg("master", c) }, nil},
 		{"malformed hash", func() error { return e.hub.RegisterEK(ctx, operator, "w-1", "ABC") }, ErrInvalid},
 		{"malformed name", func() error { return reg("W_1", c) }, ErrInvalid},
 	}
@@ -177,7 +178,7 @@ func TestRegisterEKRules(t *testing.T) {
 	if _, err := e.store.EK(a.ekHash()); err != nil {
 		t.Errorf("EK a: %v", err)
 	}
-	// The unnamed registration binds to the first name it enrolls as.
+	// The registration is the binding the enrollment keeps.
 	n := newNode(t, "master", "master")
 	n.tpm = c
 	e.mustEnroll(n)

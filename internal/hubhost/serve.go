@@ -50,7 +50,7 @@ type Hub struct {
 }
 
 // Open opens the state, makes the hub with the spec's policy and seeds the
-// spec's registered EKs (audited as the hub's own action).
+// spec's registered EKs, each for its node (audited as the hub's own action).
 func Open(ctx context.Context, cfg Config) (*Hub, error) {
 	if cfg.Spec == nil || cfg.Manifest == nil || cfg.CA == nil {
 		return nil, errors.New("hub: spec, manifest and CA are required")
@@ -73,10 +73,10 @@ func Open(ctx context.Context, cfg Config) (*Hub, error) {
 		store.Close()
 		return nil, err
 	}
-	for _, ek := range cfg.Spec.Trust.EKPolicy.RegisteredEKs {
-		if err := h.RegisterEK(ctx, hub.System, "", ek); err != nil {
+	for _, r := range cfg.Spec.Trust.EKPolicy.RegisteredEKs {
+		if err := h.RegisterEK(ctx, hub.System, r.Node, r.EK); err != nil {
 			store.Close()
-			return nil, fmt.Errorf("register EK %s from the spec: %w", ek, err)
+			return nil, fmt.Errorf("register EK %s for node %s from the spec: %w", r.EK, r.Node, err)
 		}
 	}
 	srv, err := hub.NewServer(h, cfg.CA, cfg.Hosts, ServerCertLifetime)

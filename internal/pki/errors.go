@@ -29,6 +29,9 @@ var (
 	ErrNotYetValid = errors.New("certificate not yet valid")
 	// ErrRevoked: a certificate's serial is in the revocation set.
 	ErrRevoked = errors.New("certificate revoked")
+	// ErrNotHub: the server a hub client reached presented a certificate
+	// of the cluster CA that is not the hub's (a node's, named like it).
+	ErrNotHub = errors.New("not the hub's certificate")
 	// ErrNoRole: a certificate carries no kubedos role, an unknown one, or
 	// more than one.
 	ErrNoRole = errors.New("no valid kubedos role")

@@ -49,7 +49,7 @@ func (ca *CA) IssueClient(name string, role Role, lifetime time.Duration, now ti
 
 // IssueServer makes the hub's TLS server certificate: a fresh P-256 key, CN
 // "kubedos hub", one SAN per host (an IP address or a DNS name), server auth
-// only.
+// only, and the hub's policy OIDHubServer that its clients require.
 func (ca *CA) IssueServer(hosts []string, lifetime time.Duration, now time.Time) (*Issued, error) {
 	if len(hosts) == 0 {
 		return nil, fmt.Errorf("%w: the hub certificate needs at least one host", ErrInvalid)
@@ -59,6 +59,7 @@ func (ca *CA) IssueServer(hosts []string, lifetime time.Duration, now time.Time)
 		KeyUsage:              x509.KeyUsageDigitalSignature,
 		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
 		BasicConstraintsValid: true,
+		Policies:              []x509.OID{OIDHubServer},
 	}
 	for _, h := range hosts {
 		if ip := net.ParseIP(h); ip != nil {

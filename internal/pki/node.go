@@ -9,7 +9,11 @@ import (
 	"fmt"
 	"regexp"
 	"slices"
+	"strconv"
+	"strings"
 	"time"
+
+	"github.com/kubedos/kubedos/internal/spec"
 )
 
 // labelRE is a DNS label, the form the ClusterSpec requires of node names
@@ -18,9 +22,15 @@ var labelRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
 
 // CheckName reports whether s is acceptable as a node name or node role: a
 // DNS label (lower-case letters, digits, '-'), as the ClusterSpec requires.
+// The error quotes at most the first 64 bytes of s: it may come from an
+// unauthenticated caller and end up in the audit log.
 func CheckName(field, s string) error {
 	if !labelRE.MatchString(s) {
-		return fmt.Errorf("%w: %s %q is not a DNS label (lower-case letters, digits, '-', at most 63)", ErrInvalid, field, s)
+		q := strconv.Quote(s)
+		if len(s) > 64 {
+			q = strconv.Quote(strings.ToValidUTF8(s[:64], "")) + fmt.Sprintf("…(%d bytes)", len(s))
+		}
+		return fmt.Errorf("%w: %s %s is not a DNS label (lower-case letters, digits, '-', at most 63)", ErrInvalid, field, q)
 	}
 	return nil
 }
@@ -44,6 +54,9 @@ func (ca *CA) SignNodeCSR(csrDER []byte, name, role string, lifetime time.Durati
 	if err := CheckName("node role", role); err != nil {
 		return nil, err
 	}
+	if slices.Contains(spec.ReservedNodeNames, name) {
+		return nil, fmt.Errorf("%w: node name %q is reserved (%q): a node's certificate must not name the hub", ErrInvalid, name, spec.ReservedNodeNames)
+	}
 	csr, err := x509.ParseCertificateRequest(csrDER)
 	if err != nil {
 		return nil, fmt.Errorf("%w: node %s: %w", ErrBadCSR, name, err)
@@ -57,7 +70,12 @@ func (ca *CA) SignNodeCSR(csrDER []byte, name, role string, lifetime time.Durati
 	if err := checkClaims(csr, name, role); err != nil {
 		return nil, fmt.Errorf("%w: node %s: %w", ErrCSRClaims, name, err)
 	}
-	tmpl := &x509.Certificate{
+	return ca.issue(nodeTemplate(name, role), csr.PublicKey, lifetime, now)
+}
+
+// nodeTemplate is a node certificate's content: never the hub's policy.
+func nodeTemplate(name, role string) *x509.Certificate {
+	return &x509.Certificate{
 		Subject: pkix.Name{
 			CommonName:         name,
 			Organization:       []string{OrgNode},
@@ -68,7 +86,6 @@ func (ca *CA) SignNodeCSR(csrDER []byte, name, role string, lifetime time.Durati
 		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth, x509.ExtKeyUsageServerAuth},
 		BasicConstraintsValid: true,
 	}
-	return ca.issue(tmpl, csr.PublicKey, lifetime, now)
 }
 
 // CheckKeyType accepts the public keys node certificates may carry: ECDSA

@@ -126,6 +126,9 @@ const (
 	// ActionUpgrade: assign a node a build, write it to the node's idle
 	// slot, or roll the node back to its other slot. Admin.
 	ActionUpgrade Action = "node.upgrade"
+	// ActionRetireBuild: retire a build, so no node enrolls, renews or is
+	// upgraded onto it. Admin.
+	ActionRetireBuild Action = "build.retire"
 	// ActionTakeOverHub: hand the cluster's hub (its state and the CA key)
 	// to a master's kubedosd. Admin.
 	ActionTakeOverHub Action = "hub.takeover"
@@ -147,6 +150,7 @@ var minRole = map[Action]Role{
 	ActionPower:           RoleAdmin,
 	ActionUpgrade:         RoleAdmin,
 	ActionTakeOverHub:     RoleAdmin,
+	ActionRetireBuild:     RoleAdmin,
 }
 
 // nodeActions are the only actions a node certificate allows.

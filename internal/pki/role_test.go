@@ -55,6 +55,7 @@ func TestAllows(t *testing.T) {
 		ActionPower:           {RoleAdmin: true},
 		ActionUpgrade:         {RoleAdmin: true},
 		ActionTakeOverHub:     {RoleAdmin: true},
+		ActionRetireBuild:     {RoleAdmin: true},
 		Action("format"):      {},
 	}
 	for action, allowed := range want {

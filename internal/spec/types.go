@@ -96,12 +96,22 @@ const (
 // EKPolicy decides which TPMs may enroll.
 type EKPolicy struct {
 	Mode string `yaml:"mode" json:"mode"`
-	// RegisteredEKs are sha256 hashes (hex) of EK public keys; the deploy step adds to them.
-	RegisteredEKs []string `yaml:"registeredEKs" json:"registeredEKs"`
+	// RegisteredEKs are the TPMs admitted, each for one node name (the
+	// deploy step registers more at the hub).
+	RegisteredEKs []RegisteredEK `yaml:"registeredEKs" json:"registeredEKs"`
 	// CAFile is a PEM bundle that EK certificates must chain to.
 	CAFile string `yaml:"caFile" json:"caFile"`
 	// Window is how long an operator-opened enrollment window stays open.
 	Window string `yaml:"window" json:"window"`
+}
+
+// RegisteredEK admits one TPM as one node: the EK under any other name is
+// refused.
+type RegisteredEK struct {
+	// Node is the node name (in topology.nodes) the TPM may enroll as.
+	Node string `yaml:"node" json:"node"`
+	// EK is the sha256 (hex) of the TPM's EK public key (PKIX DER).
+	EK string `yaml:"ek" json:"ek"`
 }
 
 // Topology is the set of nodes.

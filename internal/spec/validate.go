@@ -128,11 +128,7 @@ func validateTrust(c *problems, s *ClusterSpec) {
 	default:
 		c.add("trust.ekPolicy.mode", "must be one of %s, %s, %s, got %q", EKRegistered, EKCertificate, EKWindow, e.Mode)
 	}
-	for i, h := range e.RegisteredEKs {
-		if !sha256HexRE.MatchString(h) {
-			c.add(fmt.Sprintf("trust.ekPolicy.registeredEKs[%d]", i), "must be a lower-case hex sha256 (64 characters), got %q", h)
-		}
-	}
+	validateRegisteredEKs(c, e.RegisteredEKs, s)
 	if d, err := time.ParseDuration(t.CertificateLifetime); err != nil || d < 5*time.Minute || d > 30*24*time.Hour {
 		c.add("trust.certificateLifetime", "must be a duration between 5m and 720h, got %q", t.CertificateLifetime)
 	}
@@ -222,4 +218,27 @@ func sortedKeys[K ~string, V any](m map[K]V) []K {
 	}
 	slices.Sort(keys)
 	return keys
+}
+
+// validateRegisteredEKs: each EK is a hash, named for one node of the
+// topology, and no EK or node is listed twice.
+func validateRegisteredEKs(c *problems, eks []RegisteredEK, s *ClusterSpec) {
+	eksSeen, nodesSeen := map[string]int{}, map[string]int{}
+	for i, r := range eks {
+		at := fmt.Sprintf("trust.ekPolicy.registeredEKs[%d]", i)
+		if !sha256HexRE.MatchString(r.EK) {
+			c.add(at+".ek", "must be a lower-case hex sha256 (64 characters), got %q", r.EK)
+		} else if j, dup := eksSeen[r.EK]; dup {
+			c.add(at+".ek", "EK is already registered by registeredEKs[%d]: one TPM is one node", j)
+		} else {
+			eksSeen[r.EK] = i
+		}
+		if _, ok := s.NodeByName(r.Node); !ok {
+			c.add(at+".node", "must name a node of topology.nodes, got %q", r.Node)
+		} else if j, dup := nodesSeen[r.Node]; dup {
+			c.add(at+".node", "node %s already has an EK in registeredEKs[%d]", r.Node, j)
+		} else {
+			nodesSeen[r.Node] = i
+		}
+	}
 }

@@ -31,6 +31,14 @@ func (s *ClusterSpec) NodeByName(name string) (Node, bool) {
 	return Node{}, false
 }
 
+// HubName is the name the hub's TLS certificate carries (api.HubServerName,
+// pki.HubServerName). No node may take it, nor localhost: a node's
+// certificate names the node and is good for server auth.
+const HubName = "kubedos-hub"
+
+// ReservedNodeNames are the names no node may have.
+var ReservedNodeNames = []string{HubName, "localhost"}
+
 func validateNodes(c *problems, s *ClusterSpec, lan netip.Prefix) {
 	nodes := s.Topology.Nodes
 	if len(nodes) == 0 {
@@ -46,6 +54,8 @@ func validateNodes(c *problems, s *ClusterSpec, lan netip.Prefix) {
 		at := fmt.Sprintf("topology.nodes[%d]", i)
 		if !dnsLabelRE.MatchString(n.Name) {
 			c.add(at+".name", "must be a DNS label (lower case letters, digits, '-'), got %q", n.Name)
+		} else if slices.Contains(ReservedNodeNames, n.Name) {
+			c.add(at+".name", "%q is reserved (names reserved for the hub: %q)", n.Name, ReservedNodeNames)
 		} else if j, dup := names[n.Name]; dup {
 			c.add(at+".name", "name %q is already used by topology.nodes[%d]", n.Name, j)
 		} else {

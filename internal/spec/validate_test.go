@@ -66,7 +66,16 @@ func TestValidateRules(t *testing.T) {
 		{"ek mode", "trust.ekPolicy.mode", "must be one of", func(s *ClusterSpec) { s.Trust.EKPolicy.Mode = "any" }},
 		{"ek ca", "trust.ekPolicy.caFile", "required", func(s *ClusterSpec) { s.Trust.EKPolicy.Mode = EKCertificate }},
 		{"ek window", "trust.ekPolicy.window", "duration", func(s *ClusterSpec) { s.Trust.EKPolicy.Mode = EKWindow }},
-		{"ek hash", "trust.ekPolicy.registeredEKs[0]", "sha256", func(s *ClusterSpec) { s.Trust.EKPolicy.RegisteredEKs = []string{"abc"} }},
+		{"ek hash", "trust.ekPolicy.registeredEKs[0].ek", "sha256", func(s *ClusterSpec) {
+			s.Trust.EKPolicy.RegisteredEKs = []RegisteredEK{{Node: s.Topology.Nodes[0].Name, EK: "abc"}}
+		}},
+		{"ek without a node", "trust.ekPolicy.registeredEKs[0].node", "must name a node", func(s *ClusterSpec) {
+			s.Trust.EKPolicy.RegisteredEKs = []RegisteredEK{{EK: strings.Repeat("ab", 32)}}
+		}},
+		{"ek twice", "trust.ekPolicy.registeredEKs[1].ek", "one TPM is one node", func(s *ClusterSpec) {
+			s.Trust.EKPolicy.RegisteredEKs = []RegisteredEK{{Node: s.Topology.Nodes[0].Name, EK: strings.Repeat("ab", 32)},
+				{Node: s.Topology.Nodes[1].Name, EK: strings.Repeat("ab", 32)}}
+		}},
 		{"cert lifetime", "trust.certificateLifetime", "5m and 720h", func(s *ClusterSpec) { s.Trust.CertificateLifetime = "1s" }},
 		{"lan cidr", "networking.lan.cidr", "must be a CIDR", func(s *ClusterSpec) { s.Networking.LAN.CIDR = "10.10.10.0" }},
 		{"lan host bits", "networking.lan.cidr", "host bits", func(s *ClusterSpec) { s.Networking.LAN.CIDR = "10.10.10.5/24" }},
@@ -88,6 +97,7 @@ func TestValidateRules(t *testing.T) {
 		{"no nodes", "topology.nodes", "at least one", func(s *ClusterSpec) { s.Topology.Nodes = nil }},
 		{"duplicate name", "topology.nodes[2].name", "already used", func(s *ClusterSpec) { s.Topology.Nodes[2].Name = s.Topology.Nodes[1].Name }},
 		{"bad name", "topology.nodes[1].name", "DNS label", func(s *ClusterSpec) { s.Topology.Nodes[1].Name = "Prom_1" }},
+		{"hub's name", "topology.nodes[1].name", "reserved", func(s *ClusterSpec) { s.Topology.Nodes[1].Name = HubName }},
 		{"unknown role", "topology.nodes[1].role", "unknown role", func(s *ClusterSpec) { s.Topology.Nodes[1].Role = "db" }},
 		{"duplicate vmid", "topology.nodes[3].vmid", "already used", func(s *ClusterSpec) { s.Topology.Nodes[3].VMID = s.Topology.Nodes[0].VMID }},
 		{"vmid range", "topology.nodes[0].vmid", "100..", func(s *ClusterSpec) { s.Topology.Nodes[0].VMID = 99 }},
