@@ -41,9 +41,11 @@ var rank = map[string]int{
 	"internal/agent":     4, // kubedosd; imports api and attest
 	"internal/hub":       4,
 	"internal/hubhost":   5, // runs a hub: kubedos hub serve, and kubedosd on the master
-	"internal/cli":       6,
-	"cmd":                7,
-	"bench":              7, // benchmark helpers, like commands
+	"internal/steps":     4, // convergence steps over the api clients
+	"internal/cluster":   6, // orchestration any front end reuses
+	"internal/cli":       7,
+	"cmd":                8,
+	"bench":              8, // benchmark helpers, like commands
 
 	// Test support over internal/attest: simulated nodes (tests and bench).
 	"internal/attest/attesttest": 3,
