@@ -63,7 +63,7 @@ type Options struct {
 	// Timeout bounds one attempt of a step that sets none (0: none).
 	Timeout time.Duration
 	// Retries is how many times a failed attempt is retried, for steps
-	// that set Retries to 0.
+	// that set Retries to 0 (negative: never).
 	Retries int
 	// Backoff is the wait before the first retry, doubled for each next
 	// one up to MaxBackoff (defaults 500 ms and 10 s).

@@ -37,7 +37,7 @@ type Step struct {
 	// Destructive names the opt-in Apply needs (empty: not destructive).
 	Destructive string
 	// Timeout bounds one attempt and Retries counts retries after a failed
-	// one; zero takes Options'.
+	// one; zero takes Options', a negative Retries never retries.
 	Timeout time.Duration
 	Retries int
 }

@@ -93,7 +93,9 @@ func TestAttestGate(t *testing.T) {
 
 func TestPlane(t *testing.T) {
 	_, e, _, nodes := env(t)
-	up := func(p spec.Plane) wg.Status { return wg.Status{Plane: string(p), Interface: "wg-" + string(p), Up: true} }
+	up := func(p spec.Plane) wg.Status {
+		return wg.Status{Plane: string(p), Interface: "wg-" + string(p), Up: true}
+	}
 	tests := []struct {
 		name   string
 		planes api.Planes
