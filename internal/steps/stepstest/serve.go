@@ -9,11 +9,14 @@ import (
 	"crypto/x509/pkix"
 	"math/big"
 	"net"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/kubedos/kubedos/internal/api"
 	"github.com/kubedos/kubedos/internal/pki"
+	"github.com/kubedos/kubedos/internal/sign"
 	"github.com/kubedos/kubedos/internal/spec"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
@@ -122,4 +125,24 @@ func newCA(t testing.TB) *pki.CA {
 		t.Fatal(err)
 	}
 	return ca
+}
+
+// WriteKeys writes a key directory as the CLI reads it: the test CA's
+// certificate and an admin client certificate and key.
+func (e *Env) WriteKeys(t testing.TB) string {
+	t.Helper()
+	dir := t.TempDir()
+	admin, err := e.CA.IssueClient("admin", pki.RoleAdmin, time.Hour, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for f, data := range map[string][]byte{sign.FileCACert: e.CA.CertPEM(), sign.FileAdminCert: admin.CertPEM, sign.FileAdminKey: admin.KeyPEM} {
+		if err := os.MkdirAll(filepath.Join(dir, filepath.Dir(f)), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, f), data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
 }
