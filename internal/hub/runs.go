@@ -111,13 +111,13 @@ func boundRun(r *api.RunRecord, actor string) ([]byte, error) {
 	switch r.Outcome {
 	case "converged", "drifted", "failed":
 	default:
-		return nil, failf(ErrInvalid, "outcome %q: want converged, drifted or failed", cut(r.Outcome, 64))
+		return nil, failf(ErrInvalid, "outcome %q: want converged, drifted or failed", cutRunText(r.Outcome, 64))
 	}
 	r.Seq, r.Actor = 0, actor
 	for i := range r.Steps {
 		s := &r.Steps[i]
-		s.ID, s.Phase, s.Outcome, s.Cause = cut(s.ID, maxRunName), cut(s.Phase, maxRunName), cut(s.Outcome, 32), cut(s.Cause, maxRunName)
-		s.Diff, s.Error = cut(s.Diff, api.MaxRunDiffBytes), cut(s.Error, api.MaxRunErrorBytes)
+		s.ID, s.Phase, s.Outcome, s.Cause = cutRunText(s.ID, maxRunName), cutRunText(s.Phase, maxRunName), cutRunText(s.Outcome, 32), cutRunText(s.Cause, maxRunName)
+		s.Diff, s.Error = cutRunText(s.Diff, api.MaxRunDiffBytes), cutRunText(s.Error, api.MaxRunErrorBytes)
 		s.Reads, s.Writes = cutNames(s.Reads), cutNames(s.Writes)
 	}
 	raw, err := json.Marshal(r)
@@ -135,14 +135,14 @@ func cutNames(names []string) []string {
 		names = names[:maxRunNames]
 	}
 	for i := range names {
-		names[i] = cut(names[i], maxRunName)
+		names[i] = cutRunText(names[i], maxRunName)
 	}
 	return names
 }
 
-// cut bounds s to n bytes of valid UTF-8 without control characters other
+// cutRunText bounds s to n bytes of valid UTF-8 without control characters other
 // than newline and tab, saying when it cut.
-func cut(s string, n int) string {
+func cutRunText(s string, n int) string {
 	s = strings.Map(func(r rune) rune {
 		if r == '\n' || r == '\t' || !unicode.IsControl(r) {
 			return r

@@ -12,7 +12,7 @@ import (
 	"google.golang.org/grpc/status"
 )
 
-func run(cluster string, steps ...api.RunStep) api.RunRecord {
+func runOf(cluster string, steps ...api.RunStep) api.RunRecord {
 	return api.RunRecord{Cluster: cluster, Outcome: "converged", Steps: steps, Counts: api.RunCounts{Unchanged: len(steps)}}
 }
 
@@ -23,7 +23,7 @@ func TestRunsKeptBoundedAndAudited(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()
 	for i := 0; i < MaxRuns+3; i++ {
-		if _, err := e.hub.RecordRun(ctx, operator, run("lab", api.RunStep{ID: "attest/w-1", Outcome: "unchanged"})); err != nil {
+		if _, err := e.hub.RecordRun(ctx, operator, runOf("lab", api.RunStep{ID: "attest/w-1", Outcome: "unchanged"})); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -41,7 +41,7 @@ func TestRunsKeptBoundedAndAudited(t *testing.T) {
 		t.Errorf("audit %+v, want a converge.record line for lab", a)
 	}
 
-	long := run("lab", api.RunStep{ID: "converge/worker", Outcome: "changed", Diff: strings.Repeat("+x\n", 10000), Error: "\x1b[31mred\x1b[0m"})
+	long := runOf("lab", api.RunStep{ID: "converge/worker", Outcome: "changed", Diff: strings.Repeat("+x\n", 10000), Error: "\x1b[31mred\x1b[0m"})
 	seq, err := e.hub.RecordRun(ctx, operator, long)
 	if err != nil {
 		t.Fatal(err)
@@ -52,15 +52,15 @@ func TestRunsKeptBoundedAndAudited(t *testing.T) {
 	}
 
 	for name, bad := range map[string]api.RunRecord{
-		"too many steps": run("lab", make([]api.RunStep, api.MaxRunSteps+1)...),
-		"bad cluster":    run("../etc"),
+		"too many steps": runOf("lab", make([]api.RunStep, api.MaxRunSteps+1)...),
+		"bad cluster":    runOf("../etc"),
 		"bad outcome":    {Cluster: "lab", Outcome: "great"},
 	} {
 		if _, err := e.hub.RecordRun(ctx, operator, bad); !errors.Is(err, ErrInvalid) {
 			t.Errorf("%s: err = %v, want ErrInvalid", name, err)
 		}
 	}
-	if _, err := e.hub.RecordRun(ctx, reader, run("lab")); !errors.Is(err, ErrForbidden) {
+	if _, err := e.hub.RecordRun(ctx, reader, runOf("lab")); !errors.Is(err, ErrForbidden) {
 		t.Errorf("reader recording: err = %v, want ErrForbidden", err)
 	}
 }
@@ -73,7 +73,7 @@ func TestRunsOverGRPC(t *testing.T) {
 	ctx := context.Background()
 	op := api.NewRunsClient(dialHub(t, e, addr, clientCert(t, e, "olga", pki.RoleOperator)))
 	rd := api.NewRunsClient(dialHub(t, e, addr, clientCert(t, e, "rita", pki.RoleReader)))
-	r := run("lab", api.RunStep{ID: "attest/m", Outcome: "unchanged"})
+	r := runOf("lab", api.RunStep{ID: "attest/m", Outcome: "unchanged"})
 	got, err := op.RecordRun(ctx, &r)
 	if err != nil || got.Seq != 1 {
 		t.Fatalf("record: %v, %+v", err, got)
