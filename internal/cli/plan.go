@@ -9,7 +9,8 @@ import (
 )
 
 func newPlanCmd(g *globals) *cobra.Command {
-	return &cobra.Command{
+	var last lastRunFlags
+	cmd := &cobra.Command{
 		Use:   "plan FILE",
 		Short: "Show the convergence DAG a ClusterSpec expands to",
 		Long: `Validate FILE and print the strict convergence DAG it expands to:
@@ -25,7 +26,9 @@ func newPlanCmd(g *globals) *cobra.Command {
   5. workload bring-up     Kubernetes, observability, Ceph/ZFS when enabled
   6. seal and acceptance   acceptance after everything, then seal
 
-Every edge is explicit. --output text (default), json or dot (Graphviz).`,
+Every edge is explicit. --output text (default), json or dot (Graphviz).
+When the cluster's hub answers (--hub, $KUBEDOS_HUB or the cluster's
+state directory), each step shows its outcome in the last convergence run.`,
 		Example: "  kubedos plan examples/local.yaml\n  kubedos plan examples/reference.yaml -o dot | dot -Tsvg > plan.svg",
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -44,6 +47,7 @@ Every edge is explicit. --output text (default), json or dot (Graphviz).`,
 			if err != nil {
 				return err
 			}
+			last.mark(cmd.Context(), g, s, &doc)
 			switch g.output {
 			case OutputJSON:
 				return doc.WriteJSON(g.stdout)
@@ -54,4 +58,6 @@ Every edge is explicit. --output text (default), json or dot (Graphviz).`,
 			}
 		},
 	}
+	last.add(cmd)
+	return cmd
 }

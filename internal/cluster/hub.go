@@ -191,3 +191,20 @@ func (c *Cluster) FindHub() (addr, keeper, where string, err error) {
 	}
 	return "", "", where, nil
 }
+
+// HubFromState finds the cluster's hub in its state directory: the master
+// that keeps it after a handover, else the hub cluster up runs here.
+func HubFromState(dir string) (string, error) {
+	hubDir := filepath.Join(dir, "hub")
+	h, err := ReadHandoff(hubDir)
+	if err != nil {
+		return "", err
+	}
+	if h != nil {
+		return h.Addr, nil
+	}
+	if b, err := os.ReadFile(filepath.Join(hubDir, hubAddrFile)); err == nil && strings.TrimSpace(string(b)) != "" {
+		return strings.TrimSpace(string(b)), nil
+	}
+	return "", fmt.Errorf("no hub: give --hub (or KUBEDOS_HUB); %s names none", hubDir)
+}

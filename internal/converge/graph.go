@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 )
 
 // Sentinel errors, for errors.Is.
@@ -17,12 +18,28 @@ var (
 	ErrCycle      = errors.New("dependency cycle")
 )
 
-// Step is one node of the graph. Run may be nil for a step that only orders others.
+// Step is one node of the graph. Run may be nil for a step that only orders
+// others. A convergence step (Graph.Converge) sets Check, and Apply unless it
+// only checks (a gate: drift fails it).
 type Step struct {
 	ID    string
 	Phase string
 	Deps  []string
 	Run   func(ctx context.Context) error
+
+	// Reads and Writes name what the step reads and changes, for the run
+	// record and the reader of a plan (free-form: "hub:nodes", "node/w-1:config").
+	Reads, Writes []string
+	// Check reports converged, or drifted with a diff; it changes nothing.
+	Check func(ctx context.Context) (State, error)
+	// Apply makes the step converged; it must be idempotent.
+	Apply func(ctx context.Context) error
+	// Destructive names the opt-in Apply needs (empty: not destructive).
+	Destructive string
+	// Timeout bounds one attempt and Retries counts retries after a failed
+	// one; zero takes Options', a negative Retries never retries.
+	Timeout time.Duration
+	Retries int
 }
 
 // Edge says To depends on From.
@@ -51,6 +68,8 @@ func (g *Graph) Add(s Step) error {
 	}
 	g.index[s.ID] = len(g.steps)
 	s.Deps = append([]string(nil), s.Deps...)
+	s.Reads = append([]string(nil), s.Reads...)
+	s.Writes = append([]string(nil), s.Writes...)
 	g.steps = append(g.steps, s)
 	return nil
 }

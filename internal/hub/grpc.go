@@ -58,6 +58,7 @@ func NewServer(h *Hub, ca *pki.CA, hosts []string, lifetime time.Duration) (*Ser
 	api.RegisterEnrollment(s.grpc, enrollmentService{s})
 	api.RegisterAdmin(s.grpc, adminService{s})
 	registerRevocations(s)
+	registerRuns(s)
 	api.RegisterPlanes(s.grpc, planesService{s})
 	return s, nil
 }

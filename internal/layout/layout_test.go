@@ -48,6 +48,7 @@ var rank = map[string]int{
 	"internal/agent":             4, // kubedosd; imports api and attest
 	"internal/hub":               4,
 	"internal/hubhost":           5, // runs a hub: kubedos hub serve, and kubedosd on the master
+	"internal/steps":             4, // convergence steps over the api clients
 	"internal/cluster":           6, // orchestration any front end reuses: up, down, upgrade, hand-over
 	"internal/cli":               7,
 	"cmd":                        8,

@@ -121,6 +121,8 @@ const (
 	ActionRestartService Action = "service.restart"
 	// ActionApplyConfig: apply a node's configuration document. Operator.
 	ActionApplyConfig Action = "config.apply"
+	// ActionRecordRun: record a convergence run at the hub. Operator.
+	ActionRecordRun Action = "converge.record"
 	// ActionPower: reboot or shut down a node. Admin.
 	ActionPower Action = "node.power"
 	// ActionUpgrade: assign a node a build, write it to the node's idle
@@ -147,6 +149,7 @@ var minRole = map[Action]Role{
 	ActionReadRevocations: RoleReader,
 	ActionRestartService:  RoleOperator,
 	ActionApplyConfig:     RoleOperator,
+	ActionRecordRun:       RoleOperator,
 	ActionPower:           RoleAdmin,
 	ActionUpgrade:         RoleAdmin,
 	ActionTakeOverHub:     RoleAdmin,

@@ -52,6 +52,7 @@ func TestAllows(t *testing.T) {
 		ActionReadRevocations: {RoleAdmin: true, RoleOperator: true, RoleReader: true, RoleNode: true},
 		ActionRestartService:  {RoleAdmin: true, RoleOperator: true},
 		ActionApplyConfig:     {RoleAdmin: true, RoleOperator: true},
+		ActionRecordRun:       {RoleAdmin: true, RoleOperator: true},
 		ActionPower:           {RoleAdmin: true},
 		ActionUpgrade:         {RoleAdmin: true},
 		ActionTakeOverHub:     {RoleAdmin: true},

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"time"
 
 	"github.com/kubedos/kubedos/internal/converge"
 )
@@ -15,6 +16,26 @@ type Document struct {
 	Steps   []StepDoc       `json:"steps"`
 	Edges   []converge.Edge `json:"edges"`
 	Levels  [][]string      `json:"levels"`
+	// LastRun is the hub's last convergence run, when it answered; each
+	// step's Last is its outcome there.
+	LastRun *LastRun `json:"lastRun,omitempty"`
+}
+
+// LastRun names the run the steps' Last outcomes come from.
+type LastRun struct {
+	Seq     uint64    `json:"seq"`
+	Outcome string    `json:"outcome"`
+	Ended   time.Time `json:"ended"`
+	Actor   string    `json:"actor,omitempty"`
+}
+
+// SetLast marks each step with its outcome in run (by step ID); a step the
+// run did not have is left unmarked.
+func (d *Document) SetLast(run LastRun, outcomes map[string]string) {
+	d.LastRun = &run
+	for i := range d.Steps {
+		d.Steps[i].Last = outcomes[d.Steps[i].ID]
+	}
 }
 
 // StepDoc is one step in a Document.
@@ -22,6 +43,7 @@ type StepDoc struct {
 	ID    string   `json:"id"`
 	Phase string   `json:"phase"`
 	Deps  []string `json:"deps"`
+	Last  string   `json:"last,omitempty"`
 }
 
 // NewDocument describes g.
@@ -56,6 +78,13 @@ func (d Document) WriteJSON(w io.Writer) error {
 func (d Document) WriteText(w io.Writer) error {
 	var b strings.Builder
 	fmt.Fprintf(&b, "Convergence plan for cluster %q: %d steps, %d edges, %d levels\n", d.Cluster, len(d.Steps), len(d.Edges), len(d.Levels))
+	if r := d.LastRun; r != nil {
+		fmt.Fprintf(&b, "Last run at the hub: run %d, %s, ended %s", r.Seq, r.Outcome, r.Ended.UTC().Format(time.RFC3339))
+		if r.Actor != "" {
+			fmt.Fprintf(&b, " by %s", r.Actor)
+		}
+		b.WriteString(" ([outcome] after each step it ran)\n")
+	}
 	for i, phase := range Phases {
 		fmt.Fprintf(&b, "\n%d. %s\n", i+1, phase)
 		n := 0
@@ -64,10 +93,14 @@ func (d Document) WriteText(w io.Writer) error {
 				continue
 			}
 			n++
+			id := s.ID
+			if s.Last != "" {
+				id += " [" + s.Last + "]"
+			}
 			if len(s.Deps) == 0 {
-				fmt.Fprintf(&b, "   %s\n", s.ID)
+				fmt.Fprintf(&b, "   %s\n", id)
 			} else {
-				fmt.Fprintf(&b, "   %s  <- %s\n", s.ID, strings.Join(s.Deps, ", "))
+				fmt.Fprintf(&b, "   %s  <- %s\n", id, strings.Join(s.Deps, ", "))
 			}
 		}
 		if n == 0 {

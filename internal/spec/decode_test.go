@@ -115,3 +115,19 @@ func TestParseHostileAliases(t *testing.T) {
 		})
 	}
 }
+
+func TestNodeConfigStrict(t *testing.T) {
+	base := string(examples.Local)
+	good := base + "nodeConfig:\n  worker:\n    sysctls:\n      net.ipv4.ip_forward: \"1\"\n"
+	s, err := LoadBytes([]byte(good))
+	if err != nil {
+		t.Fatalf("valid nodeConfig refused: %v", err)
+	}
+	if got := s.NodeConfig[RoleWorker].Sysctls["net.ipv4.ip_forward"]; got != "1" {
+		t.Errorf("sysctl = %q, want 1", got)
+	}
+	bad := base + "nodeConfig:\n  worker:\n    sysctl:\n      net.ipv4.ip_forward: \"1\"\n"
+	if _, err := LoadBytes([]byte(bad)); err == nil || !strings.Contains(err.Error(), "nodeConfig.worker.sysctl") {
+		t.Errorf("unknown field: err = %v, want one naming nodeConfig.worker.sysctl", err)
+	}
+}

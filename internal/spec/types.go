@@ -56,6 +56,9 @@ type ClusterSpec struct {
 	Workloads   Workloads   `yaml:"workloads" json:"workloads"`
 	Targets     Targets     `yaml:"targets" json:"targets"`
 	Destructive Destructive `yaml:"destructive" json:"destructive"`
+	// NodeConfig is the node configuration convergence keeps on every node
+	// of a role (kubedos converge); a role not named here is left alone.
+	NodeConfig map[Role]RoleNodeConfig `yaml:"nodeConfig" json:"nodeConfig,omitempty"`
 }
 
 // Metadata names the cluster.
@@ -254,4 +257,11 @@ type ISO struct {
 type Destructive struct {
 	RecreateVMs bool `yaml:"recreateVMs" json:"recreateVMs"`
 	WipeDisks   bool `yaml:"wipeDisks" json:"wipeDisks"`
+}
+
+// RoleNodeConfig is what kubedosd's NodeConfig document holds for a role's
+// nodes: the node refuses kernel parameters off its allow-list.
+type RoleNodeConfig struct {
+	// Sysctls are kernel parameters by dotted name, values as /proc/sys takes them.
+	Sysctls map[string]string `yaml:"sysctls" json:"sysctls,omitempty"`
 }

@@ -48,6 +48,7 @@ func Validate(s *ClusterSpec) Problems {
 	validateStorage(&c, s)
 	validateWorkloads(&c, s, lan)
 	validateTargets(&c, s)
+	validateNodeConfig(&c, s)
 	return c.list
 }
 

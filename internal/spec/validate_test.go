@@ -57,6 +57,15 @@ func TestValidateRules(t *testing.T) {
 		{"mirror", "os.mirror", "http(s) URL", func(s *ClusterSpec) { s.OS.Mirror = "ftp://x" }},
 		{"architecture", "os.architecture", "amd64 or arm64", func(s *ClusterSpec) { s.OS.Architecture = "mips" }},
 		{"package syntax", "os.packages[1]", "not a valid Debian package name", func(s *ClusterSpec) { s.OS.Packages[1] = "NfTables" }},
+		{"node config role", "nodeConfig.robot", "unknown role", func(s *ClusterSpec) {
+			s.NodeConfig = map[Role]RoleNodeConfig{"robot": {}}
+		}},
+		{"node config sysctl name", "nodeConfig.worker.sysctls.../etc/shadow", "not a kernel parameter", func(s *ClusterSpec) {
+			s.NodeConfig = map[Role]RoleNodeConfig{RoleWorker: {Sysctls: map[string]string{"../etc/shadow": "1"}}}
+		}},
+		{"node config sysctl value", "nodeConfig.worker.sysctls.net.ipv4.ip_forward", "printable", func(s *ClusterSpec) {
+			s.NodeConfig = map[Role]RoleNodeConfig{RoleWorker: {Sysctls: map[string]string{"net.ipv4.ip_forward": "1\n0"}}}
+		}},
 		{"package twice", "os.packages[1]", "listed twice", func(s *ClusterSpec) { s.OS.Packages[1] = s.OS.Packages[0] }},
 		{"role package syntax", "os.rolePackages.worker[0]", "not a valid Debian package name", func(s *ClusterSpec) { s.OS.RolePackages[RoleWorker] = []string{"bad pkg"} }},
 		{"role package unknown role", "os.rolePackages.dbserver", "unknown role", func(s *ClusterSpec) { s.OS.RolePackages["dbserver"] = []string{"mariadb-server"} }},

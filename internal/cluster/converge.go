@@ -1,0 +1,196 @@
+package cluster
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"time"
+
+	"github.com/kubedos/kubedos/internal/api"
+	"github.com/kubedos/kubedos/internal/converge"
+	"github.com/kubedos/kubedos/internal/plan"
+	"github.com/kubedos/kubedos/internal/spec"
+	"github.com/kubedos/kubedos/internal/steps"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+)
+
+// HubServerName is the name in the hub's TLS certificate (hub.ServerName,
+// which this package does not import).
+const HubServerName = "kubedos-hub"
+
+// ConvergeConfig is everything a convergence run needs, given explicitly
+// so that any front end (the CLI, cluster up, a console) can run it.
+type ConvergeConfig struct {
+	Spec *spec.ClusterSpec
+	// HubAddr is the hub's address (host:port).
+	HubAddr string
+	// ClientTLS holds the operator's client certificate and the cluster CA
+	// as RootCAs; the server name is set per connection (the hub's, each
+	// node's name).
+	ClientTLS *tls.Config
+	// Build is the build-id every node must have attested on; empty
+	// leaves the build unchecked.
+	Build string
+	// NodeAddrs overrides node API addresses by node name (default: the
+	// node's spec address, port api.NodeAPIPort).
+	NodeAddrs map[string]string
+	// CheckOnly reports drift without applying anything.
+	CheckOnly bool
+	// Events hears of progress as steps run.
+	Events func(converge.Event)
+	// Engine tunes timeouts, retries and parallelism; its Events,
+	// CheckOnly and AllowDestructive are set from the fields above and
+	// the spec.
+	Engine converge.Options
+}
+
+// ConvergeResult is a run and where the hub keeps it.
+type ConvergeResult struct {
+	Record *converge.Record
+	// Seq is the run's number at the hub (0 when it could not be
+	// recorded: RecordErr says why).
+	Seq       uint64
+	RecordErr error
+}
+
+// Converge runs the cluster's convergence steps once and records the run
+// at the hub. The error reports steps that did not converge (wrapping
+// converge.ErrStepsFailed) or a run that could not start; a run that
+// converged but could not be recorded returns RecordErr only.
+func Converge(ctx context.Context, cfg ConvergeConfig) (*ConvergeResult, error) {
+	if cfg.Spec == nil || cfg.ClientTLS == nil || cfg.HubAddr == "" {
+		return nil, errors.New("converge: a spec, a hub address and a client TLS configuration are required")
+	}
+	hubConn, err := dial(cfg.ClientTLS, cfg.HubAddr, HubServerName)
+	if err != nil {
+		return nil, err
+	}
+	defer hubConn.Close()
+	nodes := map[string]steps.Node{}
+	for _, n := range cfg.Spec.Topology.Nodes {
+		addr := cfg.NodeAddrs[n.Name]
+		if addr == "" {
+			addr = net.JoinHostPort(n.Address, strconv.Itoa(api.NodeAPIPort))
+		}
+		cc, err := dial(cfg.ClientTLS, addr, n.Name)
+		if err != nil {
+			return nil, err
+		}
+		defer cc.Close()
+		nodes[n.Name] = api.NewNodeClient(cc)
+	}
+	g, err := Graph(cfg.Spec, api.NewAdminClient(hubConn), nodes, cfg.Build)
+	if err != nil {
+		return nil, err
+	}
+	opt := cfg.Engine
+	opt.Events, opt.CheckOnly = cfg.Events, cfg.CheckOnly
+	opt.AllowDestructive = destructiveOptIns(cfg.Spec.Destructive)
+	if opt.Timeout == 0 {
+		opt.Timeout = 30 * time.Second
+	}
+	if opt.Retries == 0 {
+		opt.Retries = 2
+	}
+	if opt.Backoff == 0 {
+		opt.Backoff = time.Second
+	}
+	rec, runErr := g.Converge(ctx, opt)
+	if rec == nil {
+		return nil, runErr
+	}
+	res := &ConvergeResult{Record: rec}
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 15*time.Second)
+	defer cancel()
+	got, err := api.NewRunsClient(hubConn).RecordRun(rctx, RunRecord(cfg.Spec.Metadata.Name, rec))
+	if err != nil {
+		res.RecordErr = fmt.Errorf("record the run at the hub %s: %w", cfg.HubAddr, err)
+	} else {
+		res.Seq = got.Seq
+	}
+	return res, runErr
+}
+
+// Graph builds the convergence steps of s over the hub and node clients:
+// the attestation gate of every node, each node's side of every plane (the
+// master's is the hub's side), then the node configuration of every role
+// the spec configures, after the planes of its nodes. Step IDs are the
+// plan's (internal/plan).
+func Graph(s *spec.ClusterSpec, hub steps.Hub, nodes map[string]steps.Node, build string) (*converge.Graph, error) {
+	g := converge.New()
+	var errs []error
+	add := func(st converge.Step) { errs = append(errs, g.Add(st)) }
+	var master string
+	for _, n := range s.Topology.Nodes {
+		if n.Role == spec.RoleMaster {
+			master = n.Name
+		}
+		add(steps.AttestGate(hub, n, build))
+	}
+	if master == "" {
+		return nil, errors.New("converge: the spec has no master")
+	}
+	planesOf := map[string][]string{}
+	for _, n := range s.Topology.Nodes {
+		cl, ok := nodes[n.Name]
+		if !ok {
+			return nil, fmt.Errorf("converge: no node API client for %s", n.Name)
+		}
+		for _, p := range spec.Planes {
+			id, deps := plan.PlaneID(p, n.Name), []string{plan.AttestID(n.Name), plan.HubPlaneID(p)}
+			if n.Name == master {
+				id, deps = plan.HubPlaneID(p), []string{plan.AttestID(n.Name)}
+			}
+			add(steps.Plane(steps.NamedNode{Name: n.Name, API: cl}, p, id, deps...))
+			planesOf[n.Name] = append(planesOf[n.Name], id)
+		}
+	}
+	for _, role := range spec.Roles {
+		rc, ok := s.NodeConfig[role]
+		if !ok {
+			continue
+		}
+		var named []steps.NamedNode
+		var deps []string
+		for _, n := range s.Topology.Nodes {
+			if n.Role == role {
+				named = append(named, steps.NamedNode{Name: n.Name, API: nodes[n.Name]})
+				deps = append(deps, planesOf[n.Name]...)
+			}
+		}
+		if len(named) > 0 {
+			add(steps.NodeConfig(role, rc, named, deps...))
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, fmt.Errorf("converge: %w", err)
+	}
+	return g, g.Validate()
+}
+
+// destructiveOptIns names the spec's destructive opt-ins, as steps declare
+// them (converge.Step.Destructive).
+func destructiveOptIns(d spec.Destructive) []string {
+	var out []string
+	if d.RecreateVMs {
+		out = append(out, "recreateVMs")
+	}
+	if d.WipeDisks {
+		out = append(out, "wipeDisks")
+	}
+	return out
+}
+
+func dial(base *tls.Config, addr, serverName string) (*grpc.ClientConn, error) {
+	conf := base.Clone()
+	conf.ServerName = serverName
+	cc, err := grpc.NewClient(addr, append(api.DialOptions(), grpc.WithTransportCredentials(credentials.NewTLS(conf)))...)
+	if err != nil {
+		return nil, fmt.Errorf("%s (%s): %w", serverName, addr, err)
+	}
+	return cc, nil
+}

@@ -1,0 +1,148 @@
+package stepstest
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"math/big"
+	"net"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/kubedos/kubedos/internal/api"
+	"github.com/kubedos/kubedos/internal/pki"
+	"github.com/kubedos/kubedos/internal/sign"
+	"github.com/kubedos/kubedos/internal/spec"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+)
+
+// HubServerName is the name in the hub's certificate (hub.ServerName).
+const HubServerName = "kubedos-hub"
+
+// Env is a fake cluster on loopback: a hub and one node API per spec
+// node, each behind its own certificate from a test CA.
+type Env struct {
+	CA      *pki.CA
+	Hub     *Hub
+	HubAddr string
+	Nodes   map[string]*Node
+	// NodeAddrs are the node APIs' addresses by node name.
+	NodeAddrs map[string]string
+	client    tls.Certificate
+}
+
+// Serve starts the fake cluster of s (nodes enrolled on build); it stops
+// with the test.
+func Serve(t testing.TB, s *spec.ClusterSpec, build string) *Env {
+	t.Helper()
+	e := &Env{CA: newCA(t), Hub: NewHub(s, build), Nodes: map[string]*Node{}, NodeAddrs: map[string]string{}}
+	is, err := e.CA.IssueClient("olga", pki.RoleOperator, time.Hour, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e.client, err = is.TLSCertificate(); err != nil {
+		t.Fatal(err)
+	}
+	hubCert, err := e.CA.IssueServer([]string{HubServerName}, time.Hour, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	hc, err := hubCert.TLSCertificate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.HubAddr = e.serve(t, hc, func(g *grpc.Server) {
+		api.RegisterAdmin(g, e.Hub)
+		api.RegisterRuns(g, e.Hub)
+	})
+	for _, n := range s.Topology.Nodes {
+		key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		csr, _ := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{}, key)
+		cert, err := e.CA.SignNodeCSR(csr, n.Name, string(n.Role), time.Hour, time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		node := NewNode(n.Name)
+		e.Nodes[n.Name] = node
+		e.NodeAddrs[n.Name] = e.serve(t, tls.Certificate{Certificate: [][]byte{cert.Raw}, PrivateKey: key, Leaf: cert},
+			func(g *grpc.Server) { api.RegisterNode(g, node) })
+	}
+	return e
+}
+
+// ClientTLS is an operator's side of mutual TLS (no ServerName: the
+// caller sets it per server).
+func (e *Env) ClientTLS() *tls.Config {
+	return &tls.Config{Certificates: []tls.Certificate{e.client}, RootCAs: e.CA.Pool(), MinVersion: tls.VersionTLS13}
+}
+
+func (e *Env) serve(t testing.TB, cert tls.Certificate, register func(*grpc.Server)) string {
+	t.Helper()
+	g := grpc.NewServer(append(api.ServerOptions(), grpc.Creds(credentials.NewTLS(&tls.Config{
+		Certificates: []tls.Certificate{cert}, ClientCAs: e.CA.Pool(), ClientAuth: tls.RequireAndVerifyClientCert, MinVersion: tls.VersionTLS13})))...)
+	register(g)
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = g.Serve(lis)
+	}()
+	t.Cleanup(func() {
+		g.Stop()
+		<-done
+	})
+	return lis.Addr().String()
+}
+
+func newCA(t testing.TB) *pki.CA {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test CA"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		KeyUsage: x509.KeyUsageCertSign, BasicConstraintsValid: true, IsCA: true}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, err := pki.NewCA(cert, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ca
+}
+
+// WriteKeys writes a key directory as the CLI reads it: the test CA's
+// certificate and an admin client certificate and key.
+func (e *Env) WriteKeys(t testing.TB) string {
+	t.Helper()
+	dir := t.TempDir()
+	admin, err := e.CA.IssueClient("admin", pki.RoleAdmin, time.Hour, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for f, data := range map[string][]byte{sign.FileCACert: e.CA.CertPEM(), sign.FileAdminCert: admin.CertPEM, sign.FileAdminKey: admin.KeyPEM} {
+		if err := os.MkdirAll(filepath.Join(dir, filepath.Dir(f)), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, f), data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
