@@ -19,6 +19,8 @@ type clusterFlags struct {
 	// target and hub are deploy's: --target overrides targets.default,
 	// --hub names the hub the proxmox VMs enroll with.
 	target, hub string
+	// noConverge: cluster up stops once every node enrolled.
+	noConverge bool
 }
 
 func (f *clusterFlags) add(cmd *cobra.Command, withBuild bool) {
@@ -138,6 +140,13 @@ func newClusterUpCmd(g *globals, verb string) *cobra.Command {
 				}
 				return err
 			}
+			if err == nil && !f.noConverge {
+				// cluster up ends with a convergence run, recorded at the hub.
+				var res *cluster.ConvergeResult
+				if res, err = c.ConvergeUp(cmd.Context()); res != nil && res.RecordErr != nil {
+					fmt.Fprintf(g.stderr, "kubedos: %v\n", res.RecordErr)
+				}
+			}
 			if nodes != nil {
 				rep, rerr := c.Report(cmd.Context(), nodes)
 				if rerr != nil {
@@ -151,6 +160,7 @@ func newClusterUpCmd(g *globals, verb string) *cobra.Command {
 		},
 	}
 	f.add(cmd, true)
+	cmd.Flags().BoolVar(&f.noConverge, "no-converge", false, "stop once every node enrolled, without the final convergence run (kubedos converge runs it later)")
 	if verb == "deploy" {
 		cmd.Flags().StringVar(&f.target, "target", "", "deploy to this target instead of the spec's targets.default: qemu or proxmox")
 		cmd.Flags().StringVar(&f.hub, "hub", "", "proxmox: the hub's address as the VMs reach it (host:port of kubedos hub serve); required there")

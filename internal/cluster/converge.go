@@ -11,16 +11,13 @@ import (
 
 	"github.com/kubedos/kubedos/internal/api"
 	"github.com/kubedos/kubedos/internal/converge"
+	"github.com/kubedos/kubedos/internal/pki"
 	"github.com/kubedos/kubedos/internal/plan"
 	"github.com/kubedos/kubedos/internal/spec"
 	"github.com/kubedos/kubedos/internal/steps"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 )
-
-// HubServerName is the name in the hub's TLS certificate (hub.ServerName,
-// which this package does not import).
-const HubServerName = "kubedos-hub"
 
 // ConvergeConfig is everything a convergence run needs, given explicitly
 // so that any front end (the CLI, cluster up, a console) can run it.
@@ -65,7 +62,7 @@ func Converge(ctx context.Context, cfg ConvergeConfig) (*ConvergeResult, error) 
 	if cfg.Spec == nil || cfg.ClientTLS == nil || cfg.HubAddr == "" {
 		return nil, errors.New("converge: a spec, a hub address and a client TLS configuration are required")
 	}
-	hubConn, err := dial(cfg.ClientTLS, cfg.HubAddr, HubServerName)
+	hubConn, err := dial(cfg.ClientTLS, cfg.HubAddr, api.HubServerName)
 	if err != nil {
 		return nil, err
 	}
@@ -188,6 +185,9 @@ func destructiveOptIns(d spec.Destructive) []string {
 func dial(base *tls.Config, addr, serverName string) (*grpc.ClientConn, error) {
 	conf := base.Clone()
 	conf.ServerName = serverName
+	if serverName == api.HubServerName {
+		conf.VerifyConnection = pki.VerifyHub // a node's certificate may carry any name
+	}
 	cc, err := grpc.NewClient(addr, append(api.DialOptions(), grpc.WithTransportCredentials(credentials.NewTLS(conf)))...)
 	if err != nil {
 		return nil, fmt.Errorf("%s (%s): %w", serverName, addr, err)

@@ -29,7 +29,7 @@ func RunRecord(cluster string, rec *converge.Record) *api.RunRecord {
 // LastRun asks the hub at hubAddr for the last convergence run it keeps;
 // nil when none was recorded.
 func LastRun(ctx context.Context, hubAddr string, clientTLS *tls.Config) (*api.RunRecord, error) {
-	cc, err := dial(clientTLS, hubAddr, HubServerName)
+	cc, err := dial(clientTLS, hubAddr, api.HubServerName)
 	if err != nil {
 		return nil, err
 	}

@@ -22,8 +22,8 @@ import (
 	"google.golang.org/grpc/credentials"
 )
 
-// HubServerName is the name in the hub's certificate (hub.ServerName).
-const HubServerName = "kubedos-hub"
+// HubServerName is the name in the hub's certificate.
+const HubServerName = api.HubServerName
 
 // Env is a fake cluster on loopback: a hub and one node API per spec
 // node, each behind its own certificate from a test CA.
