@@ -84,6 +84,22 @@ func waitNodeAPI(t *testing.T, dir, addr, name string, wait time.Duration, cred 
 // configuration is applied last; the caller cuts the power right after.
 func operatorRefusals(t *testing.T, dir, addr, name string) {
 	t.Helper()
+	// Until the node holds a fresh revocation list it refuses every
+	// operator call (issue 14 item 6): wait for it, or the refusals below
+	// would be that one.
+	var fresh bool
+	for deadline := time.Now().Add(2 * time.Minute); !fresh && time.Now().Before(deadline); time.Sleep(5 * time.Second) {
+		var h api.Health
+		r := run(t, dir, nil, "node", "health", "--node", addr, "--name", name, "--keys", "keys", "-o", "json")
+		if json.Unmarshal([]byte(r.stdout), &h) == nil {
+			for _, c := range h.Checks {
+				fresh = fresh || (c.Name == "revocations" && c.OK)
+			}
+		}
+	}
+	if !fresh {
+		t.Fatalf("%s never fetched the revocation list from the hub", name)
+	}
 	must(t, dir, "keys", "issue", "olga", "--role", "operator", "--dir", "keys", "--out", "creds")
 	asOlga := []string{"--node", addr, "--name", name, "--keys", "keys", "--cert", "creds/olga.crt", "--key", "creds/olga.key"}
 	write := func(file, doc string) string {
