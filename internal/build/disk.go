@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/kubedos/kubedos/internal/durable"
 	"github.com/kubedos/kubedos/internal/manifest"
 )
 
@@ -54,33 +55,29 @@ func MakeDisk(ctx context.Context, out, diskGUID string, parts []manifest.Partit
 		start += p.SizeMiB * mib
 	}
 	total := start + mib // room for the backup GPT
-	tmp := out + ".tmp"
-	_ = os.Remove(tmp)
-	defer os.Remove(tmp)
-	f, err := os.Create(tmp)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	if err := f.Truncate(total); err != nil {
-		return err
-	}
-	cmd := []string{"--no-reread", "--no-tell-kernel", "--quiet", tmp}
-	if err := runToolStdin(ctx, script.String(), "sfdisk", cmd...); err != nil {
-		return fmt.Errorf("partition %s: %w", out, err)
-	}
-	for i, p := range parts {
-		if p.Content == "" {
-			continue
+	return durable.Produce(out, func(tmp string) error {
+		f, err := os.Create(tmp)
+		if err != nil {
+			return err
 		}
-		if err := copyAt(f, p.Content, offsets[i]); err != nil {
-			return fmt.Errorf("write partition %s: %w", p.Label, err)
+		defer f.Close()
+		if err := f.Truncate(total); err != nil {
+			return err
 		}
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp, out)
+		cmd := []string{"--no-reread", "--no-tell-kernel", "--quiet", tmp}
+		if err := runToolStdin(ctx, script.String(), "sfdisk", cmd...); err != nil {
+			return fmt.Errorf("partition %s: %w", out, err)
+		}
+		for i, p := range parts {
+			if p.Content == "" {
+				continue
+			}
+			if err := copyAt(f, p.Content, offsets[i]); err != nil {
+				return fmt.Errorf("write partition %s: %w", p.Label, err)
+			}
+		}
+		return f.Close()
+	})
 }
 
 // copyAt copies src into dst at off, skipping all-zero blocks: dst was
@@ -125,13 +122,11 @@ type ESPFile struct{ Src, Dst string } // Dst like EFI/BOOT/BOOTX64.EFI
 // MakeESP builds a FAT32 image with mkfs.vfat --invariant and mtools, which
 // honour SOURCE_DATE_EPOCH, so the image is reproducible.
 func MakeESP(ctx context.Context, out string, sizeMiB int64, volumeID string, epoch int64, files []ESPFile) error {
-	tmp := out + ".tmp"
-	_ = os.Remove(tmp)
-	defer os.Remove(tmp)
-	if err := os.WriteFile(tmp, nil, 0o644); err != nil {
-		return err
-	}
-	if err := os.Truncate(tmp, sizeMiB*mib); err != nil {
+	return durable.Produce(out, func(tmp string) error { return makeESP(ctx, tmp, sizeMiB, volumeID, epoch, files) })
+}
+
+func makeESP(ctx context.Context, tmp string, sizeMiB int64, volumeID string, epoch int64, files []ESPFile) error {
+	if err := emptyImage(tmp, sizeMiB); err != nil {
 		return err
 	}
 	env := []string{"SOURCE_DATE_EPOCH=" + strconv.FormatInt(epoch, 10), "MTOOLS_SKIP_CHECK=1"}
@@ -154,25 +149,30 @@ func MakeESP(ctx context.Context, out string, sizeMiB int64, volumeID string, ep
 			return fmt.Errorf("ESP: %w", err)
 		}
 	}
-	return os.Rename(tmp, out)
+	return nil
 }
 
 // MakeExt4 formats an empty ext4 image with fixed UUID, hash seed and time,
 // so it is reproducible.
 func MakeExt4(ctx context.Context, out, label, uuid string, sizeMiB, epoch int64) error {
-	tmp := out + ".tmp"
-	_ = os.Remove(tmp)
-	defer os.Remove(tmp)
-	if err := os.WriteFile(tmp, nil, 0o644); err != nil {
-		return err
-	}
-	if err := os.Truncate(tmp, sizeMiB*mib); err != nil {
-		return err
-	}
 	env := []string{"E2FSPROGS_FAKE_TIME=" + strconv.FormatInt(epoch, 10)}
-	if _, err := runTool(ctx, env, "mkfs.ext4", "-q", "-F", "-L", label, "-U", uuid,
-		"-E", "hash_seed="+uuid+",lazy_itable_init=0,lazy_journal_init=0", "-m", "0", tmp); err != nil {
-		return fmt.Errorf("format %s: %w", label, err)
+	return durable.Produce(out, func(tmp string) error {
+		if err := emptyImage(tmp, sizeMiB); err != nil {
+			return err
+		}
+		if _, err := runTool(ctx, env, "mkfs.ext4", "-q", "-F", "-L", label, "-U", uuid,
+			"-E", "hash_seed="+uuid+",lazy_itable_init=0,lazy_journal_init=0", "-m", "0", tmp); err != nil {
+			return fmt.Errorf("format %s: %w", label, err)
+		}
+		return nil
+	})
+}
+
+// emptyImage creates a sparse file of sizeMiB for a filesystem tool to
+// format.
+func emptyImage(path string, sizeMiB int64) error {
+	if err := os.WriteFile(path, nil, 0o644); err != nil {
+		return err
 	}
-	return os.Rename(tmp, out)
+	return os.Truncate(path, sizeMiB*mib)
 }

@@ -7,6 +7,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/kubedos/kubedos/internal/durable"
 )
 
 // InitrdInput is what goes into the kubedos initrd.
@@ -56,5 +58,5 @@ func BuildInitrd(in InitrdInput, out string) error {
 	if err := zw.Close(); err != nil {
 		return fmt.Errorf("initrd: %w", err)
 	}
-	return writeFileAtomic(out, buf.Bytes(), 0o644)
+	return durable.WriteFile(out, buf.Bytes(), 0o644)
 }

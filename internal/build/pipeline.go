@@ -13,6 +13,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/kubedos/kubedos/internal/durable"
 	"github.com/kubedos/kubedos/internal/lock"
 	"github.com/kubedos/kubedos/internal/manifest"
 	"github.com/kubedos/kubedos/internal/sign"
@@ -212,13 +213,13 @@ func buildRole(ctx context.Context, o Options, r spec.Role, id, cache string) (s
 		return "", false, err
 	}
 	rec, _ := json.MarshalIndent(roleRecord{Role: string(r), RoleID: id, Image: img, Packages: len(installed)}, "", "  ")
-	if err := writeFileAtomic(filepath.Join(out, roleRecordFile), rec, 0o644); err != nil {
+	if err := durable.WriteFile(filepath.Join(out, roleRecordFile), rec, 0o644); err != nil {
 		return "", false, err
 	}
 	if err := os.Chmod(out, 0o755); err != nil {
 		return "", false, err
 	}
-	if err := os.Rename(out, dir); err != nil {
+	if err := durable.PublishDir(out, dir); err != nil {
 		return "", false, fmt.Errorf("store role %s image: %w", r, err)
 	}
 	return dir, true, nil
@@ -291,7 +292,7 @@ func assemble(o Options, m *manifest.Manifest, roles []spec.Role, roleDirs map[s
 		if err := os.MkdirAll(filepath.Join(tmp, filepath.Dir(rel)), 0o755); err != nil {
 			return err
 		}
-		if err := writeFileAtomic(filepath.Join(tmp, rel), data, 0o644); err != nil {
+		if err := durable.WriteFile(filepath.Join(tmp, rel), data, 0o644); err != nil {
 			return err
 		}
 	}
@@ -302,7 +303,7 @@ func assemble(o Options, m *manifest.Manifest, roles []spec.Role, roleDirs map[s
 	if err != nil {
 		return err
 	}
-	if err := writeFileAtomic(filepath.Join(tmp, manifest.ProvenanceRel), prov, 0o644); err != nil {
+	if err := durable.WriteFile(filepath.Join(tmp, manifest.ProvenanceRel), prov, 0o644); err != nil {
 		return err
 	}
 	m.Files = append(m.Files, manifest.FileEntry{Path: manifest.ProvenanceRel, SHA256: sha256Hex(prov), Size: int64(len(prov))})
@@ -312,7 +313,7 @@ func assemble(o Options, m *manifest.Manifest, roles []spec.Role, roleDirs map[s
 		return err
 	}
 	raw = append(raw, '\n')
-	if err := writeFileAtomic(filepath.Join(tmp, manifest.ManifestFile), raw, 0o644); err != nil {
+	if err := durable.WriteFile(filepath.Join(tmp, manifest.ManifestFile), raw, 0o644); err != nil {
 		return err
 	}
 	key, err := sign.ReadSigningKey(o.Keys.Path(sign.FileSigningKey))
@@ -323,13 +324,13 @@ func assemble(o Options, m *manifest.Manifest, roles []spec.Role, roleDirs map[s
 	if err != nil {
 		return err
 	}
-	if err := writeFileAtomic(filepath.Join(tmp, manifest.SignatureFile), sig, 0o644); err != nil {
+	if err := durable.WriteFile(filepath.Join(tmp, manifest.SignatureFile), sig, 0o644); err != nil {
 		return err
 	}
 	if err := os.Chmod(tmp, 0o755); err != nil { // MkdirTemp made it 0700
 		return err
 	}
-	if err := os.Rename(tmp, final); err != nil {
+	if err := durable.PublishDir(tmp, final); err != nil {
 		return fmt.Errorf("publish build %s: %w", final, err)
 	}
 	return nil

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/kubedos/kubedos/internal/durable"
 	"github.com/kubedos/kubedos/internal/earlyboot"
 	"github.com/kubedos/kubedos/internal/manifest"
 )
@@ -102,7 +103,7 @@ func BuildImage(ctx context.Context, in ImageInput) (*ImageResult, error) {
 	}
 	cfg := earlyboot.Config{Build: in.RoleID, RootHash: rootHash, Salt: salt, DataBlocks: uint64(size / VerityBlock)}
 	cmdline := BaseCmdline + " " + cfg.Cmdline()
-	if err := writeFileAtomic(out(FileCmdline), []byte(cmdline+"\n"), 0o644); err != nil {
+	if err := durable.WriteFile(out(FileCmdline), []byte(cmdline+"\n"), 0o644); err != nil {
 		return nil, err
 	}
 	step("initrd")
@@ -173,10 +174,13 @@ func BuildImage(ctx context.Context, in ImageInput) (*ImageResult, error) {
 	if err := MakeDisk(ctx, out(FileDiskRaw), DerivedUUID(in.RoleID, "disk"), parts); err != nil {
 		return nil, err
 	}
-	if _, err := runTool(ctx, nil, "qemu-img", "convert", "-f", "raw", "-O", "qcow2", out(FileDiskRaw), out(FileDiskQcow2)+".tmp"); err != nil {
-		return nil, fmt.Errorf("qcow2: %w", err)
-	}
-	if err := os.Rename(out(FileDiskQcow2)+".tmp", out(FileDiskQcow2)); err != nil {
+	err = durable.Produce(out(FileDiskQcow2), func(tmp string) error {
+		if _, err := runTool(ctx, nil, "qemu-img", "convert", "-f", "raw", "-O", "qcow2", out(FileDiskRaw), tmp); err != nil {
+			return fmt.Errorf("qcow2: %w", err)
+		}
+		return nil
+	})
+	if err != nil {
 		return nil, err
 	}
 	for i := range parts {

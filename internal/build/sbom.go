@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	cdx "github.com/CycloneDX/cyclonedx-go"
+	"github.com/kubedos/kubedos/internal/durable"
 	"github.com/kubedos/kubedos/internal/lock"
 )
 
@@ -109,7 +110,7 @@ func WriteSBOM(bom *cdx.BOM, path string) error {
 	if err := enc.Encode(bom); err != nil {
 		return fmt.Errorf("encode SBOM: %w", err)
 	}
-	return writeFileAtomic(path, buf.Bytes(), 0o644)
+	return durable.WriteFile(path, buf.Bytes(), 0o644)
 }
 
 // ReadSBOM reads a CycloneDX JSON SBOM.

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"os"
 	"strconv"
+
+	"github.com/kubedos/kubedos/internal/durable"
 )
 
 // VerityBlock is the block size of the root image and its hash tree.
@@ -14,23 +16,21 @@ const VerityBlock = 4096
 // timestamps, sorted entries (mksquashfs -reproducible), /boot left out (the
 // kernel lives in the UKI). The image is padded to whole verity blocks.
 func MakeSquashfs(ctx context.Context, rootDir, out string, epoch int64) (int64, error) {
-	tmp := out + ".tmp"
-	_ = os.Remove(tmp)
-	defer os.Remove(tmp)
 	ep := strconv.FormatInt(epoch, 10)
-	_, err := runTool(ctx, nil, "mksquashfs", rootDir, tmp,
-		"-noappend", "-no-progress", "-quiet", "-reproducible",
-		"-comp", "zstd", "-Xcompression-level", "15", "-b", "1M",
-		"-mkfs-time", ep, "-all-time", ep,
-		"-wildcards", "-e", "boot/*")
-	if err != nil {
-		return 0, fmt.Errorf("squashfs of %s: %w", rootDir, err)
-	}
-	size, err := padFile(tmp, VerityBlock)
-	if err != nil {
-		return 0, err
-	}
-	return size, os.Rename(tmp, out)
+	var size int64
+	err := durable.Produce(out, func(tmp string) error {
+		_, err := runTool(ctx, nil, "mksquashfs", rootDir, tmp,
+			"-noappend", "-no-progress", "-quiet", "-reproducible",
+			"-comp", "zstd", "-Xcompression-level", "15", "-b", "1M",
+			"-mkfs-time", ep, "-all-time", ep,
+			"-wildcards", "-e", "boot/*")
+		if err != nil {
+			return fmt.Errorf("squashfs of %s: %w", rootDir, err)
+		}
+		size, err = padFile(tmp, VerityBlock)
+		return err
+	})
+	return size, err
 }
 
 // padFile extends path with zeros to a multiple of block and returns the new size.

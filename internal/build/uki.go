@@ -6,6 +6,8 @@ import (
 	"encoding/binary"
 	"fmt"
 	"os"
+
+	"github.com/kubedos/kubedos/internal/durable"
 )
 
 // UKIInput is what a unified kernel image is assembled from.
@@ -51,15 +53,12 @@ func MakeUKI(ctx context.Context, in UKIInput, out string) error {
 		args = append(args, "--add-section", s.name+"="+s.file, "--change-section-vma", fmt.Sprintf("%s=0x%x", s.name, next))
 		next = alignUp(next+uint64(st.Size()), sectionAlign)
 	}
-	tmp := out + ".tmp"
-	defer os.Remove(tmp)
-	if _, err := runTool(ctx, nil, "objcopy", append(args, in.Stub, tmp)...); err != nil {
-		return fmt.Errorf("assemble UKI: %w", err)
-	}
-	if err := clearPETimestamps(tmp); err != nil {
-		return err
-	}
-	return os.Rename(tmp, out)
+	return durable.Produce(out, func(tmp string) error {
+		if _, err := runTool(ctx, nil, "objcopy", append(args, in.Stub, tmp)...); err != nil {
+			return fmt.Errorf("assemble UKI: %w", err)
+		}
+		return clearPETimestamps(tmp)
+	})
 }
 
 func alignUp(v, a uint64) uint64 { return (v + a - 1) / a * a }

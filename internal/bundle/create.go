@@ -188,14 +188,23 @@ func isRecord(p string) bool {
 // build is the same bytes. Each member is hashed again as it is copied: a
 // file that changed since it was indexed fails the bundle.
 func writeTar(ctx context.Context, out string, x *Index, idx, sig []byte, members []member, progress func(Progress)) error {
-	tmp, err := os.CreateTemp(filepath.Dir(out), "."+filepath.Base(out)+".tmp-*")
-	if err != nil {
-		return fmt.Errorf("bundle %s: %w", out, err)
-	}
-	defer os.Remove(tmp.Name())
-	defer tmp.Close()
+	// 0600 as ever: a bundle is handed on deliberately, not left readable.
+	return durable.WriteFrom(out, 0o600, func(w io.Writer) error {
+		if err := tarMembers(ctx, w, out, x, idx, sig, members, progress); err != nil {
+			return err
+		}
+		// Checked last, as late as can be before the rename: a bundle never
+		// replaces one that appeared meanwhile.
+		if _, err := os.Lstat(out); err == nil {
+			return fmt.Errorf("bundle %s appeared while writing; not replaced", out)
+		}
+		return nil
+	})
+}
+
+func tarMembers(ctx context.Context, w io.Writer, out string, x *Index, idx, sig []byte, members []member, progress func(Progress)) error {
 	mtime := time.Unix(x.Epoch, 0).UTC()
-	tw := tar.NewWriter(tmp)
+	tw := tar.NewWriter(w)
 	hdr := func(name string, size, mode int64) *tar.Header {
 		return &tar.Header{Typeflag: tar.TypeReg, Name: name, Size: size, Mode: mode, ModTime: mtime, Format: tar.FormatPAX}
 	}
@@ -230,19 +239,7 @@ func writeTar(ctx context.Context, out string, x *Index, idx, sig []byte, member
 	if err := tw.Close(); err != nil {
 		return fmt.Errorf("bundle %s: %w", out, err)
 	}
-	if err := tmp.Sync(); err != nil {
-		return fmt.Errorf("bundle %s: %w", out, err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("bundle %s: %w", out, err)
-	}
-	if _, err := os.Lstat(out); err == nil {
-		return fmt.Errorf("bundle %s appeared while writing; not replaced", out)
-	}
-	if err := os.Rename(tmp.Name(), out); err != nil {
-		return fmt.Errorf("bundle %s: %w", out, err)
-	}
-	return durable.SyncDir(filepath.Dir(out))
+	return nil
 }
 
 var errChanged = errors.New("changed while the bundle was written")

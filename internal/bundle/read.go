@@ -76,10 +76,7 @@ func Extract(ctx context.Context, p, dir string, pub ed25519.PublicKey) (*Index,
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", p, err)
 	}
-	if err := os.Rename(tmp, dir); err != nil {
-		return nil, err
-	}
-	return x, durable.SyncDir(parent)
+	return x, durable.PublishDir(tmp, dir)
 }
 
 // read walks the tar: index, signature, then the members. open, when not

@@ -1,6 +1,9 @@
 package durable
 
 import (
+	"errors"
+	"io"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -64,5 +67,121 @@ func TestWriteFileFullDisk(t *testing.T) {
 	}
 	if entries, _ := os.ReadDir(dir); len(entries) != 1 {
 		t.Errorf("temporary files left: %v", entries)
+	}
+}
+
+// oldFileKept checks a failed replacement left the old contents and no
+// temporary beside them.
+func oldFileKept(t *testing.T, p, old string) {
+	t.Helper()
+	if got, err := os.ReadFile(p); err != nil || string(got) != old {
+		t.Errorf("after a failed write %s holds %q (%v), want the old %q", p, got, err, old)
+	}
+	if entries, _ := os.ReadDir(filepath.Dir(p)); len(entries) != 1 {
+		t.Errorf("temporary files left: %v", entries)
+	}
+}
+
+func TestWriteFrom(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "f")
+	if err := WriteFile(p, []byte("old"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// A streamed write that fails half-way (a digest that does not match,
+	// a broken download) leaves the old file.
+	refused := errors.New("digest mismatch")
+	err := WriteFrom(p, 0o644, func(w io.Writer) error {
+		if _, err := w.Write([]byte("half of the new")); err != nil {
+			return err
+		}
+		return refused
+	})
+	if !errors.Is(err, refused) {
+		t.Fatalf("WriteFrom = %v, want the writer's error", err)
+	}
+	oldFileKept(t, p, "old")
+	if err := WriteFrom(p, 0o644, func(w io.Writer) error { _, err := io.WriteString(w, "new"); return err }); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := os.ReadFile(p); string(got) != "new" {
+		t.Errorf("contents %q, want new", got)
+	}
+	if fi, _ := os.Stat(p); fi.Mode().Perm() != 0o644 {
+		t.Errorf("mode %v, want 0644", fi.Mode().Perm())
+	}
+}
+
+func TestProduce(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "image")
+	if err := WriteFile(p, []byte("old"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// A tool that fails after writing part of its output leaves the old file.
+	toolFailed := errors.New("mksquashfs: exit 1")
+	err := Produce(p, func(tmp string) error {
+		if _, err := os.Stat(tmp); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("the temporary exists before the tool runs: %v", err)
+		}
+		if err := os.WriteFile(tmp, []byte("half an image"), 0o644); err != nil {
+			return err
+		}
+		return toolFailed
+	})
+	if !errors.Is(err, toolFailed) {
+		t.Fatalf("Produce = %v, want the tool's error", err)
+	}
+	oldFileKept(t, p, "old")
+	// The tool's file is placed as it made it: mode and bytes untouched.
+	if err := Produce(p, func(tmp string) error { return os.WriteFile(tmp, []byte("image"), 0o640) }); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := os.ReadFile(p); string(got) != "image" {
+		t.Errorf("contents %q, want image", got)
+	}
+	if fi, _ := os.Stat(p); fi.Mode().Perm() != 0o640 {
+		t.Errorf("mode %v, want the tool's 0640", fi.Mode().Perm())
+	}
+	// A tool that reports success but made nothing fails; the file stays.
+	if err := Produce(p, func(string) error { return nil }); err == nil {
+		t.Error("Produce succeeded although nothing was produced")
+	}
+	oldFileKept(t, p, "image")
+}
+
+func TestPublishDir(t *testing.T) {
+	parent := t.TempDir()
+	tmp, dir := filepath.Join(parent, ".out.tmp"), filepath.Join(parent, "out")
+	for _, d := range []string{tmp, dir} {
+		if err := os.MkdirAll(filepath.Join(d, "sub"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(dir, "sub", "f"), []byte("old"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(tmp, "sub", "f"), []byte("new"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("sub/f", filepath.Join(tmp, "link")); err != nil {
+		t.Fatal(err)
+	}
+	// An existing, complete output is never replaced.
+	if err := PublishDir(tmp, dir); err == nil {
+		t.Fatal("published over a directory that holds files")
+	}
+	if got, _ := os.ReadFile(filepath.Join(dir, "sub", "f")); string(got) != "old" {
+		t.Errorf("after a failed publish the old output holds %q", got)
+	}
+	if err := os.RemoveAll(dir); err != nil {
+		t.Fatal(err)
+	}
+	if err := PublishDir(tmp, dir); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := os.ReadFile(filepath.Join(dir, "link")); string(got) != "new" {
+		t.Errorf("published %q, want new", got)
+	}
+	if _, err := os.Stat(tmp); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("the temporary directory is still there: %v", err)
 	}
 }

@@ -12,6 +12,8 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+
+	"github.com/kubedos/kubedos/internal/durable"
 )
 
 // cache is a content-addressed store of .deb files: sha256/<hex>.deb. A
@@ -79,37 +81,20 @@ func (c *cache) download(ctx context.Context, mirror string, p Package, dst stri
 	if resp.StatusCode != http.StatusOK {
 		return fmt.Errorf("package %s: GET %s: %s", p.Name, u, resp.Status)
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(dst), ".download-*")
-	if err != nil {
-		return fmt.Errorf("package %s: %w", p.Name, err)
-	}
-	defer os.Remove(tmp.Name()) // no-op once renamed into place
 	// Read one byte past the locked size so an oversized file is caught
-	// without reading an unbounded body.
-	h := sha256.New()
-	n, err := io.Copy(io.MultiWriter(tmp, h), io.LimitReader(resp.Body, p.Size+1))
-	if err != nil {
-		tmp.Close()
-		return fmt.Errorf("package %s: GET %s: %w", p.Name, u, err)
-	}
-	if err := matches(p, n, h.Sum(nil)); err != nil {
-		tmp.Close()
-		return fmt.Errorf("package %s from %s: %w", p.Name, u, err)
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return fmt.Errorf("package %s: %w", p.Name, err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("package %s: %w", p.Name, err)
-	}
-	if err := os.Chmod(tmp.Name(), 0o644); err != nil {
-		return fmt.Errorf("package %s: %w", p.Name, err)
-	}
-	if err := os.Rename(tmp.Name(), dst); err != nil {
-		return fmt.Errorf("package %s: %w", p.Name, err)
-	}
-	return nil
+	// without reading an unbounded body; a file that does not match the
+	// lock is never placed.
+	return durable.WriteFrom(dst, 0o644, func(w io.Writer) error {
+		h := sha256.New()
+		n, err := io.Copy(io.MultiWriter(w, h), io.LimitReader(resp.Body, p.Size+1))
+		if err != nil {
+			return fmt.Errorf("package %s: GET %s: %w", p.Name, u, err)
+		}
+		if err := matches(p, n, h.Sum(nil)); err != nil {
+			return fmt.Errorf("package %s from %s: %w", p.Name, u, err)
+		}
+		return nil
+	})
 }
 
 // verify checks a cached file against the lock.

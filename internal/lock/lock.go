@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/kubedos/kubedos/internal/durable"
 	"github.com/kubedos/kubedos/internal/errdefs"
 	"github.com/kubedos/kubedos/internal/spec"
 )
@@ -110,7 +111,7 @@ func (l *Lock) Write(path string) error {
 	if err != nil {
 		return err
 	}
-	return writeFileAtomic(path, data, 0o644)
+	return durable.WriteFile(path, data, 0o644)
 }
 
 // Read decodes a lockfile strictly: unknown fields, trailing data and
@@ -246,34 +247,6 @@ func (p Package) validate() error {
 	if !strings.HasPrefix(f, "pool/") || !strings.HasSuffix(f, ".deb") || filepath.Clean(f) != f ||
 		strings.Contains(f, "..") || strings.ContainsAny(f, "\\\x00\n") {
 		return fmt.Errorf("filename %q is not a clean pool/…/.deb path", f)
-	}
-	return nil
-}
-
-// writeFileAtomic writes data beside path and renames it into place.
-func writeFileAtomic(path string, data []byte, perm os.FileMode) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return fmt.Errorf("lock: write %s: %w", path, err)
-	}
-	defer os.Remove(tmp.Name()) // no-op after the rename
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return fmt.Errorf("lock: write %s: %w", path, err)
-	}
-	if err := tmp.Chmod(perm); err != nil {
-		tmp.Close()
-		return fmt.Errorf("lock: write %s: %w", path, err)
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return fmt.Errorf("lock: write %s: %w", path, err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("lock: write %s: %w", path, err)
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return fmt.Errorf("lock: write %s: %w", path, err)
 	}
 	return nil
 }

@@ -12,6 +12,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/kubedos/kubedos/internal/durable"
 )
 
 // The darksite repository's fixed coordinates.
@@ -168,7 +170,7 @@ func linkOrCopy(src, dst string) error {
 }
 
 // swapDir replaces dst with src; the old tree is moved aside first and
-// removed only after the new one is in place.
+// removed only after the new one is in place, flushed.
 func swapDir(src, dst string) error {
 	old := dst + ".old"
 	if err := os.RemoveAll(old); err != nil {
@@ -178,7 +180,7 @@ func swapDir(src, dst string) error {
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return err
 	}
-	if err := os.Rename(src, dst); err != nil {
+	if err := durable.PublishDir(src, dst); err != nil {
 		if err2 := os.Rename(old, dst); err2 != nil && !errors.Is(err2, fs.ErrNotExist) {
 			return errors.Join(err, err2)
 		}
