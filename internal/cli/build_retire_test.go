@@ -2,23 +2,15 @@ package cli
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
-	"math/big"
 	"net"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/kubedos/kubedos/internal/api"
 	"github.com/kubedos/kubedos/internal/pki"
-	"github.com/kubedos/kubedos/internal/sign"
+	"github.com/kubedos/kubedos/internal/pki/pkitest"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 )
@@ -47,24 +39,8 @@ func (h *retireHub) ListNodes(context.Context, *api.ListNodesRequest) (*api.List
 // writes a key directory with the CA and an admin certificate.
 func serveRetireHub(t *testing.T, h *retireHub) (keys, addr string) {
 	t.Helper()
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test CA"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		KeyUsage: x509.KeyUsageCertSign, BasicConstraintsValid: true, IsCA: true}
-	der, _ := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
-	caCert, _ := x509.ParseCertificate(der)
-	ca, err := pki.NewCA(caCert, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	adm, _ := ca.IssueClient("admin", pki.RoleAdmin, time.Hour, time.Now())
-	keys = t.TempDir()
-	for f, data := range map[string][]byte{sign.FileCACert: ca.CertPEM(), sign.FileAdminCert: adm.CertPEM, sign.FileAdminKey: adm.KeyPEM} {
-		_ = os.MkdirAll(filepath.Join(keys, filepath.Dir(f)), 0o700)
-		if err := os.WriteFile(filepath.Join(keys, f), data, 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
+	ca := pkitest.NewCA(t)
+	keys = pkitest.WriteKeys(t, ca, pki.RoleAdmin)
 	srv, err := ca.IssueServer([]string{api.HubServerName}, time.Hour, time.Now())
 	if err != nil {
 		t.Fatal(err)

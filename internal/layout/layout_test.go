@@ -29,6 +29,7 @@ var rank = map[string]int{
 	"internal/sign":        1,
 	"internal/measure":     1,
 	"internal/pki":         1,
+	"internal/pki/pkitest": 2, // throwaway CAs and key directories for tests
 	"internal/wg":          1,
 	"internal/firewall":    1, // the node's baseline nftables ruleset
 	"internal/api":         3, // wire types; carries internal/attest's structs

@@ -8,11 +8,7 @@ import (
 	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"math/big"
 	"net"
-	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -21,7 +17,7 @@ import (
 
 	"github.com/kubedos/kubedos/internal/api"
 	"github.com/kubedos/kubedos/internal/pki"
-	"github.com/kubedos/kubedos/internal/sign"
+	"github.com/kubedos/kubedos/internal/pki/pkitest"
 )
 
 // NodeEnv is a key directory as the CLI reads it (the cluster CA and an
@@ -36,38 +32,8 @@ type NodeEnv struct {
 // name of role, not yet serving.
 func NewNode(t testing.TB, name, role string, impl api.NodeServer) NodeEnv {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test CA"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		KeyUsage: x509.KeyUsageCertSign, BasicConstraintsValid: true, IsCA: true}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	caCert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ca, err := pki.NewCA(caCert, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keys := t.TempDir()
-	admin, err := ca.IssueClient("admin", pki.RoleAdmin, time.Hour, time.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
-	for f, data := range map[string][]byte{sign.FileCACert: ca.CertPEM(), sign.FileAdminCert: admin.CertPEM, sign.FileAdminKey: admin.KeyPEM} {
-		if err := os.MkdirAll(filepath.Join(keys, filepath.Dir(f)), 0o700); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(keys, f), data, 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
+	ca := pkitest.NewCA(t)
+	keys := pkitest.WriteKeys(t, ca, pki.RoleAdmin)
 	nodeKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		t.Fatal(err)

@@ -6,17 +6,13 @@ import (
 	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"math/big"
 	"net"
-	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/kubedos/kubedos/internal/api"
 	"github.com/kubedos/kubedos/internal/pki"
-	"github.com/kubedos/kubedos/internal/sign"
+	"github.com/kubedos/kubedos/internal/pki/pkitest"
 	"github.com/kubedos/kubedos/internal/spec"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
@@ -41,7 +37,7 @@ type Env struct {
 // with the test.
 func Serve(t testing.TB, s *spec.ClusterSpec, build string) *Env {
 	t.Helper()
-	e := &Env{CA: newCA(t), Hub: NewHub(s, build), Nodes: map[string]*Node{}, NodeAddrs: map[string]string{}}
+	e := &Env{CA: pkitest.NewCA(t), Hub: NewHub(s, build), Nodes: map[string]*Node{}, NodeAddrs: map[string]string{}}
 	is, err := e.CA.IssueClient("olga", pki.RoleOperator, time.Hour, time.Now())
 	if err != nil {
 		t.Fatal(err)
@@ -103,46 +99,9 @@ func (e *Env) serve(t testing.TB, cert tls.Certificate, register func(*grpc.Serv
 	return lis.Addr().String()
 }
 
-func newCA(t testing.TB) *pki.CA {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test CA"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		KeyUsage: x509.KeyUsageCertSign, BasicConstraintsValid: true, IsCA: true}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ca, err := pki.NewCA(cert, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return ca
-}
-
 // WriteKeys writes a key directory as the CLI reads it: the test CA's
 // certificate and an admin client certificate and key.
 func (e *Env) WriteKeys(t testing.TB) string {
 	t.Helper()
-	dir := t.TempDir()
-	admin, err := e.CA.IssueClient("admin", pki.RoleAdmin, time.Hour, time.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
-	for f, data := range map[string][]byte{sign.FileCACert: e.CA.CertPEM(), sign.FileAdminCert: admin.CertPEM, sign.FileAdminKey: admin.KeyPEM} {
-		if err := os.MkdirAll(filepath.Join(dir, filepath.Dir(f)), 0o700); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(dir, f), data, 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return dir
+	return pkitest.WriteKeys(t, e.CA, pki.RoleAdmin)
 }
