@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/kubedos/kubedos/internal/earlyboot"
+	"github.com/kubedos/kubedos/internal/errdefs"
 	"github.com/kubedos/kubedos/internal/nodeid"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -131,19 +132,12 @@ func (e enrollment) Run(ctx context.Context) error {
 }
 
 // final reports whether err is the hub's answer (a refusal is final) rather
-// than an unreachable hub, which is worth retrying.
+// than an unreachable hub, which is worth retrying. Client errors come back
+// classed (errdefs.FromGRPC) and still carry their gRPC status.
 func final(err error) bool {
-	s, ok := status.FromError(errorsRoot(err))
-	return !ok || (s.Code() != codes.Unavailable && s.Code() != codes.DeadlineExceeded)
-}
-
-// errorsRoot unwraps to the innermost error, where a gRPC status lives.
-func errorsRoot(err error) error {
-	for {
-		next := errors.Unwrap(err)
-		if next == nil {
-			return err
-		}
-		err = next
+	if errors.Is(err, errdefs.ErrUnavailable) || errors.Is(err, context.DeadlineExceeded) {
+		return false
 	}
+	s, ok := status.FromError(err)
+	return !ok || (s.Code() != codes.Unavailable && s.Code() != codes.DeadlineExceeded)
 }
