@@ -54,6 +54,7 @@ func NewServer(h *Hub, ca *pki.CA, hosts []string, lifetime time.Duration) (*Ser
 	api.RegisterAdmin(s.grpc, adminService{s})
 	registerRevocations(s)
 	api.RegisterPlanes(s.grpc, planesService{s})
+	api.RegisterKubeCerts(s.grpc, kubeCertsService{s})
 	return s, nil
 }
 

@@ -105,6 +105,8 @@ type Options struct {
 	// Spec lays out the WireGuard planes; without it nodes cannot join
 	// them (JoinPlanes fails) and everything else works.
 	Spec *spec.ClusterSpec
+	// Kube issues Kubernetes certificates (kubecerts.go); nil: none.
+	Kube *KubeIssuer
 }
 
 // Hub is the enrollment gate, node registry and operator actions over a
