@@ -175,6 +175,9 @@ func (c *localCluster) handoffRequest(master spec.Node) (*api.HubHandoff, error)
 			return nil, err
 		}
 	}
+	if req.KubeKeys, err = kubeKeysIfPresent(c.keys.Dir); err != nil {
+		return nil, fmt.Errorf("hub handoff: %w", err)
+	}
 	if p := c.spec.Trust.EKPolicy.CAFile; p != "" {
 		if req.EKCAs, err = read(p); err != nil {
 			return nil, err
