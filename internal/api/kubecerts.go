@@ -40,8 +40,18 @@ type KubeCertsResponse struct {
 	ServiceAccountKey []byte `json:"serviceAccountKey,omitempty"`
 }
 
+// KubeHoldsRequest asks which certificates the caller's spec role holds.
+type KubeHoldsRequest struct{}
+
+// KubeHoldsResponse names them (pki.KubeCert), so the node makes a key and
+// a CSR for each and for nothing else.
+type KubeHoldsResponse struct {
+	Certificates []string `json:"certificates"`
+}
+
 // KubeCertsServer is implemented by the hub.
 type KubeCertsServer interface {
+	Holds(context.Context, *KubeHoldsRequest) (*KubeHoldsResponse, error)
 	Issue(context.Context, *KubeCertsRequest) (*KubeCertsResponse, error)
 }
 
@@ -50,7 +60,8 @@ func RegisterKubeCerts(s *grpc.Server, impl KubeCertsServer) {
 	s.RegisterService(&grpc.ServiceDesc{
 		ServiceName: KubeCertsService,
 		HandlerType: (*KubeCertsServer)(nil),
-		Methods:     []grpc.MethodDesc{unary(KubeCertsService, "Issue", KubeCertsServer.Issue)},
+		Methods: []grpc.MethodDesc{unary(KubeCertsService, "Holds", KubeCertsServer.Holds),
+			unary(KubeCertsService, "Issue", KubeCertsServer.Issue)},
 	}, impl)
 }
 
@@ -60,6 +71,10 @@ type KubeCertsClient struct{ cc grpc.ClientConnInterface }
 // NewKubeCertsClient wraps a connection made with DialOptions and the
 // node's freshly renewed certificate.
 func NewKubeCertsClient(cc grpc.ClientConnInterface) *KubeCertsClient { return &KubeCertsClient{cc} }
+
+func (c *KubeCertsClient) Holds(ctx context.Context) (*KubeHoldsResponse, error) {
+	return invoke[KubeHoldsResponse](ctx, c.cc, "/"+KubeCertsService+"/Holds", &KubeHoldsRequest{})
+}
 
 func (c *KubeCertsClient) Issue(ctx context.Context, r *KubeCertsRequest) (*KubeCertsResponse, error) {
 	return invoke[KubeCertsResponse](ctx, c.cc, "/"+KubeCertsService+"/Issue", r)

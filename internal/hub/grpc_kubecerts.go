@@ -12,6 +12,23 @@ import (
 
 type kubeCertsService struct{ s *Server }
 
+// Holds answers a node's own certificate with what its role holds.
+func (k kubeCertsService) Holds(ctx context.Context, _ *api.KubeHoldsRequest) (*api.KubeHoldsResponse, error) {
+	pe, err := k.s.authenticate(ctx)
+	if err != nil {
+		return nil, err
+	}
+	held, err := k.s.hub.KubeCertsHeld(ctx, pe)
+	if err != nil {
+		return nil, grpcError(err)
+	}
+	out := &api.KubeHoldsResponse{Certificates: []string{}}
+	for _, c := range held {
+		out.Certificates = append(out.Certificates, string(c))
+	}
+	return out, nil
+}
+
 // Issue answers a node's own certificate (authenticate checks chain,
 // validity and revocation); the name comes from that certificate, and its
 // NotBefore says how fresh the quote behind it is.

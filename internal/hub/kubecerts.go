@@ -172,3 +172,34 @@ func (h *Hub) IssueKubeCerts(ctx context.Context, peer pki.Peer, issuedAt time.T
 	}
 	return out, nil
 }
+
+// KubeCertsHeld is what the node peer speaks for may ask IssueKubeCerts
+// for: its spec role's certificates (pki.KubeCertsFor). Only enrolled
+// nodes may ask; a refusal is audited, an answer is a read and is not.
+func (h *Hub) KubeCertsHeld(ctx context.Context, peer pki.Peer) ([]pki.KubeCert, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if err := h.authorize(peer, pki.ActionKubeCerts, peer.Name); err != nil {
+		return nil, err
+	}
+	fail := func(err error) ([]pki.KubeCert, error) {
+		return nil, errors.Join(err, h.record(peer.Actor(), ActionKubeCerts, peer.Name, err))
+	}
+	s := h.opt.Spec
+	if h.opt.Kube == nil || s == nil || !s.Workloads.Kubernetes.Enabled {
+		return fail(failf(ErrState, "this hub issues no Kubernetes certificates (no Kubernetes CAs, or Kubernetes not enabled in the spec)"))
+	}
+	n, err := h.opt.Store.Node(peer.Name)
+	if err != nil {
+		return fail(err)
+	}
+	if n.State != StateEnrolled {
+		return fail(failf(ErrState, "node %s is %s: no Kubernetes certificates", n.Name, n.State))
+	}
+	sn, ok := s.NodeByName(n.Name)
+	if !ok || string(sn.Role) != n.Role {
+		return fail(failf(ErrForbidden, "node %s (role %s) is not a node of that role in the spec", n.Name, n.Role))
+	}
+	return pki.KubeCertsFor(s, sn.Role), nil
+}

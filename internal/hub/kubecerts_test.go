@@ -284,3 +284,23 @@ func TestKubeCertsOneQuoteOneIssuance(t *testing.T) {
 		t.Errorf("renewed kubelet client starts %v, want now - backdate", nb)
 	}
 }
+
+func TestKubeCertsHeld(t *testing.T) {
+	ke := newKubeEnv(t)
+	ctx := context.Background()
+	_, got := ke.enrolled("etcd-1", "etcd")
+	p, _ := ke.peerOf(got)
+	held, err := ke.hub.KubeCertsHeld(ctx, p)
+	if err != nil || !slices.Equal(held, []pki.KubeCert{pki.EtcdServer, pki.EtcdPeer}) {
+		t.Fatalf("etcd node holds %v, %v", held, err)
+	}
+	if _, err := ke.hub.KubeCertsHeld(ctx, operator); !errors.Is(err, ErrForbidden) {
+		t.Errorf("operator: %v, want ErrForbidden", err)
+	}
+	if err := ke.hub.Fence(ctx, operator, "etcd-1", "test"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ke.hub.KubeCertsHeld(ctx, p); !errors.Is(err, ErrState) {
+		t.Errorf("fenced: %v, want ErrState", err)
+	}
+}
