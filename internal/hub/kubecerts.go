@@ -174,8 +174,11 @@ func (h *Hub) IssueKubeCerts(ctx context.Context, peer pki.Peer, issuedAt time.T
 }
 
 // KubeCertsHeld is what the node peer speaks for may ask IssueKubeCerts
-// for: its spec role's certificates (pki.KubeCertsFor). Only enrolled
-// nodes may ask; a refusal is audited, an answer is a read and is not.
+// for: its spec role's certificates (pki.KubeCertsFor), none if this hub
+// issues no Kubernetes certificates (no CAs, or Kubernetes off in the
+// spec: a fact, not a refusal, so nodes asking again grow no audit log).
+// Only enrolled nodes may ask; a refusal is audited, an answer is a read
+// and is not.
 func (h *Hub) KubeCertsHeld(ctx context.Context, peer pki.Peer) ([]pki.KubeCert, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -188,7 +191,7 @@ func (h *Hub) KubeCertsHeld(ctx context.Context, peer pki.Peer) ([]pki.KubeCert,
 	}
 	s := h.opt.Spec
 	if h.opt.Kube == nil || s == nil || !s.Workloads.Kubernetes.Enabled {
-		return fail(failf(ErrState, "this hub issues no Kubernetes certificates (no Kubernetes CAs, or Kubernetes not enabled in the spec)"))
+		return nil, nil
 	}
 	n, err := h.opt.Store.Node(peer.Name)
 	if err != nil {

@@ -304,3 +304,17 @@ func TestKubeCertsHeld(t *testing.T) {
 		t.Errorf("fenced: %v, want ErrState", err)
 	}
 }
+
+// TestKubeCertsHeldNone: a hub without Kubernetes CAs tells nodes they hold
+// nothing, without an audit entry per question.
+func TestKubeCertsHeldNone(t *testing.T) {
+	ke := newKubeEnv(t)
+	_, got := ke.enrolled("w-1", "worker")
+	p, _ := ke.peerOf(got)
+	ke.newHub() // the same state, no Kubernetes CAs
+	before := ke.lastAudit().Seq
+	held, err := ke.hub.KubeCertsHeld(context.Background(), p)
+	if err != nil || len(held) != 0 || ke.lastAudit().Seq != before {
+		t.Fatalf("held %v, %v, audit %d → %d", held, err, before, ke.lastAudit().Seq)
+	}
+}
