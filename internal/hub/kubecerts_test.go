@@ -202,10 +202,11 @@ func TestKubeCertsRefused(t *testing.T) {
 		{"worker asks controller-manager", func(ke *kubeEnv) (pki.Peer, time.Time) { _, p, at := worker(ke); return p, at },
 			[]pki.KubeCert{pki.ControllerManager}, ErrForbidden},
 		{"node claims another node's name", func(ke *kubeEnv) (pki.Peer, time.Time) {
+			ke.enrolled("w-2", "worker")
 			_, p, at := worker(ke)
-			p.Name = "w-2" // as if a certificate said w-2 while the hub's newest for w-2 is another
+			p.Name = "w-2" // w-1's certificate presented as w-2's: not w-2's newest
 			return p, at
-		}, []pki.KubeCert{pki.KubeletClient}, ErrNotFound},
+		}, []pki.KubeCert{pki.KubeletClient}, ErrState},
 		{"revoked", func(ke *kubeEnv) (pki.Peer, time.Time) {
 			_, p, at := worker(ke)
 			if err := ke.hub.Revoke(ctx, operator, "w-1", "test"); err != nil {
