@@ -1,10 +1,7 @@
 package cli
 
 import (
-	"errors"
 	"fmt"
-	"io/fs"
-	"os"
 	"path/filepath"
 	"time"
 
@@ -45,7 +42,7 @@ func addKubeKeys(g *globals, dir, cluster string) error {
 // the ceremony that made it predates them (the hub then issues no
 // Kubernetes certificates).
 func kubeCAsIfPresent(dir string) (*pki.KubeCAs, error) {
-	if !hasKubeKeys(dir) {
+	if !pki.HasKubeKeys(dir) {
 		return nil, nil
 	}
 	return pki.LoadKubeCAs(dir)
@@ -53,13 +50,8 @@ func kubeCAsIfPresent(dir string) (*pki.KubeCAs, error) {
 
 // kubeKeysIfPresent reads the Kubernetes key files for a hub handoff.
 func kubeKeysIfPresent(dir string) (map[string][]byte, error) {
-	if !hasKubeKeys(dir) {
+	if !pki.HasKubeKeys(dir) {
 		return nil, nil
 	}
 	return pki.ReadKubeFiles(dir)
-}
-
-func hasKubeKeys(dir string) bool {
-	_, err := os.Stat(filepath.Join(dir, filepath.FromSlash(pki.KubeCACertFile)))
-	return !errors.Is(err, fs.ErrNotExist)
 }

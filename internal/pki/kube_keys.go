@@ -122,6 +122,15 @@ func isKubePrivate(rel string) bool {
 	return false
 }
 
+// HasKubeKeys reports whether keysDir holds the Kubernetes keys (at least
+// the Kubernetes CA certificate; LoadKubeCAs then checks them all). A key
+// directory made before the Kubernetes half of the ceremony has none: the
+// hub it runs issues no Kubernetes certificates.
+func HasKubeKeys(keysDir string) bool {
+	_, err := os.Stat(filepath.Join(keysDir, filepath.FromSlash(KubeCACertFile)))
+	return !errors.Is(err, fs.ErrNotExist)
+}
+
 // ReadKubeFiles reads every Kubernetes key file of keysDir (private ones
 // included: for the hub only). A missing file is an error naming it.
 func ReadKubeFiles(keysDir string) (map[string][]byte, error) {
