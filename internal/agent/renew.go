@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/kubedos/kubedos/internal/api"
@@ -17,10 +18,16 @@ func RenewAt(c *x509.Certificate) time.Time {
 	return c.NotBefore.Add(c.NotAfter.Sub(c.NotBefore) * 2 / 3)
 }
 
+// renewMu makes renewals one at a time: the renewal, re-attestation and
+// kubernetes-pki controllers all renew, and each writes the one identity.
+var renewMu sync.Mutex
+
 // Renew re-attests: a fresh quote with the enrolled AK over the hub's nonce,
 // authenticated by the current certificate, for a new certificate on a new
 // key. A refusal means the hub quarantined the node.
 func Renew(ctx context.Context, cfg EnrollConfig) (*Enrolled, error) {
+	renewMu.Lock()
+	defer renewMu.Unlock()
 	pair, err := cfg.identity()
 	if err != nil {
 		return nil, fmt.Errorf("renew: current identity: %w", err)

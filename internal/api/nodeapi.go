@@ -442,6 +442,10 @@ type HubHandoff struct {
 	State []byte `json:"state"`
 	// Hosts are extra names and addresses for the hub's TLS certificate.
 	Hosts []string `json:"hosts,omitempty"`
+	// KubeKeys are the Kubernetes CAs and service-account key (relative
+	// file name → PEM, pki.ReadKubeFiles), if the key ceremony made them;
+	// sealed to the master's TPM like CAKey.
+	KubeKeys map[string][]byte `json:"kubeKeys,omitempty"`
 }
 
 // HubHandoffResult is what the master serves from now on.

@@ -62,6 +62,10 @@ State (nodes, sessions, revocations, the hash-chained audit log) is kept in
 			if err != nil {
 				return err
 			}
+			kube, err := kubeCAsIfPresent(keys)
+			if err != nil {
+				return err
+			}
 			var ekCAs *x509.CertPool
 			if ekCA == "" {
 				ekCA = s.Trust.EKPolicy.CAFile
@@ -85,7 +89,7 @@ State (nodes, sessions, revocations, the hash-chained audit log) is kept in
 					state, h.Node, h.Addr, h.At.Format(time.RFC3339), filepath.Join(state, cluster.HandoffFile))
 			}
 			h, err := hubhost.Open(cmd.Context(), hubhost.Config{Spec: s, Manifest: m, CA: ca, ArtifactKey: ks.SigningPub, EKCAs: ekCAs,
-				StatePath: filepath.Join(state, "hub.db"), Hosts: hosts})
+				StatePath: filepath.Join(state, "hub.db"), Hosts: hosts, Kube: kube})
 			if err != nil {
 				return err
 			}

@@ -11,6 +11,7 @@ import (
 func newKeysCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{Use: "keys", Short: "Make and inspect the platform's keys"}
 	var dir, cluster string
+	var addKube bool
 	initCmd := &cobra.Command{
 		Use:   "init",
 		Short: "Run the key ceremony: Secure Boot PK/KEK/db, artifact signing key, cluster CA",
@@ -20,25 +21,35 @@ func newKeysCmd(g *globals) *cobra.Command {
                (.esl) and signed authenticated variables (.auth) for enrollment
   artifact/    ed25519 key that signs build manifests and the darksite repo
   ca/          the cluster CA and an admin client certificate for the hub
+  kubernetes/  the Kubernetes CA, etcd CA, front-proxy CA and service-account
+               key pair, which only the hub uses (docs/kubernetes.md)
 
 Private keys are written 0600 in 0700 directories and never enter an artifact,
 a bundle or a log. Existing keys are never overwritten: init fails, naming the
-file, and writes nothing.`,
+file, and writes nothing. A key directory made before the Kubernetes keys
+existed gets them, and nothing else, with --add-kubernetes.`,
 		Example: "  kubedos keys init --dir keys --cluster local",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := g.checkOutput(OutputText, OutputJSON); err != nil {
 				return err
 			}
+			if addKube {
+				return addKubeKeys(g, dir, cluster)
+			}
 			ks, err := sign.InitKeys(cmd.Context(), dir, sign.InitOptions{Cluster: cluster, Now: time.Now()})
 			if err != nil {
 				return err
 			}
-			return printKeySet(g, ks)
+			if err := printKeySet(g, ks); err != nil {
+				return err
+			}
+			return initKubeKeys(g, dir, cluster)
 		},
 	}
 	initCmd.Flags().StringVar(&dir, "dir", "keys", "directory to create the keys in")
 	initCmd.Flags().StringVar(&cluster, "cluster", "kubedos", "cluster name written into the certificates")
+	initCmd.Flags().BoolVar(&addKube, "add-kubernetes", false, "add only the Kubernetes CAs and service-account key to an existing key directory")
 	showCmd := &cobra.Command{
 		Use:   "show",
 		Short: "Check a key directory and print its public identities",

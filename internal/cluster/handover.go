@@ -110,6 +110,12 @@ func (c *Cluster) handoffRequest(master spec.Node) (*api.HubHandoff, error) {
 			return nil, err
 		}
 	}
+	if pki.HasKubeKeys(c.keysDir()) {
+		// The Kubernetes CAs and service-account key go with the hub, sealed there.
+		if req.KubeKeys, err = pki.ReadKubeFiles(c.keysDir()); err != nil {
+			return nil, fmt.Errorf("hub handoff: %w", err)
+		}
+	}
 	if p := c.Spec.Trust.EKPolicy.CAFile; p != "" {
 		if req.EKCAs, err = read(p); err != nil {
 			return nil, err

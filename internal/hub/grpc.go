@@ -60,6 +60,7 @@ func NewServer(h *Hub, ca *pki.CA, hosts []string, lifetime time.Duration) (*Ser
 	registerRevocations(s)
 	registerRuns(s)
 	api.RegisterPlanes(s.grpc, planesService{s})
+	api.RegisterKubeCerts(s.grpc, kubeCertsService{s})
 	return s, nil
 }
 

@@ -110,6 +110,8 @@ type Options struct {
 	// DefaultAnonRate and DefaultAnonBurst.
 	AnonRate  float64
 	AnonBurst int
+	// Kube issues Kubernetes certificates (kubecerts.go); nil: none.
+	Kube *KubeIssuer
 }
 
 // Hub is the enrollment gate, node registry and operator actions over a

@@ -173,6 +173,7 @@ func (k *Keeper) start() error {
 type bundle struct {
 	caCert, caKey, spec, manifest, sig, ekCAs []byte
 	hosts                                     []string
+	kubeKeys                                  map[string][]byte // optional (keeper_kube.go)
 }
 
 // parse checks a bundle and makes the hub's configuration of it. Errors
@@ -234,8 +235,12 @@ func (k *Keeper) parse(b bundle) (Config, error) {
 			return bad(fmt.Sprintf("hosts[%d]", i), fmt.Errorf("%q is not a host name or address", h))
 		}
 	}
+	kube, err := parseKube(b.kubeKeys)
+	if err != nil {
+		return bad("kubeKeys", err)
+	}
 	return Config{Spec: s, Manifest: (*manifest.Manifest)(m), CA: ca, ArtifactKey: k.cfg.ArtifactKey, EKCAs: ekCAs,
-		StatePath: filepath.Join(k.cfg.Dir, FileState), Hosts: b.hosts, Now: k.cfg.Now}, nil
+		StatePath: filepath.Join(k.cfg.Dir, FileState), Hosts: b.hosts, Now: k.cfg.Now, Kube: kube}, nil
 }
 
 // load reads the installed hub, unsealing the CA key.
@@ -271,6 +276,9 @@ func (k *Keeper) load() (Config, error) {
 	if b.caKey, err = k.cfg.Sealer.Unseal(sealed); err != nil {
 		return Config{}, fmt.Errorf("hub in %s: CA key: %w", k.cfg.Dir, err)
 	}
+	if b.kubeKeys, err = k.loadKube(); err != nil {
+		return Config{}, fmt.Errorf("hub in %s: %w", k.cfg.Dir, err)
+	}
 	cfg, err := k.parse(b)
 	if err != nil {
 		return Config{}, fmt.Errorf("hub in %s: %w", k.cfg.Dir, err)
@@ -304,7 +312,7 @@ func (k *Keeper) TakeOver(ctx context.Context, self, role, actor string, req *ap
 		return nil, fmt.Errorf("%w: state: %d bytes, more than %d", ErrInvalid, len(req.State), api.MaxHubStateBytes)
 	}
 	cfg, err := k.parse(bundle{caCert: req.CACert, caKey: req.CAKey, spec: req.Spec, manifest: req.Manifest, sig: req.Signature,
-		ekCAs: req.EKCAs, hosts: req.Hosts})
+		ekCAs: req.EKCAs, hosts: req.Hosts, kubeKeys: req.KubeKeys})
 	if err != nil {
 		return nil, err
 	}
@@ -355,6 +363,9 @@ func (k *Keeper) TakeOver(ctx context.Context, self, role, actor string, req *ap
 		return nil, err
 	}
 	if err := durable.CreateFile(filepath.Join(tmp, FileCAKey), sealed, 0o600); err != nil {
+		return nil, err
+	}
+	if err := k.sealKube(tmp, req.KubeKeys); err != nil {
 		return nil, err
 	}
 	if err := durable.SyncDir(tmp); err != nil {

@@ -39,6 +39,9 @@ type Config struct {
 	// api.HubServerName.
 	Hosts []string
 	Now   func() time.Time
+	// Kube holds the Kubernetes CAs; nil: the hub issues no Kubernetes
+	// certificates.
+	Kube *pki.KubeCAs
 }
 
 // Hub is a hub ready to serve: its state is open until Serve returns or
@@ -62,13 +65,19 @@ func Open(ctx context.Context, cfg Config) (*Hub, error) {
 	if err != nil {
 		return nil, fmt.Errorf("spec trust.certificateLifetime: %w", err)
 	}
+	var kube *hub.KubeIssuer
+	if cfg.Kube != nil {
+		if kube, err = hub.NewKubeIssuer(cfg.Kube, 0); err != nil {
+			return nil, err
+		}
+	}
 	store, err := hub.Open(cfg.StatePath)
 	if err != nil {
 		return nil, err
 	}
 	h, err := hub.New(hub.Options{Store: store, CA: cfg.CA, Verifier: hub.AttestVerifier{EKCAs: cfg.EKCAs},
 		Policy: hub.ManifestPolicy{Spec: cfg.Spec, Manifest: cfg.Manifest}, ArtifactKey: cfg.ArtifactKey,
-		AllowWindow: cfg.Spec.Trust.EKPolicy.Mode == spec.EKWindow, CertLifetime: life, Now: cfg.Now, Spec: cfg.Spec})
+		AllowWindow: cfg.Spec.Trust.EKPolicy.Mode == spec.EKWindow, CertLifetime: life, Now: cfg.Now, Spec: cfg.Spec, Kube: kube})
 	if err != nil {
 		store.Close()
 		return nil, err

@@ -19,6 +19,8 @@ var (
 	// ErrCSRClaims: the CSR asks for an identity other than the node name
 	// (another DNS name, an IP, URI or e-mail SAN, or a different CN).
 	ErrCSRClaims = errors.New("certificate request claims another identity")
+	// ErrKubeRole: the node's role does not hold the Kubernetes certificate asked for.
+	ErrKubeRole = errdefs.New(errdefs.ErrPermission, "certificate not held by the node's role")
 	// ErrInvalid: an argument (name, role, host, lifetime) is not acceptable.
 	ErrInvalid = errdefs.New(errdefs.ErrInvalid, "invalid argument")
 	// ErrUntrusted: a certificate was not issued by the cluster CA.

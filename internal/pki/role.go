@@ -116,6 +116,9 @@ const (
 	// ActionJoinPlanes: a node registers its WireGuard plane keys and reads
 	// the interfaces it should have. Nodes only, for themselves.
 	ActionJoinPlanes Action = "planes.join"
+	// ActionKubeCerts: a node gets the Kubernetes certificates of its spec
+	// role right after a fresh-quote renewal. Nodes only, for themselves.
+	ActionKubeCerts Action = "kubernetes.issue"
 	// ActionRestartService: restart a systemd service through a node's API.
 	// Operator.
 	ActionRestartService Action = "service.restart"
@@ -157,7 +160,7 @@ var minRole = map[Action]Role{
 }
 
 // nodeActions are the only actions a node certificate allows.
-var nodeActions = map[Action]bool{ActionRenew: true, ActionReadRevocations: true, ActionJoinPlanes: true}
+var nodeActions = map[Action]bool{ActionRenew: true, ActionReadRevocations: true, ActionJoinPlanes: true, ActionKubeCerts: true}
 
 // Allows reports whether role may take action: admin > operator > reader for
 // operator actions, nodes only for node actions. Unknown roles and actions

@@ -200,6 +200,11 @@ type Kubernetes struct {
 	Version     string `yaml:"version" json:"version,omitempty"`
 	PodCIDR     string `yaml:"podCIDR" json:"podCIDR,omitempty"`
 	ServiceCIDR string `yaml:"serviceCIDR" json:"serviceCIDR,omitempty"`
+	// ClusterDomain, CertificateLifetime and KubeletClientCertificateLifetime
+	// shape the certificates the hub issues (kubernetes.go has defaults and bounds).
+	ClusterDomain                    string `yaml:"clusterDomain" json:"clusterDomain,omitempty"`
+	CertificateLifetime              string `yaml:"certificateLifetime" json:"certificateLifetime,omitempty"`
+	KubeletClientCertificateLifetime string `yaml:"kubeletClientCertificateLifetime" json:"kubeletClientCertificateLifetime,omitempty"`
 }
 
 // Observability is the built-in metrics stack.

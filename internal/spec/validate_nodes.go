@@ -214,6 +214,7 @@ func validateWorkloads(c *problems, s *ClusterSpec, lan netip.Prefix) {
 		if s.CountRole(RoleControlPlane) == 0 {
 			c.add("workloads.kubernetes.enabled", "Kubernetes needs at least one node with role controlplane")
 		}
+		validateKubeIdentity(c, k)
 		pod, okPod := parsePrefix(c, "workloads.kubernetes.podCIDR", k.PodCIDR)
 		svc, okSvc := parsePrefix(c, "workloads.kubernetes.serviceCIDR", k.ServiceCIDR)
 		others := map[string]netip.Prefix{}

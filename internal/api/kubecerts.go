@@ -1,0 +1,81 @@
+package api
+
+import (
+	"context"
+	"time"
+
+	"google.golang.org/grpc"
+)
+
+// KubeCertsService issues a node the Kubernetes certificates of its spec
+// role (docs/kubernetes.md). The caller authenticates with its node
+// certificate, and only with the one the hub issued it moments ago after a
+// fresh quote (a renewal): no Kubernetes certificate without a fresh quote.
+const KubeCertsService = "kubedos.hub.v1.KubeCerts"
+
+// MaxKubeCSRs bounds a request: more than any role holds.
+const MaxKubeCSRs = 16
+
+// KubeCertsRequest carries one PKCS #10 CSR (DER) per certificate wanted,
+// keyed by its name (pki.KubeCert: "kubelet-client", "apiserver", …). Only
+// each CSR's public key is used: the hub sets subject and SANs from the
+// spec. Keys are made on the node and never leave it.
+type KubeCertsRequest struct {
+	CSRs map[string][]byte `json:"csrs"`
+}
+
+// KubeCertsResponse is the certificates (DER, by name) and the CAs the
+// node's components trust (DER).
+type KubeCertsResponse struct {
+	Certificates map[string][]byte    `json:"certificates"`
+	NotAfter     map[string]time.Time `json:"notAfter"`
+	KubernetesCA []byte               `json:"kubernetesCA"`
+	EtcdCA       []byte               `json:"etcdCA"`
+	FrontProxyCA []byte               `json:"frontProxyCA"`
+	// ServiceAccountPub (PKIX PEM) verifies service-account tokens: sent to
+	// control-plane nodes. ServiceAccountKey (PKCS #8 PEM) signs them: the
+	// one cluster-wide private key the hub hands out, to control-plane
+	// nodes only, over this mutually authenticated channel.
+	ServiceAccountPub []byte `json:"serviceAccountPub,omitempty"`
+	ServiceAccountKey []byte `json:"serviceAccountKey,omitempty"`
+}
+
+// KubeHoldsRequest asks which certificates the caller's spec role holds.
+type KubeHoldsRequest struct{}
+
+// KubeHoldsResponse names them (pki.KubeCert), so the node makes a key and
+// a CSR for each and for nothing else.
+type KubeHoldsResponse struct {
+	Certificates []string `json:"certificates"`
+}
+
+// KubeCertsServer is implemented by the hub.
+type KubeCertsServer interface {
+	Holds(context.Context, *KubeHoldsRequest) (*KubeHoldsResponse, error)
+	Issue(context.Context, *KubeCertsRequest) (*KubeCertsResponse, error)
+}
+
+// RegisterKubeCerts serves impl on s.
+func RegisterKubeCerts(s *grpc.Server, impl KubeCertsServer) {
+	s.RegisterService(&grpc.ServiceDesc{
+		ServiceName: KubeCertsService,
+		HandlerType: (*KubeCertsServer)(nil),
+		Methods: []grpc.MethodDesc{unary(KubeCertsService, "Holds", KubeCertsServer.Holds),
+			unary(KubeCertsService, "Issue", KubeCertsServer.Issue)},
+	}, impl)
+}
+
+// KubeCertsClient asks the hub for Kubernetes certificates.
+type KubeCertsClient struct{ cc grpc.ClientConnInterface }
+
+// NewKubeCertsClient wraps a connection made with DialOptions and the
+// node's freshly renewed certificate.
+func NewKubeCertsClient(cc grpc.ClientConnInterface) *KubeCertsClient { return &KubeCertsClient{cc} }
+
+func (c *KubeCertsClient) Holds(ctx context.Context) (*KubeHoldsResponse, error) {
+	return invoke[KubeHoldsResponse](ctx, c.cc, "/"+KubeCertsService+"/Holds", &KubeHoldsRequest{})
+}
+
+func (c *KubeCertsClient) Issue(ctx context.Context, r *KubeCertsRequest) (*KubeCertsResponse, error) {
+	return invoke[KubeCertsResponse](ctx, c.cc, "/"+KubeCertsService+"/Issue", r)
+}

@@ -1,0 +1,82 @@
+package hub
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/kubedos/kubedos/internal/api"
+	"github.com/kubedos/kubedos/internal/pki"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+// serveKube runs the kube env's hub on loopback at real time (TLS checks
+// validity against the system clock).
+func serveKube(t *testing.T, ke *kubeEnv) string {
+	t.Helper()
+	ke.clock = &clock{t: time.Now()}
+	ke.newKubeHub()
+	srv, err := NewServer(ke.hub, ke.ca, []string{"127.0.0.1"}, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ctx, lis) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("serve: %v", err)
+		}
+	})
+	return lis.Addr().String()
+}
+
+func TestKubeCertsOverGRPC(t *testing.T) {
+	ke := newKubeEnv(t)
+	addr := serveKube(t, ke)
+	ctx := context.Background()
+	n, got := ke.enrolled("w-1", "worker")
+	nodeCert := &tls.Certificate{Certificate: [][]byte{got.Cert.Raw}, PrivateKey: n.key, Leaf: got.Cert}
+	call := func(cert *tls.Certificate, kinds ...pki.KubeCert) (*api.KubeCertsResponse, error) {
+		return api.NewKubeCertsClient(dialHub(t, ke.env, addr, cert)).Issue(ctx, &api.KubeCertsRequest{CSRs: hostileCSRs(t, kinds...)})
+	}
+	if _, err := call(nil, pki.KubeletClient); status.Code(err) != codes.Unauthenticated {
+		t.Errorf("no certificate: %v, want Unauthenticated", err)
+	}
+	if _, err := call(clientCert(t, ke.env, "alice", pki.RoleAdmin), pki.APIServer); status.Code(err) != codes.PermissionDenied {
+		t.Errorf("admin certificate: %v, want PermissionDenied", err)
+	}
+	if _, err := call(nodeCert, pki.APIServer); status.Code(err) != codes.PermissionDenied {
+		t.Errorf("worker asking for apiserver: %v, want PermissionDenied", err)
+	}
+	res, err := call(nodeCert, pki.KubeletClient, pki.KubeletServing)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, err := x509.ParseCertificate(res.KubernetesCA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := x509.ParseCertificate(res.Certificates[string(pki.KubeletClient)])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Subject.CommonName != "system:node:w-1" || c.CheckSignatureFrom(ca) != nil || res.ServiceAccountKey != nil {
+		t.Errorf("kubelet client %q, SA key sent %v", c.Subject.CommonName, res.ServiceAccountKey != nil)
+	}
+	if err := ke.hub.Revoke(ctx, operator, "w-1", "test"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := call(nodeCert, pki.KubeletClient); status.Code(err) != codes.Unauthenticated {
+		t.Errorf("revoked node: %v, want Unauthenticated", err)
+	}
+}
