@@ -47,11 +47,3 @@ func kubeCAsIfPresent(dir string) (*pki.KubeCAs, error) {
 	}
 	return pki.LoadKubeCAs(dir)
 }
-
-// kubeKeysIfPresent reads the Kubernetes key files for a hub handoff.
-func kubeKeysIfPresent(dir string) (map[string][]byte, error) {
-	if !pki.HasKubeKeys(dir) {
-		return nil, nil
-	}
-	return pki.ReadKubeFiles(dir)
-}
