@@ -60,8 +60,11 @@ targets.proxmox.fingerprint. Needs Proxmox VE 8.4 or later.
 Running it again changes nothing. A VMID held by a VM kubedos did not make
 for that node is refused; a node's VM that holds another image is destroyed
 and recreated (with a new TPM) only with destructive.recreateVMs.
---timeout 0 returns once the VMs run, without waiting for enrollment.`
-
+--timeout 0 returns once the VMs run, without waiting for enrollment.
+Afterwards kubedos cluster status shows the VMs with their guest agent,
+kubedos cluster down stops them (destroys them only with
+destructive.destroyVMs), and kubedos node fence --spec stops one; the hub
+stays where it runs (no hand-over to the master on proxmox yet).`
 
 const clusterStatusLong = `Show the cluster of SPEC: each node's VM and what its hub says of it.
 
