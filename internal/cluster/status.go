@@ -131,8 +131,11 @@ func (c *Cluster) Report(ctx context.Context, nodes []api.Node) (*Report, error)
 		if vms, err = c.proxmoxVMs(ctx, t); err != nil {
 			return nil, err
 		}
-	} else if seg, err := c.segment(); err == nil {
-		rep.LAN = &LAN{Up: seg.Exists(), Netns: seg.Netns, Gateway: seg.Gateway.String(), HostInterface: seg.HostIf}
+	} else {
+		rep.LAN = &LAN{}
+		if seg, err := c.segment(); err == nil {
+			rep.LAN = &LAN{Up: seg.Exists(), Netns: seg.Netns, Gateway: seg.Gateway.String(), HostInterface: seg.HostIf}
+		}
 	}
 	for _, sn := range c.Spec.Topology.Nodes {
 		nr, ok := vms[sn.Name]
@@ -189,6 +192,7 @@ func (c *Cluster) Down(ctx context.Context, purge bool) ([]target.Ensured, error
 			continue
 		}
 		out = append(out, e)
+		c.ev.emit(NodeDown{Name: e.Name, VMID: e.VMID, Action: e.Action})
 	}
 	if err := c.hubRunner().Stop(c.HubDir()); err != nil {
 		errs = append(errs, fmt.Errorf("hub: %w", err))
