@@ -34,6 +34,12 @@ func (f *clusterFlags) add(cmd *cobra.Command, withBuild bool) {
 	}
 }
 
+// addTarget adds --target to status and down: a cluster deployed with
+// --target is found there again.
+func (f *clusterFlags) addTarget(cmd *cobra.Command) {
+	cmd.Flags().StringVar(&f.target, "target", "", "the target the cluster was deployed to, instead of the spec's targets.default: qemu or proxmox")
+}
+
 // dir is the cluster's state directory, absolute: it appears in the
 // command lines of the processes it owns, which makes them easy to find.
 func (f *clusterFlags) dir(s *spec.ClusterSpec) string {

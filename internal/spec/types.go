@@ -262,6 +262,9 @@ type ISO struct {
 type Destructive struct {
 	RecreateVMs bool `yaml:"recreateVMs" json:"recreateVMs"`
 	WipeDisks   bool `yaml:"wipeDisks" json:"wipeDisks"`
+	// DestroyVMs lets cluster down on proxmox destroy the VMs (disks, EFI
+	// variables, TPM state: the nodes' identities) instead of stopping them.
+	DestroyVMs bool `yaml:"destroyVMs" json:"destroyVMs"`
 }
 
 // RoleNodeConfig is what kubedosd's NodeConfig document holds for a role's
