@@ -28,6 +28,7 @@ type Server struct {
 	hub  *Hub
 	ca   *pki.CA
 	grpc *grpc.Server
+	tls  *tls.Config
 }
 
 // NewServer makes the gRPC server with a fresh TLS certificate for the hub
@@ -49,7 +50,7 @@ func NewServer(h *Hub, ca *pki.CA, hosts []string, lifetime time.Duration) (*Ser
 		ClientAuth: tls.VerifyClientCertIfGiven,
 		MinVersion: tls.VersionTLS13,
 	}
-	s := &Server{hub: h, ca: ca}
+	s := &Server{hub: h, ca: ca, tls: conf}
 	s.grpc = grpc.NewServer(append(api.ServerOptions(), grpc.Creds(credentials.NewTLS(conf)),
 		// The one translation of the hub's error classes to gRPC codes
 		// (house rule 2); statuses made here pass through.
