@@ -60,6 +60,10 @@ type KeeperConfig struct {
 	Sealer      Sealer
 	// Listen is where the hub serves (":7443").
 	Listen string
+	// MetricsListen is where the hub serves /metrics (":7446"; "" serves
+	// none). The baseline firewall keeps that port off the LAN: Prometheus
+	// reaches it over wg-observability.
+	MetricsListen string
 	// SelfFile is where this node's own identity looks up its hub; once the
 	// hub is here SelfAddr is written to it (renewals go to the local hub).
 	SelfFile, SelfAddr string
@@ -155,6 +159,7 @@ func (k *Keeper) start() error {
 	}
 	k.serving, k.addr = true, lis.Addr().String()
 	k.cfg.Logf("hub for cluster %q serving on %s (state %s)", cfg.Spec.Metadata.Name, lis.Addr(), cfg.StatePath)
+	k.serveMetrics(h)
 	k.wg.Add(1)
 	go func() {
 		defer k.wg.Done()
@@ -166,6 +171,27 @@ func (k *Keeper) start() error {
 		k.mu.Unlock()
 	}()
 	return nil
+}
+
+// serveMetrics serves the hub's /metrics beside it, if configured. Metrics
+// are not worth refusing the hub for: a port in use is logged and left.
+func (k *Keeper) serveMetrics(h *Hub) {
+	if k.cfg.MetricsListen == "" {
+		return
+	}
+	lis, err := net.Listen("tcp", k.cfg.MetricsListen)
+	if err != nil {
+		k.cfg.Logf("hub metrics not served: listen %s: %v", k.cfg.MetricsListen, err)
+		return
+	}
+	k.cfg.Logf("hub metrics on https://%s/metrics", lis.Addr())
+	k.wg.Add(1)
+	go func() {
+		defer k.wg.Done()
+		if err := h.ServeMetrics(k.ctx, lis); err != nil {
+			k.cfg.Logf("hub metrics: %v", err)
+		}
+	}()
 }
 
 // bundle is a hub's configuration as bytes: what a handoff carries and Dir
