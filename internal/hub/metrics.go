@@ -192,6 +192,12 @@ func (h *Hub) WriteMetrics(w io.Writer) error {
 			fmt.Fprintf(&b, "kubedos_hub_node_certificate_expiry_timestamp_seconds{node=%s} %d\n", label(n.Name), n.CertNotAfter.Unix())
 		}
 	}
+	family("kubedos_hub_node_upgrade_pending", "gauge", "1 for each node assigned a build it has not attested yet (an upgrade under way, or one rolled back).")
+	for _, n := range reg.nodes {
+		if n.Target != "" && n.State == StateEnrolled {
+			fmt.Fprintf(&b, "kubedos_hub_node_upgrade_pending{node=%s,target=%s} 1\n", label(n.Name), label(n.Target))
+		}
+	}
 	family("kubedos_hub_audit_entries", "gauge", "Length of the hash-chained audit log (the newest entry's number).")
 	fmt.Fprintf(&b, "kubedos_hub_audit_entries %d\n", reg.audit)
 	family("kubedos_hub_revoked_certificates", "gauge", "Certificates in the revocation list.")
