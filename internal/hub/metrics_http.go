@@ -2,7 +2,6 @@ package hub
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"net"
 	"net/http"
@@ -11,17 +10,16 @@ import (
 	"github.com/kubedos/kubedos/internal/pki"
 )
 
-// ServeMetrics serves GET /metrics (WriteMetrics) over TLS with the hub's
-// certificate on lis until ctx ends. Like the node's /metrics, a caller
+// ServeMetrics serves GET /metrics (WriteMetrics) over TLS on lis until ctx
+// ends, with a certificate for the hub's names that lacks the hub's policy
+// OID, so Prometheus built with an older Go can parse it. Like the node's /metrics, a caller
 // must present a cluster certificate that is not revoked and whose role may
 // read (Prometheus holds a reader certificate); unlike the gRPC port, no
 // anonymous caller gets as far as a request.
 func (s *Server) ServeMetrics(ctx context.Context, lis net.Listener) error {
-	conf := s.tls.Clone()
-	conf.ClientAuth = tls.RequireAndVerifyClientCert
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /metrics", s.serveMetrics)
-	srv := &http.Server{Handler: mux, TLSConfig: conf, ReadHeaderTimeout: 10 * time.Second}
+	srv := &http.Server{Handler: mux, TLSConfig: s.metrics.Clone(), ReadHeaderTimeout: 10 * time.Second}
 	go func() {
 		<-ctx.Done()
 		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

@@ -48,6 +48,8 @@ type scrapeJob struct {
 	FileSDConfigs  []fileSD        `yaml:"file_sd_configs,omitempty"`
 	StaticConfigs  []staticConfig  `yaml:"static_configs,omitempty"`
 	RelabelConfigs []relabelConfig `yaml:"relabel_configs,omitempty"`
+	// MetricRelabelConfigs drop what the target's labels make redundant.
+	MetricRelabelConfigs []relabelConfig `yaml:"metric_relabel_configs,omitempty"`
 }
 
 type tlsConfig struct {
@@ -64,8 +66,10 @@ type fileSD struct {
 }
 
 type relabelConfig struct {
-	TargetLabel string `yaml:"target_label"`
-	Replacement string `yaml:"replacement"`
+	Action      string `yaml:"action,omitempty"`
+	Regex       string `yaml:"regex,omitempty"`
+	TargetLabel string `yaml:"target_label,omitempty"`
+	Replacement string `yaml:"replacement,omitempty"`
 }
 
 // sdRefresh bounds how long a revoked node stays scraped when the file
@@ -100,7 +104,10 @@ func Config(s *spec.ClusterSpec, set spec.ObservabilitySettings, self netip.Addr
 	for _, n := range s.Topology.Nodes {
 		c.ScrapeConfigs = append(c.ScrapeConfigs, scrapeJob{JobName: JobKubedosd + "/" + n.Name, Scheme: "https", TLSConfig: tls(n.Name),
 			FileSDConfigs:  []fileSD{{Files: []string{opt.in(nodeTargetFile(n.Name))}, RefreshInterval: sdRefresh}},
-			RelabelConfigs: []relabelConfig{{TargetLabel: "job", Replacement: JobKubedosd}}})
+			RelabelConfigs: []relabelConfig{{TargetLabel: "job", Replacement: JobKubedosd}},
+			// kubedos_node_info names the node and role itself; the target
+			// labels say the same, so Prometheus's exported_ copies go.
+			MetricRelabelConfigs: []relabelConfig{{Action: "labeldrop", Regex: "exported_(node|role)"}}})
 	}
 	if len(exporterNodes(s)) > 0 {
 		c.ScrapeConfigs = append(c.ScrapeConfigs, scrapeJob{JobName: JobNodeExporter,

@@ -49,7 +49,9 @@ func Targets(s *spec.ClusterSpec, enrolled []string) (Files, error) {
 		if n.Role == spec.RoleMaster {
 			// The hub is scraped whether or not the master shows enrolled:
 			// a hub that does not answer is what the alert is for.
-			hub = append(hub, targetGroup{Targets: []string{net.JoinHostPort(addr.String(), strconv.Itoa(HubMetricsPort))}, Labels: labels})
+			// No node label: the hub's series carry the node they are
+			// about, and a target label would rename theirs.
+			hub = append(hub, targetGroup{Targets: []string{net.JoinHostPort(addr.String(), strconv.Itoa(HubMetricsPort))}, Labels: map[string]string{}})
 		}
 		if out[nodeTargetFile(n.Name)], err = encodeGroups(groups); err != nil {
 			return nil, err
