@@ -62,6 +62,14 @@ func TestPrometheusScrapesHubMetrics(t *testing.T) {
 	p.WaitFor(t, `up{job="kubedos-hub"}`, "1", 20*time.Second)
 	p.WaitFor(t, `kubedos_hub_nodes{state="quarantined"}`, "1", 10*time.Second)
 	p.WaitFor(t, `count(ALERTS{alertname="KubedosNodeQuarantined",node="w-2",alertstate="firing"})`, "1", 30*time.Second)
+	// Revoke to alert: the next scrape sees the state, the next rule
+	// evaluation fires (the rule has no hold time).
+	start := time.Now()
+	if err := e.hub.Revoke(context.Background(), admin, "w-1", "test"); err != nil {
+		t.Fatal(err)
+	}
+	p.WaitFor(t, `count(ALERTS{alertname="KubedosNodeRevokedOrFenced",node="w-1",alertstate="firing"})`, "1", 30*time.Second)
+	t.Logf("figure: revoke to firing alert in %s (scrape and evaluation every 5 s)", time.Since(start).Round(100*time.Millisecond))
 	d, _ := p.Query(`scrape_duration_seconds{job="kubedos-hub"}`)
 	n, _ := p.Query(`scrape_samples_scraped{job="kubedos-hub"}`)
 	t.Logf("figure: hub /metrics (2 nodes) scraped by prometheus in %s s, %s samples", d, n)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -164,7 +165,9 @@ func TestHubMetricsOverHTTPS(t *testing.T) {
 		}
 	})
 	get := func(cert *tls.Certificate) (int, string, error) {
-		conf := pki.HubClientTLS(e.ca.Pool())
+		// As Prometheus checks: the CA and the name (the metrics
+		// certificate has no hub policy, so HubClientTLS would refuse it).
+		conf := &tls.Config{RootCAs: e.ca.Pool(), ServerName: api.HubServerName, MinVersion: tls.VersionTLS13}
 		if cert != nil {
 			conf.Certificates = []tls.Certificate{*cert}
 		}
@@ -191,5 +194,35 @@ func TestHubMetricsOverHTTPS(t *testing.T) {
 	}
 	if code, _, err := get(rita); err != nil || code != http.StatusUnauthorized {
 		t.Errorf("revoked reader: %d %v, want 401", code, err)
+	}
+}
+
+// BenchmarkHubWriteMetrics: one scrape of the hub's /metrics with the
+// reference topology's 16 nodes enrolled (docs/benchmarks.md).
+func BenchmarkHubWriteMetrics(b *testing.B) {
+	for _, n := range []int{16, 256} {
+		b.Run(fmt.Sprintf("nodes=%d", n), func(b *testing.B) {
+			e := newEnv(b)
+			for i := range n {
+				name := fmt.Sprintf("n-%d", i)
+				e.policy[name] = "worker"
+				nd := newNode(b, name, "worker")
+				e.register(nd)
+				e.mustEnroll(nd)
+			}
+			var buf bytes.Buffer
+			if err := e.hub.WriteMetrics(&buf); err != nil {
+				b.Fatal(err)
+			}
+			size := buf.Len()
+			b.ResetTimer()
+			for range b.N {
+				buf.Reset()
+				if err := e.hub.WriteMetrics(&buf); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(size), "bytes/scrape")
+		})
 	}
 }
