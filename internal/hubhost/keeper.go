@@ -83,6 +83,8 @@ type Keeper struct {
 	wg      sync.WaitGroup
 	serving bool
 	addr    string // where it serves, once it does
+	// metricsAddr is where /metrics is served ("" when it is not).
+	metricsAddr string
 }
 
 // NewKeeper makes a Keeper; Run serves.
@@ -132,6 +134,13 @@ func (k *Keeper) Addr() string {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	return k.addr
+}
+
+// MetricsAddr is where the hub's /metrics is served ("" when it is not).
+func (k *Keeper) MetricsAddr() string {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.metricsAddr
 }
 
 // start loads the installed hub and serves it until Run's ctx ends.
@@ -185,12 +194,16 @@ func (k *Keeper) serveMetrics(h *Hub) {
 		return
 	}
 	k.cfg.Logf("hub metrics on https://%s/metrics", lis.Addr())
+	k.metricsAddr = lis.Addr().String()
 	k.wg.Add(1)
 	go func() {
 		defer k.wg.Done()
 		if err := h.ServeMetrics(k.ctx, lis); err != nil {
 			k.cfg.Logf("hub metrics: %v", err)
 		}
+		k.mu.Lock()
+		k.metricsAddr = ""
+		k.mu.Unlock()
 	}()
 }
 
