@@ -123,7 +123,15 @@ func (n *NodeAPI) WriteMetrics(ctx context.Context, w io.Writer) error {
 	if cert, err := n.certs.get(nil); err == nil && cert.Leaf != nil {
 		family("kubedos_certificate_expiry_timestamp_seconds", "gauge", "When the node's enrollment certificate expires (renewal needs a fresh quote).")
 		fmt.Fprintf(&b, "kubedos_certificate_expiry_timestamp_seconds %d\n", cert.Leaf.NotAfter.Unix())
+		family("kubedos_certificate_renew_timestamp_seconds", "gauge", "When kubedosd renews the certificate (two thirds into its life); a renewal done replaces it.")
+		fmt.Fprintf(&b, "kubedos_certificate_renew_timestamp_seconds %d\n", RenewAt(cert.Leaf).Unix())
 	}
+	// Admin and operator calls are refused once the list is older than the
+	// maximum age (health.go); the alert compares the two.
+	family("kubedos_revocations_fetched_timestamp_seconds", "gauge", "When the revocation list was last fetched from the hub (0: never).")
+	fmt.Fprintf(&b, "kubedos_revocations_fetched_timestamp_seconds %d\n", unixOrZero(n.fetchedAt()))
+	family("kubedos_revocations_max_age_seconds", "gauge", "Age past which the node takes its revocation list as stale and refuses admin and operator calls.")
+	fmt.Fprintf(&b, "kubedos_revocations_max_age_seconds %g\n", n.cfg.RevocationMaxAge.Seconds())
 	_, err := io.WriteString(w, b.String())
 	return err
 }
