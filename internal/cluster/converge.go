@@ -16,7 +16,6 @@ import (
 	"github.com/kubedos/kubedos/internal/spec"
 	"github.com/kubedos/kubedos/internal/steps"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials"
 )
 
 // ConvergeConfig is everything a convergence run needs, given explicitly
@@ -188,7 +187,7 @@ func dial(base *tls.Config, addr, serverName string) (*grpc.ClientConn, error) {
 	if serverName == api.HubServerName {
 		conf.VerifyConnection = pki.VerifyHub // a node's certificate may carry any name
 	}
-	cc, err := grpc.NewClient(addr, append(api.DialOptions(), grpc.WithTransportCredentials(credentials.NewTLS(conf)))...)
+	cc, err := api.Dial(addr, conf)
 	if err != nil {
 		return nil, fmt.Errorf("%s (%s): %w", serverName, addr, err)
 	}
