@@ -14,6 +14,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/kubedos/kubedos/internal/api"
+	"github.com/kubedos/kubedos/internal/promtext"
 )
 
 // Metrics of the hub (docs/observability.md), written in the Prometheus
@@ -180,22 +181,22 @@ func (h *Hub) WriteMetrics(w io.Writer) error {
 	byState := map[State]int{}
 	for _, n := range reg.nodes {
 		byState[n.State]++
-		fmt.Fprintf(&b, "kubedos_hub_node_state{node=%s,role=%s,state=%s} 1\n", label(n.Name), label(n.Role), label(string(n.State)))
+		fmt.Fprintf(&b, "kubedos_hub_node_state{node=%s,role=%s,state=%s} 1\n", promtext.Label(n.Name), promtext.Label(n.Role), promtext.Label(string(n.State)))
 	}
 	family("kubedos_hub_nodes", "gauge", "Nodes in the hub's registry, by state.")
 	for _, st := range nodeStates {
-		fmt.Fprintf(&b, "kubedos_hub_nodes{state=%s} %d\n", label(string(st)), byState[st])
+		fmt.Fprintf(&b, "kubedos_hub_nodes{state=%s} %d\n", promtext.Label(string(st)), byState[st])
 	}
 	family("kubedos_hub_node_certificate_expiry_timestamp_seconds", "gauge", "When each enrolled node's newest certificate expires.")
 	for _, n := range reg.nodes {
 		if n.State == StateEnrolled && !n.CertNotAfter.IsZero() {
-			fmt.Fprintf(&b, "kubedos_hub_node_certificate_expiry_timestamp_seconds{node=%s} %d\n", label(n.Name), n.CertNotAfter.Unix())
+			fmt.Fprintf(&b, "kubedos_hub_node_certificate_expiry_timestamp_seconds{node=%s} %d\n", promtext.Label(n.Name), n.CertNotAfter.Unix())
 		}
 	}
 	family("kubedos_hub_node_upgrade_pending", "gauge", "1 for each node assigned a build it has not attested yet (an upgrade under way, or one rolled back).")
 	for _, n := range reg.nodes {
 		if n.Target != "" && n.State == StateEnrolled {
-			fmt.Fprintf(&b, "kubedos_hub_node_upgrade_pending{node=%s,target=%s} 1\n", label(n.Name), label(n.Target))
+			fmt.Fprintf(&b, "kubedos_hub_node_upgrade_pending{node=%s,target=%s} 1\n", promtext.Label(n.Name), promtext.Label(n.Target))
 		}
 	}
 	family("kubedos_hub_audit_entries", "gauge", "Length of the hash-chained audit log (the newest entry's number).")
@@ -203,13 +204,13 @@ func (h *Hub) WriteMetrics(w io.Writer) error {
 	family("kubedos_hub_revoked_certificates", "gauge", "Certificates in the revocation list.")
 	fmt.Fprintf(&b, "kubedos_hub_revoked_certificates %d\n", reg.revoked)
 	family("kubedos_hub_enrollment_window_open", "gauge", "1 while an enrollment window admits any EK.")
-	fmt.Fprintf(&b, "kubedos_hub_enrollment_window_open %d\n", b2i(reg.windowTo.After(h.now())))
+	fmt.Fprintf(&b, "kubedos_hub_enrollment_window_open %d\n", promtext.Bool(reg.windowTo.After(h.now())))
 	if r := reg.lastRun; r != nil {
 		family("kubedos_hub_convergence_last_run_timestamp_seconds", "gauge", "When the last convergence run recorded at the hub ended.")
 		fmt.Fprintf(&b, "kubedos_hub_convergence_last_run_timestamp_seconds %d\n", r.Ended.Unix())
 		family("kubedos_hub_convergence_last_run", "gauge", "The last convergence run's outcome (1 for the outcome it had).")
 		for _, o := range []string{"converged", "drifted", "failed"} {
-			fmt.Fprintf(&b, "kubedos_hub_convergence_last_run{outcome=%q} %d\n", o, b2i(r.Outcome == o))
+			fmt.Fprintf(&b, "kubedos_hub_convergence_last_run{outcome=%q} %d\n", o, promtext.Bool(r.Outcome == o))
 		}
 		family("kubedos_hub_convergence_last_run_steps", "gauge", "The last convergence run's steps, by outcome.")
 		n := r.Counts
@@ -231,15 +232,15 @@ func (m *metrics) write(b *strings.Builder, family func(name, typ, help string))
 	family("kubedos_hub_enrollments_total", "counter", "Enrollments and renewals that reached their end, by kind and outcome (enrolled, quarantined, refused, error).")
 	keys := sortedKeys(m.attempts, func(a, b [2]string) int { return strings.Compare(a[0]+"/"+a[1], b[0]+"/"+b[1]) })
 	for _, k := range keys {
-		fmt.Fprintf(b, "kubedos_hub_enrollments_total{kind=%s,outcome=%s} %d\n", label(k[0]), label(k[1]), m.attempts[k])
+		fmt.Fprintf(b, "kubedos_hub_enrollments_total{kind=%s,outcome=%s} %d\n", promtext.Label(k[0]), promtext.Label(k[1]), m.attempts[k])
 	}
 	family("kubedos_hub_refusals_total", "counter", "Enrollment and renewal refusals and quarantines, by the check that failed.")
 	for _, k := range sortedKeys(m.refusals, strings.Compare) {
-		fmt.Fprintf(b, "kubedos_hub_refusals_total{check=%s} %d\n", label(k), m.refusals[k])
+		fmt.Fprintf(b, "kubedos_hub_refusals_total{check=%s} %d\n", promtext.Label(k), m.refusals[k])
 	}
 	family("kubedos_hub_certificates_issued_total", "counter", "Certificates the hub signed, by kind (node, or a Kubernetes certificate).")
 	for _, k := range sortedKeys(m.issued, strings.Compare) {
-		fmt.Fprintf(b, "kubedos_hub_certificates_issued_total{kind=%s} %d\n", label(k), m.issued[k])
+		fmt.Fprintf(b, "kubedos_hub_certificates_issued_total{kind=%s} %d\n", promtext.Label(k), m.issued[k])
 	}
 	family("kubedos_hub_plane_joins_total", "counter", "Plane joins the hub answered (nodes join every 10 s).")
 	fmt.Fprintf(b, "kubedos_hub_plane_joins_total %d\n", m.joins)
@@ -262,16 +263,4 @@ func sortedKeys[K comparable](m map[K]uint64, cmp func(a, b K) int) []K {
 	}
 	slices.SortFunc(out, cmp)
 	return out
-}
-
-// label quotes a label value as the text format wants.
-func label(v string) string {
-	return `"` + strings.NewReplacer(`\`, `\\`, `"`, `\"`, "\n", `\n`).Replace(v) + `"`
-}
-
-func b2i(ok bool) int {
-	if ok {
-		return 1
-	}
-	return 0
 }

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/kubedos/kubedos/internal/pki"
+	"github.com/kubedos/kubedos/internal/promtext"
 )
 
 // ServeMetrics serves GET /metrics (WriteMetrics) over TLS on lis until ctx
@@ -17,19 +18,7 @@ import (
 // read (Prometheus holds a reader certificate); unlike the gRPC port, no
 // anonymous caller gets as far as a request.
 func (s *Server) ServeMetrics(ctx context.Context, lis net.Listener) error {
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /metrics", s.serveMetrics)
-	srv := &http.Server{Handler: mux, TLSConfig: s.metrics.Clone(), ReadHeaderTimeout: 10 * time.Second}
-	go func() {
-		<-ctx.Done()
-		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = srv.Shutdown(sctx)
-	}()
-	if err := srv.ServeTLS(lis, "", ""); err != nil && !errors.Is(err, http.ErrServerClosed) {
-		return err
-	}
-	return nil
+	return promtext.ServeTLS(ctx, lis, s.metrics.Clone(), s.serveMetrics, nil)
 }
 
 func (s *Server) serveMetrics(w http.ResponseWriter, r *http.Request) {

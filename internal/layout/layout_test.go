@@ -39,6 +39,7 @@ var rank = map[string]int{
 	"internal/observability/promtest": 3, // runs Debian's prometheus on loopback for tests
 	"internal/pidfile":                1, // finds our daemons: no zombies, no recycled pids
 	"internal/durable":                0, // crash-safe file writes: imports nothing of ours
+	"internal/promtext":               0, // Prometheus text format and the /metrics server of kubedosd and the hub
 	"internal/nodeid":                 0, // the SMBIOS node identity: encoder and decoder
 	"internal/build":                  2,
 	"internal/bundle":                 2, // the recovery bundle: reads manifests, signs with sign
