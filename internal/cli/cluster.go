@@ -125,12 +125,13 @@ func newClusterUpCmd(g *globals, verb string) *cobra.Command {
 			switch {
 			case target == spec.TargetProxmox && verb != "deploy":
 				return fmt.Errorf("cluster up runs the local qemu target; %s deploys to proxmox: use kubedos deploy", args[0])
-			case target == spec.TargetProxmox && cmd.Flags().Changed("hub-on"):
-				return fmt.Errorf("--hub-on is the qemu target's; on proxmox the hub stays where kubedos hub serve runs (--hub)")
 			}
 			cfg, err := f.loadBuild(args[0], g.events())
 			if err != nil {
 				return err
+			}
+			if target == spec.TargetProxmox && !cmd.Flags().Changed("hub-on") {
+				cfg.HubOn = "" // the operator's own kubedos hub serve at --hub
 			}
 			// The hub outlives this command: a kubedos process of its own.
 			exe, err := os.Executable()
@@ -169,7 +170,7 @@ func newClusterUpCmd(g *globals, verb string) *cobra.Command {
 	cmd.Flags().BoolVar(&f.noConverge, "no-converge", false, "stop once every node enrolled, without the final convergence run (kubedos converge runs it later)")
 	if verb == "deploy" {
 		cmd.Flags().StringVar(&f.target, "target", "", "deploy to this target instead of the spec's targets.default: qemu or proxmox")
-		cmd.Flags().StringVar(&f.hub, "hub", "", "proxmox: the hub's address as the VMs reach it (host:port of kubedos hub serve); required there")
+		cmd.Flags().StringVar(&f.hub, "hub", "", "proxmox: the hub's address as the VMs reach it (host:port): the operator's kubedos hub serve, or with --hub-on an address of this host where it serves the hub; required there until the hub is handed to the master")
 	}
 	return cmd
 }

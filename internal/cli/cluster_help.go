@@ -54,8 +54,13 @@ targets.proxmox.fingerprint. Needs Proxmox VE 8.4 or later.
           host boot; name, hub, LAN address and gateway in SMBIOS type 1
           (SKU), as Proxmox VE sets no OEM strings; tags kubedos and
           kubedos-<cluster>; the description records the image
-  hub     not started here: run kubedos hub serve with the spec and the
-          build where the VMs reach it, and name that address with --hub
+  hub     without --hub-on, not started here: run kubedos hub serve with
+          the spec and the build where the VMs reach it, and name that
+          address with --hub. With --hub-on host this host serves it on
+          --hub (an address of this host the VMs reach); with --hub-on
+          master it does so until the master enrolls, then hands it to the
+          master as on qemu (the workers look for it on the master from
+          their first boot; later deploys register with the master)
 
 Running it again changes nothing. A VMID held by a VM kubedos did not make
 for that node is refused; a node's VM that holds another image is destroyed
@@ -63,8 +68,8 @@ and recreated (with a new TPM) only with destructive.recreateVMs.
 --timeout 0 returns once the VMs run, without waiting for enrollment.
 Afterwards kubedos cluster status shows the VMs with their guest agent,
 kubedos cluster down stops them (destroys them only with
-destructive.destroyVMs), and kubedos node fence --spec stops one; the hub
-stays where it runs (no hand-over to the master on proxmox yet).`
+destructive.destroyVMs) and a hub this host serves, and kubedos node fence
+--spec stops one.`
 
 const clusterStatusLong = `Show the cluster of SPEC: each node's VM and what its hub says of it.
 

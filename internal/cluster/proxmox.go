@@ -69,13 +69,33 @@ func (c *Cluster) proxmoxTarget(work string) (*proxmox.Target, error) {
 }
 
 // deployProxmox makes the spec's VMs on its Proxmox VE node, their EKs
-// registered with the hub at ProxmoxHub; Deployed has the outcomes.
+// registered with the cluster's hub; Deployed has the outcomes. The hub is
+// the master once an earlier deploy handed it over; else, with HubOn set,
+// this host serves it on ProxmoxHub (an address of this host the VMs
+// reach) and, with HubOnMaster, hands it to the master once it enrolled,
+// as on qemu; with HubOn empty it is the operator's own kubedos hub serve
+// at ProxmoxHub.
 func (c *Cluster) deployProxmox(ctx context.Context) error {
-	if c.ProxmoxHub == "" {
-		return invalid("--hub is required for the proxmox target: the address (host:port) at which the VMs reach a hub serving this cluster (kubedos hub serve)")
+	handed, err := c.readHandoff()
+	if err != nil {
+		return err
 	}
-	if _, err := netip.ParseAddrPort(c.ProxmoxHub); err != nil {
-		return invalid("--hub %q: want an IP address and port the VMs reach, like 10.0.0.5:7443", c.ProxmoxHub)
+	if handed == nil {
+		if c.ProxmoxHub == "" {
+			return invalid("--hub is required for the proxmox target: the address (host:port) at which the VMs reach a hub serving this cluster (kubedos hub serve, or this host with --hub-on)")
+		}
+		if _, err := netip.ParseAddrPort(c.ProxmoxHub); err != nil {
+			return invalid("--hub %q: want an IP address and port the VMs reach, like 10.0.0.5:7443", c.ProxmoxHub)
+		}
+	}
+	switch c.HubOn {
+	case "", HubOnHost:
+	case HubOnMaster:
+		if c.Timeout <= 0 && handed == nil {
+			return invalid("--hub-on master waits for the master to enroll before handing it the hub: give --timeout")
+		}
+	default:
+		return invalid("--hub-on %q: want %s or %s", c.HubOn, HubOnMaster, HubOnHost)
 	}
 	work := filepath.Join(c.Dir, "proxmox")
 	var t target.Target = c.Target
@@ -97,9 +117,13 @@ func (c *Cluster) deployProxmox(ctx context.Context) error {
 		}
 		t = pt
 	}
+	hubFor, handOver, err := c.proxmoxHub(ctx, handed)
+	if err != nil {
+		return err
+	}
 	var nodes []target.Node
 	for _, n := range c.Spec.Topology.Nodes {
-		tn, err := c.targetNode(n, c.ProxmoxHub, true)
+		tn, err := c.targetNode(n, hubFor(n), true)
 		if err != nil {
 			return err
 		}
@@ -108,21 +132,69 @@ func (c *Cluster) deployProxmox(ctx context.Context) error {
 			return err
 		}
 	}
-	c.hubAddr = c.ProxmoxHub
-	// cluster status and the node commands (--state) find the hub here.
-	if err := os.MkdirAll(c.HubDir(), 0o700); err != nil {
-		return err
-	}
-	if err := durable.WriteFile(filepath.Join(c.HubDir(), hubAddrFile), []byte(c.hubAddr+"\n"), 0o600); err != nil {
-		return err
-	}
 	admin, done, err := c.admin()
 	if err != nil {
 		return err
 	}
-	defer done()
 	c.deployed = []target.Ensured{}
-	return t.EnsureNodes(ctx, nodes, admin.RegisterEK, func(e target.Ensured) { c.deployed = append(c.deployed, e) })
+	err = t.EnsureNodes(ctx, nodes, admin.RegisterEK, func(e target.Ensured) { c.deployed = append(c.deployed, e) })
+	done()
+	if err != nil || handOver == nil {
+		return err
+	}
+	return handOver()
+}
+
+// proxmoxHub settles where the deploy's hub is (deployProxmox says how)
+// and returns the hub each node is told of, and the hand-over to run once
+// the VMs exist (nil: none).
+func (c *Cluster) proxmoxHub(ctx context.Context, handed *Handoff) (func(spec.Node) string, func() error, error) {
+	if handed != nil {
+		c.hubAddr, c.hubKeeper = handed.Addr, handed.Node
+		c.ev.emit(HubKept{Node: handed.Node, Addr: handed.Addr, At: handed.At})
+		return func(spec.Node) string { return handed.Addr }, nil, nil
+	}
+	if c.HubOn == "" {
+		c.hubAddr = c.ProxmoxHub
+		// cluster status and the node commands (--state) find the hub here.
+		if err := os.MkdirAll(c.HubDir(), 0o700); err != nil {
+			return nil, nil, err
+		}
+		if err := durable.WriteFile(filepath.Join(c.HubDir(), hubAddrFile), []byte(c.hubAddr+"\n"), 0o600); err != nil {
+			return nil, nil, err
+		}
+		return func(spec.Node) string { return c.hubAddr }, nil, nil
+	}
+	if err := c.startHub(ctx, c.ProxmoxHub); err != nil {
+		return nil, nil, err
+	}
+	if c.HubOn == HubOnHost {
+		return func(spec.Node) string { return c.hubAddr }, nil, nil
+	}
+	master, err := c.master()
+	if err != nil {
+		return nil, nil, err
+	}
+	addr, err := c.nodeAddress(master)
+	if err != nil {
+		return nil, nil, err
+	}
+	// The workers look for the hub on the master from their first boot
+	// (they retry until it answers); the master enrolls with this host's.
+	nodeHub := netip.AddrPortFrom(addr.Addr(), api.HubPort).String()
+	hubFor := func(n spec.Node) string {
+		if n.Name == master.Name {
+			return c.hubAddr
+		}
+		return nodeHub
+	}
+	handOver := func() error {
+		if _, err := c.waitNodes(ctx, []spec.Node{master}, c.Timeout); err != nil {
+			return err
+		}
+		return c.HandOver(ctx, master, nodeHub)
+	}
+	return hubFor, handOver, nil
 }
 
 // proxmoxOps is the Proxmox VE target's day-2 side (status with the guest

@@ -122,7 +122,7 @@ func TestProxmoxLifecycleReference(t *testing.T) {
 			}
 		}
 	}
-	if !fx.hubs.Alive(New(cfg).HubDir()) {
+	if !fx.hubs.Alive(fx.opHub) {
 		t.Error("cluster down on proxmox stopped a hub on this host")
 	}
 	rep, err = New(stCfg).Status(ctx)

@@ -79,6 +79,8 @@ type proxmoxFixture struct {
 	pve     *proxmoxtest.Fake
 	hubs    *inProcessHub
 	hubAddr string
+	// opHub is the operator's hub's state directory.
+	opHub string
 }
 
 func newProxmoxFixture(t *testing.T, s *spec.ClusterSpec, m *manifest.Manifest) *proxmoxFixture {
@@ -87,10 +89,13 @@ func newProxmoxFixture(t *testing.T, s *spec.ClusterSpec, m *manifest.Manifest) 
 	dir := t.TempDir()
 	hubs := &inProcessHub{t: t, spec: s, m: m, ks: ks, runs: map[string]func(){}}
 	hubAddr := freeAddr(t)
-	if err := os.MkdirAll(filepath.Join(dir, "hub"), 0o700); err != nil {
+	// The operator's kubedos hub serve: its own state directory, not the
+	// cluster's (a hub there would be one this host serves, for down to stop).
+	opHub := filepath.Join(t.TempDir(), "operator-hub")
+	if err := os.MkdirAll(opHub, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	if err := hubs.Start(context.Background(), HubSpec{KeysDir: ks.Dir, StateDir: filepath.Join(dir, "hub"), Listen: hubAddr}); err != nil {
+	if err := hubs.Start(context.Background(), HubSpec{KeysDir: ks.Dir, StateDir: opHub, Listen: hubAddr}); err != nil {
 		t.Fatal(err)
 	}
 	const token = "root@pam!kubedos=00000000-0000-0000-0000-000000000000"
@@ -130,7 +135,7 @@ func newProxmoxFixture(t *testing.T, s *spec.ClusterSpec, m *manifest.Manifest) 
 		}}
 	cfg := Config{Spec: s, Keys: ks, Manifest: m, BuildDir: build, Dir: dir, TargetName: spec.TargetProxmox,
 		ProxmoxHub: hubAddr, Target: tg, Hub: hubs}
-	return &proxmoxFixture{cfg: cfg, pve: pve, hubs: hubs, hubAddr: hubAddr}
+	return &proxmoxFixture{cfg: cfg, pve: pve, hubs: hubs, hubAddr: hubAddr, opHub: opHub}
 }
 
 // skuOf decodes the SKU of a base64=1 smbios1 property.

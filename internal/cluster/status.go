@@ -168,8 +168,9 @@ func (c *Cluster) Report(ctx context.Context, nodes []api.Node) (*Report, error)
 // this host, then the LAN goes; purge also deletes the state directory
 // (TPMs, disks, hub state). On proxmox it stops the VMs through the API
 // and destroys them (disks, TPM state) only when the spec sets
-// destructive.destroyVMs; the hub and the bridge are not ours there, and
-// purge deletes only the local state directory. Every step is tried; the
+// destructive.destroyVMs; the bridge is not ours there, nor the hub unless
+// this host serves it (deploy --hub-on), and purge deletes only the local
+// state directory. Every step is tried; the
 // errors are joined. The outcomes say what became of each node's VM.
 func (c *Cluster) Down(ctx context.Context, purge bool) ([]target.Ensured, error) {
 	t, err := c.target()
@@ -178,6 +179,13 @@ func (c *Cluster) Down(ctx context.Context, purge bool) ([]target.Ensured, error
 	}
 	if c.targetName() == spec.TargetProxmox {
 		out, err := c.downProxmox(ctx, t, c.Spec.Topology.Nodes, c.Spec.Destructive.DestroyVMs)
+		// A hub this host serves (deploy --hub-on) is ours to stop; the
+		// operator's own kubedos hub serve is not (no pid file here).
+		if c.hubRunner().Alive(c.HubDir()) {
+			if herr := c.hubRunner().Stop(c.HubDir()); herr != nil {
+				err = errors.Join(err, fmt.Errorf("hub: %w", herr))
+			}
+		}
 		if err == nil && purge {
 			err = os.RemoveAll(c.Dir)
 		}
