@@ -17,8 +17,18 @@ func TestStateHeaderRoundTrip(t *testing.T) {
 	for _, h := range []StateHeader{
 		testHeader(),
 		func() StateHeader { h := testHeader(); h.Flags = stateFlagFormatting; return h }(),
-		func() StateHeader { h := testHeader(); h.SealedKey = make([]byte, MaxSealedKey); h.PCRMask = 1<<7 | 1<<11; return h }(),
-		func() StateHeader { h := testHeader(); h.SealedKey = []byte{1}; h.DataOffset = StateHeaderSize; return h }(),
+		func() StateHeader {
+			h := testHeader()
+			h.SealedKey = make([]byte, MaxSealedKey)
+			h.PCRMask = 1<<7 | 1<<11
+			return h
+		}(),
+		func() StateHeader {
+			h := testHeader()
+			h.SealedKey = []byte{1}
+			h.DataOffset = StateHeaderSize
+			return h
+		}(),
 	} {
 		b, err := MarshalStateHeader(h)
 		if err != nil {
