@@ -18,6 +18,7 @@ import (
 
 var (
 	stateUnlockedRE = regexp.MustCompile(`kubedos-init: state: unlocked (\S+) \(aes-xts-plain64, key sealed to PCR 7\) on (/dev/kubedos-state) in (\S+)`)
+	stateCreatedRE  = regexp.MustCompile(`kubedos-init: state: made a new encrypted state on \S+ \(aes-xts-plain64, 512-bit key sealed to PCR 7\) in (\S+)`)
 	stateRefusedRE  = regexp.MustCompile(`kubedos-init: FATAL: state: the TPM refused to unseal the state key \(PCR 7 policy\): this disk was not sealed on this machine or Secure Boot changed`)
 )
 
