@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/subtle"
+	"crypto/x509"
 	"embed"
 	"encoding/hex"
 	"errors"
@@ -36,12 +37,9 @@ type Hub interface {
 // Config is what a console serves with.
 type Config struct {
 	Hub Hub
-	// Role and Operator are the role and name (CN) of the certificate Hub
-	// was dialled with: the console offers what Role allows, nothing more.
-	Role     pki.Role
-	Operator string
-	// CertID binds CSRF tokens to the operator's certificate (its SHA-256).
-	CertID string
+	// Cert is the operator certificate Hub was dialled with: the console
+	// offers what its role allows, nothing more, and binds CSRF tokens to it.
+	Cert *x509.Certificate
 	// Cluster and HubAddr are shown on every page.
 	Cluster, HubAddr string
 	// Token lets a browser in (GET /login?token=…); empty: a random one,
@@ -75,7 +73,11 @@ var assets embed.FS
 
 // Console serves the pages; make it with New.
 type Console struct {
-	cfg   Config
+	cfg Config
+	// role, operator and certID are read from cfg.Cert.
+	role     pki.Role
+	operator string
+	certID   string
 	key   []byte // HMAC key of the CSRF tokens
 	pages map[string]*template.Template
 	mux   *http.ServeMux
@@ -94,8 +96,12 @@ func New(cfg Config) (*Console, error) {
 	if cfg.Hub == nil {
 		return nil, fmt.Errorf("%w: console: no hub client", errdefs.ErrInvalid)
 	}
-	if _, err := pki.ParseRole(string(cfg.Role)); err != nil || cfg.Role == pki.RoleNode {
-		return nil, fmt.Errorf("%w: console: operator role %q is not admin, operator or reader", errdefs.ErrInvalid, cfg.Role)
+	role, err := pki.RoleOf(cfg.Cert)
+	if err != nil {
+		return nil, fmt.Errorf("%w: console: operator certificate: %w", errdefs.ErrInvalid, err)
+	}
+	if role == pki.RoleNode {
+		return nil, fmt.Errorf("%w: console: %q is a node certificate, not an operator's", errdefs.ErrInvalid, cfg.Cert.Subject.CommonName)
 	}
 	if cfg.Poll <= 0 {
 		cfg.Poll = DefaultPoll
@@ -106,7 +112,8 @@ func New(cfg Config) (*Console, error) {
 	if cfg.Token == "" {
 		cfg.Token = randomHex(16)
 	}
-	c := &Console{cfg: cfg, key: []byte(randomHex(32)), sessions: map[string]time.Time{}, pages: map[string]*template.Template{}}
+	id := sha256.Sum256(cfg.Cert.Raw)
+	c := &Console{cfg: cfg, role: role, operator: cfg.Cert.Subject.CommonName, certID: hex.EncodeToString(id[:]), key: []byte(randomHex(32)), sessions: map[string]time.Time{}, pages: map[string]*template.Template{}}
 	for _, p := range []string{"overview", "node", "audit", "login"} {
 		t, err := template.New(p).Funcs(funcs).ParseFS(assets, "assets/layout.html", "assets/"+p+".html")
 		if err != nil {
@@ -204,7 +211,7 @@ func (c *Console) auth(next http.HandlerFunc) http.HandlerFunc {
 // operator's certificate, so it is worthless elsewhere.
 func (c *Console) csrf(session string) string {
 	m := hmac.New(sha256.New, c.key)
-	fmt.Fprintf(m, "csrf\x00%s\x00%s", session, c.cfg.CertID)
+	fmt.Fprintf(m, "csrf\x00%s\x00%s", session, c.certID)
 	return hex.EncodeToString(m.Sum(nil))
 }
 
@@ -218,7 +225,7 @@ type page struct {
 }
 
 func (c *Console) base(r *http.Request, title string) page {
-	p := page{Title: title, Cluster: c.cfg.Cluster, HubAddr: c.cfg.HubAddr, Operator: c.cfg.Operator, Role: c.cfg.Role}
+	p := page{Title: title, Cluster: c.cfg.Cluster, HubAddr: c.cfg.HubAddr, Operator: c.operator, Role: c.role}
 	if s, ok := r.Context().Value(ctxKey{}).(string); ok {
 		p.CSRF = c.csrf(s)
 	}
@@ -327,7 +334,7 @@ func (c *Console) node(w http.ResponseWriter, r *http.Request) {
 }
 
 func (c *Console) nodeView(n *api.Node, done string) NodeView {
-	v := NodeView{Node: *n, CanRevoke: pki.Allows(c.cfg.Role, pki.ActionRevoke), CanFence: pki.Allows(c.cfg.Role, pki.ActionFence)}
+	v := NodeView{Node: *n, CanRevoke: pki.Allows(c.role, pki.ActionRevoke), CanFence: pki.Allows(c.role, pki.ActionFence)}
 	if n.Reason != nil {
 		v.Reason = clip(n.Reason.Check+": "+n.Reason.Detail, maxReason)
 	}
@@ -351,8 +358,8 @@ func (c *Console) act(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "unknown action", http.StatusNotFound)
 		return
 	}
-	if !pki.Allows(c.cfg.Role, need) {
-		http.Error(w, fmt.Sprintf("forbidden: role %s may not %s (the console acts as %s)", c.cfg.Role, action, c.cfg.Operator), http.StatusForbidden)
+	if !pki.Allows(c.role, need) {
+		http.Error(w, fmt.Sprintf("forbidden: role %s may not %s (the console acts as %s)", c.role, action, c.operator), http.StatusForbidden)
 		return
 	}
 	r.Body = http.MaxBytesReader(w, r.Body, 8<<10)
