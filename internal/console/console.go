@@ -78,9 +78,9 @@ type Console struct {
 	role     pki.Role
 	operator string
 	certID   string
-	key   []byte // HMAC key of the CSRF tokens
-	pages map[string]*template.Template
-	mux   *http.ServeMux
+	key      []byte // HMAC key of the CSRF tokens
+	pages    map[string]*template.Template
+	mux      *http.ServeMux
 
 	mu       sync.Mutex
 	sessions map[string]time.Time // session id -> expiry
