@@ -50,8 +50,9 @@ type Config struct {
 	Now  func() time.Time
 }
 
-// DefaultPoll is how often the live overview polls the hub.
-const DefaultPoll = 2 * time.Second
+// DefaultPoll is how often the live overview polls the hub while a page
+// watches it: a change at the hub reaches the page within about this.
+const DefaultPoll = 500 * time.Millisecond
 
 // Bounds on what the console shows of attacker-controlled text (a node
 // sends the measurements its quarantine reason quotes) and takes from a

@@ -413,3 +413,54 @@ func TestNewRefusesNodeCertificate(t *testing.T) {
 		t.Error("a certificate without a role was accepted")
 	}
 }
+
+// The whole path of a change made at the hub by someone else: the poller
+// (Run) sees it and the open page gets the event. The time is logged, not
+// asserted (docs/benchmarks.md).
+func TestLiveLatency(t *testing.T) {
+	h := startHub(t)
+	b := h.console(t, pki.RoleAdmin)
+	b.c.cfg.Poll = 500 * time.Millisecond
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go b.c.Run(ctx)
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, b.srv.URL+"/events", nil)
+	res, err := b.cl.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	lines := make(chan string, 64)
+	go func() {
+		sc := bufio.NewScanner(res.Body)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+		close(lines)
+	}()
+	// The first event is the state as it is.
+	waitFor := func(want string) time.Time {
+		t.Helper()
+		timeout := time.After(10 * time.Second)
+		for {
+			select {
+			case l, ok := <-lines:
+				if !ok {
+					t.Fatal("event stream ended")
+				}
+				if strings.Contains(l, want) {
+					return time.Now()
+				}
+			case <-timeout:
+				t.Fatalf("no %q on the event stream within 10s", want)
+			}
+		}
+	}
+	waitFor(`<li class="s-quarantined">`)
+	start := time.Now()
+	if err := h.store.Fence("someone", "w-3", "test", start); err != nil {
+		t.Fatal(err)
+	}
+	got := waitFor(`<li class="s-fenced">`)
+	t.Logf("hub change to page event: %v (poll %v)", got.Sub(start), b.c.cfg.Poll)
+}

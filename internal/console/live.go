@@ -38,9 +38,14 @@ func (l *live) run(ctx context.Context) {
 	t := time.NewTicker(l.c.cfg.Poll)
 	defer t.Stop()
 	for {
-		// A hub that does not answer leaves the pages as they were; the
-		// next tick tries again.
-		_ = l.refresh(ctx)
+		// Only open pages need the hub asked. A hub that does not answer
+		// leaves the pages as they were; the next tick tries again.
+		l.mu.Lock()
+		watched := len(l.subs) > 0
+		l.mu.Unlock()
+		if watched {
+			_ = l.refresh(ctx)
+		}
 		select {
 		case <-ctx.Done():
 			return
@@ -103,6 +108,8 @@ func (l *live) serve(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "text/event-stream")
 	w.WriteHeader(http.StatusOK)
 	fl.Flush()
+	// Nobody may have watched for a while: what the page got may be old.
+	_ = l.refresh(r.Context())
 	keep := time.NewTicker(15 * time.Second)
 	defer keep.Stop()
 	for {
