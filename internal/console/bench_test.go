@@ -92,8 +92,17 @@ func TestOverviewOf10kNodes(t *testing.T) {
 	}
 	w := httptest.NewRecorder()
 	c.overview(w, httptest.NewRequest(http.MethodGet, "/", nil))
-	if w.Code != http.StatusOK || strings.Count(w.Body.String(), `<tr class="s-`) != 10000 {
-		t.Errorf("overview of 10000 nodes: %d, %d rows", w.Code, strings.Count(w.Body.String(), `<tr class="s-`))
+	if w.Code != http.StatusOK || strings.Count(w.Body.String(), `<tr class="s-`) != PageSize {
+		t.Errorf("overview of 10000 nodes: %d, %d rows, want a page of %d", w.Code, strings.Count(w.Body.String(), `<tr class="s-`), PageSize)
+	}
+	if !strings.Contains(w.Body.String(), "10000 nodes, page 1 of 20") || !strings.Contains(w.Body.String(), `href="/?page=1" rel="next"`) {
+		t.Error("overview of 10000 nodes lacks its pager")
+	}
+	// The last page, filtered: node-09xxx are 1000 nodes, two pages.
+	w = httptest.NewRecorder()
+	c.overview(w, httptest.NewRequest(http.MethodGet, "/?q=node-09&page=7", nil))
+	if body := w.Body.String(); !strings.Contains(body, "1000 nodes, page 2 of 2") || !strings.Contains(body, "node-09999") || strings.Contains(body, `href="/nodes/node-09000"`) {
+		t.Error("filtered last page is wrong")
 	}
 	if !strings.Contains(w.Body.String(), `<tr class="total"><th>all</th><td id="total">10000</td>`) {
 		t.Error("overview total is not 10000")

@@ -14,7 +14,9 @@ import (
 	"html/template"
 	"io/fs"
 	"net/http"
+	"net/url"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -276,9 +278,24 @@ type Overview struct {
 	Roles   []RoleCount
 	Totals  []int
 	Total   int
-	Nodes   []api.Node
+	Nodes   []api.Node // all of them, by name
 	Updated time.Time
+	// Page is the part of Nodes the table shows.
+	Page Page
 }
+
+// Page is one page of the node table: the nodes whose name contains
+// Filter, PageSize of them from the Index-th page.
+type Page struct {
+	Nodes               []api.Node
+	Index, Pages, Shown int
+	Filter              string
+	Prev, Next          string // links, empty at the ends
+}
+
+// PageSize bounds the node table: the counts cover every node, the table
+// a page of them, so a big cluster's overview stays quick to render.
+const PageSize = 500
 
 func summarize(nodes []api.Node, now time.Time) Overview {
 	o := Overview{States: states, Totals: make([]int, len(states)), Total: len(nodes), Nodes: nodes, Updated: now}
@@ -313,7 +330,42 @@ func (c *Console) overview(w http.ResponseWriter, r *http.Request) {
 		c.hubError(w, r, err)
 		return
 	}
-	c.render(w, "overview", c.base(r, "Overview"), summarize(res.Nodes, c.cfg.Now()))
+	o := summarize(res.Nodes, c.cfg.Now())
+	q := r.URL.Query()
+	idx, _ := strconv.Atoi(q.Get("page"))
+	o.Page = paginate(o.Nodes, clip(q.Get("q"), 200), idx)
+	c.render(w, "overview", c.base(r, "Overview"), o)
+}
+
+func paginate(nodes []api.Node, filter string, idx int) Page {
+	p := Page{Filter: filter}
+	match := nodes
+	if filter != "" {
+		match = nil
+		for _, n := range nodes {
+			if strings.Contains(n.Name, filter) {
+				match = append(match, n)
+			}
+		}
+	}
+	p.Shown = len(match)
+	p.Pages = max(1, (len(match)+PageSize-1)/PageSize)
+	p.Index = min(max(idx, 0), p.Pages-1)
+	p.Nodes = match[p.Index*PageSize : min(len(match), (p.Index+1)*PageSize)]
+	link := func(i int) string {
+		v := url.Values{"page": {strconv.Itoa(i)}}
+		if filter != "" {
+			v.Set("q", filter)
+		}
+		return "/?" + v.Encode()
+	}
+	if p.Index > 0 {
+		p.Prev = link(p.Index - 1)
+	}
+	if p.Index < p.Pages-1 {
+		p.Next = link(p.Index + 1)
+	}
+	return p
 }
 
 // NodeView is the node page's data.

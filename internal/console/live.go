@@ -155,6 +155,7 @@ var funcs = template.FuncMap{
 		return t.UTC().Format(time.RFC3339)
 	},
 	"path": pathEscape,
+	"inc":  func(i int) int { return i + 1 },
 	"attention": func(nodes []api.Node) []api.Node {
 		var out []api.Node
 		for _, n := range nodes {
