@@ -11,12 +11,13 @@ fi
 
 # Debian packages used by later stages (build, boot checks); listed here so
 # one command prepares the machine. prometheus brings promtool, which checks
-# the generated Prometheus configuration and tests the alert rules.
+# the generated Prometheus configuration and tests the alert rules. chromium
+# runs the web console's real-browser check (integration tag).
 pkgs=(git make gcc binutils cpio fdisk dosfstools mtools e2fsprogs squashfs-tools cryptsetup-bin
       mmdebstrap systemd-boot-efi sbsigntool efitools ovmf swtpm swtpm-tools qemu-system-x86 qemu-utils
       osslsigncode pesign openssl dpkg-dev apt util-linux gpgv
       systemd libtss2-esys-3.0.2-0 libtss2-rc0 bc libssl-dev socat procps iproute2 nftables
-      prometheus prometheus-alertmanager)
+      prometheus prometheus-alertmanager chromium)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -54,6 +54,7 @@ var rank = map[string]int{
 	"internal/hubhost":           5, // runs a hub: kubedos hub serve, and kubedosd on the master
 	"internal/steps":             4, // convergence steps over the api clients
 	"internal/cluster":           6, // orchestration any front end reuses: up, down, upgrade, hand-over
+	"internal/console":           5, // the web console over the hub admin client; kubedos console serves it
 	"internal/cli":               7,
 	"cmd":                        8,
 	"bench":                      8, // benchmark helpers, like commands

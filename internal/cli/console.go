@@ -1,0 +1,122 @@
+package cli
+
+import (
+	"fmt"
+	"net"
+	"time"
+
+	"github.com/kubedos/kubedos/internal/api"
+	"github.com/kubedos/kubedos/internal/cluster"
+	"github.com/kubedos/kubedos/internal/console"
+	"github.com/kubedos/kubedos/internal/spec"
+	"github.com/spf13/cobra"
+)
+
+const consoleLong = `Serve the cluster's web console on this machine: an overview of the nodes by
+role and state that updates itself (server-sent events), each node's identity
+and its full quarantine reason, the hub's audit log, and the revoke and fence
+actions.
+
+The console holds no power of its own. It calls the hub's admin API with the
+operator certificate this command is given (--keys, or --cert and --key, as
+kubedos node list), so the hub checks and audits every action under that
+operator's name. It offers only what that certificate's role allows by the
+hub's role table: a reader sees no actions and a forged action request is
+refused (403) before it reaches the hub, which would refuse it too.
+
+Browsers log in with the token printed at start (open the printed address
+once); the token trades for a session cookie, and every action needs the
+node's name typed as confirmation and a CSRF token bound to the session and
+the certificate. Whoever has the token acts as the operator: keep it as you
+keep the key. The console serves HTTPS with a certificate it makes at start
+(its key stays in memory); compare the printed SHA-256 fingerprint with the
+one the browser shows when it warns about it. No CDN, no external script:
+everything is in the binary, so it works air-gapped.
+
+The hub is found like kubedos node list: --hub, KUBEDOS_HUB, or the hub of
+SPEC's cluster where cluster up left it (the master after hand-over), else
+127.0.0.1:7443. The overview polls the hub every --poll.
+
+Fence here revokes the node at the hub and marks it to be stopped; it does
+not cut the VM's power (kubedos node fence --spec SPEC NAME does).
+See docs/console.md.`
+
+func newConsoleCmd(g *globals) *cobra.Command {
+	var c hubClient
+	var listen string
+	var hosts []string
+	var poll time.Duration
+	cmd := &cobra.Command{
+		Use:   "console [SPEC]",
+		Short: "Serve the web console (nodes, quarantine reasons, audit log, revoke and fence) as this operator",
+		Long:  consoleLong,
+		Example: `  kubedos console cluster.yaml
+  kubedos console --hub 10.0.0.2:7443 --keys keys --cert reader.crt --key reader.key
+  kubedos console cluster.yaml --listen 127.0.0.1:9443`,
+		Args: cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := g.checkOutput(OutputText); err != nil {
+				return err
+			}
+			if len(args) == 1 {
+				if c.spec != "" && c.spec != args[0] {
+					return fmt.Errorf("give the spec once: SPEC %q or --spec %q", args[0], c.spec)
+				}
+				c.spec = args[0]
+			}
+			name := ""
+			if c.spec != "" {
+				s, err := spec.Load(c.spec)
+				if err != nil {
+					return fmt.Errorf("%s: %w", c.spec, err)
+				}
+				name = s.Metadata.Name
+			}
+			access := cluster.Access{Keys: c.keys, Cert: c.cert, Key: c.key}
+			conf, err := access.TLS(api.HubServerName)
+			if err != nil {
+				return err
+			}
+			cl, done, err := c.admin()
+			if err != nil {
+				return err
+			}
+			defer done()
+			con, err := console.New(console.Config{Hub: cl, Cert: conf.Certificates[0].Leaf, Cluster: name, HubAddr: c.addr, Poll: poll})
+			if err != nil {
+				return err
+			}
+			// Fail here, not in the browser, when the hub does not answer
+			// or refuses the certificate.
+			if err := con.Refresh(cmd.Context()); err != nil {
+				return c.explain(err)
+			}
+			host, _, err := net.SplitHostPort(listen)
+			if err != nil {
+				return fmt.Errorf("--listen %q: %w", listen, err)
+			}
+			tlsConf, fp, err := console.ServerCert(append([]string{host, "localhost"}, hosts...), time.Now())
+			if err != nil {
+				return err
+			}
+			lis, err := net.Listen("tcp", listen)
+			if err != nil {
+				return fmt.Errorf("console: listen %s: %w", listen, err)
+			}
+			addr := lis.Addr().String()
+			if ip := net.ParseIP(host); ip == nil || !ip.IsLoopback() {
+				fmt.Fprintf(g.stderr, "WARNING: %s is not a loopback address: anyone who reaches it with the token acts as %s\n", listen, conf.Certificates[0].Leaf.Subject.CommonName)
+			}
+			fmt.Fprintf(g.stderr, "console for the hub at %s (from %s), acting as %q\n", c.addr, c.where, conf.Certificates[0].Leaf.Subject.CommonName)
+			fmt.Fprintf(g.stderr, "certificate SHA-256 %s\n", fp)
+			fmt.Fprintf(g.stdout, "https://%s/login?token=%s\n", addr, con.Token())
+			return con.Serve(cmd.Context(), lis, tlsConf)
+		},
+	}
+	c.addFlags(cmd)
+	c.addSpecFlags(cmd, "the cluster's spec, as the SPEC argument")
+	cmd.Flags().StringVar(&listen, "listen", "127.0.0.1:8443", "address to serve HTTPS on")
+	cmd.Flags().StringSliceVar(&hosts, "host", nil, "extra names and addresses for the console's certificate")
+	cmd.Flags().DurationVar(&poll, "poll", console.DefaultPoll, "how often the live overview asks the hub for its nodes")
+	return cmd
+}

@@ -1,0 +1,108 @@
+//go:build integration
+
+package console
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/kubedos/kubedos/internal/pki"
+)
+
+// chromium finds Debian's headless-capable browser or skips the test.
+func chromium(t *testing.T) string {
+	t.Helper()
+	for _, name := range []string{"chromium", "chromium-browser"} {
+		if p, err := exec.LookPath(name); err == nil {
+			return p
+		}
+	}
+	t.Skip("chromium is not installed (apt-get install chromium): the real-browser check of the console is skipped")
+	return ""
+}
+
+// headless runs one headless Chromium over the shared profile: the
+// session cookie of the login stays for the next page. The console's
+// certificate is self-signed; a person compares its fingerprint, the test
+// tells the browser to accept it.
+func headless(t *testing.T, bin, profile string, args ...string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
+	defer cancel()
+	base := []string{"--headless", "--disable-gpu", "--no-first-run", "--no-default-browser-check", "--ignore-certificate-errors",
+		"--user-data-dir=" + profile, "--window-size=1280,900"}
+	if os.Geteuid() == 0 {
+		base = append(base, "--no-sandbox") // Chromium refuses to run as root with its sandbox
+	}
+	out, err := exec.CommandContext(ctx, bin, append(base, args...)...).Output()
+	if err != nil {
+		t.Fatalf("chromium %v: %v", args, err)
+	}
+	return string(out)
+}
+
+// artifacts is where the screenshots go: $KUBEDOS_ARTIFACTS/console, or a
+// directory that lives as long as the test.
+func artifacts(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	if a := os.Getenv("KUBEDOS_ARTIFACTS"); a != "" {
+		dir = filepath.Join(a, "console")
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+func TestBrowser(t *testing.T) {
+	bin := chromium(t)
+	h := startHub(t)
+	shots := artifacts(t)
+	for _, tt := range []struct {
+		role    pki.Role
+		actions bool
+	}{{pki.RoleReader, false}, {pki.RoleAdmin, true}} {
+		t.Run(string(tt.role), func(t *testing.T) {
+			b := h.console(t, tt.role)
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			go b.c.Run(ctx)
+			profile := t.TempDir()
+			// The login lands on the overview. The live script is not checked
+			// here: --dump-dom dumps at load, before an event arrives, and
+			// --virtual-time-budget waits for the event stream to end, which
+			// it never does (the HTTP-level tests cover the stream).
+			dom := headless(t, bin, profile, "--dump-dom", b.srv.URL+"/login?token="+b.c.Token())
+			for _, want := range []string{`href="/nodes/w-1"`, `href="/nodes/w-2"`, `href="/nodes/w-3"`, `<td id="total">3</td>`} {
+				if !strings.Contains(dom, want) {
+					t.Errorf("overview in the browser lacks %q:\n%s", want, dom)
+				}
+			}
+			if !strings.Contains(dom, `<script src="/static/live.js" defer="">`) {
+				t.Error("the overview does not load the embedded live script")
+			}
+			dom = headless(t, bin, profile, "--dump-dom", b.srv.URL+"/nodes/w-2")
+			// The DOM serializes text escaped: the reason is text, not a script element.
+			if !strings.Contains(dom, `got &lt;script&gt;alert("pwned")&lt;/script&gt;`) || strings.Contains(dom, "<script>alert") {
+				t.Errorf("quarantine reason in the browser's DOM:\n%s", dom)
+			}
+			if got := strings.Contains(dom, `action="/nodes/w-2/revoke"`); got != tt.actions {
+				t.Errorf("%s sees a revoke form: %v, want %v", tt.role, got, tt.actions)
+			}
+			for _, p := range []struct{ file, path string }{{"overview", "/"}, {"node", "/nodes/w-2"}, {"audit", "/audit"}} {
+				file := filepath.Join(shots, string(tt.role)+"-"+p.file+".png")
+				headless(t, bin, profile, "--screenshot="+file, b.srv.URL+p.path)
+				if fi, err := os.Stat(file); err != nil || fi.Size() < 1000 {
+					t.Errorf("screenshot %s: %v", file, err)
+				}
+			}
+			t.Logf("screenshots in %s", shots)
+		})
+	}
+}

@@ -1,0 +1,522 @@
+package console
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"crypto/x509"
+	"embed"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"html/template"
+	"io/fs"
+	"net/http"
+	"net/url"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/kubedos/kubedos/internal/api"
+	"github.com/kubedos/kubedos/internal/errdefs"
+	"github.com/kubedos/kubedos/internal/pki"
+)
+
+// Hub is what the console reads and does at the hub: *api.AdminClient,
+// dialled with the operator's certificate.
+type Hub interface {
+	ListNodes(ctx context.Context) (*api.ListNodesResponse, error)
+	GetNode(ctx context.Context, name string) (*api.Node, error)
+	Audit(ctx context.Context, from uint64, limit int) (*api.AuditResponse, error)
+	Revoke(ctx context.Context, name, reason string) (*api.Node, error)
+	Fence(ctx context.Context, name, reason string) (*api.Node, error)
+}
+
+// Config is what a console serves with.
+type Config struct {
+	Hub Hub
+	// Cert is the operator certificate Hub was dialled with: the console
+	// offers what its role allows, nothing more, and binds CSRF tokens to it.
+	Cert *x509.Certificate
+	// Cluster and HubAddr are shown on every page.
+	Cluster, HubAddr string
+	// Token lets a browser in (GET /login?token=…); empty: a random one,
+	// see Console.Token.
+	Token string
+	// Poll is how often the live view asks the hub for its node list.
+	Poll time.Duration
+	Now  func() time.Time
+}
+
+// DefaultPoll is how often the live overview polls the hub while a page
+// watches it: a change at the hub reaches the page within about this.
+const DefaultPoll = 500 * time.Millisecond
+
+// Bounds on what the console shows of attacker-controlled text (a node
+// sends the measurements its quarantine reason quotes) and takes from a
+// form.
+const (
+	maxReason     = 16 << 10
+	maxAuditField = 2048
+	maxFormReason = 1024
+	auditTail     = 500
+)
+
+const (
+	cookieName = "kubedos_console"
+	sessionTTL = 12 * time.Hour
+)
+
+//go:embed assets
+var assets embed.FS
+
+// Console serves the pages; make it with New.
+type Console struct {
+	cfg Config
+	// role, operator and certID are read from cfg.Cert.
+	role     pki.Role
+	operator string
+	certID   string
+	key      []byte // HMAC key of the CSRF tokens
+	pages    map[string]*template.Template
+	mux      *http.ServeMux
+
+	mu       sync.Mutex
+	sessions map[string]time.Time // session id -> expiry
+	audit    []api.AuditEntry     // the newest auditTail entries seen, oldest first
+	chainOK  bool
+	chainAt  time.Time
+
+	live *live
+}
+
+// New checks cfg and makes the console.
+func New(cfg Config) (*Console, error) {
+	if cfg.Hub == nil {
+		return nil, fmt.Errorf("%w: console: no hub client", errdefs.ErrInvalid)
+	}
+	role, err := pki.RoleOf(cfg.Cert)
+	if err != nil {
+		return nil, fmt.Errorf("%w: console: operator certificate: %w", errdefs.ErrInvalid, err)
+	}
+	if role == pki.RoleNode {
+		return nil, fmt.Errorf("%w: console: %q is a node certificate, not an operator's", errdefs.ErrInvalid, cfg.Cert.Subject.CommonName)
+	}
+	if cfg.Poll <= 0 {
+		cfg.Poll = DefaultPoll
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Token == "" {
+		cfg.Token = randomHex(16)
+	}
+	id := sha256.Sum256(cfg.Cert.Raw)
+	c := &Console{cfg: cfg, role: role, operator: cfg.Cert.Subject.CommonName, certID: hex.EncodeToString(id[:]), key: []byte(randomHex(32)), sessions: map[string]time.Time{}, pages: map[string]*template.Template{}}
+	for _, p := range []string{"overview", "node", "audit", "login"} {
+		t, err := template.New(p).Funcs(funcs).ParseFS(assets, "assets/layout.html", "assets/"+p+".html")
+		if err != nil {
+			return nil, fmt.Errorf("console: template %s: %w", p, err)
+		}
+		c.pages[p] = t
+	}
+	c.live = newLive(c)
+	static, _ := fs.Sub(assets, "assets/static")
+	mux := http.NewServeMux()
+	mux.Handle("GET /static/", http.StripPrefix("/static/", http.FileServerFS(static)))
+	mux.HandleFunc("GET /login", c.login)
+	mux.HandleFunc("GET /{$}", c.auth(c.overview))
+	mux.HandleFunc("GET /nodes/{name}", c.auth(c.node))
+	mux.HandleFunc("POST /nodes/{name}/{action}", c.auth(c.act))
+	mux.HandleFunc("GET /audit", c.auth(c.auditPage))
+	mux.HandleFunc("GET /events", c.auth(c.live.serve))
+	c.mux = mux
+	return c, nil
+}
+
+// Token is the login token: open /login?token=TOKEN once per browser.
+func (c *Console) Token() string { return c.cfg.Token }
+
+// Run polls the hub for the live overview until ctx ends.
+func (c *Console) Run(ctx context.Context) { c.live.run(ctx) }
+
+// Refresh polls the hub once and pushes a changed overview to live pages.
+func (c *Console) Refresh(ctx context.Context) error { return c.live.refresh(ctx) }
+
+func (c *Console) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	h := w.Header()
+	// Everything is served from here: no CDN, no inline script, no framing.
+	h.Set("Content-Security-Policy", "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'")
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Referrer-Policy", "no-referrer")
+	h.Set("Cache-Control", "no-store")
+	c.mux.ServeHTTP(w, r)
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
+		panic(err) // crypto/rand does not fail on Linux
+	}
+	return hex.EncodeToString(b)
+}
+
+// login trades the token for a session cookie and goes to the overview.
+func (c *Console) login(w http.ResponseWriter, r *http.Request) {
+	tok := r.URL.Query().Get("token")
+	if subtle.ConstantTimeCompare([]byte(tok), []byte(c.cfg.Token)) != 1 {
+		w.WriteHeader(http.StatusUnauthorized)
+		c.render(w, "login", c.base(r, ""), nil)
+		return
+	}
+	id := randomHex(32)
+	now := c.cfg.Now()
+	c.mu.Lock()
+	for s, exp := range c.sessions {
+		if now.After(exp) {
+			delete(c.sessions, s)
+		}
+	}
+	c.sessions[id] = now.Add(sessionTTL)
+	c.mu.Unlock()
+	http.SetCookie(w, &http.Cookie{Name: cookieName, Value: id, Path: "/", HttpOnly: true, Secure: true,
+		SameSite: http.SameSiteStrictMode, MaxAge: int(sessionTTL / time.Second)})
+	http.Redirect(w, r, "/", http.StatusSeeOther)
+}
+
+type ctxKey struct{}
+
+// auth lets through requests with a live session cookie.
+func (c *Console) auth(next http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		ck, err := r.Cookie(cookieName)
+		ok := false
+		if err == nil {
+			c.mu.Lock()
+			exp, found := c.sessions[ck.Value]
+			ok = found && c.cfg.Now().Before(exp)
+			c.mu.Unlock()
+		}
+		if !ok {
+			w.WriteHeader(http.StatusUnauthorized)
+			c.render(w, "login", c.base(r, ""), nil)
+			return
+		}
+		next(w, r.WithContext(context.WithValue(r.Context(), ctxKey{}, ck.Value)))
+	}
+}
+
+// csrf is the form token of a session: an HMAC over the session and the
+// operator's certificate, so it is worthless elsewhere.
+func (c *Console) csrf(session string) string {
+	m := hmac.New(sha256.New, c.key)
+	fmt.Fprintf(m, "csrf\x00%s\x00%s", session, c.certID)
+	return hex.EncodeToString(m.Sum(nil))
+}
+
+// page is what every template gets.
+type page struct {
+	Title, Cluster, HubAddr, Operator string
+	Role                              pki.Role
+	CSRF                              string
+	Error                             string
+	Data                              any
+}
+
+func (c *Console) base(r *http.Request, title string) page {
+	p := page{Title: title, Cluster: c.cfg.Cluster, HubAddr: c.cfg.HubAddr, Operator: c.operator, Role: c.role}
+	if s, ok := r.Context().Value(ctxKey{}).(string); ok {
+		p.CSRF = c.csrf(s)
+	}
+	return p
+}
+
+func (c *Console) render(w http.ResponseWriter, name string, p page, data any) {
+	p.Data = data
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	if err := c.pages[name].ExecuteTemplate(w, "layout", p); err != nil {
+		// Headers are gone; the page ends where it failed.
+		fmt.Fprintf(w, "<p class=error>render: %s</p>", template.HTMLEscapeString(err.Error()))
+	}
+}
+
+// hubError shows a hub failure with the status it maps to.
+func (c *Console) hubError(w http.ResponseWriter, r *http.Request, err error) {
+	status := http.StatusBadGateway
+	err = errdefs.FromGRPC(err)
+	switch {
+	case errors.Is(err, errdefs.ErrNotFound):
+		status = http.StatusNotFound
+	case errors.Is(err, errdefs.ErrPermission), errors.Is(err, errdefs.ErrUnauthenticated):
+		status = http.StatusForbidden
+	case errors.Is(err, errdefs.ErrInvalid), errors.Is(err, errdefs.ErrPrecondition):
+		status = http.StatusConflict
+	}
+	w.WriteHeader(status)
+	p := c.base(r, "Error")
+	p.Error = clip(err.Error(), maxAuditField)
+	c.render(w, "overview", p, nil)
+}
+
+// States in the order the overview shows them.
+var states = []api.NodeState{api.NodeEnrolled, api.NodePending, api.NodeQuarantined, api.NodeRevoked, api.NodeFenced, api.NodeReplaced}
+
+// RoleCount is one role's nodes by state.
+type RoleCount struct {
+	Role   string
+	Total  int
+	States []int // by states
+}
+
+// Overview is the overview page's data (and the live fragment's).
+type Overview struct {
+	States  []api.NodeState
+	Roles   []RoleCount
+	Totals  []int
+	Total   int
+	Nodes   []api.Node // all of them, by name
+	Updated time.Time
+	// Page is the part of Nodes the table shows.
+	Page Page
+}
+
+// Page is one page of the node table: the nodes whose name contains
+// Filter, PageSize of them from the Index-th page.
+type Page struct {
+	Nodes               []api.Node
+	Index, Pages, Shown int
+	Filter              string
+	Prev, Next          string // links, empty at the ends
+}
+
+// PageSize bounds the node table: the counts cover every node, the table
+// a page of them, so a big cluster's overview stays quick to render.
+const PageSize = 500
+
+func summarize(nodes []api.Node, now time.Time) Overview {
+	o := Overview{States: states, Totals: make([]int, len(states)), Total: len(nodes), Nodes: nodes, Updated: now}
+	idx := map[api.NodeState]int{}
+	for i, s := range states {
+		idx[s] = i
+	}
+	byRole := map[string]*RoleCount{}
+	for _, n := range nodes {
+		rc := byRole[n.Role]
+		if rc == nil {
+			rc = &RoleCount{Role: n.Role, States: make([]int, len(states))}
+			byRole[n.Role] = rc
+		}
+		rc.Total++
+		if i, ok := idx[n.State]; ok {
+			rc.States[i]++
+			o.Totals[i]++
+		}
+	}
+	for _, rc := range byRole {
+		o.Roles = append(o.Roles, *rc)
+	}
+	sort.Slice(o.Roles, func(i, j int) bool { return o.Roles[i].Role < o.Roles[j].Role })
+	sort.SliceStable(o.Nodes, func(i, j int) bool { return o.Nodes[i].Name < o.Nodes[j].Name })
+	return o
+}
+
+func (c *Console) overview(w http.ResponseWriter, r *http.Request) {
+	res, err := c.cfg.Hub.ListNodes(r.Context())
+	if err != nil {
+		c.hubError(w, r, err)
+		return
+	}
+	o := summarize(res.Nodes, c.cfg.Now())
+	q := r.URL.Query()
+	idx, _ := strconv.Atoi(q.Get("page"))
+	o.Page = paginate(o.Nodes, clip(q.Get("q"), 200), idx)
+	c.render(w, "overview", c.base(r, "Overview"), o)
+}
+
+func paginate(nodes []api.Node, filter string, idx int) Page {
+	p := Page{Filter: filter}
+	match := nodes
+	if filter != "" {
+		match = nil
+		for _, n := range nodes {
+			if strings.Contains(n.Name, filter) {
+				match = append(match, n)
+			}
+		}
+	}
+	p.Shown = len(match)
+	p.Pages = max(1, (len(match)+PageSize-1)/PageSize)
+	p.Index = min(max(idx, 0), p.Pages-1)
+	p.Nodes = match[p.Index*PageSize : min(len(match), (p.Index+1)*PageSize)]
+	link := func(i int) string {
+		v := url.Values{"page": {strconv.Itoa(i)}}
+		if filter != "" {
+			v.Set("q", filter)
+		}
+		return "/?" + v.Encode()
+	}
+	if p.Index > 0 {
+		p.Prev = link(p.Index - 1)
+	}
+	if p.Index < p.Pages-1 {
+		p.Next = link(p.Index + 1)
+	}
+	return p
+}
+
+// NodeView is the node page's data.
+type NodeView struct {
+	Node      api.Node
+	Reason    string // the full reason, bounded
+	CanRevoke bool
+	CanFence  bool
+	Done      string
+}
+
+func (c *Console) node(w http.ResponseWriter, r *http.Request) {
+	n, err := c.cfg.Hub.GetNode(r.Context(), r.PathValue("name"))
+	if err != nil {
+		c.hubError(w, r, err)
+		return
+	}
+	c.render(w, "node", c.base(r, "Node "+n.Name), c.nodeView(n, r.URL.Query().Get("done")))
+}
+
+func (c *Console) nodeView(n *api.Node, done string) NodeView {
+	v := NodeView{Node: *n, CanRevoke: pki.Allows(c.role, pki.ActionRevoke), CanFence: pki.Allows(c.role, pki.ActionFence)}
+	if n.Reason != nil {
+		v.Reason = clip(n.Reason.Check+": "+n.Reason.Detail, maxReason)
+	}
+	if done == "revoke" || done == "fence" {
+		v.Done = done
+	}
+	return v
+}
+
+// act revokes or fences a node as the operator: the role must allow it,
+// the CSRF token must be the session's and the confirmation the node's name.
+func (c *Console) act(w http.ResponseWriter, r *http.Request) {
+	name, action := r.PathValue("name"), r.PathValue("action")
+	var need pki.Action
+	switch action {
+	case "revoke":
+		need = pki.ActionRevoke
+	case "fence":
+		need = pki.ActionFence
+	default:
+		http.Error(w, "unknown action", http.StatusNotFound)
+		return
+	}
+	if !pki.Allows(c.role, need) {
+		http.Error(w, fmt.Sprintf("forbidden: role %s may not %s (the console acts as %s)", c.role, action, c.operator), http.StatusForbidden)
+		return
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, 8<<10)
+	if err := r.ParseForm(); err != nil {
+		http.Error(w, "bad form: "+err.Error(), http.StatusBadRequest)
+		return
+	}
+	want := c.csrf(r.Context().Value(ctxKey{}).(string))
+	if subtle.ConstantTimeCompare([]byte(r.PostForm.Get("csrf")), []byte(want)) != 1 {
+		http.Error(w, "forbidden: bad or missing CSRF token", http.StatusForbidden)
+		return
+	}
+	if r.PostForm.Get("confirm") != name {
+		http.Error(w, fmt.Sprintf("not done: type the node's name %q to confirm", name), http.StatusBadRequest)
+		return
+	}
+	reason := strings.TrimSpace(r.PostForm.Get("reason"))
+	if reason == "" {
+		reason = "from the web console"
+	}
+	reason = clip(reason, maxFormReason)
+	var err error
+	if action == "revoke" {
+		_, err = c.cfg.Hub.Revoke(r.Context(), name, reason)
+	} else {
+		_, err = c.cfg.Hub.Fence(r.Context(), name, reason)
+	}
+	if err != nil {
+		c.hubError(w, r, err)
+		return
+	}
+	// The live view shows the change at once rather than at the next poll.
+	_ = c.live.refresh(r.Context())
+	http.Redirect(w, r, "/nodes/"+pathEscape(name)+"?done="+action, http.StatusSeeOther)
+}
+
+// AuditView is the audit page's data.
+type AuditView struct {
+	Entries []api.AuditEntry // newest first
+	ChainOK bool
+	At      time.Time
+	Filter  string
+}
+
+// auditPage reads the log from where the console last stopped (it is
+// append-only) and shows the newest entries first, filtered by substring.
+func (c *Console) auditPage(w http.ResponseWriter, r *http.Request) {
+	if err := c.readAudit(r.Context()); err != nil {
+		c.hubError(w, r, err)
+		return
+	}
+	filter := clip(r.URL.Query().Get("q"), 200)
+	c.mu.Lock()
+	v := AuditView{ChainOK: c.chainOK, At: c.chainAt, Filter: filter}
+	for i := len(c.audit) - 1; i >= 0; i-- {
+		e := c.audit[i]
+		if filter != "" && !strings.Contains(strings.Join([]string{e.Actor, e.Action, e.Target, e.Outcome, e.Detail}, "\x00"), filter) {
+			continue
+		}
+		v.Entries = append(v.Entries, e)
+	}
+	c.mu.Unlock()
+	c.render(w, "audit", c.base(r, "Audit log"), v)
+}
+
+func (c *Console) readAudit(ctx context.Context) error {
+	c.mu.Lock()
+	from := uint64(1)
+	if n := len(c.audit); n > 0 {
+		from = c.audit[n-1].Seq + 1
+	}
+	c.mu.Unlock()
+	const page = 1000 // the hub's MaxAuditPage
+	for {
+		res, err := c.cfg.Hub.Audit(ctx, from, page)
+		if err != nil {
+			return err
+		}
+		c.mu.Lock()
+		// The hub verifies the whole chain on every read; the last word counts.
+		c.chainOK, c.chainAt = res.ChainOK, c.cfg.Now()
+		for _, e := range res.Entries {
+			if e.Seq < from {
+				continue
+			}
+			e.Actor, e.Action, e.Target, e.Outcome, e.Detail = clip(e.Actor, maxAuditField), clip(e.Action, maxAuditField),
+				clip(e.Target, maxAuditField), clip(e.Outcome, maxAuditField), clip(e.Detail, maxAuditField)
+			c.audit = append(c.audit, e)
+			from = e.Seq + 1
+		}
+		if over := len(c.audit) - auditTail; over > 0 {
+			c.audit = append([]api.AuditEntry(nil), c.audit[over:]...)
+		}
+		c.mu.Unlock()
+		if len(res.Entries) < page {
+			return nil
+		}
+	}
+}
+
+// clip bounds s to max bytes of valid UTF-8, saying how long it was.
+func clip(s string, max int) string {
+	if len(s) <= max {
+		return s
+	}
+	return fmt.Sprintf("%s… (%d bytes in all)", strings.ToValidUTF8(s[:max], ""), len(s))
+}
