@@ -15,7 +15,8 @@
 #   KUBEDOS_KUBE_GOCACHE  Go build cache for this module (default
 #                         ~/.cache/kubedos/kube-gocache; ~3.5 GB, reusable)
 #   KUBE_NICE             niceness of the compile (default 19: it is long)
-#   KUBE_OUT              if set, the binary is also copied there
+#   KUBE_OUT              if set, the binary is also copied there and its
+#                         CycloneDX SBOM written to $KUBE_OUT.cdx.json
 # Prints "sha256  path" of the binary as its last line.
 set -euo pipefail
 
@@ -96,7 +97,11 @@ else
 fi
 
 if [[ -n ${KUBE_OUT:-} ]]; then
+	KUBE_OUT=$(realpath -m "$KUBE_OUT")
 	mkdir -p "$(dirname "$KUBE_OUT")"
 	cp "$bin" "$KUBE_OUT.tmp" && mv -f "$KUBE_OUT.tmp" "$KUBE_OUT"
+	# The SBOM is made here, not cached: it depends on the generator too.
+	(cd "$root" && GOCACHE=$(env -u GOCACHE go env GOCACHE) go run ./scripts/gosbom -o "$KUBE_OUT.cdx.json" \
+		-modcache "$(go env GOMODCACHE)" -version "$kver" "$KUBE_OUT")
 fi
 echo "$got  $bin"
