@@ -114,11 +114,13 @@ func GoPURL(path, version string) string {
 	return "pkg:golang/" + strings.Join(segs, "/") + "@" + url.PathEscape(version)
 }
 
-// AddGoLicenses sets each module component's license from the LICENSE file
-// of its copy in the module cache modcache (GOMODCACHE), classified by the
-// wording every copy of the common licenses shares. A module whose license
-// is missing or not recognised is returned by path, for a person to read;
-// its component carries no license rather than a guess.
+// AddGoLicenses sets each module component's license from the license
+// files at the top of its copy in the module cache modcache (GOMODCACHE),
+// classified by the wording every copy of the common licenses shares.
+// Where they name several licenses (code under each, or a notice for
+// vendored code) the component gets "A AND B": all of them apply. A module
+// whose license is missing or not recognised is returned by path, for a
+// person to read; its component carries no license rather than a guess.
 func AddGoLicenses(comps []cdx.Component, modcache string) (unknown []string) {
 	for i := range comps {
 		c := &comps[i]
@@ -134,16 +136,15 @@ func AddGoLicenses(comps []cdx.Component, modcache string) (unknown []string) {
 				}
 			}
 		}
-		dir := filepath.Join(modcache, escapeModPath(path)+"@"+escapeModPath(c.Version))
-		id := ""
-		if text, err := readLicenseFile(dir); err == nil {
-			id = ClassifyLicense(text)
-		}
-		if id == "" {
+		ids := moduleLicenses(filepath.Join(modcache, escapeModPath(path)+"@"+escapeModPath(c.Version)))
+		switch len(ids) {
+		case 0:
 			unknown = append(unknown, c.Name)
-			continue
+		case 1:
+			c.Licenses = &cdx.Licenses{{License: &cdx.License{ID: ids[0]}}}
+		default:
+			c.Licenses = &cdx.Licenses{{Expression: strings.Join(ids, " AND ")}}
 		}
-		c.Licenses = &cdx.Licenses{{License: &cdx.License{ID: id}}}
 	}
 	return unknown
 }
@@ -163,20 +164,39 @@ func escapeModPath(s string) string {
 	return b.String()
 }
 
-func readLicenseFile(dir string) ([]byte, error) {
-	for _, name := range []string{"LICENSE", "LICENSE.txt", "LICENSE.md", "LICENCE", "COPYING", "License", "license", "LICENSE-APACHE-2.0.txt"} {
-		b, err := os.ReadFile(filepath.Join(dir, name))
-		if err == nil {
-			return b, nil
+// moduleLicenses is the sorted union of the licenses named by the files
+// LICENSE*, LICENCE* and COPYING* at the top of a module directory.
+func moduleLicenses(dir string) []string {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil
+	}
+	seen := map[string]bool{}
+	for _, e := range entries {
+		n := strings.ToLower(e.Name())
+		if !e.Type().IsRegular() || !(strings.HasPrefix(n, "license") || strings.HasPrefix(n, "licence") || strings.HasPrefix(n, "copying")) {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join(dir, e.Name()))
+		if err != nil {
+			continue
+		}
+		for _, id := range ClassifyLicense(b) {
+			seen[id] = true
 		}
 	}
-	return nil, os.ErrNotExist
+	ids := make([]string, 0, len(seen))
+	for id := range seen {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	return ids
 }
 
-// ClassifyLicense names a license text by SPDX identifier from phrases
-// each license's text contains, or returns "" when none fits. It is a
-// triage, not a legal reading: a text that fits two is left unclassified.
-func ClassifyLicense(text []byte) string {
+// ClassifyLicense names the licenses a text contains by SPDX identifier,
+// from phrases each license's text has. It is a triage, not a legal
+// reading: a text it finds nothing in is for a person to read.
+func ClassifyLicense(text []byte) []string {
 	t := strings.Join(strings.Fields(strings.ToLower(string(text))), " ")
 	has := func(phrases ...string) bool {
 		for _, p := range phrases {
@@ -206,10 +226,7 @@ func ClassifyLicense(text []byte) string {
 			ids = append(ids, "BSD-2-Clause")
 		}
 	}
-	if len(ids) != 1 {
-		return ""
-	}
-	return ids[0]
+	return ids
 }
 
 // GoBinarySBOM describes one Go binary: itself (name and sha256 digest) as

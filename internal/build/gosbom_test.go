@@ -201,11 +201,51 @@ func TestClassifyLicense(t *testing.T) {
 		{"Mozilla Public License Version 2.0", "MPL-2.0"},
 		{"Permission to use, copy, modify, and/or distribute this software for any purpose with or without fee is hereby granted", "ISC"},
 		{"All rights reserved.", ""},
-		{mitText + "\nApache License Version 2.0", ""}, // two licenses: left to a person
+		{"Apache License Version 2.0\n" + mitText, "Apache-2.0 MIT"}, // both apply
 	} {
-		if got := ClassifyLicense([]byte(tc.text)); got != tc.want {
+		if got := strings.Join(ClassifyLicense([]byte(tc.text)), " "); got != tc.want {
 			t.Errorf("ClassifyLicense(%.30q) = %q, want %q", tc.text, got, tc.want)
 		}
+	}
+}
+
+// TestAddGoLicenses reads license files as the module cache holds them:
+// several files, odd names, a case-encoded path, and none at all.
+func TestAddGoLicenses(t *testing.T) {
+	cache := t.TempDir()
+	files := map[string]string{
+		"example.com/!multi@v1.0.0/LICENSE.BSD":     "Redistribution and use in source and binary forms ... Neither the name of X nor",
+		"example.com/!multi@v1.0.0/LICENSE.MPL-2.0": "Mozilla Public License Version 2.0",
+		"example.com/!multi@v1.0.0/README.md":       mitText, // not a license file
+		"example.com/lower@v1.0.0/license.md":       mitText,
+		"example.com/none@v1.0.0/go.mod":            "module example.com/none\n",
+	}
+	for name, text := range files {
+		p := filepath.Join(cache, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	comps := []cdx.Component{
+		{Name: "example.com/Multi", Version: "v1.0.0"},
+		{Name: "example.com/lower", Version: "v1.0.0"},
+		{Name: "example.com/none", Version: "v1.0.0"},
+	}
+	unknown := AddGoLicenses(comps, cache)
+	if strings.Join(unknown, " ") != "example.com/none" {
+		t.Errorf("unknown = %v, want example.com/none", unknown)
+	}
+	if l := comps[0].Licenses; l == nil || (*l)[0].Expression != "BSD-3-Clause AND MPL-2.0" {
+		t.Errorf("multi: %+v, want BSD-3-Clause AND MPL-2.0", l)
+	}
+	if l := comps[1].Licenses; l == nil || (*l)[0].License.ID != "MIT" {
+		t.Errorf("lower: %+v, want MIT", l)
+	}
+	if comps[2].Licenses != nil {
+		t.Errorf("none: got %+v, want no license", comps[2].Licenses)
 	}
 }
 

@@ -5,9 +5,9 @@
 // ("kube kubelet --version"). Each component gets os.Args exactly as its
 // own binary would, so flags, plugins and logs behave as upstream.
 //
-// One link instead of six: the components share most of their code, so
-// the multicall binary is a little larger than kube-apiserver alone and a
-// fraction of all six; the build pays the link step once.
+// One link instead of six: the components share most of their code
+// (client-go, apimachinery, component-base), which six binaries would each
+// carry and each link again.
 package main
 
 import (
