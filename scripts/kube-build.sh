@@ -85,8 +85,8 @@ else
 	start=$(date +%s)
 	(cd "$mod" && nice -n "$nice_level" go build "${flags[@]}" -o "$tmp/kube" ./cmd/kube)
 	echo "kube-build: built in $(($(date +%s) - start)) s" >&2
-	go version -m "$tmp/kube" >"$tmp/kube.modules"
-	(cd "$tmp" && sha256sum kube >kube.sha256)
+	(cd "$tmp" && go version -m kube >kube.modules && sha256sum kube >kube.sha256)
+	chmod 755 "$tmp" # mktemp made it 0700
 	sync -f "$tmp/kube" 2>/dev/null || sync
 	if ! mv -T "$tmp" "$entry" 2>/dev/null; then
 		# Another build won the race; its entry has the same content key.

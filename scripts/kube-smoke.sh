@@ -28,7 +28,8 @@ for c in kube-apiserver kube-controller-manager kube-scheduler kube-proxy kubele
 	[[ $got == "Kubernetes $want" ]] || fail "$c --version says '$got', want 'Kubernetes $want'"
 	got=$("$kube" "$c" --version 2>&1) || fail "kube $c --version: $got"
 	[[ $got == "Kubernetes $want" ]] || fail "kube $c --version says '$got'"
-	"$dir/$c" --help 2>&1 | grep -q -- "--v Level" || fail "$c --help lacks its flags"
+	help=$("$dir/$c" --help 2>&1) || fail "$c --help failed"
+	grep -q -- "--v Level" <<<"$help" || fail "$c --help lacks its flags"
 	echo "ok $c"
 done
 ln -s "$kube" "$dir/kubectl"
