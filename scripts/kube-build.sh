@@ -35,7 +35,7 @@ kver=$(cd "$mod" && GOFLAGS=-mod=mod go mod edit -json | sed -n '/"Path": "k8s.i
 	exit 1
 }
 kmajor=${BASH_REMATCH[1]} kminor=${BASH_REMATCH[2]}
-build_date=2026-04-15T18:01:22Z # v1.35.4 on proxy.golang.org; change with the pin
+build_date=2026-04-15T18:01:22Z # v1.35.4 on the Go module proxy; change with the pin
 [[ $kver == v1.35.4 ]] || {
 	echo "kube-build: kube/go.mod pins $kver but build_date is v1.35.4's; update both" >&2
 	exit 1
