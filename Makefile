@@ -10,9 +10,10 @@ STATICCHECK_VER := v0.8.2
 # count has no deadline to race. FUZZTIME=5m still works for long runs.
 FUZZTIME        ?= 25000x
 # package:target pairs run briefly on every `make test`: every decoder of
-# untrusted input (spec, event log, hub requests, PE images, GPT, VARS).
+# untrusted input (spec, event log, hub requests, PE images, GPT, VARS, the
+# state header).
 FUZZ_TARGETS    := spec:FuzzParse measure:FuzzEventLog attest:FuzzDecodeEvidence attest:FuzzVerifyEvidenceEventLog \
-                   attest:FuzzDecodeIdentity api:FuzzCodec sign:FuzzVerifyPE sign:FuzzAuthenticodeDigest earlyboot:FuzzReadGPT \
+                   attest:FuzzDecodeIdentity api:FuzzCodec sign:FuzzVerifyPE sign:FuzzAuthenticodeDigest earlyboot:FuzzReadGPT earlyboot:FuzzParseStateHeader earlyboot:FuzzWriteSparse \
                    agent:FuzzDecodeNodeConfig hubhost:FuzzParseHandoff \
                    bundle:FuzzRead bundle:FuzzParseIndex
 BIN             := bin

@@ -140,6 +140,12 @@ func TestBootSecureBootTPM(t *testing.T) {
 		t.Error("no TCG event log in securityfs")
 	}
 	comparePCRs(t, rm, st)
+	// First boot: kubedos-init made the encrypted state (issue 14 item 8).
+	if m := stateCreatedRE.FindStringSubmatch(console); m == nil {
+		t.Errorf("no encrypted state made at first boot:\n%s", lastLines(console, 40))
+	} else {
+		t.Logf("FIGURE first boot: new state key sealed, header and filesystem written through dm-crypt: %s", m[1])
+	}
 }
 
 // predicted returns the manifest's PCR 4 and 7 values and PCR 11 at the

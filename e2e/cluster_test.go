@@ -21,7 +21,9 @@ import (
 // revokes it and stops its VM; `down` leaves no qemu, swtpm or hub process
 // and no namespace, tap or veth; an operator is refused code-running kernel
 // parameters and reboot/shell units; two workers killed (right after
-// enrolling, right after a config apply) come back with a usable identity.
+// enrolling, right after a config apply) come back with a usable identity,
+// their encrypted state unlocked by the TPM; the fenced node's disk booted
+// with a fresh TPM refuses to unlock its state and powers off.
 // The nodes share one L2 segment (a bridge in the cluster's namespace) and
 // answer on their spec addresses.
 func TestLocalClusterUpDown(t *testing.T) {
@@ -72,6 +74,9 @@ func TestLocalClusterUpDown(t *testing.T) {
 	must(t, dir, "cluster", "up", "cluster.yaml", "--build", b, "--keys", "keys", "--timeout", "12m")
 	afterPowerCut(t, dir, wantAPI[cut], cut, "")
 	afterPowerCut(t, dir, wantAPI[other], other, `"vm.swappiness": "13"`)
+	// Their second boots unlocked the encrypted state with the TPM.
+	stateUnlocked(t, dir, cut)
+	stateUnlocked(t, dir, other)
 	t.Logf("FIGURE two workers power-cut and back with a usable identity: %.0fs", time.Since(start).Seconds())
 	var st struct {
 		Nodes []struct {
@@ -239,6 +244,8 @@ func TestLocalClusterUpDown(t *testing.T) {
 		}
 	}
 	checkFencedOffPlanes(t, dir, [2]string{st.Nodes[0].API, st.Nodes[0].Name}, "w-2")
+	// The fenced node's disk, enrolled, in another machine: its state stays locked.
+	stolenDiskRefused(t, dir, "w-2")
 	must(t, dir, "cluster", "down", "cluster.yaml")
 	// Every process the cluster owns has its state directory on its command line.
 	if out, _ := exec.Command("pgrep", "-af", filepath.Join(dir, ".kubedos")).Output(); len(strings.TrimSpace(string(out))) > 0 {

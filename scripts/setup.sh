@@ -10,11 +10,13 @@ if ! command -v go >/dev/null 2>&1; then
 fi
 
 # Debian packages used by later stages (build, boot checks); listed here so
-# one command prepares the machine.
+# one command prepares the machine. prometheus brings promtool, which checks
+# the generated Prometheus configuration and tests the alert rules.
 pkgs=(git make gcc binutils cpio fdisk dosfstools mtools e2fsprogs squashfs-tools cryptsetup-bin
       mmdebstrap systemd-boot-efi sbsigntool efitools ovmf swtpm swtpm-tools qemu-system-x86 qemu-utils
       osslsigncode pesign openssl dpkg-dev apt util-linux gpgv
-      systemd libtss2-esys-3.0.2-0 libtss2-rc0 bc libssl-dev socat procps iproute2 nftables)
+      systemd libtss2-esys-3.0.2-0 libtss2-rc0 bc libssl-dev socat procps iproute2 nftables
+      prometheus prometheus-alertmanager)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -1,5 +1,6 @@
 // Command kubedos-init is the initrd's PID 1. It fails closed: when the
-// verified root cannot be opened it says why on the console and powers off.
+// verified root or the encrypted state cannot be opened it says why on the
+// console and powers off.
 package main
 
 import (
@@ -19,7 +20,7 @@ func main() {
 	}
 	err := earlyboot.Init(context.Background(), console)
 	// Init only returns on failure.
-	fmt.Fprintf(console, "kubedos-init: FATAL: %v\nkubedos-init: refusing to boot an unverified root; powering off\n", err)
+	fmt.Fprintf(console, "kubedos-init: FATAL: %v\nkubedos-init: refusing to boot without a verified root and an unlocked state; powering off\n", err)
 	unix.Sync()
 	time.Sleep(2 * time.Second)
 	_ = unix.Reboot(unix.LINUX_REBOOT_CMD_POWER_OFF)

@@ -77,6 +77,6 @@ func hubKeeper(cfg agent.Config) (*hubhost.Keeper, error) {
 		return nil, err
 	}
 	return hubhost.NewKeeper(hubhost.KeeperConfig{Dir: agent.HubDir, CA: ca, ArtifactKey: pub, Sealer: hubhost.DeviceSealer(agent.TPMPath),
-		Listen: fmt.Sprintf(":%d", api.HubPort), SelfFile: cfg.HubAddrFile, SelfAddr: fmt.Sprintf("127.0.0.1:%d", api.HubPort),
+		Listen: fmt.Sprintf(":%d", api.HubPort), MetricsListen: fmt.Sprintf(":%d", api.HubMetricsPort), SelfFile: cfg.HubAddrFile, SelfAddr: fmt.Sprintf("127.0.0.1:%d", api.HubPort),
 		Logf: cfg.Logf}), nil
 }

@@ -20,7 +20,6 @@ import (
 	"github.com/kubedos/kubedos/internal/durable"
 	"github.com/kubedos/kubedos/internal/pki"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials"
 )
 
 // Identity files on the state partition (/var is an overlay kept on state).
@@ -245,7 +244,7 @@ func dialHub(addr string, ca *x509.Certificate, cert *tls.Certificate) (*grpc.Cl
 	if cert != nil {
 		conf.Certificates = []tls.Certificate{*cert}
 	}
-	cc, err := grpc.NewClient(addr, append(api.DialOptions(), grpc.WithTransportCredentials(credentials.NewTLS(conf)))...)
+	cc, err := api.Dial(addr, conf)
 	if err != nil {
 		return nil, fmt.Errorf("hub %s: %w", addr, err)
 	}

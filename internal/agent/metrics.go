@@ -3,7 +3,6 @@ package agent
 import (
 	"context"
 	"crypto/tls"
-	"errors"
 	"fmt"
 	"io"
 	"log"
@@ -13,6 +12,7 @@ import (
 	"time"
 
 	"github.com/kubedos/kubedos/internal/pki"
+	"github.com/kubedos/kubedos/internal/promtext"
 	"github.com/kubedos/kubedos/internal/wg"
 )
 
@@ -23,26 +23,10 @@ import (
 
 // ServeMetrics serves /metrics on lis until ctx ends.
 func (n *NodeAPI) ServeMetrics(ctx context.Context, lis net.Listener) error {
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /metrics", n.serveMetrics)
-	srv := &http.Server{
-		Handler: mux,
-		TLSConfig: &tls.Config{MinVersion: tls.VersionTLS13, GetCertificate: n.certs.get,
-			ClientCAs: pool(n.cfg.CA), ClientAuth: tls.RequireAndVerifyClientCert},
-		ReadHeaderTimeout: 10 * time.Second,
-		// Failed handshakes (no or a foreign certificate) go to the journal.
-		ErrorLog: log.New(logfWriter(n.cfg.Logf), "metrics: ", 0),
-	}
-	go func() {
-		<-ctx.Done()
-		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = srv.Shutdown(sctx)
-	}()
-	if err := srv.ServeTLS(lis, "", ""); err != nil && !errors.Is(err, http.ErrServerClosed) {
-		return err
-	}
-	return nil
+	conf := &tls.Config{MinVersion: tls.VersionTLS13, GetCertificate: n.certs.get,
+		ClientCAs: pool(n.cfg.CA), ClientAuth: tls.RequireAndVerifyClientCert}
+	// Failed handshakes (no or a foreign certificate) go to the journal.
+	return promtext.ServeTLS(ctx, lis, conf, n.serveMetrics, log.New(logfWriter(n.cfg.Logf), "metrics: ", 0))
 }
 
 func (n *NodeAPI) serveMetrics(w http.ResponseWriter, r *http.Request) {
@@ -84,12 +68,12 @@ func (n *NodeAPI) WriteMetrics(ctx context.Context, w io.Writer) error {
 	}
 	st := n.cfg.Status
 	family("kubedos_node_info", "gauge", "The node, its role and the build and slot it booted.")
-	fmt.Fprintf(&b, "kubedos_node_info{node=%s,role=%s,build=%s,slot=%s} 1\n", label(n.cfg.Name), label(n.cfg.Role), label(st.Build), label(st.Slot))
+	fmt.Fprintf(&b, "kubedos_node_info{node=%s,role=%s,build=%s,slot=%s} 1\n", promtext.Label(n.cfg.Name), promtext.Label(n.cfg.Role), promtext.Label(st.Build), promtext.Label(st.Slot))
 
 	n.drift.mu.Lock()
 	family("kubedos_drift_items", "gauge", "Differences between the node's writable state and its applied configuration at the latest check, by kind.")
 	for _, k := range driftKinds {
-		fmt.Fprintf(&b, "kubedos_drift_items{kind=%s} %d\n", label(k), n.drift.last[k])
+		fmt.Fprintf(&b, "kubedos_drift_items{kind=%s} %d\n", promtext.Label(k), n.drift.last[k])
 	}
 	family("kubedos_drift_checks_total", "counter", "Drift checks run since kubedosd started.")
 	fmt.Fprintf(&b, "kubedos_drift_checks_total %d\n", n.drift.checks)
@@ -101,19 +85,19 @@ func (n *NodeAPI) WriteMetrics(ctx context.Context, w io.Writer) error {
 
 	family("kubedos_health_check", "gauge", "Each health check: 1 passing, 0 failing.")
 	for _, c := range h.Checks {
-		fmt.Fprintf(&b, "kubedos_health_check{check=%s,critical=\"%t\"} %d\n", label(c.Name), c.Critical, b2i(c.OK))
+		fmt.Fprintf(&b, "kubedos_health_check{check=%s,critical=\"%t\"} %d\n", promtext.Label(c.Name), c.Critical, promtext.Bool(c.OK))
 	}
 	family("kubedos_healthy", "gauge", "1 when every critical health check passes.")
-	fmt.Fprintf(&b, "kubedos_healthy %d\n", b2i(h.Healthy))
+	fmt.Fprintf(&b, "kubedos_healthy %d\n", promtext.Bool(h.Healthy))
 	if n.cfg.Controllers != nil {
 		cs := n.cfg.Controllers.Statuses()
 		family("kubedos_controller_up", "gauge", "Each kubedosd controller: 1 running or done, 0 backing off, failed or stopped.")
 		for _, c := range cs {
-			fmt.Fprintf(&b, "kubedos_controller_up{controller=%s,state=%s} %d\n", label(c.Name), label(c.State), b2i(c.State == StateRunning || c.State == StateDone))
+			fmt.Fprintf(&b, "kubedos_controller_up{controller=%s,state=%s} %d\n", promtext.Label(c.Name), promtext.Label(c.State), promtext.Bool(c.State == StateRunning || c.State == StateDone))
 		}
 		family("kubedos_controller_restarts_total", "counter", "Restarts of each kubedosd controller after a failure.")
 		for _, c := range cs {
-			fmt.Fprintf(&b, "kubedos_controller_restarts_total{controller=%s} %d\n", label(c.Name), c.Restarts)
+			fmt.Fprintf(&b, "kubedos_controller_restarts_total{controller=%s} %d\n", promtext.Label(c.Name), c.Restarts)
 		}
 	}
 	if n.cfg.Planes != nil {
@@ -123,7 +107,15 @@ func (n *NodeAPI) WriteMetrics(ctx context.Context, w io.Writer) error {
 	if cert, err := n.certs.get(nil); err == nil && cert.Leaf != nil {
 		family("kubedos_certificate_expiry_timestamp_seconds", "gauge", "When the node's enrollment certificate expires (renewal needs a fresh quote).")
 		fmt.Fprintf(&b, "kubedos_certificate_expiry_timestamp_seconds %d\n", cert.Leaf.NotAfter.Unix())
+		family("kubedos_certificate_renew_timestamp_seconds", "gauge", "When kubedosd renews the certificate (two thirds into its life); a renewal done replaces it.")
+		fmt.Fprintf(&b, "kubedos_certificate_renew_timestamp_seconds %d\n", RenewAt(cert.Leaf).Unix())
 	}
+	// Admin and operator calls are refused once the list is older than the
+	// maximum age (health.go); the alert compares the two.
+	family("kubedos_revocations_fetched_timestamp_seconds", "gauge", "When the revocation list was last fetched from the hub (0: never).")
+	fmt.Fprintf(&b, "kubedos_revocations_fetched_timestamp_seconds %d\n", unixOrZero(n.fetchedAt()))
+	family("kubedos_revocations_max_age_seconds", "gauge", "Age past which the node takes its revocation list as stale and refuses admin and operator calls.")
+	fmt.Fprintf(&b, "kubedos_revocations_max_age_seconds %g\n", n.cfg.RevocationMaxAge.Seconds())
 	_, err := io.WriteString(w, b.String())
 	return err
 }
@@ -136,31 +128,31 @@ func (n *NodeAPI) writePlaneMetrics(b *strings.Builder, family func(name, typ, h
 	family("kubedos_planes_joined_timestamp_seconds", "gauge", "When the hub last answered the node's join of the planes (0: never).")
 	fmt.Fprintf(b, "kubedos_planes_joined_timestamp_seconds %d\n", unixOrZero(joined))
 	family("kubedos_planes_join_ok", "gauge", "1 when the node's last join of the planes (and its apply) worked.")
-	fmt.Fprintf(b, "kubedos_planes_join_ok %d\n", b2i(err == nil && !joined.IsZero()))
+	fmt.Fprintf(b, "kubedos_planes_join_ok %d\n", promtext.Bool(err == nil && !joined.IsZero()))
 	sts := make([]wg.Status, 0, len(ifcs))
 	for _, ifc := range ifcs {
 		sts = append(sts, n.cfg.ReadPlane(ifc))
 	}
 	family("kubedos_plane_up", "gauge", "1 when the plane's interface exists and is up.")
 	for _, st := range sts {
-		fmt.Fprintf(b, "kubedos_plane_up{plane=%s,interface=%s} %d\n", label(st.Plane), label(st.Interface), b2i(st.Error == "" && st.Up))
+		fmt.Fprintf(b, "kubedos_plane_up{plane=%s,interface=%s} %d\n", promtext.Label(st.Plane), promtext.Label(st.Interface), promtext.Bool(st.Error == "" && st.Up))
 	}
 	family("kubedos_plane_peer_last_handshake_timestamp_seconds", "gauge", "Latest WireGuard handshake with each peer (0: never).")
 	for _, st := range sts {
 		for _, p := range st.Peers {
-			fmt.Fprintf(b, "kubedos_plane_peer_last_handshake_timestamp_seconds{plane=%s,peer=%s} %d\n", label(st.Plane), label(peerName(p)), unixOrZero(p.LatestHandshake))
+			fmt.Fprintf(b, "kubedos_plane_peer_last_handshake_timestamp_seconds{plane=%s,peer=%s} %d\n", promtext.Label(st.Plane), promtext.Label(peerName(p)), unixOrZero(p.LatestHandshake))
 		}
 	}
 	family("kubedos_plane_peer_receive_bytes_total", "counter", "Bytes received from each peer.")
 	for _, st := range sts {
 		for _, p := range st.Peers {
-			fmt.Fprintf(b, "kubedos_plane_peer_receive_bytes_total{plane=%s,peer=%s} %d\n", label(st.Plane), label(peerName(p)), p.RxBytes)
+			fmt.Fprintf(b, "kubedos_plane_peer_receive_bytes_total{plane=%s,peer=%s} %d\n", promtext.Label(st.Plane), promtext.Label(peerName(p)), p.RxBytes)
 		}
 	}
 	family("kubedos_plane_peer_transmit_bytes_total", "counter", "Bytes sent to each peer.")
 	for _, st := range sts {
 		for _, p := range st.Peers {
-			fmt.Fprintf(b, "kubedos_plane_peer_transmit_bytes_total{plane=%s,peer=%s} %d\n", label(st.Plane), label(peerName(p)), p.TxBytes)
+			fmt.Fprintf(b, "kubedos_plane_peer_transmit_bytes_total{plane=%s,peer=%s} %d\n", promtext.Label(st.Plane), promtext.Label(peerName(p)), p.TxBytes)
 		}
 	}
 }
@@ -187,16 +179,4 @@ type logfWriter func(string, ...any)
 func (f logfWriter) Write(p []byte) (int, error) {
 	f("%s", strings.TrimRight(string(p), "\n"))
 	return len(p), nil
-}
-
-// label quotes a label value as the text format wants.
-func label(v string) string {
-	return `"` + strings.NewReplacer(`\`, `\\`, `"`, `\"`, "\n", `\n`).Replace(v) + `"`
-}
-
-func b2i(ok bool) int {
-	if ok {
-		return 1
-	}
-	return 0
 }

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -71,11 +72,16 @@ func TestMetricsCountDrift(t *testing.T) {
 		`kubedos_health_check{check="enrolled",critical="true"} 1`,
 		"# TYPE kubedos_drift_detected_total counter",
 		"kubedos_certificate_expiry_timestamp_seconds " + itoa(e.nodeCert.NotAfter.Unix()),
+		"kubedos_certificate_renew_timestamp_seconds " + itoa(RenewAt(e.nodeCert).Unix()),
+		"kubedos_revocations_max_age_seconds " + itoa(int64(e.api.cfg.RevocationMaxAge.Seconds())),
+		"kubedos_revocations_fetched_timestamp_seconds " + itoa(unixOrZero(e.api.fetchedAt())),
 	} {
 		if !strings.Contains(body, want+"\n") {
 			t.Errorf("metrics lack %q:\n%s", want, body)
 		}
 	}
+
+	checkMetricsText(t, body)
 
 	// Two files nobody manages on the state partition: counted at the next scrape.
 	must(t, os.WriteFile(filepath.Join(e.stateDir, "stray.sh"), []byte("#!/bin/sh"), 0o755))
@@ -178,5 +184,20 @@ func TestPlaneMetrics(t *testing.T) {
 	_, body, err = scrape(t, bare, serveMetrics(t, bare), clientCert(t, bare.ca, "prometheus", pki.RoleReader))
 	if err != nil || strings.Contains(body, "kubedos_plane") {
 		t.Errorf("a node without planes: %v\n%s", err, body)
+	}
+}
+
+// checkMetricsText hands the text to promtool, an independent parser and
+// linter of the exposition format, when it is installed (CI has it).
+func checkMetricsText(t *testing.T, text string) {
+	t.Helper()
+	if _, err := exec.LookPath("promtool"); err != nil {
+		t.Log("promtool not installed (Debian package prometheus): exposition format not checked by it")
+		return
+	}
+	cmd := exec.Command("promtool", "check", "metrics")
+	cmd.Stdin = strings.NewReader(text)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Errorf("promtool check metrics: %v\n%s", err, out)
 	}
 }

@@ -31,6 +31,11 @@ const NodeMetricsPort = 7445
 // the master that keeps it.
 const HubPort = 7443
 
+// HubMetricsPort is where a hub serves /metrics (Prometheus text format,
+// TLS, reader certificates and above); the baseline firewall keeps it off
+// the LAN, so Prometheus scrapes it over wg-observability.
+const HubMetricsPort = 7446
+
 // HubServerName is the DNS name in the hub's TLS certificate; nodes and
 // operators check it against the cluster CA.
 const HubServerName = pki.HubServerName

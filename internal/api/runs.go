@@ -4,6 +4,7 @@ import (
 	"context"
 	"time"
 
+	"github.com/kubedos/kubedos/internal/converge"
 	"google.golang.org/grpc"
 )
 
@@ -38,15 +39,9 @@ type RunRecord struct {
 	Steps    []RunStep     `json:"steps"`
 }
 
-// RunCounts tallies a run's step outcomes.
-type RunCounts struct {
-	Changed   int `json:"changed"`
-	Unchanged int `json:"unchanged"`
-	Drifted   int `json:"drifted,omitempty"`
-	Failed    int `json:"failed"`
-	Skipped   int `json:"skipped"`
-	Cancelled int `json:"cancelled,omitempty"`
-}
+// RunCounts tallies a run's step outcomes: the engine's own tally, so the
+// two cannot drift apart.
+type RunCounts = converge.Counts
 
 // RunStep is one step of a run.
 type RunStep struct {

@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/kubedos/kubedos/internal/durable"
+	"github.com/kubedos/kubedos/internal/earlyboot"
 )
 
 // InitrdInput is what goes into the kubedos initrd.
@@ -16,10 +17,14 @@ type InitrdInput struct {
 	InitBinary string // static kubedos-init
 	ModulesDir string // lib/modules/<version> of the root image
 	Modules    []string
+	// StateFS is the empty state filesystem in earlyboot's sparse format,
+	// which kubedos-init writes into the encrypted state at first boot.
+	StateFS []byte
 }
 
 // BuildInitrd writes a reproducible gzip'd cpio: /init, the modules in
-// dependency order and the list kubedos-init loads them from.
+// dependency order, the list kubedos-init loads them from and the empty
+// state filesystem.
 func BuildInitrd(in InitrdInput, out string) error {
 	initBin, err := os.ReadFile(in.InitBinary)
 	if err != nil {
@@ -49,6 +54,9 @@ func BuildInitrd(in InitrdInput, out string) error {
 		entries = append(entries, cpioEntry{Path: "lib/modules/kubedos/" + name, Mode: cpioFile | 0o644, Data: data})
 	}
 	entries = append(entries, cpioEntry{Path: "etc/kubedos/modules", Mode: cpioFile | 0o644, Data: []byte(strings.Join(list, "\n") + "\n")})
+	if in.StateFS != nil {
+		entries = append(entries, cpioEntry{Path: strings.TrimPrefix(earlyboot.StateFSFile, "/"), Mode: cpioFile | 0o644, Data: in.StateFS})
+	}
 	var buf bytes.Buffer
 	// gzip from the standard library writes no name or time: reproducible.
 	zw, _ := gzip.NewWriterLevel(&buf, gzip.BestCompression)

@@ -8,12 +8,18 @@ import (
 	"strings"
 )
 
-// InitrdModules are what kubedos-init needs to reach a verity root on a
-// virtio disk with Debian's cloud kernel (whose virtio_blk, dm and squashfs
-// are modules); their dependencies are added from each module's modinfo.
+// InitrdModules are what kubedos-init needs to reach a verity root and an
+// encrypted state on a virtio disk with Debian's cloud kernel (whose
+// virtio_blk, dm and squashfs are modules); their dependencies are added
+// from each module's modinfo. The TPM driver comes before dm-crypt (which
+// may depend on the trusted-keys module, which wants a TPM), and the
+// ciphers of aes-xts-plain64 are listed because dm-crypt finds them by
+// name through request_module, and the initrd has no modprobe to answer.
+// Built-in ones are skipped (modules.builtin).
 var InitrdModules = []string{
 	"virtio_ring", "virtio", "virtio_pci_modern_dev", "virtio_pci_legacy_dev", "virtio_pci",
 	"virtio_blk", "dm-mod", "dm-bufio", "dm-verity", "squashfs", "overlay",
+	"tpm_tis", "aes_generic", "ecb", "xts", "dm-crypt",
 }
 
 // moduleIndex maps a module name (with - and _ equal, as the kernel treats

@@ -107,7 +107,13 @@ func BuildImage(ctx context.Context, in ImageInput) (*ImageResult, error) {
 		return nil, err
 	}
 	step("initrd")
-	if err := BuildInitrd(InitrdInput{InitBinary: in.Init, ModulesDir: modDir, Modules: InitrdModules}, out(FileInitrd)); err != nil {
+	// The state partition is blank on the disk: kubedos-init encrypts it at
+	// first boot and writes this filesystem into it (earlyboot.OpenState).
+	stateFS, err := MakeStateFS(ctx, work, DerivedUUID(in.RoleID, "state-fs"), stateMiB-earlyboot.StateDataOffset/mib, in.Epoch)
+	if err != nil {
+		return nil, err
+	}
+	if err := BuildInitrd(InitrdInput{InitBinary: in.Init, ModulesDir: modDir, Modules: InitrdModules, StateFS: stateFS}, out(FileInitrd)); err != nil {
 		return nil, err
 	}
 	step("uki")
@@ -141,11 +147,8 @@ func BuildImage(ctx context.Context, in ImageInput) (*ImageResult, error) {
 	if err := os.WriteFile(loaderConf, []byte(conf), 0o644); err != nil {
 		return nil, err
 	}
-	esp, state, data := filepath.Join(work, "esp.img"), filepath.Join(work, "state.img"), filepath.Join(work, "data.img")
+	esp, data := filepath.Join(work, "esp.img"), filepath.Join(work, "data.img")
 	if err := MakeESP(ctx, esp, espMiB, strings.ToUpper(hexSum(in.RoleID, "esp")[:8]), in.Epoch, espFiles); err != nil {
-		return nil, err
-	}
-	if err := MakeExt4(ctx, state, earlyboot.LabelState, DerivedUUID(in.RoleID, "state-fs"), stateMiB, in.Epoch); err != nil {
 		return nil, err
 	}
 	if err := MakeExt4(ctx, data, earlyboot.LabelData, DerivedUUID(in.RoleID, "data-fs"), dataMiB, in.Epoch); err != nil {
@@ -168,7 +171,7 @@ func BuildImage(ctx context.Context, in ImageInput) (*ImageResult, error) {
 		slotA(part(earlyboot.VerityLabel("a"), TypeRootVerity, verMiB, out(FileVerity)), earlyboot.VerityPartUUID(rootHash)),
 		part(earlyboot.RootLabel("b"), TypeRoot, rootMiB, ""),
 		part(earlyboot.VerityLabel("b"), TypeRootVerity, verMiB, ""),
-		part(earlyboot.LabelState, TypeVar, stateMiB, state),
+		part(earlyboot.LabelState, TypeVar, stateMiB, ""), // blank: encrypted at first boot
 		part(earlyboot.LabelData, TypeSrv, dataMiB, data),
 	}
 	if err := MakeDisk(ctx, out(FileDiskRaw), DerivedUUID(in.RoleID, "disk"), parts); err != nil {

@@ -34,6 +34,12 @@ func (f *clusterFlags) add(cmd *cobra.Command, withBuild bool) {
 	}
 }
 
+// addTarget adds --target to status and down: a cluster deployed with
+// --target is found there again.
+func (f *clusterFlags) addTarget(cmd *cobra.Command) {
+	cmd.Flags().StringVar(&f.target, "target", "", "the target the cluster was deployed to, instead of the spec's targets.default: qemu or proxmox")
+}
+
 // dir is the cluster's state directory, absolute: it appears in the
 // command lines of the processes it owns, which makes them easy to find.
 func (f *clusterFlags) dir(s *spec.ClusterSpec) string {
@@ -119,12 +125,13 @@ func newClusterUpCmd(g *globals, verb string) *cobra.Command {
 			switch {
 			case target == spec.TargetProxmox && verb != "deploy":
 				return fmt.Errorf("cluster up runs the local qemu target; %s deploys to proxmox: use kubedos deploy", args[0])
-			case target == spec.TargetProxmox && cmd.Flags().Changed("hub-on"):
-				return fmt.Errorf("--hub-on is the qemu target's; on proxmox the hub stays where kubedos hub serve runs (--hub)")
 			}
 			cfg, err := f.loadBuild(args[0], g.events())
 			if err != nil {
 				return err
+			}
+			if target == spec.TargetProxmox && !cmd.Flags().Changed("hub-on") {
+				cfg.HubOn = "" // the operator's own kubedos hub serve at --hub
 			}
 			// The hub outlives this command: a kubedos process of its own.
 			exe, err := os.Executable()
@@ -163,7 +170,7 @@ func newClusterUpCmd(g *globals, verb string) *cobra.Command {
 	cmd.Flags().BoolVar(&f.noConverge, "no-converge", false, "stop once every node enrolled, without the final convergence run (kubedos converge runs it later)")
 	if verb == "deploy" {
 		cmd.Flags().StringVar(&f.target, "target", "", "deploy to this target instead of the spec's targets.default: qemu or proxmox")
-		cmd.Flags().StringVar(&f.hub, "hub", "", "proxmox: the hub's address as the VMs reach it (host:port of kubedos hub serve); required there")
+		cmd.Flags().StringVar(&f.hub, "hub", "", "proxmox: the hub's address as the VMs reach it (host:port): the operator's kubedos hub serve, or with --hub-on an address of this host where it serves the hub; required there until the hub is handed to the master")
 	}
 	return cmd
 }

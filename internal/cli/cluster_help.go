@@ -54,10 +54,52 @@ targets.proxmox.fingerprint. Needs Proxmox VE 8.4 or later.
           host boot; name, hub, LAN address and gateway in SMBIOS type 1
           (SKU), as Proxmox VE sets no OEM strings; tags kubedos and
           kubedos-<cluster>; the description records the image
-  hub     not started here: run kubedos hub serve with the spec and the
-          build where the VMs reach it, and name that address with --hub
+  hub     without --hub-on, not started here: run kubedos hub serve with
+          the spec and the build where the VMs reach it, and name that
+          address with --hub. With --hub-on host this host serves it on
+          --hub (an address of this host the VMs reach); with --hub-on
+          master it does so until the master enrolls, then hands it to the
+          master as on qemu (the workers look for it on the master from
+          their first boot; later deploys register with the master)
 
 Running it again changes nothing. A VMID held by a VM kubedos did not make
 for that node is refused; a node's VM that holds another image is destroyed
 and recreated (with a new TPM) only with destructive.recreateVMs.
---timeout 0 returns once the VMs run, without waiting for enrollment.`
+--timeout 0 returns once the VMs run, without waiting for enrollment.
+Afterwards kubedos cluster status shows the VMs with their guest agent,
+kubedos cluster down stops them (destroys them only with
+destructive.destroyVMs) and a hub this host serves, and kubedos node fence
+--spec stops one.`
+
+const clusterStatusLong = `Show the cluster of SPEC: each node's VM and what its hub says of it.
+
+On the local QEMU target: the LAN, the hub (on this host, or the master
+keeping it), and per node its VM (running or stopped, with its qemu pid),
+the hub's state and build, its node API and its serial console.
+
+On proxmox (targets.default proxmox, or --target proxmox): each VM as the
+Proxmox VE API reports it (running, stopped, absent, or foreign when its
+VMID is held by a guest kubedos did not make for that node), and what the
+QEMU guest agent inside it says (agent up, not running, or off when the VM
+is stopped) with the guest's own addresses: a node's state before it has
+a network, or without any path to it from here. The hub is asked at --hub,
+else at the --hub of the last deploy (kept in the state directory); it runs
+elsewhere, so one not answering is reported, not a failure.`
+
+const clusterDownLong = `Take the cluster of SPEC down.
+
+On the local QEMU target: every VM and its swtpm stop, the hub running on
+this host stops, and the LAN namespace goes with its taps and veth.
+--purge also deletes the state directory: TPM state, disks and hub state.
+
+On proxmox (targets.default proxmox, or --target proxmox): every VM kubedos
+made for a spec node is stopped at once through the API (a power cut, not a
+guest shutdown) and kept, with its disks and TPM state. Only when the spec
+sets destructive.destroyVMs are the VMs destroyed instead, with their
+disks, EFI variables and TPM state: the nodes' identities are gone, and a
+later deploy makes new TPMs whose EKs are registered again. A VMID held by
+anything kubedos did not make for that node is left alone and named in the
+error. The hub (kubedos hub serve, at --hub) and the bridge are not
+kubedos's there and are left running; --purge deletes only the local state
+directory. The output lists each node's VM: stopped, destroyed or absent
+(--output json: the same as a list).`

@@ -1,10 +1,13 @@
 package cli
 
 import (
+	"errors"
 	"fmt"
+	"strings"
 	"text/tabwriter"
 
 	"github.com/kubedos/kubedos/internal/cluster"
+	"github.com/kubedos/kubedos/internal/spec"
 	"github.com/kubedos/kubedos/internal/target"
 	"github.com/spf13/cobra"
 )
@@ -14,6 +17,7 @@ func newClusterStatusCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "status SPEC",
 		Short: "Show the cluster's VMs and what the hub says of each node",
+		Long:  clusterStatusLong,
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := g.checkOutput(OutputText, OutputJSON); err != nil {
@@ -31,6 +35,8 @@ func newClusterStatusCmd(g *globals) *cobra.Command {
 		},
 	}
 	f.add(cmd, false)
+	f.addTarget(cmd)
+	cmd.Flags().StringVar(&f.hub, "hub", "", "proxmox: the hub to ask (host:port; default: the --hub of the last deploy, kept in the state directory)")
 	return cmd
 }
 
@@ -40,13 +46,24 @@ func newClusterDownCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "down SPEC",
 		Short: "Stop every VM, its swtpm and the hub, remove the LAN namespace; --purge also deletes TPMs, disks and hub state",
+		Long:  clusterDownLong,
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			cfg, err := f.load(args[0], false, nil)
 			if err != nil {
 				return err
 			}
-			if err := cluster.New(cfg).Down(cmd.Context(), purge); err != nil {
+			proxmox := cfg.TargetName == spec.TargetProxmox || (cfg.TargetName == "" && cfg.Spec.Targets.Default == spec.TargetProxmox)
+			if proxmox {
+				if err := g.checkOutput(OutputText, OutputJSON); err != nil {
+					return err
+				}
+			}
+			res, err := cluster.New(cfg).Down(cmd.Context(), purge)
+			if proxmox {
+				return errors.Join(err, printDown(g, cfg.Spec, res, purge && err == nil))
+			}
+			if err != nil {
 				return err
 			}
 			fmt.Fprintf(g.stdout, "cluster %s is down (%d VMs and the hub stopped, LAN namespace removed)%s\n", cfg.Spec.Metadata.Name, len(cfg.Spec.Topology.Nodes),
@@ -55,8 +72,37 @@ func newClusterDownCmd(g *globals) *cobra.Command {
 		},
 	}
 	f.add(cmd, false)
-	cmd.Flags().BoolVar(&purge, "purge", false, "also delete the TPM state, disks and hub state")
+	f.addTarget(cmd)
+	cmd.Flags().BoolVar(&purge, "purge", false, "also delete the TPM state, disks and hub state (proxmox: only the local state directory)")
 	return cmd
+}
+
+// printDown renders what cluster down did to each proxmox VM.
+func printDown(g *globals, s *spec.ClusterSpec, res []target.Ensured, purged bool) error {
+	if g.output == OutputJSON {
+		if res == nil {
+			res = []target.Ensured{}
+		}
+		return g.writeJSON(res)
+	}
+	tw := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "NODE\tVMID\tACTION")
+	count := map[target.Action]int{}
+	for _, r := range res {
+		count[r.Action]++
+		fmt.Fprintf(tw, "%s\t%d\t%s\n", r.Name, r.VMID, r.Action)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	kept := "the VMs are kept (destructive.destroyVMs is off); the hub and the bridge are not touched"
+	if s.Destructive.DestroyVMs {
+		kept = "destructive.destroyVMs is on; the hub and the bridge are not touched"
+	}
+	fmt.Fprintf(g.stdout, "cluster %s on proxmox: %d VMs stopped, %d destroyed, %d absent; %s%s\n", s.Metadata.Name,
+		count[target.ActionStopped], count[target.ActionDestroyed], count[target.ActionAbsent], kept,
+		map[bool]string{true: "; local state purged", false: ""}[purged])
+	return nil
 }
 
 // printCluster renders a cluster report as text or JSON.
@@ -64,7 +110,10 @@ func printCluster(g *globals, rep *cluster.Report) error {
 	if g.output == OutputJSON {
 		return g.writeJSON(rep)
 	}
-	if rep.LAN.Up {
+	if rep.Target == spec.TargetProxmox {
+		return printProxmoxCluster(g, rep)
+	}
+	if rep.LAN != nil && rep.LAN.Up {
 		fmt.Fprintf(g.stdout, "LAN %s: bridge in network namespace %s, host end %s\n", rep.LAN.Gateway, rep.LAN.Netns, rep.LAN.HostInterface)
 	} else {
 		fmt.Fprintln(g.stdout, "LAN: not up")
@@ -80,14 +129,7 @@ func printCluster(g *globals, rep *cluster.Report) error {
 	tw := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "NAME\tROLE\tVM\tSTATE\tBUILD\tNODE API\tCONSOLE")
 	for _, n := range rep.Nodes {
-		state := n.State
-		switch {
-		case state == "" && rep.HubError != "":
-			state = "unknown" // the hub did not answer
-		case state == "":
-			state = "not enrolled"
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", n.Name, n.Role, n.VM, state, n.BuildID, n.API, n.Console)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", n.Name, n.Role, n.VM, hubState(rep, n), n.BuildID, n.API, n.Console)
 	}
 	if err := tw.Flush(); err != nil {
 		return err
@@ -96,6 +138,45 @@ func printCluster(g *globals, rep *cluster.Report) error {
 		fmt.Fprintf(g.stdout, "reach a node: kubedos node health --node %s --name %s --keys %s\n", rep.Nodes[0].API, rep.Nodes[0].Name, rep.KeysDir)
 	}
 	return nil
+}
+
+// hubState is the hub's word on a node, or why there is none.
+func hubState(rep *cluster.Report, n cluster.NodeReport) string {
+	switch {
+	case n.State == "" && (rep.HubError != "" || rep.Target != "" && rep.Hub == ""):
+		return "unknown" // the hub did not answer, or (proxmox) none is known
+	case n.State == "":
+		return "not enrolled"
+	}
+	return string(n.State)
+}
+
+// printProxmoxCluster renders a proxmox cluster's report: each VM as the
+// API and its guest agent see it, and the hub's word.
+func printProxmoxCluster(g *globals, rep *cluster.Report) error {
+	if rep.Hub == "" {
+		fmt.Fprintf(g.stdout, "cluster %s on proxmox: no hub known (give --hub: where kubedos hub serve answers)\n", rep.Cluster)
+	} else {
+		fmt.Fprintf(g.stdout, "cluster %s on proxmox: hub %s, run by the operator (kubedos node list --hub %s --keys %s)\n", rep.Cluster, rep.Hub, rep.Hub, rep.KeysDir)
+	}
+	if rep.HubError != "" {
+		fmt.Fprintf(g.stdout, "hub not answering: %s\n", rep.HubError)
+	}
+	tw := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "NAME\tROLE\tVMID\tVM\tAGENT\tADDRESSES\tSTATE\tBUILD\tCONSOLE")
+	for _, n := range rep.Nodes {
+		addrs := strings.Join(n.Addresses, ", ")
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\n", n.Name, n.Role, n.VMID, n.VM, dash(n.Agent), dash(addrs),
+			hubState(rep, n), dash(n.BuildID), dash(n.Console))
+	}
+	return tw.Flush()
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
 }
 
 // printDeployed renders a proxmox deploy's outcomes (nil: nothing done).

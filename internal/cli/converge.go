@@ -155,7 +155,7 @@ func (f *convergeFlags) config(s *spec.ClusterSpec) (cluster.ConvergeConfig, err
 		if err != nil {
 			return cfg, fmt.Errorf("--build %s: %w", f.build, err)
 		}
-		cfg.Build = m.BuildID
+		cfg.Builds = cluster.RoleBuilds(m)
 	}
 	return cfg, nil
 }

@@ -25,7 +25,7 @@ func newHubCmd(g *globals) *cobra.Command {
 }
 
 func newHubServeCmd(g *globals) *cobra.Command {
-	var keys, state, listen, buildDir, ekCA string
+	var keys, state, listen, metricsListen, buildDir, ekCA string
 	var hosts []string
 	cmd := &cobra.Command{
 		Use:   "serve SPEC",
@@ -39,7 +39,13 @@ exact reason. Operators call the admin service with a client certificate
 from the cluster CA (kubedos keys init makes an admin one).
 
 State (nodes, sessions, revocations, the hash-chained audit log) is kept in
---state/hub.db (bbolt), every change in one transaction.`,
+--state/hub.db (bbolt), every change in one transaction.
+
+With --metrics-listen the hub also serves /metrics (Prometheus text format)
+over TLS to cluster certificates of role reader and above: the registry by
+node and state, enrollments and refusals by check, certificates issued,
+plane joins, evidence verification latency, the audit chain's length and the
+last convergence run (docs/observability.md).`,
 		Example: "  kubedos hub serve cluster.yaml --build out/local/<build-id> --keys keys --listen 127.0.0.1:7443",
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -99,12 +105,27 @@ State (nodes, sessions, revocations, the hash-chained audit log) is kept in
 				return fmt.Errorf("hub: listen %s: %w", listen, err)
 			}
 			fmt.Fprintf(g.stderr, "hub for cluster %q (build %s) listening on %s; state %s\n", s.Metadata.Name, m.BuildID, lis.Addr(), state)
+			if metricsListen != "" {
+				mlis, err := net.Listen("tcp", metricsListen)
+				if err != nil {
+					lis.Close()
+					h.Close()
+					return fmt.Errorf("hub: --metrics-listen %s: %w", metricsListen, err)
+				}
+				fmt.Fprintf(g.stderr, "hub metrics on https://%s/metrics\n", mlis.Addr())
+				go func() {
+					if err := h.ServeMetrics(cmd.Context(), mlis); err != nil {
+						fmt.Fprintf(g.stderr, "hub metrics: %v\n", err)
+					}
+				}()
+			}
 			return h.Serve(cmd.Context(), lis)
 		},
 	}
 	cmd.Flags().StringVar(&keys, "keys", "keys", "key directory (the cluster CA signs node certificates)")
 	cmd.Flags().StringVar(&state, "state", ".kubedos-hub", "hub state directory")
 	cmd.Flags().StringVar(&listen, "listen", "127.0.0.1:7443", "address to serve on")
+	cmd.Flags().StringVar(&metricsListen, "metrics-listen", "", "address to serve /metrics on (TLS, reader certificates; default: none)")
 	cmd.Flags().StringVar(&buildDir, "build", "", "build directory whose signed manifest is the policy (required)")
 	cmd.Flags().StringVar(&ekCA, "ek-ca", "", "PEM bundle of EK certificate CAs (default: the spec's trust.ekPolicy.caFile)")
 	cmd.Flags().StringSliceVar(&hosts, "host", []string{"127.0.0.1"}, "extra names and addresses for the hub's TLS certificate")

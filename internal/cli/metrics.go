@@ -30,7 +30,11 @@ certificate). Every scrape checks drift and health afresh:
   kubedos_drift_detected_total       checks that found a difference
   kubedos_health_check{check}        each health check, 1 passing
   kubedos_node_info{build,slot}      what the node booted
-  kubedos_certificate_expiry_timestamp_seconds
+  kubedos_certificate_expiry_timestamp_seconds, …_renew_timestamp_seconds
+  kubedos_revocations_fetched_timestamp_seconds, …_max_age_seconds
+  kubedos_plane_*, kubedos_controller_*   planes and kubedosd's controllers
+
+docs/observability.md lists them all, with the hub's and the alert rules.
 
 --node gives the node API address; the metrics port is taken on the same host.`, api.NodeMetricsPort),
 		Example: "  kubedos node metrics --node 10.20.0.10:7444 --name master --keys keys",

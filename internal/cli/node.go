@@ -8,6 +8,7 @@ import (
 
 	"github.com/kubedos/kubedos/internal/api"
 	"github.com/kubedos/kubedos/internal/cluster"
+	"github.com/kubedos/kubedos/internal/target"
 	"github.com/spf13/cobra"
 )
 
@@ -87,10 +88,11 @@ func nodeAction(g *globals, verb, short string) *cobra.Command {
 				return err
 			}
 			if verb == "fence" && c.spec != "" {
-				if err := stopLocalNode(cmd, c.spec, c.state, args[0]); err != nil {
+				res, err := stopLocalNode(cmd, c.spec, c.state, args[0])
+				if err != nil {
 					return fmt.Errorf("fenced at the hub, but stopping the VM failed: %w", err)
 				}
-				fmt.Fprintf(g.stderr, "%s: VM stopped\n", args[0])
+				fmt.Fprintln(g.stderr, cluster.NodeDown{Name: res.Name, VMID: res.VMID, Action: res.Action})
 			}
 			return printNode(g, n)
 		}),
@@ -102,19 +104,23 @@ func nodeAction(g *globals, verb, short string) *cobra.Command {
 
 Fencing revokes every certificate of the node at the hub at once (the hub and
 every node API refuse it from then on) and marks it fenced until it is
-replaced. With --spec, the node's VM on the local QEMU target is stopped too
-(runbook: fence, revoke, destroy, replace).`
-		c.addSpecFlags(cmd, "the cluster's spec: also stop the node's VM on the local qemu target (and, without --hub, find its hub)")
+replaced. With --spec, the node's VM is stopped too, at once (a power cut):
+on the local QEMU target, or, when the spec's targets.default is proxmox,
+through the Proxmox VE API (the VM is kept; only a VM kubedos made for that
+node is touched). Runbook: fence, revoke, destroy, replace.`
+		c.addSpecFlags(cmd, "the cluster's spec: also stop the node's VM on its target, qemu or proxmox (and, without --hub, find its hub)")
 	}
 	return cmd
 }
 
-// stopLocalNode stops a node's VM in a local cluster's state directory.
-func stopLocalNode(cmd *cobra.Command, specPath, state, name string) error {
+// stopLocalNode stops a node's VM: on the local qemu target (the cluster's
+// state directory) or, with targets.default proxmox, through the Proxmox
+// VE API.
+func stopLocalNode(cmd *cobra.Command, specPath, state, name string) (target.Ensured, error) {
 	f := clusterFlags{state: state}
 	cfg, err := f.load(specPath, false, nil)
 	if err != nil {
-		return err
+		return target.Ensured{}, err
 	}
 	return cluster.New(cfg).StopNode(cmd.Context(), name)
 }

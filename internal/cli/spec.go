@@ -3,10 +3,10 @@ package cli
 import (
 	"fmt"
 	"os"
-	"path/filepath"
 
 	"github.com/kubedos/kubedos/examples"
 	"github.com/kubedos/kubedos/internal/buildinfo"
+	"github.com/kubedos/kubedos/internal/durable"
 	"github.com/kubedos/kubedos/internal/spec"
 	"github.com/spf13/cobra"
 )
@@ -147,30 +147,11 @@ An existing file is never overwritten unless --force is given.`,
 	return cmd
 }
 
-// writeNew writes data through a temporary file and a rename, so a reader
-// never sees half a file; it refuses to replace an existing file unless force.
+// writeNew writes data durably, so a reader never sees half a file; it
+// refuses to replace an existing file unless force.
 func writeNew(path string, data []byte, mode os.FileMode, force bool) error {
 	if _, err := os.Stat(path); err == nil && !force {
 		return fmt.Errorf("%s already exists (use --force to overwrite)", path)
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := tmp.Chmod(mode); err != nil {
-		tmp.Close()
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	return nil
+	return durable.WriteFile(path, data, mode)
 }

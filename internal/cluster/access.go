@@ -7,7 +7,6 @@ import (
 	"path/filepath"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials"
 
 	"github.com/kubedos/kubedos/internal/api"
 	"github.com/kubedos/kubedos/internal/pki"
@@ -56,7 +55,7 @@ func (a Access) Conn(addr, serverName string) (*grpc.ClientConn, error) {
 	if err != nil {
 		return nil, err
 	}
-	cc, err := grpc.NewClient(addr, append(api.DialOptions(), grpc.WithTransportCredentials(credentials.NewTLS(conf)))...)
+	cc, err := api.Dial(addr, conf)
 	if err != nil {
 		return nil, fmt.Errorf("%s (%s): %w", serverName, addr, err)
 	}

@@ -11,12 +11,12 @@ import (
 
 	"github.com/kubedos/kubedos/internal/api"
 	"github.com/kubedos/kubedos/internal/converge"
+	"github.com/kubedos/kubedos/internal/manifest"
 	"github.com/kubedos/kubedos/internal/pki"
 	"github.com/kubedos/kubedos/internal/plan"
 	"github.com/kubedos/kubedos/internal/spec"
 	"github.com/kubedos/kubedos/internal/steps"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials"
 )
 
 // ConvergeConfig is everything a convergence run needs, given explicitly
@@ -29,9 +29,10 @@ type ConvergeConfig struct {
 	// as RootCAs; the server name is set per connection (the hub's, each
 	// node's name).
 	ClientTLS *tls.Config
-	// Build is the build-id every node must have attested on; empty
-	// leaves the build unchecked.
-	Build string
+	// Builds is, per role, the image every node of it must have attested
+	// on: the role's ID in the build's manifest, which is what a node
+	// reports (RoleBuilds); a role not in it is left unchecked.
+	Builds map[string]string
 	// NodeAddrs overrides node API addresses by node name (default: the
 	// node's spec address, port api.NodeAPIPort).
 	NodeAddrs map[string]string
@@ -80,7 +81,7 @@ func Converge(ctx context.Context, cfg ConvergeConfig) (*ConvergeResult, error) 
 		defer cc.Close()
 		nodes[n.Name] = api.NewNodeClient(cc)
 	}
-	g, err := Graph(cfg.Spec, api.NewAdminClient(hubConn), nodes, cfg.Build)
+	g, err := Graph(cfg.Spec, api.NewAdminClient(hubConn), nodes, cfg.Builds)
 	if err != nil {
 		return nil, err
 	}
@@ -112,12 +113,22 @@ func Converge(ctx context.Context, cfg ConvergeConfig) (*ConvergeResult, error) 
 	return res, runErr
 }
 
+// RoleBuilds is, per role, the ID of its image in m: what the hub records
+// as the build a node of that role attested on.
+func RoleBuilds(m *manifest.Manifest) map[string]string {
+	out := map[string]string{}
+	for role, rm := range m.Roles {
+		out[role] = rm.RoleID
+	}
+	return out
+}
+
 // Graph builds the convergence steps of s over the hub and node clients:
 // the attestation gate of every node, each node's side of every plane (the
 // master's is the hub's side), then the node configuration of every role
 // the spec configures, after the planes of its nodes. Step IDs are the
 // plan's (internal/plan).
-func Graph(s *spec.ClusterSpec, hub steps.Hub, nodes map[string]steps.Node, build string) (*converge.Graph, error) {
+func Graph(s *spec.ClusterSpec, hub steps.Hub, nodes map[string]steps.Node, builds map[string]string) (*converge.Graph, error) {
 	g := converge.New()
 	var errs []error
 	add := func(st converge.Step) { errs = append(errs, g.Add(st)) }
@@ -126,7 +137,7 @@ func Graph(s *spec.ClusterSpec, hub steps.Hub, nodes map[string]steps.Node, buil
 		if n.Role == spec.RoleMaster {
 			master = n.Name
 		}
-		add(steps.AttestGate(hub, n, build))
+		add(steps.AttestGate(hub, n, builds[string(n.Role)]))
 	}
 	if master == "" {
 		return nil, errors.New("converge: the spec has no master")
@@ -188,7 +199,7 @@ func dial(base *tls.Config, addr, serverName string) (*grpc.ClientConn, error) {
 	if serverName == api.HubServerName {
 		conf.VerifyConnection = pki.VerifyHub // a node's certificate may carry any name
 	}
-	cc, err := grpc.NewClient(addr, append(api.DialOptions(), grpc.WithTransportCredentials(credentials.NewTLS(conf)))...)
+	cc, err := api.Dial(addr, conf)
 	if err != nil {
 		return nil, fmt.Errorf("%s (%s): %w", serverName, addr, err)
 	}

@@ -12,7 +12,7 @@ import (
 // RunRecord is the hub's form of a run of cluster.
 func RunRecord(cluster string, rec *converge.Record) *api.RunRecord {
 	out := &api.RunRecord{Cluster: cluster, Outcome: "converged", Started: rec.Started, Ended: rec.Ended, Duration: rec.Duration,
-		Counts: api.RunCounts(rec.Counts), Steps: make([]api.RunStep, 0, len(rec.Steps))}
+		Counts: rec.Counts, Steps: make([]api.RunStep, 0, len(rec.Steps))}
 	switch c := rec.Counts; {
 	case c.Failed+c.Skipped+c.Cancelled > 0:
 		out.Outcome = "failed"

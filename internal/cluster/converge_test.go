@@ -9,6 +9,7 @@ import (
 	"github.com/kubedos/kubedos/examples"
 	"github.com/kubedos/kubedos/internal/api"
 	"github.com/kubedos/kubedos/internal/converge"
+	"github.com/kubedos/kubedos/internal/manifest"
 	"github.com/kubedos/kubedos/internal/spec"
 	"github.com/kubedos/kubedos/internal/steps/stepstest"
 )
@@ -26,7 +27,7 @@ func convergeSpec(t testing.TB) *spec.ClusterSpec {
 }
 
 func config(s *spec.ClusterSpec, e *stepstest.Env, events func(converge.Event)) ConvergeConfig {
-	return ConvergeConfig{Spec: s, HubAddr: e.HubAddr, ClientTLS: e.ClientTLS(), Build: "b-1", NodeAddrs: e.NodeAddrs, Events: events}
+	return ConvergeConfig{Spec: s, HubAddr: e.HubAddr, ClientTLS: e.ClientTLS(), Builds: map[string]string{"master": "b-1", "worker": "b-1"}, NodeAddrs: e.NodeAddrs, Events: events}
 }
 
 func counts(rec *converge.Record) map[converge.Outcome][]string {
@@ -108,12 +109,42 @@ func TestConvergeGateFails(t *testing.T) {
 	}
 }
 
+// A node reports the ID of its role's image, not the build's: the gate
+// compares each node with its own role's ID in the manifest (a run after
+// cluster up failed every gate when it compared the build-id).
+func TestConvergeGateRoleBuilds(t *testing.T) {
+	s := convergeSpec(t)
+	e := stepstest.Serve(t, s, "b-1")
+	m := &manifest.Manifest{BuildID: "build-5462", Roles: map[string]manifest.RoleManifest{
+		"master": {RoleID: "id-master"}, "worker": {RoleID: "id-worker"}}}
+	for _, n := range s.Topology.Nodes {
+		e.Hub.SetNode(api.Node{Name: n.Name, Role: string(n.Role), State: "enrolled", BuildID: "id-" + string(n.Role)})
+	}
+	cfg := config(s, e, nil)
+	cfg.Builds = RoleBuilds(m)
+	cfg.Engine.Retries = -1
+	if _, err := Converge(context.Background(), cfg); err != nil {
+		t.Fatalf("every node on its role's image: %v", err)
+	}
+	// A worker on the master's image fails its gate, naming both.
+	e.Hub.SetNode(api.Node{Name: "w-1", Role: "worker", State: "enrolled", BuildID: "id-master"})
+	res, err := Converge(context.Background(), cfg)
+	if !errors.Is(err, converge.ErrStepsFailed) {
+		t.Fatalf("err = %v, want ErrStepsFailed", err)
+	}
+	for _, st := range res.Record.Steps {
+		if st.ID == "attest/w-1" && !strings.Contains(st.Error, "w-1 runs build id-master, the cluster's build is id-worker") {
+			t.Errorf("gate error %q", st.Error)
+		}
+	}
+}
+
 // BenchmarkConvergeNoOp measures a run with nothing to change on a 3-node
 // fake cluster over mutual TLS on loopback (issue 13: ≤ 2 s).
 func BenchmarkConvergeNoOp(b *testing.B) {
 	s := convergeSpec(b)
 	e := stepstest.Serve(b, s, "b-1")
-	cfg := ConvergeConfig{Spec: s, HubAddr: e.HubAddr, ClientTLS: e.ClientTLS(), Build: "b-1", NodeAddrs: e.NodeAddrs}
+	cfg := ConvergeConfig{Spec: s, HubAddr: e.HubAddr, ClientTLS: e.ClientTLS(), Builds: map[string]string{"master": "b-1", "worker": "b-1"}, NodeAddrs: e.NodeAddrs}
 	if _, err := Converge(context.Background(), cfg); err != nil {
 		b.Fatal(err)
 	}

@@ -44,7 +44,7 @@ func (c *Cluster) ConvergeUp(ctx context.Context) (*ConvergeResult, error) {
 	}
 	cfg := ConvergeConfig{Spec: c.Spec, HubAddr: addr, ClientTLS: tc, Events: c.convergeEvent}
 	if c.Manifest != nil {
-		cfg.Build = c.Manifest.BuildID
+		cfg.Builds = RoleBuilds(c.Manifest)
 	}
 	cfg.Engine.Retries, cfg.Engine.Backoff, cfg.Engine.MaxBackoff = 12, time.Second, 5*time.Second
 	return Converge(ctx, cfg)

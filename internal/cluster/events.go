@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/kubedos/kubedos/internal/api"
+	"github.com/kubedos/kubedos/internal/target"
 )
 
 // Event is something a long cluster operation reports as it goes. Its
@@ -152,4 +153,22 @@ func (e events) msg(format string, args ...any) { e.emit(Message{Text: fmt.Sprin
 
 func (e events) wait(format string, args ...any) {
 	e.emit(Waiting{Text: fmt.Sprintf(format, args...)})
+}
+
+// NodeDown: a node's VM was stopped, destroyed, or was not there (cluster
+// down, node fence).
+type NodeDown struct {
+	Name   string
+	VMID   int
+	Action target.Action
+}
+
+func (e NodeDown) String() string {
+	switch e.Action {
+	case target.ActionDestroyed:
+		return fmt.Sprintf("%s: VM %d stopped and destroyed with its disks and TPM state", e.Name, e.VMID)
+	case target.ActionAbsent:
+		return fmt.Sprintf("%s: no VM %d", e.Name, e.VMID)
+	}
+	return fmt.Sprintf("%s: VM %d stopped", e.Name, e.VMID)
 }

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kubedos/kubedos/internal/manifest"
 	"github.com/kubedos/kubedos/internal/spec"
 	"github.com/kubedos/kubedos/internal/target"
 	"github.com/kubedos/kubedos/internal/target/proxmox"
@@ -23,45 +24,8 @@ import (
 // gateway; a second deploy changes nothing.
 func TestUpProxmox(t *testing.T) {
 	s, m := localSpec(t)
-	ks := testKeys(t)
-	hubs := &inProcessHub{t: t, spec: s, m: m, ks: ks, runs: map[string]func(){}}
-	hubAddr := freeAddr(t)
-	if err := hubs.Start(context.Background(), HubSpec{KeysDir: ks.Dir, StateDir: t.TempDir(), Listen: hubAddr}); err != nil {
-		t.Fatal(err)
-	}
-	const token = "root@pam!kubedos=00000000-0000-0000-0000-000000000000"
-	pve := proxmoxtest.New("pve1", token)
-	t.Cleanup(pve.Close)
-	client, err := proxmox.New(pve.URL(), "pve1", token, pve.Fingerprint())
-	if err != nil {
-		t.Fatal(err)
-	}
-	client.PollEvery = time.Millisecond
-	work := t.TempDir()
-	build := filepath.Join(t.TempDir(), "build")
-	for _, f := range []string{"vars.fd", "roles/master/disk.qcow2", "roles/worker/disk.qcow2"} {
-		p := filepath.Join(build, f)
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		body := []byte("image " + f)
-		if f == "vars.fd" {
-			body = make([]byte, proxmox.VarsSize) // Proxmox VE keeps exactly this much
-		}
-		if err := os.WriteFile(p, body, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	tg := &proxmox.Target{C: client, Cluster: s.Metadata.Name, Storage: "local-lvm", Bridge: "vmbr0",
-		Vars: filepath.Join(build, "vars.fd"), ImportStorage: "local", WorkDir: work,
-		MakeTPM: func(_ context.Context, path string) (string, error) {
-			seed := make([]byte, 32)
-			_, _ = rand.Read(seed)
-			sum := sha256.Sum256(seed)
-			return hex.EncodeToString(sum[:]), os.WriteFile(path, seed, 0o600)
-		}}
-	cfg := Config{Spec: s, Keys: ks, Manifest: m, BuildDir: build, Dir: t.TempDir(), TargetName: spec.TargetProxmox,
-		ProxmoxHub: hubAddr, Target: tg}
+	fx := newProxmoxFixture(t, s, m)
+	cfg, pve, hubAddr := fx.cfg, fx.pve, fx.hubAddr
 	if _, err := New(cfg).Up(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -105,6 +69,73 @@ func TestUpProxmox(t *testing.T) {
 	if len(again.Deployed()) != len(s.Topology.Nodes) {
 		t.Errorf("second deploy reported %d nodes", len(again.Deployed()))
 	}
+}
+
+// proxmoxFixture is a cluster of spec s deployed to the Proxmox VE
+// stand-in, its VMs' EKs registered with a hub running in the test from
+// the cluster's own hub directory (where a local hub would be).
+type proxmoxFixture struct {
+	cfg     Config
+	pve     *proxmoxtest.Fake
+	hubs    *inProcessHub
+	hubAddr string
+	// opHub is the operator's hub's state directory.
+	opHub string
+}
+
+func newProxmoxFixture(t *testing.T, s *spec.ClusterSpec, m *manifest.Manifest) *proxmoxFixture {
+	t.Helper()
+	ks := testKeys(t)
+	dir := t.TempDir()
+	hubs := &inProcessHub{t: t, spec: s, m: m, ks: ks, runs: map[string]func(){}}
+	hubAddr := freeAddr(t)
+	// The operator's kubedos hub serve: its own state directory, not the
+	// cluster's (a hub there would be one this host serves, for down to stop).
+	opHub := filepath.Join(t.TempDir(), "operator-hub")
+	if err := os.MkdirAll(opHub, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := hubs.Start(context.Background(), HubSpec{KeysDir: ks.Dir, StateDir: opHub, Listen: hubAddr}); err != nil {
+		t.Fatal(err)
+	}
+	const token = "root@pam!kubedos=00000000-0000-0000-0000-000000000000"
+	pve := proxmoxtest.New("pve1", token)
+	t.Cleanup(pve.Close)
+	client, err := proxmox.New(pve.URL(), "pve1", token, pve.Fingerprint())
+	if err != nil {
+		t.Fatal(err)
+	}
+	client.PollEvery = time.Millisecond
+	work := t.TempDir()
+	build := filepath.Join(t.TempDir(), "build")
+	files := []string{"vars.fd"}
+	for role := range m.Roles {
+		files = append(files, "roles/"+role+"/disk.qcow2")
+	}
+	for _, f := range files {
+		p := filepath.Join(build, f)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		body := []byte("image " + f)
+		if f == "vars.fd" {
+			body = make([]byte, proxmox.VarsSize) // Proxmox VE keeps exactly this much
+		}
+		if err := os.WriteFile(p, body, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tg := &proxmox.Target{C: client, Cluster: s.Metadata.Name, Storage: "local-lvm", Bridge: "vmbr0",
+		Vars: filepath.Join(build, "vars.fd"), ImportStorage: "local", WorkDir: work,
+		MakeTPM: func(_ context.Context, path string) (string, error) {
+			seed := make([]byte, 32)
+			_, _ = rand.Read(seed)
+			sum := sha256.Sum256(seed)
+			return hex.EncodeToString(sum[:]), os.WriteFile(path, seed, 0o600)
+		}}
+	cfg := Config{Spec: s, Keys: ks, Manifest: m, BuildDir: build, Dir: dir, TargetName: spec.TargetProxmox,
+		ProxmoxHub: hubAddr, Target: tg, Hub: hubs}
+	return &proxmoxFixture{cfg: cfg, pve: pve, hubs: hubs, hubAddr: hubAddr, opHub: opHub}
 }
 
 // skuOf decodes the SKU of a base64=1 smbios1 property.

@@ -10,22 +10,34 @@ import (
 	"time"
 
 	"github.com/kubedos/kubedos/internal/api"
+	"github.com/kubedos/kubedos/internal/spec"
 	"github.com/kubedos/kubedos/internal/target"
 )
 
-// Report is a local cluster's state: its LAN, its hub, each node's VM and
-// what the hub says of it (the JSON of kubedos cluster status).
+// Report is a cluster's state: its LAN (qemu), its hub, each node's VM
+// and what the hub says of it (the JSON of kubedos cluster status).
 type Report struct {
-	Cluster  string       `json:"cluster"`
-	Hub      string       `json:"hub"`
-	HubOn    string       `json:"hubOn"` // host, or the master keeping it
-	LAN      LAN          `json:"lan"`
+	Cluster string `json:"cluster"`
+	// Target is proxmox for a cluster on Proxmox VE (empty: the local
+	// qemu target).
+	Target string `json:"target,omitempty"`
+	Hub    string `json:"hub"`
+	// HubOn is host, the master keeping it, or (proxmox) external: the
+	// hub the VMs were deployed with (--hub), run by the operator.
+	HubOn string `json:"hubOn"`
+	// LAN is the local cluster's segment (nil on proxmox: the bridge is
+	// the Proxmox VE node's).
+	LAN      *LAN         `json:"lan,omitempty"`
 	Nodes    []NodeReport `json:"nodes"`
 	HubError string       `json:"hubError,omitempty"`
 	// KeysDir is the key directory the report was made with (to show the
 	// operator a command line that works).
 	KeysDir string `json:"-"`
 }
+
+// HubOnExternal is Report.HubOn on proxmox: kubedos hub serve, run by the
+// operator where the VMs reach it.
+const HubOnExternal = "external"
 
 // LAN is the local cluster's segment.
 type LAN struct {
@@ -38,16 +50,29 @@ type LAN struct {
 // NodeReport is one node: the hub's record, its VM, where to reach it.
 type NodeReport struct {
 	api.Node
-	VM      string `json:"vm"` // running | stopped
+	// VM is running or stopped; on proxmox also absent, or foreign (its
+	// VMID is held by a guest kubedos did not make for this node).
+	VM      string `json:"vm"`
 	PID     int    `json:"pid,omitempty"`
 	API     string `json:"api,omitempty"` // kubedos node … --node API --name NAME
 	Console string `json:"console"`
+	// VMID, Host, Agent and Addresses are proxmox's: the VM, the Proxmox
+	// VE node holding it, and its QEMU guest agent (up, not running, off)
+	// with the addresses the guest reports: the node's state before it
+	// has a network, or without a path to it.
+	VMID      int      `json:"vmid,omitempty"`
+	Host      string   `json:"host,omitempty"`
+	Agent     string   `json:"agent,omitempty"`
+	Addresses []string `json:"addresses,omitempty"`
 }
 
 // Status asks the cluster's hub for its nodes (the master's hub answers
 // only while its VM runs: that is a HubError, not a failure) and reads
 // each VM's state.
 func (c *Cluster) Status(ctx context.Context) (*Report, error) {
+	if c.targetName() == spec.TargetProxmox {
+		return c.statusProxmox(ctx)
+	}
 	var nodes []api.Node
 	var hubErr error
 	addr, keeper, _, err := c.FindHub()
@@ -88,7 +113,7 @@ func (c *Cluster) Status(ctx context.Context) (*Report, error) {
 
 // Report combines the hub's nodes with the target's view of each VM.
 func (c *Cluster) Report(ctx context.Context, nodes []api.Node) (*Report, error) {
-	t, err := c.localTarget()
+	t, err := c.target()
 	if err != nil {
 		return nil, err
 	}
@@ -100,19 +125,37 @@ func (c *Cluster) Report(ctx context.Context, nodes []api.Node) (*Report, error)
 	if c.hubKeeper != "" {
 		rep.HubOn = c.hubKeeper
 	}
-	if seg, err := c.segment(); err == nil {
-		rep.LAN = LAN{Up: seg.Exists(), Netns: seg.Netns, Gateway: seg.Gateway.String(), HostInterface: seg.HostIf}
-	}
-	for _, sn := range c.Spec.Topology.Nodes {
-		st, err := t.Status(ctx, sn.Name)
-		if err != nil {
+	var vms map[string]NodeReport
+	if c.targetName() == spec.TargetProxmox {
+		rep.Target, rep.HubOn = spec.TargetProxmox, HubOnExternal
+		if vms, err = c.proxmoxVMs(ctx, t); err != nil {
 			return nil, err
 		}
-		nr := NodeReport{Node: byName[sn.Name], VM: "stopped", Console: st.Console}
-		nr.Name, nr.Role = sn.Name, string(sn.Role)
-		if st.State == target.StateRunning {
-			nr.VM, nr.PID = "running", st.PID
+	} else {
+		rep.LAN = &LAN{}
+		if seg, err := c.segment(); err == nil {
+			rep.LAN = &LAN{Up: seg.Exists(), Netns: seg.Netns, Gateway: seg.Gateway.String(), HostInterface: seg.HostIf}
 		}
+	}
+	for _, sn := range c.Spec.Topology.Nodes {
+		nr, ok := vms[sn.Name]
+		if !ok {
+			st, err := t.Status(ctx, sn.Name)
+			if err != nil {
+				return nil, err
+			}
+			nr = NodeReport{VM: "stopped", Console: st.Console}
+			switch st.State {
+			case target.StateRunning:
+				nr.VM, nr.PID = "running", st.PID
+			case target.StateAbsent:
+				if rep.Target != "" {
+					nr.VM = "absent" // qemu has always said stopped
+				}
+			}
+		}
+		nr.Node = byName[sn.Name]
+		nr.Name, nr.Role = sn.Name, string(sn.Role)
 		if b, err := os.ReadFile(filepath.Join(c.NodeDir(sn.Name), "api.addr")); err == nil {
 			nr.API = strings.TrimSpace(string(b))
 		}
@@ -121,19 +164,43 @@ func (c *Cluster) Report(ctx context.Context, nodes []api.Node) (*Report, error)
 	return rep, nil
 }
 
-// Down stops every VM, its swtpm and the hub running from this host, then
-// removes the LAN; purge also deletes the state directory (TPMs, disks,
-// hub state). Every step is tried; the errors are joined.
-func (c *Cluster) Down(ctx context.Context, purge bool) error {
-	t, err := c.localTarget()
+// Down stops every VM. On qemu also its swtpm and the hub running from
+// this host, then the LAN goes; purge also deletes the state directory
+// (TPMs, disks, hub state). On proxmox it stops the VMs through the API
+// and destroys them (disks, TPM state) only when the spec sets
+// destructive.destroyVMs; the bridge is not ours there, nor the hub unless
+// this host serves it (deploy --hub-on), and purge deletes only the local
+// state directory. Every step is tried; the
+// errors are joined. The outcomes say what became of each node's VM.
+func (c *Cluster) Down(ctx context.Context, purge bool) ([]target.Ensured, error) {
+	t, err := c.target()
 	if err != nil {
-		return err
+		return nil, err
+	}
+	if c.targetName() == spec.TargetProxmox {
+		out, err := c.downProxmox(ctx, t, c.Spec.Topology.Nodes, c.Spec.Destructive.DestroyVMs)
+		// A hub this host serves (deploy --hub-on) is ours to stop; the
+		// operator's own kubedos hub serve is not (no pid file here).
+		if c.hubRunner().Alive(c.HubDir()) {
+			if herr := c.hubRunner().Stop(c.HubDir()); herr != nil {
+				err = errors.Join(err, fmt.Errorf("hub: %w", herr))
+			}
+		}
+		if err == nil && purge {
+			err = os.RemoveAll(c.Dir)
+		}
+		return out, err
 	}
 	var errs []error
+	var out []target.Ensured
 	for _, n := range c.Spec.Topology.Nodes {
-		if err := t.Stop(ctx, n.Name); err != nil {
+		e, err := stopOne(ctx, t, n)
+		if err != nil {
 			errs = append(errs, fmt.Errorf("node %s: %w", n.Name, err))
+			continue
 		}
+		out = append(out, e)
+		c.ev.emit(NodeDown{Name: e.Name, VMID: e.VMID, Action: e.Action})
 	}
 	if err := c.hubRunner().Stop(c.HubDir()); err != nil {
 		errs = append(errs, fmt.Errorf("hub: %w", err))
@@ -143,22 +210,43 @@ func (c *Cluster) Down(ctx context.Context, purge bool) error {
 		errs = append(errs, fmt.Errorf("LAN: %w", err))
 	}
 	if err := errors.Join(errs...); err != nil {
-		return err
+		return out, err
 	}
 	if purge {
-		return os.RemoveAll(c.Dir)
+		return out, os.RemoveAll(c.Dir)
 	}
-	return nil
+	return out, nil
 }
 
-// StopNode stops one node's machine (a fenced node's VM).
-func (c *Cluster) StopNode(ctx context.Context, name string) error {
-	if _, ok := c.Spec.NodeByName(name); !ok {
-		return fmt.Errorf("no node %q in %s", name, c.SpecPath)
+// stopOne stops a node's machine and says whether there was one.
+func stopOne(ctx context.Context, t target.Target, n spec.Node) (target.Ensured, error) {
+	e := target.Ensured{Name: n.Name, VMID: n.VMID, Action: target.ActionStopped}
+	// A state that cannot be read is no reason not to stop it.
+	if st, err := t.Status(ctx, n.Name); err == nil && st.State == target.StateAbsent {
+		e.Action = target.ActionAbsent
+		return e, nil
 	}
-	t, err := c.localTarget()
+	return e, t.Stop(ctx, n.Name)
+}
+
+// StopNode stops one node's machine at once (a fenced node's VM; on
+// proxmox through the API): the outcome is stopped, or absent when there
+// is no machine.
+func (c *Cluster) StopNode(ctx context.Context, name string) (target.Ensured, error) {
+	n, ok := c.Spec.NodeByName(name)
+	if !ok {
+		return target.Ensured{}, fmt.Errorf("no node %q in %s", name, c.SpecPath)
+	}
+	t, err := c.target()
 	if err != nil {
-		return err
+		return target.Ensured{}, err
 	}
-	return t.Stop(ctx, name)
+	if c.targetName() == spec.TargetProxmox {
+		out, err := c.downProxmox(ctx, t, []spec.Node{n}, false)
+		if len(out) == 0 {
+			return target.Ensured{Name: name, VMID: n.VMID}, err
+		}
+		return out[0], err
+	}
+	return stopOne(ctx, t, n)
 }

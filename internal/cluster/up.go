@@ -40,15 +40,22 @@ func (c *Cluster) Up(ctx context.Context) ([]api.Node, error) {
 	return c.waitNodes(ctx, c.Spec.Topology.Nodes, c.Timeout)
 }
 
-// localTarget is Config.Target or the spec's qemu target.
-func (c *Cluster) localTarget() (target.Target, error) {
-	if c.Target != nil {
+// target is where the cluster's machines are: Config.Target, else the
+// Proxmox VE node of targets.proxmox when the cluster runs there, else the
+// local qemu target. Enough to read, stop and destroy machines; making them
+// needs more (startTarget, deployProxmox).
+func (c *Cluster) target() (target.Target, error) {
+	switch {
+	case c.Target != nil:
 		return c.Target, nil
+	case c.targetName() == spec.TargetProxmox:
+		// No work directory or variable store: nothing is made here.
+		return c.proxmoxTarget("")
 	}
 	return c.qemuTarget()
 }
 
-// startTarget is localTarget able to start VMs: with the platform's keys
+// startTarget is the qemu target able to start VMs: with the platform's keys
 // enrolled in the variable store.
 func (c *Cluster) startTarget() (target.Target, error) {
 	if c.Target != nil {
@@ -156,6 +163,16 @@ func (c *Cluster) upOnMasterHub(ctx context.Context, t target.Target, h *Handoff
 	return c.startNodes(ctx, t, others, hubFor, true)
 }
 
+// recordNodeAPI writes where the operator reaches the node's API: its LAN
+// address.
+func (c *Cluster) recordNodeAPI(tn target.Node) error {
+	addr := netip.AddrPortFrom(tn.Identity.Address.Addr(), api.NodeAPIPort).String()
+	if err := os.MkdirAll(c.NodeDir(tn.Name), 0o755); err != nil {
+		return err
+	}
+	return durable.WriteFile(filepath.Join(c.NodeDir(tn.Name), "api.addr"), []byte(addr+"\n"), 0o644)
+}
+
 // startNodes has the target make and start the nodes, each naming its
 // hub, their EKs registered with the hub at c.hubAddr when register.
 func (c *Cluster) startNodes(ctx context.Context, t target.Target, nodes []spec.Node, hubFor func(spec.Node) string, register bool) error {
@@ -168,12 +185,7 @@ func (c *Cluster) startNodes(ctx context.Context, t target.Target, nodes []spec.
 		}
 		tns = append(tns, tn)
 		bySpec[n.Name] = n
-		// The operator reaches the node API at its LAN address.
-		api := netip.AddrPortFrom(tn.Identity.Address.Addr(), api.NodeAPIPort).String()
-		if err := os.MkdirAll(c.NodeDir(n.Name), 0o755); err != nil {
-			return err
-		}
-		if err := durable.WriteFile(filepath.Join(c.NodeDir(n.Name), "api.addr"), []byte(api+"\n"), 0o644); err != nil {
+		if err := c.recordNodeAPI(tn); err != nil {
 			return err
 		}
 	}

@@ -167,8 +167,12 @@ func TestUpDrivesTargetAndHub(t *testing.T) {
 		t.Errorf("%d nodes reported already running, want 3", already)
 	}
 
-	if err := New(cfg).Down(ctx, false); err != nil {
+	down, err := New(cfg).Down(ctx, false)
+	if err != nil {
 		t.Fatal(err)
+	}
+	if len(down) != 3 || down[0].Action != target.ActionStopped {
+		t.Errorf("down reported %+v, want 3 nodes stopped", down)
 	}
 	if ft.net || hubs.Alive(c.HubDir()) || slices.Contains([]bool{ft.running["master"], ft.running["w-1"], ft.running["w-2"]}, true) {
 		t.Errorf("after Down: network %v, hub alive %v, running %v", ft.net, hubs.Alive(c.HubDir()), ft.running)

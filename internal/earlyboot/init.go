@@ -3,6 +3,7 @@ package earlyboot
 import (
 	"bufio"
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"io"
@@ -11,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/google/go-tpm/legacy/tpm2"
 	"golang.org/x/sys/unix"
 )
 
@@ -109,7 +111,11 @@ func Init(ctx context.Context, console io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if err := mount(stateDev, sysroot+"/state", "ext4", unix.MS_NODEV|unix.MS_NOSUID, ""); err != nil {
+	stateMapped, err := openState(waitCtx, stateDev, logf)
+	if err != nil {
+		return err
+	}
+	if err := mount(stateMapped, sysroot+"/state", "ext4", unix.MS_NODEV|unix.MS_NOSUID, ""); err != nil {
 		return err
 	}
 	// /var is the root image's /var with the node's changes kept on state.
@@ -131,6 +137,45 @@ func Init(ctx context.Context, console io.Writer) error {
 	}
 	logf("state and data mounted; switching root")
 	return switchRoot()
+}
+
+// TPMDevice is the kernel's TPM resource manager: handles a process leaves
+// are flushed when it closes the device.
+const TPMDevice = "/dev/tpmrm0"
+
+// openState unlocks (or, on a blank partition, creates) the encrypted
+// state with the TPM and the device mapper, and returns the decrypted
+// device to mount.
+func openState(ctx context.Context, part string, logf func(string, ...any)) (string, error) {
+	fs, err := os.ReadFile(StateFSFile)
+	if err != nil {
+		return "", fmt.Errorf("state: the initrd's state filesystem: %w", err)
+	}
+	tpm, err := waitNode(ctx, TPMDevice)
+	if err != nil {
+		return "", fmt.Errorf("state: the state key is sealed to the TPM: %w", err)
+	}
+	return OpenState(part, StateDeps{
+		OpenTPM: func() (io.ReadWriteCloser, error) { return tpm2.OpenTPM(tpm) },
+		Rand:    rand.Reader,
+		Map:     mapCrypt,
+		FS:      fs,
+		Logf:    logf,
+	})
+}
+
+// mapCrypt opens the crypt mapping and makes its device node (no udev in
+// the initrd; after the switch udev adds /dev/mapper/<name>).
+func mapCrypt(name string, p CryptParams) (string, error) {
+	devnum, err := OpenCrypt(name, p)
+	if err != nil {
+		return "", err
+	}
+	node := "/dev/" + name
+	if err := unix.Mknod(node, unix.S_IFBLK|0o600, int(devnum)); err != nil && !errors.Is(err, unix.EEXIST) {
+		return "", fmt.Errorf("mknod %s: %w", node, err)
+	}
+	return node, nil
 }
 
 func mount(src, dst, fstype string, flags uintptr, data string) error {

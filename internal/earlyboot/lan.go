@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/kubedos/kubedos/internal/durable"
 	"github.com/kubedos/kubedos/internal/nodeid"
 )
 
@@ -52,9 +53,5 @@ func WriteLAN(oem map[string]string) (string, error) {
 	if err := os.MkdirAll(filepath.Dir(LANNetworkFile), 0o755); err != nil {
 		return "", err
 	}
-	tmp := LANNetworkFile + ".tmp"
-	if err := os.WriteFile(tmp, unit, 0o644); err != nil {
-		return "", err
-	}
-	return addr, os.Rename(tmp, LANNetworkFile)
+	return addr, durable.WriteFile(LANNetworkFile, unit, 0o644)
 }

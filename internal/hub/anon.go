@@ -5,7 +5,6 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"io"
 	"regexp"
 	"sync/atomic"
 
@@ -52,18 +51,6 @@ type counters struct{ limited, anon, revoked atomic.Uint64 }
 // Counts returns the refusal counters since the hub started.
 func (h *Hub) Counts() Counts {
 	return Counts{RateLimited: h.counts.limited.Load(), Anonymous: h.counts.anon.Load(), Revoked: h.counts.revoked.Load()}
-}
-
-// WriteMetrics writes the counters in the Prometheus text format.
-func (h *Hub) WriteMetrics(w io.Writer) error {
-	c := h.Counts()
-	_, err := fmt.Fprintf(w, `# HELP kubedos_hub_refused_total Calls the hub refused at its edge, by reason.
-# TYPE kubedos_hub_refused_total counter
-kubedos_hub_refused_total{reason="rate-limit"} %d
-kubedos_hub_refused_total{reason="anonymous"} %d
-kubedos_hub_refused_total{reason="revoked-certificate"} %d
-`, c.RateLimited, c.Anonymous, c.Revoked)
-	return err
 }
 
 // peerOf names the peer of a call: its remote, or "local" for a call from

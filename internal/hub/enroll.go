@@ -60,6 +60,12 @@ type Enrolled struct {
 // but an audit entry: the requester has not yet proved it holds the TPM, so
 // it cannot quarantine the name it claims.
 func (h *Hub) BeginEnrollment(ctx context.Context, req BeginRequest) (*Begun, error) {
+	b, err := h.beginEnrollment(ctx, req)
+	h.met.refusal(err)
+	return b, err
+}
+
+func (h *Hub) beginEnrollment(ctx context.Context, req BeginRequest) (*Begun, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -128,6 +134,12 @@ func (h *Hub) BeginEnrollment(ctx context.Context, req BeginRequest) (*Begun, er
 // challenge. If it is right, the AK lives beside the EK and the hub issues
 // the session's single-use nonce; if not, the session ends refused.
 func (h *Hub) CompleteActivation(ctx context.Context, session string, secret []byte) (*Nonce, error) {
+	n, err := h.completeActivation(ctx, session, secret)
+	h.met.refusal(err)
+	return n, err
+}
+
+func (h *Hub) completeActivation(ctx context.Context, session string, secret []byte) (*Nonce, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -175,7 +187,9 @@ func (h *Hub) CompleteActivation(ctx context.Context, session string, secret []b
 // outcome is a *Refusal or an error; a certificate is returned only after it
 // is recorded.
 func (h *Hub) Enroll(ctx context.Context, req EnrollRequest) (*Enrolled, error) {
-	return h.finish(ctx, KindEnroll, nil, req)
+	e, err := h.finish(ctx, KindEnroll, nil, req)
+	h.met.attempt(KindEnroll, err)
+	return e, err
 }
 
 // BeginRenewal starts a renewal for the node peer speaks for (its current,
@@ -212,7 +226,9 @@ func (h *Hub) Renew(ctx context.Context, peer pki.Peer, req EnrollRequest) (*Enr
 	if err := h.authorize(peer, pki.ActionRenew, peer.Name); err != nil {
 		return nil, err
 	}
-	return h.finish(ctx, KindRenew, &peer, req)
+	e, err := h.finish(ctx, KindRenew, &peer, req)
+	h.met.attempt(KindRenew, err)
+	return e, err
 }
 
 func (h *Hub) finish(ctx context.Context, kind SessionKind, peer *pki.Peer, req EnrollRequest) (*Enrolled, error) {
@@ -270,7 +286,10 @@ func (h *Hub) finish(ctx context.Context, kind SessionKind, peer *pki.Peer, req 
 	case rb != nil:
 		return nil, st.EndSession(sess.ID, refuse(sess.Name, CheckBuildRetired, ErrBuildRetired, "node %s (role %s) attests build %s: %s", sess.Name, sess.Role, buildID, rb), now)
 	}
-	if err := h.opt.Verifier.VerifyEvidence(req.Evidence, sess.AKPublic, req.Nonce, pred); err != nil {
+	start := time.Now()
+	err = h.opt.Verifier.VerifyEvidence(req.Evidence, sess.AKPublic, req.Nonce, pred)
+	h.met.verified(time.Since(start))
+	if err != nil {
 		var f *CheckFailure
 		if !errors.As(err, &f) {
 			return nil, st.EndSession(sess.ID, fmt.Errorf("node %s: verify evidence: %w", sess.Name, err), now)

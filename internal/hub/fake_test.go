@@ -9,14 +9,14 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"errors"
 	"fmt"
-	"math/big"
 	"path/filepath"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/kubedos/kubedos/internal/pki/pkitest"
 
 	"github.com/kubedos/kubedos/internal/measure"
 	"github.com/kubedos/kubedos/internal/pki"
@@ -175,29 +175,7 @@ func (c *clock) Advance(d time.Duration) {
 
 func newCA(t testing.TB) *pki.CA {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "kubedos test CA"},
-		NotBefore: t0.Add(-time.Hour), NotAfter: t0.AddDate(10, 0, 0),
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
-		BasicConstraintsValid: true, IsCA: true, MaxPathLenZero: true,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ca, err := pki.NewCA(cert, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return ca
+	return pkitest.NewCAWith(t, "kubedos test CA", t0.Add(-time.Hour), t0.AddDate(10, 0, 0))
 }
 
 // env is a hub over a store in a temporary directory.

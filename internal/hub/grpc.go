@@ -28,6 +28,8 @@ type Server struct {
 	hub  *Hub
 	ca   *pki.CA
 	grpc *grpc.Server
+	// metrics is the TLS configuration of ServeMetrics.
+	metrics *tls.Config
 }
 
 // NewServer makes the gRPC server with a fresh TLS certificate for the hub
@@ -49,7 +51,18 @@ func NewServer(h *Hub, ca *pki.CA, hosts []string, lifetime time.Duration) (*Ser
 		ClientAuth: tls.VerifyClientCertIfGiven,
 		MinVersion: tls.VersionTLS13,
 	}
-	s := &Server{hub: h, ca: ca}
+	// /metrics has a certificate of its own, without the hub's policy OID
+	// (pki.IssueMetricsServer says why).
+	mcert, err := ca.IssueMetricsServer(append([]string{api.HubServerName}, hosts...), lifetime, time.Now())
+	if err != nil {
+		return nil, fmt.Errorf("hub metrics TLS certificate: %w", err)
+	}
+	mtc, err := mcert.TLSCertificate()
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{hub: h, ca: ca, metrics: &tls.Config{Certificates: []tls.Certificate{mtc}, ClientCAs: ca.Pool(),
+		ClientAuth: tls.RequireAndVerifyClientCert, MinVersion: tls.VersionTLS13}}
 	s.grpc = grpc.NewServer(append(api.ServerOptions(), grpc.Creds(credentials.NewTLS(conf)),
 		// The one translation of the hub's error classes to gRPC codes
 		// (house rule 2); statuses made here pass through.

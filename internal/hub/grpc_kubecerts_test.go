@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"net"
 	"testing"
 	"time"
 
@@ -20,24 +19,7 @@ func serveKube(t *testing.T, ke *kubeEnv) string {
 	t.Helper()
 	ke.clock = &clock{t: time.Now()}
 	ke.newKubeHub()
-	srv, err := NewServer(ke.hub, ke.ca, []string{"127.0.0.1"}, time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ctx, lis) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("serve: %v", err)
-		}
-	})
-	return lis.Addr().String()
+	return serveHub(t, ke.hub, ke.ca)
 }
 
 func TestKubeCertsOverGRPC(t *testing.T) {

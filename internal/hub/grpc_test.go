@@ -22,7 +22,13 @@ func serveTLS(t *testing.T, e *env) string {
 	t.Helper()
 	e.clock = &clock{t: time.Now()}
 	e.newHub()
-	srv, err := NewServer(e.hub, e.ca, []string{"127.0.0.1"}, time.Hour)
+	return serveHub(t, e.hub, e.ca)
+}
+
+// serveHub serves h on a loopback port until the test ends.
+func serveHub(t *testing.T, h *Hub, ca *pki.CA) string {
+	t.Helper()
+	srv, err := NewServer(h, ca, []string{"127.0.0.1"}, time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -126,6 +126,7 @@ type Hub struct {
 	limit         *limiter
 	anon, revoked *summaries
 	counts        counters
+	met           metrics
 }
 
 // System is the actor of the hub's own actions (seeding registered EKs from

@@ -136,7 +136,12 @@ func (h *itHub) dial(t *testing.T, cert *tls.Certificate) *grpc.ClientConn {
 	}
 	cc, err := grpc.NewClient(h.addr, append(api.DialOptions(),
 		grpc.WithTransportCredentials(credentials.NewTLS(conf)),
-		grpc.WithConnectParams(grpc.ConnectParams{Backoff: backoff.Config{BaseDelay: 50 * time.Millisecond, Multiplier: 1.6, MaxDelay: 500 * time.Millisecond}}),
+		// Quick reconnects after the restart, but a whole TLS handshake's
+		// time to connect: an unset MinConnectTimeout makes the backoff
+		// delay (50 ms) the connect deadline, which a loaded machine under
+		// -race misses (CI failed so).
+		grpc.WithConnectParams(grpc.ConnectParams{Backoff: backoff.Config{BaseDelay: 50 * time.Millisecond, Multiplier: 1.6, MaxDelay: 500 * time.Millisecond},
+			MinConnectTimeout: 20 * time.Second}),
 	)...)
 	if err != nil {
 		t.Fatal(err)
@@ -353,27 +358,32 @@ func TestSWTPMEnrollmentsWithRestart(t *testing.T) {
 			if i%4 == 3 {
 				<-race
 			}
+			// played: the node's part in the restart (racing or parked)
+			// is done. An attempt that fails before reaching it (a
+			// connection lost) leaves it to the next attempt.
+			played := false
 			for attempt := 0; ; attempt++ {
 				var begun func()
 				var pause func() error
-				if attempt == 0 {
+				if !played {
 					switch i % 4 {
 					case 3:
-						begun = racing.Done
+						begun = func() { played = true; racing.Done() }
 					case 0:
-						pause = func() error { parked.Done(); <-up; return nil }
+						pause = func() error { played = true; parked.Done(); <-up; return nil }
 					case 1:
-						pause = func() error { parked.Done(); <-up; return errAbandoned }
+						pause = func() error { played = true; parked.Done(); <-up; return errAbandoned }
 					case 2:
-						pause = func() error { parked.Done(); <-down; return nil }
+						pause = func() error { played = true; parked.Done(); <-down; return nil }
 					}
 				}
+				before := played
 				err := n.attempt(ctx, begun, pause)
 				if err == nil {
 					return
 				}
-				if i%4 == 2 && attempt == 0 {
-					downFailed.Done()
+				if i%4 == 2 && !before && played {
+					downFailed.Done() // its quote went to the stopped hub
 				}
 				if ctx.Err() != nil || attempt > 50 {
 					t.Errorf("%s: gave up after %d attempts: %v", n.name, attempt+1, err)

@@ -170,6 +170,9 @@ func (h *Hub) IssueKubeCerts(ctx context.Context, peer pki.Peer, issuedAt time.T
 	if err != nil {
 		return nil, err // nothing leaves the hub unaudited
 	}
+	for name := range out.Certs {
+		h.met.issue(string(name), 1)
+	}
 	return out, nil
 }
 

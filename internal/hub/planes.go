@@ -37,6 +37,7 @@ func (h *Hub) JoinPlanes(ctx context.Context, peer pki.Peer, keys map[spec.Plane
 	if err := h.opt.Store.SetPlaneKeys(peer.Actor(), peer.Name, keys, h.now()); err != nil {
 		return nil, err
 	}
+	h.met.joined()
 	nodes, err := h.opt.Store.Nodes()
 	if err != nil {
 		return nil, err

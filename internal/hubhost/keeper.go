@@ -60,6 +60,10 @@ type KeeperConfig struct {
 	Sealer      Sealer
 	// Listen is where the hub serves (":7443").
 	Listen string
+	// MetricsListen is where the hub serves /metrics (":7446"; "" serves
+	// none). The baseline firewall keeps that port off the LAN: Prometheus
+	// reaches it over wg-observability.
+	MetricsListen string
 	// SelfFile is where this node's own identity looks up its hub; once the
 	// hub is here SelfAddr is written to it (renewals go to the local hub).
 	SelfFile, SelfAddr string
@@ -79,6 +83,8 @@ type Keeper struct {
 	wg      sync.WaitGroup
 	serving bool
 	addr    string // where it serves, once it does
+	// metricsAddr is where /metrics is served ("" when it is not).
+	metricsAddr string
 }
 
 // NewKeeper makes a Keeper; Run serves.
@@ -130,6 +136,13 @@ func (k *Keeper) Addr() string {
 	return k.addr
 }
 
+// MetricsAddr is where the hub's /metrics is served ("" when it is not).
+func (k *Keeper) MetricsAddr() string {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.metricsAddr
+}
+
 // start loads the installed hub and serves it until Run's ctx ends.
 func (k *Keeper) start() error {
 	k.mu.Lock()
@@ -155,6 +168,7 @@ func (k *Keeper) start() error {
 	}
 	k.serving, k.addr = true, lis.Addr().String()
 	k.cfg.Logf("hub for cluster %q serving on %s (state %s)", cfg.Spec.Metadata.Name, lis.Addr(), cfg.StatePath)
+	k.serveMetrics(h)
 	k.wg.Add(1)
 	go func() {
 		defer k.wg.Done()
@@ -166,6 +180,31 @@ func (k *Keeper) start() error {
 		k.mu.Unlock()
 	}()
 	return nil
+}
+
+// serveMetrics serves the hub's /metrics beside it, if configured. Metrics
+// are not worth refusing the hub for: a port in use is logged and left.
+func (k *Keeper) serveMetrics(h *Hub) {
+	if k.cfg.MetricsListen == "" {
+		return
+	}
+	lis, err := net.Listen("tcp", k.cfg.MetricsListen)
+	if err != nil {
+		k.cfg.Logf("hub metrics not served: listen %s: %v", k.cfg.MetricsListen, err)
+		return
+	}
+	k.cfg.Logf("hub metrics on https://%s/metrics", lis.Addr())
+	k.metricsAddr = lis.Addr().String()
+	k.wg.Add(1)
+	go func() {
+		defer k.wg.Done()
+		if err := h.ServeMetrics(k.ctx, lis); err != nil {
+			k.cfg.Logf("hub metrics: %v", err)
+		}
+		k.mu.Lock()
+		k.metricsAddr = ""
+		k.mu.Unlock()
+	}()
 }
 
 // bundle is a hub's configuration as bytes: what a handoff carries and Dir

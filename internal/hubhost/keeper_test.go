@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"io"
 	"math/big"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -379,5 +380,39 @@ func TestSealerBindsToTheTPM(t *testing.T) {
 	}
 	if _, err := a.Unseal([]byte("junk")); err == nil {
 		t.Error("unsealed junk")
+	}
+}
+
+// The master's kubedosd serves the kept hub's /metrics beside it, to
+// reader certificates, with the registry in it.
+func TestKeeperServesHubMetrics(t *testing.T) {
+	f := newFixture(t)
+	sealer, _ := simSealer(t, 7)
+	k := f.keeper(sealer)
+	k.cfg.MetricsListen = "127.0.0.1:0"
+	run(t, k)
+	if _, err := k.TakeOver(context.Background(), "master", "master", "ops@admin", &f.handoff); err != nil {
+		t.Fatal(err)
+	}
+	addr := k.MetricsAddr()
+	if addr == "" {
+		t.Fatal("no metrics address once the hub is served")
+	}
+	is, err := f.ca.IssueClient("prometheus", pki.RoleReader, time.Hour, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, _ := is.TLSCertificate()
+	conf := &tls.Config{RootCAs: f.ca.Pool(), Certificates: []tls.Certificate{c}, ServerName: api.HubServerName, MinVersion: tls.VersionTLS13}
+	cl := &http.Client{Transport: &http.Transport{TLSClientConfig: conf}, Timeout: 10 * time.Second}
+	defer cl.CloseIdleConnections()
+	res, err := cl.Get("https://" + addr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	body, _ := io.ReadAll(res.Body)
+	if res.StatusCode != http.StatusOK || !strings.Contains(string(body), `kubedos_hub_node_state{node="master",role="master",state="enrolled"} 1`) {
+		t.Errorf("hub metrics: %s\n%s", res.Status, body)
 	}
 }

@@ -106,6 +106,12 @@ func (h *Hub) Serve(ctx context.Context, lis net.Listener) error {
 	return errors.Join(err, h.Close())
 }
 
+// ServeMetrics serves the hub's /metrics on lis until ctx ends (TLS with
+// the hub's certificate, reader certificates and above: hub.Server).
+func (h *Hub) ServeMetrics(ctx context.Context, lis net.Listener) error {
+	return h.server.ServeMetrics(ctx, lis)
+}
+
 // Close closes the state (Serve does it when it returns).
 func (h *Hub) Close() error {
 	err := h.store.Close()

@@ -15,33 +15,36 @@ const module = "github.com/kubedos/kubedos/"
 // rank orders the packages: an import must go to a strictly lower rank. A new
 // package must be placed here before it can be imported, on purpose.
 var rank = map[string]int{
-	"internal/errdefs":     -1, // error classes: below everything that classifies
-	"examples":             0,
-	"internal/buildinfo":   0,
-	"internal/spec":        0,
-	"internal/converge":    0, // generic: imports nothing of ours (checked below)
-	"internal/layout":      0,
-	"internal/manifest":    0, // read by kubedosd too: imports nothing of ours
-	"internal/efi":         0, // the one EFI_GUID: imports nothing of ours (kubedos-init links it)
-	"internal/upgrade":     2, // kubedosd's A/B slot writer
-	"internal/earlyboot":   1, // kubedos-init: the initrd's PID 1
-	"internal/lock":        1,
-	"internal/sign":        1,
-	"internal/measure":     1,
-	"internal/pki":         1,
-	"internal/pki/pkitest": 2, // throwaway CAs and key directories for tests
-	"internal/wg":          1,
-	"internal/firewall":    1, // the node's baseline nftables ruleset
-	"internal/api":         3, // wire types; carries internal/attest's structs
-	"internal/api/apitest": 4, // fakes of the services over mTLS, for client tests
-	"internal/plan":        1,
-	"internal/pidfile":     1, // finds our daemons: no zombies, no recycled pids
-	"internal/durable":     0, // crash-safe file writes: imports nothing of ours
-	"internal/nodeid":      0, // the SMBIOS node identity: encoder and decoder
-	"internal/build":       2,
-	"internal/bundle":      2, // the recovery bundle: reads manifests, signs with sign
-	"internal/attest":      2,
-	"internal/target":      3, // the Target interface and its types
+	"internal/errdefs":                -1, // error classes: below everything that classifies
+	"examples":                        0,
+	"internal/buildinfo":              0,
+	"internal/spec":                   0,
+	"internal/converge":               0, // generic: imports nothing of ours (checked below)
+	"internal/layout":                 0,
+	"internal/manifest":               0, // read by kubedosd too: imports nothing of ours
+	"internal/efi":                    0, // the one EFI_GUID: imports nothing of ours (kubedos-init links it)
+	"internal/upgrade":                2, // kubedosd's A/B slot writer
+	"internal/earlyboot":              1, // kubedos-init: the initrd's PID 1
+	"internal/lock":                   1,
+	"internal/sign":                   1,
+	"internal/measure":                1,
+	"internal/pki":                    1,
+	"internal/pki/pkitest":            2, // throwaway CAs and key directories for tests
+	"internal/wg":                     1,
+	"internal/firewall":               1, // the node's baseline nftables ruleset
+	"internal/api":                    3, // wire types; carries internal/attest's structs
+	"internal/api/apitest":            4, // fakes of the services over mTLS, for client tests
+	"internal/plan":                   1,
+	"internal/observability":          2, // Prometheus configuration, targets and alert rules from the spec
+	"internal/observability/promtest": 3, // runs Debian's prometheus on loopback for tests
+	"internal/pidfile":                1, // finds our daemons: no zombies, no recycled pids
+	"internal/durable":                0, // crash-safe file writes: imports nothing of ours
+	"internal/promtext":               0, // Prometheus text format and the /metrics server of kubedosd and the hub
+	"internal/nodeid":                 0, // the SMBIOS node identity: encoder and decoder
+	"internal/build":                  2,
+	"internal/bundle":                 2, // the recovery bundle: reads manifests, signs with sign
+	"internal/attest":                 2,
+	"internal/target":                 3, // the Target interface and its types
 	// The targets implement internal/target's interface.
 	"internal/target/qemu":       4,
 	"internal/target/proxmox":    4,

@@ -82,3 +82,31 @@ func TestAttackNodeCertAsHub(t *testing.T) {
 		}
 	}
 }
+
+// The hub's metrics certificate names the hub but carries no policy: Go
+// before 1.22 (Debian's Prometheus) can parse it, and no client of the
+// hub's API takes it for the hub.
+func TestMetricsServerCertIsNoHub(t *testing.T) {
+	ca := newTestCA(t, "cluster CA")
+	m, err := ca.IssueMetricsServer([]string{HubServerName}, time.Hour, t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(m.Cert.Policies) != 0 || len(m.Cert.PolicyIdentifiers) != 0 || len(m.Cert.DNSNames) != 1 || m.Cert.DNSNames[0] != HubServerName {
+		t.Errorf("metrics certificate: policies %v, names %v", m.Cert.Policies, m.Cert.DNSNames)
+	}
+	pair, err := m.TLSCertificate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	nameOnly := &tls.Config{RootCAs: ca.Pool(), ServerName: HubServerName, MinVersion: tls.VersionTLS13}
+	if err := handshake(t, nameOnly, pair); err != nil {
+		t.Errorf("a client checking the name refused the metrics certificate: %v", err)
+	}
+	if err := handshake(t, HubClientTLS(ca.Pool()), pair); !errors.Is(err, ErrNotHub) {
+		t.Errorf("hub client accepted the metrics certificate as the hub: %v", err)
+	}
+	if _, err := ca.IssueMetricsServer(nil, time.Hour, t0); !errors.Is(err, ErrInvalid) {
+		t.Errorf("no hosts: %v", err)
+	}
+}

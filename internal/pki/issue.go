@@ -51,15 +51,29 @@ func (ca *CA) IssueClient(name string, role Role, lifetime time.Duration, now ti
 // "kubedos hub", one SAN per host (an IP address or a DNS name), server auth
 // only, and the hub's policy OIDHubServer that its clients require.
 func (ca *CA) IssueServer(hosts []string, lifetime time.Duration, now time.Time) (*Issued, error) {
+	return ca.issueServer("kubedos hub", []x509.OID{OIDHubServer}, hosts, lifetime, now)
+}
+
+// IssueMetricsServer makes the certificate of the hub's /metrics endpoint:
+// IssueServer's without OIDHubServer. Go before 1.22 cannot parse a policy
+// OID with arcs beyond 31 bits and refuses the whole certificate, and
+// Debian bookworm's Prometheus is built with Go 1.19; lacking the policy,
+// the certificate is refused by every client of the hub's API, so it can
+// serve metrics and nothing else.
+func (ca *CA) IssueMetricsServer(hosts []string, lifetime time.Duration, now time.Time) (*Issued, error) {
+	return ca.issueServer("kubedos hub metrics", nil, hosts, lifetime, now)
+}
+
+func (ca *CA) issueServer(cn string, policies []x509.OID, hosts []string, lifetime time.Duration, now time.Time) (*Issued, error) {
 	if len(hosts) == 0 {
 		return nil, fmt.Errorf("%w: the hub certificate needs at least one host", ErrInvalid)
 	}
 	tmpl := &x509.Certificate{
-		Subject:               pkix.Name{CommonName: "kubedos hub", Organization: []string{"kubedos"}},
+		Subject:               pkix.Name{CommonName: cn, Organization: []string{"kubedos"}},
 		KeyUsage:              x509.KeyUsageDigitalSignature,
 		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
 		BasicConstraintsValid: true,
-		Policies:              []x509.OID{OIDHubServer},
+		Policies:              policies,
 	}
 	for _, h := range hosts {
 		if ip := net.ParseIP(h); ip != nil {

@@ -131,3 +131,36 @@ func TestNodeConfigStrict(t *testing.T) {
 		t.Errorf("unknown field: err = %v, want one naming nodeConfig.worker.sysctl", err)
 	}
 }
+
+// destructive.destroyVMs is off unless written, and only under that name.
+func TestDestroyVMsStrict(t *testing.T) {
+	for _, ex := range [][]byte{examples.Local, examples.Reference} {
+		s, err := LoadBytes(ex)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if s.Destructive.DestroyVMs {
+			t.Error("an example spec opts in to destroying VMs")
+		}
+	}
+	doc, err := Parse([]byte("destructive:\n  destroyVMs: true\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !doc.Spec.Destructive.DestroyVMs || doc.Spec.Destructive.RecreateVMs {
+		t.Errorf("destroyVMs: true decoded as %+v", doc.Spec.Destructive)
+	}
+	if doc, err := Parse([]byte("destructive: {}\n")); err != nil || doc.Spec.Destructive.DestroyVMs {
+		t.Errorf("default: %+v, %v", doc, err)
+	}
+	for in, want := range map[string]string{
+		"destructive:\n  destroyVM: true\n":        `unknown field "destroyVM"`,
+		"destructive:\n  destroyVMs: everything\n": "true or false",
+	} {
+		_, err := Parse([]byte(in))
+		var ps Problems
+		if !errors.As(err, &ps) || len(ps) != 1 || !strings.HasPrefix(ps[0].Path, "destructive.destroyVM") || !strings.Contains(ps[0].Message, want) {
+			t.Errorf("%q: %v, want one problem at destructive.destroyVM… saying %q", in, err, want)
+		}
+	}
+}

@@ -207,10 +207,27 @@ type Kubernetes struct {
 	KubeletClientCertificateLifetime string `yaml:"kubeletClientCertificateLifetime" json:"kubeletClientCertificateLifetime,omitempty"`
 }
 
-// Observability is the built-in metrics stack.
+// Observability is the built-in metrics stack (docs/observability.md).
+// Grafana keeps its name for "dashboards on the grafana node": Grafana
+// itself is not used (see the docs for what serves them).
 type Observability struct {
 	Prometheus bool `yaml:"prometheus" json:"prometheus"`
 	Grafana    bool `yaml:"grafana" json:"grafana"`
+	// Retention bounds Prometheus's time series database on the prometheus
+	// node's data partition (observability.go has defaults and bounds).
+	Retention *Retention `yaml:"retention" json:"retention,omitempty"`
+	// ScrapeInterval is how often every target is scraped, a Go duration
+	// in whole seconds (default 15s).
+	ScrapeInterval string `yaml:"scrapeInterval" json:"scrapeInterval,omitempty"`
+}
+
+// Retention: samples older than Time, or beyond Size on disk, are dropped,
+// whichever comes first.
+type Retention struct {
+	// Time is a Go duration such as 360h (default 15 days).
+	Time string `yaml:"time" json:"time,omitempty"`
+	// SizeGiB caps the database (default: half the node's disk).
+	SizeGiB int `yaml:"sizeGiB" json:"sizeGiB,omitempty"`
 }
 
 // Target names.
@@ -262,6 +279,9 @@ type ISO struct {
 type Destructive struct {
 	RecreateVMs bool `yaml:"recreateVMs" json:"recreateVMs"`
 	WipeDisks   bool `yaml:"wipeDisks" json:"wipeDisks"`
+	// DestroyVMs lets cluster down on proxmox destroy the VMs (disks, EFI
+	// variables, TPM state: the nodes' identities) instead of stopping them.
+	DestroyVMs bool `yaml:"destroyVMs" json:"destroyVMs"`
 }
 
 // RoleNodeConfig is what kubedosd's NodeConfig document holds for a role's

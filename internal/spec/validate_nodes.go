@@ -245,6 +245,7 @@ func validateWorkloads(c *problems, s *ClusterSpec, lan netip.Prefix) {
 	if o.Grafana && s.CountRole(RoleGrafana) == 0 {
 		c.add("workloads.observability.grafana", "needs a node with role grafana")
 	}
+	validateObservability(c, s)
 }
 
 func validateTargets(c *problems, s *ClusterSpec) {

@@ -279,7 +279,8 @@ func compareAt(disk io.ReaderAt, file string, off int64) error {
 }
 
 // copyFileSync writes dst through a temporary name in its directory, syncs
-// it, renames it into place and syncs the directory.
+// it, renames it into place and syncs the directory. Not durable.WriteFrom:
+// dst is on the ESP, and vfat refuses the chmod that helper makes.
 func copyFileSync(src, dst string) error {
 	in, err := os.Open(src)
 	if err != nil {

@@ -21,13 +21,22 @@ import (
 // NewCA makes a P-256 cluster CA valid for an hour around now.
 func NewCA(t testing.TB) *pki.CA {
 	t.Helper()
+	return NewCAWith(t, "test CA", time.Now().Add(-time.Hour), time.Now().Add(time.Hour))
+}
+
+// NewCAWith makes a P-256 cluster CA like the key ceremony's (CA:TRUE, no
+// intermediates) named cn and valid from notBefore to notAfter: tests on a
+// fake clock need a CA valid at its times.
+func NewCAWith(t testing.TB, cn string, notBefore, notAfter time.Time) *pki.CA {
+	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		t.Fatal(err)
 	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test CA"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		KeyUsage: x509.KeyUsageCertSign, BasicConstraintsValid: true, IsCA: true}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: cn},
+		NotBefore: notBefore, NotAfter: notAfter,
+		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
+		BasicConstraintsValid: true, IsCA: true, MaxPathLenZero: true}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
 	if err != nil {
 		t.Fatal(err)

@@ -1,0 +1,90 @@
+package observability
+
+import (
+	"encoding/json"
+	"fmt"
+	"net"
+	"slices"
+	"strconv"
+
+	"github.com/kubedos/kubedos/internal/spec"
+)
+
+// targetGroup is one entry of a file-SD file (Prometheus's format).
+type targetGroup struct {
+	Targets []string          `json:"targets"`
+	Labels  map[string]string `json:"labels"`
+}
+
+// Targets are the file-SD files: one per spec node for its kubedosd job
+// (the node's wg-observability address when enrolled, empty otherwise), the
+// hub's (on the master, where it is kept after hand-over) and node
+// exporter's (the enrolled nodes whose image has it). A name in enrolled
+// that the spec does not have is an error: the registry and the spec
+// disagree, and scraping a name no job verifies would be wrong.
+func Targets(s *spec.ClusterSpec, enrolled []string) (Files, error) {
+	in := map[string]bool{}
+	for _, name := range enrolled {
+		if _, ok := s.NodeByName(name); !ok {
+			return nil, fmt.Errorf("%w: enrolled node %q is not in cluster %s's spec", ErrSpec, name, s.Metadata.Name)
+		}
+		in[name] = true
+	}
+	out := Files{}
+	exporters := exporterNodes(s)
+	var hub, exp []targetGroup
+	for _, n := range s.Topology.Nodes {
+		addr, err := obsAddress(s, n)
+		if err != nil {
+			return nil, err
+		}
+		labels := map[string]string{"node": n.Name, "role": string(n.Role)}
+		groups := []targetGroup{}
+		if in[n.Name] {
+			groups = append(groups, targetGroup{Targets: []string{net.JoinHostPort(addr.String(), strconv.Itoa(NodeMetricsPort))}, Labels: labels})
+			if exporters[n.Name] {
+				exp = append(exp, targetGroup{Targets: []string{net.JoinHostPort(addr.String(), strconv.Itoa(NodeExporterPort))}, Labels: labels})
+			}
+		}
+		if n.Role == spec.RoleMaster {
+			// The hub is scraped whether or not the master shows enrolled:
+			// a hub that does not answer is what the alert is for.
+			// No node label: the hub's series carry the node they are
+			// about, and a target label would rename theirs.
+			hub = append(hub, targetGroup{Targets: []string{net.JoinHostPort(addr.String(), strconv.Itoa(HubMetricsPort))}, Labels: map[string]string{}})
+		}
+		if out[nodeTargetFile(n.Name)], err = encodeGroups(groups); err != nil {
+			return nil, err
+		}
+	}
+	var err error
+	if out[FileHubTarget], err = encodeGroups(hub); err != nil {
+		return nil, err
+	}
+	if len(exporters) > 0 {
+		if out[FileExporters], err = encodeGroups(exp); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+func encodeGroups(g []targetGroup) ([]byte, error) {
+	if g == nil {
+		g = []targetGroup{}
+	}
+	slices.SortFunc(g, func(a, b targetGroup) int {
+		switch {
+		case a.Labels["node"] < b.Labels["node"]:
+			return -1
+		case a.Labels["node"] > b.Labels["node"]:
+			return 1
+		}
+		return 0
+	})
+	b, err := json.MarshalIndent(g, "", "  ")
+	if err != nil {
+		return nil, err
+	}
+	return append(b, '\n'), nil
+}
