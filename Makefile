@@ -19,7 +19,7 @@ FUZZ_TARGETS    := spec:FuzzParse measure:FuzzEventLog attest:FuzzDecodeEvidence
 BIN             := bin
 LDFLAGS         := -X github.com/kubedos/kubedos/internal/buildinfo.Version=$(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 
-.PHONY: all build demo deps test lint unit fuzz integration e2e clean
+.PHONY: all build demo deps test lint unit fuzz integration e2e kube clean
 
 all: build
 
@@ -66,6 +66,12 @@ integration:
 # swtpm under TCG. Needs root and Debian's mirror; about 20 minutes here.
 e2e:
 	$(GO) test -tags e2e -count=1 -timeout 60m -v ./e2e/
+
+# The pinned Kubernetes multicall binary (kube/): cached by content in
+# ~/.cache/kubedos/kube, so only a changed pin, toolchain or main rebuilds.
+# Cold, it compiles for tens of minutes; not part of `make test`.
+kube:
+	KUBE_OUT=$(BIN)/kube bash scripts/kube-build.sh
 
 clean:
 	rm -rf $(BIN)

@@ -58,6 +58,8 @@ var rank = map[string]int{
 	"internal/cli":               7,
 	"cmd":                        8,
 	"bench":                      8, // benchmark helpers, like commands
+	"scripts":                    8, // build helpers run with go run, like commands
+	"kube":                       8, // the pinned Kubernetes build: a module of its own
 
 	// Test support over internal/attest: simulated nodes (tests and bench).
 	"internal/attest/attesttest": 3,
