@@ -25,20 +25,39 @@ func serveTLS(t *testing.T, e *env) string {
 	return serveHub(t, e.hub, e.ca)
 }
 
-// serveHub serves h on a loopback port until the test ends.
+// serveHub serves h's gRPC API on a loopback port until the test ends.
 func serveHub(t *testing.T, h *Hub, ca *pki.CA) string {
+	t.Helper()
+	return serveLoopback(t, newTestServer(t, h, ca).Serve)
+}
+
+// serveHubMetrics serves h's /metrics on a loopback port until the test
+// ends.
+func serveHubMetrics(t *testing.T, h *Hub, ca *pki.CA) string {
+	t.Helper()
+	return serveLoopback(t, newTestServer(t, h, ca).ServeMetrics)
+}
+
+func newTestServer(t *testing.T, h *Hub, ca *pki.CA) *Server {
 	t.Helper()
 	srv, err := NewServer(h, ca, []string{"127.0.0.1"}, time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return srv
+}
+
+// serveLoopback runs serve on a loopback port until the test ends; an
+// error it returns fails the test.
+func serveLoopback(t *testing.T, serve func(context.Context, net.Listener) error) string {
+	t.Helper()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ctx, lis) }()
+	go func() { done <- serve(ctx, lis) }()
 	t.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil {

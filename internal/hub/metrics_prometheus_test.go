@@ -4,7 +4,6 @@ package hub
 
 import (
 	"context"
-	"net"
 	"testing"
 	"time"
 
@@ -29,18 +28,7 @@ func TestPrometheusScrapesHubMetrics(t *testing.T) {
 	if _, err := enroll(context.Background(), t, e.hub, w2, steps{}); err == nil {
 		t.Fatal("w-2 enrolled with a foreign PCR 11")
 	}
-	srv, err := NewServer(e.hub, e.ca, []string{"127.0.0.1"}, time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.ServeMetrics(ctx, lis) }()
-	t.Cleanup(func() { cancel(); <-done })
+	addr := serveHubMetrics(t, e.hub, e.ca)
 
 	doc, err := spec.Parse(examples.Reference)
 	if err != nil {
@@ -56,7 +44,7 @@ func TestPrometheusScrapesHubMetrics(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	files[observability.FileHubTarget] = []byte(`[{"targets": ["` + lis.Addr().String() + `"], "labels": {}}]`)
+	files[observability.FileHubTarget] = []byte(`[{"targets": ["` + addr + `"], "labels": {}}]`)
 	promtest.WriteFiles(t, dir, files, e.ca)
 	p := promtest.Start(t, dir)
 	p.WaitFor(t, `up{job="kubedos-hub"}`, "1", 20*time.Second)

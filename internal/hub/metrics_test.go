@@ -6,7 +6,6 @@ import (
 	"crypto/tls"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os/exec"
 	"strconv"
@@ -147,23 +146,7 @@ func TestHubMetricsOverHTTPS(t *testing.T) {
 	e := newEnv(t)
 	e.clock = &clock{t: time.Now()}
 	e.newHub()
-	srv, err := NewServer(e.hub, e.ca, []string{"127.0.0.1"}, time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.ServeMetrics(ctx, lis) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("serve: %v", err)
-		}
-	})
+	addr := serveHubMetrics(t, e.hub, e.ca)
 	get := func(cert *tls.Certificate) (int, string, error) {
 		// As Prometheus checks: the CA and the name (the metrics
 		// certificate has no hub policy, so HubClientTLS would refuse it).
@@ -173,7 +156,7 @@ func TestHubMetricsOverHTTPS(t *testing.T) {
 		}
 		cl := &http.Client{Transport: &http.Transport{TLSClientConfig: conf}, Timeout: 10 * time.Second}
 		defer cl.CloseIdleConnections()
-		res, err := cl.Get("https://" + lis.Addr().String() + "/metrics")
+		res, err := cl.Get("https://" + addr + "/metrics")
 		if err != nil {
 			return 0, "", err
 		}
