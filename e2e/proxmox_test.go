@@ -88,7 +88,9 @@ func TestProxmoxDeploy(t *testing.T) {
 		want string
 	}{
 		{nil, "--hub is required"},
-		{[]string{"--hub", hubAddr, "--hub-on", "master"}, "--hub-on is the qemu target's"},
+		// The hand-over waits for the master: no wait, no deploy.
+		{[]string{"--hub", hubAddr, "--hub-on", "master"}, "give --timeout"},
+		{[]string{"--hub", hubAddr, "--hub-on", "elsewhere"}, `--hub-on "elsewhere"`},
 	} {
 		args := append([]string{"deploy", "pve.yaml", "--build", c.buildDir, "--keys", "keys", "--timeout", "0"}, bad.args...)
 		if r := run(t, c.dir, nil, args...); r.code == 0 || !strings.Contains(r.stderr, bad.want) {
