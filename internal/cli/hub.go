@@ -105,21 +105,18 @@ last convergence run (docs/observability.md).`,
 				return fmt.Errorf("hub: listen %s: %w", listen, err)
 			}
 			fmt.Fprintf(g.stderr, "hub for cluster %q (build %s) listening on %s; state %s\n", s.Metadata.Name, m.BuildID, lis.Addr(), state)
+			var mlis net.Listener
 			if metricsListen != "" {
-				mlis, err := net.Listen("tcp", metricsListen)
-				if err != nil {
+				if mlis, err = net.Listen("tcp", metricsListen); err != nil {
 					lis.Close()
 					h.Close()
 					return fmt.Errorf("hub: --metrics-listen %s: %w", metricsListen, err)
 				}
 				fmt.Fprintf(g.stderr, "hub metrics on https://%s/metrics\n", mlis.Addr())
-				go func() {
-					if err := h.ServeMetrics(cmd.Context(), mlis); err != nil {
-						fmt.Fprintf(g.stderr, "hub metrics: %v\n", err)
-					}
-				}()
 			}
-			return h.Serve(cmd.Context(), lis)
+			return h.ServeWithMetrics(cmd.Context(), lis, mlis, func(format string, a ...any) {
+				fmt.Fprintf(g.stderr, format+"\n", a...)
+			})
 		},
 	}
 	cmd.Flags().StringVar(&keys, "keys", "keys", "key directory (the cluster CA signs node certificates)")

@@ -106,6 +106,27 @@ func (h *Hub) Serve(ctx context.Context, lis net.Listener) error {
 	return errors.Join(err, h.Close())
 }
 
+// ServeWithMetrics is Serve, with /metrics served on mlis beside it while
+// Serve runs (mlis nil: none); a metrics server that fails is reported to
+// logf and does not stop the hub.
+func (h *Hub) ServeWithMetrics(ctx context.Context, lis, mlis net.Listener, logf func(string, ...any)) error {
+	if mlis == nil {
+		return h.Serve(ctx, lis)
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := h.ServeMetrics(ctx, mlis); err != nil {
+			logf("hub metrics: %v", err)
+		}
+	}()
+	err := h.Serve(ctx, lis)
+	cancel()
+	<-done
+	return err
+}
+
 // ServeMetrics serves the hub's /metrics on lis until ctx ends (TLS with
 // the hub's certificate, reader certificates and above: hub.Server).
 func (h *Hub) ServeMetrics(ctx context.Context, lis net.Listener) error {
