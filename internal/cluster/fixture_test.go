@@ -29,7 +29,13 @@ func testKeys(t *testing.T) *sign.KeySet {
 // localSpec is examples/local.yaml with a manifest naming its roles.
 func localSpec(t *testing.T) (*spec.ClusterSpec, *manifest.Manifest) {
 	t.Helper()
-	s, err := spec.LoadBytes(examples.Local)
+	return specWithManifest(t, examples.Local)
+}
+
+// specWithManifest is the spec in doc with a manifest naming its roles.
+func specWithManifest(t *testing.T, doc []byte) (*spec.ClusterSpec, *manifest.Manifest) {
+	t.Helper()
+	s, err := spec.LoadBytes(doc)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,7 +8,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"time"
 
 	"github.com/kubedos/kubedos/internal/api"
 	"github.com/kubedos/kubedos/internal/attest"
@@ -225,25 +224,12 @@ func (c *Cluster) statusProxmox(ctx context.Context) (*Report, error) {
 	var nodes []api.Node
 	var hubErr error
 	if c.hubAddr != "" {
-		admin, done, err := c.admin()
-		if err != nil {
+		var err error
+		if nodes, hubErr, err = c.hubNodes(ctx); err != nil {
 			return nil, err
 		}
-		callCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		res, err := admin.ListNodes(callCtx)
-		cancel()
-		done()
-		if err == nil {
-			nodes = res.Nodes
-		} else {
-			hubErr = err
-		}
 	}
-	rep, err := c.Report(ctx, nodes)
-	if rep != nil && hubErr != nil {
-		rep.HubError = hubErr.Error()
-	}
-	return rep, err
+	return c.reportWith(ctx, nodes, hubErr)
 }
 
 // proxmoxVMs is each spec node's VM as Proxmox VE and its guest agent see

@@ -21,15 +21,7 @@ import (
 // manifest naming its roles.
 func referenceSpec(t *testing.T) (*spec.ClusterSpec, *manifest.Manifest) {
 	t.Helper()
-	s, err := spec.LoadBytes(examples.Reference)
-	if err != nil {
-		t.Fatal(err)
-	}
-	m := &manifest.Manifest{BuildID: "b1", Cluster: s.Metadata.Name, Roles: map[string]manifest.RoleManifest{}}
-	for _, n := range s.Topology.Nodes {
-		m.Roles[string(n.Role)] = manifest.RoleManifest{RoleID: "id-" + string(n.Role)}
-	}
-	return s, m
+	return specWithManifest(t, examples.Reference)
 }
 
 // The rest of the lifecycle of the 16-node reference platform on Proxmox VE

@@ -81,17 +81,7 @@ func (c *Cluster) Status(ctx context.Context) (*Report, error) {
 	}
 	switch {
 	case keeper != "":
-		if admin, done, err := c.admin(); err == nil {
-			callCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
-			res, lerr := admin.ListNodes(callCtx)
-			cancel()
-			done()
-			if lerr == nil {
-				nodes = res.Nodes
-			} else {
-				hubErr = lerr
-			}
-		}
+		nodes, hubErr, _ = c.hubNodes(ctx)
 	case addr != "":
 		admin, done, err := c.admin()
 		if err != nil {
@@ -104,6 +94,30 @@ func (c *Cluster) Status(ctx context.Context) (*Report, error) {
 		}
 		nodes = res.Nodes
 	}
+	return c.reportWith(ctx, nodes, hubErr)
+}
+
+// hubNodes lists the nodes of the hub at c.hubAddr, waiting at most 10 s
+// for it: listErr is a hub that did not answer, err a client that could
+// not be made.
+func (c *Cluster) hubNodes(ctx context.Context) (nodes []api.Node, listErr, err error) {
+	admin, done, err := c.admin()
+	if err != nil {
+		return nil, nil, err
+	}
+	defer done()
+	callCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	res, err := admin.ListNodes(callCtx)
+	if err != nil {
+		return nil, err, nil
+	}
+	return res.Nodes, nil, nil
+}
+
+// reportWith is Report, with the hub's error (one that did not answer) in
+// HubError.
+func (c *Cluster) reportWith(ctx context.Context, nodes []api.Node, hubErr error) (*Report, error) {
 	rep, err := c.Report(ctx, nodes)
 	if rep != nil && hubErr != nil {
 		rep.HubError = hubErr.Error()
