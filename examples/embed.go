@@ -13,3 +13,9 @@ var Reference []byte
 //
 //go:embed local.yaml
 var Local []byte
+
+// LocalK8s is the smallest Kubernetes cluster: master, one control-plane
+// node with stacked etcd, one worker.
+//
+//go:embed local-k8s.yaml
+var LocalK8s []byte

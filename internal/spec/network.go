@@ -75,3 +75,39 @@ func isEdge(p netip.Prefix, addr netip.Addr) bool {
 	last, _ := nthAddr(p, new(big.Int).Sub(new(big.Int).Lsh(big.NewInt(1), uint(32-p.Bits())), big.NewInt(1)))
 	return addr == last
 }
+
+// NodePodCIDR is the /24 of the cluster's pod CIDR a kubelet node's pods
+// take their addresses from: the subnet numbered by the node's LAN host
+// number (10.20.0.21 in 10.244.0.0/16 → 10.244.21.0/24), so it is stable
+// however nodes are added or removed, as plane addresses are.
+func (s *ClusterSpec) NodePodCIDR(n Node) (netip.Prefix, error) {
+	k := s.Workloads.Kubernetes
+	pods, err := netip.ParsePrefix(k.PodCIDR)
+	if err != nil || !pods.Addr().Is4() {
+		return netip.Prefix{}, fmt.Errorf("workloads.kubernetes.podCIDR %q: not an IPv4 prefix", k.PodCIDR)
+	}
+	if pods.Bits() > 16 {
+		return netip.Prefix{}, fmt.Errorf("workloads.kubernetes.podCIDR %s: a /16 or larger is needed (a /24 per node, numbered by its LAN host number)", pods)
+	}
+	lan, err := netip.ParsePrefix(s.Networking.LAN.CIDR)
+	if err != nil {
+		return netip.Prefix{}, fmt.Errorf("lan cidr %q: %w", s.Networking.LAN.CIDR, err)
+	}
+	addr, err := netip.ParseAddr(n.Address)
+	if err != nil {
+		return netip.Prefix{}, fmt.Errorf("node %s address %q: %w", n.Name, n.Address, err)
+	}
+	host := hostNumber(lan.Masked(), addr)
+	if !host.IsInt64() || host.Int64() < 1 || host.Int64() > 255 {
+		return netip.Prefix{}, fmt.Errorf("node %s: host number %s of %s does not number a /24 of the pod CIDR", n.Name, host, addr)
+	}
+	base := pods.Masked().Addr().As4()
+	// The /24 index counts from the pod CIDR's base: host h → base + h·256.
+	v := uint32(base[0])<<24 | uint32(base[1])<<16 | uint32(base[2])<<8 | uint32(base[3])
+	v += uint32(host.Int64()) << 8
+	sub := netip.PrefixFrom(netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)}), 24)
+	if !pods.Contains(sub.Addr()) {
+		return netip.Prefix{}, fmt.Errorf("node %s: pod subnet %s is outside workloads.kubernetes.podCIDR %s", n.Name, sub, pods)
+	}
+	return sub, nil
+}

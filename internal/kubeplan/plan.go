@@ -1,0 +1,297 @@
+// Package kubeplan is what each node runs of Kubernetes, and with which
+// flags, files and units: a pure function of the ClusterSpec. The hub
+// sends a node its Plan (with the certificates' holdings), kubedosd's
+// kubernetes controller writes the files it names and starts the units,
+// and the build bakes the units and the container runtime's configuration
+// into the role roots. One place says how a kubedos cluster is wired
+// (docs/kubernetes.md), so the three cannot disagree.
+package kubeplan
+
+import (
+	"fmt"
+	"net/netip"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/kubedos/kubedos/internal/spec"
+)
+
+// Version is the Kubernetes release the role roots carry: the kube/
+// module's pin (TestVersionMatchesKubeModule).
+const Version = "v1.35.4"
+
+// Component is one Kubernetes process on a node, run as a systemd unit.
+type Component string
+
+// The components, by the names the multicall binary answers to (etcd is
+// Debian's).
+const (
+	Etcd              Component = "etcd"
+	APIServer         Component = "kube-apiserver"
+	ControllerManager Component = "kube-controller-manager"
+	Scheduler         Component = "kube-scheduler"
+	Kubelet           Component = "kubelet"
+	Proxy             Component = "kube-proxy"
+)
+
+// Components is every component in start order.
+var Components = []Component{Etcd, APIServer, ControllerManager, Scheduler, Kubelet, Proxy}
+
+// Ports.
+const (
+	APIServerPort  = 6443
+	EtcdClientPort = 2379
+	EtcdPeerPort   = 2380
+	KubeletPort    = 10250
+)
+
+// Paths on a node. Dir is on the state partition (the /var overlay):
+// configuration the controller writes, and the certificates (PKIDir, the
+// kubernetes-pki controller's). Bulk data goes to the data partition.
+const (
+	Dir            = "/var/lib/kubedos/kubernetes"
+	PKIDir         = Dir + "/pki"
+	CNIDir         = Dir + "/cni"
+	PlanFile       = Dir + "/plan.json"
+	EtcdDataDir    = "/data/etcd"
+	ContainerdRoot = "/data/containerd"
+	KubeletRoot    = "/var/lib/kubelet"
+	// ImageDir holds the OCI archives baked into the root; the controller
+	// imports each into containerd's k8s.io namespace at boot.
+	ImageDir = "/usr/share/kubedos/images"
+	// BinDir holds the multicall binary (kube) and a link per component.
+	BinDir = "/usr/bin"
+	// CNIBinDir is where Debian's containernetworking-plugins installs.
+	CNIBinDir = "/usr/lib/cni"
+)
+
+// Images every kubelet node has without a registry: built here, baked into
+// the root as OCI archives (ImageDir/<name>.tar), never pulled.
+const (
+	PauseImage = "kubedos.local/pause:3.10"
+	ProbeImage = "kubedos.local/probe:1"
+)
+
+// Plan is what one node runs and how it reaches the others.
+type Plan struct {
+	Version string `json:"version"`
+	Cluster string `json:"cluster"`
+	Node    string `json:"node"`
+	Role    string `json:"role"`
+	// NodeIP is the node's kubernetes-plane address: every component talks
+	// over wg-kubernetes.
+	NodeIP     string      `json:"nodeIP"`
+	Components []Component `json:"components"`
+	// APIServer is the URL the node's clients (kubelet, kube-proxy,
+	// controllers) use: the VIP when the spec has one, else the first
+	// control-plane node's plane address.
+	APIServer string `json:"apiServer"`
+	// EtcdServers are the client URLs kube-apiserver uses.
+	EtcdServers []string `json:"etcdServers,omitempty"`
+	// EtcdMembers is the initial cluster (etcd nodes only).
+	EtcdMembers []EtcdMember `json:"etcdMembers,omitempty"`
+	// ClusterCIDR is the pods' range; NodePodCIDR this node's /24 of it
+	// (kubelet nodes). Routes to the others go over wg-kubernetes.
+	ClusterCIDR   string `json:"clusterCIDR"`
+	NodePodCIDR   string `json:"nodePodCIDR,omitempty"`
+	ServiceCIDR   string `json:"serviceCIDR"`
+	ClusterDNS    string `json:"clusterDNS"`
+	ClusterDomain string `json:"clusterDomain"`
+}
+
+// EtcdMember is one member of the initial etcd cluster.
+type EtcdMember struct {
+	Name    string `json:"name"`
+	PeerURL string `json:"peerURL"`
+}
+
+// ComponentsFor is what a node of role runs in cluster s: control-plane
+// nodes the API server, controllers and scheduler (and etcd, stacked, when
+// the spec has no etcd nodes), etcd nodes etcd, workers kubelet and
+// kube-proxy. The certificates each holds are pki.KubeCertsFor's.
+func ComponentsFor(s *spec.ClusterSpec, role spec.Role) []Component {
+	switch role {
+	case spec.RoleControlPlane:
+		if s.CountRole(spec.RoleEtcd) == 0 {
+			return []Component{Etcd, APIServer, ControllerManager, Scheduler}
+		}
+		return []Component{APIServer, ControllerManager, Scheduler}
+	case spec.RoleEtcd:
+		return []Component{Etcd}
+	case spec.RoleWorker:
+		return []Component{Kubelet, Proxy}
+	}
+	return nil
+}
+
+// For is node's plan in cluster s (defaults applied). A node that runs no
+// component, or a cluster without Kubernetes, has none: nil, nil.
+func For(s *spec.ClusterSpec, node string) (*Plan, error) {
+	if !s.Workloads.Kubernetes.Enabled {
+		return nil, nil
+	}
+	n, ok := s.NodeByName(node)
+	if !ok {
+		return nil, fmt.Errorf("node %q is not in cluster %s", node, s.Metadata.Name)
+	}
+	comps := ComponentsFor(s, n.Role)
+	if len(comps) == 0 {
+		return nil, nil
+	}
+	k := s.Workloads.Kubernetes
+	ip, err := s.PlaneAddress(n, spec.PlaneKubernetes)
+	if err != nil {
+		return nil, fmt.Errorf("kubernetes plane: %w", err)
+	}
+	svc, err := netip.ParsePrefix(k.ServiceCIDR)
+	if err != nil {
+		return nil, fmt.Errorf("workloads.kubernetes.serviceCIDR %q: %w", k.ServiceCIDR, err)
+	}
+	dns, ok := nth(svc.Masked(), 10)
+	if !ok {
+		return nil, fmt.Errorf("workloads.kubernetes.serviceCIDR %s has no tenth address for the cluster DNS", svc)
+	}
+	p := &Plan{Version: Version, Cluster: s.Metadata.Name, Node: n.Name, Role: string(n.Role), NodeIP: ip.String(),
+		Components: comps, ClusterCIDR: k.PodCIDR, ServiceCIDR: svc.Masked().String(), ClusterDNS: dns.String(),
+		ClusterDomain: k.Domain()}
+	if p.APIServer, err = apiServerURL(s); err != nil {
+		return nil, err
+	}
+	etcdRole := spec.RoleEtcd
+	if s.CountRole(spec.RoleEtcd) == 0 {
+		etcdRole = spec.RoleControlPlane
+	}
+	for _, m := range s.Topology.Nodes {
+		if m.Role != etcdRole {
+			continue
+		}
+		a, err := s.PlaneAddress(m, spec.PlaneKubernetes)
+		if err != nil {
+			return nil, fmt.Errorf("kubernetes plane: %w", err)
+		}
+		if slices.Contains(comps, APIServer) {
+			p.EtcdServers = append(p.EtcdServers, url(a, EtcdClientPort))
+		}
+		if slices.Contains(comps, Etcd) {
+			p.EtcdMembers = append(p.EtcdMembers, EtcdMember{Name: m.Name, PeerURL: url(a, EtcdPeerPort)})
+		}
+	}
+	if slices.Contains(comps, Kubelet) {
+		sub, err := s.NodePodCIDR(n)
+		if err != nil {
+			return nil, err
+		}
+		p.NodePodCIDR = sub.String()
+	}
+	return p, nil
+}
+
+// apiServerURL: the VIP when the spec has load balancers holding one, else
+// the first control-plane node on the kubernetes plane.
+func apiServerURL(s *spec.ClusterSpec) (string, error) {
+	if v := s.Topology.APIVIP; v != "" && s.CountRole(spec.RoleLoadBalancer) > 0 {
+		a, err := netip.ParseAddr(v)
+		if err != nil {
+			return "", fmt.Errorf("topology.apiVIP %q: %w", v, err)
+		}
+		return url(a, APIServerPort), nil
+	}
+	for _, n := range s.Topology.Nodes {
+		if n.Role == spec.RoleControlPlane {
+			a, err := s.PlaneAddress(n, spec.PlaneKubernetes)
+			if err != nil {
+				return "", fmt.Errorf("kubernetes plane: %w", err)
+			}
+			return url(a, APIServerPort), nil
+		}
+	}
+	return "", fmt.Errorf("workloads.kubernetes is enabled but the topology has no controlplane node")
+}
+
+func url(a netip.Addr, port int) string {
+	return "https://" + netip.AddrPortFrom(a, uint16(port)).String()
+}
+
+func nth(p netip.Prefix, n int) (netip.Addr, bool) {
+	a := p.Addr()
+	for range n {
+		a = a.Next()
+		if !a.IsValid() || !p.Contains(a) {
+			return netip.Addr{}, false
+		}
+	}
+	return a, true
+}
+
+// Validate checks a plan received from the hub before the node writes
+// anything from it: every address parses, every name is bounded, every
+// component is known. The hub is trusted, but a bad plan must fail with
+// its field named rather than reach a flag.
+func (p *Plan) Validate() error {
+	var bad []string
+	if p.Version != Version {
+		bad = append(bad, fmt.Sprintf("version %q is not this image's %s", p.Version, Version))
+	}
+	if !nameRE(p.Node) || !nameRE(p.Cluster) {
+		bad = append(bad, "node or cluster name is not a DNS label")
+	}
+	for _, f := range []struct{ name, v string }{{"nodeIP", p.NodeIP}, {"clusterDNS", p.ClusterDNS}} {
+		if _, err := netip.ParseAddr(f.v); err != nil {
+			bad = append(bad, fmt.Sprintf("%s %q is not an address", f.name, clip(f.v)))
+		}
+	}
+	for _, f := range []struct{ name, v string }{{"clusterCIDR", p.ClusterCIDR}, {"serviceCIDR", p.ServiceCIDR}} {
+		if _, err := netip.ParsePrefix(f.v); err != nil {
+			bad = append(bad, fmt.Sprintf("%s %q is not a prefix", f.name, clip(f.v)))
+		}
+	}
+	if p.NodePodCIDR != "" {
+		if _, err := netip.ParsePrefix(p.NodePodCIDR); err != nil {
+			bad = append(bad, fmt.Sprintf("nodePodCIDR %q is not a prefix", clip(p.NodePodCIDR)))
+		}
+	}
+	urls := append([]string{p.APIServer}, p.EtcdServers...)
+	for _, m := range p.EtcdMembers {
+		if !nameRE(m.Name) {
+			bad = append(bad, fmt.Sprintf("etcd member %q is not a DNS label", clip(m.Name)))
+		}
+		urls = append(urls, m.PeerURL)
+	}
+	for _, u := range urls {
+		if _, err := netip.ParseAddrPort(strings.TrimPrefix(u, "https://")); err != nil || !strings.HasPrefix(u, "https://") {
+			bad = append(bad, fmt.Sprintf("URL %q is not https://address:port", clip(u)))
+		}
+	}
+	if !nameRE(strings.ReplaceAll(p.ClusterDomain, ".", "-")) {
+		bad = append(bad, fmt.Sprintf("clusterDomain %q", clip(p.ClusterDomain)))
+	}
+	for _, c := range p.Components {
+		if !slices.Contains(Components, c) {
+			bad = append(bad, fmt.Sprintf("unknown component %q", clip(string(c))))
+		}
+	}
+	if len(bad) > 0 {
+		return fmt.Errorf("kubernetes plan: %s", strings.Join(bad, "; "))
+	}
+	return nil
+}
+
+func nameRE(s string) bool {
+	if s == "" || len(s) > 63 {
+		return false
+	}
+	for i, r := range s {
+		if !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-' && i > 0 && i < len(s)-1) {
+			return false
+		}
+	}
+	return true
+}
+
+func clip(s string) string {
+	if len(s) > 64 {
+		s = s[:64]
+	}
+	return strconv.Quote(s)[1 : len(strconv.Quote(s))-1]
+}

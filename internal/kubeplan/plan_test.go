@@ -1,0 +1,154 @@
+package kubeplan
+
+import (
+	"os"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/kubedos/kubedos/examples"
+	"github.com/kubedos/kubedos/internal/spec"
+)
+
+func localK8s(t *testing.T) *spec.ClusterSpec {
+	t.Helper()
+	doc, err := spec.Parse(examples.LocalK8s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return spec.WithDefaults(doc.Spec)
+}
+
+func TestForLocalK8s(t *testing.T) {
+	s := localK8s(t)
+	tests := []struct {
+		node  string
+		comps []Component
+		check func(t *testing.T, p *Plan)
+	}{
+		{"master", nil, nil},
+		{"cp-1", []Component{Etcd, APIServer, ControllerManager, Scheduler}, func(t *testing.T, p *Plan) {
+			if p.NodeIP != "10.89.0.11" || p.APIServer != "https://10.89.0.11:6443" {
+				t.Errorf("node IP %s, API server %s", p.NodeIP, p.APIServer)
+			}
+			if !slices.Equal(p.EtcdServers, []string{"https://10.89.0.11:2379"}) || len(p.EtcdMembers) != 1 ||
+				p.EtcdMembers[0] != (EtcdMember{"cp-1", "https://10.89.0.11:2380"}) {
+				t.Errorf("etcd %v %v", p.EtcdServers, p.EtcdMembers)
+			}
+			if p.NodePodCIDR != "" {
+				t.Errorf("control plane has pod CIDR %s", p.NodePodCIDR)
+			}
+		}},
+		{"w-1", []Component{Kubelet, Proxy}, func(t *testing.T, p *Plan) {
+			if p.NodePodCIDR != "10.244.21.0/24" || p.ClusterDNS != "10.96.0.10" || p.EtcdServers != nil {
+				t.Errorf("pod CIDR %s, DNS %s, etcd %v", p.NodePodCIDR, p.ClusterDNS, p.EtcdServers)
+			}
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.node, func(t *testing.T) {
+			p, err := For(s, tt.node)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tt.comps == nil {
+				if p != nil {
+					t.Fatalf("plan for %s: %+v", tt.node, p)
+				}
+				return
+			}
+			if !slices.Equal(p.Components, tt.comps) {
+				t.Fatalf("components %v, want %v", p.Components, tt.comps)
+			}
+			if err := p.Validate(); err != nil {
+				t.Fatal(err)
+			}
+			tt.check(t, p)
+			files, err := Files(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, f := range files {
+				if !strings.HasPrefix(f.Path, Dir+"/") {
+					t.Errorf("file %s outside %s", f.Path, Dir)
+				}
+			}
+		})
+	}
+	if _, err := For(s, "nobody"); err == nil {
+		t.Error("a node not in the spec has a plan")
+	}
+}
+
+func TestValidateRefuses(t *testing.T) {
+	s := localK8s(t)
+	good, err := For(s, "w-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, mutate := range map[string]func(p *Plan){
+		"version":   func(p *Plan) { p.Version = "v1.99.0" },
+		"node":      func(p *Plan) { p.Node = "w-1 --privileged" },
+		"nodeIP":    func(p *Plan) { p.NodeIP = "10.0.0.1 --x" },
+		"apiServer": func(p *Plan) { p.APIServer = "http://10.89.0.11:6443" },
+		"pod CIDR":  func(p *Plan) { p.NodePodCIDR = "10.244.21.0/24,x" },
+		"component": func(p *Plan) { p.Components = append(p.Components, "sh") },
+		"domain":    func(p *Plan) { p.ClusterDomain = "cluster.local --v=9" },
+	} {
+		p := *good
+		p.Components = slices.Clone(good.Components)
+		mutate(&p)
+		if err := p.Validate(); err == nil {
+			t.Errorf("%s: a bad plan validated", name)
+		}
+		if _, err := Files(&p); err == nil {
+			t.Errorf("%s: files rendered from a bad plan", name)
+		}
+	}
+}
+
+// The flags go through systemd's EnvironmentFile and $ARGS word splitting:
+// a value with a space or quote would split or break it.
+func TestArgsAreWords(t *testing.T) {
+	s := localK8s(t)
+	for _, node := range []string{"cp-1", "w-1"} {
+		p, err := For(s, node)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, c := range p.Components {
+			for _, a := range Args(p, c) {
+				if strings.ContainsAny(a, " \t\n\"'\\$") || !strings.HasPrefix(a, "--") {
+					t.Errorf("%s %s: argument %q", node, c, a)
+				}
+			}
+		}
+	}
+}
+
+func TestVersionMatchesKubeModule(t *testing.T) {
+	mod, err := os.ReadFile("../../kube/go.mod")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`(?m)^\s*k8s.io/kubernetes (v\S+)`).FindSubmatch(mod)
+	if m == nil || string(m[1]) != Version {
+		t.Fatalf("kube/go.mod pins %q, kubeplan.Version is %s", m, Version)
+	}
+}
+
+func TestUnits(t *testing.T) {
+	for _, c := range Components {
+		u := Unit(c)
+		if !strings.Contains(u, "EnvironmentFile="+EnvFile(c)) || !strings.Contains(u, "ConditionPathExists="+EnvFile(c)) {
+			t.Errorf("%s unit:\n%s", c, u)
+		}
+		if strings.Contains(u, "[Install]") {
+			t.Errorf("%s unit is enabled at boot: kubedosd starts it once its files exist", c)
+		}
+	}
+	if !strings.Contains(ContainerdConfig(), PauseImage) {
+		t.Error("containerd's sandbox image is not the baked pause image")
+	}
+}
