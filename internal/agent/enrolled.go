@@ -147,7 +147,8 @@ func (a *Agent) runEnrolled(ctx context.Context, cfg EnrollConfig, st Status, ju
 	}
 	ctrls = append(ctrls, renewal{cfg: cfg, clock: c.Clock, logf: logf})
 	if runsKubernetes(cfg.Role) {
-		ctrls = append(ctrls, newKubePKI(cfg, filepath.Join(c.StateDir, KubePKISubdir), c.Clock, logf))
+		ctrls = append(ctrls, newKubePKI(cfg, filepath.Join(c.StateDir, KubePKISubdir), c.Clock, logf),
+			newKubeRunner(sys, c.Clock, logf))
 	}
 	return a.sup.Run(ctx, ctrls...)
 }

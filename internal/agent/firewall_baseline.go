@@ -3,6 +3,7 @@ package agent
 import (
 	"github.com/kubedos/kubedos/internal/api"
 	"github.com/kubedos/kubedos/internal/firewall"
+	"github.com/kubedos/kubedos/internal/kubeplan"
 	"github.com/kubedos/kubedos/internal/spec"
 	"github.com/kubedos/kubedos/internal/wg"
 )
@@ -13,8 +14,15 @@ import (
 // the first join the planes are the spec's defaults.
 func Baseline(role string, ifcs []wg.Interface) firewall.Baseline {
 	b := firewall.Baseline{TCPPorts: []int{api.NodeAPIPort, api.NodeMetricsPort}}
-	if role == string(spec.RoleMaster) {
+	switch spec.Role(role) {
+	case spec.RoleMaster:
 		b.TCPPorts = append(b.TCPPorts, api.HubPort)
+	case spec.RoleControlPlane:
+		// The API server authenticates every caller (client certificates
+		// from the hub); operators reach it over the LAN.
+		b.TCPPorts = append(b.TCPPorts, kubeplan.APIServerPort)
+	case spec.RoleWorker:
+		b.Pods = []string{kubeplan.PodBridge}
 	}
 	if len(ifcs) == 0 {
 		for _, p := range spec.Planes {

@@ -4,6 +4,9 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+
+	"github.com/kubedos/kubedos/internal/kubeplan"
+	"github.com/kubedos/kubedos/internal/spec"
 )
 
 // Which services an operator may restart (issue 14, hole 2; DESIGN §11:
@@ -17,18 +20,26 @@ var (
 	commonServices = []string{"chrony.service", "systemd-networkd.service", "systemd-resolved.service",
 		"systemd-timesyncd.service", "cron.service"}
 	// servicesOfRole are the role's own workload services (issue: seed 004
-	// §13: the control plane runs as systemd units).
+	// §13: the control plane runs as systemd units); the Kubernetes units
+	// are kubeplan's, so the list cannot drift from what the image carries.
 	servicesOfRole = map[string][]string{
 		"master":       {},
 		"prometheus":   {"prometheus.service", "prometheus-node-exporter.service"},
 		"grafana":      {"grafana-server.service"},
 		"storage":      {"nfs-server.service"},
-		"etcd":         {"etcd.service"},
-		"controlplane": {"kube-apiserver.service", "kube-controller-manager.service", "kube-scheduler.service", "kubelet.service", "containerd.service"},
-		"worker":       {"kubelet.service", "containerd.service"},
+		"etcd":         kubeUnits(spec.RoleEtcd),
+		"controlplane": kubeUnits(spec.RoleControlPlane),
+		"worker":       append(kubeUnits(spec.RoleWorker), "containerd.service"),
 		"loadbalancer": {"haproxy.service", "keepalived.service"},
 	}
 )
+
+// kubeUnits are the Kubernetes units a node of role may run (stacked etcd
+// included on control-plane nodes).
+func kubeUnits(role spec.Role) []string {
+	stacked := &spec.ClusterSpec{}
+	return kubeplan.UnitNames(kubeplan.ComponentsFor(stacked, role))
+}
 
 // roleServices is the sorted restart allow-list of a role.
 func roleServices(role string) []string {

@@ -296,3 +296,20 @@ func (h *HostSystem) SetSysctl(key, value string) error {
 	}
 	return nil
 }
+
+// Start starts a unit and waits for systemd's answer.
+func (h *HostSystem) Start(ctx context.Context, name string) error {
+	_, err := run(ctx, "systemctl", "start", "--", name)
+	return err
+}
+
+// Active reports whether a unit is active (or reloading); inactive,
+// failed, activating and unknown units are not.
+func (h *HostSystem) Active(ctx context.Context, name string) (bool, error) {
+	out, err := exec.CommandContext(ctx, "systemctl", "is-active", "--", name).Output()
+	state := strings.TrimSpace(string(out))
+	if err != nil && state == "" {
+		return false, fmt.Errorf("systemctl is-active %s: %w", name, err)
+	}
+	return state == "active" || state == "reloading", nil
+}

@@ -25,6 +25,10 @@ type Baseline struct {
 	// trusted, and may be forwarded from one to another (the master routes
 	// between the nodes of a plane).
 	Planes []string
+	// Pods are the pod bridges (cni0 on a kubelet node): trusted like the
+	// planes, and forwarded to and from them (pod traffic to other nodes
+	// rides the kubernetes plane).
+	Pods []string
 	// WireGuardPorts are the planes' UDP listen ports, open on the LAN.
 	WireGuardPorts []int
 	// TCPPorts are the services served on the LAN (node API, metrics, and
@@ -40,7 +44,7 @@ var ifnameRE = regexp.MustCompile(`^[a-zA-Z0-9_.-]{1,15}$`)
 // naming them.
 func (b Baseline) Ruleset() (string, error) {
 	var problems []string
-	for _, p := range b.Planes {
+	for _, p := range append(slices.Clone(b.Planes), b.Pods...) {
 		if !ifnameRE.MatchString(p) {
 			problems = append(problems, fmt.Sprintf("plane interface %q is not an interface name", p))
 		}
@@ -62,8 +66,9 @@ func (b Baseline) Ruleset() (string, error) {
 	// ICMP and ICMPv6 by number: names need /etc/protocols, which a
 	// minimal image does not have.
 	s.WriteString("\t\tiifname \"lo\" accept\n\t\tmeta l4proto { 1, 58 } accept\n")
-	if set := ifnames(b.Planes); set != "" {
-		fmt.Fprintf(&s, "\t\tiifname %s accept\n", set)
+	trusted := ifnames(append(slices.Clone(b.Planes), b.Pods...))
+	if trusted != "" {
+		fmt.Fprintf(&s, "\t\tiifname %s accept\n", trusted)
 	}
 	if set := ports(b.WireGuardPorts); set != "" {
 		fmt.Fprintf(&s, "\t\tudp dport %s accept\n", set)
@@ -74,8 +79,8 @@ func (b Baseline) Ruleset() (string, error) {
 	s.WriteString("\t}\n")
 	s.WriteString("\tchain forward {\n\t\ttype filter hook forward priority filter; policy drop;\n")
 	s.WriteString("\t\tct state established,related accept\n")
-	if set := ifnames(b.Planes); set != "" {
-		fmt.Fprintf(&s, "\t\tiifname %s oifname %s accept\n", set, set)
+	if trusted != "" {
+		fmt.Fprintf(&s, "\t\tiifname %s oifname %s accept\n", trusted, trusted)
 	}
 	s.WriteString("\t}\n}\n")
 	return s.String(), nil

@@ -5,6 +5,24 @@ import (
 	"testing"
 )
 
+// A kubelet node's pod bridge is trusted like a plane and forwarded to and
+// from the planes; a bad bridge name is refused like a bad plane name.
+func TestRulesetPods(t *testing.T) {
+	got, err := Baseline{Planes: []string{"wg-kubernetes"}, Pods: []string{"cni0"}}.Ruleset()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{`iifname { "cni0", "wg-kubernetes" } accept`,
+		`iifname { "cni0", "wg-kubernetes" } oifname { "cni0", "wg-kubernetes" } accept`} {
+		if !strings.Contains(got, want) {
+			t.Errorf("ruleset lacks %q:\n%s", want, got)
+		}
+	}
+	if _, err := (Baseline{Pods: []string{"cni0 accept; drop"}}).Ruleset(); err == nil {
+		t.Error("a pod bridge name with nft syntax in it was accepted")
+	}
+}
+
 func TestRuleset(t *testing.T) {
 	b := Baseline{Planes: []string{"wg-obs", "wg-control", "wg-kubernetes", "wg-control"}, WireGuardPorts: []int{51822, 51820, 51821},
 		TCPPorts: []int{7445, 7444, 7443}}

@@ -159,7 +159,9 @@ func kubeletConfig(p *Plan) ([]byte, error) {
 		// The hub renews both certificates; the kubelet requests none.
 		"rotateCertificates": false, "serverTLSBootstrap": false,
 		"failSwapOn": false, "staticPodPath": "", "readOnlyPort": 0,
-		"resolvConf": "/etc/resolv.conf",
+		// Pods resolve through the cluster DNS; the image has no resolver
+		// of its own to pass on.
+		"resolvConf": "",
 		// Small disks: the state partition holds /var/lib/kubelet, the data
 		// partition containerd's images, which are all baked in and never
 		// collected away.
@@ -184,13 +186,17 @@ func proxyConfig(p *Plan) []byte {
 	return mustJSON(doc)
 }
 
+// PodBridge is the bridge a kubelet node's pods are on; the node's
+// firewall trusts it like a plane.
+const PodBridge = "cni0"
+
 // cniConfig: Debian's bridge and host-local plugins, the node's /24,
 // no masquerade (pod addresses are routed over wg-kubernetes as they are).
 func cniConfig(p *Plan) []byte {
 	doc := map[string]any{
 		"cniVersion": "0.4.0", "name": "kubedos",
 		"plugins": []any{
-			map[string]any{"type": "bridge", "bridge": "cni0", "isGateway": true, "ipMasq": false, "hairpinMode": true,
+			map[string]any{"type": "bridge", "bridge": PodBridge, "isGateway": true, "ipMasq": false, "hairpinMode": true,
 				"ipam": map[string]any{"type": "host-local", "ranges": []any{[]any{map[string]any{"subnet": p.NodePodCIDR}}},
 					"routes": []any{map[string]any{"dst": "0.0.0.0/0"}}}},
 			map[string]any{"type": "portmap", "capabilities": map[string]any{"portMappings": true}},
@@ -205,4 +211,36 @@ func mustJSON(v any) []byte {
 		panic("kubeplan: " + err.Error()) // plain maps and strings: cannot fail
 	}
 	return append(b, '\n')
+}
+
+// Inputs are the files under Dir a component reads: its environment file,
+// configuration, kubeconfig and every key and certificate those name. The
+// controller restarts a running component when one of them changes, and
+// does not start it while one of the certificates is missing.
+func Inputs(p *Plan, c Component) []string {
+	seen := map[string]bool{EnvFile(c): true}
+	for _, a := range Args(p, c) {
+		_, v, ok := strings.Cut(a, "=")
+		if !ok {
+			continue
+		}
+		for _, f := range strings.Split(v, ",") {
+			if strings.HasPrefix(f, Dir+"/") {
+				seen[f] = true
+			}
+		}
+	}
+	if cert, ok := certOf[c]; ok {
+		seen[pki(cert+".crt")], seen[pki(cert+".key")], seen[pki("ca.crt")] = true, true, true
+	}
+	if c == Kubelet {
+		seen[pki("kubelet-serving.crt")], seen[pki("kubelet-serving.key")] = true, true
+		seen[path.Join(CNIDir, "10-kubedos.conflist")] = true
+	}
+	out := make([]string, 0, len(seen))
+	for f := range seen {
+		out = append(out, f)
+	}
+	slices.Sort(out)
+	return out
 }

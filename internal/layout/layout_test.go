@@ -30,7 +30,8 @@ var rank = map[string]int{
 	"internal/measure":                1,
 	"internal/pki":                    1,
 	"internal/pki/pkitest":            2, // throwaway CAs and key directories for tests
-	"internal/wg":                     1,
+	"internal/wg":                     2, // imports kubeplan: pod subnets ride the kubernetes plane
+	"internal/kubeplan":               1, // what each node runs of Kubernetes, from the spec
 	"internal/firewall":               1, // the node's baseline nftables ruleset
 	"internal/api":                    3, // wire types; carries internal/attest's structs
 	"internal/api/apitest":            4, // fakes of the services over mTLS, for client tests

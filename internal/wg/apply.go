@@ -51,6 +51,14 @@ func Apply(ctx context.Context, ifc Interface, priv wgtypes.Key) error {
 	if err := ip(ctx, "link", "set", ifc.Name, "up"); err != nil {
 		return fmt.Errorf("plane %s: %w", ifc.Plane, err)
 	}
+	for _, r := range ifc.Routes {
+		if _, err := netip.ParsePrefix(r); err != nil {
+			return fmt.Errorf("plane %s: route %q: %w", ifc.Plane, r, err)
+		}
+		if err := ip(ctx, "route", "replace", r, "dev", ifc.Name); err != nil {
+			return fmt.Errorf("plane %s: %w", ifc.Plane, err)
+		}
+	}
 	if ifc.Forward {
 		f := filepath.Join("/proc/sys/net/ipv4/conf", ifc.Name, "forwarding")
 		if err := os.WriteFile(f, []byte("1\n"), 0o644); err != nil {

@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/kubedos/kubedos/internal/kubeplan"
 	"github.com/kubedos/kubedos/internal/spec"
 )
 
@@ -32,6 +33,11 @@ type Interface struct {
 	// Forward is set on the master: it routes between the nodes of the
 	// plane, which reach each other through it.
 	Forward bool `json:"forward,omitempty"`
+	// Routes are prefixes beyond the plane's own reached through this
+	// interface: on the kubernetes plane, the pods' addresses (each
+	// kubelet node's /24 is allowed to that node's peer on the master,
+	// and the whole pod CIDR to the master's peer everywhere else).
+	Routes []string `json:"routes,omitempty"`
 }
 
 // Peer is one WireGuard peer of an interface.
@@ -104,6 +110,13 @@ func Render(s *spec.ClusterSpec, self string, members []Member) ([]Interface, er
 		ifc := Interface{Plane: p, Name: InterfaceName(p), Address: netip.PrefixFrom(addr, planeNet.Bits()).String(),
 			ListenPort: port, Peers: []Peer{}, Forward: me.Name == master.Name}
 		endpoint := func(n spec.Node) string { return netipJoin(n.Address, port) }
+		pods, podsOf, err := podRoutes(s, p)
+		if err != nil {
+			return nil, err
+		}
+		if pods != "" {
+			ifc.Routes = []string{pods}
+		}
 		if me.Name == master.Name {
 			for _, n := range s.Topology.Nodes {
 				key := byName[n.Name].Keys[p]
@@ -115,16 +128,46 @@ func Render(s *spec.ClusterSpec, self string, members []Member) ([]Interface, er
 					return nil, err
 				}
 				ifc.Peers = append(ifc.Peers, Peer{Name: n.Name, PublicKey: key, Endpoint: endpoint(n),
-					AllowedIPs: []string{netip.PrefixFrom(a, a.BitLen()).String()}})
+					AllowedIPs: append([]string{netip.PrefixFrom(a, a.BitLen()).String()}, podsOf[n.Name]...)})
 			}
 		} else if key := byName[master.Name].Keys[p]; key != "" {
+			allowed := []string{planeNet.Masked().String()}
+			if pods != "" {
+				allowed = append(allowed, pods)
+			}
 			ifc.Peers = append(ifc.Peers, Peer{Name: master.Name, PublicKey: key, Endpoint: endpoint(master),
-				AllowedIPs: []string{planeNet.Masked().String()}, KeepaliveSeconds: Keepalive})
+				AllowedIPs: allowed, KeepaliveSeconds: Keepalive})
 		}
 		slices.SortFunc(ifc.Peers, func(a, b Peer) int { return strings.Compare(a.Name, b.Name) })
 		out = append(out, ifc)
 	}
 	return out, nil
+}
+
+// podRoutes: on the kubernetes plane of a cluster running Kubernetes, the
+// pod CIDR (routed through the interface) and each kubelet node's /24 of
+// it (allowed to that node's peer); nothing on the other planes.
+func podRoutes(s *spec.ClusterSpec, p spec.Plane) (string, map[string][]string, error) {
+	k := s.Workloads.Kubernetes
+	if p != spec.PlaneKubernetes || !k.Enabled {
+		return "", nil, nil
+	}
+	pods, err := netip.ParsePrefix(k.PodCIDR)
+	if err != nil {
+		return "", nil, fmt.Errorf("workloads.kubernetes.podCIDR %q: %w", k.PodCIDR, err)
+	}
+	of := map[string][]string{}
+	for _, n := range s.Topology.Nodes {
+		if !slices.Contains(kubeplan.ComponentsFor(s, n.Role), kubeplan.Kubelet) {
+			continue
+		}
+		sub, err := s.NodePodCIDR(n)
+		if err != nil {
+			return "", nil, err
+		}
+		of[n.Name] = []string{sub.String()}
+	}
+	return pods.Masked().String(), of, nil
 }
 
 func netipJoin(host string, port int) string {

@@ -225,3 +225,61 @@ func TestDeviceConfig(t *testing.T) {
 		t.Errorf("bad endpoint: %v", err)
 	}
 }
+
+// On the kubernetes plane of a Kubernetes cluster, pod addresses ride the
+// plane: the master allows each kubelet node its /24 (WireGuard drops a
+// packet whose source its peer is not allowed), the others reach every pod
+// through the master, and every node routes the pod CIDR into the plane.
+func TestRenderPodRoutes(t *testing.T) {
+	s, err := spec.LoadBytes(examples.LocalK8s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	km, kc, kw := pub(t), pub(t), pub(t)
+	all := []Member{{Name: "master", Keys: allPlanes(km)}, {Name: "cp-1", Keys: allPlanes(kc)}, {Name: "w-1", Keys: allPlanes(kw)}}
+	allowed := func(self string) (map[string]string, []string) {
+		ifcs, err := Render(s, self, all)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := map[string]string{}
+		var routes []string
+		for _, ifc := range ifcs {
+			if ifc.Plane != spec.PlaneKubernetes {
+				if len(ifc.Routes) > 0 {
+					t.Errorf("%s: plane %s routes %v", self, ifc.Plane, ifc.Routes)
+				}
+				continue
+			}
+			routes = ifc.Routes
+			for _, p := range ifc.Peers {
+				out[p.Name] = strings.Join(p.AllowedIPs, ",")
+			}
+		}
+		return out, routes
+	}
+	m, routes := allowed("master")
+	if m["w-1"] != "10.89.0.21/32,10.244.21.0/24" || m["cp-1"] != "10.89.0.11/32" {
+		t.Errorf("master allows %v", m)
+	}
+	if !reflect.DeepEqual(routes, []string{"10.244.0.0/16"}) {
+		t.Errorf("master routes %v", routes)
+	}
+	for _, self := range []string{"cp-1", "w-1"} {
+		m, routes := allowed(self)
+		if m["master"] != "10.89.0.0/24,10.244.0.0/16" || !reflect.DeepEqual(routes, []string{"10.244.0.0/16"}) {
+			t.Errorf("%s allows %v, routes %v", self, m, routes)
+		}
+	}
+	// Without Kubernetes, nothing beyond the plane.
+	m, routes = func() (map[string]string, []string) {
+		ifcs, err := Render(localSpec(t), "master", []Member{{Name: "master", Keys: allPlanes(km)}, {Name: "w-1", Keys: allPlanes(kw)}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return map[string]string{"w-1": strings.Join(ifcs[2].Peers[0].AllowedIPs, ",")}, ifcs[2].Routes
+	}()
+	if m["w-1"] != "10.79.0.21/32" || routes != nil {
+		t.Errorf("without Kubernetes: %v %v", m, routes)
+	}
+}

@@ -1,0 +1,294 @@
+package agent
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/kubedos/kubedos/internal/durable"
+	"github.com/kubedos/kubedos/internal/kubeplan"
+)
+
+// unitControl is what the kubernetes controller needs of systemd
+// (HostSystem on a node).
+type unitControl interface {
+	Start(ctx context.Context, unit string) error
+	Restart(ctx context.Context, unit string) error
+	Active(ctx context.Context, unit string) (bool, error)
+}
+
+// kubeRunner is the controller that runs the node's Kubernetes components
+// (docs/kubernetes.md): from the plan the hub sent with the certificates
+// (kubeplan.PlanFile, written by kubernetes-pki) it writes each
+// component's flags, kubeconfig and configuration under kubeplan.Dir,
+// imports the images baked into the root into containerd, and starts the
+// units the image carries — once every certificate a component reads is
+// there, and again (a restart) whenever one of its inputs changes. The
+// root stays immutable: the image carries binaries and units, the hub's
+// plan and certificates the rest.
+type kubeRunner struct {
+	// root prefixes every kubeplan path: "" on a node, a directory in tests.
+	root   string
+	units  unitControl
+	images func(ctx context.Context, archive string) error
+	clock  Clock
+	every  time.Duration
+	logf   func(string, ...any)
+
+	mu       sync.Mutex
+	state    string
+	started  map[kubeplan.Component]string // input digest each was started with
+	imported bool
+}
+
+// kubeEvery paces the controller: a plan or certificate change is acted on
+// within it.
+const kubeEvery = 10 * time.Second
+
+func newKubeRunner(sys *HostSystem, clock Clock, logf func(string, ...any)) *kubeRunner {
+	return &kubeRunner{units: sys, images: importImage, clock: clock, every: kubeEvery, logf: logf}
+}
+
+func (*kubeRunner) Name() string { return "kubernetes" }
+
+// State is what the controller last did, for node health.
+func (k *kubeRunner) State() string {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.state
+}
+
+// Run acts on the plan every k.every until ctx ends. A failure is the
+// supervisor's to retry (and shows in node health).
+func (k *kubeRunner) Run(ctx context.Context) error {
+	for {
+		if err := k.once(ctx); err != nil {
+			k.setState("failed: " + err.Error())
+			return err
+		}
+		if !sleep(ctx, k.clock, k.every) {
+			return nil
+		}
+	}
+}
+
+func (k *kubeRunner) path(p string) string { return filepath.Join(k.root, p) }
+
+func (k *kubeRunner) setState(s string) {
+	k.mu.Lock()
+	changed := k.state != s
+	k.state = s
+	k.mu.Unlock()
+	if changed {
+		k.logf("kubernetes: %s", s)
+	}
+}
+
+// maxPlanBytes bounds the plan file read back from the state partition.
+const maxPlanBytes = 64 << 10
+
+// loadPlan reads the hub's plan for this node; nil when none came yet.
+func (k *kubeRunner) loadPlan() (*kubeplan.Plan, error) {
+	raw, err := os.ReadFile(k.path(kubeplan.PlanFile))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	if len(raw) > maxPlanBytes {
+		return nil, fmt.Errorf("%s: %d bytes, over %d", kubeplan.PlanFile, len(raw), maxPlanBytes)
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.DisallowUnknownFields()
+	var p kubeplan.Plan
+	if err := dec.Decode(&p); err != nil {
+		return nil, fmt.Errorf("%s: %w", kubeplan.PlanFile, err)
+	}
+	if err := p.Validate(); err != nil {
+		return nil, fmt.Errorf("%s: %w", kubeplan.PlanFile, err)
+	}
+	return &p, nil
+}
+
+func (k *kubeRunner) once(ctx context.Context) error {
+	p, err := k.loadPlan()
+	if err != nil {
+		return err
+	}
+	if p == nil {
+		k.setState("waiting for the hub's plan (sent with the certificates)")
+		return nil
+	}
+	files, err := kubeplan.Files(p)
+	if err != nil {
+		return err
+	}
+	for _, f := range files {
+		if err := k.writeIfChanged(f); err != nil {
+			return err
+		}
+	}
+	if slices.Contains(p.Components, kubeplan.Kubelet) && !k.imported {
+		if err := k.importImages(ctx); err != nil {
+			return err
+		}
+		k.imported = true
+	}
+	k.mu.Lock()
+	if k.started == nil {
+		k.started = map[kubeplan.Component]string{}
+	}
+	k.mu.Unlock()
+	var waiting, running []string
+	for _, c := range p.Components {
+		inputs := kubeplan.Inputs(p, c)
+		if missing := k.missing(inputs); len(missing) > 0 {
+			waiting = append(waiting, fmt.Sprintf("%s (no %s)", c, strings.Join(missing, ", ")))
+			continue
+		}
+		sum, err := k.digest(inputs)
+		if err != nil {
+			return err
+		}
+		if err := k.converge(ctx, c, sum); err != nil {
+			return err
+		}
+		running = append(running, string(c))
+	}
+	switch {
+	case len(waiting) > 0:
+		k.setState(fmt.Sprintf("running %s; waiting for certificates: %s", orNone(running), strings.Join(waiting, "; ")))
+	default:
+		k.setState("running " + strings.Join(running, ", "))
+	}
+	return nil
+}
+
+func orNone(s []string) string {
+	if len(s) == 0 {
+		return "nothing"
+	}
+	return strings.Join(s, ", ")
+}
+
+// converge starts c, or restarts it when its inputs changed since it was
+// started. A unit already active when kubedosd (re)starts is adopted, not
+// restarted: kubedosd restarting must not bounce the control plane.
+func (k *kubeRunner) converge(ctx context.Context, c kubeplan.Component, sum string) error {
+	unit := kubeplan.UnitName(c)
+	k.mu.Lock()
+	was := k.started[c]
+	k.mu.Unlock()
+	switch {
+	case was == sum:
+		active, err := k.units.Active(ctx, unit)
+		if err != nil || active {
+			return err
+		}
+		// Stopped by hand or by failure: systemd restarts it (Restart=always)
+		// unless someone stopped it; start it again.
+		if err := k.units.Start(ctx, unit); err != nil {
+			return fmt.Errorf("start %s: %w", unit, err)
+		}
+	case was == "":
+		active, err := k.units.Active(ctx, unit)
+		if err != nil {
+			return err
+		}
+		if !active {
+			if err := k.units.Start(ctx, unit); err != nil {
+				return fmt.Errorf("start %s: %w", unit, err)
+			}
+			k.logf("kubernetes: started %s", unit)
+		}
+	default:
+		if err := k.units.Restart(ctx, unit); err != nil {
+			return fmt.Errorf("restart %s: %w", unit, err)
+		}
+		k.logf("kubernetes: restarted %s: its configuration or certificates changed", unit)
+	}
+	k.mu.Lock()
+	k.started[c] = sum
+	k.mu.Unlock()
+	return nil
+}
+
+func (k *kubeRunner) writeIfChanged(f kubeplan.File) error {
+	p := k.path(f.Path)
+	if old, err := os.ReadFile(p); err == nil && bytes.Equal(old, f.Data) {
+		return nil
+	}
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		return err
+	}
+	return durable.WriteFile(p, f.Data, os.FileMode(f.Mode))
+}
+
+// missing are the certificates and keys among inputs not there yet.
+func (k *kubeRunner) missing(inputs []string) []string {
+	var out []string
+	for _, f := range inputs {
+		if !strings.HasPrefix(f, kubeplan.PKIDir+"/") {
+			continue
+		}
+		if _, err := os.Stat(k.path(f)); err != nil {
+			out = append(out, filepath.Base(f))
+		}
+	}
+	return out
+}
+
+func (k *kubeRunner) digest(inputs []string) (string, error) {
+	h := sha256.New()
+	for _, f := range inputs {
+		raw, err := os.ReadFile(k.path(f))
+		if err != nil {
+			return "", err
+		}
+		fmt.Fprintf(h, "%s %d\n", f, len(raw))
+		h.Write(raw)
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// importImages puts every archive baked into the root into containerd's
+// Kubernetes namespace; containerd is started first.
+func (k *kubeRunner) importImages(ctx context.Context) error {
+	if err := k.units.Start(ctx, "containerd.service"); err != nil {
+		return fmt.Errorf("start containerd: %w", err)
+	}
+	archives, err := filepath.Glob(filepath.Join(k.path(kubeplan.ImageDir), "*.tar"))
+	if err != nil {
+		return err
+	}
+	if len(archives) == 0 {
+		return fmt.Errorf("no image archives in %s: the image was built without Kubernetes", kubeplan.ImageDir)
+	}
+	slices.Sort(archives)
+	for _, a := range archives {
+		if err := k.images(ctx, a); err != nil {
+			return fmt.Errorf("import %s: %w", filepath.Base(a), err)
+		}
+	}
+	k.logf("kubernetes: imported %d images into containerd", len(archives))
+	return nil
+}
+
+// importImage imports one OCI archive with containerd's ctr, into the
+// namespace the CRI plugin serves the kubelet from.
+func importImage(ctx context.Context, archive string) error {
+	_, err := run(ctx, "ctr", "--namespace", "k8s.io", "images", "import", "--", archive)
+	return err
+}

@@ -1,0 +1,262 @@
+package agent
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/kubedos/kubedos/examples"
+	"github.com/kubedos/kubedos/internal/kubeplan"
+	"github.com/kubedos/kubedos/internal/spec"
+)
+
+type fakeUnits struct {
+	mu      sync.Mutex
+	active  map[string]bool
+	actions []string
+}
+
+func (f *fakeUnits) Start(_ context.Context, u string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.actions = append(f.actions, "start "+u)
+	f.active[u] = true
+	return nil
+}
+
+func (f *fakeUnits) Restart(_ context.Context, u string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.actions = append(f.actions, "restart "+u)
+	f.active[u] = true
+	return nil
+}
+
+func (f *fakeUnits) Active(_ context.Context, u string) (bool, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.active[u], nil
+}
+
+func (f *fakeUnits) take() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	out := f.actions
+	f.actions = nil
+	return out
+}
+
+func kubeTestPlan(t *testing.T, node string) *kubeplan.Plan {
+	t.Helper()
+	doc, err := spec.Parse(examples.LocalK8s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := kubeplan.For(spec.WithDefaults(doc.Spec), node)
+	if err != nil || p == nil {
+		t.Fatalf("plan for %s: %v", node, err)
+	}
+	return p
+}
+
+// newTestRunner is a runner over a temporary root holding plan (if any)
+// and two baked image archives.
+func newTestRunner(t *testing.T, plan *kubeplan.Plan) (*kubeRunner, *fakeUnits, *[]string) {
+	t.Helper()
+	root := t.TempDir()
+	if plan != nil {
+		writeTestFile(t, root, kubeplan.PlanFile, mustJSONBytes(t, plan))
+	}
+	for _, img := range []string{"pause.tar", "probe.tar"} {
+		writeTestFile(t, root, filepath.Join(kubeplan.ImageDir, img), []byte("oci"))
+	}
+	units := &fakeUnits{active: map[string]bool{}}
+	var imported []string
+	k := &kubeRunner{root: root, units: units, clock: newFakeClock(), every: kubeEvery, logf: t.Logf,
+		images: func(_ context.Context, a string) error { imported = append(imported, filepath.Base(a)); return nil }}
+	return k, units, &imported
+}
+
+func writeTestFile(t *testing.T, root, p string, data []byte) {
+	t.Helper()
+	full := filepath.Join(root, p)
+	if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(full, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func mustJSONBytes(t *testing.T, v any) []byte {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// giveCerts writes every key and certificate the plan's components read.
+func giveCerts(t *testing.T, root string, p *kubeplan.Plan) {
+	t.Helper()
+	for _, c := range p.Components {
+		for _, f := range kubeplan.Inputs(p, c) {
+			if strings.HasPrefix(f, kubeplan.PKIDir+"/") {
+				writeTestFile(t, root, f, []byte("pem of "+filepath.Base(f)))
+			}
+		}
+	}
+}
+
+func TestKubeRunnerWaitsForPlanAndCertificates(t *testing.T) {
+	ctx := context.Background()
+	k, units, _ := newTestRunner(t, nil)
+	if err := k.once(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := units.take(); len(got) != 0 || !strings.Contains(k.State(), "waiting for the hub's plan") {
+		t.Fatalf("without a plan: %v, state %q", got, k.State())
+	}
+
+	p := kubeTestPlan(t, "w-1")
+	k, units, imported := newTestRunner(t, p)
+	if err := k.once(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// Configuration written and images imported, but no component started
+	// without its certificates.
+	if got := units.take(); !slices.Equal(got, []string{"start containerd.service"}) {
+		t.Fatalf("before certificates: %v", got)
+	}
+	if !slices.Equal(*imported, []string{"pause.tar", "probe.tar"}) {
+		t.Errorf("imported %v", *imported)
+	}
+	if !strings.Contains(k.State(), "kubelet (no ") {
+		t.Errorf("state %q does not say the kubelet waits for certificates", k.State())
+	}
+	env, err := os.ReadFile(filepath.Join(k.root, kubeplan.EnvFile(kubeplan.Kubelet)))
+	if err != nil || !strings.Contains(string(env), "--node-ip="+p.NodeIP) {
+		t.Fatalf("kubelet environment: %q %v", env, err)
+	}
+	if _, err := os.Stat(filepath.Join(k.root, kubeplan.CNIDir, "10-kubedos.conflist")); err != nil {
+		t.Error(err)
+	}
+
+	giveCerts(t, k.root, p)
+	if err := k.once(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := units.take(); !slices.Equal(got, []string{"start kubelet.service", "start kube-proxy.service"}) {
+		t.Fatalf("with certificates: %v", got)
+	}
+	if err := k.once(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := units.take(); len(got) != 0 {
+		t.Fatalf("nothing changed, yet: %v", got)
+	}
+	if len(*imported) != 2 {
+		t.Errorf("images imported again: %v", *imported)
+	}
+}
+
+func TestKubeRunnerRestartsOnlyWhatChanged(t *testing.T) {
+	ctx := context.Background()
+	p := kubeTestPlan(t, "w-1")
+	k, units, _ := newTestRunner(t, p)
+	giveCerts(t, k.root, p)
+	if err := k.once(ctx); err != nil {
+		t.Fatal(err)
+	}
+	units.take()
+
+	// A renewed kubelet serving certificate: the kubelet restarts,
+	// kube-proxy, which does not read it, does not.
+	writeTestFile(t, k.root, filepath.Join(kubeplan.PKIDir, "kubelet-serving.crt"), []byte("renewed"))
+	if err := k.once(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := units.take(); !slices.Equal(got, []string{"restart kubelet.service"}) {
+		t.Fatalf("after a renewal: %v", got)
+	}
+
+	// A unit that stopped is started again.
+	units.active["kube-proxy.service"] = false
+	if err := k.once(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := units.take(); !slices.Equal(got, []string{"start kube-proxy.service"}) {
+		t.Fatalf("after kube-proxy stopped: %v", got)
+	}
+
+	// kubedosd restarted (a new runner) finds the units running: adopted,
+	// not bounced.
+	k2 := &kubeRunner{root: k.root, units: units, images: k.images, clock: k.clock, every: kubeEvery, logf: t.Logf}
+	if err := k2.once(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := units.take(); !slices.Equal(got, []string{"start containerd.service"}) {
+		t.Fatalf("a restarted kubedosd: %v", got)
+	}
+}
+
+func TestKubeRunnerControlPlaneOrder(t *testing.T) {
+	p := kubeTestPlan(t, "cp-1")
+	k, units, imported := newTestRunner(t, p)
+	giveCerts(t, k.root, p)
+	if err := k.once(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"start kubedos-etcd.service", "start kube-apiserver.service", "start kube-controller-manager.service", "start kube-scheduler.service"}
+	if got := units.take(); !slices.Equal(got, want) {
+		t.Fatalf("control plane: %v, want %v", got, want)
+	}
+	if len(*imported) != 0 {
+		t.Errorf("a node without a kubelet imported images: %v", *imported)
+	}
+}
+
+func TestKubeRunnerRefusesBadPlan(t *testing.T) {
+	for name, raw := range map[string]string{
+		"unknown field": `{"version":"v1.35.4","privileged":true}`,
+		"bad version":   string(mustJSONBytes(t, func() *kubeplan.Plan { p := kubeTestPlan(t, "w-1"); p.Version = "v9.9.9"; return p }())),
+		"flag smuggled": string(mustJSONBytes(t, func() *kubeplan.Plan {
+			p := kubeTestPlan(t, "w-1")
+			p.NodePodCIDR = "10.244.21.0/24 --allow-privileged"
+			return p
+		}())),
+		"huge": strings.Repeat(" ", maxPlanBytes+1),
+	} {
+		t.Run(name, func(t *testing.T) {
+			k, units, _ := newTestRunner(t, nil)
+			writeTestFile(t, k.root, kubeplan.PlanFile, []byte(raw))
+			err := k.once(context.Background())
+			if err == nil || !strings.Contains(err.Error(), kubeplan.PlanFile) {
+				t.Fatalf("bad plan: %v", err)
+			}
+			if got := units.take(); len(got) != 0 {
+				t.Errorf("acted on a bad plan: %v", got)
+			}
+			if _, err := os.Stat(filepath.Join(k.root, kubeplan.EnvFile(kubeplan.Kubelet))); err == nil {
+				t.Error("files written from a bad plan")
+			}
+		})
+	}
+}
+
+func TestKubeRunnerNeedsImages(t *testing.T) {
+	p := kubeTestPlan(t, "w-1")
+	k, _, _ := newTestRunner(t, p)
+	if err := os.RemoveAll(filepath.Join(k.root, kubeplan.ImageDir)); err != nil {
+		t.Fatal(err)
+	}
+	if err := k.once(context.Background()); err == nil || !strings.Contains(err.Error(), "no image archives") {
+		t.Fatalf("without images: %v", err)
+	}
+}
