@@ -28,6 +28,7 @@ const (
 	FrontProxyClient       KubeCert = "front-proxy-client"       // front-proxy CA; CN front-proxy-client; client
 	EtcdServer             KubeCert = "etcd-server"              // etcd CA; CN <name>; node names and IPs, localhost; server+client
 	EtcdPeer               KubeCert = "etcd-peer"                // etcd CA; CN <name>; node names and IPs; server+client
+	KubeProxy              KubeCert = "kube-proxy"               // Kubernetes CA; CN system:kube-proxy; client
 )
 
 // kubeRoleCerts is the role → certificate table: the one place that says
@@ -35,7 +36,7 @@ const (
 // holds none. A controlplane node also runs etcd (stacked) when the spec
 // has no etcd nodes: see KubeCertsFor.
 var kubeRoleCerts = map[spec.Role][]KubeCert{
-	spec.RoleWorker: {KubeletClient, KubeletServing},
+	spec.RoleWorker: {KubeletClient, KubeletServing, KubeProxy},
 	spec.RoleControlPlane: {APIServer, APIServerKubeletClient, APIServerEtcdClient, ControllerManager, Scheduler,
 		FrontProxyClient},
 	spec.RoleEtcd: {EtcdServer, EtcdPeer},
@@ -56,6 +57,10 @@ const (
 	NodeUserPrefix  = "system:node:"
 	UserControllers = "system:kube-controller-manager"
 	UserScheduler   = "system:kube-scheduler"
+	// UserProxy is the user Kubernetes' default RBAC binds to the
+	// ClusterRole system:node-proxier (ClusterRoleBinding
+	// system:node-proxier): what kube-proxy needs and no more.
+	UserProxy = "system:kube-proxy"
 )
 
 // KubeIssue is one request to certify a node's key for a Kubernetes
@@ -139,6 +144,9 @@ func (k *KubeCAs) template(req KubeIssue) (*CA, *x509.Certificate, time.Duration
 		t.ExtKeyUsage = client
 	case Scheduler:
 		t.Subject = pkix.Name{CommonName: UserScheduler}
+		t.ExtKeyUsage = client
+	case KubeProxy:
+		t.Subject = pkix.Name{CommonName: UserProxy}
 		t.ExtKeyUsage = client
 	case FrontProxyClient:
 		t.Subject = pkix.Name{CommonName: "front-proxy-client"}

@@ -96,7 +96,7 @@ func TestKubeRoleTable(t *testing.T) {
 		role spec.Role
 		want []KubeCert
 	}{
-		{spec.RoleWorker, []KubeCert{KubeletClient, KubeletServing}},
+		{spec.RoleWorker, []KubeCert{KubeletClient, KubeletServing, KubeProxy}},
 		{spec.RoleEtcd, []KubeCert{EtcdServer, EtcdPeer}},
 		{spec.RoleControlPlane, []KubeCert{APIServer, APIServerKubeletClient, APIServerEtcdClient, ControllerManager, Scheduler, FrontProxyClient}},
 		{spec.RoleLoadBalancer, nil},
@@ -134,6 +134,7 @@ func TestKubeSign(t *testing.T) {
 			[]x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}, nil, nil, time.Hour},
 		{"w-1", KubeletServing, cas.Kubernetes, "system:node:w-1", []string{"system:nodes"},
 			[]x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, []string{"w-1"}, []net.IP{ip("10.10.10.41"), ip("10.79.0.41")}, 24 * time.Hour},
+		{"w-1", KubeProxy, cas.Kubernetes, "system:kube-proxy", nil, []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}, nil, nil, 24 * time.Hour},
 		{"cp-1", APIServer, cas.Kubernetes, "kube-apiserver", nil, []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
 			[]string{"kubernetes", "kubernetes.default", "kubernetes.default.svc", "kubernetes.default.svc.cluster.local", "cp-1", "localhost"},
 			[]net.IP{ip("10.96.0.1"), ip("10.10.10.100"), ip("10.10.10.51"), ip("10.10.10.52"), ip("10.10.10.53"), ip("10.10.10.31"), ip("10.79.0.31"), ip("127.0.0.1")}, 24 * time.Hour},
@@ -200,6 +201,7 @@ func TestKubeSignRefusals(t *testing.T) {
 	cas := kubeCAs(t)
 	life := spec.KubeLifetimes{Default: time.Hour, KubeletClient: time.Hour}
 	w, _ := s.NodeByName("w-1")
+	cp, _ := s.NodeByName("cp-1")
 	csr := hostileCSR(t, mustP256(t))
 	for _, tc := range []struct {
 		name string
@@ -208,6 +210,7 @@ func TestKubeSignRefusals(t *testing.T) {
 	}{
 		{"worker asks apiserver", KubeIssue{Spec: s, Node: w, Kind: APIServer, CSR: csr, Life: life, Now: t0}, ErrKubeRole},
 		{"worker asks etcd peer", KubeIssue{Spec: s, Node: w, Kind: EtcdPeer, CSR: csr, Life: life, Now: t0}, ErrKubeRole},
+		{"controlplane asks kube-proxy", KubeIssue{Spec: s, Node: cp, Kind: KubeProxy, CSR: csr, Life: life, Now: t0}, ErrKubeRole},
 		{"unknown kind", KubeIssue{Spec: s, Node: w, Kind: "admin", CSR: csr, Life: life, Now: t0}, ErrKubeRole},
 		{"garbage CSR", KubeIssue{Spec: s, Node: w, Kind: KubeletClient, CSR: []byte("x"), Life: life, Now: t0}, ErrBadCSR},
 	} {

@@ -119,6 +119,10 @@ const (
 	// ActionKubeCerts: a node gets the Kubernetes certificates of its spec
 	// role right after a fresh-quote renewal. Nodes only, for themselves.
 	ActionKubeCerts Action = "kubernetes.issue"
+	// ActionKubeAdmin: get a short-lived Kubernetes admin credential
+	// (system:masters) for one's own key. Admin: it is every power over
+	// the cluster's workloads.
+	ActionKubeAdmin Action = "kubernetes.admin"
 	// ActionRestartService: restart a systemd service through a node's API.
 	// Operator.
 	ActionRestartService Action = "service.restart"
@@ -157,6 +161,7 @@ var minRole = map[Action]Role{
 	ActionUpgrade:         RoleAdmin,
 	ActionTakeOverHub:     RoleAdmin,
 	ActionRetireBuild:     RoleAdmin,
+	ActionKubeAdmin:       RoleAdmin,
 }
 
 // nodeActions are the only actions a node certificate allows.

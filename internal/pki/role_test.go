@@ -57,6 +57,8 @@ func TestAllows(t *testing.T) {
 		ActionUpgrade:         {RoleAdmin: true},
 		ActionTakeOverHub:     {RoleAdmin: true},
 		ActionRetireBuild:     {RoleAdmin: true},
+		ActionKubeAdmin:       {RoleAdmin: true},
+		ActionKubeCerts:       {RoleNode: true},
 		Action("format"):      {},
 	}
 	for action, allowed := range want {
