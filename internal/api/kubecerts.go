@@ -4,6 +4,7 @@ import (
 	"context"
 	"time"
 
+	"github.com/kubedos/kubedos/internal/kubeplan"
 	"google.golang.org/grpc"
 )
 
@@ -44,9 +45,15 @@ type KubeCertsResponse struct {
 type KubeHoldsRequest struct{}
 
 // KubeHoldsResponse names them (pki.KubeCert), so the node makes a key and
-// a CSR for each and for nothing else.
+// a CSR for each and for nothing else, and carries the node's Plan: what it
+// runs of Kubernetes and how (kubeplan.For over the hub's spec). The
+// node's desired Kubernetes state comes from the hub, over this mutually
+// authenticated channel, to nodes the hub issues certificates to; nil for
+// a node that runs nothing, or when the hub issues no Kubernetes
+// certificates.
 type KubeHoldsResponse struct {
-	Certificates []string `json:"certificates"`
+	Certificates []string       `json:"certificates"`
+	Plan         *kubeplan.Plan `json:"plan,omitempty"`
 }
 
 // KubeCertsServer is implemented by the hub.

@@ -22,8 +22,8 @@ func (k kubeCertsService) Holds(ctx context.Context, _ *api.KubeHoldsRequest) (*
 	if err != nil {
 		return nil, err
 	}
-	out := &api.KubeHoldsResponse{Certificates: []string{}}
-	for _, c := range held {
+	out := &api.KubeHoldsResponse{Certificates: []string{}, Plan: held.Plan}
+	for _, c := range held.Certs {
 		out.Certificates = append(out.Certificates, string(c))
 	}
 	return out, nil

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/kubedos/kubedos/internal/api"
+	"github.com/kubedos/kubedos/internal/kubeplan"
 	"github.com/kubedos/kubedos/internal/pki"
 	"github.com/kubedos/kubedos/internal/spec"
 )
@@ -176,25 +177,34 @@ func (h *Hub) IssueKubeCerts(ctx context.Context, peer pki.Peer, issuedAt time.T
 	return out, nil
 }
 
-// KubeCertsHeld is what the node peer speaks for may ask IssueKubeCerts
-// for: its spec role's certificates (pki.KubeCertsFor), none if this hub
-// issues no Kubernetes certificates (no CAs, or Kubernetes off in the
-// spec: a fact, not a refusal, so nodes asking again grow no audit log).
-// Only enrolled nodes may ask; a refusal is audited, an answer is a read
+// KubeHolding is what a node holds of Kubernetes: the certificates its
+// spec role may ask IssueKubeCerts for (pki.KubeCertsFor), and its plan
+// (kubeplan.For: the components it runs, their flags, files and units).
+type KubeHolding struct {
+	Certs []pki.KubeCert
+	// Plan is nil for a node that runs no Kubernetes component.
+	Plan *kubeplan.Plan
+}
+
+// KubeCertsHeld is what the node peer speaks for holds of Kubernetes:
+// nothing if this hub issues no Kubernetes certificates (no CAs, or
+// Kubernetes off in the spec: a fact, not a refusal, so nodes asking
+// again grow no audit log). Only enrolled nodes of their spec role may
+// ask, as for IssueKubeCerts; a refusal is audited, an answer is a read
 // and is not.
-func (h *Hub) KubeCertsHeld(ctx context.Context, peer pki.Peer) ([]pki.KubeCert, error) {
+func (h *Hub) KubeCertsHeld(ctx context.Context, peer pki.Peer) (KubeHolding, error) {
 	if err := ctx.Err(); err != nil {
-		return nil, err
+		return KubeHolding{}, err
 	}
 	if err := h.authorize(peer, pki.ActionKubeCerts, peer.Name); err != nil {
-		return nil, err
+		return KubeHolding{}, err
 	}
-	fail := func(err error) ([]pki.KubeCert, error) {
-		return nil, errors.Join(err, h.record(peer.Actor(), ActionKubeCerts, peer.Name, err))
+	fail := func(err error) (KubeHolding, error) {
+		return KubeHolding{}, errors.Join(err, h.record(peer.Actor(), ActionKubeCerts, peer.Name, err))
 	}
 	s := h.opt.Spec
 	if h.opt.Kube == nil || s == nil || !s.Workloads.Kubernetes.Enabled {
-		return nil, nil
+		return KubeHolding{}, nil
 	}
 	n, err := h.opt.Store.Node(peer.Name)
 	if err != nil {
@@ -204,8 +214,14 @@ func (h *Hub) KubeCertsHeld(ctx context.Context, peer pki.Peer) ([]pki.KubeCert,
 		return fail(failf(ErrState, "node %s is %s: no Kubernetes certificates", n.Name, n.State))
 	}
 	sn, ok := s.NodeByName(n.Name)
-	if !ok || string(sn.Role) != n.Role {
+	if !ok || string(sn.Role) != n.Role || n.Role != peer.NodeRole {
 		return fail(failf(ErrForbidden, "node %s (role %s) is not a node of that role in the spec", n.Name, n.Role))
 	}
-	return pki.KubeCertsFor(s, sn.Role), nil
+	// The spec is the hub's: an error here is the hub's configuration, not
+	// the node's doing, and is not audited as a refusal of it.
+	plan, err := kubeplan.For(spec.WithDefaults(s), sn.Name)
+	if err != nil {
+		return KubeHolding{}, failf(ErrState, "Kubernetes plan of node %s: %v", sn.Name, err)
+	}
+	return KubeHolding{Certs: pki.KubeCertsFor(s, sn.Role), Plan: plan}, nil
 }

@@ -9,11 +9,13 @@ import (
 	"crypto/x509/pkix"
 	"errors"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/kubedos/kubedos/internal/kubeplan"
 	"github.com/kubedos/kubedos/internal/measure"
 	"github.com/kubedos/kubedos/internal/pki"
 	"github.com/kubedos/kubedos/internal/spec"
@@ -292,8 +294,11 @@ func TestKubeCertsHeld(t *testing.T) {
 	_, got := ke.enrolled("etcd-1", "etcd")
 	p, _ := ke.peerOf(got)
 	held, err := ke.hub.KubeCertsHeld(ctx, p)
-	if err != nil || !slices.Equal(held, []pki.KubeCert{pki.EtcdServer, pki.EtcdPeer}) {
-		t.Fatalf("etcd node holds %v, %v", held, err)
+	if err != nil || !slices.Equal(held.Certs, []pki.KubeCert{pki.EtcdServer, pki.EtcdPeer}) {
+		t.Fatalf("etcd node holds %v, %v", held.Certs, err)
+	}
+	if pl := held.Plan; pl == nil || pl.Node != "etcd-1" || !slices.Equal(pl.Components, []kubeplan.Component{kubeplan.Etcd}) || len(pl.EtcdMembers) != 3 {
+		t.Errorf("etcd node's plan %+v, want etcd-1 running etcd with 3 members", pl)
 	}
 	if _, err := ke.hub.KubeCertsHeld(ctx, operator); !errors.Is(err, ErrForbidden) {
 		t.Errorf("operator: %v, want ErrForbidden", err)
@@ -315,7 +320,60 @@ func TestKubeCertsHeldNone(t *testing.T) {
 	ke.newHub() // the same state, no Kubernetes CAs
 	before := ke.lastAudit().Seq
 	held, err := ke.hub.KubeCertsHeld(context.Background(), p)
-	if err != nil || len(held) != 0 || ke.lastAudit().Seq != before {
-		t.Fatalf("held %v, %v, audit %d → %d", held, err, before, ke.lastAudit().Seq)
+	if err != nil || len(held.Certs) != 0 || held.Plan != nil || ke.lastAudit().Seq != before {
+		t.Fatalf("held %v (plan %v), %v, audit %d → %d", held.Certs, held.Plan, err, before, ke.lastAudit().Seq)
+	}
+}
+
+// TestKubePlanFromHub: the hub tells each node what it runs, from its own
+// spec: a worker its kubelet and kube-proxy plan with its pod subnet, the
+// master (a role that runs no component) nothing; a node the hub would
+// not issue to (revoked, or a certificate of another role) no plan at all.
+func TestKubePlanFromHub(t *testing.T) {
+	ke := newKubeEnv(t)
+	ctx := context.Background()
+	_, got := ke.enrolled("w-1", "worker")
+	p, _ := ke.peerOf(got)
+	held, err := ke.hub.KubeCertsHeld(ctx, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := kubeplan.For(ke.spec, "w-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(held.Certs, []pki.KubeCert{pki.KubeletClient, pki.KubeletServing, pki.KubeProxy}) {
+		t.Errorf("worker holds %v", held.Certs)
+	}
+	if pl := held.Plan; pl == nil || !reflect.DeepEqual(pl, want) || pl.NodePodCIDR == "" ||
+		!slices.Equal(pl.Components, []kubeplan.Component{kubeplan.Kubelet, kubeplan.Proxy}) {
+		t.Fatalf("worker's plan %+v, want %+v", pl, want)
+	}
+	if err := held.Plan.Validate(); err != nil {
+		t.Errorf("the hub's plan does not validate on the node: %v", err)
+	}
+
+	_, mgot := ke.enrolled("master", "master")
+	mp, _ := ke.peerOf(mgot)
+	held, err = ke.hub.KubeCertsHeld(ctx, mp)
+	if err != nil || len(held.Certs) != 0 || held.Plan != nil {
+		t.Errorf("master: %v, plan %+v, %v; want nothing", held.Certs, held.Plan, err)
+	}
+
+	// A certificate whose role is not the node's spec role.
+	liar := p
+	liar.NodeRole = "controlplane"
+	if held, err := ke.hub.KubeCertsHeld(ctx, liar); !errors.Is(err, ErrForbidden) || held.Plan != nil {
+		t.Errorf("certificate of another role: plan %v, %v; want ErrForbidden", held.Plan, err)
+	}
+	if err := ke.hub.Revoke(ctx, operator, "w-1", "test"); err != nil {
+		t.Fatal(err)
+	}
+	held, err = ke.hub.KubeCertsHeld(ctx, p)
+	if !errors.Is(err, ErrState) || held.Plan != nil {
+		t.Errorf("revoked: plan %v, %v; want ErrState and none", held.Plan, err)
+	}
+	if a := ke.lastAudit(); a.Action != ActionKubeCerts || a.Outcome == OutcomeOK || a.Target != "w-1" {
+		t.Errorf("refusal audit %+v", a)
 	}
 }

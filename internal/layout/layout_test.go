@@ -29,6 +29,7 @@ var rank = map[string]int{
 	"internal/sign":                   1,
 	"internal/measure":                1,
 	"internal/pki":                    1,
+	"internal/kube":                   1, // a small Kubernetes REST client: imports nothing of ours above errdefs
 	"internal/pki/pkitest":            2, // throwaway CAs and key directories for tests
 	"internal/wg":                     2, // imports kubeplan: pod subnets ride the kubernetes plane
 	"internal/kubeplan":               1, // what each node runs of Kubernetes, from the spec
