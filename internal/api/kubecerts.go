@@ -56,10 +56,34 @@ type KubeHoldsResponse struct {
 	Plan         *kubeplan.Plan `json:"plan,omitempty"`
 }
 
+// KubeAdminRequest asks for an operator's Kubernetes admin credential: a
+// PKCS #10 CSR (DER) for a key made on the operator's machine, which never
+// leaves it. Only the key is used: the hub sets the identity.
+type KubeAdminRequest struct {
+	CSR []byte `json:"csr"`
+}
+
+// KubeAdminResponse is a kubeconfig's worth: the client certificate (DER;
+// user User in group system:masters, for at most an hour), the Kubernetes
+// CA (DER) that signed it and the API server's, and Server, the URL an
+// operator machine reaches the API server at (the VIP when the spec has
+// load balancers holding one, else the first control-plane node's LAN
+// address).
+type KubeAdminResponse struct {
+	Certificate  []byte    `json:"certificate"`
+	KubernetesCA []byte    `json:"kubernetesCA"`
+	Server       string    `json:"server"`
+	User         string    `json:"user"`
+	NotAfter     time.Time `json:"notAfter"`
+}
+
 // KubeCertsServer is implemented by the hub.
 type KubeCertsServer interface {
 	Holds(context.Context, *KubeHoldsRequest) (*KubeHoldsResponse, error)
 	Issue(context.Context, *KubeCertsRequest) (*KubeCertsResponse, error)
+	// Admin issues the caller, an operator of role admin, a Kubernetes
+	// admin credential (audited as kubernetes.admin).
+	Admin(context.Context, *KubeAdminRequest) (*KubeAdminResponse, error)
 }
 
 // RegisterKubeCerts serves impl on s.
@@ -68,7 +92,8 @@ func RegisterKubeCerts(s *grpc.Server, impl KubeCertsServer) {
 		ServiceName: KubeCertsService,
 		HandlerType: (*KubeCertsServer)(nil),
 		Methods: []grpc.MethodDesc{unary(KubeCertsService, "Holds", KubeCertsServer.Holds),
-			unary(KubeCertsService, "Issue", KubeCertsServer.Issue)},
+			unary(KubeCertsService, "Issue", KubeCertsServer.Issue),
+			unary(KubeCertsService, "Admin", KubeCertsServer.Admin)},
 	}, impl)
 }
 
@@ -76,7 +101,8 @@ func RegisterKubeCerts(s *grpc.Server, impl KubeCertsServer) {
 type KubeCertsClient struct{ cc grpc.ClientConnInterface }
 
 // NewKubeCertsClient wraps a connection made with DialOptions and the
-// node's freshly renewed certificate.
+// node's freshly renewed certificate (Holds, Issue), or an admin's client
+// certificate (Admin).
 func NewKubeCertsClient(cc grpc.ClientConnInterface) *KubeCertsClient { return &KubeCertsClient{cc} }
 
 func (c *KubeCertsClient) Holds(ctx context.Context) (*KubeHoldsResponse, error) {
@@ -85,4 +111,8 @@ func (c *KubeCertsClient) Holds(ctx context.Context) (*KubeHoldsResponse, error)
 
 func (c *KubeCertsClient) Issue(ctx context.Context, r *KubeCertsRequest) (*KubeCertsResponse, error) {
 	return invoke[KubeCertsResponse](ctx, c.cc, "/"+KubeCertsService+"/Issue", r)
+}
+
+func (c *KubeCertsClient) Admin(ctx context.Context, csr []byte) (*KubeAdminResponse, error) {
+	return invoke[KubeAdminResponse](ctx, c.cc, "/"+KubeCertsService+"/Admin", &KubeAdminRequest{CSR: csr})
 }

@@ -52,3 +52,18 @@ func (k kubeCertsService) Issue(ctx context.Context, r *api.KubeCertsRequest) (*
 	}
 	return out, nil
 }
+
+// Admin answers an operator's certificate (admin role only: the hub checks
+// it) with a Kubernetes admin credential for the CSR's key.
+func (k kubeCertsService) Admin(ctx context.Context, r *api.KubeAdminRequest) (*api.KubeAdminResponse, error) {
+	pe, err := k.s.authenticate(ctx)
+	if err != nil {
+		return nil, err
+	}
+	got, err := k.s.hub.IssueKubeAdmin(ctx, pe, r.CSR)
+	if err != nil {
+		return nil, err
+	}
+	return &api.KubeAdminResponse{Certificate: got.Cert.Raw, KubernetesCA: got.KubernetesCA.Raw, Server: got.Server,
+		User: got.Cert.Subject.CommonName, NotAfter: got.Cert.NotAfter}, nil
+}

@@ -2,6 +2,7 @@ package hub
 
 import (
 	"context"
+	"crypto/ecdsa"
 	"crypto/tls"
 	"crypto/x509"
 	"reflect"
@@ -98,5 +99,50 @@ func TestKubePlanOverGRPC(t *testing.T) {
 	}
 	if _, err := holds(clientCert(t, ke.env, "alice", pki.RoleOperator)); status.Code(err) != codes.PermissionDenied {
 		t.Errorf("operator: %v, want PermissionDenied", err)
+	}
+}
+
+// TestKubeAdminOverGRPC: over TLS, an admin's certificate gets a
+// credential for its CSR's key and the CA; an operator's, a reader's and a
+// node's are PermissionDenied, and no certificate is Unauthenticated.
+func TestKubeAdminOverGRPC(t *testing.T) {
+	ke := newKubeEnv(t)
+	addr := serveKube(t, ke)
+	ctx := context.Background()
+	key, csr := adminCSR(t, "system:node:w-1", "system:masters")
+	call := func(cert *tls.Certificate) (*api.KubeAdminResponse, error) {
+		return api.NewKubeCertsClient(dialHub(t, ke.env, addr, cert)).Admin(ctx, csr)
+	}
+	n, got := ke.enrolled("w-1", "worker")
+	for name, cert := range map[string]*tls.Certificate{
+		"operator": clientCert(t, ke.env, "olga", pki.RoleOperator),
+		"reader":   clientCert(t, ke.env, "rita", pki.RoleReader),
+		"node":     {Certificate: [][]byte{got.Cert.Raw}, PrivateKey: n.key, Leaf: got.Cert},
+	} {
+		if res, err := call(cert); status.Code(err) != codes.PermissionDenied || res != nil {
+			t.Errorf("%s: %v, %v; want PermissionDenied", name, res, err)
+		}
+	}
+	if _, err := call(nil); status.Code(err) != codes.Unauthenticated {
+		t.Errorf("no certificate: %v, want Unauthenticated", err)
+	}
+	res, err := call(clientCert(t, ke.env, "alice", pki.RoleAdmin))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := x509.ParseCertificate(res.Certificate)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, err := x509.ParseCertificate(res.KubernetesCA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Subject.CommonName != "kubedos-admin:alice" || res.User != c.Subject.CommonName || !c.NotAfter.Equal(res.NotAfter) ||
+		c.CheckSignatureFrom(ca) != nil || !c.PublicKey.(*ecdsa.PublicKey).Equal(key.Public()) {
+		t.Errorf("credential CN %q user %q notAfter %v/%v", c.Subject.CommonName, res.User, c.NotAfter, res.NotAfter)
+	}
+	if res.Server != "https://10.10.10.100:6443" {
+		t.Errorf("server %q", res.Server)
 	}
 }
