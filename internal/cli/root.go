@@ -90,7 +90,7 @@ Every command that reads accepts --output json for scripts.`,
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	root.PersistentFlags().StringVarP(&g.output, "output", "o", OutputText, "output format: text or json (plan also takes dot)")
-	root.AddCommand(newVersionCmd(g), newSpecCmd(g), newPlanCmd(g), newConvergeCmd(g), newKeysCmd(g), newLockCmd(g), newFetchCmd(g), newBuildCmd(g), newVerifyCmd(g), newBootCmd(g), newHubCmd(g), newNodeCmd(g), newAuditCmd(g), newClusterCmd(g), newDeployCmd(g), newBundleCmd(g), newObservabilityCmd(g), newConsoleCmd(g))
+	root.AddCommand(newVersionCmd(g), newSpecCmd(g), newPlanCmd(g), newConvergeCmd(g), newKeysCmd(g), newLockCmd(g), newFetchCmd(g), newBuildCmd(g), newVerifyCmd(g), newBootCmd(g), newHubCmd(g), newNodeCmd(g), newAuditCmd(g), newClusterCmd(g), newDeployCmd(g), newBundleCmd(g), newObservabilityCmd(g), newConsoleCmd(g), newKubeconfigCmd(g))
 	return root
 }
 
