@@ -75,6 +75,7 @@ With --output json, prints {path, server, user, notAfter}; never the key.`,
 		},
 	}
 	c.addFlags(cmd)
+	cmd.Flags().Lookup("hub").Usage = "hub address (env KUBEDOS_HUB; default: the hub of SPEC's cluster)"
 	cmd.Flags().StringVar(&c.state, "state", "", "cluster state directory, to find the hub (default .kubedos/clusters/<cluster>)")
 	cmd.Flags().StringVar(&out, "out", "", "the kubeconfig to write (required; 0600)")
 	cmd.Flags().BoolVar(&force, "force", false, "replace FILE if it exists")

@@ -55,6 +55,8 @@ func New(c Credentials) (*Client, error) {
 		return nil, fmt.Errorf("%w: client certificate: %w", errdefs.ErrInvalid, err)
 	}
 	conf := &tls.Config{RootCAs: pool, Certificates: []tls.Certificate{pair}, ServerName: c.ServerName, MinVersion: tls.VersionTLS12}
+	// No proxy from the environment: the API server is on the cluster's
+	// own networks, and a client certificate goes to it alone.
 	tr := &http.Transport{TLSClientConfig: conf, ForceAttemptHTTP2: true, Proxy: nil,
 		TLSHandshakeTimeout: 10 * time.Second, ResponseHeaderTimeout: 30 * time.Second, MaxIdleConnsPerHost: 4}
 	u.Path = ""
