@@ -7,6 +7,7 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/x509"
+	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -20,6 +21,7 @@ import (
 	"github.com/kubedos/kubedos/internal/api"
 	"github.com/kubedos/kubedos/internal/durable"
 	"github.com/kubedos/kubedos/internal/errdefs"
+	"github.com/kubedos/kubedos/internal/kubeplan"
 	"github.com/kubedos/kubedos/internal/spec"
 )
 
@@ -193,6 +195,9 @@ func (k *kubePKI) cycle(ctx context.Context) error {
 	if err := k.write(res, keys); err != nil {
 		return err
 	}
+	if err := k.writePlan(holds.Plan); err != nil {
+		return err
+	}
 	k.mu.Lock()
 	k.held = slices.Clone(holds.Certificates)
 	k.mu.Unlock()
@@ -277,6 +282,23 @@ func (k *kubePKI) write(res *api.KubeCertsResponse, keys map[string]crypto.Signe
 	slices.Sort(until)
 	k.logf("kubernetes certificates after a fresh quote: %s", strings.Join(until, ", "))
 	return nil
+}
+
+// writePlan keeps the hub's plan for the node beside the certificates (the
+// kubernetes controller runs from it); a plan that does not validate is
+// an error naming what is wrong, and nothing is written.
+func (k *kubePKI) writePlan(p *kubeplan.Plan) error {
+	if p == nil {
+		return nil
+	}
+	if err := p.Validate(); err != nil {
+		return fmt.Errorf("kubernetes: the hub's plan: %w", err)
+	}
+	raw, err := json.MarshalIndent(p, "", "  ")
+	if err != nil {
+		return err
+	}
+	return durable.WriteFile(filepath.Join(filepath.Dir(k.dir), filepath.Base(kubeplan.PlanFile)), append(raw, '\n'), 0o644)
 }
 
 func readCert(p string) (*x509.Certificate, error) {

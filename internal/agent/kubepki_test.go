@@ -4,10 +4,13 @@ import (
 	"context"
 	"crypto/ecdsa"
 	"crypto/x509"
+	"encoding/json"
 	"encoding/pem"
 	"errors"
+	"github.com/kubedos/kubedos/internal/kubeplan"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -33,6 +36,7 @@ type kubeFakeHub struct {
 	issued   int
 	keys     map[string]any // public key per certificate, last issuance
 	refuse   error
+	plan     *kubeplan.Plan // sent instead of the spec's when set
 }
 
 func (h *kubeFakeHub) renew(context.Context) error {
@@ -50,6 +54,11 @@ func (h *kubeFakeHub) Holds(context.Context) (*api.KubeHoldsResponse, error) {
 		return nil, h.refuse
 	}
 	out := &api.KubeHoldsResponse{}
+	if h.plan != nil {
+		out.Plan = h.plan
+	} else if p, err := kubeplan.For(spec.WithDefaults(h.spec), h.node.Name); err == nil {
+		out.Plan = p
+	}
 	for _, c := range pki.KubeCertsFor(h.spec, h.node.Role) {
 		out.Certificates = append(out.Certificates, string(c))
 	}
@@ -164,6 +173,16 @@ func TestKubePKIWorker(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(k.dir, "sa.key")); !errors.Is(err, os.ErrNotExist) {
 		t.Error("a worker has the service-account key")
 	}
+	// The hub's plan for the node is kept beside the certificates, where
+	// the kubernetes controller reads it.
+	raw, err := os.ReadFile(filepath.Join(filepath.Dir(k.dir), "plan.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var plan kubeplan.Plan
+	if err := json.Unmarshal(raw, &plan); err != nil || plan.Node != "w-1" || plan.NodePodCIDR == "" {
+		t.Errorf("plan.json: %v %+v", err, plan)
+	}
 	keyBefore := readKeyPub(t, filepath.Join(k.dir, "kubelet-client.key"))
 	client, _ := readCert(filepath.Join(k.dir, "kubelet-client.crt"))
 
@@ -217,5 +236,23 @@ func TestKubePKIRefusedWaits(t *testing.T) {
 	}
 	if r, n := h.count(); r != 0 || n != 0 {
 		t.Errorf("%d renewals, %d issuances after a refusal", r, n)
+	}
+}
+
+// A plan from the hub that does not validate fails the cycle with what is
+// wrong, and leaves no plan for the kubernetes controller to run.
+func TestKubePKIRefusesBadPlan(t *testing.T) {
+	k, h, _ := newKubeTest(t, "w-1")
+	p, err := kubeplan.For(spec.WithDefaults(h.spec), "w-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.NodeIP = "10.0.0.1 --allow-privileged=true"
+	h.plan = p
+	if err := k.cycle(context.Background()); err == nil || !strings.Contains(err.Error(), "nodeIP") {
+		t.Fatalf("a bad plan: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(filepath.Dir(k.dir), "plan.json")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("a bad plan was written: %v", err)
 	}
 }
