@@ -6,11 +6,14 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"strconv"
 	"time"
 
 	"github.com/kubedos/kubedos/internal/api"
 	"github.com/kubedos/kubedos/internal/converge"
+	"github.com/kubedos/kubedos/internal/kube"
+	"github.com/kubedos/kubedos/internal/kubeplan"
 	"github.com/kubedos/kubedos/internal/manifest"
 	"github.com/kubedos/kubedos/internal/pki"
 	"github.com/kubedos/kubedos/internal/plan"
@@ -81,7 +84,19 @@ func Converge(ctx context.Context, cfg ConvergeConfig) (*ConvergeResult, error) 
 		defer cc.Close()
 		nodes[n.Name] = api.NewNodeClient(cc)
 	}
-	g, err := Graph(cfg.Spec, api.NewAdminClient(hubConn), nodes, cfg.Builds)
+	var kc steps.Kube
+	if cfg.Spec.Workloads.Kubernetes.Enabled {
+		// An admin credential for this run only (≤ 1 h, audited at the
+		// hub): the addons need cluster-admin, and no such key is kept.
+		creds, _, _, err := adminKubeCredentials(ctx, hubConn)
+		if err != nil {
+			return nil, fmt.Errorf("converge: an admin Kubernetes credential from the hub: %w", err)
+		}
+		if kc, err = kube.New(creds); err != nil {
+			return nil, err
+		}
+	}
+	g, err := Graph(cfg.Spec, api.NewAdminClient(hubConn), nodes, cfg.Builds, kc)
 	if err != nil {
 		return nil, err
 	}
@@ -128,7 +143,11 @@ func RoleBuilds(m *manifest.Manifest) map[string]string {
 // master's is the hub's side), then the node configuration of every role
 // the spec configures, after the planes of its nodes. Step IDs are the
 // plan's (internal/plan).
-func Graph(s *spec.ClusterSpec, hub steps.Hub, nodes map[string]steps.Node, builds map[string]string) (*converge.Graph, error) {
+//
+// With Kubernetes enabled and kc set, the workload steps follow: the API
+// server ready (after the control plane's attestation and planes), the
+// cluster objects, every kubelet node Ready, the probe served.
+func Graph(s *spec.ClusterSpec, hub steps.Hub, nodes map[string]steps.Node, builds map[string]string, kc steps.Kube) (*converge.Graph, error) {
 	g := converge.New()
 	var errs []error
 	add := func(st converge.Step) { errs = append(errs, g.Add(st)) }
@@ -173,6 +192,24 @@ func Graph(s *spec.ClusterSpec, hub steps.Hub, nodes map[string]steps.Node, buil
 		if len(named) > 0 {
 			add(steps.NodeConfig(role, rc, named, deps...))
 		}
+	}
+	if s.Workloads.Kubernetes.Enabled && kc != nil {
+		var cp, workers []string
+		var kubelets []string
+		for _, n := range s.Topology.Nodes {
+			comps := kubeplan.ComponentsFor(s, n.Role)
+			switch {
+			case slices.Contains(comps, kubeplan.APIServer) || slices.Contains(comps, kubeplan.Etcd):
+				cp = append(cp, planesOf[n.Name]...)
+			case slices.Contains(comps, kubeplan.Kubelet):
+				workers = append(workers, planesOf[n.Name]...)
+				kubelets = append(kubelets, n.Name)
+			}
+		}
+		add(steps.KubeAPI(kc, cp...))
+		add(steps.KubeAddons(kc, kubeplan.Addons(), steps.KubeAPIID))
+		add(steps.KubeNodes(kc, kubelets, append([]string{steps.KubeAPIID}, workers...)...))
+		add(steps.KubeProbe(kc, steps.KubeAddonsID, steps.KubeNodesID))
 	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, fmt.Errorf("converge: %w", err)

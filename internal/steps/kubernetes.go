@@ -1,0 +1,148 @@
+package steps
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/kubedos/kubedos/internal/converge"
+	"github.com/kubedos/kubedos/internal/errdefs"
+	"github.com/kubedos/kubedos/internal/kube"
+	"github.com/kubedos/kubedos/internal/kubeplan"
+	"github.com/kubedos/kubedos/internal/plan"
+)
+
+// Kube is what the Kubernetes steps need of the API server (internal/kube's
+// client, with an admin credential from the hub).
+type Kube interface {
+	Ready(ctx context.Context) error
+	Get(ctx context.Context, path string, out any) error
+	Apply(ctx context.Context, obj []byte) error
+	Nodes(ctx context.Context) ([]kube.Node, error)
+}
+
+// Kubernetes step IDs under the plan's workload step, which is the last
+// of them (the probe served).
+const (
+	KubeAPIID    = plan.WorkloadKubernetes + "/api"
+	KubeAddonsID = plan.WorkloadKubernetes + "/addons"
+	KubeNodesID  = plan.WorkloadKubernetes + "/nodes"
+)
+
+// KubeAPI is the gate on the API server answering /readyz (etcd reached,
+// every post-start hook done). It changes nothing.
+func KubeAPI(k Kube, deps ...string) converge.Step {
+	return converge.Step{
+		ID: KubeAPIID, Phase: plan.PhaseWorkload, Deps: deps, Reads: []string{"kubernetes:/readyz"},
+		Check: func(ctx context.Context) (converge.State, error) {
+			if err := k.Ready(ctx); err != nil {
+				return converge.State{Diff: "kube-apiserver is not ready: " + err.Error()}, nil
+			}
+			return converge.State{Converged: true}, nil
+		},
+	}
+}
+
+// KubeAddons keeps the cluster objects every kubedos cluster has
+// (kubeplan.Addons): Check finds each by its path, Apply applies them all
+// (server-side apply, so applying again changes nothing). An object
+// changed in place by someone else is not seen as drift yet: only a
+// missing one is.
+func KubeAddons(k Kube, objs []kubeplan.Object, deps ...string) converge.Step {
+	var names []string
+	for _, o := range objs {
+		names = append(names, "kubernetes:"+objName(o))
+	}
+	return converge.Step{
+		ID: KubeAddonsID, Phase: plan.PhaseWorkload, Deps: deps, Reads: names, Writes: names,
+		Check: func(ctx context.Context) (converge.State, error) {
+			var missing []string
+			for _, o := range objs {
+				path, err := kube.ObjectPath(o.Body)
+				if err != nil {
+					return converge.State{}, fmt.Errorf("%s: %w", objName(o), err)
+				}
+				var got struct{}
+				if err := k.Get(ctx, path, &got); err != nil {
+					if errors.Is(err, errdefs.ErrNotFound) {
+						missing = append(missing, objName(o))
+						continue
+					}
+					return converge.State{}, fmt.Errorf("%s: %w", objName(o), err)
+				}
+			}
+			if len(missing) > 0 {
+				return converge.State{Diff: "missing: " + strings.Join(missing, ", ")}, nil
+			}
+			return converge.State{Converged: true}, nil
+		},
+		Apply: func(ctx context.Context) error {
+			for _, o := range objs {
+				if err := k.Apply(ctx, o.Body); err != nil {
+					return fmt.Errorf("%s: %w", objName(o), err)
+				}
+			}
+			return nil
+		},
+	}
+}
+
+func objName(o kubeplan.Object) string {
+	if o.Namespace != "" {
+		return o.Kind + " " + o.Namespace + "/" + o.Name
+	}
+	return o.Kind + " " + o.Name
+}
+
+// KubeNodes is the gate on every kubelet node of the spec being registered
+// and Ready, under its spec name (its kubelet certificate's).
+func KubeNodes(k Kube, names []string, deps ...string) converge.Step {
+	return converge.Step{
+		ID: KubeNodesID, Phase: plan.PhaseWorkload, Deps: deps, Reads: []string{"kubernetes:nodes"},
+		Check: func(ctx context.Context) (converge.State, error) {
+			nodes, err := k.Nodes(ctx)
+			if err != nil {
+				return converge.State{}, err
+			}
+			var why []string
+			for _, name := range names {
+				i := slices.IndexFunc(nodes, func(n kube.Node) bool { return n.Name == name })
+				switch {
+				case i < 0:
+					why = append(why, name+" is not registered")
+				case !nodes[i].Ready:
+					why = append(why, name+" is not Ready")
+				}
+			}
+			if len(why) > 0 {
+				return converge.State{Diff: strings.Join(why, "\n")}, nil
+			}
+			return converge.State{Converged: true}, nil
+		},
+	}
+}
+
+// KubeProbe is the plan's Kubernetes workload step: the acceptance probe's
+// Deployment has every replica available.
+func KubeProbe(k Kube, deps ...string) converge.Step {
+	path := "/apis/apps/v1/namespaces/" + kubeplan.ProbeNamespace + "/deployments/probe"
+	return converge.Step{
+		ID: plan.WorkloadKubernetes, Phase: plan.PhaseWorkload, Deps: deps, Reads: []string{"kubernetes:" + path},
+		Check: func(ctx context.Context) (converge.State, error) {
+			var d struct {
+				Status struct {
+					AvailableReplicas int `json:"availableReplicas"`
+				} `json:"status"`
+			}
+			if err := k.Get(ctx, path, &d); err != nil && !errors.Is(err, errdefs.ErrNotFound) {
+				return converge.State{}, err
+			}
+			if got := d.Status.AvailableReplicas; got < kubeplan.ProbeReplicas {
+				return converge.State{Diff: fmt.Sprintf("probe: %d of %d replicas available", got, kubeplan.ProbeReplicas)}, nil
+			}
+			return converge.State{Converged: true}, nil
+		},
+	}
+}
