@@ -156,8 +156,8 @@ func Write(w io.Writer, img Image) (*Result, error) {
 	}
 	res := &Result{DiffID: digest(layerTar), Layer: digest(gz.Bytes())}
 	cfg := config{Created: created.Format(time.RFC3339), Architecture: img.Architecture, OS: img.OS,
-		Config: runConfig{User: img.User, Env: img.Env, Entrypoint: img.Entrypoint, Cmd: img.Cmd},
-		RootFS: rootFS{Type: "layers", DiffIDs: []string{res.DiffID}},
+		Config:  runConfig{User: img.User, Env: img.Env, Entrypoint: img.Entrypoint, Cmd: img.Cmd},
+		RootFS:  rootFS{Type: "layers", DiffIDs: []string{res.DiffID}},
 		History: []history{{Created: created.Format(time.RFC3339), CreatedBy: "kubedos ociarchive"}}}
 	cfgJSON, err := json.Marshal(cfg)
 	if err != nil {
