@@ -197,11 +197,12 @@ func installKube(root string, k *KubeRoot, debArch string, epoch int64) error {
 		}
 	}
 	if slices.Contains(k.Components, kubeplan.Etcd) {
-		// etcd-server enables its own unit, with Debian's defaults.
-		if err := link("/etc/systemd/system/"+kubeplan.DebianEtcdUnit, "/dev/null"); err != nil {
+		// etcd-server enables its own unit, with Debian's defaults, under
+		// its name and an alias (etcd2.service): drop those links, mask it.
+		if err := dropLinksTo(r("/etc/systemd/system"), kubeplan.DebianEtcdUnit); err != nil {
 			return err
 		}
-		if err := os.Remove(r("/etc/systemd/system/multi-user.target.wants/" + kubeplan.DebianEtcdUnit)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		if err := link("/etc/systemd/system/"+kubeplan.DebianEtcdUnit, "/dev/null"); err != nil {
 			return err
 		}
 	}
@@ -237,6 +238,26 @@ func installKube(root string, k *KubeRoot, debArch string, epoch int64) error {
 		}
 		if err := write(kubeplan.ImageArchive(name), b, 0o644); err != nil {
 			return err
+		}
+	}
+	return nil
+}
+
+// dropLinksTo removes the symbolic links in dir and its *.wants and
+// *.requires directories that point at a unit file named unit: its
+// enablement and aliases.
+func dropLinksTo(dir, unit string) error {
+	for _, pattern := range []string{"*", "*.wants/*", "*.requires/*"} {
+		links, err := filepath.Glob(filepath.Join(dir, pattern))
+		if err != nil {
+			return err
+		}
+		for _, l := range links {
+			if t, err := os.Readlink(l); err == nil && filepath.Base(t) == unit {
+				if err := os.Remove(l); err != nil {
+					return err
+				}
+			}
 		}
 	}
 	return nil

@@ -169,8 +169,10 @@ func TestInstallKube(t *testing.T) {
 		if err := os.MkdirAll(wants, 0o755); err != nil {
 			t.Fatal(err)
 		}
-		if err := os.Symlink("/lib/systemd/system/etcd.service", filepath.Join(wants, "etcd.service")); err != nil {
-			t.Fatal(err)
+		for _, l := range []string{filepath.Join(wants, "etcd.service"), filepath.Join(root, "etc/systemd/system/etcd2.service")} {
+			if err := os.Symlink("/lib/systemd/system/etcd.service", l); err != nil {
+				t.Fatal(err)
+			}
 		}
 		return root
 	}
@@ -203,8 +205,9 @@ func TestInstallKube(t *testing.T) {
 				t.Errorf("%s unit: %v", c, err)
 			}
 		}
-		if linkOf(root, "etc/systemd/system/etcd.service") != "/dev/null" || exists(root, "etc/systemd/system/multi-user.target.wants/etcd.service") {
-			t.Error("Debian's etcd.service is not masked")
+		if linkOf(root, "etc/systemd/system/etcd.service") != "/dev/null" || exists(root, "etc/systemd/system/multi-user.target.wants/etcd.service") ||
+			exists(root, "etc/systemd/system/etcd2.service") {
+			t.Error("Debian's etcd.service is not masked, or still enabled or aliased")
 		}
 		for _, p := range []string{"usr/bin/kubelet", "etc/containerd/config.toml", "usr/share/kubedos/images/pause.tar"} {
 			if exists(root, p) {
@@ -229,7 +232,8 @@ func TestInstallKube(t *testing.T) {
 				t.Errorf("usr/bin/%s → %q", n, linkOf(root, "usr/bin/"+n))
 			}
 		}
-		if exists(root, "usr/bin/kubectl") || exists(root, "etc/systemd/system/kube-apiserver.service") || linkOf(root, "etc/systemd/system/etcd.service") != "" {
+		if exists(root, "usr/bin/kubectl") || exists(root, "etc/systemd/system/kube-apiserver.service") || linkOf(root, "etc/systemd/system/etcd.service") != "" ||
+			linkOf(root, "etc/systemd/system/etcd2.service") == "" {
 			t.Error("worker has control-plane or etcd files")
 		}
 		if b, _ := os.ReadFile(filepath.Join(root, "etc/containerd/config.toml")); string(b) != kubeplan.ContainerdConfig() {
