@@ -114,7 +114,7 @@ func sbomSubjectSHA(b *cdx.BOM) string {
 
 // kubeKeyVersion changes when what installKube writes changes in a way its
 // inputs below do not capture.
-const kubeKeyVersion = "kube-root-1"
+const kubeKeyVersion = "kube-root-2"
 
 // kubeKey is the part of a role's content address that Kubernetes adds:
 // absent (omitted) for a role that runs no component, so those roles keep
