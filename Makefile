@@ -23,12 +23,13 @@ LDFLAGS         := -X github.com/kubedos/kubedos/internal/buildinfo.Version=$(sh
 
 all: build
 
-# kubedosd and kubedos-init go into images: static, no build id, no paths,
-# so the same source gives the same bytes (the build's content address
-# includes their digests).
+# kubedosd, kubedos-init and kubedos-probe (the acceptance workload, an
+# OCI image in kubelet roles) go into images: static, no build id, no
+# paths, so the same source gives the same bytes (the build's content
+# address includes their digests).
 build:
 	$(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN)/kubedos ./cmd/kubedos
-	CGO_ENABLED=0 $(GO) build -trimpath -buildvcs=false -ldflags "-buildid= -s -w" -o $(BIN)/ ./cmd/kubedosd ./cmd/kubedos-init
+	CGO_ENABLED=0 $(GO) build -trimpath -buildvcs=false -ldflags "-buildid= -s -w" -o $(BIN)/ ./cmd/kubedosd ./cmd/kubedos-init ./cmd/kubedos-probe
 
 deps:
 	bash scripts/setup.sh

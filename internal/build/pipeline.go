@@ -34,9 +34,15 @@ type Options struct {
 	Keys      *sign.KeySet
 	Kubedosd  string // static node binaries, built reproducibly
 	Init      string
-	Revision  string // source revision of kubedos, when known
-	OutDir    string
-	Progress  func(role, step string)
+	// Kube is the Kubernetes multicall binary (make kube), KubeSBOM its
+	// CycloneDX SBOM (default Kube + ".cdx.json"), Probe kubedos-probe.
+	// Read only when the spec enables Kubernetes and a role needs them.
+	Kube     string
+	KubeSBOM string
+	Probe    string
+	Revision string // source revision of kubedos, when known
+	OutDir   string
+	Progress func(role, step string)
 }
 
 // Result is a finished (or found) build.
@@ -73,6 +79,11 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 	if err != nil {
 		return nil, fmt.Errorf("kubedos-init binary: %w", err)
 	}
+	roles := lock.Roles(o.Spec)
+	kin, err := readKubeInputs(o, roles)
+	if err != nil {
+		return nil, err
+	}
 	m := &manifest.Manifest{
 		APIVersion: "kubedos.io/v1alpha1", Kind: "BuildManifest", Cluster: o.Spec.Metadata.Name,
 		SpecDigest: "sha256:" + sha256Hex(o.SpecBytes), LockDigest: "sha256:" + sha256Hex(o.LockBytes),
@@ -80,10 +91,9 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 		Tools:  tools, Epoch: o.Lock.SourceDateEpoch, DBCert: sha256Hex(o.Keys.DB.Raw), Roles: map[string]manifest.RoleManifest{},
 		Machines: map[string]string{"proxmox": manifest.ProxmoxMachine},
 	}
-	roles := lock.Roles(o.Spec)
 	roleIDs := map[spec.Role]string{}
 	for _, r := range roles {
-		roleIDs[r] = roleKey(o, r, m)
+		roleIDs[r] = roleKey(o, r, m, newKubeKey(roleKube(o, r), kin))
 	}
 	m.BuildID = buildID(m, roleIDs)
 	clusterDir := filepath.Join(o.OutDir, m.Cluster)
@@ -101,7 +111,7 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 	res := &Result{Dir: final, BuildID: m.BuildID, Manifest: m}
 	roleDirs := map[spec.Role]string{}
 	for _, r := range roles {
-		dir, built, err := buildRole(ctx, o, r, roleIDs[r], filepath.Join(clusterDir, ".roles"))
+		dir, built, err := buildRole(ctx, o, r, roleIDs[r], filepath.Join(clusterDir, ".roles"), kin)
 		if err != nil {
 			return nil, err
 		}
@@ -110,15 +120,16 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 		}
 		roleDirs[r] = dir
 	}
-	if err := assemble(o, m, roles, roleDirs, final); err != nil {
+	if err := assemble(o, m, roles, roleDirs, final, kubeDeps(o, roles, kin)); err != nil {
 		return nil, err
 	}
 	return res, nil
 }
 
 // roleKey is the content address of a role's image: everything that can
-// change its bytes.
-func roleKey(o Options, r spec.Role, m *manifest.Manifest) string {
+// change its bytes. kube is nil for a role that runs no Kubernetes
+// component, and then leaves the address as it was before Kubernetes.
+func roleKey(o Options, r spec.Role, m *manifest.Manifest, kube *kubeKey) string {
 	var pkgs []string
 	for _, name := range o.Lock.Roles[r] {
 		p, _ := o.Lock.Package(name)
@@ -132,8 +143,9 @@ func roleKey(o Options, r spec.Role, m *manifest.Manifest) string {
 		Kubedosd, Init, DBCert, CA   string
 		Artifact                     []byte
 		Tools                        map[string]string
+		Kube                         *kubeKey `json:",omitempty"`
 	}{FormatVersion, string(r), o.Lock.Suite, BaseCmdline, o.Lock.SourceDateEpoch, pkgs, lock.Requests(o.Spec, r),
-		InitrdModules, m.Source.KubedosdSHA256, m.Source.InitSHA256, m.DBCert, sha256Hex(o.Keys.CA.Raw), o.Keys.SigningPub, m.Tools}
+		InitrdModules, m.Source.KubedosdSHA256, m.Source.InitSHA256, m.DBCert, sha256Hex(o.Keys.CA.Raw), o.Keys.SigningPub, m.Tools, kube}
 	b, _ := json.Marshal(key)
 	return sha256Hex(b)[:16]
 }
@@ -164,7 +176,7 @@ const roleRecordFile = "role.json"
 
 // buildRole returns the cached image of a role, or builds it: rootfs,
 // image, SBOM, into a temporary directory renamed into the cache at the end.
-func buildRole(ctx context.Context, o Options, r spec.Role, id, cache string) (string, bool, error) {
+func buildRole(ctx context.Context, o Options, r spec.Role, id, cache string, kin *kubeInputs) (string, bool, error) {
 	dir := filepath.Join(cache, id)
 	if _, err := os.Stat(filepath.Join(dir, roleRecordFile)); err == nil {
 		return dir, false, nil
@@ -191,7 +203,7 @@ func buildRole(ctx context.Context, o Options, r spec.Role, id, cache string) (s
 	err = MakeRootfs(ctx, RootfsInput{Role: string(r), Architecture: o.Lock.Architecture, Sources: o.Repo.MmdebstrapSource(),
 		Packages: lock.Requests(o.Spec, r), Epoch: o.Lock.SourceDateEpoch, Kubedosd: o.Kubedosd, Out: rootfs,
 		CACert: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: o.Keys.CA.Raw}), ArtifactPub: artifactPub,
-		DBCert: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: o.Keys.DB.Raw})})
+		DBCert: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: o.Keys.DB.Raw}), Kube: roleKube(o, r)})
 	if err != nil {
 		return "", false, err
 	}
@@ -202,6 +214,9 @@ func buildRole(ctx context.Context, o Options, r spec.Role, id, cache string) (s
 	bom, err := MakeSBOM(installed, o.Lock, string(r), id)
 	if err != nil {
 		return "", false, err
+	}
+	if k := roleKube(o, r); k != nil && k.Kube != "" {
+		addKubeSBOM(bom, kin.sbom, kin.kubeSHA)
 	}
 	out := filepath.Join(tmp, "out")
 	img, err := BuildImage(ctx, ImageInput{Role: string(r), RoleID: id, Rootfs: rootfs, Init: o.Init, Epoch: o.Lock.SourceDateEpoch,
@@ -240,7 +255,7 @@ var roleFiles = []string{FileRoot, FileVerity, FileUKI, FileBootEFI, FileInitrd,
 
 // assemble lays out a build directory from the role cache, writes the
 // manifest, provenance and signature, and renames it into place.
-func assemble(o Options, m *manifest.Manifest, roles []spec.Role, roleDirs map[spec.Role]string, final string) error {
+func assemble(o Options, m *manifest.Manifest, roles []spec.Role, roleDirs map[spec.Role]string, final string, binDeps []resource) error {
 	if err := os.MkdirAll(filepath.Dir(final), 0o755); err != nil {
 		return err
 	}
@@ -299,7 +314,7 @@ func assemble(o Options, m *manifest.Manifest, roles []spec.Role, roleDirs map[s
 	if m.Files, err = listFiles(tmp); err != nil {
 		return err
 	}
-	prov, err := provenanceFor(m, pkgDeps)
+	prov, err := provenanceFor(m, binDeps, pkgDeps)
 	if err != nil {
 		return err
 	}

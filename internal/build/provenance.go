@@ -49,9 +49,9 @@ type runDetails struct {
 const BuildType = "https://kubedos.io/build/v1"
 
 // provenanceFor describes m's outputs as subjects and its inputs (spec,
-// lock, every package, the kubedos source and binaries, tools) as the build
-// definition.
-func provenanceFor(m *manifest.Manifest, packages []resource) ([]byte, error) {
+// lock, every package, the kubedos source and binaries, the Kubernetes
+// binaries some roles carry, tools) as the build definition.
+func provenanceFor(m *manifest.Manifest, binaries, packages []resource) ([]byte, error) {
 	var subjects []subject
 	for _, f := range m.Files {
 		subjects = append(subjects, subject{Name: f.Path, Digest: map[string]string{"sha256": f.SHA256}})
@@ -62,6 +62,7 @@ func provenanceFor(m *manifest.Manifest, packages []resource) ([]byte, error) {
 		{Name: "kubedosd", Digest: map[string]string{"sha256": m.Source.KubedosdSHA256}},
 		{Name: "kubedos-init", Digest: map[string]string{"sha256": m.Source.InitSHA256}},
 	}
+	deps = append(deps, binaries...)
 	if m.Source.Revision != "" {
 		deps = append(deps, resource{URI: "git+kubedos", Digest: map[string]string{"gitCommit": m.Source.Revision}})
 	}

@@ -24,7 +24,9 @@ type RootfsInput struct {
 	// signed manifest and its UKI's Authenticode signature before writing.
 	ArtifactPub []byte
 	DBCert      []byte
-	Out         string // directory to create; must not exist
+	// Kube is what the role carries of Kubernetes; nil for none.
+	Kube *KubeRoot
+	Out  string // directory to create; must not exist
 }
 
 // MakeRootfs composes a role's root with mmdebstrap (apt's own solver,
@@ -160,6 +162,11 @@ func customizeRootfs(in RootfsInput) error {
 		_ = os.Remove(r(link))
 		if err := os.Symlink(target, r(link)); err != nil {
 			return err
+		}
+	}
+	if in.Kube != nil {
+		if err := installKube(in.Out, in.Kube, in.Architecture, in.Epoch); err != nil {
+			return fmt.Errorf("kubernetes: %w", err)
 		}
 	}
 	for _, d := range []string{"state", "data", "efi"} {

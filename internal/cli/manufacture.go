@@ -37,7 +37,7 @@ func (p *paths) addFlags(cmd *cobra.Command, want ...string) {
 		case "out":
 			cmd.Flags().StringVar(&p.out, "out", "out", "build output store (append-only)")
 		case "node-binaries":
-			cmd.Flags().StringVar(&p.nodeBins, "node-binaries", "", "directory with kubedosd and kubedos-init (default: beside this kubedos binary)")
+			cmd.Flags().StringVar(&p.nodeBins, "node-binaries", "", "directory with kubedosd, kubedos-init and kubedos-probe (default: beside this kubedos binary)")
 		}
 	}
 }

@@ -152,3 +152,44 @@ func TestUnits(t *testing.T) {
 		t.Error("containerd's sandbox image is not the baked pause image")
 	}
 }
+
+func TestRolePackages(t *testing.T) {
+	s := localK8s(t)
+	for _, tt := range []struct {
+		role spec.Role
+		want []string
+	}{
+		{spec.RoleMaster, nil},
+		{spec.RoleControlPlane, []string{"etcd-server"}}, // stacked etcd
+		{spec.RoleWorker, []string{"catatonit", "containerd", "containernetworking-plugins", "nftables", "runc"}},
+	} {
+		if got := RolePackages(s, tt.role); !slices.Equal(got, tt.want) {
+			t.Errorf("%s: %v, want %v", tt.role, got, tt.want)
+		}
+	}
+	off := *s
+	off.Workloads.Kubernetes.Enabled = false
+	if got := RolePackages(&off, spec.RoleWorker); got != nil {
+		t.Errorf("Kubernetes disabled: worker packages %v", got)
+	}
+}
+
+func TestLinks(t *testing.T) {
+	if got := Links([]Component{Etcd, APIServer, ControllerManager, Scheduler}); !slices.Equal(got,
+		[]string{"kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl"}) {
+		t.Errorf("control plane links %v", got)
+	}
+	if got := Links([]Component{Etcd}); got != nil {
+		t.Errorf("an etcd role links %v to kube: it needs no kube", got)
+	}
+	if got := Links([]Component{Kubelet, Proxy}); !slices.Equal(got, []string{"kubelet", "kube-proxy"}) {
+		t.Errorf("worker links %v", got)
+	}
+}
+
+// spec cannot import kubeplan, so it keeps the release as a string.
+func TestSpecVersionMatches(t *testing.T) {
+	if "v"+spec.KubernetesVersion != Version {
+		t.Fatalf("spec.KubernetesVersion %s, kubeplan.Version %s", spec.KubernetesVersion, Version)
+	}
+}

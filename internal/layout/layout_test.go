@@ -25,7 +25,9 @@ var rank = map[string]int{
 	"internal/efi":                    0, // the one EFI_GUID: imports nothing of ours (kubedos-init links it)
 	"internal/upgrade":                2, // kubedosd's A/B slot writer
 	"internal/earlyboot":              1, // kubedos-init: the initrd's PID 1
-	"internal/lock":                   1,
+	"internal/lock":                   2, // adds each role's Kubernetes packages (kubeplan)
+	"internal/kubeplan":               1, // what each node runs of Kubernetes, from the spec
+	"internal/ociarchive":             0, // deterministic OCI image archives: imports nothing of ours
 	"internal/sign":                   1,
 	"internal/measure":                1,
 	"internal/pki":                    1,
@@ -43,7 +45,7 @@ var rank = map[string]int{
 	"internal/durable":                0, // crash-safe file writes: imports nothing of ours
 	"internal/promtext":               0, // Prometheus text format and the /metrics server of kubedosd and the hub
 	"internal/nodeid":                 0, // the SMBIOS node identity: encoder and decoder
-	"internal/build":                  2,
+	"internal/build":                  3,
 	"internal/bundle":                 2, // the recovery bundle: reads manifests, signs with sign
 	"internal/attest":                 2,
 	"internal/target":                 3, // the Target interface and its types

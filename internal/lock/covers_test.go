@@ -139,3 +139,43 @@ func TestRequests(t *testing.T) {
 		t.Error("RequestDigest ignores a new package")
 	}
 }
+
+// Kubernetes roles get their components' packages (kubeplan's table), in
+// the request digest too, so enabling Kubernetes is a lock update.
+func TestRequestsKubernetes(t *testing.T) {
+	s := coversSpec()
+	s.Topology.Nodes = append(s.Topology.Nodes, spec.Node{Name: "cp1", Role: spec.RoleControlPlane})
+	before := RequestDigest(s)
+	off := Requests(s, spec.RoleWorker)
+	s.Workloads.Kubernetes.Enabled = true
+	if RequestDigest(s) == before {
+		t.Error("RequestDigest ignores Kubernetes")
+	}
+	for _, tt := range []struct {
+		role      spec.Role
+		want, not []string
+	}{
+		{spec.RoleWorker, []string{"containerd", "runc", "containernetworking-plugins", "catatonit", "nftables"}, []string{"etcd-server"}},
+		{spec.RoleEtcd, []string{"etcd-server"}, []string{"containerd"}},
+		// etcd nodes exist: the control plane does not stack it.
+		{spec.RoleControlPlane, nil, []string{"etcd-server", "containerd"}},
+	} {
+		got := Requests(s, tt.role)
+		if !slices.IsSorted(got) || len(slices.Compact(slices.Clone(got))) != len(got) {
+			t.Errorf("%s: %v is not sorted and unique", tt.role, got)
+		}
+		for _, p := range tt.want {
+			if !slices.Contains(got, p) {
+				t.Errorf("%s: %v lacks %s", tt.role, got, p)
+			}
+		}
+		for _, p := range tt.not {
+			if slices.Contains(got, p) && !slices.Contains(s.OS.RolePackages[tt.role], p) {
+				t.Errorf("%s: %v has %s", tt.role, got, p)
+			}
+		}
+	}
+	if slices.Contains(off, "containerd") {
+		t.Errorf("Kubernetes disabled, worker requests %v", off)
+	}
+}

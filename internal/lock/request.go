@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/kubedos/kubedos/internal/kubeplan"
 	"github.com/kubedos/kubedos/internal/spec"
 )
 
@@ -41,12 +42,14 @@ var NodePackages = []string{
 func KernelPackage(flavour string) string { return "linux-image-" + flavour }
 
 // Requests returns the packages the spec asks for on a role, sorted: the
-// kernel, NodePackages, os.packages and os.rolePackages[role]. The suite's
-// required set is not included: it comes from the archive, not the spec.
+// kernel, NodePackages, os.packages, os.rolePackages[role] and, when
+// Kubernetes is enabled, what the role's components need
+// (kubeplan.RolePackages). The suite's required set is not included: it
+// comes from the archive, not the spec.
 func Requests(s *spec.ClusterSpec, role spec.Role) []string {
 	s = spec.WithDefaults(s)
 	set := map[string]bool{KernelPackage(s.OS.KernelFlavour): true}
-	for _, list := range [][]string{NodePackages, s.OS.Packages, s.OS.RolePackages[role]} {
+	for _, list := range [][]string{NodePackages, s.OS.Packages, s.OS.RolePackages[role], kubeplan.RolePackages(s, role)} {
 		for _, p := range list {
 			set[p] = true
 		}

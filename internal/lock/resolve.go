@@ -26,7 +26,8 @@ type ResolveOptions struct {
 // Resolve asks APT's own solver for the full package closure of every role
 // that has nodes in the spec: the suite's Priority: required set (what
 // `mmdebstrap --variant=required` installs, which also adds apt), the
-// kernel, NodePackages, os.packages and os.rolePackages[role]. Recommends
+// kernel, NodePackages, os.packages, os.rolePackages[role] and the role's
+// Kubernetes packages (Requests). Recommends
 // are not followed, as mmdebstrap does not follow them. apt verifies the
 // mirror's Release file against the keyring; its Date becomes the lock's
 // SourceDateEpoch.

@@ -7,6 +7,11 @@ import (
 	"time"
 )
 
+// KubernetesVersion is the one release the role roots carry (kubeplan.Version
+// without its "v"; kubeplan's tests keep the two equal). A spec's
+// workloads.kubernetes.version is empty or this.
+const KubernetesVersion = "1.35.4"
+
 // Defaults and bounds of the Kubernetes certificates the hub issues
 // (docs/kubernetes.md). Short lives are the revocation story: a revoked
 // node's kubelet client certificate is refused by the apiserver at most

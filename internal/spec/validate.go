@@ -23,7 +23,6 @@ var (
 	debPackageRE = regexp.MustCompile(`^[a-z0-9][a-z0-9+.-]+$`)
 	dnsLabelRE   = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
 	sha256HexRE  = regexp.MustCompile(`^[0-9a-f]{64}$`)
-	k8sVersionRE = regexp.MustCompile(`^v?1\.[0-9]+(\.[0-9]+)?$`)
 	suiteRE      = regexp.MustCompile(`^[a-z][a-z0-9-]*$`)
 	componentRE  = regexp.MustCompile(`^[a-z][a-z0-9-]*$`)
 )

@@ -208,14 +208,24 @@ func checkNodeRefs(c *problems, s *ClusterSpec, path string, names []string) {
 func validateWorkloads(c *problems, s *ClusterSpec, lan netip.Prefix) {
 	k := s.Workloads.Kubernetes
 	if k.Enabled {
-		if !k8sVersionRE.MatchString(k.Version) {
-			c.add("workloads.kubernetes.version", "must be a Kubernetes version such as 1.30.4, got %q", k.Version)
+		// The role roots carry one release (the kube/ module's pin): a spec
+		// may name it, to say which it expects, but not another.
+		if k.Version != "" && k.Version != KubernetesVersion {
+			c.add("workloads.kubernetes.version", "kubedos builds Kubernetes %s: leave the version empty or set it to %q, got %q",
+				KubernetesVersion, KubernetesVersion, k.Version)
 		}
 		if s.CountRole(RoleControlPlane) == 0 {
 			c.add("workloads.kubernetes.enabled", "Kubernetes needs at least one node with role controlplane")
 		}
+		if _, ok := s.Networking.Planes[PlaneKubernetes]; !ok {
+			c.add("workloads.kubernetes.enabled", "Kubernetes runs over the kubernetes plane: networking.planes.kubernetes must be set")
+		}
 		validateKubeIdentity(c, k)
 		pod, okPod := parsePrefix(c, "workloads.kubernetes.podCIDR", k.PodCIDR)
+		if okPod && (!pod.Addr().Is4() || pod.Bits() > 16) {
+			// NodePodCIDR numbers a /24 per node by its LAN host number.
+			c.add("workloads.kubernetes.podCIDR", "must be an IPv4 /16 or larger (a /24 per kubelet node, numbered by its LAN host number), got %s", pod)
+		}
 		svc, okSvc := parsePrefix(c, "workloads.kubernetes.serviceCIDR", k.ServiceCIDR)
 		others := map[string]netip.Prefix{}
 		if lan.IsValid() {

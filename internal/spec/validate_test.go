@@ -154,7 +154,15 @@ func TestValidateRules(t *testing.T) {
 			s.Topology.Nodes[3].FailureDomain = ""
 			s.Storage.Ceph = Ceph{Enabled: true, Plane: PlaneKubernetes, Nodes: []string{"storage"}}
 		}},
-		{"k8s version", "workloads.kubernetes.version", "Kubernetes version", func(s *ClusterSpec) { s.Workloads.Kubernetes.Version = "latest" }},
+		{"k8s version", "workloads.kubernetes.version", "kubedos builds Kubernetes " + KubernetesVersion, func(s *ClusterSpec) { s.Workloads.Kubernetes.Version = "latest" }},
+		{"k8s other release", "workloads.kubernetes.version", "leave the version empty", func(s *ClusterSpec) { s.Workloads.Kubernetes.Version = "1.30.4" }},
+		{"k8s version with v", "workloads.kubernetes.version", `got "v` + KubernetesVersion, func(s *ClusterSpec) { s.Workloads.Kubernetes.Version = "v" + KubernetesVersion }},
+		{"k8s needs its plane", "workloads.kubernetes.enabled", "networking.planes.kubernetes", func(s *ClusterSpec) {
+			delete(s.Networking.Planes, PlaneKubernetes)
+			s.Storage.Ceph = Ceph{}
+		}},
+		{"pod cidr too small", "workloads.kubernetes.podCIDR", "/16 or larger", func(s *ClusterSpec) { s.Workloads.Kubernetes.PodCIDR = "10.244.0.0/17" }},
+		{"pod cidr IPv6", "workloads.kubernetes.podCIDR", "IPv4", func(s *ClusterSpec) { s.Workloads.Kubernetes.PodCIDR = "fd00:10:244::/48" }},
 		{"k8s needs control plane", "workloads.kubernetes.enabled", "controlplane", func(s *ClusterSpec) {
 			for i := range s.Topology.Nodes {
 				if s.Topology.Nodes[i].Role == RoleControlPlane {
