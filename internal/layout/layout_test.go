@@ -34,7 +34,6 @@ var rank = map[string]int{
 	"internal/kube":                   1, // a small Kubernetes REST client: imports nothing of ours above errdefs
 	"internal/pki/pkitest":            2, // throwaway CAs and key directories for tests
 	"internal/wg":                     2, // imports kubeplan: pod subnets ride the kubernetes plane
-	"internal/kubeplan":               1, // what each node runs of Kubernetes, from the spec
 	"internal/firewall":               1, // the node's baseline nftables ruleset
 	"internal/api":                    3, // wire types; carries internal/attest's structs
 	"internal/api/apitest":            4, // fakes of the services over mTLS, for client tests
