@@ -16,6 +16,7 @@ echo
 echo "== validate the examples"
 $k spec validate examples/reference.yaml
 $k spec validate examples/local.yaml
+$k spec validate examples/local-k8s.yaml
 echo
 echo "== a spec with mistakes: every problem at once, with line:column"
 $k spec validate internal/spec/testdata/five-mistakes.yaml || echo "(exit status $? — expected)"
