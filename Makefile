@@ -19,7 +19,7 @@ FUZZ_TARGETS    := spec:FuzzParse measure:FuzzEventLog attest:FuzzDecodeEvidence
 BIN             := bin
 LDFLAGS         := -X github.com/kubedos/kubedos/internal/buildinfo.Version=$(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 
-.PHONY: all build demo deps test lint unit fuzz integration e2e kube clean
+.PHONY: all build demo deps test lint unit fuzz integration e2e e2e-kube kube clean
 
 all: build
 
@@ -67,6 +67,12 @@ integration:
 # swtpm under TCG. Needs root and Debian's mirror; about 20 minutes here.
 e2e:
 	$(GO) test -tags e2e -count=1 -timeout 60m -v ./e2e/
+
+# End-to-end Kubernetes (examples/local-k8s.yaml): images carrying the
+# Kubernetes binary, the cluster up and converged, workloads served,
+# the acceptance gate. Needs `make kube` (cached by content).
+e2e-kube: kube
+	KUBEDOS_KUBE=$(abspath $(BIN)/kube) $(GO) test -tags e2e -count=1 -timeout 60m -v -run '^TestKubernetes' ./e2e/
 
 # The pinned Kubernetes multicall binary (kube/): cached by content in
 # ~/.cache/kubedos/kube, so only a changed pin, toolchain or main rebuilds.

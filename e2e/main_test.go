@@ -50,7 +50,7 @@ func TestMain(m *testing.M) {
 func buildBinaries() error {
 	steps := [][]string{
 		{"go", "build", "-trimpath", "-o", bin + "/kubedos", "../cmd/kubedos"},
-		{"go", "build", "-trimpath", "-buildvcs=false", "-ldflags", "-buildid= -s -w", "-o", bin + "/", "../cmd/kubedosd", "../cmd/kubedos-init"},
+		{"go", "build", "-trimpath", "-buildvcs=false", "-ldflags", "-buildid= -s -w", "-o", bin + "/", "../cmd/kubedosd", "../cmd/kubedos-init", "../cmd/kubedos-probe"},
 	}
 	for _, s := range steps {
 		cmd := exec.Command(s[0], s[1:]...)

@@ -28,7 +28,7 @@ var made *cluster
 // makeSite runs the operator's sequence in work/name for a spec file: keys,
 // lock, fetch into cache, build into out. It returns the site directory and
 // the absolute build directory.
-func makeSite(t *testing.T, name, specFile, clusterName, cache, out string) (string, string) {
+func makeSite(t *testing.T, name, specFile, clusterName, cache, out string, buildArgs ...string) (string, string) {
 	t.Helper()
 	dir := filepath.Join(work, name)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
@@ -44,7 +44,7 @@ func makeSite(t *testing.T, name, specFile, clusterName, cache, out string) (str
 	must(t, dir, "keys", "init", "--dir", "keys", "--cluster", clusterName)
 	must(t, dir, "lock", "cluster.yaml")
 	must(t, dir, "fetch", "cluster.yaml", "--cache", cache)
-	buildDir := strings.TrimSpace(lastLines(must(t, dir, "build", "cluster.yaml", "--cache", cache, "--out", out, "--node-binaries", bin), 1))
+	buildDir := strings.TrimSpace(lastLines(must(t, dir, append([]string{"build", "cluster.yaml", "--cache", cache, "--out", out, "--node-binaries", bin}, buildArgs...)...), 1))
 	if !filepath.IsAbs(buildDir) {
 		buildDir = filepath.Join(dir, buildDir)
 	}

@@ -1,0 +1,162 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/kubedos/kubedos/internal/api"
+)
+
+// TestKubernetes brings examples/local-k8s.yaml up (a master, a control
+// plane node with stacked etcd, a worker) with one `cluster up`: every
+// node attested and enrolled, the hub's plan and certificates on the
+// nodes, etcd, kube-apiserver, controller-manager and scheduler started
+// by kubedosd on cp-1, containerd, the kubelet and kube-proxy on w-1, the
+// probe Deployment served — convergence only ends when it is. Then, as an
+// operator: an admin kubeconfig from the hub, `kubectl get nodes`, the
+// probe reached through the API server from another node (pod traffic
+// across wg-kubernetes), and the audit chain showing every Kubernetes
+// certificate issued to an enrolled node after a fresh quote.
+//
+// It needs the Kubernetes binary (make kube): `make e2e-kube` sets
+// KUBEDOS_KUBE.
+func TestKubernetes(t *testing.T) {
+	kubeBin := os.Getenv("KUBEDOS_KUBE")
+	if kubeBin == "" {
+		t.Skip("KUBEDOS_KUBE is not set: `make e2e-kube` builds the Kubernetes binary and runs this")
+	}
+	start := time.Now()
+	dir, b := makeSite(t, "k8s", "../examples/local-k8s.yaml", "local-k8s", "cache", "out", "--kube", kubeBin)
+	t.Logf("FIGURE local-k8s keys, lock, fetch, build (3 roles): %.0fs", time.Since(start).Seconds())
+	t.Cleanup(func() { run(t, dir, nil, "cluster", "down", "cluster.yaml", "--purge") })
+
+	start = time.Now()
+	up := run(t, dir, nil, "cluster", "up", "cluster.yaml", "--build", b, "--keys", "keys", "--timeout", "30m")
+	if up.code != 0 {
+		t.Fatalf("cluster up: exit %d\n%s", up.code, up.stderr)
+	}
+	t.Logf("FIGURE cluster up local-k8s, converged with the probe served: %.0fs", time.Since(start).Seconds())
+	for _, l := range strings.Split(up.stderr, "\n") {
+		if strings.Contains(l, "workload/kubernetes") {
+			t.Logf("progress: %s", l)
+		}
+	}
+
+	var kc struct{ Path, Server, User string }
+	if err := json.Unmarshal([]byte(must(t, dir, "kubeconfig", "cluster.yaml", "--keys", "keys", "--out", "admin.kubeconfig", "-o", "json")), &kc); err != nil {
+		t.Fatal(err)
+	}
+	if kc.Server != "https://10.30.0.11:6443" || !strings.HasPrefix(kc.User, "kubedos-admin:") {
+		t.Errorf("kubeconfig for %s as %s", kc.Server, kc.User)
+	}
+	kubectl := func(args ...string) string {
+		t.Helper()
+		cmd := exec.Command(kubeBin, append([]string{"kubectl", "--kubeconfig", filepath.Join(dir, "admin.kubeconfig")}, args...)...)
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("kubectl %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+		return string(out)
+	}
+	t.Logf("kubectl get nodes -o wide:\n%s", kubectl("get", "nodes", "-o", "wide"))
+	var nodes struct {
+		Items []struct {
+			Metadata struct{ Name string }
+			Status   struct {
+				Conditions []struct{ Type, Status string }
+				NodeInfo   struct{ KubeletVersion string }
+				Addresses  []struct{ Type, Address string }
+			}
+		}
+	}
+	if err := json.Unmarshal([]byte(kubectl("get", "nodes", "-o", "json")), &nodes); err != nil {
+		t.Fatal(err)
+	}
+	if len(nodes.Items) != 1 || nodes.Items[0].Metadata.Name != "w-1" {
+		t.Fatalf("nodes: %+v", nodes.Items)
+	}
+	n := nodes.Items[0]
+	ready := false
+	for _, c := range n.Status.Conditions {
+		ready = ready || (c.Type == "Ready" && c.Status == "True")
+	}
+	if !ready || n.Status.NodeInfo.KubeletVersion != "v1.35.4" {
+		t.Errorf("w-1: ready %v, kubelet %s", ready, n.Status.NodeInfo.KubeletVersion)
+	}
+	for _, a := range n.Status.Addresses {
+		if a.Type == "InternalIP" && a.Address != "10.89.0.21" {
+			t.Errorf("w-1's InternalIP is %s, want its kubernetes-plane address 10.89.0.21", a.Address)
+		}
+	}
+	t.Logf("kubectl get pods -A -o wide:\n%s", kubectl("get", "pods", "-A", "-o", "wide"))
+
+	// The probe, reached from cp-1 (the API server's service proxy) on its
+	// pods on w-1: pod addresses routed over wg-kubernetes through the
+	// master.
+	seen := map[string]bool{}
+	for i := 0; i < 12 && len(seen) < 2; i++ {
+		var got struct{ Pod, Node string }
+		raw := kubectl("get", "--raw", "/api/v1/namespaces/kubedos-probe/services/probe:http/proxy/")
+		if err := json.Unmarshal([]byte(raw), &got); err != nil || got.Node != "w-1" || got.Pod == "" {
+			t.Fatalf("probe answered %q: %v", raw, err)
+		}
+		seen[got.Pod] = true
+	}
+	if len(seen) != 2 {
+		t.Errorf("the probe Service reached %d pods, want both replicas: %v", len(seen), seen)
+	}
+
+	// A second convergence changes nothing.
+	start = time.Now()
+	conv := run(t, dir, nil, "converge", "cluster.yaml", "--keys", "keys", "-o", "json")
+	if conv.code != 0 {
+		t.Fatalf("converge: exit %d\n%s\n%s", conv.code, conv.stdout, conv.stderr)
+	}
+	t.Logf("FIGURE converge no-op on local-k8s: %.1fs", time.Since(start).Seconds())
+	var rec struct {
+		Counts struct{ Changed, Failed int }
+	}
+	if err := json.Unmarshal([]byte(conv.stdout), &rec); err == nil && (rec.Counts.Changed != 0 || rec.Counts.Failed != 0) {
+		t.Errorf("a second converge changed %d, failed %d", rec.Counts.Changed, rec.Counts.Failed)
+	}
+
+	// Every Kubernetes certificate came from the hub, to an enrolled node,
+	// for its role; the admin credentials to admin operators.
+	hubAddr, err := os.ReadFile(filepath.Join(dir, ".kubedos", "clusters", "local-k8s", "hub", "hub.addr"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var audit api.AuditResponse
+	if err := json.Unmarshal([]byte(must(t, dir, "audit", "--hub", strings.TrimSpace(string(hubAddr)), "--keys", "keys", "-o", "json")), &audit); err != nil {
+		t.Fatal(err)
+	}
+	if !audit.ChainOK {
+		t.Error("the audit chain does not verify")
+	}
+	enrolled := map[string]uint64{}
+	issued := map[string]int{}
+	for _, e := range audit.Entries {
+		switch {
+		case e.Action == "enroll" && e.Outcome == "ok":
+			enrolled[e.Target] = e.Seq
+		case e.Action == "kubernetes.issue" && e.Outcome == "ok":
+			node := strings.TrimPrefix(e.Actor, "node:")
+			if enrolled[node] == 0 || enrolled[node] > e.Seq {
+				t.Errorf("audit %d: Kubernetes certificates issued to %s before it enrolled", e.Seq, node)
+			}
+			issued[node]++
+		}
+	}
+	if issued["cp-1"] == 0 || issued["w-1"] == 0 || issued["master"] != 0 {
+		t.Errorf("Kubernetes issuances by node: %v", issued)
+	}
+	fmt.Fprintln(os.Stderr, "kubernetes e2e: done")
+}
