@@ -38,6 +38,8 @@ const FieldManager = "kubedos"
 type Client struct {
 	base *url.URL
 	http *http.Client
+	// sleep waits between eviction retries (nil: a timer); tests step it.
+	sleep func(ctx context.Context, d time.Duration) bool
 }
 
 // New makes a client from explicit credentials.

@@ -109,14 +109,28 @@ type reply struct {
 
 func newFakeAPI(t *testing.T, p *testPKI, routes map[string]reply) *fakeAPI {
 	t.Helper()
+	return newFakeAPIFunc(t, p, func(key string, _ int) (reply, bool) {
+		rep, ok := routes[key]
+		return rep, ok
+	})
+}
+
+// newFakeAPIFunc is newFakeAPI answering from route("METHOD /path", how
+// many times that key was asked before).
+func newFakeAPIFunc(t *testing.T, p *testPKI, route func(key string, n int) (reply, bool)) *fakeAPI {
+	t.Helper()
 	f := &fakeAPI{}
+	asked := map[string]int{}
 	f.srv = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
 		f.mu.Lock()
 		f.got = append(f.got, seen{method: r.Method, path: r.URL.Path, query: r.URL.RawQuery, contentType: r.Header.Get("Content-Type"),
 			user: r.TLS.PeerCertificates[0].Subject.CommonName, body: string(body)})
+		key := r.Method + " " + r.URL.Path
+		n := asked[key]
+		asked[key]++
 		f.mu.Unlock()
-		rep, ok := routes[r.Method+" "+r.URL.Path]
+		rep, ok := route(key, n)
 		if !ok {
 			rep = reply{404, `{"kind":"Status","apiVersion":"v1","status":"Failure","reason":"NotFound","message":"the server could not find the requested resource","code":404}`}
 		}
