@@ -8,7 +8,7 @@ import (
 
 	"github.com/kubedos/kubedos/internal/api"
 	"github.com/kubedos/kubedos/internal/cluster"
-	"github.com/kubedos/kubedos/internal/target"
+	"github.com/kubedos/kubedos/internal/kube"
 	"github.com/spf13/cobra"
 )
 
@@ -66,6 +66,12 @@ func newNodeCmd(g *globals) *cobra.Command {
 	return cmd
 }
 
+// newKubeClient makes the Kubernetes client node revoke, fence and replace
+// use (nil: kube.New); tests aim it at a fake API server.
+var newKubeClient func(kube.Credentials) (*kube.Client, error)
+
+// nodeAction is node revoke|fence|replace: flags → cluster.Access.ActOnNode
+// → rendering.
 func nodeAction(g *globals, verb, short string) *cobra.Command {
 	var c hubClient
 	var reason string
@@ -73,32 +79,53 @@ func nodeAction(g *globals, verb, short string) *cobra.Command {
 		Use:   verb + " NAME",
 		Short: short,
 		Args:  cobra.ExactArgs(1),
-		RunE: c.runAdmin(g, func(cmd *cobra.Command, args []string, cl *api.AdminClient) error {
-			var n *api.Node
-			var err error
-			switch verb {
-			case "revoke":
-				n, err = cl.Revoke(cmd.Context(), args[0], reason)
-			case "fence":
-				n, err = cl.Fence(cmd.Context(), args[0], reason)
-			default:
-				n, err = cl.Replace(cmd.Context(), args[0])
-			}
-			if err != nil {
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := g.checkOutput(OutputText, OutputJSON); err != nil {
 				return err
 			}
-			if verb == "fence" && c.spec != "" {
-				res, err := stopLocalNode(cmd, c.spec, c.state, args[0])
+			act := cluster.NodeAction{Verb: cluster.NodeVerb(verb), Name: args[0], Reason: reason, NewKube: newKubeClient}
+			if c.spec != "" {
+				f := clusterFlags{state: c.state}
+				cfg, err := f.load(c.spec, false, nil)
 				if err != nil {
-					return fmt.Errorf("fenced at the hub, but stopping the VM failed: %w", err)
+					return err
 				}
-				fmt.Fprintln(g.stderr, cluster.NodeDown{Name: res.Name, VMID: res.VMID, Action: res.Action})
+				act.Spec = cfg.Spec
+				if verb == "fence" {
+					act.Stop = cluster.New(cfg).StopNode
+				}
 			}
-			return printNode(g, n)
-		}),
+			if err := c.resolve(); err != nil {
+				return err
+			}
+			a := cluster.Access{Keys: c.keys, Cert: c.cert, Key: c.key}
+			out, err := a.ActOnNode(cmd.Context(), c.addr, act)
+			if out.Node == nil {
+				return c.explain(err)
+			}
+			if perr := printActed(g, out); perr != nil && err == nil {
+				err = perr
+			}
+			return err
+		},
 	}
 	c.addFlags(cmd)
 	cmd.Flags().StringVar(&reason, "reason", "", "why, for the node record and the audit log")
+	const kubeLong = `
+
+With --spec, when the spec enables workloads.kubernetes and the node runs a
+kubelet (a worker), the node is then taken out of Kubernetes with an admin
+credential from the hub (audited there as kubernetes.admin): cordoned,
+drained through the Eviction API (DaemonSet and mirror pods skipped; a
+disruption budget's refusal is retried for at most 2 minutes, then
+reported) and its Node object deleted. Each step is in the output. That
+never fails the command: the hub's refusal of the node is what protects the
+cluster. Kubernetes checks no revocation, so until the node's kubelet client
+certificate expires (at most workloads.kubernetes.
+kubeletClientCertificateLifetime, 1 h by default; the time is printed) a
+kubelet still running there could re-create its Node object; a fenced
+node's stopped VM cannot. Run the command again to retry the Kubernetes
+steps: the hub's part is idempotent.`
 	if verb == "fence" {
 		cmd.Long = short + `.
 
@@ -107,22 +134,32 @@ every node API refuse it from then on) and marks it fenced until it is
 replaced. With --spec, the node's VM is stopped too, at once (a power cut):
 on the local QEMU target, or, when the spec's targets.default is proxmox,
 through the Proxmox VE API (the VM is kept; only a VM kubedos made for that
-node is touched). Runbook: fence, revoke, destroy, replace.`
-		c.addSpecFlags(cmd, "the cluster's spec: also stop the node's VM on its target, qemu or proxmox (and, without --hub, find its hub)")
+node is touched). Runbook: fence, revoke, destroy, replace.` + kubeLong
+		c.addSpecFlags(cmd, "the cluster's spec: also stop the node's VM on its target, qemu or proxmox, take it out of Kubernetes (and, without --hub, find its hub)")
+	} else {
+		cmd.Long = short + "." + kubeLong
+		c.addSpecFlags(cmd, "the cluster's spec: also take the node out of Kubernetes (and, without --hub, find its hub)")
 	}
 	return cmd
 }
 
-// stopLocalNode stops a node's VM: on the local qemu target (the cluster's
-// state directory) or, with targets.default proxmox, through the Proxmox
-// VE API.
-func stopLocalNode(cmd *cobra.Command, specPath, state, name string) (target.Ensured, error) {
-	f := clusterFlags{state: state}
-	cfg, err := f.load(specPath, false, nil)
-	if err != nil {
-		return target.Ensured{}, err
+// printActed renders node revoke|fence|replace's outcome.
+func printActed(g *globals, out cluster.NodeActed) error {
+	if g.output == OutputJSON {
+		return g.writeJSON(out)
 	}
-	return cluster.New(cfg).StopNode(cmd.Context(), name)
+	if out.VM != nil {
+		fmt.Fprintln(g.stderr, cluster.NodeDown{Name: out.VM.Name, VMID: out.VM.VMID, Action: out.VM.Action})
+	}
+	if err := printNode(g, out.Node); err != nil {
+		return err
+	}
+	if out.Kubernetes != nil {
+		for _, l := range out.Kubernetes.Lines() {
+			fmt.Fprintln(g.stdout, l)
+		}
+	}
+	return nil
 }
 
 func printNode(g *globals, n *api.Node) error {
