@@ -124,8 +124,9 @@ cluster. Kubernetes checks no revocation, so until the node's kubelet client
 certificate expires (at most workloads.kubernetes.
 kubeletClientCertificateLifetime, 1 h by default; the time is printed) a
 kubelet still running there could re-create its Node object; a fenced
-node's stopped VM cannot. Run the command again to retry the Kubernetes
-steps: the hub's part is idempotent.`
+node's stopped VM cannot. Revoke and fence may be run again to retry the
+Kubernetes steps (the hub's part is idempotent); after a replace, use
+kubectl before the fresh machine enrolls.`
 	if verb == "fence" {
 		cmd.Long = short + `.
 

@@ -77,6 +77,8 @@ type KubeRemoval struct {
 	// VMStopped: the node's VM was stopped, so its kubelet cannot
 	// re-create the Node object before its certificate expires.
 	VMStopped bool `json:"vmStopped"`
+	// verb is what the hub did, for the hint on retrying.
+	verb NodeVerb
 }
 
 // KubeStep is one step: cordon, drain or delete.
@@ -100,9 +102,15 @@ func (k *KubeRemoval) Lines() []string {
 	by := k.KubeletCertificateExpiresBy.UTC().Format(time.RFC3339)
 	switch {
 	case k.Unreachable != "":
+		// A replace is not run again: once the fresh machine enrolled
+		// under the name it would retire that one.
+		retry := fmt.Sprintf("run kubedos node %s %s --spec SPEC again once Kubernetes answers", k.verb, k.Node)
+		if k.verb == NodeReplace {
+			retry = fmt.Sprintf("before the fresh machine enrolls: kubectl drain %s --ignore-daemonsets --delete-emptydir-data; kubectl delete node %s", k.Node, k.Node)
+		}
 		out = append(out, fmt.Sprintf("Kubernetes: unreachable: %s; the node's kubelet certificate expires by %s, "+
-			"and the hub renews it no more: the hub's refusal is what protects the cluster (run this again to cordon, drain and delete %s once Kubernetes answers)",
-			k.Unreachable, by, k.Node))
+			"and the hub renews it no more: the hub's refusal is what protects the cluster (to take %s out of Kubernetes, %s)",
+			k.Unreachable, by, k.Node, retry))
 	case k.VMStopped:
 		out = append(out, fmt.Sprintf("Kubernetes: %s's VM is stopped: its kubelet cannot re-create the Node object; its certificate expires by %s", k.Node, by))
 	default:
@@ -183,7 +191,7 @@ func removeFromKube(ctx context.Context, cc grpc.ClientConnInterface, act NodeAc
 	if l, err := act.Spec.Workloads.Kubernetes.Lifetimes(); err == nil {
 		life = l.KubeletClient
 	}
-	k := &KubeRemoval{Node: act.Name, VMStopped: vmStopped, KubeletCertificateExpiresBy: now.Add(life).Truncate(time.Second)}
+	k := &KubeRemoval{Node: act.Name, VMStopped: vmStopped, verb: act.Verb, KubeletCertificateExpiresBy: now.Add(life).Truncate(time.Second)}
 	creds, _, _, err := adminKubeCredentials(ctx, cc)
 	if err != nil {
 		k.Unreachable = "no admin credential from the hub: " + errdefs.FromGRPC(err).Error()
