@@ -185,7 +185,9 @@ func TestActOnNode(t *testing.T) {
 
 	// The VM not stopped: an error, with the outcome and Kubernetes done.
 	hub = &fakeHubConn{cas: cas}
-	failing := func(context.Context, string) (target.Ensured, error) { return target.Ensured{}, errors.New("qemu: no monitor") }
+	failing := func(context.Context, string) (target.Ensured, error) {
+		return target.Ensured{}, errors.New("qemu: no monitor")
+	}
 	out, err = actOnNode(ctx, hub, NodeAction{Verb: NodeFence, Name: "w-1", Spec: s, Stop: failing, NewKube: k.aim}, clock)
 	if err == nil || !strings.Contains(err.Error(), "fenced at the hub, but stopping the VM failed: qemu: no monitor") ||
 		out.Node == nil || out.VM != nil || out.Kubernetes == nil || out.Kubernetes.VMStopped || len(k.take()) != len(evictions) {
