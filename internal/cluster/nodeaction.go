@@ -32,7 +32,7 @@ const (
 // is otherwise left to the kernel's retries).
 const (
 	DrainTimeout   = 2 * time.Minute
-	kubeStepTimout = 30 * time.Second
+	kubeStepTimeout = 30 * time.Second
 )
 
 // NodeAction is one revoke, fence or replace.
@@ -224,7 +224,7 @@ func removeFromKube(ctx context.Context, cc grpc.ClientConnInterface, act NodeAc
 		k.Steps = append(k.Steps, s)
 		return true
 	}
-	ok := step(kubeStepTimout, func(ctx context.Context) (KubeStep, error) {
+	ok := step(kubeStepTimeout, func(ctx context.Context) (KubeStep, error) {
 		err := cl.Cordon(ctx, act.Name)
 		switch {
 		case errors.Is(err, errdefs.ErrNotFound):
@@ -247,7 +247,7 @@ func removeFromKube(ctx context.Context, cc grpc.ClientConnInterface, act NodeAc
 		return s, err
 	})
 	if ok {
-		step(kubeStepTimout, func(ctx context.Context) (KubeStep, error) {
+		step(kubeStepTimeout, func(ctx context.Context) (KubeStep, error) {
 			if err := cl.DeleteNode(ctx, act.Name); err != nil {
 				return KubeStep{Step: "delete", Detail: err.Error()}, err
 			}
