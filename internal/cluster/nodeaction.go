@@ -31,7 +31,7 @@ const (
 // each of cordon and delete (a dial to an API server that does not answer
 // is otherwise left to the kernel's retries).
 const (
-	DrainTimeout   = 2 * time.Minute
+	DrainTimeout    = 2 * time.Minute
 	kubeStepTimeout = 30 * time.Second
 )
 
