@@ -191,7 +191,7 @@ func removeFromKube(ctx context.Context, cc grpc.ClientConnInterface, act NodeAc
 	if l, err := act.Spec.Workloads.Kubernetes.Lifetimes(); err == nil {
 		life = l.KubeletClient
 	}
-	k := &KubeRemoval{Node: act.Name, VMStopped: vmStopped, verb: act.Verb, KubeletCertificateExpiresBy: now.Add(life).Truncate(time.Second)}
+	k := &KubeRemoval{Node: act.Name, VMStopped: vmStopped, verb: act.Verb, KubeletCertificateExpiresBy: now.Add(life + time.Second - 1).Truncate(time.Second)} // rounded up: a bound
 	creds, _, _, err := adminKubeCredentials(ctx, cc)
 	if err != nil {
 		k.Unreachable = "no admin credential from the hub: " + errdefs.FromGRPC(err).Error()
