@@ -255,7 +255,10 @@ func (g *gate) attested(ctx context.Context) {
 			g.fail("attested", n.Name, strings.Join(why, "; "))
 			continue
 		}
-		detail := fmt.Sprintf("enrolled as %s, EK %s", got.Role, got.EKHash)
+		detail := "enrolled as " + got.Role
+		if got.EKHash != "" {
+			detail += ", EK " + got.EKHash
+		}
 		if checked {
 			detail += ", on the build's image " + got.BuildID
 		}
