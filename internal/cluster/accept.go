@@ -183,7 +183,14 @@ type gate struct {
 	res     AcceptResult
 }
 
+// maxDetail bounds one check's detail: it may quote the API server, a
+// node or a pod, and the record that carries it has a bound of its own.
+const maxDetail = 1024
+
 func (g *gate) add(name, node, outcome, detail string) {
+	if len(detail) > maxDetail {
+		detail = strings.ToValidUTF8(detail[:maxDetail], "") + "…"
+	}
 	g.res.Checks = append(g.res.Checks, manifest.AcceptanceCheck{Name: name, Node: node, Outcome: outcome, Detail: detail})
 }
 
@@ -513,7 +520,7 @@ func (g *gate) probeServed(ctx context.Context, apiNode string) {
 		case want[a.Pod] == "":
 			lastErr = fmt.Errorf("answered by %q, not a running probe pod", clipName(a.Pod))
 		default:
-			answered[a.Pod] = a.Node
+			answered[a.Pod] = clipName(a.Node)
 		}
 	}
 	var got []string

@@ -353,3 +353,15 @@ func TestAcceptNoBuild(t *testing.T) {
 		t.Errorf("no build, allowed: %v", err)
 	}
 }
+
+// TestAcceptBoundsDetails: what the API server says is bounded before it
+// is reported or recorded.
+func TestAcceptBoundsDetails(t *testing.T) {
+	a := newAcceptEnv(t)
+	a.kube.system[strings.Repeat("p", 5000)] = "Pending"
+	res, _ := Accept(context.Background(), a.cfg)
+	c, ok := find(res, checkKubeSystem, "cp-1")
+	if !ok || c.Outcome != CheckFailed || len(c.Detail) > maxDetail+len("…") || !strings.HasPrefix(c.Detail, "pod ppp") {
+		t.Errorf("kube-system check %q (%d bytes)", c.Detail[:min(len(c.Detail), 40)], len(c.Detail))
+	}
+}
