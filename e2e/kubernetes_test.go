@@ -128,6 +128,33 @@ func TestKubernetes(t *testing.T) {
 		t.Errorf("a second converge changed %d, failed %d", rec.Counts.Changed, rec.Counts.Failed)
 	}
 
+	// The acceptance gate (DNS and the drill not checked yet: allowed, so
+	// the cluster is accepted "except" them) and the seal.
+	start = time.Now()
+	acc := run(t, dir, nil, "cluster", "accept", "cluster.yaml", "--build", b, "--keys", "keys", "--allow-unchecked", "dns,drill")
+	if acc.code != 0 {
+		t.Fatalf("cluster accept: exit %d\n%s\n%s", acc.code, acc.stdout, acc.stderr)
+	}
+	t.Logf("FIGURE cluster accept local-k8s (the whole command): %.1fs\n%s", time.Since(start).Seconds(), acc.stdout)
+	if !strings.Contains(acc.stdout, "accepted except dns, drill") {
+		t.Errorf("cluster accept did not say what it accepted without:\n%s", acc.stdout)
+	}
+	seal := run(t, dir, nil, "cluster", "seal", "cluster.yaml", "--build", b, "--keys", "keys", "--allow-unchecked", "dns,drill", "-o", "json")
+	if seal.code != 0 {
+		t.Fatalf("cluster seal: exit %d\n%s\n%s", seal.code, seal.stdout, seal.stderr)
+	}
+	var sealed struct {
+		Sealed struct{ Seq uint64 }
+	}
+	if err := json.Unmarshal([]byte(seal.stdout), &sealed); err != nil || sealed.Sealed.Seq == 0 {
+		t.Fatalf("cluster seal -o json: %v\n%s", err, seal.stdout)
+	}
+	for _, f := range []string{"acceptance.json", "acceptance.sig"} {
+		if _, err := os.Stat(filepath.Join(b, f)); err != nil {
+			t.Errorf("seal wrote no %s: %v", f, err)
+		}
+	}
+
 	// Every Kubernetes certificate came from the hub, to an enrolled node,
 	// for its role; the admin credentials to admin operators.
 	hubAddr, err := os.ReadFile(filepath.Join(dir, ".kubedos", "clusters", "local-k8s", "hub", "hub.addr"))
@@ -157,6 +184,12 @@ func TestKubernetes(t *testing.T) {
 	}
 	if issued["cp-1"] == 0 || issued["w-1"] == 0 || issued["master"] != 0 {
 		t.Errorf("Kubernetes issuances by node: %v", issued)
+	}
+	var sealEntry api.AuditResponse
+	if err := json.Unmarshal([]byte(must(t, dir, "audit", "--hub", strings.TrimSpace(string(hubAddr)), "--keys", "keys", "-o", "json",
+		"--from", fmt.Sprint(sealed.Sealed.Seq), "--limit", "1")), &sealEntry); err != nil || len(sealEntry.Entries) != 1 ||
+		sealEntry.Entries[0].Action != "cluster.seal" || sealEntry.Entries[0].Outcome != "ok" || !strings.HasSuffix(sealEntry.Entries[0].Actor, "(admin)") {
+		t.Errorf("audit entry %d is not an admin's cluster.seal: %+v %v", sealed.Sealed.Seq, sealEntry.Entries, err)
 	}
 	fmt.Fprintln(os.Stderr, "kubernetes e2e: done")
 }

@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"math"
 	"time"
 
 	"google.golang.org/grpc"
@@ -110,6 +111,32 @@ type AuditResponse struct {
 	Entries []AuditEntry `json:"entries"`
 	// ChainOK says the hash chain over the whole log verified.
 	ChainOK bool `json:"chainOK"`
+	// Head is the newest entry's sequence number and hash when ChainOK
+	// (what a sealed acceptance record anchors); a page from past the
+	// end reads it alone.
+	Head *AuditHead `json:"head,omitempty"`
+}
+
+// AuditHead is the audit chain's newest entry.
+type AuditHead struct {
+	Seq  uint64 `json:"seq"`
+	Hash string `json:"hash"`
+}
+
+// SealRequest appends a cluster's acceptance record (JSON, as written to
+// the build's acceptance.json) to the audit chain; Signature is the
+// artifact key's detached signature over it.
+type SealRequest struct {
+	Record    []byte `json:"record"`
+	Signature []byte `json:"signature"`
+}
+
+// Sealed is the audit entry that holds the seal.
+type Sealed struct {
+	Seq  uint64 `json:"seq"`
+	Hash string `json:"hash"`
+	// RecordSHA256 is the digest of the record the hub checked.
+	RecordSHA256 string `json:"recordSHA256"`
 }
 
 // WindowRequest opens the enrollment window for a while.
@@ -166,6 +193,7 @@ type AdminServer interface {
 	AssignBuild(context.Context, *AssignBuildRequest) (*Node, error)
 	RevokeClient(context.Context, *RevokeClientRequest) (*RevokedClient, error)
 	RetireBuild(context.Context, *RetireBuildRequest) (*RetiredBuild, error)
+	Seal(context.Context, *SealRequest) (*Sealed, error)
 }
 
 // RegisterAdmin serves impl on s.
@@ -185,6 +213,7 @@ func RegisterAdmin(s *grpc.Server, impl AdminServer) {
 			unary(AdminService, "AssignBuild", AdminServer.AssignBuild),
 			unary(AdminService, "RevokeClient", AdminServer.RevokeClient),
 			unary(AdminService, "RetireBuild", AdminServer.RetireBuild),
+			unary(AdminService, "Seal", AdminServer.Seal),
 		},
 	}, impl)
 }
@@ -225,6 +254,16 @@ func (c *AdminClient) RevokeClient(ctx context.Context, der []byte, reason strin
 
 func (c *AdminClient) RetireBuild(ctx context.Context, buildID, reason string) (*RetiredBuild, error) {
 	return invoke[RetiredBuild](ctx, c.cc, "/"+AdminService+"/RetireBuild", &RetireBuildRequest{BuildID: buildID, Reason: reason})
+}
+
+// Seal appends a signed acceptance record to the hub's audit chain.
+func (c *AdminClient) Seal(ctx context.Context, record, signature []byte) (*Sealed, error) {
+	return invoke[Sealed](ctx, c.cc, "/"+AdminService+"/Seal", &SealRequest{Record: record, Signature: signature})
+}
+
+// AuditHead reads the audit chain's head alone (a page from past its end).
+func (c *AdminClient) AuditHead(ctx context.Context) (*AuditResponse, error) {
+	return invoke[AuditResponse](ctx, c.cc, "/"+AdminService+"/Audit", &AuditRequest{From: math.MaxUint64, Limit: 1})
 }
 
 func (c *AdminClient) Audit(ctx context.Context, from uint64, limit int) (*AuditResponse, error) {

@@ -14,6 +14,7 @@ package bundle
 
 import (
 	"bytes"
+	"crypto/ed25519"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -22,6 +23,7 @@ import (
 	"strings"
 
 	"github.com/kubedos/kubedos/internal/manifest"
+	"github.com/kubedos/kubedos/internal/sign"
 )
 
 // Member names and directories inside a bundle.
@@ -54,6 +56,26 @@ type Index struct {
 	Images     bool                 `json:"images"` // the build's boot images are included
 	SigningKey string               `json:"signingKey"`
 	Files      []manifest.FileEntry `json:"files"` // sorted by path
+	// Acceptance is the build's sealed acceptance record when the bundle
+	// carries one (build/<id>/acceptance.json), checked by Verify and
+	// Extract against the trusted key; never part of the index itself.
+	Acceptance *manifest.Acceptance `json:"-"`
+}
+
+// checkAcceptance checks a sealed acceptance record: signed by pub, of
+// cluster and build.
+func checkAcceptance(pub ed25519.PublicKey, raw, sig []byte, cluster, buildID string) (*manifest.Acceptance, error) {
+	if err := sign.VerifyBlob(pub, raw, sig); err != nil {
+		return nil, fmt.Errorf("acceptance record signature (%s): %w", manifest.AcceptanceSigFile, err)
+	}
+	a, err := manifest.ParseAcceptance(raw)
+	if err != nil {
+		return nil, err
+	}
+	if a.Cluster != cluster || a.BuildID != buildID {
+		return nil, fmt.Errorf("acceptance record of cluster %s build %s, not of this build (%s %s)", a.Cluster, a.BuildID, cluster, buildID)
+	}
+	return a, nil
 }
 
 // Size is the sum of the members' sizes.

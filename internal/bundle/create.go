@@ -115,6 +115,58 @@ func checkedManifest(src Source) (*manifest.Manifest, error) {
 	return m, nil
 }
 
+// checkedAcceptance reports whether the build was sealed (kubedos cluster
+// seal): its acceptance record and signature, when there, are the bundle's
+// recovery anchors, checked like the manifest before a byte is written. A
+// record without its signature, one the artifact key did not sign or one
+// of another build is refused, naming the file.
+func checkedAcceptance(src Source, m *manifest.Manifest) (bool, error) {
+	rp := filepath.Join(src.BuildDir, manifest.AcceptanceFile)
+	sp := filepath.Join(src.BuildDir, manifest.AcceptanceSigFile)
+	_, rerr := os.Lstat(rp)
+	_, serr := os.Lstat(sp)
+	switch {
+	case errors.Is(rerr, fs.ErrNotExist) && errors.Is(serr, fs.ErrNotExist):
+		return false, nil
+	case rerr != nil && !errors.Is(rerr, fs.ErrNotExist):
+		return false, rerr
+	case serr != nil && !errors.Is(serr, fs.ErrNotExist):
+		return false, serr
+	case rerr != nil:
+		return false, fmt.Errorf("%s: a signature without its acceptance record %s", sp, manifest.AcceptanceFile)
+	case serr != nil:
+		return false, fmt.Errorf("%s: an acceptance record without its signature %s", rp, manifest.AcceptanceSigFile)
+	}
+	raw, err := readBounded(rp, manifest.MaxAcceptanceBytes)
+	if err != nil {
+		return false, err
+	}
+	sig, err := readBounded(sp, maxSigBytes)
+	if err != nil {
+		return false, err
+	}
+	if _, err := checkAcceptance(src.Keys.SigningPub, raw, sig, m.Cluster, m.BuildID); err != nil {
+		return false, fmt.Errorf("%s: %w", rp, err)
+	}
+	return true, nil
+}
+
+func readBounded(p string, max int64) ([]byte, error) {
+	f, err := os.Open(p)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	raw, err := io.ReadAll(io.LimitReader(f, max+1))
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(raw)) > max {
+		return nil, fmt.Errorf("%s: more than %d bytes", p, max)
+	}
+	return raw, nil
+}
+
 // collect lists the members, sorted by name.
 func collect(src Source, m *manifest.Manifest) ([]member, error) {
 	var ms []member
@@ -131,6 +183,14 @@ func collect(src Source, m *manifest.Manifest) ([]member, error) {
 	bdir := path.Join(DirBuild, m.BuildID)
 	add(path.Join(bdir, manifest.ManifestFile), filepath.Join(src.BuildDir, manifest.ManifestFile), 0o644, "")
 	add(path.Join(bdir, manifest.SignatureFile), filepath.Join(src.BuildDir, manifest.SignatureFile), 0o644, "")
+	sealed, err := checkedAcceptance(src, m)
+	if err != nil {
+		return nil, err
+	}
+	if sealed {
+		add(path.Join(bdir, manifest.AcceptanceFile), filepath.Join(src.BuildDir, manifest.AcceptanceFile), 0o644, "")
+		add(path.Join(bdir, manifest.AcceptanceSigFile), filepath.Join(src.BuildDir, manifest.AcceptanceSigFile), 0o644, "")
+	}
 	for _, f := range m.Files {
 		if !src.Images && !isRecord(f.Path) || path.Base(f.Path) == "disk.raw" {
 			continue

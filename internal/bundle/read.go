@@ -2,6 +2,7 @@ package bundle
 
 import (
 	"archive/tar"
+	"bytes"
 	"context"
 	"crypto/ed25519"
 	"crypto/sha256"
@@ -107,6 +108,11 @@ func read(ctx context.Context, r io.Reader, pub ed25519.PublicKey, open func(nam
 	}
 	seen := make(map[string]bool, len(x.Files))
 	var problems []string
+	// The acceptance record and its signature are kept as they stream, to
+	// check the record's own signature once every member is read.
+	recName := path.Join(DirBuild, x.BuildID, manifest.AcceptanceFile)
+	sigName := path.Join(DirBuild, x.BuildID, manifest.AcceptanceSigFile)
+	anchors := map[string]*bytes.Buffer{}
 	for {
 		if err := ctx.Err(); err != nil {
 			return nil, err
@@ -138,12 +144,20 @@ func read(ctx context.Context, r io.Reader, pub ed25519.PublicKey, open func(nam
 			continue
 		}
 		var w io.Writer = io.Discard
+		if h.Name == recName || h.Name == sigName {
+			if f.Size > manifest.MaxAcceptanceBytes {
+				problems = append(problems, fmt.Sprintf("%s: %d bytes, more than %d", h.Name, f.Size, manifest.MaxAcceptanceBytes))
+				continue
+			}
+			anchors[h.Name] = &bytes.Buffer{}
+			w = anchors[h.Name]
+		}
 		var wc io.WriteCloser
 		if open != nil {
 			if wc, err = open(h.Name, h.Mode); err != nil {
 				return nil, fmt.Errorf("extract %s: %w", h.Name, err)
 			}
-			w = wc
+			w = io.MultiWriter(w, wc)
 		}
 		sum := sha256.New()
 		_, err = io.Copy(io.MultiWriter(w, sum), tr)
@@ -163,6 +177,18 @@ func read(ctx context.Context, r io.Reader, pub ed25519.PublicKey, open func(nam
 		if !seen[f.Path] {
 			problems = append(problems, fmt.Sprintf("%s: missing", f.Path))
 		}
+	}
+	_, hasRec := want[recName]
+	_, hasSig := want[sigName]
+	switch {
+	case hasRec != hasSig:
+		problems = append(problems, fmt.Sprintf("%s: the acceptance record and its signature %s come together", recName, manifest.AcceptanceSigFile))
+	case hasRec && anchors[recName] != nil && anchors[sigName] != nil:
+		a, err := checkAcceptance(pub, anchors[recName].Bytes(), anchors[sigName].Bytes(), x.Cluster, x.BuildID)
+		if err != nil {
+			problems = append(problems, fmt.Sprintf("%s: %v", recName, err))
+		}
+		x.Acceptance = a
 	}
 	if len(problems) > 0 {
 		return nil, fmt.Errorf("%w: %d bad member(s):\n  %s", ErrBad, len(problems), strings.Join(problems, "\n  "))

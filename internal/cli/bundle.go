@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -201,6 +202,9 @@ func reportBundle(g *globals, file, dir string, x *bundle.Index, err error) erro
 		r := map[string]any{"bundle": file, "ok": err == nil, "error": errString(err)}
 		if x != nil {
 			r["buildID"], r["cluster"], r["files"], r["bytes"], r["images"] = x.BuildID, x.Cluster, len(x.Files), x.Size(), x.Images
+			if a := x.Acceptance; a != nil {
+				r["acceptance"] = map[string]any{"time": a.Time, "auditHead": a.AuditHead, "allowedUnchecked": a.Allowed, "nodes": len(a.Nodes)}
+			}
 		}
 		if dir != "" && err == nil {
 			r["dir"] = dir
@@ -212,6 +216,10 @@ func reportBundle(g *globals, file, dir string, x *bundle.Index, err error) erro
 		fmt.Fprintln(g.stderr, err)
 	} else {
 		fmt.Fprintf(g.stdout, "%s: verified: build %s of cluster %s, %d files, %d MiB, signed by %s\n", file, x.BuildID, x.Cluster, len(x.Files), x.Size()>>20, x.SigningKey)
+		if a := x.Acceptance; a != nil {
+			fmt.Fprintf(g.stdout, "recovery anchors: the cluster's acceptance record of %s (signed; %d nodes; hub audit chain at entry %d, %s)\n",
+				a.Time.Format(time.RFC3339), len(a.Nodes), a.AuditHead.Seq, a.AuditHead.Hash)
+		}
 		if dir != "" {
 			spec, repo, bins := bundle.RebuildPaths(dir)
 			fmt.Fprintf(g.stdout, "unpacked into %s; rebuild offline with the escrowed private keys:\n  sudo kubedos build %s --repo %s --node-binaries %s --keys KEYS --out out\n", dir, spec, repo, bins)

@@ -262,11 +262,24 @@ func (a adminService) Audit(ctx context.Context, r *api.AuditRequest) (*api.Audi
 			out.Entries = append(out.Entries, api.AuditEntry{Seq: e.Seq, Time: e.Time, Actor: e.Actor, Action: e.Action,
 				Target: e.Target, Outcome: e.Outcome, Detail: e.Detail, Hash: e.Hash})
 		}
-		_, chainErr := a.s.hub.Store().VerifyAuditChain()
+		head, chainErr := a.s.hub.Store().VerifyAuditChain()
 		out.ChainOK = chainErr == nil
+		if out.ChainOK {
+			out.Head = &api.AuditHead{Seq: head.Seq, Hash: head.Hash}
+		}
 		return nil
 	})
 	return out, err
+}
+
+func (a adminService) Seal(ctx context.Context, r *api.SealRequest) (*api.Sealed, error) {
+	var out api.Sealed
+	err := a.call(ctx, func(p pki.Peer) error {
+		got, err := a.s.hub.Seal(ctx, p, r.Record, r.Signature)
+		out = api.Sealed{Seq: got.Entry.Seq, Hash: got.Entry.Hash, RecordSHA256: got.RecordSHA256}
+		return err
+	})
+	return &out, err
 }
 
 func (a adminService) OpenWindow(ctx context.Context, r *api.WindowRequest) (*api.WindowResponse, error) {

@@ -141,6 +141,9 @@ const (
 	// ActionTakeOverHub: hand the cluster's hub (its state and the CA key)
 	// to a master's kubedosd. Admin.
 	ActionTakeOverHub Action = "hub.takeover"
+	// ActionSeal: append a cluster's signed acceptance record to the audit
+	// chain (kubedos cluster seal). Admin.
+	ActionSeal Action = "cluster.seal"
 )
 
 // minRole is the lowest operator role allowed each operator action.
@@ -162,6 +165,7 @@ var minRole = map[Action]Role{
 	ActionTakeOverHub:     RoleAdmin,
 	ActionRetireBuild:     RoleAdmin,
 	ActionKubeAdmin:       RoleAdmin,
+	ActionSeal:            RoleAdmin,
 }
 
 // nodeActions are the only actions a node certificate allows.

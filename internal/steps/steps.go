@@ -95,6 +95,13 @@ func Plane(node NamedNode, p spec.Plane, id string, deps ...string) converge.Ste
 	}
 }
 
+// PlaneProblem is what is wrong with node name's side of plane p as its
+// Planes report says (not joined, missing, down, last join failed), or ""
+// when nothing is: the acceptance gate reports it as the plane step does.
+func PlaneProblem(name string, p spec.Plane, ps *api.Planes, now time.Time) string {
+	return planeProblem(name, p, ps, now)
+}
+
 func planeProblem(name string, p spec.Plane, ps *api.Planes, now time.Time) string {
 	if ps.Joined.IsZero() {
 		msg := name + " has not joined the planes"

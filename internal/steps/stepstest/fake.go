@@ -5,12 +5,16 @@ package stepstest
 
 import (
 	"context"
+	"crypto/ed25519"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"sync"
 	"time"
 
 	"github.com/kubedos/kubedos/internal/api"
+	"github.com/kubedos/kubedos/internal/sign"
 	"github.com/kubedos/kubedos/internal/spec"
 	"github.com/kubedos/kubedos/internal/wg"
 	"google.golang.org/grpc/codes"
@@ -25,6 +29,42 @@ type Hub struct {
 	runs            []api.RunRecord
 	// Calls counts GetNode calls.
 	Calls int
+	// ArtifactKey checks the records Seal is sent (nil: Seal refuses all);
+	// Sealed holds each record sealed, in order.
+	ArtifactKey ed25519.PublicKey
+	Sealed      [][]byte
+	// SealCalls counts Seal calls, refused or not.
+	SealCalls int
+}
+
+// AuditHeadSeq and AuditHeadHash are the fake hub's audit chain head.
+const (
+	AuditHeadSeq  = 41
+	AuditHeadHash = "4141414141414141414141414141414141414141414141414141414141414141"
+)
+
+// Audit answers the chain head only (a page from past its end).
+func (h *Hub) Audit(context.Context, *api.AuditRequest) (*api.AuditResponse, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	seq := uint64(AuditHeadSeq + len(h.Sealed))
+	return &api.AuditResponse{Entries: []api.AuditEntry{}, ChainOK: true, Head: &api.AuditHead{Seq: seq, Hash: AuditHeadHash}}, nil
+}
+
+// Seal keeps a record signed by ArtifactKey, as the hub appends it.
+func (h *Hub) Seal(_ context.Context, r *api.SealRequest) (*api.Sealed, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.SealCalls++
+	if h.ArtifactKey == nil {
+		return nil, status.Error(codes.FailedPrecondition, "no artifact key")
+	}
+	if err := sign.VerifyBlob(h.ArtifactKey, r.Record, r.Signature); err != nil {
+		return nil, status.Errorf(codes.InvalidArgument, "acceptance record: %v", err)
+	}
+	h.Sealed = append(h.Sealed, r.Record)
+	sum := sha256.Sum256(r.Record)
+	return &api.Sealed{Seq: uint64(AuditHeadSeq + len(h.Sealed)), Hash: AuditHeadHash, RecordSHA256: hex.EncodeToString(sum[:])}, nil
 }
 
 // NewHub knows every node of s as enrolled on build.

@@ -1,0 +1,274 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/kubedos/kubedos/internal/api"
+	"github.com/kubedos/kubedos/internal/cluster"
+	"github.com/kubedos/kubedos/internal/kube"
+	"github.com/kubedos/kubedos/internal/manifest"
+	"github.com/kubedos/kubedos/internal/sign"
+	"github.com/kubedos/kubedos/internal/spec"
+)
+
+// acceptFlags are the flags of kubedos cluster accept and seal.
+type acceptFlags struct {
+	hub        hubClient
+	state      string
+	build      string
+	kubeconfig string
+	allow      []string
+	timeout    time.Duration
+	nodes      map[string]string
+	force      bool
+}
+
+const acceptChecksLong = `Every check is reported with its outcome and, when it fails, the node and what:
+
+  attested          every spec node enrolled at the hub, for its spec role, on
+                    the image the build (--build) names for its role
+  plane P           every plane joined and up on every node, with a WireGuard
+                    handshake younger than 3 minutes between the node and the
+                    master, seen from both sides
+  kubernetes api    (Kubernetes enabled) the API server's /readyz
+  kubelet ready     every kubelet node registered and Ready
+  kube-system pods  every kube-system pod Running (none is fine)
+  probe deployment  the acceptance probe's Deployment with its 2 replicas
+  probe service     every probe replica answering through its Service, by
+                    the API server's service proxy on the control-plane node
+
+Some items cannot be checked yet and are reported "not checked", which is not
+a pass: dns (no cluster DNS: CoreDNS is not built), drill (the replacement
+drill is not automated), build (no --build given). The cluster is accepted
+"except" such an item only when --allow-unchecked names it; otherwise the gate
+fails naming it. Exit 0 when accepted, 2 when a check failed.
+
+The Kubernetes checks use an admin credential the hub issues for this run
+(≤ 1 h, audited), or --kubeconfig.`
+
+func (f *acceptFlags) add(cmd *cobra.Command, buildUsage string) {
+	f.hub.addFlags(cmd)
+	_ = cmd.Flags().Set("hub", os.Getenv("KUBEDOS_HUB"))
+	cmd.Flags().Lookup("hub").DefValue = "$KUBEDOS_HUB, else the cluster's state"
+	cmd.Flags().StringVar(&f.state, "state", "", "cluster state directory (default .kubedos/clusters/<cluster>)")
+	cmd.Flags().StringVar(&f.build, "build", "", buildUsage)
+	cmd.Flags().StringVar(&f.kubeconfig, "kubeconfig", "", "reach the API server with this kubeconfig (default: an admin credential from the hub)")
+	cmd.Flags().StringSliceVar(&f.allow, "allow-unchecked", nil, "accept the cluster without these unchecked items: "+strings.Join(cluster.Uncheckable, ", "))
+	cmd.Flags().DurationVar(&f.timeout, "timeout", 5*time.Minute, "give up on the whole gate after this long")
+	cmd.Flags().StringToStringVar(&f.nodes, "node-addr", nil, fmt.Sprintf("NAME=HOST:PORT: reach node NAME's API there (default: its spec address, port %d)", api.NodeAPIPort))
+}
+
+// config turns the flags into the library's configuration; builds loads
+// the build's role images for the attestation check.
+func (f *acceptFlags) config(s *spec.ClusterSpec, builds bool) (cluster.AcceptConfig, error) {
+	cfg := cluster.AcceptConfig{Spec: s, HubAddr: f.hub.addr, NodeAddrs: f.nodes, AllowUnchecked: f.allow}
+	for name := range f.nodes {
+		if _, ok := s.NodeByName(name); !ok {
+			return cfg, fmt.Errorf("--node-addr %s: no node %s in the spec", name, name)
+		}
+	}
+	if cfg.HubAddr == "" {
+		addr, err := cluster.HubFromState((&clusterFlags{state: f.state}).dir(s))
+		if err != nil {
+			return cfg, err
+		}
+		cfg.HubAddr = addr
+	}
+	tc, err := cluster.Access{Keys: f.hub.keys, Cert: f.hub.cert, Key: f.hub.key}.TLS("")
+	if err != nil {
+		return cfg, err
+	}
+	cfg.ClientTLS = tc
+	if f.kubeconfig != "" {
+		kc, err := kube.NewFromKubeconfig(f.kubeconfig)
+		if err != nil {
+			return cfg, fmt.Errorf("--kubeconfig: %w", err)
+		}
+		cfg.Kube = kc
+	}
+	if builds && f.build != "" {
+		dir, err := resolveBuild(f.build, "out")
+		if err != nil {
+			return cfg, err
+		}
+		m, _, err := manifest.Read(filepath.Join(dir, manifest.ManifestFile))
+		if err != nil {
+			return cfg, fmt.Errorf("--build %s: %w", f.build, err)
+		}
+		cfg.Builds = cluster.RoleBuilds(m)
+	}
+	return cfg, nil
+}
+
+func newClusterAcceptCmd(g *globals) *cobra.Command {
+	var f acceptFlags
+	cmd := &cobra.Command{
+		Use:   "accept SPEC",
+		Short: "Run the acceptance gate (seed 004 §17): attestation, planes, Kubernetes, the probe",
+		Long:  "Run every acceptance check of the cluster and report each.\n\n" + acceptChecksLong,
+		Example: "  kubedos cluster accept examples/local-k8s.yaml --build out/local-k8s/<build-id> --keys keys\n" +
+			"  kubedos cluster accept examples/local-k8s.yaml --build <build-id> --allow-unchecked dns,drill -o json",
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := g.checkOutput(OutputText, OutputJSON); err != nil {
+				return err
+			}
+			s, err := spec.Load(args[0])
+			if err != nil {
+				return fmt.Errorf("%s: %w", args[0], err)
+			}
+			cfg, err := f.config(s, true)
+			if err != nil {
+				return err
+			}
+			ctx, cancel := context.WithTimeout(cmd.Context(), f.timeout)
+			defer cancel()
+			res, err := cluster.Accept(ctx, cfg)
+			if res == nil {
+				return err
+			}
+			if g.output == OutputJSON {
+				if jerr := g.writeJSON(res); jerr != nil {
+					return jerr
+				}
+			} else {
+				printAccept(g.stdout, res)
+			}
+			if errors.Is(err, cluster.ErrNotAccepted) {
+				return exitError{2}
+			}
+			return err
+		},
+	}
+	f.add(cmd, "build every node must run: its directory or build-id (without it the item \"build\" is not checked)")
+	return cmd
+}
+
+func newClusterSealCmd(g *globals) *cobra.Command {
+	var f acceptFlags
+	cmd := &cobra.Command{
+		Use:   "seal SPEC --build DIR --keys DIR",
+		Short: "Run the acceptance gate and, when it passes, seal the cluster: a signed acceptance record at the hub and beside the build",
+		Long: `Run kubedos cluster accept (the same flags and checks) and, only when the
+cluster is accepted, make its acceptance record and seal it:
+
+  record      the cluster, the time, each check's result, the unchecked items
+              accepted without (--allow-unchecked), every node's name, role,
+              EK hash and image from the hub, the build's manifest digest, the
+              SHA-256 of the CA certificates (cluster; Kubernetes, etcd and
+              front-proxy when the key directory has them), the hub's audit
+              chain head and the gate's wall time
+  signature   the artifact key's detached signature, as for manifests
+  hub         the hub checks the signature against its artifact key and
+              appends the record's digest to its audit chain (cluster.seal;
+              admin only)
+  files       <build>/acceptance.json and acceptance.sig, which kubedos
+              bundle create then carries as the bundle's recovery anchors
+
+A gate that does not accept the cluster writes nothing and sends nothing (exit
+2). An existing record is replaced only with --force.
+
+` + acceptChecksLong,
+		Example: "  kubedos cluster seal examples/local-k8s.yaml --build out/local-k8s/<build-id> --keys keys --allow-unchecked dns,drill",
+		Args:    cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := g.checkOutput(OutputText, OutputJSON); err != nil {
+				return err
+			}
+			s, err := spec.Load(args[0])
+			if err != nil {
+				return fmt.Errorf("%s: %w", args[0], err)
+			}
+			dir, err := resolveBuild(f.build, "out")
+			if err != nil {
+				return err
+			}
+			ks, err := sign.LoadKeySet(f.hub.keys)
+			if err != nil {
+				return err
+			}
+			cfg, err := f.config(s, false)
+			if err != nil {
+				return err
+			}
+			ctx, cancel := context.WithTimeout(cmd.Context(), f.timeout)
+			defer cancel()
+			res, err := cluster.Seal(ctx, cluster.SealConfig{Accept: cfg, BuildDir: dir, Keys: ks, Force: f.force})
+			if res == nil {
+				return err
+			}
+			if g.output == OutputJSON {
+				if jerr := g.writeJSON(res); jerr != nil {
+					return jerr
+				}
+			} else {
+				if res.Accept != nil {
+					printAccept(g.stdout, res.Accept)
+				}
+				if res.Sealed != nil {
+					fmt.Fprintf(g.stdout, "sealed at the hub: audit entry %d (%s), record sha256:%s\n", res.Sealed.Seq, res.Sealed.Hash, res.Sealed.RecordSHA256)
+				}
+				if res.RecordPath != "" {
+					fmt.Fprintf(g.stdout, "wrote %s and %s\n", res.RecordPath, res.SigPath)
+				}
+			}
+			if errors.Is(err, cluster.ErrNotAccepted) {
+				fmt.Fprintln(g.stderr, "kubedos: not sealed: the cluster was not accepted (nothing written, nothing sent)")
+				return exitError{2}
+			}
+			return err
+		},
+	}
+	f.add(cmd, "the build the nodes run: its directory or build-id (required; its manifest is checked with the artifact key)")
+	cmd.Flags().BoolVar(&f.force, "force", false, "replace an acceptance record the build directory holds")
+	return cmd
+}
+
+// printAccept prints one line per check and the verdict.
+func printAccept(w io.Writer, r *cluster.AcceptResult) {
+	fmt.Fprintf(w, "acceptance gate of cluster %s\n", r.Cluster)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	for _, c := range r.Checks {
+		outcome := c.Outcome
+		if outcome == cluster.CheckFailed {
+			outcome = "FAILED"
+		}
+		node := c.Node
+		if node == "" {
+			node = "-"
+		}
+		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\n", outcome, c.Name, node, oneLine(c.Detail))
+	}
+	_ = tw.Flush()
+	failed := r.Failed()
+	switch {
+	case len(failed) > 0:
+		var names []string
+		for _, c := range failed {
+			n := c.Name
+			if c.Node != "" {
+				n += " on " + c.Node
+			}
+			if c.Outcome == cluster.CheckNotChecked {
+				n += " (not checked; --allow-unchecked " + c.Name + " accepts without it)"
+			}
+			names = append(names, n)
+		}
+		fmt.Fprintf(w, "NOT accepted: %s\n", strings.Join(names, ", "))
+	case len(r.Allowed) > 0:
+		fmt.Fprintf(w, "accepted except %s (not checked, allowed by --allow-unchecked)\n", strings.Join(r.Allowed, ", "))
+	default:
+		fmt.Fprintln(w, "accepted")
+	}
+	fmt.Fprintf(w, "gate wall time %v\n", r.WallTime.Round(time.Millisecond))
+}

@@ -1,0 +1,92 @@
+package manifest
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"time"
+)
+
+// The acceptance record of a cluster (kubedos cluster seal): written beside
+// the build's manifest, signed with the artifact key like it, appended to
+// the hub's audit chain and carried in the recovery bundle as its recovery
+// anchors.
+const (
+	AcceptanceFile    = "acceptance.json"
+	AcceptanceSigFile = "acceptance.sig"
+	AcceptanceKind    = "AcceptanceRecord"
+	// MaxAcceptanceBytes bounds a record anyone reads or the hub accepts:
+	// a few hundred nodes and checks fit many times over.
+	MaxAcceptanceBytes = 1 << 20
+)
+
+// Acceptance is a sealed acceptance record: the gate's results and what
+// the cluster was when it passed.
+type Acceptance struct {
+	APIVersion string    `json:"apiVersion"`
+	Kind       string    `json:"kind"`
+	Cluster    string    `json:"cluster"`
+	Time       time.Time `json:"time"`
+	// WallTime is how long the gate took, in milliseconds.
+	WallTimeMS int64 `json:"wallTimeMS"`
+	// BuildID and ManifestSHA256 name the build the nodes run (the sha256
+	// of its manifest.json, which manifest.sig signs).
+	BuildID        string `json:"buildID"`
+	ManifestSHA256 string `json:"manifestSHA256"`
+	// Checks are every check the gate ran, in order.
+	Checks []AcceptanceCheck `json:"checks"`
+	// Allowed names the unchecked items the operator accepted the cluster
+	// without (--allow-unchecked).
+	Allowed []string         `json:"allowedUnchecked,omitempty"`
+	Nodes   []AcceptanceNode `json:"nodes"`
+	// CAs are the SHA-256 of each CA certificate's DER, by name (cluster,
+	// kubernetes, etcd, front-proxy).
+	CAs map[string]string `json:"caSHA256"`
+	// AuditHead is the hub's audit chain head when the record was made;
+	// the seal entry follows it.
+	AuditHead AuditHead `json:"auditHead"`
+}
+
+// AcceptanceCheck is one check's result: passed, failed (with what and
+// which node) or not checked (with why).
+type AcceptanceCheck struct {
+	Name    string `json:"name"`
+	Outcome string `json:"outcome"`
+	Node    string `json:"node,omitempty"`
+	Detail  string `json:"detail,omitempty"`
+}
+
+// AcceptanceNode is one node as the hub records it.
+type AcceptanceNode struct {
+	Name    string `json:"name"`
+	Role    string `json:"role"`
+	EKHash  string `json:"ekHash"`
+	BuildID string `json:"buildID"`
+}
+
+// AuditHead is an audit chain's newest entry.
+type AuditHead struct {
+	Seq  uint64 `json:"seq"`
+	Hash string `json:"hash"`
+}
+
+// ParseAcceptance decodes a record strictly and bounded: an unknown field
+// is an error, as for manifests.
+func ParseAcceptance(raw []byte) (*Acceptance, error) {
+	if len(raw) > MaxAcceptanceBytes {
+		return nil, fmt.Errorf("acceptance record is %d bytes, more than %d", len(raw), MaxAcceptanceBytes)
+	}
+	var a Acceptance
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&a); err != nil {
+		return nil, fmt.Errorf("acceptance record: %w", err)
+	}
+	if dec.More() {
+		return nil, fmt.Errorf("acceptance record: data after the record")
+	}
+	if a.Kind != AcceptanceKind || a.Cluster == "" || a.BuildID == "" {
+		return nil, fmt.Errorf("not an acceptance record (kind %q, cluster %q, buildID %q)", a.Kind, a.Cluster, a.BuildID)
+	}
+	return &a, nil
+}
