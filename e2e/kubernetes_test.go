@@ -54,7 +54,7 @@ func TestKubernetes(t *testing.T) {
 	if err := json.Unmarshal([]byte(must(t, dir, "kubeconfig", "cluster.yaml", "--keys", "keys", "--out", "admin.kubeconfig", "-o", "json")), &kc); err != nil {
 		t.Fatal(err)
 	}
-	if kc.Server != "https://10.30.0.11:6443" || !strings.HasPrefix(kc.User, "kubedos-admin:") {
+	if kc.Server != "https://10.40.0.11:6443" || !strings.HasPrefix(kc.User, "kubedos-admin:") {
 		t.Errorf("kubeconfig for %s as %s", kc.Server, kc.User)
 	}
 	kubectl := func(args ...string) string {

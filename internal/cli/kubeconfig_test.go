@@ -90,7 +90,7 @@ func TestKubeconfigCommand(t *testing.T) {
 	if err := json.Unmarshal([]byte(stdout), &got); err != nil {
 		t.Fatalf("output %q: %v", stdout, err)
 	}
-	if got.Path != out || got.Server != "https://10.30.0.11:6443" || got.User != "kubedos-admin:admin" ||
+	if got.Path != out || got.Server != "https://10.40.0.11:6443" || got.User != "kubedos-admin:admin" ||
 		got.NotAfter.Before(time.Now().Add(50*time.Minute)) || got.NotAfter.After(time.Now().Add(time.Hour)) {
 		t.Errorf("output %+v: want %s, cp-1's LAN address, kubedos-admin:admin, about an hour", got, out)
 	}
@@ -139,7 +139,7 @@ func TestKubeconfigCommand(t *testing.T) {
 		t.Errorf("existing file: exit %d, %q; changed %v", code, stderr, string(after) != string(raw))
 	}
 	code, stdout, stderr = run(t, "kubeconfig", specFile, "--hub", addr, "--keys", admin, "--out", out, "--force")
-	if after, _ := os.ReadFile(out); code != 0 || string(after) == string(raw) || !strings.Contains(stdout, "wrote "+out+": user kubedos-admin:admin on https://10.30.0.11:6443") {
+	if after, _ := os.ReadFile(out); code != 0 || string(after) == string(raw) || !strings.Contains(stdout, "wrote "+out+": user kubedos-admin:admin on https://10.40.0.11:6443") {
 		t.Errorf("--force: exit %d, %q %q", code, stdout, stderr)
 	}
 

@@ -61,7 +61,7 @@ func newFakeKube(t *testing.T, cas *pki.KubeCAs) *fakeKube {
 			io.WriteString(w, `{"kind":"Status","reason":"BadRequest","message":"the fake does not expect this"}`)
 		}
 	}))
-	srvCert, err := cas.Kubernetes.IssueServer([]string{"10.30.0.11"}, time.Hour, time.Now())
+	srvCert, err := cas.Kubernetes.IssueServer([]string{"10.40.0.11"}, time.Hour, time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -150,7 +150,7 @@ func TestNodeRevokeTakesNodeOutOfKubernetes(t *testing.T) {
 		t.Fatalf("output %s", stdout)
 	}
 	k := got.Kubernetes
-	if k.Node != "w-1" || k.Server != "https://10.30.0.11:6443" || named != k.Server || k.Unreachable != "" || k.VMStopped {
+	if k.Node != "w-1" || k.Server != "https://10.40.0.11:6443" || named != k.Server || k.Unreachable != "" || k.VMStopped {
 		t.Errorf("kubernetes %+v (client aimed at %s)", k, named)
 	}
 	if by := k.KubeletCertificateExpiresBy; by.Before(start.Add(time.Hour-time.Second)) || by.After(time.Now().Add(time.Hour+time.Second)) {

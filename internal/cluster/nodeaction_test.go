@@ -48,7 +48,7 @@ func (f *fakeHubConn) Invoke(_ context.Context, method string, args, reply any, 
 			return err
 		}
 		*r = api.KubeAdminResponse{Certificate: cert.Raw, KubernetesCA: f.cas.Kubernetes.Certificate().Raw,
-			Server: "https://10.30.0.11:6443", User: cert.Subject.CommonName, NotAfter: cert.NotAfter}
+			Server: "https://10.40.0.11:6443", User: cert.Subject.CommonName, NotAfter: cert.NotAfter}
 	default:
 		return fmt.Errorf("fake hub: no %s", method)
 	}
@@ -80,7 +80,7 @@ func newKubeAPI(t *testing.T, cas *pki.KubeCAs, route func(key string) (int, str
 		w.WriteHeader(code)
 		io.WriteString(w, body)
 	}))
-	is, err := cas.Kubernetes.IssueServer([]string{"10.30.0.11"}, time.Hour, time.Now())
+	is, err := cas.Kubernetes.IssueServer([]string{"10.40.0.11"}, time.Hour, time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
