@@ -34,7 +34,7 @@ build:
 deps:
 	bash scripts/setup.sh
 
-demo: deps build
+demo: deps build kube
 	bash scripts/demo.sh
 
 test: lint unit fuzz

@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # The main job on the local default: validate and plan the examples, then
-# manufacture the local example (keys, lock, fetch, build, verify, recovery
-# bundle), boot its
+# manufacture the local Kubernetes example (keys, lock, fetch, build with
+# the Kubernetes binary `make kube` made, verify, recovery bundle), boot its
 # master once checking the PCRs it measured against the signed manifest, and
 # bring the three-node cluster up: a hub and one VM per node, each VM's EK
 # registered before it boots, every node enrolled through the attestation
-# gate. State lives in ./demo/ so a second run reuses the content-addressed
-# build and the running cluster (seconds, not minutes).
+# gate, Kubernetes converged on the certificates the hub issued them; then
+# an admin kubeconfig and `kubectl get nodes`. State lives in
+# ./demo/local-k8s/ so a second run reuses the content-addressed build and
+# the running cluster.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -21,16 +23,16 @@ echo
 echo "== a spec with mistakes: every problem at once, with line:column"
 $k spec validate internal/spec/testdata/five-mistakes.yaml || echo "(exit status $? — expected)"
 echo
-echo "== convergence plan of the local cluster (first levels)"
-$k plan examples/local.yaml | sed -n '/^Levels/,$p'
+echo "== convergence plan of the local Kubernetes cluster (first levels)"
+$k plan examples/local-k8s.yaml | sed -n '/^Levels/,$p'
 if [ "$(id -u)" -ne 0 ]; then
   echo "demo: building images needs root (mmdebstrap --mode=root); rerun as root for the rest"; exit 1
 fi
-mkdir -p demo && cd demo
-cp ../examples/local.yaml cluster.yaml
+mkdir -p demo/local-k8s && cd demo/local-k8s
+cp ../../examples/local-k8s.yaml cluster.yaml
 echo
 echo "== keys (made once, never overwritten)"
-[ -d keys ] || $k keys init --dir keys --cluster local >/dev/null
+[ -d keys ] || $k keys init --dir keys --cluster local-k8s >/dev/null
 $k keys show --dir keys
 echo
 echo "== lock, fetch, build (offline from the darksite repo), verify"
@@ -50,14 +52,20 @@ echo "== bring the cluster up: hub + one VM per node (OVMF Secure Boot, swtpm), 
 echo "   the hub moves to the master once it has enrolled (CA key sealed to the master's TPM)"
 $k cluster up cluster.yaml --build "$b" --keys keys
 echo
-$k node list --hub "$(cat .kubedos/clusters/local/hub/hub.addr)" --keys keys
+$k node list --hub "$(cat .kubedos/clusters/local-k8s/hub/hub.addr)" --keys keys
+echo
+echo "== Kubernetes: an admin kubeconfig from the hub (short-lived, audited), then kubectl"
+$k kubeconfig cluster.yaml --keys keys --out admin.kubeconfig --force
+"$root/bin/kube" kubectl --kubeconfig admin.kubeconfig get nodes -o wide
+"$root/bin/kube" kubectl --kubeconfig admin.kubeconfig get pods -A -o wide
 echo
 echo "demo: ok. The cluster keeps running:"
-echo "  cd demo && ../bin/kubedos cluster status cluster.yaml --keys keys    # VMs, enrollment, node API addresses"
-echo "  cd demo && ../bin/kubedos node health --node 10.20.0.10:7444 --name master --keys keys"
-echo "  cd demo && ../bin/kubedos node planes --node 10.20.0.10:7444 --name master --keys keys   # WireGuard peers and handshakes"
-echo "  cd demo && ../bin/kubedos audit --hub \$(cat .kubedos/clusters/local/hub/hub.addr) --keys keys"
-echo "  cd demo && ../bin/kubedos cluster down cluster.yaml                  # stop every VM (the master keeps the hub) and swtpm; remove the LAN namespace"
-echo "The nodes share one L2 segment (bridge in network namespace kubedos-local); this host is its gateway 10.20.0.1;"
-echo "the hub is served by the master's kubedosd on 10.20.0.10:7443."
-echo "Consoles: demo/.kubedos/clusters/local/nodes/<node>/serial.log"
+echo "  cd demo/local-k8s && ../../bin/kubedos cluster status cluster.yaml --keys keys    # VMs, enrollment, node API addresses"
+echo "  cd demo/local-k8s && ../../bin/kube kubectl --kubeconfig admin.kubeconfig get pods -A   # the admin kubeconfig lasts an hour"
+echo "  cd demo/local-k8s && ../../bin/kubedos node health --node 10.30.0.11:7444 --name cp-1 --keys keys"
+echo "  cd demo/local-k8s && ../../bin/kubedos node planes --node 10.30.0.10:7444 --name master --keys keys   # WireGuard peers and handshakes"
+echo "  cd demo/local-k8s && ../../bin/kubedos audit --hub \$(cat .kubedos/clusters/local-k8s/hub/hub.addr) --keys keys"
+echo "  cd demo/local-k8s && ../../bin/kubedos cluster down cluster.yaml   # stop every VM and swtpm; remove the LAN namespace"
+echo "The nodes share one L2 segment (bridge in network namespace kubedos-local-k8s); this host is its gateway 10.30.0.1;"
+echo "the hub is served by the master's kubedosd on 10.30.0.10:7443, the Kubernetes API by cp-1 on 10.30.0.11:6443."
+echo "Consoles: demo/local-k8s/.kubedos/clusters/local-k8s/nodes/<node>/serial.log"
