@@ -5,10 +5,8 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"net"
 	"slices"
 	"sort"
-	"strconv"
 	"strings"
 	"time"
 
@@ -131,30 +129,21 @@ func Accept(ctx context.Context, cfg AcceptConfig) (*AcceptResult, error) {
 		return nil, err
 	}
 	defer hubConn.Close()
-	nodes := map[string]steps.Node{}
-	for _, n := range cfg.Spec.Topology.Nodes {
-		addr := cfg.NodeAddrs[n.Name]
-		if addr == "" {
-			addr = net.JoinHostPort(n.Address, strconv.Itoa(api.NodeAPIPort))
-		}
-		cc, err := dial(cfg.ClientTLS, addr, n.Name)
-		if err != nil {
-			return nil, err
-		}
-		defer cc.Close()
-		nodes[n.Name] = api.NewNodeClient(cc)
+	nodes, closeNodes, err := dialNodes(cfg.ClientTLS, cfg.Spec, cfg.NodeAddrs)
+	if err != nil {
+		return nil, err
 	}
+	defer closeNodes()
 	kc := cfg.Kube
 	var kubeErr error
 	if kc == nil && cfg.Spec.Workloads.Kubernetes.Enabled {
 		cctx, cancel := context.WithTimeout(ctx, cfg.callTimeout())
-		creds, _, _, err := adminKubeCredentials(cctx, hubConn)
+		c, err := adminKube(cctx, hubConn)
 		cancel()
-		if err == nil {
-			kc, err = kube.New(creds)
-		}
 		if err != nil {
-			kubeErr = fmt.Errorf("an admin Kubernetes credential from the hub: %w", err)
+			kubeErr = err
+		} else {
+			kc = c
 		}
 	}
 	g := gate{cfg: cfg, hub: api.NewAdminClient(hubConn), nodes: nodes, kube: kc, kubeErr: kubeErr}

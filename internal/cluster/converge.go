@@ -71,30 +71,18 @@ func Converge(ctx context.Context, cfg ConvergeConfig) (*ConvergeResult, error) 
 		return nil, err
 	}
 	defer hubConn.Close()
-	nodes := map[string]steps.Node{}
-	for _, n := range cfg.Spec.Topology.Nodes {
-		addr := cfg.NodeAddrs[n.Name]
-		if addr == "" {
-			addr = net.JoinHostPort(n.Address, strconv.Itoa(api.NodeAPIPort))
-		}
-		cc, err := dial(cfg.ClientTLS, addr, n.Name)
-		if err != nil {
-			return nil, err
-		}
-		defer cc.Close()
-		nodes[n.Name] = api.NewNodeClient(cc)
+	nodes, closeNodes, err := dialNodes(cfg.ClientTLS, cfg.Spec, cfg.NodeAddrs)
+	if err != nil {
+		return nil, err
 	}
+	defer closeNodes()
 	var kc steps.Kube
 	if cfg.Spec.Workloads.Kubernetes.Enabled {
-		// An admin credential for this run only (≤ 1 h, audited at the
-		// hub): the addons need cluster-admin, and no such key is kept.
-		creds, _, _, err := adminKubeCredentials(ctx, hubConn)
+		c, err := adminKube(ctx, hubConn)
 		if err != nil {
-			return nil, fmt.Errorf("converge: an admin Kubernetes credential from the hub: %w", err)
+			return nil, fmt.Errorf("converge: %w", err)
 		}
-		if kc, err = kube.New(creds); err != nil {
-			return nil, err
-		}
+		kc = c
 	}
 	g, err := Graph(cfg.Spec, api.NewAdminClient(hubConn), nodes, cfg.Builds, kc)
 	if err != nil {
@@ -126,6 +114,43 @@ func Converge(ctx context.Context, cfg ConvergeConfig) (*ConvergeResult, error) 
 		res.Seq = got.Seq
 	}
 	return res, runErr
+}
+
+// dialNodes connects to every spec node's API (its spec address unless
+// addrs names another); the returned func closes them all.
+func dialNodes(base *tls.Config, s *spec.ClusterSpec, addrs map[string]string) (map[string]steps.Node, func(), error) {
+	nodes := map[string]steps.Node{}
+	var conns []*grpc.ClientConn
+	closeAll := func() {
+		for _, cc := range conns {
+			cc.Close()
+		}
+	}
+	for _, n := range s.Topology.Nodes {
+		addr := addrs[n.Name]
+		if addr == "" {
+			addr = net.JoinHostPort(n.Address, strconv.Itoa(api.NodeAPIPort))
+		}
+		cc, err := dial(base, addr, n.Name)
+		if err != nil {
+			closeAll()
+			return nil, nil, err
+		}
+		conns = append(conns, cc)
+		nodes[n.Name] = api.NewNodeClient(cc)
+	}
+	return nodes, closeAll, nil
+}
+
+// adminKube is a Kubernetes client with an admin credential the hub issues
+// for this run only (≤ 1 h, audited at the hub): the addons and the gate
+// need cluster-admin, and no such key is kept.
+func adminKube(ctx context.Context, hubConn grpc.ClientConnInterface) (*kube.Client, error) {
+	creds, _, _, err := adminKubeCredentials(ctx, hubConn)
+	if err != nil {
+		return nil, fmt.Errorf("an admin Kubernetes credential from the hub: %w", err)
+	}
+	return kube.New(creds)
 }
 
 // RoleBuilds is, per role, the ID of its image in m: what the hub records
