@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"path/filepath"
 	"strings"
 	"text/tabwriter"
@@ -13,7 +12,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/kubedos/kubedos/internal/api"
 	"github.com/kubedos/kubedos/internal/cluster"
 	"github.com/kubedos/kubedos/internal/kube"
 	"github.com/kubedos/kubedos/internal/manifest"
@@ -23,13 +21,11 @@ import (
 
 // acceptFlags are the flags of kubedos cluster accept and seal.
 type acceptFlags struct {
-	hub        hubClient
-	state      string
+	reachFlags
 	build      string
 	kubeconfig string
 	allow      []string
 	timeout    time.Duration
-	nodes      map[string]string
 	force      bool
 }
 
@@ -57,38 +53,21 @@ The Kubernetes checks use an admin credential the hub issues for this run
 (≤ 1 h, audited), or --kubeconfig.`
 
 func (f *acceptFlags) add(cmd *cobra.Command, buildUsage string) {
-	f.hub.addFlags(cmd)
-	_ = cmd.Flags().Set("hub", os.Getenv("KUBEDOS_HUB"))
-	cmd.Flags().Lookup("hub").DefValue = "$KUBEDOS_HUB, else the cluster's state"
-	cmd.Flags().StringVar(&f.state, "state", "", "cluster state directory (default .kubedos/clusters/<cluster>)")
+	f.reachFlags.add(cmd)
 	cmd.Flags().StringVar(&f.build, "build", "", buildUsage)
 	cmd.Flags().StringVar(&f.kubeconfig, "kubeconfig", "", "reach the API server with this kubeconfig (default: an admin credential from the hub)")
 	cmd.Flags().StringSliceVar(&f.allow, "allow-unchecked", nil, "accept the cluster without these unchecked items: "+strings.Join(cluster.Uncheckable, ", "))
 	cmd.Flags().DurationVar(&f.timeout, "timeout", 5*time.Minute, "give up on the whole gate after this long")
-	cmd.Flags().StringToStringVar(&f.nodes, "node-addr", nil, fmt.Sprintf("NAME=HOST:PORT: reach node NAME's API there (default: its spec address, port %d)", api.NodeAPIPort))
 }
 
 // config turns the flags into the library's configuration; builds loads
 // the build's role images for the attestation check.
 func (f *acceptFlags) config(s *spec.ClusterSpec, builds bool) (cluster.AcceptConfig, error) {
-	cfg := cluster.AcceptConfig{Spec: s, HubAddr: f.hub.addr, NodeAddrs: f.nodes, AllowUnchecked: f.allow}
-	for name := range f.nodes {
-		if _, ok := s.NodeByName(name); !ok {
-			return cfg, fmt.Errorf("--node-addr %s: no node %s in the spec", name, name)
-		}
-	}
-	if cfg.HubAddr == "" {
-		addr, err := cluster.HubFromState((&clusterFlags{state: f.state}).dir(s))
-		if err != nil {
-			return cfg, err
-		}
-		cfg.HubAddr = addr
-	}
-	tc, err := cluster.Access{Keys: f.hub.keys, Cert: f.hub.cert, Key: f.hub.key}.TLS("")
-	if err != nil {
+	cfg := cluster.AcceptConfig{Spec: s, NodeAddrs: f.nodes, AllowUnchecked: f.allow}
+	var err error
+	if cfg.HubAddr, cfg.ClientTLS, err = f.resolve(s); err != nil {
 		return cfg, err
 	}
-	cfg.ClientTLS = tc
 	if f.kubeconfig != "" {
 		kc, err := kube.NewFromKubeconfig(f.kubeconfig)
 		if err != nil {

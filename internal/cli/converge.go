@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -21,14 +22,51 @@ import (
 )
 
 // convergeFlags are the flags of kubedos converge.
+// reachFlags say how to reach a cluster's hub and nodes: the operator's
+// identity, the hub (--hub, $KUBEDOS_HUB, else the cluster's state) and
+// node API addresses other than the spec's.
+type reachFlags struct {
+	hub   hubClient
+	state string
+	nodes map[string]string
+}
+
+func (r *reachFlags) add(cmd *cobra.Command) {
+	r.hub.addFlags(cmd)
+	_ = cmd.Flags().Set("hub", os.Getenv("KUBEDOS_HUB")) // empty: found from the cluster's state
+	cmd.Flags().Lookup("hub").DefValue = "$KUBEDOS_HUB, else the cluster's state"
+	cmd.Flags().StringVar(&r.state, "state", "", "cluster state directory (default .kubedos/clusters/<cluster>)")
+	cmd.Flags().StringToStringVar(&r.nodes, "node-addr", nil, fmt.Sprintf("NAME=HOST:PORT: reach node NAME's API there (default: its spec address, port %d)", api.NodeAPIPort))
+}
+
+// resolve checks every --node-addr names a node of s, and returns the
+// hub's address and the operator's TLS configuration.
+func (r *reachFlags) resolve(s *spec.ClusterSpec) (string, *tls.Config, error) {
+	for name := range r.nodes {
+		if _, ok := s.NodeByName(name); !ok {
+			return "", nil, fmt.Errorf("--node-addr %s: no node %s in the spec", name, name)
+		}
+	}
+	addr := r.hub.addr
+	if addr == "" {
+		var err error
+		if addr, err = cluster.HubFromState((&clusterFlags{state: r.state}).dir(s)); err != nil {
+			return "", nil, err
+		}
+	}
+	tc, err := cluster.Access{Keys: r.hub.keys, Cert: r.hub.cert, Key: r.hub.key}.TLS("")
+	if err != nil {
+		return "", nil, err
+	}
+	return addr, tc, nil
+}
+
 type convergeFlags struct {
-	hub      hubClient
-	state    string
+	reachFlags
 	build    string
 	check    bool
 	timeout  time.Duration
 	stepTime time.Duration
-	nodes    map[string]string
 	retries  int
 }
 
@@ -109,43 +147,26 @@ directory names (cluster up writes it).`,
 			return nil
 		},
 	}
-	f.hub.addFlags(cmd)
-	_ = cmd.Flags().Set("hub", os.Getenv("KUBEDOS_HUB")) // empty: found from the cluster's state
-	cmd.Flags().Lookup("hub").DefValue = "$KUBEDOS_HUB, else the cluster's state"
-	cmd.Flags().StringVar(&f.state, "state", "", "cluster state directory (default .kubedos/clusters/<cluster>)")
+	f.reachFlags.add(cmd)
 	cmd.Flags().StringVar(&f.build, "build", "", "build every node must run: its directory or build-id (default: not checked)")
 	cmd.Flags().BoolVar(&f.check, "check", false, "check only: report drift, apply nothing")
 	cmd.Flags().DurationVar(&f.timeout, "timeout", 10*time.Minute, "give up on the whole run after this long")
 	cmd.Flags().DurationVar(&f.stepTime, "step-timeout", 30*time.Second, "bound on one attempt of one step")
 	cmd.Flags().IntVar(&f.retries, "retries", 2, "retries of a failed step (with backoff from 1 s)")
-	cmd.Flags().StringToStringVar(&f.nodes, "node-addr", nil, fmt.Sprintf("NAME=HOST:PORT: reach node NAME's API there (default: its spec address, port %d)", api.NodeAPIPort))
 	return cmd
 }
 
 // config turns the flags into the library's configuration.
 func (f *convergeFlags) config(s *spec.ClusterSpec) (cluster.ConvergeConfig, error) {
-	cfg := cluster.ConvergeConfig{Spec: s, HubAddr: f.hub.addr, CheckOnly: f.check, NodeAddrs: f.nodes}
-	for name := range f.nodes {
-		if _, ok := s.NodeByName(name); !ok {
-			return cfg, fmt.Errorf("--node-addr %s: no node %s in the spec", name, name)
-		}
-	}
+	cfg := cluster.ConvergeConfig{Spec: s, CheckOnly: f.check, NodeAddrs: f.nodes}
 	cfg.Engine.Timeout, cfg.Engine.Retries = f.stepTime, f.retries
 	if f.retries == 0 {
 		cfg.Engine.Retries = -1 // the engine's 0 means its default
 	}
-	if cfg.HubAddr == "" {
-		addr, err := cluster.HubFromState((&clusterFlags{state: f.state}).dir(s))
-		if err != nil {
-			return cfg, err
-		}
-		cfg.HubAddr = addr
-	}
-	tc, err := cluster.Access{Keys: f.hub.keys, Cert: f.hub.cert, Key: f.hub.key}.TLS("")
-	if err != nil {
+	var err error
+	if cfg.HubAddr, cfg.ClientTLS, err = f.resolve(s); err != nil {
 		return cfg, err
 	}
-	cfg.ClientTLS = tc
 	if f.build != "" {
 		dir, err := resolveBuild(f.build, "out")
 		if err != nil {
