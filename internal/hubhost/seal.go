@@ -129,6 +129,28 @@ func sealRetrying(srk *client.Key, key []byte, pcrs []int) (*pb.SealedBytes, err
 	return nil, fmt.Errorf("PCRs kept changing during %d attempts: %w", sealAttempts, err)
 }
 
+// unsealRetrying unseals sb, again when the TPM says a PCR moved between the
+// policy session's PolicyPCR and the Unseal (TPM_RC_PCR_CHANGED). The TPM
+// counts every extend, not just those of the PCRs sealed to, so a PCR 11
+// phase extend by systemd-pcrphase while a master takes the hub over fails
+// an unseal whose PCR 7 is right. A PCR 7 that really differs fails with a
+// policy error instead, which is not retried.
+func unsealRetrying(srk *client.Key, sb *pb.SealedBytes) ([]byte, error) {
+	var err error
+	for range sealAttempts {
+		var key []byte
+		key, err = srk.Unseal(sb, client.UnsealOpts{})
+		if err == nil {
+			return key, nil
+		}
+		var rc tpm2.Error
+		if !errors.As(err, &rc) || rc.Code != tpm2.RCPCRChanged {
+			return nil, err
+		}
+	}
+	return nil, fmt.Errorf("PCRs kept changing during %d attempts: %w", sealAttempts, err)
+}
+
 // Unseal gives back what Seal sealed, if this is the same TPM and the PCRs
 // hold the same values.
 func (s TPMSealer) Unseal(blob []byte) ([]byte, error) {
@@ -143,7 +165,7 @@ func (s TPMSealer) Unseal(blob []byte) ([]byte, error) {
 	var key []byte
 	err := s.withSRK(func(srk *client.Key) error {
 		var err error
-		if key, err = srk.Unseal(&sb, client.UnsealOpts{}); err != nil {
+		if key, err = unsealRetrying(srk, &sb); err != nil {
 			return fmt.Errorf("unseal with the TPM (another TPM, or PCR %v changed?): %w", s.PCRs, err)
 		}
 		return nil

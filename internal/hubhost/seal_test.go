@@ -14,8 +14,10 @@ import (
 
 // TPM 2.0 command codes the racing transport watches for.
 const (
-	ccCreate  = 0x153
-	ccPCRRead = 0x17e
+	ccCreate    = 0x153
+	ccPCRRead   = 0x17e
+	ccPolicyPCR = 0x17f
+	ccUnseal    = 0x15e
 )
 
 // racingTPM extends PCR 16 between the TPM2_Create of a sealed object and
@@ -96,5 +98,67 @@ func TestSealRaceText(t *testing.T) {
 	}
 	if err == nil || !strings.Contains(err.Error(), pcrsModifiedText) {
 		t.Fatalf("go-tpm-tools Seal raced = %v; want an error containing %q (did the library change its text?)", err, pcrsModifiedText)
+	}
+}
+
+// unsealRacingTPM extends PCR 16 between TPM2_PolicyPCR and TPM2_Unseal:
+// the TPM then refuses the unseal with TPM_RC_PCR_CHANGED although PCR 7,
+// the one sealed to, never moved. A master taking the hub over while
+// systemd-pcrphase extends PCR 11 lost exactly this race in CI.
+type unsealRacingTPM struct {
+	io.ReadWriteCloser
+	races    int
+	policied bool
+}
+
+func (r *unsealRacingTPM) Write(cmd []byte) (int, error) {
+	if len(cmd) >= 10 {
+		switch binary.BigEndian.Uint32(cmd[6:10]) {
+		case ccPolicyPCR:
+			r.policied = true
+		case ccUnseal:
+			if r.policied && r.races > 0 {
+				r.races--
+				if err := tpm2.PCRExtend(r.ReadWriteCloser, 16, tpm2.AlgSHA256, bytes.Repeat([]byte{2}, 32), ""); err != nil {
+					return 0, err
+				}
+			}
+			r.policied = false
+		}
+	}
+	return r.ReadWriteCloser.Write(cmd)
+}
+
+func TestUnsealSurvivesAPCRChangingMeanwhile(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		races   int
+		wantErr string
+	}{
+		{name: "once", races: 1},
+		{name: "every attempt", races: 1000, wantErr: "PCRs kept changing during 5 attempts"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s, sim := simSealer(t, 7)
+			blob, err := s.Seal([]byte("ca key"))
+			if err != nil {
+				t.Fatalf("seal: %v", err)
+			}
+			rt := &unsealRacingTPM{ReadWriteCloser: sim, races: tc.races}
+			s.Open = func() (io.ReadWriteCloser, error) { return attesttest.NoClose(rt), nil }
+			got, err := s.Unseal(blob)
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("unseal: %v, want %q", err, tc.wantErr)
+				}
+				return
+			}
+			if rt.races != 0 {
+				t.Fatal("the race was never provoked")
+			}
+			if err != nil || string(got) != "ca key" {
+				t.Fatalf("unseal: %q, %v", got, err)
+			}
+		})
 	}
 }
