@@ -23,8 +23,9 @@ import (
 // probe Deployment served — convergence only ends when it is. Then, as an
 // operator: an admin kubeconfig from the hub, `kubectl get nodes`, the
 // probe reached through the API server from another node (pod traffic
-// across wg-kubernetes), and the audit chain showing every Kubernetes
-// certificate issued to an enrolled node after a fresh quote.
+// across wg-kubernetes), the acceptance gate, the seal with the
+// replacement drill of w-1, and the audit chain showing every Kubernetes
+// certificate issued to an enrolled node, none to a fenced one.
 //
 // It needs the Kubernetes binary (make kube): `make e2e-kube` sets
 // KUBEDOS_KUBE.
@@ -139,15 +140,47 @@ func TestKubernetes(t *testing.T) {
 	if !strings.Contains(acc.stdout, "accepted except dns, drill") {
 		t.Errorf("cluster accept did not say what it accepted without:\n%s", acc.stdout)
 	}
-	seal := run(t, dir, nil, "cluster", "seal", "cluster.yaml", "--build", b, "--keys", "keys", "--allow-unchecked", "dns,drill", "-o", "json")
+	// The seal runs the gate again, with the replacement drill on w-1
+	// first: fenced (cordoned, drained, Node deleted, VM stopped),
+	// replaced, destroyed, recreated with a fresh TPM, enrolled through
+	// the gate, Ready, the probe available again; then every other check
+	// on the cluster it left.
+	start = time.Now()
+	seal := run(t, dir, nil, "cluster", "seal", "cluster.yaml", "--build", b, "--keys", "keys", "--drill", "w-1", "--allow-unchecked", "dns", "-o", "json")
 	if seal.code != 0 {
-		t.Fatalf("cluster seal: exit %d\n%s\n%s", seal.code, seal.stdout, seal.stderr)
+		t.Fatalf("cluster seal --drill w-1: exit %d\n%s\n%s", seal.code, seal.stdout, seal.stderr)
 	}
+	t.Logf("FIGURE cluster seal with the replacement drill of w-1 (the whole command): %.0fs", time.Since(start).Seconds())
 	var sealed struct {
 		Sealed struct{ Seq uint64 }
+		Accept struct {
+			Checks []struct{ Name, Node, Outcome, Detail string }
+			Drill  struct {
+				OldEKHash, NewEKHash string
+				Steps                []struct {
+					Step   string
+					OK     bool
+					TookNS int64
+				}
+				WallTimeNS int64
+			}
+		}
 	}
 	if err := json.Unmarshal([]byte(seal.stdout), &sealed); err != nil || sealed.Sealed.Seq == 0 {
 		t.Fatalf("cluster seal -o json: %v\n%s", err, seal.stdout)
+	}
+	d := sealed.Accept.Drill
+	if len(d.Steps) != 7 || d.NewEKHash == "" || d.NewEKHash == d.OldEKHash {
+		t.Errorf("drill report %+v", d)
+	}
+	for _, s := range d.Steps {
+		t.Logf("FIGURE drill step %s: %.1fs", s.Step, float64(s.TookNS)/1e9)
+	}
+	t.Logf("FIGURE replacement drill of w-1, fence to probe available again: %.0fs", float64(d.WallTimeNS)/1e9)
+	for _, c := range sealed.Accept.Checks {
+		if c.Name == "drill" && (c.Outcome != "passed" || c.Node != "w-1") || c.Outcome == "failed" {
+			t.Errorf("sealed check %+v", c)
+		}
 	}
 	for _, f := range []string{"acceptance.json", "acceptance.sig"} {
 		if _, err := os.Stat(filepath.Join(b, f)); err != nil {
@@ -168,22 +201,33 @@ func TestKubernetes(t *testing.T) {
 	if !audit.ChainOK {
 		t.Error("the audit chain does not verify")
 	}
-	enrolled := map[string]uint64{}
+	// A node holds Kubernetes certificates only between an enrollment and
+	// the next fence, revocation or replacement: the drilled w-1 got none
+	// from its fence until the fresh machine enrolled.
+	enrolled := map[string]bool{}
 	issued := map[string]int{}
+	var fencedW1, reenrolledW1 bool
 	for _, e := range audit.Entries {
-		switch {
-		case e.Action == "enroll" && e.Outcome == "ok":
-			enrolled[e.Target] = e.Seq
-		case e.Action == "kubernetes.issue" && e.Outcome == "ok":
+		if e.Outcome != "ok" {
+			continue
+		}
+		switch e.Action {
+		case "enroll":
+			enrolled[e.Target] = true
+			reenrolledW1 = reenrolledW1 || (fencedW1 && e.Target == "w-1")
+		case "node.fence", "node.revoke", "node.replace":
+			enrolled[e.Target] = false
+			fencedW1 = fencedW1 || e.Target == "w-1"
+		case "kubernetes.issue":
 			node := strings.TrimPrefix(e.Actor, "node:")
-			if enrolled[node] == 0 || enrolled[node] > e.Seq {
-				t.Errorf("audit %d: Kubernetes certificates issued to %s before it enrolled", e.Seq, node)
+			if !enrolled[node] {
+				t.Errorf("audit %d: Kubernetes certificates issued to %s while it was not enrolled (before enrolling, or fenced, revoked or replaced)", e.Seq, node)
 			}
 			issued[node]++
 		}
 	}
-	if issued["cp-1"] == 0 || issued["w-1"] == 0 || issued["master"] != 0 {
-		t.Errorf("Kubernetes issuances by node: %v", issued)
+	if issued["cp-1"] == 0 || issued["w-1"] < 2 || issued["master"] != 0 || !fencedW1 || !reenrolledW1 {
+		t.Errorf("Kubernetes issuances by node %v (w-1: once per machine at least); w-1 fenced %v, enrolled again %v", issued, fencedW1, reenrolledW1)
 	}
 	var sealEntry api.AuditResponse
 	if err := json.Unmarshal([]byte(must(t, dir, "audit", "--hub", strings.TrimSpace(string(hubAddr)), "--keys", "keys", "-o", "json",

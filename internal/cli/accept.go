@@ -27,6 +27,9 @@ type acceptFlags struct {
 	allow      []string
 	timeout    time.Duration
 	force      bool
+	// drill names the worker the replacement drill replaces.
+	drill        string
+	drillTimeout time.Duration
 }
 
 const acceptChecksLong = `Every check is reported with its outcome and, when it fails, the node and what:
@@ -42,12 +45,20 @@ const acceptChecksLong = `Every check is reported with its outcome and, when it 
   probe deployment  the acceptance probe's Deployment with its 2 replicas
   probe service     every probe replica answering through its Service, by
                     the API server's service proxy on the control-plane node
+  drill             (--drill NODE, run first so every check above sees the
+                    cluster it left) the replacement drill on a worker: fence
+                    it (hub revokes it, VM stopped; cordoned, drained, Node
+                    deleted), replace (its EK retired), destroy its VM with
+                    disk and TPM, recreate it from --build with a fresh TPM
+                    whose EK is registered first, wait until it enrolls
+                    through the gate, its kubelet is Ready and the probe is
+                    available again; each step timed. Destructive by design:
+                    only the node named, only a worker, qemu target only.
 
-Some items cannot be checked yet and are reported "not checked", which is not
-a pass: dns (no cluster DNS: CoreDNS is not built), drill (the replacement
-drill is not automated), build (no --build given). The cluster is accepted
-"except" such an item only when --allow-unchecked names it; otherwise the gate
-fails naming it. Exit 0 when accepted, 2 when a check failed.
+Some items may be reported "not checked", which is not a pass: dns (no cluster
+DNS: CoreDNS is not built), drill (no --drill given), build (no --build given).
+The cluster is accepted "except" such an item only when --allow-unchecked names
+it; otherwise the gate fails naming it. Exit 0 when accepted, 2 when a check failed.
 
 The Kubernetes checks use an admin credential the hub issues for this run
 (≤ 1 h, audited), or --kubeconfig.`
@@ -57,16 +68,41 @@ func (f *acceptFlags) add(cmd *cobra.Command, buildUsage string) {
 	cmd.Flags().StringVar(&f.build, "build", "", buildUsage)
 	cmd.Flags().StringVar(&f.kubeconfig, "kubeconfig", "", "reach the API server with this kubeconfig (default: an admin credential from the hub)")
 	cmd.Flags().StringSliceVar(&f.allow, "allow-unchecked", nil, "accept the cluster without these unchecked items: "+strings.Join(cluster.Uncheckable, ", "))
-	cmd.Flags().DurationVar(&f.timeout, "timeout", 5*time.Minute, "give up on the whole gate after this long")
+	cmd.Flags().DurationVar(&f.timeout, "timeout", 5*time.Minute, "give up on the gate's checks after this long (the drill has its own bound)")
+	cmd.Flags().StringVar(&f.drill, "drill", "", "run the replacement drill on this worker: it is fenced, destroyed and recreated (needs --build and the key directory)")
+	cmd.Flags().DurationVar(&f.drillTimeout, "drill-timeout", 15*time.Minute, "bound on each wait of the drill (enrollment, kubelet Ready, probe available)")
+}
+
+// gateTimeout bounds the whole gate: the checks, and the drill's waits
+// when there is one.
+func (f *acceptFlags) gateTimeout() time.Duration {
+	if f.drill == "" {
+		return f.timeout
+	}
+	return f.timeout + 3*f.drillTimeout
 }
 
 // config turns the flags into the library's configuration; builds loads
 // the build's role images for the attestation check.
-func (f *acceptFlags) config(s *spec.ClusterSpec, builds bool) (cluster.AcceptConfig, error) {
+func (f *acceptFlags) config(g *globals, path string, s *spec.ClusterSpec, builds bool) (cluster.AcceptConfig, error) {
 	cfg := cluster.AcceptConfig{Spec: s, NodeAddrs: f.nodes, AllowUnchecked: f.allow}
 	var err error
 	if cfg.HubAddr, cfg.ClientTLS, err = f.resolve(s); err != nil {
 		return cfg, err
+	}
+	if f.drill != "" {
+		if err := cluster.DrillNodeOK(s, f.drill); err != nil {
+			return cfg, err
+		}
+		if f.build == "" {
+			return cfg, fmt.Errorf("--drill %s needs --build: the drill recreates the node from the build", f.drill)
+		}
+		cf := clusterFlags{keys: f.hub.keys, state: f.state, build: f.build, timeout: f.drillTimeout}
+		ccfg, err := cf.loadBuild(path, g.events())
+		if err != nil {
+			return cfg, err
+		}
+		cfg.DrillNode, cfg.Drill = f.drill, cluster.New(ccfg).Drill
 	}
 	if f.kubeconfig != "" {
 		kc, err := kube.NewFromKubeconfig(f.kubeconfig)
@@ -96,7 +132,8 @@ func newClusterAcceptCmd(g *globals) *cobra.Command {
 		Short: "Run the acceptance gate (seed 004 §17): attestation, planes, Kubernetes, the probe",
 		Long:  "Run every acceptance check of the cluster and report each.\n\n" + acceptChecksLong,
 		Example: "  kubedos cluster accept examples/local-k8s.yaml --build out/local-k8s/<build-id> --keys keys\n" +
-			"  kubedos cluster accept examples/local-k8s.yaml --build <build-id> --allow-unchecked dns,drill -o json",
+			"  kubedos cluster accept examples/local-k8s.yaml --build <build-id> --allow-unchecked dns,drill -o json\n" +
+			"  kubedos cluster accept examples/local-k8s.yaml --build <build-id> --drill w-1 --allow-unchecked dns",
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := g.checkOutput(OutputText, OutputJSON); err != nil {
@@ -106,11 +143,11 @@ func newClusterAcceptCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return fmt.Errorf("%s: %w", args[0], err)
 			}
-			cfg, err := f.config(s, true)
+			cfg, err := f.config(g, args[0], s, true)
 			if err != nil {
 				return err
 			}
-			ctx, cancel := context.WithTimeout(cmd.Context(), f.timeout)
+			ctx, cancel := context.WithTimeout(cmd.Context(), f.gateTimeout())
 			defer cancel()
 			res, err := cluster.Accept(ctx, cfg)
 			if res == nil {
@@ -176,11 +213,11 @@ A gate that does not accept the cluster writes nothing and sends nothing (exit
 			if err != nil {
 				return err
 			}
-			cfg, err := f.config(s, false)
+			cfg, err := f.config(g, args[0], s, false)
 			if err != nil {
 				return err
 			}
-			ctx, cancel := context.WithTimeout(cmd.Context(), f.timeout)
+			ctx, cancel := context.WithTimeout(cmd.Context(), f.gateTimeout())
 			defer cancel()
 			res, err := cluster.Seal(ctx, cluster.SealConfig{Accept: cfg, BuildDir: dir, Keys: ks, Force: f.force})
 			if res == nil {

@@ -72,7 +72,7 @@ func TestClusterAcceptCommand(t *testing.T) {
 		t.Errorf("drill not allowed: exit %d\n%s%s", code, out, errs)
 	}
 	code, out, errs = run(append([]string{"cluster", "accept", path, "--allow-unchecked", "drill,build"}, flags...)...)
-	if code != 0 || !strings.Contains(out, "passed       attested             w-1") || !strings.Contains(out, "accepted except build, drill (not checked, allowed by --allow-unchecked)") {
+	if code != 0 || !strings.Contains(out, "passed       attested             w-1") || !strings.Contains(out, "accepted except drill, build (not checked, allowed by --allow-unchecked)") {
 		t.Errorf("healthy: exit %d\n%s%s", code, out, errs)
 	}
 	code, out, errs = run(append([]string{"cluster", "accept", path, "--allow-unchecked", "drill,build", "-o", "json"}, flags...)...)
@@ -82,6 +82,15 @@ func TestClusterAcceptCommand(t *testing.T) {
 	}
 	if code, _, errs = run(append([]string{"cluster", "accept", path, "--allow-unchecked", "dns,tests"}, flags...)...); code != 1 || !strings.Contains(errs, `"tests"`) {
 		t.Errorf("unknown item: exit %d, %s", code, errs)
+	}
+	for _, tc := range []struct{ node, want string }{
+		{"master", "a master keeps the hub"},
+		{"w-9", "no node w-9"},
+		{"w-1", "--drill w-1 needs --build"},
+	} {
+		if code, _, errs = run(append([]string{"cluster", "accept", path, "--drill", tc.node}, flags...)...); code != 1 || !strings.Contains(errs, tc.want) {
+			t.Errorf("--drill %s: exit %d, %s", tc.node, code, errs)
+		}
 	}
 	if code, _, errs = run(append([]string{"cluster", "seal", path}, flags...)...); code != 1 || !strings.Contains(errs, "--build is required") {
 		t.Errorf("seal without --build: exit %d, %s", code, errs)

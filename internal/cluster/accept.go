@@ -79,6 +79,12 @@ type AcceptConfig struct {
 	CallTimeout time.Duration
 	// Now is the clock handshakes are aged by (time.Now if nil).
 	Now func() time.Time
+	// DrillNode is the worker the replacement drill replaces, before
+	// every other check (so they check the cluster it left); empty: the
+	// drill is not checked.
+	DrillNode string
+	// Drill runs it (Cluster.Drill).
+	Drill func(ctx context.Context, node string) (*DrillReport, error)
 }
 
 // AcceptResult is the gate's report.
@@ -92,6 +98,8 @@ type AcceptResult struct {
 	Nodes    []manifest.AcceptanceNode `json:"nodes"`
 	WallTime time.Duration             `json:"wallTimeNS"`
 	Started  time.Time                 `json:"started"`
+	// Drill is the replacement drill's report, when it ran.
+	Drill *DrillReport `json:"drill,omitempty"`
 }
 
 // Failed is the checks that failed and those not checked without leave.
@@ -106,12 +114,14 @@ func (r *AcceptResult) Failed() []manifest.AcceptanceCheck {
 }
 
 // Accept runs every acceptance check of the cluster (seed 004 §17) and
-// reports each: the nodes attested on the build, every plane joined with
-// a live handshake between each node and the master, and with Kubernetes
-// the API server, every kubelet node, kube-system and the probe served
-// through its Service. What cannot be checked yet (cluster DNS, the
-// replacement drill) is reported as not checked. The error wraps
-// ErrNotAccepted when a check failed; the result is there either way.
+// reports each: the replacement drill when a node is named for it (first,
+// so the other checks see the cluster it left), the nodes attested on the
+// build, every plane joined with a live handshake between each node and
+// the master, and with Kubernetes the API server, every kubelet node,
+// kube-system and the probe served through its Service. What cannot be
+// checked (cluster DNS; the drill without a node) is reported as not
+// checked. The error wraps ErrNotAccepted when a check failed; the result
+// is there either way.
 func Accept(ctx context.Context, cfg AcceptConfig) (*AcceptResult, error) {
 	if cfg.Spec == nil || cfg.ClientTLS == nil || cfg.HubAddr == "" {
 		return nil, errors.New("accept: a spec, a hub address and a client TLS configuration are required")
@@ -119,6 +129,14 @@ func Accept(ctx context.Context, cfg AcceptConfig) (*AcceptResult, error) {
 	for _, a := range cfg.AllowUnchecked {
 		if !slices.Contains(Uncheckable, a) {
 			return nil, fmt.Errorf("%w: --allow-unchecked %q: the items are %s", errdefs.ErrInvalid, a, strings.Join(Uncheckable, ", "))
+		}
+	}
+	if cfg.DrillNode != "" {
+		if err := DrillNodeOK(cfg.Spec, cfg.DrillNode); err != nil {
+			return nil, err
+		}
+		if cfg.Drill == nil {
+			return nil, errors.New("accept: a drill node without a drill to run")
 		}
 	}
 	start := time.Now()
@@ -199,13 +217,13 @@ func (g *gate) now() time.Time {
 func (g *gate) run(ctx context.Context) *AcceptResult {
 	s := g.cfg.Spec
 	g.res = AcceptResult{Cluster: s.Metadata.Name, Checks: []manifest.AcceptanceCheck{}, Nodes: []manifest.AcceptanceNode{}}
+	g.drill(ctx)
 	g.attested(ctx)
 	g.planes(ctx)
 	if s.Workloads.Kubernetes.Enabled {
 		g.kubernetes(ctx)
 		g.add(UncheckedDNS, "", CheckNotChecked, "no cluster DNS yet (CoreDNS is not built)")
 	}
-	g.add(UncheckedDrill, "", CheckNotChecked, "the replacement drill (fence, revoke, destroy, recreate a worker) is not automated yet")
 	for _, c := range g.res.Checks {
 		if c.Outcome == CheckNotChecked && slices.Contains(g.cfg.AllowUnchecked, c.Name) {
 			g.res.Allowed = append(g.res.Allowed, c.Name)
@@ -213,6 +231,25 @@ func (g *gate) run(ctx context.Context) *AcceptResult {
 	}
 	g.res.Accepted = len(g.res.Failed()) == 0
 	return &g.res
+}
+
+// drill runs the replacement drill first: the checks after it then see
+// the replaced node attested, on the planes and Ready.
+func (g *gate) drill(ctx context.Context) {
+	if g.cfg.DrillNode == "" {
+		g.add(UncheckedDrill, "", CheckNotChecked, "the replacement drill (fence, replace, destroy, recreate a worker) was not asked for (--drill NODE)")
+		return
+	}
+	r, err := g.cfg.Drill(ctx, g.cfg.DrillNode)
+	g.res.Drill = r
+	switch {
+	case r == nil && err != nil:
+		g.fail(UncheckedDrill, g.cfg.DrillNode, err.Error())
+	case err != nil:
+		g.fail(UncheckedDrill, g.cfg.DrillNode, r.Summary())
+	default:
+		g.pass(UncheckedDrill, g.cfg.DrillNode, r.Summary())
+	}
 }
 
 // attested: every spec node enrolled at the hub, for its spec role, on the

@@ -107,17 +107,25 @@ func (g *gate) kubernetes(ctx context.Context) {
 	g.probeServed(ctx, apiNode)
 }
 
-func (g *gate) probeAvailable(ctx context.Context) bool {
-	path := "/apis/apps/v1/namespaces/" + kubeplan.ProbeNamespace + "/deployments/probe"
+// probeReplicas is how many replicas of the probe's Deployment are
+// available.
+func probeReplicas(ctx context.Context, k interface {
+	Get(ctx context.Context, path string, out any) error
+}) (int, error) {
 	var d struct {
 		Status struct {
 			AvailableReplicas int `json:"availableReplicas"`
 		} `json:"status"`
 	}
+	err := k.Get(ctx, "/apis/apps/v1/namespaces/"+kubeplan.ProbeNamespace+"/deployments/probe", &d)
+	return d.Status.AvailableReplicas, err
+}
+
+func (g *gate) probeAvailable(ctx context.Context) bool {
 	cctx, cancel := g.call(ctx)
-	err := g.kube.Get(cctx, path, &d)
+	got, err := probeReplicas(cctx, g.kube)
 	cancel()
-	switch got := d.Status.AvailableReplicas; {
+	switch {
 	case err != nil:
 		g.fail(checkProbe, "", "deployment "+kubeplan.ProbeNamespace+"/probe: "+err.Error())
 	case got < kubeplan.ProbeReplicas:

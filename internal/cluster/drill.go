@@ -1,0 +1,313 @@
+package cluster
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/kubedos/kubedos/internal/api"
+	"github.com/kubedos/kubedos/internal/kube"
+	"github.com/kubedos/kubedos/internal/kubeplan"
+	"github.com/kubedos/kubedos/internal/spec"
+)
+
+// The replacement drill's steps, in order (seed 004 §17).
+const (
+	DrillFence    = "fence"
+	DrillReplace  = "replace"
+	DrillDestroy  = "destroy"
+	DrillRecreate = "recreate"
+	DrillEnroll   = "enroll"
+	DrillKubelet  = "kubelet ready"
+	DrillProbe    = "probe available"
+)
+
+// DrillReport is what the replacement drill did to a node, step by step.
+type DrillReport struct {
+	Node string `json:"node"`
+	// OldEK and NewEK are the EK hashes of the machine fenced and of the
+	// one that enrolled in its place: a fresh TPM, so they differ.
+	OldEK    string        `json:"oldEKHash,omitempty"`
+	NewEK    string        `json:"newEKHash,omitempty"`
+	Steps    []DrillStep   `json:"steps"`
+	WallTime time.Duration `json:"wallTimeNS"`
+}
+
+// DrillStep is one step and how long it took.
+type DrillStep struct {
+	Step   string        `json:"step"`
+	OK     bool          `json:"ok"`
+	Took   time.Duration `json:"tookNS"`
+	Detail string        `json:"detail,omitempty"`
+}
+
+// Summary is the report in one line: each step with its time, the first
+// failure with why.
+func (r *DrillReport) Summary() string {
+	var parts []string
+	for _, s := range r.Steps {
+		if !s.OK {
+			parts = append(parts, fmt.Sprintf("%s FAILED after %s: %s", s.Step, s.Took.Round(time.Second), s.Detail))
+			break
+		}
+		parts = append(parts, fmt.Sprintf("%s %s", s.Step, s.Took.Round(100*time.Millisecond)))
+	}
+	out := r.Node + ": " + strings.Join(parts, ", ")
+	if r.NewEK != "" {
+		out += fmt.Sprintf("; EK %s… replaced by %s…", short(r.OldEK), short(r.NewEK))
+	}
+	return out + fmt.Sprintf("; %s in all", r.WallTime.Round(time.Second))
+}
+
+func short(ek string) string { return ek[:min(12, len(ek))] }
+
+// drillOps is what the drill drives: the hub, the target and the API
+// server, each step one call. Cluster.Drill gives the real ones; tests
+// give fakes.
+type drillOps struct {
+	// fence has the hub fence the node, stops its machine and takes it
+	// out of Kubernetes (ActOnNode); replace retires its EK at the hub.
+	fence, replace func(ctx context.Context) (string, error)
+	// destroy removes the machine with its disk and TPM; recreate makes a
+	// new one (a fresh TPM, its EK registered at the hub) and starts it.
+	destroy, recreate func(ctx context.Context) error
+	// enrolled waits until the hub enrolls the node and gives its EK.
+	enrolled func(ctx context.Context) (string, error)
+	// kube is the API server (nil when the spec runs no Kubernetes).
+	kube interface {
+		Nodes(ctx context.Context) ([]kube.Node, error)
+		Get(ctx context.Context, path string, out any) error
+	}
+	// poll is how often the Kubernetes waits ask.
+	poll time.Duration
+}
+
+// DrillNodeOK says whether the drill may replace node: a worker (no quorum
+// or API server to lose; the master keeps the hub) that runs a kubelet
+// when the spec runs Kubernetes.
+func DrillNodeOK(s *spec.ClusterSpec, node string) error {
+	n, ok := s.NodeByName(node)
+	if !ok {
+		return invalid("--drill %s: no node %s in the spec", node, node)
+	}
+	if n.Role != spec.RoleWorker {
+		return invalid("--drill %s: it is a %s node; the drill replaces a worker (a master keeps the hub, control-plane and etcd nodes hold quorum)", node, n.Role)
+	}
+	if s.Workloads.Kubernetes.Enabled && !slices.Contains(kubeplan.ComponentsFor(s, n.Role), kubeplan.Kubelet) {
+		return invalid("--drill %s: it runs no kubelet", node)
+	}
+	return nil
+}
+
+// Drill runs the replacement drill on a worker (seed 004 §17): fence it
+// (the hub revokes it, its VM stops, it is cordoned, drained and its Node
+// deleted), retire its identity (replace), destroy its VM with disk and
+// TPM, recreate it from the same build with a fresh TPM whose EK is
+// registered first, wait until it enrolls through the gate, and, with
+// Kubernetes, until its kubelet is Ready and the probe Deployment is
+// available again. It is destructive by design: only a node the operator
+// names, and only a worker (DrillNodeOK). Each step's time is reported;
+// the error names the step that failed. Local (qemu) target only.
+func (c *Cluster) Drill(ctx context.Context, node string) (*DrillReport, error) {
+	if err := DrillNodeOK(c.Spec, node); err != nil {
+		return nil, err
+	}
+	if c.targetName() != spec.TargetQEMU {
+		return nil, invalid("the replacement drill runs on the qemu target; %s is not supported yet", c.targetName())
+	}
+	if c.Manifest == nil || c.Keys == nil {
+		return nil, invalid("the replacement drill needs the build (--build) and the key directory: it recreates the node's VM")
+	}
+	n, _ := c.Spec.NodeByName(node)
+	if c.hubAddr == "" {
+		addr, _, where, err := c.FindHub()
+		if err != nil {
+			return nil, err
+		}
+		if addr == "" {
+			return nil, fmt.Errorf("no hub for the drill: %s name none", where)
+		}
+	}
+	t, err := c.startTarget()
+	if err != nil {
+		return nil, err
+	}
+	hubConn, err := c.access().Conn(c.hubAddr, api.HubServerName)
+	if err != nil {
+		return nil, err
+	}
+	defer hubConn.Close()
+	admin := api.NewAdminClient(hubConn)
+	act := func(verb NodeVerb, withSpec bool) func(ctx context.Context) (string, error) {
+		return func(ctx context.Context) (string, error) {
+			a := NodeAction{Verb: verb, Name: node, Reason: "acceptance: replacement drill"}
+			if withSpec {
+				a.Spec, a.Stop = c.Spec, c.StopNode
+			}
+			out, err := actOnNode(ctx, hubConn, a, time.Now)
+			if err != nil {
+				return "", err
+			}
+			var what []string
+			if out.Node != nil {
+				what = append(what, "hub: "+string(out.Node.State))
+			}
+			if out.VM != nil {
+				what = append(what, "VM "+string(out.VM.Action))
+			}
+			if k := out.Kubernetes; k != nil {
+				if k.Unreachable != "" {
+					return "", fmt.Errorf("taking it out of Kubernetes: unreachable: %s", k.Unreachable)
+				}
+				for _, s := range k.Steps {
+					if !s.OK {
+						return "", fmt.Errorf("taking it out of Kubernetes: %s: %s", s.Step, s.Detail)
+					}
+					what = append(what, s.Step)
+				}
+			}
+			return strings.Join(what, ", "), nil
+		}
+	}
+	ops := drillOps{
+		fence:   act(NodeFence, true),
+		replace: act(NodeReplace, false),
+		destroy: func(ctx context.Context) error { return t.Destroy(ctx, node) },
+		recreate: func(ctx context.Context) error {
+			return c.startNodes(ctx, t, []spec.Node{n}, func(spec.Node) string { return c.hubAddr }, true)
+		},
+		enrolled: func(ctx context.Context) (string, error) {
+			if _, err := c.waitNodes(ctx, []spec.Node{n}, c.drillTimeout()); err != nil {
+				return "", err
+			}
+			got, err := admin.GetNode(ctx, node)
+			if err != nil {
+				return "", err
+			}
+			return got.EKHash, nil
+		},
+		poll: 3 * time.Second,
+	}
+	if c.Spec.Workloads.Kubernetes.Enabled {
+		kc, err := adminKube(ctx, hubConn)
+		if err != nil {
+			return nil, err
+		}
+		ops.kube = kc
+	}
+	old, err := admin.GetNode(ctx, node)
+	if err != nil {
+		return nil, fmt.Errorf("the hub's record of %s: %w", node, err)
+	}
+	r := ops.run(ctx, node, old.EKHash, c.drillTimeout(), func(s DrillStep) {
+		c.ev.emit(StepDone{Node: node, Text: fmt.Sprintf("drill: %s (%s) %s", s.Step, s.Took.Round(100*time.Millisecond), s.Detail)})
+	})
+	if last := r.Steps[len(r.Steps)-1]; !last.OK {
+		return r, fmt.Errorf("replacement drill of %s: %s: %s", node, last.Step, last.Detail)
+	}
+	return r, nil
+}
+
+func (c *Cluster) drillTimeout() time.Duration {
+	if c.Timeout > 0 {
+		return c.Timeout
+	}
+	return 15 * time.Minute
+}
+
+// run takes the steps in order and stops at the first that fails; each
+// wait is bounded by timeout.
+func (o drillOps) run(ctx context.Context, node, oldEK string, timeout time.Duration, done func(DrillStep)) *DrillReport {
+	r := &DrillReport{Node: node, OldEK: oldEK, Steps: []DrillStep{}}
+	start := time.Now()
+	step := func(name string, fn func(ctx context.Context) (string, error)) bool {
+		t0 := time.Now()
+		cctx, cancel := context.WithTimeout(ctx, timeout)
+		detail, err := fn(cctx)
+		cancel()
+		s := DrillStep{Step: name, OK: err == nil, Took: time.Since(t0), Detail: detail}
+		if err != nil {
+			s.Detail = err.Error()
+		}
+		r.Steps = append(r.Steps, s)
+		if done != nil {
+			done(s)
+		}
+		return s.OK
+	}
+	plain := func(fn func(ctx context.Context) error, detail string) func(ctx context.Context) (string, error) {
+		return func(ctx context.Context) (string, error) { return detail, fn(ctx) }
+	}
+	ok := step(DrillFence, o.fence) &&
+		step(DrillReplace, o.replace) &&
+		step(DrillDestroy, plain(o.destroy, "VM, disk and TPM state removed")) &&
+		step(DrillRecreate, plain(o.recreate, "from the same build, a fresh TPM, its EK registered first")) &&
+		step(DrillEnroll, func(ctx context.Context) (string, error) {
+			ek, err := o.enrolled(ctx)
+			if err != nil {
+				return "", err
+			}
+			r.NewEK = ek
+			if ek == "" || ek == oldEK {
+				return "", fmt.Errorf("enrolled with EK %q, the fenced machine's was %q: not a fresh TPM", short(ek), short(oldEK))
+			}
+			return "through the gate, EK " + short(ek) + "…", nil
+		})
+	if ok && o.kube != nil {
+		ok = step(DrillKubelet, func(ctx context.Context) (string, error) { return o.kubeletReady(ctx, node) }) &&
+			step(DrillProbe, o.probeAvailable)
+	}
+	r.WallTime = time.Since(start)
+	return r
+}
+
+// until calls check every poll until it says done, or ctx ends; the
+// error then carries check's last word.
+func (o drillOps) until(ctx context.Context, check func(ctx context.Context) (bool, string, error)) (string, error) {
+	var last string
+	for {
+		ok, detail, err := check(ctx)
+		if err != nil {
+			last = err.Error()
+		} else {
+			last = detail
+		}
+		if ok {
+			return detail, nil
+		}
+		select {
+		case <-ctx.Done():
+			return "", fmt.Errorf("%w (last: %s)", ctx.Err(), last)
+		case <-time.After(o.poll):
+		}
+	}
+}
+
+func (o drillOps) kubeletReady(ctx context.Context, node string) (string, error) {
+	return o.until(ctx, func(ctx context.Context) (bool, string, error) {
+		nodes, err := o.kube.Nodes(ctx)
+		if err != nil {
+			return false, "", err
+		}
+		i := slices.IndexFunc(nodes, func(n kube.Node) bool { return n.Name == node })
+		switch {
+		case i < 0:
+			return false, "not registered with the API server", nil
+		case !nodes[i].Ready:
+			return false, "registered, not Ready", nil
+		}
+		return true, "Ready, kubelet " + nodes[i].KubeletVersion, nil
+	})
+}
+
+func (o drillOps) probeAvailable(ctx context.Context) (string, error) {
+	return o.until(ctx, func(ctx context.Context) (bool, string, error) {
+		got, err := probeReplicas(ctx, o.kube)
+		if err != nil {
+			return false, "", err
+		}
+		return got >= kubeplan.ProbeReplicas, fmt.Sprintf("%d of %d replicas available", got, kubeplan.ProbeReplicas), nil
+	})
+}

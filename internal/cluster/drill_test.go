@@ -1,0 +1,180 @@
+package cluster
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/kubedos/kubedos/examples"
+	"github.com/kubedos/kubedos/internal/kube"
+	"github.com/kubedos/kubedos/internal/kubeplan"
+	"github.com/kubedos/kubedos/internal/spec"
+)
+
+// drillKube is the API server as the drill sees it: the node appears
+// after readyAfter asks, the probe's replicas after probeAfter.
+type drillKube struct {
+	node                  string
+	readyAfter, probeAft  int
+	nodeCalls, probeCalls int
+}
+
+func (k *drillKube) Nodes(context.Context) ([]kube.Node, error) {
+	k.nodeCalls++
+	if k.nodeCalls <= k.readyAfter {
+		return nil, nil
+	}
+	return []kube.Node{{Name: k.node, Ready: true, KubeletVersion: "v1.35.4"}}, nil
+}
+
+func (k *drillKube) Get(_ context.Context, _ string, out any) error {
+	k.probeCalls++
+	n := 0
+	if k.probeCalls > k.probeAft {
+		n = kubeplan.ProbeReplicas
+	}
+	return json.Unmarshal(fmt.Appendf(nil, `{"status":{"availableReplicas":%d}}`, n), out)
+}
+
+// recordingOps are drill steps that record their order; fail names a step
+// that fails, newEK is what the recreated machine enrolls with.
+func recordingOps(fail, newEK string, k *drillKube) (drillOps, *[]string) {
+	var did []string
+	step := func(name string) error {
+		did = append(did, name)
+		if name == fail {
+			return errors.New(name + " refused")
+		}
+		return nil
+	}
+	ops := drillOps{
+		fence:    func(context.Context) (string, error) { return "hub: fenced, VM stopped", step(DrillFence) },
+		replace:  func(context.Context) (string, error) { return "hub: replaced", step(DrillReplace) },
+		destroy:  func(context.Context) error { return step(DrillDestroy) },
+		recreate: func(context.Context) error { return step(DrillRecreate) },
+		enrolled: func(context.Context) (string, error) { return newEK, step(DrillEnroll) },
+		poll:     time.Millisecond,
+	}
+	if k != nil {
+		ops.kube = k
+	}
+	return ops, &did
+}
+
+func TestDrillSteps(t *testing.T) {
+	all := []string{DrillFence, DrillReplace, DrillDestroy, DrillRecreate, DrillEnroll}
+	for _, tc := range []struct {
+		name, fail, newEK string
+		kube              bool
+		wantDone          []string
+		wantSteps         int
+		wantErr           string
+	}{
+		{name: "all, with Kubernetes", newEK: "ek-new", kube: true, wantDone: all, wantSteps: 7},
+		{name: "no Kubernetes", newEK: "ek-new", wantDone: all, wantSteps: 5},
+		{name: "fence refused stops there", fail: DrillFence, newEK: "ek-new", kube: true, wantDone: all[:1], wantSteps: 1, wantErr: "fence refused"},
+		{name: "recreate fails", fail: DrillRecreate, newEK: "ek-new", kube: true, wantDone: all[:4], wantSteps: 4, wantErr: "recreate refused"},
+		// The old machine (or its TPM) back under the name is no replacement.
+		{name: "same EK", newEK: "ek-old", kube: true, wantDone: all, wantSteps: 5, wantErr: "not a fresh TPM"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var k *drillKube
+			if tc.kube {
+				k = &drillKube{node: "w-1", readyAfter: 2, probeAft: 3}
+			}
+			ops, did := recordingOps(tc.fail, tc.newEK, k)
+			var seen []string
+			r := ops.run(context.Background(), "w-1", "ek-old", time.Minute, func(s DrillStep) { seen = append(seen, s.Step) })
+			if !slices.Equal(*did, tc.wantDone) {
+				t.Errorf("steps taken %v, want %v", *did, tc.wantDone)
+			}
+			if len(r.Steps) != tc.wantSteps || len(seen) != tc.wantSteps {
+				t.Fatalf("reported %d steps (%d events), want %d: %+v", len(r.Steps), len(seen), tc.wantSteps, r.Steps)
+			}
+			last := r.Steps[len(r.Steps)-1]
+			if tc.wantErr != "" {
+				if last.OK || !strings.Contains(last.Detail, tc.wantErr) || !strings.Contains(r.Summary(), "FAILED") {
+					t.Errorf("last step %+v, want failed with %q; summary %q", last, tc.wantErr, r.Summary())
+				}
+				return
+			}
+			if !last.OK || r.NewEK != "ek-new" || !strings.Contains(r.Summary(), "ek-old") {
+				t.Errorf("report %+v; summary %q", r, r.Summary())
+			}
+			if tc.kube && (k.nodeCalls != 3 || k.probeCalls != 4) {
+				t.Errorf("the Kubernetes waits asked %d and %d times, want 3 and 4 (until Ready, until available)", k.nodeCalls, k.probeCalls)
+			}
+		})
+	}
+}
+
+// TestDrillWaitBounded: a kubelet that never comes back fails the step
+// when the wait's bound passes, saying what it last saw.
+func TestDrillWaitBounded(t *testing.T) {
+	ops, _ := recordingOps("", "ek-new", &drillKube{node: "w-1", readyAfter: 1 << 30})
+	r := ops.run(context.Background(), "w-1", "ek-old", 30*time.Millisecond, nil)
+	last := r.Steps[len(r.Steps)-1]
+	if last.Step != DrillKubelet || last.OK || !strings.Contains(last.Detail, "not registered with the API server") {
+		t.Errorf("last step %+v", last)
+	}
+}
+
+func TestDrillNodeOK(t *testing.T) {
+	s, err := spec.LoadBytes(examples.LocalK8s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for node, want := range map[string]string{
+		"w-1":    "",
+		"master": "a master keeps the hub",
+		"cp-1":   "it is a controlplane node",
+		"nope":   "no node nope",
+	} {
+		err := DrillNodeOK(s, node)
+		if (want == "") != (err == nil) || err != nil && !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: %v, want %q", node, err, want)
+		}
+	}
+}
+
+// TestAcceptDrill: the gate runs the drill first and reports it; a failed
+// drill fails the gate naming the node; a node the drill may not replace
+// is refused before anything runs.
+func TestAcceptDrill(t *testing.T) {
+	a := newAcceptEnv(t)
+	ctx := context.Background()
+	a.cfg.AllowUnchecked = []string{UncheckedDNS}
+	var ran []string
+	a.cfg.DrillNode = "w-1"
+	a.cfg.Drill = func(_ context.Context, node string) (*DrillReport, error) {
+		ran = append(ran, node)
+		return &DrillReport{Node: node, OldEK: "ek-old", NewEK: "ek-w-1", Steps: []DrillStep{{Step: DrillEnroll, OK: true}}}, nil
+	}
+	res, err := Accept(ctx, a.cfg)
+	if err != nil || !res.Accepted || !slices.Equal(ran, []string{"w-1"}) || res.Drill == nil {
+		t.Fatalf("accept with a passing drill: %v; ran %v; failing %v", err, ran, failing(res))
+	}
+	if c := res.Checks[0]; c.Name != UncheckedDrill || c.Node != "w-1" || c.Outcome != CheckPassed || !strings.Contains(c.Detail, "enroll") {
+		t.Errorf("first check %+v, want the drill passed on w-1", c)
+	}
+
+	a.cfg.Drill = func(_ context.Context, node string) (*DrillReport, error) {
+		r := &DrillReport{Node: node, Steps: []DrillStep{{Step: DrillFence, OK: true}, {Step: DrillEnroll, Detail: "w-1 is quarantined: pcr-policy"}}}
+		return r, errors.New("replacement drill of w-1: enroll: w-1 is quarantined")
+	}
+	res, err = Accept(ctx, a.cfg)
+	if !errors.Is(err, ErrNotAccepted) || !slices.Equal(failing(res), []string{"drill@w-1"}) || !strings.Contains(res.Checks[0].Detail, "pcr-policy") {
+		t.Errorf("a failed drill: %v; failing %v; %+v", err, failing(res), res.Checks[0])
+	}
+
+	ran = nil
+	a.cfg.DrillNode = "cp-1"
+	if _, err := Accept(ctx, a.cfg); err == nil || !strings.Contains(err.Error(), "controlplane") || len(ran) != 0 {
+		t.Errorf("drilling cp-1: %v (ran %v)", err, ran)
+	}
+}
