@@ -24,9 +24,13 @@ import (
 
 // Source is what a bundle is made from.
 type Source struct {
-	BuildDir string         // a build directory (manifest.json, manifest.sig, …)
-	RepoDir  string         // the darksite repository of the build's lock
-	BinDir   string         // kubedosd and kubedos-init, the ones the build was made with
+	BuildDir string // a build directory (manifest.json, manifest.sig, …)
+	RepoDir  string // the darksite repository of the build's lock
+	BinDir   string // kubedosd and kubedos-init (and kubedos-probe), the ones the build was made with
+	// Kube is the Kubernetes multicall binary the build was made with
+	// (its SBOM beside it), for a build whose roles carry it; default
+	// BinDir/kube.
+	Kube     string
 	Keys     *sign.KeySet   // public halves go in; the artifact key signs the index
 	Images   bool           // include the boot images (not disk.raw: qcow2 holds the same disk)
 	Progress func(Progress) // optional
@@ -180,6 +184,9 @@ func collect(src Source, m *manifest.Manifest) ([]member, error) {
 	}
 	add(path.Join(DirBin, BinKubedosd), filepath.Join(src.BinDir, BinKubedosd), 0o755, m.Source.KubedosdSHA256)
 	add(path.Join(DirBin, BinInit), filepath.Join(src.BinDir, BinInit), 0o755, m.Source.InitSHA256)
+	if err := kubeMembers(src, m, add); err != nil {
+		return nil, err
+	}
 	bdir := path.Join(DirBuild, m.BuildID)
 	add(path.Join(bdir, manifest.ManifestFile), filepath.Join(src.BuildDir, manifest.ManifestFile), 0o644, "")
 	add(path.Join(bdir, manifest.SignatureFile), filepath.Join(src.BuildDir, manifest.SignatureFile), 0o644, "")

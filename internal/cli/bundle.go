@@ -27,7 +27,10 @@ images on a machine with no network (DESIGN.md §1, seed 004 §18.2 "Total loss"
   inputs/     the ClusterSpec and kubedos.lock the build was made from
   darksite/   the signed APT repository of exactly the locked packages
   keys/       the public halves of the platform's keys (never a private key)
-  bin/        the kubedosd and kubedos-init the build put in its images
+  bin/        the kubedosd and kubedos-init the build put in its images; for
+              a Kubernetes build also the kube multicall binary, its SBOM
+              and kubedos-probe (kubedos build --node-binaries <dir>/bin
+              finds them there)
   build/ID/   the build's signed manifest, provenance and SBOMs (and, with
               --images, its UKIs, roots, verity trees and qcow2 disks)
 
@@ -47,6 +50,7 @@ func newBundleCreateCmd(g *globals) *cobra.Command {
 		p      paths
 		out    string
 		images bool
+		kube   string
 	)
 	cmd := &cobra.Command{
 		Use:   "create BUILD-ID|DIR",
@@ -54,7 +58,9 @@ func newBundleCreateCmd(g *globals) *cobra.Command {
 		Long: `Write the recovery bundle of a build (see kubedos bundle --help). Before a byte
 is written, the build's manifest signature is checked with the artifact key, and
 the spec, lock, node binaries and records are checked against the manifest's
-digests: a bundle that would not rebuild the same build is refused. The darksite
+digests, and for a Kubernetes build the kube binary and kubedos-probe against
+the digests its provenance records (the kube SBOM must describe that binary):
+a bundle that would not rebuild the same build is refused. The darksite
 repository is the one kubedos fetch laid out for the build's lock.
 
 The bundle is written beside its final name and renamed when whole; an existing
@@ -94,7 +100,7 @@ file is never replaced. The same build bundles to the same bytes.`,
 			}
 			pr := newProgress(g.stderr)
 			x, err := bundle.Create(cmd.Context(), bundle.Source{
-				BuildDir: dir, RepoDir: repo, BinDir: bins, Keys: ks, Images: images,
+				BuildDir: dir, RepoDir: repo, BinDir: bins, Kube: kube, Keys: ks, Images: images,
 				Progress: func(x bundle.Progress) {
 					pr.Update("%d of %d MiB: %s", x.Done>>20, x.Total>>20, x.Path)
 				},
@@ -113,6 +119,7 @@ file is never replaced. The same build bundles to the same bytes.`,
 	p.addFlags(cmd, "keys", "cache", "repo", "out", "node-binaries")
 	cmd.Flags().StringVar(&out, "file", "", "bundle to write (default: <build dir>.bundle.tar)")
 	cmd.Flags().BoolVar(&images, "images", false, "include the boot images (UKIs, roots, verity trees, qcow2 disks)")
+	cmd.Flags().StringVar(&kube, "kube", "", "the Kubernetes multicall binary the build was made with, its SBOM beside it as FILE.cdx.json; read only for a Kubernetes build (default: kube beside the node binaries)")
 	return cmd
 }
 

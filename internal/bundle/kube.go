@@ -1,0 +1,128 @@
+package bundle
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"path"
+	"path/filepath"
+	"strings"
+
+	"github.com/kubedos/kubedos/internal/manifest"
+)
+
+// Names of the Kubernetes binaries in bin/, when the build's roles carry
+// them: the multicall binary, its CycloneDX SBOM (part of the roles'
+// content address, so the same bytes are needed to rebuild the same
+// build) and the probe image's binary.
+const (
+	BinKube     = "kube"
+	BinKubeSBOM = "kube.cdx.json"
+	BinProbe    = "kubedos-probe"
+)
+
+// maxProvenanceBytes bounds the provenance read to find the Kubernetes
+// binaries: it lists every package, a few hundred kilobytes.
+const maxProvenanceBytes = 32 << 20
+
+// kubeWants is the sha256 the build's provenance records for the kube
+// binary and the probe ("" when the build has none). The provenance file
+// itself is checked against the signed manifest first.
+func kubeWants(src Source, m *manifest.Manifest) (kube, probe string, err error) {
+	var want string
+	for _, f := range m.Files {
+		if f.Path == manifest.ProvenanceRel {
+			want = f.SHA256
+		}
+	}
+	if want == "" {
+		return "", "", nil // a build without provenance carries no Kubernetes
+	}
+	p := filepath.Join(src.BuildDir, manifest.ProvenanceRel)
+	raw, err := readBounded(p, maxProvenanceBytes)
+	if err != nil {
+		return "", "", err
+	}
+	if sum := sha256.Sum256(raw); hex.EncodeToString(sum[:]) != want {
+		got := hex.EncodeToString(sum[:])
+		return "", "", fmt.Errorf("%s: sha256 %s, the signed manifest of build %s lists %s", p, got, m.BuildID, want)
+	}
+	var st struct {
+		Predicate struct {
+			BuildDefinition struct {
+				ResolvedDependencies []struct {
+					Name   string            `json:"name"`
+					Digest map[string]string `json:"digest"`
+				} `json:"resolvedDependencies"`
+			} `json:"buildDefinition"`
+		} `json:"predicate"`
+	}
+	if err := json.Unmarshal(raw, &st); err != nil {
+		return "", "", fmt.Errorf("%s: %w", p, err)
+	}
+	for _, d := range st.Predicate.BuildDefinition.ResolvedDependencies {
+		switch d.Name {
+		case BinKube:
+			kube = d.Digest["sha256"]
+		case BinProbe:
+			probe = d.Digest["sha256"]
+		}
+	}
+	return kube, probe, nil
+}
+
+// kubeMembers adds the Kubernetes binaries the build was made with to bin/,
+// each checked against the provenance's digest (the SBOM against the
+// binary it must describe): a bundle of a Kubernetes build that lacks them
+// would not rebuild it.
+func kubeMembers(src Source, m *manifest.Manifest, add func(name, file string, mode int64, want string)) error {
+	kube, probe, err := kubeWants(src, m)
+	if err != nil || kube == "" && probe == "" {
+		return err
+	}
+	if kube != "" {
+		bin := src.Kube
+		if bin == "" {
+			bin = filepath.Join(src.BinDir, BinKube)
+		}
+		sbom := bin + ".cdx.json"
+		raw, err := readBounded(sbom, 64<<20)
+		if err != nil {
+			return fmt.Errorf("build %s carries Kubernetes: the kube binary's SBOM: %w (make kube writes it beside the binary; name the binary with --kube)", m.BuildID, err)
+		}
+		if got := sbomSubject(raw); got != kube {
+			return fmt.Errorf("%s describes a binary with sha256 %q, the build's kube is %s", sbom, got, kube)
+		}
+		add(path.Join(DirBin, BinKube), bin, 0o755, kube)
+		add(path.Join(DirBin, BinKubeSBOM), sbom, 0o644, "")
+	}
+	if probe != "" {
+		add(path.Join(DirBin, BinProbe), filepath.Join(src.BinDir, BinProbe), 0o755, probe)
+	}
+	return nil
+}
+
+// sbomSubject is the sha256 of the component a CycloneDX SBOM describes.
+func sbomSubject(raw []byte) string {
+	var b struct {
+		Metadata struct {
+			Component struct {
+				Hashes []struct {
+					Alg     string `json:"alg"`
+					Content string `json:"content"`
+				} `json:"hashes"`
+			} `json:"component"`
+		} `json:"metadata"`
+	}
+	if json.Unmarshal(bytes.TrimSpace(raw), &b) != nil {
+		return ""
+	}
+	for _, h := range b.Metadata.Component.Hashes {
+		if strings.EqualFold(h.Alg, "SHA-256") {
+			return h.Content
+		}
+	}
+	return ""
+}
