@@ -17,11 +17,14 @@
 #   KUBE_NICE             niceness of the compile (default 19: it is long)
 #   KUBE_OUT              if set, the binary is also copied there and its
 #                         CycloneDX SBOM written to $KUBE_OUT.cdx.json
+#   KUBE_MODULE           the wrapper module to build (default kube/ here);
+#                         a recovery bundle's kube/src with
+#                         GOPROXY=file://<bundle>/kube/proxy rebuilds offline
 # Prints "sha256  path" of the binary as its last line.
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
-mod="$root/kube"
+mod=$(cd "${KUBE_MODULE:-$root/kube}" && pwd)
 cache=${KUBEDOS_KUBE_CACHE:-$HOME/.cache/kubedos/kube}
 gocache=${KUBEDOS_KUBE_GOCACHE:-$HOME/.cache/kubedos/kube-gocache}
 nice_level=${KUBE_NICE:-19}

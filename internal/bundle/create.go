@@ -30,10 +30,15 @@ type Source struct {
 	// Kube is the Kubernetes multicall binary the build was made with
 	// (its SBOM beside it), for a build whose roles carry it; default
 	// BinDir/kube.
-	Kube     string
-	Keys     *sign.KeySet   // public halves go in; the artifact key signs the index
-	Images   bool           // include the boot images (not disk.raw: qcow2 holds the same disk)
-	Progress func(Progress) // optional
+	Kube string
+	// KubeModule is the Kubernetes wrapper module (kube/ of the source
+	// tree) the kube binary was built from; with it the bundle also
+	// carries the module and a Go module proxy of what its build reads
+	// (DirKube), from this machine's module cache.
+	KubeModule string
+	Keys       *sign.KeySet   // public halves go in; the artifact key signs the index
+	Images     bool           // include the boot images (not disk.raw: qcow2 holds the same disk)
+	Progress   func(Progress) // optional
 }
 
 // Progress reports bytes written so far.
@@ -67,7 +72,7 @@ func Create(ctx context.Context, src Source, out string) (*Index, error) {
 	if err != nil {
 		return nil, err
 	}
-	members, err := collect(src, m)
+	members, err := collect(ctx, src, m)
 	if err != nil {
 		return nil, err
 	}
@@ -172,7 +177,7 @@ func readBounded(p string, max int64) ([]byte, error) {
 }
 
 // collect lists the members, sorted by name.
-func collect(src Source, m *manifest.Manifest) ([]member, error) {
+func collect(ctx context.Context, src Source, m *manifest.Manifest) ([]member, error) {
 	var ms []member
 	add := func(name, file string, mode int64, want string) {
 		ms = append(ms, member{name: name, src: file, mode: mode, want: want})
@@ -184,7 +189,7 @@ func collect(src Source, m *manifest.Manifest) ([]member, error) {
 	}
 	add(path.Join(DirBin, BinKubedosd), filepath.Join(src.BinDir, BinKubedosd), 0o755, m.Source.KubedosdSHA256)
 	add(path.Join(DirBin, BinInit), filepath.Join(src.BinDir, BinInit), 0o755, m.Source.InitSHA256)
-	if err := kubeMembers(src, m, add); err != nil {
+	if err := kubeMembers(ctx, src, m, add); err != nil {
 		return nil, err
 	}
 	bdir := path.Join(DirBuild, m.BuildID)

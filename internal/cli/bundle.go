@@ -33,6 +33,11 @@ images on a machine with no network (DESIGN.md §1, seed 004 §18.2 "Total loss"
               finds them there)
   build/ID/   the build's signed manifest, provenance and SBOMs (and, with
               --images, its UKIs, roots, verity trees and qcow2 disks)
+  kube/       with --kube-sources, what rebuilds the kube binary itself
+              offline: src/ the pinned wrapper module, proxy/ a Go module
+              proxy of every module file its build reads (go.sum checks
+              each): KUBE_MODULE=<dir>/kube/src GOPROXY=file://<dir>/kube/proxy
+              bash scripts/kube-build.sh gives the same bytes
 
 Its first member, bundle.json, lists every other member with its size and
 sha256 and is signed with the artifact key (bundle.sig). verify and extract
@@ -47,10 +52,11 @@ build is reproducible, so it gets the same build-id and the same bytes.`,
 
 func newBundleCreateCmd(g *globals) *cobra.Command {
 	var (
-		p      paths
-		out    string
-		images bool
-		kube   string
+		p       paths
+		out     string
+		images  bool
+		kube    string
+		kubeSrc string
 	)
 	cmd := &cobra.Command{
 		Use:   "create BUILD-ID|DIR",
@@ -100,7 +106,7 @@ file is never replaced. The same build bundles to the same bytes.`,
 			}
 			pr := newProgress(g.stderr)
 			x, err := bundle.Create(cmd.Context(), bundle.Source{
-				BuildDir: dir, RepoDir: repo, BinDir: bins, Kube: kube, Keys: ks, Images: images,
+				BuildDir: dir, RepoDir: repo, BinDir: bins, Kube: kube, KubeModule: kubeSrc, Keys: ks, Images: images,
 				Progress: func(x bundle.Progress) {
 					pr.Update("%d of %d MiB: %s", x.Done>>20, x.Total>>20, x.Path)
 				},
@@ -120,6 +126,7 @@ file is never replaced. The same build bundles to the same bytes.`,
 	cmd.Flags().StringVar(&out, "file", "", "bundle to write (default: <build dir>.bundle.tar)")
 	cmd.Flags().BoolVar(&images, "images", false, "include the boot images (UKIs, roots, verity trees, qcow2 disks)")
 	cmd.Flags().StringVar(&kube, "kube", "", "the Kubernetes multicall binary the build was made with, its SBOM beside it as FILE.cdx.json; read only for a Kubernetes build (default: kube beside the node binaries)")
+	cmd.Flags().StringVar(&kubeSrc, "kube-sources", "", "the Kubernetes wrapper module the kube binary was built from (kube/ of the kubedos source): carry it and a Go module proxy of what its build reads, from this machine's module cache (about 100 MB)")
 	return cmd
 }
 

@@ -28,6 +28,7 @@ var rank = map[string]int{
 	"internal/lock":                   2, // adds each role's Kubernetes packages (kubeplan)
 	"internal/kubeplan":               1, // what each node runs of Kubernetes, from the spec
 	"internal/ociarchive":             0, // deterministic OCI image archives: imports nothing of ours
+	"internal/modproxy":               0, // the Go module proxy files an offline build needs: imports nothing of ours
 	"internal/sign":                   1,
 	"internal/measure":                1,
 	"internal/pki":                    1,
