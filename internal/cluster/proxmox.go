@@ -216,6 +216,11 @@ func (c *Cluster) proxmoxOps(t target.Target, nodes []spec.Node) (*proxmox.Deplo
 // them. That hub runs elsewhere: one not answering is a HubError.
 func (c *Cluster) statusProxmox(ctx context.Context) (*Report, error) {
 	c.hubAddr = c.ProxmoxHub
+	if h, err := c.readHandoff(); err != nil {
+		return nil, err
+	} else if h != nil && c.hubAddr == "" {
+		c.hubAddr, c.hubKeeper = h.Addr, h.Node
+	}
 	if c.hubAddr == "" {
 		if b, err := os.ReadFile(filepath.Join(c.HubDir(), hubAddrFile)); err == nil {
 			c.hubAddr = strings.TrimSpace(string(b))

@@ -18,7 +18,7 @@ import (
 // --hub, tells the master of it and every other node of the master, and
 // hands the hub over once the master enrolled; later deploys register with
 // the master. Nothing boots here, so the hand-over ends at its wait for the
-// master; an e2e would be needed to see it taken (it is qemu's HandOver).
+// master (the e2e TestProxmoxDeploy boots the master and sees it taken).
 func TestDeployProxmoxHubOnMaster(t *testing.T) {
 	s, m := localSpec(t)
 	ks := testKeys(t)
@@ -98,6 +98,14 @@ func TestDeployProxmoxHubOnMaster(t *testing.T) {
 		if n.Identity.Hub != kaddr {
 			t.Errorf("%s: told of hub %q, want the master's %q", n.Name, n.Identity.Hub, kaddr)
 		}
+	}
+	// status finds the hub where the hand-over left it, on the master.
+	rep, err := New(c2).Status(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Hub != kaddr || rep.HubOn != master.Name || rep.HubError != "" {
+		t.Errorf("status after the hand-over: hub %s on %s (%s), want %s on %s", rep.Hub, rep.HubOn, rep.HubError, kaddr, master.Name)
 	}
 	var kept bool
 	for _, e := range ev.all {

@@ -141,7 +141,10 @@ func (c *Cluster) Report(ctx context.Context, nodes []api.Node) (*Report, error)
 	}
 	var vms map[string]NodeReport
 	if c.targetName() == spec.TargetProxmox {
-		rep.Target, rep.HubOn = spec.TargetProxmox, HubOnExternal
+		rep.Target = spec.TargetProxmox
+		if c.hubKeeper == "" {
+			rep.HubOn = HubOnExternal
+		}
 		if vms, err = c.proxmoxVMs(ctx, t); err != nil {
 			return nil, err
 		}
