@@ -51,6 +51,40 @@ func TestSpecValidate(t *testing.T) {
 	}
 }
 
+// TestSpecValidatePlacement: a refusal names the failure domain that
+// would take etcd's quorum; one domain for all is valid with a warning.
+func TestSpecValidatePlacement(t *testing.T) {
+	raw, err := os.ReadFile(examplesDir + "/reference.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	bad := strings.Replace(string(raw), "address: 10.10.10.22, cpus: 2, memoryMiB: 4096, diskGiB: 32, failureDomain: rack-b",
+		"address: 10.10.10.22, cpus: 2, memoryMiB: 4096, diskGiB: 32, failureDomain: rack-a", 1)
+	if bad == string(raw) {
+		t.Fatal("reference.yaml changed: etcd-2's line not found")
+	}
+	one := strings.NewReplacer("rack-b", "rack-a", "rack-c", "rack-a").Replace(string(raw))
+	for name, doc := range map[string]string{"bad.yaml": bad, "one.yaml": one} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(doc), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	code, out, errs := run(t, "spec", "validate", filepath.Join(dir, "bad.yaml"))
+	if code != 1 || !strings.Contains(errs, "topology.nodes: failure domain rack-a holds 2 of the 3 etcd members") {
+		t.Errorf("etcd quorum in one rack: exit %d\n%s%s", code, out, errs)
+	}
+	code, out, errs = run(t, "spec", "validate", filepath.Join(dir, "one.yaml"))
+	if code != 0 || !strings.Contains(errs, "warning: the 3 etcd members share failure domain rack-a") || !strings.Contains(out, "valid") {
+		t.Errorf("one rack: exit %d\n%s%s", code, out, errs)
+	}
+	code, out, _ = run(t, "spec", "validate", "-o", "json", filepath.Join(dir, "one.yaml"))
+	var rep validateReport
+	if code != 0 || json.Unmarshal([]byte(out), &rep) != nil || !rep.Valid || len(rep.Warnings) != 3 {
+		t.Errorf("one rack -o json: exit %d\n%s", code, out)
+	}
+}
+
 func TestSpecValidateJSON(t *testing.T) {
 	code, out, _ := run(t, "spec", "validate", "-o", "json", "../spec/testdata/five-mistakes.yaml")
 	var rep validateReport

@@ -51,6 +51,9 @@ type validateReport struct {
 	Cluster  string        `json:"cluster,omitempty"`
 	Nodes    int           `json:"nodes,omitempty"`
 	Problems spec.Problems `json:"problems"`
+	// Warnings do not make the spec invalid (placement across failure
+	// domains the topology cannot give).
+	Warnings []string `json:"warnings,omitempty"`
 }
 
 func newSpecValidateCmd(g *globals) *cobra.Command {
@@ -60,8 +63,10 @@ func newSpecValidateCmd(g *globals) *cobra.Command {
 		Long: `Decode FILE strictly (unknown fields are errors), apply defaults and check
 every rule of what decoded, reporting both kinds of problem in one run: unique names, VMIDs and addresses; addresses inside their CIDR;
 planes disjoint from each other and the LAN; exactly one master; odd etcd and
-control-plane counts; a VIP only with load balancers; Ceph and ZFS rules;
-package names; resource bounds.
+control-plane counts; placement across failure domains (with several, no
+domain may hold half the etcd members, or every control-plane node or load
+balancer; with one, a warning); a VIP only with load balancers; Ceph and ZFS
+rules; package names; resource bounds.
 
 Each problem is printed as FILE:LINE:COLUMN: PATH: MESSAGE.
 Exit status: 0 valid, 1 invalid or unreadable.`,
@@ -80,6 +85,7 @@ Exit status: 0 valid, 1 invalid or unreadable.`,
 			rep := validateReport{File: file, Valid: len(ps) == 0, Problems: spec.Problems{}}
 			if rep.Valid {
 				rep.Cluster, rep.Nodes = s.Metadata.Name, len(s.Topology.Nodes)
+				rep.Warnings = spec.PlacementWarnings(s)
 			} else {
 				rep.Problems = ps
 			}
@@ -88,6 +94,9 @@ Exit status: 0 valid, 1 invalid or unreadable.`,
 					return err
 				}
 			} else if rep.Valid {
+				for _, w := range rep.Warnings {
+					fmt.Fprintf(g.stderr, "%s: warning: %s\n", file, w)
+				}
 				fmt.Fprintf(g.stdout, "%s: valid: cluster %q, %d nodes\n", file, rep.Cluster, rep.Nodes)
 			} else {
 				for _, p := range rep.Problems {

@@ -92,6 +92,7 @@ func validateNodes(c *problems, s *ClusterSpec, lan netip.Prefix) {
 			c.add("topology.nodes", "role %s needs an odd count (1, 3, 5…) for quorum, found %d", r, k)
 		}
 	}
+	validatePlacement(c, s)
 	if s.Topology.APIVIP != "" {
 		if a, ok := checkInside(c, "topology.apiVIP", s.Topology.APIVIP, lan); ok {
 			if other, dup := addrs[a]; dup {
