@@ -8,6 +8,7 @@ package e2e
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"os"
 	"os/exec"
@@ -70,8 +71,20 @@ type result struct {
 // run runs kubedos (optionally under a wrapper such as `unshare -n`) in dir.
 func run(t *testing.T, dir string, wrapper []string, args ...string) result {
 	t.Helper()
+	r, err := runKubedos(context.Background(), dir, wrapper, args...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("$ kubedos %s (exit %d)\n%s", strings.Join(args, " "), r.code, lastLines(r.stderr, 15))
+	return r
+}
+
+// runKubedos is run without a test to report to (a command run from
+// another goroutine): the error is one that kept kubedos from running,
+// an exit status is in the result; ctx ending kills it.
+func runKubedos(ctx context.Context, dir string, wrapper []string, args ...string) (result, error) {
 	argv := append(append([]string{}, wrapper...), append([]string{filepath.Join(bin, "kubedos")}, args...)...)
-	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
 	cmd.Dir = dir
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
@@ -80,10 +93,9 @@ func run(t *testing.T, dir string, wrapper []string, args ...string) result {
 	if ee, ok := err.(*exec.ExitError); ok {
 		code = ee.ExitCode()
 	} else if err != nil {
-		t.Fatalf("run %v: %v", argv, err)
+		return result{}, fmt.Errorf("run %v: %w", argv, err)
 	}
-	t.Logf("$ kubedos %s (exit %d)\n%s", strings.Join(args, " "), code, lastLines(errb.String(), 15))
-	return result{out.String(), errb.String(), code}
+	return result{out.String(), errb.String(), code}, nil
 }
 
 // must runs kubedos and fails the test unless it exits 0.
