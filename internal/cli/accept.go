@@ -102,6 +102,7 @@ func (f *acceptFlags) config(g *globals, path string, s *spec.ClusterSpec, build
 		if err != nil {
 			return cfg, err
 		}
+		ccfg.Cert, ccfg.Key = f.hub.cert, f.hub.key // the drill acts as the operator the gate does
 		cfg.DrillNode, cfg.Drill = f.drill, cluster.New(ccfg).Drill
 	}
 	if f.kubeconfig != "" {

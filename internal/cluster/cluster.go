@@ -40,6 +40,9 @@ type Config struct {
 	Spec     *spec.ClusterSpec
 	SpecPath string
 	Keys     *sign.KeySet
+	// Cert and Key are the operator's certificate and key for the hub
+	// (default: the key directory's admin certificate).
+	Cert, Key string
 	// Manifest is BuildDir's signed manifest, its signature checked
 	// (VerifiedManifest).
 	Manifest *manifest.Manifest
@@ -94,7 +97,7 @@ func (c *Cluster) keysDir() string {
 	return c.Keys.Dir
 }
 
-func (c *Cluster) access() Access { return Access{Keys: c.keysDir()} }
+func (c *Cluster) access() Access { return Access{Keys: c.keysDir(), Cert: c.Cert, Key: c.Key} }
 
 func (c *Cluster) admin() (*api.AdminClient, func(), error) { return c.access().Hub(c.hubAddr) }
 
