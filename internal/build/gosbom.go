@@ -10,9 +10,9 @@ import (
 	"runtime/debug"
 	"sort"
 	"strings"
-	"unicode"
 
 	cdx "github.com/CycloneDX/cyclonedx-go"
+	"github.com/kubedos/kubedos/internal/modproxy"
 )
 
 // PropGoSum names the component property carrying a module's go.sum hash
@@ -136,7 +136,7 @@ func AddGoLicenses(comps []cdx.Component, modcache string) (unknown []string) {
 				}
 			}
 		}
-		ids := moduleLicenses(filepath.Join(modcache, escapeModPath(path)+"@"+escapeModPath(c.Version)))
+		ids := moduleLicenses(filepath.Join(modcache, modproxy.Escape(path)+"@"+modproxy.Escape(c.Version)))
 		switch len(ids) {
 		case 0:
 			unknown = append(unknown, c.Name)
@@ -147,21 +147,6 @@ func AddGoLicenses(comps []cdx.Component, modcache string) (unknown []string) {
 		}
 	}
 	return unknown
-}
-
-// escapeModPath is the module cache's case encoding: an upper-case letter
-// is stored as '!' and its lower case, so paths differing in case do not
-// collide on case-insensitive file systems.
-func escapeModPath(s string) string {
-	var b strings.Builder
-	for _, r := range s {
-		if unicode.IsUpper(r) {
-			b.WriteByte('!')
-			r = unicode.ToLower(r)
-		}
-		b.WriteRune(r)
-	}
-	return b.String()
 }
 
 // moduleLicenses is the sorted union of the licenses named by the files

@@ -248,9 +248,3 @@ func TestAddGoLicenses(t *testing.T) {
 		t.Errorf("none: got %+v, want no license", comps[2].Licenses)
 	}
 }
-
-func TestEscapeModPath(t *testing.T) {
-	if got := escapeModPath("github.com/Azure/go-ansiterm"); got != "github.com/!azure/go-ansiterm" {
-		t.Fatalf("escapeModPath = %s", got)
-	}
-}

@@ -122,7 +122,7 @@ func Files(ctx context.Context, dir, binary string) ([]File, error) {
 	var out []File
 	add := func(pv, ext string, need bool) error {
 		p, v, _ := strings.Cut(pv, "@")
-		rel := path.Join(escape(p), "@v", escape(v)+ext)
+		rel := path.Join(Escape(p), "@v", Escape(v)+ext)
 		src := filepath.Join(cache, filepath.FromSlash(rel))
 		switch _, err := os.Stat(src); {
 		case err == nil:
@@ -152,10 +152,11 @@ func Files(ctx context.Context, dir, binary string) ([]File, error) {
 	return out, nil
 }
 
-// escape is the module proxy's case encoding of a path or version: each
-// upper-case letter becomes '!' and its lower case, so the tree works on
+// Escape is the case encoding of a module path or version in a module
+// proxy tree and the module cache: each upper-case letter becomes '!' and
+// its lower case, so paths differing in case do not collide on
 // case-insensitive file systems.
-func escape(s string) string {
+func Escape(s string) string {
 	var b strings.Builder
 	for _, r := range s {
 		if unicode.IsUpper(r) {

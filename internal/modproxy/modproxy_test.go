@@ -17,7 +17,7 @@ import (
 // go.mod, .info and source zip holding files.
 func proxyModule(t *testing.T, proxy, modPath, version, gomod string, files map[string]string) {
 	t.Helper()
-	dir := filepath.Join(proxy, escape(modPath), "@v")
+	dir := filepath.Join(proxy, Escape(modPath), "@v")
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -140,5 +140,11 @@ func TestOfflineRebuild(t *testing.T) {
 	}
 	if _, err := Files(context.Background(), main, filepath.Join(root, "wrap.bin")); !errors.Is(err, ErrMissing) {
 		t.Errorf("a missing file: %v", err)
+	}
+}
+
+func TestEscape(t *testing.T) {
+	if got := Escape("github.com/Azure/go-ansiterm"); got != "github.com/!azure/go-ansiterm" {
+		t.Fatalf("Escape = %s", got)
 	}
 }
