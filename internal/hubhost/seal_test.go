@@ -20,27 +20,38 @@ const (
 	ccUnseal    = 0x15e
 )
 
-// racingTPM extends PCR 16 between the TPM2_Create of a sealed object and
-// the PCR read that follows it, as systemd-pcrphase may on a booting node.
+// racingTPM extends PCR 16 between two TPM commands, arm then fire, as
+// systemd-pcrphase may on a booting node: between the TPM2_Create of a
+// sealed object and the PCR read that follows it (sealRace), or between
+// TPM2_PolicyPCR and TPM2_Unseal (unsealRace).
 type racingTPM struct {
 	io.ReadWriteCloser
-	races   int // how many seals to disturb
-	created bool
+	arm, fire uint32
+	races     int // how many times to disturb
+	armed     bool
+}
+
+func sealRace(rw io.ReadWriteCloser, races int) *racingTPM {
+	return &racingTPM{ReadWriteCloser: rw, arm: ccCreate, fire: ccPCRRead, races: races}
+}
+
+func unsealRace(rw io.ReadWriteCloser, races int) *racingTPM {
+	return &racingTPM{ReadWriteCloser: rw, arm: ccPolicyPCR, fire: ccUnseal, races: races}
 }
 
 func (r *racingTPM) Write(cmd []byte) (int, error) {
 	if len(cmd) >= 10 {
 		switch binary.BigEndian.Uint32(cmd[6:10]) {
-		case ccCreate:
-			r.created = true
-		case ccPCRRead:
-			if r.created && r.races > 0 {
+		case r.arm:
+			r.armed = true
+		case r.fire:
+			if r.armed && r.races > 0 {
 				r.races--
 				if err := tpm2.PCRExtend(r.ReadWriteCloser, 16, tpm2.AlgSHA256, bytes.Repeat([]byte{1}, 32), ""); err != nil {
 					return 0, err
 				}
 			}
-			r.created = false
+			r.armed = false
 		}
 	}
 	return r.ReadWriteCloser.Write(cmd)
@@ -57,7 +68,7 @@ func TestSealSurvivesAPCRChangingMeanwhile(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s, sim := simSealer(t, 7)
-			rt := &racingTPM{ReadWriteCloser: sim, races: tc.races}
+			rt := sealRace(sim, tc.races)
 			s.Open = func() (io.ReadWriteCloser, error) { return attesttest.NoClose(rt), nil }
 			blob, err := s.Seal([]byte("ca key"))
 			if tc.wantErr != "" {
@@ -86,7 +97,7 @@ func TestSealSurvivesAPCRChangingMeanwhile(t *testing.T) {
 // ours noticing why.
 func TestSealRaceText(t *testing.T) {
 	_, sim := simSealer(t, 7)
-	rt := &racingTPM{ReadWriteCloser: sim, races: 1}
+	rt := sealRace(sim, 1)
 	srk, err := client.StorageRootKeyECC(rt)
 	if err != nil {
 		t.Fatal(err)
@@ -101,34 +112,9 @@ func TestSealRaceText(t *testing.T) {
 	}
 }
 
-// unsealRacingTPM extends PCR 16 between TPM2_PolicyPCR and TPM2_Unseal:
-// the TPM then refuses the unseal with TPM_RC_PCR_CHANGED although PCR 7,
-// the one sealed to, never moved. A master taking the hub over while
-// systemd-pcrphase extends PCR 11 lost exactly this race in CI.
-type unsealRacingTPM struct {
-	io.ReadWriteCloser
-	races    int
-	policied bool
-}
-
-func (r *unsealRacingTPM) Write(cmd []byte) (int, error) {
-	if len(cmd) >= 10 {
-		switch binary.BigEndian.Uint32(cmd[6:10]) {
-		case ccPolicyPCR:
-			r.policied = true
-		case ccUnseal:
-			if r.policied && r.races > 0 {
-				r.races--
-				if err := tpm2.PCRExtend(r.ReadWriteCloser, 16, tpm2.AlgSHA256, bytes.Repeat([]byte{2}, 32), ""); err != nil {
-					return 0, err
-				}
-			}
-			r.policied = false
-		}
-	}
-	return r.ReadWriteCloser.Write(cmd)
-}
-
+// The unseal race: the TPM refuses the unseal with TPM_RC_PCR_CHANGED
+// although PCR 7, the one sealed to, never moved. A master taking the hub
+// over while systemd-pcrphase extends PCR 11 lost exactly this race in CI.
 func TestUnsealSurvivesAPCRChangingMeanwhile(t *testing.T) {
 	for _, tc := range []struct {
 		name    string
@@ -144,7 +130,7 @@ func TestUnsealSurvivesAPCRChangingMeanwhile(t *testing.T) {
 			if err != nil {
 				t.Fatalf("seal: %v", err)
 			}
-			rt := &unsealRacingTPM{ReadWriteCloser: sim, races: tc.races}
+			rt := unsealRace(sim, tc.races)
 			s.Open = func() (io.ReadWriteCloser, error) { return attesttest.NoClose(rt), nil }
 			got, err := s.Unseal(blob)
 			if tc.wantErr != "" {
