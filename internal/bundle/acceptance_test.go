@@ -27,15 +27,7 @@ func sealed(t *testing.T, src Source, ks *sign.KeySet, edit func(*manifest.Accep
 	if edit != nil {
 		edit(&a)
 	}
-	raw, _ := json.Marshal(a)
-	key, err := ks.SigningKey()
-	if err != nil {
-		t.Fatal(err)
-	}
-	sig, err := sign.SignBlob(key, raw)
-	if err != nil {
-		t.Fatal(err)
-	}
+	raw, sig := signedJSON(t, ks, a)
 	if err := os.WriteFile(filepath.Join(src.BuildDir, manifest.AcceptanceFile), raw, 0o644); err != nil {
 		t.Fatal(err)
 	}

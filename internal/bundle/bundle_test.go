@@ -92,7 +92,16 @@ func fixture(t *testing.T, ks *sign.KeySet) Source {
 		write("out/"+rel, build[rel])
 		m.Files = append(m.Files, manifest.FileEntry{Path: rel, SHA256: hexSum(build[rel]), Size: int64(len(build[rel]))})
 	}
-	raw, err := json.Marshal(m)
+	raw, sig := signedJSON(t, ks, m)
+	write("out/"+manifest.ManifestFile, raw)
+	write("out/"+manifest.SignatureFile, sig)
+	return Source{BuildDir: filepath.Join(root, "out"), RepoDir: filepath.Join(root, "repo"), BinDir: filepath.Join(root, "bin"), Keys: ks}
+}
+
+// signedJSON is v as JSON and its signature with the artifact key of ks.
+func signedJSON(t *testing.T, ks *sign.KeySet, v any) ([]byte, []byte) {
+	t.Helper()
+	raw, err := json.Marshal(v)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -104,9 +113,7 @@ func fixture(t *testing.T, ks *sign.KeySet) Source {
 	if err != nil {
 		t.Fatal(err)
 	}
-	write("out/"+manifest.ManifestFile, raw)
-	write("out/"+manifest.SignatureFile, sig)
-	return Source{BuildDir: filepath.Join(root, "out"), RepoDir: filepath.Join(root, "repo"), BinDir: filepath.Join(root, "bin"), Keys: ks}
+	return raw, sig
 }
 
 func members(t *testing.T, p string) map[string][]byte {

@@ -2,7 +2,6 @@ package bundle
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -44,18 +43,7 @@ func kubeFixtureOf(t *testing.T, ks *sign.KeySet, kube, sbomFor []byte) (Source,
 			m.Files[i].SHA256, m.Files[i].Size = hexSum([]byte(prov)), int64(len(prov))
 		}
 	}
-	raw, err := json.Marshal(m)
-	if err != nil {
-		t.Fatal(err)
-	}
-	key, err := ks.SigningKey()
-	if err != nil {
-		t.Fatal(err)
-	}
-	sig, err := sign.SignBlob(key, raw)
-	if err != nil {
-		t.Fatal(err)
-	}
+	raw, sig := signedJSON(t, ks, m)
 	for name, data := range map[string][]byte{manifest.ProvenanceRel: []byte(prov), manifest.ManifestFile: raw, manifest.SignatureFile: sig} {
 		if err := os.WriteFile(filepath.Join(src.BuildDir, name), data, 0o644); err != nil {
 			t.Fatal(err)
