@@ -14,9 +14,16 @@ import (
 	"github.com/kubedos/kubedos/internal/manifest"
 )
 
-// PESigner Authenticode-signs an EFI binary with the platform's db key.
-type PESigner interface {
+// ImageSigner holds the keys an image is signed with: the db key
+// Authenticode-signs EFI binaries, the PCR policy key signs the PCR 11
+// values of the UKI (internal/tpmseal).
+type ImageSigner interface {
 	SignPE(ctx context.Context, in, out string) error
+	// PCRPolicyPEM is the PCR policy key's public half, carried in the
+	// UKI's .pcrpkey section.
+	PCRPolicyPEM() []byte
+	// SignPCR11 signs each PCR 11 value's policy (tpm2-pcr-signature.json).
+	SignPCR11(values [][]byte) ([]byte, error)
 }
 
 // ImageInput is everything one role's bootable image is made from, after
@@ -27,7 +34,7 @@ type ImageInput struct {
 	Rootfs string
 	Init   string // static kubedos-init binary
 	Epoch  int64
-	Signer PESigner
+	Signer ImageSigner
 	// EnrollKeys, when set, is a directory with PK.auth, KEK.auth and db.auth
 	// that systemd-boot enrolls on a firmware in setup mode.
 	EnrollKeys string
@@ -123,9 +130,25 @@ func BuildImage(ctx context.Context, in ImageInput) (*ImageResult, error) {
 	}
 	unsigned := filepath.Join(work, "uki.efi")
 	if err := MakeUKI(ctx, UKIInput{Stub: filepath.Join(in.Rootfs, "usr/lib/systemd/boot/efi/linuxx64.efi.stub"),
-		Kernel: kernel, Initrd: out(FileInitrd), Cmdline: cmdline, OSRel: osrel}, unsigned); err != nil {
+		Kernel: kernel, Initrd: out(FileInitrd), Cmdline: cmdline, OSRel: osrel, PCRPKey: in.Signer.PCRPolicyPEM()}, unsigned); err != nil {
 		return nil, err
 	}
+	// Every section systemd-stub measures is in place, so PCR 11 is known:
+	// sign its value at each boot phase and add the signatures as .pcrsig,
+	// the one section the stub does not measure.
+	values, err := PCR11Values(unsigned)
+	if err != nil {
+		return nil, err
+	}
+	pcrsig, err := in.Signer.SignPCR11(values)
+	if err != nil {
+		return nil, err
+	}
+	withSig := filepath.Join(work, "uki-pcrsig.efi")
+	if err := AddUKISection(ctx, unsigned, ".pcrsig", pcrsig, withSig); err != nil {
+		return nil, err
+	}
+	unsigned = withSig
 	step("sign")
 	if err := in.Signer.SignPE(ctx, unsigned, out(FileUKI)); err != nil {
 		return nil, fmt.Errorf("sign UKI: %w", err)

@@ -80,6 +80,9 @@ func EncodePublicKey(pub *rsa.PublicKey) ([]byte, error) {
 // Fingerprint is the key's "pkfp" in a signature file: SHA-256 of its
 // PKIX DER, as systemd writes it.
 func Fingerprint(pub *rsa.PublicKey) string {
+	if pub == nil {
+		return ""
+	}
 	der, err := x509.MarshalPKIXPublicKey(pub)
 	if err != nil {
 		return ""
