@@ -155,13 +155,49 @@ func openState(ctx context.Context, part string, logf func(string, ...any)) (str
 	if err != nil {
 		return "", fmt.Errorf("state: the state key is sealed to the TPM: %w", err)
 	}
+	policy, err := ReadStatePolicy(StubPCRPublicKey, StubPCRSignature)
+	switch {
+	case errors.Is(err, ErrNoStatePolicy):
+		logf("state: %v", err) // a disk sealed to PCR 7 alone still opens; nothing new is sealed
+	case err != nil:
+		return "", fmt.Errorf("state: the UKI's signed PCR policy: %w", err)
+	default:
+		if err := keepStatePolicy(); err != nil {
+			return "", err
+		}
+	}
 	return OpenState(part, StateDeps{
 		OpenTPM: func() (io.ReadWriteCloser, error) { return tpm2.OpenTPM(tpm) },
 		Rand:    rand.Reader,
 		Map:     mapCrypt,
 		FS:      fs,
+		Policy:  policy,
 		Logf:    logf,
 	})
+}
+
+// Where the running system finds the UKI's signed PCR policy (/run moves
+// into the new root; the initrd's /.extra does not): kubedosd seals and
+// unseals the master's CA key under the same policy.
+const (
+	RunPCRPublicKey = "/run/kubedos/tpm2-pcr-public-key.pem"
+	RunPCRSignature = "/run/kubedos/tpm2-pcr-signature.json"
+)
+
+func keepStatePolicy() error {
+	for _, f := range [][2]string{{StubPCRPublicKey, RunPCRPublicKey}, {StubPCRSignature, RunPCRSignature}} {
+		b, err := readBounded(f[0], 1<<20)
+		if err != nil {
+			return err
+		}
+		if err := os.MkdirAll(filepath.Dir(f[1]), 0o755); err != nil {
+			return err
+		}
+		if err := os.WriteFile(f[1], b, 0o444); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // mapCrypt opens the crypt mapping and makes its device node (no udev in

@@ -6,6 +6,8 @@ import (
 	"io"
 	"os"
 	"time"
+
+	"github.com/kubedos/kubedos/internal/tpmseal"
 )
 
 // StateMapName is the device-mapper name of the decrypted state.
@@ -20,8 +22,11 @@ type StateDeps struct {
 	Map func(name string, p CryptParams) (string, error)
 	// FS is the empty state filesystem in the sparse format (StateFSFile),
 	// written through the mapping at first boot.
-	FS   []byte
-	Logf func(format string, args ...any)
+	FS []byte
+	// Policy is the UKI's signed PCR policy: what a new key is sealed to
+	// and what unlocks it.
+	Policy StatePolicy
+	Logf   func(format string, args ...any)
 }
 
 // Errors of OpenState that refuse to touch the partition.
@@ -38,7 +43,7 @@ const stateFlagFormatting = 1
 
 // OpenState opens the encrypted state on partition part and returns the
 // path of the decrypted device. A blank partition (first boot) gets a new
-// key from the TPM and the kernel, sealed to StatePCRs, a header and the
+// key from the TPM and the kernel, sealed to StatePCRs under d.Policy, a header and the
 // empty filesystem; a partition with a header is unlocked with the key the
 // TPM unseals. Anything else is refused without writing: a header that
 // does not parse, a key the TPM will not unseal (ErrStateSealed), a
@@ -71,7 +76,7 @@ func OpenState(part string, d StateDeps) (string, error) {
 		return "", fmt.Errorf("state: %s: %w: data %d+%d past the partition's end (%d bytes)", part, ErrStateHeader, h.DataOffset, h.DataSize, size)
 	}
 	start := time.Now()
-	key, err := withTPM(d, func(tpm io.ReadWriter) ([]byte, error) { return UnsealStateKey(tpm, h.SealedKey) })
+	key, err := withTPM(d, func(tpm io.ReadWriter) ([]byte, error) { return UnsealStateKey(tpm, h.SealedKey, d.Policy) })
 	if err != nil {
 		return "", fmt.Errorf("state: %w", err)
 	}
@@ -86,7 +91,11 @@ func OpenState(part string, d StateDeps) (string, error) {
 			return "", err
 		}
 	}
-	d.Logf("state: unlocked %s (aes-xts-plain64, key sealed to PCR %s) on %s in %s", part, pcrList(h.PCRs()), dev, time.Since(start).Round(time.Millisecond))
+	policy := "PCR " + pcrList(h.PCRs())
+	if tpmseal.IsBlob(h.SealedKey) {
+		policy = "PCR 7 and a signed PCR 11"
+	}
+	d.Logf("state: unlocked %s (aes-xts-plain64, key sealed to %s) on %s in %s", part, policy, dev, time.Since(start).Round(time.Millisecond))
 	return dev, nil
 }
 
@@ -132,7 +141,7 @@ func createState(f *os.File, part string, size int64, d StateDeps) (string, erro
 		if key, err = NewStateKey(tpm, d.Rand); err != nil {
 			return nil, err
 		}
-		return SealStateKey(tpm, key, StatePCRs)
+		return SealStateKey(tpm, key, d.Policy)
 	})
 	if err != nil {
 		return "", fmt.Errorf("state: %w", err)
@@ -150,7 +159,7 @@ func createState(f *os.File, part string, size int64, d StateDeps) (string, erro
 	if err := formatState(f, dev, h, d.FS); err != nil {
 		return "", err
 	}
-	d.Logf("state: made a new encrypted state on %s (aes-xts-plain64, 512-bit key sealed to PCR %s) in %s", part, pcrList(StatePCRs), time.Since(start).Round(time.Millisecond))
+	d.Logf("state: made a new encrypted state on %s (aes-xts-plain64, 512-bit key sealed to PCR 7 and a signed PCR 11, key %.16s…) in %s", part, tpmseal.Fingerprint(d.Policy.Key), time.Since(start).Round(time.Millisecond))
 	return dev, nil
 }
 

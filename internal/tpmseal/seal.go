@@ -186,6 +186,19 @@ func Unseal(rw io.ReadWriter, blob []byte, pub *rsa.PublicKey, sigs Signatures) 
 	return nil, last
 }
 
+// CheckSigned says whether the current PCR 11 has an entry in sigs by pub
+// (ErrNotSigned if not), without touching any sealed object.
+func CheckSigned(rw io.ReadWriter, pub *rsa.PublicKey, sigs Signatures) error {
+	v, err := readPCR(transport.FromReadWriter(rw), PCRKernelImage)
+	if err != nil {
+		return err
+	}
+	if _, _, ok := sigs.For(pub, v); !ok {
+		return fmt.Errorf("%w (PCR 11 %x, %d signed values)", ErrNotSigned, v, len(sigs.SHA256))
+	}
+	return nil
+}
+
 func unsealOnce(t transport.TPM, objPub tpm2.TPM2BPublic, objPriv tpm2.TPM2BPrivate, pub *rsa.PublicKey, sigs Signatures, pcr11 []byte) ([]byte, error) {
 	entry, approved, ok := sigs.For(pub, pcr11)
 	if !ok {
