@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/google/go-tpm/legacy/tpm2"
+	"github.com/kubedos/kubedos/internal/tpmseal"
 	"golang.org/x/sys/unix"
 )
 
@@ -155,7 +156,7 @@ func openState(ctx context.Context, part string, logf func(string, ...any)) (str
 	if err != nil {
 		return "", fmt.Errorf("state: the state key is sealed to the TPM: %w", err)
 	}
-	policy, err := ReadStatePolicy(StubPCRPublicKey, StubPCRSignature)
+	policy, err := tpmseal.ReadPolicy(StubPCRPublicKey, StubPCRSignature)
 	switch {
 	case errors.Is(err, ErrNoStatePolicy):
 		logf("state: %v", err) // a disk sealed to PCR 7 alone still opens; nothing new is sealed
@@ -186,7 +187,7 @@ const (
 
 func keepStatePolicy() error {
 	for _, f := range [][2]string{{StubPCRPublicKey, RunPCRPublicKey}, {StubPCRSignature, RunPCRSignature}} {
-		b, err := readBounded(f[0], 1<<20)
+		b, err := os.ReadFile(f[0]) // ReadPolicy read it, bounded
 		if err != nil {
 			return err
 		}

@@ -1,13 +1,9 @@
 package earlyboot
 
 import (
-	"bytes"
-	"crypto/rsa"
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
-	"os"
 	"strconv"
 	"strings"
 
@@ -34,10 +30,7 @@ var legacyStatePCRs = []int{7}
 
 // StatePolicy is the UKI's signed PCR policy, as systemd-stub hands it to
 // the initrd (.pcrpkey, .pcrsig).
-type StatePolicy struct {
-	Key        *rsa.PublicKey
-	Signatures tpmseal.Signatures
-}
+type StatePolicy = tpmseal.Policy
 
 // Files systemd-stub makes in the initrd from the UKI's .pcrpkey and
 // .pcrsig sections.
@@ -47,51 +40,7 @@ const (
 )
 
 // ErrNoStatePolicy: the UKI carries no signed PCR policy.
-var ErrNoStatePolicy = errors.New("the UKI carries no signed PCR policy (.pcrpkey/.pcrsig)")
-
-// ReadStatePolicy reads the policy files systemd-stub made (ErrNoStatePolicy
-// when the UKI had none).
-func ReadStatePolicy(keyFile, sigFile string) (StatePolicy, error) {
-	pemBytes, err := os.ReadFile(keyFile)
-	if errors.Is(err, fs.ErrNotExist) {
-		return StatePolicy{}, ErrNoStatePolicy
-	}
-	if err != nil {
-		return StatePolicy{}, err
-	}
-	key, err := tpmseal.PublicKey(pemBytes)
-	if err != nil {
-		return StatePolicy{}, fmt.Errorf("%s: %w", keyFile, err)
-	}
-	raw, err := readBounded(sigFile, tpmseal.MaxSignatureFile)
-	if errors.Is(err, fs.ErrNotExist) {
-		return StatePolicy{}, ErrNoStatePolicy
-	}
-	if err != nil {
-		return StatePolicy{}, err
-	}
-	sigs, err := tpmseal.ParseSignatures(bytes.TrimRight(raw, "\x00"))
-	if err != nil {
-		return StatePolicy{}, fmt.Errorf("%s: %w", sigFile, err)
-	}
-	return StatePolicy{Key: key, Signatures: sigs}, nil
-}
-
-func readBounded(path string, max int64) ([]byte, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	b, err := io.ReadAll(io.LimitReader(f, max+1))
-	if err != nil {
-		return nil, err
-	}
-	if int64(len(b)) > max {
-		return nil, fmt.Errorf("%s is larger than %d bytes", path, max)
-	}
-	return b, nil
-}
+var ErrNoStatePolicy = tpmseal.ErrNoPolicy
 
 // ErrStateSealed means the TPM would not give the state key back: another
 // TPM, or the PCRs the key is sealed to hold other values.

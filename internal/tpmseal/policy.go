@@ -15,6 +15,7 @@
 package tpmseal
 
 import (
+	"bytes"
 	"crypto"
 	"crypto/rsa"
 	"crypto/sha256"
@@ -25,7 +26,10 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"io"
+	"io/fs"
 	"math/big"
+	"os"
 
 	"github.com/google/go-tpm/tpm2"
 )
@@ -272,4 +276,58 @@ func (s Signatures) Verify(pub *rsa.PublicKey) ([][]byte, error) {
 // exponentOK guards the one RSA parameter keyPublic leaves implicit.
 func exponentOK(pub *rsa.PublicKey) bool {
 	return pub != nil && pub.N != nil && pub.E == 65537 && pub.N.Cmp(big.NewInt(0)) > 0
+}
+
+// Policy is a UKI's signed PCR policy as a node holds it: the PCR policy
+// key (its .pcrpkey) and the signatures of its PCR 11 values (its .pcrsig).
+type Policy struct {
+	Key        *rsa.PublicKey
+	Signatures Signatures
+}
+
+// ErrNoPolicy: the UKI carried no signed PCR policy.
+var ErrNoPolicy = errors.New("the UKI carries no signed PCR policy (.pcrpkey/.pcrsig)")
+
+// ReadPolicy reads a policy from the files systemd-stub makes of a UKI's
+// .pcrpkey and .pcrsig (ErrNoPolicy when either is absent).
+func ReadPolicy(keyFile, sigFile string) (Policy, error) {
+	pemBytes, err := readBounded(keyFile, MaxSignatureFile)
+	if errors.Is(err, fs.ErrNotExist) {
+		return Policy{}, ErrNoPolicy
+	}
+	if err != nil {
+		return Policy{}, err
+	}
+	key, err := PublicKey(pemBytes)
+	if err != nil {
+		return Policy{}, fmt.Errorf("%s: %w", keyFile, err)
+	}
+	raw, err := readBounded(sigFile, MaxSignatureFile)
+	if errors.Is(err, fs.ErrNotExist) {
+		return Policy{}, ErrNoPolicy
+	}
+	if err != nil {
+		return Policy{}, err
+	}
+	sigs, err := ParseSignatures(bytes.TrimRight(raw, "\x00"))
+	if err != nil {
+		return Policy{}, fmt.Errorf("%s: %w", sigFile, err)
+	}
+	return Policy{Key: key, Signatures: sigs}, nil
+}
+
+func readBounded(path string, max int64) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, max+1))
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(b)) > max {
+		return nil, fmt.Errorf("%w: %s is larger than %d bytes", ErrInput, path, max)
+	}
+	return b, nil
 }
