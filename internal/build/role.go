@@ -116,11 +116,17 @@ func BuildImage(ctx context.Context, in ImageInput) (*ImageResult, error) {
 	step("initrd")
 	// The state partition is blank on the disk: kubedos-init encrypts it at
 	// first boot and writes this filesystem into it (earlyboot.OpenState).
-	stateFS, err := MakeStateFS(ctx, work, DerivedUUID(in.RoleID, "state-fs"), stateMiB-earlyboot.StateDataOffset/mib, in.Epoch)
+	stateFS, err := MakeStateFS(ctx, work, earlyboot.LabelState, DerivedUUID(in.RoleID, "state-fs"), stateMiB-earlyboot.StateDataOffset/mib, in.Epoch)
 	if err != nil {
 		return nil, err
 	}
-	if err := BuildInitrd(InitrdInput{InitBinary: in.Init, ModulesDir: modDir, Modules: InitrdModules, StateFS: stateFS}, out(FileInitrd)); err != nil {
+	// The data partition likewise (issue 14 item 8): blank on the disk, its
+	// own key, made at first boot.
+	dataFS, err := MakeStateFS(ctx, work, earlyboot.LabelData, DerivedUUID(in.RoleID, "data-fs"), dataMiB-earlyboot.StateDataOffset/mib, in.Epoch)
+	if err != nil {
+		return nil, err
+	}
+	if err := BuildInitrd(InitrdInput{InitBinary: in.Init, ModulesDir: modDir, Modules: InitrdModules, StateFS: stateFS, DataFS: dataFS}, out(FileInitrd)); err != nil {
 		return nil, err
 	}
 	step("uki")
@@ -170,11 +176,8 @@ func BuildImage(ctx context.Context, in ImageInput) (*ImageResult, error) {
 	if err := os.WriteFile(loaderConf, []byte(conf), 0o644); err != nil {
 		return nil, err
 	}
-	esp, data := filepath.Join(work, "esp.img"), filepath.Join(work, "data.img")
+	esp := filepath.Join(work, "esp.img")
 	if err := MakeESP(ctx, esp, espMiB, strings.ToUpper(hexSum(in.RoleID, "esp")[:8]), in.Epoch, espFiles); err != nil {
-		return nil, err
-	}
-	if err := MakeExt4(ctx, data, earlyboot.LabelData, DerivedUUID(in.RoleID, "data-fs"), dataMiB, in.Epoch); err != nil {
 		return nil, err
 	}
 	verSize, err := fileSize(out(FileVerity))
@@ -195,7 +198,7 @@ func BuildImage(ctx context.Context, in ImageInput) (*ImageResult, error) {
 		part(earlyboot.RootLabel("b"), TypeRoot, rootMiB, ""),
 		part(earlyboot.VerityLabel("b"), TypeRootVerity, verMiB, ""),
 		part(earlyboot.LabelState, TypeVar, stateMiB, ""), // blank: encrypted at first boot
-		part(earlyboot.LabelData, TypeSrv, dataMiB, data),
+		part(earlyboot.LabelData, TypeSrv, dataMiB, ""), // blank: encrypted at first boot
 	}
 	if err := MakeDisk(ctx, out(FileDiskRaw), DerivedUUID(in.RoleID, "disk"), parts); err != nil {
 		return nil, err

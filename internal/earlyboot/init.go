@@ -112,7 +112,11 @@ func Init(ctx context.Context, console io.Writer) error {
 	if err != nil {
 		return err
 	}
-	stateMapped, err := openState(waitCtx, stateDev, logf)
+	policy, err := statePolicy(logf)
+	if err != nil {
+		return err
+	}
+	stateMapped, err := openState(waitCtx, stateDev, LabelState, StateFSFile, policy, logf)
 	if err != nil {
 		return err
 	}
@@ -133,7 +137,11 @@ func Init(ctx context.Context, console io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if err := mount(dataDev, sysroot+"/data", "ext4", unix.MS_NODEV|unix.MS_NOSUID, ""); err != nil {
+	dataMapped, err := openState(waitCtx, dataDev, LabelData, DataFSFile, policy, logf)
+	if err != nil {
+		return err
+	}
+	if err := mount(dataMapped, sysroot+"/data", "ext4", unix.MS_NODEV|unix.MS_NOSUID, ""); err != nil {
 		return err
 	}
 	logf("state and data mounted; switching root")
@@ -144,28 +152,31 @@ func Init(ctx context.Context, console io.Writer) error {
 // are flushed when it closes the device.
 const TPMDevice = "/dev/tpmrm0"
 
-// openState unlocks (or, on a blank partition, creates) the encrypted
-// state with the TPM and the device mapper, and returns the decrypted
-// device to mount.
-func openState(ctx context.Context, part string, logf func(string, ...any)) (string, error) {
-	fs, err := os.ReadFile(StateFSFile)
-	if err != nil {
-		return "", fmt.Errorf("state: the initrd's state filesystem: %w", err)
-	}
-	tpm, err := waitNode(ctx, TPMDevice)
-	if err != nil {
-		return "", fmt.Errorf("state: the state key is sealed to the TPM: %w", err)
-	}
+// statePolicy reads the UKI's signed PCR policy that systemd-stub put in
+// the initrd and keeps a copy for the running system.
+func statePolicy(logf func(string, ...any)) (StatePolicy, error) {
 	policy, err := tpmseal.ReadPolicy(StubPCRPublicKey, StubPCRSignature)
 	switch {
 	case errors.Is(err, ErrNoStatePolicy):
 		logf("state: %v", err) // a disk sealed to PCR 7 alone still opens; nothing new is sealed
+		return StatePolicy{}, nil
 	case err != nil:
-		return "", fmt.Errorf("state: the UKI's signed PCR policy: %w", err)
-	default:
-		if err := keepStatePolicy(); err != nil {
-			return "", err
-		}
+		return StatePolicy{}, fmt.Errorf("state: the UKI's signed PCR policy: %w", err)
+	}
+	return policy, keepStatePolicy()
+}
+
+// openState unlocks (or, on a blank partition, creates) the encrypted
+// partition part (label name: state or data) with the TPM and the device
+// mapper, and returns the decrypted device to mount.
+func openState(ctx context.Context, part, name, fsFile string, policy StatePolicy, logf func(string, ...any)) (string, error) {
+	fs, err := os.ReadFile(fsFile)
+	if err != nil {
+		return "", fmt.Errorf("%s: the initrd's empty filesystem: %w", name, err)
+	}
+	tpm, err := waitNode(ctx, TPMDevice)
+	if err != nil {
+		return "", fmt.Errorf("%s: the key is sealed to the TPM: %w", name, err)
 	}
 	return OpenState(part, StateDeps{
 		OpenTPM: func() (io.ReadWriteCloser, error) { return tpm2.OpenTPM(tpm) },
@@ -174,6 +185,7 @@ func openState(ctx context.Context, part string, logf func(string, ...any)) (str
 		FS:      fs,
 		Policy:  policy,
 		Logf:    logf,
+		Name:    name,
 	})
 }
 
