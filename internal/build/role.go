@@ -198,7 +198,7 @@ func BuildImage(ctx context.Context, in ImageInput) (*ImageResult, error) {
 		part(earlyboot.RootLabel("b"), TypeRoot, rootMiB, ""),
 		part(earlyboot.VerityLabel("b"), TypeRootVerity, verMiB, ""),
 		part(earlyboot.LabelState, TypeVar, stateMiB, ""), // blank: encrypted at first boot
-		part(earlyboot.LabelData, TypeSrv, dataMiB, ""), // blank: encrypted at first boot
+		part(earlyboot.LabelData, TypeSrv, dataMiB, ""),   // blank: encrypted at first boot
 	}
 	if err := MakeDisk(ctx, out(FileDiskRaw), DerivedUUID(in.RoleID, "disk"), parts); err != nil {
 		return nil, err
