@@ -91,7 +91,7 @@ type keyReport struct {
 	Private bool              `json:"private"`
 	Owner   string            `json:"owner"`
 	Certs   map[string]string `json:"certificates"` // name → sha256 of DER
-	// PCRPolicy is the PCR policy key's fingerprint (sha256 of its PKIX DER,
+	// PCRPolicy is the PCR policy key's fingerprint (sha256 of its PKCS #1 DER,
 	// the "pkfp" of a UKI's signed PCR policies).
 	PCRPolicy string `json:"pcrPolicyKey"`
 }

@@ -50,7 +50,7 @@ type Manifest struct {
 	Tools      map[string]string `json:"tools"`
 	Epoch      int64             `json:"sourceDateEpoch"`
 	DBCert     string            `json:"dbCertificateSHA256"`
-	// PCRPolicyKey is the fingerprint (sha256 of the PKIX DER) of the key
+	// PCRPolicyKey is the fingerprint (tpmseal.Fingerprint) of the key
 	// that signed each UKI's PCR 11 policies (its .pcrsig section).
 	PCRPolicyKey string                  `json:"pcrPolicyKeySHA256,omitempty"`
 	Roles        map[string]RoleManifest `json:"roles"`

@@ -82,16 +82,13 @@ func EncodePublicKey(pub *rsa.PublicKey) ([]byte, error) {
 }
 
 // Fingerprint is the key's "pkfp" in a signature file: SHA-256 of its
-// PKIX DER, as systemd writes it.
+// PKCS #1 RSAPublicKey DER, as systemd computes it (OpenSSL's
+// i2d_PublicKey; TestSignMatchesSystemdMeasure holds us to it).
 func Fingerprint(pub *rsa.PublicKey) string {
 	if pub == nil {
 		return ""
 	}
-	der, err := x509.MarshalPKIXPublicKey(pub)
-	if err != nil {
-		return ""
-	}
-	s := sha256.Sum256(der)
+	s := sha256.Sum256(x509.MarshalPKCS1PublicKey(pub))
 	return hex.EncodeToString(s[:])
 }
 
@@ -176,7 +173,7 @@ func SealPolicy(pub *rsa.PublicKey, pcr7 []byte) ([]byte, error) {
 // Entry is one signed PCR policy, as systemd-measure writes it.
 type Entry struct {
 	PCRs []int  `json:"pcrs"`
-	PKFP string `json:"pkfp"` // SHA-256 of the key's PKIX DER, hex
+	PKFP string `json:"pkfp"` // Fingerprint of the signing key
 	Pol  string `json:"pol"`  // the approved TPM2_PolicyPCR digest, hex
 	Sig  string `json:"sig"`  // RSASSA-PKCS1-v1_5 SHA-256 over Pol's bytes, base64
 }
