@@ -267,7 +267,7 @@ func TestOverviewShowsNodes(t *testing.T) {
 func TestLoginRequired(t *testing.T) {
 	b := startHub(t).console(t, pki.RoleAdmin)
 	anon := b.srv.Client()
-	for _, path := range []string{"/", "/nodes/w-3", "/audit", "/events", "/login?token=wrong"} {
+	for _, path := range []string{"/", "/nodes/w-3", "/audit", "/events", "/builds", "/upgrades", "/plan", "/events?on=upgrades", "/login?token=wrong"} {
 		res, err := anon.Get(b.srv.URL + path)
 		if err != nil {
 			t.Fatal(err)
@@ -277,13 +277,15 @@ func TestLoginRequired(t *testing.T) {
 			t.Errorf("GET %s without a session = %d, want 401", path, res.StatusCode)
 		}
 	}
-	res, err := anon.PostForm(b.srv.URL+"/nodes/w-3/revoke", url.Values{"confirm": {"w-3"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	res.Body.Close()
-	if res.StatusCode != http.StatusUnauthorized {
-		t.Errorf("POST revoke without a session = %d, want 401", res.StatusCode)
+	for _, action := range []string{"revoke", "fence", "replace", "upgrade", "restart"} {
+		res, err := anon.PostForm(b.srv.URL+"/nodes/w-3/"+action, url.Values{"confirm": {"w-3"}, "build": {"2026-b2"}, "service": {"kubelet.service"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		if res.StatusCode != http.StatusUnauthorized {
+			t.Errorf("POST %s without a session = %d, want 401", action, res.StatusCode)
+		}
 	}
 }
 

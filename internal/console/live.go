@@ -232,7 +232,7 @@ var funcs = template.FuncMap{
 		}
 		return s[:16] + "…"
 	},
-	"inc":  func(i int) int { return i + 1 },
+	"inc": func(i int) int { return i + 1 },
 	"attention": func(nodes []api.Node) []api.Node {
 		var out []api.Node
 		for _, n := range nodes {
