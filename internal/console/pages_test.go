@@ -19,6 +19,7 @@ import (
 	"github.com/kubedos/kubedos/internal/pki"
 	"github.com/kubedos/kubedos/internal/pki/pkitest"
 	"github.com/kubedos/kubedos/internal/plan"
+	"github.com/kubedos/kubedos/internal/spec"
 )
 
 func TestBuildsPage(t *testing.T) {
@@ -137,40 +138,7 @@ func TestPlanPage(t *testing.T) {
 	if !strings.Contains(body, "the hub has recorded no convergence run yet") {
 		t.Error("the plan without a run does not say why steps have no outcome")
 	}
-	// Record a run as the convergence engine does (operator), one step failed.
-	spec := b.c.cfg.Spec
-	g, err := plan.Build(spec)
-	if err != nil {
-		t.Fatal(err)
-	}
-	doc, err := plan.NewDocument(spec.Metadata.Name, g)
-	if err != nil {
-		t.Fatal(err)
-	}
-	run := &api.RunRecord{Cluster: spec.Metadata.Name, Outcome: "failed", Started: time.Now(), Ended: time.Now()}
-	for i, s := range doc.Steps {
-		out := "unchanged"
-		switch {
-		case s.ID == plan.EnrollID("w-1"):
-			out = "failed"
-		case i == 0:
-			out = "changed"
-		}
-		st := api.RunStep{ID: s.ID, Phase: s.Phase, Outcome: out, Attempts: 1}
-		if out == "failed" {
-			st.Error = `hub refused <w-1>`
-		}
-		run.Steps = append(run.Steps, st)
-	}
-	access := cluster.Access{Keys: pkitest.WriteKeys(t, h.ca, pki.RoleOperator)}
-	cc, err := access.Conn(h.addr, api.HubServerName)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cc.Close()
-	if _, err := api.NewRunsClient(cc).RecordRun(context.Background(), run); err != nil {
-		t.Fatal(err)
-	}
+	doc := h.recordRun(t, b.c.cfg.Spec, plan.EnrollID("w-1"))
 	_, body = b.get(t, "/plan")
 	svg := between(t, body, `<svg xmlns="http://www.w3.org/2000/svg" id="plan-graph"`, "</svg>")
 	if n := strings.Count(svg, `<g class="step `); n != len(doc.Steps) {
@@ -212,4 +180,43 @@ func TestPlanPageWithoutSpec(t *testing.T) {
 	if _, body := b.get(t, "/plan"); !strings.Contains(body, "started without the cluster's spec") || strings.Contains(body, "<svg") {
 		t.Errorf("plan page without a spec:\n%s", body)
 	}
+}
+
+// recordRun records a run of s at the hub as the convergence engine does
+// (operator): the first step changed, failed failed, the rest unchanged.
+func (h *testHub) recordRun(t *testing.T, s *spec.ClusterSpec, failed string) plan.Document {
+	t.Helper()
+	g, err := plan.Build(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc, err := plan.NewDocument(s.Metadata.Name, g)
+	if err != nil {
+		t.Fatal(err)
+	}
+	run := &api.RunRecord{Cluster: s.Metadata.Name, Outcome: "failed", Started: time.Now(), Ended: time.Now()}
+	for i, st := range doc.Steps {
+		out := "unchanged"
+		switch {
+		case st.ID == failed:
+			out = "failed"
+		case i == 0:
+			out = "changed"
+		}
+		rs := api.RunStep{ID: st.ID, Phase: st.Phase, Outcome: out, Attempts: 1}
+		if out == "failed" {
+			rs.Error = `hub refused <w-1>`
+		}
+		run.Steps = append(run.Steps, rs)
+	}
+	access := cluster.Access{Keys: pkitest.WriteKeys(t, h.ca, pki.RoleOperator)}
+	cc, err := access.Conn(h.addr, api.HubServerName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cc.Close()
+	if _, err := api.NewRunsClient(cc).RecordRun(context.Background(), run); err != nil {
+		t.Fatal(err)
+	}
+	return doc
 }
