@@ -84,7 +84,9 @@ func (c *Console) node(w http.ResponseWriter, r *http.Request) {
 			if len(v.Services) == maxUnits {
 				break
 			}
+			// A node's answer is bounded like anything else it sends.
 			u.Name, u.Description = clip(u.Name, 256), clip(u.Description, 256)
+			u.Load, u.Active, u.Sub = clip(u.Load, 64), clip(u.Active, 64), clip(u.Sub, 64)
 			v.Services = append(v.Services, u)
 			if u.Restartable {
 				v.Restartable = append(v.Restartable, u.Name)
