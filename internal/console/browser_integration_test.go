@@ -110,9 +110,10 @@ func TestBrowser(t *testing.T) {
 				t.Errorf("%s sees a revoke form: %v, want %v", tt.role, got, tt.actions)
 			}
 			// The node page of an enrolled node: its PCR prediction, its
-			// services from its API, and the actions its role allows.
+			// health, planes, drift and services from its API, and the
+			// actions its role allows.
 			dom = headless(t, bin, profile, "--dump-dom", b.srv.URL+"/nodes/w-3")
-			for _, want := range []string{`id="pcrs"`, h.preds["b1"][4], "<td>kubelet.service</td>", `id="node-audit"`} {
+			for _, want := range []string{`id="pcrs"`, h.preds["b1"][4], "<td>kubelet.service</td>", `id="node-audit"`, `id="health"`, `id="planes"`, `id="drift"`} {
 				if !strings.Contains(dom, want) {
 					t.Errorf("node page in the browser lacks %q", want)
 				}

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"sync"
 	"testing"
+	"time"
 
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/peer"
@@ -21,6 +22,7 @@ import (
 	"github.com/kubedos/kubedos/internal/manifest"
 	"github.com/kubedos/kubedos/internal/measure"
 	"github.com/kubedos/kubedos/internal/sign"
+	"github.com/kubedos/kubedos/internal/wg"
 )
 
 // testPrediction is a valid PCR 4 and 7 prediction: each value the replay
@@ -137,6 +139,20 @@ func (f *fakeNode) Services(context.Context, *api.ServicesRequest) (*api.Service
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return &api.Services{Units: append([]api.Unit(nil), f.units...)}, nil
+}
+
+func (f *fakeNode) Health(context.Context, *api.HealthRequest) (*api.Health, error) {
+	return &api.Health{Healthy: false, SystemState: "degraded", FailedUnits: []string{"x<y>.service"},
+		Checks: []api.HealthCheck{{Name: "enrolled", OK: true, Critical: true}, {Name: "units", OK: false, Critical: true, Detail: "x<y>.service failed"}}}, nil
+}
+
+func (f *fakeNode) Planes(context.Context, *api.PlanesRequest) (*api.Planes, error) {
+	return &api.Planes{Joined: time.Now().Add(-time.Minute), Interfaces: []wg.Status{{Plane: "control", Interface: "wg-control", Up: true,
+		Addresses: []string{"10.77.0.23/24"}, Peers: []wg.PeerStatus{{Name: "master", Endpoint: "10.20.0.10:51820", LatestHandshake: time.Now().Add(-5 * time.Second)}, {Name: "w-1"}}}}}, nil
+}
+
+func (f *fakeNode) Drift(context.Context, *api.DriftRequest) (*api.Drift, error) {
+	return &api.Drift{Items: []api.DriftItem{{Path: "/etc/hostname", Kind: "modified", Expected: "w-3", Actual: "<evil>"}}}, nil
 }
 
 func (f *fakeNode) RestartService(ctx context.Context, r *api.RestartServiceRequest) (*api.Unit, error) {

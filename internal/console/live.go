@@ -224,6 +224,12 @@ var funcs = template.FuncMap{
 		return t.UTC().Format(time.RFC3339)
 	},
 	"path": pathEscape,
+	"ago": func(t time.Time) string {
+		if t.IsZero() {
+			return "never"
+		}
+		return time.Since(t).Round(time.Second).String() + " ago"
+	},
 	// short is the start of a digest, for tables that have the whole
 	// elsewhere.
 	"short": func(s string) string {

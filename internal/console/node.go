@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"sort"
+	"sync"
 	"time"
 
 	"github.com/kubedos/kubedos/internal/api"
@@ -45,6 +46,13 @@ type NodeView struct {
 	Restartable []string
 	ServicesErr string
 
+	// Health, Planes and Drift are what the node's API reports (kubedos
+	// node health, planes, drift), bounded.
+	Health                         *api.Health
+	Planes                         *api.Planes
+	Drift                          *api.Drift
+	HealthErr, PlanesErr, DriftErr string
+
 	// Upgrades are the builds with an image for the node's role.
 	Upgrades []UpgradeChoice
 	Job      *Job
@@ -75,12 +83,11 @@ func (c *Console) node(w http.ResponseWriter, r *http.Request) {
 	v.Audit = c.auditOf(n.Name)
 	if c.cfg.DialNode != nil && n.State == api.NodeEnrolled {
 		ctx, cancel := context.WithTimeout(r.Context(), nodeAPITimeout)
-		units, err := c.services(ctx, n.Name)
+		reads := c.readNode(ctx, n.Name)
 		cancel()
-		if err != nil {
-			v.ServicesErr = clip(err.Error(), maxAuditField)
-		}
-		for _, u := range units {
+		v.Health, v.Planes, v.Drift = reads.health, reads.planes, reads.drift
+		v.HealthErr, v.PlanesErr, v.DriftErr, v.ServicesErr = errText(reads.healthErr), errText(reads.planesErr), errText(reads.driftErr), errText(reads.servicesErr)
+		for _, u := range reads.units {
 			if len(v.Services) == maxUnits {
 				break
 			}
@@ -142,6 +149,43 @@ func (c *Console) nodeView(n *api.Node, done string) NodeView {
 	return v
 }
 
+// nodeReads is what the node page reads from the node's own API.
+type nodeReads struct {
+	units                                       []api.Unit
+	health                                      *api.Health
+	planes                                      *api.Planes
+	drift                                       *api.Drift
+	servicesErr, healthErr, planesErr, driftErr error
+}
+
+// readNode asks the node's API, over one connection and at once, what
+// kubedos node services, health, planes and drift show.
+func (c *Console) readNode(ctx context.Context, name string) nodeReads {
+	var out nodeReads
+	cl, done, err := c.cfg.DialNode(name)
+	if err != nil {
+		out.servicesErr, out.healthErr, out.planesErr, out.driftErr = err, err, err, err
+		return out
+	}
+	defer done()
+	var wg sync.WaitGroup
+	wg.Go(func() { out.units, out.servicesErr = unitsOf(ctx, cl) })
+	wg.Go(func() {
+		out.health, out.healthErr = cl.Health(ctx)
+		boundHealth(out.health)
+	})
+	wg.Go(func() {
+		out.planes, out.planesErr = cl.Planes(ctx)
+		boundPlanes(out.planes)
+	})
+	wg.Go(func() {
+		out.drift, out.driftErr = cl.Drift(ctx)
+		boundDrift(out.drift)
+	})
+	wg.Wait()
+	return out
+}
+
 // services asks the node's API for its services (kubedos node services).
 func (c *Console) services(ctx context.Context, name string) ([]api.Unit, error) {
 	cl, done, err := c.cfg.DialNode(name)
@@ -149,6 +193,10 @@ func (c *Console) services(ctx context.Context, name string) ([]api.Unit, error)
 		return nil, err
 	}
 	defer done()
+	return unitsOf(ctx, cl)
+}
+
+func unitsOf(ctx context.Context, cl *api.NodeClient) ([]api.Unit, error) {
 	s, err := cl.Services(ctx)
 	if err != nil {
 		return nil, err
@@ -156,6 +204,68 @@ func (c *Console) services(ctx context.Context, name string) ([]api.Unit, error)
 	units := s.Units
 	sort.SliceStable(units, func(i, j int) bool { return units[i].Restartable && !units[j].Restartable })
 	return units, nil
+}
+
+func errText(err error) string {
+	if err == nil {
+		return ""
+	}
+	return clip(err.Error(), maxAuditField)
+}
+
+// Bounds of what the node page shows of a node's answers.
+const (
+	maxNodeList = 200 // checks, failed units, drift items, peers
+	maxNodeText = 512
+)
+
+func boundHealth(h *api.Health) {
+	if h == nil {
+		return
+	}
+	h.SystemState = clip(h.SystemState, 64)
+	h.FailedUnits = h.FailedUnits[:min(len(h.FailedUnits), maxNodeList)]
+	for i := range h.FailedUnits {
+		h.FailedUnits[i] = clip(h.FailedUnits[i], 256)
+	}
+	h.Checks = h.Checks[:min(len(h.Checks), maxNodeList)]
+	for i := range h.Checks {
+		h.Checks[i].Name, h.Checks[i].Detail = clip(h.Checks[i].Name, 128), clip(h.Checks[i].Detail, maxNodeText)
+	}
+}
+
+func boundPlanes(p *api.Planes) {
+	if p == nil {
+		return
+	}
+	p.Error = clip(p.Error, maxNodeText)
+	p.Interfaces = p.Interfaces[:min(len(p.Interfaces), 16)]
+	for i := range p.Interfaces {
+		ifc := &p.Interfaces[i]
+		ifc.Plane, ifc.Interface, ifc.Error = clip(ifc.Plane, 64), clip(ifc.Interface, 64), clip(ifc.Error, maxNodeText)
+		ifc.Addresses = ifc.Addresses[:min(len(ifc.Addresses), 16)]
+		for j := range ifc.Addresses {
+			ifc.Addresses[j] = clip(ifc.Addresses[j], 64)
+		}
+		ifc.Peers = ifc.Peers[:min(len(ifc.Peers), maxNodeList)]
+		for j := range ifc.Peers {
+			pe := &ifc.Peers[j]
+			pe.Name, pe.Endpoint, pe.PublicKey = clip(pe.Name, 128), clip(pe.Endpoint, 128), clip(pe.PublicKey, 64)
+			pe.AllowedIPs = nil // not shown
+		}
+	}
+}
+
+func boundDrift(d *api.Drift) {
+	if d == nil {
+		return
+	}
+	d.Items = d.Items[:min(len(d.Items), maxNodeList)]
+	for i := range d.Items {
+		it := &d.Items[i]
+		it.Path, it.Kind = clip(it.Path, 256), clip(it.Kind, 32)
+		it.Expected, it.Actual, it.Detail = clip(it.Expected, maxNodeText), clip(it.Actual, maxNodeText), clip(it.Detail, maxNodeText)
+	}
 }
 
 // auditOf is the newest entries of the audit tail that name node name.

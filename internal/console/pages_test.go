@@ -91,10 +91,18 @@ func TestNodePagePredictionAuditServices(t *testing.T) {
 		// The node's services as its API reports them, escaped.
 		"<td>kubelet.service</td><td>active</td><td>running</td><td>restart</td><td>kubelet &lt;b&gt;</td>",
 		"<td>systemd-journald.service</td><td>active</td><td>running</td><td></td>",
+		// Health, planes and drift as the node's API reports them, escaped.
+		`UNHEALTHY (systemd: degraded); failed units: x&lt;y&gt;.service`,
+		`<tr class="bad"><td>units</td><td>no</td><td>yes</td><td class="detail">x&lt;y&gt;.service failed</td></tr>`,
+		"<td>control</td><td>wg-control</td><td>up</td><td>10.77.0.23/24</td>",
+		`<td>/etc/hostname</td><td>modified</td><td class="detail">w-3</td><td class="detail">&lt;evil&gt;</td>`,
 	} {
 		if !strings.Contains(body, want) {
 			t.Errorf("node page lacks %q", want)
 		}
+	}
+	if !regexp.MustCompile(`<div>master at 10\.20\.0\.10:51820: [5-9]s ago</div><div>w-1: never</div>`).MatchString(body) {
+		t.Error("node page lacks the plane's peers with their handshake ages")
 	}
 	// The hub's audit entries naming w-3 (its enrollment), not w-2's.
 	audit := between(t, body, `id="node-audit"`, "</table>")
