@@ -7,13 +7,14 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"errors"
-	"github.com/kubedos/kubedos/internal/kubeplan"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/kubedos/kubedos/internal/kubeplan"
 
 	"github.com/kubedos/kubedos/internal/api"
 	"github.com/kubedos/kubedos/internal/errdefs"
