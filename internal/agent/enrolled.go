@@ -115,9 +115,18 @@ func (a *Agent) runEnrolled(ctx context.Context, cfg EnrollConfig, st Status, ju
 	// The baseline firewall before anything listens, then the WireGuard
 	// planes, joined through the hub from the first boot on; each change of
 	// the planes updates the firewall.
-	applyFirewall := func(ctx context.Context, ifcs []wg.Interface) error {
-		return firewall.Apply(ctx, Baseline(cfg.Role, ifcs))
+	sys := NewHostSystem()
+	fw := &nodeFirewall{role: cfg.Role, apply: firewall.Apply}
+	var kube *kubeRunner
+	if runsKubernetes(cfg.Role) {
+		kube = newKubeRunner(sys, c.Clock, logf, fw.setLoadBalancer)
+		// A load balancer keeps its VRRP and VIP rules across a restart of
+		// kubedosd: haproxy and keepalived may well be running.
+		if p, err := kube.loadPlan(); err == nil && p != nil {
+			fw.lb = p.LB
+		}
 	}
+	applyFirewall := fw.setPlanes
 	if err := applyFirewall(ctx, nil); err != nil {
 		logf("%v", err)
 	}
@@ -125,7 +134,6 @@ func (a *Agent) runEnrolled(ctx context.Context, cfg EnrollConfig, st Status, ju
 	planes.AfterApply, planes.Clock = applyFirewall, c.Clock
 	ctrls = append(ctrls, controllerFunc{"planes", func(ctx context.Context) error { return planes.Run(ctx, c.PlanesEvery) }})
 
-	sys := NewHostSystem()
 	srv, err := NewNodeAPI(NodeAPIConfig{Name: cfg.Name, Role: cfg.Role, CA: cfg.CA, IdentityDir: cfg.StateDir,
 		StateDir: c.StateDir, Status: st, System: sys, Revocations: revs, Slots: slots, Hub: a.cfg.Keeper, Planes: planes,
 		RevocationMaxAge: c.RevocationMaxAge, Controllers: a.sup, Clock: c.Clock,
@@ -146,9 +154,8 @@ func (a *Agent) runEnrolled(ctx context.Context, cfg EnrollConfig, st Status, ju
 		}
 	}
 	ctrls = append(ctrls, renewal{cfg: cfg, clock: c.Clock, logf: logf})
-	if runsKubernetes(cfg.Role) {
-		ctrls = append(ctrls, newKubePKI(cfg, filepath.Join(c.StateDir, KubePKISubdir), c.Clock, logf),
-			newKubeRunner(sys, c.Clock, logf))
+	if kube != nil {
+		ctrls = append(ctrls, newKubePKI(cfg, filepath.Join(c.StateDir, KubePKISubdir), c.Clock, logf), kube)
 	}
 	return a.sup.Run(ctx, ctrls...)
 }

@@ -1,6 +1,10 @@
 package agent
 
 import (
+	"context"
+	"net/netip"
+	"sync"
+
 	"github.com/kubedos/kubedos/internal/api"
 	"github.com/kubedos/kubedos/internal/firewall"
 	"github.com/kubedos/kubedos/internal/kubeplan"
@@ -36,4 +40,48 @@ func Baseline(role string, ifcs []wg.Interface) firewall.Baseline {
 		b.WireGuardPorts = append(b.WireGuardPorts, ifc.ListenPort)
 	}
 	return b
+}
+
+// WithLoadBalancer adds to b what a load balancer of plan lb needs: VRRP
+// from the other load balancers (unicast) and haproxy's port on the VIP,
+// from the LAN. The API servers behind it authenticate every caller.
+func WithLoadBalancer(b firewall.Baseline, lb *kubeplan.LB) firewall.Baseline {
+	if lb == nil {
+		return b
+	}
+	for _, p := range lb.Peers {
+		if a, err := netip.ParseAddr(p); err == nil {
+			b.VRRPPeers = append(b.VRRPPeers, a)
+		}
+	}
+	if vip, err := netip.ParseAddr(lb.VIP); err == nil {
+		b.Services = append(b.Services, netip.AddrPortFrom(vip, kubeplan.APIServerPort))
+	}
+	return b
+}
+
+// nodeFirewall is the node's baseline as its planes and, on a load
+// balancer, its plan change; each change loads the whole table again, one
+// at a time.
+type nodeFirewall struct {
+	role  string
+	apply func(context.Context, firewall.Baseline) error
+
+	mu   sync.Mutex
+	ifcs []wg.Interface
+	lb   *kubeplan.LB
+}
+
+func (f *nodeFirewall) setPlanes(ctx context.Context, ifcs []wg.Interface) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.ifcs = ifcs
+	return f.apply(ctx, WithLoadBalancer(Baseline(f.role, f.ifcs), f.lb))
+}
+
+func (f *nodeFirewall) setLoadBalancer(ctx context.Context, lb *kubeplan.LB) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.lb = lb
+	return f.apply(ctx, WithLoadBalancer(Baseline(f.role, f.ifcs), f.lb))
 }

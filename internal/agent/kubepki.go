@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"bytes"
 	"context"
 	"crypto"
 	"crypto/ecdsa"
@@ -32,11 +33,13 @@ import (
 // on control-plane nodes sa.key and sa.pub. docs/kubernetes.md.
 const KubePKISubdir = "kubernetes/pki"
 
-// runsKubernetes reports whether a node of role runs Kubernetes components
-// (and so holds certificates: pki.KubeCertsFor).
+// runsKubernetes reports whether a node of role runs Kubernetes components:
+// the ones that hold certificates (pki.KubeCertsFor), and the load
+// balancers in front of the API servers, which hold none but get their
+// plan the same way.
 func runsKubernetes(role string) bool {
 	switch spec.Role(role) {
-	case spec.RoleWorker, spec.RoleControlPlane, spec.RoleEtcd:
+	case spec.RoleWorker, spec.RoleControlPlane, spec.RoleEtcd, spec.RoleLoadBalancer:
 		return true
 	}
 	return false
@@ -149,7 +152,16 @@ func (k *kubePKI) cycle(ctx context.Context) error {
 		return fmt.Errorf("kubernetes certificates: which to hold: %w", err)
 	}
 	if len(holds.Certificates) == 0 {
-		k.logf("kubernetes certificates: the hub issues none to this node now; asking again in %s", k.idle)
+		if holds.Plan != nil {
+			// A load balancer: no certificate, no quote needed; its plan
+			// and the CA it checks the API servers against, asked for
+			// again every idle (how soon a changed spec reaches it).
+			if err := k.writePlanOnly(holds); err != nil {
+				return err
+			}
+		} else {
+			k.logf("kubernetes certificates: the hub issues none to this node now; asking again in %s", k.idle)
+		}
 		k.mu.Lock()
 		k.held, k.nextTry = nil, k.clock.Now().Add(k.idle)
 		k.mu.Unlock()
@@ -299,6 +311,32 @@ func (k *kubePKI) writePlan(p *kubeplan.Plan) error {
 		return err
 	}
 	return durable.WriteFile(filepath.Join(filepath.Dir(k.dir), filepath.Base(kubeplan.PlanFile)), append(raw, '\n'), 0o644)
+}
+
+// writePlanOnly keeps the plan of a node that holds no certificate, and
+// the Kubernetes CA (ca.crt) sent with it, once it is a CA certificate.
+func (k *kubePKI) writePlanOnly(holds *api.KubeHoldsResponse) error {
+	c, err := x509.ParseCertificate(holds.KubernetesCA)
+	if err != nil || !c.IsCA {
+		return fmt.Errorf("kubernetes: the hub's plan came without the Kubernetes CA certificate")
+	}
+	if err := os.MkdirAll(k.dir, 0o700); err != nil {
+		return err
+	}
+	ca := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})
+	if old, err := os.ReadFile(filepath.Join(k.dir, "ca.crt")); err != nil || !bytes.Equal(old, ca) {
+		if err := durable.WriteFile(filepath.Join(k.dir, "ca.crt"), ca, 0o644); err != nil {
+			return err
+		}
+	}
+	before, _ := os.ReadFile(filepath.Join(filepath.Dir(k.dir), filepath.Base(kubeplan.PlanFile)))
+	if err := k.writePlan(holds.Plan); err != nil {
+		return err
+	}
+	if after, _ := os.ReadFile(filepath.Join(filepath.Dir(k.dir), filepath.Base(kubeplan.PlanFile))); !bytes.Equal(before, after) {
+		k.logf("kubernetes: the hub's plan for this node (it holds no certificate): %v", holds.Plan.Components)
+	}
+	return nil
 }
 
 func readCert(p string) (*x509.Certificate, error) {

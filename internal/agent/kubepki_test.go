@@ -7,13 +7,14 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"errors"
-	"github.com/kubedos/kubedos/internal/kubeplan"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/kubedos/kubedos/internal/kubeplan"
 
 	"github.com/kubedos/kubedos/internal/api"
 	"github.com/kubedos/kubedos/internal/errdefs"
@@ -58,6 +59,9 @@ func (h *kubeFakeHub) Holds(context.Context) (*api.KubeHoldsResponse, error) {
 		out.Plan = h.plan
 	} else if p, err := kubeplan.For(spec.WithDefaults(h.spec), h.node.Name); err == nil {
 		out.Plan = p
+	}
+	if out.Plan != nil {
+		out.KubernetesCA = h.cas.Kubernetes.Certificate().Raw
 	}
 	for _, c := range pki.KubeCertsFor(h.spec, h.node.Role) {
 		out.Certificates = append(out.Certificates, string(c))
@@ -255,4 +259,53 @@ func TestKubePKIRefusesBadPlan(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(filepath.Dir(k.dir), "plan.json")); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("a bad plan was written: %v", err)
 	}
+}
+
+// TestKubePKILoadBalancer: a load balancer holds no certificate, so it
+// never re-attests for one; it keeps the hub's plan and the Kubernetes CA
+// (haproxy checks the API servers against it) and asks again after idle.
+func TestKubePKILoadBalancer(t *testing.T) {
+	k, h, clock := newKubeTest(t, "lb-3")
+	if err := k.cycle(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if renewals, issued := h.count(); renewals != 0 || issued != 0 {
+		t.Errorf("%d renewals, %d issuances for a role that holds no certificate", renewals, issued)
+	}
+	raw, err := os.ReadFile(filepath.Join(filepath.Dir(k.dir), "plan.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var p kubeplan.Plan
+	if err := json.Unmarshal(raw, &p); err != nil || p.LB == nil || p.LB.Priority != kubeplan.MaxVRRPPriority-2 {
+		t.Fatalf("plan %s: %v", raw, err)
+	}
+	ca, err := readCert(filepath.Join(k.dir, "ca.crt"))
+	if err != nil || !ca.Equal(h.cas.Kubernetes.Certificate()) {
+		t.Fatalf("ca.crt: %v", err)
+	}
+	if due := k.due(); !due.Equal(clock.Now().Add(kubeIdle)) {
+		t.Errorf("asks again at %s, want after %s", due, kubeIdle)
+	}
+
+	// A plan without a CA certificate (or with a leaf) writes nothing.
+	k2, h2, _ := newKubeTest(t, "lb-3")
+	k2.dial = func() (kubeCertsHub, func(), error) { return noCAHub{h2}, func() {}, nil }
+	if err := k2.cycle(context.Background()); err == nil || !strings.Contains(err.Error(), "Kubernetes CA") {
+		t.Fatalf("no CA: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(filepath.Dir(k2.dir), "plan.json")); err == nil {
+		t.Error("a plan without its CA was kept")
+	}
+}
+
+// noCAHub answers Holds without the CA.
+type noCAHub struct{ *kubeFakeHub }
+
+func (h noCAHub) Holds(ctx context.Context) (*api.KubeHoldsResponse, error) {
+	out, err := h.kubeFakeHub.Holds(ctx)
+	if out != nil {
+		out.KubernetesCA = nil
+	}
+	return out, err
 }

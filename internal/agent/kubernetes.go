@@ -9,8 +9,11 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -25,6 +28,7 @@ import (
 type unitControl interface {
 	Start(ctx context.Context, unit string) error
 	Restart(ctx context.Context, unit string) error
+	Reload(ctx context.Context, unit string) error
 	Active(ctx context.Context, unit string) (bool, error)
 }
 
@@ -45,19 +49,52 @@ type kubeRunner struct {
 	clock  Clock
 	every  time.Duration
 	logf   func(string, ...any)
+	// lanInterface names the interface holding a LAN address (a load
+	// balancer's keepalived holds the VIP there).
+	lanInterface func(addr string) (string, error)
+	// firewall opens what a load balancer's plan needs (VRRP from its
+	// peers, the VIP's port) before haproxy and keepalived start; nil
+	// leaves the firewall alone.
+	firewall func(ctx context.Context, lb *kubeplan.LB) error
 
 	mu       sync.Mutex
 	state    string
 	started  map[kubeplan.Component]string // input digest each was started with
 	imported bool
+	lb       *kubeplan.LB // what the firewall was last opened for
 }
 
 // kubeEvery paces the controller: a plan or certificate change is acted on
 // within it.
 const kubeEvery = 10 * time.Second
 
-func newKubeRunner(sys *HostSystem, clock Clock, logf func(string, ...any)) *kubeRunner {
-	return &kubeRunner{units: sys, images: importImage, clock: clock, every: kubeEvery, logf: logf}
+func newKubeRunner(sys *HostSystem, clock Clock, logf func(string, ...any), fw func(context.Context, *kubeplan.LB) error) *kubeRunner {
+	return &kubeRunner{units: sys, images: importImage, clock: clock, every: kubeEvery, logf: logf,
+		lanInterface: lanInterfaceOf, firewall: fw}
+}
+
+// lanInterfaceOf is the interface that holds addr.
+func lanInterfaceOf(addr string) (string, error) {
+	want, err := netip.ParseAddr(addr)
+	if err != nil {
+		return "", err
+	}
+	ifcs, err := net.Interfaces()
+	if err != nil {
+		return "", err
+	}
+	for _, ifc := range ifcs {
+		addrs, err := ifc.Addrs()
+		if err != nil {
+			continue
+		}
+		for _, a := range addrs {
+			if p, err := netip.ParsePrefix(a.String()); err == nil && p.Addr() == want {
+				return ifc.Name, nil
+			}
+		}
+	}
+	return "", fmt.Errorf("no interface holds the LAN address %s", want)
 }
 
 func (*kubeRunner) Name() string { return "kubernetes" }
@@ -131,8 +168,17 @@ func (k *kubeRunner) once(ctx context.Context) error {
 		k.setState("waiting for the hub's plan (sent with the certificates)")
 		return nil
 	}
-	files, err := kubeplan.Files(p)
+	var host kubeplan.Host
+	if p.LB != nil {
+		if host.LANInterface, err = k.lanInterface(p.LB.Address); err != nil {
+			return fmt.Errorf("load balancer: %w", err)
+		}
+	}
+	files, err := kubeplan.Files(p, host)
 	if err != nil {
+		return err
+	}
+	if err := k.openFirewall(ctx, p.LB); err != nil {
 		return err
 	}
 	for _, f := range files {
@@ -213,6 +259,21 @@ func (k *kubeRunner) converge(ctx context.Context, c kubeplan.Component, sum str
 			}
 			k.logf("kubernetes: started %s", unit)
 		}
+	case kubeplan.Reloads(c):
+		active, err := k.units.Active(ctx, unit)
+		if err != nil {
+			return err
+		}
+		if !active {
+			if err := k.units.Start(ctx, unit); err != nil {
+				return fmt.Errorf("start %s: %w", unit, err)
+			}
+			break
+		}
+		if err := k.units.Reload(ctx, unit); err != nil {
+			return fmt.Errorf("reload %s: %w", unit, err)
+		}
+		k.logf("kubernetes: reloaded %s: its configuration changed", unit)
 	default:
 		if err := k.units.Restart(ctx, unit); err != nil {
 			return fmt.Errorf("restart %s: %w", unit, err)
@@ -221,6 +282,24 @@ func (k *kubeRunner) converge(ctx context.Context, c kubeplan.Component, sum str
 	}
 	k.mu.Lock()
 	k.started[c] = sum
+	k.mu.Unlock()
+	return nil
+}
+
+// openFirewall hands a load balancer's plan to the firewall when it
+// changed, before haproxy and keepalived are started on it.
+func (k *kubeRunner) openFirewall(ctx context.Context, lb *kubeplan.LB) error {
+	k.mu.Lock()
+	same := reflect.DeepEqual(lb, k.lb)
+	k.mu.Unlock()
+	if same || k.firewall == nil {
+		return nil
+	}
+	if err := k.firewall(ctx, lb); err != nil {
+		return fmt.Errorf("load balancer firewall: %w", err)
+	}
+	k.mu.Lock()
+	k.lb = lb
 	k.mu.Unlock()
 	return nil
 }

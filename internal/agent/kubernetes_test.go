@@ -3,6 +3,8 @@ package agent
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -11,8 +13,10 @@ import (
 	"testing"
 
 	"github.com/kubedos/kubedos/examples"
+	"github.com/kubedos/kubedos/internal/firewall"
 	"github.com/kubedos/kubedos/internal/kubeplan"
 	"github.com/kubedos/kubedos/internal/spec"
+	"github.com/kubedos/kubedos/internal/wg"
 )
 
 type fakeUnits struct {
@@ -34,6 +38,13 @@ func (f *fakeUnits) Restart(_ context.Context, u string) error {
 	defer f.mu.Unlock()
 	f.actions = append(f.actions, "restart "+u)
 	f.active[u] = true
+	return nil
+}
+
+func (f *fakeUnits) Reload(_ context.Context, u string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.actions = append(f.actions, "reload "+u)
 	return nil
 }
 
@@ -258,5 +269,142 @@ func TestKubeRunnerNeedsImages(t *testing.T) {
 	}
 	if err := k.once(context.Background()); err == nil || !strings.Contains(err.Error(), "no image archives") {
 		t.Fatalf("without images: %v", err)
+	}
+}
+
+func lbTestPlan(t *testing.T, node string) *kubeplan.Plan {
+	t.Helper()
+	doc, err := spec.Parse(examples.Reference)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := kubeplan.For(spec.WithDefaults(doc.Spec), node)
+	if err != nil || p == nil || p.LB == nil {
+		t.Fatalf("plan for %s: %v", node, err)
+	}
+	return p
+}
+
+// TestKubeRunnerLoadBalancer: on a load balancer the controller opens the
+// firewall for the plan, writes haproxy's and keepalived's configuration
+// (keepalived on the interface holding the node's LAN address), starts
+// haproxy once the Kubernetes CA is there, and reloads, never restarts,
+// them when the plan changes.
+func TestKubeRunnerLoadBalancer(t *testing.T) {
+	ctx := context.Background()
+	p := lbTestPlan(t, "lb-2")
+	k, units, imported := newTestRunner(t, p)
+	k.lanInterface = func(addr string) (string, error) {
+		if addr != "10.10.10.52" {
+			return "", fmt.Errorf("no interface holds %s", addr)
+		}
+		return "ens18", nil
+	}
+	var opened []*kubeplan.LB
+	k.firewall = func(_ context.Context, lb *kubeplan.LB) error {
+		units.mu.Lock()
+		units.actions = append(units.actions, "firewall")
+		units.mu.Unlock()
+		opened = append(opened, lb)
+		return nil
+	}
+	if err := k.once(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// haproxy waits for the CA; keepalived runs (in fault, holding no VIP,
+	// until haproxy does: its track script).
+	if got := units.take(); !slices.Equal(got, []string{"firewall", "start keepalived.service"}) {
+		t.Fatalf("before the CA: %v", got)
+	}
+	if !strings.Contains(k.State(), "haproxy (no ca.crt)") || len(*imported) != 0 {
+		t.Errorf("state %q, imported %v", k.State(), *imported)
+	}
+	kc, err := os.ReadFile(filepath.Join(k.root, kubeplan.KeepalivedConfig))
+	if err != nil || !strings.Contains(string(kc), "interface ens18") || !strings.Contains(string(kc), "unicast_src_ip 10.10.10.52") {
+		t.Fatalf("keepalived.conf %v:\n%s", err, kc)
+	}
+	hc, err := os.ReadFile(filepath.Join(k.root, kubeplan.HAProxyConfig))
+	if err != nil || !strings.Contains(string(hc), "server cp-3 10.10.10.33:6443") {
+		t.Fatalf("haproxy.cfg %v:\n%s", err, hc)
+	}
+	for _, c := range kubeplan.Components {
+		if _, err := os.Stat(filepath.Join(k.root, kubeplan.EnvFile(c))); err == nil {
+			t.Errorf("a load balancer has %s", kubeplan.EnvFile(c))
+		}
+	}
+
+	giveCerts(t, k.root, p)
+	if err := k.once(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := units.take(); !slices.Equal(got, []string{"start haproxy.service"}) {
+		t.Fatalf("with the CA: %v", got)
+	}
+	if err := k.once(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := units.take(); len(got) != 0 {
+		t.Fatalf("nothing changed, yet: %v", got)
+	}
+
+	// lb-3 left the spec: the firewall no longer takes its VRRP, keepalived
+	// no longer advertises to it, both reloaded. haproxy stopped meanwhile:
+	// started, not reloaded.
+	p.LB.Peers = []string{"10.10.10.51"}
+	writeTestFile(t, k.root, kubeplan.PlanFile, mustJSONBytes(t, p))
+	units.active["haproxy.service"] = false
+	if err := k.once(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := units.take(); !slices.Equal(got, []string{"firewall", "start haproxy.service", "reload keepalived.service"}) {
+		t.Fatalf("after a peer left: %v", got)
+	}
+	if len(opened) != 2 || !slices.Equal(opened[1].Peers, []string{"10.10.10.51"}) {
+		t.Errorf("firewall opened for %+v", opened)
+	}
+	p.LB.Backends = p.LB.Backends[:2]
+	writeTestFile(t, k.root, kubeplan.PlanFile, mustJSONBytes(t, p))
+	if err := k.once(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := units.take(); !slices.Equal(got, []string{"firewall", "reload haproxy.service"}) {
+		t.Fatalf("after a backend left: %v", got)
+	}
+
+	// No interface holds the node's LAN address: nothing is written or started.
+	k.lanInterface = func(string) (string, error) { return "", errors.New("no interface holds 10.10.10.52") }
+	if err := k.once(ctx); err == nil || !strings.Contains(err.Error(), "load balancer") {
+		t.Fatalf("without the LAN interface: %v", err)
+	}
+}
+
+func TestWithLoadBalancer(t *testing.T) {
+	p := lbTestPlan(t, "lb-1")
+	b := WithLoadBalancer(Baseline("loadbalancer", nil), p.LB)
+	rules, err := b.Ruleset()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"ip saddr { 10.10.10.52, 10.10.10.53 } meta l4proto 112 accept", "ip daddr 10.10.10.100 tcp dport 6443 accept"} {
+		if !strings.Contains(rules, want) {
+			t.Errorf("ruleset lacks %q:\n%s", want, rules)
+		}
+	}
+	if got := WithLoadBalancer(Baseline("worker", nil), nil); got.VRRPPeers != nil || got.Services != nil {
+		t.Errorf("a node without a load balancer plan opens %+v", got)
+	}
+
+	// The node's firewall keeps the load balancer's rules across a change
+	// of planes, and the planes' across a change of plan.
+	var last firewall.Baseline
+	fw := &nodeFirewall{role: "loadbalancer", apply: func(_ context.Context, b firewall.Baseline) error { last = b; return nil }}
+	if err := fw.setLoadBalancer(context.Background(), p.LB); err != nil {
+		t.Fatal(err)
+	}
+	if err := fw.setPlanes(context.Background(), []wg.Interface{{Name: "wg-kubernetes", ListenPort: 51822}}); err != nil {
+		t.Fatal(err)
+	}
+	if len(last.VRRPPeers) != 2 || !slices.Equal(last.Planes, []string{"wg-kubernetes"}) {
+		t.Errorf("after the planes changed: %+v", last)
 	}
 }

@@ -30,7 +30,7 @@ var (
 		"etcd":         kubeUnits(spec.RoleEtcd),
 		"controlplane": kubeUnits(spec.RoleControlPlane),
 		"worker":       append(kubeUnits(spec.RoleWorker), "containerd.service"),
-		"loadbalancer": {"haproxy.service", "keepalived.service"},
+		"loadbalancer": kubeUnits(spec.RoleLoadBalancer),
 	}
 )
 

@@ -303,6 +303,13 @@ func (h *HostSystem) Start(ctx context.Context, name string) error {
 	return err
 }
 
+// Reload asks a unit to re-read its configuration (ExecReload) and waits
+// for systemd's answer.
+func (h *HostSystem) Reload(ctx context.Context, name string) error {
+	_, err := run(ctx, "systemctl", "reload", "--", name)
+	return err
+}
+
 // Active reports whether a unit is active (or reloading); inactive,
 // failed, activating and unknown units are not.
 func (h *HostSystem) Active(ctx context.Context, name string) (bool, error) {

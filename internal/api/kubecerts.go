@@ -54,6 +54,9 @@ type KubeHoldsRequest struct{}
 type KubeHoldsResponse struct {
 	Certificates []string       `json:"certificates"`
 	Plan         *kubeplan.Plan `json:"plan,omitempty"`
+	// KubernetesCA (DER) comes with a plan: the one certificate a load
+	// balancer, which holds none, needs (it checks the API servers').
+	KubernetesCA []byte `json:"kubernetesCA,omitempty"`
 }
 
 // KubeAdminRequest asks for an operator's Kubernetes admin credential: a

@@ -21,7 +21,8 @@ import (
 
 // KubeRoot is what a role root carries of Kubernetes (docs/kubernetes.md,
 // "Role roots"): the multicall binary and a link per component it runs,
-// each component's unit (not enabled: kubedosd starts it), containerd's
+// each component's unit (not enabled: kubedosd starts it; a drop-in on
+// Debian's unit for haproxy and keepalived), containerd's
 // configuration and the images kubelets run without a registry. A booted
 // node then needs only configuration.
 type KubeRoot struct {
@@ -141,6 +142,9 @@ func newKubeKey(k *KubeRoot, in *kubeInputs) *kubeKey {
 	h := sha256.New()
 	for _, c := range k.Components {
 		fmt.Fprintf(h, "%s\x00%s\x00", kubeplan.UnitName(c), kubeplan.Unit(c))
+		if f := kubeplan.DropInFile(c); f != "" {
+			fmt.Fprintf(h, "%s\x00%s\x00", f, kubeplan.DropIn(c))
+		}
 	}
 	fmt.Fprintf(h, "%s\x00%s\x00%s\x00%s", kubeplan.ContainerdConfig(), kubeplan.PauseImage, kubeplan.ProbeImage, kubeplan.Links(k.Components))
 	key.Wiring = hex.EncodeToString(h.Sum(nil))
@@ -192,6 +196,17 @@ func installKube(root string, k *KubeRoot, debArch string, epoch int64) error {
 		}
 	}
 	for _, c := range k.Components {
+		if f := kubeplan.DropInFile(c); f != "" {
+			// Debian's unit with our drop-in; its package enabled it (with
+			// Debian's configuration): kubedosd starts it instead.
+			if err := write(f, []byte(kubeplan.DropIn(c)), 0o644); err != nil {
+				return err
+			}
+			if err := dropLinksTo(r("/etc/systemd/system"), kubeplan.UnitName(c)); err != nil {
+				return err
+			}
+			continue
+		}
 		if err := write("/etc/systemd/system/"+kubeplan.UnitName(c), []byte(kubeplan.Unit(c)), 0o644); err != nil {
 			return err
 		}

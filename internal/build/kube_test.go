@@ -259,6 +259,44 @@ func TestInstallKube(t *testing.T) {
 		}
 	})
 
+	t.Run("loadbalancer", func(t *testing.T) {
+		doc, err := spec.Parse(examples.Reference)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ref := o
+		ref.Spec = spec.WithDefaults(doc.Spec)
+		root := newRoot(t)
+		// Debian's packages enable their units.
+		for _, u := range []string{"haproxy.service", "keepalived.service"} {
+			if err := os.Symlink("/lib/systemd/system/"+u, filepath.Join(root, "etc/systemd/system/multi-user.target.wants", u)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		k := roleKube(ref, spec.RoleLoadBalancer)
+		if k == nil || k.Kube != "" || k.Probe != "" {
+			t.Fatalf("loadbalancer root %+v: wants no kube, no probe", k)
+		}
+		if err := installKube(root, k, "amd64", 1700000000); err != nil {
+			t.Fatal(err)
+		}
+		for _, c := range []kubeplan.Component{kubeplan.HAProxy, kubeplan.Keepalived} {
+			b, err := os.ReadFile(filepath.Join(root, kubeplan.DropInFile(c)))
+			if err != nil || string(b) != kubeplan.DropIn(c) {
+				t.Errorf("%s drop-in: %q %v", c, b, err)
+			}
+			if exists(root, "etc/systemd/system/multi-user.target.wants/"+kubeplan.UnitName(c)) {
+				t.Errorf("%s is still enabled: kubedosd starts it", c)
+			}
+			if exists(root, "etc/systemd/system/"+kubeplan.UnitName(c)) {
+				t.Errorf("%s: a unit of ours shadows Debian's", c)
+			}
+		}
+		if exists(root, "usr/bin/kube") || exists(root, "etc/containerd/config.toml") {
+			t.Error("a load balancer carries Kubernetes binaries or containerd's configuration")
+		}
+	})
+
 	t.Run("no catatonit", func(t *testing.T) {
 		root := newRoot(t)
 		if err := os.Remove(filepath.Join(root, "usr/bin/catatonit")); err != nil {

@@ -224,7 +224,9 @@ func Graph(s *spec.ClusterSpec, hub steps.Hub, nodes map[string]steps.Node, buil
 		for _, n := range s.Topology.Nodes {
 			comps := kubeplan.ComponentsFor(s, n.Role)
 			switch {
-			case slices.Contains(comps, kubeplan.APIServer) || slices.Contains(comps, kubeplan.Etcd):
+			// The API is reached through the VIP when there are load balancers.
+			case slices.Contains(comps, kubeplan.APIServer) || slices.Contains(comps, kubeplan.Etcd) ||
+				slices.Contains(comps, kubeplan.HAProxy):
 				cp = append(cp, planesOf[n.Name]...)
 			case slices.Contains(comps, kubeplan.Kubelet):
 				workers = append(workers, planesOf[n.Name]...)

@@ -1,13 +1,16 @@
 // Package firewall is a node's baseline nftables ruleset (DESIGN.md §5):
 // whatever arrives on a WireGuard plane is trusted; from the LAN a node
 // accepts only the planes' WireGuard ports and the kubedos services it
-// serves, each of which authenticates its callers by mTLS. Everything else
+// serves, each of which authenticates its callers by mTLS (and on a load
+// balancer, VRRP from the other load balancers and the API VIP's port,
+// which the API servers behind it authenticate). Everything else
 // inbound is dropped, and nothing is forwarded except between planes.
 package firewall
 
 import (
 	"context"
 	"fmt"
+	"net/netip"
 	"os/exec"
 	"regexp"
 	"slices"
@@ -34,7 +37,19 @@ type Baseline struct {
 	// TCPPorts are the services served on the LAN (node API, metrics, and
 	// the hub on the master).
 	TCPPorts []int
+	// VRRPPeers are the addresses VRRP (IP protocol 112) is accepted from:
+	// on a load balancer, the other load balancers, whose keepalived
+	// advertises to this one by unicast. From anyone else VRRP is dropped,
+	// so no stranger can claim the VIP.
+	VRRPPeers []netip.Addr
+	// Services are address:port pairs TCP is accepted to from anywhere: on
+	// a load balancer, the API VIP's 6443 (served by haproxy while this
+	// node holds the VIP).
+	Services []netip.AddrPort
 }
+
+// vrrp is VRRP's IP protocol number (by number: /etc/protocols may be absent).
+const vrrp = 112
 
 var ifnameRE = regexp.MustCompile(`^[a-zA-Z0-9_.-]{1,15}$`)
 
@@ -54,6 +69,16 @@ func (b Baseline) Ruleset() (string, error) {
 			if p < 1 || p > 65535 {
 				problems = append(problems, fmt.Sprintf("port %d is out of range", p))
 			}
+		}
+	}
+	for _, a := range b.VRRPPeers {
+		if !a.IsValid() {
+			problems = append(problems, "a VRRP peer is not an address")
+		}
+	}
+	for _, a := range b.Services {
+		if !a.IsValid() || a.Port() == 0 {
+			problems = append(problems, fmt.Sprintf("service %s is not an address and port", a))
 		}
 	}
 	if len(problems) > 0 {
@@ -76,6 +101,12 @@ func (b Baseline) Ruleset() (string, error) {
 	if set := ports(b.TCPPorts); set != "" {
 		fmt.Fprintf(&s, "\t\ttcp dport %s accept\n", set)
 	}
+	for _, fam := range families(b.VRRPPeers) {
+		fmt.Fprintf(&s, "\t\t%s saddr %s meta l4proto %d accept\n", fam.name, fam.set, vrrp)
+	}
+	for _, a := range slices.Compact(slices.SortedFunc(slices.Values(b.Services), netip.AddrPort.Compare)) {
+		fmt.Fprintf(&s, "\t\t%s daddr %s tcp dport %d accept\n", family(a.Addr()), a.Addr().Unmap(), a.Port())
+	}
 	s.WriteString("\t}\n")
 	s.WriteString("\tchain forward {\n\t\ttype filter hook forward priority filter; policy drop;\n")
 	s.WriteString("\t\tct state established,related accept\n")
@@ -95,6 +126,30 @@ func ifnames(names []string) string {
 		q = append(q, strconv.Quote(n))
 	}
 	return "{ " + strings.Join(q, ", ") + " }"
+}
+
+func family(a netip.Addr) string {
+	if a.Unmap().Is4() {
+		return "ip"
+	}
+	return "ip6"
+}
+
+type addrSet struct{ name, set string }
+
+// families splits addrs into an nft set per address family, IPv4 first.
+func families(addrs []netip.Addr) []addrSet {
+	by := map[string][]string{}
+	for _, a := range slices.Compact(slices.SortedFunc(slices.Values(addrs), netip.Addr.Compare)) {
+		by[family(a)] = append(by[family(a)], a.Unmap().String())
+	}
+	var out []addrSet
+	for _, f := range []string{"ip", "ip6"} {
+		if len(by[f]) > 0 {
+			out = append(out, addrSet{f, "{ " + strings.Join(by[f], ", ") + " }"})
+		}
+	}
+	return out
 }
 
 func ports(ps []int) string {

@@ -1,6 +1,11 @@
 package firewall
 
 import (
+	"fmt"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -77,5 +82,63 @@ func TestRulesetRefuses(t *testing.T) {
 				t.Errorf("error %v, want %q", err, c.want)
 			}
 		})
+	}
+}
+
+// A load balancer accepts VRRP from its peers only and the API port on the
+// VIP only; nft itself checks the ruleset when it can (nft -c needs no
+// change of the machine's rules).
+func TestRulesetLoadBalancer(t *testing.T) {
+	b := Baseline{Planes: []string{"wg-kubernetes"}, TCPPorts: []int{7444},
+		VRRPPeers: []netip.Addr{netip.MustParseAddr("10.10.10.53"), netip.MustParseAddr("10.10.10.51"), netip.MustParseAddr("fd00::51")},
+		Services:  []netip.AddrPort{netip.MustParseAddrPort("10.10.10.100:6443")}}
+	got, err := b.Ruleset()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		"ip saddr { 10.10.10.51, 10.10.10.53 } meta l4proto 112 accept",
+		"ip6 saddr { fd00::51 } meta l4proto 112 accept",
+		"ip daddr 10.10.10.100 tcp dport 6443 accept",
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("ruleset lacks %q:\n%s", want, got)
+		}
+	}
+	if strings.Contains(got, "dport { 6443") || strings.Count(got, "112") != 2 {
+		t.Errorf("6443 open to every address, or VRRP from anyone:\n%s", got)
+	}
+	for name, bad := range map[string]Baseline{
+		"peer":    {VRRPPeers: []netip.Addr{{}}},
+		"service": {Services: []netip.AddrPort{netip.AddrPortFrom(netip.MustParseAddr("10.10.10.100"), 0)}},
+	} {
+		if _, err := bad.Ruleset(); err == nil {
+			t.Errorf("%s: a bad %s was accepted", name, name)
+		}
+	}
+	nft, err := exec.LookPath("nft")
+	if err != nil {
+		t.Skip("nft is not installed: ruleset not checked by nft")
+	}
+	check := func(script string) error {
+		f := filepath.Join(t.TempDir(), "rules.nft")
+		if err := os.WriteFile(f, []byte(script), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		out, err := exec.Command(nft, "-c", "-f", f).CombinedOutput()
+		if err != nil {
+			return fmt.Errorf("%v: %s", err, out)
+		}
+		return nil
+	}
+	bare, _ := Baseline{}.Ruleset()
+	if err := check(bare); err != nil {
+		t.Skipf("nft -c cannot check here (%v)", err)
+	}
+	if err := check(got); err != nil {
+		t.Fatalf("nft -c refuses the load balancer's ruleset: %v\n%s", err, got)
+	}
+	if err := check(strings.Replace(got, "meta l4proto 112", "meta l4proto vrrpx", 1)); err == nil {
+		t.Fatal("nft -c accepts a broken ruleset: the check proves nothing")
 	}
 }

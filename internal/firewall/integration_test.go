@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"os"
 	"os/exec"
 	"runtime"
@@ -138,5 +139,43 @@ func TestBaselineInNamespace(t *testing.T) {
 	}
 	if got := dial("10.251.7.2:7444"); got != "ok" {
 		t.Errorf("after a refused apply, port 7444: %s", got)
+	}
+}
+
+// A load balancer's node: 6443 answers on the VIP it holds and is dropped
+// on its own address (haproxy would listen on both if bound to every
+// address; the rule is on the destination, not the socket).
+func TestBaselineVIPInNamespace(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root")
+	}
+	if _, err := exec.LookPath("nft"); err != nil {
+		t.Skip("nft not installed (apt-get install nftables)")
+	}
+	id := fmt.Sprintf("%d", os.Getpid()%100000)
+	ns, host, node := "kdvip"+id, "kdviph"+id, "kdvipn"+id
+	sh(t, "ip", "netns", "add", ns)
+	t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", ns).Run() })
+	sh(t, "ip", "link", "add", host, "type", "veth", "peer", "name", node)
+	t.Cleanup(func() { _ = exec.Command("ip", "link", "del", host).Run() })
+	sh(t, "ip", "link", "set", node, "netns", ns)
+	sh(t, "ip", "address", "add", "10.251.8.1/29", "dev", host)
+	sh(t, "ip", "link", "set", host, "up")
+	sh(t, "ip", "netns", "exec", ns, "ip", "address", "add", "10.251.8.2/29", "dev", node)
+	sh(t, "ip", "netns", "exec", ns, "ip", "address", "add", "10.251.8.3/29", "dev", node) // the VIP
+	sh(t, "ip", "netns", "exec", ns, "ip", "link", "set", node, "up")
+	listenIn(t, ns, "10.251.8.2:6443")
+	listenIn(t, ns, "10.251.8.3:6443")
+	nft = []string{"unshare", "-m", "sh", "-c", `mount --bind /dev/null /etc/protocols && exec ip netns exec "$0" nft "$@"`, ns}
+	t.Cleanup(func() { nft = []string{"nft"} })
+	b := Baseline{TCPPorts: []int{7444}, VRRPPeers: []netip.Addr{netip.MustParseAddr("10.251.8.1")},
+		Services: []netip.AddrPort{netip.MustParseAddrPort("10.251.8.3:6443")}}
+	if err := Apply(context.Background(), b); err != nil {
+		t.Fatal(err)
+	}
+	for addr, want := range map[string]string{"10.251.8.3:6443": "ok", "10.251.8.2:6443": "dropped"} {
+		if got := dial(addr); got != want {
+			t.Errorf("%s: %s, want %s", addr, got, want)
+		}
 	}
 }

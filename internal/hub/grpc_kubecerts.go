@@ -23,6 +23,9 @@ func (k kubeCertsService) Holds(ctx context.Context, _ *api.KubeHoldsRequest) (*
 		return nil, err
 	}
 	out := &api.KubeHoldsResponse{Certificates: []string{}, Plan: held.Plan}
+	if held.KubernetesCA != nil {
+		out.KubernetesCA = held.KubernetesCA.Raw
+	}
 	for _, c := range held.Certs {
 		out.Certificates = append(out.Certificates, string(c))
 	}

@@ -1,6 +1,7 @@
 package hub
 
 import (
+	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/tls"
@@ -92,9 +93,23 @@ func TestKubePlanOverGRPC(t *testing.T) {
 	if !slices.Equal(res.Certificates, []string{"kubelet-client", "kubelet-serving", "kube-proxy"}) {
 		t.Errorf("worker holds %v", res.Certificates)
 	}
+	if !bytes.Equal(res.KubernetesCA, ke.cas.Kubernetes.Certificate().Raw) {
+		t.Error("a plan came without the Kubernetes CA")
+	}
+	// A load balancer holds no certificate, and gets its plan and the CA
+	// its haproxy checks the API servers against.
+	ke.policy["lb-2"] = "loadbalancer"
+	l, lgot := ke.enrolled("lb-2", "loadbalancer")
+	res, err = holds(&tls.Certificate{Certificate: [][]byte{lgot.Cert.Raw}, PrivateKey: l.key, Leaf: lgot.Cert})
+	if err != nil || len(res.Certificates) != 0 || res.Plan == nil || res.Plan.LB == nil || res.Plan.LB.Priority != kubeplan.MaxVRRPPriority-1 {
+		t.Fatalf("load balancer: %+v, %v; want its plan and no certificates", res, err)
+	}
+	if !bytes.Equal(res.KubernetesCA, ke.cas.Kubernetes.Certificate().Raw) {
+		t.Error("a load balancer's plan came without the Kubernetes CA")
+	}
 	m, mgot := ke.enrolled("master", "master")
 	res, err = holds(&tls.Certificate{Certificate: [][]byte{mgot.Cert.Raw}, PrivateKey: m.key, Leaf: mgot.Cert})
-	if err != nil || res.Plan != nil || len(res.Certificates) != 0 {
+	if err != nil || res.Plan != nil || len(res.Certificates) != 0 || res.KubernetesCA != nil {
 		t.Errorf("master: %+v, %v; want no certificates and no plan", res, err)
 	}
 	if _, err := holds(clientCert(t, ke.env, "alice", pki.RoleOperator)); status.Code(err) != codes.PermissionDenied {

@@ -184,6 +184,10 @@ type KubeHolding struct {
 	Certs []pki.KubeCert
 	// Plan is nil for a node that runs no Kubernetes component.
 	Plan *kubeplan.Plan
+	// KubernetesCA is the Kubernetes CA's certificate, with a plan: a
+	// load balancer, which holds no certificate, checks the API servers'
+	// against it.
+	KubernetesCA *x509.Certificate
 }
 
 // KubeCertsHeld is what the node peer speaks for holds of Kubernetes:
@@ -223,5 +227,9 @@ func (h *Hub) KubeCertsHeld(ctx context.Context, peer pki.Peer) (KubeHolding, er
 	if err != nil {
 		return KubeHolding{}, failf(ErrState, "Kubernetes plan of node %s: %v", sn.Name, err)
 	}
-	return KubeHolding{Certs: pki.KubeCertsFor(s, sn.Role), Plan: plan}, nil
+	held := KubeHolding{Certs: pki.KubeCertsFor(s, sn.Role), Plan: plan}
+	if plan != nil {
+		held.KubernetesCA = h.opt.Kube.cas.Kubernetes.Certificate()
+	}
+	return held, nil
 }

@@ -33,17 +33,21 @@ var certOf = map[Component]string{
 	Proxy:             "kube-proxy",
 }
 
-// Files is everything the controller writes for p: an environment file
-// per component, kubeconfigs, the kubelet's and kube-proxy's configuration
-// and the CNI network. Paths are absolute; the same plan gives the same
-// bytes.
-func Files(p *Plan) ([]File, error) {
+// Files is everything the controller writes for p on host h: an
+// environment file per component that runs from a unit of ours,
+// kubeconfigs, the kubelet's and kube-proxy's configuration, the CNI
+// network, and haproxy's and keepalived's configuration. Paths are
+// absolute; the same plan and host give the same bytes.
+func Files(p *Plan, h Host) ([]File, error) {
 	if err := p.Validate(); err != nil {
 		return nil, err
 	}
 	var out []File
 	add := func(path string, data []byte) { out = append(out, File{Path: path, Data: data, Mode: 0o644}) }
 	for _, c := range p.Components {
+		if debianUnit(c) {
+			continue
+		}
 		args := Args(p, c)
 		add(EnvFile(c), []byte("# written by kubedosd from the hub's plan; do not edit\nARGS=\""+strings.Join(args, " ")+"\"\n"))
 		if cert, ok := certOf[c]; ok {
@@ -60,6 +64,13 @@ func Files(p *Plan) ([]File, error) {
 	}
 	if slices.Contains(p.Components, Proxy) {
 		add(path.Join(Dir, "kube-proxy.yaml"), proxyConfig(p))
+	}
+	if p.LB != nil {
+		if !ifnameRE.MatchString(h.LANInterface) {
+			return nil, fmt.Errorf("kubernetes plan: the LAN interface %q is not an interface name", clip(h.LANInterface))
+		}
+		add(HAProxyConfig, haproxyConfig(p))
+		add(KeepalivedConfig, keepalivedConfig(p, h))
 	}
 	return out, nil
 }
@@ -218,6 +229,12 @@ func mustJSON(v any) []byte {
 // controller restarts a running component when one of them changes, and
 // does not start it while one of the certificates is missing.
 func Inputs(p *Plan, c Component) []string {
+	switch c {
+	case HAProxy:
+		return []string{HAProxyConfig, pki("ca.crt")}
+	case Keepalived:
+		return []string{KeepalivedConfig}
+	}
 	seen := map[string]bool{EnvFile(c): true}
 	for _, a := range Args(p, c) {
 		_, v, ok := strings.Cut(a, "=")

@@ -35,8 +35,9 @@ const (
 	Proxy             Component = "kube-proxy"
 )
 
-// Components is every component in start order.
-var Components = []Component{Etcd, APIServer, ControllerManager, Scheduler, Kubelet, Proxy}
+// Components is every component in start order (haproxy and keepalived
+// are lb.go's).
+var Components = []Component{Etcd, APIServer, ControllerManager, Scheduler, Kubelet, Proxy, HAProxy, Keepalived}
 
 // Ports.
 const (
@@ -98,6 +99,9 @@ type Plan struct {
 	ServiceCIDR   string `json:"serviceCIDR"`
 	ClusterDNS    string `json:"clusterDNS"`
 	ClusterDomain string `json:"clusterDomain"`
+	// LB is the load balancer's VRRP instance and backends (loadbalancer
+	// nodes only).
+	LB *LB `json:"lb,omitempty"`
 }
 
 // EtcdMember is one member of the initial etcd cluster.
@@ -109,7 +113,8 @@ type EtcdMember struct {
 // ComponentsFor is what a node of role runs in cluster s: control-plane
 // nodes the API server, controllers and scheduler (and etcd, stacked, when
 // the spec has no etcd nodes), etcd nodes etcd, workers kubelet and
-// kube-proxy. The certificates each holds are pki.KubeCertsFor's.
+// kube-proxy, load balancers haproxy and keepalived (the API VIP). The
+// certificates each holds are pki.KubeCertsFor's.
 func ComponentsFor(s *spec.ClusterSpec, role spec.Role) []Component {
 	switch role {
 	case spec.RoleControlPlane:
@@ -121,6 +126,8 @@ func ComponentsFor(s *spec.ClusterSpec, role spec.Role) []Component {
 		return []Component{Etcd}
 	case spec.RoleWorker:
 		return []Component{Kubelet, Proxy}
+	case spec.RoleLoadBalancer:
+		return []Component{HAProxy, Keepalived}
 	}
 	return nil
 }
@@ -183,6 +190,11 @@ func For(s *spec.ClusterSpec, node string) (*Plan, error) {
 			return nil, err
 		}
 		p.NodePodCIDR = sub.String()
+	}
+	if slices.Contains(comps, HAProxy) {
+		if p.LB, err = lbPlan(s, n); err != nil {
+			return nil, err
+		}
 	}
 	return p, nil
 }
@@ -265,6 +277,12 @@ func (p *Plan) Validate() error {
 	}
 	if !nameRE(strings.ReplaceAll(p.ClusterDomain, ".", "-")) {
 		bad = append(bad, fmt.Sprintf("clusterDomain %q", clip(p.ClusterDomain)))
+	}
+	if p.LB != nil {
+		bad = append(bad, p.LB.validate()...)
+	}
+	if slices.Contains(p.Components, HAProxy) != (p.LB != nil) {
+		bad = append(bad, "lb: given without haproxy, or haproxy without it")
 	}
 	for _, c := range p.Components {
 		if !slices.Contains(Components, c) {

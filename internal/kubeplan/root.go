@@ -15,11 +15,14 @@ import (
 // CNIBinDir), and its sandboxes run the pause image, which the build makes
 // from catatonit (a static init). kube-proxy in nftables mode drives the
 // nft binary (sigs.k8s.io/knftables); it clears conntrack entries over
-// netlink, so it needs no conntrack tool.
+// netlink, so it needs no conntrack tool. Load balancers run Debian's
+// haproxy and keepalived.
 var componentPackages = map[Component][]string{
-	Etcd:    {"etcd-server"},
-	Kubelet: {"catatonit", "containerd", "containernetworking-plugins", "runc"},
-	Proxy:   {"nftables"},
+	Etcd:       {"etcd-server"},
+	Kubelet:    {"catatonit", "containerd", "containernetworking-plugins", "runc"},
+	Proxy:      {"nftables"},
+	HAProxy:    {"haproxy"},
+	Keepalived: {"keepalived"},
 }
 
 // Packages is the sorted set of Debian packages components need.
@@ -54,12 +57,13 @@ const Kube = "kube"
 const Kubectl = "kubectl"
 
 // Links is the names in BinDir a role root links to Kube: each of the
-// role's components the multicall binary runs (etcd is Debian's), and
-// kubectl where the API server runs. None means the role needs no Kube.
+// role's components the multicall binary runs (etcd, haproxy and
+// keepalived are Debian's), and kubectl where the API server runs. None
+// means the role needs no Kube.
 func Links(cs []Component) []string {
 	var out []string
 	for _, c := range cs {
-		if c != Etcd {
+		if c != Etcd && !debianUnit(c) {
 			out = append(out, string(c))
 		}
 	}
@@ -68,6 +72,14 @@ func Links(cs []Component) []string {
 	}
 	return out
 }
+
+// Reloads says whether a change of c's configuration is applied by a
+// reload rather than a restart: haproxy (master-worker) hands its
+// listeners to new workers and lets the old ones finish their
+// connections, and keepalived re-reads its configuration keeping its VRRP
+// state. A restart of either would cut every API connection through the
+// VIP.
+func Reloads(c Component) bool { return debianUnit(c) }
 
 // DebianEtcdUnit is the unit etcd-server installs (and enables); etcd
 // roots mask it, since UnitName(Etcd) runs etcd with the plan's flags.

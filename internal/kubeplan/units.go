@@ -12,6 +12,7 @@ func UnitName(c Component) string {
 	if c == Etcd {
 		return "kubedos-etcd.service"
 	}
+	// haproxy and keepalived run from Debian's units (DropIn).
 	return string(c) + ".service"
 }
 
@@ -25,11 +26,15 @@ func UnitNames(cs []Component) []string {
 	return out
 }
 
-// Unit is the unit file baked into a role root for c. It is not enabled:
+// Unit is the unit file baked into a role root for c ("" for a component
+// that runs from Debian's unit: DropIn). It is not enabled:
 // kubedosd's kubernetes controller starts it once the node's certificates
 // and EnvFile exist, at every boot, and the condition keeps a hand start
 // from running it without them.
 func Unit(c Component) string {
+	if debianUnit(c) {
+		return ""
+	}
 	exec := BinDir + "/" + string(c)
 	after := "network-online.target kubedosd.service"
 	var extra []string

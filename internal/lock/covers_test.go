@@ -159,6 +159,8 @@ func TestRequestsKubernetes(t *testing.T) {
 		{spec.RoleEtcd, []string{"etcd-server"}, []string{"containerd"}},
 		// etcd nodes exist: the control plane does not stack it.
 		{spec.RoleControlPlane, nil, []string{"etcd-server", "containerd"}},
+		// The API load balancer, whether or not os.rolePackages names it.
+		{spec.RoleLoadBalancer, []string{"haproxy", "keepalived"}, []string{"containerd", "etcd-server"}},
 	} {
 		got := Requests(s, tt.role)
 		if !slices.IsSorted(got) || len(slices.Compact(slices.Clone(got))) != len(got) {

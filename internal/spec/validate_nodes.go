@@ -93,6 +93,18 @@ func validateNodes(c *problems, s *ClusterSpec, lan netip.Prefix) {
 		}
 	}
 	validatePlacement(c, s)
+	if lbs := s.CountRole(RoleLoadBalancer); lbs > 0 {
+		// The load balancers exist to hold the API VIP (docs/kubernetes.md,
+		// "API load balancers"), by unicast VRRP between them: one alone
+		// has no peer, and would fall back to multicast with nowhere to
+		// fail over to.
+		if s.Topology.APIVIP == "" {
+			c.add("topology.apiVIP", "is required: the %d loadbalancer node(s) hold the Kubernetes API VIP; give a free host address on networking.lan.cidr", lbs)
+		}
+		if lbs == 1 {
+			c.add("topology.nodes", "one loadbalancer node has no peer to hand the API VIP to: give two or more, or none (clients then use the first controlplane node)")
+		}
+	}
 	if s.Topology.APIVIP != "" {
 		if a, ok := checkInside(c, "topology.apiVIP", s.Topology.APIVIP, lan); ok {
 			if other, dup := addrs[a]; dup {

@@ -137,6 +137,17 @@ func TestValidateRules(t *testing.T) {
 				}
 			}
 		}},
+		{"lb without vip", "topology.apiVIP", "is required", func(s *ClusterSpec) { s.Topology.APIVIP = "" }},
+		{"vip is gateway", "topology.apiVIP", "already used by networking.lan.gateway", func(s *ClusterSpec) { s.Topology.APIVIP = s.Networking.LAN.Gateway }},
+		{"vip is lan edge", "topology.apiVIP", "not a host address inside", func(s *ClusterSpec) { s.Topology.APIVIP = "10.10.10.0" }},
+		{"vip not an address", "topology.apiVIP", "must be an IP address", func(s *ClusterSpec) { s.Topology.APIVIP = "api.example" }},
+		{"one lb", "topology.nodes", "no peer to hand the API VIP to", func(s *ClusterSpec) {
+			for i := range s.Topology.Nodes[:len(s.Topology.Nodes)-1] {
+				if s.Topology.Nodes[i].Role == RoleLoadBalancer {
+					s.Topology.Nodes[i].Role = RoleWorker
+				}
+			}
+		}},
 		{"vip outside lan", "topology.apiVIP", "not a host address inside", func(s *ClusterSpec) { s.Topology.APIVIP = "10.11.0.5" }},
 		{"vip taken", "topology.apiVIP", "already used", func(s *ClusterSpec) { s.Topology.APIVIP = s.Topology.Nodes[2].Address }},
 		{"data fs", "storage.data.filesystem", "ext4 or xfs", func(s *ClusterSpec) { s.Storage.Data.Filesystem = "btrfs" }},

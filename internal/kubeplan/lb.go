@@ -1,0 +1,314 @@
+package kubeplan
+
+import (
+	"fmt"
+	"net/netip"
+	"path"
+	"regexp"
+	"strings"
+
+	"github.com/kubedos/kubedos/internal/spec"
+)
+
+// The API load balancer (docs/kubernetes.md, "API load balancers"): on
+// each loadbalancer node haproxy serves topology.apiVIP:6443 in TCP mode
+// in front of every kube-apiserver, and keepalived holds the VIP on one of
+// them by VRRP. Both are Debian's packages and units; kubedosd writes
+// their configuration from the hub's plan and starts them.
+
+// LB is what a load-balancer node's plan adds: its VRRP instance and the
+// API servers it balances. Everything in it comes from the spec.
+type LB struct {
+	// VIP is topology.apiVIP; PrefixBits is the LAN's prefix length, which
+	// the VIP gets on the LAN interface.
+	VIP        string `json:"vip"`
+	PrefixBits int    `json:"prefixBits"`
+	// Address is this node's LAN address, the source of its VRRP
+	// advertisements; Peers the other load balancers' (unicast: no
+	// multicast leaves the node).
+	Address string   `json:"address"`
+	Peers   []string `json:"peers"`
+	// Priority is this node's VRRP priority: highest for the first load
+	// balancer in the spec, one less for each next one.
+	Priority int `json:"priority"`
+	// RouterID is the VRRP virtual router id (1-255), the VIP's last byte.
+	RouterID int `json:"routerID"`
+	// Backends are the control-plane nodes' API servers, on the LAN.
+	Backends []Backend `json:"backends"`
+}
+
+// Backend is one kube-apiserver behind the VIP.
+type Backend struct {
+	Name    string `json:"name"`
+	Address string `json:"address"`
+}
+
+// The load balancer's components: Debian's haproxy and keepalived.
+const (
+	HAProxy    Component = "haproxy"
+	Keepalived Component = "keepalived"
+)
+
+// debianUnit says which components run from the unit their Debian package
+// ships (with a drop-in of ours) rather than from a unit of ours.
+func debianUnit(c Component) bool { return c == HAProxy || c == Keepalived }
+
+// Configuration files kubedosd writes on load balancers.
+var (
+	HAProxyConfig    = path.Join(Dir, "haproxy.cfg")
+	KeepalivedConfig = path.Join(Dir, "keepalived.conf")
+)
+
+// DropInFile is where the drop-in of a component that runs from Debian's
+// unit goes in a role root ("" for the others).
+func DropInFile(c Component) string {
+	if !debianUnit(c) {
+		return ""
+	}
+	return "/etc/systemd/system/" + UnitName(c) + ".d/kubedos.conf"
+}
+
+// DropIn points Debian's unit at the configuration kubedosd writes, and
+// keeps the unit from starting without it. Debian's packages enable their
+// units; the build removes that enablement, so kubedosd starts them like
+// every other component.
+//
+// haproxy.service takes its configuration file from CONFIG (which
+// /etc/default/haproxy, in the read-only root, leaves commented out), so
+// setting it covers start and reload alike. keepalived.service reads
+// DAEMON_ARGS from /etc/default/keepalived, which would override an
+// Environment= here, so its command line is replaced instead; its
+// ConditionFileNotEmpty on /etc/keepalived/keepalived.conf is cleared.
+func DropIn(c Component) string {
+	switch c {
+	case HAProxy:
+		return fmt.Sprintf(`# kubedos: haproxy from kubedosd's configuration (docs/kubernetes.md)
+[Unit]
+ConditionPathExists=%s
+
+[Service]
+Environment="CONFIG=%s"
+`, HAProxyConfig, HAProxyConfig)
+	case Keepalived:
+		return fmt.Sprintf(`# kubedos: keepalived from kubedosd's configuration (docs/kubernetes.md)
+[Unit]
+ConditionFileNotEmpty=
+ConditionPathExists=%s
+
+[Service]
+ExecStart=
+ExecStart=/usr/sbin/keepalived --dont-fork --use-file=%s
+`, KeepalivedConfig, KeepalivedConfig)
+	}
+	return ""
+}
+
+// lbPlan is node n's LB in s: the order of the loadbalancer nodes in the
+// spec gives each its priority, so the first one up holds the VIP.
+func lbPlan(s *spec.ClusterSpec, n spec.Node) (*LB, error) {
+	vip, err := netip.ParseAddr(s.Topology.APIVIP)
+	if err != nil {
+		return nil, fmt.Errorf("topology.apiVIP %q: the loadbalancer nodes need the API VIP: %v", s.Topology.APIVIP, err)
+	}
+	lan, err := netip.ParsePrefix(s.Networking.LAN.CIDR)
+	if err != nil {
+		return nil, fmt.Errorf("networking.lan.cidr %q: %w", s.Networking.LAN.CIDR, err)
+	}
+	lb := &LB{VIP: vip.String(), PrefixBits: lan.Bits(), Address: n.Address, RouterID: routerID(vip)}
+	i := 0
+	for _, m := range s.Topology.Nodes {
+		switch m.Role {
+		case spec.RoleLoadBalancer:
+			if m.Name == n.Name {
+				lb.Priority = MaxVRRPPriority - i
+			} else {
+				lb.Peers = append(lb.Peers, m.Address)
+			}
+			i++
+		case spec.RoleControlPlane:
+			lb.Backends = append(lb.Backends, Backend{Name: m.Name, Address: m.Address})
+		}
+	}
+	if lb.Priority < 1 {
+		return nil, fmt.Errorf("topology.nodes: %d loadbalancer nodes, more than VRRP's priorities can order", i)
+	}
+	if len(lb.Backends) == 0 {
+		return nil, fmt.Errorf("topology.nodes: the load balancers have no controlplane node to balance")
+	}
+	return lb, nil
+}
+
+// MaxVRRPPriority is the first load balancer's priority; 255 is reserved
+// for the owner of the address, which no node is.
+const MaxVRRPPriority = 254
+
+// routerID is the VIP's last byte (255 for 0): stable, and different for
+// two clusters' VIPs in one /24. Unicast VRRP only talks to the listed
+// peers, so an id shared with another segment's router is harmless.
+func routerID(vip netip.Addr) int {
+	b := vip.AsSlice()
+	if id := int(b[len(b)-1]); id != 0 {
+		return id
+	}
+	return 255
+}
+
+func (lb *LB) validate() []string {
+	var bad []string
+	addrs := append([]string{lb.VIP, lb.Address}, lb.Peers...)
+	for _, b := range lb.Backends {
+		if !nameRE(b.Name) {
+			bad = append(bad, fmt.Sprintf("lb backend %q is not a DNS label", clip(b.Name)))
+		}
+		addrs = append(addrs, b.Address)
+	}
+	for _, a := range addrs {
+		if _, err := netip.ParseAddr(a); err != nil {
+			bad = append(bad, fmt.Sprintf("lb address %q is not an address", clip(a)))
+		}
+	}
+	if len(lb.Backends) == 0 || len(lb.Backends) > maxLBNodes || len(lb.Peers) > maxLBNodes {
+		bad = append(bad, fmt.Sprintf("lb: %d backends and %d peers (1..%d each)", len(lb.Backends), len(lb.Peers), maxLBNodes))
+	}
+	if lb.PrefixBits < 1 || lb.PrefixBits > 128 {
+		bad = append(bad, fmt.Sprintf("lb prefixBits %d", lb.PrefixBits))
+	}
+	if lb.Priority < 1 || lb.Priority > MaxVRRPPriority || lb.RouterID < 1 || lb.RouterID > 255 {
+		bad = append(bad, fmt.Sprintf("lb priority %d or router id %d out of range", lb.Priority, lb.RouterID))
+	}
+	return bad
+}
+
+// maxLBNodes bounds a plan's peers and backends.
+const maxLBNodes = 64
+
+// Host is what the files of a node depend on besides its plan: facts of
+// the machine the hub does not know.
+type Host struct {
+	// LANInterface is the interface holding the node's LAN address
+	// (the image matches en* and eth*; the name is the machine's).
+	LANInterface string
+}
+
+var ifnameRE = regexp.MustCompile(`^[a-zA-Z0-9_.-]{1,15}$`)
+
+// HAProxyCheckTimeouts: a backend is out after 3 failed checks 2 s apart
+// (about 6 s), back after 2.
+const (
+	haproxyInter = "2s"
+	haproxyFall  = 3
+	haproxyRise  = 2
+)
+
+// haproxyConfig balances the VIP's port 6443 over the API servers in TCP
+// mode: TLS stays end to end between client and kube-apiserver (client
+// certificates are the API's authentication), haproxy only picks the
+// server. Each server is checked with GET /readyz over TLS, verified
+// against the Kubernetes CA and the server's name (its apiserver
+// certificate carries the node name): /readyz is readable without
+// credentials (system:public-info-viewer), and a server that is up but
+// not ready (etcd lost, shutting down) gets no new connection.
+//
+// The frontend binds the VIP with "transparent", which lets haproxy bind
+// an address the node does not hold yet (the backup load balancers): it
+// listens before keepalived moves the VIP here, so a failover needs no
+// restart. Backends are the control-plane nodes' LAN addresses, not their
+// kubernetes-plane ones: the planes run through the master, which would
+// make it a single point of failure of the API path.
+func haproxyConfig(p *Plan) []byte {
+	lb := p.LB
+	var b strings.Builder
+	fmt.Fprintf(&b, `# kubedos: API load balancer of cluster %s on %s, written by kubedosd from the hub's plan; do not edit.
+global
+	log /dev/log local0 notice
+	chroot /var/lib/haproxy
+	user haproxy
+	group haproxy
+
+defaults
+	mode tcp
+	log global
+	option tcplog
+	option dontlognull
+	option log-health-checks
+	option redispatch
+	retries 3
+	timeout connect 5s
+	# Watches and exec/logs streams are long-lived: an hour of silence.
+	timeout client 1h
+	timeout server 1h
+	timeout check 5s
+
+frontend kube-apiserver
+	bind %s transparent
+	default_backend kube-apiserver
+
+backend kube-apiserver
+	balance leastconn
+	option httpchk
+	http-check send meth GET uri /readyz ver HTTP/1.1 hdr Host kubernetes
+	http-check expect status 200
+	default-server check check-ssl verify required ca-file %s inter %s fall %d rise %d
+`, p.Cluster, p.Node, netip.AddrPortFrom(netip.MustParseAddr(lb.VIP), APIServerPort), pki("ca.crt"), haproxyInter, haproxyFall, haproxyRise)
+	for _, s := range lb.Backends {
+		fmt.Fprintf(&b, "\tserver %s %s check-sni %s verifyhost %s\n", s.Name, hostPort(s.Address, APIServerPort), s.Name, s.Name)
+	}
+	return []byte(b.String())
+}
+
+// keepalivedConfig holds the VIP on the LAN interface by VRRP: every load
+// balancer starts as backup, the highest priority among those whose
+// haproxy runs takes the VIP, and "nopreempt" keeps it there when a
+// higher one comes back (each move of the VIP cuts the API's open
+// connections). Advertisements are unicast to the other load balancers
+// (the firewall accepts VRRP only from them), and the track script puts
+// the instance in fault, giving the VIP up, while the local haproxy is
+// not running.
+//
+// No authentication: VRRPv2's authentication was removed from the protocol
+// (RFC 3768) because it protects nothing (the password travels in clear),
+// and VRRPv3 has none. What keeps a stranger from taking the VIP is the
+// firewall (VRRP only from the peers' addresses) and check_unicast_src.
+func keepalivedConfig(p *Plan, h Host) []byte {
+	lb := p.LB
+	var b strings.Builder
+	fmt.Fprintf(&b, `# kubedos: API VIP of cluster %s on %s, written by kubedosd from the hub's plan; do not edit.
+global_defs {
+	router_id %s
+	script_user root
+	enable_script_security
+}
+
+vrrp_script haproxy {
+	script "/usr/bin/systemctl is-active --quiet %s"
+	interval 2
+	timeout 2
+	fall 2
+	rise 2
+}
+
+vrrp_instance kube-apiserver {
+	state BACKUP
+	nopreempt
+	interface %s
+	virtual_router_id %d
+	priority %d
+	advert_int 1
+	unicast_src_ip %s
+	check_unicast_src
+	unicast_peer {
+`, p.Cluster, p.Node, p.Node, UnitName(HAProxy), h.LANInterface, lb.RouterID, lb.Priority, lb.Address)
+	for _, peer := range lb.Peers {
+		fmt.Fprintf(&b, "\t\t%s\n", peer)
+	}
+	fmt.Fprintf(&b, `	}
+	virtual_ipaddress {
+		%s/%d dev %s
+	}
+	track_script {
+		haproxy
+	}
+}
+`, lb.VIP, lb.PrefixBits, h.LANInterface)
+	return []byte(b.String())
+}

@@ -1,0 +1,201 @@
+package kubeplan
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"io"
+	"log"
+	"math/big"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// TestHAProxyChecksReadyz runs haproxy with the configuration kubeplan
+// writes (only the CA's path changed) in front of two fake API servers on
+// loopback addresses: cp-1 with a certificate for its name, cp-2 with one
+// the CA signed for another name. Through the VIP only cp-1 answers (the
+// check verifies the name, not only the chain); when cp-1's /readyz fails
+// it is taken out, and back in when it is ready again. It needs haproxy
+// and root (haproxy's chroot and user), and takes about 20 s.
+func TestHAProxyChecksReadyz(t *testing.T) {
+	bin, err := exec.LookPath("haproxy")
+	if err != nil {
+		t.Skip("haproxy is not installed (apt-get install haproxy)")
+	}
+	if testing.Short() || os.Geteuid() != 0 {
+		t.Skip("runs haproxy as root for about 20 s (-short, or not root)")
+	}
+	ca, caKey := newCA(t)
+	dir := t.TempDir()
+	caFile := filepath.Join(dir, "ca.crt")
+	if err := os.WriteFile(caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ca.Raw}), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var ready atomic.Bool
+	ready.Store(true)
+	serve := func(addr, certName, answer string) {
+		lis, err := net.Listen("tcp", addr)
+		if err != nil {
+			t.Skipf("cannot listen on %s: %v", addr, err)
+		}
+		srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.Path == "/readyz" && !ready.Load() {
+				http.Error(w, "etcd failed", http.StatusInternalServerError)
+				return
+			}
+			io.WriteString(w, answer)
+		}), ErrorLog: log.New(io.Discard, "", 0), TLSConfig: &tls.Config{Certificates: []tls.Certificate{leafFor(t, ca, caKey, certName)}}}
+		go srv.ServeTLS(lis, "", "")
+		t.Cleanup(func() { srv.Close() })
+	}
+	serve("127.0.0.2:6443", "cp-1", "cp-1")
+	serve("127.0.0.3:6443", "intruder", "cp-2")
+
+	p := &Plan{Cluster: "live", Node: "lb-1", LB: &LB{VIP: "127.0.0.4", PrefixBits: 8, Address: "127.0.0.5",
+		Priority: 254, RouterID: 4, Backends: []Backend{{"cp-1", "127.0.0.2"}, {"cp-2", "127.0.0.3"}}}}
+	cfg := strings.ReplaceAll(string(haproxyConfig(p)), pki("ca.crt"), caFile)
+	cfgFile := filepath.Join(dir, "haproxy.cfg")
+	if err := os.WriteFile(cfgFile, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cmd := exec.CommandContext(ctx, bin, "-db", "-f", cfgFile)
+	out := &strings.Builder{}
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cancel(); cmd.Wait() })
+
+	pool := x509.NewCertPool()
+	pool.AddCert(ca)
+	client := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{DisableKeepAlives: true,
+		TLSClientConfig: &tls.Config{RootCAs: pool, ServerName: "cp-1"}}}
+	// via asks through the VIP who answers ("" when nobody does).
+	via := func() string {
+		res, err := client.Get("https://127.0.0.4:6443/")
+		if err != nil {
+			return ""
+		}
+		defer res.Body.Close()
+		b, _ := io.ReadAll(res.Body)
+		return string(b)
+	}
+	waitFor := func(what string, ok func() bool) {
+		t.Helper()
+		deadline := time.Now().Add(20 * time.Second)
+		for !ok() {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: not within 20 s; haproxy said:\n%s", what, out.String())
+			}
+			time.Sleep(300 * time.Millisecond)
+		}
+	}
+	onlyCP1 := func() bool {
+		for range 6 {
+			if via() != "cp-1" {
+				return false
+			}
+		}
+		return true
+	}
+	waitFor("only cp-1 answers through the VIP", onlyCP1)
+	ready.Store(false)
+	waitFor("cp-1 out once its /readyz fails", func() bool { return via() == "" })
+	ready.Store(true)
+	waitFor("cp-1 back once ready", onlyCP1)
+	// Why each was out, in haproxy's words.
+	for _, want := range []string{"cp-2 failed, reason: Layer6", "certificate different from the expected one",
+		"cp-1 failed, reason: Layer7 wrong status, code: 500"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("haproxy's log lacks %q:\n%s", want, out.String())
+		}
+	}
+}
+
+func newCA(t *testing.T) (*x509.Certificate, *ecdsa.PrivateKey) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "live CA"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), IsCA: true,
+		BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c, key
+}
+
+func leafFor(t *testing.T, ca *x509.Certificate, caKey *ecdsa.PrivateKey, name string) tls.Certificate {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: name}, DNSNames: []string{name},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, KeyUsage: x509.KeyUsageDigitalSignature}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, key.Public(), caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
+}
+
+// TestHAProxyBindsVIPItDoesNotHold: a backup load balancer's haproxy
+// listens on the VIP before keepalived moves it there ("transparent"), so
+// it starts with an address no interface holds (192.0.2.10, TEST-NET-1).
+func TestHAProxyBindsVIPItDoesNotHold(t *testing.T) {
+	bin, err := exec.LookPath("haproxy")
+	if err != nil {
+		t.Skip("haproxy is not installed (apt-get install haproxy)")
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("runs haproxy as root (its chroot and user)")
+	}
+	dir := t.TempDir()
+	caFile := filepath.Join(dir, "ca.crt")
+	if err := os.WriteFile(caFile, testCA(t), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p := &Plan{Cluster: "live", Node: "lb-2", LB: &LB{VIP: "192.0.2.10", PrefixBits: 24, Address: "192.0.2.2",
+		Priority: 253, RouterID: 10, Backends: []Backend{{"cp-1", "127.0.0.2"}}}}
+	run := func(cfg string) (exited bool, out string) {
+		f := filepath.Join(dir, "haproxy.cfg")
+		if err := os.WriteFile(f, []byte(strings.ReplaceAll(cfg, pki("ca.crt"), caFile)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 1500*time.Millisecond)
+		defer cancel()
+		b, _ := exec.CommandContext(ctx, bin, "-db", "-f", f).CombinedOutput()
+		return ctx.Err() == nil, string(b)
+	}
+	cfg := string(haproxyConfig(p))
+	if exited, out := run(cfg); exited {
+		t.Fatalf("haproxy did not start on a VIP this node does not hold:\n%s", out)
+	}
+	// Without "transparent" it cannot: the test can tell.
+	if exited, _ := run(strings.Replace(cfg, " transparent", "", 1)); !exited {
+		t.Fatal("haproxy binds an address no interface holds even without transparent: the test proves nothing")
+	}
+}
