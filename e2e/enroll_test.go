@@ -196,8 +196,11 @@ func nodeJSON(t *testing.T, c *cluster, hubAddr, name string) api.Node {
 	return n
 }
 
-// TestEnrollmentGate: a validly signed image whose UKI command line differs
-// from the build is quarantined with the PCR 11 mismatch in the reason;
+// TestEnrollmentGate: an image whose UKI command line differs from the build,
+// re-signed with the db key and its PCR 11 policy with the PCR policy key (an
+// attacker holding both: it boots and unlocks), is quarantined with the PCR
+// 11 mismatch in the reason: the manifest, signed with the artifact key, is
+// what the hub trusts;
 // after `node replace`, the real image on a fresh TPM enrolls under the same
 // name and gets its certificate; revoke then takes it away.
 func TestEnrollmentGate(t *testing.T) {
@@ -207,7 +210,7 @@ func TestEnrollmentGate(t *testing.T) {
 	}
 	hubAddr := startHub(t, c)
 
-	ok, line := bootEnrolling(t, c, "enroll-changed", "master", hubAddr, "", withChangedUKI(t, c, "enroll", true))
+	ok, line := bootEnrolling(t, c, "enroll-changed", "master", hubAddr, "", withChangedUKI(t, c, "enroll", dbAndPCRKeys))
 	if ok {
 		t.Fatalf("a node with a changed UKI enrolled: %s", line)
 	}

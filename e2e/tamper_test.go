@@ -13,15 +13,25 @@ import (
 
 	"github.com/kubedos/kubedos/internal/build"
 	"github.com/kubedos/kubedos/internal/sign"
+	"github.com/kubedos/kubedos/internal/tpmseal"
 )
 
 // espOffset is where MakeDisk puts the ESP (partition 1 at 1 MiB).
 const espOffset = "@@1048576"
 
+// How withChangedUKI signs the changed UKI.
+type resignMode int
+
+const (
+	keepSignature resignMode = iota // the original Authenticode signature, now wrong
+	dbKey                           // re-signed with the platform's db key
+	dbAndPCRKeys                    // and its .pcrsig re-signed with the PCR policy key
+)
+
 // withChangedUKI returns a raw copy of the built disk whose UKI on the ESP
 // has one byte of its .cmdline changed ("quiet" becomes "quieT"), re-signed
-// with the db key when resign is set.
-func withChangedUKI(t *testing.T, c *cluster, name string, resign bool) string {
+// as mode says.
+func withChangedUKI(t *testing.T, c *cluster, name string, mode resignMode) string {
 	t.Helper()
 	dir := filepath.Join(work, "tamper-"+name)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
@@ -51,7 +61,10 @@ func withChangedUKI(t *testing.T, c *cluster, name string, resign bool) string {
 		t.Fatalf(".cmdline has no 'quiet' to change")
 	}
 	b[start+i+4] = 'T'
-	if resign {
+	if mode == dbAndPCRKeys {
+		resignPCRSig(t, c, f, b, dir)
+	}
+	if mode != keepSignature {
 		ks, err := sign.LoadKeySet(filepath.Join(c.dir, "keys"))
 		if err != nil {
 			t.Fatal(err)
@@ -71,11 +84,48 @@ func withChangedUKI(t *testing.T, c *cluster, name string, resign bool) string {
 	return disk
 }
 
+// resignPCRSig replaces, in place, the .pcrsig of the changed UKI b with
+// signatures of its own PCR 11 values by the platform's PCR policy key:
+// what an attacker holding that key too would do. The file is the same
+// length (the entries are fixed-size).
+func resignPCRSig(t *testing.T, c *cluster, f *pe.File, b []byte, dir string) {
+	t.Helper()
+	tmp := filepath.Join(dir, "changed.efi")
+	if err := os.WriteFile(tmp, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	values, err := build.PCR11Values(tmp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ks, err := sign.LoadKeySet(filepath.Join(c.dir, "keys"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := ks.PCRPolicyKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sigs, err := tpmseal.Sign(key, values)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := sigs.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sec := f.Section(".pcrsig")
+	if sec == nil || int(sec.VirtualSize) != len(raw) {
+		t.Fatalf(".pcrsig missing or of another size than %d bytes: %+v", len(raw), sec)
+	}
+	copy(b[sec.Offset:], raw)
+}
+
 // TestChangedUKIUnsigned: one changed byte breaks the Authenticode
 // signature, so the firmware refuses to run the UKI at all.
 func TestChangedUKIUnsigned(t *testing.T) {
 	c := manufacture(t)
-	st, console := bootDisk(t, c, "changed-unsigned", withChangedUKI(t, c, "unsigned", false))
+	st, console := bootDisk(t, c, "changed-unsigned", withChangedUKI(t, c, "unsigned", keepSignature))
 	if st != nil {
 		t.Fatalf("a UKI with a changed byte booted under Secure Boot: %+v", st)
 	}
@@ -89,11 +139,12 @@ func TestChangedUKIUnsigned(t *testing.T) {
 // changed UKI passes Secure Boot (the firmware runs it), but its PCR 11 is
 // not one the platform's PCR policy key signed: kubedos-init refuses to seal
 // a state key under it (it could never unlock one), so the node stops
-// before systemd with no identity. (Were it to go on, the attestation gate
-// would refuse its PCR 11 too.)
+// before systemd with no identity. (An attacker holding the PCR policy key
+// too gets past kubedos-init; TestEnrollmentGate shows the hub refusing that
+// UKI's PCR 11 against the signed manifest.)
 func TestChangedUKIResigned(t *testing.T) {
 	c := manufacture(t)
-	st, console := bootDisk(t, c, "changed-resigned", withChangedUKI(t, c, "resigned", true))
+	st, console := bootDisk(t, c, "changed-resigned", withChangedUKI(t, c, "resigned", dbKey))
 	if st != nil {
 		t.Fatalf("a UKI the PCR policy key did not sign came up: %+v", st)
 	}
