@@ -208,23 +208,16 @@ func unsealOnce(t transport.TPM, objPub tpm2.TPM2BPublic, objPriv tpm2.TPM2BPriv
 	if err != nil {
 		return nil, fmt.Errorf("%w: signature: %v", ErrInput, err)
 	}
-	root, err := srk(t)
-	if err != nil {
-		return nil, err
-	}
-	defer flush(t, root.ObjectHandle)
-	obj, err := tpm2.Load{ParentHandle: tpm2.NamedHandle{Handle: root.ObjectHandle, Name: root.Name}, InPrivate: objPriv, InPublic: objPub}.Execute(t)
-	if err != nil {
-		return nil, fmt.Errorf("%w: this sealed blob does not load under this TPM's storage root key (another TPM): %v", ErrRefused, err)
-	}
-	defer flush(t, obj.ObjectHandle)
+	// One object at a time: under the kernel's resource manager
+	// (/dev/tpmrm0) every command swaps each loaded object and session in and
+	// out, so each is flushed as soon as it has served.
+	//
 	// The owner hierarchy, not the null one: a ticket from a key in the null
 	// hierarchy is a NULL ticket, which TPM2_PolicyAuthorize rejects.
 	key, err := tpm2.LoadExternal{InPublic: tpm2.New2B(keyPublic(pub)), Hierarchy: tpm2.TPMRHOwner}.Execute(t)
 	if err != nil {
 		return nil, fmt.Errorf("load the PCR policy key into the TPM: %w", err)
 	}
-	defer flush(t, key.ObjectHandle)
 	aHash := sha256.Sum256(approved) // policyRef is empty
 	ver, err := tpm2.VerifySignature{
 		KeyHandle: key.ObjectHandle,
@@ -232,9 +225,20 @@ func unsealOnce(t transport.TPM, objPub tpm2.TPM2BPublic, objPriv tpm2.TPM2BPriv
 		Signature: tpm2.TPMTSignature{SigAlg: tpm2.TPMAlgRSASSA, Signature: tpm2.NewTPMUSignature(tpm2.TPMAlgRSASSA,
 			&tpm2.TPMSSignatureRSA{Hash: tpm2.TPMAlgSHA256, Sig: tpm2.TPM2BPublicKeyRSA{Buffer: sig}})},
 	}.Execute(t)
+	flush(t, key.ObjectHandle)
 	if err != nil {
 		return nil, fmt.Errorf("%w: the TPM refused the PCR 11 signature: %v", ErrRefused, err)
 	}
+	root, err := srk(t)
+	if err != nil {
+		return nil, err
+	}
+	obj, err := tpm2.Load{ParentHandle: tpm2.NamedHandle{Handle: root.ObjectHandle, Name: root.Name}, InPrivate: objPriv, InPublic: objPub}.Execute(t)
+	flush(t, root.ObjectHandle)
+	if err != nil {
+		return nil, fmt.Errorf("%w: this sealed blob does not load under this TPM's storage root key (another TPM): %v", ErrRefused, err)
+	}
+	defer flush(t, obj.ObjectHandle)
 	sess, closeSess, err := tpm2.PolicySession(t, tpm2.TPMAlgSHA256, 16)
 	if err != nil {
 		return nil, fmt.Errorf("TPM policy session: %w", err)

@@ -236,9 +236,10 @@ func TestUnsealRetriesWhenPCR11Moves(t *testing.T) {
 	sysinit := sha256.Sum256([]byte("sysinit"))
 	next := sha256.Sum256(append(append([]byte{}, stub...), sysinit[:]...))
 	sigs := sign(t, a, stub, next[:])
-	// Commands of one attempt: PCRRead, CreatePrimary, Load, LoadExternal,
-	// VerifySignature, StartAuthSession, PolicyPCR…: fire before PolicyPCR 11.
-	rw := &racingRW{ReadWriter: sim, t: t, n: 7}
+	// Commands of one attempt: PCRRead, LoadExternal, VerifySignature,
+	// FlushContext, CreatePrimary, Load, FlushContext, StartAuthSession,
+	// PolicyPCR…: fire right before PolicyPCR 11, after PCR 11 was read.
+	rw := &racingRW{ReadWriter: sim, t: t, n: 9}
 	got, err := Unseal(rw, blob, &a.PublicKey, sigs)
 	if err != nil {
 		t.Fatalf("unseal across a PCR 11 extension: %v", err)
