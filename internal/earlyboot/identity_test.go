@@ -67,8 +67,8 @@ func TestNodeIdentityFromStateFile(t *testing.T) {
 func TestWriteIdentityFileRefuses(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "nodeid.conf")
 	for _, id := range []nodeid.Identity{
-		{Name: "bm-1", Address: netip.MustParsePrefix("10.0.0.5/24")},                        // no hub
-		{Name: "bm-1", Hub: "10.0.0.1:7443"},                                                 // no address
+		{Name: "bm-1", Address: netip.MustParsePrefix("10.0.0.5/24")},                       // no hub
+		{Name: "bm-1", Hub: "10.0.0.1:7443"},                                                // no address
 		{Name: "BM_1", Hub: "10.0.0.1:7443", Address: netip.MustParsePrefix("10.0.0.5/24")}, // bad name
 	} {
 		if err := WriteIdentityFile(path, id); err == nil {
