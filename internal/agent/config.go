@@ -7,6 +7,7 @@ import (
 
 	"github.com/kubedos/kubedos/internal/api"
 	"github.com/kubedos/kubedos/internal/attest"
+	"github.com/kubedos/kubedos/internal/nodeconsole"
 )
 
 // Config is kubedosd's configuration: built once in cmd/kubedosd
@@ -38,6 +39,12 @@ type Config struct {
 	// MinBackoff and MaxBackoff pace the restarts of a failed controller.
 	MinBackoff, MaxBackoff time.Duration
 
+	// OpenConsole opens the terminal of the node console (tty1, or the
+	// serial console without a display) and says which; nil runs no
+	// console. Journal gives the console kubedosd's last lines.
+	OpenConsole func() (nodeconsole.Terminal, string, error)
+	Journal     LogReader
+
 	Clock Clock
 	// Logf writes a line to the journal and the console.
 	Logf func(string, ...any)
@@ -61,6 +68,7 @@ func DefaultConfig() Config {
 		// As the hand-written loops were: enrollment retried within ~30 s,
 		// re-attestation within 20 s of the hub coming back.
 		MinBackoff: time.Second, MaxBackoff: 20 * time.Second,
+		OpenConsole: OpenNodeConsole, Journal: NewHostSystem(),
 		Clock: SystemClock{},
 		Logf:  func(f string, a ...any) { Console("kubedosd: " + fmt.Sprintf(f, a...)) },
 	}
