@@ -47,7 +47,9 @@ func TestConsoleSnapshotOfAnEnrolledNode(t *testing.T) {
 				Peers: []wg.PeerStatus{{Name: "master-1", LatestHandshake: handshake}}}
 		}
 	})
-	env.sys.with(func() { env.sys.journal = []api.LogEntry{{Time: time.Now(), Message: "kubedosd: planes: kd-ctl joined"}} })
+	env.sys.with(func() {
+		env.sys.journal = []api.LogEntry{{Time: time.Now(), Message: "kubedosd: planes: kd-ctl joined"}}
+	})
 	a := consoleAgent(t, env.sys)
 	a.view.update(func(v *nodeView) {
 		v.name, v.api = "w-1", env.api

@@ -51,7 +51,11 @@ func Render(s Snapshot, cols, rows int) []Line {
 		body = append(body, Line{fit(clean(fmt.Sprintf(format, args...)), cols), st})
 	}
 	body = append(body, titleLine(s, cols))
-	add(Plain, "Build %s  slot %s (%s)  Secure Boot %s", or(s.Build), or(s.Slot), or(s.Boot), or(s.SecureBoot))
+	boot := ""
+	if s.Boot != "" {
+		boot = " (" + s.Boot + ")"
+	}
+	add(Plain, "Build %s  slot %s%s  Secure Boot %s", or(s.Build), or(s.Slot), boot, or(s.SecureBoot))
 	enrollStyle := Plain
 	switch s.Enrollment {
 	case "enrolled":
