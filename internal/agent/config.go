@@ -40,9 +40,10 @@ type Config struct {
 	MinBackoff, MaxBackoff time.Duration
 
 	// OpenConsole opens the terminal of the node console (tty1, or the
-	// serial console without a display) and says which; nil runs no
-	// console. Journal gives the console kubedosd's last lines.
-	OpenConsole func() (nodeconsole.Terminal, string, error)
+	// serial console without a display), says whether it is the serial
+	// console and why it chose it; nil runs no console. Journal gives the
+	// console kubedosd's last lines.
+	OpenConsole func() (term nodeconsole.Terminal, serial bool, why string, err error)
 	Journal     LogReader
 
 	Clock Clock

@@ -20,17 +20,18 @@ import (
 
 // OpenNodeConsole opens the terminal the node console takes over
 // (nodeconsole.PickTTY: tty1 when a display shows it, else the serial
-// console) and says which.
-func OpenNodeConsole() (nodeconsole.Terminal, string, error) {
+// console), says which, and whether it is the serial console (also the
+// machine's log: the screen waits there for a key).
+func OpenNodeConsole() (term nodeconsole.Terminal, serial bool, why string, err error) {
 	path, why, err := nodeconsole.PickTTY("/sys", "/dev")
 	if err != nil {
-		return nil, "", err
+		return nil, false, "", err
 	}
 	t, err := nodeconsole.OpenTTY(path)
 	if err != nil {
-		return nil, "", err
+		return nil, false, "", err
 	}
-	return t, why, nil
+	return t, filepath.Base(path) != "tty1", why, nil
 }
 
 // maxReason bounds the hub's refusal kept for the console: it comes over
@@ -108,13 +109,13 @@ func (v *nodeView) ek(open func() (*attest.Prover, error), now time.Time) string
 // backoff.
 func (a *Agent) consoleController(st Status) Controller {
 	return controllerFunc{"console", func(ctx context.Context) error {
-		term, why, err := a.cfg.OpenConsole()
+		term, serial, why, err := a.cfg.OpenConsole()
 		if err != nil {
 			return err
 		}
 		a.cfg.Logf("node console on %s", why)
 		host, _ := os.Hostname()
-		return nodeconsole.Run(ctx, nodeconsole.Config{Term: term, Changed: a.view.changed, Hostname: host,
+		return nodeconsole.Run(ctx, nodeconsole.Config{Term: term, Changed: a.view.changed, Hostname: host, WaitForKey: serial,
 			Snapshot: func(ctx context.Context) nodeconsole.Snapshot { return a.consoleSnapshot(ctx, st) },
 			Setup:    a.day0Setup})
 	}}

@@ -134,7 +134,9 @@ func day0Files(t *testing.T) (identity, lan string) {
 func TestDay0SetupThenEnrollment(t *testing.T) {
 	idFile, lanFile := day0Files(t)
 	a := consoleAgent(t, nil)
-	a.cfg.OpenConsole = func() (nodeconsole.Terminal, string, error) { return nil, "", errors.New("no terminal in tests") }
+	a.cfg.OpenConsole = func() (nodeconsole.Terminal, bool, string, error) {
+		return nil, false, "", errors.New("no terminal in tests")
+	}
 	a.cfg.CAFile = filepath.Join(t.TempDir(), "missing-ca.crt")
 	id := nodeid.Identity{Name: "bm-1", Address: netip.MustParsePrefix("10.20.0.31/24"), Gateway: netip.MustParseAddr("10.20.0.1"), Hub: "10.20.0.10:7443"}
 

@@ -33,7 +33,14 @@ type Config struct {
 	Setup func(context.Context, nodeid.Identity) error
 	// Hostname prefills the form's node name.
 	Hostname string
+	// WaitForKey leaves the terminal alone until a key is pressed on it,
+	// but for one line saying so: on a serial console, which is also the
+	// machine's log, the screen is drawn only for someone who asks.
+	WaitForKey bool
 }
+
+// WaitLine is the one line a WaitForKey console writes before a key.
+const WaitLine = "kubedos node console: press Enter for the status screen (read-only, no shell)"
 
 // ErrInputClosed is Run's error when the terminal stops giving input (a
 // hung-up serial line): the supervisor opens it again.
@@ -76,6 +83,19 @@ func Run(ctx context.Context, cfg Config) error {
 		<-done
 	}()
 
+	if cfg.WaitForKey {
+		if _, err := io.WriteString(cfg.Term, "\r\n"+WaitLine+"\r\n"); err != nil {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case _, ok := <-input:
+			if !ok {
+				return ErrInputClosed
+			}
+		}
+	}
 	c := &console{cfg: cfg}
 	tick := time.NewTicker(cfg.Every)
 	defer tick.Stop()

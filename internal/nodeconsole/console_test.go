@@ -240,3 +240,20 @@ func TestParseKeys(t *testing.T) {
 		}
 	}
 }
+
+func TestRunWaitsForAKeyOnTheSerialConsole(t *testing.T) {
+	term, keys := newVTTerm(80, 24)
+	t.Cleanup(func() { keys.Close() })
+	runConsole(t, Config{Term: term, Every: 10 * time.Millisecond, WaitForKey: true, Snapshot: func(context.Context) Snapshot {
+		return Snapshot{Now: now, Node: "w-1", Enrollment: "enrolled"}
+	}})
+	term.waitFor(t, "the hint", hasText(WaitLine))
+	time.Sleep(50 * time.Millisecond) // five refresh periods
+	if contains(term.screen(), "Enrollment") {
+		t.Fatal("the screen was drawn before a key was pressed")
+	}
+	if _, err := keys.Write([]byte("\r")); err != nil {
+		t.Fatal(err)
+	}
+	term.waitFor(t, "the status after Enter", hasText("Enrollment  enrolled"))
+}
