@@ -18,7 +18,7 @@ type Snapshot struct {
 	Kubedosd    string // kubedosd's version
 	Enrollment  string // "enrolled", "enrolling", "quarantined", "no hub named"…
 	Reason      string // the hub's refusal, or why enrollment has not worked yet
-	EKHash      string // sha256 of the EK public key, as `kubedos machine` registers it
+	EKHash      string // sha256 of the EK public key, as the hub registers it
 	Hub         string
 	HubAnswered time.Time // zero: never in this boot
 	Planes      []wg.Status
