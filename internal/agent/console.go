@@ -60,6 +60,9 @@ type nodeView struct {
 	ekHash  string
 	ekErr   error
 	ekTried time.Time
+
+	slow  slowParts
+	dirty bool // the state changed: gather the slow parts again
 }
 
 func newNodeView() *nodeView {
@@ -70,6 +73,7 @@ func newNodeView() *nodeView {
 func (v *nodeView) update(fn func(*nodeView)) {
 	v.mu.Lock()
 	fn(v)
+	v.dirty = true
 	v.mu.Unlock()
 	select {
 	case v.changed <- struct{}{}:
@@ -140,10 +144,18 @@ func (a *Agent) consoleSnapshot(ctx context.Context, st Status) nodeconsole.Snap
 	}
 	s.Enrollment, s.Reason = a.enrollmentState(enroll, standalone, stopped)
 
-	if srv != nil {
-		s.Boot = bootTries(srv.Version().Boot)
-		h := srv.CheckHealth(ctx)
-		s.Checks, s.Healthy = h.Checks, h.Healthy
+	slow := v.slowParts(now, func(last slowParts) slowParts { return a.gatherSlow(ctx, srv, now, last) })
+	s.Boot, s.Checks, s.Healthy, s.Journal = slow.boot, slow.health.Checks, slow.health.Healthy, slow.journal
+	if srv == nil {
+		// The controllers, as `node health` lists them: cheap, and what
+		// changes while a node enrolls.
+		s.Healthy = true
+		for _, c := range a.sup.Statuses() {
+			hc := controllerCheck(c, now)
+			s.Checks = append(s.Checks, hc)
+			s.Healthy = s.Healthy && hc.OK
+		}
+	} else {
 		s.HubAnswered = srv.fetchedAt()
 		if p := srv.Planes(); p != nil {
 			s.Planes, s.PlanesError = p.Interfaces, p.Error
@@ -151,22 +163,62 @@ func (a *Agent) consoleSnapshot(ctx context.Context, st Status) nodeconsole.Snap
 				s.HubAnswered = p.Joined
 			}
 		}
-	} else {
-		s.Healthy = true
-		for _, c := range a.sup.Statuses() {
-			hc := controllerCheck(c, now)
-			s.Checks = append(s.Checks, hc)
-			s.Healthy = s.Healthy && hc.OK
+	}
+	return s
+}
+
+// Refresh periods of what costs a tool run or a mount: health runs
+// systemctl twice, the journal journalctl, the boot entries mount the ESP.
+// A frame every 2 s must not do that every 2 s on a node; a change of the
+// agent's state refreshes them at once.
+const (
+	slowEvery = 10 * time.Second
+	bootEvery = time.Minute
+)
+
+// slowParts are the snapshot's costly parts, cached in the view.
+type slowParts struct {
+	at, bootAt time.Time
+	boot       string
+	health     api.Health
+	journal    []api.LogEntry
+}
+
+// slowParts returns the cached parts, gathered again (from the last ones)
+// when older than slowEvery or after a change (update).
+func (v *nodeView) slowParts(now time.Time, gather func(last slowParts) slowParts) slowParts {
+	v.mu.Lock()
+	last, fresh := v.slow, !v.slow.at.IsZero() && now.Sub(v.slow.at) < slowEvery && !v.dirty
+	v.mu.Unlock()
+	if fresh {
+		return last
+	}
+	got := gather(last)
+	v.mu.Lock()
+	v.slow, v.dirty = got, false
+	v.mu.Unlock()
+	return got
+}
+
+// gatherSlow runs the costly parts: `node health` and the boot entry's
+// tries (at most every bootEvery) once the node API runs, and kubedosd's
+// journal.
+func (a *Agent) gatherSlow(ctx context.Context, srv *NodeAPI, now time.Time, last slowParts) slowParts {
+	out := slowParts{at: now, boot: last.boot, bootAt: last.bootAt}
+	if srv != nil {
+		if last.bootAt.IsZero() || now.Sub(last.bootAt) >= bootEvery {
+			out.boot, out.bootAt = bootTries(srv.Version().Boot), now
 		}
+		out.health = srv.CheckHealth(ctx)
 	}
 	if a.cfg.Journal != nil {
 		if j, err := a.cfg.Journal.Journal(ctx, JournalQuery{Unit: "kubedosd.service", Lines: consoleJournalLines}); err == nil {
-			s.Journal = j
+			out.journal = j
 		} else {
-			s.Journal = []api.LogEntry{{Time: now, Message: "journal: " + err.Error()}}
+			out.journal = []api.LogEntry{{Time: now, Message: "journal: " + err.Error()}}
 		}
 	}
-	return s
+	return out
 }
 
 // enrollmentState is the console's word for the node's identity and why.

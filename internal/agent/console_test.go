@@ -69,6 +69,16 @@ func TestConsoleSnapshotOfAnEnrolledNode(t *testing.T) {
 	if len(env.sys.journalQueries()) != 1 || env.sys.journalQueries()[0].Unit != "kubedosd.service" {
 		t.Errorf("journal queries: %+v", env.sys.journalQueries())
 	}
+	// The next frame, 2 s later, runs no tool; a change in the agent does.
+	a.consoleSnapshot(context.Background(), Status{})
+	if n := len(env.sys.journalQueries()); n != 1 {
+		t.Errorf("the journal was read %d times for two frames in %s", n, slowEvery)
+	}
+	a.view.update(func(v *nodeView) {})
+	a.consoleSnapshot(context.Background(), Status{})
+	if n := len(env.sys.journalQueries()); n != 2 {
+		t.Errorf("the journal was read %d times after a change, want 2", n)
+	}
 	screen := screenText(s)
 	for _, want := range []string{"kubedos node w-1 (worker)", "Build b-0011  slot a  Secure", "Secure Boot enabled", "Enrollment  enrolled",
 		"Hub         10.20.0.10:7443, answered", "kd-ctl   10.90.0.21/16 up  master-1 1m", "Health: healthy",
