@@ -53,6 +53,9 @@ func (a *Agent) Run(ctx context.Context, st Status) error {
 	if a.cfg.OpenConsole != nil {
 		ctrls = append(ctrls, a.consoleController(st))
 	}
+	if a.cfg.ConsolePort != nil {
+		ctrls = append(ctrls, a.consolePortController(st))
+	}
 	if a.cfg.Keeper != nil {
 		ctrls = append(ctrls, controllerFunc{"hub-keeper", func(ctx context.Context) error { a.cfg.Keeper.Run(ctx); return nil }})
 	}

@@ -44,6 +44,9 @@ type Config struct {
 	// console and why it chose it; nil runs no console. Journal gives the
 	// console kubedosd's last lines.
 	OpenConsole func() (term nodeconsole.Terminal, serial bool, why string, err error)
+	// ConsolePort finds the virtio-serial port that gets a read-only copy
+	// of the console ("" while there is none; nil: never looked for).
+	ConsolePort func() string
 	Journal     LogReader
 
 	Clock Clock
@@ -70,7 +73,8 @@ func DefaultConfig() Config {
 		// re-attestation within 20 s of the hub coming back.
 		MinBackoff: time.Second, MaxBackoff: 20 * time.Second,
 		OpenConsole: OpenNodeConsole, Journal: NewHostSystem(),
-		Clock: SystemClock{},
-		Logf:  func(f string, a ...any) { Console("kubedosd: " + fmt.Sprintf(f, a...)) },
+		ConsolePort: func() string { return nodeconsole.FindPort("/sys", "/dev") },
+		Clock:       SystemClock{},
+		Logf:        func(f string, a ...any) { Console("kubedosd: " + fmt.Sprintf(f, a...)) },
 	}
 }

@@ -47,8 +47,9 @@ const consoleJournalLines = 40
 // node API and planes) and read by the console's Snapshot. Safe for
 // concurrent use.
 type nodeView struct {
-	changed chan struct{} // a nudge to the console, never blocks the sender
-	day0    chan struct{} // the console saved a Day 0 identity
+	changed     chan struct{} // a nudge to the console, never blocks the sender
+	portChanged chan struct{} // the same to its copy on the virtio port
+	day0        chan struct{} // the console saved a Day 0 identity
 
 	mu         sync.Mutex
 	name       string
@@ -66,7 +67,7 @@ type nodeView struct {
 }
 
 func newNodeView() *nodeView {
-	return &nodeView{changed: make(chan struct{}, 1), day0: make(chan struct{}, 1)}
+	return &nodeView{changed: make(chan struct{}, 1), portChanged: make(chan struct{}, 1), day0: make(chan struct{}, 1)}
 }
 
 // update changes the view under its lock and nudges the console.
@@ -75,9 +76,11 @@ func (v *nodeView) update(fn func(*nodeView)) {
 	fn(v)
 	v.dirty = true
 	v.mu.Unlock()
-	select {
-	case v.changed <- struct{}{}:
-	default:
+	for _, c := range []chan struct{}{v.changed, v.portChanged} {
+		select {
+		case c <- struct{}{}:
+		default:
+		}
 	}
 }
 
@@ -122,6 +125,35 @@ func (a *Agent) consoleController(st Status) Controller {
 		return nodeconsole.Run(ctx, nodeconsole.Config{Term: term, Changed: a.view.changed, Hostname: host, WaitForKey: serial,
 			Snapshot: func(ctx context.Context) nodeconsole.Snapshot { return a.consoleSnapshot(ctx, st) },
 			Setup:    a.day0Setup})
+	}}
+}
+
+// portWait is how long the console-port controller looks for its port:
+// udev loads virtio_console while kubedosd starts.
+const portWait = 2 * time.Minute
+
+// consolePortController draws a read-only copy of the console on the
+// hypervisor's virtio-serial port named nodeconsole.PortName, when there is
+// one: what an e2e test reads, and what an operator can attach to without
+// a display. No keys are read there: Day 0 is tty1's alone.
+func (a *Agent) consolePortController(st Status) Controller {
+	return controllerFunc{"console-port", func(ctx context.Context) error {
+		var path string
+		for start := a.cfg.Clock.Now(); ; {
+			if path = a.cfg.ConsolePort(); path != "" {
+				break
+			}
+			if a.cfg.Clock.Now().Sub(start) > portWait || !sleep(ctx, a.cfg.Clock, 5*time.Second) {
+				return nil // no port: nothing to do
+			}
+		}
+		port, err := nodeconsole.OpenPort(path)
+		if err != nil {
+			return err
+		}
+		a.cfg.Logf("node console copied to %s (%s)", path, nodeconsole.PortName)
+		return nodeconsole.Run(ctx, nodeconsole.Config{Term: port, Changed: a.view.portChanged,
+			Snapshot: func(ctx context.Context) nodeconsole.Snapshot { return a.consoleSnapshot(ctx, st) }})
 	}}
 }
 
