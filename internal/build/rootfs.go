@@ -111,9 +111,12 @@ DHCP=ipv4
 // another VT or on the serial console (systemd's getty generator starts
 // serial-getty@ttyS0 for console=ttyS0) would offer only a way in to guess
 // at. Masking a template masks its instances; the instances kubedos would
-// meet are masked by name too.
+// meet are masked by name too. Debian's getty-static starts getty@tty2–6
+// when logind is absent, as here: masked with them, or it fails and the
+// node's failed-units check with it.
 var NoLoginUnits = []string{"getty@.service", "getty@tty1.service", "autovt@.service", "serial-getty@.service",
-	"serial-getty@ttyS0.service", "serial-getty@hvc0.service", "console-getty.service", "container-getty@.service"}
+	"serial-getty@ttyS0.service", "serial-getty@hvc0.service", "console-getty.service", "container-getty@.service",
+	"getty-static.service"}
 
 // customizeRootfs makes the root an immutable kubedos node: kubedosd
 // enabled, mount points for state and data, no per-machine identity baked in

@@ -23,7 +23,7 @@ func TestCustomizeRootfsMasksLogins(t *testing.T) {
 	if err := customizeRootfs(RootfsInput{Role: "worker", Kubedosd: bin, Out: out}); err != nil {
 		t.Fatal(err)
 	}
-	for _, unit := range []string{"getty@.service", "getty@tty1.service", "serial-getty@.service", "serial-getty@ttyS0.service", "autovt@.service"} {
+	for _, unit := range []string{"getty@.service", "getty@tty1.service", "serial-getty@.service", "serial-getty@ttyS0.service", "autovt@.service", "getty-static.service"} {
 		target, err := os.Readlink(filepath.Join(out, "etc/systemd/system", unit))
 		if err != nil || target != "/dev/null" {
 			t.Errorf("%s: links to %q (%v), want masked (/dev/null)", unit, target, err)
