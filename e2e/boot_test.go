@@ -146,6 +146,11 @@ func TestBootSecureBootTPM(t *testing.T) {
 	} else {
 		t.Logf("FIGURE first boot: new state key sealed, header and filesystem written through dm-crypt: %s", m[1])
 	}
+	if m := dataCreatedRE.FindStringSubmatch(console); m == nil {
+		t.Errorf("no encrypted data partition made at first boot:\n%s", lastLines(console, 40))
+	} else {
+		t.Logf("FIGURE first boot: new data key sealed, data filesystem written through dm-crypt: %s", m[1])
+	}
 }
 
 // predicted returns the manifest's PCR 4 and 7 values and PCR 11 at the

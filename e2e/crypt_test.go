@@ -17,9 +17,10 @@ import (
 // sealed to the node's TPM (internal/earlyboot/state.go).
 
 var (
-	stateUnlockedRE = regexp.MustCompile(`kubedos-init: state: unlocked (\S+) \(aes-xts-plain64, key sealed to PCR 7\) on (/dev/kubedos-state) in (\S+)`)
-	stateCreatedRE  = regexp.MustCompile(`kubedos-init: state: made a new encrypted state on \S+ \(aes-xts-plain64, 512-bit key sealed to PCR 7\) in (\S+)`)
-	stateRefusedRE  = regexp.MustCompile(`kubedos-init: FATAL: state: the TPM refused to unseal the state key \(PCR 7 policy\): this disk was not sealed on this machine or Secure Boot changed`)
+	stateUnlockedRE = regexp.MustCompile(`kubedos-init: state: unlocked (\S+) \(aes-xts-plain64, key sealed to PCR 7 and a signed PCR 11\) on (/dev/kubedos-state) in (\S+)`)
+	stateCreatedRE  = regexp.MustCompile(`kubedos-init: state: made a new encrypted state on \S+ \(aes-xts-plain64, 512-bit key sealed to PCR 7 and a signed PCR 11, key \S+\) in (\S+)`)
+	dataCreatedRE   = regexp.MustCompile(`kubedos-init: data: made a new encrypted data on \S+ \(aes-xts-plain64, 512-bit key sealed to PCR 7 and a signed PCR 11, key \S+\) in (\S+)`)
+	stateRefusedRE  = regexp.MustCompile(`kubedos-init: FATAL: state: the TPM refused to unseal the state key \(PCR 7,11 policy\): this disk was not sealed on this machine, Secure Boot changed, or this UKI is not signed for it`)
 )
 
 // stateUnlocked checks a running node's console (the boot after a power

@@ -23,6 +23,7 @@ import (
 
 	"github.com/kubedos/kubedos/internal/agent"
 	"github.com/kubedos/kubedos/internal/api"
+	"github.com/kubedos/kubedos/internal/earlyboot"
 	"github.com/kubedos/kubedos/internal/hubhost"
 	"github.com/kubedos/kubedos/internal/sign"
 	"github.com/kubedos/kubedos/internal/spec"
@@ -78,7 +79,7 @@ func hubKeeper(cfg agent.Config) (*hubhost.Keeper, error) {
 	if err != nil {
 		return nil, err
 	}
-	return hubhost.NewKeeper(hubhost.KeeperConfig{Dir: agent.HubDir, CA: ca, ArtifactKey: pub, Sealer: hubhost.DeviceSealer(agent.TPMPath),
+	return hubhost.NewKeeper(hubhost.KeeperConfig{Dir: agent.HubDir, CA: ca, ArtifactKey: pub, Sealer: hubhost.DeviceSealer(agent.TPMPath, earlyboot.RunPCRPublicKey, earlyboot.RunPCRSignature),
 		Listen: fmt.Sprintf(":%d", api.HubPort), MetricsListen: fmt.Sprintf(":%d", api.HubMetricsPort), SelfFile: cfg.HubAddrFile, SelfAddr: fmt.Sprintf("127.0.0.1:%d", api.HubPort),
 		Logf: cfg.Logf}), nil
 }

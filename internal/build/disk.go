@@ -170,23 +170,23 @@ func MakeExt4(ctx context.Context, out, label, uuid string, sizeMiB, epoch int64
 	})
 }
 
-// MakeStateFS formats the empty state filesystem and returns it in
+// MakeStateFS formats the empty state (or data) filesystem and returns it in
 // earlyboot's sparse format (its non-zero blocks) for the initrd:
 // kubedos-init writes it through the encrypted mapping at first boot, so
 // the disk image's state partition stays blank. Inode tables and journal
 // are left unwritten (lazy init: ext4 zeroes them itself or never reads
 // them) and there is no resize inode (its reserved blocks would have to
 // read as zero): the image is a few hundred KiB of metadata.
-func MakeStateFS(ctx context.Context, work, uuid string, sizeMiB, epoch int64) ([]byte, error) {
-	img := filepath.Join(work, "state-fs.img")
+func MakeStateFS(ctx context.Context, work, label, uuid string, sizeMiB, epoch int64) ([]byte, error) {
+	img := filepath.Join(work, label+"-fs.img")
 	if err := emptyImage(img, sizeMiB); err != nil {
 		return nil, err
 	}
 	defer os.Remove(img)
 	env := []string{"E2FSPROGS_FAKE_TIME=" + strconv.FormatInt(epoch, 10)}
-	if _, err := runTool(ctx, env, "mkfs.ext4", "-q", "-F", "-b", "4096", "-L", earlyboot.LabelState, "-U", uuid, "-O", "^resize_inode",
+	if _, err := runTool(ctx, env, "mkfs.ext4", "-q", "-F", "-b", "4096", "-L", label, "-U", uuid, "-O", "^resize_inode",
 		"-E", "hash_seed="+uuid+",lazy_itable_init=1,lazy_journal_init=1,nodiscard", "-m", "0", img); err != nil {
-		return nil, fmt.Errorf("format the state filesystem: %w", err)
+		return nil, fmt.Errorf("format the %s filesystem: %w", label, err)
 	}
 	f, err := os.Open(img)
 	if err != nil {

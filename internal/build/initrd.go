@@ -20,6 +20,8 @@ type InitrdInput struct {
 	// StateFS is the empty state filesystem in earlyboot's sparse format,
 	// which kubedos-init writes into the encrypted state at first boot.
 	StateFS []byte
+	// DataFS is the same for the data partition.
+	DataFS []byte
 }
 
 // BuildInitrd writes a reproducible gzip'd cpio: /init, the modules in
@@ -56,6 +58,9 @@ func BuildInitrd(in InitrdInput, out string) error {
 	entries = append(entries, cpioEntry{Path: "etc/kubedos/modules", Mode: cpioFile | 0o644, Data: []byte(strings.Join(list, "\n") + "\n")})
 	if in.StateFS != nil {
 		entries = append(entries, cpioEntry{Path: strings.TrimPrefix(earlyboot.StateFSFile, "/"), Mode: cpioFile | 0o644, Data: in.StateFS})
+	}
+	if in.DataFS != nil {
+		entries = append(entries, cpioEntry{Path: strings.TrimPrefix(earlyboot.DataFSFile, "/"), Mode: cpioFile | 0o644, Data: in.DataFS})
 	}
 	var buf bytes.Buffer
 	// gzip from the standard library writes no name or time: reproducible.

@@ -18,6 +18,7 @@ import (
 	"github.com/kubedos/kubedos/internal/manifest"
 	"github.com/kubedos/kubedos/internal/sign"
 	"github.com/kubedos/kubedos/internal/spec"
+	"github.com/kubedos/kubedos/internal/tpmseal"
 )
 
 // FormatVersion changes whenever the image layout or build steps change in
@@ -88,7 +89,7 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 		APIVersion: "kubedos.io/v1alpha1", Kind: "BuildManifest", Cluster: o.Spec.Metadata.Name,
 		SpecDigest: "sha256:" + sha256Hex(o.SpecBytes), LockDigest: "sha256:" + sha256Hex(o.LockBytes),
 		Source: manifest.Source{Revision: o.Revision, KubedosdSHA256: kdSum, InitSHA256: initSum},
-		Tools:  tools, Epoch: o.Lock.SourceDateEpoch, DBCert: sha256Hex(o.Keys.DB.Raw), Roles: map[string]manifest.RoleManifest{},
+		Tools:  tools, Epoch: o.Lock.SourceDateEpoch, DBCert: sha256Hex(o.Keys.DB.Raw), PCRPolicyKey: tpmseal.Fingerprint(o.Keys.PCRPolicyPub), Roles: map[string]manifest.RoleManifest{},
 		Machines: map[string]string{"proxmox": manifest.ProxmoxMachine},
 	}
 	roleIDs := map[spec.Role]string{}
@@ -141,11 +142,12 @@ func roleKey(o Options, r spec.Role, m *manifest.Manifest, kube *kubeKey) string
 		Epoch                        int64
 		Packages, Requests, Modules  []string
 		Kubedosd, Init, DBCert, CA   string
+		PCRPolicy                    string
 		Artifact                     []byte
 		Tools                        map[string]string
 		Kube                         *kubeKey `json:",omitempty"`
 	}{FormatVersion, string(r), o.Lock.Suite, BaseCmdline, o.Lock.SourceDateEpoch, pkgs, lock.Requests(o.Spec, r),
-		InitrdModules, m.Source.KubedosdSHA256, m.Source.InitSHA256, m.DBCert, sha256Hex(o.Keys.CA.Raw), o.Keys.SigningPub, m.Tools, kube}
+		InitrdModules, m.Source.KubedosdSHA256, m.Source.InitSHA256, m.DBCert, sha256Hex(o.Keys.CA.Raw), tpmseal.Fingerprint(o.Keys.PCRPolicyPub), o.Keys.SigningPub, m.Tools, kube}
 	b, _ := json.Marshal(key)
 	return sha256Hex(b)[:16]
 }
@@ -248,6 +250,23 @@ type keySigner struct{ ks *sign.KeySet }
 
 func (k keySigner) SignPE(ctx context.Context, in, out string) error {
 	return sign.SignPE(ctx, in, out, k.ks.Path(sign.FileDBCert), k.ks.Path(sign.FileDBKey))
+}
+
+func (k keySigner) PCRPolicyPEM() []byte {
+	pem, _ := tpmseal.EncodePublicKey(k.ks.PCRPolicyPub) // LoadKeySet checked it
+	return pem
+}
+
+func (k keySigner) SignPCR11(values [][]byte) ([]byte, error) {
+	key, err := k.ks.PCRPolicyKey()
+	if err != nil {
+		return nil, err
+	}
+	sigs, err := tpmseal.Sign(key, values)
+	if err != nil {
+		return nil, err
+	}
+	return sigs.Marshal()
 }
 
 // roleFiles are linked from the role cache into a build directory.

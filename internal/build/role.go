@@ -14,9 +14,16 @@ import (
 	"github.com/kubedos/kubedos/internal/manifest"
 )
 
-// PESigner Authenticode-signs an EFI binary with the platform's db key.
-type PESigner interface {
+// ImageSigner holds the keys an image is signed with: the db key
+// Authenticode-signs EFI binaries, the PCR policy key signs the PCR 11
+// values of the UKI (internal/tpmseal).
+type ImageSigner interface {
 	SignPE(ctx context.Context, in, out string) error
+	// PCRPolicyPEM is the PCR policy key's public half, carried in the
+	// UKI's .pcrpkey section.
+	PCRPolicyPEM() []byte
+	// SignPCR11 signs each PCR 11 value's policy (tpm2-pcr-signature.json).
+	SignPCR11(values [][]byte) ([]byte, error)
 }
 
 // ImageInput is everything one role's bootable image is made from, after
@@ -27,7 +34,7 @@ type ImageInput struct {
 	Rootfs string
 	Init   string // static kubedos-init binary
 	Epoch  int64
-	Signer PESigner
+	Signer ImageSigner
 	// EnrollKeys, when set, is a directory with PK.auth, KEK.auth and db.auth
 	// that systemd-boot enrolls on a firmware in setup mode.
 	EnrollKeys string
@@ -109,11 +116,17 @@ func BuildImage(ctx context.Context, in ImageInput) (*ImageResult, error) {
 	step("initrd")
 	// The state partition is blank on the disk: kubedos-init encrypts it at
 	// first boot and writes this filesystem into it (earlyboot.OpenState).
-	stateFS, err := MakeStateFS(ctx, work, DerivedUUID(in.RoleID, "state-fs"), stateMiB-earlyboot.StateDataOffset/mib, in.Epoch)
+	stateFS, err := MakeStateFS(ctx, work, earlyboot.LabelState, DerivedUUID(in.RoleID, "state-fs"), stateMiB-earlyboot.StateDataOffset/mib, in.Epoch)
 	if err != nil {
 		return nil, err
 	}
-	if err := BuildInitrd(InitrdInput{InitBinary: in.Init, ModulesDir: modDir, Modules: InitrdModules, StateFS: stateFS}, out(FileInitrd)); err != nil {
+	// The data partition likewise (issue 14 item 8): blank on the disk, its
+	// own key, made at first boot.
+	dataFS, err := MakeStateFS(ctx, work, earlyboot.LabelData, DerivedUUID(in.RoleID, "data-fs"), dataMiB-earlyboot.StateDataOffset/mib, in.Epoch)
+	if err != nil {
+		return nil, err
+	}
+	if err := BuildInitrd(InitrdInput{InitBinary: in.Init, ModulesDir: modDir, Modules: InitrdModules, StateFS: stateFS, DataFS: dataFS}, out(FileInitrd)); err != nil {
 		return nil, err
 	}
 	step("uki")
@@ -123,9 +136,25 @@ func BuildImage(ctx context.Context, in ImageInput) (*ImageResult, error) {
 	}
 	unsigned := filepath.Join(work, "uki.efi")
 	if err := MakeUKI(ctx, UKIInput{Stub: filepath.Join(in.Rootfs, "usr/lib/systemd/boot/efi/linuxx64.efi.stub"),
-		Kernel: kernel, Initrd: out(FileInitrd), Cmdline: cmdline, OSRel: osrel}, unsigned); err != nil {
+		Kernel: kernel, Initrd: out(FileInitrd), Cmdline: cmdline, OSRel: osrel, PCRPKey: in.Signer.PCRPolicyPEM()}, unsigned); err != nil {
 		return nil, err
 	}
+	// Every section systemd-stub measures is in place, so PCR 11 is known:
+	// sign its value at each boot phase and add the signatures as .pcrsig,
+	// the one section the stub does not measure.
+	values, err := PCR11Values(unsigned)
+	if err != nil {
+		return nil, err
+	}
+	pcrsig, err := in.Signer.SignPCR11(values)
+	if err != nil {
+		return nil, err
+	}
+	withSig := filepath.Join(work, "uki-pcrsig.efi")
+	if err := AddUKISection(ctx, unsigned, ".pcrsig", pcrsig, withSig); err != nil {
+		return nil, err
+	}
+	unsigned = withSig
 	step("sign")
 	if err := in.Signer.SignPE(ctx, unsigned, out(FileUKI)); err != nil {
 		return nil, fmt.Errorf("sign UKI: %w", err)
@@ -147,11 +176,8 @@ func BuildImage(ctx context.Context, in ImageInput) (*ImageResult, error) {
 	if err := os.WriteFile(loaderConf, []byte(conf), 0o644); err != nil {
 		return nil, err
 	}
-	esp, data := filepath.Join(work, "esp.img"), filepath.Join(work, "data.img")
+	esp := filepath.Join(work, "esp.img")
 	if err := MakeESP(ctx, esp, espMiB, strings.ToUpper(hexSum(in.RoleID, "esp")[:8]), in.Epoch, espFiles); err != nil {
-		return nil, err
-	}
-	if err := MakeExt4(ctx, data, earlyboot.LabelData, DerivedUUID(in.RoleID, "data-fs"), dataMiB, in.Epoch); err != nil {
 		return nil, err
 	}
 	verSize, err := fileSize(out(FileVerity))
@@ -172,7 +198,7 @@ func BuildImage(ctx context.Context, in ImageInput) (*ImageResult, error) {
 		part(earlyboot.RootLabel("b"), TypeRoot, rootMiB, ""),
 		part(earlyboot.VerityLabel("b"), TypeRootVerity, verMiB, ""),
 		part(earlyboot.LabelState, TypeVar, stateMiB, ""), // blank: encrypted at first boot
-		part(earlyboot.LabelData, TypeSrv, dataMiB, data),
+		part(earlyboot.LabelData, TypeSrv, dataMiB, ""),   // blank: encrypted at first boot
 	}
 	if err := MakeDisk(ctx, out(FileDiskRaw), DerivedUUID(in.RoleID, "disk"), parts); err != nil {
 		return nil, err

@@ -166,6 +166,11 @@ func customizeRootfs(in RootfsInput) error {
 		"etc/systemd/system/sockets.target.wants/systemd-networkd.socket":     "/lib/systemd/system/systemd-networkd.socket",
 		// The root is verity-protected squashfs: there is nothing to remount.
 		"etc/systemd/system/systemd-remount-fs.service": "/dev/null",
+		// kubedos-init opens and mounts every partition (state and data are
+		// encrypted): systemd must not mount them again by their GPT type
+		// (the data partition's /srv type would make a srv.mount of the raw,
+		// encrypted partition fail and stop the boot).
+		"etc/systemd/system-generators/systemd-gpt-auto-generator": "/dev/null",
 	}
 	for _, unit := range NoLoginUnits {
 		links["etc/systemd/system/"+unit] = "/dev/null"

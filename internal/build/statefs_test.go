@@ -20,11 +20,11 @@ func TestSparseStateFSChecks(t *testing.T) {
 	needTools(t, "mkfs.ext4", "e2fsck")
 	dir := t.TempDir()
 	const sizeMiB = 63
-	sp, err := MakeStateFS(context.Background(), dir, DerivedUUID("t", "state-fs"), sizeMiB, 1700000000)
+	sp, err := MakeStateFS(context.Background(), dir, "state", DerivedUUID("t", "state-fs"), sizeMiB, 1700000000)
 	if err != nil {
 		t.Fatal(err)
 	}
-	again, err := MakeStateFS(context.Background(), dir, DerivedUUID("t", "state-fs"), sizeMiB, 1700000000)
+	again, err := MakeStateFS(context.Background(), dir, "state", DerivedUUID("t", "state-fs"), sizeMiB, 1700000000)
 	if err != nil {
 		t.Fatal(err)
 	}

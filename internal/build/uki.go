@@ -6,8 +6,10 @@ import (
 	"encoding/binary"
 	"fmt"
 	"os"
+	"path/filepath"
 
 	"github.com/kubedos/kubedos/internal/durable"
+	"github.com/kubedos/kubedos/internal/measure"
 )
 
 // UKIInput is what a unified kernel image is assembled from.
@@ -17,13 +19,17 @@ type UKIInput struct {
 	Initrd  string
 	Cmdline string
 	OSRel   string
+	// PCRPKey, when set, is the PCR policy key (PEM) for a .pcrpkey
+	// section: measured into PCR 11, handed to the initrd by the stub as
+	// /.extra/tpm2-pcr-public-key.pem.
+	PCRPKey []byte
 }
 
 // sectionAlign is the page alignment OVMF's memory protection needs for
 // each section's address.
 const sectionAlign = 4096
 
-// MakeUKI adds .osrel, .cmdline, .linux and .initrd to the stub with objcopy,
+// MakeUKI adds .osrel, .cmdline, .linux, .initrd (and .pcrpkey) to the stub with objcopy,
 // each at a page-aligned address after the stub's own sections, then clears
 // the two header fields objcopy fills from the clock, for reproducibility.
 func MakeUKI(ctx context.Context, in UKIInput, out string) error {
@@ -32,7 +38,7 @@ func MakeUKI(ctx context.Context, in UKIInput, out string) error {
 		return err
 	}
 	defer os.RemoveAll(dir)
-	cmdline, osrel := dir+"/cmdline", dir+"/osrel"
+	cmdline, osrel, pcrpkey := dir+"/cmdline", dir+"/osrel", dir+"/pcrpkey"
 	if err := os.WriteFile(cmdline, []byte(in.Cmdline), 0o644); err != nil {
 		return err
 	}
@@ -45,7 +51,14 @@ func MakeUKI(ctx context.Context, in UKIInput, out string) error {
 	}
 	args := []string{}
 	next := alignUp(end, sectionAlign)
-	for _, s := range []struct{ name, file string }{{".osrel", osrel}, {".cmdline", cmdline}, {".linux", in.Kernel}, {".initrd", in.Initrd}} {
+	sections := []struct{ name, file string }{{".osrel", osrel}, {".cmdline", cmdline}, {".linux", in.Kernel}, {".initrd", in.Initrd}}
+	if len(in.PCRPKey) > 0 {
+		if err := os.WriteFile(pcrpkey, in.PCRPKey, 0o644); err != nil {
+			return err
+		}
+		sections = append(sections, struct{ name, file string }{".pcrpkey", pcrpkey})
+	}
+	for _, s := range sections {
 		st, err := os.Stat(s.file)
 		if err != nil {
 			return fmt.Errorf("uki section %s: %w", s.name, err)
@@ -59,6 +72,58 @@ func MakeUKI(ctx context.Context, in UKIInput, out string) error {
 		}
 		return clearPETimestamps(tmp)
 	})
+}
+
+// AddUKISection copies the UKI in to out with one more section, content,
+// at the next page-aligned address after its last one.
+func AddUKISection(ctx context.Context, in, name string, content []byte, out string) error {
+	dir, err := os.MkdirTemp("", "kubedos-uki-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	file := filepath.Join(dir, "section")
+	if err := os.WriteFile(file, content, 0o644); err != nil {
+		return err
+	}
+	end, err := peImageEnd(in)
+	if err != nil {
+		return err
+	}
+	args := []string{"--add-section", name + "=" + file, "--change-section-vma", fmt.Sprintf("%s=0x%x", name, alignUp(end, sectionAlign)), in}
+	return durable.Produce(out, func(tmp string) error {
+		if _, err := runTool(ctx, nil, "objcopy", append(args, tmp)...); err != nil {
+			return fmt.Errorf("add UKI section %s: %w", name, err)
+		}
+		return clearPETimestamps(tmp)
+	})
+}
+
+// PCR11Values are the PCR 11 values a UKI leaves at each boot phase
+// (measure.BootPhases): what its .pcrsig must sign.
+func PCR11Values(uki string) ([][]byte, error) {
+	f, err := os.Open(uki)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	sections, err := measure.SectionsFromPE(f)
+	if err != nil {
+		return nil, err
+	}
+	events, err := measure.PredictPCR11(sections)
+	if err != nil {
+		return nil, err
+	}
+	stub, err := measure.Replay(events)
+	if err != nil {
+		return nil, err
+	}
+	var values [][]byte
+	for _, ph := range measure.BootPhases {
+		values = append(values, measure.PCR11AtPhase(stub, ph.Words...))
+	}
+	return values, nil
 }
 
 func alignUp(v, a uint64) uint64 { return (v + a - 1) / a * a }

@@ -3,7 +3,9 @@ package build
 import (
 	"bytes"
 	"context"
+	"crypto/rsa"
 	"crypto/x509"
+	"debug/pe"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -12,7 +14,9 @@ import (
 
 	"github.com/kubedos/kubedos/internal/lock"
 	"github.com/kubedos/kubedos/internal/manifest"
+	"github.com/kubedos/kubedos/internal/measure"
 	"github.com/kubedos/kubedos/internal/sign"
+	"github.com/kubedos/kubedos/internal/tpmseal"
 )
 
 // Failure is one thing wrong with a build, naming the file.
@@ -43,6 +47,9 @@ func Verify(ctx context.Context, dir string, keys *sign.KeySet) ([]Failure, erro
 	}
 	if m.DBCert != sha256Hex(keys.DB.Raw) {
 		fail(manifest.ManifestFile, "built for db certificate %s, not %s", m.DBCert, keys.Path(sign.FileDBCert))
+	}
+	if m.PCRPolicyKey != tpmseal.Fingerprint(keys.PCRPolicyPub) {
+		fail(manifest.ManifestFile, "built for PCR policy key %s, not %s", m.PCRPolicyKey, keys.Path(sign.FilePCRPolicyPub))
 	}
 	listed := map[string]bool{manifest.ManifestFile: true, manifest.SignatureFile: true}
 	for _, f := range m.Files {
@@ -86,6 +93,9 @@ func Verify(ctx context.Context, dir string, keys *sign.KeySet) ([]Failure, erro
 		} else if got, err := json.Marshal(pred); err != nil || !sameJSON(got, rm.PCRs) {
 			fail(manifest.ManifestFile, "role %s: the PCR prediction does not follow from the built EFI binaries and keys", r)
 		}
+		if err := checkPCRSig(filepath.Join(dir, rel(FileUKI)), keys.PCRPolicyPub); err != nil {
+			fail(rel(FileUKI), "signed PCR 11 policy: %v", err)
+		}
 		if err := CheckVerity(ctx, filepath.Join(dir, rel(FileRoot)), filepath.Join(dir, rel(FileVerity)), rm.RootHash); err != nil {
 			fail(rel(FileRoot), "dm-verity root hash %s does not match: %v", rm.RootHash, err)
 		}
@@ -96,6 +106,64 @@ func Verify(ctx context.Context, dir string, keys *sign.KeySet) ([]Failure, erro
 		}
 	}
 	return fails, nil
+}
+
+// checkPCRSig checks a UKI's .pcrsig: signed by the PCR policy key, exactly
+// one entry per boot phase, each approving the PCR 11 value this UKI's
+// measured sections give at that phase, and its .pcrpkey is that key.
+func checkPCRSig(uki string, pub *rsa.PublicKey) error {
+	f, err := pe.Open(uki)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	section := func(name string) ([]byte, error) {
+		s := f.Section(name)
+		if s == nil {
+			return nil, fmt.Errorf("no %s section", name)
+		}
+		b, err := s.Data()
+		if err != nil {
+			return nil, err
+		}
+		return b[:min(uint32(len(b)), s.VirtualSize)], nil
+	}
+	pkey, err := section(".pcrpkey")
+	if err != nil {
+		return err
+	}
+	if k, err := tpmseal.PublicKey(pkey); err != nil || !k.Equal(pub) {
+		return fmt.Errorf(".pcrpkey is not the PCR policy key %.16s…", tpmseal.Fingerprint(pub))
+	}
+	raw, err := section(".pcrsig")
+	if err != nil {
+		return err
+	}
+	sigs, err := tpmseal.ParseSignatures(bytes.TrimRight(raw, "\x00"))
+	if err != nil {
+		return err
+	}
+	pols, err := sigs.Verify(pub)
+	if err != nil {
+		return err
+	}
+	values, err := PCR11Values(uki)
+	if err != nil {
+		return err
+	}
+	if len(pols) != len(values) {
+		return fmt.Errorf("%d signed values, want %d (one per boot phase)", len(pols), len(values))
+	}
+	for i, v := range values {
+		want, err := tpmseal.PCRPolicy(tpmseal.PCRKernelImage, v)
+		if err != nil {
+			return err
+		}
+		if !bytes.Equal(pols[i], want) {
+			return fmt.Errorf("entry %d approves another PCR 11 than this UKI's at phase %s", i, measure.BootPhases[i].Name)
+		}
+	}
+	return nil
 }
 
 func verifyPEFile(path string, roots []*x509.Certificate) error {

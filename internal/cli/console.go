@@ -1,28 +1,38 @@
 package cli
 
 import (
+	"context"
 	"fmt"
 	"net"
+	"path/filepath"
+	"strconv"
 	"time"
 
 	"github.com/kubedos/kubedos/internal/api"
 	"github.com/kubedos/kubedos/internal/cluster"
 	"github.com/kubedos/kubedos/internal/console"
+	"github.com/kubedos/kubedos/internal/sign"
 	"github.com/kubedos/kubedos/internal/spec"
 	"github.com/spf13/cobra"
 )
 
 const consoleLong = `Serve the cluster's web console on this machine: an overview of the nodes by
-role and state that updates itself (server-sent events), each node's identity
-and its full quarantine reason, the hub's audit log, and the revoke and fence
-actions.
+role and state that updates itself (server-sent events); each node's
+identity, full quarantine reason, PCR prediction, services and audit
+entries; the builds given with --build (signed manifest, SBOM summary,
+provenance, predicted PCRs); upgrades in progress (live); the convergence
+plan of SPEC as a graph with each step's outcome in the hub's last run; the
+hub's audit log; and the node actions: revoke, fence, replace, upgrade to a
+--build, restart a service the node allows.
 
-The console holds no power of its own. It calls the hub's admin API with the
-operator certificate this command is given (--keys, or --cert and --key, as
-kubedos node list), so the hub checks and audits every action under that
-operator's name. It offers only what that certificate's role allows by the
-hub's role table: a reader sees no actions and a forged action request is
-refused (403) before it reaches the hub, which would refuse it too.
+The console holds no power of its own. It calls the hub's admin API and the
+nodes' APIs with the operator certificate this command is given (--keys, or
+--cert and --key, as kubedos node list), through the same library calls as
+kubedos node revoke|fence|replace|upgrade|restart-service, so the hub or the
+node checks and audits every action under that operator's name. It offers
+only what that certificate's role allows by the hub's role table: a reader
+sees no actions and a forged action request is refused (403) before it
+reaches the hub, which would refuse it too.
 
 Browsers log in with the token printed at start (open the printed address
 once); the token trades for a session cookie, and every action needs the
@@ -35,10 +45,14 @@ everything is in the binary, so it works air-gapped.
 
 The hub is found like kubedos node list: --hub, KUBEDOS_HUB, or the hub of
 SPEC's cluster where cluster up left it (the master after hand-over), else
-127.0.0.1:7443. The overview polls the hub every --poll.
+127.0.0.1:7443. A node's API is found where cluster up recorded it, else at
+its spec address, else at NAME:7444. The overview polls the hub every --poll.
+Builds are checked with <keys>/artifact/signing.pub when it exists.
 
 Fence here revokes the node at the hub and marks it to be stopped; it does
-not cut the VM's power (kubedos node fence --spec SPEC NAME does).
+not cut the VM's power (kubedos node fence --spec SPEC NAME does). With SPEC,
+revoke, fence and replace also take a worker out of Kubernetes, as the CLI
+does with --spec.
 See docs/console.md.`
 
 func newConsoleCmd(g *globals) *cobra.Command {
@@ -46,13 +60,16 @@ func newConsoleCmd(g *globals) *cobra.Command {
 	var listen string
 	var hosts []string
 	var poll time.Duration
+	var builds []string
+	var outDir string
 	cmd := &cobra.Command{
 		Use:   "console [SPEC]",
-		Short: "Serve the web console (nodes, quarantine reasons, audit log, revoke and fence) as this operator",
+		Short: "Serve the web console (nodes, builds, upgrades, plan, audit log and node actions) as this operator",
 		Long:  consoleLong,
 		Example: `  kubedos console cluster.yaml
   kubedos console --hub 10.0.0.2:7443 --keys keys --cert reader.crt --key reader.key
-  kubedos console cluster.yaml --listen 127.0.0.1:9443`,
+  kubedos console cluster.yaml --listen 127.0.0.1:9443
+  kubedos console cluster.yaml --build out/local/<build-id> --build <other-build-id>`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := g.checkOutput(OutputText); err != nil {
@@ -65,9 +82,10 @@ func newConsoleCmd(g *globals) *cobra.Command {
 				c.spec = args[0]
 			}
 			name := ""
+			var s *spec.ClusterSpec
 			if c.spec != "" {
-				s, err := spec.Load(c.spec)
-				if err != nil {
+				var err error
+				if s, err = spec.Load(c.spec); err != nil {
 					return fmt.Errorf("%s: %w", c.spec, err)
 				}
 				name = s.Metadata.Name
@@ -82,7 +100,46 @@ func newConsoleCmd(g *globals) *cobra.Command {
 				return err
 			}
 			defer done()
-			con, err := console.New(console.Config{Hub: cl, Cert: conf.Certificates[0].Leaf, Cluster: name, HubAddr: c.addr, Poll: poll})
+			cc, err := access.Conn(c.addr, api.HubServerName)
+			if err != nil {
+				return err
+			}
+			defer cc.Close()
+			cfg := console.Config{Hub: cl, Cert: conf.Certificates[0].Leaf, Cluster: name, HubAddr: c.addr, Poll: poll,
+				Runs: api.NewRunsClient(cc), Spec: s}
+			hubAddr := c.addr
+			cfg.Act = func(ctx context.Context, act cluster.NodeAction) (cluster.NodeActed, error) {
+				act.Spec, act.NewKube = s, newKubeClient
+				return access.ActOnNode(ctx, hubAddr, act)
+			}
+			nodeAddr := func(name string) string { return net.JoinHostPort(name, strconv.Itoa(api.NodeAPIPort)) }
+			if s != nil {
+				f := clusterFlags{keys: c.keys, state: c.state}
+				ccfg, err := f.load(c.spec, false, nil)
+				if err != nil {
+					return err
+				}
+				nodeAddr = cluster.New(ccfg).NodeAPIAddr
+			}
+			cfg.DialNode = func(name string) (*api.NodeClient, func(), error) {
+				return cluster.NodeDialer{Addr: nodeAddr(name), Name: name, Access: access}.Dial()
+			}
+			for _, ref := range builds {
+				dir, err := resolveBuild(ref, outDir)
+				if err != nil {
+					return err
+				}
+				cfg.Builds = append(cfg.Builds, dir)
+			}
+			if len(cfg.Builds) > 0 {
+				pub, err := sign.ReadVerifyKey(filepath.Join(c.keys, sign.FileSigningPub))
+				if err != nil {
+					fmt.Fprintf(g.stderr, "WARNING: builds shown unchecked: %v (the hub checks a build before an upgrade regardless)\n", err)
+				} else {
+					cfg.ArtifactKey = pub
+				}
+			}
+			con, err := console.New(cfg)
 			if err != nil {
 				return err
 			}
@@ -118,5 +175,7 @@ func newConsoleCmd(g *globals) *cobra.Command {
 	cmd.Flags().StringVar(&listen, "listen", "127.0.0.1:8443", "address to serve HTTPS on")
 	cmd.Flags().StringSliceVar(&hosts, "host", nil, "extra names and addresses for the console's certificate")
 	cmd.Flags().DurationVar(&poll, "poll", console.DefaultPoll, "how often the live overview asks the hub for its nodes")
+	cmd.Flags().StringArrayVar(&builds, "build", nil, "a build to show and upgrade nodes to: its directory, or its build-id (or a unique prefix) under --out; repeatable")
+	cmd.Flags().StringVar(&outDir, "out", "out", "where kubedos build wrote its builds (for --build BUILD-ID)")
 	return cmd
 }

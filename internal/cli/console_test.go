@@ -102,6 +102,18 @@ func TestConsoleServes(t *testing.T) {
 	if res.StatusCode != http.StatusOK || !strings.Contains(string(body), `href="/nodes/w-7"`) {
 		t.Errorf("overview after login: %d\n%s", res.StatusCode, body)
 	}
+	base := strings.Split(login, "/login")[0]
+	for path, want := range map[string]string{"/builds": "This console was given no build", "/plan": "started without the cluster's spec", "/upgrades": "No node has an upgrade target"} {
+		res, err := cl.Get(base + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		if res.StatusCode != http.StatusOK || !strings.Contains(string(body), want) {
+			t.Errorf("GET %s: %d, lacks %q", path, res.StatusCode, want)
+		}
+	}
 	stop()
 	select {
 	case c := <-code:
@@ -131,3 +143,15 @@ func TestConsoleRefusesUnreachableHub(t *testing.T) {
 }
 
 func insecureForTest() *tls.Config { return &tls.Config{InsecureSkipVerify: true} } //nolint:gosec // a test of our own server
+
+// A --build that is not a build stops the console before it serves.
+func TestConsoleRefusesMissingBuild(t *testing.T) {
+	ca := pkitest.NewCA(t)
+	keys := pkitest.WriteKeys(t, ca, pki.RoleAdmin)
+	var out, errb lockedBuffer
+	code := Run(context.Background(), []string{"console", "--hub", "127.0.0.1:1", "--keys", keys, "--listen", "127.0.0.1:0",
+		"--build", t.TempDir() + "/none", "--out", t.TempDir()}, &out, &errb)
+	if code == 0 || !strings.Contains(errb.String(), "/none: no such build directory") || out.String() != "" {
+		t.Errorf("console with a missing build: exit %d, stdout %q, stderr %q", code, out.String(), errb.String())
+	}
+}

@@ -249,12 +249,5 @@ func (f *lastRunFlags) mark(ctx context.Context, g *globals, s *spec.ClusterSpec
 		fmt.Fprintf(g.stderr, "kubedos: last convergence run not shown: %v\n", err)
 		return
 	}
-	if run == nil || run.Cluster != s.Metadata.Name {
-		return
-	}
-	outcomes := map[string]string{}
-	for _, st := range run.Steps {
-		outcomes[st.ID] = st.Outcome
-	}
-	doc.SetLast(plan.LastRun{Seq: run.Seq, Outcome: run.Outcome, Ended: run.Ended, Actor: run.Actor}, outcomes)
+	cluster.MarkLastRun(doc, run)
 }

@@ -6,10 +6,14 @@
 package cluster
 
 import (
+	"crypto/ed25519"
 	"fmt"
+	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/kubedos/kubedos/internal/api"
@@ -192,18 +196,43 @@ func (c *Cluster) master() (spec.Node, error) {
 // VerifiedManifest reads a build's manifest and checks its signature with
 // the platform's artifact key: the hub's policy is only what was signed.
 func VerifiedManifest(dir string, ks *sign.KeySet) (*manifest.Manifest, error) {
-	m, raw, err := manifest.Read(filepath.Join(dir, manifest.ManifestFile))
+	m, _, _, err := VerifiedBuild(dir, ks.SigningPub)
+	return m, err
+}
+
+// VerifiedBuild reads dir's manifest and its signature and checks it with
+// the artifact key pub; it returns both as read, for the hub (AssignBuild).
+func VerifiedBuild(dir string, pub ed25519.PublicKey) (m *manifest.Manifest, raw, sig []byte, err error) {
+	m, raw, err = manifest.Read(filepath.Join(dir, manifest.ManifestFile))
 	if err != nil {
-		return nil, err
+		return nil, nil, nil, err
 	}
-	sig, err := os.ReadFile(filepath.Join(dir, manifest.SignatureFile))
+	sig, err = os.ReadFile(filepath.Join(dir, manifest.SignatureFile))
 	if err != nil {
-		return nil, fmt.Errorf("build %s: %w", dir, err)
+		return nil, nil, nil, fmt.Errorf("build %s: %w", dir, err)
 	}
-	if err := sign.VerifyBlob(ks.SigningPub, raw, sig); err != nil {
-		return nil, fmt.Errorf("build %s: manifest signature: %w", dir, err)
+	if err := sign.VerifyBlob(pub, raw, sig); err != nil {
+		return nil, nil, nil, fmt.Errorf("build %s: manifest signature: %w", dir, err)
 	}
-	return m, nil
+	return m, raw, sig, nil
+}
+
+// NodeAPIAddr is where node name's API answers: the address cluster up
+// recorded for it here, else its spec address, else its name, on
+// api.NodeAPIPort.
+func (c *Cluster) NodeAPIAddr(name string) string {
+	if b, err := os.ReadFile(filepath.Join(c.NodeDir(name), "api.addr")); err == nil {
+		if a := strings.TrimSpace(string(b)); a != "" {
+			return a
+		}
+	}
+	host := name
+	if c.Spec != nil {
+		if n, ok := c.Spec.NodeByName(name); ok && n.Address != "" {
+			host = n.Address
+		}
+	}
+	return net.JoinHostPort(host, strconv.Itoa(api.NodeAPIPort))
 }
 
 // EnrolledVars is Debian's blank OVMF variable store with the platform's

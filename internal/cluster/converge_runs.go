@@ -7,6 +7,7 @@ import (
 
 	"github.com/kubedos/kubedos/internal/api"
 	"github.com/kubedos/kubedos/internal/converge"
+	"github.com/kubedos/kubedos/internal/plan"
 )
 
 // RunRecord is the hub's form of a run of cluster.
@@ -42,4 +43,19 @@ func LastRun(ctx context.Context, hubAddr string, clientTLS *tls.Config) (*api.R
 		return nil, nil
 	}
 	return &res.Runs[0], nil
+}
+
+// MarkLastRun marks each step of doc with its outcome in run, the hub's
+// last convergence run, when run is of doc's cluster; it says whether it
+// did (kubedos plan and the web console show the same).
+func MarkLastRun(doc *plan.Document, run *api.RunRecord) bool {
+	if run == nil || run.Cluster != doc.Cluster {
+		return false
+	}
+	outcomes := map[string]string{}
+	for _, st := range run.Steps {
+		outcomes[st.ID] = st.Outcome
+	}
+	doc.SetLast(plan.LastRun{Seq: run.Seq, Outcome: run.Outcome, Ended: run.Ended, Actor: run.Actor}, outcomes)
+	return true
 }

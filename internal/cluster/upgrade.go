@@ -34,8 +34,14 @@ var ErrRolledBack = errors.New("the new build did not pass its boot check; the n
 // UpgradeTarget is how to reach one node and its hub.
 type UpgradeTarget struct {
 	Name     string
-	Hub      *api.AdminClient
+	Hub      BuildAssigner
 	DialNode func() (*api.NodeClient, func(), error)
+}
+
+// BuildAssigner is the hub call an upgrade starts with: *api.AdminClient
+// (the web console passes its own hub client through it).
+type BuildAssigner interface {
+	AssignBuild(ctx context.Context, name string, manifest, signature []byte) (*api.Node, error)
 }
 
 // UpgradeOptions: Reboot into the build (else only write it); Wait bounds

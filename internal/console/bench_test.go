@@ -28,8 +28,9 @@ func (f fakeHub) GetNode(_ context.Context, name string) (*api.Node, error) {
 func (f fakeHub) Audit(context.Context, uint64, int) (*api.AuditResponse, error) {
 	return &api.AuditResponse{ChainOK: true}, nil
 }
-func (f fakeHub) Revoke(context.Context, string, string) (*api.Node, error) { return nil, nil }
-func (f fakeHub) Fence(context.Context, string, string) (*api.Node, error)  { return nil, nil }
+func (f fakeHub) AssignBuild(context.Context, string, []byte, []byte) (*api.Node, error) {
+	return nil, fmt.Errorf("not here")
+}
 
 func manyNodes(n int) []api.Node {
 	roles := []string{"master", "worker", "worker", "worker", "storage"}

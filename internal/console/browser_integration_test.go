@@ -11,7 +11,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kubedos/kubedos/examples"
 	"github.com/kubedos/kubedos/internal/pki"
+	"github.com/kubedos/kubedos/internal/plan"
+	"github.com/kubedos/kubedos/internal/spec"
 )
 
 // chromium finds Debian's headless-capable browser or skips the test.
@@ -64,6 +67,17 @@ func TestBrowser(t *testing.T) {
 	bin := chromium(t)
 	h := startHub(t)
 	shots := artifacts(t)
+	// A last convergence run for the plan, and an upgrade assigned at the
+	// hub for the upgrades page.
+	s, err := spec.LoadBytes(examples.Local)
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc := h.recordRun(t, s, plan.EnrollID("w-1"))
+	b2 := LoadBuild(h.builds[1], nil)
+	if _, err := h.console(t, pki.RoleAdmin).c.cfg.Hub.AssignBuild(context.Background(), "w-3", b2.raw, b2.sig); err != nil {
+		t.Fatal(err)
+	}
 	for _, tt := range []struct {
 		role    pki.Role
 		actions bool
@@ -95,7 +109,38 @@ func TestBrowser(t *testing.T) {
 			if got := strings.Contains(dom, `action="/nodes/w-2/revoke"`); got != tt.actions {
 				t.Errorf("%s sees a revoke form: %v, want %v", tt.role, got, tt.actions)
 			}
-			for _, p := range []struct{ file, path string }{{"overview", "/"}, {"node", "/nodes/w-2"}, {"audit", "/audit"}} {
+			// The node page of an enrolled node: its PCR prediction, its
+			// health, planes, drift and services from its API, and the
+			// actions its role allows.
+			dom = headless(t, bin, profile, "--dump-dom", b.srv.URL+"/nodes/w-3")
+			for _, want := range []string{`id="pcrs"`, h.preds["b1"][4], "<td>kubelet.service</td>", `id="node-audit"`, `id="health"`, `id="planes"`, `id="drift"`} {
+				if !strings.Contains(dom, want) {
+					t.Errorf("node page in the browser lacks %q", want)
+				}
+			}
+			for _, action := range []string{"replace", "upgrade", "restart"} {
+				if got := strings.Contains(dom, `action="/nodes/w-3/`+action+`"`); got != tt.actions {
+					t.Errorf("%s sees a %s form: %v, want %v", tt.role, action, got, tt.actions)
+				}
+			}
+			dom = headless(t, bin, profile, "--dump-dom", b.srv.URL+"/builds")
+			for _, want := range []string{"Build 2026-b1", "in service on 1 node", "signature verified with the artifact key", "MIT (1)"} {
+				if !strings.Contains(dom, want) {
+					t.Errorf("builds page in the browser lacks %q", want)
+				}
+			}
+			// The plan is inline SVG the browser parsed as such: one group
+			// per step, the failed step marked.
+			dom = headless(t, bin, profile, "--dump-dom", b.srv.URL+"/plan")
+			if n := strings.Count(dom, `<g class="step `); n != len(doc.Steps) || !strings.Contains(dom, `<g class="step o-failed"><title>enroll/w-1`) {
+				t.Errorf("plan graph in the browser: %d step boxes (want %d), failed step marked: %v", n, len(doc.Steps), strings.Contains(dom, "o-failed"))
+			}
+			dom = headless(t, bin, profile, "--dump-dom", b.srv.URL+"/upgrades")
+			if !strings.Contains(dom, `data-live-event="upgrades"`) || !strings.Contains(dom, `<td>b1</td><td>b2-worker</td>`) {
+				t.Errorf("upgrades page in the browser lacks w-3's assignment:\n%s", dom)
+			}
+			for _, p := range []struct{ file, path string }{{"overview", "/"}, {"node", "/nodes/w-2"}, {"node-enrolled", "/nodes/w-3"},
+				{"audit", "/audit"}, {"builds", "/builds"}, {"upgrades", "/upgrades"}, {"plan", "/plan"}} {
 				file := filepath.Join(shots, string(tt.role)+"-"+p.file+".png")
 				headless(t, bin, profile, "--screenshot="+file, b.srv.URL+p.path)
 				if fi, err := os.Stat(file); err != nil || fi.Size() < 1000 {

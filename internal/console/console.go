@@ -2,8 +2,8 @@ package console
 
 import (
 	"context"
+	"crypto/ed25519"
 	"crypto/sha256"
-	"crypto/subtle"
 	"crypto/x509"
 	"embed"
 	"encoding/hex"
@@ -20,8 +20,10 @@ import (
 	"time"
 
 	"github.com/kubedos/kubedos/internal/api"
+	"github.com/kubedos/kubedos/internal/cluster"
 	"github.com/kubedos/kubedos/internal/errdefs"
 	"github.com/kubedos/kubedos/internal/pki"
+	"github.com/kubedos/kubedos/internal/spec"
 )
 
 // Hub is what the console reads and does at the hub: *api.AdminClient,
@@ -30,8 +32,8 @@ type Hub interface {
 	ListNodes(ctx context.Context) (*api.ListNodesResponse, error)
 	GetNode(ctx context.Context, name string) (*api.Node, error)
 	Audit(ctx context.Context, from uint64, limit int) (*api.AuditResponse, error)
-	Revoke(ctx context.Context, name, reason string) (*api.Node, error)
-	Fence(ctx context.Context, name, reason string) (*api.Node, error)
+	// AssignBuild starts an upgrade (cluster.UpgradeNode calls it).
+	AssignBuild(ctx context.Context, name string, manifest, signature []byte) (*api.Node, error)
 }
 
 // Config is what a console serves with.
@@ -48,6 +50,30 @@ type Config struct {
 	// Poll is how often the live view asks the hub for its node list.
 	Poll time.Duration
 	Now  func() time.Time
+
+	// Act revokes, fences or replaces a node as kubedos node
+	// revoke|fence|replace do (cluster.Access.ActOnNode, with the spec
+	// when the console has one); nil: those actions are not offered.
+	Act func(ctx context.Context, act cluster.NodeAction) (cluster.NodeActed, error)
+	// DialNode connects to a node's own API with the operator's
+	// certificate (cluster.NodeDialer.Dial); nil: no services and no
+	// upgrades are offered.
+	DialNode func(name string) (*api.NodeClient, func(), error)
+	// Runs reads the hub's convergence runs (*api.RunsClient); nil: the
+	// plan is shown without its last run.
+	Runs Runs
+	// Spec is the cluster's spec, which the plan page expands (nil: no
+	// plan).
+	Spec *spec.ClusterSpec
+	// Builds are build directories: the builds page shows them, the node
+	// page their PCR predictions, and nodes may be upgraded to them.
+	// ArtifactKey checks their manifests' signatures (nil: shown
+	// unchecked; the hub checks an upgrade's build regardless).
+	Builds      []string
+	ArtifactKey ed25519.PublicKey
+	// Upgrade tunes upgrades (Wait: DefaultUpgradeWait when 0); they
+	// always reboot into the new build.
+	Upgrade cluster.UpgradeOptions
 }
 
 // DefaultPoll is how often the live overview polls the hub while a page
@@ -88,8 +114,12 @@ type Console struct {
 	audit    []api.AuditEntry     // the newest auditTail entries seen, oldest first
 	chainOK  bool
 	chainAt  time.Time
+	jobs     map[string]*Job // upgrades started here, by node
+	// bg is what upgrades run under: Run's context once it runs.
+	bg context.Context
 
-	live *live
+	builds []Build // read once at New: a build directory does not change
+	live   *live
 }
 
 // New checks cfg and makes the console.
@@ -114,8 +144,12 @@ func New(cfg Config) (*Console, error) {
 		cfg.Token = randomHex(16)
 	}
 	id := sha256.Sum256(cfg.Cert.Raw)
-	c := &Console{cfg: cfg, role: role, operator: cfg.Cert.Subject.CommonName, certID: hex.EncodeToString(id[:]), key: []byte(randomHex(32)), sessions: map[string]time.Time{}, pages: map[string]*template.Template{}}
-	for _, p := range []string{"overview", "node", "audit", "login"} {
+	c := &Console{cfg: cfg, role: role, operator: cfg.Cert.Subject.CommonName, certID: hex.EncodeToString(id[:]), key: []byte(randomHex(32)), sessions: map[string]time.Time{}, pages: map[string]*template.Template{},
+		jobs: map[string]*Job{}, bg: context.Background()}
+	for _, dir := range cfg.Builds {
+		c.builds = append(c.builds, LoadBuild(dir, cfg.ArtifactKey))
+	}
+	for _, p := range []string{"overview", "node", "audit", "login", "builds", "upgrades", "plan"} {
 		t, err := template.New(p).Funcs(funcs).ParseFS(assets, "assets/layout.html", "assets/"+p+".html")
 		if err != nil {
 			return nil, fmt.Errorf("console: template %s: %w", p, err)
@@ -131,6 +165,9 @@ func New(cfg Config) (*Console, error) {
 	mux.HandleFunc("GET /nodes/{name}", c.auth(c.node))
 	mux.HandleFunc("POST /nodes/{name}/{action}", c.auth(c.act))
 	mux.HandleFunc("GET /audit", c.auth(c.auditPage))
+	mux.HandleFunc("GET /builds", c.auth(c.buildsPage))
+	mux.HandleFunc("GET /upgrades", c.auth(c.upgradesPage))
+	mux.HandleFunc("GET /plan", c.auth(c.planPage))
 	mux.HandleFunc("GET /events", c.auth(c.live.serve))
 	c.mux = mux
 	return c, nil
@@ -139,8 +176,14 @@ func New(cfg Config) (*Console, error) {
 // Token is the login token: open /login?token=TOKEN once per browser.
 func (c *Console) Token() string { return c.cfg.Token }
 
-// Run polls the hub for the live overview until ctx ends.
-func (c *Console) Run(ctx context.Context) { c.live.run(ctx) }
+// Run polls the hub for the live views until ctx ends; upgrades started
+// from then on end with it.
+func (c *Console) Run(ctx context.Context) {
+	c.mu.Lock()
+	c.bg = ctx
+	c.mu.Unlock()
+	c.live.run(ctx)
+}
 
 // Refresh polls the hub once and pushes a changed overview to live pages.
 func (c *Console) Refresh(ctx context.Context) error { return c.live.refresh(ctx) }
@@ -305,87 +348,6 @@ func paginate(nodes []api.Node, filter string, idx int) Page {
 		p.Next = link(p.Index + 1)
 	}
 	return p
-}
-
-// NodeView is the node page's data.
-type NodeView struct {
-	Node      api.Node
-	Reason    string // the full reason, bounded
-	CanRevoke bool
-	CanFence  bool
-	Done      string
-}
-
-func (c *Console) node(w http.ResponseWriter, r *http.Request) {
-	n, err := c.cfg.Hub.GetNode(r.Context(), r.PathValue("name"))
-	if err != nil {
-		c.hubError(w, r, err)
-		return
-	}
-	c.render(w, "node", c.base(r, "Node "+n.Name), c.nodeView(n, r.URL.Query().Get("done")))
-}
-
-func (c *Console) nodeView(n *api.Node, done string) NodeView {
-	v := NodeView{Node: *n, CanRevoke: pki.Allows(c.role, pki.ActionRevoke), CanFence: pki.Allows(c.role, pki.ActionFence)}
-	if n.Reason != nil {
-		v.Reason = clip(n.Reason.Check+": "+n.Reason.Detail, maxReason)
-	}
-	if done == "revoke" || done == "fence" {
-		v.Done = done
-	}
-	return v
-}
-
-// act revokes or fences a node as the operator: the role must allow it,
-// the CSRF token must be the session's and the confirmation the node's name.
-func (c *Console) act(w http.ResponseWriter, r *http.Request) {
-	name, action := r.PathValue("name"), r.PathValue("action")
-	var need pki.Action
-	switch action {
-	case "revoke":
-		need = pki.ActionRevoke
-	case "fence":
-		need = pki.ActionFence
-	default:
-		http.Error(w, "unknown action", http.StatusNotFound)
-		return
-	}
-	if !pki.Allows(c.role, need) {
-		http.Error(w, fmt.Sprintf("forbidden: role %s may not %s (the console acts as %s)", c.role, action, c.operator), http.StatusForbidden)
-		return
-	}
-	r.Body = http.MaxBytesReader(w, r.Body, 8<<10)
-	if err := r.ParseForm(); err != nil {
-		http.Error(w, "bad form: "+err.Error(), http.StatusBadRequest)
-		return
-	}
-	want := c.csrf(r.Context().Value(ctxKey{}).(string))
-	if subtle.ConstantTimeCompare([]byte(r.PostForm.Get("csrf")), []byte(want)) != 1 {
-		http.Error(w, "forbidden: bad or missing CSRF token", http.StatusForbidden)
-		return
-	}
-	if r.PostForm.Get("confirm") != name {
-		http.Error(w, fmt.Sprintf("not done: type the node's name %q to confirm", name), http.StatusBadRequest)
-		return
-	}
-	reason := strings.TrimSpace(r.PostForm.Get("reason"))
-	if reason == "" {
-		reason = "from the web console"
-	}
-	reason = clip(reason, maxFormReason)
-	var err error
-	if action == "revoke" {
-		_, err = c.cfg.Hub.Revoke(r.Context(), name, reason)
-	} else {
-		_, err = c.cfg.Hub.Fence(r.Context(), name, reason)
-	}
-	if err != nil {
-		c.hubError(w, r, err)
-		return
-	}
-	// The live view shows the change at once rather than at the next poll.
-	_ = c.live.refresh(r.Context())
-	http.Redirect(w, r, "/nodes/"+pathEscape(name)+"?done="+action, http.StatusSeeOther)
 }
 
 // AuditView is the audit page's data.

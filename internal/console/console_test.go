@@ -3,11 +3,14 @@ package console
 import (
 	"bufio"
 	"context"
+	"crypto/ed25519"
+	"crypto/rand"
 	"crypto/sha256"
 	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"net/http/cookiejar"
@@ -18,12 +21,15 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kubedos/kubedos/examples"
 	"github.com/kubedos/kubedos/internal/api"
+	"github.com/kubedos/kubedos/internal/api/apitest"
 	"github.com/kubedos/kubedos/internal/cluster"
 	"github.com/kubedos/kubedos/internal/hub"
 	"github.com/kubedos/kubedos/internal/measure"
 	"github.com/kubedos/kubedos/internal/pki"
 	"github.com/kubedos/kubedos/internal/pki/pkitest"
+	"github.com/kubedos/kubedos/internal/spec"
 )
 
 // anyBuild is the hub policy of these tests: nothing is verified through
@@ -34,11 +40,19 @@ func (anyBuild) Expected(string, string) (string, measure.Prediction, error) {
 	return "b1", measure.Prediction{}, nil
 }
 
-// testHub is a real hub (store, rules, gRPC over mTLS) on loopback.
+// testHub is a real hub (store, rules, gRPC over mTLS) on loopback, with
+// w-3's node API (a fake over real mTLS) and two signed builds: b1, which
+// w-3 runs, and b2.
 type testHub struct {
 	addr  string
 	ca    *pki.CA
 	store *hub.Store
+	// artifact signs the builds; the hub checks upgrades with its public half.
+	artifact ed25519.PrivateKey
+	builds   []string
+	preds    map[string]map[int]string // image -> predicted PCR values
+	node     *fakeNode
+	nodeAddr string
 }
 
 // evil is what a node could put in the measurements its quarantine
@@ -58,7 +72,11 @@ func startHub(t *testing.T) *testHub {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h, err := hub.New(hub.Options{Store: st, CA: ca, Verifier: hub.AttestVerifier{}, Policy: anyBuild{}})
+	pub, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := hub.New(hub.Options{Store: st, CA: ca, Verifier: hub.AttestVerifier{}, Policy: anyBuild{}, ArtifactKey: pub})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -109,7 +127,19 @@ func startHub(t *testing.T) *testHub {
 	if _, err := st.CompleteEnrollment(session("w-3"), hub.Enrollment{BuildID: "b1", Cert: hub.Cert{Serial: "a", NotAfter: now.Add(time.Hour)}}, now); err != nil {
 		t.Fatal(err)
 	}
-	return &testHub{addr: lis.Addr().String(), ca: ca, store: st}
+	th := &testHub{addr: lis.Addr().String(), ca: ca, store: st, artifact: priv, preds: map[string]map[int]string{}}
+	for _, b := range []struct{ id, worker string }{{"2026-b1", "b1"}, {"2026-b2", "b2-worker"}} {
+		dir, preds := testBuild(t, priv, b.id, map[string]string{"worker": b.worker, "master": b.worker + "-master"})
+		th.builds = append(th.builds, dir)
+		maps.Copy(th.preds, preds)
+	}
+	th.node = &fakeNode{build: "b1", units: []api.Unit{
+		{Name: "kubelet.service", Load: "loaded", Active: "active", Sub: "running", Description: "kubelet <b>", Restartable: true},
+		{Name: "containerd.service", Load: "loaded", Active: "active", Sub: "running", Restartable: true},
+		{Name: "systemd-journald.service", Load: "loaded", Active: "active", Sub: "running"},
+	}}
+	th.nodeAddr = apitest.Serve(t, apitest.NodeServerOf(t, ca, "w-3", "worker", th.node))
+	return th
 }
 
 // browser is a logged-in client of a console acting with role's
@@ -122,6 +152,12 @@ type browser struct {
 
 func (h *testHub) console(t *testing.T, role pki.Role) *browser {
 	t.Helper()
+	return h.consoleWith(t, role, nil)
+}
+
+// consoleWith is console with the Config changed by edit first.
+func (h *testHub) consoleWith(t *testing.T, role pki.Role, edit func(*Config)) *browser {
+	t.Helper()
 	access := cluster.Access{Keys: pkitest.WriteKeys(t, h.ca, role)}
 	conf, err := access.TLS(api.HubServerName)
 	if err != nil {
@@ -132,7 +168,32 @@ func (h *testHub) console(t *testing.T, role pki.Role) *browser {
 		t.Fatal(err)
 	}
 	t.Cleanup(done)
-	c, err := New(Config{Hub: cl, Cert: conf.Certificates[0].Leaf, Cluster: "test", HubAddr: h.addr, Poll: time.Hour})
+	cc, err := access.Conn(h.addr, api.HubServerName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cc.Close() })
+	s, err := spec.LoadBytes(examples.Local)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := Config{Hub: cl, Cert: conf.Certificates[0].Leaf, Cluster: "test", HubAddr: h.addr, Poll: time.Hour,
+		// What kubedos console wires: the CLI's own library calls.
+		Act: func(ctx context.Context, act cluster.NodeAction) (cluster.NodeActed, error) {
+			return access.ActOnNode(ctx, h.addr, act)
+		},
+		DialNode: func(name string) (*api.NodeClient, func(), error) {
+			if name != "w-3" {
+				return nil, nil, fmt.Errorf("node %s: no API in this test", name)
+			}
+			return cluster.NodeDialer{Addr: h.nodeAddr, Name: name, Access: access}.Dial()
+		},
+		Runs: api.NewRunsClient(cc), Spec: s, Builds: h.builds, ArtifactKey: h.artifact.Public().(ed25519.PublicKey),
+		Upgrade: cluster.UpgradeOptions{SettleEvery: 20 * time.Millisecond, Wait: 20 * time.Second}}
+	if edit != nil {
+		edit(&cfg)
+	}
+	c, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -206,7 +267,7 @@ func TestOverviewShowsNodes(t *testing.T) {
 func TestLoginRequired(t *testing.T) {
 	b := startHub(t).console(t, pki.RoleAdmin)
 	anon := b.srv.Client()
-	for _, path := range []string{"/", "/nodes/w-3", "/audit", "/events", "/login?token=wrong"} {
+	for _, path := range []string{"/", "/nodes/w-3", "/audit", "/events", "/builds", "/upgrades", "/plan", "/events?on=upgrades", "/login?token=wrong"} {
 		res, err := anon.Get(b.srv.URL + path)
 		if err != nil {
 			t.Fatal(err)
@@ -216,13 +277,15 @@ func TestLoginRequired(t *testing.T) {
 			t.Errorf("GET %s without a session = %d, want 401", path, res.StatusCode)
 		}
 	}
-	res, err := anon.PostForm(b.srv.URL+"/nodes/w-3/revoke", url.Values{"confirm": {"w-3"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	res.Body.Close()
-	if res.StatusCode != http.StatusUnauthorized {
-		t.Errorf("POST revoke without a session = %d, want 401", res.StatusCode)
+	for _, action := range []string{"revoke", "fence", "replace", "upgrade", "restart"} {
+		res, err := anon.PostForm(b.srv.URL+"/nodes/w-3/"+action, url.Values{"confirm": {"w-3"}, "build": {"2026-b2"}, "service": {"kubelet.service"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		if res.StatusCode != http.StatusUnauthorized {
+			t.Errorf("POST %s without a session = %d, want 401", action, res.StatusCode)
+		}
 	}
 }
 

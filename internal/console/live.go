@@ -18,20 +18,38 @@ import (
 // maxAttention bounds the nodes the live fragment lists by name.
 const maxAttention = 100
 
-// live pushes the overview's counts to open pages (server-sent events)
-// when the hub's node list changes; one poller serves every page.
-type live struct {
-	c    *Console
-	frag *template.Template
+// Live fragments: the event name a page subscribes to (/events?on=NAME,…),
+// the page template that defines it and how its data is made from the
+// hub's node list.
+var fragments = []struct {
+	event, page, tmpl string
+	data              func(c *Console, nodes []api.Node) any
+}{
+	{"overview", "overview", "live", func(c *Console, nodes []api.Node) any { return summarize(nodes, c.cfg.Now()) }},
+	{"upgrades", "upgrades", "upgradeslive", func(c *Console, nodes []api.Node) any { return c.upgradesView(nodes) }},
+}
 
-	mu   sync.Mutex
-	last []byte // the fragment last pushed
-	sum  [sha256.Size]byte
-	subs map[chan []byte]struct{}
+// live pushes fragments of pages (server-sent events) to the open pages
+// that show them when they change; one poller of the hub serves every page.
+type live struct {
+	c *Console
+
+	mu    sync.Mutex
+	frags map[string][]byte // event -> the fragment last rendered
+	sums  map[string][sha256.Size]byte
+	subs  map[*watcher]struct{}
+}
+
+// watcher is one open page: the events it wants and what it was sent.
+type watcher struct {
+	want map[string]bool
+	sent map[string][sha256.Size]byte
+	// wake is poked when a fragment changed; a slow page gets the newest.
+	wake chan struct{}
 }
 
 func newLive(c *Console) *live {
-	return &live{c: c, frag: c.pages["overview"], subs: map[chan []byte]struct{}{}}
+	return &live{c: c, frags: map[string][]byte{}, sums: map[string][sha256.Size]byte{}, subs: map[*watcher]struct{}{}}
 }
 
 func (l *live) run(ctx context.Context) {
@@ -54,37 +72,72 @@ func (l *live) run(ctx context.Context) {
 	}
 }
 
-// refresh renders the fragment from the hub's node list and, if it
-// changed, sends it to every subscriber.
+// refresh renders the fragments from the hub's node list and wakes the
+// pages whose fragments changed.
 func (l *live) refresh(ctx context.Context) error {
 	res, err := l.c.cfg.Hub.ListNodes(ctx)
 	if err != nil {
 		return err
 	}
-	var b bytes.Buffer
-	if err := l.frag.ExecuteTemplate(&b, "live", summarize(res.Nodes, l.c.cfg.Now())); err != nil {
-		return err
+	out := map[string][]byte{}
+	for _, f := range fragments {
+		var b bytes.Buffer
+		if err := l.c.pages[f.page].ExecuteTemplate(&b, f.tmpl, f.data(l.c, res.Nodes)); err != nil {
+			return err
+		}
+		out[f.event] = b.Bytes()
 	}
-	sum := sha256.Sum256(b.Bytes())
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if sum == l.sum && l.last != nil {
-		return nil
+	changed := map[string]bool{}
+	for ev, frag := range out {
+		sum := sha256.Sum256(frag)
+		if old, ok := l.sums[ev]; ok && old == sum {
+			continue
+		}
+		l.frags[ev], l.sums[ev], changed[ev] = frag, sum, true
 	}
-	l.sum, l.last = sum, b.Bytes()
-	for ch := range l.subs {
-		send(ch, l.last)
+	for w := range l.subs {
+		for ev := range changed {
+			if w.want[ev] {
+				wake(w.wake)
+				break
+			}
+		}
 	}
 	return nil
 }
 
-// send replaces what ch holds with frag: a slow page gets the newest only.
-func send(ch chan []byte, frag []byte) {
+// poke refreshes soon without waiting for the caller: an upgrade's
+// progress is shown at once, not at the next poll.
+func (l *live) poke() {
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_ = l.refresh(ctx)
+	}()
+}
+
+func wake(ch chan struct{}) {
 	select {
-	case <-ch:
+	case ch <- struct{}{}:
 	default:
 	}
-	ch <- frag
+}
+
+// pending is what w has not been sent yet, in the order of fragments.
+func (l *live) pending(w *watcher) (events []string, frags [][]byte) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, f := range fragments {
+		sum, ok := l.sums[f.event]
+		if !ok || !w.want[f.event] || w.sent[f.event] == sum {
+			continue
+		}
+		w.sent[f.event] = sum
+		events, frags = append(events, f.event), append(frags, l.frags[f.event])
+	}
+	return events, frags
 }
 
 func (l *live) serve(w http.ResponseWriter, r *http.Request) {
@@ -93,18 +146,31 @@ func (l *live) serve(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "streaming unsupported", http.StatusInternalServerError)
 		return
 	}
-	ch := make(chan []byte, 1)
-	l.mu.Lock()
-	l.subs[ch] = struct{}{}
-	if l.last != nil {
-		send(ch, l.last)
+	on := r.URL.Query().Get("on")
+	if on == "" {
+		on = "overview"
 	}
+	sub := &watcher{want: map[string]bool{}, sent: map[string][sha256.Size]byte{}, wake: make(chan struct{}, 1)}
+	for _, ev := range strings.Split(on, ",") {
+		for _, f := range fragments {
+			if f.event == ev {
+				sub.want[ev] = true
+			}
+		}
+	}
+	if len(sub.want) == 0 {
+		http.Error(w, "no such live fragment", http.StatusNotFound)
+		return
+	}
+	l.mu.Lock()
+	l.subs[sub] = struct{}{}
 	l.mu.Unlock()
 	defer func() {
 		l.mu.Lock()
-		delete(l.subs, ch)
+		delete(l.subs, sub)
 		l.mu.Unlock()
 	}()
+	wake(sub.wake) // what was rendered already
 	w.Header().Set("Content-Type", "text/event-stream")
 	w.WriteHeader(http.StatusOK)
 	fl.Flush()
@@ -121,9 +187,12 @@ func (l *live) serve(w http.ResponseWriter, r *http.Request) {
 			if _, err := fmt.Fprint(w, ": keep-alive\n\n"); err != nil {
 				return
 			}
-		case frag := <-ch:
-			if err := writeEvent(w, "overview", frag); err != nil {
-				return
+		case <-sub.wake:
+			events, frags := l.pending(sub)
+			for i := range events {
+				if err := writeEvent(w, events[i], frags[i]); err != nil {
+					return
+				}
 			}
 		}
 		fl.Flush()
@@ -155,7 +224,21 @@ var funcs = template.FuncMap{
 		return t.UTC().Format(time.RFC3339)
 	},
 	"path": pathEscape,
-	"inc":  func(i int) int { return i + 1 },
+	"ago": func(t time.Time) string {
+		if t.IsZero() {
+			return "never"
+		}
+		return time.Since(t).Round(time.Second).String() + " ago"
+	},
+	// short is the start of a digest, for tables that have the whole
+	// elsewhere.
+	"short": func(s string) string {
+		if len(s) <= 16 {
+			return s
+		}
+		return s[:16] + "…"
+	},
+	"inc": func(i int) int { return i + 1 },
 	"attention": func(nodes []api.Node) []api.Node {
 		var out []api.Node
 		for _, n := range nodes {

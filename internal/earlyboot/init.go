@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/google/go-tpm/legacy/tpm2"
+	"github.com/kubedos/kubedos/internal/tpmseal"
 	"golang.org/x/sys/unix"
 )
 
@@ -113,7 +114,11 @@ func Init(ctx context.Context, console io.Writer) error {
 	if err != nil {
 		return err
 	}
-	stateMapped, err := openState(waitCtx, stateDev, logf)
+	policy, err := statePolicy(logf)
+	if err != nil {
+		return err
+	}
+	stateMapped, err := openState(waitCtx, stateDev, LabelState, StateFSFile, policy, logf)
 	if err != nil {
 		return err
 	}
@@ -139,7 +144,11 @@ func Init(ctx context.Context, console io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if err := mount(dataDev, sysroot+"/data", "ext4", unix.MS_NODEV|unix.MS_NOSUID, ""); err != nil {
+	dataMapped, err := openState(waitCtx, dataDev, LabelData, DataFSFile, policy, logf)
+	if err != nil {
+		return err
+	}
+	if err := mount(dataMapped, sysroot+"/data", "ext4", unix.MS_NODEV|unix.MS_NOSUID, ""); err != nil {
 		return err
 	}
 	logf("state and data mounted; switching root")
@@ -165,25 +174,65 @@ func lanFromStateFile(path string, logf func(string, ...any)) {
 // are flushed when it closes the device.
 const TPMDevice = "/dev/tpmrm0"
 
+// statePolicy reads the UKI's signed PCR policy that systemd-stub put in
+// the initrd and keeps a copy for the running system.
+func statePolicy(logf func(string, ...any)) (StatePolicy, error) {
+	policy, err := tpmseal.ReadPolicy(StubPCRPublicKey, StubPCRSignature)
+	switch {
+	case errors.Is(err, ErrNoStatePolicy):
+		logf("state: %v", err) // a disk sealed to PCR 7 alone still opens; nothing new is sealed
+		return StatePolicy{}, nil
+	case err != nil:
+		return StatePolicy{}, fmt.Errorf("state: the UKI's signed PCR policy: %w", err)
+	}
+	return policy, keepStatePolicy()
+}
+
 // openState unlocks (or, on a blank partition, creates) the encrypted
-// state with the TPM and the device mapper, and returns the decrypted
-// device to mount.
-func openState(ctx context.Context, part string, logf func(string, ...any)) (string, error) {
-	fs, err := os.ReadFile(StateFSFile)
+// partition part (label name: state or data) with the TPM and the device
+// mapper, and returns the decrypted device to mount.
+func openState(ctx context.Context, part, name, fsFile string, policy StatePolicy, logf func(string, ...any)) (string, error) {
+	fs, err := os.ReadFile(fsFile)
 	if err != nil {
-		return "", fmt.Errorf("state: the initrd's state filesystem: %w", err)
+		return "", fmt.Errorf("%s: the initrd's empty filesystem: %w", name, err)
 	}
 	tpm, err := waitNode(ctx, TPMDevice)
 	if err != nil {
-		return "", fmt.Errorf("state: the state key is sealed to the TPM: %w", err)
+		return "", fmt.Errorf("%s: the key is sealed to the TPM: %w", name, err)
 	}
 	return OpenState(part, StateDeps{
 		OpenTPM: func() (io.ReadWriteCloser, error) { return tpm2.OpenTPM(tpm) },
 		Rand:    rand.Reader,
 		Map:     mapCrypt,
 		FS:      fs,
+		Policy:  policy,
 		Logf:    logf,
+		Name:    name,
 	})
+}
+
+// Where the running system finds the UKI's signed PCR policy (/run moves
+// into the new root; the initrd's /.extra does not): kubedosd seals and
+// unseals the master's CA key under the same policy.
+const (
+	RunPCRPublicKey = "/run/kubedos/tpm2-pcr-public-key.pem"
+	RunPCRSignature = "/run/kubedos/tpm2-pcr-signature.json"
+)
+
+func keepStatePolicy() error {
+	for _, f := range [][2]string{{StubPCRPublicKey, RunPCRPublicKey}, {StubPCRSignature, RunPCRSignature}} {
+		b, err := os.ReadFile(f[0]) // ReadPolicy read it, bounded
+		if err != nil {
+			return err
+		}
+		if err := os.MkdirAll(filepath.Dir(f[1]), 0o755); err != nil {
+			return err
+		}
+		if err := os.WriteFile(f[1], b, 0o444); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // mapCrypt opens the crypt mapping and makes its device node (no udev in

@@ -6,10 +6,15 @@ import (
 	"io"
 	"os"
 	"time"
+
+	"github.com/kubedos/kubedos/internal/tpmseal"
 )
 
-// StateMapName is the device-mapper name of the decrypted state.
-const StateMapName = "kubedos-state"
+// Device-mapper names of the decrypted state and data.
+const (
+	StateMapName = "kubedos-state"
+	DataMapName  = "kubedos-data"
+)
 
 // StateDeps is what OpenState works with: the real TPM and device mapper
 // in the initrd, a simulator and files in tests.
@@ -20,9 +25,24 @@ type StateDeps struct {
 	Map func(name string, p CryptParams) (string, error)
 	// FS is the empty state filesystem in the sparse format (StateFSFile),
 	// written through the mapping at first boot.
-	FS   []byte
-	Logf func(format string, args ...any)
+	FS []byte
+	// Policy is the UKI's signed PCR policy: what a new key is sealed to
+	// and what unlocks it.
+	Policy StatePolicy
+	Logf   func(format string, args ...any)
+	// Name is the partition's label, "state" (the default) or "data": it
+	// starts every message and names the mapping kubedos-<Name>.
+	Name string
 }
+
+func (d StateDeps) name() string {
+	if d.Name == "" {
+		return LabelState
+	}
+	return d.Name
+}
+
+func (d StateDeps) mapName() string { return "kubedos-" + d.name() }
 
 // Errors of OpenState that refuse to touch the partition.
 var (
@@ -38,7 +58,7 @@ const stateFlagFormatting = 1
 
 // OpenState opens the encrypted state on partition part and returns the
 // path of the decrypted device. A blank partition (first boot) gets a new
-// key from the TPM and the kernel, sealed to StatePCRs, a header and the
+// key from the TPM and the kernel, sealed to StatePCRs under d.Policy, a header and the
 // empty filesystem; a partition with a header is unlocked with the key the
 // TPM unseals. Anything else is refused without writing: a header that
 // does not parse, a key the TPM will not unseal (ErrStateSealed), a
@@ -46,47 +66,51 @@ const stateFlagFormatting = 1
 func OpenState(part string, d StateDeps) (string, error) {
 	f, err := os.OpenFile(part, os.O_RDWR, 0)
 	if err != nil {
-		return "", fmt.Errorf("state: %w", err)
+		return "", fmt.Errorf("%s: %w", d.name(), err)
 	}
 	defer f.Close()
 	size, err := f.Seek(0, io.SeekEnd)
 	if err != nil {
-		return "", fmt.Errorf("state: size of %s: %w", part, err)
+		return "", fmt.Errorf("%s: size of %s: %w", d.name(), part, err)
 	}
 	hdr := make([]byte, StateHeaderSize)
 	if _, err := f.ReadAt(hdr, 0); err != nil {
-		return "", fmt.Errorf("state: read the header of %s: %w", part, err)
+		return "", fmt.Errorf("%s: read the header of %s: %w", d.name(), part, err)
 	}
 	h, err := ParseStateHeader(hdr)
 	switch {
 	case errors.Is(err, ErrNoStateHeader):
 		if err := checkBlank(f, hdr, size); err != nil {
-			return "", fmt.Errorf("state: %s: %w; refusing to format over it", part, err)
+			return "", fmt.Errorf("%s: %s: %w; refusing to format over it", d.name(), part, err)
 		}
 		return createState(f, part, size, d)
 	case err != nil:
-		return "", fmt.Errorf("state: %s: %w; refusing to format over it", part, err)
+		return "", fmt.Errorf("%s: %s: %w; refusing to format over it", d.name(), part, err)
 	}
 	if h.DataOffset+h.DataSize > uint64(size) {
-		return "", fmt.Errorf("state: %s: %w: data %d+%d past the partition's end (%d bytes)", part, ErrStateHeader, h.DataOffset, h.DataSize, size)
+		return "", fmt.Errorf("%s: %s: %w: data %d+%d past the partition's end (%d bytes)", d.name(), part, ErrStateHeader, h.DataOffset, h.DataSize, size)
 	}
 	start := time.Now()
-	key, err := withTPM(d, func(tpm io.ReadWriter) ([]byte, error) { return UnsealStateKey(tpm, h.SealedKey) })
+	key, err := withTPM(d, func(tpm io.ReadWriter) ([]byte, error) { return UnsealStateKey(tpm, h.SealedKey, d.Policy) })
 	if err != nil {
-		return "", fmt.Errorf("state: %w", err)
+		return "", fmt.Errorf("%s: %w", d.name(), err)
 	}
 	p := CryptParams{Device: part, Key: key, Offset: h.DataOffset, Size: h.DataSize}
-	dev, err := d.Map(StateMapName, p)
+	dev, err := d.Map(d.mapName(), p)
 	if err != nil {
-		return "", fmt.Errorf("state: map %s: %w", part, err)
+		return "", fmt.Errorf("%s: map %s: %w", d.name(), part, err)
 	}
 	if h.Flags&stateFlagFormatting != 0 {
-		d.Logf("state: a power cut interrupted the first format; finishing it")
-		if err := formatState(f, dev, h, d.FS); err != nil {
+		d.Logf("%s: a power cut interrupted the first format; finishing it", d.name())
+		if err := formatState(d.name(), f, dev, h, d.FS); err != nil {
 			return "", err
 		}
 	}
-	d.Logf("state: unlocked %s (aes-xts-plain64, key sealed to PCR %s) on %s in %s", part, pcrList(h.PCRs()), dev, time.Since(start).Round(time.Millisecond))
+	policy := "PCR " + pcrList(h.PCRs())
+	if tpmseal.IsBlob(h.SealedKey) {
+		policy = "PCR 7 and a signed PCR 11"
+	}
+	d.Logf("%s: unlocked %s (aes-xts-plain64, key sealed to %s) on %s in %s", d.name(), part, policy, dev, time.Since(start).Round(time.Millisecond))
 	return dev, nil
 }
 
@@ -116,11 +140,11 @@ func createState(f *os.File, part string, size int64, d StateDeps) (string, erro
 	start := time.Now()
 	fsSize, err := SparseSize(d.FS)
 	if err != nil {
-		return "", fmt.Errorf("state: the initrd's state filesystem: %w", err)
+		return "", fmt.Errorf("%s: the initrd's state filesystem: %w", d.name(), err)
 	}
 	dataSize := (size - StateDataOffset) / stateSectorSize * stateSectorSize
 	if dataSize < fsSize {
-		return "", fmt.Errorf("state: %s is %d bytes, too small for the %d-byte header area and the %d-byte filesystem", part, size, StateDataOffset, fsSize)
+		return "", fmt.Errorf("%s: %s is %d bytes, too small for the %d-byte header area and the %d-byte filesystem", d.name(), part, size, StateDataOffset, fsSize)
 	}
 	mask, err := PCRMask(StatePCRs)
 	if err != nil {
@@ -132,56 +156,56 @@ func createState(f *os.File, part string, size int64, d StateDeps) (string, erro
 		if key, err = NewStateKey(tpm, d.Rand); err != nil {
 			return nil, err
 		}
-		return SealStateKey(tpm, key, StatePCRs)
+		return SealStateKey(tpm, key, d.Policy)
 	})
 	if err != nil {
-		return "", fmt.Errorf("state: %w", err)
+		return "", fmt.Errorf("%s: %w", d.name(), err)
 	}
 	h := StateHeader{Flags: stateFlagFormatting, Cipher: CipherAESXTS, DataOffset: StateDataOffset, DataSize: uint64(dataSize), PCRMask: mask, SealedKey: sealed}
 	// The header goes first, marked formatting: a power cut from here on
 	// leaves a key to finish with, never ciphertext without its key.
-	if err := writeHeader(f, h); err != nil {
+	if err := writeHeader(d.name(), f, h); err != nil {
 		return "", err
 	}
-	dev, err := d.Map(StateMapName, CryptParams{Device: part, Key: key, Offset: StateDataOffset, Size: uint64(dataSize)})
+	dev, err := d.Map(d.mapName(), CryptParams{Device: part, Key: key, Offset: StateDataOffset, Size: uint64(dataSize)})
 	if err != nil {
-		return "", fmt.Errorf("state: map %s: %w", part, err)
+		return "", fmt.Errorf("%s: map %s: %w", d.name(), part, err)
 	}
-	if err := formatState(f, dev, h, d.FS); err != nil {
+	if err := formatState(d.name(), f, dev, h, d.FS); err != nil {
 		return "", err
 	}
-	d.Logf("state: made a new encrypted state on %s (aes-xts-plain64, 512-bit key sealed to PCR %s) in %s", part, pcrList(StatePCRs), time.Since(start).Round(time.Millisecond))
+	d.Logf("%s: made a new encrypted %[1]s on %s (aes-xts-plain64, 512-bit key sealed to PCR 7 and a signed PCR 11, key %.16s…) in %s", d.name(), part, tpmseal.Fingerprint(d.Policy.Key), time.Since(start).Round(time.Millisecond))
 	return dev, nil
 }
 
 // formatState writes the empty filesystem through the mapping dev, then
 // the header without the formatting flag.
-func formatState(f *os.File, dev string, h StateHeader, fs []byte) error {
+func formatState(name string, f *os.File, dev string, h StateHeader, fs []byte) error {
 	m, err := os.OpenFile(dev, os.O_RDWR, 0)
 	if err != nil {
-		return fmt.Errorf("state: %w", err)
+		return fmt.Errorf("%s: %w", name, err)
 	}
 	defer m.Close()
 	if _, err := WriteSparse(m, fs); err != nil {
-		return fmt.Errorf("state: write the filesystem to %s: %w", dev, err)
+		return fmt.Errorf("%s: write the filesystem to %s: %w", name, dev, err)
 	}
 	if err := m.Sync(); err != nil {
-		return fmt.Errorf("state: flush %s: %w", dev, err)
+		return fmt.Errorf("%s: flush %s: %w", name, dev, err)
 	}
 	h.Flags &^= stateFlagFormatting
-	return writeHeader(f, h)
+	return writeHeader(name, f, h)
 }
 
-func writeHeader(f *os.File, h StateHeader) error {
+func writeHeader(name string, f *os.File, h StateHeader) error {
 	b, err := MarshalStateHeader(h)
 	if err != nil {
-		return fmt.Errorf("state: %w", err)
+		return fmt.Errorf("%s: %w", name, err)
 	}
 	if _, err := f.WriteAt(b, 0); err != nil {
-		return fmt.Errorf("state: write the header: %w", err)
+		return fmt.Errorf("%s: write the header: %w", name, err)
 	}
 	if err := f.Sync(); err != nil {
-		return fmt.Errorf("state: flush the header: %w", err)
+		return fmt.Errorf("%s: flush the header: %w", name, err)
 	}
 	return nil
 }

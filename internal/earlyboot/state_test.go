@@ -24,6 +24,7 @@ type fakeState struct {
 	maps         []CryptParams
 	logs         []string
 	fs           []byte
+	policy       StatePolicy
 }
 
 const testPartSize = 4 << 20
@@ -31,7 +32,7 @@ const testPartSize = 4 << 20
 func newFakeState(t *testing.T, tpm io.ReadWriter) *fakeState {
 	t.Helper()
 	dir := t.TempDir()
-	fs := &fakeState{part: filepath.Join(dir, "state"), mapped: filepath.Join(dir, "mapped"), tpm: tpm}
+	fs := &fakeState{part: filepath.Join(dir, "state"), mapped: filepath.Join(dir, "mapped"), tpm: tpm, policy: bootUKI(t, tpm, "uki build 1")}
 	for _, p := range []string{fs.part, fs.mapped} {
 		if err := os.WriteFile(p, nil, 0o600); err != nil {
 			t.Fatal(err)
@@ -61,8 +62,9 @@ func (f *fakeState) deps() StateDeps {
 			f.maps = append(f.maps, p)
 			return f.mapped, nil
 		},
-		FS:   f.fs,
-		Logf: func(format string, args ...any) { f.logs = append(f.logs, format) },
+		FS:     f.fs,
+		Policy: f.policy,
+		Logf:   func(format string, args ...any) { f.logs = append(f.logs, format) },
 	}
 }
 
@@ -93,7 +95,7 @@ func TestOpenStateFirstBootThenUnlock(t *testing.T) {
 	if err != nil {
 		t.Fatalf("header after first boot: %v", err)
 	}
-	if h.Flags != 0 || h.PCRMask != 1<<7 || h.DataOffset != StateDataOffset {
+	if h.Flags != 0 || h.PCRMask != 1<<7|1<<11 || h.DataOffset != StateDataOffset {
 		t.Errorf("header %+v", h)
 	}
 	// The filesystem went through the mapping, not onto the partition.
@@ -143,7 +145,7 @@ func TestOpenStateRefusesOtherTPMAndChangedPCR7(t *testing.T) {
 		if !errors.Is(err, ErrStateSealed) {
 			t.Fatalf("%s: err = %v, want ErrStateSealed", name, err)
 		}
-		want := "state: the TPM refused to unseal the state key (PCR 7 policy): this disk was not sealed on this machine or Secure Boot changed"
+		want := "state: the TPM refused to unseal the state key (PCR 7,11 policy): this disk was not sealed on this machine, Secure Boot changed, or this UKI is not signed for it"
 		if !strings.HasPrefix(err.Error(), want) {
 			t.Errorf("%s: message %q, want it to start %q", name, err, want)
 		}
@@ -158,6 +160,7 @@ func TestOpenStateRefusesOtherTPMAndChangedPCR7(t *testing.T) {
 	refused("PCR 7 changed")
 	sim.Close()
 	f.tpm = simTPM(t, 12)
+	bootUKI(t, f.tpm, "uki build 1") // the same UKI, signed: only the TPM differs
 	refused("another TPM")
 }
 
@@ -248,5 +251,32 @@ func writeAt(t *testing.T, path string, b []byte, off int64) {
 	defer f.Close()
 	if _, err := f.WriteAt(b, off); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// The attack of issue 14 item 8's second half: on the same machine, a UKI
+// that the firmware runs (signed with the platform's db key) but whose PCR
+// 11 the PCR policy key never signed. The state stays locked, unmapped and
+// unchanged, and the console says which.
+func TestOpenStateRefusesUnsignedUKI(t *testing.T) {
+	sim := simTPM(t, 14)
+	f := newFakeState(t, sim)
+	if _, err := OpenState(f.part, f.deps()); err != nil {
+		t.Fatal(err)
+	}
+	disk := readFile(t, f.part)
+	bootUKI(t, sim, "a changed UKI re-signed with the db key") // f.policy still signs the old PCR 11
+	f.maps = nil
+	_, err := OpenState(f.part, f.deps())
+	if !errors.Is(err, ErrStateSealed) || !strings.Contains(err.Error(), "this UKI is not one the platform's PCR policy key signed") {
+		t.Fatalf("err = %v, want the unsigned-UKI refusal", err)
+	}
+	if len(f.maps) != 0 || !bytes.Equal(readFile(t, f.part), disk) {
+		t.Fatal("the state was mapped or changed")
+	}
+	// The same disk with no policy at all (a UKI without .pcrsig): locked.
+	f.policy = StatePolicy{}
+	if _, err := OpenState(f.part, f.deps()); !errors.Is(err, ErrStateSealed) {
+		t.Fatalf("no policy: %v", err)
 	}
 }

@@ -27,8 +27,12 @@ const (
 	sparseBlock = 4096
 )
 
-// StateFSFile is the sparse state filesystem inside the initrd.
-const StateFSFile = "/etc/kubedos/state.fs"
+// StateFSFile and DataFSFile are the sparse state and data filesystems
+// inside the initrd.
+const (
+	StateFSFile = "/etc/kubedos/state.fs"
+	DataFSFile  = "/etc/kubedos/data.fs"
+)
 
 // ErrSparseImage means a sparse image is malformed.
 var ErrSparseImage = errors.New("bad sparse image")

@@ -6,6 +6,8 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+
+	"github.com/kubedos/kubedos/internal/tpmseal"
 )
 
 // The state partition is encrypted with plain dm-crypt; what the kernel
@@ -24,7 +26,9 @@ import (
 //	24   8  data size in bytes (multiple of 4 KiB, > 0)
 //	32   4  PCR mask the key is sealed to (bit n: PCR n)
 //	36   4  sealed key length n (1..MaxSealedKey)
-//	40   n  sealed key (go-tpm-tools SealedBytes, protobuf)
+//	40   n  sealed key: a tpmseal blob when the mask is PCR 7 and 11 (PCR 7
+//	        and a PCR 11 the platform's PCR policy key signed); go-tpm-tools
+//	        SealedBytes (protobuf) under PCR 7 alone on disks made before
 //	…       zeros
 //	4064 32 SHA-256 of bytes 0..4063
 //
@@ -43,6 +47,9 @@ const (
 	stateSectorSize  = 4096
 	stateChecksumOff = StateHeaderSize - sha256.Size
 )
+
+// signedPCRMask is the header's mask for a key sealed by tpmseal.
+const signedPCRMask = 1<<7 | 1<<11
 
 // Errors reading a state header.
 var (
@@ -101,6 +108,10 @@ func (h StateHeader) validate() error {
 		return fmt.Errorf("%w: PCR mask %#x (want PCRs among 0..23, at least one)", ErrStateHeader, h.PCRMask)
 	case len(h.SealedKey) == 0 || len(h.SealedKey) > MaxSealedKey:
 		return fmt.Errorf("%w: sealed key of %d bytes (want 1..%d)", ErrStateHeader, len(h.SealedKey), MaxSealedKey)
+	case tpmseal.IsBlob(h.SealedKey) != (h.PCRMask == signedPCRMask):
+		// The mask says which sealing the key has: PCR 7 and a signed PCR
+		// 11 (a tpmseal blob), or anything else (a go-tpm-tools blob).
+		return fmt.Errorf("%w: PCR mask %#x does not match the sealed key's format", ErrStateHeader, h.PCRMask)
 	}
 	return nil
 }

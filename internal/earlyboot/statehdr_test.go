@@ -19,7 +19,7 @@ func TestStateHeaderRoundTrip(t *testing.T) {
 		func() StateHeader { h := testHeader(); h.Flags = stateFlagFormatting; return h }(),
 		func() StateHeader {
 			h := testHeader()
-			h.SealedKey = make([]byte, MaxSealedKey)
+			h.SealedKey = append([]byte("KDTPMS1\x00"), make([]byte, MaxSealedKey-8)...)
 			h.PCRMask = 1<<7 | 1<<11
 			return h
 		}(),
@@ -52,16 +52,18 @@ func TestStateHeaderRoundTrip(t *testing.T) {
 
 func TestStateHeaderMarshalRefuses(t *testing.T) {
 	for name, mod := range map[string]func(*StateHeader){
-		"cipher":          func(h *StateHeader) { h.Cipher = 2 },
-		"flags":           func(h *StateHeader) { h.Flags = 2 },
-		"offset in hdr":   func(h *StateHeader) { h.DataOffset = 512 },
-		"offset unalign":  func(h *StateHeader) { h.DataOffset = StateDataOffset + 512 },
-		"size zero":       func(h *StateHeader) { h.DataSize = 0 },
-		"size unaligned":  func(h *StateHeader) { h.DataSize = 4097 },
-		"no pcrs":         func(h *StateHeader) { h.PCRMask = 0 },
-		"pcr 24":          func(h *StateHeader) { h.PCRMask = 1 << 24 },
-		"no sealed key":   func(h *StateHeader) { h.SealedKey = nil },
-		"sealed too long": func(h *StateHeader) { h.SealedKey = make([]byte, MaxSealedKey+1) },
+		"cipher":                  func(h *StateHeader) { h.Cipher = 2 },
+		"flags":                   func(h *StateHeader) { h.Flags = 2 },
+		"offset in hdr":           func(h *StateHeader) { h.DataOffset = 512 },
+		"offset unalign":          func(h *StateHeader) { h.DataOffset = StateDataOffset + 512 },
+		"size zero":               func(h *StateHeader) { h.DataSize = 0 },
+		"size unaligned":          func(h *StateHeader) { h.DataSize = 4097 },
+		"no pcrs":                 func(h *StateHeader) { h.PCRMask = 0 },
+		"pcr 24":                  func(h *StateHeader) { h.PCRMask = 1 << 24 },
+		"no sealed key":           func(h *StateHeader) { h.SealedKey = nil },
+		"sealed too long":         func(h *StateHeader) { h.SealedKey = make([]byte, MaxSealedKey+1) },
+		"legacy key, signed mask": func(h *StateHeader) { h.PCRMask = 1<<7 | 1<<11 },
+		"signed key, pcr 7 mask":  func(h *StateHeader) { h.SealedKey = []byte("KDTPMS1\x00rest") },
 	} {
 		h := testHeader()
 		mod(&h)

@@ -10,16 +10,37 @@ import (
 	"github.com/google/go-tpm-tools/client"
 	pb "github.com/google/go-tpm-tools/proto/tpm"
 	"github.com/google/go-tpm/legacy/tpm2"
+	"github.com/kubedos/kubedos/internal/tpmseal"
 	"google.golang.org/protobuf/proto"
 )
 
-// StatePCRs are what the state key is sealed to: PCR 7, the Secure Boot
-// policy, as the master's CA key (internal/hubhost). It holds the firmware's
-// Secure Boot state and keys and the db certificate that authorised the boot
-// loader and the UKI, so it stays the same across signed A/B upgrades and
-// rollbacks and changes when Secure Boot is off or its keys change. It does
-// not tell one UKI signed with the db key from another (docs/security.md).
-var StatePCRs = []int{7}
+// StatePCRs are what the state key is sealed to: PCR 7 as it was at first
+// boot (the firmware's Secure Boot state and keys, and the db certificate
+// that let the UKI run) and PCR 11 (the UKI's measured sections, from
+// systemd-stub) holding a value the platform's PCR policy key signed
+// (internal/tpmseal, TPM2_PolicyAuthorize). A signed A/B upgrade or a
+// rollback unlocks; a UKI the PCR policy key never signed does not, even if
+// the db key signed it.
+var StatePCRs = []int{7, 11}
+
+// legacyStatePCRs is the PCR 7 alone of disks sealed before the signed
+// PCR 11 policy; such a disk still unlocks under it (the key cannot be
+// resealed without the old header being overwritten in place).
+var legacyStatePCRs = []int{7}
+
+// StatePolicy is the UKI's signed PCR policy, as systemd-stub hands it to
+// the initrd (.pcrpkey, .pcrsig).
+type StatePolicy = tpmseal.Policy
+
+// Files systemd-stub makes in the initrd from the UKI's .pcrpkey and
+// .pcrsig sections.
+const (
+	StubPCRPublicKey = "/.extra/tpm2-pcr-public-key.pem"
+	StubPCRSignature = "/.extra/tpm2-pcr-signature.json"
+)
+
+// ErrNoStatePolicy: the UKI carries no signed PCR policy.
+var ErrNoStatePolicy = tpmseal.ErrNoPolicy
 
 // ErrStateSealed means the TPM would not give the state key back: another
 // TPM, or the PCRs the key is sealed to hold other values.
@@ -51,22 +72,20 @@ func NewStateKey(tpm io.ReadWriter, kernel io.Reader) ([]byte, error) {
 	return key, nil
 }
 
-// SealStateKey seals key under the TPM's storage root key to the current
-// values of pcrs and returns the sealed blob (go-tpm-tools' SealedBytes):
-// usable only on this TPM, and only while those PCRs hold these values.
-func SealStateKey(tpm io.ReadWriter, key []byte, pcrs []int) ([]byte, error) {
-	srk, err := client.StorageRootKeyECC(tpm)
-	if err != nil {
-		return nil, fmt.Errorf("TPM storage root key: %w", err)
+// SealStateKey seals key under the TPM's storage root key to StatePCRs:
+// usable only on this TPM, with PCR 7 as now and PCR 11 signed by the
+// policy's key. It refuses when the current PCR 11 is not signed: that UKI
+// could never unlock what it made.
+func SealStateKey(tpm io.ReadWriter, key []byte, policy StatePolicy) ([]byte, error) {
+	if policy.Key == nil {
+		return nil, ErrNoStatePolicy
 	}
-	defer srk.Close()
-	sb, err := srk.Seal(key, client.SealOpts{Current: tpm2.PCRSelection{Hash: tpm2.AlgSHA256, PCRs: pcrs}})
-	if err != nil {
-		return nil, fmt.Errorf("seal the state key to PCR %v: %w", pcrs, err)
+	if err := tpmseal.CheckSigned(tpm, policy.Key, policy.Signatures); err != nil {
+		return nil, fmt.Errorf("%w: refusing to seal the state key", err)
 	}
-	blob, err := proto.Marshal(sb)
+	blob, err := tpmseal.Seal(tpm, key, policy.Key)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("seal the state key to PCR %s: %w", pcrList(StatePCRs), err)
 	}
 	if len(blob) > MaxSealedKey {
 		return nil, fmt.Errorf("sealed state key is %d bytes, the header holds %d", len(blob), MaxSealedKey)
@@ -76,8 +95,47 @@ func SealStateKey(tpm io.ReadWriter, key []byte, pcrs []int) ([]byte, error) {
 
 // UnsealStateKey gives back the key SealStateKey sealed, or ErrStateSealed
 // when this TPM refuses: a blob from another TPM does not load under this
-// one's storage root key, and a changed PCR fails the policy.
-func UnsealStateKey(tpm io.ReadWriter, blob []byte) ([]byte, error) {
+// one's storage root key, a changed PCR 7 or an unsigned PCR 11 fails the
+// policy. A blob sealed to PCR 7 alone (before the signed policy) unseals
+// under PCR 7.
+func UnsealStateKey(tpm io.ReadWriter, blob []byte, policy StatePolicy) ([]byte, error) {
+	if !tpmseal.IsBlob(blob) {
+		return unsealLegacy(tpm, blob)
+	}
+	if policy.Key == nil {
+		return nil, fmt.Errorf("%w (PCR %s policy): %w", ErrStateSealed, pcrList(StatePCRs), ErrNoStatePolicy)
+	}
+	key, err := tpmseal.Unseal(tpm, blob, policy.Key, policy.Signatures)
+	switch {
+	case errors.Is(err, tpmseal.ErrNotSigned):
+		return nil, fmt.Errorf("%w (PCR %s policy): this UKI is not one the platform's PCR policy key signed: %v", ErrStateSealed, pcrList(StatePCRs), err)
+	case errors.Is(err, tpmseal.ErrInput):
+		return nil, fmt.Errorf("%w: sealed state key: %w", ErrStateHeader, err)
+	case err != nil:
+		return nil, fmt.Errorf("%w (PCR %s policy): this disk was not sealed on this machine, Secure Boot changed, or this UKI is not signed for it: %v", ErrStateSealed, pcrList(StatePCRs), err)
+	}
+	if len(key) != StateKeySize {
+		return nil, fmt.Errorf("%w: unsealed state key is %d bytes, want %d", ErrStateHeader, len(key), StateKeySize)
+	}
+	return key, nil
+}
+
+// sealLegacy seals as kubedos-init did before the signed PCR 11 policy
+// (go-tpm-tools, PCR 7 only); only tests make such blobs now.
+func sealLegacy(tpm io.ReadWriter, key []byte) ([]byte, error) {
+	srk, err := client.StorageRootKeyECC(tpm)
+	if err != nil {
+		return nil, fmt.Errorf("TPM storage root key: %w", err)
+	}
+	defer srk.Close()
+	sb, err := srk.Seal(key, client.SealOpts{Current: tpm2.PCRSelection{Hash: tpm2.AlgSHA256, PCRs: legacyStatePCRs}})
+	if err != nil {
+		return nil, err
+	}
+	return proto.Marshal(sb)
+}
+
+func unsealLegacy(tpm io.ReadWriter, blob []byte) ([]byte, error) {
 	var sb pb.SealedBytes
 	if err := proto.Unmarshal(blob, &sb); err != nil {
 		return nil, fmt.Errorf("%w: sealed state key: %w", ErrStateHeader, err)

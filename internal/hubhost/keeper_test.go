@@ -7,6 +7,7 @@ import (
 	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/rsa"
 	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
@@ -19,6 +20,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -34,6 +36,7 @@ import (
 	"github.com/kubedos/kubedos/internal/measure"
 	"github.com/kubedos/kubedos/internal/pki"
 	"github.com/kubedos/kubedos/internal/sign"
+	"github.com/kubedos/kubedos/internal/tpmseal"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )
@@ -75,7 +78,46 @@ func simSealer(t *testing.T, seed int64) (TPMSealer, io.ReadWriteCloser) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { sim.Close() })
-	return TPMSealer{Open: func() (io.ReadWriteCloser, error) { return attesttest.NoClose(sim), nil }, PCRs: SealPCRs}, sim
+	pol := bootSignedUKI(t, sim)
+	return TPMSealer{Open: func() (io.ReadWriteCloser, error) { return attesttest.NoClose(sim), nil },
+		Policy: func() (tpmseal.Policy, error) { return pol, nil }}, sim
+}
+
+var (
+	pcrKeyOnce sync.Once
+	pcrKey     *rsa.PrivateKey
+)
+
+// bootSignedUKI measures a UKI into the simulator's PCR 11, as systemd-stub
+// does, and returns the policy that UKI carries: that PCR 11 signed by the
+// platform's PCR policy key.
+func bootSignedUKI(t *testing.T, sim io.ReadWriter) tpmseal.Policy {
+	t.Helper()
+	pcrKeyOnce.Do(func() {
+		var err error
+		if pcrKey, err = rsa.GenerateKey(rand.Reader, 2048); err != nil {
+			panic(err)
+		}
+	})
+	d := sha256.Sum256([]byte("the master's UKI"))
+	if err := tpm2.PCRExtend(sim, 11, tpm2.AlgSHA256, d[:], ""); err != nil {
+		t.Fatal(err)
+	}
+	return signedPolicy(t, sim)
+}
+
+// signedPolicy is the policy of a UKI whose PCR 11 is the current one.
+func signedPolicy(t *testing.T, sim io.ReadWriter) tpmseal.Policy {
+	t.Helper()
+	vals, err := tpm2.ReadPCRs(sim, tpm2.PCRSelection{Hash: tpm2.AlgSHA256, PCRs: []int{11}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sigs, err := tpmseal.Sign(pcrKey, [][]byte{vals[11]})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tpmseal.Policy{Key: &pcrKey.PublicKey, Signatures: sigs}
 }
 
 // policy expects the recorded OVMF boot of every node.
@@ -224,6 +266,8 @@ func admin(t *testing.T, ca *pki.CA, addr string) *api.AdminClient {
 func TestTakeOverServesAndSurvivesRestart(t *testing.T) {
 	f := newFixture(t)
 	sealer, sim := simSealer(t, 7)
+	booted, _ := sealer.Policy() // the UKI booted now; an upgrade replaces it
+	sealer.Policy = func() (tpmseal.Policy, error) { return booted, nil }
 	k := f.keeper(sealer)
 	stop := run(t, k)
 	ctx := context.Background()
@@ -297,12 +341,18 @@ func TestTakeOverServesAndSurvivesRestart(t *testing.T) {
 		t.Error("reloaded a different CA")
 	}
 
-	// An upgrade changes PCR 11 (another UKI): the key still unseals.
+	// Another UKI (PCR 11 changes) that the PCR policy key did not sign:
+	// the key stays sealed. A signed upgrade (its own policy signs its PCR
+	// 11): the key unseals.
 	if err := attesttest.ExtendWords(sim, "another UKI"); err != nil {
 		t.Fatal(err)
 	}
+	if _, err := k2.load(); err == nil || !strings.Contains(err.Error(), "not a value the PCR policy key signed") {
+		t.Errorf("load under an unsigned UKI: %v", err)
+	}
+	booted = signedPolicy(t, sim)
 	if _, err := k2.load(); err != nil {
-		t.Errorf("load after PCR 11 changed: %v", err)
+		t.Errorf("load after a signed upgrade: %v", err)
 	}
 	// Another Secure Boot state (PCR 7 extended): the key stays sealed.
 	d := sha256.Sum256([]byte("secure boot off"))

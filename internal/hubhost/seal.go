@@ -8,11 +8,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"strings"
 
 	"github.com/google/go-tpm-tools/client"
 	pb "github.com/google/go-tpm-tools/proto/tpm"
 	"github.com/google/go-tpm/legacy/tpm2"
+	"github.com/kubedos/kubedos/internal/tpmseal"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -22,26 +22,29 @@ type Sealer interface {
 	Unseal(blob []byte) ([]byte, error)
 }
 
-// SealPCRs are what the CA key is sealed to: PCR 7, the Secure Boot
-// policy. It stays the same across A/B upgrades (every UKI is signed by the
-// same db key) and changes when Secure Boot is off or its keys change, so
-// a master booted outside the cluster's trust chain cannot sign.
-var SealPCRs = []int{7}
-
-// TPMSealer seals to the TPM's storage root key and the current values of
-// PCRs: the blob is useless on another TPM or with other PCR values.
+// TPMSealer seals to the TPM's storage root key under the node's signed PCR
+// policy (internal/tpmseal): PCR 7 as at sealing, the Secure Boot state
+// and keys, and PCR 11 holding a value the platform's PCR policy key
+// signed. The CA key then opens only on this TPM, under the cluster's
+// Secure Boot keys, in a UKI the platform signed: the same policy as the
+// node's state (kubedos-init), and it survives signed A/B upgrades.
 type TPMSealer struct {
 	// Open opens the TPM (/dev/tpmrm0 on a node; a simulator in tests).
 	Open func() (io.ReadWriteCloser, error)
-	PCRs []int
+	// Policy gives the booted UKI's signed PCR policy.
+	Policy func() (tpmseal.Policy, error)
 }
 
-// DeviceSealer seals with the TPM at path, to SealPCRs.
-func DeviceSealer(path string) TPMSealer {
-	return TPMSealer{Open: func() (io.ReadWriteCloser, error) { return tpm2.OpenTPM(path) }, PCRs: SealPCRs}
+// DeviceSealer seals with the TPM at path under the policy kubedos-init
+// kept from the booted UKI (keyFile, sigFile).
+func DeviceSealer(path, keyFile, sigFile string) TPMSealer {
+	return TPMSealer{
+		Open:   func() (io.ReadWriteCloser, error) { return tpm2.OpenTPM(path) },
+		Policy: func() (tpmseal.Policy, error) { return tpmseal.ReadPolicy(keyFile, sigFile) },
+	}
 }
 
-func (s TPMSealer) withSRK(fn func(*client.Key) error) (err error) {
+func (s TPMSealer) withTPM(fn func(io.ReadWriter) error) (err error) {
 	if s.Open == nil {
 		return errors.New("no TPM to seal with")
 	}
@@ -50,37 +53,53 @@ func (s TPMSealer) withSRK(fn func(*client.Key) error) (err error) {
 		return fmt.Errorf("open TPM: %w", err)
 	}
 	defer func() { err = errors.Join(err, rw.Close()) }()
-	srk, err := client.StorageRootKeyECC(rw)
-	if err != nil {
-		return fmt.Errorf("TPM storage root key: %w", err)
+	return fn(rw)
+}
+
+func (s TPMSealer) policy() (tpmseal.Policy, error) {
+	if s.Policy == nil {
+		return tpmseal.Policy{}, tpmseal.ErrNoPolicy
 	}
-	defer srk.Close()
-	return fn(srk)
+	p, err := s.Policy()
+	if err != nil {
+		return tpmseal.Policy{}, fmt.Errorf("the booted UKI's signed PCR policy: %w", err)
+	}
+	return p, nil
 }
 
 // envelope is a sealed secret: a TPM sealed object holds only up to 128
 // bytes, so it holds a fresh AES-256 key and the secret is encrypted with
 // it (AES-GCM).
 type envelope struct {
-	Sealed     []byte `json:"sealed"` // pb.SealedBytes of the AES key
+	// Sealed is a tpmseal blob of the AES key, or, from a master that took
+	// the hub before the signed PCR 11 policy, go-tpm-tools SealedBytes
+	// under PCR 7 alone.
+	Sealed     []byte `json:"sealed"`
 	Nonce      []byte `json:"nonce"`
 	Ciphertext []byte `json:"ciphertext"`
 }
 
-// Seal seals secret to the TPM and the current PCR values.
+// Seal seals secret to the TPM under the booted UKI's signed policy. It
+// refuses when this UKI's PCR 11 is not signed (it could not unseal).
 func (s TPMSealer) Seal(secret []byte) ([]byte, error) {
+	pol, err := s.policy()
+	if err != nil {
+		return nil, err
+	}
 	key := make([]byte, 32)
 	if _, err := rand.Read(key); err != nil {
 		return nil, err
 	}
 	var env envelope
-	err := s.withSRK(func(srk *client.Key) error {
-		sb, err := sealRetrying(srk, key, s.PCRs)
-		if err != nil {
+	err = s.withTPM(func(rw io.ReadWriter) error {
+		if err := tpmseal.CheckSigned(rw, pol.Key, pol.Signatures); err != nil {
+			return err
+		}
+		var err error
+		if env.Sealed, err = tpmseal.Seal(rw, key, pol.Key); err != nil {
 			return fmt.Errorf("seal to the TPM: %w", err)
 		}
-		env.Sealed, err = proto.Marshal(sb)
-		return err
+		return nil
 	})
 	if err != nil {
 		return nil, err
@@ -97,46 +116,21 @@ func (s TPMSealer) Seal(secret []byte) ([]byte, error) {
 	return json.Marshal(env)
 }
 
-// pcrsModifiedText is how go-tpm-tools (client/keys.go, v0.4.7) says a PCR
-// moved while it sealed: a bare fmt.Errorf, no sentinel to compare, so this
-// is the one place we match a library's error text. TestSealRaceText pins
-// it against the library we build with.
-const pcrsModifiedText = "PCRs have been modified after sealing"
-
-// sealAttempts bounds sealRetrying. Each attempt is a few TPM commands;
-// PCRs change a handful of times per boot, so two attempts nearly always do.
+// sealAttempts bounds unsealLegacy's retries.
 const sealAttempts = 5
 
-// sealRetrying seals key to pcrs, again when another PCR moved meanwhile.
-// go-tpm-tools certifies every PCR at creation and then reads them all back,
-// refusing the result if any changed in between. On a node booting up,
-// systemd-pcrphase extends PCR 11 (and others may be extended) at any moment,
-// so the first attempt can lose that race even though the PCRs sealed to
-// (7) never change. A sealed object that was refused was never loaded: there
-// is nothing to clean up.
-func sealRetrying(srk *client.Key, key []byte, pcrs []int) (*pb.SealedBytes, error) {
-	var err error
-	for range sealAttempts {
-		var sb *pb.SealedBytes
-		sb, err = srk.Seal(key, client.SealOpts{Current: tpm2.PCRSelection{Hash: tpm2.AlgSHA256, PCRs: pcrs}})
-		if err == nil {
-			return sb, nil
-		}
-		if !strings.Contains(err.Error(), pcrsModifiedText) {
-			return nil, err
-		}
+// unsealLegacy unseals a PCR-7-only blob, again when the TPM says a PCR
+// moved between the policy session's PolicyPCR and the Unseal
+// (TPM_RC_PCR_CHANGED): the TPM counts every extend, so a PCR 11 phase
+// extend by systemd-pcrphase fails an unseal whose PCR 7 is right. A PCR 7
+// that really differs fails with a policy error, not retried. (tpmseal
+// retries its own races.)
+func unsealLegacy(rw io.ReadWriter, sb *pb.SealedBytes) ([]byte, error) {
+	srk, err := client.StorageRootKeyECC(rw)
+	if err != nil {
+		return nil, fmt.Errorf("TPM storage root key: %w", err)
 	}
-	return nil, fmt.Errorf("PCRs kept changing during %d attempts: %w", sealAttempts, err)
-}
-
-// unsealRetrying unseals sb, again when the TPM says a PCR moved between the
-// policy session's PolicyPCR and the Unseal (TPM_RC_PCR_CHANGED). The TPM
-// counts every extend, not just those of the PCRs sealed to, so a PCR 11
-// phase extend by systemd-pcrphase while a master takes the hub over fails
-// an unseal whose PCR 7 is right. A PCR 7 that really differs fails with a
-// policy error instead, which is not retried.
-func unsealRetrying(srk *client.Key, sb *pb.SealedBytes) ([]byte, error) {
-	var err error
+	defer srk.Close()
 	for range sealAttempts {
 		var key []byte
 		key, err = srk.Unseal(sb, client.UnsealOpts{})
@@ -151,25 +145,40 @@ func unsealRetrying(srk *client.Key, sb *pb.SealedBytes) ([]byte, error) {
 	return nil, fmt.Errorf("PCRs kept changing during %d attempts: %w", sealAttempts, err)
 }
 
-// Unseal gives back what Seal sealed, if this is the same TPM and the PCRs
-// hold the same values.
+// Unseal gives back what Seal sealed, if this is the same TPM, PCR 7 is as
+// sealed and the booted UKI's PCR 11 is signed.
 func (s TPMSealer) Unseal(blob []byte) ([]byte, error) {
 	var env envelope
 	if err := json.Unmarshal(blob, &env); err != nil {
 		return nil, fmt.Errorf("sealed blob: %w", err)
 	}
-	var sb pb.SealedBytes
-	if err := proto.Unmarshal(env.Sealed, &sb); err != nil {
-		return nil, fmt.Errorf("sealed blob: %w", err)
-	}
 	var key []byte
-	err := s.withSRK(func(srk *client.Key) error {
-		var err error
-		if key, err = unsealRetrying(srk, &sb); err != nil {
-			return fmt.Errorf("unseal with the TPM (another TPM, or PCR %v changed?): %w", s.PCRs, err)
+	var err error
+	if tpmseal.IsBlob(env.Sealed) {
+		pol, perr := s.policy()
+		if perr != nil {
+			return nil, perr
 		}
-		return nil
-	})
+		err = s.withTPM(func(rw io.ReadWriter) error {
+			var err error
+			if key, err = tpmseal.Unseal(rw, env.Sealed, pol.Key, pol.Signatures); err != nil {
+				return fmt.Errorf("unseal with the TPM (another TPM, PCR 7 changed, or this UKI not signed for it): %w", err)
+			}
+			return nil
+		})
+	} else {
+		var sb pb.SealedBytes
+		if err := proto.Unmarshal(env.Sealed, &sb); err != nil {
+			return nil, fmt.Errorf("sealed blob: %w", err)
+		}
+		err = s.withTPM(func(rw io.ReadWriter) error {
+			var err error
+			if key, err = unsealLegacy(rw, &sb); err != nil {
+				return fmt.Errorf("unseal with the TPM (another TPM, or PCR 7 changed?): %w", err)
+			}
+			return nil
+		})
+	}
 	if err != nil {
 		return nil, err
 	}

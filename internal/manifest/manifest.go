@@ -40,18 +40,21 @@ const ProxmoxMachine = "pc-q35-9.2"
 // was made from, and per role the predicted TPM policy. It is signed with
 // the artifact key (manifest.sig) and is what the hub trusts.
 type Manifest struct {
-	APIVersion string                  `json:"apiVersion"`
-	Kind       string                  `json:"kind"`
-	Cluster    string                  `json:"cluster"`
-	BuildID    string                  `json:"buildID"`
-	SpecDigest string                  `json:"specDigest"`
-	LockDigest string                  `json:"lockDigest"`
-	Source     Source                  `json:"source"`
-	Tools      map[string]string       `json:"tools"`
-	Epoch      int64                   `json:"sourceDateEpoch"`
-	DBCert     string                  `json:"dbCertificateSHA256"`
-	Roles      map[string]RoleManifest `json:"roles"`
-	Files      []FileEntry             `json:"files"`
+	APIVersion string            `json:"apiVersion"`
+	Kind       string            `json:"kind"`
+	Cluster    string            `json:"cluster"`
+	BuildID    string            `json:"buildID"`
+	SpecDigest string            `json:"specDigest"`
+	LockDigest string            `json:"lockDigest"`
+	Source     Source            `json:"source"`
+	Tools      map[string]string `json:"tools"`
+	Epoch      int64             `json:"sourceDateEpoch"`
+	DBCert     string            `json:"dbCertificateSHA256"`
+	// PCRPolicyKey is the fingerprint (tpmseal.Fingerprint) of the key
+	// that signed each UKI's PCR 11 policies (its .pcrsig section).
+	PCRPolicyKey string                  `json:"pcrPolicyKeySHA256,omitempty"`
+	Roles        map[string]RoleManifest `json:"roles"`
+	Files        []FileEntry             `json:"files"`
 	// Machines is, per VM target, the machine version the target pins
 	// for this build's nodes ("proxmox": ProxmoxMachine): the hardware
 	// the firmware runs on, an input of the prediction besides the

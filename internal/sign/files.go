@@ -20,6 +20,11 @@ const (
 
 	FileSigningKey = "artifact/signing.key"
 	FileSigningPub = "artifact/signing.pub"
+	// The PCR policy key signs the PCR 11 values of each UKI, which is what
+	// lets a node's TPM release its state key and the master's CA key
+	// (internal/tpmseal). RSA 2048: the TPM verifies it.
+	FilePCRPolicyKey = "artifact/pcr-policy.key"
+	FilePCRPolicyPub = "artifact/pcr-policy.pub"
 
 	FileCAKey     = "ca/ca.key"
 	FileCACert    = "ca/ca.crt"
@@ -31,7 +36,7 @@ const (
 var keyDirs = []string{"secureboot", "artifact", "ca"}
 
 // privateFiles hold secrets; they never leave the key directory.
-var privateFiles = []string{FilePKKey, FileKEKKey, FileDBKey, FileSigningKey, FileCAKey, FileAdminKey}
+var privateFiles = []string{FilePKKey, FileKEKKey, FileDBKey, FileSigningKey, FilePCRPolicyKey, FileCAKey, FileAdminKey}
 
 // publicFiles are safe to copy into bundles.
 var publicFiles = []string{
@@ -39,7 +44,7 @@ var publicFiles = []string{
 	FilePKCert, FilePKESL, FilePKAuth,
 	FileKEKCert, FileKEKESL, FileKEKAuth,
 	FileDBCert, FileDBESL, FileDBAuth,
-	FileSigningPub,
+	FileSigningPub, FilePCRPolicyPub,
 	FileCACert, FileAdminCert,
 }
 

@@ -4,11 +4,14 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
+	"crypto/rsa"
 	"fmt"
 	"os"
+	"path/filepath"
 	"time"
 	"unicode"
 
+	"github.com/kubedos/kubedos/internal/durable"
 	"github.com/kubedos/kubedos/internal/efi"
 )
 
@@ -153,6 +156,13 @@ func generate(ctx context.Context, cluster string, now time.Time) ([]keyFile, er
 	add(FileSigningKey, privPEM, true)
 	add(FileSigningPub, pubPEM, false)
 
+	pcrKey, pcrPub, err := newPCRPolicyKey()
+	if err != nil {
+		return nil, err
+	}
+	add(FilePCRPolicyKey, pcrKey, true)
+	add(FilePCRPolicyPub, pcrPub, false)
+
 	ca, err := newClusterCA(cluster, now)
 	if err != nil {
 		return nil, err
@@ -173,4 +183,47 @@ func generate(ctx context.Context, cluster string, now time.Time) ([]keyFile, er
 		add(c.certF, encodeCertPEM(c.is.cert), false)
 	}
 	return files, nil
+}
+
+// newPCRPolicyKey makes the PCR policy key and returns its private and
+// public PEM.
+func newPCRPolicyKey() (priv, pub []byte, err error) {
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		return nil, nil, fmt.Errorf("generate PCR policy key: %w", err)
+	}
+	if priv, err = encodeKeyPEM(key); err != nil {
+		return nil, nil, fmt.Errorf("%s: %w", FilePCRPolicyKey, err)
+	}
+	if pub, err = encodePublicPEM(&key.PublicKey); err != nil {
+		return nil, nil, fmt.Errorf("%s: %w", FilePCRPolicyPub, err)
+	}
+	return priv, pub, nil
+}
+
+// AddPCRPolicyKey gives a key directory made before the PCR policy key
+// existed its PCR policy key, and nothing else. It refuses a directory that
+// has one (or half of one) and a public-only copy.
+func AddPCRPolicyKey(dir string) (*KeySet, error) {
+	for _, rel := range []string{FilePCRPolicyKey, FilePCRPolicyPub} {
+		if _, err := os.Lstat(filepath.Join(dir, filepath.FromSlash(rel))); err == nil {
+			return nil, fmt.Errorf("%w: %s exists: the PCR policy key is never overwritten", ErrBadKeyFile, filepath.Join(dir, filepath.FromSlash(rel)))
+		}
+	}
+	if _, err := os.Lstat(filepath.Join(dir, filepath.FromSlash(FileSigningKey))); err != nil {
+		return nil, fmt.Errorf("%w: %s: add the PCR policy key where the private keys are: %w", ErrBadKeyFile, dir, err)
+	}
+	priv, pub, err := newPCRPolicyKey()
+	if err != nil {
+		return nil, err
+	}
+	// The private half first: a crash between the two leaves a key with no
+	// public half, which LoadKeySet names, never a public half with no key.
+	if err := durable.WriteFile(filepath.Join(dir, filepath.FromSlash(FilePCRPolicyKey)), priv, 0o600); err != nil {
+		return nil, err
+	}
+	if err := durable.WriteFile(filepath.Join(dir, filepath.FromSlash(FilePCRPolicyPub)), pub, 0o644); err != nil {
+		return nil, err
+	}
+	return LoadKeySet(dir)
 }

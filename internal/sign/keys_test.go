@@ -261,3 +261,48 @@ func TestExportPublic(t *testing.T) {
 		t.Errorf("second export = %v, want ErrExists", err)
 	}
 }
+
+// TestAddPCRPolicyKey: a key directory from before the PCR policy key is
+// refused with the command that fixes it; the command adds the key and
+// nothing else, and never replaces one.
+func TestAddPCRPolicyKey(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "keys")
+	ks, err := InitKeys(context.Background(), dir, InitOptions{Cluster: "x"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ks.PCRPolicyPub == nil || ks.PCRPolicyPub.N.BitLen() != 2048 {
+		t.Fatalf("new key directory has no RSA-2048 PCR policy key: %v", ks.PCRPolicyPub)
+	}
+	if _, err := ks.PCRPolicyKey(); err != nil {
+		t.Fatal(err)
+	}
+	before, err := os.ReadFile(ks.Path(FileSigningKey))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, rel := range []string{FilePCRPolicyKey, FilePCRPolicyPub} {
+		if err := os.Remove(ks.Path(rel)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := LoadKeySet(dir); err == nil || !strings.Contains(err.Error(), "--add-pcr-policy") {
+		t.Fatalf("old key directory: %v, want the --add-pcr-policy hint", err)
+	}
+	added, err := AddPCRPolicyKey(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if added.PCRPolicyPub.Equal(ks.PCRPolicyPub) {
+		t.Fatal("the added key is the removed one")
+	}
+	if st, err := os.Stat(added.Path(FilePCRPolicyKey)); err != nil || st.Mode().Perm() != 0o600 {
+		t.Fatalf("private half: %v %v", st, err)
+	}
+	if after, _ := os.ReadFile(ks.Path(FileSigningKey)); string(after) != string(before) {
+		t.Fatal("adding the PCR policy key touched the artifact key")
+	}
+	if _, err := AddPCRPolicyKey(dir); err == nil || !strings.Contains(err.Error(), "never overwritten") {
+		t.Fatalf("second add: %v", err)
+	}
+}

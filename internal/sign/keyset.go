@@ -30,6 +30,8 @@ type KeySet struct {
 	Admin *x509.Certificate
 	// SigningPub verifies manifests and the darksite repo (VerifyBlob).
 	SigningPub ed25519.PublicKey
+	// PCRPolicyPub verifies the PCR 11 policies a build signs (.pcrsig).
+	PCRPolicyPub *rsa.PublicKey
 	// Private reports whether the private halves are present (false for a
 	// public-only copy made by ExportPublic).
 	Private bool
@@ -85,10 +87,34 @@ func LoadKeySet(dir string) (*KeySet, error) {
 	if ks.SigningPub, err = ReadVerifyKey(p(FileSigningPub)); err != nil {
 		return nil, err
 	}
+	if ks.PCRPolicyPub, err = readPCRPolicyKey(p(FilePCRPolicyPub)); err != nil {
+		return nil, err
+	}
 	if ks.Private, err = ks.checkPrivate(); err != nil {
 		return nil, err
 	}
 	return ks, nil
+}
+
+// readPCRPolicyKey reads the PCR policy key's public half; a key directory
+// from before it existed is told how to get one.
+func readPCRPolicyKey(path string) (*rsa.PublicKey, error) {
+	if _, err := os.Lstat(path); errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("%w: %s missing: this key directory predates the PCR policy key; run `kubedos keys init --dir %s --add-pcr-policy` where its private keys are", ErrBadKeyFile, path, filepath.Dir(filepath.Dir(path)))
+	}
+	der, err := readPEM(path, "PUBLIC KEY")
+	if err != nil {
+		return nil, err
+	}
+	k, err := x509.ParsePKIXPublicKey(der)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s: %w", ErrBadKeyFile, path, err)
+	}
+	pub, ok := k.(*rsa.PublicKey)
+	if !ok || pub.N.BitLen() != 2048 || pub.E != 65537 {
+		return nil, fmt.Errorf("%w: %s: want an RSA-2048 key with e=65537 (the TPM verifies it)", ErrBadKeyFile, path)
+	}
+	return pub, nil
 }
 
 // checkESLAndAuth checks the .esl file is exactly want and the .auth
@@ -116,7 +142,7 @@ func checkESLAndAuth(eslPath, authPath string, want []byte) error {
 func (ks *KeySet) checkPrivate() (bool, error) {
 	pubs := map[string]crypto.PublicKey{
 		FilePKKey: ks.PK.PublicKey, FileKEKKey: ks.KEK.PublicKey, FileDBKey: ks.DB.PublicKey,
-		FileSigningKey: ks.SigningPub, FileCAKey: ks.CA.PublicKey, FileAdminKey: ks.Admin.PublicKey,
+		FileSigningKey: ks.SigningPub, FilePCRPolicyKey: ks.PCRPolicyPub, FileCAKey: ks.CA.PublicKey, FileAdminKey: ks.Admin.PublicKey,
 	}
 	var present, missing []string
 	for _, rel := range privateFiles {
@@ -176,4 +202,17 @@ func (ks *KeySet) ExportPublic(dst string) (*KeySet, error) {
 		return nil, fmt.Errorf("export public keys: %w", err)
 	}
 	return LoadKeySet(dst)
+}
+
+// PCRPolicyKey reads the PCR policy key; it fails on a public-only copy.
+func (ks *KeySet) PCRPolicyKey() (*rsa.PrivateKey, error) {
+	k, err := ReadPrivateKey(ks.Path(FilePCRPolicyKey))
+	if err != nil {
+		return nil, err
+	}
+	rk, ok := k.(*rsa.PrivateKey)
+	if !ok || !rk.PublicKey.Equal(ks.PCRPolicyPub) {
+		return nil, fmt.Errorf("%w: %s is not the private half of %s", ErrBadKeyFile, ks.Path(FilePCRPolicyKey), ks.Path(FilePCRPolicyPub))
+	}
+	return rk, nil
 }

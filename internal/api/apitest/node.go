@@ -33,7 +33,13 @@ type NodeEnv struct {
 func NewNode(t testing.TB, name, role string, impl api.NodeServer) NodeEnv {
 	t.Helper()
 	ca := pkitest.NewCA(t)
-	keys := pkitest.WriteKeys(t, ca, pki.RoleAdmin)
+	return NodeEnv{Keys: pkitest.WriteKeys(t, ca, pki.RoleAdmin), Server: NodeServerOf(t, ca, name, role, impl)}
+}
+
+// NodeServerOf is a server for impl as node name of role with a
+// certificate from ca (a test's own cluster CA), not yet serving.
+func NodeServerOf(t testing.TB, ca *pki.CA, name, role string, impl api.NodeServer) *grpc.Server {
+	t.Helper()
 	nodeKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		t.Fatal(err)
@@ -51,17 +57,24 @@ func NewNode(t testing.TB, name, role string, impl api.NodeServer) NodeEnv {
 		Certificates: []tls.Certificate{pair}, ClientCAs: ca.Pool(), ClientAuth: tls.RequireAndVerifyClientCert, MinVersion: tls.VersionTLS13})))...)
 	api.RegisterNode(s, impl)
 	t.Cleanup(s.Stop)
-	return NodeEnv{Keys: keys, Server: s}
+	return s
 }
 
 // Serve serves on a loopback port until the test ends (Server.Stop ends
 // the goroutine) and returns the address.
 func (e NodeEnv) Serve(t testing.TB) string {
 	t.Helper()
+	return Serve(t, e.Server)
+}
+
+// Serve serves s on a loopback port until the test ends and returns the
+// address.
+func Serve(t testing.TB, s *grpc.Server) string {
+	t.Helper()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	go func() { _ = e.Server.Serve(lis) }()
+	go func() { _ = s.Serve(lis) }()
 	return lis.Addr().String()
 }

@@ -1,0 +1,155 @@
+// Upgrades: the nodes the hub has assigned a build they do not run yet,
+// and the upgrades this console started (cluster.UpgradeNode, as
+// kubedos node upgrade runs it), kept current on open pages.
+
+package console
+
+import (
+	"context"
+	"net/http"
+	"sort"
+	"time"
+
+	"github.com/kubedos/kubedos/internal/api"
+	"github.com/kubedos/kubedos/internal/cluster"
+)
+
+// Bounds of what the console keeps of its upgrades.
+const (
+	maxJobLines = 40
+	maxJobs     = 50
+	// DefaultUpgradeWait is how long an upgrade waits for the node to come
+	// back on the new build (kubedos node upgrade's --wait).
+	DefaultUpgradeWait = 20 * time.Minute
+)
+
+// Job is one upgrade the console started.
+type Job struct {
+	Node, Build, Image, By string
+	Started, Ended         time.Time
+	// Lines are its progress, oldest first (the last maxJobLines).
+	Lines   []string
+	Outcome *cluster.Outcome
+	Err     string
+	// lastTransient: the last line is progress the next one replaces.
+	lastTransient bool
+}
+
+// Running says the upgrade has not ended.
+func (j Job) Running() bool { return j.Ended.IsZero() }
+
+// UpgradesView is the upgrades page's data and its live fragment's.
+type UpgradesView struct {
+	// Pending are the nodes with an upgrade target they do not run yet,
+	// as the hub records them.
+	Pending []api.Node
+	Jobs    []Job // running first, then newest first
+	Updated time.Time
+}
+
+func (c *Console) upgradesView(nodes []api.Node) UpgradesView {
+	v := UpgradesView{Updated: c.cfg.Now()}
+	for _, n := range nodes {
+		if n.Target != "" && n.Target != n.BuildID {
+			v.Pending = append(v.Pending, n)
+		}
+	}
+	sort.Slice(v.Pending, func(i, j int) bool { return v.Pending[i].Name < v.Pending[j].Name })
+	c.mu.Lock()
+	for _, j := range c.jobs {
+		cp := *j
+		cp.Lines = append([]string(nil), j.Lines...)
+		v.Jobs = append(v.Jobs, cp)
+	}
+	c.mu.Unlock()
+	sort.Slice(v.Jobs, func(i, k int) bool {
+		a, b := v.Jobs[i], v.Jobs[k]
+		if a.Running() != b.Running() {
+			return a.Running()
+		}
+		return a.Started.After(b.Started)
+	})
+	return v
+}
+
+func (c *Console) upgradesPage(w http.ResponseWriter, r *http.Request) {
+	res, err := c.cfg.Hub.ListNodes(r.Context())
+	if err != nil {
+		c.hubError(w, r, err)
+		return
+	}
+	c.render(w, "upgrades", c.base(r, "Upgrades"), c.upgradesView(res.Nodes))
+}
+
+// startUpgrade runs node name's upgrade to b in the background, as
+// kubedos node upgrade runs it: the hub is asked to accept the build (it
+// checks the signature and audits it under the operator), the node's
+// image is streamed to its API, and the node is waited for. One upgrade
+// per node at a time.
+func (c *Console) startUpgrade(name string, b *Build, img BuildRole) bool {
+	c.mu.Lock()
+	if j := c.jobs[name]; j != nil && j.Running() {
+		c.mu.Unlock()
+		return false
+	}
+	job := &Job{Node: name, Build: b.BuildID, Image: img.RoleID, By: c.operator, Started: c.cfg.Now()}
+	c.jobs[name] = job
+	c.pruneJobs()
+	base := c.bg
+	c.mu.Unlock()
+
+	opt := c.cfg.Upgrade
+	opt.Reboot = true
+	if opt.Wait == 0 {
+		opt.Wait = DefaultUpgradeWait
+	}
+	opt.Events = cluster.EventFunc(func(e cluster.Event) {
+		_, transient := e.(cluster.Transient)
+		c.mu.Lock()
+		line := clip(e.String(), 500)
+		if n := len(job.Lines); transient && n > 0 && job.lastTransient {
+			job.Lines[n-1] = line
+		} else {
+			job.Lines = append(job.Lines, line)
+			if over := len(job.Lines) - maxJobLines; over > 0 {
+				job.Lines = append([]string(nil), job.Lines[over:]...)
+			}
+		}
+		job.lastTransient = transient
+		c.mu.Unlock()
+		if !transient {
+			c.live.poke()
+		}
+	})
+	go func() {
+		ctx, cancel := context.WithTimeout(base, opt.Wait+5*time.Minute)
+		defer cancel()
+		out, err := cluster.UpgradeNode(ctx, cluster.UpgradeTarget{Name: name, Hub: c.cfg.Hub,
+			DialNode: func() (*api.NodeClient, func(), error) { return c.cfg.DialNode(name) }}, b.Dir, opt)
+		c.mu.Lock()
+		job.Outcome, job.Ended = out, c.cfg.Now()
+		if err != nil {
+			job.Err = clip(err.Error(), maxAuditField)
+		}
+		c.mu.Unlock()
+		_ = c.live.refresh(base)
+	}()
+	return true
+}
+
+// pruneJobs forgets the oldest ended upgrades beyond maxJobs; c.mu held.
+func (c *Console) pruneJobs() {
+	if len(c.jobs) <= maxJobs {
+		return
+	}
+	var ended []*Job
+	for _, j := range c.jobs {
+		if !j.Running() {
+			ended = append(ended, j)
+		}
+	}
+	sort.Slice(ended, func(i, k int) bool { return ended[i].Ended.Before(ended[k].Ended) })
+	for _, j := range ended[:max(0, min(len(ended), len(c.jobs)-maxJobs))] {
+		delete(c.jobs, j.Node)
+	}
+}
