@@ -9,6 +9,10 @@
 // names no hub: a form for the node's name, LAN address, gateway and hub,
 // validated by internal/nodeid and handed to the agent's Setup.
 //
+// PickTTY chooses the terminal (tty1 when a display shows it, else the
+// serial console, where the screen waits for a key); Port is a read-only
+// copy on a virtio-serial port, which the e2e tests read.
+//
 // It writes plain ANSI (VT100/ECMA-48) sequences rather than use a TUI
 // library: the screen is a list of lines redrawn in full every refresh, so
 // it needs cursor addressing, erase-line, autowrap off and three colours,
