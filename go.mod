@@ -9,6 +9,7 @@ require (
 	github.com/google/go-attestation v0.6.1
 	github.com/google/go-tpm v0.9.8
 	github.com/google/go-tpm-tools v0.4.7
+	github.com/hinshun/vt10x v0.0.0-20220301184237-5011da428d02
 	github.com/pmezard/go-difflib v1.0.0
 	github.com/smallstep/pkcs7 v0.2.3
 	github.com/spf13/cobra v1.10.2

@@ -6,7 +6,9 @@
 // 7444: version, health, services, logs, dmesg, reboot, shutdown, config,
 // drift) with the enrollment certificate. On the master it also keeps the
 // cluster's hub once an admin hands it over (port 7443), and serves it again
-// at every boot. Each of these is a controller under one supervisor
+// at every boot. Its status is drawn on tty1 (the node console, with the
+// Day 0 form of a bare-metal node that names no hub). Each of these is a
+// controller under one supervisor
 // (internal/agent); main only builds the configuration.
 package main
 

@@ -7,6 +7,7 @@ import (
 
 	"github.com/kubedos/kubedos/internal/api"
 	"github.com/kubedos/kubedos/internal/attest"
+	"github.com/kubedos/kubedos/internal/nodeconsole"
 )
 
 // Config is kubedosd's configuration: built once in cmd/kubedosd
@@ -38,6 +39,16 @@ type Config struct {
 	// MinBackoff and MaxBackoff pace the restarts of a failed controller.
 	MinBackoff, MaxBackoff time.Duration
 
+	// OpenConsole opens the terminal of the node console (tty1, or the
+	// serial console without a display), says whether it is the serial
+	// console and why it chose it; nil runs no console. Journal gives the
+	// console kubedosd's last lines.
+	OpenConsole func() (term nodeconsole.Terminal, serial bool, why string, err error)
+	// ConsolePort finds the virtio-serial port that gets a read-only copy
+	// of the console ("" while there is none; nil: never looked for).
+	ConsolePort func() string
+	Journal     LogReader
+
 	Clock Clock
 	// Logf writes a line to the journal and the console.
 	Logf func(string, ...any)
@@ -61,7 +72,9 @@ func DefaultConfig() Config {
 		// As the hand-written loops were: enrollment retried within ~30 s,
 		// re-attestation within 20 s of the hub coming back.
 		MinBackoff: time.Second, MaxBackoff: 20 * time.Second,
-		Clock: SystemClock{},
-		Logf:  func(f string, a ...any) { Console("kubedosd: " + fmt.Sprintf(f, a...)) },
+		OpenConsole: OpenNodeConsole, Journal: NewHostSystem(),
+		ConsolePort: func() string { return nodeconsole.FindPort("/sys", "/dev") },
+		Clock:       SystemClock{},
+		Logf:        func(f string, a ...any) { Console("kubedosd: " + fmt.Sprintf(f, a...)) },
 	}
 }

@@ -21,7 +21,11 @@
 //     them (firewall_baseline.go);
 //   - /metrics (metrics.go);
 //   - the boot check that blesses or rejects a trial boot (bootcheck.go);
-//   - on a master, the keeper of the cluster's hub (internal/hubhost).
+//   - on a master, the keeper of the cluster's hub (internal/hubhost);
+//   - the node console on tty1 (console.go, internal/nodeconsole): what
+//     `node version`, `node health` and `node planes` answer, the
+//     enrollment state and the hub's refusal, drawn live; and on a node
+//     that names no hub, the Day 0 form, its only write.
 //
 // Tests drive it with a fake clock, a fake System and the go-tpm-tools
 // simulator through Config.OpenProver.

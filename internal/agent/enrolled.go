@@ -141,6 +141,7 @@ func (a *Agent) runEnrolled(ctx context.Context, cfg EnrollConfig, st Status, ju
 	if err != nil {
 		logf("node API not started: %v", err)
 	} else {
+		a.view.update(func(v *nodeView) { v.api = srv })
 		ctrls = append(ctrls, a.serverControllers(srv)...)
 		if slots != nil {
 			check := BootCheck{Slots: slots, Health: srv.CheckHealth, Attested: att.get, Timeout: c.BootCheckTimeout,

@@ -51,22 +51,29 @@ func Console(line string) {
 // planes…). A refusal by the hub is final (the node is quarantined there);
 // an unreachable hub is retried.
 func (a *Agent) runIdentity(ctx context.Context, st Status) error {
-	oem, err := earlyboot.OEMStrings()
+	id, err := nodeIdentity()
 	if err != nil {
 		return err
 	}
-	// The LAN fields are kubedos-init's: it reports their problems and
-	// boots on, so a bad address does not stop enrollment here.
-	id, err := nodeid.Decode(map[string]string{nodeid.KeyName: oem[nodeid.KeyName], nodeid.KeyHub: oem[nodeid.KeyHub]})
-	if err != nil {
-		return err
+	for id.Hub == "" {
+		// No hub named: a standalone boot, or a bare-metal node waiting
+		// for its Day 0 identity on the console.
+		a.view.update(func(v *nodeView) { v.name, v.standalone = id.Name, true })
+		if a.cfg.OpenConsole == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-a.view.day0:
+		}
+		if id, err = nodeIdentity(); err != nil {
+			return err
+		}
 	}
 	hub, name := id.Hub, id.Name
-	if hub == "" {
-		return nil // no hub named: a standalone boot
-	}
 	if name == "" {
-		return errors.New("SMBIOS names a hub but no kubedos.name for this node")
+		return errors.New("the node identity names a hub but no kubedos.name for this node")
 	}
 	caPEM, err := os.ReadFile(a.cfg.CAFile)
 	if err != nil {
@@ -86,7 +93,20 @@ func (a *Agent) runIdentity(ctx context.Context, st Status) error {
 	}
 	cfg := EnrollConfig{Hub: hub, CA: ca, Name: name, Role: strings.TrimSpace(string(role)), BuildID: st.Build,
 		OpenProver: a.cfg.OpenProver, StateDir: a.cfg.IdentityDir, HubFile: a.cfg.HubAddrFile}
+	a.view.update(func(v *nodeView) { v.name, v.enroll, v.standalone = name, &cfg, false })
 	return a.runNode(ctx, cfg, st)
+}
+
+// nodeIdentity is the node's name and hub: SMBIOS's, else what was typed
+// on the console on Day 0 (earlyboot.IdentityFile). The LAN fields are
+// kubedos-init's: it reports their problems and boots on, so a bad address
+// does not stop enrollment here.
+func nodeIdentity() (nodeid.Identity, error) {
+	pairs, err := earlyboot.NodeIdentity(earlyboot.IdentityFile)
+	if err != nil {
+		return nodeid.Identity{}, err
+	}
+	return nodeid.Decode(map[string]string{nodeid.KeyName: pairs[nodeid.KeyName], nodeid.KeyHub: pairs[nodeid.KeyHub]})
 }
 
 // runNode enrolls unless the node has an identity, then runs the enrolled

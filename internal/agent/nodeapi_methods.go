@@ -21,33 +21,48 @@ type nodeService struct{ n *NodeAPI }
 var _ api.NodeServer = nodeService{}
 
 func (s nodeService) Version(context.Context, *api.NodeVersionRequest) (*api.NodeVersion, error) {
+	return s.n.Version(), nil
+}
+
+// Version is what `node version` answers (and the node console shows).
+func (n *NodeAPI) Version() *api.NodeVersion {
 	bi := buildinfo.Get()
-	st := s.n.cfg.Status
-	v := &api.NodeVersion{Node: s.n.cfg.Name, Role: s.n.cfg.Role, BuildID: st.Build, Slot: st.Slot, RootHash: st.RootHash,
+	st := n.cfg.Status
+	v := &api.NodeVersion{Node: n.cfg.Name, Role: n.cfg.Role, BuildID: st.Build, Slot: st.Slot, RootHash: st.RootHash,
 		Kubedosd: bi.Version, Revision: bi.Revision, GoVersion: bi.GoVersion}
-	if s.n.cfg.Slots != nil {
-		v.Boot = s.n.cfg.Slots.State()
+	if n.cfg.Slots != nil {
+		v.Boot = n.cfg.Slots.State()
 	}
 	if b, err := os.ReadFile(DataIDFile); err == nil {
 		v.DataID = strings.TrimSpace(string(b))
 	}
-	return v, nil
+	return v
 }
 
 func (s nodeService) Planes(ctx context.Context, _ *api.PlanesRequest) (*api.Planes, error) {
-	out := &api.Planes{Interfaces: []wg.Status{}}
-	if s.n.cfg.Planes == nil {
+	out := s.n.Planes()
+	if out == nil {
 		return nil, fmt.Errorf("%w: this node is on no plane", ErrNotFound)
 	}
-	ifcs, joined, err := s.n.cfg.Planes.Report()
+	return out, nil
+}
+
+// Planes is what `node planes` answers (and the node console shows): each
+// plane as the kernel reports it; nil when the node is on none.
+func (n *NodeAPI) Planes() *api.Planes {
+	if n.cfg.Planes == nil {
+		return nil
+	}
+	out := &api.Planes{Interfaces: []wg.Status{}}
+	ifcs, joined, err := n.cfg.Planes.Report()
 	out.Joined = joined
 	if err != nil {
 		out.Error = err.Error()
 	}
 	for _, ifc := range ifcs {
-		out.Interfaces = append(out.Interfaces, s.n.cfg.ReadPlane(ifc))
+		out.Interfaces = append(out.Interfaces, n.cfg.ReadPlane(ifc))
 	}
-	return out, nil
+	return out
 }
 
 func (s nodeService) Services(ctx context.Context, _ *api.ServicesRequest) (*api.Services, error) {

@@ -106,6 +106,18 @@ Name=en* eth*
 DHCP=ipv4
 `
 
+// NoLoginUnits are masked in every role's root: the node console
+// (kubedosd) owns tty1, and root is locked, so a login prompt on tty1, on
+// another VT or on the serial console (systemd's getty generator starts
+// serial-getty@ttyS0 for console=ttyS0) would offer only a way in to guess
+// at. Masking a template masks its instances; the instances kubedos would
+// meet are masked by name too. Debian's getty-static starts getty@tty2–6
+// when logind is absent, as here: masked with them, or it fails and the
+// node's failed-units check with it.
+var NoLoginUnits = []string{"getty@.service", "getty@tty1.service", "autovt@.service", "serial-getty@.service",
+	"serial-getty@ttyS0.service", "serial-getty@hvc0.service", "console-getty.service", "container-getty@.service",
+	"getty-static.service"}
+
 // customizeRootfs makes the root an immutable kubedos node: kubedosd
 // enabled, mount points for state and data, no per-machine identity baked in
 // and no file that records when the image was built.
@@ -160,6 +172,12 @@ func customizeRootfs(in RootfsInput) error {
 		// encrypted partition fail and stop the boot).
 		"etc/systemd/system-generators/systemd-gpt-auto-generator": "/dev/null",
 	}
+	for _, unit := range NoLoginUnits {
+		links["etc/systemd/system/"+unit] = "/dev/null"
+	}
+	// Debian enables getty@tty1 in getty.target: the mask wins, the link
+	// would only be a masked unit's warning.
+	_ = os.Remove(r("etc/systemd/system/getty.target.wants/getty@tty1.service"))
 	for link, target := range links {
 		if err := os.MkdirAll(filepath.Dir(r(link)), 0o755); err != nil {
 			return err

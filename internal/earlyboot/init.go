@@ -53,12 +53,14 @@ func Init(ctx context.Context, console io.Writer) error {
 	logf("build %s, roothash %s", cfg.Build, cfg.RootHash)
 	// A bad LAN address is the deploy step's mistake: say so and boot on
 	// (the image's DHCP configuration stays), so the node API can tell.
+	lanSet := false
 	if oem, err := OEMStrings(); err != nil {
 		logf("%v", err)
 	} else if addr, err := WriteLAN(oem); err != nil {
-		logf("%v; the LAN stays on DHCP", err)
+		logf("SMBIOS %v; the LAN stays on DHCP", err)
 	} else if addr != "" {
 		logf("LAN address %s (SMBIOS)", addr)
+		lanSet = true
 	}
 	if err := loadModules(logf); err != nil {
 		return err
@@ -133,6 +135,11 @@ func Init(ctx context.Context, console io.Writer) error {
 		"lowerdir="+sysroot+"/var,upperdir="+sysroot+"/state/var.upper,workdir="+sysroot+"/state/var.work"); err != nil {
 		return err
 	}
+	// A bare-metal node's address, typed on its console on Day 0, is on
+	// state: networkd reads /run only once systemd starts.
+	if !lanSet {
+		lanFromStateFile(sysroot+IdentityFile, logf)
+	}
 	dataDev, err := dev(LabelData)
 	if err != nil {
 		return err
@@ -146,6 +153,21 @@ func Init(ctx context.Context, console io.Writer) error {
 	}
 	logf("state and data mounted; switching root")
 	return switchRoot()
+}
+
+// lanFromStateFile writes the LAN unit from the identity file at path, if
+// it names an address; problems are logged and the LAN stays on DHCP.
+func lanFromStateFile(path string, logf func(string, ...any)) {
+	pairs := map[string]string{}
+	if err := ReadIdentityFile(pairs, path); err != nil {
+		logf("%v", err)
+		return
+	}
+	if addr, err := WriteLAN(pairs); err != nil {
+		logf("%s: %v; the LAN stays on DHCP", IdentityFile, err)
+	} else if addr != "" {
+		logf("LAN address %s (%s, set on the console)", addr, IdentityFile)
+	}
 }
 
 // TPMDevice is the kernel's TPM resource manager: handles a process leaves

@@ -25,10 +25,10 @@ func LANNetworkUnit(addr, gateway string) ([]byte, error) {
 		return nil, err
 	}
 	if !id.Address.IsValid() {
-		return nil, fmt.Errorf("SMBIOS %s is empty", nodeid.KeyAddress)
+		return nil, fmt.Errorf("%s is empty", nodeid.KeyAddress)
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "# Written by kubedos-init from SMBIOS kubedos.address (the spec's node address).\n")
+	fmt.Fprintf(&b, "# Written by kubedos from kubedos.address (SMBIOS: the spec's node address; or the console's Day 0 form).\n")
 	fmt.Fprintf(&b, "[Match]\nName=en* eth*\n\n[Network]\nAddress=%s\nDHCP=no\nIPv6AcceptRA=no\nLinkLocalAddressing=no\n", id.Address)
 	if id.Gateway.IsValid() {
 		fmt.Fprintf(&b, "Gateway=%s\n", id.Gateway)
@@ -37,9 +37,10 @@ func LANNetworkUnit(addr, gateway string) ([]byte, error) {
 }
 
 // WriteLAN gives the LAN interface the address the deploy step put in
-// SMBIOS (kubedos.address) by writing LANNetworkFile before systemd starts,
-// so networkd configures it from its first start. Without the string the
-// image's DHCP configuration stays in force.
+// SMBIOS (kubedos.address), or the one typed on the console (IdentityFile),
+// by writing LANNetworkFile before systemd starts, so networkd configures
+// it from its first start. Without the pair the image's DHCP configuration
+// stays in force.
 func WriteLAN(oem map[string]string) (string, error) {
 	addr := oem[nodeid.KeyAddress]
 	if addr == "" {

@@ -53,7 +53,8 @@ var rank = map[string]int{
 	"internal/target/qemu":       4,
 	"internal/target/proxmox":    4,
 	"internal/target/targettest": 5, // the conformance suite
-	"internal/agent":             4, // kubedosd; imports api and attest
+	"internal/nodeconsole":       4, // the node's tty1 status screen; imports api, wg and nodeid
+	"internal/agent":             5, // kubedosd; imports api, attest and nodeconsole
 	"internal/hub":               4,
 	"internal/hubhost":           5, // runs a hub: kubedos hub serve, and kubedosd on the master
 	"internal/steps":             4, // convergence steps over the api clients

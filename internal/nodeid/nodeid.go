@@ -1,8 +1,10 @@
 // Package nodeid is the identity a deploy step hands to a machine through
 // SMBIOS (type 11 OEM strings on qemu, the type 1 SKU on Proxmox VE, which
-// sets no OEM strings): the node's name, its hub, and its LAN address. One
-// encoder for every target and one decoder for kubedos-init and kubedosd,
-// so the two ends cannot drift apart.
+// sets no OEM strings), or that an operator types on a bare-metal node's
+// console (kept in a file on the state partition, File and ParseFile): the
+// node's name, its hub, and its LAN address. One encoder for every target
+// and one decoder for kubedos-init and kubedosd, so the two ends cannot
+// drift apart.
 package nodeid
 
 import (
@@ -49,12 +51,27 @@ type Identity struct {
 	Gateway netip.Addr
 }
 
-func fieldErr(key, value, want string) error {
-	if len(value) > 64 {
-		value = value[:64] + "…"
-	}
-	return fmt.Errorf("%w: SMBIOS %s %q: %s", ErrInvalid, key, value, want)
+// FieldError is a problem with one field: the console's form shows Want
+// next to the field, logs show Error.
+type FieldError struct {
+	Key, Value string
+	Want       string
 }
+
+// Error names the key, not the source: SMBIOS and the state file carry the
+// same pairs, and the caller says which it read.
+func (e *FieldError) Error() string {
+	v := e.Value
+	if len(v) > 64 {
+		v = v[:64] + "…"
+	}
+	return fmt.Sprintf("%s %q: %s", e.Key, v, e.Want)
+}
+
+// Unwrap classes every FieldError as ErrInvalid.
+func (e *FieldError) Unwrap() error { return ErrInvalid }
+
+func fieldErr(key, value, want string) error { return &FieldError{Key: key, Value: value, Want: want} }
 
 // Validate reports every problem, each naming its field.
 func (id Identity) Validate() error {
@@ -67,7 +84,7 @@ func (id Identity) Validate() error {
 			errs = append(errs, err)
 		}
 		if id.Name == "" {
-			errs = append(errs, fmt.Errorf("%w: SMBIOS names a hub but no %s for this node", ErrInvalid, KeyName))
+			errs = append(errs, fmt.Errorf("%w: a hub is named but no %s for this node", ErrInvalid, KeyName))
 		}
 	}
 	if id.Address.IsValid() && (!id.Address.Addr().Is4() || id.Address.Bits() == 32) {
@@ -181,4 +198,23 @@ func validName(s string) bool {
 		}
 	}
 	return true
+}
+
+// File is the identity as the state partition keeps it: one key=value pair
+// a line, in Strings' order. It refuses an invalid identity.
+func (id Identity) File() ([]byte, error) {
+	strs, err := id.Strings()
+	if err != nil {
+		return nil, err
+	}
+	return []byte(strings.Join(strs, "\n") + "\n"), nil
+}
+
+// ParseFile collects the pairs of a File into pairs, as Pairs does for
+// SMBIOS strings: a key already in pairs wins, so SMBIOS read first
+// overrides the file.
+func ParseFile(pairs map[string]string, b []byte) {
+	for _, line := range strings.Split(string(b), "\n") {
+		Pairs(pairs, strings.TrimSpace(line))
+	}
 }

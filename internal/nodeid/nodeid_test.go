@@ -111,3 +111,37 @@ func TestStringsRefusesInvalid(t *testing.T) {
 		t.Errorf("got %v, want an error naming kubedos.hub", err)
 	}
 }
+
+func TestFileRoundTrip(t *testing.T) {
+	id := Identity{Name: "bm-1", Hub: "10.20.0.10:7443", Address: netip.MustParsePrefix("10.20.0.31/24"), Gateway: netip.MustParseAddr("10.20.0.1")}
+	b, err := id.File()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pairs := map[string]string{}
+	ParseFile(pairs, b)
+	got, err := Decode(pairs)
+	if err != nil || got != id {
+		t.Fatalf("got %+v, %v; want %+v", got, err, id)
+	}
+	// A key read before (SMBIOS) wins over the file's.
+	pairs = map[string]string{KeyHub: "10.9.9.9:7443"}
+	ParseFile(pairs, b)
+	if pairs[KeyHub] != "10.9.9.9:7443" || pairs[KeyName] != "bm-1" {
+		t.Errorf("merge: %v", pairs)
+	}
+	if _, err := (Identity{Hub: "h:1"}).File(); err == nil {
+		t.Error("an invalid identity was encoded")
+	}
+}
+
+func TestFieldError(t *testing.T) {
+	_, err := Decode(map[string]string{KeyAddress: "10.0.0.5"})
+	var fe *FieldError
+	if !errors.As(err, &fe) || fe.Key != KeyAddress || !strings.Contains(fe.Want, "prefix length") {
+		t.Fatalf("got %v, want a FieldError for %s", err, KeyAddress)
+	}
+	if !errors.Is(err, errdefs.ErrInvalid) {
+		t.Errorf("%v is not classed ErrInvalid", err)
+	}
+}

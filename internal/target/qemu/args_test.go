@@ -31,3 +31,16 @@ func TestQEMUArgsSMBIOS(t *testing.T) {
 		})
 	}
 }
+
+func TestQEMUArgsConsoleSocket(t *testing.T) {
+	if args := qemuArgs(VMConfig{}, "vars.fd", "tpm.sock", "serial.log"); slices.Contains(args, "virtio-serial-pci,id=kdser") {
+		t.Errorf("a VM without ConsoleSocket has the console port: %q", args)
+	}
+	args := qemuArgs(VMConfig{ConsoleSocket: "/tmp/vm/console.sock"}, "vars.fd", "tpm.sock", "serial.log")
+	for _, want := range []string{"socket,id=kdcon,path=/tmp/vm/console.sock,server=on,wait=off",
+		"virtserialport,bus=kdser.0,chardev=kdcon,name=org.kubedos.console"} {
+		if !slices.Contains(args, want) {
+			t.Errorf("%q not in %q", want, args)
+		}
+	}
+}

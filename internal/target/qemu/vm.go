@@ -58,6 +58,11 @@ type VMConfig struct {
 	// Reboot lets a guest reboot (upgrades do); otherwise a reboot or a
 	// panic ends the VM, which is what a one-shot boot check wants.
 	Reboot bool
+	// ConsoleSocket, when set, is a unix socket (QEMU listens) on a
+	// virtio-serial port named org.kubedos.console (nodeconsole.PortName,
+	// not imported: the target ranks below the agent's packages), where
+	// kubedosd draws a read-only copy of the node console.
+	ConsoleSocket string
 }
 
 // VM is a running (or stopped) machine.
@@ -171,6 +176,11 @@ func qemuArgs(cfg VMConfig, vars, sock, serial string) []string {
 		args = append(args, "-netdev", netdev, "-device", "virtio-net-pci,netdev=n0,romfile=")
 	default:
 		args = append(args, "-net", "none")
+	}
+	if cfg.ConsoleSocket != "" {
+		args = append(args, "-device", "virtio-serial-pci,id=kdser",
+			"-chardev", "socket,id=kdcon,path="+cfg.ConsoleSocket+",server=on,wait=off",
+			"-device", "virtserialport,bus=kdser.0,chardev=kdcon,name=org.kubedos.console")
 	}
 	if len(cfg.OEMStrings) > 0 {
 		t11 := "type=11"
