@@ -29,6 +29,7 @@ var rank = map[string]int{
 	"internal/kubeplan":               1, // what each node runs of Kubernetes, from the spec
 	"internal/ociarchive":             0, // deterministic OCI image archives: imports nothing of ours
 	"internal/modproxy":               0, // the Go module proxy files an offline build needs: imports nothing of ours
+	"internal/tpmseal":                0, // sealing to the TPM under the signed PCR 11 policy: imports nothing of ours
 	"internal/sign":                   1,
 	"internal/measure":                1,
 	"internal/pki":                    1,
@@ -59,12 +60,12 @@ var rank = map[string]int{
 	"internal/hubhost":           5, // runs a hub: kubedos hub serve, and kubedosd on the master
 	"internal/steps":             4, // convergence steps over the api clients
 	"internal/cluster":           6, // orchestration any front end reuses: up, down, upgrade, hand-over
-	"internal/console":           5, // the web console over the hub admin client; kubedos console serves it
-	"internal/cli":               7,
-	"cmd":                        8,
-	"bench":                      8, // benchmark helpers, like commands
-	"scripts":                    8, // build helpers run with go run, like commands
-	"kube":                       8, // the pinned Kubernetes build: a module of its own
+	"internal/console":           7, // the web console: a front end over internal/cluster and the api clients
+	"internal/cli":               8,
+	"cmd":                        9,
+	"bench":                      9, // benchmark helpers, like commands
+	"scripts":                    9, // build helpers run with go run, like commands
+	"kube":                       9, // the pinned Kubernetes build: a module of its own
 
 	// Test support over internal/attest: simulated nodes (tests and bench).
 	"internal/attest/attesttest": 3,
