@@ -5,18 +5,12 @@ package e2e
 import (
 	"context"
 	"net"
-	"os"
-	"path/filepath"
-	"regexp"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/hinshun/vt10x"
-	"github.com/kubedos/kubedos/internal/agent"
-	"github.com/kubedos/kubedos/internal/build"
-	"github.com/kubedos/kubedos/internal/target/qemu"
 )
 
 // screenReader feeds what the guest draws on its console port into a VT
@@ -82,38 +76,16 @@ func readConsolePort(t *testing.T, ctx context.Context, sock string) *screenRead
 	return s
 }
 
-// TestNodeConsole boots the built image as an enrolling node with the
-// console port attached and reads the node console off it through a VT
-// emulator: the node's name and role, its build, enrollment, the EK hash
-// the hub recorded and the hub's address must appear on the 80×24 screen.
-func TestNodeConsole(t *testing.T) {
-	c := manufacture(t)
-	if _, err := os.Stat(swtpmLocalCA); err != nil {
-		t.Skipf("swtpm local CA missing: %v", err)
-	}
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	hubAddr := lis.Addr().String()
-	lis.Close()
-	serveHub(t, c, hubAddr, filepath.Join(work, "hubstate-console"), "--ek-ca", swtpmLocalCA)
-
-	sock := filepath.Join(work, "console-port.sock")
-	start := time.Now()
-	vm, ctx := startVM(t, c, "console", c.role(build.FileDiskQcow2), func(cfg *qemu.VMConfig) {
-		cfg.OEMStrings = []string{"kubedos.name=master", "kubedos.hub=" + hubAddrInGuest}
-		cfg.GuestFwd = []qemu.Forward{{Guest: hubAddrInGuest, Host: hubAddr}}
-		cfg.ConsoleSocket = sock
-	})
+// checkNodeConsole reads the node console off the VM's console port
+// through a VT emulator (80×24): the node's name and role, its build,
+// enrollment, the EK hash the hub recorded and the hub's address must
+// appear, and no getty. Folded into TestEnrollmentGate's enrolling boot
+// (started with the port attached) rather than a boot of its own.
+func checkNodeConsole(t *testing.T, ctx context.Context, c *cluster, sock, hubAddr, name string, start time.Time) {
+	t.Helper()
 	screen := readConsolePort(t, ctx, sock)
-	re := regexp.MustCompile(regexp.QuoteMeta(agent.EnrolledLinePrefix) + `.*|` + regexp.QuoteMeta(agent.RefusedLinePrefix) + `.*`)
-	m, _ := waitConsole(t, vm, ctx, "console", re)
-	if m == nil || !strings.HasPrefix(m[0], agent.EnrolledLinePrefix) {
-		t.Fatalf("the node did not enroll: %q", m)
-	}
-	n := nodeJSON(t, c, hubAddr, "master")
-	want := []string{"kubedos node master (master)", "Build " + n.BuildID, "Enrollment  enrolled",
+	n := nodeJSON(t, c, hubAddr, name)
+	want := []string{"kubedos node " + name + " (" + n.Role + ")", "Build " + n.BuildID, "Enrollment  enrolled",
 		"EK sha256   " + n.EKHash, "Hub         " + hubAddrInGuest + ", answered", "Health:", "No shell here"}
 	var text string
 	for {

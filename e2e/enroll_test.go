@@ -171,19 +171,28 @@ func serveHub(t *testing.T, c *cluster, addr, state string, extra ...string) {
 // to report enrolled or refused. The VM runs until the test ends.
 func bootEnrolling(t *testing.T, c *cluster, vmName, nodeName, hubAddr, apiAddr, disk string) (enrolled bool, line string) {
 	t.Helper()
+	enrolled, line, _ = bootEnrollingWith(t, c, vmName, nodeName, hubAddr, apiAddr, disk, "")
+	return enrolled, line
+}
+
+// bootEnrollingWith is bootEnrolling with the node console's port on
+// consoleSock when set; it returns the VM's context too.
+func bootEnrollingWith(t *testing.T, c *cluster, vmName, nodeName, hubAddr, apiAddr, disk, consoleSock string) (enrolled bool, line string, ctx context.Context) {
+	t.Helper()
 	vm, ctx := startVM(t, c, vmName, disk, func(cfg *qemu.VMConfig) {
 		cfg.OEMStrings = []string{"kubedos.name=" + nodeName, "kubedos.hub=" + hubAddrInGuest}
 		cfg.GuestFwd = []qemu.Forward{{Guest: hubAddrInGuest, Host: hubAddr}}
 		if apiAddr != "" {
 			cfg.HostFwd = []string{"tcp:" + apiAddr + "-:7444"}
 		}
+		cfg.ConsoleSocket = consoleSock
 	})
 	re := regexp.MustCompile(regexp.QuoteMeta(agent.EnrolledLinePrefix) + `.*|` + regexp.QuoteMeta(agent.RefusedLinePrefix) + `.*`)
 	m, _ := waitConsole(t, vm, ctx, vmName, re)
 	if m == nil {
 		t.Fatalf("%s stopped before kubedosd enrolled or was refused", vmName)
 	}
-	return strings.HasPrefix(m[0], agent.EnrolledLinePrefix), m[0]
+	return strings.HasPrefix(m[0], agent.EnrolledLinePrefix), m[0], ctx
 }
 
 func nodeJSON(t *testing.T, c *cluster, hubAddr, name string) api.Node {
@@ -222,10 +231,13 @@ func TestEnrollmentGate(t *testing.T) {
 
 	must(t, c.dir, "node", "replace", "master", "--hub", hubAddr, "--keys", "keys", "--reason", "e2e: replace the quarantined machine")
 	apiAddr := freeAddr(t)
-	ok, line = bootEnrolling(t, c, "enroll-good", "master", hubAddr, apiAddr, c.role(build.FileDiskQcow2))
+	sock, start := filepath.Join(work, "console-port.sock"), time.Now()
+	ok, line, vmCtx := bootEnrollingWith(t, c, "enroll-good", "master", hubAddr, apiAddr, c.role(build.FileDiskQcow2), sock)
 	if !ok {
 		t.Fatalf("the built image was refused: %s", line)
 	}
+	// The node console (issue 18), drawn on the console port.
+	checkNodeConsole(t, vmCtx, c, sock, hubAddr, "master", start)
 	n = nodeJSON(t, c, hubAddr, "master")
 	if n.State != "enrolled" || n.BuildID != c.manifest.Roles["master"].RoleID || n.CertSerial == "" || !strings.Contains(line, "serial "+n.CertSerial) {
 		t.Fatalf("after enrollment the hub says %+v; node said %q", n, line)
