@@ -118,6 +118,9 @@ func Init(ctx context.Context, console io.Writer) error {
 	if err != nil {
 		return err
 	}
+	if err := seedFromTPM(waitCtx); err != nil {
+		logf("%v; going on (the first random numbers may wait for the kernel)", err)
+	}
 	stateMapped, err := openState(waitCtx, stateDev, LabelState, StateFSFile, policy, logf)
 	if err != nil {
 		return err
@@ -173,6 +176,20 @@ func lanFromStateFile(path string, logf func(string, ...any)) {
 // TPMDevice is the kernel's TPM resource manager: handles a process leaves
 // are flushed when it closes the device.
 const TPMDevice = "/dev/tpmrm0"
+
+// seedFromTPM seeds the kernel's RNG from the TPM (SeedKernelRNG).
+func seedFromTPM(ctx context.Context) error {
+	dev, err := waitNode(ctx, TPMDevice)
+	if err != nil {
+		return err
+	}
+	tpm, err := tpm2.OpenTPM(dev)
+	if err != nil {
+		return err
+	}
+	defer tpm.Close()
+	return SeedKernelRNG(tpm)
+}
 
 // statePolicy reads the UKI's signed PCR policy that systemd-stub put in
 // the initrd and keeps a copy for the running system.
