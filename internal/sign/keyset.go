@@ -102,13 +102,9 @@ func readPCRPolicyKey(path string) (*rsa.PublicKey, error) {
 	if _, err := os.Lstat(path); errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("%w: %s missing: this key directory predates the PCR policy key; run `kubedos keys init --dir %s --add-pcr-policy` where its private keys are", ErrBadKeyFile, path, filepath.Dir(filepath.Dir(path)))
 	}
-	der, err := readPEM(path, "PUBLIC KEY")
+	k, err := readPublicKey(path)
 	if err != nil {
 		return nil, err
-	}
-	k, err := x509.ParsePKIXPublicKey(der)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %s: %w", ErrBadKeyFile, path, err)
 	}
 	pub, ok := k.(*rsa.PublicKey)
 	if !ok || pub.N.BitLen() != 2048 || pub.E != 65537 {

@@ -95,8 +95,8 @@ func ReadSigningKey(path string) (ed25519.PrivateKey, error) {
 	return ek, nil
 }
 
-// ReadVerifyKey reads the ed25519 artifact public key (PKIX PEM).
-func ReadVerifyKey(path string) (ed25519.PublicKey, error) {
+// readPublicKey reads a PKIX PEM public key.
+func readPublicKey(path string) (any, error) {
 	der, err := readPEM(path, "PUBLIC KEY")
 	if err != nil {
 		return nil, err
@@ -104,6 +104,15 @@ func ReadVerifyKey(path string) (ed25519.PublicKey, error) {
 	k, err := x509.ParsePKIXPublicKey(der)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %s: %w", ErrBadKeyFile, path, err)
+	}
+	return k, nil
+}
+
+// ReadVerifyKey reads the ed25519 artifact public key (PKIX PEM).
+func ReadVerifyKey(path string) (ed25519.PublicKey, error) {
+	k, err := readPublicKey(path)
+	if err != nil {
+		return nil, err
 	}
 	ek, ok := k.(ed25519.PublicKey)
 	if !ok {
