@@ -15,7 +15,7 @@ FUZZTIME        ?= 25000x
 FUZZ_TARGETS    := spec:FuzzParse measure:FuzzEventLog attest:FuzzDecodeEvidence attest:FuzzVerifyEvidenceEventLog \
                    attest:FuzzDecodeIdentity api:FuzzCodec sign:FuzzVerifyPE sign:FuzzAuthenticodeDigest earlyboot:FuzzReadGPT earlyboot:FuzzParseStateHeader earlyboot:FuzzWriteSparse \
                    agent:FuzzDecodeNodeConfig hubhost:FuzzParseHandoff \
-                   bundle:FuzzRead bundle:FuzzParseIndex
+                   bundle:FuzzRead bundle:FuzzParseIndex tpmseal:FuzzParseSignatures
 BIN             := bin
 LDFLAGS         := -X github.com/kubedos/kubedos/internal/buildinfo.Version=$(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 
