@@ -18,6 +18,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -73,7 +74,8 @@ func TestHAProxyChecksReadyz(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	cmd := exec.CommandContext(ctx, bin, "-db", "-f", cfgFile)
-	out := &strings.Builder{}
+	// haproxy writes while the test reads: the log is locked.
+	out := &lockedLog{}
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -124,6 +126,25 @@ func TestHAProxyChecksReadyz(t *testing.T) {
 			t.Errorf("haproxy's log lacks %q:\n%s", want, out.String())
 		}
 	}
+}
+
+// lockedLog is a strings.Builder a child process may write to while the
+// test reads it.
+type lockedLog struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedLog) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedLog) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
 
 func newCA(t *testing.T) (*x509.Certificate, *ecdsa.PrivateKey) {
