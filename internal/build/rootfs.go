@@ -118,6 +118,11 @@ var NoLoginUnits = []string{"getty@.service", "getty@tty1.service", "autovt@.ser
 	"serial-getty@ttyS0.service", "serial-getty@hvc0.service", "console-getty.service", "container-getty@.service",
 	"getty-static.service"}
 
+// StartedByKubedosd are Debian units a package enables that kubedosd
+// starts itself, with configuration only a booted node has: their enable
+// links are dropped from every root (units not installed are skipped).
+var StartedByKubedosd = []string{"prometheus.service"}
+
 // customizeRootfs makes the root an immutable kubedos node: kubedosd
 // enabled, mount points for state and data, no per-machine identity baked in
 // and no file that records when the image was built.
@@ -184,6 +189,15 @@ func customizeRootfs(in RootfsInput) error {
 		}
 		_ = os.Remove(r(link))
 		if err := os.Symlink(target, r(link)); err != nil {
+			return err
+		}
+	}
+	// Debian's prometheus package enables its unit with Debian's
+	// configuration (storage and listening address on every interface):
+	// on a kubedos node kubedosd starts it with the cluster's, once the
+	// observability plane it listens on is up (docs/observability.md).
+	for _, unit := range StartedByKubedosd {
+		if err := dropLinksTo(r("etc/systemd/system"), unit); err != nil {
 			return err
 		}
 	}

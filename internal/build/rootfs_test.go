@@ -20,6 +20,14 @@ func TestCustomizeRootfsMasksLogins(t *testing.T) {
 	if err := os.Symlink("/lib/systemd/system/getty@.service", wants); err != nil {
 		t.Fatal(err)
 	}
+	// Debian's prometheus package enables its unit: kubedosd starts it.
+	prom := filepath.Join(out, "etc/systemd/system/multi-user.target.wants/prometheus.service")
+	if err := os.MkdirAll(filepath.Dir(prom), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("/lib/systemd/system/prometheus.service", prom); err != nil {
+		t.Fatal(err)
+	}
 	if err := customizeRootfs(RootfsInput{Role: "worker", Kubedosd: bin, Out: out}); err != nil {
 		t.Fatal(err)
 	}
@@ -31,6 +39,9 @@ func TestCustomizeRootfsMasksLogins(t *testing.T) {
 	}
 	if _, err := os.Lstat(wants); err == nil {
 		t.Error("getty.target still wants getty@tty1")
+	}
+	if _, err := os.Lstat(prom); err == nil {
+		t.Error("prometheus.service is still enabled with Debian's configuration")
 	}
 	// kubedosd, which draws the console there, is still enabled.
 	if target, err := os.Readlink(filepath.Join(out, "etc/systemd/system/multi-user.target.wants/kubedosd.service")); err != nil || target != "/etc/systemd/system/kubedosd.service" {

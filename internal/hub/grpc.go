@@ -74,6 +74,7 @@ func NewServer(h *Hub, ca *pki.CA, hosts []string, lifetime time.Duration) (*Ser
 	registerRuns(s)
 	api.RegisterPlanes(s.grpc, planesService{s})
 	api.RegisterKubeCerts(s.grpc, kubeCertsService{s})
+	api.RegisterObservability(s.grpc, observabilityService{s})
 	return s, nil
 }
 

@@ -140,6 +140,28 @@ func TestRequests(t *testing.T) {
 	}
 }
 
+// The prometheus role gets Prometheus and Alertmanager when the spec has
+// Prometheus, and only then; no other role does.
+func TestRequestsPrometheus(t *testing.T) {
+	s := coversSpec()
+	s.Topology.Nodes = append(s.Topology.Nodes, spec.Node{Name: "mon", Role: spec.RolePrometheus})
+	off := Requests(s, spec.RolePrometheus)
+	before := RequestDigest(s)
+	s.Workloads.Observability.Prometheus = true
+	if RequestDigest(s) == before {
+		t.Error("RequestDigest ignores Prometheus")
+	}
+	on := Requests(s, spec.RolePrometheus)
+	for _, p := range PrometheusPackages {
+		if slices.Contains(off, p) || !slices.Contains(on, p) {
+			t.Errorf("%s: with Prometheus off %v, on %v", p, off, on)
+		}
+		if slices.Contains(Requests(s, spec.RoleWorker), p) {
+			t.Errorf("a worker gets %s", p)
+		}
+	}
+}
+
 // Kubernetes roles get their components' packages (kubeplan's table), in
 // the request digest too, so enabling Kubernetes is a lock update.
 func TestRequestsKubernetes(t *testing.T) {

@@ -41,15 +41,32 @@ var NodePackages = []string{
 // KernelPackage is the kernel metapackage of a flavour (cloud-amd64 → linux-image-cloud-amd64).
 func KernelPackage(flavour string) string { return "linux-image-" + flavour }
 
+// PrometheusPackages are what the prometheus role runs when the spec has
+// Prometheus (workloads.observability.prometheus): Debian's Prometheus,
+// which ships promtool and the console templates, and Alertmanager, which
+// the generated configuration sends alerts to on 127.0.0.1 (kubedosd's
+// observability controller starts both; internal/observability says how).
+var PrometheusPackages = []string{"prometheus", "prometheus-alertmanager"}
+
+// observabilityPackages is what lock.Requests adds for role for
+// observability.
+func observabilityPackages(s *spec.ClusterSpec, role spec.Role) []string {
+	if role == spec.RolePrometheus && s.Workloads.Observability.Prometheus {
+		return PrometheusPackages
+	}
+	return nil
+}
+
 // Requests returns the packages the spec asks for on a role, sorted: the
 // kernel, NodePackages, os.packages, os.rolePackages[role] and, when
 // Kubernetes is enabled, what the role's components need
-// (kubeplan.RolePackages). The suite's required set is not included: it
+// (kubeplan.RolePackages), and the prometheus role's PrometheusPackages
+// when the spec has Prometheus. The suite's required set is not included: it
 // comes from the archive, not the spec.
 func Requests(s *spec.ClusterSpec, role spec.Role) []string {
 	s = spec.WithDefaults(s)
 	set := map[string]bool{KernelPackage(s.OS.KernelFlavour): true}
-	for _, list := range [][]string{NodePackages, s.OS.Packages, s.OS.RolePackages[role], kubeplan.RolePackages(s, role)} {
+	for _, list := range [][]string{NodePackages, s.OS.Packages, s.OS.RolePackages[role], kubeplan.RolePackages(s, role), observabilityPackages(s, role)} {
 		for _, p := range list {
 			set[p] = true
 		}

@@ -123,6 +123,10 @@ const (
 	// (system:masters) for one's own key. Admin: it is every power over
 	// the cluster's workloads.
 	ActionKubeAdmin Action = "kubernetes.admin"
+	// ActionObservability: the prometheus node gets its Prometheus
+	// configuration and a reader certificate to scrape with. Node (and the
+	// hub checks the node's spec role is prometheus).
+	ActionObservability Action = "observability.config"
 	// ActionRestartService: restart a systemd service through a node's API.
 	// Operator.
 	ActionRestartService Action = "service.restart"
@@ -169,7 +173,8 @@ var minRole = map[Action]Role{
 }
 
 // nodeActions are the only actions a node certificate allows.
-var nodeActions = map[Action]bool{ActionRenew: true, ActionReadRevocations: true, ActionJoinPlanes: true, ActionKubeCerts: true}
+var nodeActions = map[Action]bool{ActionRenew: true, ActionReadRevocations: true, ActionJoinPlanes: true, ActionKubeCerts: true,
+	ActionObservability: true}
 
 // Allows reports whether role may take action: admin > operator > reader for
 // operator actions, nodes only for node actions. Unknown roles and actions

@@ -59,6 +59,7 @@ func TestAllows(t *testing.T) {
 		ActionRetireBuild:     {RoleAdmin: true},
 		ActionKubeAdmin:       {RoleAdmin: true},
 		ActionKubeCerts:       {RoleNode: true},
+		ActionObservability:   {RoleNode: true},
 		ActionSeal:            {RoleAdmin: true},
 		Action("format"):      {},
 	}
