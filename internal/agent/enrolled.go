@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/kubedos/kubedos/internal/firewall"
+	"github.com/kubedos/kubedos/internal/spec"
 	"github.com/kubedos/kubedos/internal/wg"
 )
 
@@ -155,6 +156,9 @@ func (a *Agent) runEnrolled(ctx context.Context, cfg EnrollConfig, st Status, ju
 		}
 	}
 	ctrls = append(ctrls, renewal{cfg: cfg, clock: c.Clock, logf: logf})
+	if cfg.Role == string(spec.RolePrometheus) {
+		ctrls = append(ctrls, newPrometheusRunner(cfg, sys, c.Clock, logf))
+	}
 	if kube != nil {
 		ctrls = append(ctrls, newKubePKI(cfg, filepath.Join(c.StateDir, KubePKISubdir), c.Clock, logf), kube)
 	}

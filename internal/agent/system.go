@@ -303,6 +303,12 @@ func (h *HostSystem) Start(ctx context.Context, name string) error {
 	return err
 }
 
+// DaemonReload makes systemd read its unit files and drop-ins again.
+func (h *HostSystem) DaemonReload(ctx context.Context) error {
+	_, err := run(ctx, "systemctl", "daemon-reload")
+	return err
+}
+
 // Reload asks a unit to re-read its configuration (ExecReload) and waits
 // for systemd's answer.
 func (h *HostSystem) Reload(ctx context.Context, name string) error {

@@ -29,7 +29,10 @@ type ObservabilityRequest struct {
 // CSR came, the reader certificate (DER). Enabled is false when the spec
 // has no Prometheus on this hub: a fact, not a refusal.
 type ObservabilityResponse struct {
-	Enabled     bool              `json:"enabled"`
+	Enabled bool `json:"enabled"`
+	// Listen is where Prometheus listens: the node's wg-observability
+	// address and port, which must be up before it starts.
+	Listen      string            `json:"listen,omitempty"`
 	Files       map[string][]byte `json:"files,omitempty"`
 	CA          []byte            `json:"ca,omitempty"`
 	Certificate []byte            `json:"certificate,omitempty"`

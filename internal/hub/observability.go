@@ -22,6 +22,7 @@ const ActionObservability = string(pki.ActionObservability)
 type ObservabilityGiven struct {
 	// Enabled is false when the spec runs no Prometheus: nothing else is set.
 	Enabled bool
+	Listen  string
 	Files   observability.Files
 	CAPEM   []byte
 	// Reader is set when a CSR came.
@@ -79,11 +80,16 @@ func (h *Hub) ObservabilityConfig(ctx context.Context, peer pki.Peer, csr []byte
 	}
 	// The spec is the hub's: an error here is its configuration, not the
 	// node's doing, and is not audited as a refusal of it.
-	files, err := observability.Generate(spec.WithDefaults(s), enrolled, observability.Options{})
+	ds := spec.WithDefaults(s)
+	files, err := observability.Generate(ds, enrolled, observability.Options{})
 	if err != nil {
 		return nil, failf(ErrState, "observability configuration: %v", err)
 	}
-	out := &ObservabilityGiven{Enabled: true, Files: files, CAPEM: h.opt.CA.CertPEM()}
+	listen, err := observability.Listen(ds)
+	if err != nil {
+		return nil, failf(ErrState, "observability configuration: %v", err)
+	}
+	out := &ObservabilityGiven{Enabled: true, Listen: listen.String(), Files: files, CAPEM: h.opt.CA.CertPEM()}
 	if csr == nil {
 		return out, nil
 	}

@@ -132,6 +132,16 @@ func Generate(s *spec.ClusterSpec, enrolled []string, opt Options) (Files, error
 	return files, nil
 }
 
+// Listen is where Prometheus listens (the DropIn's --web.listen-address):
+// its node's wg-observability address, which must be up before it starts.
+func Listen(s *spec.ClusterSpec) (netip.AddrPort, error) {
+	a, err := prometheusNode(s)
+	if err != nil {
+		return netip.AddrPort{}, err
+	}
+	return netip.AddrPortFrom(a, PrometheusPort), nil
+}
+
 // prometheusNode is the node Prometheus runs on and its wg-observability
 // address: Prometheus listens there only.
 func prometheusNode(s *spec.ClusterSpec) (netip.Addr, error) {
