@@ -117,6 +117,9 @@ func controllerCheck(c ControllerStatus, now time.Time) api.HealthCheck {
 	if c.LastError != "" {
 		detail += "; last error: " + c.LastError
 	}
+	if c.Detail != "" {
+		detail += "; " + c.Detail
+	}
 	return api.HealthCheck{Name: "controller " + c.Name, OK: c.State == StateRunning || c.State == StateDone, Detail: detail}
 }
 

@@ -8,14 +8,18 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/x509"
+	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"io"
+	"net/http"
 	"net/netip"
 	"os"
 	"os/user"
 	"path"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -75,6 +79,9 @@ type prometheusRunner struct {
 	hasAddr func(netip.Addr) bool
 	// owner is the uid and gid Prometheus runs as; -1, -1 leaves owners.
 	owner func() (uid, gid int, err error)
+	// observe asks the running Prometheus what it scrapes and what fires,
+	// for node health; nil: not asked.
+	observe func(ctx context.Context, listen netip.AddrPort) (string, error)
 
 	mu      sync.Mutex
 	state   string
@@ -93,6 +100,7 @@ func newPrometheusRunner(cfg EnrollConfig, sys *HostSystem, clock Clock, logf fu
 	return &prometheusRunner{units: sys, clock: clock, every: obsEvery, idle: kubeIdle, logf: logf,
 		hasAddr: func(a netip.Addr) bool { _, err := lanInterfaceOf(a.String()); return err == nil },
 		owner:   prometheusOwner,
+		observe: observePrometheus,
 		dial: func() (observabilityHub, func(), error) {
 			cc, err := dialHubAsNode(cfg)
 			if err != nil {
@@ -259,8 +267,99 @@ func (p *prometheusRunner) once(ctx context.Context) error {
 	p.mu.Lock()
 	p.started = true
 	p.mu.Unlock()
-	p.setState(fmt.Sprintf("running on %s, scraping %d nodes", listen, targets))
+	state := fmt.Sprintf("running on %s, scraping %d nodes", listen, targets)
+	if p.observe != nil {
+		// Prometheus may still be starting: said, not an error.
+		seen, err := p.observe(ctx, listen)
+		if err != nil {
+			seen = "not answering yet: " + err.Error()
+		}
+		state += "; " + seen
+	}
+	p.setState(state)
 	return nil
+}
+
+// observePrometheus summarizes Prometheus's active targets and firing
+// alerts from its HTTP API: "targets up 3/4 (down: w-2); firing:
+// KubedosNodeRevokedOrFenced{node=w-2}". Label values are the spec's node
+// names, clipped anyway.
+func observePrometheus(ctx context.Context, listen netip.AddrPort) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	var targets struct {
+		Data struct {
+			ActiveTargets []struct {
+				Labels map[string]string `json:"labels"`
+				Health string            `json:"health"`
+			} `json:"activeTargets"`
+		} `json:"data"`
+	}
+	base := "http://" + listen.String()
+	if err := getJSON(ctx, base+"/api/v1/targets?state=active", &targets); err != nil {
+		return "", err
+	}
+	var alerts struct {
+		Data struct {
+			Alerts []struct {
+				Labels map[string]string `json:"labels"`
+				State  string            `json:"state"`
+			} `json:"alerts"`
+		} `json:"data"`
+	}
+	if err := getJSON(ctx, base+"/api/v1/alerts", &alerts); err != nil {
+		return "", err
+	}
+	up, down := 0, []string{}
+	for _, t := range targets.Data.ActiveTargets {
+		if t.Health == "up" {
+			up++
+			continue
+		}
+		down = append(down, clipString(t.Labels["job"]+"/"+t.Labels["node"]))
+	}
+	var firing []string
+	for _, a := range alerts.Data.Alerts {
+		if a.State == "firing" {
+			firing = append(firing, clipString(a.Labels["alertname"])+"{node="+clipString(a.Labels["node"])+"}")
+		}
+	}
+	slices.Sort(down)
+	slices.Sort(firing)
+	out := fmt.Sprintf("targets up %d/%d", up, len(targets.Data.ActiveTargets))
+	if len(down) > 0 {
+		out += " (down: " + strings.Join(down, ", ") + ")"
+	}
+	if len(firing) > 0 {
+		out += "; firing: " + strings.Join(firing, ", ")
+	}
+	return out, nil
+}
+
+// maxPromAnswer bounds what is read of one Prometheus API answer.
+const maxPromAnswer = 4 << 20
+
+func getJSON(ctx context.Context, url string, v any) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return err
+	}
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer res.Body.Close()
+	if res.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s: %s", url, res.Status)
+	}
+	b, err := io.ReadAll(io.LimitReader(res.Body, maxPromAnswer+1))
+	if err != nil {
+		return err
+	}
+	if len(b) > maxPromAnswer {
+		return fmt.Errorf("%s: answer over %d bytes", url, maxPromAnswer)
+	}
+	return json.Unmarshal(b, v)
 }
 
 // readerKeyToRenew is a new key when the reader certificate is missing,

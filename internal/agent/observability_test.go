@@ -3,6 +3,9 @@ package agent
 import (
 	"context"
 	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"net/netip"
 	"os"
 	"slices"
@@ -248,4 +251,32 @@ func otherCertDER(t *testing.T) []byte {
 		t.Fatal(err)
 	}
 	return is.Cert.Raw
+}
+
+// Node health on the prometheus node says what Prometheus scrapes and what
+// fires, from Prometheus's own API.
+func TestObservePrometheus(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/api/v1/targets":
+			io.WriteString(w, `{"status":"success","data":{"activeTargets":[
+				{"labels":{"job":"kubedosd","node":"w-1"},"health":"up"},
+				{"labels":{"job":"kubedosd","node":"w-2"},"health":"down"},
+				{"labels":{"job":"kubedos-hub"},"health":"up"}]}}`)
+		case "/api/v1/alerts":
+			io.WriteString(w, `{"status":"success","data":{"alerts":[
+				{"labels":{"alertname":"KubedosNodeRevokedOrFenced","node":"w-2"},"state":"firing"},
+				{"labels":{"alertname":"KubedosDriftDetected","node":"w-1"},"state":"pending"}]}}`)
+		default:
+			http.NotFound(w, r)
+		}
+	}))
+	defer srv.Close()
+	got, err := observePrometheus(context.Background(), netip.MustParseAddrPort(srv.Listener.Addr().String()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "targets up 2/3 (down: kubedosd/w-2); firing: KubedosNodeRevokedOrFenced{node=w-2}"; got != want {
+		t.Errorf("got  %q\nwant %q", got, want)
+	}
 }

@@ -66,7 +66,13 @@ type ControllerStatus struct {
 	Since     time.Time // when it entered State
 	Restarts  int
 	LastError string // of the last failed run, kept after a restart
+	// Detail is what the controller says it is doing, for those that say
+	// (a Reporter): `node health` shows it.
+	Detail string
 }
+
+// Reporter is a controller that says what it is doing.
+type Reporter interface{ State() string }
 
 // Supervisor runs controllers: each in its own goroutine owned by Run,
 // restarted with exponential backoff when it fails, all stopped when ctx
@@ -79,9 +85,10 @@ type Supervisor struct {
 	minBackoff time.Duration
 	maxBackoff time.Duration
 
-	mu     sync.Mutex
-	status map[string]*ControllerStatus
-	order  []string
+	mu        sync.Mutex
+	status    map[string]*ControllerStatus
+	order     []string
+	reporters map[string]Reporter
 }
 
 // NewSupervisor restarts failed controllers after minBackoff, doubling up
@@ -97,6 +104,14 @@ func (s *Supervisor) Run(ctx context.Context, ctrls ...Controller) error {
 	defer cancel()
 	for _, c := range ctrls {
 		s.set(c.Name(), StateRunning, nil, false)
+		if r, ok := c.(Reporter); ok {
+			s.mu.Lock()
+			if s.reporters == nil {
+				s.reporters = map[string]Reporter{}
+			}
+			s.reporters[c.Name()] = r
+			s.mu.Unlock()
+		}
 	}
 	var wg sync.WaitGroup
 	fatal := make(chan error, len(ctrls))
@@ -184,7 +199,11 @@ func (s *Supervisor) Statuses() []ControllerStatus {
 	defer s.mu.Unlock()
 	out := make([]ControllerStatus, 0, len(s.order))
 	for _, n := range s.order {
-		out = append(out, *s.status[n])
+		st := *s.status[n]
+		if r := s.reporters[n]; r != nil {
+			st.Detail = r.State()
+		}
+		out = append(out, st)
 	}
 	return slices.Clip(out)
 }
