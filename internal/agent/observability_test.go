@@ -62,10 +62,7 @@ func (h *fakeObsHub) Config(_ context.Context, r *api.ObservabilityRequest) (*ap
 	return res, nil
 }
 
-type fakePromUnits struct {
-	fakeUnits
-	reloads int
-}
+type fakePromUnits struct{ fakeUnits }
 
 func (f *fakePromUnits) DaemonReload(context.Context) error {
 	f.mu.Lock()

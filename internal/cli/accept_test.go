@@ -77,7 +77,7 @@ func TestClusterAcceptCommand(t *testing.T) {
 	}
 	code, out, errs = run(append([]string{"cluster", "accept", path, "--allow-unchecked", "drill,build", "-o", "json"}, flags...)...)
 	var res cluster.AcceptResult
-	if code != 0 || json.Unmarshal([]byte(out), &res) != nil || !res.Accepted || len(res.Checks) != 3+9+2 || res.WallTime <= 0 {
+	if code != 0 || json.Unmarshal([]byte(out), &res) != nil || !res.Accepted || len(res.Checks) != 4+12+2 || res.WallTime <= 0 {
 		t.Errorf("-o json: exit %d\n%s%s", code, out, errs)
 	}
 	if code, _, errs = run(append([]string{"cluster", "accept", path, "--allow-unchecked", "dns,tests"}, flags...)...); code != 1 || !strings.Contains(errs, `"tests"`) {

@@ -35,7 +35,7 @@ func TestSpecValidate(t *testing.T) {
 		want     string // in stdout or stderr
 	}{
 		{"reference valid", []string{"spec", "validate", examplesDir + "/reference.yaml"}, 0, "valid: cluster \"reference\", 16 nodes"},
-		{"local valid", []string{"spec", "validate", examplesDir + "/local.yaml"}, 0, "3 nodes"},
+		{"local valid", []string{"spec", "validate", examplesDir + "/local.yaml"}, 0, "4 nodes"},
 		{"five mistakes", []string{"spec", "validate", "../spec/testdata/five-mistakes.yaml"}, 1, "five-mistakes.yaml:14:42: topology.nodes[1].vmid"},
 		{"missing file", []string{"spec", "validate", "/nonexistent.yaml"}, 1, "read spec"},
 		{"bad output", []string{"spec", "validate", "-o", "yaml", examplesDir + "/local.yaml"}, 1, `--output "yaml" is not supported`},

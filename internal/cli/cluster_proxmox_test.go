@@ -64,7 +64,7 @@ func TestClusterDownStatusProxmox(t *testing.T) {
 		t.Fatalf("status: exit %d: %s%s", code, out, errs)
 	}
 	for _, want := range []string{"cluster local on proxmox: no hub known", "AGENT", "ADDRESSES",
-		"master  master  100   running  up", "ens18 10.20.0.10/24", "w-1     worker  101   stopped  off", "w-2     worker  102   absent"} {
+		"master  master      100   running  up", "ens18 10.20.0.10/24", "w-1     worker      101   stopped  off", "w-2     worker      102   absent"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("status does not show %q:\n%s", want, out)
 		}
@@ -82,7 +82,7 @@ func TestClusterDownStatusProxmox(t *testing.T) {
 		t.Fatalf("down -o json: %v\n%s", err, out)
 	}
 	want := []target.Ensured{{Name: "master", VMID: 100, Action: target.ActionStopped}, {Name: "w-1", VMID: 101, Action: target.ActionStopped},
-		{Name: "w-2", VMID: 102, Action: target.ActionAbsent}}
+		{Name: "w-2", VMID: 102, Action: target.ActionAbsent}, {Name: "mon", VMID: 103, Action: target.ActionAbsent}}
 	if len(res) != len(want) {
 		t.Fatalf("down -o json: %+v, want %+v", res, want)
 	}
@@ -101,7 +101,7 @@ func TestClusterDownStatusProxmox(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("down with destroyVMs: exit %d: %s%s", code, out, errs)
 	}
-	for _, want := range []string{"master  100   destroyed", "w-1     101   destroyed", "w-2     102   absent", "0 VMs stopped, 2 destroyed, 1 absent"} {
+	for _, want := range []string{"master  100   destroyed", "w-1     101   destroyed", "w-2     102   absent", "0 VMs stopped, 2 destroyed, 2 absent"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("down with destroyVMs does not say %q:\n%s", want, out)
 		}

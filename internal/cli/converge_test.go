@@ -45,12 +45,12 @@ func TestConvergeCommand(t *testing.T) {
 
 	code, out, errs := run(append([]string{"converge", path}, flags...)...)
 	if code != 0 || !strings.Contains(out, "changed    converge/worker") || !strings.Contains(out, "net.ipv4.ip_forward") ||
-		!strings.Contains(out, "1 changed, 12 unchanged, 0 drifted, 0 failed, 0 skipped") || !strings.Contains(out, "recorded at the hub as run 1") {
+		!strings.Contains(out, "1 changed, 16 unchanged, 0 drifted, 0 failed, 0 skipped") || !strings.Contains(out, "recorded at the hub as run 1") {
 		t.Fatalf("first converge: exit %d\n%s%s", code, out, errs)
 	}
 	code, out, errs = run(append([]string{"converge", path, "-o", "json"}, flags...)...)
 	var rec api.RunRecord
-	if code != 0 || json.Unmarshal([]byte(out), &rec) != nil || rec.Seq != 2 || rec.Counts.Unchanged != 13 || rec.Outcome != "converged" {
+	if code != 0 || json.Unmarshal([]byte(out), &rec) != nil || rec.Seq != 2 || rec.Counts.Unchanged != 17 || rec.Outcome != "converged" {
 		t.Fatalf("second converge -o json: exit %d\n%s%s", code, out, errs)
 	}
 	if !strings.Contains(errs, "unchanged  attest/w-1") {

@@ -60,7 +60,7 @@ func TestObservabilityConfigRefuses(t *testing.T) {
 		want string
 	}{
 		{"no out", []string{"observability", "config", examplesDir + "/reference.yaml"}, "--out DIR is required"},
-		{"no prometheus node", []string{"observability", "config", examplesDir + "/local.yaml", "--out", "x"}, "no node with role prometheus"},
+		{"no prometheus node", []string{"observability", "config", examplesDir + "/local-k8s.yaml", "--out", "x"}, "no node with role prometheus"},
 		{"both choices", []string{"observability", "config", examplesDir + "/reference.yaml", "--out", "x", "--from-hub", "--nodes", "w-1"}, "give one"},
 		{"unknown node", []string{"observability", "config", examplesDir + "/reference.yaml", "--out", "x", "--nodes", "w-9"}, `"w-9" is not in cluster reference`},
 		{"bad output", []string{"observability", "config", examplesDir + "/reference.yaml", "--out", "x", "-o", "dot"}, "not supported"},

@@ -48,14 +48,14 @@ func TestConvergeTwice(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// 3 gates, 9 plane steps, 1 node configuration.
-	if got := counts(res.Record); len(res.Record.Steps) != 13 || strings.Join(got[converge.Changed], ",") != "converge/worker" || len(got[converge.Unchanged]) != 12 {
+	// 4 gates, 12 plane steps, 1 node configuration.
+	if got := counts(res.Record); len(res.Record.Steps) != 17 || strings.Join(got[converge.Changed], ",") != "converge/worker" || len(got[converge.Unchanged]) != 16 {
 		t.Errorf("first run: %v", got)
 	}
 	if res.Seq != 1 || res.RecordErr != nil {
 		t.Errorf("recorded as %d (%v), want 1", res.Seq, res.RecordErr)
 	}
-	if len(events) != 2+2*13 || events[0].Kind != converge.RunStarted || events[len(events)-1].Kind != converge.RunFinished {
+	if len(events) != 2+2*17 || events[0].Kind != converge.RunStarted || events[len(events)-1].Kind != converge.RunFinished {
 		t.Errorf("%d events, first %s, last %s", len(events), events[0].Kind, events[len(events)-1].Kind)
 	}
 
@@ -63,8 +63,8 @@ func TestConvergeTwice(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c := res.Record.Counts; c != (converge.Counts{Unchanged: 13}) {
-		t.Errorf("second run: %+v, want all 13 unchanged", c)
+	if c := res.Record.Counts; c != (converge.Counts{Unchanged: 17}) {
+		t.Errorf("second run: %+v, want all 17 unchanged", c)
 	}
 	runs := e.Hub.Runs()
 	if len(runs) != 2 || runs[0].Counts.Changed != 1 || runs[1].Outcome != "converged" || runs[1].Cluster != "local" {
@@ -93,7 +93,7 @@ func TestConvergeGateFails(t *testing.T) {
 		t.Fatalf("err = %v, want ErrStepsFailed", err)
 	}
 	got := counts(res.Record)
-	if strings.Join(got[converge.OutcomeFailed], ",") != "attest/w-2" || len(got[converge.OutcomeSkipped]) != 4 || len(got[converge.Unchanged]) != 8 {
+	if strings.Join(got[converge.OutcomeFailed], ",") != "attest/w-2" || len(got[converge.OutcomeSkipped]) != 4 || len(got[converge.Unchanged]) != 12 {
 		t.Errorf("outcomes %v", got)
 	}
 	for _, st := range res.Record.Steps {

@@ -51,8 +51,8 @@ func TestDeployProxmoxHubOnMaster(t *testing.T) {
 		t.Fatal(err)
 	}
 	onMaster := netip.AddrPortFrom(maddr, api.HubPort).String()
-	if len(ft.made) != 3 {
-		t.Fatalf("made %d VMs, want 3", len(ft.made))
+	if len(ft.made) != 4 {
+		t.Fatalf("made %d VMs, want 4", len(ft.made))
 	}
 	for _, n := range ft.made {
 		want := onMaster

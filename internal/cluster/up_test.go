@@ -103,10 +103,10 @@ func TestUpDrivesTargetAndHub(t *testing.T) {
 	c := New(cfg)
 	ctx := context.Background()
 	_, err := c.Up(ctx)
-	if err == nil || !strings.Contains(err.Error(), "0 of 3 nodes enrolled") {
+	if err == nil || !strings.Contains(err.Error(), "0 of 4 nodes enrolled") {
 		t.Fatalf("Up: %v, want the wait to end with none enrolled", err)
 	}
-	if !ft.net || len(ft.made) != 3 {
+	if !ft.net || len(ft.made) != 4 {
 		t.Fatalf("target: network %v, made %d machines", ft.net, len(ft.made))
 	}
 	for _, n := range ft.made {
@@ -124,7 +124,7 @@ func TestUpDrivesTargetAndHub(t *testing.T) {
 			states = append(states, e.Name+"="+e.State)
 		}
 	}
-	if !slices.Equal(started, []string{"master", "w-1", "w-2"}) {
+	if !slices.Equal(started, []string{"master", "w-1", "w-2", "mon"}) {
 		t.Errorf("NodeStarted for %v", started)
 	}
 	// The hub holds each registered EK: it lists the nodes as pending.
@@ -132,7 +132,7 @@ func TestUpDrivesTargetAndHub(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if rep.Hub != cfg.HubListen || rep.HubOn != "host" || len(rep.Nodes) != 3 {
+	if rep.Hub != cfg.HubListen || rep.HubOn != "host" || len(rep.Nodes) != 4 {
 		t.Fatalf("status %+v", rep)
 	}
 	for _, n := range rep.Nodes {
@@ -141,7 +141,7 @@ func TestUpDrivesTargetAndHub(t *testing.T) {
 			t.Errorf("status of %s: %+v", n.Name, n)
 		}
 	}
-	if len(states) != 3 {
+	if len(states) != 4 {
 		t.Errorf("node state events %v, want one per node", states)
 	}
 
@@ -163,16 +163,16 @@ func TestUpDrivesTargetAndHub(t *testing.T) {
 			}
 		}
 	}
-	if already != 3 {
-		t.Errorf("%d nodes reported already running, want 3", already)
+	if already != 4 {
+		t.Errorf("%d nodes reported already running, want 4", already)
 	}
 
 	down, err := New(cfg).Down(ctx, false)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(down) != 3 || down[0].Action != target.ActionStopped {
-		t.Errorf("down reported %+v, want 3 nodes stopped", down)
+	if len(down) != 4 || down[0].Action != target.ActionStopped {
+		t.Errorf("down reported %+v, want 4 nodes stopped", down)
 	}
 	if ft.net || hubs.Alive(c.HubDir()) || slices.Contains([]bool{ft.running["master"], ft.running["w-1"], ft.running["w-2"]}, true) {
 		t.Errorf("after Down: network %v, hub alive %v, running %v", ft.net, hubs.Alive(c.HubDir()), ft.running)

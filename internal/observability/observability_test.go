@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -153,6 +154,7 @@ func TestGenerateRefuses(t *testing.T) {
 		{"no prometheus node", func(s *spec.ClusterSpec) {
 			doc, _ := spec.Parse(examples.Local)
 			*s = *spec.WithDefaults(doc.Spec)
+			s.Topology.Nodes = slices.DeleteFunc(s.Topology.Nodes, func(n spec.Node) bool { return n.Role == spec.RolePrometheus })
 		}, nil, "no node with role prometheus"},
 		{"no observability plane", func(s *spec.ClusterSpec) { delete(s.Networking.Planes, spec.PlaneObservability) }, nil, "wg-observability only"},
 		{"enrolled node not in the spec", func(*spec.ClusterSpec) {}, []string{"w-1", "w-9"}, `"w-9" is not in cluster reference`},
