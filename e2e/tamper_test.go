@@ -13,7 +13,6 @@ import (
 
 	"github.com/kubedos/kubedos/internal/build"
 	"github.com/kubedos/kubedos/internal/sign"
-	"github.com/kubedos/kubedos/internal/tpmseal"
 )
 
 // espOffset is where MakeDisk puts the ESP (partition 1 at 1 MiB).
@@ -94,10 +93,6 @@ func resignPCRSig(t *testing.T, c *cluster, f *pe.File, b []byte, dir string) {
 	if err := os.WriteFile(tmp, b, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	values, err := build.PCR11Values(tmp)
-	if err != nil {
-		t.Fatal(err)
-	}
 	ks, err := sign.LoadKeySet(filepath.Join(c.dir, "keys"))
 	if err != nil {
 		t.Fatal(err)
@@ -106,11 +101,7 @@ func resignPCRSig(t *testing.T, c *cluster, f *pe.File, b []byte, dir string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sigs, err := tpmseal.Sign(key, values)
-	if err != nil {
-		t.Fatal(err)
-	}
-	raw, err := sigs.Marshal()
+	raw, err := build.PCRSig(tmp, key)
 	if err != nil {
 		t.Fatal(err)
 	}

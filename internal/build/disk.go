@@ -154,22 +154,6 @@ func makeESP(ctx context.Context, tmp string, sizeMiB int64, volumeID string, ep
 	return nil
 }
 
-// MakeExt4 formats an empty ext4 image with fixed UUID, hash seed and time,
-// so it is reproducible.
-func MakeExt4(ctx context.Context, out, label, uuid string, sizeMiB, epoch int64) error {
-	env := []string{"E2FSPROGS_FAKE_TIME=" + strconv.FormatInt(epoch, 10)}
-	return durable.Produce(out, func(tmp string) error {
-		if err := emptyImage(tmp, sizeMiB); err != nil {
-			return err
-		}
-		if _, err := runTool(ctx, env, "mkfs.ext4", "-q", "-F", "-L", label, "-U", uuid,
-			"-E", "hash_seed="+uuid+",lazy_itable_init=0,lazy_journal_init=0", "-m", "0", tmp); err != nil {
-			return fmt.Errorf("format %s: %w", label, err)
-		}
-		return nil
-	})
-}
-
 // MakeStateFS formats the empty state (or data) filesystem and returns it in
 // earlyboot's sparse format (its non-zero blocks) for the initrd:
 // kubedos-init writes it through the encrypted mapping at first boot, so

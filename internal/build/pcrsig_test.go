@@ -46,15 +46,7 @@ func TestUKIPCRSig(t *testing.T) {
 		if err := MakeUKI(ctx, UKIInput{Stub: stub, Kernel: kernel, Initrd: initrd, Cmdline: cmdline, OSRel: "ID=kubedos\n", PCRPKey: pub}, unsigned); err != nil {
 			t.Fatal(err)
 		}
-		values, err := PCR11Values(unsigned)
-		if err != nil {
-			t.Fatal(err)
-		}
-		sigs, err := tpmseal.Sign(key, values)
-		if err != nil {
-			t.Fatal(err)
-		}
-		raw, err := sigs.Marshal()
+		raw, err := PCRSig(unsigned, key)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -257,16 +257,12 @@ func (k keySigner) PCRPolicyPEM() []byte {
 	return pem
 }
 
-func (k keySigner) SignPCR11(values [][]byte) ([]byte, error) {
+func (k keySigner) SignPCR11(uki string) ([]byte, error) {
 	key, err := k.ks.PCRPolicyKey()
 	if err != nil {
 		return nil, err
 	}
-	sigs, err := tpmseal.Sign(key, values)
-	if err != nil {
-		return nil, err
-	}
-	return sigs.Marshal()
+	return PCRSig(uki, key)
 }
 
 // roleFiles are linked from the role cache into a build directory.

@@ -22,8 +22,9 @@ type ImageSigner interface {
 	// PCRPolicyPEM is the PCR policy key's public half, carried in the
 	// UKI's .pcrpkey section.
 	PCRPolicyPEM() []byte
-	// SignPCR11 signs each PCR 11 value's policy (tpm2-pcr-signature.json).
-	SignPCR11(values [][]byte) ([]byte, error)
+	// SignPCR11 gives the .pcrsig of the UKI at path: its PCR 11 values,
+	// signed (PCRSig).
+	SignPCR11(uki string) ([]byte, error)
 }
 
 // ImageInput is everything one role's bootable image is made from, after
@@ -142,11 +143,7 @@ func BuildImage(ctx context.Context, in ImageInput) (*ImageResult, error) {
 	// Every section systemd-stub measures is in place, so PCR 11 is known:
 	// sign its value at each boot phase and add the signatures as .pcrsig,
 	// the one section the stub does not measure.
-	values, err := PCR11Values(unsigned)
-	if err != nil {
-		return nil, err
-	}
-	pcrsig, err := in.Signer.SignPCR11(values)
+	pcrsig, err := in.Signer.SignPCR11(unsigned)
 	if err != nil {
 		return nil, err
 	}

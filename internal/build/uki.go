@@ -2,6 +2,7 @@ package build
 
 import (
 	"context"
+	"crypto/rsa"
 	"debug/pe"
 	"encoding/binary"
 	"fmt"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/kubedos/kubedos/internal/durable"
 	"github.com/kubedos/kubedos/internal/measure"
+	"github.com/kubedos/kubedos/internal/tpmseal"
 )
 
 // UKIInput is what a unified kernel image is assembled from.
@@ -124,6 +126,20 @@ func PCR11Values(uki string) ([][]byte, error) {
 		values = append(values, measure.PCR11AtPhase(stub, ph.Words...))
 	}
 	return values, nil
+}
+
+// PCRSig is what a UKI's .pcrsig section holds: its PCR11Values, signed by
+// the PCR policy key (tpm2-pcr-signature.json).
+func PCRSig(uki string, key *rsa.PrivateKey) ([]byte, error) {
+	values, err := PCR11Values(uki)
+	if err != nil {
+		return nil, err
+	}
+	sigs, err := tpmseal.Sign(key, values)
+	if err != nil {
+		return nil, err
+	}
+	return sigs.Marshal()
 }
 
 func alignUp(v, a uint64) uint64 { return (v + a - 1) / a * a }

@@ -17,6 +17,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/kubedos/kubedos/internal/boundedio"
 	"github.com/kubedos/kubedos/internal/durable"
 	"github.com/kubedos/kubedos/internal/manifest"
 	"github.com/kubedos/kubedos/internal/sign"
@@ -146,11 +147,11 @@ func checkedAcceptance(src Source, m *manifest.Manifest) (bool, error) {
 	case serr != nil:
 		return false, fmt.Errorf("%s: an acceptance record without its signature %s", rp, manifest.AcceptanceSigFile)
 	}
-	raw, err := readBounded(rp, manifest.MaxAcceptanceBytes)
+	raw, err := boundedio.ReadFile(rp, manifest.MaxAcceptanceBytes)
 	if err != nil {
 		return false, err
 	}
-	sig, err := readBounded(sp, maxSigBytes)
+	sig, err := boundedio.ReadFile(sp, maxSigBytes)
 	if err != nil {
 		return false, err
 	}
@@ -158,22 +159,6 @@ func checkedAcceptance(src Source, m *manifest.Manifest) (bool, error) {
 		return false, fmt.Errorf("%s: %w", rp, err)
 	}
 	return true, nil
-}
-
-func readBounded(p string, max int64) ([]byte, error) {
-	f, err := os.Open(p)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	raw, err := io.ReadAll(io.LimitReader(f, max+1))
-	if err != nil {
-		return nil, err
-	}
-	if int64(len(raw)) > max {
-		return nil, fmt.Errorf("%s: more than %d bytes", p, max)
-	}
-	return raw, nil
 }
 
 // collect lists the members, sorted by name.

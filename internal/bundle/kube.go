@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/kubedos/kubedos/internal/boundedio"
 	"github.com/kubedos/kubedos/internal/manifest"
 	"github.com/kubedos/kubedos/internal/modproxy"
 )
@@ -89,7 +90,7 @@ func kubeWants(src Source, m *manifest.Manifest) (kube, probe string, err error)
 		return "", "", nil // a build without provenance carries no Kubernetes
 	}
 	p := filepath.Join(src.BuildDir, manifest.ProvenanceRel)
-	raw, err := readBounded(p, maxProvenanceBytes)
+	raw, err := boundedio.ReadFile(p, maxProvenanceBytes)
 	if err != nil {
 		return "", "", err
 	}
@@ -136,7 +137,7 @@ func kubeMembers(ctx context.Context, src Source, m *manifest.Manifest, add func
 			bin = filepath.Join(src.BinDir, BinKube)
 		}
 		sbom := bin + ".cdx.json"
-		raw, err := readBounded(sbom, 64<<20)
+		raw, err := boundedio.ReadFile(sbom, 64<<20)
 		if err != nil {
 			return fmt.Errorf("build %s carries Kubernetes: the kube binary's SBOM: %w (make kube writes it beside the binary; name the binary with --kube)", m.BuildID, err)
 		}

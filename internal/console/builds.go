@@ -10,7 +10,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -19,6 +18,7 @@ import (
 	cdx "github.com/CycloneDX/cyclonedx-go"
 
 	"github.com/kubedos/kubedos/internal/api"
+	"github.com/kubedos/kubedos/internal/boundedio"
 	"github.com/kubedos/kubedos/internal/build"
 	"github.com/kubedos/kubedos/internal/cluster"
 	"github.com/kubedos/kubedos/internal/manifest"
@@ -177,12 +177,9 @@ func readListed(dir string, m *manifest.Manifest, rel string) ([]byte, error) {
 		return nil, err
 	}
 	defer f.Close()
-	raw, err := io.ReadAll(io.LimitReader(f, maxBuildFile+1))
+	raw, err := boundedio.ReadAll(f, maxBuildFile, rel)
 	if err != nil {
 		return nil, err
-	}
-	if len(raw) > maxBuildFile {
-		return nil, fmt.Errorf("%s: larger than %d bytes", rel, maxBuildFile)
 	}
 	if sum := sha256.Sum256(raw); hex.EncodeToString(sum[:]) != fe.SHA256 {
 		return nil, fmt.Errorf("%s: sha256 %x, the manifest lists %s", rel, sum, fe.SHA256)

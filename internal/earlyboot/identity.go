@@ -3,11 +3,11 @@ package earlyboot
 import (
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
 
+	"github.com/kubedos/kubedos/internal/boundedio"
 	"github.com/kubedos/kubedos/internal/durable"
 	"github.com/kubedos/kubedos/internal/nodeid"
 )
@@ -25,20 +25,12 @@ const maxIdentityFile = 4096
 // keys already there winning (nodeid.ParseFile). A missing file adds
 // nothing.
 func ReadIdentityFile(pairs map[string]string, path string) error {
-	f, err := os.Open(path)
+	b, err := boundedio.ReadFile(path, maxIdentityFile)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil
 	}
 	if err != nil {
 		return fmt.Errorf("read the node identity: %w", err)
-	}
-	defer f.Close()
-	b, err := io.ReadAll(io.LimitReader(f, maxIdentityFile+1))
-	if err != nil {
-		return fmt.Errorf("read the node identity %s: %w", path, err)
-	}
-	if len(b) > maxIdentityFile {
-		return fmt.Errorf("node identity %s is larger than %d bytes", path, maxIdentityFile)
 	}
 	nodeid.ParseFile(pairs, b)
 	return nil

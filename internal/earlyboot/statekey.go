@@ -80,10 +80,7 @@ func SealStateKey(tpm io.ReadWriter, key []byte, policy StatePolicy) ([]byte, er
 	if policy.Key == nil {
 		return nil, ErrNoStatePolicy
 	}
-	if err := tpmseal.CheckSigned(tpm, policy.Key, policy.Signatures); err != nil {
-		return nil, fmt.Errorf("%w: refusing to seal the state key", err)
-	}
-	blob, err := tpmseal.Seal(tpm, key, policy.Key)
+	blob, err := tpmseal.Seal(tpm, key, policy.Key, policy.Signatures)
 	if err != nil {
 		return nil, fmt.Errorf("seal the state key to PCR %s: %w", pcrList(StatePCRs), err)
 	}

@@ -92,11 +92,8 @@ func (s TPMSealer) Seal(secret []byte) ([]byte, error) {
 	}
 	var env envelope
 	err = s.withTPM(func(rw io.ReadWriter) error {
-		if err := tpmseal.CheckSigned(rw, pol.Key, pol.Signatures); err != nil {
-			return err
-		}
 		var err error
-		if env.Sealed, err = tpmseal.Seal(rw, key, pol.Key); err != nil {
+		if env.Sealed, err = tpmseal.Seal(rw, key, pol.Key, pol.Signatures); err != nil {
 			return fmt.Errorf("seal to the TPM: %w", err)
 		}
 		return nil

@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/kubedos/kubedos/internal/boundedio"
 	"github.com/kubedos/kubedos/internal/errdefs"
 )
 
@@ -170,12 +171,12 @@ func (c *Client) do(ctx context.Context, method, path string, query url.Values, 
 		}
 		return nil, e
 	}
-	raw, err := io.ReadAll(io.LimitReader(resp.Body, maxBody+1))
+	raw, err := boundedio.ReadAll(resp.Body, maxBody, "the response")
+	if errors.Is(err, boundedio.ErrTooLarge) {
+		return nil, fmt.Errorf("%w: kube: %s %s: %w", errdefs.ErrExhausted, method, path, err)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("%w: kube: %s %s: %w", errdefs.ErrUnavailable, method, path, err)
-	}
-	if len(raw) > maxBody {
-		return nil, fmt.Errorf("%w: kube: %s %s: response over %d bytes", errdefs.ErrExhausted, method, path, maxBody)
 	}
 	return raw, nil
 }

@@ -8,10 +8,10 @@ package kube
 import (
 	"encoding/base64"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 
+	"github.com/kubedos/kubedos/internal/boundedio"
 	"github.com/kubedos/kubedos/internal/errdefs"
 	"gopkg.in/yaml.v3"
 )
@@ -94,17 +94,9 @@ type contextRef struct {
 // (relative paths are relative to the kubeconfig's directory, as kubectl
 // takes them).
 func LoadKubeconfig(path string) (Credentials, error) {
-	f, err := os.Open(path)
+	data, err := boundedio.ReadFile(path, maxKubeconfig)
 	if err != nil {
 		return Credentials{}, fmt.Errorf("%w %s: %w", ErrKubeconfig, path, err)
-	}
-	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, maxKubeconfig+1))
-	if err != nil {
-		return Credentials{}, fmt.Errorf("%w %s: %w", ErrKubeconfig, path, err)
-	}
-	if len(data) > maxKubeconfig {
-		return Credentials{}, fmt.Errorf("%w %s: more than %d bytes", ErrKubeconfig, path, maxKubeconfig)
 	}
 	c, err := ParseKubeconfig(data, filepath.Dir(path))
 	if err != nil {

@@ -16,6 +16,7 @@ const module = "github.com/kubedos/kubedos/"
 // package must be placed here before it can be imported, on purpose.
 var rank = map[string]int{
 	"internal/errdefs":                -1, // error classes: below everything that classifies
+	"internal/boundedio":              -1, // reading input whole up to a limit: imports nothing of ours
 	"examples":                        0,
 	"internal/buildinfo":              0,
 	"internal/spec":                   0,
@@ -29,7 +30,7 @@ var rank = map[string]int{
 	"internal/kubeplan":               1, // what each node runs of Kubernetes, from the spec
 	"internal/ociarchive":             0, // deterministic OCI image archives: imports nothing of ours
 	"internal/modproxy":               0, // the Go module proxy files an offline build needs: imports nothing of ours
-	"internal/tpmseal":                0, // sealing to the TPM under the signed PCR 11 policy: imports nothing of ours
+	"internal/tpmseal":                0, // sealing to the TPM under the signed PCR 11 policy: imports nothing of ours but boundedio
 	"internal/sign":                   1,
 	"internal/measure":                1,
 	"internal/pki":                    1,

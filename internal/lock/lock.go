@@ -7,12 +7,12 @@ import (
 	"fmt"
 	"io"
 	"maps"
-	"os"
 	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
 
+	"github.com/kubedos/kubedos/internal/boundedio"
 	"github.com/kubedos/kubedos/internal/durable"
 	"github.com/kubedos/kubedos/internal/errdefs"
 	"github.com/kubedos/kubedos/internal/spec"
@@ -117,17 +117,12 @@ func (l *Lock) Write(path string) error {
 // Read decodes a lockfile strictly: unknown fields, trailing data and
 // inconsistent content are errors naming the file.
 func Read(path string) (*Lock, error) {
-	f, err := os.Open(path)
+	data, err := boundedio.ReadFile(path, maxLockBytes)
+	if errors.Is(err, boundedio.ErrTooLarge) {
+		return nil, fmt.Errorf("lock: %w: %w", err, ErrInvalid)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("lock: %w", err)
-	}
-	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, maxLockBytes+1))
-	if err != nil {
-		return nil, fmt.Errorf("lock: read %s: %w", path, err)
-	}
-	if len(data) > maxLockBytes {
-		return nil, fmt.Errorf("lock: %s: larger than %d bytes: %w", path, maxLockBytes, ErrInvalid)
 	}
 	l, err := decode(data)
 	if err != nil {

@@ -1,6 +1,12 @@
 package spec
 
-import "strings"
+import (
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/kubedos/kubedos/internal/boundedio"
+)
 
 // Check reports every problem of a spec in one run: the structural ones
 // (unknown fields, values of the wrong kind, duplicate keys) and the
@@ -30,9 +36,13 @@ func Check(data []byte) (*ClusterSpec, Problems) {
 	return nil, doc.Locate(all)
 }
 
-// CheckFile is Check of a file; the error is one of reading it.
+// CheckFile is Check of a file; the error is one of reading it. A file over
+// MaxSpecBytes is a problem of the spec, as Check reports it.
 func CheckFile(path string) (*ClusterSpec, Problems, error) {
-	data, err := readLimited(path)
+	data, err := readSpec(path)
+	if errors.Is(err, boundedio.ErrTooLarge) {
+		return nil, Problems{{Message: fmt.Sprintf("spec is larger than the %d byte limit", MaxSpecBytes)}}, nil
+	}
 	if err != nil {
 		return nil, nil, err
 	}

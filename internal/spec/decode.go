@@ -5,11 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"reflect"
 	"sort"
 	"strings"
 
+	"github.com/kubedos/kubedos/internal/boundedio"
 	"gopkg.in/yaml.v3"
 )
 
@@ -119,7 +119,7 @@ func (d *Document) lookup(path string) (Position, bool) {
 // Load reads, decodes, defaults and validates a spec file. Every problem is
 // located and returned at once as Problems; the file name prefixes I/O errors.
 func Load(path string) (*ClusterSpec, error) {
-	data, err := readLimited(path)
+	data, err := readSpec(path)
 	if err != nil {
 		return nil, err
 	}
@@ -142,17 +142,14 @@ func LoadBytes(data []byte) (*ClusterSpec, error) {
 	return s, nil
 }
 
-func readLimited(path string) ([]byte, error) {
-	f, err := os.Open(path)
+// readSpec reads a spec file of at most MaxSpecBytes (boundedio.ErrTooLarge
+// past it).
+func readSpec(path string) ([]byte, error) {
+	data, err := boundedio.ReadFile(path, MaxSpecBytes)
 	if err != nil {
 		return nil, fmt.Errorf("read spec: %w", err)
 	}
-	defer f.Close()
-	var buf bytes.Buffer
-	if _, err := buf.ReadFrom(io.LimitReader(f, MaxSpecBytes+1)); err != nil {
-		return nil, fmt.Errorf("read spec %s: %w", path, err)
-	}
-	return buf.Bytes(), nil
+	return data, nil
 }
 
 // walker checks the YAML tree against the Go types before decoding, which is

@@ -1,7 +1,10 @@
 package spec
 
 import (
+	"bytes"
 	"errors"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -60,6 +63,29 @@ func TestParseTooLarge(t *testing.T) {
 	_, err := Parse(make([]byte, MaxSpecBytes+1))
 	if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "limit") {
 		t.Fatalf("want a size problem, got %v", err)
+	}
+}
+
+// A file over the bound: Load's error names it, CheckFile reports it as a
+// problem of the spec (as Check does), not as a failure to read.
+func TestFileTooLarge(t *testing.T) {
+	dir := t.TempDir()
+	big, limit := filepath.Join(dir, "big.yaml"), filepath.Join(dir, "limit.yaml")
+	if err := os.WriteFile(big, bytes.Repeat([]byte{' '}, MaxSpecBytes+1), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(limit, bytes.Repeat([]byte{' '}, MaxSpecBytes), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Load(big); err == nil || !strings.Contains(err.Error(), big) {
+		t.Errorf("Load: %v, want an error naming %s", err, big)
+	}
+	if _, ps, err := CheckFile(big); err != nil || len(ps) != 1 || !strings.Contains(ps[0].Message, "limit") {
+		t.Errorf("CheckFile: %v, %v; want one size problem", ps, err)
+	}
+	// At the bound it is read and parsed (all blank: empty).
+	if _, ps, err := CheckFile(limit); err != nil || len(ps) != 1 || ps[0].Message != "spec is empty" {
+		t.Errorf("CheckFile at the bound: %v, %v; want \"spec is empty\"", ps, err)
 	}
 }
 

@@ -26,12 +26,11 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"math/big"
-	"os"
 
 	"github.com/google/go-tpm/tpm2"
+	"github.com/kubedos/kubedos/internal/boundedio"
 )
 
 // PCRKernelImage is the PCR whose values are signed (systemd-stub's).
@@ -288,7 +287,7 @@ var ErrNoPolicy = errors.New("the UKI carries no signed PCR policy (.pcrpkey/.pc
 // ReadPolicy reads a policy from the files systemd-stub makes of a UKI's
 // .pcrpkey and .pcrsig (ErrNoPolicy when either is absent).
 func ReadPolicy(keyFile, sigFile string) (Policy, error) {
-	pemBytes, err := readBounded(keyFile, MaxSignatureFile)
+	pemBytes, err := readPolicyFile(keyFile)
 	if errors.Is(err, fs.ErrNotExist) {
 		return Policy{}, ErrNoPolicy
 	}
@@ -299,7 +298,7 @@ func ReadPolicy(keyFile, sigFile string) (Policy, error) {
 	if err != nil {
 		return Policy{}, fmt.Errorf("%s: %w", keyFile, err)
 	}
-	raw, err := readBounded(sigFile, MaxSignatureFile)
+	raw, err := readPolicyFile(sigFile)
 	if errors.Is(err, fs.ErrNotExist) {
 		return Policy{}, ErrNoPolicy
 	}
@@ -313,18 +312,12 @@ func ReadPolicy(keyFile, sigFile string) (Policy, error) {
 	return Policy{Key: key, Signatures: sigs}, nil
 }
 
-func readBounded(path string, max int64) ([]byte, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
+// readPolicyFile reads .pcrpkey or .pcrsig as systemd-stub left it; one
+// over MaxSignatureFile is ErrInput.
+func readPolicyFile(path string) ([]byte, error) {
+	b, err := boundedio.ReadFile(path, MaxSignatureFile)
+	if errors.Is(err, boundedio.ErrTooLarge) {
+		return nil, fmt.Errorf("%w: %w", ErrInput, err)
 	}
-	defer f.Close()
-	b, err := io.ReadAll(io.LimitReader(f, max+1))
-	if err != nil {
-		return nil, err
-	}
-	if int64(len(b)) > max {
-		return nil, fmt.Errorf("%w: %s is larger than %d bytes", ErrInput, path, max)
-	}
-	return b, nil
+	return b, err
 }

@@ -60,8 +60,10 @@ func readPCR(t transport.TPM, pcr int) ([]byte, error) {
 
 // Seal seals secret (at most 128 bytes) under this TPM's storage root key
 // to SealPolicy(pub, current PCR 7). Only this TPM can load the blob, and it
-// unseals only with PCR 7 unchanged and PCR 11 signed by pub's key.
-func Seal(rw io.ReadWriter, secret []byte, pub *rsa.PublicKey) ([]byte, error) {
+// unseals only with PCR 7 unchanged and PCR 11 signed by pub's key. It
+// refuses (ErrNotSigned) when the current PCR 11 has no entry in sigs by
+// pub: the running UKI could never unseal what it sealed.
+func Seal(rw io.ReadWriter, secret []byte, pub *rsa.PublicKey, sigs Signatures) ([]byte, error) {
 	if len(secret) == 0 || len(secret) > 128 {
 		return nil, fmt.Errorf("%w: secret is %d bytes, want 1..128", ErrInput, len(secret))
 	}
@@ -69,6 +71,9 @@ func Seal(rw io.ReadWriter, secret []byte, pub *rsa.PublicKey) ([]byte, error) {
 		return nil, fmt.Errorf("%w: no usable PCR policy key", ErrInput)
 	}
 	t := transport.FromReadWriter(rw)
+	if err := checkSigned(t, pub, sigs); err != nil {
+		return nil, err
+	}
 	pcr7, err := readPCR(t, PCRSecureBoot)
 	if err != nil {
 		return nil, err
@@ -186,10 +191,10 @@ func Unseal(rw io.ReadWriter, blob []byte, pub *rsa.PublicKey, sigs Signatures) 
 	return nil, last
 }
 
-// CheckSigned says whether the current PCR 11 has an entry in sigs by pub
+// checkSigned says whether the current PCR 11 has an entry in sigs by pub
 // (ErrNotSigned if not), without touching any sealed object.
-func CheckSigned(rw io.ReadWriter, pub *rsa.PublicKey, sigs Signatures) error {
-	v, err := readPCR(transport.FromReadWriter(rw), PCRKernelImage)
+func checkSigned(t transport.TPM, pub *rsa.PublicKey, sigs Signatures) error {
+	v, err := readPCR(t, PCRKernelImage)
 	if err != nil {
 		return err
 	}

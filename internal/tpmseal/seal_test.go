@@ -105,7 +105,7 @@ func TestSealUnsealSignedPCR11(t *testing.T) {
 	sim := simTPM(t, 1)
 	boot(t, sim, "secure boot on, platform keys", "uki build 1")
 	secret := bytes.Repeat([]byte{0x5a}, 64)
-	blob, err := Seal(sim, secret, &a.PublicKey)
+	blob, err := Seal(sim, secret, &a.PublicKey, sign(t, a, pcr(t, sim, PCRKernelImage)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -127,13 +127,35 @@ func TestSealUnsealSignedPCR11(t *testing.T) {
 	}
 }
 
+// TestSealRefusesUnsignedPCR11: a UKI whose PCR 11 the key did not sign
+// could never unseal what it sealed, so Seal refuses before the TPM makes
+// anything: signatures of another PCR 11, or of this one by another key.
+func TestSealRefusesUnsignedPCR11(t *testing.T) {
+	a, b := testKeys(t)
+	sim := simTPM(t, 7)
+	boot(t, sim, "secure boot on", "uki build 1")
+	other := sha256.Sum256([]byte("another UKI"))
+	for name, sigs := range map[string]Signatures{
+		"another PCR 11": sign(t, a, other[:]),
+		"another key":    sign(t, b, pcr(t, sim, PCRKernelImage)),
+		"none":           {},
+	} {
+		if blob, err := Seal(sim, []byte("state key"), &a.PublicKey, sigs); !errors.Is(err, ErrNotSigned) || blob != nil {
+			t.Errorf("%s: %d bytes, %v; want ErrNotSigned", name, len(blob), err)
+		}
+	}
+	if _, err := Seal(sim, []byte("state key"), &a.PublicKey, sign(t, a, pcr(t, sim, PCRKernelImage))); err != nil {
+		t.Fatalf("signed: %v", err)
+	}
+}
+
 // TestSignedUpgradeStillUnlocks: the next boot runs another UKI (an A/B
 // upgrade or a rollback) whose PCR 11 the key signed: the same blob opens.
 func TestSignedUpgradeStillUnlocks(t *testing.T) {
 	a, _ := testKeys(t)
 	sim := simTPM(t, 2)
 	boot(t, sim, "secure boot on", "uki build 1")
-	blob, err := Seal(sim, []byte("state key"), &a.PublicKey)
+	blob, err := Seal(sim, []byte("state key"), &a.PublicKey, sign(t, a, pcr(t, sim, PCRKernelImage)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -154,7 +176,7 @@ func TestUnsignedUKIRefused(t *testing.T) {
 	a, b := testKeys(t)
 	sim := simTPM(t, 3)
 	boot(t, sim, "secure boot on", "uki build 1")
-	blob, err := Seal(sim, []byte("state key"), &a.PublicKey)
+	blob, err := Seal(sim, []byte("state key"), &a.PublicKey, sign(t, a, pcr(t, sim, PCRKernelImage)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -187,7 +209,7 @@ func TestPCR7OrOtherTPMRefused(t *testing.T) {
 	a, _ := testKeys(t)
 	sim := simTPM(t, 4)
 	boot(t, sim, "secure boot on", "uki build 1")
-	blob, err := Seal(sim, []byte("state key"), &a.PublicKey)
+	blob, err := Seal(sim, []byte("state key"), &a.PublicKey, sign(t, a, pcr(t, sim, PCRKernelImage)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -228,7 +250,7 @@ func TestUnsealRetriesWhenPCR11Moves(t *testing.T) {
 	a, _ := testKeys(t)
 	sim := simTPM(t, 6)
 	boot(t, sim, "secure boot on", "uki build 1")
-	blob, err := Seal(sim, []byte("ca key"), &a.PublicKey)
+	blob, err := Seal(sim, []byte("ca key"), &a.PublicKey, sign(t, a, pcr(t, sim, PCRKernelImage)))
 	if err != nil {
 		t.Fatal(err)
 	}
