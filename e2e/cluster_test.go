@@ -35,7 +35,7 @@ func TestLocalClusterUpDown(t *testing.T) {
 	if up.code != 0 {
 		t.Fatalf("cluster up: exit %d\n%s", up.code, up.stderr)
 	}
-	t.Logf("FIGURE cluster up, 3 nodes, every one enrolled: %.0fs", time.Since(start).Seconds())
+	t.Logf("FIGURE cluster up, 4 nodes, every one enrolled: %.0fs", time.Since(start).Seconds())
 	// Power-on to enrolled per node, from the progress lines' clock.
 	started := map[string]float64{}
 	for _, l := range strings.Split(up.stderr, "\n") {
@@ -55,13 +55,13 @@ func TestLocalClusterUpDown(t *testing.T) {
 		}
 	}
 	// The spec's LAN addresses, on the segment in the cluster's namespace.
-	wantAPI := map[string]string{"master": "10.20.0.10:7444", "w-1": "10.20.0.21:7444", "w-2": "10.20.0.22:7444"}
+	wantAPI := map[string]string{"master": "10.20.0.10:7444", "w-1": "10.20.0.21:7444", "w-2": "10.20.0.22:7444", "mon": "10.20.0.30:7444"}
 	// Issue 14 on the VMs, before the checks below (which then also hold
 	// after the power cuts): the worker that enrolled last loses power at
 	// once; the other, as an operator, is refused code-running kernel
 	// parameters and reboot/shell units, then loses power right after an
 	// allowed config apply. Both boot again to a usable identity.
-	cut := lastEnrolled(up.stderr)
+	cut := lastEnrolled(up.stderr, "w-1", "w-2")
 	other := map[string]string{"w-1": "w-2", "w-2": "w-1"}[cut]
 	if other == "" {
 		t.Fatalf("the last node to enroll is %q, want a worker:\n%s", cut, up.stderr)
@@ -86,7 +86,7 @@ func TestLocalClusterUpDown(t *testing.T) {
 	if err := json.Unmarshal([]byte(must(t, dir, "cluster", "status", "cluster.yaml", "--keys", "keys", "-o", "json")), &st); err != nil {
 		t.Fatal(err)
 	}
-	if len(st.Nodes) != 3 {
+	if len(st.Nodes) != 4 {
 		t.Fatalf("status lists %d nodes", len(st.Nodes))
 	}
 	for _, n := range st.Nodes {
@@ -134,7 +134,7 @@ func TestLocalClusterUpDown(t *testing.T) {
 	if takeover == 0 || enrolledAt["master"] == 0 || enrolledAt["master"] > takeover {
 		t.Errorf("audit: takeover at %d, master enrolled at %d: the master must enroll first, then take the hub", takeover, enrolledAt["master"])
 	}
-	for _, w := range []string{"w-1", "w-2"} {
+	for _, w := range []string{"w-1", "w-2", "mon"} {
 		if enrolledAt[w] <= takeover {
 			t.Errorf("audit: %s enrolled at %d, not after the takeover (%d): not through the master's hub", w, enrolledAt[w], takeover)
 		}
@@ -145,7 +145,7 @@ func TestLocalClusterUpDown(t *testing.T) {
 	if err != nil {
 		t.Fatalf("bridge fdb: %v", err)
 	}
-	for _, tap := range []string{"tap100", "tap101", "tap102"} {
+	for _, tap := range []string{"tap100", "tap101", "tap102", "tap103"} {
 		learned := false
 		for _, l := range strings.Split(string(fdb), "\n") {
 			learned = learned || (strings.Contains(l, "dev "+tap+" ") && strings.HasPrefix(l, "52:54:00:"))
@@ -167,6 +167,9 @@ func TestLocalClusterUpDown(t *testing.T) {
 	}
 	checkPlanes(t, dir, [2]string{st.Nodes[0].API, st.Nodes[0].Name}, [2]string{st.Nodes[1].API, st.Nodes[1].Name})
 	checkFirewall(t, st.Nodes[1].API)
+	// Issue 17: mon's Prometheus scrapes all four over wg-observability;
+	// neither it nor the hub's metrics answer on the LAN.
+	checkPrometheus(t, dir, wantAPI["mon"], "mon", 4, "10.20.0.30:9090", "10.20.0.10:7446")
 	// The drift metric: served with the node's certificate, read with the operator's.
 	var samples []struct {
 		Name   string
@@ -230,7 +233,7 @@ func TestLocalClusterUpDown(t *testing.T) {
 		t.Errorf("%s never fetched the revocation list from the hub", master.Name)
 	}
 	again := run(t, dir, nil, "cluster", "up", "cluster.yaml", "--build", b, "--keys", "keys")
-	if again.code != 0 || strings.Count(again.stderr, "already running") != 3 || !strings.Contains(again.stderr, "the hub is kept by master") {
+	if again.code != 0 || strings.Count(again.stderr, "already running") != 4 || !strings.Contains(again.stderr, "the hub is kept by master") {
 		t.Errorf("a second up was not a no-op:\n%s", again.stderr)
 	}
 	// Runbook step 1: fence a node: revoked at the hub and its VM stopped.
@@ -244,6 +247,7 @@ func TestLocalClusterUpDown(t *testing.T) {
 		}
 	}
 	checkFencedOffPlanes(t, dir, [2]string{st.Nodes[0].API, st.Nodes[0].Name}, "w-2")
+	checkRevokedAlert(t, dir, wantAPI["mon"], "mon", "w-2")
 	// The fenced node's disk, enrolled, in another machine: its state stays locked.
 	stolenDiskRefused(t, dir, "w-2")
 	must(t, dir, "cluster", "down", "cluster.yaml")

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -20,11 +21,13 @@ import (
 // lastEnrolled is the worker whose ": enrolled" progress line came last in
 // the output of cluster up: the node whose identity was written most
 // recently.
-func lastEnrolled(stderr string) string {
+func lastEnrolled(stderr string, among ...string) string {
 	last := ""
 	for _, l := range strings.Split(stderr, "\n") {
 		if i := strings.Index(l, "] "); i > 0 && strings.HasSuffix(l, ": enrolled") {
-			last = strings.TrimSuffix(l[i+2:], ": enrolled")
+			if n := strings.TrimSuffix(l[i+2:], ": enrolled"); len(among) == 0 || slices.Contains(among, n) {
+				last = n
+			}
 		}
 	}
 	return last
