@@ -295,7 +295,7 @@ func format(unit Unit, v float64) string {
 	case UnitSeconds:
 		return seconds(v)
 	case UnitBytesPerSec:
-		return bytes(v) + "/s"
+		return byteSize(v) + "/s"
 	case UnitPerMinute:
 		return number(v) + "/min"
 	}
@@ -335,7 +335,7 @@ func seconds(v float64) string {
 	return number(math.Round(v/8640)/10) + " d"
 }
 
-func bytes(v float64) string {
+func byteSize(v float64) string {
 	units := []string{"B", "KiB", "MiB", "GiB", "TiB"}
 	i := 0
 	for math.Abs(v) >= 1024 && i < len(units)-1 {
