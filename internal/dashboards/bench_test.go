@@ -117,3 +117,33 @@ func BenchmarkFleetPage(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkFleetRender is the same page from series already decoded: the
+// handler's own share (layout and rendering), without HTTP or JSON.
+func BenchmarkFleetRender(b *testing.B) {
+	now := time.Now()
+	for _, n := range []int{16, 10000} {
+		b.Run(fmt.Sprintf("nodes=%d", n), func(b *testing.B) {
+			f := &fake{series: map[string][]Series{}}
+			for q, body := range fleetAnswers(n, now) {
+				var a answer
+				if err := json.Unmarshal(body, &a); err != nil {
+					b.Fatal(err)
+				}
+				s, err := decodeResult(a.Data.ResultType, a.Data.Result)
+				if err != nil {
+					b.Fatal(err)
+				}
+				f.series[q] = s
+			}
+			h := New(f, Options{Now: func() time.Time { return now }})
+			for b.Loop() {
+				rec := httptest.NewRecorder()
+				h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/fleet", nil))
+				if rec.Code != http.StatusOK || bytes.Contains(rec.Body.Bytes(), []byte("panel-error")) {
+					b.Fatalf("status %d", rec.Code)
+				}
+			}
+		})
+	}
+}

@@ -338,20 +338,32 @@ func table(sets [][]Series, unit Unit) *tableView {
 	if len(cols) > maxColumns {
 		cols = cols[:maxColumns]
 	}
+	// Rows sorted by their labels; only the shown ones are formatted.
+	type keyed struct {
+		key string
+		s   Series
+	}
+	ks := make([]keyed, len(rows))
+	for i, s := range rows {
+		var b strings.Builder
+		for _, c := range cols {
+			b.WriteString(s.Labels[c])
+			b.WriteByte(0)
+		}
+		ks[i] = keyed{b.String(), s}
+	}
+	sort.SliceStable(ks, func(i, j int) bool { return ks[i].key < ks[j].key })
 	t := &tableView{Columns: append(cols, "value")}
-	for _, s := range rows {
+	if len(ks) > MaxRows {
+		t.Hidden = len(ks) - MaxRows
+		ks = ks[:MaxRows]
+	}
+	for _, k := range ks {
 		row := make([]string, 0, len(cols)+1)
 		for _, c := range cols {
-			row = append(row, clip(s.Labels[c], maxCell))
+			row = append(row, clip(k.s.Labels[c], maxCell))
 		}
-		t.Rows = append(t.Rows, append(row, lastValue(unit, s.Points)))
-	}
-	sort.SliceStable(t.Rows, func(i, j int) bool {
-		return strings.Join(t.Rows[i], "\x00") < strings.Join(t.Rows[j], "\x00")
-	})
-	if len(t.Rows) > MaxRows {
-		t.Hidden = len(t.Rows) - MaxRows
-		t.Rows = t.Rows[:MaxRows]
+		t.Rows = append(t.Rows, append(row, lastValue(unit, k.s.Points)))
 	}
 	return t
 }
