@@ -2,8 +2,12 @@ package cli
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"net"
+	"net/http"
+	"os"
 	"path/filepath"
 	"strconv"
 	"time"
@@ -11,6 +15,7 @@ import (
 	"github.com/kubedos/kubedos/internal/api"
 	"github.com/kubedos/kubedos/internal/cluster"
 	"github.com/kubedos/kubedos/internal/console"
+	"github.com/kubedos/kubedos/internal/dashboards"
 	"github.com/kubedos/kubedos/internal/sign"
 	"github.com/kubedos/kubedos/internal/spec"
 	"github.com/spf13/cobra"
@@ -49,6 +54,12 @@ SPEC's cluster where cluster up left it (the master after hand-over), else
 its spec address, else at NAME:7444. The overview polls the hub every --poll.
 Builds are checked with <keys>/artifact/signing.pub when it exists.
 
+With --prometheus URL (the prometheus node's, http://ADDR:9090 on
+wg-observability), the console also serves the cluster's dashboards at
+/dashboards/, behind the same login: fleet attestation, upgrades and
+rollbacks, drift, planes, hub latency and Kubernetes health, drawn from
+Prometheus's data; --prometheus-ca FILE trusts an https Prometheus's CA.
+
 Fence here revokes the node at the hub and marks it to be stopped; it does
 not cut the VM's power (kubedos node fence --spec SPEC NAME does). With SPEC,
 revoke, fence and replace also take a worker out of Kubernetes, as the CLI
@@ -62,6 +73,7 @@ func newConsoleCmd(g *globals) *cobra.Command {
 	var poll time.Duration
 	var builds []string
 	var outDir string
+	var promURL, promCA string
 	cmd := &cobra.Command{
 		Use:   "console [SPEC]",
 		Short: "Serve the web console (nodes, builds, upgrades, plan, audit log and node actions) as this operator",
@@ -69,7 +81,8 @@ func newConsoleCmd(g *globals) *cobra.Command {
 		Example: `  kubedos console cluster.yaml
   kubedos console --hub 10.0.0.2:7443 --keys keys --cert reader.crt --key reader.key
   kubedos console cluster.yaml --listen 127.0.0.1:9443
-  kubedos console cluster.yaml --build out/local/<build-id> --build <other-build-id>`,
+  kubedos console cluster.yaml --build out/local/<build-id> --build <other-build-id>
+  kubedos console cluster.yaml --prometheus http://10.40.3.5:9090`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := g.checkOutput(OutputText); err != nil {
@@ -139,6 +152,15 @@ func newConsoleCmd(g *globals) *cobra.Command {
 					cfg.ArtifactKey = pub
 				}
 			}
+			if promURL != "" {
+				cl, err := prometheusClient(promCA)
+				if err != nil {
+					return err
+				}
+				cfg.Prometheus, cfg.PrometheusClient = promURL, cl
+			} else if promCA != "" {
+				return fmt.Errorf("--prometheus-ca %s: give --prometheus too", promCA)
+			}
 			con, err := console.New(cfg)
 			if err != nil {
 				return err
@@ -147,6 +169,9 @@ func newConsoleCmd(g *globals) *cobra.Command {
 			// or refuses the certificate.
 			if err := con.Refresh(cmd.Context()); err != nil {
 				return c.explain(err)
+			}
+			if promURL != "" {
+				checkPrometheus(cmd.Context(), g, promURL, cfg.PrometheusClient)
 			}
 			host, _, err := net.SplitHostPort(listen)
 			if err != nil {
@@ -166,6 +191,9 @@ func newConsoleCmd(g *globals) *cobra.Command {
 			}
 			fmt.Fprintf(g.stderr, "console for the hub at %s (from %s), acting as %q\n", c.addr, c.where, conf.Certificates[0].Leaf.Subject.CommonName)
 			fmt.Fprintf(g.stderr, "certificate SHA-256 %s\n", fp)
+			if promURL != "" {
+				fmt.Fprintf(g.stderr, "dashboards at https://%s/dashboards/ from the Prometheus at %s\n", addr, promURL)
+			}
 			fmt.Fprintf(g.stdout, "https://%s/login?token=%s\n", addr, con.Token())
 			return con.Serve(cmd.Context(), lis, tlsConf)
 		},
@@ -177,5 +205,41 @@ func newConsoleCmd(g *globals) *cobra.Command {
 	cmd.Flags().DurationVar(&poll, "poll", console.DefaultPoll, "how often the live overview asks the hub for its nodes")
 	cmd.Flags().StringArrayVar(&builds, "build", nil, "a build to show and upgrade nodes to: its directory, or its build-id (or a unique prefix) under --out; repeatable")
 	cmd.Flags().StringVar(&outDir, "out", "out", "where kubedos build wrote its builds (for --build BUILD-ID)")
+	cmd.Flags().StringVar(&promURL, "prometheus", "", "the cluster's Prometheus (http://ADDR:9090): serve its dashboards at /dashboards/")
+	cmd.Flags().StringVar(&promCA, "prometheus-ca", "", "PEM file of the CA that signed an https Prometheus's certificate")
 	return cmd
+}
+
+// prometheusClient is the HTTP client the dashboards query Prometheus
+// with: the system's roots, or caFile's certificates alone when given.
+func prometheusClient(caFile string) (*http.Client, error) {
+	if caFile == "" {
+		return &http.Client{Timeout: 30 * time.Second}, nil
+	}
+	b, err := os.ReadFile(caFile)
+	if err != nil {
+		return nil, fmt.Errorf("--prometheus-ca: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(b) {
+		return nil, fmt.Errorf("--prometheus-ca %s: no PEM certificate in it", caFile)
+	}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: pool}
+	return &http.Client{Transport: tr, Timeout: 30 * time.Second}, nil
+}
+
+// checkPrometheus warns when Prometheus does not answer: the console
+// serves anyway (the dashboards show the error in each panel), but the
+// operator learns it now rather than in the browser.
+func checkPrometheus(ctx context.Context, g *globals, url string, cl *http.Client) {
+	c, err := dashboards.NewClient(url, cl)
+	if err == nil {
+		ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		_, err = c.Query(ctx, "vector(1)", time.Now())
+	}
+	if err != nil {
+		fmt.Fprintf(g.stderr, "WARNING: the dashboards' Prometheus does not answer: %v\n", err)
+	}
 }

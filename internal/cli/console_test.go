@@ -8,6 +8,8 @@ import (
 	"net"
 	"net/http"
 	"net/http/cookiejar"
+	"net/http/httptest"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -71,12 +73,18 @@ func TestConsoleServes(t *testing.T) {
 	defer cancel()
 	go srv.Serve(ctx, lis)
 
+	// A Prometheus with no data: the dashboards say so.
+	prom := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, `{"status":"success","data":{"resultType":"vector","result":[]}}`)
+	}))
+	defer prom.Close()
+
 	keys := pkitest.WriteKeys(t, ca, pki.RoleReader)
 	cctx, stop := context.WithCancel(ctx)
 	var out, errb lockedBuffer
 	code := make(chan int, 1)
 	go func() {
-		code <- Run(cctx, []string{"console", "--hub", lis.Addr().String(), "--keys", keys, "--listen", "127.0.0.1:0", "--poll", "100ms"}, &out, &errb)
+		code <- Run(cctx, []string{"console", "--hub", lis.Addr().String(), "--keys", keys, "--listen", "127.0.0.1:0", "--poll", "100ms", "--prometheus", prom.URL}, &out, &errb)
 	}()
 	var login string
 	for deadline := time.Now().Add(10 * time.Second); login == "" && time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
@@ -103,7 +111,11 @@ func TestConsoleServes(t *testing.T) {
 		t.Errorf("overview after login: %d\n%s", res.StatusCode, body)
 	}
 	base := strings.Split(login, "/login")[0]
-	for path, want := range map[string]string{"/builds": "This console was given no build", "/plan": "started without the cluster's spec", "/upgrades": "No node has an upgrade target"} {
+	if !strings.Contains(errb.String(), "/dashboards/ from the Prometheus at "+prom.URL) || strings.Contains(errb.String(), "WARNING: the dashboards") {
+		t.Errorf("stderr does not say where the dashboards are, or warns: %q", errb.String())
+	}
+	for path, want := range map[string]string{"/builds": "This console was given no build", "/plan": "started without the cluster's spec", "/upgrades": "No node has an upgrade target",
+		"/dashboards/fleet": "no data: the hub is not scraped"} {
 		res, err := cl.Get(base + path)
 		if err != nil {
 			t.Fatal(err)
@@ -153,5 +165,30 @@ func TestConsoleRefusesMissingBuild(t *testing.T) {
 		"--build", t.TempDir() + "/none", "--out", t.TempDir()}, &out, &errb)
 	if code == 0 || !strings.Contains(errb.String(), "/none: no such build directory") || out.String() != "" {
 		t.Errorf("console with a missing build: exit %d, stdout %q, stderr %q", code, out.String(), errb.String())
+	}
+}
+
+// --prometheus-ca must be a CA certificate, and goes with --prometheus.
+func TestConsoleRefusesBadPrometheusCA(t *testing.T) {
+	ca := pkitest.NewCA(t)
+	keys := pkitest.WriteKeys(t, ca, pki.RoleAdmin)
+	notPEM := t.TempDir() + "/ca.crt"
+	if err := os.WriteFile(notPEM, []byte("not a certificate"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--prometheus", "http://127.0.0.1:9090", "--prometheus-ca", notPEM}, "--prometheus-ca " + notPEM + ": no PEM certificate in it"},
+		{[]string{"--prometheus", "http://127.0.0.1:9090", "--prometheus-ca", notPEM + ".missing"}, "--prometheus-ca: open " + notPEM + ".missing"},
+		{[]string{"--prometheus-ca", notPEM}, "give --prometheus too"},
+		{[]string{"--prometheus", "127.0.0.1:9090"}, `prometheus URL "127.0.0.1:9090"`},
+	} {
+		var out, errb lockedBuffer
+		code := Run(context.Background(), append([]string{"console", "--hub", "127.0.0.1:1", "--keys", keys, "--listen", "127.0.0.1:0"}, tt.args...), &out, &errb)
+		if code == 0 || !strings.Contains(errb.String(), tt.want) || out.String() != "" {
+			t.Errorf("console %v: exit %d, stdout %q, stderr %q, want %q", tt.args, code, out.String(), errb.String(), tt.want)
+		}
 	}
 }

@@ -21,6 +21,7 @@ import (
 
 	"github.com/kubedos/kubedos/internal/api"
 	"github.com/kubedos/kubedos/internal/cluster"
+	"github.com/kubedos/kubedos/internal/dashboards"
 	"github.com/kubedos/kubedos/internal/errdefs"
 	"github.com/kubedos/kubedos/internal/pki"
 	"github.com/kubedos/kubedos/internal/spec"
@@ -74,6 +75,12 @@ type Config struct {
 	// Upgrade tunes upgrades (Wait: DefaultUpgradeWait when 0); they
 	// always reboot into the new build.
 	Upgrade cluster.UpgradeOptions
+	// Prometheus is the base URL of the cluster's Prometheus (the
+	// prometheus node's, http://ADDR:9090); set, the console serves the
+	// dashboards (internal/dashboards) at /dashboards/ behind its login.
+	// PrometheusClient carries its TLS (nil: http.DefaultClient).
+	Prometheus       string
+	PrometheusClient *http.Client
 }
 
 // DefaultPoll is how often the live overview polls the hub while a page
@@ -120,6 +127,8 @@ type Console struct {
 
 	builds []Build // read once at New: a build directory does not change
 	live   *live
+	// dash serves the dashboards; nil without Config.Prometheus.
+	dash http.Handler
 }
 
 // New checks cfg and makes the console.
@@ -157,6 +166,13 @@ func New(cfg Config) (*Console, error) {
 		c.pages[p] = t
 	}
 	c.live = newLive(c)
+	if cfg.Prometheus != "" {
+		src, err := dashboards.NewClient(cfg.Prometheus, cfg.PrometheusClient)
+		if err != nil {
+			return nil, fmt.Errorf("%w: console: %w", errdefs.ErrInvalid, err)
+		}
+		c.dash = http.StripPrefix("/dashboards", dashboards.New(src, dashboards.Options{Cluster: cfg.Cluster, Now: cfg.Now, Home: "/"}))
+	}
 	static, _ := fs.Sub(assets, "assets/static")
 	mux := http.NewServeMux()
 	mux.Handle("GET /static/", http.StripPrefix("/static/", http.FileServerFS(static)))
@@ -169,6 +185,10 @@ func New(cfg Config) (*Console, error) {
 	mux.HandleFunc("GET /upgrades", c.auth(c.upgradesPage))
 	mux.HandleFunc("GET /plan", c.auth(c.planPage))
 	mux.HandleFunc("GET /events", c.auth(c.live.serve))
+	if c.dash != nil {
+		// The pages set their own, stricter policy: no script at all.
+		mux.HandleFunc("GET /dashboards/", c.auth(c.dash.ServeHTTP))
+	}
 	c.mux = mux
 	return c, nil
 }
@@ -207,10 +227,12 @@ type page struct {
 	CSRF                              string
 	Error                             string
 	Data                              any
+	// Dashboards: the nav links to /dashboards/.
+	Dashboards bool
 }
 
 func (c *Console) base(r *http.Request, title string) page {
-	p := page{Title: title, Cluster: c.cfg.Cluster, HubAddr: c.cfg.HubAddr, Operator: c.operator, Role: c.role}
+	p := page{Title: title, Cluster: c.cfg.Cluster, HubAddr: c.cfg.HubAddr, Operator: c.operator, Role: c.role, Dashboards: c.dash != nil}
 	if s, ok := r.Context().Value(ctxKey{}).(string); ok {
 		p.CSRF = c.csrf(s)
 	}

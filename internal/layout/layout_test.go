@@ -43,6 +43,7 @@ var rank = map[string]int{
 	"internal/plan":                   1,
 	"internal/observability":          2, // Prometheus configuration, targets and alert rules from the spec
 	"internal/observability/promtest": 3, // runs Debian's prometheus on loopback for tests
+	"internal/dashboards":             3, // the grafana role's pages: charts from Prometheus's API; imports observability's job names
 	"internal/pidfile":                1, // finds our daemons: no zombies, no recycled pids
 	"internal/durable":                0, // crash-safe file writes: imports nothing of ours
 	"internal/promtext":               0, // Prometheus text format and the /metrics server of kubedosd and the hub
