@@ -153,11 +153,25 @@ func (n *NodeAPI) managedPaths() map[string]bool {
 	return m
 }
 
+// controllerTrees are the directories of the state partition a controller
+// of this node's role writes as it converges (Kubernetes' configuration
+// and certificates, Prometheus's configuration): theirs, not drift.
+func (n *NodeAPI) controllerTrees() map[string]bool {
+	m := map[string]bool{}
+	if runsKubernetes(n.cfg.Role) {
+		m[filepath.Join(n.cfg.StateDir, filepath.Dir(KubePKISubdir))] = true
+	}
+	if n.cfg.Role == string(spec.RolePrometheus) {
+		m[filepath.Join(n.cfg.StateDir, ObservabilitySubdir)] = true
+	}
+	return m
+}
+
 // unexpectedPaths walks the state directory for anything kubedosd does not
 // manage; an unexpected directory is reported once, not entered.
 func (n *NodeAPI) unexpectedPaths() ([]api.DriftItem, error) {
 	root := filepath.Clean(n.cfg.StateDir)
-	managed := n.managedPaths()
+	managed, trees := n.managedPaths(), n.controllerTrees()
 	var items []api.DriftItem
 	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
@@ -168,6 +182,9 @@ func (n *NodeAPI) unexpectedPaths() ([]api.DriftItem, error) {
 		}
 		if p == root || managed[p] {
 			return nil
+		}
+		if trees[p] {
+			return filepath.SkipDir // a controller's own directory
 		}
 		what := "file"
 		switch {

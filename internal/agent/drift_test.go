@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/kubedos/kubedos/internal/api"
+	"github.com/kubedos/kubedos/internal/observability"
 	"github.com/kubedos/kubedos/internal/pki"
 )
 
@@ -86,5 +87,28 @@ func must(t *testing.T, err error) {
 	t.Helper()
 	if err != nil {
 		t.Fatal(err)
+	}
+}
+
+// What a role's controllers write on the state partition is theirs: the
+// prometheus node's observability directory is not drift there, and is on
+// a node whose role runs no Prometheus.
+func TestDriftControllerTrees(t *testing.T) {
+	e := newNodeEnv(t)
+	must(t, os.MkdirAll(filepath.Join(e.stateDir, ObservabilitySubdir, "targets"), 0o755))
+	must(t, os.WriteFile(filepath.Join(e.stateDir, ObservabilitySubdir, "targets", "kubedosd-w-1.json"), []byte("[]"), 0o644))
+	items, err := e.api.CheckDrift(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(items) != 1 || items[0].Path != filepath.Join(e.stateDir, ObservabilitySubdir) || items[0].Kind != DriftUnexpected {
+		t.Errorf("on a worker: %+v, want the observability directory as unexpected", items)
+	}
+	e.api.cfg.Role = "prometheus"
+	if items, err = e.api.CheckDrift(context.Background()); err != nil || len(items) != 0 {
+		t.Errorf("on the prometheus node: %+v, %v; want clean", items, err)
+	}
+	if observability.DefaultDir != filepath.Join(NodeStateDir, ObservabilitySubdir) {
+		t.Errorf("observability.DefaultDir %s is not %s/%s", observability.DefaultDir, NodeStateDir, ObservabilitySubdir)
 	}
 }

@@ -144,6 +144,9 @@ func (a *Agent) runEnrolled(ctx context.Context, cfg EnrollConfig, st Status, ju
 	} else {
 		a.view.update(func(v *nodeView) { v.api = srv })
 		ctrls = append(ctrls, a.serverControllers(srv)...)
+		if r := spec.Role(cfg.Role); r == spec.RolePrometheus || r == spec.RoleGrafana {
+			ctrls = append(ctrls, newDashboardsServer(cfg, srv, c.Clock, logf))
+		}
 		if slots != nil {
 			check := BootCheck{Slots: slots, Health: srv.CheckHealth, Attested: att.get, Timeout: c.BootCheckTimeout,
 				StateDir: c.StateDir, Logf: logf, Clock: c.Clock, Reboot: func(ctx context.Context) error { return sys.Power(ctx, "reboot") }}

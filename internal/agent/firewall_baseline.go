@@ -14,7 +14,8 @@ import (
 
 // Baseline is the node's firewall for its role and planes (DESIGN.md §5):
 // the planes trusted, their WireGuard ports and the node's own services
-// (node API, metrics, and the hub on the master) open on the LAN. Before
+// (node API, metrics, the hub on the master, the dashboards on the grafana
+// and prometheus nodes) open on the LAN. Before
 // the first join the planes are the spec's defaults.
 func Baseline(role string, ifcs []wg.Interface) firewall.Baseline {
 	b := firewall.Baseline{TCPPorts: []int{api.NodeAPIPort, api.NodeMetricsPort}}
@@ -27,6 +28,11 @@ func Baseline(role string, ifcs []wg.Interface) firewall.Baseline {
 		b.TCPPorts = append(b.TCPPorts, kubeplan.APIServerPort)
 	case spec.RoleWorker:
 		b.Pods = []string{kubeplan.PodBridge}
+	case spec.RolePrometheus, spec.RoleGrafana:
+		// The dashboards, to cluster certificates (reader and above):
+		// operators read them from the LAN. Prometheus itself listens
+		// on wg-observability only.
+		b.TCPPorts = append(b.TCPPorts, api.DashboardsPort)
 	}
 	if len(ifcs) == 0 {
 		for _, p := range spec.Planes {

@@ -30,29 +30,38 @@ func (n *NodeAPI) ServeMetrics(ctx context.Context, lis net.Listener) error {
 }
 
 func (n *NodeAPI) serveMetrics(w http.ResponseWriter, r *http.Request) {
-	if r.TLS == nil || len(r.TLS.PeerCertificates) == 0 {
-		http.Error(w, "a client certificate from the cluster CA is required", http.StatusUnauthorized)
-		return
-	}
-	leaf := r.TLS.PeerCertificates[0]
-	pe, err := pki.AuthenticateAgainst(n.cfg.CA, leaf, n.cfg.Now(), n.cfg.Revocations.Set())
-	if err != nil {
-		// Refusals are audited; successful scrapes are not (one every few
-		// seconds would drown the journal).
-		n.cfg.Audit(AuditRecord{Time: n.cfg.Now().UTC(), Actor: leaf.Subject.CommonName + " (unverified)", Remote: r.RemoteAddr,
-			Method: "Metrics", Outcome: "unauthenticated", Detail: err.Error()})
-		http.Error(w, err.Error(), http.StatusUnauthorized)
-		return
-	}
-	if !pki.Allows(pe.Role, pki.ActionRead) {
-		n.cfg.Audit(AuditRecord{Time: n.cfg.Now().UTC(), Actor: pe.Actor(), Remote: r.RemoteAddr, Method: "Metrics", Outcome: "denied"})
-		http.Error(w, pe.Actor()+" may not read metrics", http.StatusForbidden)
-		return
-	}
-	w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
-	if err := n.WriteMetrics(r.Context(), w); err != nil {
-		n.cfg.Logf("metrics: %v", err)
-	}
+	n.readers("Metrics", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+		if err := n.WriteMetrics(r.Context(), w); err != nil {
+			n.cfg.Logf("metrics: %v", err)
+		}
+	})).ServeHTTP(w, r)
+}
+
+// readers lets through callers presenting a cluster certificate that is
+// not revoked, of a role that may read. Refusals are audited (as method);
+// reads are not (a scrape every few seconds would drown the journal).
+func (n *NodeAPI) readers(method string, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.TLS == nil || len(r.TLS.PeerCertificates) == 0 {
+			http.Error(w, "a client certificate from the cluster CA is required", http.StatusUnauthorized)
+			return
+		}
+		leaf := r.TLS.PeerCertificates[0]
+		pe, err := pki.AuthenticateAgainst(n.cfg.CA, leaf, n.cfg.Now(), n.cfg.Revocations.Set())
+		if err != nil {
+			n.cfg.Audit(AuditRecord{Time: n.cfg.Now().UTC(), Actor: clipString(leaf.Subject.CommonName) + " (unverified)", Remote: r.RemoteAddr,
+				Method: method, Outcome: "unauthenticated", Detail: err.Error()})
+			http.Error(w, err.Error(), http.StatusUnauthorized)
+			return
+		}
+		if !pki.Allows(pe.Role, pki.ActionRead) {
+			n.cfg.Audit(AuditRecord{Time: n.cfg.Now().UTC(), Actor: pe.Actor(), Remote: r.RemoteAddr, Method: method, Outcome: "denied"})
+			http.Error(w, pe.Actor()+" may not read "+strings.ToLower(method), http.StatusForbidden)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
 }
 
 // WriteMetrics writes the node's metrics in the Prometheus text format,

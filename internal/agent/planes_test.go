@@ -264,6 +264,8 @@ func TestBaseline(t *testing.T) {
 	}{
 		{"worker before joining", "worker", nil, "wg-control wg-obs wg-kubernetes", "[51820 51821 51822]", "[7444 7445]"},
 		{"the master serves the hub", "master", nil, "wg-control wg-obs wg-kubernetes", "[51820 51821 51822]", "[7444 7445 7443]"},
+		{"the dashboards on the prometheus node", "prometheus", nil, "wg-control wg-obs wg-kubernetes", "[51820 51821 51822]", "[7444 7445 7447]"},
+		{"and on the grafana node", "grafana", nil, "wg-control wg-obs wg-kubernetes", "[51820 51821 51822]", "[7444 7445 7447]"},
 		{"ports from the hub's answer", "worker", []wg.Interface{{Name: "wg-control", ListenPort: 41000}}, "wg-control", "[41000]", "[7444 7445]"},
 	}
 	for _, c := range cases {

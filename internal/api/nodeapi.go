@@ -36,6 +36,12 @@ const HubPort = 7443
 // the LAN, so Prometheus scrapes it over wg-observability.
 const HubMetricsPort = 7446
 
+// DashboardsPort is where kubedosd serves the cluster's dashboards (HTML
+// rendered from Prometheus, internal/dashboards) over TLS with the node's
+// certificate to any cluster certificate of role reader or above: on the
+// grafana node, or on the prometheus node when the spec has none.
+const DashboardsPort = 7447
+
 // HubServerName is the DNS name in the hub's TLS certificate; nodes and
 // operators check it against the cluster CA.
 const HubServerName = pki.HubServerName

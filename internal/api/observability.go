@@ -12,7 +12,8 @@ import (
 // its spec, with scrape targets from its registry (an enrolled node is
 // scraped, any other is not), and a reader certificate to scrape with. The
 // caller authenticates with its node certificate; only an enrolled node
-// whose spec role is prometheus is answered.
+// whose spec role is prometheus is answered in full, a grafana node with
+// where Prometheus is (it serves the dashboards) and nothing else.
 const ObservabilityService = "kubedos.hub.v1.Observability"
 
 // ObservabilityRequest optionally carries a PKCS #10 CSR (DER) for the key
@@ -30,6 +31,12 @@ type ObservabilityRequest struct {
 // has no Prometheus on this hub: a fact, not a refusal.
 type ObservabilityResponse struct {
 	Enabled bool `json:"enabled"`
+	// Dashboards: the caller serves the dashboards (on DashboardsPort),
+	// querying Prometheus at Listen: the grafana node, or the prometheus
+	// node when the spec has no grafana node.
+	Dashboards bool `json:"dashboards,omitempty"`
+	// Cluster is the spec's name, shown on the dashboards.
+	Cluster string `json:"cluster,omitempty"`
 	// Listen is where Prometheus listens: the node's wg-observability
 	// address and port, which must be up before it starts.
 	Listen      string            `json:"listen,omitempty"`

@@ -22,9 +22,12 @@ const ActionObservability = string(pki.ActionObservability)
 type ObservabilityGiven struct {
 	// Enabled is false when the spec runs no Prometheus: nothing else is set.
 	Enabled bool
-	Listen  string
-	Files   observability.Files
-	CAPEM   []byte
+	// Dashboards: the caller serves the dashboards.
+	Dashboards bool
+	Cluster    string
+	Listen     string
+	Files      observability.Files
+	CAPEM      []byte
 	// Reader is set when a CSR came.
 	Reader *x509.Certificate
 }
@@ -35,7 +38,9 @@ type ObservabilityGiven struct {
 // out of the targets with no hand edit) and, for csr (nil: none), a
 // reader certificate, one the node's revocation revokes with it. Only an
 // enrolled node presenting its newest certificate, whose spec role is
-// prometheus, is answered; a refusal is audited, an answer without a
+// prometheus, is answered so; a grafana node learns where Prometheus is,
+// to serve the dashboards, and nothing more. The dashboards are the grafana
+// node's, or the prometheus node's when the spec has no grafana node; a refusal is audited, an answer without a
 // certificate is a read and is not (the node asks every 30 s).
 func (h *Hub) ObservabilityConfig(ctx context.Context, peer pki.Peer, csr []byte) (*ObservabilityGiven, error) {
 	if err := ctx.Err(); err != nil {
@@ -62,8 +67,22 @@ func (h *Hub) ObservabilityConfig(ctx context.Context, peer pki.Peer, csr []byte
 		return fail(failf(ErrState, "node %s presented certificate %s, not its newest (%s)", n.Name, peer.Serial, n.CertSerial))
 	}
 	sn, ok := s.NodeByName(n.Name)
-	if !ok || sn.Role != spec.RolePrometheus || n.Role != string(sn.Role) || peer.NodeRole != n.Role {
-		return fail(failf(ErrForbidden, "node %s (role %s) is not a prometheus node of the spec: only those scrape", n.Name, n.Role))
+	if !ok || (sn.Role != spec.RolePrometheus && sn.Role != spec.RoleGrafana) || n.Role != string(sn.Role) || peer.NodeRole != n.Role {
+		return fail(failf(ErrForbidden, "node %s (role %s) is not a prometheus or grafana node of the spec", n.Name, n.Role))
+	}
+	ds := spec.WithDefaults(s)
+	listen, err := observability.Listen(ds)
+	if err != nil {
+		return nil, failf(ErrState, "observability configuration: %v", err)
+	}
+	if sn.Role == spec.RoleGrafana {
+		// Where Prometheus is, to serve the dashboards from; no
+		// configuration and never a certificate: it reads Prometheus over
+		// wg-observability, not the nodes.
+		if csr != nil {
+			return fail(failf(ErrForbidden, "node %s (role grafana) gets no reader certificate: only the prometheus node scrapes", n.Name))
+		}
+		return &ObservabilityGiven{Enabled: true, Dashboards: true, Cluster: ds.Metadata.Name, Listen: listen.String()}, nil
 	}
 	nodes, err := h.opt.Store.Nodes()
 	if err != nil {
@@ -80,16 +99,12 @@ func (h *Hub) ObservabilityConfig(ctx context.Context, peer pki.Peer, csr []byte
 	}
 	// The spec is the hub's: an error here is its configuration, not the
 	// node's doing, and is not audited as a refusal of it.
-	ds := spec.WithDefaults(s)
 	files, err := observability.Generate(ds, enrolled, observability.Options{})
 	if err != nil {
 		return nil, failf(ErrState, "observability configuration: %v", err)
 	}
-	listen, err := observability.Listen(ds)
-	if err != nil {
-		return nil, failf(ErrState, "observability configuration: %v", err)
-	}
-	out := &ObservabilityGiven{Enabled: true, Listen: listen.String(), Files: files, CAPEM: h.opt.CA.CertPEM()}
+	out := &ObservabilityGiven{Enabled: true, Cluster: ds.Metadata.Name, Listen: listen.String(), Files: files, CAPEM: h.opt.CA.CertPEM(),
+		Dashboards: ds.CountRole(spec.RoleGrafana) == 0}
 	if csr == nil {
 		return out, nil
 	}

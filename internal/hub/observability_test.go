@@ -77,6 +77,21 @@ func TestObservabilityConfig(t *testing.T) {
 		t.Errorf("the issuance is not audited once: %d → %d entries", before, len(entries))
 	}
 
+	// The reference spec has a grafana node: it serves the dashboards,
+	// learns only where Prometheus is, and gets no certificate.
+	if got.Dashboards {
+		t.Error("the prometheus node serves the dashboards though the spec has a grafana node")
+	}
+	ke.policy["grafana"] = "grafana"
+	_, gr := ke.enrolled("grafana", "grafana")
+	pg, _ := ke.peerOf(gr)
+	gg, err := ke.hub.ObservabilityConfig(ctx, pg, nil)
+	if err != nil || !gg.Enabled || !gg.Dashboards || gg.Listen == "" || len(gg.Files) > 0 || gg.CAPEM != nil {
+		t.Errorf("grafana node: %+v, %v; want where Prometheus is and nothing more", gg, err)
+	}
+	if _, err := ke.hub.ObservabilityConfig(ctx, pg, readerCSR(t)); !errors.Is(err, ErrForbidden) {
+		t.Errorf("the grafana node asking for a reader certificate: %v, want forbidden", err)
+	}
 	// A worker, an operator, a reader: refused, and a worker's refusal audited.
 	if _, err := ke.hub.ObservabilityConfig(ctx, pw, readerCSR(t)); !errors.Is(err, ErrForbidden) {
 		t.Errorf("a worker asking: %v, want forbidden", err)
