@@ -170,6 +170,7 @@ func TestLocalClusterUpDown(t *testing.T) {
 	// Issue 17: mon's Prometheus scrapes all four over wg-observability;
 	// neither it nor the hub's metrics answer on the LAN.
 	checkPrometheus(t, dir, wantAPI["mon"], "mon", 4, "10.20.0.30:9090", "10.20.0.10:7446")
+	checkDashboards(t, dir, "10.20.0.30:7447", 4)
 	// The drift metric: served with the node's certificate, read with the operator's.
 	var samples []struct {
 		Name   string

@@ -3,15 +3,24 @@
 package e2e
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
+	"io"
 	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/kubedos/kubedos/internal/api"
+	"github.com/kubedos/kubedos/internal/sign"
 )
 
 // promDetail is what the prometheus node's health says of Prometheus (the
@@ -104,4 +113,72 @@ func checkRevokedAlert(t *testing.T, dir, monAPI, mon, node string) {
 		return
 	}
 	t.Logf("FIGURE fence of %s to its alert firing: %.0fs (%s)", node, took.Seconds(), d)
+}
+
+// checkDashboards: the prometheus node (the local example has no grafana
+// node) serves the dashboards to a cluster certificate over the LAN; the
+// fleet page counts the enrolled nodes from Prometheus. The page is saved
+// and headless Chromium takes its picture (the pages are self-contained:
+// inline SVG, no script).
+func checkDashboards(t *testing.T, dir, addr string, enrolled int) {
+	t.Helper()
+	keys := filepath.Join(dir, "keys")
+	pair, err := tls.LoadX509KeyPair(filepath.Join(keys, sign.FileAdminCert), filepath.Join(keys, sign.FileAdminKey))
+	if err != nil {
+		t.Fatal(err)
+	}
+	caPEM, err := os.ReadFile(filepath.Join(keys, sign.FileCACert))
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots := x509.NewCertPool()
+	roots.AppendCertsFromPEM(caPEM)
+	get := func(cert []tls.Certificate) (int, string, error) {
+		cl := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
+			TLSClientConfig: &tls.Config{RootCAs: roots, ServerName: "mon", Certificates: cert, MinVersion: tls.VersionTLS13}}}
+		defer cl.CloseIdleConnections()
+		res, err := cl.Get("https://" + addr + "/fleet")
+		if err != nil {
+			return 0, "", err
+		}
+		defer res.Body.Close()
+		b, err := io.ReadAll(io.LimitReader(res.Body, 4<<20))
+		return res.StatusCode, string(b), err
+	}
+	want := regexp.MustCompile(`(?s)id="enrolled".{0,300}?class="stat-value">` + strconv.Itoa(enrolled) + `<`)
+	var body string
+	start := time.Now()
+	for time.Since(start) < 3*time.Minute {
+		code, b, err := get([]tls.Certificate{pair})
+		body = b
+		if err == nil && code == http.StatusOK && want.MatchString(b) {
+			break
+		}
+		time.Sleep(5 * time.Second)
+	}
+	if !want.MatchString(body) {
+		t.Errorf("the fleet dashboard on %s never showed %d enrolled nodes:\n%.2000s", addr, enrolled, body)
+		return
+	}
+	t.Logf("FIGURE dashboards on %s: the fleet page shows %d enrolled %.0fs after Prometheus was up", addr, enrolled, time.Since(start).Seconds())
+	if _, _, err := get(nil); err == nil {
+		t.Errorf("the dashboards on %s answer without a client certificate", addr)
+	}
+	page := filepath.Join(dir, "fleet.html")
+	if err := os.WriteFile(page, []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// KUBEDOS_ARTIFACTS keeps it past the test's directory.
+	shotDir := dir
+	if a := os.Getenv("KUBEDOS_ARTIFACTS"); a != "" {
+		shotDir = a
+	}
+	shot := filepath.Join(shotDir, "dashboards-fleet.png")
+	out, err := exec.Command("chromium", "--headless", "--no-sandbox", "--disable-gpu", "--window-size=1280,900",
+		"--screenshot="+shot, "file://"+page).CombinedOutput()
+	if fi, serr := os.Stat(shot); err != nil || serr != nil || fi.Size() < 10000 {
+		t.Errorf("chromium screenshot of the fleet page: %v %v\n%s", err, serr, out)
+		return
+	}
+	t.Logf("the fleet dashboard, as Chromium draws it: %s", shot)
 }

@@ -137,6 +137,9 @@ func printCluster(g *globals, rep *cluster.Report) error {
 	if len(rep.Nodes) > 0 && rep.Nodes[0].API != "" {
 		fmt.Fprintf(g.stdout, "reach a node: kubedos node health --node %s --name %s --keys %s\n", rep.Nodes[0].API, rep.Nodes[0].Name, rep.KeysDir)
 	}
+	if rep.Dashboards != "" {
+		fmt.Fprintf(g.stdout, "dashboards: %s (any cluster certificate of role reader or above; docs/observability.md)\n", rep.Dashboards)
+	}
 	return nil
 }
 

@@ -4,12 +4,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/kubedos/kubedos/internal/api"
+	"github.com/kubedos/kubedos/internal/observability"
 	"github.com/kubedos/kubedos/internal/spec"
 	"github.com/kubedos/kubedos/internal/target"
 )
@@ -30,9 +33,23 @@ type Report struct {
 	LAN      *LAN         `json:"lan,omitempty"`
 	Nodes    []NodeReport `json:"nodes"`
 	HubError string       `json:"hubError,omitempty"`
+	// Dashboards is where the cluster's dashboards are served (an https
+	// URL on the LAN; any cluster certificate of role reader or above),
+	// empty when the spec runs no Prometheus.
+	Dashboards string `json:"dashboards,omitempty"`
 	// KeysDir is the key directory the report was made with (to show the
 	// operator a command line that works).
 	KeysDir string `json:"-"`
+}
+
+// DashboardsURL is where s's dashboards are served, "" when it runs no
+// Prometheus.
+func DashboardsURL(s *spec.ClusterSpec) string {
+	n, ok := observability.DashboardsNode(spec.WithDefaults(s))
+	if !ok {
+		return ""
+	}
+	return "https://" + net.JoinHostPort(n.Address, strconv.Itoa(api.DashboardsPort)) + "/"
 }
 
 // HubOnExternal is Report.HubOn on proxmox: kubedos hub serve, run by the
@@ -135,7 +152,8 @@ func (c *Cluster) Report(ctx context.Context, nodes []api.Node) (*Report, error)
 	for _, n := range nodes {
 		byName[n.Name] = n
 	}
-	rep := &Report{Cluster: c.Spec.Metadata.Name, Hub: c.hubAddr, HubOn: "host", KeysDir: c.keysDir(), Nodes: []NodeReport{}}
+	rep := &Report{Cluster: c.Spec.Metadata.Name, Hub: c.hubAddr, HubOn: "host", KeysDir: c.keysDir(), Nodes: []NodeReport{},
+		Dashboards: DashboardsURL(c.Spec)}
 	if c.hubKeeper != "" {
 		rep.HubOn = c.hubKeeper
 	}

@@ -142,6 +142,30 @@ func Listen(s *spec.ClusterSpec) (netip.AddrPort, error) {
 	return netip.AddrPortFrom(a, PrometheusPort), nil
 }
 
+// DashboardsNode is the node that serves the dashboards (on the node API's
+// DashboardsPort): the grafana node, or the prometheus node when the spec
+// has none; false when the spec runs no Prometheus.
+func DashboardsNode(s *spec.ClusterSpec) (spec.Node, bool) {
+	if !s.Workloads.Observability.Prometheus {
+		return spec.Node{}, false
+	}
+	var prom *spec.Node
+	for i, n := range s.Topology.Nodes {
+		switch n.Role {
+		case spec.RoleGrafana:
+			return n, true
+		case spec.RolePrometheus:
+			if prom == nil {
+				prom = &s.Topology.Nodes[i]
+			}
+		}
+	}
+	if prom == nil {
+		return spec.Node{}, false
+	}
+	return *prom, true
+}
+
 // prometheusNode is the node Prometheus runs on and its wg-observability
 // address: Prometheus listens there only.
 func prometheusNode(s *spec.ClusterSpec) (netip.Addr, error) {

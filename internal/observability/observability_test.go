@@ -261,3 +261,22 @@ func TestPromtoolTestRules(t *testing.T) {
 		t.Fatalf("promtool test rules: %v\n%s", err, out)
 	}
 }
+
+func TestDashboardsNode(t *testing.T) {
+	ref := reference(t)
+	if n, ok := DashboardsNode(ref); !ok || n.Name != "grafana" {
+		t.Errorf("reference: %v %v, want the grafana node", n.Name, ok)
+	}
+	doc, err := spec.Parse(examples.Local)
+	if err != nil {
+		t.Fatal(err)
+	}
+	local := spec.WithDefaults(doc.Spec)
+	if n, ok := DashboardsNode(local); !ok || n.Name != "mon" {
+		t.Errorf("local: %v %v, want the prometheus node mon", n.Name, ok)
+	}
+	local.Workloads.Observability.Prometheus = false
+	if _, ok := DashboardsNode(local); ok {
+		t.Error("dashboards without Prometheus")
+	}
+}
