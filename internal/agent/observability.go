@@ -15,6 +15,7 @@ import (
 	"io"
 	"net/http"
 	"net/netip"
+	"net/url"
 	"os"
 	"os/user"
 	"path"
@@ -336,7 +337,38 @@ func observePrometheus(ctx context.Context, listen netip.AddrPort) (string, erro
 	if len(firing) > 0 {
 		out += "; firing: " + strings.Join(firing, ", ")
 	}
+	// The figures docs/benchmarks.md records: the slowest kubedosd scrape
+	// and Prometheus's own memory.
+	for _, q := range []struct{ label, expr, unit string }{
+		{"slowest kubedosd scrape", `max(scrape_duration_seconds{job="kubedosd"}) * 1000`, "ms"},
+		{"Prometheus RSS", `max(process_resident_memory_bytes{job="prometheus"}) / 1048576`, "MiB"},
+	} {
+		if v, ok := queryScalar(ctx, base, q.expr); ok {
+			out += fmt.Sprintf("; %s %.0f %s", q.label, v, q.unit)
+		}
+	}
 	return out, nil
+}
+
+// queryScalar is the one value of an instant query; false when Prometheus
+// has none (yet).
+func queryScalar(ctx context.Context, base, expr string) (float64, bool) {
+	var res struct {
+		Data struct {
+			Result []struct {
+				Value [2]any `json:"value"`
+			} `json:"result"`
+		} `json:"data"`
+	}
+	if err := getJSON(ctx, base+"/api/v1/query?query="+url.QueryEscape(expr), &res); err != nil || len(res.Data.Result) != 1 {
+		return 0, false
+	}
+	str, ok := res.Data.Result[0].Value[1].(string)
+	if !ok {
+		return 0, false
+	}
+	v, err := strconv.ParseFloat(str, 64)
+	return v, err == nil
 }
 
 // maxPromAnswer bounds what is read of one Prometheus API answer.

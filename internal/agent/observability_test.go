@@ -260,6 +260,12 @@ func TestObservePrometheus(t *testing.T) {
 				{"labels":{"job":"kubedosd","node":"w-1"},"health":"up"},
 				{"labels":{"job":"kubedosd","node":"w-2"},"health":"down"},
 				{"labels":{"job":"kubedos-hub"},"health":"up"}]}}`)
+		case "/api/v1/query":
+			v := "12.3"
+			if strings.Contains(r.URL.Query().Get("query"), "process_resident_memory_bytes") {
+				v = "87.4"
+			}
+			io.WriteString(w, `{"status":"success","data":{"resultType":"vector","result":[{"metric":{},"value":[1700000000,"`+v+`"]}]}}`)
 		case "/api/v1/alerts":
 			io.WriteString(w, `{"status":"success","data":{"alerts":[
 				{"labels":{"alertname":"KubedosNodeRevokedOrFenced","node":"w-2"},"state":"firing"},
@@ -273,7 +279,7 @@ func TestObservePrometheus(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := "targets up 2/3 (down: kubedosd/w-2); firing: KubedosNodeRevokedOrFenced{node=w-2}"; got != want {
+	if want := "targets up 2/3 (down: kubedosd/w-2); firing: KubedosNodeRevokedOrFenced{node=w-2}; slowest kubedosd scrape 12 ms; Prometheus RSS 87 MiB"; got != want {
 		t.Errorf("got  %q\nwant %q", got, want)
 	}
 }
