@@ -95,7 +95,8 @@ func Args(p *Plan, c Component) []string {
 			"--cert-file=" + pki("etcd-server.crt"), "--key-file=" + pki("etcd-server.key"),
 			"--peer-client-cert-auth", "--peer-trusted-ca-file=" + pki("etcd-ca.crt"),
 			"--peer-cert-file=" + pki("etcd-peer.crt"), "--peer-key-file=" + pki("etcd-peer.key"),
-			"--snapshot-count=10000", "--quota-backend-bytes=1073741824"}
+			"--snapshot-count=10000", "--quota-backend-bytes=1073741824",
+			fmt.Sprintf("--listen-metrics-urls=http://0.0.0.0:%d", EtcdMetricsPort)}
 	case APIServer:
 		return []string{"--advertise-address=" + p.NodeIP, "--bind-address=0.0.0.0", fmt.Sprintf("--secure-port=%d", APIServerPort),
 			"--etcd-servers=" + strings.Join(p.EtcdServers, ","), "--etcd-cafile=" + pki("etcd-ca.crt"),

@@ -44,7 +44,11 @@ const (
 	APIServerPort  = 6443
 	EtcdClientPort = 2379
 	EtcdPeerPort   = 2380
-	KubeletPort    = 10250
+	// EtcdMetricsPort serves etcd's /metrics and /health in plain HTTP
+	// (no data, no client certificate): the LAN firewall drops it, the
+	// prometheus node scrapes it over wg-observability.
+	EtcdMetricsPort = 2381
+	KubeletPort     = 10250
 )
 
 // Paths on a node. Dir is on the state partition (the /var overlay):
@@ -73,6 +77,26 @@ const (
 	PauseImage = "kubedos.local/pause:3.10"
 	ProbeImage = "kubedos.local/probe:1"
 )
+
+// EtcdNodes are the members of the cluster's etcd: the etcd nodes, or the
+// control-plane nodes (stacked) when the spec has none; none when
+// Kubernetes is off.
+func EtcdNodes(s *spec.ClusterSpec) []spec.Node {
+	if !s.Workloads.Kubernetes.Enabled {
+		return nil
+	}
+	role := spec.RoleEtcd
+	if s.CountRole(spec.RoleEtcd) == 0 {
+		role = spec.RoleControlPlane
+	}
+	var out []spec.Node
+	for _, n := range s.Topology.Nodes {
+		if n.Role == role {
+			out = append(out, n)
+		}
+	}
+	return out
+}
 
 // Plan is what one node runs and how it reaches the others.
 type Plan struct {
@@ -165,14 +189,7 @@ func For(s *spec.ClusterSpec, node string) (*Plan, error) {
 	if p.APIServer, err = apiServerURL(s); err != nil {
 		return nil, err
 	}
-	etcdRole := spec.RoleEtcd
-	if s.CountRole(spec.RoleEtcd) == 0 {
-		etcdRole = spec.RoleControlPlane
-	}
-	for _, m := range s.Topology.Nodes {
-		if m.Role != etcdRole {
-			continue
-		}
+	for _, m := range EtcdNodes(s) {
 		a, err := s.PlaneAddress(m, spec.PlaneKubernetes)
 		if err != nil {
 			return nil, fmt.Errorf("kubernetes plane: %w", err)

@@ -10,6 +10,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/kubedos/kubedos/internal/kubeplan"
 	"github.com/kubedos/kubedos/internal/spec"
 )
 
@@ -108,6 +109,12 @@ func Config(s *spec.ClusterSpec, set spec.ObservabilitySettings, self netip.Addr
 			// kubedos_node_info names the node and role itself; the target
 			// labels say the same, so Prometheus's exported_ copies go.
 			MetricRelabelConfigs: []relabelConfig{{Action: "labeldrop", Regex: "exported_(node|role)"}}})
+	}
+	if len(kubeplan.EtcdNodes(s)) > 0 {
+		// etcd's plain metrics listener (kubeplan.EtcdMetricsPort): no
+		// data behind it, the planes its only way in.
+		c.ScrapeConfigs = append(c.ScrapeConfigs, scrapeJob{JobName: JobEtcd,
+			FileSDConfigs: []fileSD{{Files: []string{opt.in(FileEtcd)}, RefreshInterval: sdRefresh}}})
 	}
 	if len(exporterNodes(s)) > 0 {
 		c.ScrapeConfigs = append(c.ScrapeConfigs, scrapeJob{JobName: JobNodeExporter,

@@ -43,6 +43,7 @@ const (
 	JobHub          = "kubedos-hub"
 	JobNodeExporter = "node-exporter"
 	JobPrometheus   = "prometheus"
+	JobEtcd         = "etcd"
 )
 
 // Files of a generated configuration, relative to Options.Dir.
@@ -53,6 +54,7 @@ const (
 	DirTargets    = "targets"
 	FileHubTarget = "targets/hub.json"
 	FileExporters = "targets/node-exporter.json"
+	FileEtcd      = "targets/etcd.json"
 	// The reader certificate Prometheus presents, and the cluster CA that
 	// vouches for the nodes and the hub; not generated here (no key ever
 	// is): `kubedos keys issue prometheus --role reader` makes one.

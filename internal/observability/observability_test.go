@@ -51,9 +51,22 @@ func TestGenerateReference(t *testing.T) {
 		t.Fatal(err)
 	}
 	// One kubedosd file per spec node, the hub's, node exporter's (every
-	// role has it in the reference), the config, the rules, the drop-in.
-	if got, want := len(files), len(s.Topology.Nodes)+5; got != want {
+	// role has it in the reference), etcd's, the config, the rules, the
+	// drop-in.
+	if got, want := len(files), len(s.Topology.Nodes)+6; got != want {
 		t.Errorf("%d files, want %d: %v", got, want, files.Names())
+	}
+	// etcd: only the enrolled members (none of the reference's three
+	// here), on their wg-observability address.
+	if string(files[FileEtcd]) != "[]\n" {
+		t.Errorf("etcd targets with no member enrolled: %s", files[FileEtcd])
+	}
+	withEtcd, err := Generate(s, append(enrolled, "etcd-2"), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(withEtcd[FileEtcd]), `:2381"`) || !strings.Contains(string(withEtcd[FileEtcd]), `"node": "etcd-2"`) {
+		t.Errorf("etcd targets with etcd-2 enrolled: %s", withEtcd[FileEtcd])
 	}
 	var groups []targetGroup
 	decode := func(name string) []targetGroup {
@@ -97,8 +110,11 @@ func TestGenerateReference(t *testing.T) {
 	if p := jobs[JobPrometheus]; len(p.StaticConfigs) != 1 || p.StaticConfigs[0].Targets[0] != "10.78.0.11:9090" {
 		t.Errorf("prometheus job: %+v", p)
 	}
-	if len(cfg.ScrapeConfigs) != len(s.Topology.Nodes)+3 {
-		t.Errorf("%d jobs, want one per node + hub, node exporter, prometheus", len(cfg.ScrapeConfigs))
+	if len(cfg.ScrapeConfigs) != len(s.Topology.Nodes)+4 {
+		t.Errorf("%d jobs, want one per node + hub, node exporter, prometheus, etcd", len(cfg.ScrapeConfigs))
+	}
+	if e := jobs[JobEtcd]; len(e.FileSDConfigs) != 1 || e.FileSDConfigs[0].Files[0] != DefaultDir+"/"+FileEtcd || e.TLSConfig != nil {
+		t.Errorf("etcd job: %+v", e)
 	}
 	if cfg.Global.ScrapeInterval != "15s" || cfg.Global.ScrapeTimeout != "10s" || cfg.Global.ExternalLabels["cluster"] != "reference" {
 		t.Errorf("global %+v", cfg.Global)
@@ -223,7 +239,7 @@ func TestPromtoolCheckConfig(t *testing.T) {
 	if err != nil {
 		t.Fatalf("promtool check config: %v\n%s\n--- prometheus.yml\n%s", err, out, files[FileConfig])
 	}
-	if !strings.Contains(string(out), "SUCCESS: 20 rules found") {
+	if !strings.Contains(string(out), "SUCCESS: 22 rules found") {
 		t.Errorf("promtool did not read the rules:\n%s", out)
 	}
 	// And it refuses a broken one, so the check above means something.

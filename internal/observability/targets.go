@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strconv"
 
+	"github.com/kubedos/kubedos/internal/kubeplan"
 	"github.com/kubedos/kubedos/internal/spec"
 )
 
@@ -56,6 +57,25 @@ func Targets(s *spec.ClusterSpec, enrolled []string) (Files, error) {
 		if out[nodeTargetFile(n.Name)], err = encodeGroups(groups); err != nil {
 			return nil, err
 		}
+	}
+	if members := kubeplan.EtcdNodes(s); len(members) > 0 {
+		var etcd []targetGroup
+		for _, n := range members {
+			if !in[n.Name] {
+				continue
+			}
+			addr, err := obsAddress(s, n)
+			if err != nil {
+				return nil, err
+			}
+			etcd = append(etcd, targetGroup{Targets: []string{net.JoinHostPort(addr.String(), strconv.Itoa(kubeplan.EtcdMetricsPort))},
+				Labels: map[string]string{"node": n.Name, "role": string(n.Role)}})
+		}
+		b, err := encodeGroups(etcd)
+		if err != nil {
+			return nil, err
+		}
+		out[FileEtcd] = b
 	}
 	var err error
 	if out[FileHubTarget], err = encodeGroups(hub); err != nil {
