@@ -82,7 +82,7 @@ func peerNames(p *api.Planes) []string {
 func checkPlanes(t *testing.T, dir string, master, worker [2]string) {
 	t.Helper()
 	start := time.Now()
-	p, ok := waitPlanes(t, dir, master[0], master[1], []string{"w-1", "w-2", "mon"}, 3*time.Minute)
+	p, ok := waitPlanes(t, dir, master[0], master[1], []string{"mon", "w-1", "w-2"}, 3*time.Minute)
 	if !ok {
 		b, _ := json.MarshalIndent(p, "", "  ")
 		t.Errorf("the master's planes never shook hands with both workers:\n%s", b)
