@@ -153,16 +153,14 @@ func (n *NodeAPI) managedPaths() map[string]bool {
 	return m
 }
 
-// controllerTrees are the directories of the state partition a controller
+// controllerTrees are the directories of the state directory a controller
 // of this node's role writes as it converges (Kubernetes' configuration
-// and certificates, Prometheus's configuration): theirs, not drift.
+// and certificates): theirs, not drift. (Prometheus's configuration is
+// beside the state directory, which its user cannot enter.)
 func (n *NodeAPI) controllerTrees() map[string]bool {
 	m := map[string]bool{}
 	if runsKubernetes(n.cfg.Role) {
 		m[filepath.Join(n.cfg.StateDir, filepath.Dir(KubePKISubdir))] = true
-	}
-	if n.cfg.Role == string(spec.RolePrometheus) {
-		m[filepath.Join(n.cfg.StateDir, ObservabilitySubdir)] = true
 	}
 	return m
 }

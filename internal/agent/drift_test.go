@@ -9,7 +9,6 @@ import (
 	"testing"
 
 	"github.com/kubedos/kubedos/internal/api"
-	"github.com/kubedos/kubedos/internal/observability"
 	"github.com/kubedos/kubedos/internal/pki"
 )
 
@@ -90,25 +89,22 @@ func must(t *testing.T, err error) {
 	}
 }
 
-// What a role's controllers write on the state partition is theirs: the
-// prometheus node's observability directory is not drift there, and is on
-// a node whose role runs no Prometheus.
+// What a role's controllers write in the state directory is theirs: the
+// Kubernetes directory is not drift on a worker, and is on a master, whose
+// role runs no Kubernetes.
 func TestDriftControllerTrees(t *testing.T) {
 	e := newNodeEnv(t)
-	must(t, os.MkdirAll(filepath.Join(e.stateDir, ObservabilitySubdir, "targets"), 0o755))
-	must(t, os.WriteFile(filepath.Join(e.stateDir, ObservabilitySubdir, "targets", "kubedosd-w-1.json"), []byte("[]"), 0o644))
+	must(t, os.MkdirAll(filepath.Join(e.stateDir, KubePKISubdir), 0o700))
+	must(t, os.WriteFile(filepath.Join(e.stateDir, KubePKISubdir, "ca.crt"), []byte("x"), 0o644))
+	if items, err := e.api.CheckDrift(context.Background()); err != nil || len(items) != 0 {
+		t.Errorf("on a worker: %+v, %v; want clean", items, err)
+	}
+	e.api.cfg.Role = "master"
 	items, err := e.api.CheckDrift(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(items) != 1 || items[0].Path != filepath.Join(e.stateDir, ObservabilitySubdir) || items[0].Kind != DriftUnexpected {
-		t.Errorf("on a worker: %+v, want the observability directory as unexpected", items)
-	}
-	e.api.cfg.Role = "prometheus"
-	if items, err = e.api.CheckDrift(context.Background()); err != nil || len(items) != 0 {
-		t.Errorf("on the prometheus node: %+v, %v; want clean", items, err)
-	}
-	if observability.DefaultDir != filepath.Join(NodeStateDir, ObservabilitySubdir) {
-		t.Errorf("observability.DefaultDir %s is not %s/%s", observability.DefaultDir, NodeStateDir, ObservabilitySubdir)
+	if len(items) != 1 || items[0].Path != filepath.Join(e.stateDir, filepath.Dir(KubePKISubdir)) || items[0].Kind != DriftUnexpected {
+		t.Errorf("on the master: %+v, want the kubernetes directory as unexpected", items)
 	}
 }

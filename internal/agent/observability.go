@@ -48,9 +48,6 @@ const (
 	// PrometheusUnit is Debian's unit; the build drops its enable links
 	// (build.StartedByKubedosd): this controller starts it.
 	PrometheusUnit = "prometheus.service"
-	// ObservabilitySubdir of the state directory is observability.DefaultDir
-	// (a test keeps them equal): the controller's, not drift.
-	ObservabilitySubdir = "observability"
 	// PrometheusDropIn is the runtime drop-in (the root's /etc is read-only).
 	PrometheusDropIn = "/run/systemd/system/prometheus.service.d/kubedos.conf"
 	// prometheusUser runs Prometheus (Debian's package makes it): it reads

@@ -32,7 +32,9 @@ const (
 	PrometheusPort    = 9090
 	AlertmanagerPort  = 9093
 	NodeExporterPkg   = "prometheus-node-exporter"
-	DefaultDir        = "/var/lib/kubedos/observability"
+	// DefaultDir is beside kubedosd's state directory, not in it: that
+	// one is 0700 (identity keys), and Prometheus runs as its own user.
+	DefaultDir        = "/var/lib/kubedos-observability"
 	DefaultDataDir    = "/data/prometheus"
 	DefaultConsoleDir = "/etc/prometheus"
 )
