@@ -69,3 +69,7 @@ echo "  cd demo/local-k8s && ../../bin/kubedos cluster down cluster.yaml   # sto
 echo "The nodes share one L2 segment (bridge in network namespace kubedos-local-k8s); this host is its gateway 10.40.0.1;"
 echo "the hub is served by the master's kubedosd on 10.40.0.10:7443, the Kubernetes API by cp-1 on 10.40.0.11:6443."
 echo "Consoles: demo/local-k8s/.kubedos/clusters/local-k8s/nodes/<node>/serial.log"
+echo "Dashboards and alerts: this Kubernetes example has no prometheus node; examples/local.yaml has one (mon)."
+echo "  Bring it up the same way (keys, lock, fetch, build, cluster up with examples/local.yaml); cluster up and"
+echo "  cluster status then print 'dashboards: https://10.20.0.30:7447/' (any cluster certificate, reader or above),"
+echo "  and kubedos node health --node 10.20.0.30:7444 --name mon shows what its Prometheus scrapes and what fires."
