@@ -238,6 +238,7 @@ func TestLocalClusterUpDown(t *testing.T) {
 		t.Errorf("a second up was not a no-op:\n%s", again.stderr)
 	}
 	// Runbook step 1: fence a node: revoked at the hub and its VM stopped.
+	fenced := time.Now()
 	must(t, dir, "node", "fence", "w-2", "--spec", "cluster.yaml", "--hub", hub, "--keys", "keys", "--reason", "e2e drill")
 	if err := json.Unmarshal([]byte(must(t, dir, "cluster", "status", "cluster.yaml", "--keys", "keys", "-o", "json")), &st); err != nil {
 		t.Fatal(err)
@@ -248,7 +249,7 @@ func TestLocalClusterUpDown(t *testing.T) {
 		}
 	}
 	checkFencedOffPlanes(t, dir, [2]string{st.Nodes[0].API, st.Nodes[0].Name}, "w-2")
-	checkRevokedAlert(t, dir, wantAPI["mon"], "mon", "w-2")
+	checkRevokedAlert(t, dir, wantAPI["mon"], "mon", "w-2", fenced)
 	// The fenced node's disk, enrolled, in another machine: its state stays locked.
 	stolenDiskRefused(t, dir, "w-2")
 	must(t, dir, "cluster", "down", "cluster.yaml")
