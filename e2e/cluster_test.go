@@ -248,8 +248,8 @@ func TestLocalClusterUpDown(t *testing.T) {
 			t.Errorf("after fence: w-2 is %s with its VM %s", n.State, n.VM)
 		}
 	}
-	checkFencedOffPlanes(t, dir, [2]string{st.Nodes[0].API, st.Nodes[0].Name}, "w-2")
 	checkRevokedAlert(t, dir, wantAPI["mon"], "mon", "w-2", fenced)
+	checkFencedOffPlanes(t, dir, [2]string{st.Nodes[0].API, st.Nodes[0].Name}, "w-2")
 	// The fenced node's disk, enrolled, in another machine: its state stays locked.
 	stolenDiskRefused(t, dir, "w-2")
 	must(t, dir, "cluster", "down", "cluster.yaml")
