@@ -26,12 +26,12 @@ import (
 // Ports of what is scraped. NodeMetricsPort and HubMetricsPort are
 // internal/api's (a test checks they agree; this package sits below api).
 const (
-	NodeMetricsPort   = 7445
-	HubMetricsPort    = 7446
-	NodeExporterPort  = 9100
-	PrometheusPort    = 9090
-	AlertmanagerPort  = 9093
-	NodeExporterPkg   = "prometheus-node-exporter"
+	NodeMetricsPort  = 7445
+	HubMetricsPort   = 7446
+	NodeExporterPort = 9100
+	PrometheusPort   = 9090
+	AlertmanagerPort = 9093
+	NodeExporterPkg  = "prometheus-node-exporter"
 	// DefaultDir is beside kubedosd's state directory, not in it: that
 	// one is 0700 (identity keys), and Prometheus runs as its own user.
 	DefaultDir        = "/var/lib/kubedos-observability"
