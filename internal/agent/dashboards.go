@@ -3,17 +3,16 @@ package agent
 import (
 	"context"
 	"crypto/tls"
-	"errors"
 	"fmt"
 	"log"
 	"net"
 	"net/http"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/kubedos/kubedos/internal/api"
 	"github.com/kubedos/kubedos/internal/dashboards"
+	"github.com/kubedos/kubedos/internal/promtext"
 )
 
 // dashboardsServer is the controller that serves the cluster's dashboards
@@ -32,39 +31,15 @@ type dashboardsServer struct {
 	idle  time.Duration
 	logf  func(string, ...any)
 
-	mu    sync.Mutex
-	state string
+	reported
 }
 
 func newDashboardsServer(cfg EnrollConfig, node *NodeAPI, clock Clock, logf func(string, ...any)) *dashboardsServer {
 	return &dashboardsServer{node: node, addr: ":" + strconv.Itoa(api.DashboardsPort), clock: clock, every: obsEvery, idle: kubeIdle, logf: logf,
-		dial: func() (observabilityHub, func(), error) {
-			cc, err := dialHubAsNode(cfg)
-			if err != nil {
-				return nil, nil, err
-			}
-			return api.NewObservabilityClient(cc), func() { cc.Close() }, nil
-		}}
+		dial: observabilityDialer(cfg), reported: reported{name: "dashboards", logf: logf}}
 }
 
 func (*dashboardsServer) Name() string { return "dashboards" }
-
-// State is what the controller last did, for node health.
-func (d *dashboardsServer) State() string {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return d.state
-}
-
-func (d *dashboardsServer) setState(s string) {
-	d.mu.Lock()
-	changed := d.state != s
-	d.state = s
-	d.mu.Unlock()
-	if changed {
-		d.logf("dashboards: %s", s)
-	}
-}
 
 // Run asks the hub until this node is to serve, then serves until ctx
 // ends. A hub that cannot be reached, or a listener that cannot be opened,
@@ -122,16 +97,5 @@ func (d *dashboardsServer) serve(ctx context.Context, res *api.ObservabilityResp
 func (n *NodeAPI) ServeDashboards(ctx context.Context, lis net.Listener, h http.Handler) error {
 	conf := &tls.Config{MinVersion: tls.VersionTLS13, GetCertificate: n.certs.get,
 		ClientCAs: pool(n.cfg.CA), ClientAuth: tls.RequireAndVerifyClientCert}
-	srv := &http.Server{Handler: n.readers("Dashboards", h), TLSConfig: conf, ReadHeaderTimeout: 10 * time.Second,
-		ErrorLog: log.New(logfWriter(n.cfg.Logf), "dashboards: ", 0)}
-	go func() {
-		<-ctx.Done()
-		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = srv.Shutdown(sctx)
-	}()
-	if err := srv.ServeTLS(lis, "", ""); err != nil && !errors.Is(err, http.ErrServerClosed) {
-		return err
-	}
-	return nil
+	return promtext.ServeHandlerTLS(ctx, lis, conf, n.readers("Dashboards", h), log.New(logfWriter(n.cfg.Logf), "dashboards: ", 0))
 }

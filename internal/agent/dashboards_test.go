@@ -41,7 +41,7 @@ func TestDashboardsServer(t *testing.T) {
 	lis.Close()
 	hub := fakeDashHub{&api.ObservabilityResponse{Enabled: true, Dashboards: true, Cluster: "local",
 		Listen: strings.TrimPrefix(prom.URL, "http://")}}
-	d := &dashboardsServer{node: e.api, addr: addr, clock: newFakeClock(), every: time.Second, idle: time.Hour, logf: t.Logf,
+	d := &dashboardsServer{node: e.api, addr: addr, clock: newFakeClock(), every: time.Second, idle: time.Hour, logf: t.Logf, reported: reported{name: "dashboards", logf: t.Logf},
 		dial: func() (observabilityHub, func(), error) { return hub, func() {}, nil }}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -80,7 +80,7 @@ func TestDashboardsServerWaits(t *testing.T) {
 	e := newNodeEnv(t)
 	clock := newFakeClock()
 	hub := fakeDashHub{&api.ObservabilityResponse{Enabled: true, Listen: "10.78.0.30:9090"}}
-	d := &dashboardsServer{node: e.api, addr: "127.0.0.1:0", clock: clock, every: time.Second, idle: time.Hour, logf: t.Logf,
+	d := &dashboardsServer{node: e.api, addr: "127.0.0.1:0", clock: clock, every: time.Second, idle: time.Hour, logf: t.Logf, reported: reported{name: "dashboards", logf: t.Logf},
 		dial: func() (observabilityHub, func(), error) { return hub, func() {}, nil }}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)

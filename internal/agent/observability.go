@@ -84,8 +84,9 @@ type prometheusRunner struct {
 	// for node health; nil: not asked.
 	observe func(ctx context.Context, listen netip.AddrPort) (string, error)
 
+	reported
+
 	mu      sync.Mutex
-	state   string
 	nextTry time.Time
 	started bool
 	// daemonReload: the drop-in changed and systemd has not read it yet
@@ -99,16 +100,50 @@ const obsEvery = 30 * time.Second
 
 func newPrometheusRunner(cfg EnrollConfig, sys *HostSystem, clock Clock, logf func(string, ...any)) *prometheusRunner {
 	return &prometheusRunner{units: sys, clock: clock, every: obsEvery, idle: kubeIdle, logf: logf,
-		hasAddr: func(a netip.Addr) bool { _, err := lanInterfaceOf(a.String()); return err == nil },
-		owner:   prometheusOwner,
-		observe: observePrometheus,
-		dial: func() (observabilityHub, func(), error) {
-			cc, err := dialHubAsNode(cfg)
-			if err != nil {
-				return nil, nil, err
-			}
-			return api.NewObservabilityClient(cc), func() { cc.Close() }, nil
-		}}
+		hasAddr:  func(a netip.Addr) bool { _, err := lanInterfaceOf(a.String()); return err == nil },
+		owner:    prometheusOwner,
+		observe:  observePrometheus,
+		dial:     observabilityDialer(cfg),
+		reported: reported{name: "prometheus", logf: logf}}
+}
+
+// observabilityDialer connects to the hub's Observability service with the
+// node's current certificate.
+func observabilityDialer(cfg EnrollConfig) func() (observabilityHub, func(), error) {
+	return func() (observabilityHub, func(), error) {
+		cc, err := dialHubAsNode(cfg)
+		if err != nil {
+			return nil, nil, err
+		}
+		return api.NewObservabilityClient(cc), func() { cc.Close() }, nil
+	}
+}
+
+// reported is a controller's last word, for node health (Reporter), logged
+// when it changes.
+type reported struct {
+	name string
+	logf func(string, ...any)
+
+	mu    sync.Mutex
+	state string
+}
+
+// State is what the controller last did.
+func (r *reported) State() string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.state
+}
+
+func (r *reported) setState(s string) {
+	r.mu.Lock()
+	changed := r.state != s
+	r.state = s
+	r.mu.Unlock()
+	if changed {
+		r.logf("%s: %s", r.name, s)
+	}
 }
 
 func prometheusOwner() (int, int, error) {
@@ -125,23 +160,6 @@ func prometheusOwner() (int, int, error) {
 }
 
 func (*prometheusRunner) Name() string { return "prometheus" }
-
-// State is what the controller last did, for node health.
-func (p *prometheusRunner) State() string {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.state
-}
-
-func (p *prometheusRunner) setState(s string) {
-	p.mu.Lock()
-	changed := p.state != s
-	p.state = s
-	p.mu.Unlock()
-	if changed {
-		p.logf("prometheus: %s", s)
-	}
-}
 
 // Run acts every p.every until ctx ends; a failure is the supervisor's to
 // retry (and shows in node health). After a refusal, or when the hub says

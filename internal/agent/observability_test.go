@@ -81,7 +81,7 @@ func newPromTest(t *testing.T) (*prometheusRunner, *fakeObsHub, *fakePromUnits, 
 	hub := &fakeObsHub{t: t, ca: newTestCA(t, "obs CA"), spec: spec.WithDefaults(s.Spec), now: clock.Now, enrolled: []string{"master", "prometheus", "w-1"}}
 	units := &fakePromUnits{fakeUnits: fakeUnits{active: map[string]bool{}}}
 	up := new(bool)
-	p := &prometheusRunner{root: t.TempDir(), units: units, clock: clock, every: obsEvery, idle: time.Hour, logf: t.Logf,
+	p := &prometheusRunner{root: t.TempDir(), units: units, clock: clock, every: obsEvery, idle: time.Hour, logf: t.Logf, reported: reported{name: "prometheus", logf: t.Logf},
 		hasAddr: func(netip.Addr) bool { return *up },
 		owner:   func() (int, int, error) { return -1, -1, nil },
 		dial:    func() (observabilityHub, func(), error) { return hub, func() {}, nil }}

@@ -34,7 +34,13 @@ func Bool(ok bool) int {
 func ServeTLS(ctx context.Context, lis net.Listener, conf *tls.Config, h http.HandlerFunc, errorLog *log.Logger) error {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /metrics", h)
-	srv := &http.Server{Handler: mux, TLSConfig: conf, ReadHeaderTimeout: 10 * time.Second, ErrorLog: errorLog}
+	return ServeHandlerTLS(ctx, lis, conf, mux, errorLog)
+}
+
+// ServeHandlerTLS is ServeTLS for any handler (kubedosd's dashboards are
+// served the same way as its metrics).
+func ServeHandlerTLS(ctx context.Context, lis net.Listener, conf *tls.Config, h http.Handler, errorLog *log.Logger) error {
+	srv := &http.Server{Handler: h, TLSConfig: conf, ReadHeaderTimeout: 10 * time.Second, ErrorLog: errorLog}
 	go func() {
 		<-ctx.Done()
 		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
