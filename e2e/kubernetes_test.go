@@ -98,6 +98,25 @@ func TestKubernetes(t *testing.T) {
 		}
 	}
 	t.Logf("kubectl get pods -A -o wide:\n%s", kubectl("get", "pods", "-A", "-o", "wide"))
+	// Issue 17: kubedosd on w-1 asks the API server, as w-1's kubelet, for
+	// its Node's Ready condition and reports it (the NotReady alert's input).
+	var samples []struct {
+		Name  string
+		Value float64
+	}
+	var nodeReady bool
+	for deadline := time.Now().Add(time.Minute); !nodeReady && time.Now().Before(deadline); time.Sleep(5 * time.Second) {
+		r := run(t, dir, nil, "node", "metrics", "--node", "10.40.0.21:7444", "--name", "w-1", "--keys", "keys", "-o", "json")
+		samples = nil
+		if json.Unmarshal([]byte(r.stdout), &samples) == nil {
+			for _, s := range samples {
+				nodeReady = nodeReady || (s.Name == "kubedos_kubernetes_node_ready" && s.Value == 1)
+			}
+		}
+	}
+	if !nodeReady {
+		t.Errorf("w-1's metrics do not say its Node is Ready: %+v", samples)
+	}
 
 	// The probe, reached from cp-1 (the API server's service proxy) on its
 	// pods on w-1: pod addresses routed over wg-kubernetes through the

@@ -112,6 +112,14 @@ func (n *NodeAPI) WriteMetrics(ctx context.Context, w io.Writer) error {
 	if n.cfg.Planes != nil {
 		n.writePlaneMetrics(&b, family)
 	}
+	if n.cfg.KubeReady != nil {
+		if r := n.cfg.KubeReady(ctx); r.Known {
+			family("kubedos_kubernetes_node_ready", "gauge", "1 when the API server says this node's Node is Ready; 0 when it is not, or the API server could not be asked.")
+			fmt.Fprintf(&b, "kubedos_kubernetes_node_ready %d\n", promtext.Bool(r.Ready && r.Err == nil))
+			family("kubedos_kubernetes_api_reachable", "gauge", "1 when the API server answered this node's question about its Node.")
+			fmt.Fprintf(&b, "kubedos_kubernetes_api_reachable %d\n", promtext.Bool(r.Err == nil))
+		}
+	}
 	// LoadX509KeyPair fills Leaf.
 	if cert, err := n.certs.get(nil); err == nil && cert.Leaf != nil {
 		family("kubedos_certificate_expiry_timestamp_seconds", "gauge", "When the node's enrollment certificate expires (renewal needs a fresh quote).")

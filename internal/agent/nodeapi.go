@@ -114,6 +114,9 @@ type NodeAPIConfig struct {
 	// Controllers reports kubedosd's controllers for health and metrics
 	// (nil: none listed).
 	Controllers ControllerReporter
+	// KubeReady says whether the node's Kubernetes Node is Ready (nil: a
+	// node that runs no kubelet), for the metrics.
+	KubeReady func(context.Context) KubeReadiness
 	// Clock paces the drift watch (default SystemClock); Now reads it
 	// (default Clock.Now).
 	Clock Clock

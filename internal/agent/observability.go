@@ -12,7 +12,6 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/netip"
 	"net/url"
@@ -27,6 +26,7 @@ import (
 	"time"
 
 	"github.com/kubedos/kubedos/internal/api"
+	"github.com/kubedos/kubedos/internal/boundedio"
 	"github.com/kubedos/kubedos/internal/durable"
 	"github.com/kubedos/kubedos/internal/errdefs"
 	"github.com/kubedos/kubedos/internal/observability"
@@ -402,12 +402,9 @@ func getJSON(ctx context.Context, url string, v any) error {
 	if res.StatusCode != http.StatusOK {
 		return fmt.Errorf("%s: %s", url, res.Status)
 	}
-	b, err := io.ReadAll(io.LimitReader(res.Body, maxPromAnswer+1))
+	b, err := boundedio.ReadAll(res.Body, maxPromAnswer, url)
 	if err != nil {
 		return err
-	}
-	if len(b) > maxPromAnswer {
-		return fmt.Errorf("%s: answer over %d bytes", url, maxPromAnswer)
 	}
 	return json.Unmarshal(b, v)
 }

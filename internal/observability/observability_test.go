@@ -239,7 +239,7 @@ func TestPromtoolCheckConfig(t *testing.T) {
 	if err != nil {
 		t.Fatalf("promtool check config: %v\n%s\n--- prometheus.yml\n%s", err, out, files[FileConfig])
 	}
-	if !strings.Contains(string(out), "SUCCESS: 22 rules found") {
+	if !strings.Contains(string(out), "SUCCESS: 23 rules found") {
 		t.Errorf("promtool did not read the rules:\n%s", out)
 	}
 	// And it refuses a broken one, so the check above means something.

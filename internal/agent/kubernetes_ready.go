@@ -1,0 +1,103 @@
+package agent
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"os"
+	"path"
+	"slices"
+	"time"
+
+	"github.com/kubedos/kubedos/internal/boundedio"
+	"github.com/kubedos/kubedos/internal/kubeplan"
+)
+
+// KubeReadiness is whether this node's Kubernetes Node is Ready, as the
+// API server says: Known false on a node that runs no kubelet (or has no
+// plan yet); Err when the API server could not be asked.
+type KubeReadiness struct {
+	Known, Ready bool
+	Err          error
+}
+
+// maxNodeObject bounds the Node object read from the API server.
+const maxNodeObject = 1 << 20
+
+// NodeReady asks the API server, as this node's kubelet (its client
+// certificate: the Node authorizer lets system:node:<name> read its own
+// Node), for the Node's Ready condition. kubedosd reports it in its
+// metrics (kubedos_kubernetes_node_ready), so the prometheus node alerts
+// on a NotReady node without holding any Kubernetes credential.
+func (k *kubeRunner) NodeReady(ctx context.Context) KubeReadiness {
+	p, err := k.loadPlan()
+	if err != nil || p == nil || !slices.Contains(p.Components, kubeplan.Kubelet) {
+		return KubeReadiness{}
+	}
+	fail := func(err error) KubeReadiness { return KubeReadiness{Known: true, Err: err} }
+	pki := func(name string) string { return k.path(path.Join(kubeplan.PKIDir, name)) }
+	pair, err := tls.LoadX509KeyPair(pki("kubelet-client.crt"), pki("kubelet-client.key"))
+	if err != nil {
+		return fail(fmt.Errorf("kubelet client certificate: %w", err))
+	}
+	caPEM, err := os.ReadFile(pki("ca.crt"))
+	if err != nil {
+		return fail(err)
+	}
+	roots := x509.NewCertPool()
+	if !roots.AppendCertsFromPEM(caPEM) {
+		return fail(errors.New("kubernetes CA: no certificate"))
+	}
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	u := p.APIServer + "/api/v1/nodes/" + url.PathEscape(p.Node)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return fail(err)
+	}
+	cl := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots, Certificates: []tls.Certificate{pair},
+		MinVersion: tls.VersionTLS12}}}
+	defer cl.CloseIdleConnections()
+	res, err := cl.Do(req)
+	if err != nil {
+		return fail(err)
+	}
+	defer res.Body.Close()
+	if res.StatusCode != http.StatusOK {
+		return fail(fmt.Errorf("GET %s: %s", u, res.Status))
+	}
+	var node struct {
+		Status struct {
+			Conditions []struct {
+				Type   string `json:"type"`
+				Status string `json:"status"`
+			} `json:"conditions"`
+		} `json:"status"`
+	}
+	b, err := boundedio.ReadAll(res.Body, maxNodeObject, "node "+p.Node+" from the API server")
+	if err != nil {
+		return fail(err)
+	}
+	if err := json.Unmarshal(b, &node); err != nil {
+		return fail(fmt.Errorf("node %s: %w", p.Node, err))
+	}
+	for _, c := range node.Status.Conditions {
+		if c.Type == "Ready" {
+			return KubeReadiness{Known: true, Ready: c.Status == "True"}
+		}
+	}
+	return KubeReadiness{Known: true} // no Ready condition yet: not ready
+}
+
+// kubeReady is k's NodeReady, nil without a Kubernetes runner.
+func kubeReady(k *kubeRunner) func(context.Context) KubeReadiness {
+	if k == nil {
+		return nil
+	}
+	return k.NodeReady
+}

@@ -1,0 +1,87 @@
+package agent
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/pem"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"path"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/kubedos/kubedos/internal/kubeplan"
+	"github.com/kubedos/kubedos/internal/pki"
+)
+
+// kubedosd asks the API server, as the node's kubelet, for its own Node's
+// Ready condition; the metrics carry it.
+func TestNodeReady(t *testing.T) {
+	ca := newTestCA(t, "kubernetes test CA")
+	srvCert, err := ca.IssueServer([]string{"127.0.0.1"}, time.Hour, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	pair, err := srvCert.TLSCertificate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ready atomic.Value
+	ready.Store("True")
+	api := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if len(r.TLS.PeerCertificates) == 0 || r.TLS.PeerCertificates[0].Subject.CommonName != "system:node:w-1" {
+			http.Error(w, "forbidden", http.StatusForbidden)
+			return
+		}
+		if r.URL.Path != "/api/v1/nodes/w-1" {
+			http.NotFound(w, r)
+			return
+		}
+		io.WriteString(w, `{"kind":"Node","status":{"conditions":[{"type":"MemoryPressure","status":"False"},{"type":"Ready","status":"`+ready.Load().(string)+`"}]}}`)
+	}))
+	api.TLS = &tls.Config{Certificates: []tls.Certificate{pair}, ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: ca.Pool()}
+	api.StartTLS()
+	defer api.Close()
+
+	plan := kubeTestPlan(t, "w-1")
+	plan.APIServer = api.URL
+	k, _, _ := newTestRunner(t, plan)
+	if r := k.NodeReady(context.Background()); !r.Known || r.Err == nil {
+		t.Errorf("without the kubelet's certificate: %+v, want known and an error", r)
+	}
+	kubelet, err := ca.IssueClient("system:node:w-1", pki.RoleReader, time.Hour, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	pkiFile := func(name string) string { return path.Join(kubeplan.PKIDir, name) }
+	writeTestFile(t, k.root, pkiFile("kubelet-client.crt"), kubelet.CertPEM)
+	writeTestFile(t, k.root, pkiFile("kubelet-client.key"), kubelet.KeyPEM)
+	writeTestFile(t, k.root, pkiFile("ca.crt"), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ca.Certificate().Raw}))
+	if r := k.NodeReady(context.Background()); !r.Known || !r.Ready || r.Err != nil {
+		t.Errorf("a Ready node: %+v", r)
+	}
+	ready.Store("False")
+	if r := k.NodeReady(context.Background()); !r.Known || r.Ready || r.Err != nil {
+		t.Errorf("a NotReady node: %+v", r)
+	}
+	// A node that runs no kubelet says nothing.
+	cp, _, _ := newTestRunner(t, kubeTestPlan(t, "cp-1"))
+	if r := cp.NodeReady(context.Background()); r.Known {
+		t.Errorf("control plane without a kubelet: %+v", r)
+	}
+
+	// In the metrics.
+	e := newNodeEnv(t)
+	e.api.cfg.KubeReady = k.NodeReady
+	var b strings.Builder
+	if err := e.api.WriteMetrics(context.Background(), &b); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(b.String(), "kubedos_kubernetes_node_ready 0\n") || !strings.Contains(b.String(), "kubedos_kubernetes_api_reachable 1\n") {
+		t.Errorf("metrics lack the NotReady node:\n%s", b.String())
+	}
+	checkMetricsText(t, b.String())
+}
