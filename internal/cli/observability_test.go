@@ -22,7 +22,7 @@ func TestObservabilityConfig(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &rep); err != nil {
 		t.Fatalf("not JSON: %v\n%s", err, out)
 	}
-	if rep.From != "nodes" || strings.Join(rep.Scraped, ",") != "master,w-1" || len(rep.Files) != 16+5 {
+	if rep.From != "nodes" || strings.Join(rep.Scraped, ",") != "master,w-1" || len(rep.Files) != 16+6 {
 		t.Errorf("report %+v", rep)
 	}
 	for _, f := range rep.Files {
