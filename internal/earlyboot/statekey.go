@@ -81,7 +81,11 @@ func SealStateKey(tpm io.ReadWriter, key []byte, policy StatePolicy) ([]byte, er
 		return nil, ErrNoStatePolicy
 	}
 	blob, err := tpmseal.Seal(tpm, key, policy.Key, policy.Signatures)
-	if err != nil {
+	switch {
+	case errors.Is(err, tpmseal.ErrNotSigned):
+		// What the console shows an operator whose UKI is not the platform's.
+		return nil, fmt.Errorf("%w: refusing to seal the state key", err)
+	case err != nil:
 		return nil, fmt.Errorf("seal the state key to PCR %s: %w", pcrList(StatePCRs), err)
 	}
 	if len(blob) > MaxSealedKey {

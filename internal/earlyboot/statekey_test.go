@@ -7,6 +7,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"io"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -134,8 +135,13 @@ func TestSealStateKeyRefusesUnsignedUKI(t *testing.T) {
 	sim := simTPM(t, 5)
 	policy := bootUKI(t, sim, "uki build 1")
 	bootUKI(t, sim, "another UKI")
-	if _, err := SealStateKey(sim, bytes.Repeat([]byte{1}, StateKeySize), policy); !errors.Is(err, tpmseal.ErrNotSigned) {
+	_, err := SealStateKey(sim, bytes.Repeat([]byte{1}, StateKeySize), policy)
+	if !errors.Is(err, tpmseal.ErrNotSigned) {
 		t.Fatalf("err = %v, want ErrNotSigned", err)
+	}
+	// The console's words, which the e2e (TestChangedUKIResigned) looks for.
+	if !regexp.MustCompile(`^PCR 11 is not a value the PCR policy key signed \(PCR 11 [0-9a-f]{64}, 1 signed values\): refusing to seal the state key$`).MatchString(err.Error()) {
+		t.Errorf("the refusal reads %q", err)
 	}
 	if _, err := SealStateKey(sim, bytes.Repeat([]byte{1}, StateKeySize), StatePolicy{}); !errors.Is(err, ErrNoStatePolicy) {
 		t.Fatalf("no policy: err = %v, want ErrNoStatePolicy", err)
