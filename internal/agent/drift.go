@@ -155,12 +155,17 @@ func (n *NodeAPI) managedPaths() map[string]bool {
 
 // controllerTrees are the directories of the state directory a controller
 // of this node's role writes as it converges (Kubernetes' configuration
-// and certificates): theirs, not drift. (Prometheus's configuration is
+// and certificates, the master's hub): theirs, not drift. Prometheus's
+// alert on the master's drift found the hub's directory reported. (Prometheus's configuration is
 // beside the state directory, which its user cannot enter.)
 func (n *NodeAPI) controllerTrees() map[string]bool {
 	m := map[string]bool{}
 	if runsKubernetes(n.cfg.Role) {
 		m[filepath.Join(n.cfg.StateDir, filepath.Dir(KubePKISubdir))] = true
+	}
+	if n.cfg.Role == string(spec.RoleMaster) {
+		// The hub the master keeps (its state, the sealed CA key).
+		m[filepath.Join(n.cfg.StateDir, filepath.Base(HubDir))] = true
 	}
 	return m
 }

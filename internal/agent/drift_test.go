@@ -100,6 +100,8 @@ func TestDriftControllerTrees(t *testing.T) {
 		t.Errorf("on a worker: %+v, %v; want clean", items, err)
 	}
 	e.api.cfg.Role = "master"
+	// The hub's directory is the master's.
+	must(t, os.MkdirAll(filepath.Join(e.stateDir, filepath.Base(HubDir)), 0o700))
 	items, err := e.api.CheckDrift(context.Background())
 	if err != nil {
 		t.Fatal(err)
