@@ -140,11 +140,11 @@ func checkDashboards(t *testing.T, dir, addr string, enrolled int) {
 	}
 	roots := x509.NewCertPool()
 	roots.AppendCertsFromPEM(caPEM)
-	get := func(cert []tls.Certificate) (int, string, error) {
+	fetch := func(cert []tls.Certificate, page string) (int, string, error) {
 		cl := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
 			TLSClientConfig: &tls.Config{RootCAs: roots, ServerName: "mon", Certificates: cert, MinVersion: tls.VersionTLS13}}}
 		defer cl.CloseIdleConnections()
-		res, err := cl.Get("https://" + addr + "/fleet")
+		res, err := cl.Get("https://" + addr + "/" + page)
 		if err != nil {
 			return 0, "", err
 		}
@@ -152,6 +152,7 @@ func checkDashboards(t *testing.T, dir, addr string, enrolled int) {
 		b, err := io.ReadAll(io.LimitReader(res.Body, 4<<20))
 		return res.StatusCode, string(b), err
 	}
+	get := func(cert []tls.Certificate) (int, string, error) { return fetch(cert, "fleet") }
 	want := regexp.MustCompile(`(?s)id="enrolled".{0,300}?class="stat-value">` + strconv.Itoa(enrolled) + `<`)
 	var body string
 	start := time.Now()
@@ -174,6 +175,12 @@ func checkDashboards(t *testing.T, dir, addr string, enrolled int) {
 	page := filepath.Join(dir, "fleet.html")
 	if err := os.WriteFile(page, []byte(body), 0o644); err != nil {
 		t.Fatal(err)
+	}
+	// Its stylesheet beside it, where the page's relative link finds it.
+	if code, css, err := fetch([]tls.Certificate{pair}, "static/dash.css"); err != nil || code != http.StatusOK {
+		t.Logf("the dashboards' stylesheet: %d %v (the picture is unstyled)", code, err)
+	} else if err := os.MkdirAll(filepath.Join(dir, "static"), 0o755); err == nil {
+		_ = os.WriteFile(filepath.Join(dir, "static", "dash.css"), []byte(css), 0o644)
 	}
 	// KUBEDOS_ARTIFACTS keeps it past the test's directory.
 	shotDir := dir
