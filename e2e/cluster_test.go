@@ -171,6 +171,13 @@ func TestLocalClusterUpDown(t *testing.T) {
 	// neither it nor the hub's metrics answer on the LAN.
 	checkPrometheus(t, dir, wantAPI["mon"], "mon", 4, "10.20.0.30:9090", "10.20.0.10:7446")
 	checkDashboards(t, dir, "10.20.0.30:7447", 4)
+	// A fresh cluster has no drift: whatever kubedosd and its controllers
+	// wrote (the master's hub, Kubernetes, Prometheus) is theirs.
+	for _, n := range st.Nodes {
+		if r := run(t, dir, nil, "node", "drift", "--node", n.API, "--name", n.Name, "--keys", "keys"); r.code != 0 {
+			t.Errorf("%s drifted on a fresh cluster (exit %d):\n%s%s", n.Name, r.code, r.stdout, r.stderr)
+		}
+	}
 	// The drift metric: served with the node's certificate, read with the operator's.
 	var samples []struct {
 		Name   string

@@ -12,6 +12,8 @@ import (
 	"strings"
 
 	"github.com/kubedos/kubedos/internal/api"
+	"github.com/kubedos/kubedos/internal/durable"
+	"github.com/kubedos/kubedos/internal/earlyboot"
 	"github.com/kubedos/kubedos/internal/spec"
 )
 
@@ -140,6 +142,11 @@ func (n *NodeAPI) managedPaths() map[string]bool {
 		filepath.Join(id, NodeKeyFile+PrevKeySuffix): true,
 		filepath.Join(id, AKFile):                    true,
 		filepath.Join(n.cfg.StateDir, PlanesDir):     true,
+		// Written by kubedosd too: the master's own hub address once it
+		// took the hub over, the Day 0 identity, a failed boot check.
+		filepath.Join(n.cfg.StateDir, filepath.Base(HubAddrFile)):            true,
+		filepath.Join(n.cfg.StateDir, filepath.Base(earlyboot.IdentityFile)): true,
+		filepath.Join(n.cfg.StateDir, BootCheckFile):                         true,
 	}
 	for _, p := range spec.Planes {
 		m[filepath.Join(n.cfg.StateDir, PlanesDir, string(p)+".key")] = true
@@ -185,6 +192,9 @@ func (n *NodeAPI) unexpectedPaths() ([]api.DriftItem, error) {
 		}
 		if p == root || managed[p] {
 			return nil
+		}
+		if target, ok := durable.TempTarget(p); ok && managed[target] && !d.IsDir() {
+			return nil // one of its files being written
 		}
 		if trees[p] {
 			return filepath.SkipDir // a controller's own directory

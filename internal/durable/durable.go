@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 )
 
 // WriteFile replaces path with data (mode applies to the new file).
@@ -133,6 +134,18 @@ func SyncDir(dir string) error {
 // tempPattern names temporaries beside path: hidden, and recognisable as
 // leftovers (".name.tmp-*").
 func tempPattern(path string) string { return "." + filepath.Base(path) + ".tmp-*" }
+
+// TempTarget says which file a temporary file of this package's is being
+// written to (beside it), so a scan of a directory can tell a write in
+// flight from a stray file.
+func TempTarget(path string) (string, bool) {
+	base := filepath.Base(path)
+	i := strings.LastIndex(base, ".tmp-")
+	if !strings.HasPrefix(base, ".") || i <= 1 || i+len(".tmp-") == len(base) {
+		return "", false
+	}
+	return filepath.Join(filepath.Dir(path), base[1:i]), true
+}
 
 // place is the one rename into place: the flushed tmp becomes path, and
 // the directory is flushed so the rename itself survives a power cut.

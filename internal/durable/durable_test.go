@@ -185,3 +185,24 @@ func TestPublishDir(t *testing.T) {
 		t.Errorf("the temporary directory is still there: %v", err)
 	}
 }
+
+// TempTarget recognises the names this package's writes really use.
+func TestTempTarget(t *testing.T) {
+	dir := t.TempDir()
+	var seen string
+	err := WriteFrom(filepath.Join(dir, "revoked.json"), 0o644, func(w io.Writer) error {
+		seen = w.(*os.File).Name()
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, ok := TempTarget(seen); !ok || got != filepath.Join(dir, "revoked.json") {
+		t.Errorf("TempTarget(%s) = %q, %v", seen, got, ok)
+	}
+	for _, name := range []string{"revoked.json", ".tmp-1", "..tmp-1", ".x.tmp-", "x.tmp-1", ".x.tmp"} {
+		if got, ok := TempTarget(filepath.Join(dir, name)); ok {
+			t.Errorf("TempTarget(%s) = %q, want no target", name, got)
+		}
+	}
+}
