@@ -66,7 +66,7 @@ func (n *NodeAPI) CheckHealth(ctx context.Context) api.Health {
 	add("failed-units", true, err, "no failed unit")
 
 	add("revocations", true, n.revocationsFresh(now), fmt.Sprintf("%d revoked serial(s), fetched %s ago (at most %s)",
-		n.cfg.Revocations.Set().Len(), now.Sub(n.fetchedAt()).Round(time.Second), n.cfg.RevocationMaxAge))
+		n.cfg.Revocations.Set().Len(), now.Sub(n.fetchedAt()).Round(time.Second), n.revocationMaxAge()))
 	// Each controller, reported only: a failing one is restarted, and the
 	// checks above say whether the node works.
 	if n.cfg.Controllers != nil {
@@ -101,11 +101,17 @@ func (n *NodeAPI) revocationsFresh(now time.Time) error {
 	switch {
 	case fetched.IsZero():
 		return fmt.Errorf("revocation list never fetched from the hub%s", last)
-	case now.Sub(fetched) > n.cfg.RevocationMaxAge:
+	case now.Sub(fetched) > n.revocationMaxAge():
 		return fmt.Errorf("revocation list stale: last fetched %s ago, at most %s allowed%s",
-			now.Sub(fetched).Round(time.Second), n.cfg.RevocationMaxAge, last)
+			now.Sub(fetched).Round(time.Second), n.revocationMaxAge(), last)
 	}
 	return nil
+}
+
+// revocationMaxAge is the spec's bound as the hub told it, else the
+// node's configured default.
+func (n *NodeAPI) revocationMaxAge() time.Duration {
+	return n.cfg.Revocations.MaxAge(n.cfg.RevocationMaxAge)
 }
 
 func (n *NodeAPI) fetchedAt() time.Time { t, _ := n.cfg.Revocations.Fetched(); return t }

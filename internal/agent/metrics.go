@@ -132,7 +132,7 @@ func (n *NodeAPI) WriteMetrics(ctx context.Context, w io.Writer) error {
 	family("kubedos_revocations_fetched_timestamp_seconds", "gauge", "When the revocation list was last fetched from the hub (0: never).")
 	fmt.Fprintf(&b, "kubedos_revocations_fetched_timestamp_seconds %d\n", unixOrZero(n.fetchedAt()))
 	family("kubedos_revocations_max_age_seconds", "gauge", "Age past which the node takes its revocation list as stale and refuses admin and operator calls.")
-	fmt.Fprintf(&b, "kubedos_revocations_max_age_seconds %g\n", n.cfg.RevocationMaxAge.Seconds())
+	fmt.Fprintf(&b, "kubedos_revocations_max_age_seconds %g\n", n.revocationMaxAge().Seconds())
 	_, err := io.WriteString(w, b.String())
 	return err
 }

@@ -100,7 +100,8 @@ type NodeAPIConfig struct {
 	// PCRDir and /proc/self/mountinfo).
 	PCRDir    string
 	MountInfo string
-	// RevocationMaxAge bounds how old the revocation list may be before
+	// RevocationMaxAge bounds how old the revocation list may be, until the
+	// hub tells the spec's trust.revocationMaxAge with the list, before
 	// the API refuses every call but a reader's and health turns critical
 	// (default DefaultRevocationMaxAge): revocation fails closed.
 	RevocationMaxAge time.Duration

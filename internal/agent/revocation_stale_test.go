@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -87,5 +88,46 @@ func TestNeverFetchedRevocationsFailClosed(t *testing.T) {
 	})
 	if _, err := e.as("olga", pki.RoleOperator).RestartService(context.Background(), "chrony"); status.Code(err) != codes.FailedPrecondition {
 		t.Errorf("restart with no list: %v, want FailedPrecondition", err)
+	}
+}
+
+// TestRevocationMaxAgeFromHub: the bound is the spec's, told by the hub
+// with the list and kept with it across a restart; a value outside the
+// spec's bounds is not taken (the default stands) and the serials still
+// are.
+func TestRevocationMaxAgeFromHub(t *testing.T) {
+	clock := newFakeClock()
+	clock.now = time.Now()
+	file := filepath.Join(t.TempDir(), RevokedFile)
+	e := newNodeEnv(t, func(c *NodeAPIConfig) {
+		c.Now = clock.Now
+		c.Revocations, _ = LoadRevocationList(file)
+	})
+	revs := e.api.cfg.Revocations
+	ctx := context.Background()
+	if err := revs.UpdateFrom(&api.RevokedResponse{MaxAgeSeconds: 120}, clock.Now()); err != nil {
+		t.Fatal(err)
+	}
+	op := e.as("olga", pki.RoleOperator)
+	clock.Advance(2*time.Minute + time.Second)
+	if _, err := op.RestartService(ctx, "chrony"); status.Code(err) != codes.FailedPrecondition || !strings.Contains(err.Error(), "at most 2m0s") {
+		t.Errorf("operator past the spec's 2m: %v, want FailedPrecondition naming 2m0s", err)
+	}
+	// Kept on the state partition with the list.
+	again, err := LoadRevocationList(file)
+	if err != nil || again.MaxAge(DefaultRevocationMaxAge) != 2*time.Minute {
+		t.Errorf("reloaded: max age %s, %v; want 2m0s", again.MaxAge(DefaultRevocationMaxAge), err)
+	}
+	// Out of bounds: ignored, the serial taken.
+	for _, secs := range []int64{1, 59, 86401, -5} {
+		if err := revs.UpdateFrom(&api.RevokedResponse{Serials: []string{"7"}, MaxAgeSeconds: secs}, clock.Now()); err != nil {
+			t.Fatal(err)
+		}
+		if got := revs.MaxAge(DefaultRevocationMaxAge); got != DefaultRevocationMaxAge {
+			t.Errorf("hub said %ds: max age %s, want the default", secs, got)
+		}
+	}
+	if revs.Set().Len() != 1 {
+		t.Errorf("serials: %d, want 1", revs.Set().Len())
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/kubedos/kubedos/internal/api"
 	"github.com/kubedos/kubedos/internal/durable"
 	"github.com/kubedos/kubedos/internal/pki"
+	"github.com/kubedos/kubedos/internal/spec"
 )
 
 // DefaultRevocationMaxAge bounds the age of a node's revocation list. The
@@ -34,12 +35,16 @@ type RevocationList struct {
 	mu      sync.Mutex
 	fetched time.Time
 	lastErr error
+	// maxAge is the spec's bound as the hub last told it (0: never told).
+	maxAge time.Duration
 }
 
 // revokedDoc is RevokedFile's content.
 type revokedDoc struct {
 	Serials   []string  `json:"serials"`
 	FetchedAt time.Time `json:"fetchedAt"`
+	// MaxAgeSeconds is the hub's word on the bound (0: none yet).
+	MaxAgeSeconds int64 `json:"maxAgeSeconds,omitempty"`
 }
 
 // LoadRevocationList reads the list kept in file ("" keeps it in memory
@@ -68,7 +73,30 @@ func LoadRevocationList(file string) (*RevocationList, error) {
 		return l, fmt.Errorf("revocation list %s: %w", file, err)
 	}
 	l.fetched = doc.FetchedAt
+	l.maxAge = maxAgeFromHub(doc.MaxAgeSeconds)
 	return l, nil
+}
+
+// maxAgeFromHub takes the hub's bound only within the spec's own bounds:
+// a value the spec could not hold is a fault somewhere, and the default
+// then stands.
+func maxAgeFromHub(secs int64) time.Duration {
+	d := time.Duration(secs) * time.Second
+	if secs <= 0 || secs > int64(spec.MaxRevocationMaxAge/time.Second) || d < spec.MinRevocationMaxAge {
+		return 0
+	}
+	return d
+}
+
+// MaxAge is how old the list may grow before the node fails closed: the
+// spec's trust.revocationMaxAge as the hub last told it, else def.
+func (l *RevocationList) MaxAge(def time.Duration) time.Duration {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.maxAge > 0 {
+		return l.maxAge
+	}
+	return def
 }
 
 // Set is the live set of revoked serials.
@@ -84,16 +112,26 @@ func (l *RevocationList) Fetched() (time.Time, error) {
 
 // Update adds serials fetched at at and keeps the list on disk.
 func (l *RevocationList) Update(serials []string, at time.Time) error {
-	if err := l.set.Add(serials...); err != nil {
+	return l.UpdateFrom(&api.RevokedResponse{Serials: serials}, at)
+}
+
+// UpdateFrom takes the hub's answer fetched at at: its serials, and its
+// bound on the list's age when it gives one within the spec's bounds.
+func (l *RevocationList) UpdateFrom(res *api.RevokedResponse, at time.Time) error {
+	if err := l.set.Add(res.Serials...); err != nil {
 		return fmt.Errorf("revocation list from the hub: %w", err)
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.fetched, l.lastErr = at.UTC(), nil
+	if res.MaxAgeSeconds != 0 {
+		l.maxAge = maxAgeFromHub(res.MaxAgeSeconds)
+	}
 	if l.file == "" {
 		return nil
 	}
-	b, err := json.MarshalIndent(revokedDoc{Serials: l.set.Serials(), FetchedAt: l.fetched}, "", "  ")
+	b, err := json.MarshalIndent(revokedDoc{Serials: l.set.Serials(), FetchedAt: l.fetched,
+		MaxAgeSeconds: int64(l.maxAge / time.Second)}, "", "  ")
 	if err != nil {
 		return err
 	}
@@ -108,7 +146,7 @@ func (l *RevocationList) failed(err error) {
 
 // FetchRevocations asks the hub for its revoked serials, authenticated by
 // the node's current certificate.
-func FetchRevocations(ctx context.Context, cfg EnrollConfig) ([]string, error) {
+func FetchRevocations(ctx context.Context, cfg EnrollConfig) (*api.RevokedResponse, error) {
 	cc, err := dialHubAsNode(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("revocation list: %w", err)
@@ -120,7 +158,7 @@ func FetchRevocations(ctx context.Context, cfg EnrollConfig) ([]string, error) {
 	if err != nil {
 		return nil, fmt.Errorf("revocation list from hub %s: %w", cfg.HubAddr(), err)
 	}
-	return res.Serials, nil
+	return res, nil
 }
 
 // RefreshRevocations fetches the hub's list into l now and every `every`
@@ -129,9 +167,9 @@ func FetchRevocations(ctx context.Context, cfg EnrollConfig) ([]string, error) {
 func RefreshRevocations(ctx context.Context, cfg EnrollConfig, l *RevocationList, every time.Duration, clock Clock, logf func(string, ...any)) {
 	lastLogged := ""
 	for {
-		serials, err := FetchRevocations(ctx, cfg)
+		res, err := FetchRevocations(ctx, cfg)
 		if err == nil {
-			err = l.Update(serials, clock.Now())
+			err = l.UpdateFrom(res, clock.Now())
 		}
 		switch {
 		case ctx.Err() != nil:

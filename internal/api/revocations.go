@@ -19,6 +19,9 @@ type RevokedRequest struct{}
 // form, sorted). Revocations only grow: a node adds them to what it knows.
 type RevokedResponse struct {
 	Serials []string `json:"serials"`
+	// MaxAgeSeconds is the spec's trust.revocationMaxAge: how old a node
+	// may let its copy of the list grow before it fails closed.
+	MaxAgeSeconds int64 `json:"maxAgeSeconds,omitempty"`
 }
 
 // RevocationsServer is implemented by the hub.

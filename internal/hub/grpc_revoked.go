@@ -2,6 +2,7 @@ package hub
 
 import (
 	"context"
+	"time"
 
 	"github.com/kubedos/kubedos/internal/api"
 	"github.com/kubedos/kubedos/internal/pki"
@@ -30,5 +31,6 @@ func (r revocationsService) Revoked(ctx context.Context, _ *api.RevokedRequest) 
 	if err := r.s.hub.authorize(pe, pki.ActionReadRevocations, "revocations"); err != nil {
 		return nil, err
 	}
-	return &api.RevokedResponse{Serials: r.s.hub.Revocations().Serials()}, nil
+	return &api.RevokedResponse{Serials: r.s.hub.Revocations().Serials(),
+		MaxAgeSeconds: int64(r.s.hub.opt.RevocationMaxAge / time.Second)}, nil
 }

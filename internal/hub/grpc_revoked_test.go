@@ -64,6 +64,9 @@ func TestRevokedList(t *testing.T) {
 	if err != nil || len(got.Serials) != 0 {
 		t.Fatalf("before any revocation: %+v, %v", got, err)
 	}
+	if got.MaxAgeSeconds != 600 {
+		t.Errorf("max age told to nodes: %ds, want the default 600s", got.MaxAgeSeconds)
+	}
 	if err := e.hub.Revoke(ctx, operator, "w-2", "test"); err != nil {
 		t.Fatal(err)
 	}

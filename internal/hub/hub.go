@@ -96,6 +96,9 @@ type Options struct {
 	ArtifactKey ed25519.PublicKey
 	// CertLifetime of node certificates (spec trust.certificateLifetime).
 	CertLifetime time.Duration
+	// RevocationMaxAge is told to nodes with the revocation list (spec
+	// trust.revocationMaxAge; default its default).
+	RevocationMaxAge time.Duration
 	// SessionTTL bounds a whole enrollment; NonceTTL a nonce.
 	SessionTTL, NonceTTL time.Duration
 	// MaxWindow bounds OpenWindow.
@@ -144,6 +147,7 @@ func New(opt Options) (*Hub, error) {
 		}
 	}
 	def(&opt.CertLifetime, DefaultCertLifetime)
+	def(&opt.RevocationMaxAge, spec.Trust{}.RevocationMaxAgeDuration())
 	def(&opt.SessionTTL, DefaultSessionTTL)
 	def(&opt.NonceTTL, DefaultNonceTTL)
 	def(&opt.MaxWindow, DefaultMaxWindow)

@@ -77,7 +77,8 @@ func Open(ctx context.Context, cfg Config) (*Hub, error) {
 	}
 	h, err := hub.New(hub.Options{Store: store, CA: cfg.CA, Verifier: hub.AttestVerifier{EKCAs: cfg.EKCAs},
 		Policy: hub.ManifestPolicy{Spec: cfg.Spec, Manifest: cfg.Manifest}, ArtifactKey: cfg.ArtifactKey,
-		AllowWindow: cfg.Spec.Trust.EKPolicy.Mode == spec.EKWindow, CertLifetime: life, Now: cfg.Now, Spec: cfg.Spec, Kube: kube})
+		AllowWindow: cfg.Spec.Trust.EKPolicy.Mode == spec.EKWindow, CertLifetime: life,
+		RevocationMaxAge: cfg.Spec.Trust.RevocationMaxAgeDuration(), Now: cfg.Now, Spec: cfg.Spec, Kube: kube})
 	if err != nil {
 		store.Close()
 		return nil, err

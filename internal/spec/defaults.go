@@ -9,6 +9,7 @@ const (
 	DefaultArchitecture        = "amd64"
 	DefaultKernelFlavour       = "cloud-amd64"
 	DefaultCertificateLifetime = "24h"
+	DefaultRevocationMaxAge    = "10m"
 	DefaultCPUs                = 2
 	DefaultMemoryMiB           = 2048
 	DefaultDiskGiB             = 16
@@ -50,6 +51,7 @@ func WithDefaults(s *ClusterSpec) *ClusterSpec {
 	}
 	def(&out.Trust.EKPolicy.Mode, EKRegistered)
 	def(&out.Trust.CertificateLifetime, DefaultCertificateLifetime)
+	def(&out.Trust.RevocationMaxAge, DefaultRevocationMaxAge)
 	for i := range out.Topology.Nodes {
 		n := &out.Topology.Nodes[i]
 		if n.CPUs == 0 {

@@ -87,6 +87,10 @@ type Trust struct {
 	PCRs                []int    `yaml:"pcrs" json:"pcrs"`
 	EKPolicy            EKPolicy `yaml:"ekPolicy" json:"ekPolicy"`
 	CertificateLifetime string   `yaml:"certificateLifetime" json:"certificateLifetime"`
+	// RevocationMaxAge bounds how old a node's copy of the hub's revocation
+	// list may be before its API refuses admin and operator calls and its
+	// health turns critical (revocation fails closed).
+	RevocationMaxAge string `yaml:"revocationMaxAge" json:"revocationMaxAge,omitempty"`
 }
 
 // EK policy modes: which endorsement keys the hub accepts.

@@ -132,6 +132,9 @@ func validateTrust(c *problems, s *ClusterSpec) {
 	if d, err := time.ParseDuration(t.CertificateLifetime); err != nil || d < 5*time.Minute || d > 30*24*time.Hour {
 		c.add("trust.certificateLifetime", "must be a duration between 5m and 720h, got %q", t.CertificateLifetime)
 	}
+	if d, err := time.ParseDuration(t.RevocationMaxAge); err != nil || d < MinRevocationMaxAge || d > MaxRevocationMaxAge {
+		c.add("trust.revocationMaxAge", "must be a duration between %s and %s, got %q", MinRevocationMaxAge, MaxRevocationMaxAge, t.RevocationMaxAge)
+	}
 }
 
 // validateNetworking checks the LAN and planes and returns the LAN prefix

@@ -86,6 +86,9 @@ func TestValidateRules(t *testing.T) {
 				{Node: s.Topology.Nodes[1].Name, EK: strings.Repeat("ab", 32)}}
 		}},
 		{"cert lifetime", "trust.certificateLifetime", "5m and 720h", func(s *ClusterSpec) { s.Trust.CertificateLifetime = "1s" }},
+		{"revocation max age short", "trust.revocationMaxAge", "1m0s and 24h0m0s", func(s *ClusterSpec) { s.Trust.RevocationMaxAge = "30s" }},
+		{"revocation max age long", "trust.revocationMaxAge", "1m0s and 24h0m0s", func(s *ClusterSpec) { s.Trust.RevocationMaxAge = "48h" }},
+		{"revocation max age junk", "trust.revocationMaxAge", `got "soon"`, func(s *ClusterSpec) { s.Trust.RevocationMaxAge = "soon" }},
 		{"lan cidr", "networking.lan.cidr", "must be a CIDR", func(s *ClusterSpec) { s.Networking.LAN.CIDR = "10.10.10.0" }},
 		{"lan host bits", "networking.lan.cidr", "host bits", func(s *ClusterSpec) { s.Networking.LAN.CIDR = "10.10.10.5/24" }},
 		{"gateway outside", "networking.lan.gateway", "not a host address inside", func(s *ClusterSpec) { s.Networking.LAN.Gateway = "10.11.0.1" }},
