@@ -227,6 +227,9 @@ func (p *prometheusRunner) once(ctx context.Context) error {
 		if err := p.writeReader(key, res.Certificate, uid, gid); err != nil {
 			return err
 		}
+		if err := p.writeKubeCert(key, res.KubeCertificate); err != nil {
+			return err
+		}
 	}
 	reload, restart, err := p.writeFiles(res)
 	if err != nil {
@@ -299,7 +302,7 @@ func (p *prometheusRunner) once(ctx context.Context) error {
 // crash between writing the two); nil when the certificate is good.
 func (p *prometheusRunner) readerKeyToRenew() (crypto.Signer, error) {
 	cert, err := readCert(p.obs(observability.FileReaderCert))
-	if err == nil && p.clock.Now().Before(RenewAt(cert)) {
+	if err == nil && p.clock.Now().Before(RenewAt(cert)) && p.kubeCertGood(cert) {
 		if k, kerr := readKey(p.obs(observability.FileReaderKey)); kerr == nil && publicKeysEqual(k.Public(), cert.PublicKey) {
 			return nil, nil
 		}
@@ -309,6 +312,41 @@ func (p *prometheusRunner) readerKeyToRenew() (crypto.Signer, error) {
 		return nil, fmt.Errorf("prometheus: reader key: %w", err)
 	}
 	return key, nil
+}
+
+// kubeCertGood: no Kubernetes to scrape (the hub sent no Kubernetes CA),
+// or a Kubernetes metrics credential for the reader's key that is not due.
+func (p *prometheusRunner) kubeCertGood(reader *x509.Certificate) bool {
+	if _, err := os.Stat(p.obs(observability.FileKubeCA)); err != nil {
+		return true
+	}
+	k, err := readCert(p.obs(observability.FileKubeCert))
+	return err == nil && p.clock.Now().Before(RenewAt(k)) && publicKeysEqual(k.PublicKey, reader.PublicKey)
+}
+
+// writeKubeCert writes the Kubernetes metrics credential the hub sent for
+// key (none: the hub runs no Kubernetes; any old one is removed).
+func (p *prometheusRunner) writeKubeCert(key crypto.Signer, der []byte) error {
+	dst := p.obs(observability.FileKubeCert)
+	if len(der) == 0 {
+		if err := os.Remove(dst); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
+		return nil
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		return fmt.Errorf("prometheus: the hub's Kubernetes metrics credential: %w", err)
+	}
+	if !publicKeysEqual(cert.PublicKey, key.Public()) {
+		return errors.New("prometheus: the hub's Kubernetes metrics credential is not for the key this node sent")
+	}
+	if err := durable.WriteFile(dst, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
+		return fmt.Errorf("prometheus: %w", err)
+	}
+	p.logf("prometheus: Kubernetes metrics credential %x (%s, %v) until %s", cert.SerialNumber, cert.Subject.CommonName,
+		cert.Subject.Organization, cert.NotAfter.UTC().Format(time.RFC3339))
+	return nil
 }
 
 // writeReader writes the new key, then its certificate: a crash between
@@ -354,6 +392,14 @@ func (p *prometheusRunner) writeFiles(res *api.ObservabilityResponse) (reload, r
 		return false, false, fmt.Errorf("prometheus: the hub sent no %s", observability.FileConfig)
 	}
 	files := map[string][]byte{observability.FileCA: res.CA}
+	if len(res.KubeCA) > 0 {
+		if len(res.KubeCA) > maxObsFile {
+			return false, false, fmt.Errorf("prometheus: the hub's Kubernetes CA is %d bytes", len(res.KubeCA))
+		}
+		files[observability.FileKubeCA] = res.KubeCA
+	} else if err := os.Remove(p.obs(observability.FileKubeCA)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return false, false, err
+	}
 	for name, data := range res.Files {
 		if !validObsFile(name) {
 			return false, false, fmt.Errorf("prometheus: the hub sent a file named %q", clipString(name))

@@ -34,6 +34,8 @@ type fakeObsHub struct {
 	csrs     int
 	edit     func(*api.ObservabilityResponse)
 	err      error
+	// kube: the spec runs Kubernetes and the hub holds its CAs.
+	kube *pki.KubeCAs
 }
 
 func (h *fakeObsHub) Config(_ context.Context, r *api.ObservabilityRequest) (*api.ObservabilityResponse, error) {
@@ -42,19 +44,30 @@ func (h *fakeObsHub) Config(_ context.Context, r *api.ObservabilityRequest) (*ap
 	if h.err != nil {
 		return nil, h.err
 	}
-	files, err := observability.Generate(h.spec, h.enrolled, observability.Options{})
+	files, err := observability.Generate(h.spec, h.enrolled, observability.Options{Kubernetes: h.kube != nil})
 	if err != nil {
 		h.t.Fatal(err)
 	}
 	listen, _ := observability.Listen(h.spec)
 	res := &api.ObservabilityResponse{Enabled: true, Listen: listen.String(), Files: files, CA: h.ca.CertPEM()}
+	life := 6 * time.Hour
+	if h.kube != nil {
+		res.KubeCA, life = h.kube.Kubernetes.CertPEM(), time.Hour
+	}
 	if r.CSR != nil {
 		h.csrs++
-		c, err := h.ca.SignReaderCSR(r.CSR, "prometheus", 6*time.Hour, h.now())
+		c, err := h.ca.SignReaderCSR(r.CSR, "prometheus", life, h.now())
 		if err != nil {
 			return nil, err
 		}
 		res.Certificate, res.NotAfter = c.Raw, c.NotAfter
+		if h.kube != nil {
+			k, err := h.kube.SignMonitoring(r.CSR, "prometheus", life, h.now())
+			if err != nil {
+				return nil, err
+			}
+			res.KubeCertificate = k.Raw
+		}
 	}
 	if h.edit != nil {
 		h.edit(res)
@@ -281,5 +294,66 @@ func TestObservePrometheus(t *testing.T) {
 	}
 	if want := "targets up 2/3 (down: kubedosd/w-2); firing: KubedosNodeRevokedOrFenced{node=w-2}; slowest kubedosd scrape 12 ms; Prometheus RSS 87 MiB"; got != want {
 		t.Errorf("got  %q\nwant %q", got, want)
+	}
+}
+
+// With Kubernetes, the metrics credential comes for the reader's key and
+// is renewed with it; one missing (the hub started sending the Kubernetes
+// CA later) is asked for at once; one for another key is refused; a hub
+// that stops running Kubernetes leaves neither file behind.
+func TestPrometheusRunnerKubeCredential(t *testing.T) {
+	p, hub, _, clock, up := newPromTest(t)
+	*up = true
+	ctx := context.Background()
+	if err := p.once(ctx); err != nil || hub.csrs != 1 {
+		t.Fatalf("first round: %v, %d CSRs", err, hub.csrs)
+	}
+	if _, err := os.Stat(p.obs(observability.FileKubeCert)); err == nil {
+		t.Fatal("a Kubernetes credential from a hub that runs no Kubernetes")
+	}
+	cas, err := pki.InitKubeKeys(t.TempDir(), "test", clock.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	hub.kube = cas
+	if err := p.once(ctx); err != nil || hub.csrs != 1 { // the CA arrives
+		t.Fatalf("Kubernetes turned on: %v, %d CSRs", err, hub.csrs)
+	}
+	if err := p.once(ctx); err != nil || hub.csrs != 2 { // the credential is asked for
+		t.Fatalf("the credential: %v, %d CSRs", err, hub.csrs)
+	}
+	reader, _ := readCert(p.obs(observability.FileReaderCert))
+	kube, err := readCert(p.obs(observability.FileKubeCert))
+	if err != nil || !publicKeysEqual(kube.PublicKey, reader.PublicKey) || kube.Subject.Organization[0] != pki.GroupMonitoring {
+		t.Fatalf("credential %v, %v; want system:monitoring for the reader's key", kube, err)
+	}
+	if !strings.Contains(p.read(t, observability.FileKubeCA), "CERTIFICATE") || !strings.Contains(p.read(t, observability.FileConfig), "job_name: kube-apiserver") {
+		t.Error("no Kubernetes CA or API server job written")
+	}
+	if err := p.once(ctx); err != nil || hub.csrs != 2 {
+		t.Errorf("an idle round: %v, %d CSRs", err, hub.csrs)
+	}
+	clock.Advance(50 * time.Minute) // past RenewAt of the hour
+	if err := p.once(ctx); err != nil || hub.csrs != 3 {
+		t.Errorf("renewal: %v, %d CSRs", err, hub.csrs)
+	}
+	// For another key: refused.
+	clock.Advance(50 * time.Minute)
+	hub.edit = func(r *api.ObservabilityResponse) {
+		if r.KubeCertificate != nil {
+			r.KubeCertificate = otherCertDER(t)
+		}
+	}
+	if err := p.once(ctx); err == nil || !strings.Contains(err.Error(), "not for the key") {
+		t.Errorf("a credential for another key: %v", err)
+	}
+	hub.edit, hub.kube = nil, nil
+	if err := p.once(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{observability.FileKubeCA, observability.FileKubeCert} {
+		if _, err := os.Stat(p.obs(f)); err == nil {
+			t.Errorf("%s left once the hub runs no Kubernetes", f)
+		}
 	}
 }

@@ -44,6 +44,12 @@ type ObservabilityResponse struct {
 	CA          []byte            `json:"ca,omitempty"`
 	Certificate []byte            `json:"certificate,omitempty"`
 	NotAfter    time.Time         `json:"notAfter,omitzero"`
+	// KubeCA (PEM) and KubeCertificate (DER, when a CSR came) are the
+	// Kubernetes CA and the metrics credential (O system:monitoring) for the
+	// same key, to scrape the API servers and kubelets: set when the spec
+	// runs Kubernetes and the hub holds its CAs.
+	KubeCA          []byte `json:"kubeCA,omitempty"`
+	KubeCertificate []byte `json:"kubeCertificate,omitempty"`
 }
 
 // MaxObservabilityFiles bounds the files a response may carry: a target

@@ -19,9 +19,13 @@ func (o observabilityService) Config(ctx context.Context, r *api.ObservabilityRe
 	if err != nil {
 		return nil, err
 	}
-	out := &api.ObservabilityResponse{Enabled: got.Enabled, Dashboards: got.Dashboards, Cluster: got.Cluster, Listen: got.Listen, Files: got.Files, CA: got.CAPEM}
+	out := &api.ObservabilityResponse{Enabled: got.Enabled, Dashboards: got.Dashboards, Cluster: got.Cluster, Listen: got.Listen, Files: got.Files, CA: got.CAPEM,
+		KubeCA: got.KubeCAPEM}
 	if got.Reader != nil {
 		out.Certificate, out.NotAfter = got.Reader.Raw, got.Reader.NotAfter
+	}
+	if got.Kube != nil {
+		out.KubeCertificate = got.Kube.Raw
 	}
 	return out, nil
 }

@@ -30,6 +30,11 @@ type ObservabilityGiven struct {
 	CAPEM      []byte
 	// Reader is set when a CSR came.
 	Reader *x509.Certificate
+	// KubeCAPEM and Kube (when a CSR came) are the Kubernetes CA and the
+	// metrics credential for the same key, when the spec runs Kubernetes
+	// and this hub holds its CAs.
+	KubeCAPEM []byte
+	Kube      *x509.Certificate
 }
 
 // ObservabilityConfig answers the node peer speaks for with Prometheus's
@@ -99,33 +104,52 @@ func (h *Hub) ObservabilityConfig(ctx context.Context, peer pki.Peer, csr []byte
 	}
 	// The spec is the hub's: an error here is its configuration, not the
 	// node's doing, and is not audited as a refusal of it.
-	files, err := observability.Generate(ds, enrolled, observability.Options{})
+	kube := ds.Workloads.Kubernetes.Enabled && h.opt.Kube != nil
+	files, err := observability.Generate(ds, enrolled, observability.Options{Kubernetes: kube})
 	if err != nil {
 		return nil, failf(ErrState, "observability configuration: %v", err)
 	}
 	out := &ObservabilityGiven{Enabled: true, Cluster: ds.Metadata.Name, Listen: listen.String(), Files: files, CAPEM: h.opt.CA.CertPEM(),
 		Dashboards: ds.CountRole(spec.RoleGrafana) == 0}
+	if kube {
+		out.KubeCAPEM = h.opt.Kube.cas.Kubernetes.CertPEM()
+	}
 	if csr == nil {
 		return out, nil
 	}
 	now := h.now()
-	cert, err := h.opt.CA.SignReaderCSR(csr, n.Name, h.opt.CertLifetime, now)
+	life := h.opt.CertLifetime
+	if kube {
+		// Both are renewed together: the reader's life follows the
+		// Kubernetes credential's, so few live reader certificates pile up
+		// on the node's list (revoked with it).
+		life = min(life, pki.MaxKubeMonitoringLife)
+	}
+	cert, err := h.opt.CA.SignReaderCSR(csr, n.Name, life, now)
 	if err != nil {
 		return fail(failf(ErrInvalid, "reader certificate: %v", err))
 	}
-	if err := h.opt.Store.AddReaderCert(peer, cert, now); err != nil {
+	var kcert *x509.Certificate
+	if kube {
+		if kcert, err = h.opt.Kube.cas.SignMonitoring(csr, n.Name, life, now); err != nil {
+			return fail(failf(ErrInvalid, "Kubernetes metrics credential: %v", err))
+		}
+	}
+	if err := h.opt.Store.AddReaderCert(peer, cert, kcert, now); err != nil {
 		return nil, err // nothing leaves the hub unaudited
 	}
 	h.met.issue("reader", 1)
-	out.Reader = cert
+	out.Reader, out.Kube = cert, kcert
 	return out, nil
 }
 
 // AddReaderCert records cert, a reader certificate issued to the node peer
 // speaks for, among the node's certificates (so revoking, fencing,
-// quarantining or replacing the node revokes it too), audited. The node
-// must still be enrolled and peer its newest certificate.
-func (s *Store) AddReaderCert(peer pki.Peer, cert *x509.Certificate, now time.Time) error {
+// quarantining or replacing the node revokes it too), audited with kube,
+// the Kubernetes metrics credential issued with it (nil: none; Kubernetes
+// has no revocation: its hour is its bound). The node must still be
+// enrolled and peer its newest certificate.
+func (s *Store) AddReaderCert(peer pki.Peer, cert, kube *x509.Certificate, now time.Time) error {
 	serial := pki.SerialString(cert.SerialNumber)
 	e := AuditEntry{Time: now, Actor: peer.Actor(), Action: ActionObservability, Target: peer.Name}
 	return s.apply(e, func(tx *bolt.Tx, e *AuditEntry) error {
@@ -137,6 +161,10 @@ func (s *Store) AddReaderCert(peer pki.Peer, cert *x509.Certificate, now time.Ti
 			return failf(ErrState, "node %s changed (%s, newest certificate %s) while its reader certificate was made", n.Name, n.State, n.CertSerial)
 		}
 		e.Detail = fmt.Sprintf("reader certificate %s (%s) until %s", serial, cert.Subject.CommonName, stamp(cert.NotAfter))
+		if kube != nil {
+			e.Detail += fmt.Sprintf("; Kubernetes metrics credential %s (%s, %s) until %s", pki.SerialString(kube.SerialNumber),
+				kube.Subject.CommonName, pki.GroupMonitoring, stamp(kube.NotAfter))
+		}
 		n.Certs = append(liveCerts(n.Certs, now), Cert{Serial: serial, NotAfter: cert.NotAfter})
 		n.UpdatedAt = now
 		return put(tx, bucketNodes, n.Name, n)

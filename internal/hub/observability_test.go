@@ -10,6 +10,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/kubedos/kubedos/internal/observability"
 	"github.com/kubedos/kubedos/internal/pki"
@@ -75,6 +76,29 @@ func TestObservabilityConfig(t *testing.T) {
 	entries := auditOf(t, ke.env)
 	if len(entries) != before+1 || entries[len(entries)-1].Action != ActionObservability || !strings.Contains(entries[len(entries)-1].Detail, "reader certificate") {
 		t.Errorf("the issuance is not audited once: %d → %d entries", before, len(entries))
+	}
+	// The spec runs Kubernetes and the hub holds its CAs: a metrics
+	// credential for the same key, from the Kubernetes CA, for an hour at
+	// most, and the reader's life follows it.
+	k := got.Kube
+	if k == nil || string(got.KubeCAPEM) != string(ke.cas.Kubernetes.CertPEM()) {
+		t.Fatalf("no Kubernetes metrics credential or CA: %v", k)
+	}
+	if _, err := k.Verify(x509.VerifyOptions{Roots: ke.cas.Kubernetes.Pool(), CurrentTime: ke.clock.Now(), KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err != nil {
+		t.Errorf("metrics credential against the Kubernetes CA: %v", err)
+	}
+	if k.Subject.CommonName != "prometheus@prometheus" || len(k.Subject.Organization) != 1 || k.Subject.Organization[0] != pki.GroupMonitoring ||
+		!k.PublicKey.(*ecdsa.PublicKey).Equal(reader.PublicKey) {
+		t.Errorf("metrics credential %s / %v, or not for the reader's key", k.Subject.CommonName, k.Subject.Organization)
+	}
+	if k.NotAfter.Sub(ke.clock.Now()) > pki.MaxKubeMonitoringLife || reader.NotAfter.After(k.NotAfter.Add(time.Minute)) {
+		t.Errorf("lives: reader until %s, Kubernetes until %s; want both within the hour", reader.NotAfter, k.NotAfter)
+	}
+	if d := entries[len(entries)-1].Detail; !strings.Contains(d, "Kubernetes metrics credential") || !strings.Contains(d, pki.GroupMonitoring) {
+		t.Errorf("audit detail %q does not name the Kubernetes credential", d)
+	}
+	if _, ok := got.Files[observability.FileAPIServer]; !ok {
+		t.Errorf("no API server targets: %v", got.Files.Names())
 	}
 
 	// The reference spec has a grafana node: it serves the dashboards,

@@ -7,6 +7,9 @@ package kubeplan
 // ProbeNamespace holds the acceptance probe.
 const ProbeNamespace = "kubedos-probe"
 
+// MetricsReaderRole lets the monitoring group read the kubelets' metrics.
+const MetricsReaderRole = "kubedos:kubelet-metrics-reader"
+
 // ProbeReplicas is how many probe pods the acceptance gate wants served.
 const ProbeReplicas = 2
 
@@ -27,6 +30,21 @@ func Addons() []Object {
 			// it gets the kubelet API and nothing else (docs/kubernetes.md).
 			"roleRef":  map[string]any{"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "system:kubelet-api-admin"},
 			"subjects": []any{map[string]any{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "kube-apiserver-kubelet-client"}},
+		})},
+		// The prometheus node's metrics credential (pki.SignMonitoring, O
+		// system:monitoring) reads the API servers' /metrics by the default
+		// system:monitoring role; this lets it read the kubelets' too, and
+		// nothing else.
+		{Kind: "ClusterRole", Name: MetricsReaderRole, Body: mustJSON(map[string]any{
+			"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+			"metadata": map[string]any{"name": MetricsReaderRole},
+			"rules":    []any{map[string]any{"apiGroups": []string{""}, "resources": []string{"nodes/metrics"}, "verbs": []string{"get"}}},
+		})},
+		{Kind: "ClusterRoleBinding", Name: MetricsReaderRole, Body: mustJSON(map[string]any{
+			"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+			"metadata": map[string]any{"name": MetricsReaderRole},
+			"roleRef":  map[string]any{"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": MetricsReaderRole},
+			"subjects": []any{map[string]any{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": "system:monitoring"}},
 		})},
 		{Kind: "Namespace", Name: ProbeNamespace, Body: mustJSON(map[string]any{
 			"apiVersion": "v1", "kind": "Namespace",

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -116,6 +117,9 @@ func Config(s *spec.ClusterSpec, set spec.ObservabilitySettings, self netip.Addr
 		c.ScrapeConfigs = append(c.ScrapeConfigs, scrapeJob{JobName: JobEtcd,
 			FileSDConfigs: []fileSD{{Files: []string{opt.in(FileEtcd)}, RefreshInterval: sdRefresh}}})
 	}
+	if opt.Kubernetes && s.Workloads.Kubernetes.Enabled {
+		c.ScrapeConfigs = append(c.ScrapeConfigs, kubeJobs(s, opt)...)
+	}
 	if len(exporterNodes(s)) > 0 {
 		c.ScrapeConfigs = append(c.ScrapeConfigs, scrapeJob{JobName: JobNodeExporter,
 			FileSDConfigs: []fileSD{{Files: []string{opt.in(FileExporters)}, RefreshInterval: sdRefresh}}})
@@ -131,6 +135,38 @@ func Config(s *spec.ClusterSpec, set spec.ObservabilitySettings, self netip.Addr
 		return nil, err
 	}
 	return b.Bytes(), nil
+}
+
+// kubeJobs scrape the API servers and kubelets with the Kubernetes
+// metrics credential (O system:monitoring, its key the reader key),
+// checked against the Kubernetes CA: one job for every API server (their
+// certificates all name "kubernetes"), one per kubelet node (each serving
+// certificate names its node), relabelled to one "kubelet" job.
+func kubeJobs(s *spec.ClusterSpec, opt Options) []scrapeJob {
+	tls := func(server string) *tlsConfig {
+		return &tlsConfig{CAFile: opt.in(FileKubeCA), CertFile: opt.in(FileKubeCert), KeyFile: opt.in(FileReaderKey),
+			ServerName: server, MinVersion: "TLS13"}
+	}
+	jobs := []scrapeJob{{JobName: JobAPIServer, Scheme: "https", TLSConfig: tls(kubeAPIServerName),
+		FileSDConfigs: []fileSD{{Files: []string{opt.in(FileAPIServer)}, RefreshInterval: sdRefresh}}}}
+	for _, n := range s.Topology.Nodes {
+		if !slices.Contains(kubeplan.ComponentsFor(s, n.Role), kubeplan.Kubelet) {
+			continue
+		}
+		jobs = append(jobs, scrapeJob{JobName: JobKubelet + "/" + n.Name, Scheme: "https", TLSConfig: tls(n.Name),
+			FileSDConfigs:  []fileSD{{Files: []string{opt.in(kubeletTargetFile(n.Name))}, RefreshInterval: sdRefresh}},
+			RelabelConfigs: []relabelConfig{{TargetLabel: "job", Replacement: JobKubelet}}})
+	}
+	return jobs
+}
+
+// kubeAPIServerName is a DNS name every API server's certificate carries
+// (pki's apiserver SANs).
+const kubeAPIServerName = "kubernetes"
+
+// kubeletTargetFile is the file-SD file of a node's kubelet job.
+func kubeletTargetFile(node string) string {
+	return DirTargets + "/kubelet-" + node + ".json"
 }
 
 // nodeTargetFile is the file-SD file of a node's kubedosd job.

@@ -46,6 +46,8 @@ const (
 	JobNodeExporter = "node-exporter"
 	JobPrometheus   = "prometheus"
 	JobEtcd         = "etcd"
+	JobAPIServer    = "kube-apiserver"
+	JobKubelet      = "kubelet"
 )
 
 // Files of a generated configuration, relative to Options.Dir.
@@ -57,12 +59,17 @@ const (
 	FileHubTarget = "targets/hub.json"
 	FileExporters = "targets/node-exporter.json"
 	FileEtcd      = "targets/etcd.json"
+	FileAPIServer = "targets/kube-apiserver.json"
 	// The reader certificate Prometheus presents, and the cluster CA that
 	// vouches for the nodes and the hub; not generated here (no key ever
 	// is): `kubedos keys issue prometheus --role reader` makes one.
 	FileCA         = "tls/ca.crt"
 	FileReaderCert = "tls/reader.crt"
 	FileReaderKey  = "tls/reader.key"
+	// The Kubernetes CA and the metrics credential the hub issues for the
+	// reader key (pki.SignMonitoring) when Options.Kubernetes.
+	FileKubeCA   = "tls/kube-ca.crt"
+	FileKubeCert = "tls/kube.crt"
 )
 
 // ErrSpec is a spec this package cannot make a configuration of.
@@ -78,6 +85,9 @@ type Options struct {
 	DataDir string
 	// ConsoleDir holds Debian's consoles and console_libraries.
 	ConsoleDir string
+	// Kubernetes: the API servers and kubelets are scraped too, with the
+	// Kubernetes metrics credential (the hub sets it when it can issue one).
+	Kubernetes bool
 }
 
 func (o Options) withDefaults() Options {
@@ -126,7 +136,7 @@ func Generate(s *spec.ClusterSpec, enrolled []string, opt Options) (Files, error
 		return nil, err
 	}
 	files := Files{FileConfig: cfg, FileRules: Rules(), FileDropIn: DropIn(set, self, opt)}
-	targets, err := Targets(s, enrolled)
+	targets, err := Targets(s, enrolled, opt)
 	if err != nil {
 		return nil, err
 	}

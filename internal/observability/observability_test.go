@@ -198,6 +198,63 @@ func TestPromDuration(t *testing.T) {
 	}
 }
 
+// With Kubernetes, the enrolled API servers and each kubelet are scraped
+// with the Kubernetes credential, each verified against its own name.
+func TestGenerateKubernetes(t *testing.T) {
+	s := reference(t)
+	without, err := Generate(s, []string{"cp-1", "w-1"}, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	files, err := Generate(s, []string{"cp-1", "w-1"}, Options{Kubernetes: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// kube-apiserver's file and one per worker.
+	if got, want := len(files)-len(without), 1+3; got != want {
+		t.Errorf("%d more files with Kubernetes, want %d: %v", got, want, files.Names())
+	}
+	var g []targetGroup
+	if err := json.Unmarshal(files[FileAPIServer], &g); err != nil || len(g) != 1 || g[0].Targets[0] != "10.78.0.31:6443" || g[0].Labels["node"] != "cp-1" {
+		t.Errorf("API servers (cp-1 enrolled, cp-2 and cp-3 not): %s, %v", files[FileAPIServer], err)
+	}
+	if err := json.Unmarshal(files["targets/kubelet-w-1.json"], &g); err != nil || len(g) != 1 || g[0].Targets[0] != "10.78.0.41:10250" {
+		t.Errorf("w-1's kubelet: %s, %v", files["targets/kubelet-w-1.json"], err)
+	}
+	if string(files["targets/kubelet-w-2.json"]) != "[]\n" {
+		t.Errorf("w-2 (not enrolled) kubelet scraped: %s", files["targets/kubelet-w-2.json"])
+	}
+	var cfg promConfig
+	if err := yaml.Unmarshal(files[FileConfig], &cfg); err != nil {
+		t.Fatal(err)
+	}
+	jobs := map[string]scrapeJob{}
+	for _, j := range cfg.ScrapeConfigs {
+		jobs[j.JobName] = j
+	}
+	a := jobs[JobAPIServer]
+	if a.TLSConfig == nil || a.TLSConfig.ServerName != "kubernetes" || a.TLSConfig.CAFile != DefaultDir+"/"+FileKubeCA ||
+		a.TLSConfig.CertFile != DefaultDir+"/"+FileKubeCert || a.TLSConfig.KeyFile != DefaultDir+"/"+FileReaderKey {
+		t.Errorf("API server job: %+v", a)
+	}
+	k := jobs["kubelet/w-2"]
+	if k.TLSConfig == nil || k.TLSConfig.ServerName != "w-2" || len(k.RelabelConfigs) != 1 || k.RelabelConfigs[0].Replacement != JobKubelet {
+		t.Errorf("w-2's kubelet job: %+v", k)
+	}
+	if _, ok := jobs["kubelet/cp-1"]; ok {
+		t.Error("a kubelet job for a control-plane node, which runs none")
+	}
+	// Kubernetes off in the spec: nothing of it, whatever the option.
+	s.Workloads.Kubernetes.Enabled = false
+	off, err := Generate(s, []string{"cp-1"}, Options{Kubernetes: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := off[FileAPIServer]; ok || strings.Contains(string(off[FileConfig]), JobAPIServer) {
+		t.Error("API server scraped with Kubernetes off")
+	}
+}
+
 // promtool is Prometheus's own checker, an oracle independent of this
 // package; Debian's prometheus package ships it (scripts/setup.sh installs
 // it, so CI runs these).
@@ -227,14 +284,14 @@ func TestPromtoolCheckConfig(t *testing.T) {
 	bin := promtool(t)
 	dir := t.TempDir()
 	s := reference(t)
-	files, err := Generate(s, allNodes(s), Options{Dir: dir})
+	files, err := Generate(s, allNodes(s), Options{Dir: dir, Kubernetes: true})
 	if err != nil {
 		t.Fatal(err)
 	}
 	writeFiles(t, dir, files)
-	// promtool checks that the TLS files named exist; the reader's come
-	// from `kubedos keys issue`, not from here.
-	writeFiles(t, dir, Files{FileCA: nil, FileReaderCert: nil, FileReaderKey: nil})
+	// promtool checks that the TLS files named exist; they come from the
+	// hub at run time, not from here.
+	writeFiles(t, dir, Files{FileCA: nil, FileReaderCert: nil, FileReaderKey: nil, FileKubeCA: nil, FileKubeCert: nil})
 	out, err := exec.Command(bin, "check", "config", filepath.Join(dir, FileConfig)).CombinedOutput()
 	if err != nil {
 		t.Fatalf("promtool check config: %v\n%s\n--- prometheus.yml\n%s", err, out, files[FileConfig])

@@ -23,7 +23,7 @@ type targetGroup struct {
 // exporter's (the enrolled nodes whose image has it). A name in enrolled
 // that the spec does not have is an error: the registry and the spec
 // disagree, and scraping a name no job verifies would be wrong.
-func Targets(s *spec.ClusterSpec, enrolled []string) (Files, error) {
+func Targets(s *spec.ClusterSpec, enrolled []string, opt Options) (Files, error) {
 	in := map[string]bool{}
 	for _, name := range enrolled {
 		if _, ok := s.NodeByName(name); !ok {
@@ -77,6 +77,11 @@ func Targets(s *spec.ClusterSpec, enrolled []string) (Files, error) {
 		}
 		out[FileEtcd] = b
 	}
+	if opt.Kubernetes && s.Workloads.Kubernetes.Enabled {
+		if err := kubeTargets(s, in, out); err != nil {
+			return nil, err
+		}
+	}
 	var err error
 	if out[FileHubTarget], err = encodeGroups(hub); err != nil {
 		return nil, err
@@ -107,4 +112,38 @@ func encodeGroups(g []targetGroup) ([]byte, error) {
 		return nil, err
 	}
 	return append(b, '\n'), nil
+}
+
+// kubeTargets are the enrolled API servers (one file: their certificates
+// share the name "kubernetes") and a file per kubelet node (each serving
+// certificate names only its node), at their wg-observability addresses.
+func kubeTargets(s *spec.ClusterSpec, in map[string]bool, out Files) error {
+	var api []targetGroup
+	for _, n := range s.Topology.Nodes {
+		cs := kubeplan.ComponentsFor(s, n.Role)
+		hasAPI, hasKubelet := slices.Contains(cs, kubeplan.APIServer), slices.Contains(cs, kubeplan.Kubelet)
+		if !hasAPI && !hasKubelet {
+			continue
+		}
+		addr, err := obsAddress(s, n)
+		if err != nil {
+			return err
+		}
+		labels := map[string]string{"node": n.Name, "role": string(n.Role)}
+		if hasAPI && in[n.Name] {
+			api = append(api, targetGroup{Targets: []string{net.JoinHostPort(addr.String(), strconv.Itoa(kubeplan.APIServerPort))}, Labels: labels})
+		}
+		if hasKubelet {
+			groups := []targetGroup{}
+			if in[n.Name] {
+				groups = append(groups, targetGroup{Targets: []string{net.JoinHostPort(addr.String(), strconv.Itoa(kubeplan.KubeletPort))}, Labels: labels})
+			}
+			if out[kubeletTargetFile(n.Name)], err = encodeGroups(groups); err != nil {
+				return err
+			}
+		}
+	}
+	b, err := encodeGroups(api)
+	out[FileAPIServer] = b
+	return err
 }
