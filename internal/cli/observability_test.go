@@ -60,7 +60,7 @@ func TestObservabilityConfigRefuses(t *testing.T) {
 		want string
 	}{
 		{"no out", []string{"observability", "config", examplesDir + "/reference.yaml"}, "--out DIR is required"},
-		{"no prometheus node", []string{"observability", "config", examplesDir + "/local-k8s.yaml", "--out", "x"}, "no node with role prometheus"},
+		{"no prometheus node", []string{"observability", "config", "noprom.yaml", "--out", "x"}, "no node with role prometheus"},
 		{"both choices", []string{"observability", "config", examplesDir + "/reference.yaml", "--out", "x", "--from-hub", "--nodes", "w-1"}, "give one"},
 		{"unknown node", []string{"observability", "config", examplesDir + "/reference.yaml", "--out", "x", "--nodes", "w-9"}, `"w-9" is not in cluster reference`},
 		{"bad output", []string{"observability", "config", examplesDir + "/reference.yaml", "--out", "x", "-o", "dot"}, "not supported"},
@@ -68,8 +68,25 @@ func TestObservabilityConfigRefuses(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			dir := t.TempDir()
 			for i, a := range tt.args {
-				if a == "x" {
+				switch a {
+				case "x":
 					tt.args[i] = filepath.Join(dir, "out")
+				case "noprom.yaml":
+					// local-k8s without its prometheus node.
+					b, err := os.ReadFile(examplesDir + "/local-k8s.yaml")
+					if err != nil {
+						t.Fatal(err)
+					}
+					var keep []string
+					for _, l := range strings.Split(string(b), "\n") {
+						if !strings.Contains(l, "role: prometheus") {
+							keep = append(keep, strings.Replace(l, "prometheus: true", "prometheus: false", 1))
+						}
+					}
+					tt.args[i] = filepath.Join(dir, a)
+					if err := os.WriteFile(tt.args[i], []byte(strings.Join(keep, "\n")), 0o644); err != nil {
+						t.Fatal(err)
+					}
 				}
 			}
 			code, out, errs := run(t, tt.args...)

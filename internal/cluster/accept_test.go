@@ -258,15 +258,15 @@ func TestAcceptAllPass(t *testing.T) {
 			passed++
 		}
 	}
-	// 3 attested, 3 nodes × 3 planes, API, 1 kubelet, kube-system, probe
+	// 4 attested, 4 nodes × 3 planes, API, 1 kubelet, kube-system, probe
 	// deployment and service.
-	if want := 3 + 9 + 1 + 1 + 1 + 2; passed != want {
+	if want := 4 + 12 + 1 + 1 + 1 + 2; passed != want {
 		t.Errorf("%d checks passed, want %d: %+v", passed, want, res.Checks)
 	}
 	if c, _ := find(res, checkProbeServed, "cp-1"); c.Outcome != CheckPassed || !strings.Contains(c.Detail, "probe-a on w-1, probe-b on w-1") {
 		t.Errorf("probe service: %+v", c)
 	}
-	if len(res.Nodes) != 3 || res.Nodes[2] != (manifest.AcceptanceNode{Name: "w-1", Role: "worker", EKHash: "ek-w-1", BuildID: "id-worker"}) {
+	if len(res.Nodes) != 4 || res.Nodes[2] != (manifest.AcceptanceNode{Name: "w-1", Role: "worker", EKHash: "ek-w-1", BuildID: "id-worker"}) {
 		t.Errorf("nodes: %+v", res.Nodes)
 	}
 	if res.WallTime <= 0 || res.WallTime > time.Minute {

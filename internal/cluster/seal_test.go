@@ -119,7 +119,7 @@ func TestSeal(t *testing.T) {
 	sum := sha256.Sum256(ks.CA.Raw)
 	if rec.Cluster != "local-k8s" || rec.BuildID != "b1" || rec.ManifestSHA256 != manifestSum || rec.CAs["cluster"] != hex.EncodeToString(sum[:]) ||
 		rec.AuditHead != (manifest.AuditHead{Seq: stepstest.AuditHeadSeq, Hash: stepstest.AuditHeadHash}) ||
-		!slices.Equal(rec.Allowed, []string{"drill", "dns"}) || len(rec.Nodes) != 3 || rec.Nodes[1].EKHash != "ek-cp-1" || rec.Nodes[1].BuildID != "id-controlplane" {
+		!slices.Equal(rec.Allowed, []string{"drill", "dns"}) || len(rec.Nodes) != 4 || rec.Nodes[1].EKHash != "ek-cp-1" || rec.Nodes[1].BuildID != "id-controlplane" {
 		t.Errorf("record %+v", rec)
 	}
 	if i := slices.IndexFunc(rec.Checks, func(c manifest.AcceptanceCheck) bool { return c.Name == "attested" && c.Node == "w-1" }); i < 0 ||
