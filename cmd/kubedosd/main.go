@@ -6,7 +6,7 @@
 // 7444: version, health, services, logs, dmesg, reboot, shutdown, config,
 // drift) with the enrollment certificate. On the master it also keeps the
 // cluster's hub once an admin hands it over (port 7443), and serves it again
-// at every boot. Its status is drawn on tty1 (the node console, with the
+// at every boot, with the web console beside it (port 8443). Its status is drawn on tty1 (the node console, with the
 // Day 0 form of a bare-metal node that names no hub). Each of these is a
 // controller under one supervisor
 // (internal/agent); main only builds the configuration.
@@ -16,6 +16,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net"
 	"os"
 	"os/signal"
 	"strings"
@@ -23,6 +24,7 @@ import (
 
 	"github.com/kubedos/kubedos/internal/agent"
 	"github.com/kubedos/kubedos/internal/api"
+	"github.com/kubedos/kubedos/internal/console"
 	"github.com/kubedos/kubedos/internal/earlyboot"
 	"github.com/kubedos/kubedos/internal/hubhost"
 	"github.com/kubedos/kubedos/internal/sign"
@@ -80,6 +82,10 @@ func hubKeeper(cfg agent.Config) (*hubhost.Keeper, error) {
 		return nil, err
 	}
 	return hubhost.NewKeeper(hubhost.KeeperConfig{Dir: agent.HubDir, CA: ca, ArtifactKey: pub, Sealer: hubhost.DeviceSealer(agent.TPMPath, earlyboot.RunPCRPublicKey, earlyboot.RunPCRSignature),
-		Listen: fmt.Sprintf(":%d", api.HubPort), MetricsListen: fmt.Sprintf(":%d", api.HubMetricsPort), SelfFile: cfg.HubAddrFile, SelfAddr: fmt.Sprintf("127.0.0.1:%d", api.HubPort),
+		Listen: fmt.Sprintf(":%d", api.HubPort), MetricsListen: fmt.Sprintf(":%d", api.HubMetricsPort),
+		ConsoleListen: fmt.Sprintf(":%d", api.ConsolePort), Console: func(ctx context.Context, h *hubhost.Hub, lis net.Listener) error {
+			return console.ServeAtHub(ctx, h, lis, console.AtHubOptions{Logf: cfg.Logf})
+		},
+		SelfFile: cfg.HubAddrFile, SelfAddr: fmt.Sprintf("127.0.0.1:%d", api.HubPort),
 		Logf: cfg.Logf}), nil
 }

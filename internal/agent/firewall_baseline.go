@@ -14,14 +14,17 @@ import (
 
 // Baseline is the node's firewall for its role and planes (DESIGN.md §5):
 // the planes trusted, their WireGuard ports and the node's own services
-// (node API, metrics, the hub on the master, the dashboards on the grafana
+// (node API, metrics, the hub and its console on the master, the dashboards on the grafana
 // and prometheus nodes) open on the LAN. Before
 // the first join the planes are the spec's defaults.
 func Baseline(role string, ifcs []wg.Interface) firewall.Baseline {
 	b := firewall.Baseline{TCPPorts: []int{api.NodeAPIPort, api.NodeMetricsPort}}
 	switch spec.Role(role) {
 	case spec.RoleMaster:
-		b.TCPPorts = append(b.TCPPorts, api.HubPort)
+		// The hub and its web console: both authenticate every caller
+		// by a cluster certificate (the console also by a one-time link
+		// the hub minted for one).
+		b.TCPPorts = append(b.TCPPorts, api.HubPort, api.ConsolePort)
 	case spec.RoleControlPlane:
 		// The API server authenticates every caller (client certificates
 		// from the hub); operators reach it over the LAN.

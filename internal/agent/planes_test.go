@@ -263,7 +263,7 @@ func TestBaseline(t *testing.T) {
 		udp, tcp string
 	}{
 		{"worker before joining", "worker", nil, "wg-control wg-obs wg-kubernetes", "[51820 51821 51822]", "[7444 7445]"},
-		{"the master serves the hub", "master", nil, "wg-control wg-obs wg-kubernetes", "[51820 51821 51822]", "[7444 7445 7443]"},
+		{"the master serves the hub", "master", nil, "wg-control wg-obs wg-kubernetes", "[51820 51821 51822]", "[7444 7445 7443 8443]"},
 		{"the dashboards on the prometheus node", "prometheus", nil, "wg-control wg-obs wg-kubernetes", "[51820 51821 51822]", "[7444 7445 7447]"},
 		{"and on the grafana node", "grafana", nil, "wg-control wg-obs wg-kubernetes", "[51820 51821 51822]", "[7444 7445 7447]"},
 		{"ports from the hub's answer", "worker", []wg.Interface{{Name: "wg-control", ListenPort: 41000}}, "wg-control", "[41000]", "[7444 7445]"},

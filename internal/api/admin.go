@@ -177,6 +177,24 @@ type RetiredBuild struct {
 	By      string    `json:"by"`
 }
 
+// ConsoleLoginRequest asks the hub for a one-time link into the web
+// console it serves on the master. Role is the role the session gets: the
+// caller's own when empty, and never more than it.
+type ConsoleLoginRequest struct {
+	Role string `json:"role,omitempty"`
+}
+
+// ConsoleLogin is a one-time login link: Token opens one session at URL
+// (URL + "/login?t=" + Token) acting as Operator with Role, once, until
+// ExpiresAt.
+type ConsoleLogin struct {
+	Token     string    `json:"token"`
+	URL       string    `json:"url"`
+	Operator  string    `json:"operator"`
+	Role      string    `json:"role"`
+	ExpiresAt time.Time `json:"expiresAt"`
+}
+
 // Empty is an empty response.
 type Empty struct{}
 
@@ -194,6 +212,7 @@ type AdminServer interface {
 	RevokeClient(context.Context, *RevokeClientRequest) (*RevokedClient, error)
 	RetireBuild(context.Context, *RetireBuildRequest) (*RetiredBuild, error)
 	Seal(context.Context, *SealRequest) (*Sealed, error)
+	ConsoleLogin(context.Context, *ConsoleLoginRequest) (*ConsoleLogin, error)
 }
 
 // RegisterAdmin serves impl on s.
@@ -214,6 +233,7 @@ func RegisterAdmin(s *grpc.Server, impl AdminServer) {
 			unary(AdminService, "RevokeClient", AdminServer.RevokeClient),
 			unary(AdminService, "RetireBuild", AdminServer.RetireBuild),
 			unary(AdminService, "Seal", AdminServer.Seal),
+			unary(AdminService, "ConsoleLogin", AdminServer.ConsoleLogin),
 		},
 	}, impl)
 }
@@ -254,6 +274,13 @@ func (c *AdminClient) RevokeClient(ctx context.Context, der []byte, reason strin
 
 func (c *AdminClient) RetireBuild(ctx context.Context, buildID, reason string) (*RetiredBuild, error) {
 	return invoke[RetiredBuild](ctx, c.cc, "/"+AdminService+"/RetireBuild", &RetireBuildRequest{BuildID: buildID, Reason: reason})
+}
+
+// ConsoleLogin asks for a one-time login link into the web console the
+// hub serves on the master, acting as the caller with role (empty: the
+// caller's own).
+func (c *AdminClient) ConsoleLogin(ctx context.Context, role string) (*ConsoleLogin, error) {
+	return invoke[ConsoleLogin](ctx, c.cc, "/"+AdminService+"/ConsoleLogin", &ConsoleLoginRequest{Role: role})
 }
 
 // Seal appends a signed acceptance record to the hub's audit chain.

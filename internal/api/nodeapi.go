@@ -42,6 +42,12 @@ const HubMetricsPort = 7446
 // grafana node, or on the prometheus node when the spec has none.
 const DashboardsPort = 7447
 
+// ConsolePort is where the hub on the master serves the web console
+// (HTTPS; operators log in with their cluster certificate or a one-time
+// link minted by the hub's ConsoleLogin). The baseline firewall opens it
+// from the LAN on the master only, like HubPort.
+const ConsolePort = 8443
+
 // HubServerName is the DNS name in the hub's TLS certificate; nodes and
 // operators check it against the cluster CA.
 const HubServerName = pki.HubServerName

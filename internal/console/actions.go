@@ -38,8 +38,9 @@ func (c *Console) act(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "unknown action", http.StatusNotFound)
 		return
 	}
-	if !pki.Allows(c.role, need) {
-		http.Error(w, fmt.Sprintf("forbidden: role %s may not %s (the console acts as %s)", c.role, action, c.operator), http.StatusForbidden)
+	o := op(r)
+	if !pki.Allows(o.Role, need) {
+		http.Error(w, fmt.Sprintf("forbidden: role %s may not %s (the console acts as %s)", o.Role, action, o.Name), http.StatusForbidden)
 		return
 	}
 	r.Body = http.MaxBytesReader(w, r.Body, 8<<10)
@@ -47,7 +48,7 @@ func (c *Console) act(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "bad form: "+err.Error(), http.StatusBadRequest)
 		return
 	}
-	want := c.csrf(r.Context().Value(ctxKey{}).(string))
+	want := c.csrf(who(r))
 	if subtle.ConstantTimeCompare([]byte(r.PostForm.Get("csrf")), []byte(want)) != 1 {
 		http.Error(w, "forbidden: bad or missing CSRF token", http.StatusForbidden)
 		return
@@ -68,7 +69,8 @@ func (c *Console) act(w http.ResponseWriter, r *http.Request) {
 
 // retire revokes, fences or replaces the node as kubedos node VERB does.
 func (c *Console) retire(w http.ResponseWriter, r *http.Request, name string, verb cluster.NodeVerb) {
-	if c.cfg.Act == nil {
+	o := op(r)
+	if o.Act == nil {
 		http.Error(w, "this console takes no node actions", http.StatusNotImplemented)
 		return
 	}
@@ -76,7 +78,7 @@ func (c *Console) retire(w http.ResponseWriter, r *http.Request, name string, ve
 	if reason == "" {
 		reason = "from the web console"
 	}
-	out, err := c.cfg.Act(r.Context(), cluster.NodeAction{Verb: verb, Name: name, Reason: clip(reason, maxFormReason)})
+	out, err := o.Act(r.Context(), cluster.NodeAction{Verb: verb, Name: name, Reason: clip(reason, maxFormReason)})
 	if out.Node == nil && err != nil {
 		c.hubError(w, r, err)
 		return
@@ -84,7 +86,7 @@ func (c *Console) retire(w http.ResponseWriter, r *http.Request, name string, ve
 	// Done at the hub; a later step (Kubernetes, with a spec) that failed
 	// does not undo it and is in the outcome, as the CLI prints it.
 	// The live view shows the change at once rather than at the next poll.
-	_ = c.live.refresh(r.Context())
+	_ = c.live.refresh(r.Context(), o.Hub)
 	http.Redirect(w, r, "/nodes/"+pathEscape(name)+"?done="+string(verb), http.StatusSeeOther)
 }
 
@@ -101,7 +103,7 @@ func (c *Console) upgrade(w http.ResponseWriter, r *http.Request, name string) {
 		http.Error(w, fmt.Sprintf("not done: %q is not a build this console was given", clip(id, 200)), http.StatusBadRequest)
 		return
 	}
-	n, err := c.cfg.Hub.GetNode(r.Context(), name)
+	n, err := op(r).Hub.GetNode(r.Context(), name)
 	if err != nil {
 		c.hubError(w, r, err)
 		return
@@ -111,7 +113,7 @@ func (c *Console) upgrade(w http.ResponseWriter, r *http.Request, name string) {
 		http.Error(w, fmt.Sprintf("not done: build %s has no image for role %q", b.BuildID, n.Role), http.StatusBadRequest)
 		return
 	}
-	if !c.startUpgrade(name, b, img) {
+	if !c.startUpgrade(op(r), name, b, img) {
 		http.Error(w, fmt.Sprintf("not done: an upgrade of %s is running", name), http.StatusConflict)
 		return
 	}

@@ -283,7 +283,7 @@ type BuildInService struct {
 }
 
 func (c *Console) buildsPage(w http.ResponseWriter, r *http.Request) {
-	res, err := c.cfg.Hub.ListNodes(r.Context())
+	res, err := op(r).Hub.ListNodes(r.Context())
 	if err != nil {
 		c.hubError(w, r, err)
 		return

@@ -3,10 +3,8 @@ package console
 import (
 	"context"
 	"crypto/ed25519"
-	"crypto/sha256"
 	"crypto/x509"
 	"embed"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"html/template"
@@ -27,8 +25,9 @@ import (
 	"github.com/kubedos/kubedos/internal/spec"
 )
 
-// Hub is what the console reads and does at the hub: *api.AdminClient,
-// dialled with the operator's certificate.
+// Hub is what the console reads and does at the hub, as one operator:
+// *api.AdminClient dialled with the operator's certificate, or at the hub
+// itself *hub.Caller (AtHub).
 type Hub interface {
 	ListNodes(ctx context.Context) (*api.ListNodesResponse, error)
 	GetNode(ctx context.Context, name string) (*api.Node, error)
@@ -75,6 +74,13 @@ type Config struct {
 	// Upgrade tunes upgrades (Wait: DefaultUpgradeWait when 0); they
 	// always reboot into the new build.
 	Upgrade cluster.UpgradeOptions
+	// Operators, set, make this a console many operators use, each as
+	// themselves (the one the hub serves on the master, AtHub): Hub, Cert,
+	// Token, Act and Runs are then unused, every session gets its own.
+	Operators Operators
+	// NodeAPINote says on the node page why DialNode is nil (shown when
+	// set).
+	NodeAPINote string
 	// Prometheus is the base URL of the cluster's Prometheus (the
 	// prometheus node's, http://ADDR:9090); set, the console serves the
 	// dashboards (internal/dashboards) at /dashboards/ behind its login.
@@ -108,17 +114,16 @@ var assets embed.FS
 // Console serves the pages; make it with New.
 type Console struct {
 	cfg Config
-	// role, operator and certID are read from cfg.Cert.
-	role     pki.Role
-	operator string
-	certID   string
-	key      []byte // HMAC key of the CSRF tokens
-	pages    map[string]*template.Template
-	mux      *http.ServeMux
+	// self is the one operator of a console without Operators, read from
+	// cfg.Cert.
+	self  *Operator
+	key   []byte // HMAC key of the CSRF tokens
+	pages map[string]*template.Template
+	mux   *http.ServeMux
 
 	mu       sync.Mutex
-	sessions map[string]time.Time // session id -> expiry
-	audit    []api.AuditEntry     // the newest auditTail entries seen, oldest first
+	sessions map[string]*session // by id
+	audit    []api.AuditEntry    // the newest auditTail entries seen, oldest first
 	chainOK  bool
 	chainAt  time.Time
 	jobs     map[string]*Job // upgrades started here, by node
@@ -133,15 +138,20 @@ type Console struct {
 
 // New checks cfg and makes the console.
 func New(cfg Config) (*Console, error) {
-	if cfg.Hub == nil {
-		return nil, fmt.Errorf("%w: console: no hub client", errdefs.ErrInvalid)
-	}
-	role, err := pki.RoleOf(cfg.Cert)
-	if err != nil {
-		return nil, fmt.Errorf("%w: console: operator certificate: %w", errdefs.ErrInvalid, err)
-	}
-	if role == pki.RoleNode {
-		return nil, fmt.Errorf("%w: console: %q is a node certificate, not an operator's", errdefs.ErrInvalid, cfg.Cert.Subject.CommonName)
+	var self *Operator
+	if cfg.Operators == nil {
+		if cfg.Hub == nil {
+			return nil, fmt.Errorf("%w: console: no hub client", errdefs.ErrInvalid)
+		}
+		role, err := pki.RoleOf(cfg.Cert)
+		if err != nil {
+			return nil, fmt.Errorf("%w: console: operator certificate: %w", errdefs.ErrInvalid, err)
+		}
+		if role == pki.RoleNode {
+			return nil, fmt.Errorf("%w: console: %q is a node certificate, not an operator's", errdefs.ErrInvalid, cfg.Cert.Subject.CommonName)
+		}
+		self = NewOperator(cfg.Cert, role, cfg.Hub)
+		self.Act, self.Runs, self.Expires = cfg.Act, cfg.Runs, time.Time{}
 	}
 	if cfg.Poll <= 0 {
 		cfg.Poll = DefaultPoll
@@ -152,8 +162,7 @@ func New(cfg Config) (*Console, error) {
 	if cfg.Token == "" {
 		cfg.Token = randomHex(16)
 	}
-	id := sha256.Sum256(cfg.Cert.Raw)
-	c := &Console{cfg: cfg, role: role, operator: cfg.Cert.Subject.CommonName, certID: hex.EncodeToString(id[:]), key: []byte(randomHex(32)), sessions: map[string]time.Time{}, pages: map[string]*template.Template{},
+	c := &Console{cfg: cfg, self: self, key: []byte(randomHex(32)), sessions: map[string]*session{}, pages: map[string]*template.Template{},
 		jobs: map[string]*Job{}, bg: context.Background()}
 	for _, dir := range cfg.Builds {
 		c.builds = append(c.builds, LoadBuild(dir, cfg.ArtifactKey))
@@ -193,7 +202,8 @@ func New(cfg Config) (*Console, error) {
 	return c, nil
 }
 
-// Token is the login token: open /login?token=TOKEN once per browser.
+// Token is the login token: open /login?token=TOKEN once per browser
+// (none at the hub: each operator gets a login link of their own).
 func (c *Console) Token() string { return c.cfg.Token }
 
 // Run polls the hub for the live views until ctx ends; upgrades started
@@ -205,8 +215,18 @@ func (c *Console) Run(ctx context.Context) {
 	c.live.run(ctx)
 }
 
-// Refresh polls the hub once and pushes a changed overview to live pages.
-func (c *Console) Refresh(ctx context.Context) error { return c.live.refresh(ctx) }
+// Refresh polls the hub once and pushes a changed overview to live pages
+// (at the hub, as one of the operators watching; none: nothing to do).
+func (c *Console) Refresh(ctx context.Context) error {
+	h := c.live.anyHub()
+	if c.self != nil {
+		h = c.self.Hub
+	}
+	if h == nil {
+		return nil
+	}
+	return c.live.refresh(ctx, h)
+}
 
 func (c *Console) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h := w.Header()
@@ -229,12 +249,23 @@ type page struct {
 	Data                              any
 	// Dashboards: the nav links to /dashboards/.
 	Dashboards bool
+	// AtHub: the console the hub serves (login by certificate or link).
+	AtHub bool
 }
 
+// who is the session of an authenticated request.
+func who(r *http.Request) *session {
+	s, _ := r.Context().Value(ctxKey{}).(*session)
+	return s
+}
+
+// op is the operator an authenticated request acts as.
+func op(r *http.Request) *Operator { return who(r).op }
+
 func (c *Console) base(r *http.Request, title string) page {
-	p := page{Title: title, Cluster: c.cfg.Cluster, HubAddr: c.cfg.HubAddr, Operator: c.operator, Role: c.role, Dashboards: c.dash != nil}
-	if s, ok := r.Context().Value(ctxKey{}).(string); ok {
-		p.CSRF = c.csrf(s)
+	p := page{Title: title, Cluster: c.cfg.Cluster, HubAddr: c.cfg.HubAddr, Dashboards: c.dash != nil, AtHub: c.cfg.Operators != nil}
+	if s := who(r); s != nil {
+		p.Operator, p.Role, p.CSRF = s.op.Name, s.op.Role, c.csrf(s)
 	}
 	return p
 }
@@ -329,7 +360,7 @@ func summarize(nodes []api.Node, now time.Time) Overview {
 }
 
 func (c *Console) overview(w http.ResponseWriter, r *http.Request) {
-	res, err := c.cfg.Hub.ListNodes(r.Context())
+	res, err := op(r).Hub.ListNodes(r.Context())
 	if err != nil {
 		c.hubError(w, r, err)
 		return
@@ -383,7 +414,7 @@ type AuditView struct {
 // auditPage reads the log from where the console last stopped (it is
 // append-only) and shows the newest entries first, filtered by substring.
 func (c *Console) auditPage(w http.ResponseWriter, r *http.Request) {
-	if err := c.readAudit(r.Context()); err != nil {
+	if err := c.readAudit(r.Context(), op(r).Hub); err != nil {
 		c.hubError(w, r, err)
 		return
 	}
@@ -401,7 +432,9 @@ func (c *Console) auditPage(w http.ResponseWriter, r *http.Request) {
 	c.render(w, "audit", c.base(r, "Audit log"), v)
 }
 
-func (c *Console) readAudit(ctx context.Context) error {
+// readAudit reads the log as the operator of h: every role may read it,
+// so the tail is shared.
+func (c *Console) readAudit(ctx context.Context, h Hub) error {
 	c.mu.Lock()
 	from := uint64(1)
 	if n := len(c.audit); n > 0 {
@@ -410,7 +443,7 @@ func (c *Console) readAudit(ctx context.Context) error {
 	c.mu.Unlock()
 	const page = 1000 // the hub's MaxAuditPage
 	for {
-		res, err := c.cfg.Hub.Audit(ctx, from, page)
+		res, err := h.Audit(ctx, from, page)
 		if err != nil {
 			return err
 		}

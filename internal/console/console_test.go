@@ -233,16 +233,20 @@ func (b *browser) post(t *testing.T, path string, form url.Values) (int, string)
 }
 
 // session is the browser's session id, as its cookie holds it.
-func (b *browser) session(t *testing.T) string {
+func (b *browser) session(t *testing.T) *session {
 	t.Helper()
 	u, _ := url.Parse(b.srv.URL)
 	for _, ck := range b.cl.Jar.Cookies(u) {
 		if ck.Name == cookieName {
-			return ck.Value
+			b.c.mu.Lock()
+			defer b.c.mu.Unlock()
+			if s := b.c.sessions[ck.Value]; s != nil {
+				return s
+			}
 		}
 	}
 	t.Fatal("no session cookie")
-	return ""
+	return nil
 }
 
 var csrfField = regexp.MustCompile(`name="csrf" value="([0-9a-f]+)"`)
@@ -307,7 +311,7 @@ func TestQuarantineReasonEscaped(t *testing.T) {
 }
 
 func TestReasonBounded(t *testing.T) {
-	v := (&Console{role: pki.RoleReader}).nodeView(&api.Node{Name: "w", Reason: &api.Refusal{Check: "c", Detail: strings.Repeat("x", 1<<20)}}, "")
+	v := (&Console{}).nodeView(&Operator{Role: pki.RoleReader}, &api.Node{Name: "w", Reason: &api.Refusal{Check: "c", Detail: strings.Repeat("x", 1<<20)}}, "")
 	if len(v.Reason) > maxReason+64 || !strings.Contains(v.Reason, "bytes in all") {
 		t.Errorf("reason of %d bytes not bounded to %d with a note", len(v.Reason), maxReason)
 	}
@@ -352,7 +356,7 @@ func TestAdminRevokeAudited(t *testing.T) {
 		want int
 	}{
 		{"no CSRF token", url.Values{"confirm": {"w-3"}}, http.StatusForbidden},
-		{"another session's token", url.Values{"csrf": {b.c.csrf("other")}, "confirm": {"w-3"}}, http.StatusForbidden},
+		{"another session's token", url.Values{"csrf": {b.c.csrf(&session{id: "other", op: b.c.self})}, "confirm": {"w-3"}}, http.StatusForbidden},
 		{"no confirmation", url.Values{"csrf": {m[1]}}, http.StatusBadRequest},
 		{"wrong node confirmed", url.Values{"csrf": {m[1]}, "confirm": {"w-1"}}, http.StatusBadRequest},
 	}

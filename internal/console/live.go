@@ -42,6 +42,9 @@ type live struct {
 
 // watcher is one open page: the events it wants and what it was sent.
 type watcher struct {
+	// s is the page's session: the poller reads as one of the watchers'
+	// operators, and a page whose session ends is sent nothing more.
+	s    *session
 	want map[string]bool
 	sent map[string][sha256.Size]byte
 	// wake is poked when a fragment changed; a slow page gets the newest.
@@ -58,11 +61,8 @@ func (l *live) run(ctx context.Context) {
 	for {
 		// Only open pages need the hub asked. A hub that does not answer
 		// leaves the pages as they were; the next tick tries again.
-		l.mu.Lock()
-		watched := len(l.subs) > 0
-		l.mu.Unlock()
-		if watched {
-			_ = l.refresh(ctx)
+		if h := l.anyHub(); h != nil {
+			_ = l.refresh(ctx, h)
 		}
 		select {
 		case <-ctx.Done():
@@ -72,10 +72,21 @@ func (l *live) run(ctx context.Context) {
 	}
 }
 
-// refresh renders the fragments from the hub's node list and wakes the
-// pages whose fragments changed.
-func (l *live) refresh(ctx context.Context) error {
-	res, err := l.c.cfg.Hub.ListNodes(ctx)
+// anyHub is the hub as the operator of one open page (nil: none open).
+// Every operator may read the node list, so what one reads, all may see.
+func (l *live) anyHub() Hub {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for w := range l.subs {
+		return w.s.op.Hub
+	}
+	return nil
+}
+
+// refresh renders the fragments from the hub's node list, read through h,
+// and wakes the pages whose fragments changed.
+func (l *live) refresh(ctx context.Context, h Hub) error {
+	res, err := h.ListNodes(ctx)
 	if err != nil {
 		return err
 	}
@@ -110,11 +121,11 @@ func (l *live) refresh(ctx context.Context) error {
 
 // poke refreshes soon without waiting for the caller: an upgrade's
 // progress is shown at once, not at the next poll.
-func (l *live) poke() {
+func (l *live) poke(h Hub) {
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		_ = l.refresh(ctx)
+		_ = l.refresh(ctx, h)
 	}()
 }
 
@@ -150,7 +161,8 @@ func (l *live) serve(w http.ResponseWriter, r *http.Request) {
 	if on == "" {
 		on = "overview"
 	}
-	sub := &watcher{want: map[string]bool{}, sent: map[string][sha256.Size]byte{}, wake: make(chan struct{}, 1)}
+	s := who(r)
+	sub := &watcher{s: s, want: map[string]bool{}, sent: map[string][sha256.Size]byte{}, wake: make(chan struct{}, 1)}
 	for _, ev := range strings.Split(on, ",") {
 		for _, f := range fragments {
 			if f.event == ev {
@@ -175,7 +187,7 @@ func (l *live) serve(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusOK)
 	fl.Flush()
 	// Nobody may have watched for a while: what the page got may be old.
-	_ = l.refresh(r.Context())
+	_ = l.refresh(r.Context(), s.op.Hub)
 	keep := time.NewTicker(15 * time.Second)
 	defer keep.Stop()
 	for {
@@ -183,11 +195,19 @@ func (l *live) serve(w http.ResponseWriter, r *http.Request) {
 		case <-r.Context().Done():
 			return
 		case <-keep.C:
+			// A session that ended (expired, its certificate revoked)
+			// watches no more.
+			if l.c.valid(r.Context(), s) != nil {
+				return
+			}
 			// A comment keeps proxies and the browser from timing out.
 			if _, err := fmt.Fprint(w, ": keep-alive\n\n"); err != nil {
 				return
 			}
 		case <-sub.wake:
+			if l.c.valid(r.Context(), s) != nil {
+				return
+			}
 			events, frags := l.pending(sub)
 			for i := range events {
 				if err := writeEvent(w, events[i], frags[i]); err != nil {

@@ -52,6 +52,8 @@ type NodeView struct {
 	Planes                         *api.Planes
 	Drift                          *api.Drift
 	HealthErr, PlanesErr, DriftErr string
+	// NodeAPINote says why the node's own API is not read (Config).
+	NodeAPINote string
 
 	// Upgrades are the builds with an image for the node's role.
 	Upgrades []UpgradeChoice
@@ -67,17 +69,18 @@ type UpgradeChoice struct {
 }
 
 func (c *Console) node(w http.ResponseWriter, r *http.Request) {
-	n, err := c.cfg.Hub.GetNode(r.Context(), r.PathValue("name"))
+	o := op(r)
+	n, err := o.Hub.GetNode(r.Context(), r.PathValue("name"))
 	if err != nil {
 		c.hubError(w, r, err)
 		return
 	}
 	q := r.URL.Query()
-	v := c.nodeView(n, q.Get("done"))
+	v := c.nodeView(o, n, q.Get("done"))
 	if v.Done == "restart" {
 		v.DoneUnit = clip(q.Get("unit"), 256)
 	}
-	if err := c.readAudit(r.Context()); err != nil {
+	if err := c.readAudit(r.Context(), o.Hub); err != nil {
 		v.AuditErr = clip(err.Error(), maxAuditField)
 	}
 	v.Audit = c.auditOf(n.Name)
@@ -111,12 +114,12 @@ func (c *Console) node(w http.ResponseWriter, r *http.Request) {
 
 // nodeView is what the node page shows of the hub's record and the
 // console's builds; the reads of the node and the audit log come after.
-func (c *Console) nodeView(n *api.Node, done string) NodeView {
-	acts := c.cfg.Act != nil
-	v := NodeView{Node: *n,
-		CanRevoke: acts && pki.Allows(c.role, pki.ActionRevoke), CanFence: acts && pki.Allows(c.role, pki.ActionFence),
-		CanReplace: acts && pki.Allows(c.role, pki.ActionReplace),
-		CanUpgrade: pki.Allows(c.role, pki.ActionUpgrade), CanRestart: pki.Allows(c.role, pki.ActionRestartService)}
+func (c *Console) nodeView(o *Operator, n *api.Node, done string) NodeView {
+	acts := o.Act != nil
+	v := NodeView{Node: *n, NodeAPINote: c.cfg.NodeAPINote,
+		CanRevoke: acts && pki.Allows(o.Role, pki.ActionRevoke), CanFence: acts && pki.Allows(o.Role, pki.ActionFence),
+		CanReplace: acts && pki.Allows(o.Role, pki.ActionReplace),
+		CanUpgrade: pki.Allows(o.Role, pki.ActionUpgrade), CanRestart: pki.Allows(o.Role, pki.ActionRestartService)}
 	if n.Reason != nil {
 		v.Reason = clip(n.Reason.Check+": "+n.Reason.Detail, maxReason)
 	}

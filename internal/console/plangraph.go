@@ -148,11 +148,11 @@ func (c *Console) planPage(w http.ResponseWriter, r *http.Request) {
 	v := PlanView{Outcomes: []string{"changed", "unchanged", "drifted", "failed", "skipped", "cancelled"}}
 	runs := map[string]*api.RunStep{}
 	switch {
-	case c.cfg.Runs == nil:
+	case op(r).Runs == nil:
 		v.RunNote = "the console has no client of the hub's runs"
 	default:
 		ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
-		res, err := c.cfg.Runs.ListRuns(ctx, 1)
+		res, err := op(r).Runs.ListRuns(ctx, 1)
 		cancel()
 		switch {
 		case err != nil:

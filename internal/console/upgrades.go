@@ -73,7 +73,7 @@ func (c *Console) upgradesView(nodes []api.Node) UpgradesView {
 }
 
 func (c *Console) upgradesPage(w http.ResponseWriter, r *http.Request) {
-	res, err := c.cfg.Hub.ListNodes(r.Context())
+	res, err := op(r).Hub.ListNodes(r.Context())
 	if err != nil {
 		c.hubError(w, r, err)
 		return
@@ -86,13 +86,13 @@ func (c *Console) upgradesPage(w http.ResponseWriter, r *http.Request) {
 // checks the signature and audits it under the operator), the node's
 // image is streamed to its API, and the node is waited for. One upgrade
 // per node at a time.
-func (c *Console) startUpgrade(name string, b *Build, img BuildRole) bool {
+func (c *Console) startUpgrade(o *Operator, name string, b *Build, img BuildRole) bool {
 	c.mu.Lock()
 	if j := c.jobs[name]; j != nil && j.Running() {
 		c.mu.Unlock()
 		return false
 	}
-	job := &Job{Node: name, Build: b.BuildID, Image: img.RoleID, By: c.operator, Started: c.cfg.Now()}
+	job := &Job{Node: name, Build: b.BuildID, Image: img.RoleID, By: o.Name, Started: c.cfg.Now()}
 	c.jobs[name] = job
 	c.pruneJobs()
 	base := c.bg
@@ -118,13 +118,13 @@ func (c *Console) startUpgrade(name string, b *Build, img BuildRole) bool {
 		job.lastTransient = transient
 		c.mu.Unlock()
 		if !transient {
-			c.live.poke()
+			c.live.poke(o.Hub)
 		}
 	})
 	go func() {
 		ctx, cancel := context.WithTimeout(base, opt.Wait+5*time.Minute)
 		defer cancel()
-		out, err := cluster.UpgradeNode(ctx, cluster.UpgradeTarget{Name: name, Hub: c.cfg.Hub,
+		out, err := cluster.UpgradeNode(ctx, cluster.UpgradeTarget{Name: name, Hub: o.Hub,
 			DialNode: func() (*api.NodeClient, func(), error) { return c.cfg.DialNode(name) }}, b.Dir, opt)
 		c.mu.Lock()
 		job.Outcome, job.Ended = out, c.cfg.Now()
@@ -132,7 +132,7 @@ func (c *Console) startUpgrade(name string, b *Build, img BuildRole) bool {
 			job.Err = clip(err.Error(), maxAuditField)
 		}
 		c.mu.Unlock()
-		_ = c.live.refresh(base)
+		_ = c.live.refresh(base, o.Hub)
 	}()
 	return true
 }

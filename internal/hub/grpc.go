@@ -3,10 +3,12 @@ package hub
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/kubedos/kubedos/internal/api"
@@ -30,6 +32,10 @@ type Server struct {
 	grpc *grpc.Server
 	// metrics is the TLS configuration of ServeMetrics.
 	metrics *tls.Config
+
+	mu sync.Mutex
+	// logins are the console's login links (ServeConsole); nil: none.
+	logins *ConsoleLogins
 }
 
 // NewServer makes the gRPC server with a fresh TLS certificate for the hub
@@ -69,7 +75,7 @@ func NewServer(h *Hub, ca *pki.CA, hosts []string, lifetime time.Duration) (*Ser
 		grpc.ChainUnaryInterceptor(remoteInterceptor, errdefs.UnaryServerInterceptor),
 		grpc.ChainStreamInterceptor(errdefs.StreamServerInterceptor))...)
 	api.RegisterEnrollment(s.grpc, enrollmentService{s})
-	api.RegisterAdmin(s.grpc, adminService{s})
+	api.RegisterAdmin(s.grpc, adminService{s: s})
 	registerRevocations(s)
 	registerRuns(s)
 	api.RegisterPlanes(s.grpc, planesService{s})
@@ -86,15 +92,10 @@ func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
 // authenticate maps the caller's TLS client certificate to a Peer: chained
 // to the CA, in its validity, not revoked, with a role.
 func (s *Server) authenticate(ctx context.Context) (pki.Peer, error) {
-	p, ok := peer.FromContext(ctx)
-	if !ok {
-		return pki.Peer{}, status.Error(codes.Unauthenticated, "no peer")
+	cert, err := s.peerCertificate(ctx)
+	if err != nil {
+		return pki.Peer{}, err
 	}
-	ti, ok := p.AuthInfo.(credentials.TLSInfo)
-	if !ok || len(ti.State.PeerCertificates) == 0 {
-		return pki.Peer{}, status.Error(codes.Unauthenticated, "a client certificate from the cluster CA is required")
-	}
-	cert := ti.State.PeerCertificates[0]
 	pe, err := s.ca.Authenticate(cert, time.Now(), s.hub.Revocations())
 	if err != nil {
 		if errors.Is(err, pki.ErrRevoked) {
@@ -104,6 +105,21 @@ func (s *Server) authenticate(ctx context.Context) (pki.Peer, error) {
 		return pki.Peer{}, status.Error(codes.Unauthenticated, err.Error())
 	}
 	return pe, nil
+}
+
+// peerCertificate is the caller's TLS client certificate, unchecked: the
+// handshake verified its chain (VerifyClientCertIfGiven), Authenticate
+// checks the rest.
+func (s *Server) peerCertificate(ctx context.Context) (*x509.Certificate, error) {
+	p, ok := peer.FromContext(ctx)
+	if !ok {
+		return nil, status.Error(codes.Unauthenticated, "no peer")
+	}
+	ti, ok := p.AuthInfo.(credentials.TLSInfo)
+	if !ok || len(ti.State.PeerCertificates) == 0 {
+		return nil, status.Error(codes.Unauthenticated, "a client certificate from the cluster CA is required")
+	}
+	return ti.State.PeerCertificates[0], nil
 }
 
 // remoteInterceptor tells the hub which TCP peer each call comes from
@@ -167,10 +183,21 @@ func (e enrollmentService) Renew(ctx context.Context, r *api.EnrollRequest) (*ap
 	return &api.EnrollResponse{Certificate: got.Cert.Raw, CA: e.s.ca.Certificate().Raw, NotAfter: got.Cert.NotAfter}, nil
 }
 
-type adminService struct{ s *Server }
+// adminService serves the admin calls: over gRPC (as nil, the caller is
+// the TLS peer), or in process for a Caller (the console on the master).
+type adminService struct {
+	s  *Server
+	as *Caller
+}
 
 func (a adminService) call(ctx context.Context, fn func(pki.Peer) error) error {
-	pe, err := a.s.authenticate(ctx)
+	var pe pki.Peer
+	var err error
+	if a.as != nil {
+		pe, err = a.as.Peer(ctx)
+	} else {
+		pe, err = a.s.authenticate(ctx)
+	}
 	if err != nil {
 		return err
 	}

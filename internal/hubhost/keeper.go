@@ -64,6 +64,14 @@ type KeeperConfig struct {
 	// none). The baseline firewall keeps that port off the LAN: Prometheus
 	// reaches it over wg-observability.
 	MetricsListen string
+	// ConsoleListen is where Console serves the web console (":8443"; ""
+	// or Console nil: none). The baseline firewall opens it on the master
+	// from the LAN, like the hub's port.
+	ConsoleListen string
+	// Console serves the web console of h on lis until ctx ends
+	// (console.ServeAtHub: cmd/kubedosd wires it, this package cannot
+	// import the console). A console that fails is logged; the hub stays.
+	Console func(ctx context.Context, h *Hub, lis net.Listener) error
 	// SelfFile is where this node's own identity looks up its hub; once the
 	// hub is here SelfAddr is written to it (renewals go to the local hub).
 	SelfFile, SelfAddr string
@@ -85,6 +93,8 @@ type Keeper struct {
 	addr    string // where it serves, once it does
 	// metricsAddr is where /metrics is served ("" when it is not).
 	metricsAddr string
+	// consoleAddr is where the web console is served ("" when it is not).
+	consoleAddr string
 }
 
 // NewKeeper makes a Keeper; Run serves.
@@ -143,6 +153,13 @@ func (k *Keeper) MetricsAddr() string {
 	return k.metricsAddr
 }
 
+// ConsoleAddr is where the web console is served ("" when it is not).
+func (k *Keeper) ConsoleAddr() string {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.consoleAddr
+}
+
 // start loads the installed hub and serves it until Run's ctx ends.
 func (k *Keeper) start() error {
 	k.mu.Lock()
@@ -169,9 +186,13 @@ func (k *Keeper) start() error {
 	k.serving, k.addr = true, lis.Addr().String()
 	k.cfg.Logf("hub for cluster %q serving on %s (state %s)", cfg.Spec.Metadata.Name, lis.Addr(), cfg.StatePath)
 	k.serveMetrics(h)
+	// The console lives as long as the hub it acts at.
+	hctx, hcancel := context.WithCancel(k.ctx)
+	k.serveConsole(hctx, h)
 	k.wg.Add(1)
 	go func() {
 		defer k.wg.Done()
+		defer hcancel()
 		if err := h.Serve(k.ctx, lis); err != nil {
 			k.cfg.Logf("hub: %v", err)
 		}
@@ -203,6 +224,32 @@ func (k *Keeper) serveMetrics(h *Hub) {
 		}
 		k.mu.Lock()
 		k.metricsAddr = ""
+		k.mu.Unlock()
+	}()
+}
+
+// serveConsole serves the web console beside the hub, if configured; like
+// metrics, a console that cannot listen is logged and the hub serves on.
+// k.mu held.
+func (k *Keeper) serveConsole(ctx context.Context, h *Hub) {
+	if k.cfg.ConsoleListen == "" || k.cfg.Console == nil {
+		return
+	}
+	lis, err := net.Listen("tcp", k.cfg.ConsoleListen)
+	if err != nil {
+		k.cfg.Logf("web console not served: listen %s: %v", k.cfg.ConsoleListen, err)
+		return
+	}
+	k.consoleAddr = lis.Addr().String()
+	k.wg.Add(1)
+	go func() {
+		defer k.wg.Done()
+		if err := k.cfg.Console(ctx, h, lis); err != nil {
+			k.cfg.Logf("web console: %v", err)
+		}
+		lis.Close()
+		k.mu.Lock()
+		k.consoleAddr = ""
 		k.mu.Unlock()
 	}()
 }

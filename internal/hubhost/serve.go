@@ -50,7 +50,23 @@ type Hub struct {
 	*hub.Hub
 	store  *hub.Store
 	server *hub.Server
+	cfg    Config
 }
+
+// Server is the hub's gRPC server: the web console on the master acts
+// through it as each operator (hub.Server.As) and redeems its login links
+// (hub.Server.ServeConsole).
+func (h *Hub) Server() *hub.Server { return h.server }
+
+// Spec is the cluster's spec the hub runs with.
+func (h *Hub) Spec() *spec.ClusterSpec { return h.cfg.Spec }
+
+// CA is the cluster CA the hub holds.
+func (h *Hub) CA() *pki.CA { return h.cfg.CA }
+
+// Hosts are the names and addresses the hub's certificate carries besides
+// api.HubServerName (on the master: its LAN address and its name).
+func (h *Hub) Hosts() []string { return h.cfg.Hosts }
 
 // Open opens the state, makes the hub with the spec's policy and seeds the
 // spec's registered EKs, each for its node (audited as the hub's own action).
@@ -94,7 +110,7 @@ func Open(ctx context.Context, cfg Config) (*Hub, error) {
 		store.Close()
 		return nil, err
 	}
-	return &Hub{Hub: h, store: store, server: srv}, nil
+	return &Hub{Hub: h, store: store, server: srv, cfg: cfg}, nil
 }
 
 // Serve serves on lis until ctx ends, dropping expired enrollment sessions

@@ -64,6 +64,14 @@ func (ca *CA) IssueMetricsServer(hosts []string, lifetime time.Duration, now tim
 	return ca.issueServer("kubedos hub metrics", nil, hosts, lifetime, now)
 }
 
+// IssueConsoleServer makes the certificate of the web console the hub
+// serves on the master (port 8443): IssueServer's without OIDHubServer, so
+// it can serve the console and never pass for the hub's API. A browser that
+// trusts the cluster CA (ca.crt imported) then trusts the console.
+func (ca *CA) IssueConsoleServer(hosts []string, lifetime time.Duration, now time.Time) (*Issued, error) {
+	return ca.issueServer("kubedos console", nil, hosts, lifetime, now)
+}
+
 func (ca *CA) issueServer(cn string, policies []x509.OID, hosts []string, lifetime time.Duration, now time.Time) (*Issued, error) {
 	if len(hosts) == 0 {
 		return nil, fmt.Errorf("%w: the hub certificate needs at least one host", ErrInvalid)

@@ -44,6 +44,11 @@ func (r Role) level() int {
 	return 0
 }
 
+// Covers reports whether r may do everything o may: both operator roles
+// and r at least o (admin covers operator covers reader). A node covers
+// nothing and is covered by nothing.
+func (r Role) Covers(o Role) bool { return o.level() > 0 && r.level() >= o.level() }
+
 // Org is the Organization value that carries r.
 func (r Role) Org() string { return RoleOrgPrefix + string(r) }
 
@@ -148,6 +153,10 @@ const (
 	// ActionSeal: append a cluster's signed acceptance record to the audit
 	// chain (kubedos cluster seal). Admin.
 	ActionSeal Action = "cluster.seal"
+	// ActionConsoleLogin: get a one-time link into the web console the hub
+	// serves on the master, acting there as oneself (at most one's own
+	// role). Reader: the session can do no more than the certificate.
+	ActionConsoleLogin Action = "console.login"
 )
 
 // minRole is the lowest operator role allowed each operator action.
@@ -170,6 +179,7 @@ var minRole = map[Action]Role{
 	ActionRetireBuild:     RoleAdmin,
 	ActionKubeAdmin:       RoleAdmin,
 	ActionSeal:            RoleAdmin,
+	ActionConsoleLogin:    RoleReader,
 }
 
 // nodeActions are the only actions a node certificate allows.

@@ -4,6 +4,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"errors"
+	"slices"
 	"testing"
 )
 
@@ -61,6 +62,7 @@ func TestAllows(t *testing.T) {
 		ActionKubeCerts:       {RoleNode: true},
 		ActionObservability:   {RoleNode: true},
 		ActionSeal:            {RoleAdmin: true},
+		ActionConsoleLogin:    {RoleAdmin: true, RoleOperator: true, RoleReader: true},
 		Action("format"):      {},
 	}
 	for action, allowed := range want {
@@ -74,6 +76,20 @@ func TestAllows(t *testing.T) {
 	for a := range minRole {
 		if _, ok := want[a]; !ok {
 			t.Errorf("action %q is missing from the test table", a)
+		}
+	}
+}
+
+func TestCovers(t *testing.T) {
+	// A console login may ask for a lower role than the certificate's,
+	// never a higher one, and never node.
+	roles := []Role{RoleAdmin, RoleOperator, RoleReader, RoleNode, ""}
+	want := map[Role][]Role{RoleAdmin: {RoleAdmin, RoleOperator, RoleReader}, RoleOperator: {RoleOperator, RoleReader}, RoleReader: {RoleReader}}
+	for _, r := range roles {
+		for _, o := range roles {
+			if got := r.Covers(o); got != slices.Contains(want[r], o) {
+				t.Errorf("%q.Covers(%q) = %v", r, o, got)
+			}
 		}
 	}
 }
