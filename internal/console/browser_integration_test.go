@@ -4,6 +4,7 @@ package console
 
 import (
 	"context"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -150,4 +151,62 @@ func TestBrowser(t *testing.T) {
 			t.Logf("screenshots in %s", shots)
 		})
 	}
+}
+
+// TestBrowserAtHub drives Chromium against the console the hub serves on
+// the master (ServeAtHub beside the hub's gRPC API, as kubedosd runs
+// them): each operator logs in by the one-time link the hub minted for
+// their certificate; a reader sees the nodes and no action, and a forged
+// revoke is refused; an admin's revoke shows on the audit page under the
+// admin's name.
+func TestBrowserAtHub(t *testing.T) {
+	bin := chromium(t)
+	mh := startMasterHub(t)
+	shots := artifacts(t)
+
+	rita := mh.cert(t, "rita", pki.RoleReader)
+	readerProfile := t.TempDir()
+	dom := headless(t, bin, readerProfile, "--dump-dom", mh.login(t, rita, ""))
+	for _, want := range []string{`href="/nodes/w-1"`, `href="/nodes/w-2"`, `<td id="total">2</td>`, "<b>rita</b> (reader)"} {
+		if !strings.Contains(dom, want) {
+			t.Errorf("reader's overview in the browser lacks %q:\n%s", want, dom)
+		}
+	}
+	dom = headless(t, bin, readerProfile, "--dump-dom", mh.url+"/nodes/w-1")
+	if strings.Contains(dom, `action="/nodes/w-1/revoke"`) || !strings.Contains(dom, `id="node-api-note"`) {
+		t.Errorf("reader's node page in the browser: a revoke form, or no note on the node API:\n%s", dom)
+	}
+	headless(t, bin, readerProfile, "--screenshot="+filepath.Join(shots, "athub-reader-node.png"), mh.url+"/nodes/w-1")
+	// A forged revoke in a reader's session (the form is not there to
+	// take a token from) is refused and changes nothing.
+	reader := mh.browser(t, rita)
+	if code, msg := reader.act(t, "w-1", "revoke"); code != http.StatusForbidden {
+		t.Errorf("reader's forged revoke: %d %s, want 403", code, msg)
+	}
+
+	alice := mh.cert(t, "alice", pki.RoleAdmin)
+	adminProfile := t.TempDir()
+	dom = headless(t, bin, adminProfile, "--dump-dom", mh.login(t, alice, ""))
+	if !strings.Contains(dom, "<b>alice</b> (admin)") {
+		t.Errorf("admin's overview in the browser:\n%s", dom)
+	}
+	dom = headless(t, bin, adminProfile, "--dump-dom", mh.url+"/nodes/w-1")
+	if !strings.Contains(dom, `action="/nodes/w-1/revoke"`) {
+		t.Errorf("admin's node page in the browser lacks the revoke form:\n%s", dom)
+	}
+	if code, msg := mh.browser(t, alice).act(t, "w-1", "revoke"); code != http.StatusSeeOther {
+		t.Fatalf("admin's revoke: %d %s", code, msg)
+	}
+	dom = headless(t, bin, adminProfile, "--dump-dom", mh.url+"/audit")
+	if !strings.Contains(dom, "<td>alice (admin)</td><td>node.revoke</td>") {
+		t.Errorf("the audit page in the browser lacks the admin's revoke:\n%s", dom)
+	}
+	for _, p := range []struct{ file, path string }{{"athub-admin-overview", "/"}, {"athub-admin-audit", "/audit"}, {"athub-admin-node", "/nodes/w-1"}} {
+		file := filepath.Join(shots, p.file+".png")
+		headless(t, bin, adminProfile, "--screenshot="+file, mh.url+p.path)
+		if fi, err := os.Stat(file); err != nil || fi.Size() < 1000 {
+			t.Errorf("screenshot %s: %v", file, err)
+		}
+	}
+	t.Logf("screenshots in %s", shots)
 }
