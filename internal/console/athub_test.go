@@ -199,7 +199,9 @@ func (b *hubBrowser) do(t *testing.T, method, path string, form url.Values) (int
 	return res.StatusCode, string(body)
 }
 
-func (b *hubBrowser) get(t *testing.T, path string) (int, string) { return b.do(t, http.MethodGet, path, nil) }
+func (b *hubBrowser) get(t *testing.T, path string) (int, string) {
+	return b.do(t, http.MethodGet, path, nil)
+}
 
 // act posts an action with the CSRF token of the node page.
 func (b *hubBrowser) act(t *testing.T, node, action string) (int, string) {
