@@ -54,6 +54,10 @@ $k cluster up cluster.yaml --build "$b" --keys keys
 echo
 $k node list --hub "$(cat .kubedos/clusters/local-k8s/hub/hub.addr)" --keys keys
 echo
+echo "== the web console, served by the hub on the master (https://10.40.0.10:8443/): a one-time login link,"
+echo "   minted by the hub for this admin certificate, audited, single use, valid two minutes"
+$k console login --spec cluster.yaml --keys keys
+echo
 echo "== Kubernetes: an admin kubeconfig from the hub (short-lived, audited), then kubectl"
 $k kubeconfig cluster.yaml --keys keys --out admin.kubeconfig --force
 "$root/bin/kube" kubectl --kubeconfig admin.kubeconfig get nodes -o wide
@@ -64,6 +68,7 @@ echo "  cd demo/local-k8s && ../../bin/kubedos cluster status cluster.yaml --key
 echo "  cd demo/local-k8s && ../../bin/kube kubectl --kubeconfig admin.kubeconfig get pods -A   # the admin kubeconfig lasts an hour"
 echo "  cd demo/local-k8s && ../../bin/kubedos node health --node 10.40.0.11:7444 --name cp-1 --keys keys"
 echo "  cd demo/local-k8s && ../../bin/kubedos node planes --node 10.40.0.10:7444 --name master --keys keys   # WireGuard peers and handshakes"
+echo "  cd demo/local-k8s && ../../bin/kubedos console login --spec cluster.yaml --keys keys   # a one-time link into the web console the master serves on https://10.40.0.10:8443/"
 echo "  cd demo/local-k8s && ../../bin/kubedos audit --hub \$(cat .kubedos/clusters/local-k8s/hub/hub.addr) --keys keys"
 echo "  cd demo/local-k8s && ../../bin/kubedos cluster down cluster.yaml   # stop every VM and swtpm; remove the LAN namespace"
 echo "The nodes share one L2 segment (bridge in network namespace kubedos-local-k8s); this host is its gateway 10.40.0.1;"

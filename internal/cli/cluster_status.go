@@ -140,6 +140,10 @@ func printCluster(g *globals, rep *cluster.Report) error {
 	if rep.Dashboards != "" {
 		fmt.Fprintf(g.stdout, "dashboards: %s (any cluster certificate of role reader or above; docs/observability.md)\n", rep.Dashboards)
 	}
+	if rep.Console != "" {
+		fmt.Fprintf(g.stdout, "console: %s (served by the hub on %s; log in with your cluster certificate, or open the link kubedos console login --hub %s --keys %s prints; docs/console.md)\n",
+			rep.Console, rep.HubOn, rep.Hub, rep.KeysDir)
+	}
 	return nil
 }
 

@@ -64,6 +64,9 @@ Fence here revokes the node at the hub and marks it to be stopped; it does
 not cut the VM's power (kubedos node fence --spec SPEC NAME does). With SPEC,
 revoke, fence and replace also take a worker out of Kubernetes, as the CLI
 does with --spec.
+Once the hub runs on the master, it serves the console there too
+(https://MASTER:8443) to every operator as themselves: kubedos console login
+prints a one-time link into it.
 See docs/console.md.`
 
 func newConsoleCmd(g *globals) *cobra.Command {
@@ -200,6 +203,7 @@ func newConsoleCmd(g *globals) *cobra.Command {
 	}
 	c.addFlags(cmd)
 	c.addSpecFlags(cmd, "the cluster's spec, as the SPEC argument")
+	cmd.AddCommand(newConsoleLoginCmd(g))
 	cmd.Flags().StringVar(&listen, "listen", "127.0.0.1:8443", "address to serve HTTPS on")
 	cmd.Flags().StringSliceVar(&hosts, "host", nil, "extra names and addresses for the console's certificate")
 	cmd.Flags().DurationVar(&poll, "poll", console.DefaultPoll, "how often the live overview asks the hub for its nodes")

@@ -192,3 +192,57 @@ func TestConsoleRefusesBadPrometheusCA(t *testing.T) {
 		}
 	}
 }
+
+// kubedos console login asks the hub for a link as the operator whose
+// certificate it holds: printed on stdout, at most the certificate's
+// role; a hub that serves no console says so.
+func TestConsoleLogin(t *testing.T) {
+	ca := pkitest.NewCA(t)
+	st, err := hub.Open(t.TempDir() + "/hub.db")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	h, err := hub.New(hub.Options{Store: st, CA: ca, Verifier: hub.AttestVerifier{}, Policy: anyBuild{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	serve := func(console bool) string {
+		srv, err := hub.NewServer(h, ca, []string{"127.0.0.1"}, time.Hour)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if console {
+			srv.ServeConsole("https://10.20.0.10:8443")
+		}
+		lis, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		go srv.Serve(ctx, lis)
+		return lis.Addr().String()
+	}
+	addr := serve(true)
+	keys := pkitest.WriteKeys(t, ca, pki.RoleOperator)
+	var out, errb bytes.Buffer
+	if code := Run(ctx, []string{"console", "login", "--hub", addr, "--keys", keys, "--role", "reader"}, &out, &errb); code != 0 {
+		t.Fatalf("console login: %d: %s", code, errb.String())
+	}
+	if link := strings.TrimSpace(out.String()); !strings.HasPrefix(link, "https://10.20.0.10:8443/login?t=") || len(link) != len("https://10.20.0.10:8443/login?t=")+64 {
+		t.Errorf("link %q", link)
+	}
+	if !strings.Contains(errb.String(), "(reader)") {
+		t.Errorf("stderr does not say the session's role: %q", errb.String())
+	}
+	out.Reset()
+	errb.Reset()
+	if code := Run(ctx, []string{"console", "login", "--hub", addr, "--keys", keys, "--role", "admin"}, &out, &errb); code == 0 || out.Len() != 0 {
+		t.Errorf("an operator got an admin link: %q", out.String())
+	}
+	errb.Reset()
+	if code := Run(ctx, []string{"console", "login", "--hub", serve(false), "--keys", keys}, &out, &errb); code == 0 || !strings.Contains(errb.String(), "serves no web console") {
+		t.Errorf("a hub without a console: %d %q", code, errb.String())
+	}
+}

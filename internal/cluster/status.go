@@ -37,6 +37,10 @@ type Report struct {
 	// URL on the LAN; any cluster certificate of role reader or above),
 	// empty when the spec runs no Prometheus.
 	Dashboards string `json:"dashboards,omitempty"`
+	// Console is where the hub on the master serves the web console (an
+	// https URL on the LAN; operators log in with their certificate or
+	// kubedos console login), empty while the hub is not on a master.
+	Console string `json:"console,omitempty"`
 	// KeysDir is the key directory the report was made with (to show the
 	// operator a command line that works).
 	KeysDir string `json:"-"`
@@ -50,6 +54,16 @@ func DashboardsURL(s *spec.ClusterSpec) string {
 		return ""
 	}
 	return "https://" + net.JoinHostPort(n.Address, strconv.Itoa(api.DashboardsPort)) + "/"
+}
+
+// ConsoleURL is where the master whose hub listens at hubAddr serves the
+// web console ("" for an address without a host).
+func ConsoleURL(hubAddr string) string {
+	host, _, err := net.SplitHostPort(hubAddr)
+	if err != nil || host == "" {
+		return ""
+	}
+	return "https://" + net.JoinHostPort(host, strconv.Itoa(api.ConsolePort)) + "/"
 }
 
 // HubOnExternal is Report.HubOn on proxmox: kubedos hub serve, run by the
@@ -156,6 +170,7 @@ func (c *Cluster) Report(ctx context.Context, nodes []api.Node) (*Report, error)
 		Dashboards: DashboardsURL(c.Spec)}
 	if c.hubKeeper != "" {
 		rep.HubOn = c.hubKeeper
+		rep.Console = ConsoleURL(c.hubAddr)
 	}
 	var vms map[string]NodeReport
 	if c.targetName() == spec.TargetProxmox {
