@@ -259,6 +259,9 @@ func TestLocalClusterUpDown(t *testing.T) {
 	checkFencedOffPlanes(t, dir, [2]string{st.Nodes[0].API, st.Nodes[0].Name}, "w-2")
 	// The fenced node's disk, enrolled, in another machine: its state stays locked.
 	stolenDiskRefused(t, dir, "w-2")
+	// Issue 18: the console the hub serves on the master; its admin
+	// revokes mon, whose work is done here.
+	checkConsoleAtHub(t, dir, "mon", "10.20.0.21")
 	must(t, dir, "cluster", "down", "cluster.yaml")
 	// Every process the cluster owns has its state directory on its command line.
 	if out, _ := exec.Command("pgrep", "-af", filepath.Join(dir, ".kubedos")).Output(); len(strings.TrimSpace(string(out))) > 0 {

@@ -36,7 +36,7 @@ func TestKubernetes(t *testing.T) {
 	}
 	start := time.Now()
 	dir, b := makeSite(t, "k8s", "../examples/local-k8s.yaml", "local-k8s", "cache", "out", "--kube", kubeBin)
-	t.Logf("FIGURE local-k8s keys, lock, fetch, build (3 roles): %.0fs", time.Since(start).Seconds())
+	t.Logf("FIGURE local-k8s keys, lock, fetch, build (4 roles): %.0fs", time.Since(start).Seconds())
 	t.Cleanup(func() { run(t, dir, nil, "cluster", "down", "cluster.yaml", "--purge") })
 
 	start = time.Now()
@@ -117,6 +117,17 @@ func TestKubernetes(t *testing.T) {
 	if !nodeReady {
 		t.Errorf("w-1's metrics do not say its Node is Ready: %+v", samples)
 	}
+	// Issue 17: mon scrapes the four kubedosd, the hub, itself, etcd, and
+	// with its hub-issued Kubernetes credential the API server and the
+	// kubelet: nine targets, all up.
+	checkPrometheus(t, dir, "10.40.0.30:7444", "mon", 4)
+	if d, took, ok := waitProm(t, dir, "10.40.0.30:7444", "mon", 3*time.Minute, allUp(9)); !ok {
+		t.Errorf("Prometheus on mon never had the API server and the kubelet up too: %q", d)
+	} else {
+		t.Logf("FIGURE Prometheus on mon: 9 targets up with Kubernetes %.0fs later (%s)", took.Seconds(), d)
+	}
+	restoreDrift := makeKubeletDrift(t, dir, "10.40.0.21:7444", "w-1")
+	drifted := time.Now()
 
 	// The probe, reached from cp-1 (the API server's service proxy) on its
 	// pods on w-1: pod addresses routed over wg-kubernetes through the
@@ -133,6 +144,16 @@ func TestKubernetes(t *testing.T) {
 	if len(seen) != 2 {
 		t.Errorf("the probe Service reached %d pods, want both replicas: %v", len(seen), seen)
 	}
+
+	// The drift alert fires for w-1, and the drift undone clears it.
+	if d, _, ok := waitProm(t, dir, "10.40.0.30:7444", "mon", 5*time.Minute, func(d string) bool {
+		return strings.Contains(d, "KubedosDriftDetected{node=w-1}")
+	}); !ok {
+		t.Errorf("no KubedosDriftDetected for w-1: %q", d)
+	} else {
+		t.Logf("FIGURE drift made on w-1 to its alert firing: at most %.0fs (%s)", time.Since(drifted).Seconds(), d)
+	}
+	restoreDrift()
 
 	// A second convergence changes nothing.
 	start = time.Now()
@@ -255,4 +276,63 @@ func TestKubernetes(t *testing.T) {
 		t.Errorf("audit entry %d is not an admin's cluster.seal: %+v %v", sealed.Sealed.Seq, sealEntry.Entries, err)
 	}
 	fmt.Fprintln(os.Stderr, "kubernetes e2e: done")
+}
+
+// makeKubeletDrift makes real drift on a kubelet node with an operator's
+// powers only (no shell): the applied configuration is given
+// vm.overcommit_memory=0, then the kubelet, restarted, sets it back to the
+// 1 it wants (it does at every start unless protectKernelDefaults): a
+// second writer fighting the applied configuration, as a hand edit would.
+// `node drift` must name it. The returned func applies the original
+// configuration again and checks the drift is gone.
+func makeKubeletDrift(t *testing.T, dir, addr, name string) func() {
+	t.Helper()
+	at := []string{"--node", addr, "--name", name, "--keys", "keys"}
+	var orig api.NodeConfigDoc
+	if err := json.Unmarshal([]byte(must(t, dir, append([]string{"node", "config", "get", "-o", "json"}, at...)...)), &orig); err != nil {
+		t.Fatal(err)
+	}
+	doc := map[string]any{"apiVersion": "kubedos.io/v1alpha1", "kind": "NodeConfig"}
+	if orig.Present {
+		if err := json.Unmarshal([]byte(orig.Document), &doc); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sysctls, _ := doc["sysctls"].(map[string]any)
+	if sysctls == nil {
+		sysctls = map[string]any{}
+	}
+	sysctls["vm.overcommit_memory"] = "0"
+	doc["sysctls"] = sysctls
+	b, _ := json.Marshal(doc)
+	file := filepath.Join(dir, name+"-drift.json")
+	if err := os.WriteFile(file, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	must(t, dir, append([]string{"node", "config", "apply", file}, at...)...)
+	must(t, dir, append([]string{"node", "restart-service", "kubelet.service"}, at...)...)
+	var r result
+	for deadline := time.Now().Add(90 * time.Second); time.Now().Before(deadline); time.Sleep(3 * time.Second) {
+		if r = run(t, dir, nil, append([]string{"node", "drift"}, at...)...); r.code == 1 && strings.Contains(r.stdout, "sysctl:vm.overcommit_memory") {
+			break
+		}
+	}
+	if r.code != 1 || !strings.Contains(r.stdout, "sysctl:vm.overcommit_memory") {
+		t.Errorf("the kubelet's restart made no drift on %s (exit %d):\n%s%s", name, r.code, r.stdout, r.stderr)
+	}
+	return func() {
+		t.Helper()
+		prev := filepath.Join(dir, name+"-config.json")
+		body := orig.Document
+		if !orig.Present {
+			body = `{"apiVersion":"kubedos.io/v1alpha1","kind":"NodeConfig"}`
+		}
+		if err := os.WriteFile(prev, []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		must(t, dir, append([]string{"node", "config", "apply", prev}, at...)...)
+		if r := run(t, dir, nil, append([]string{"node", "drift"}, at...)...); r.code != 0 {
+			t.Errorf("%s still drifts with its configuration restored:\n%s", name, r.stdout)
+		}
+	}
 }
