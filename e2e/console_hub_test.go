@@ -159,3 +159,54 @@ func checkConsoleAtHub(t *testing.T, dir, victim, worker string) {
 		t.Errorf("%s answers on 8443", worker)
 	}
 }
+
+// checkConsoleQuarantine (issue 18): the operator's own console (kubedos
+// console, against the live hub that just quarantined node) shows the
+// node's full quarantine reason: the check and its detail.
+func checkConsoleQuarantine(t *testing.T, dir, hubAddr, node, check, detail string) {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	listen := l.Addr().String()
+	l.Close()
+	cmd := exec.Command(filepath.Join(bin, "kubedos"), "console", "--hub", hubAddr, "--keys", "keys", "--listen", listen)
+	cmd.Dir = dir
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+	first := make(chan string, 1)
+	go func() {
+		b := make([]byte, 512)
+		n, _ := io.ReadAtLeast(stdout, b, 1)
+		first <- strings.TrimSpace(strings.SplitN(string(b[:n]), "\n", 2)[0])
+		_, _ = io.Copy(io.Discard, stdout)
+	}()
+	var link string
+	select {
+	case link = <-first:
+	case <-time.After(time.Minute):
+		t.Fatal("kubedos console printed no address in a minute")
+	}
+	if !strings.HasPrefix(link, "https://"+listen+"/login?token=") {
+		t.Fatalf("kubedos console printed %q", link)
+	}
+	jar, _ := cookiejar.New(nil)
+	// Its certificate is made at start (its fingerprint printed for a
+	// person to compare); this client trusts it as that person would.
+	cl := &http.Client{Timeout: 30 * time.Second, Jar: jar, Transport: &http.Transport{
+		TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}} //nolint:gosec // the console's own self-made certificate
+	consoleGet(t, cl, link)
+	code, page := consoleGet(t, cl, "https://"+listen+"/nodes/"+node)
+	if code != http.StatusOK || !strings.Contains(page, check) || !strings.Contains(page, detail) || !strings.Contains(page, "quarantined") {
+		t.Errorf("the console's page of quarantined %s (%d) lacks %q / %q:\n%.3000s", node, code, check, detail, page)
+	} else {
+		t.Logf("the console shows %s quarantined: %s: %s", node, check, detail)
+	}
+}

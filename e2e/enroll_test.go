@@ -228,6 +228,7 @@ func TestEnrollmentGate(t *testing.T) {
 		t.Fatalf("want master quarantined for PCR 11, got %+v (reason %+v)", n, n.Reason)
 	}
 	t.Logf("quarantined: %s: %s", n.Reason.Check, strings.Join(strings.Fields(n.Reason.Detail), " "))
+	checkConsoleQuarantine(t, c.dir, hubAddr, "master", n.Reason.Check, "PCR 11")
 
 	must(t, c.dir, "node", "replace", "master", "--hub", hubAddr, "--keys", "keys", "--reason", "e2e: replace the quarantined machine")
 	apiAddr := freeAddr(t)
