@@ -82,6 +82,10 @@ type drillOps struct {
 	}
 	// poll is how often the Kubernetes waits ask.
 	poll time.Duration
+	// resumed are the steps an interrupted run of the drill finished
+	// (skipped now); progress, when set, is told each step finished.
+	resumed  []string
+	progress func(done []string) error
 }
 
 // DrillNodeOK says whether the drill may replace node: a worker (no quorum
@@ -109,7 +113,10 @@ func DrillNodeOK(s *spec.ClusterSpec, node string) error {
 // Kubernetes, until its kubelet is Ready and the probe Deployment is
 // available again. It is destructive by design: only a node the operator
 // names, and only a worker (DrillNodeOK). Each step's time is reported;
-// the error names the step that failed. Local (qemu) target only.
+// the error names the step that failed. Its progress is kept in the
+// cluster's state directory after each step (drills/NODE.json), so the next
+// drill of the node resumes where a failed or cut-off one stopped, with the
+// EK of the machine it fenced. Local (qemu) target only.
 func (c *Cluster) Drill(ctx context.Context, node string) (*DrillReport, error) {
 	if err := DrillNodeOK(c.Spec, node); err != nil {
 		return nil, err
@@ -197,17 +204,34 @@ func (c *Cluster) Drill(ctx context.Context, node string) (*DrillReport, error) 
 		}
 		ops.kube = kc
 	}
-	old, err := admin.GetNode(ctx, node)
+	rec := c.drillRecord(node)
+	prog, resumed, err := rec.load(node)
 	if err != nil {
-		return nil, fmt.Errorf("the hub's record of %s: %w", node, err)
+		return nil, err
 	}
-	r := ops.run(ctx, node, old.EKHash, c.drillTimeout(), func(s DrillStep) {
+	if !resumed {
+		old, err := admin.GetNode(ctx, node)
+		if err != nil {
+			return nil, fmt.Errorf("the hub's record of %s: %w", node, err)
+		}
+		prog = drillProgress{Node: node, OldEK: old.EKHash, Started: time.Now().UTC()}
+	} else {
+		c.ev.emit(StepDone{Node: node, Text: fmt.Sprintf("drill: resuming the drill started %s after %s (%s)",
+			prog.Started.Format(time.RFC3339), strings.Join(prog.Done, ", "), rec.path)})
+	}
+	ops.resumed = prog.Done
+	ops.progress = func(done []string) error {
+		p := prog
+		p.Done = done
+		return rec.save(p)
+	}
+	r := ops.run(ctx, node, prog.OldEK, c.drillTimeout(), func(s DrillStep) {
 		c.ev.emit(StepDone{Node: node, Text: fmt.Sprintf("drill: %s (%s) %s", s.Step, s.Took.Round(100*time.Millisecond), s.Detail)})
 	})
 	if last := r.Steps[len(r.Steps)-1]; !last.OK {
-		return r, fmt.Errorf("replacement drill of %s: %s: %s", node, last.Step, last.Detail)
+		return r, fmt.Errorf("replacement drill of %s: %s: %s (the next --drill %s resumes from there)", node, last.Step, last.Detail, node)
 	}
-	return r, nil
+	return r, rec.clear()
 }
 
 func (c *Cluster) drillTimeout() time.Duration {
@@ -219,10 +243,19 @@ func (c *Cluster) drillTimeout() time.Duration {
 
 // run takes the steps in order and stops at the first that fails; each
 // wait is bounded by timeout.
-func (o drillOps) run(ctx context.Context, node, oldEK string, timeout time.Duration, done func(DrillStep)) *DrillReport {
+func (o drillOps) run(ctx context.Context, node, oldEK string, timeout time.Duration, emit func(DrillStep)) *DrillReport {
 	r := &DrillReport{Node: node, OldEK: oldEK, Steps: []DrillStep{}}
 	start := time.Now()
+	done := slices.Clone(o.resumed)
 	step := func(name string, fn func(ctx context.Context) (string, error)) bool {
+		if slices.Contains(o.resumed, name) {
+			s := DrillStep{Step: name, OK: true, Detail: "done by the interrupted run (resumed)"}
+			r.Steps = append(r.Steps, s)
+			if emit != nil {
+				emit(s)
+			}
+			return true
+		}
 		t0 := time.Now()
 		cctx, cancel := context.WithTimeout(ctx, timeout)
 		detail, err := fn(cctx)
@@ -231,9 +264,15 @@ func (o drillOps) run(ctx context.Context, node, oldEK string, timeout time.Dura
 		if err != nil {
 			s.Detail = err.Error()
 		}
+		if s.OK && o.progress != nil {
+			done = append(done, name)
+			if perr := o.progress(done); perr != nil {
+				s.OK, s.Detail = false, fmt.Sprintf("%s; but its progress was not kept: %v", s.Detail, perr)
+			}
+		}
 		r.Steps = append(r.Steps, s)
-		if done != nil {
-			done(s)
+		if emit != nil {
+			emit(s)
 		}
 		return s.OK
 	}

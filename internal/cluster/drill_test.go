@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -176,5 +178,68 @@ func TestAcceptDrill(t *testing.T) {
 	a.cfg.DrillNode = "cp-1"
 	if _, err := Accept(ctx, a.cfg); err == nil || !strings.Contains(err.Error(), "controlplane") || len(ran) != 0 {
 		t.Errorf("drilling cp-1: %v (ran %v)", err, ran)
+	}
+}
+
+// TestDrillResume: a drill cut off at recreate is resumed by the next run
+// from recreate: fence, replace and destroy are not done again, the EK it
+// compares with is the fenced machine's, kept in the record; a finished
+// drill leaves no record.
+func TestDrillResume(t *testing.T) {
+	dir := t.TempDir()
+	c := New(Config{Dir: dir})
+	rec := c.drillRecord("w-1")
+	prog := drillProgress{Node: "w-1", OldEK: "ek-old", Started: time.Now().UTC()}
+	keep := func(done []string) error { p := prog; p.Done = done; return rec.save(p) }
+
+	ops, _ := recordingOps(DrillRecreate, "ek-new", nil)
+	ops.progress = keep
+	if r := ops.run(context.Background(), "w-1", "ek-old", time.Minute, nil); r.Steps[len(r.Steps)-1].OK {
+		t.Fatal("the failing recreate passed")
+	}
+	got, ok, err := rec.load("w-1")
+	if err != nil || !ok || !slices.Equal(got.Done, []string{DrillFence, DrillReplace, DrillDestroy}) || got.OldEK != "ek-old" {
+		t.Fatalf("kept after the failure: %+v, %v, %v", got, ok, err)
+	}
+
+	ops, did := recordingOps("", "ek-new", nil)
+	ops.progress, ops.resumed = keep, got.Done
+	var seen []string
+	r := ops.run(context.Background(), "w-1", got.OldEK, time.Minute, func(s DrillStep) { seen = append(seen, s.Step) })
+	if !slices.Equal(*did, []string{DrillRecreate, DrillEnroll}) {
+		t.Errorf("resumed run did %v, want recreate and enroll only", *did)
+	}
+	if len(r.Steps) != 5 || !r.Steps[0].OK || !strings.Contains(r.Steps[0].Detail, "resumed") || len(seen) != 5 || r.NewEK != "ek-new" {
+		t.Errorf("resumed report %+v", r)
+	}
+	if err := rec.clear(); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok, err := rec.load("w-1"); ok || err != nil {
+		t.Errorf("after clear: %v, %v", ok, err)
+	}
+}
+
+// A record that is not a drill's progress of this node is refused, naming
+// the file: resuming from a guess could skip the fence.
+func TestDrillRecordRefuses(t *testing.T) {
+	c := New(Config{Dir: t.TempDir()})
+	rec := c.drillRecord("w-1")
+	for name, body := range map[string]string{
+		"junk":         "not json",
+		"unknown key":  `{"node":"w-1","oldEKHash":"e","started":"2026-01-01T00:00:00Z","done":[],"skip":true}`,
+		"another node": `{"node":"w-2","oldEKHash":"e","started":"2026-01-01T00:00:00Z","done":["fence"]}`,
+		"no EK":        `{"node":"w-1","oldEKHash":"","started":"2026-01-01T00:00:00Z","done":["fence"]}`,
+		"unknown step": `{"node":"w-1","oldEKHash":"e","started":"2026-01-01T00:00:00Z","done":["fence","teleport"]}`,
+	} {
+		if err := os.MkdirAll(filepath.Dir(rec.path), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(rec.path, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if _, ok, err := rec.load("w-1"); ok || err == nil || !strings.Contains(err.Error(), rec.path) {
+			t.Errorf("%s: %v, %v; want refused naming %s", name, ok, err, rec.path)
+		}
 	}
 }

@@ -203,3 +203,18 @@ func TestRequestsKubernetes(t *testing.T) {
 		t.Errorf("Kubernetes disabled, worker requests %v", off)
 	}
 }
+
+// Trixie renamed the TPM2 libraries (64-bit time_t); bookworm keeps the
+// old names and nothing else changes.
+func TestNodePackagesFor(t *testing.T) {
+	tri := NodePackagesFor("trixie")
+	if !slices.Contains(tri, "libtss2-esys-3.0.2-0t64") || slices.Contains(tri, "libtss2-esys-3.0.2-0") || !slices.Contains(tri, "libtss2-rc0t64") {
+		t.Errorf("trixie: %v", tri)
+	}
+	if got := NodePackagesFor("bookworm"); !slices.Equal(got, NodePackages) {
+		t.Errorf("bookworm: %v", got)
+	}
+	if len(tri) != len(NodePackages) {
+		t.Errorf("trixie has %d packages, bookworm %d", len(tri), len(NodePackages))
+	}
+}

@@ -38,6 +38,23 @@ var NodePackages = []string{
 	"wireguard-tools", // wg(8) for debugging the three planes
 }
 
+// suiteNames are NodePackages' names in suites that renamed them: trixie's
+// 64-bit time_t transition gave the TPM2 libraries a t64 suffix.
+var suiteNames = map[string]map[string]string{
+	"trixie": {"libtss2-esys-3.0.2-0": "libtss2-esys-3.0.2-0t64", "libtss2-rc0": "libtss2-rc0t64"},
+}
+
+// NodePackagesFor is NodePackages as suite names them.
+func NodePackagesFor(suite string) []string {
+	out := slices.Clone(NodePackages)
+	for i, p := range out {
+		if n, ok := suiteNames[suite][p]; ok {
+			out[i] = n
+		}
+	}
+	return out
+}
+
 // KernelPackage is the kernel metapackage of a flavour (cloud-amd64 → linux-image-cloud-amd64).
 func KernelPackage(flavour string) string { return "linux-image-" + flavour }
 
@@ -66,7 +83,7 @@ func observabilityPackages(s *spec.ClusterSpec, role spec.Role) []string {
 func Requests(s *spec.ClusterSpec, role spec.Role) []string {
 	s = spec.WithDefaults(s)
 	set := map[string]bool{KernelPackage(s.OS.KernelFlavour): true}
-	for _, list := range [][]string{NodePackages, s.OS.Packages, s.OS.RolePackages[role], kubeplan.RolePackages(s, role), observabilityPackages(s, role)} {
+	for _, list := range [][]string{NodePackagesFor(s.OS.Suite), s.OS.Packages, s.OS.RolePackages[role], kubeplan.RolePackages(s, role), observabilityPackages(s, role)} {
 		for _, p := range list {
 			set[p] = true
 		}
