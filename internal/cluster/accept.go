@@ -83,8 +83,9 @@ type AcceptConfig struct {
 	// every other check (so they check the cluster it left); empty: the
 	// drill is not checked.
 	DrillNode string
-	// Drill runs it (Cluster.Drill).
-	Drill func(ctx context.Context, node string) (*DrillReport, error)
+	// Drill runs it (Cluster.Drill), with the gate's own API server
+	// client when it holds one (nil: the drill asks for a credential).
+	Drill func(ctx context.Context, node string, kc *kube.Client) (*DrillReport, error)
 }
 
 // AcceptResult is the gate's report.
@@ -240,7 +241,8 @@ func (g *gate) drill(ctx context.Context) {
 		g.add(UncheckedDrill, "", CheckNotChecked, "the replacement drill (fence, replace, destroy, recreate a worker) was not asked for (--drill NODE)")
 		return
 	}
-	r, err := g.cfg.Drill(ctx, g.cfg.DrillNode)
+	kc, _ := g.kube.(*kube.Client) // the real gate's; a test's fake is not
+	r, err := g.cfg.Drill(ctx, g.cfg.DrillNode, kc)
 	g.res.Drill = r
 	switch {
 	case r == nil && err != nil:

@@ -117,7 +117,11 @@ func DrillNodeOK(s *spec.ClusterSpec, node string) error {
 // cluster's state directory after each step (drills/NODE.json), so the next
 // drill of the node resumes where a failed or cut-off one stopped, with the
 // EK of the machine it fenced. Local (qemu) target only.
-func (c *Cluster) Drill(ctx context.Context, node string) (*DrillReport, error) {
+//
+// kc is an API server client the caller holds (the acceptance gate's);
+// nil: the drill asks the hub for an admin credential of its own. Either
+// way the drill and its fence share the one (each is an audited issuance).
+func (c *Cluster) Drill(ctx context.Context, node string, kc *kube.Client) (*DrillReport, error) {
 	if err := DrillNodeOK(c.Spec, node); err != nil {
 		return nil, err
 	}
@@ -147,9 +151,14 @@ func (c *Cluster) Drill(ctx context.Context, node string) (*DrillReport, error) 
 	}
 	defer hubConn.Close()
 	admin := api.NewAdminClient(hubConn)
+	if kc == nil && c.Spec.Workloads.Kubernetes.Enabled {
+		if kc, err = adminKube(ctx, hubConn); err != nil {
+			return nil, err
+		}
+	}
 	act := func(verb NodeVerb, withSpec bool) func(ctx context.Context) (string, error) {
 		return func(ctx context.Context) (string, error) {
-			a := NodeAction{Verb: verb, Name: node, Reason: "acceptance: replacement drill"}
+			a := NodeAction{Verb: verb, Name: node, Reason: "acceptance: replacement drill", Kube: kc}
 			if withSpec {
 				a.Spec, a.Stop = c.Spec, c.StopNode
 			}
@@ -197,11 +206,7 @@ func (c *Cluster) Drill(ctx context.Context, node string) (*DrillReport, error) 
 		},
 		poll: 3 * time.Second,
 	}
-	if c.Spec.Workloads.Kubernetes.Enabled {
-		kc, err := adminKube(ctx, hubConn)
-		if err != nil {
-			return nil, err
-		}
+	if kc != nil {
 		ops.kube = kc
 	}
 	rec := c.drillRecord(node)

@@ -153,8 +153,12 @@ func TestAcceptDrill(t *testing.T) {
 	a.cfg.AllowUnchecked = []string{UncheckedDNS}
 	var ran []string
 	a.cfg.DrillNode = "w-1"
-	a.cfg.Drill = func(_ context.Context, node string) (*DrillReport, error) {
+	a.cfg.Drill = func(_ context.Context, node string, kc *kube.Client) (*DrillReport, error) {
 		ran = append(ran, node)
+		// One admin credential for the gate and the drill (with its fence).
+		if kc == nil || AcceptKube(kc) != a.cfg.Kube {
+			t.Errorf("the drill got API server client %p, not the gate's %p", kc, a.cfg.Kube)
+		}
 		return &DrillReport{Node: node, OldEK: "ek-old", NewEK: "ek-w-1", Steps: []DrillStep{{Step: DrillEnroll, OK: true}}}, nil
 	}
 	res, err := Accept(ctx, a.cfg)
@@ -165,7 +169,7 @@ func TestAcceptDrill(t *testing.T) {
 		t.Errorf("first check %+v, want the drill passed on w-1", c)
 	}
 
-	a.cfg.Drill = func(_ context.Context, node string) (*DrillReport, error) {
+	a.cfg.Drill = func(_ context.Context, node string, _ *kube.Client) (*DrillReport, error) {
 		r := &DrillReport{Node: node, Steps: []DrillStep{{Step: DrillFence, OK: true}, {Step: DrillEnroll, Detail: "w-1 is quarantined: pcr-policy"}}}
 		return r, errors.New("replacement drill of w-1: enroll: w-1 is quarantined")
 	}

@@ -48,6 +48,10 @@ type NodeAction struct {
 	// NewKube makes the Kubernetes client from the hub's admin credential
 	// (nil: kube.New); tests aim it at a fake API server.
 	NewKube func(kube.Credentials) (*kube.Client, error)
+	// Kube is an API server client its caller already holds (the drill's,
+	// the gate's): used instead of asking the hub for another admin
+	// credential (nil: one is asked for).
+	Kube *kube.Client
 }
 
 // NodeActed is the outcome: the hub's record of the node (its fields at
@@ -192,21 +196,23 @@ func removeFromKube(ctx context.Context, cc grpc.ClientConnInterface, act NodeAc
 		life = l.KubeletClient
 	}
 	k := &KubeRemoval{Node: act.Name, VMStopped: vmStopped, verb: act.Verb, KubeletCertificateExpiresBy: now.Add(life + time.Second - 1).Truncate(time.Second)} // rounded up: a bound
-	creds, _, _, err := adminKubeCredentials(ctx, cc)
-	if err != nil {
-		k.Unreachable = "no admin credential from the hub: " + errdefs.FromGRPC(err).Error()
-		return k
+	cl := act.Kube
+	if cl == nil {
+		creds, _, _, err := adminKubeCredentials(ctx, cc)
+		if err != nil {
+			k.Unreachable = "no admin credential from the hub: " + errdefs.FromGRPC(err).Error()
+			return k
+		}
+		newKube := act.NewKube
+		if newKube == nil {
+			newKube = kube.New
+		}
+		if cl, err = newKube(creds); err != nil {
+			k.Unreachable = err.Error()
+			return k
+		}
 	}
-	k.Server = creds.Server
-	newKube := act.NewKube
-	if newKube == nil {
-		newKube = kube.New
-	}
-	cl, err := newKube(creds)
-	if err != nil {
-		k.Unreachable = err.Error()
-		return k
-	}
+	k.Server = cl.Server()
 	// step runs one step; false when the API server was not reached, and
 	// the steps after are not taken.
 	step := func(d time.Duration, fn func(context.Context) (KubeStep, error)) bool {

@@ -202,6 +202,21 @@ func TestActOnNode(t *testing.T) {
 		t.Errorf("hub refusal: %v, %+v, stop %v, hub calls %v", err, out, order, hub.calls)
 	}
 
+	// A client the caller holds (the drill's): used, no credential asked.
+	creds, _, _, err := adminKubeCredentials(ctx, &fakeHubConn{cas: cas})
+	if err != nil {
+		t.Fatal(err)
+	}
+	held, err := k.aim(creds)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hub = &fakeHubConn{cas: cas}
+	out, err = actOnNode(ctx, hub, NodeAction{Verb: NodeRevoke, Name: "w-1", Spec: s, Kube: held}, clock)
+	if err != nil || out.Kubernetes == nil || out.Kubernetes.Unreachable != "" || !reflect.DeepEqual(hub.calls, []string{"Revoke"}) || len(k.take()) == 0 {
+		t.Errorf("with a held client: %v, %+v, hub calls %v", err, out.Kubernetes, hub.calls)
+	}
+
 	// No credential (an operator, not an admin): revoked, Kubernetes
 	// unreachable, and said so.
 	hub = &fakeHubConn{cas: cas, refuse: map[string]error{"Admin": fmt.Errorf("%w: operator bob may not kubernetes.admin", errdefs.ErrPermission)}}
