@@ -211,8 +211,10 @@ func removeFromKube(ctx context.Context, cc grpc.ClientConnInterface, act NodeAc
 			k.Unreachable = err.Error()
 			return k
 		}
+		k.Server = creds.Server // the hub's word, whatever the client was aimed at
+	} else {
+		k.Server = cl.Server()
 	}
-	k.Server = cl.Server()
 	// step runs one step; false when the API server was not reached, and
 	// the steps after are not taken.
 	step := func(d time.Duration, fn func(context.Context) (KubeStep, error)) bool {
