@@ -78,24 +78,24 @@ func checkConsoleAtHub(t *testing.T, dir, victim, worker string) {
 	}
 	t.Logf("FIGURE console overview on the master with a client certificate: %.0f ms", float64(time.Since(start).Milliseconds()))
 
-	must(t, dir, "keys", "issue", "rita", "--role", "reader", "--keys", "keys", "--out", "creds")
-	asRita := []string{"--spec", "cluster.yaml", "--keys", "keys", "--cert", "creds/rita.crt", "--key", "creds/rita.key"}
-	link := strings.TrimSpace(must(t, dir, append([]string{"console", "login"}, asRita...)...))
+	must(t, dir, "keys", "issue", "rosa", "--role", "reader", "--keys", "keys", "--out", "creds")
+	asRosa := []string{"--spec", "cluster.yaml", "--keys", "keys", "--cert", "creds/rosa.crt", "--key", "creds/rosa.key"}
+	link := strings.TrimSpace(must(t, dir, append([]string{"console", "login"}, asRosa...)...))
 	if !loginLink.MatchString(link) {
 		t.Fatalf("console login printed %q", link)
 	}
-	rita := consoleClient(t, dir, nil)
-	if code, body := consoleGet(t, rita, link); code != http.StatusOK || !strings.Contains(body, "rita") || !strings.Contains(body, "(reader)") {
-		t.Fatalf("rita's link: %d\n%.1500s", code, body)
+	rosa := consoleClient(t, dir, nil)
+	if code, body := consoleGet(t, rosa, link); code != http.StatusOK || !strings.Contains(body, "rosa") || !strings.Contains(body, "(reader)") {
+		t.Fatalf("rosa's link: %d\n%.1500s", code, body)
 	}
 	if code, _ := consoleGet(t, consoleClient(t, dir, nil), link); code != http.StatusUnauthorized {
 		t.Errorf("the link opened a second time: %d, want 401", code)
 	}
-	_, page := consoleGet(t, rita, base+"/nodes/"+victim)
+	_, page := consoleGet(t, rosa, base+"/nodes/"+victim)
 	if strings.Contains(page, `action="/nodes/`+victim+`/revoke"`) {
 		t.Errorf("a reader is offered the revoke form:\n%.1500s", page)
 	}
-	res, err := rita.PostForm(base+"/nodes/"+victim+"/revoke", url.Values{"csrf": {"x"}, "confirm": {victim}})
+	res, err := rosa.PostForm(base+"/nodes/"+victim+"/revoke", url.Values{"csrf": {"x"}, "confirm": {victim}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -103,7 +103,7 @@ func checkConsoleAtHub(t *testing.T, dir, victim, worker string) {
 	if res.StatusCode != http.StatusForbidden {
 		t.Errorf("a reader's forged revoke: %d, want 403", res.StatusCode)
 	}
-	if r := run(t, dir, nil, append([]string{"console", "login", "--role", "admin"}, asRita...)...); r.code == 0 || !strings.Contains(r.stderr, "PermissionDenied") {
+	if r := run(t, dir, nil, append([]string{"console", "login", "--role", "admin"}, asRosa...)...); r.code == 0 || !strings.Contains(r.stderr, "PermissionDenied") {
 		t.Errorf("a reader asking for an admin session: exit %d\n%s", r.code, r.stderr)
 	}
 
@@ -148,10 +148,10 @@ func checkConsoleAtHub(t *testing.T, dir, victim, worker string) {
 		t.Logf("the master's console, as Chromium draws it: %s", shot)
 	}
 
-	// rita's certificate revoked: her session ends at the next request.
-	must(t, dir, "keys", "revoke", "creds/rita.crt", "--spec", "cluster.yaml", "--keys", "keys", "--reason", "e2e")
-	if code, body := consoleGet(t, rita, base+"/"); code != http.StatusUnauthorized || !strings.Contains(body, "revoked") {
-		t.Errorf("rita's session after her certificate was revoked: %d\n%.500s", code, body)
+	// rosa's certificate revoked: her session ends at the next request.
+	must(t, dir, "keys", "revoke", "creds/rosa.crt", "--spec", "cluster.yaml", "--keys", "keys", "--reason", "e2e")
+	if code, body := consoleGet(t, rosa, base+"/"); code != http.StatusUnauthorized || !strings.Contains(body, "revoked") {
+		t.Errorf("rosa's session after her certificate was revoked: %d\n%.500s", code, body)
 	}
 	// Only the master serves it.
 	if c, err := net.DialTimeout("tcp", worker+":8443", 3*time.Second); err == nil {
