@@ -5,7 +5,6 @@ import (
 	"compress/gzip"
 	"fmt"
 	"os"
-	"path/filepath"
 	"strings"
 
 	"github.com/kubedos/kubedos/internal/durable"
@@ -47,11 +46,11 @@ func BuildInitrd(in InitrdInput, out string) error {
 	}
 	var list []string
 	for _, m := range mods {
-		data, err := os.ReadFile(m)
+		data, err := readModule(m)
 		if err != nil {
 			return fmt.Errorf("initrd: %w", err)
 		}
-		name := filepath.Base(m)
+		name := moduleName(m)
 		list = append(list, name)
 		entries = append(entries, cpioEntry{Path: "lib/modules/kubedos/" + name, Mode: cpioFile | 0o644, Data: data})
 	}

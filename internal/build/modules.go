@@ -1,11 +1,15 @@
 package build
 
 import (
+	"bytes"
 	"debug/elf"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/ulikunitz/xz"
 )
 
 // InitrdModules are what kubedos-init needs to reach a verity root and an
@@ -30,8 +34,14 @@ func moduleIndex(modDir string) (map[string]string, error) {
 		if err != nil {
 			return err
 		}
-		if !d.IsDir() && strings.HasSuffix(path, ".ko") {
-			idx[normModule(strings.TrimSuffix(d.Name(), ".ko"))] = path
+		if d.IsDir() {
+			return nil
+		}
+		// Bookworm's kernels ship plain .ko files, trixie's xz-compressed ones.
+		for _, ext := range []string{".ko", ".ko.xz"} {
+			if strings.HasSuffix(path, ext) {
+				idx[normModule(strings.TrimSuffix(d.Name(), ext))] = path
+			}
 		}
 		return nil
 	})
@@ -43,22 +53,57 @@ func moduleIndex(modDir string) (map[string]string, error) {
 
 func normModule(name string) string { return strings.ReplaceAll(name, "-", "_") }
 
+// maxModule bounds a decompressed module (the largest in-tree ones are a
+// few MiB).
+const maxModule = 64 << 20
+
+// readModule is a module's ELF bytes, decompressed when the tree ships it
+// as .ko.xz: kubedos-init loads plain ELF with finit_module.
+func readModule(path string) ([]byte, error) {
+	if !strings.HasSuffix(path, ".ko.xz") {
+		return os.ReadFile(path)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	zr, err := xz.NewReader(f)
+	if err != nil {
+		return nil, fmt.Errorf("module %s: %w", path, err)
+	}
+	b, err := io.ReadAll(io.LimitReader(zr, maxModule+1))
+	if err != nil {
+		return nil, fmt.Errorf("module %s: %w", path, err)
+	}
+	if len(b) > maxModule {
+		return nil, fmt.Errorf("module %s: more than %d bytes decompressed", path, maxModule)
+	}
+	return b, nil
+}
+
+// moduleName is the file name a module has in the initrd: plain .ko.
+func moduleName(path string) string { return strings.TrimSuffix(filepath.Base(path), ".xz") }
+
 // moduleDeps reads the depends= field of a module's .modinfo section.
 func moduleDeps(path string) ([]string, error) {
-	f, err := elf.Open(path)
+	data, err := readModule(path)
 	if err != nil {
 		return nil, fmt.Errorf("read module %s: %w", path, err)
 	}
-	defer f.Close()
+	f, err := elf.NewFile(bytes.NewReader(data))
+	if err != nil {
+		return nil, fmt.Errorf("read module %s: %w", path, err)
+	}
 	sec := f.Section(".modinfo")
 	if sec == nil {
 		return nil, fmt.Errorf("module %s has no .modinfo section", path)
 	}
-	data, err := sec.Data()
+	info, err := sec.Data()
 	if err != nil {
 		return nil, fmt.Errorf("read .modinfo of %s: %w", path, err)
 	}
-	for _, field := range strings.Split(string(data), "\x00") {
+	for _, field := range strings.Split(string(info), "\x00") {
 		if v, ok := strings.CutPrefix(field, "depends="); ok && v != "" {
 			return strings.Split(v, ","), nil
 		}
