@@ -68,6 +68,7 @@ var rank = map[string]int{
 	"bench":                      9, // benchmark helpers, like commands
 	"scripts":                    9, // build helpers run with go run, like commands
 	"kube":                       9, // the pinned Kubernetes build: a module of its own
+	"coredns":                    9, // the pinned CoreDNS build: a module of its own
 
 	// Test support over internal/attest: simulated nodes (tests and bench).
 	"internal/attest/attesttest": 3,
