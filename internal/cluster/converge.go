@@ -171,7 +171,8 @@ func RoleBuilds(m *manifest.Manifest) map[string]string {
 //
 // With Kubernetes enabled and kc set, the workload steps follow: the API
 // server ready (after the control plane's attestation and planes), the
-// cluster objects, every kubelet node Ready, the probe served.
+// cluster objects, every kubelet node Ready, the cluster DNS available,
+// the probe served.
 func Graph(s *spec.ClusterSpec, hub steps.Hub, nodes map[string]steps.Node, builds map[string]string, kc steps.Kube) (*converge.Graph, error) {
 	g := converge.New()
 	var errs []error
@@ -234,9 +235,14 @@ func Graph(s *spec.ClusterSpec, hub steps.Hub, nodes map[string]steps.Node, buil
 			}
 		}
 		add(steps.KubeAPI(kc, cp...))
-		add(steps.KubeAddons(kc, kubeplan.Addons(), steps.KubeAPIID))
+		addons, err := kubeplan.Addons(s)
+		if err != nil {
+			return nil, fmt.Errorf("converge: %w", err)
+		}
+		add(steps.KubeAddons(kc, addons, steps.KubeAPIID))
 		add(steps.KubeNodes(kc, kubelets, append([]string{steps.KubeAPIID}, workers...)...))
-		add(steps.KubeProbe(kc, steps.KubeAddonsID, steps.KubeNodesID))
+		add(steps.KubeDNS(kc, steps.KubeAddonsID, steps.KubeNodesID))
+		add(steps.KubeProbe(kc, steps.KubeAddonsID, steps.KubeNodesID, steps.KubeDNSID))
 	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, fmt.Errorf("converge: %w", err)

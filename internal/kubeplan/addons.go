@@ -1,5 +1,7 @@
 package kubeplan
 
+import "github.com/kubedos/kubedos/internal/spec"
+
 // The cluster-level objects convergence applies once the API server
 // answers (server-side apply, field manager kubedos): what a kubeadm
 // cluster gets from `kubeadm init` phases, and the acceptance probe.
@@ -20,9 +22,14 @@ type Object struct {
 }
 
 // Addons are the objects every kubedos Kubernetes cluster has, in apply
-// order.
-func Addons() []Object {
-	return []Object{
+// order: the cluster DNS first (pods started after it resolve), then the
+// probe.
+func Addons(s *spec.ClusterSpec) ([]Object, error) {
+	dns, err := CoreDNSObjects(s)
+	if err != nil {
+		return nil, err
+	}
+	return append(dns, []Object{
 		{Kind: "ClusterRoleBinding", Name: "kubedos:apiserver-kubelet-client", Body: mustJSON(map[string]any{
 			"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
 			"metadata": map[string]any{"name": "kubedos:apiserver-kubelet-client"},
@@ -58,7 +65,7 @@ func Addons() []Object {
 			"spec": map[string]any{"selector": map[string]any{"app": "probe"},
 				"ports": []any{map[string]any{"name": "http", "port": 80, "targetPort": 8080}}},
 		})},
-	}
+	}...), nil
 }
 
 func probeDeployment() []byte {

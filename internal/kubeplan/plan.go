@@ -179,9 +179,9 @@ func For(s *spec.ClusterSpec, node string) (*Plan, error) {
 	if err != nil {
 		return nil, fmt.Errorf("workloads.kubernetes.serviceCIDR %q: %w", k.ServiceCIDR, err)
 	}
-	dns, ok := nth(svc.Masked(), 10)
-	if !ok {
-		return nil, fmt.Errorf("workloads.kubernetes.serviceCIDR %s has no tenth address for the cluster DNS", svc)
+	dns, err := ClusterDNS(s)
+	if err != nil {
+		return nil, err
 	}
 	p := &Plan{Version: Version, Cluster: s.Metadata.Name, Node: n.Name, Role: string(n.Role), NodeIP: ip.String(),
 		Components: comps, ClusterCIDR: k.PodCIDR, ServiceCIDR: svc.Masked().String(), ClusterDNS: dns.String(),
@@ -240,6 +240,22 @@ func apiServerURL(s *spec.ClusterSpec) (string, error) {
 
 func url(a netip.Addr, port int) string {
 	return "https://" + netip.AddrPortFrom(a, uint16(port)).String()
+}
+
+// ClusterDNS is the cluster DNS address: the tenth of the service CIDR,
+// as kubeadm takes it. Kubelets hand it to pods (clusterDNS) and the
+// kube-dns Service holds it (CoreDNSObjects).
+func ClusterDNS(s *spec.ClusterSpec) (netip.Addr, error) {
+	k := s.Workloads.Kubernetes
+	svc, err := netip.ParsePrefix(k.ServiceCIDR)
+	if err != nil {
+		return netip.Addr{}, fmt.Errorf("workloads.kubernetes.serviceCIDR %q: %w", k.ServiceCIDR, err)
+	}
+	dns, ok := nth(svc.Masked(), 10)
+	if !ok {
+		return netip.Addr{}, fmt.Errorf("workloads.kubernetes.serviceCIDR %s has no tenth address for the cluster DNS", svc)
+	}
+	return dns, nil
 }
 
 func nth(p netip.Prefix, n int) (netip.Addr, bool) {

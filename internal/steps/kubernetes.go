@@ -29,6 +29,7 @@ const (
 	KubeAPIID    = plan.WorkloadKubernetes + "/api"
 	KubeAddonsID = plan.WorkloadKubernetes + "/addons"
 	KubeNodesID  = plan.WorkloadKubernetes + "/nodes"
+	KubeDNSID    = plan.WorkloadKubernetes + "/dns"
 )
 
 // KubeAPI is the gate on the API server answering /readyz (etcd reached,
@@ -124,25 +125,40 @@ func KubeNodes(k Kube, names []string, deps ...string) converge.Step {
 	}
 }
 
+// KubeDNS is the gate on the cluster DNS: CoreDNS's Deployment has every
+// replica available (ready: its kubernetes plugin has synced with the API
+// server).
+func KubeDNS(k Kube, deps ...string) converge.Step {
+	path := "/apis/apps/v1/namespaces/" + kubeplan.CoreDNSNamespace + "/deployments/" + kubeplan.CoreDNSName
+	return converge.Step{
+		ID: KubeDNSID, Phase: plan.PhaseWorkload, Deps: deps, Reads: []string{"kubernetes:" + path},
+		Check: deploymentAvailable(k, path, "coredns", kubeplan.CoreDNSReplicas),
+	}
+}
+
 // KubeProbe is the plan's Kubernetes workload step: the acceptance probe's
 // Deployment has every replica available.
 func KubeProbe(k Kube, deps ...string) converge.Step {
 	path := "/apis/apps/v1/namespaces/" + kubeplan.ProbeNamespace + "/deployments/probe"
 	return converge.Step{
 		ID: plan.WorkloadKubernetes, Phase: plan.PhaseWorkload, Deps: deps, Reads: []string{"kubernetes:" + path},
-		Check: func(ctx context.Context) (converge.State, error) {
-			var d struct {
-				Status struct {
-					AvailableReplicas int `json:"availableReplicas"`
-				} `json:"status"`
-			}
-			if err := k.Get(ctx, path, &d); err != nil && !errors.Is(err, errdefs.ErrNotFound) {
-				return converge.State{}, err
-			}
-			if got := d.Status.AvailableReplicas; got < kubeplan.ProbeReplicas {
-				return converge.State{Diff: fmt.Sprintf("probe: %d of %d replicas available", got, kubeplan.ProbeReplicas)}, nil
-			}
-			return converge.State{Converged: true}, nil
-		},
+		Check: deploymentAvailable(k, path, "probe", kubeplan.ProbeReplicas),
+	}
+}
+
+func deploymentAvailable(k Kube, path, name string, want int) func(ctx context.Context) (converge.State, error) {
+	return func(ctx context.Context) (converge.State, error) {
+		var d struct {
+			Status struct {
+				AvailableReplicas int `json:"availableReplicas"`
+			} `json:"status"`
+		}
+		if err := k.Get(ctx, path, &d); err != nil && !errors.Is(err, errdefs.ErrNotFound) {
+			return converge.State{}, err
+		}
+		if got := d.Status.AvailableReplicas; got < want {
+			return converge.State{Diff: fmt.Sprintf("%s: %d of %d replicas available", name, got, want)}, nil
+		}
+		return converge.State{Converged: true}, nil
 	}
 }

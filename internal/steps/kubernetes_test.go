@@ -9,10 +9,12 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/kubedos/kubedos/examples"
 	"github.com/kubedos/kubedos/internal/converge"
 	"github.com/kubedos/kubedos/internal/errdefs"
 	"github.com/kubedos/kubedos/internal/kube"
 	"github.com/kubedos/kubedos/internal/kubeplan"
+	"github.com/kubedos/kubedos/internal/spec"
 	"github.com/kubedos/kubedos/internal/steps"
 )
 
@@ -22,7 +24,8 @@ type fakeKube struct {
 	ready     bool
 	objects   map[string]bool
 	nodes     []kube.Node
-	available int
+	available int // of each deployment
+	dns       int // of CoreDNS's, when it differs
 	applied   int
 }
 
@@ -38,8 +41,12 @@ func (f *fakeKube) Ready(context.Context) error {
 func (f *fakeKube) Get(_ context.Context, path string, out any) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if strings.HasSuffix(path, "/deployments/probe") && f.objects[path] {
-		return json.Unmarshal([]byte(fmt.Sprintf(`{"status":{"availableReplicas":%d}}`, f.available)), out)
+	if strings.Contains(path, "/deployments/") && f.objects[path] {
+		n := f.available
+		if strings.HasSuffix(path, "/deployments/coredns") && f.dns >= 0 {
+			n = f.dns
+		}
+		return json.Unmarshal([]byte(fmt.Sprintf(`{"status":{"availableReplicas":%d}}`, n)), out)
 	}
 	if !f.objects[path] {
 		return fmt.Errorf("%w: %s", errdefs.ErrNotFound, path)
@@ -65,11 +72,25 @@ func (f *fakeKube) Nodes(context.Context) ([]kube.Node, error) {
 	return f.nodes, nil
 }
 
+func addons(t *testing.T) []kubeplan.Object {
+	t.Helper()
+	doc, err := spec.Parse(examples.LocalK8s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	objs, err := kubeplan.Addons(doc.Spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return objs
+}
+
 func kubeGraph(t *testing.T, k steps.Kube) *converge.Graph {
 	t.Helper()
 	g := converge.New()
-	for _, s := range []converge.Step{steps.KubeAPI(k), steps.KubeAddons(k, kubeplan.Addons(), steps.KubeAPIID),
-		steps.KubeNodes(k, []string{"w-1"}, steps.KubeAPIID), steps.KubeProbe(k, steps.KubeAddonsID, steps.KubeNodesID)} {
+	for _, s := range []converge.Step{steps.KubeAPI(k), steps.KubeAddons(k, addons(t), steps.KubeAPIID),
+		steps.KubeNodes(k, []string{"w-1"}, steps.KubeAPIID), steps.KubeDNS(k, steps.KubeAddonsID, steps.KubeNodesID),
+		steps.KubeProbe(k, steps.KubeAddonsID, steps.KubeNodesID, steps.KubeDNSID)} {
 		if err := g.Add(s); err != nil {
 			t.Fatal(err)
 		}
@@ -90,7 +111,7 @@ func outcomes(rec *converge.Record) map[string]string {
 
 func TestKubernetesSteps(t *testing.T) {
 	ctx := context.Background()
-	k := &fakeKube{objects: map[string]bool{}}
+	k := &fakeKube{objects: map[string]bool{}, dns: -1}
 	g := kubeGraph(t, k)
 	opt := converge.Options{Retries: -1}
 
@@ -110,7 +131,7 @@ func TestKubernetesSteps(t *testing.T) {
 	k.ready = true
 	rec, _ = g.Converge(ctx, opt)
 	got = outcomes(rec)
-	if got[steps.KubeAddonsID] != "changed" || k.applied != len(kubeplan.Addons()) {
+	if got[steps.KubeAddonsID] != "changed" || k.applied != len(addons(t)) {
 		t.Errorf("addons: %s, %d applied", got[steps.KubeAddonsID], k.applied)
 	}
 	if !strings.Contains(got[steps.KubeNodesID], "w-1 is not registered") {
@@ -122,8 +143,17 @@ func TestKubernetesSteps(t *testing.T) {
 		t.Errorf("nodes: %s", got[steps.KubeNodesID])
 	}
 
+	// Ready, CoreDNS has no replica available: the probe waits for it,
+	// and the step names what it waits for.
+	k.nodes[0].Ready, k.available, k.dns = true, 2, 0
+	rec, _ = g.Converge(ctx, opt)
+	if got = outcomes(rec); !strings.Contains(got[steps.KubeDNSID], "coredns: 0 of 2 replicas available") ||
+		!strings.HasPrefix(got["workload/kubernetes"], "skipped") {
+		t.Errorf("dns: %s; probe: %s", got[steps.KubeDNSID], got["workload/kubernetes"])
+	}
+
 	// Ready, but the probe has one replica of two.
-	k.nodes[0].Ready, k.available = true, 1
+	k.available, k.dns = 1, 2
 	rec, _ = g.Converge(ctx, opt)
 	if got = outcomes(rec); !strings.Contains(got["workload/kubernetes"], "probe: 1 of 2 replicas available") {
 		t.Errorf("probe: %s", got["workload/kubernetes"])
@@ -133,7 +163,7 @@ func TestKubernetesSteps(t *testing.T) {
 	k.available = 2
 	applied := k.applied
 	rec, err = g.Converge(ctx, opt)
-	if err != nil || rec.Counts.Unchanged != 4 || k.applied != applied {
+	if err != nil || rec.Counts.Unchanged != 5 || k.applied != applied {
 		t.Errorf("converged cluster: %v, %+v, %d applied again", err, rec.Counts, k.applied-applied)
 	}
 }
