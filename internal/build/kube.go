@@ -29,6 +29,7 @@ type KubeRoot struct {
 	Components []kubeplan.Component
 	Kube       string // the multicall binary; needed when kubeplan.Links is not empty
 	Probe      string // kubedos-probe, the probe image's binary; needed on kubelet roles
+	CoreDNS    string // coredns, the cluster DNS image's binary; needed on kubelet roles
 }
 
 // ErrKubeInput classes a missing or mismatched Kubernetes build input.
@@ -38,6 +39,9 @@ var ErrKubeInput = errdefs.New(errdefs.ErrPrecondition, "Kubernetes build input"
 type kubeInputs struct {
 	kubeSHA, sbomSHA, probeSHA string
 	sbom                       *cdx.BOM
+	// CoreDNS's binary and SBOM, as kube's.
+	corednsSHA, corednsSBOMSHA string
+	corednsSBOM                *cdx.BOM
 }
 
 // roleKube is role r's KubeRoot in o's spec, nil when it runs nothing.
@@ -54,7 +58,7 @@ func roleKube(o Options, r spec.Role) *KubeRoot {
 		k.Kube = o.Kube
 	}
 	if slices.Contains(comps, kubeplan.Kubelet) {
-		k.Probe = o.Probe
+		k.Probe, k.CoreDNS = o.Probe, o.CoreDNS
 	}
 	return k
 }
@@ -63,11 +67,12 @@ func roleKube(o Options, r spec.Role) *KubeRoot {
 // kube binary's SBOM, which must describe that binary. A missing input is
 // an error naming how to make it; none is read when no role needs it.
 func readKubeInputs(o Options, roles []spec.Role) (*kubeInputs, error) {
-	var needKube, needProbe bool
+	var needKube, needProbe, needCoreDNS bool
 	for _, r := range roles {
 		if k := roleKube(o, r); k != nil {
 			needKube = needKube || k.Kube != ""
 			needProbe = needProbe || k.Probe != ""
+			needCoreDNS = needCoreDNS || k.CoreDNS != ""
 		}
 	}
 	in := &kubeInputs{}
@@ -98,6 +103,26 @@ func readKubeInputs(o Options, roles []spec.Role) (*kubeInputs, error) {
 				"(`make build` makes kubedos-probe beside kubedosd)", ErrKubeInput, err)
 		}
 	}
+	if needCoreDNS {
+		if in.corednsSHA, _, err = manifest.FileDigest(o.CoreDNS); err != nil {
+			return nil, fmt.Errorf("%w: Kubernetes is enabled and kubelet roles carry the CoreDNS image: %v "+
+				"(build it with `make coredns`, or name it with kubedos build --coredns FILE)", ErrKubeInput, err)
+		}
+		sbomPath := o.CoreDNSSBOM
+		if sbomPath == "" {
+			sbomPath = o.CoreDNS + ".cdx.json"
+		}
+		if in.corednsSBOMSHA, _, err = manifest.FileDigest(sbomPath); err != nil {
+			return nil, fmt.Errorf("%w: the coredns binary's SBOM: %v (`make coredns` writes it beside bin/coredns)", ErrKubeInput, err)
+		}
+		if in.corednsSBOM, err = ReadSBOM(sbomPath); err != nil {
+			return nil, fmt.Errorf("%w: %v", ErrKubeInput, err)
+		}
+		if got := sbomSubjectSHA(in.corednsSBOM); got != in.corednsSHA {
+			return nil, fmt.Errorf("%w: %s describes a binary with sha256 %q, not %s (%s): run `make coredns` again",
+				ErrKubeInput, sbomPath, got, o.CoreDNS, in.corednsSHA)
+		}
+	}
 	return in, nil
 }
 
@@ -115,7 +140,7 @@ func sbomSubjectSHA(b *cdx.BOM) string {
 
 // kubeKeyVersion changes when what installKube writes changes in a way its
 // inputs below do not capture.
-const kubeKeyVersion = "kube-root-2"
+const kubeKeyVersion = "kube-root-3"
 
 // kubeKey is the part of a role's content address that Kubernetes adds:
 // absent (omitted) for a role that runs no component, so those roles keep
@@ -126,6 +151,7 @@ type kubeKey struct {
 	// sha256 of the binaries and the SBOM (empty where the role has none)
 	// and of everything else installKube writes.
 	Kube, KubeSBOM, Probe, Wiring string
+	CoreDNS, CoreDNSSBOM          string `json:",omitempty"`
 }
 
 func newKubeKey(k *KubeRoot, in *kubeInputs) *kubeKey {
@@ -139,6 +165,9 @@ func newKubeKey(k *KubeRoot, in *kubeInputs) *kubeKey {
 	if k.Probe != "" {
 		key.Probe = in.probeSHA
 	}
+	if k.CoreDNS != "" {
+		key.CoreDNS, key.CoreDNSSBOM = in.corednsSHA, in.corednsSBOMSHA
+	}
 	h := sha256.New()
 	for _, c := range k.Components {
 		fmt.Fprintf(h, "%s\x00%s\x00", kubeplan.UnitName(c), kubeplan.Unit(c))
@@ -146,16 +175,18 @@ func newKubeKey(k *KubeRoot, in *kubeInputs) *kubeKey {
 			fmt.Fprintf(h, "%s\x00%s\x00", f, kubeplan.DropIn(c))
 		}
 	}
-	fmt.Fprintf(h, "%s\x00%s\x00%s\x00%s", kubeplan.ContainerdConfig(), kubeplan.PauseImage, kubeplan.ProbeImage, kubeplan.Links(k.Components))
+	fmt.Fprintf(h, "%s\x00%s\x00%s\x00%s\x00%s\x00%s", kubeplan.ContainerdConfig(), kubeplan.PauseImage, kubeplan.ProbeImage,
+		kubeplan.Links(k.Components), kubeplan.CoreDNSImage, corednsUser)
 	key.Wiring = hex.EncodeToString(h.Sum(nil))
 	return key
 }
 
 // Image users: the pause image runs as upstream's (65535), the probe as
-// nobody; neither needs root.
+// nobody, CoreDNS as upstream's image's nonroot user; none needs root.
 const (
-	pauseUser = "65535:65535"
-	probeUser = "65534:65534"
+	pauseUser   = "65535:65535"
+	probeUser   = "65534:65534"
+	corednsUser = "65532:65532"
 )
 
 // installKube writes k into the root at root. Debian's packages are
@@ -239,12 +270,18 @@ func installKube(root string, k *KubeRoot, debArch string, epoch int64) error {
 	if err != nil {
 		return fmt.Errorf("probe image: %w", err)
 	}
+	coredns, err := os.ReadFile(k.CoreDNS)
+	if err != nil {
+		return fmt.Errorf("coredns image: %w", err)
+	}
 	created := time.Unix(epoch, 0)
 	for name, img := range map[string]ociarchive.Image{
 		"pause": {Name: kubeplan.PauseImage, Entrypoint: []string{"/catatonit", "-P"}, User: pauseUser,
 			Files: []ociarchive.File{{Path: "catatonit", Data: catatonit, Mode: 0o755}}},
 		"probe": {Name: kubeplan.ProbeImage, Entrypoint: []string{"/kubedos-probe"}, User: probeUser,
 			Files: []ociarchive.File{{Path: "kubedos-probe", Data: probe, Mode: 0o755}}},
+		kubeplan.CoreDNS: {Name: kubeplan.CoreDNSImage, Entrypoint: []string{"/" + kubeplan.CoreDNS}, User: corednsUser,
+			Files: []ociarchive.File{{Path: kubeplan.CoreDNS, Data: coredns, Mode: 0o755}}},
 	} {
 		img.Architecture, img.OS, img.Created = arch, "linux", created
 		b, _, err := ociarchive.Archive(img)
@@ -294,15 +331,36 @@ func ociArch(deb string) (string, error) {
 // it links from its own SBOM (with go.sum hashes and licenses), which
 // depend on nothing the lock pins.
 func addKubeSBOM(bom, kube *cdx.BOM, kubeSHA string) {
-	ref := "kubedos:kube@" + kubeplan.Version
-	self := cdx.Component{BOMRef: ref, Type: cdx.ComponentTypeApplication, Name: kubeplan.Kube, Version: kubeplan.Version,
-		Hashes:     &[]cdx.Hash{{Algorithm: cdx.HashAlgoSHA256, Value: kubeSHA}},
-		Properties: &[]cdx.Property{{Name: PropInstalledAt, Value: kubeplan.BinDir + "/" + kubeplan.Kube}}}
+	addGoBinarySBOM(bom, kube, kubeplan.Kube, kubeplan.Version, kubeSHA, kubeplan.BinDir+"/"+kubeplan.Kube)
+}
+
+// addCoreDNSSBOM adds CoreDNS as addKubeSBOM adds kube: it is in the
+// root inside its image's archive.
+func addCoreDNSSBOM(bom, coredns *cdx.BOM, sha string) {
+	addGoBinarySBOM(bom, coredns, kubeplan.CoreDNS, kubeplan.CoreDNSVersion, sha,
+		kubeplan.ImageArchive(kubeplan.CoreDNS)+"#/"+kubeplan.CoreDNS)
+}
+
+// addGoBinarySBOM adds a Go binary and its modules to bom. A module
+// already listed (kube and CoreDNS share client-go and more) is listed
+// once, each binary depending on it.
+func addGoBinarySBOM(bom, bin *cdx.BOM, name, version, sha, at string) {
+	ref := "kubedos:" + name + "@" + version
+	self := cdx.Component{BOMRef: ref, Type: cdx.ComponentTypeApplication, Name: name, Version: version,
+		Hashes:     &[]cdx.Hash{{Algorithm: cdx.HashAlgoSHA256, Value: sha}},
+		Properties: &[]cdx.Property{{Name: PropInstalledAt, Value: at}}}
 	comps := append(*bom.Components, self)
+	have := map[string]bool{}
+	for _, c := range comps {
+		have[c.BOMRef] = true
+	}
 	var deps []string
-	if kube.Components != nil {
-		for _, c := range *kube.Components {
-			comps = append(comps, c)
+	if bin.Components != nil {
+		for _, c := range *bin.Components {
+			if !have[c.BOMRef] || c.BOMRef == "" {
+				comps = append(comps, c)
+				have[c.BOMRef] = true
+			}
 			deps = append(deps, c.BOMRef)
 		}
 	}
@@ -322,7 +380,7 @@ const PropInstalledAt = "kubedos:path"
 // which the lock pins.
 func isKubeComponent(c cdx.Component) (bool, string) {
 	switch {
-	case c.Type == cdx.ComponentTypeApplication && c.Name == kubeplan.Kube:
+	case c.Type == cdx.ComponentTypeApplication && (c.Name == kubeplan.Kube || c.Name == kubeplan.CoreDNS):
 		if c.Hashes == nil || len(*c.Hashes) == 0 || len((*c.Hashes)[0].Value) != 64 {
 			return true, fmt.Sprintf("component %s has no sha256", c.Name)
 		}
@@ -345,10 +403,10 @@ func isKubeComponent(c cdx.Component) (bool, string) {
 // kubeDeps are the Kubernetes binaries the build's roles carry, as the
 // provenance's resolved dependencies.
 func kubeDeps(o Options, roles []spec.Role, in *kubeInputs) []resource {
-	var kube, probe bool
+	var kube, probe, coredns bool
 	for _, r := range roles {
 		if k := roleKube(o, r); k != nil {
-			kube, probe = kube || k.Kube != "", probe || k.Probe != ""
+			kube, probe, coredns = kube || k.Kube != "", probe || k.Probe != "", coredns || k.CoreDNS != ""
 		}
 	}
 	var out []resource
@@ -358,6 +416,10 @@ func kubeDeps(o Options, roles []spec.Role, in *kubeInputs) []resource {
 	}
 	if probe {
 		out = append(out, resource{Name: "kubedos-probe", Digest: map[string]string{"sha256": in.probeSHA}})
+	}
+	if coredns {
+		out = append(out, resource{Name: kubeplan.CoreDNS, URI: GoPURL("github.com/coredns/coredns", kubeplan.CoreDNSVersion),
+			Digest: map[string]string{"sha256": in.corednsSHA}})
 	}
 	return out
 }

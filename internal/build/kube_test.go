@@ -38,29 +38,43 @@ func hexSHA(b []byte) string {
 	return hex.EncodeToString(h[:])
 }
 
-// kubeFixture writes a fake kube binary, its SBOM and kubedos-probe.
+// kubeFixture writes a fake kube binary, its SBOM, kubedos-probe and a
+// fake coredns with its SBOM.
 func kubeFixture(t *testing.T, kube []byte) Options {
 	t.Helper()
 	dir := t.TempDir()
-	o := Options{Spec: localK8s(t), Kube: filepath.Join(dir, "kube"), Probe: filepath.Join(dir, "kubedos-probe")}
-	if err := os.WriteFile(o.Kube, kube, 0o755); err != nil {
-		t.Fatal(err)
-	}
+	o := Options{Spec: localK8s(t), Kube: filepath.Join(dir, "kube"), Probe: filepath.Join(dir, "kubedos-probe"),
+		CoreDNS: filepath.Join(dir, "coredns")}
 	if err := os.WriteFile(o.Probe, []byte("probe binary"), 0o755); err != nil {
 		t.Fatal(err)
 	}
+	writeGoBinary(t, o.Kube, "kube", kube)
+	writeGoBinary(t, o.CoreDNS, "coredns", []byte("coredns v1"))
+	return o
+}
+
+// writeGoBinary writes a fake Go binary and its SBOM (one module, as
+// goBuildInfo, and github.com/coredns/caddy for coredns).
+func writeGoBinary(t *testing.T, path, name string, data []byte) {
+	t.Helper()
+	if err := os.WriteFile(path, data, 0o755); err != nil {
+		t.Fatal(err)
+	}
 	bom := cdx.NewBOM()
-	bom.Metadata = &cdx.Metadata{Component: &cdx.Component{Type: cdx.ComponentTypeApplication, Name: "kube",
-		Hashes: &[]cdx.Hash{{Algorithm: cdx.HashAlgoSHA256, Value: hexSHA(kube)}}}}
-	comps, err := GoComponents(goBuildInfo())
+	bom.Metadata = &cdx.Metadata{Component: &cdx.Component{Type: cdx.ComponentTypeApplication, Name: name,
+		Hashes: &[]cdx.Hash{{Algorithm: cdx.HashAlgoSHA256, Value: hexSHA(data)}}}}
+	bi := goBuildInfo()
+	if name == "coredns" {
+		bi.Deps = append(bi.Deps, &debug.Module{Path: "github.com/coredns/caddy", Version: "v1.1.4", Sum: "h1:" + strings.Repeat("B", 43) + "="})
+	}
+	comps, err := GoComponents(bi)
 	if err != nil {
 		t.Fatal(err)
 	}
 	bom.Components = &comps
-	if err := WriteSBOM(bom, o.Kube+".cdx.json"); err != nil {
+	if err := WriteSBOM(bom, path+".cdx.json"); err != nil {
 		t.Fatal(err)
 	}
-	return o
 }
 
 func TestReadKubeInputs(t *testing.T) {
@@ -70,8 +84,23 @@ func TestReadKubeInputs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if in.kubeSHA != hexSHA([]byte("kube v1")) || in.probeSHA != hexSHA([]byte("probe binary")) || in.sbom == nil {
+	if in.kubeSHA != hexSHA([]byte("kube v1")) || in.probeSHA != hexSHA([]byte("probe binary")) || in.sbom == nil ||
+		in.corednsSHA != hexSHA([]byte("coredns v1")) || in.corednsSBOM == nil {
 		t.Errorf("inputs %+v", in)
+	}
+	noCoreDNS := kubeFixture(t, []byte("kube v1"))
+	noCoreDNS.CoreDNS = filepath.Join(t.TempDir(), "coredns")
+	if _, err := readKubeInputs(noCoreDNS, roles); !errors.Is(err, ErrKubeInput) ||
+		!strings.Contains(err.Error(), "--coredns") || !strings.Contains(err.Error(), "make coredns") {
+		t.Errorf("missing coredns: %v", err)
+	}
+	// A rebuilt coredns beside an old SBOM.
+	staleDNS := kubeFixture(t, []byte("kube v1"))
+	if err := os.WriteFile(staleDNS.CoreDNS, []byte("coredns v2"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := readKubeInputs(staleDNS, roles); !errors.Is(err, ErrKubeInput) || !strings.Contains(err.Error(), "make coredns") {
+		t.Errorf("stale coredns SBOM: %v", err)
 	}
 
 	missing := o
@@ -130,6 +159,28 @@ func TestRoleKeyKube(t *testing.T) {
 	}
 	if again := keys("kube v1"); again[spec.RoleWorker] != a[spec.RoleWorker] {
 		t.Error("the worker's address is not a function of its inputs")
+	}
+	// A changed coredns is a new worker (it carries the image) and the
+	// same control plane.
+	dns := func(coredns string) map[spec.Role]string {
+		o := kubeFixture(t, []byte("kube v1"))
+		writeGoBinary(t, o.CoreDNS, "coredns", []byte(coredns))
+		o.Lock = &lock.Lock{Suite: "bookworm", SourceDateEpoch: 1}
+		o.Keys = &sign.KeySet{CA: &x509.Certificate{Raw: []byte("ca")}}
+		in, err := readKubeInputs(o, lock.Roles(o.Spec))
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := map[spec.Role]string{}
+		for _, r := range lock.Roles(o.Spec) {
+			out[r] = roleKey(o, r, &manifest.Manifest{}, newKubeKey(roleKube(o, r), in))
+		}
+		return out
+	}
+	c, d := dns("coredns v1"), dns("coredns v2")
+	if c[spec.RoleWorker] == d[spec.RoleWorker] || c[spec.RoleControlPlane] != d[spec.RoleControlPlane] || c[spec.RoleMaster] != d[spec.RoleMaster] {
+		t.Errorf("a changed coredns: worker %v, control plane %v, master %v changed",
+			c[spec.RoleWorker] != d[spec.RoleWorker], c[spec.RoleControlPlane] != d[spec.RoleControlPlane], c[spec.RoleMaster] != d[spec.RoleMaster])
 	}
 }
 
@@ -209,7 +260,8 @@ func TestInstallKube(t *testing.T) {
 			exists(root, "etc/systemd/system/etcd2.service") {
 			t.Error("Debian's etcd.service is not masked, or still enabled or aliased")
 		}
-		for _, p := range []string{"usr/bin/kubelet", "etc/containerd/config.toml", "usr/share/kubedos/images/pause.tar"} {
+		for _, p := range []string{"usr/bin/kubelet", "etc/containerd/config.toml", "usr/share/kubedos/images/pause.tar",
+			"usr/share/kubedos/images/coredns.tar"} {
 			if exists(root, p) {
 				t.Errorf("control plane has %s", p)
 			}
@@ -239,18 +291,28 @@ func TestInstallKube(t *testing.T) {
 		if b, _ := os.ReadFile(filepath.Join(root, "etc/containerd/config.toml")); string(b) != kubeplan.ContainerdConfig() {
 			t.Errorf("containerd config %q", b)
 		}
-		for name, ref := range map[string]string{"pause": kubeplan.PauseImage, "probe": kubeplan.ProbeImage} {
+		for name, ref := range map[string]string{"pause": kubeplan.PauseImage, "probe": kubeplan.ProbeImage, "coredns": kubeplan.CoreDNSImage} {
 			files := readTarNames(t, filepath.Join(root, kubeplan.ImageArchive(name)))
 			if !strings.Contains(string(files["index.json"]), `"io.containerd.image.name":"`+ref+`"`) {
 				t.Errorf("%s image index %s", name, files["index.json"])
 			}
+		}
+		// CoreDNS's image: its binary at /coredns, run as a user, not root.
+		var cfg []byte
+		for n, b := range readTarNames(t, filepath.Join(root, kubeplan.ImageArchive("coredns"))) {
+			if strings.HasPrefix(n, "blobs/sha256/") && bytes.Contains(b, []byte(`"Entrypoint"`)) {
+				cfg = b
+			}
+		}
+		if !bytes.Contains(cfg, []byte(`"User":"65532:65532"`)) || !bytes.Contains(cfg, []byte(`"Entrypoint":["/coredns"]`)) {
+			t.Errorf("coredns image config %s", cfg)
 		}
 		// Same inputs, same image bytes.
 		again := newRoot(t)
 		if err := installKube(again, k, "amd64", 1700000000); err != nil {
 			t.Fatal(err)
 		}
-		for _, name := range []string{"pause", "probe"} {
+		for _, name := range []string{"pause", "probe", "coredns"} {
 			a, _ := os.ReadFile(filepath.Join(root, kubeplan.ImageArchive(name)))
 			b, _ := os.ReadFile(filepath.Join(again, kubeplan.ImageArchive(name)))
 			if !bytes.Equal(a, b) {
@@ -274,7 +336,7 @@ func TestInstallKube(t *testing.T) {
 			}
 		}
 		k := roleKube(ref, spec.RoleLoadBalancer)
-		if k == nil || k.Kube != "" || k.Probe != "" {
+		if k == nil || k.Kube != "" || k.Probe != "" || k.CoreDNS != "" {
 			t.Fatalf("loadbalancer root %+v: wants no kube, no probe", k)
 		}
 		if err := installKube(root, k, "amd64", 1700000000); err != nil {
@@ -320,6 +382,7 @@ func TestKubeSBOM(t *testing.T) {
 		t.Fatal(err)
 	}
 	addKubeSBOM(bom, in.sbom, in.kubeSHA)
+	addCoreDNSSBOM(bom, in.corednsSBOM, in.corednsSHA)
 	path := filepath.Join(t.TempDir(), FileSBOM)
 	if err := WriteSBOM(bom, path); err != nil {
 		t.Fatal(err)
@@ -332,8 +395,25 @@ func TestKubeSBOM(t *testing.T) {
 	for _, c := range *back.Components {
 		names = append(names, c.Name)
 	}
-	if !slices.Contains(names, "runc") || !slices.Contains(names, "kube") || !slices.Contains(names, "golang.org/x/sys") || !slices.Contains(names, "stdlib") {
+	if !slices.Contains(names, "runc") || !slices.Contains(names, "kube") || !slices.Contains(names, "golang.org/x/sys") || !slices.Contains(names, "stdlib") ||
+		!slices.Contains(names, "coredns") || !slices.Contains(names, "github.com/coredns/caddy") {
 		t.Errorf("components %v", names)
+	}
+	// A module both link is listed once (a BOM's refs are unique), and
+	// both binaries depend on it.
+	refs := map[string]int{}
+	for _, c := range *back.Components {
+		refs[c.BOMRef]++
+	}
+	for ref, n := range refs {
+		if n > 1 {
+			t.Errorf("%s listed %d times", ref, n)
+		}
+	}
+	for _, d := range *back.Dependencies {
+		if (d.Ref == "kubedos:kube@"+kubeplan.Version || d.Ref == "kubedos:coredns@"+kubeplan.CoreDNSVersion) && (d.Dependencies == nil || len(*d.Dependencies) < 2) {
+			t.Errorf("%s depends on %v", d.Ref, d.Dependencies)
+		}
 	}
 	if probs := checkSBOM(path, l); len(probs) != 0 {
 		t.Errorf("verify refuses the merged SBOM: %v", probs)
@@ -364,8 +444,10 @@ func TestKubeProvenance(t *testing.T) {
 		t.Fatal(err)
 	}
 	deps := kubeDeps(o, roles, in)
-	if len(deps) != 2 || deps[0].Name != "kube" || deps[0].Digest["sha256"] != hexSHA([]byte("kube v1")) ||
-		deps[0].URI != "pkg:golang/k8s.io/kubernetes@"+kubeplan.Version || deps[1].Name != "kubedos-probe" {
+	if len(deps) != 3 || deps[0].Name != "kube" || deps[0].Digest["sha256"] != hexSHA([]byte("kube v1")) ||
+		deps[0].URI != "pkg:golang/k8s.io/kubernetes@"+kubeplan.Version || deps[1].Name != "kubedos-probe" ||
+		deps[2].Name != "coredns" || deps[2].URI != "pkg:golang/github.com/coredns/coredns@"+kubeplan.CoreDNSVersion ||
+		deps[2].Digest["sha256"] != hexSHA([]byte("coredns v1")) {
 		t.Errorf("deps %+v", deps)
 	}
 	prov, err := provenanceFor(&manifest.Manifest{}, deps, nil)

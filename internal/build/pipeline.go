@@ -41,9 +41,13 @@ type Options struct {
 	Kube     string
 	KubeSBOM string
 	Probe    string
-	Revision string // source revision of kubedos, when known
-	OutDir   string
-	Progress func(role, step string)
+	// CoreDNS is the cluster DNS's binary (make coredns), CoreDNSSBOM its
+	// SBOM (default CoreDNS + ".cdx.json"): kubelet roles carry its image.
+	CoreDNS     string
+	CoreDNSSBOM string
+	Revision    string // source revision of kubedos, when known
+	OutDir      string
+	Progress    func(role, step string)
 }
 
 // Result is a finished (or found) build.
@@ -219,6 +223,9 @@ func buildRole(ctx context.Context, o Options, r spec.Role, id, cache string, ki
 	}
 	if k := roleKube(o, r); k != nil && k.Kube != "" {
 		addKubeSBOM(bom, kin.sbom, kin.kubeSHA)
+	}
+	if k := roleKube(o, r); k != nil && k.CoreDNS != "" {
+		addCoreDNSSBOM(bom, kin.corednsSBOM, kin.corednsSHA)
 	}
 	out := filepath.Join(tmp, "out")
 	img, err := BuildImage(ctx, ImageInput{Role: string(r), RoleID: id, Rootfs: rootfs, Init: o.Init, Epoch: o.Lock.SourceDateEpoch,

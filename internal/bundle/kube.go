@@ -20,11 +20,14 @@ import (
 // Names of the Kubernetes binaries in bin/, when the build's roles carry
 // them: the multicall binary, its CycloneDX SBOM (part of the roles'
 // content address, so the same bytes are needed to rebuild the same
-// build) and the probe image's binary.
+// build), the probe image's binary, and CoreDNS with its SBOM (the cluster
+// DNS image's binary, also part of the kubelet roles' address).
 const (
-	BinKube     = "kube"
-	BinKubeSBOM = "kube.cdx.json"
-	BinProbe    = "kubedos-probe"
+	BinKube        = "kube"
+	BinKubeSBOM    = "kube.cdx.json"
+	BinProbe       = "kubedos-probe"
+	BinCoreDNS     = "coredns"
+	BinCoreDNSSBOM = "coredns.cdx.json"
 )
 
 // DirKube holds what rebuilds the kube binary itself with no network:
@@ -76,10 +79,14 @@ func kubeSourceMembers(ctx context.Context, src Source, add func(name, file stri
 // binaries: it lists every package, a few hundred kilobytes.
 const maxProvenanceBytes = 32 << 20
 
-// kubeWants is the sha256 the build's provenance records for the kube
-// binary and the probe ("" when the build has none). The provenance file
-// itself is checked against the signed manifest first.
-func kubeWants(src Source, m *manifest.Manifest) (kube, probe string, err error) {
+// kubeDigests are the sha256 the build's provenance records for its
+// Kubernetes binaries ("" for one the build has not).
+type kubeDigests struct{ kube, probe, coredns string }
+
+// kubeWants reads kubeDigests from the build's provenance, which is
+// checked against the signed manifest first.
+func kubeWants(src Source, m *manifest.Manifest) (kubeDigests, error) {
+	var d kubeDigests
 	var want string
 	for _, f := range m.Files {
 		if f.Path == manifest.ProvenanceRel {
@@ -87,16 +94,16 @@ func kubeWants(src Source, m *manifest.Manifest) (kube, probe string, err error)
 		}
 	}
 	if want == "" {
-		return "", "", nil // a build without provenance carries no Kubernetes
+		return d, nil // a build without provenance carries no Kubernetes
 	}
 	p := filepath.Join(src.BuildDir, manifest.ProvenanceRel)
 	raw, err := boundedio.ReadFile(p, maxProvenanceBytes)
 	if err != nil {
-		return "", "", err
+		return d, err
 	}
 	if sum := sha256.Sum256(raw); hex.EncodeToString(sum[:]) != want {
 		got := hex.EncodeToString(sum[:])
-		return "", "", fmt.Errorf("%s: sha256 %s, the signed manifest of build %s lists %s", p, got, m.BuildID, want)
+		return d, fmt.Errorf("%s: sha256 %s, the signed manifest of build %s lists %s", p, got, m.BuildID, want)
 	}
 	var st struct {
 		Predicate struct {
@@ -109,17 +116,19 @@ func kubeWants(src Source, m *manifest.Manifest) (kube, probe string, err error)
 		} `json:"predicate"`
 	}
 	if err := json.Unmarshal(raw, &st); err != nil {
-		return "", "", fmt.Errorf("%s: %w", p, err)
+		return d, fmt.Errorf("%s: %w", p, err)
 	}
-	for _, d := range st.Predicate.BuildDefinition.ResolvedDependencies {
-		switch d.Name {
+	for _, r := range st.Predicate.BuildDefinition.ResolvedDependencies {
+		switch r.Name {
 		case BinKube:
-			kube = d.Digest["sha256"]
+			d.kube = r.Digest["sha256"]
 		case BinProbe:
-			probe = d.Digest["sha256"]
+			d.probe = r.Digest["sha256"]
+		case BinCoreDNS:
+			d.coredns = r.Digest["sha256"]
 		}
 	}
-	return kube, probe, nil
+	return d, nil
 }
 
 // kubeMembers adds the Kubernetes binaries the build was made with to bin/,
@@ -127,10 +136,11 @@ func kubeWants(src Source, m *manifest.Manifest) (kube, probe string, err error)
 // binary it must describe): a bundle of a Kubernetes build that lacks them
 // would not rebuild it.
 func kubeMembers(ctx context.Context, src Source, m *manifest.Manifest, add func(name, file string, mode int64, want string)) error {
-	kube, probe, err := kubeWants(src, m)
-	if err != nil || kube == "" && probe == "" {
+	d, err := kubeWants(src, m)
+	if err != nil || d == (kubeDigests{}) {
 		return err
 	}
+	kube, probe := d.kube, d.probe
 	if kube != "" {
 		bin := src.Kube
 		if bin == "" {
@@ -154,6 +164,26 @@ func kubeMembers(ctx context.Context, src Source, m *manifest.Manifest, add func
 	}
 	if probe != "" {
 		add(path.Join(DirBin, BinProbe), filepath.Join(src.BinDir, BinProbe), 0o755, probe)
+	}
+	if d.coredns != "" {
+		// Where kubedos build looks by default: beside the kube binary.
+		bin := src.CoreDNS
+		if bin == "" {
+			bin = filepath.Join(src.BinDir, BinCoreDNS)
+			if src.Kube != "" {
+				bin = filepath.Join(filepath.Dir(src.Kube), BinCoreDNS)
+			}
+		}
+		sbom := bin + ".cdx.json"
+		raw, err := boundedio.ReadFile(sbom, 64<<20)
+		if err != nil {
+			return fmt.Errorf("build %s carries CoreDNS: its SBOM: %w (make coredns writes it beside the binary; name the binary with --coredns)", m.BuildID, err)
+		}
+		if got := sbomSubject(raw); got != d.coredns {
+			return fmt.Errorf("%s describes a binary with sha256 %q, the build's coredns is %s", sbom, got, d.coredns)
+		}
+		add(path.Join(DirBin, BinCoreDNS), bin, 0o755, d.coredns)
+		add(path.Join(DirBin, BinCoreDNSSBOM), sbom, 0o644, "")
 	}
 	return nil
 }

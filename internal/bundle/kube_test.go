@@ -24,12 +24,15 @@ func kubeFixture(t *testing.T, ks *sign.KeySet, sbomFor []byte) (Source, []byte,
 func kubeFixtureOf(t *testing.T, ks *sign.KeySet, kube, sbomFor []byte) (Source, []byte, []byte) {
 	t.Helper()
 	src := fixture(t, ks)
-	probe := []byte("kubedos-probe binary")
+	probe, coredns := []byte("kubedos-probe binary"), []byte("coredns binary")
 	prov := fmt.Sprintf(`{"predicate":{"buildDefinition":{"resolvedDependencies":[`+
-		`{"name":"kubedosd","digest":{"sha256":"aa"}},{"name":"kube","digest":{"sha256":%q}},{"name":"kubedos-probe","digest":{"sha256":%q}}]}}}`,
-		hexSum(kube), hexSum(probe))
+		`{"name":"kubedosd","digest":{"sha256":"aa"}},{"name":"kube","digest":{"sha256":%q}},{"name":"kubedos-probe","digest":{"sha256":%q}},`+
+		`{"name":"coredns","digest":{"sha256":%q}}]}}}`,
+		hexSum(kube), hexSum(probe), hexSum(coredns))
 	sbom := fmt.Sprintf(`{"bomFormat":"CycloneDX","metadata":{"component":{"name":"kube","hashes":[{"alg":"SHA-256","content":%q}]}}}`, hexSum(sbomFor))
-	for name, data := range map[string]string{BinKube: string(kube), BinKubeSBOM: sbom, BinProbe: string(probe)} {
+	dnsSBOM := fmt.Sprintf(`{"bomFormat":"CycloneDX","metadata":{"component":{"name":"coredns","hashes":[{"alg":"SHA-256","content":%q}]}}}`, hexSum(coredns))
+	for name, data := range map[string]string{BinKube: string(kube), BinKubeSBOM: sbom, BinProbe: string(probe),
+		BinCoreDNS: string(coredns), BinCoreDNSSBOM: dnsSBOM} {
 		if err := os.WriteFile(filepath.Join(src.BinDir, name), []byte(data), 0o755); err != nil {
 			t.Fatal(err)
 		}
@@ -68,6 +71,9 @@ func TestKubeBinariesInBundle(t *testing.T) {
 	if string(got["bin/kube"]) != string(kube) || string(got["bin/kubedos-probe"]) != string(probe) || !strings.Contains(string(got["bin/kube.cdx.json"]), hexSum(kube)) {
 		t.Errorf("bundle members: kube %q, probe %q, sbom %q", got["bin/kube"], got["bin/kubedos-probe"], got["bin/kube.cdx.json"])
 	}
+	if string(got["bin/coredns"]) != "coredns binary" || !strings.Contains(string(got["bin/coredns.cdx.json"]), hexSum([]byte("coredns binary"))) {
+		t.Errorf("bundle members: coredns %q, sbom %q", got["bin/coredns"], got["bin/coredns.cdx.json"])
+	}
 	dest := filepath.Join(t.TempDir(), "x")
 	if _, err := Extract(ctx, out, dest, ks.SigningPub); err != nil {
 		t.Fatal(err)
@@ -84,6 +90,11 @@ func TestKubeBinariesInBundle(t *testing.T) {
 		{"another kube binary", func(src Source) { write(t, filepath.Join(src.BinDir, BinKube), "a rebuilt kube") }, "the signed manifest of build b-1234 lists " + hexSum(kube)},
 		{"another probe", func(src Source) { write(t, filepath.Join(src.BinDir, BinProbe), "another probe") }, "lists " + hexSum(probe)},
 		{"no SBOM", func(src Source) { os.Remove(filepath.Join(src.BinDir, BinKubeSBOM)) }, "the kube binary's SBOM"},
+		{"another coredns", func(src Source) { write(t, filepath.Join(src.BinDir, BinCoreDNS), "a rebuilt coredns") }, "lists " + hexSum([]byte("coredns binary"))},
+		{"no coredns SBOM", func(src Source) { os.Remove(filepath.Join(src.BinDir, BinCoreDNSSBOM)) }, "carries CoreDNS: its SBOM"},
+		{"coredns SBOM of another binary", func(src Source) {
+			write(t, filepath.Join(src.BinDir, BinCoreDNSSBOM), `{"bomFormat":"CycloneDX","metadata":{"component":{"name":"coredns","hashes":[{"alg":"SHA-256","content":"00"}]}}}`)
+		}, "the build's coredns is"},
 		{"no kube", func(src Source) { os.Remove(filepath.Join(src.BinDir, BinKube)) }, "kube"},
 		{"provenance changed", func(src Source) {
 			write(t, filepath.Join(src.BuildDir, manifest.ProvenanceRel), `{"predicate":{}}`)

@@ -28,9 +28,9 @@ images on a machine with no network (DESIGN.md §1, seed 004 §18.2 "Total loss"
   darksite/   the signed APT repository of exactly the locked packages
   keys/       the public halves of the platform's keys (never a private key)
   bin/        the kubedosd and kubedos-init the build put in its images; for
-              a Kubernetes build also the kube multicall binary, its SBOM
-              and kubedos-probe (kubedos build --node-binaries <dir>/bin
-              finds them there)
+              a Kubernetes build also the kube multicall binary, its SBOM,
+              kubedos-probe, and coredns with its SBOM (kubedos build
+              --node-binaries <dir>/bin finds them there)
   build/ID/   the build's signed manifest, provenance and SBOMs (and, with
               --images, its UKIs, roots, verity trees and qcow2 disks)
   kube/       with --kube-sources, what rebuilds the kube binary itself
@@ -57,6 +57,7 @@ func newBundleCreateCmd(g *globals) *cobra.Command {
 		images  bool
 		kube    string
 		kubeSrc string
+		coredns string
 	)
 	cmd := &cobra.Command{
 		Use:   "create BUILD-ID|DIR",
@@ -64,8 +65,8 @@ func newBundleCreateCmd(g *globals) *cobra.Command {
 		Long: `Write the recovery bundle of a build (see kubedos bundle --help). Before a byte
 is written, the build's manifest signature is checked with the artifact key, and
 the spec, lock, node binaries and records are checked against the manifest's
-digests, and for a Kubernetes build the kube binary and kubedos-probe against
-the digests its provenance records (the kube SBOM must describe that binary):
+digests, and for a Kubernetes build the kube binary, kubedos-probe and coredns
+against the digests its provenance records (each SBOM must describe its binary):
 a bundle that would not rebuild the same build is refused. The darksite
 repository is the one kubedos fetch laid out for the build's lock.
 
@@ -106,7 +107,7 @@ file is never replaced. The same build bundles to the same bytes.`,
 			}
 			pr := newProgress(g.stderr)
 			x, err := bundle.Create(cmd.Context(), bundle.Source{
-				BuildDir: dir, RepoDir: repo, BinDir: bins, Kube: kube, KubeModule: kubeSrc, Keys: ks, Images: images,
+				BuildDir: dir, RepoDir: repo, BinDir: bins, Kube: kube, KubeModule: kubeSrc, CoreDNS: coredns, Keys: ks, Images: images,
 				Progress: func(x bundle.Progress) {
 					pr.Update("%d of %d MiB: %s", x.Done>>20, x.Total>>20, x.Path)
 				},
@@ -126,6 +127,7 @@ file is never replaced. The same build bundles to the same bytes.`,
 	cmd.Flags().StringVar(&out, "file", "", "bundle to write (default: <build dir>.bundle.tar)")
 	cmd.Flags().BoolVar(&images, "images", false, "include the boot images (UKIs, roots, verity trees, qcow2 disks)")
 	cmd.Flags().StringVar(&kube, "kube", "", "the Kubernetes multicall binary the build was made with, its SBOM beside it as FILE.cdx.json; read only for a Kubernetes build (default: kube beside the node binaries)")
+	cmd.Flags().StringVar(&coredns, "coredns", "", "the CoreDNS binary the build was made with, its SBOM beside it as FILE.cdx.json; read only for a Kubernetes build (default: coredns beside --kube, or beside the node binaries)")
 	cmd.Flags().StringVar(&kubeSrc, "kube-sources", "", "the Kubernetes wrapper module the kube binary was built from (kube/ of the kubedos source): carry it and a Go module proxy of what its build reads, from this machine's module cache (about 100 MB)")
 	return cmd
 }

@@ -14,7 +14,7 @@ import (
 
 func newBuildCmd(g *globals) *cobra.Command {
 	var p paths
-	var kube string
+	var kube, coredns string
 	cmd := &cobra.Command{
 		Use:   "build SPEC",
 		Short: "Manufacture every role's signed, reproducible boot image, offline",
@@ -23,7 +23,7 @@ func newBuildCmd(g *globals) *cobra.Command {
   rootfs      mmdebstrap from the locked packages, SOURCE_DATE_EPOCH from the lock,
               kubedosd installed and enabled; with Kubernetes enabled, each role's
               components (the kube multicall binary, units, containerd's
-              configuration, the pause and probe images: docs/kubernetes.md)
+              configuration, the pause, probe and CoreDNS images: docs/kubernetes.md)
   root        reproducible squashfs and its dm-verity hash tree (fixed salt)
   initrd      kubedos-init (Go, static): verity root by roothash, fails closed
   UKI         systemd-stub + kernel + initrd + cmdline (slot, roothash), signed
@@ -64,12 +64,16 @@ change is taken from the role cache. Needs root (mmdebstrap --mode=root).`,
 			if kube == "" {
 				kube = filepath.Join(bins, "kube")
 			}
+			if coredns == "" {
+				// make kube and make coredns both write to bin/.
+				coredns = filepath.Join(filepath.Dir(kube), "coredns")
+			}
 			pr := newProgress(g.stderr)
 			pr.Step("building cluster %q: %d role(s)", s.Metadata.Name, len(lock.Roles(s)))
 			res, err := build.Build(cmd.Context(), build.Options{
 				Spec: s, SpecBytes: specBytes, Lock: l, LockBytes: lockBytes, Repo: repo, Keys: ks,
 				Kubedosd: filepath.Join(bins, "kubedosd"), Init: filepath.Join(bins, "kubedos-init"),
-				Kube: kube, Probe: filepath.Join(bins, "kubedos-probe"),
+				Kube: kube, Probe: filepath.Join(bins, "kubedos-probe"), CoreDNS: coredns,
 				Revision: buildinfo.Get().Revision, OutDir: p.out,
 				Progress: func(role, step string) { pr.Step("%s: %s", role, step) },
 			})
@@ -92,6 +96,7 @@ change is taken from the role cache. Needs root (mmdebstrap --mode=root).`,
 		},
 	}
 	p.addFlags(cmd, "lock", "keys", "cache", "repo", "out", "node-binaries")
+	cmd.Flags().StringVar(&coredns, "coredns", "", "CoreDNS (make coredns), its SBOM beside it as FILE.cdx.json; baked into kubelet roles as the cluster DNS image when the spec enables Kubernetes (default: coredns beside the --kube binary)")
 	cmd.Flags().StringVar(&kube, "kube", "", "the Kubernetes multicall binary, its SBOM beside it as FILE.cdx.json; read only when the spec enables Kubernetes (default: kube beside kubedosd, where make kube puts it)")
 	cmd.AddCommand(newBuildRetireCmd(g))
 	return cmd
