@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -171,16 +172,22 @@ func TestKubernetes(t *testing.T) {
 		t.Errorf("a second converge changed %d, failed %d", rec.Counts.Changed, rec.Counts.Failed)
 	}
 
-	// The acceptance gate (DNS and the drill not checked yet: allowed, so
-	// the cluster is accepted "except" them) and the seal.
+	// The acceptance gate (the drill not asked for: allowed, so the
+	// cluster is accepted "except" it; cluster DNS checked through
+	// CoreDNS) and the seal.
 	start = time.Now()
-	acc := run(t, dir, nil, "cluster", "accept", "cluster.yaml", "--build", b, "--keys", "keys", "--allow-unchecked", "dns,drill")
+	acc := run(t, dir, nil, "cluster", "accept", "cluster.yaml", "--build", b, "--keys", "keys", "--allow-unchecked", "drill")
 	if acc.code != 0 {
 		t.Fatalf("cluster accept: exit %d\n%s\n%s", acc.code, acc.stdout, acc.stderr)
 	}
 	t.Logf("FIGURE cluster accept local-k8s (the whole command): %.1fs\n%s", time.Since(start).Seconds(), acc.stdout)
-	if !strings.Contains(acc.stdout, "accepted except drill, dns") {
+	if !strings.Contains(acc.stdout, "accepted except drill") || strings.Contains(acc.stdout, "dns,") {
 		t.Errorf("cluster accept did not say what it accepted without:\n%s", acc.stdout)
+	}
+	for _, want := range []string{"coredns deployment", "cluster dns"} {
+		if !regexp.MustCompile(`(?m)^\s*passed\s+` + want + `\s`).MatchString(acc.stdout) {
+			t.Errorf("cluster accept: %q did not pass:\n%s", want, acc.stdout)
+		}
 	}
 	// The seal runs the gate again, with the replacement drill on w-1
 	// first: fenced (cordoned, drained, Node deleted, VM stopped),
@@ -188,7 +195,7 @@ func TestKubernetes(t *testing.T) {
 	// the gate, Ready, the probe available again; then every other check
 	// on the cluster it left.
 	start = time.Now()
-	seal := run(t, dir, nil, "cluster", "seal", "cluster.yaml", "--build", b, "--keys", "keys", "--drill", "w-1", "--allow-unchecked", "dns", "-o", "json")
+	seal := run(t, dir, nil, "cluster", "seal", "cluster.yaml", "--build", b, "--keys", "keys", "--drill", "w-1", "-o", "json")
 	if seal.code != 0 {
 		t.Fatalf("cluster seal --drill w-1: exit %d\n%s\n%s", seal.code, seal.stdout, seal.stderr)
 	}
@@ -219,10 +226,18 @@ func TestKubernetes(t *testing.T) {
 		t.Logf("FIGURE drill step %s: %.1fs", s.Step, float64(s.TookNS)/1e9)
 	}
 	t.Logf("FIGURE replacement drill of w-1, fence to probe available again: %.0fs", float64(d.WallTimeNS)/1e9)
+	dnsPassed := 0
 	for _, c := range sealed.Accept.Checks {
-		if c.Name == "drill" && (c.Outcome != "passed" || c.Node != "w-1") || c.Outcome == "failed" {
+		if c.Name == "drill" && (c.Outcome != "passed" || c.Node != "w-1") || c.Outcome != "passed" {
 			t.Errorf("sealed check %+v", c)
 		}
+		if c.Name == "cluster dns" && c.Outcome == "passed" {
+			dnsPassed++
+		}
+	}
+	// Both names resolved through CoreDNS after the drill rescheduled it.
+	if dnsPassed != 2 {
+		t.Errorf("sealed with %d cluster dns checks passed, want 2", dnsPassed)
 	}
 	for _, f := range []string{"acceptance.json", "acceptance.sig"} {
 		if _, err := os.Stat(filepath.Join(b, f)); err != nil {

@@ -45,6 +45,11 @@ const acceptChecksLong = `Every check is reported with its outcome and, when it 
   probe deployment  the acceptance probe's Deployment with its 2 replicas
   probe service     every probe replica answering through its Service, by
                     the API server's service proxy on the control-plane node
+  coredns deployment  CoreDNS's Deployment (kube-system/coredns) with its 2
+                    replicas
+  cluster dns       from a probe pod (its resolv.conf: the kube-dns Service),
+                    kubernetes.default resolves to the API server's Service
+                    and probe.kubedos-probe.svc.<domain> to the probe's
   drill             (--drill NODE, run first so every check above sees the
                     cluster it left) the replacement drill on a worker: fence
                     it (hub revokes it, VM stopped; cordoned, drained, Node
@@ -55,8 +60,8 @@ const acceptChecksLong = `Every check is reported with its outcome and, when it 
                     available again; each step timed. Destructive by design:
                     only the node named, only a worker, qemu target only.
 
-Some items may be reported "not checked", which is not a pass: dns (no cluster
-DNS: CoreDNS is not built), drill (no --drill given), build (no --build given).
+Some items may be reported "not checked", which is not a pass: drill (no
+--drill given), build (no --build given).
 The cluster is accepted "except" such an item only when --allow-unchecked names
 it; otherwise the gate fails naming it. Exit 0 when accepted, 2 when a check failed.
 
@@ -133,8 +138,8 @@ func newClusterAcceptCmd(g *globals) *cobra.Command {
 		Short: "Run the acceptance gate (seed 004 §17): attestation, planes, Kubernetes, the probe",
 		Long:  "Run every acceptance check of the cluster and report each.\n\n" + acceptChecksLong,
 		Example: "  kubedos cluster accept examples/local-k8s.yaml --build out/local-k8s/<build-id> --keys keys\n" +
-			"  kubedos cluster accept examples/local-k8s.yaml --build <build-id> --allow-unchecked dns,drill -o json\n" +
-			"  kubedos cluster accept examples/local-k8s.yaml --build <build-id> --drill w-1 --allow-unchecked dns",
+			"  kubedos cluster accept examples/local-k8s.yaml --build <build-id> --allow-unchecked drill -o json\n" +
+			"  kubedos cluster accept examples/local-k8s.yaml --build <build-id> --drill w-1",
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := g.checkOutput(OutputText, OutputJSON); err != nil {
@@ -196,7 +201,7 @@ A gate that does not accept the cluster writes nothing and sends nothing (exit
 2). An existing record is replaced only with --force.
 
 ` + acceptChecksLong,
-		Example: "  kubedos cluster seal examples/local-k8s.yaml --build out/local-k8s/<build-id> --keys keys --allow-unchecked dns,drill",
+		Example: "  kubedos cluster seal examples/local-k8s.yaml --build out/local-k8s/<build-id> --keys keys --allow-unchecked drill",
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := g.checkOutput(OutputText, OutputJSON); err != nil {

@@ -80,7 +80,7 @@ func TestClusterAcceptCommand(t *testing.T) {
 	if code != 0 || json.Unmarshal([]byte(out), &res) != nil || !res.Accepted || len(res.Checks) != 4+12+2 || res.WallTime <= 0 {
 		t.Errorf("-o json: exit %d\n%s%s", code, out, errs)
 	}
-	if code, _, errs = run(append([]string{"cluster", "accept", path, "--allow-unchecked", "dns,tests"}, flags...)...); code != 1 || !strings.Contains(errs, `"tests"`) {
+	if code, _, errs = run(append([]string{"cluster", "accept", path, "--allow-unchecked", "drill,tests"}, flags...)...); code != 1 || !strings.Contains(errs, `"tests"`) {
 		t.Errorf("unknown item: exit %d, %s", code, errs)
 	}
 	for _, tc := range []struct{ node, want string }{

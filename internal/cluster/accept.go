@@ -27,15 +27,16 @@ const (
 	CheckNotChecked = "not checked"
 )
 
-// The items the gate cannot check yet, by the name --allow-unchecked takes.
+// The items the gate may leave unchecked, by the name --allow-unchecked
+// takes. (Cluster DNS is checked since CoreDNS is built: "dns" is no
+// longer one.)
 const (
-	UncheckedDNS   = "dns"
 	UncheckedDrill = "drill"
 	UncheckedBuild = "build"
 )
 
 // Uncheckable are the names AcceptConfig.AllowUnchecked may hold.
-var Uncheckable = []string{UncheckedDNS, UncheckedDrill, UncheckedBuild}
+var Uncheckable = []string{UncheckedDrill, UncheckedBuild}
 
 // HandshakeMaxAge is how old the newest WireGuard handshake between a node
 // and the master may be on each plane: a node sends a keepalive every
@@ -119,9 +120,10 @@ func (r *AcceptResult) Failed() []manifest.AcceptanceCheck {
 // so the other checks see the cluster it left), the nodes attested on the
 // build, every plane joined with a live handshake between each node and
 // the master, and with Kubernetes the API server, every kubelet node,
-// kube-system and the probe served through its Service. What cannot be
-// checked (cluster DNS; the drill without a node) is reported as not
-// checked. The error wraps ErrNotAccepted when a check failed; the result
+// kube-system, the probe served through its Service and cluster DNS
+// (CoreDNS available, Service names resolved from a probe pod). What is not
+// checked (the drill without a node; the builds without one) is reported
+// as not checked. The error wraps ErrNotAccepted when a check failed; the result
 // is there either way.
 func Accept(ctx context.Context, cfg AcceptConfig) (*AcceptResult, error) {
 	if cfg.Spec == nil || cfg.ClientTLS == nil || cfg.HubAddr == "" {
@@ -223,7 +225,6 @@ func (g *gate) run(ctx context.Context) *AcceptResult {
 	g.planes(ctx)
 	if s.Workloads.Kubernetes.Enabled {
 		g.kubernetes(ctx)
-		g.add(UncheckedDNS, "", CheckNotChecked, "no cluster DNS yet (CoreDNS is not built)")
 	}
 	for _, c := range g.res.Checks {
 		if c.Outcome == CheckNotChecked && slices.Contains(g.cfg.AllowUnchecked, c.Name) {

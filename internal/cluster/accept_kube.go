@@ -44,6 +44,8 @@ func (g *gate) kubernetes(ctx context.Context) {
 		g.fail(checkKubeSystem, "", why)
 		g.fail(checkProbe, "", why)
 		g.fail(checkProbeServed, "", why)
+		g.fail(checkCoreDNS, "", why)
+		g.fail(checkDNS, "", why)
 	}
 	if g.kube == nil {
 		why := "no Kubernetes client"
@@ -100,24 +102,39 @@ func (g *gate) kubernetes(ctx context.Context) {
 		}
 	}
 
-	if !g.probeAvailable(ctx) {
+	served := false
+	if g.probeAvailable(ctx) {
+		served = g.probeServed(ctx, apiNode)
+	} else {
 		g.fail(checkProbeServed, "", "not checked: the probe's replicas are not available")
-		return
 	}
-	g.probeServed(ctx, apiNode)
+	g.clusterDNS(ctx, served)
+}
+
+// getter is what reading a Deployment needs of the API server.
+type getter interface {
+	Get(ctx context.Context, path string, out any) error
 }
 
 // probeReplicas is how many replicas of the probe's Deployment are
 // available.
-func probeReplicas(ctx context.Context, k interface {
-	Get(ctx context.Context, path string, out any) error
-}) (int, error) {
+func probeReplicas(ctx context.Context, k getter) (int, error) {
+	return deploymentReplicas(ctx, k, kubeplan.ProbeNamespace, "probe")
+}
+
+// corednsReplicas is how many replicas of CoreDNS's Deployment are
+// available.
+func corednsReplicas(ctx context.Context, k getter) (int, error) {
+	return deploymentReplicas(ctx, k, kubeplan.CoreDNSNamespace, kubeplan.CoreDNSName)
+}
+
+func deploymentReplicas(ctx context.Context, k getter, namespace, name string) (int, error) {
 	var d struct {
 		Status struct {
 			AvailableReplicas int `json:"availableReplicas"`
 		} `json:"status"`
 	}
-	err := k.Get(ctx, "/apis/apps/v1/namespaces/"+kubeplan.ProbeNamespace+"/deployments/probe", &d)
+	err := k.Get(ctx, "/apis/apps/v1/namespaces/"+namespace+"/deployments/"+name, &d)
 	return d.Status.AvailableReplicas, err
 }
 
@@ -145,14 +162,15 @@ type probeAnswer struct {
 }
 
 // probeServed asks the probe's Service through the API server's service
-// proxy until every running probe pod has answered, within ProbeTries.
-func (g *gate) probeServed(ctx context.Context, apiNode string) {
+// proxy until every running probe pod has answered, within ProbeTries. It
+// tells whether any answered (a pod to resolve names from).
+func (g *gate) probeServed(ctx context.Context, apiNode string) bool {
 	cctx, cancel := g.call(ctx)
 	pods, err := g.kube.Pods(cctx, kubeplan.ProbeNamespace)
 	cancel()
 	if err != nil {
 		g.fail(checkProbeServed, "", "listing the probe's pods: "+err.Error())
-		return
+		return false
 	}
 	want := map[string]string{} // running probe pod → its node
 	for _, p := range pods {
@@ -212,7 +230,8 @@ func (g *gate) probeServed(ctx context.Context, apiNode string) {
 			node = want[silent[0]]
 		}
 		g.fail(checkProbeServed, node, detail)
-		return
+		return len(answered) > 0
 	}
 	g.pass(checkProbeServed, apiNode, "served through Service probe from the API server: "+strings.Join(got, ", "))
+	return true
 }

@@ -44,11 +44,17 @@ type fakeKube struct {
 	silent     map[string]bool   // probe pods that never answer
 	next       int
 	proxyCalls int
+	coredns    int               // CoreDNS replicas available
+	dnsDown    bool              // lookups from probe pods time out
+	records    map[string]string // what the cluster DNS answers
+	dnsBody    string            // when set, GET /dns/ answers this instead
 }
 
 func newFakeKube() *fakeKube {
 	return &fakeKube{ready: true, nodes: map[string]bool{"w-1": true}, system: map[string]string{},
-		available: kubeplan.ProbeReplicas, probePods: map[string]string{"probe-a": "w-1", "probe-b": "w-1"}, silent: map[string]bool{}}
+		available: kubeplan.ProbeReplicas, probePods: map[string]string{"probe-a": "w-1", "probe-b": "w-1"}, silent: map[string]bool{},
+		coredns: kubeplan.CoreDNSReplicas, records: map[string]string{
+			"kubernetes.default": "10.96.0.1", "probe.kubedos-probe.svc.cluster.local.": "10.96.0.77"}}
 }
 
 func (f *fakeKube) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -97,6 +103,10 @@ func (f *fakeKube) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		list(items)
 	case "/api/v1/namespaces/kube-system/pods":
 		pods(f.system, func(string) string { return "cp-1" }, func(n string) string { return f.system[n] })
+	case "/apis/apps/v1/namespaces/kube-system/deployments/coredns":
+		_ = json.NewEncoder(w).Encode(map[string]any{"status": map[string]any{"availableReplicas": f.coredns}})
+	case probe + "/services/probe":
+		_ = json.NewEncoder(w).Encode(map[string]any{"spec": map[string]any{"clusterIP": "10.96.0.77"}})
 	case "/apis/apps/v1/namespaces/" + kubeplan.ProbeNamespace + "/deployments/probe":
 		_ = json.NewEncoder(w).Encode(map[string]any{"status": map[string]any{"availableReplicas": f.available}})
 	case probe + "/pods":
@@ -118,7 +128,25 @@ func (f *fakeKube) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		f.next++
 		_ = json.NewEncoder(w).Encode(probeAnswer{Pod: n, Node: f.probePods[n], Time: time.Now().Format(time.RFC3339)})
 	default:
-		http.NotFound(w, r)
+		name, ok := strings.CutPrefix(r.URL.Path, probe+"/services/probe:http/proxy/dns/")
+		if !ok {
+			http.NotFound(w, r)
+			return
+		}
+		if f.dnsBody != "" {
+			fmt.Fprint(w, f.dnsBody)
+			return
+		}
+		a := dnsAnswer{Pod: "probe-a", Node: "w-1", Name: name, Nameservers: []string{"10.96.0.10"}}
+		switch addr := f.records[name]; {
+		case f.dnsDown:
+			a.Error = "lookup " + name + " on 10.96.0.10:53: read udp 10.244.1.5:41234->10.96.0.10:53: i/o timeout"
+		case addr == "":
+			a.Error = "lookup " + name + " on 10.96.0.10:53: no such host"
+		default:
+			a.Addrs = []string{addr}
+		}
+		_ = json.NewEncoder(w).Encode(a)
 	}
 }
 
@@ -227,29 +255,25 @@ func find(r *AcceptResult, name, node string) (manifest.AcceptanceCheck, bool) {
 	return r.Checks[i], true
 }
 
-// TestAcceptAllPass: a healthy cluster passes every check; DNS and the
-// drill are not checked, so it is accepted only with both allowed, and
-// then "except" them.
+// TestAcceptAllPass: a healthy cluster passes every check; the drill is
+// not checked unless allowed.
 func TestAcceptAllPass(t *testing.T) {
-	a := newAcceptEnv(t)
 	ctx := context.Background()
+	a := newAcceptEnv(t)
 	res, err := Accept(ctx, a.cfg)
 	if !errors.Is(err, ErrNotAccepted) || res.Accepted {
-		t.Fatalf("accepted with DNS and the drill unchecked: %v", err)
+		t.Fatalf("accepted with the drill unchecked: %v", err)
 	}
-	if got := failing(res); !slices.Equal(got, []string{"drill@", "dns@"}) {
+	if got := failing(res); !slices.Equal(got, []string{"drill@"}) {
 		t.Errorf("failing without --allow-unchecked: %v", got)
 	}
-	if c, _ := find(res, UncheckedDNS, ""); c.Outcome != CheckNotChecked || c.Detail != "no cluster DNS yet (CoreDNS is not built)" {
-		t.Errorf("dns: %+v", c)
+	a.cfg.AllowUnchecked = []string{"dns"}
+	if _, err = Accept(ctx, a.cfg); err == nil || errors.Is(err, ErrNotAccepted) || !strings.Contains(err.Error(), `"dns"`) {
+		t.Errorf("dns is checked now, --allow-unchecked dns: %v", err)
 	}
-	a.cfg.AllowUnchecked = []string{UncheckedDNS}
-	if res, err = Accept(ctx, a.cfg); !errors.Is(err, ErrNotAccepted) || !slices.Equal(failing(res), []string{"drill@"}) {
-		t.Errorf("dns allowed only: %v %v", failing(res), err)
-	}
-	a.cfg.AllowUnchecked = []string{UncheckedDNS, UncheckedDrill}
+	a.cfg.AllowUnchecked = []string{UncheckedDrill}
 	res, err = Accept(ctx, a.cfg)
-	if err != nil || !res.Accepted || !slices.Equal(res.Allowed, []string{"drill", "dns"}) {
+	if err != nil || !res.Accepted || !slices.Equal(res.Allowed, []string{"drill"}) {
 		t.Fatalf("healthy cluster: %v, failing %v, allowed %v", err, failing(res), res.Allowed)
 	}
 	passed := 0
@@ -259,12 +283,16 @@ func TestAcceptAllPass(t *testing.T) {
 		}
 	}
 	// 4 attested, 4 nodes × 3 planes, API, 1 kubelet, kube-system, probe
-	// deployment and service.
-	if want := 4 + 12 + 1 + 1 + 1 + 2; passed != want {
+	// deployment and service, CoreDNS, two names resolved.
+	if want := 4 + 12 + 1 + 1 + 1 + 2 + 1 + 2; passed != want {
 		t.Errorf("%d checks passed, want %d: %+v", passed, want, res.Checks)
 	}
 	if c, _ := find(res, checkProbeServed, "cp-1"); c.Outcome != CheckPassed || !strings.Contains(c.Detail, "probe-a on w-1, probe-b on w-1") {
 		t.Errorf("probe service: %+v", c)
+	}
+	if c, _ := find(res, checkDNS, "w-1"); c.Outcome != CheckPassed ||
+		c.Detail != "kubernetes.default → 10.96.0.1 from pod probe-a (nameservers 10.96.0.10)" {
+		t.Errorf("cluster dns: %+v", c)
 	}
 	if len(res.Nodes) != 4 || res.Nodes[2] != (manifest.AcceptanceNode{Name: "w-1", Role: "worker", EKHash: "ek-w-1", BuildID: "id-worker"}) {
 		t.Errorf("nodes: %+v", res.Nodes)
@@ -310,18 +338,31 @@ func TestAcceptEachCheckFails(t *testing.T) {
 			a.e.Nodes["cp-1"].SetPlanes(*ps)
 		}, []string{"plane control@cp-1"}, "wg-control (control) is down"},
 		{"API server not ready", func(a *acceptEnv) { a.kube.ready = false },
-			[]string{"kubernetes api@cp-1", "kubelet ready@w-1", "kube-system pods@", "probe deployment@", "probe service@"}, "kube-apiserver is not ready"},
+			[]string{"kubernetes api@cp-1", "kubelet ready@w-1", "kube-system pods@", "probe deployment@", "probe service@",
+				"coredns deployment@", "cluster dns@"}, "kube-apiserver is not ready"},
 		{"kubelet not Ready", func(a *acceptEnv) { a.kube.nodes["w-1"] = false }, []string{"kubelet ready@w-1"}, "registered, not Ready"},
 		{"kubelet not registered", func(a *acceptEnv) { delete(a.kube.nodes, "w-1") }, []string{"kubelet ready@w-1"}, "not registered"},
 		{"kube-system pod pending", func(a *acceptEnv) { a.kube.system["kube-proxy-x"] = "Pending" }, []string{"kube-system pods@cp-1"}, "pod kube-proxy-x is Pending"},
-		{"probe not available", func(a *acceptEnv) { a.kube.available = 1 }, []string{"probe deployment@", "probe service@"}, "1 of 2 replicas available"},
+		{"probe not available", func(a *acceptEnv) { a.kube.available = 1 }, []string{"probe deployment@", "probe service@", "cluster dns@"}, "1 of 2 replicas available"},
 		{"a probe replica silent", func(a *acceptEnv) { a.kube.silent["probe-b"] = true }, []string{"probe service@w-1"}, "1 of 2 running replicas answered through the Service in 20 tries; silent: probe-b on w-1"},
 		{"no probe endpoints", func(a *acceptEnv) { a.kube.silent["probe-a"], a.kube.silent["probe-b"] = true, true },
-			[]string{"probe service@w-1"}, "no endpoints available"},
+			[]string{"probe service@w-1", "cluster dns@"}, "no endpoints available"},
+		// CoreDNS down: its Deployment has no replica and a probe pod's
+		// lookups time out; each failure names the name and why.
+		{"CoreDNS down", func(a *acceptEnv) { a.kube.coredns, a.kube.dnsDown = 0, true },
+			[]string{"coredns deployment@", "cluster dns@w-1", "cluster dns@w-1"}, "kube-system/coredns: 0 of 2 replicas available"},
+		{"CoreDNS up, lookups time out", func(a *acceptEnv) { a.kube.dnsDown = true }, []string{"cluster dns@w-1", "cluster dns@w-1"},
+			"kubernetes.default (the API server's Service, through the pod's search path) does not resolve from pod probe-a " +
+				"(nameservers 10.96.0.10): lookup kubernetes.default on 10.96.0.10:53: read udp 10.244.1.5:41234->10.96.0.10:53: i/o timeout"},
+		{"CoreDNS one replica", func(a *acceptEnv) { a.kube.coredns = 1 }, []string{"coredns deployment@"}, "1 of 2 replicas available"},
+		{"the probe's Service unknown to DNS", func(a *acceptEnv) { delete(a.kube.records, "probe.kubedos-probe.svc.cluster.local.") },
+			[]string{"cluster dns@w-1"}, "probe.kubedos-probe.svc.cluster.local. (the probe's Service) does not resolve from pod probe-a (nameservers 10.96.0.10): lookup probe.kubedos-probe.svc.cluster.local. on 10.96.0.10:53: no such host"},
+		{"a wrong address", func(a *acceptEnv) { a.kube.records["kubernetes.default"] = "10.96.0.2" },
+			[]string{"cluster dns@w-1"}, "kubernetes.default (the API server's Service, through the pod's search path) resolves to [10.96.0.2] from pod probe-a (nameservers 10.96.0.10), want 10.96.0.1"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			a := newAcceptEnv(t)
-			a.cfg.AllowUnchecked = []string{UncheckedDNS, UncheckedDrill}
+			a.cfg.AllowUnchecked = []string{UncheckedDrill}
 			tt.break_(a)
 			res, err := Accept(context.Background(), a.cfg)
 			if !errors.Is(err, ErrNotAccepted) || res.Accepted {
@@ -343,7 +384,7 @@ func TestAcceptEachCheckFails(t *testing.T) {
 func TestAcceptNoBuild(t *testing.T) {
 	a := newAcceptEnv(t)
 	a.cfg.Builds = nil
-	a.cfg.AllowUnchecked = []string{UncheckedDNS, UncheckedDrill}
+	a.cfg.AllowUnchecked = []string{UncheckedDrill}
 	res, err := Accept(context.Background(), a.cfg)
 	if !errors.Is(err, ErrNotAccepted) || !slices.Equal(failing(res), []string{"build@"}) {
 		t.Errorf("no build: %v %v", failing(res), err)
@@ -363,5 +404,39 @@ func TestAcceptBoundsDetails(t *testing.T) {
 	c, ok := find(res, checkKubeSystem, "cp-1")
 	if !ok || c.Outcome != CheckFailed || len(c.Detail) > maxDetail+len("…") || !strings.HasPrefix(c.Detail, "pod ppp") {
 		t.Errorf("kube-system check %q (%d bytes)", c.Detail[:min(len(c.Detail), 40)], len(c.Detail))
+	}
+}
+
+// TestAcceptBoundsDNSAnswers: a probe pod's answer (any pod in the probe's
+// namespace can answer through its Service) is bounded before it is
+// reported: its node, pod, error and address list.
+func TestAcceptBoundsDNSAnswers(t *testing.T) {
+	a := newAcceptEnv(t)
+	addrs := make([]string, 10000)
+	for i := range addrs {
+		addrs[i] = strings.Repeat("9", 300)
+	}
+	body, _ := json.Marshal(map[string]any{"pod": strings.Repeat("p", 5000), "node": strings.Repeat("n", 5000),
+		"name": "kubernetes.default", "addrs": addrs, "nameservers": addrs})
+	a.kube.dnsBody = string(body)
+	a.cfg.AllowUnchecked = []string{UncheckedDrill}
+	res, _ := Accept(context.Background(), a.cfg)
+	var dns []manifest.AcceptanceCheck
+	for _, c := range res.Checks {
+		if c.Name == checkDNS {
+			dns = append(dns, c)
+		}
+	}
+	if len(dns) != 2 {
+		t.Fatalf("dns checks: %+v", dns)
+	}
+	for _, c := range dns {
+		if c.Outcome != CheckFailed || len(c.Node) > 260 || len(c.Detail) > maxDetail+len("…") {
+			t.Errorf("unbounded: node %d bytes, detail %d bytes", len(c.Node), len(c.Detail))
+		}
+	}
+	if !strings.HasPrefix(dns[0].Detail, "kubernetes.default (the API server's Service, through the pod's search path) resolves to [999") ||
+		!strings.Contains(dns[1].Detail, `answered for "kubernetes.default"`) {
+		t.Errorf("details: %.300s / %.300s", dns[0].Detail, dns[1].Detail)
 	}
 }

@@ -21,7 +21,7 @@ const (
 	DrillRecreate = "recreate"
 	DrillEnroll   = "enroll"
 	DrillKubelet  = "kubelet ready"
-	DrillProbe    = "probe available"
+	DrillProbe    = "probe available" // and CoreDNS
 )
 
 // DrillReport is what the replacement drill did to a node, step by step.
@@ -352,6 +352,16 @@ func (o drillOps) probeAvailable(ctx context.Context) (string, error) {
 		if err != nil {
 			return false, "", err
 		}
-		return got >= kubeplan.ProbeReplicas, fmt.Sprintf("%d of %d replicas available", got, kubeplan.ProbeReplicas), nil
+		if got < kubeplan.ProbeReplicas {
+			return false, fmt.Sprintf("probe: %d of %d replicas available", got, kubeplan.ProbeReplicas), nil
+		}
+		// CoreDNS was drained with the probe: the gate's DNS check after
+		// the drill needs it back too.
+		dns, err := corednsReplicas(ctx, o.kube)
+		if err != nil {
+			return false, "", err
+		}
+		return dns >= kubeplan.CoreDNSReplicas, fmt.Sprintf("probe: %d of %d, coredns: %d of %d replicas available",
+			got, kubeplan.ProbeReplicas, dns, kubeplan.CoreDNSReplicas), nil
 	})
 }

@@ -24,6 +24,7 @@ type drillKube struct {
 	node                  string
 	readyAfter, probeAft  int
 	nodeCalls, probeCalls int
+	dnsAfter, dnsCalls    int // CoreDNS's replicas after dnsAfter asks
 }
 
 func (k *drillKube) Nodes(context.Context) ([]kube.Node, error) {
@@ -34,9 +35,16 @@ func (k *drillKube) Nodes(context.Context) ([]kube.Node, error) {
 	return []kube.Node{{Name: k.node, Ready: true, KubeletVersion: "v1.35.4"}}, nil
 }
 
-func (k *drillKube) Get(_ context.Context, _ string, out any) error {
-	k.probeCalls++
+func (k *drillKube) Get(_ context.Context, path string, out any) error {
 	n := 0
+	if strings.HasSuffix(path, "/deployments/coredns") {
+		k.dnsCalls++
+		if k.dnsCalls > k.dnsAfter {
+			n = kubeplan.CoreDNSReplicas
+		}
+		return json.Unmarshal(fmt.Appendf(nil, `{"status":{"availableReplicas":%d}}`, n), out)
+	}
+	k.probeCalls++
 	if k.probeCalls > k.probeAft {
 		n = kubeplan.ProbeReplicas
 	}
@@ -87,7 +95,7 @@ func TestDrillSteps(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			var k *drillKube
 			if tc.kube {
-				k = &drillKube{node: "w-1", readyAfter: 2, probeAft: 3}
+				k = &drillKube{node: "w-1", readyAfter: 2, probeAft: 3, dnsAfter: 1}
 			}
 			ops, did := recordingOps(tc.fail, tc.newEK, k)
 			var seen []string
@@ -108,8 +116,11 @@ func TestDrillSteps(t *testing.T) {
 			if !last.OK || r.NewEK != "ek-new" || !strings.Contains(r.Summary(), "ek-old") {
 				t.Errorf("report %+v; summary %q", r, r.Summary())
 			}
-			if tc.kube && (k.nodeCalls != 3 || k.probeCalls != 4) {
-				t.Errorf("the Kubernetes waits asked %d and %d times, want 3 and 4 (until Ready, until available)", k.nodeCalls, k.probeCalls)
+			// The probe is asked until available (4), then CoreDNS until
+			// available (2), the probe again meanwhile (5).
+			if tc.kube && (k.nodeCalls != 3 || k.probeCalls != 5 || k.dnsCalls != 2) {
+				t.Errorf("the Kubernetes waits asked %d, %d and %d times, want 3, 5 and 2 (until Ready, until available)",
+					k.nodeCalls, k.probeCalls, k.dnsCalls)
 			}
 		})
 	}
@@ -150,7 +161,7 @@ func TestDrillNodeOK(t *testing.T) {
 func TestAcceptDrill(t *testing.T) {
 	a := newAcceptEnv(t)
 	ctx := context.Background()
-	a.cfg.AllowUnchecked = []string{UncheckedDNS}
+	a.cfg.AllowUnchecked = nil
 	var ran []string
 	a.cfg.DrillNode = "w-1"
 	a.cfg.Drill = func(_ context.Context, node string, kc *kube.Client) (*DrillReport, error) {

@@ -53,23 +53,23 @@ func noRecord(t *testing.T, dir string) {
 	}
 }
 
-// TestSealRefusedWhenNotAccepted: a failing gate, or one with DNS not
-// checked and not allowed, seals nothing: no file, no call to the hub.
+// TestSealRefusedWhenNotAccepted: a failing gate, or one with the drill
+// not checked and not allowed, seals nothing: no file, no call to the hub.
 func TestSealRefusedWhenNotAccepted(t *testing.T) {
 	ks := testKeys(t)
 	a := newAcceptEnv(t)
 	a.e.Hub.ArtifactKey = ks.SigningPub
 	dir, _ := sealBuild(t, a, ks)
 	a.kube.nodes["w-1"] = false
-	a.cfg.AllowUnchecked = []string{UncheckedDNS, UncheckedDrill}
+	a.cfg.AllowUnchecked = []string{UncheckedDrill}
 	res, err := Seal(context.Background(), SealConfig{Accept: a.cfg, BuildDir: dir, Keys: ks})
 	if !errors.Is(err, ErrNotAccepted) || res == nil || res.Accept == nil || res.Record != nil {
 		t.Fatalf("sealed a failing cluster: %+v %v", res, err)
 	}
 	a.kube.nodes["w-1"] = true
-	a.cfg.AllowUnchecked = []string{UncheckedDrill}
+	a.cfg.AllowUnchecked = nil
 	if _, err := Seal(context.Background(), SealConfig{Accept: a.cfg, BuildDir: dir, Keys: ks}); !errors.Is(err, ErrNotAccepted) {
-		t.Fatalf("sealed with DNS unchecked and not allowed: %v", err)
+		t.Fatalf("sealed with the drill unchecked and not allowed: %v", err)
 	}
 	if a.e.Hub.SealCalls != 0 {
 		t.Errorf("%d seal calls reached the hub", a.e.Hub.SealCalls)
@@ -96,7 +96,7 @@ func TestSeal(t *testing.T) {
 	a.e.Hub.ArtifactKey = ks.SigningPub
 	dir, manifestSum := sealBuild(t, a, ks)
 	a.cfg.Builds = nil // Seal takes them from the build
-	a.cfg.AllowUnchecked = []string{UncheckedDNS, UncheckedDrill}
+	a.cfg.AllowUnchecked = []string{UncheckedDrill}
 	res, err := Seal(context.Background(), SealConfig{Accept: a.cfg, BuildDir: dir, Keys: ks})
 	if err != nil {
 		t.Fatal(err)
@@ -119,7 +119,7 @@ func TestSeal(t *testing.T) {
 	sum := sha256.Sum256(ks.CA.Raw)
 	if rec.Cluster != "local-k8s" || rec.BuildID != "b1" || rec.ManifestSHA256 != manifestSum || rec.CAs["cluster"] != hex.EncodeToString(sum[:]) ||
 		rec.AuditHead != (manifest.AuditHead{Seq: stepstest.AuditHeadSeq, Hash: stepstest.AuditHeadHash}) ||
-		!slices.Equal(rec.Allowed, []string{"drill", "dns"}) || len(rec.Nodes) != 4 || rec.Nodes[1].EKHash != "ek-cp-1" || rec.Nodes[1].BuildID != "id-controlplane" {
+		!slices.Equal(rec.Allowed, []string{"drill"}) || len(rec.Nodes) != 4 || rec.Nodes[1].EKHash != "ek-cp-1" || rec.Nodes[1].BuildID != "id-controlplane" {
 		t.Errorf("record %+v", rec)
 	}
 	if i := slices.IndexFunc(rec.Checks, func(c manifest.AcceptanceCheck) bool { return c.Name == "attested" && c.Node == "w-1" }); i < 0 ||
@@ -144,7 +144,7 @@ func TestSealHubRefuses(t *testing.T) {
 	a := newAcceptEnv(t)
 	a.e.Hub.ArtifactKey = other.SigningPub
 	dir, _ := sealBuild(t, a, ks)
-	a.cfg.AllowUnchecked = []string{UncheckedDNS, UncheckedDrill}
+	a.cfg.AllowUnchecked = []string{UncheckedDrill}
 	if _, err := Seal(context.Background(), SealConfig{Accept: a.cfg, BuildDir: dir, Keys: ks}); err == nil || a.e.Hub.SealCalls != 1 {
 		t.Fatalf("sealed at a hub with another artifact key: %v", err)
 	}
