@@ -19,7 +19,7 @@ FUZZ_TARGETS    := spec:FuzzParse measure:FuzzEventLog attest:FuzzDecodeEvidence
 BIN             := bin
 LDFLAGS         := -X github.com/kubedos/kubedos/internal/buildinfo.Version=$(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 
-.PHONY: all build demo deps test lint unit fuzz integration e2e e2e-kube kube clean
+.PHONY: all build demo deps test lint unit fuzz integration e2e e2e-kube kube coredns coredns-smoke clean
 
 all: build
 
@@ -34,7 +34,7 @@ build:
 deps:
 	bash scripts/setup.sh
 
-demo: deps build kube
+demo: deps build kube coredns
 	bash scripts/demo.sh
 
 test: lint unit fuzz
@@ -70,8 +70,9 @@ e2e:
 
 # End-to-end Kubernetes (examples/local-k8s.yaml): images carrying the
 # Kubernetes binary, the cluster up and converged, workloads served,
-# the acceptance gate. Needs `make kube` (cached by content).
-e2e-kube: kube
+# the acceptance gate. Needs `make kube` and `make coredns` (cached by
+# content; kubedos build finds coredns beside kube).
+e2e-kube: kube coredns
 	KUBEDOS_KUBE=$(abspath $(BIN)/kube) $(GO) test -tags e2e -count=1 -timeout 60m -v -run '^TestKubernetes' ./e2e/
 
 # The pinned Kubernetes multicall binary (kube/): cached by content in
@@ -79,6 +80,18 @@ e2e-kube: kube
 # Cold, it compiles for tens of minutes; not part of `make test`.
 kube:
 	KUBE_OUT=$(BIN)/kube bash scripts/kube-build.sh
+
+# CoreDNS (coredns/: only the plugins the cluster's Corefile uses), the
+# cluster DNS image's binary: cached by content in ~/.cache/kubedos/coredns
+# like kube; minutes cold.
+coredns:
+	COREDNS_OUT=$(BIN)/coredns bash scripts/coredns-build.sh
+
+# CoreDNS with kubeplan's Corefile and objects against a real kube-apiserver
+# on Debian's etcd, asked over UDP (about 15 s; skips without etcd).
+coredns-smoke: kube coredns
+	KUBEDOS_KUBE=$(abspath $(BIN)/kube) KUBEDOS_COREDNS=$(abspath $(BIN)/coredns) \
+	  $(GO) test -count=1 -v -run '^TestCoreDNSAgainstAPIServer$$' ./internal/kubeplan/
 
 clean:
 	rm -rf $(BIN)

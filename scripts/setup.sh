@@ -15,11 +15,13 @@ fi
 # runs the web console's real-browser check (integration tag). haproxy and
 # keepalived check the load balancers' generated configurations (their Debian
 # defaults bind nothing and, with no configuration, keepalived does not start).
+# etcd-server backs the kube-apiserver that make coredns-smoke (and
+# scripts/kube-smoke.sh) run CoreDNS against, on loopback ports of their own.
 pkgs=(git make gcc binutils cpio fdisk dosfstools mtools e2fsprogs squashfs-tools cryptsetup-bin
       mmdebstrap systemd-boot-efi sbsigntool efitools ovmf swtpm swtpm-tools qemu-system-x86 qemu-utils
       osslsigncode pesign openssl dpkg-dev apt util-linux gpgv
       systemd libtss2-esys-3.0.2-0 libtss2-rc0 bc libssl-dev socat procps iproute2 nftables
-      prometheus prometheus-alertmanager chromium haproxy keepalived)
+      prometheus prometheus-alertmanager chromium haproxy keepalived etcd-server)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
