@@ -177,6 +177,7 @@ func newKubeKey(k *KubeRoot, in *kubeInputs) *kubeKey {
 	}
 	fmt.Fprintf(h, "%s\x00%s\x00%s\x00%s\x00%s\x00%s", kubeplan.ContainerdConfig(), kubeplan.PauseImage, kubeplan.ProbeImage,
 		kubeplan.Links(k.Components), kubeplan.CoreDNSImage, corednsUser)
+	fmt.Fprintf(h, "\x00%s\x00%s", kubeplan.BridgeNetfilterModules, kubeplan.BridgeNetfilterSysctl)
 	key.Wiring = hex.EncodeToString(h.Sum(nil))
 	return key
 }
@@ -256,6 +257,12 @@ func installKube(root string, k *KubeRoot, debArch string, epoch int64) error {
 		return nil
 	}
 	if err := write(kubeplan.ContainerdConfigFile, []byte(kubeplan.ContainerdConfig()), 0o644); err != nil {
+		return err
+	}
+	if err := write(kubeplan.BridgeNetfilterModulesFile, []byte(kubeplan.BridgeNetfilterModules), 0o644); err != nil {
+		return err
+	}
+	if err := write(kubeplan.BridgeNetfilterSysctlFile, []byte(kubeplan.BridgeNetfilterSysctl), 0o644); err != nil {
 		return err
 	}
 	arch, err := ociArch(debArch)

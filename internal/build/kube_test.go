@@ -261,7 +261,7 @@ func TestInstallKube(t *testing.T) {
 			t.Error("Debian's etcd.service is not masked, or still enabled or aliased")
 		}
 		for _, p := range []string{"usr/bin/kubelet", "etc/containerd/config.toml", "usr/share/kubedos/images/pause.tar",
-			"usr/share/kubedos/images/coredns.tar"} {
+			"usr/share/kubedos/images/coredns.tar", "etc/modules-load.d/kubedos-kubernetes.conf"} {
 			if exists(root, p) {
 				t.Errorf("control plane has %s", p)
 			}
@@ -290,6 +290,14 @@ func TestInstallKube(t *testing.T) {
 		}
 		if b, _ := os.ReadFile(filepath.Join(root, "etc/containerd/config.toml")); string(b) != kubeplan.ContainerdConfig() {
 			t.Errorf("containerd config %q", b)
+		}
+		// Same-node Service replies pass netfilter (br_netfilter loaded,
+		// its hook on).
+		if b, _ := os.ReadFile(filepath.Join(root, "etc/modules-load.d/kubedos-kubernetes.conf")); !strings.Contains(string(b), "\nbr_netfilter\n") {
+			t.Errorf("modules-load.d: %q", b)
+		}
+		if b, _ := os.ReadFile(filepath.Join(root, "etc/sysctl.d/90-kubedos-kubernetes.conf")); !strings.Contains(string(b), "\nnet.bridge.bridge-nf-call-iptables = 1\n") {
+			t.Errorf("sysctl.d: %q", b)
 		}
 		for name, ref := range map[string]string{"pause": kubeplan.PauseImage, "probe": kubeplan.ProbeImage, "coredns": kubeplan.CoreDNSImage} {
 			files := readTarNames(t, filepath.Join(root, kubeplan.ImageArchive(name)))

@@ -90,3 +90,18 @@ const ContainerdConfigFile = "/etc/containerd/config.toml"
 
 // ImageArchive is the path of an image's OCI archive in a role root.
 func ImageArchive(name string) string { return ImageDir + "/" + name + ".tar" }
+
+// Bridged pod traffic must pass netfilter on kubelet roles: a pod asking a
+// Service whose endpoint is a pod on the same node (the cluster DNS, most
+// often) has its request DNATed by kube-proxy on the way in, but the
+// endpoint answers it over the cni0 bridge directly; without br_netfilter
+// that answer skips conntrack, keeps the endpoint's address, and the
+// asking pod drops it. systemd-modules-load loads the module at boot and
+// systemd-sysctl (ordered after it) turns the hook on.
+const (
+	BridgeNetfilterModulesFile = "/etc/modules-load.d/kubedos-kubernetes.conf"
+	BridgeNetfilterSysctlFile  = "/etc/sysctl.d/90-kubedos-kubernetes.conf"
+	BridgeNetfilterModules     = "# kubedos: kube-proxy's Service NAT for pods on one bridge (kubeplan.BridgeNetfilterModules)\nbr_netfilter\n"
+	BridgeNetfilterSysctl      = "# kubedos: bridged pod traffic passes nftables, so Service replies are un-NATed\n" +
+		"net.bridge.bridge-nf-call-iptables = 1\nnet.bridge.bridge-nf-call-ip6tables = 1\n"
+)
