@@ -73,15 +73,9 @@ func (k *KubeCAs) SignAdmin(csrDER []byte, operator string, life time.Duration, 
 	if k == nil || k.Kubernetes == nil {
 		return nil, fmt.Errorf("%w: no Kubernetes CA", ErrBadCA)
 	}
-	csr, err := x509.ParseCertificateRequest(csrDER)
+	csr, err := parseCSR(csrDER, "admin credential")
 	if err != nil {
-		return nil, fmt.Errorf("%w: admin credential: %w", ErrBadCSR, err)
-	}
-	if err := csr.CheckSignature(); err != nil {
-		return nil, fmt.Errorf("%w: admin credential: signature: %w", ErrBadCSR, err)
-	}
-	if err := CheckKeyType(csr.PublicKey); err != nil {
-		return nil, fmt.Errorf("admin credential: %w", err)
+		return nil, err
 	}
 	t := &x509.Certificate{
 		Subject:               pkix.Name{CommonName: KubeAdminUser(operator), Organization: []string{GroupMasters}},

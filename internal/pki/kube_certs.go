@@ -90,15 +90,9 @@ func (k *KubeCAs) Sign(req KubeIssue) (*x509.Certificate, error) {
 	if !slices.Contains(KubeCertsFor(req.Spec, req.Node.Role), req.Kind) {
 		return nil, fmt.Errorf("%w: node %s (role %s) may not hold a %s certificate", ErrKubeRole, req.Node.Name, req.Node.Role, req.Kind)
 	}
-	csr, err := x509.ParseCertificateRequest(req.CSR)
+	csr, err := parseCSR(req.CSR, fmt.Sprintf("node %s %s", req.Node.Name, req.Kind))
 	if err != nil {
-		return nil, fmt.Errorf("%w: node %s %s: %w", ErrBadCSR, req.Node.Name, req.Kind, err)
-	}
-	if err := csr.CheckSignature(); err != nil {
-		return nil, fmt.Errorf("%w: node %s %s: signature: %w", ErrBadCSR, req.Node.Name, req.Kind, err)
-	}
-	if err := CheckKeyType(csr.PublicKey); err != nil {
-		return nil, fmt.Errorf("node %s %s: %w", req.Node.Name, req.Kind, err)
+		return nil, err
 	}
 	ca, tmpl, life, err := k.template(req)
 	if err != nil {

@@ -36,15 +36,9 @@ func (k *KubeCAs) SignMonitoring(csrDER []byte, node string, life time.Duration,
 	if k == nil || k.Kubernetes == nil {
 		return nil, fmt.Errorf("%w: no Kubernetes CA", ErrBadCA)
 	}
-	csr, err := x509.ParseCertificateRequest(csrDER)
+	csr, err := parseCSR(csrDER, "metrics credential for "+node)
 	if err != nil {
-		return nil, fmt.Errorf("%w: metrics credential for %s: %w", ErrBadCSR, node, err)
-	}
-	if err := csr.CheckSignature(); err != nil {
-		return nil, fmt.Errorf("%w: metrics credential for %s: signature: %w", ErrBadCSR, node, err)
-	}
-	if err := CheckKeyType(csr.PublicKey); err != nil {
-		return nil, fmt.Errorf("metrics credential for %s: %w", node, err)
+		return nil, err
 	}
 	t := &x509.Certificate{
 		Subject:               pkix.Name{CommonName: KubeMonitoringUser(node), Organization: []string{GroupMonitoring}},

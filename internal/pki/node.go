@@ -57,15 +57,9 @@ func (ca *CA) SignNodeCSR(csrDER []byte, name, role string, lifetime time.Durati
 	if slices.Contains(spec.ReservedNodeNames, name) {
 		return nil, fmt.Errorf("%w: node name %q is reserved (%q): a node's certificate must not name the hub", ErrInvalid, name, spec.ReservedNodeNames)
 	}
-	csr, err := x509.ParseCertificateRequest(csrDER)
+	csr, err := parseCSR(csrDER, "node "+name)
 	if err != nil {
-		return nil, fmt.Errorf("%w: node %s: %w", ErrBadCSR, name, err)
-	}
-	if err := csr.CheckSignature(); err != nil {
-		return nil, fmt.Errorf("%w: node %s: signature: %w", ErrBadCSR, name, err)
-	}
-	if err := CheckKeyType(csr.PublicKey); err != nil {
-		return nil, fmt.Errorf("node %s: %w", name, err)
+		return nil, err
 	}
 	if err := checkClaims(csr, name, role); err != nil {
 		return nil, fmt.Errorf("%w: node %s: %w", ErrCSRClaims, name, err)
@@ -86,6 +80,23 @@ func nodeTemplate(name, role string) *x509.Certificate {
 		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth, x509.ExtKeyUsageServerAuth},
 		BasicConstraintsValid: true,
 	}
+}
+
+// parseCSR is a CSR whose signature holds and whose key is of a type the
+// cluster's certificates carry; what names it in errors. Callers use its
+// key and nothing else they did not check themselves.
+func parseCSR(der []byte, what string) (*x509.CertificateRequest, error) {
+	csr, err := x509.ParseCertificateRequest(der)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s: %w", ErrBadCSR, what, err)
+	}
+	if err := csr.CheckSignature(); err != nil {
+		return nil, fmt.Errorf("%w: %s: signature: %w", ErrBadCSR, what, err)
+	}
+	if err := CheckKeyType(csr.PublicKey); err != nil {
+		return nil, fmt.Errorf("%s: %w", what, err)
+	}
+	return csr, nil
 }
 
 // CheckKeyType accepts the public keys node certificates may carry: ECDSA

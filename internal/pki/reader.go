@@ -3,7 +3,6 @@ package pki
 import (
 	"crypto/x509"
 	"crypto/x509/pkix"
-	"fmt"
 	"time"
 )
 
@@ -22,15 +21,9 @@ func (ca *CA) SignReaderCSR(csrDER []byte, node string, lifetime time.Duration, 
 	if err := CheckName("node name", node); err != nil {
 		return nil, err
 	}
-	csr, err := x509.ParseCertificateRequest(csrDER)
+	csr, err := parseCSR(csrDER, "reader for "+node)
 	if err != nil {
-		return nil, fmt.Errorf("%w: reader for %s: %w", ErrBadCSR, node, err)
-	}
-	if err := csr.CheckSignature(); err != nil {
-		return nil, fmt.Errorf("%w: reader for %s: signature: %w", ErrBadCSR, node, err)
-	}
-	if err := CheckKeyType(csr.PublicKey); err != nil {
-		return nil, fmt.Errorf("reader for %s: %w", node, err)
+		return nil, err
 	}
 	tmpl := &x509.Certificate{
 		Subject:               pkix.Name{CommonName: ReaderName(node), Organization: []string{RoleReader.Org()}},
