@@ -43,54 +43,6 @@ export GOAMD64=${GOAMD64:-v1}
 ldflags="-buildid= -s -w -X github.com/coredns/coredns/coremain.GitCommit="
 flags=(-trimpath -buildvcs=false -ldflags="$ldflags")
 
-key=$(
-	{
-		printf 'coredns-build 1\n'
-		go version
-		printf '%s\n' "GOOS=$GOOS GOARCH=$GOARCH GOAMD64=$GOAMD64 CGO_ENABLED=$CGO_ENABLED GOFLAGS=$GOFLAGS"
-		printf '%s\n' "${flags[@]}"
-		for f in go.mod go.sum $(cd "$mod" && find cmd -type f -name '*.go' | LC_ALL=C sort); do
-			printf 'file %s\n' "$f"
-			sha256sum <"$mod/$f"
-		done
-	} | sha256sum | cut -c1-64
-)
-entry="$cache/$key"
-bin="$entry/coredns"
-
-if [[ -d $entry ]]; then
-	want=$(cut -c1-64 "$entry/coredns.sha256")
-	got=$(sha256sum "$bin" | cut -c1-64)
-	if [[ $want != "$got" ]]; then
-		echo "coredns-build: cache entry $entry: coredns is $got, recorded $want; remove the entry to rebuild" >&2
-		exit 1
-	fi
-	echo "coredns-build: cache hit $key" >&2
-else
-	mkdir -p "$cache"
-	tmp=$(mktemp -d "$cache/.tmp-$key.XXXXXX")
-	trap 'rm -rf "$tmp"' EXIT
-	echo "coredns-build: building $ver ($key), GOCACHE=$gocache" >&2
-	start=$(date +%s)
-	(cd "$mod" && nice -n "$nice_level" go build "${flags[@]}" -o "$tmp/coredns" ./cmd/coredns)
-	echo "coredns-build: built in $(($(date +%s) - start)) s" >&2
-	(cd "$tmp" && go version -m coredns >coredns.modules && sha256sum coredns >coredns.sha256)
-	chmod 755 "$tmp" # mktemp made it 0700
-	sync -f "$tmp/coredns" 2>/dev/null || sync
-	if ! mv -T "$tmp" "$entry" 2>/dev/null; then
-		# Another build won the race; its entry has the same content key.
-		rm -rf "$tmp"
-	fi
-	trap - EXIT
-	got=$(cut -c1-64 "$entry/coredns.sha256")
-fi
-
-if [[ -n ${COREDNS_OUT:-} ]]; then
-	COREDNS_OUT=$(realpath -m "$COREDNS_OUT")
-	mkdir -p "$(dirname "$COREDNS_OUT")"
-	cp "$bin" "$COREDNS_OUT.tmp" && mv -f "$COREDNS_OUT.tmp" "$COREDNS_OUT"
-	# The SBOM is made here, not cached: it depends on the generator too.
-	(cd "$root" && GOCACHE=$(env -u GOCACHE go env GOCACHE) go run ./scripts/gosbom -o "$COREDNS_OUT.cdx.json" \
-		-modcache "$(go env GOMODCACHE)" -version "$ver" "$COREDNS_OUT")
-fi
-echo "$got  $bin"
+# shellcheck source=scripts/lib/cached-go-build.sh
+source "$root/scripts/lib/cached-go-build.sh"
+cached_go_build coredns "$mod" "$cache" "$nice_level" "${COREDNS_OUT:-}" "$ver" "${flags[@]}"

@@ -57,54 +57,6 @@ done
 tags=selinux,notest,grpcnotrace
 flags=(-trimpath -buildvcs=false -tags="$tags" -ldflags="$ldflags")
 
-key=$(
-	{
-		printf 'kube-build 1\n'
-		go version
-		printf '%s\n' "GOOS=$GOOS GOARCH=$GOARCH GOAMD64=$GOAMD64 CGO_ENABLED=$CGO_ENABLED GOFLAGS=$GOFLAGS"
-		printf '%s\n' "${flags[@]}"
-		for f in go.mod go.sum $(cd "$mod" && find cmd -type f -name '*.go' | LC_ALL=C sort); do
-			printf 'file %s\n' "$f"
-			sha256sum <"$mod/$f"
-		done
-	} | sha256sum | cut -c1-64
-)
-entry="$cache/$key"
-bin="$entry/kube"
-
-if [[ -d $entry ]]; then
-	want=$(cut -c1-64 "$entry/kube.sha256")
-	got=$(sha256sum "$bin" | cut -c1-64)
-	if [[ $want != "$got" ]]; then
-		echo "kube-build: cache entry $entry: kube is $got, recorded $want; remove the entry to rebuild" >&2
-		exit 1
-	fi
-	echo "kube-build: cache hit $key" >&2
-else
-	mkdir -p "$cache"
-	tmp=$(mktemp -d "$cache/.tmp-$key.XXXXXX")
-	trap 'rm -rf "$tmp"' EXIT
-	echo "kube-build: building $kver ($key), GOCACHE=$gocache" >&2
-	start=$(date +%s)
-	(cd "$mod" && nice -n "$nice_level" go build "${flags[@]}" -o "$tmp/kube" ./cmd/kube)
-	echo "kube-build: built in $(($(date +%s) - start)) s" >&2
-	(cd "$tmp" && go version -m kube >kube.modules && sha256sum kube >kube.sha256)
-	chmod 755 "$tmp" # mktemp made it 0700
-	sync -f "$tmp/kube" 2>/dev/null || sync
-	if ! mv -T "$tmp" "$entry" 2>/dev/null; then
-		# Another build won the race; its entry has the same content key.
-		rm -rf "$tmp"
-	fi
-	trap - EXIT
-	got=$(cut -c1-64 "$entry/kube.sha256")
-fi
-
-if [[ -n ${KUBE_OUT:-} ]]; then
-	KUBE_OUT=$(realpath -m "$KUBE_OUT")
-	mkdir -p "$(dirname "$KUBE_OUT")"
-	cp "$bin" "$KUBE_OUT.tmp" && mv -f "$KUBE_OUT.tmp" "$KUBE_OUT"
-	# The SBOM is made here, not cached: it depends on the generator too.
-	(cd "$root" && GOCACHE=$(env -u GOCACHE go env GOCACHE) go run ./scripts/gosbom -o "$KUBE_OUT.cdx.json" \
-		-modcache "$(go env GOMODCACHE)" -version "$kver" "$KUBE_OUT")
-fi
-echo "$got  $bin"
+# shellcheck source=scripts/lib/cached-go-build.sh
+source "$root/scripts/lib/cached-go-build.sh"
+cached_go_build kube "$mod" "$cache" "$nice_level" "${KUBE_OUT:-}" "$kver" "${flags[@]}"
