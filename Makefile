@@ -59,9 +59,12 @@ fuzz:
 
 # Integration (root): swtpm instances enrolling concurrently through the real
 # hub over TLS with a restart in the middle; apt + mmdebstrap offline against
-# a real darksite repo (needs Debian's mirror).
+# a real darksite repo (needs Debian's mirror); Prometheus, Chromium,
+# nftables and WireGuard in namespaces. Only the tests of files tagged
+# integration, in their packages (scripts/integration-tests.sh): `unit` ran
+# the rest.
 integration:
-	$(GO) test -tags integration -race -count=1 -timeout 30m ./internal/...
+	$(GO) test -tags integration -race -count=1 -timeout 30m -run "$$(bash scripts/integration-tests.sh run)" $$(bash scripts/integration-tests.sh pkgs)
 
 # End-to-end: real Debian packages, real images, QEMU + OVMF Secure Boot +
 # swtpm under TCG. Needs root and Debian's mirror; about 20 minutes here.
