@@ -36,8 +36,19 @@ func TestKubernetes(t *testing.T) {
 		t.Skip("KUBEDOS_KUBE is not set: `make e2e-kube` builds the Kubernetes binary and runs this")
 	}
 	start := time.Now()
-	dir, b := makeSite(t, "k8s", "../examples/local-k8s.yaml", "local-k8s", "cache", "out", "--kube", kubeBin)
-	t.Logf("FIGURE local-k8s keys, lock, fetch, build (4 roles): %.0fs", time.Since(start).Seconds())
+	// The prometheus node (mon) and its checks — the API server and
+	// kubelet scraped, a drift the kubelet makes firing the alert — cost
+	// CI about 10 minutes of TCG (measured 2026-12-06: TestKubernetes 1,299 s
+	// with mon, 704 s without): only with KUBEDOS_E2E_OBSERVE=1 (make
+	// e2e-kube-observe); otherwise local-k8s runs without mon.
+	observe := os.Getenv("KUBEDOS_E2E_OBSERVE") != ""
+	specFile := "../examples/local-k8s.yaml"
+	if !observe {
+		specFile = withoutPrometheusNode(t, specFile)
+		t.Log("KUBEDOS_E2E_OBSERVE unset: local-k8s without its prometheus node (make e2e-kube-observe runs it)")
+	}
+	dir, b := makeSite(t, "k8s", specFile, "local-k8s", "cache", "out", "--kube", kubeBin)
+	t.Logf("FIGURE local-k8s keys, lock, fetch, build (every role): %.0fs", time.Since(start).Seconds())
 	t.Cleanup(func() { run(t, dir, nil, "cluster", "down", "cluster.yaml", "--purge") })
 
 	start = time.Now()
@@ -48,8 +59,10 @@ func TestKubernetes(t *testing.T) {
 	t.Logf("FIGURE cluster up local-k8s, converged with the probe served: %.0fs", time.Since(start).Seconds())
 	// Drift first, so the alert's two minutes of pending overlap the
 	// checks below (issue 17; checked before the second converge).
-	restoreDrift := makeKubeletDrift(t, dir, "10.40.0.21:7444", "w-1")
-	drifted := time.Now()
+	restoreDrift, drifted := func() {}, time.Now()
+	if observe {
+		restoreDrift = makeKubeletDrift(t, dir, "10.40.0.21:7444", "w-1")
+	}
 	for _, l := range strings.Split(up.stderr, "\n") {
 		if strings.Contains(l, "workload/kubernetes") {
 			t.Logf("progress: %s", l)
@@ -125,11 +138,13 @@ func TestKubernetes(t *testing.T) {
 	// Issue 17: mon scrapes the four kubedosd, the hub, itself, etcd, and
 	// with its hub-issued Kubernetes credential the API server and the
 	// kubelet: nine targets, all up.
-	checkPrometheus(t, dir, "10.40.0.30:7444", "mon", 4)
-	if d, took, ok := waitProm(t, dir, "10.40.0.30:7444", "mon", 3*time.Minute, allUp(9)); !ok {
-		t.Errorf("Prometheus on mon never had the API server and the kubelet up too: %q", d)
-	} else {
-		t.Logf("FIGURE Prometheus on mon: 9 targets up with Kubernetes %.0fs later (%s)", took.Seconds(), d)
+	if observe {
+		checkPrometheus(t, dir, "10.40.0.30:7444", "mon", 4)
+		if d, took, ok := waitProm(t, dir, "10.40.0.30:7444", "mon", 3*time.Minute, allUp(9)); !ok {
+			t.Errorf("Prometheus on mon never had the API server and the kubelet up too: %q", d)
+		} else {
+			t.Logf("FIGURE Prometheus on mon: 9 targets up with Kubernetes %.0fs later (%s)", took.Seconds(), d)
+		}
 	}
 
 	// The probe, reached from cp-1 (the API server's service proxy) on its
@@ -149,12 +164,14 @@ func TestKubernetes(t *testing.T) {
 	}
 
 	// The drift alert fires for w-1, and the drift undone clears it.
-	if d, _, ok := waitProm(t, dir, "10.40.0.30:7444", "mon", 5*time.Minute, func(d string) bool {
-		return strings.Contains(d, "KubedosDriftDetected{node=w-1}")
-	}); !ok {
-		t.Errorf("no KubedosDriftDetected for w-1: %q", d)
-	} else {
-		t.Logf("FIGURE drift made on w-1 to its alert firing: at most %.0fs (%s)", time.Since(drifted).Seconds(), d)
+	if observe {
+		if d, _, ok := waitProm(t, dir, "10.40.0.30:7444", "mon", 5*time.Minute, func(d string) bool {
+			return strings.Contains(d, "KubedosDriftDetected{node=w-1}")
+		}); !ok {
+			t.Errorf("no KubedosDriftDetected for w-1: %q", d)
+		} else {
+			t.Logf("FIGURE drift made on w-1 to its alert firing: at most %.0fs (%s)", time.Since(drifted).Seconds(), d)
+		}
 	}
 	restoreDrift()
 
@@ -352,4 +369,26 @@ func makeKubeletDrift(t *testing.T, dir, addr, name string) func() {
 			t.Errorf("%s still drifts with its configuration restored:\n%s", name, r.stdout)
 		}
 	}
+}
+
+// withoutPrometheusNode writes spec without its prometheus node and with
+// Prometheus off, beside the test's files, and returns its path.
+func withoutPrometheusNode(t *testing.T, spec string) string {
+	t.Helper()
+	b, err := os.ReadFile(spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var keep []string
+	for _, l := range strings.Split(string(b), "\n") {
+		if strings.Contains(l, "role: prometheus") {
+			continue
+		}
+		keep = append(keep, strings.Replace(l, "prometheus: true", "prometheus: false", 1))
+	}
+	out := filepath.Join(work, "local-k8s-without-mon.yaml")
+	if err := os.WriteFile(out, []byte(strings.Join(keep, "\n")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return out
 }
