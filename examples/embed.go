@@ -19,3 +19,10 @@ var Local []byte
 //
 //go:embed local-k8s.yaml
 var LocalK8s []byte
+
+// LocalHA is the smallest highly available Kubernetes cluster: master,
+// three control-plane nodes with stacked etcd holding the API VIP, one
+// worker.
+//
+//go:embed local-ha.yaml
+var LocalHA []byte

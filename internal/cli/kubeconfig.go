@@ -36,8 +36,9 @@ its life is the bound on a lost kubeconfig. Run this again for a new one.
 
 FILE embeds the CA, the certificate and the key (…-data fields), is written
 0600 through a temporary file, and names the API server as an operator's
-machine reaches it: https://<topology.apiVIP>:6443 when the spec has load
-balancers, else https://<first controlplane node's address>:6443. An existing
+machine reaches it: https://<topology.apiVIP>:6443 when the spec has a VIP
+(held by its load balancers, or by its control planes when it has none), else
+https://<first controlplane node's address>:6443. An existing
 FILE is not replaced unless --force.
 
 The hub is found as for kubedos node list: --hub, KUBEDOS_HUB, else the hub

@@ -66,12 +66,13 @@ func (h *Hub) IssueKubeAdmin(ctx context.Context, peer pki.Peer, csr []byte) (*K
 }
 
 // adminAPIServer is the URL an operator's machine reaches the API server
-// at: the VIP when the spec has load balancers holding one, else the first
+// at: the VIP when the spec has one (load balancers or control planes hold
+// it), else the first
 // control-plane node's LAN address (the kubernetes plane, which nodes use,
 // is not reachable from off the cluster). The apiserver's certificate
 // names both (pki's apiserver SANs).
 func adminAPIServer(s *spec.ClusterSpec) (string, error) {
-	if v := s.Topology.APIVIP; v != "" && s.CountRole(spec.RoleLoadBalancer) > 0 {
+	if v := s.Topology.APIVIP; v != "" && s.APIVIPHolders() != "" {
 		a, err := netip.ParseAddr(v)
 		if err != nil {
 			return "", fmt.Errorf("topology.apiVIP %q: %w", v, err)

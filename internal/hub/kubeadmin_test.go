@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kubedos/kubedos/examples"
 	"github.com/kubedos/kubedos/internal/pki"
 	"github.com/kubedos/kubedos/internal/spec"
 )
@@ -130,10 +131,11 @@ func TestKubeAdmin(t *testing.T) {
 		}
 	}
 
-	// A shorter spec lifetime wins; without load balancers the server is
-	// the first control-plane node's LAN address.
+	// A shorter spec lifetime wins; without load balancers or VIP the
+	// server is the first control-plane node's LAN address.
 	ke.spec.Workloads.Kubernetes.CertificateLifetime = "30m"
 	ke.spec.Topology.Nodes = slices.DeleteFunc(ke.spec.Topology.Nodes, func(n spec.Node) bool { return n.Role == spec.RoleLoadBalancer })
+	ke.spec.Topology.APIVIP = ""
 	_, csr := adminCSR(t, "x")
 	out, err := ke.hub.IssueKubeAdmin(ctx, admin, csr)
 	if err != nil {
@@ -144,5 +146,28 @@ func TestKubeAdmin(t *testing.T) {
 	}
 	if out.Server != "https://10.10.10.31:6443" {
 		t.Errorf("server %q, want cp-1's LAN address https://10.10.10.31:6443", out.Server)
+	}
+}
+
+// TestAdminAPIServer: an operator's kubeconfig names the VIP whoever holds
+// it (load balancers or control planes), else the first control plane on
+// the LAN.
+func TestAdminAPIServer(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		data []byte
+		want string
+	}{
+		{"reference", examples.Reference, "https://10.10.10.100:6443"},
+		{"local-ha", examples.LocalHA, "https://10.50.0.5:6443"},
+		{"local-k8s", examples.LocalK8s, "https://10.40.0.11:6443"},
+	} {
+		s, err := spec.LoadBytes(c.data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, err := adminAPIServer(s); err != nil || got != c.want {
+			t.Errorf("%s: %q %v, want %s", c.name, got, err, c.want)
+		}
 	}
 }

@@ -69,7 +69,9 @@ func Files(p *Plan, h Host) ([]File, error) {
 		if !ifnameRE.MatchString(h.LANInterface) {
 			return nil, fmt.Errorf("kubernetes plan: the LAN interface %q is not an interface name", clip(h.LANInterface))
 		}
-		add(HAProxyConfig, haproxyConfig(p))
+		if slices.Contains(p.Components, HAProxy) {
+			add(HAProxyConfig, haproxyConfig(p))
+		}
 		add(KeepalivedConfig, keepalivedConfig(p, h))
 	}
 	return out, nil

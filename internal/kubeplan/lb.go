@@ -33,8 +33,14 @@ type LB struct {
 	Priority int `json:"priority"`
 	// RouterID is the VRRP virtual router id (1-255), the VIP's last byte.
 	RouterID int `json:"routerID"`
-	// Backends are the control-plane nodes' API servers, on the LAN.
-	Backends []Backend `json:"backends"`
+	// Track is the unit keepalived follows: the VIP is given up while it
+	// is not running. haproxy on load balancers; kube-apiserver where the
+	// control planes hold the VIP themselves.
+	Track Component `json:"track"`
+	// Backends are the control-plane nodes' API servers, on the LAN, that
+	// haproxy balances (none where the control planes hold the VIP: the
+	// API server there serves it).
+	Backends []Backend `json:"backends,omitempty"`
 }
 
 // Backend is one kube-apiserver behind the VIP.
@@ -103,36 +109,41 @@ ExecStart=/usr/sbin/keepalived --dont-fork --use-file=%s
 	return ""
 }
 
-// lbPlan is node n's LB in s: the order of the loadbalancer nodes in the
-// spec gives each its priority, so the first one up holds the VIP.
+// lbPlan is node n's LB in s: the order of the VIP's holders (load
+// balancers, or control planes when there are none) in the spec gives
+// each its priority, so the first one up holds the VIP.
 func lbPlan(s *spec.ClusterSpec, n spec.Node) (*LB, error) {
+	holders := s.APIVIPHolders()
 	vip, err := netip.ParseAddr(s.Topology.APIVIP)
-	if err != nil {
-		return nil, fmt.Errorf("topology.apiVIP %q: the loadbalancer nodes need the API VIP: %v", s.Topology.APIVIP, err)
+	if err != nil || holders == "" {
+		return nil, fmt.Errorf("topology.apiVIP %q: the %s nodes need the API VIP: %v", s.Topology.APIVIP, n.Role, err)
 	}
 	lan, err := netip.ParsePrefix(s.Networking.LAN.CIDR)
 	if err != nil {
 		return nil, fmt.Errorf("networking.lan.cidr %q: %w", s.Networking.LAN.CIDR, err)
 	}
-	lb := &LB{VIP: vip.String(), PrefixBits: lan.Bits(), Address: n.Address, RouterID: routerID(vip)}
+	lb := &LB{VIP: vip.String(), PrefixBits: lan.Bits(), Address: n.Address, RouterID: routerID(vip), Track: APIServer}
+	if holders == spec.RoleLoadBalancer {
+		lb.Track = HAProxy
+	}
 	i := 0
 	for _, m := range s.Topology.Nodes {
-		switch m.Role {
-		case spec.RoleLoadBalancer:
+		if m.Role == holders {
 			if m.Name == n.Name {
 				lb.Priority = MaxVRRPPriority - i
 			} else {
 				lb.Peers = append(lb.Peers, m.Address)
 			}
 			i++
-		case spec.RoleControlPlane:
+		}
+		if m.Role == spec.RoleControlPlane && lb.Track == HAProxy {
 			lb.Backends = append(lb.Backends, Backend{Name: m.Name, Address: m.Address})
 		}
 	}
 	if lb.Priority < 1 {
-		return nil, fmt.Errorf("topology.nodes: %d loadbalancer nodes, more than VRRP's priorities can order", i)
+		return nil, fmt.Errorf("topology.nodes: %d %s nodes, more than VRRP's priorities can order", i, holders)
 	}
-	if len(lb.Backends) == 0 {
+	if lb.Track == HAProxy && len(lb.Backends) == 0 {
 		return nil, fmt.Errorf("topology.nodes: the load balancers have no controlplane node to balance")
 	}
 	return lb, nil
@@ -167,8 +178,20 @@ func (lb *LB) validate() []string {
 			bad = append(bad, fmt.Sprintf("lb address %q is not an address", clip(a)))
 		}
 	}
-	if len(lb.Backends) == 0 || len(lb.Backends) > maxLBNodes || len(lb.Peers) > maxLBNodes {
-		bad = append(bad, fmt.Sprintf("lb: %d backends and %d peers (1..%d each)", len(lb.Backends), len(lb.Peers), maxLBNodes))
+	switch lb.Track {
+	case HAProxy:
+		if len(lb.Backends) == 0 {
+			bad = append(bad, "lb: haproxy with no backend")
+		}
+	case APIServer:
+		if len(lb.Backends) != 0 {
+			bad = append(bad, "lb: backends without haproxy")
+		}
+	default:
+		bad = append(bad, fmt.Sprintf("lb: keepalived cannot track %q", clip(string(lb.Track))))
+	}
+	if len(lb.Backends) > maxLBNodes || len(lb.Peers) > maxLBNodes {
+		bad = append(bad, fmt.Sprintf("lb: %d backends and %d peers (at most %d each)", len(lb.Backends), len(lb.Peers), maxLBNodes))
 	}
 	if lb.PrefixBits < 1 || lb.PrefixBits > 128 {
 		bad = append(bad, fmt.Sprintf("lb prefixBits %d", lb.PrefixBits))
@@ -257,13 +280,16 @@ backend kube-apiserver
 }
 
 // keepalivedConfig holds the VIP on the LAN interface by VRRP: every load
-// balancer starts as backup, the highest priority among those whose
-// haproxy runs takes the VIP, and "nopreempt" keeps it there when a
+// balancer (or control plane holding the VIP) starts as backup, the
+// highest priority among those whose tracked unit (haproxy, or the API
+// server) runs takes the VIP, and "nopreempt" keeps it there when a
 // higher one comes back (each move of the VIP cuts the API's open
 // connections). Advertisements are unicast to the other load balancers
 // (the firewall accepts VRRP only from them), and the track script puts
-// the instance in fault, giving the VIP up, while the local haproxy is
-// not running.
+// the instance in fault, giving the VIP up, while the local haproxy (or,
+// on a control plane, the API server) is not running. A running API
+// server that is not ready (etcd lost) keeps the VIP: haproxy's /readyz
+// checks cover that case on load balancers, nothing does here yet.
 //
 // No authentication: VRRPv2's authentication was removed from the protocol
 // (RFC 3768) because it protects nothing (the password travels in clear),
@@ -279,7 +305,7 @@ global_defs {
 	enable_script_security
 }
 
-vrrp_script haproxy {
+vrrp_script %s {
 	script "/usr/bin/systemctl is-active --quiet %s"
 	interval 2
 	timeout 2
@@ -297,7 +323,7 @@ vrrp_instance kube-apiserver {
 	unicast_src_ip %s
 	check_unicast_src
 	unicast_peer {
-`, p.Cluster, p.Node, p.Node, UnitName(HAProxy), h.LANInterface, lb.RouterID, lb.Priority, lb.Address)
+`, p.Cluster, p.Node, p.Node, lb.Track, UnitName(lb.Track), h.LANInterface, lb.RouterID, lb.Priority, lb.Address)
 	for _, peer := range lb.Peers {
 		fmt.Fprintf(&b, "\t\t%s\n", peer)
 	}
@@ -306,9 +332,9 @@ vrrp_instance kube-apiserver {
 		%s/%d dev %s
 	}
 	track_script {
-		haproxy
+		%s
 	}
 }
-`, lb.VIP, lb.PrefixBits, h.LANInterface)
+`, lb.VIP, lb.PrefixBits, h.LANInterface, lb.Track)
 	return []byte(b.String())
 }

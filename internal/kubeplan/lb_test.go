@@ -116,6 +116,7 @@ func TestKubeconfigsUseTheVIP(t *testing.T) {
 		want  string
 	}{
 		{"load balancers", reference(t), []string{"cp-2", "w-3"}, "https://10.10.10.100:6443"},
+		{"control planes", localHA(t), []string{"cp-1", "cp-3", "w-1"}, "https://10.50.0.5:6443"},
 		{"none", localK8s(t), []string{"cp-1", "w-1"}, "https://10.89.0.11:6443"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
@@ -127,7 +128,7 @@ func TestKubeconfigsUseTheVIP(t *testing.T) {
 				if p.APIServer != tt.want {
 					t.Errorf("%s: API server %s, want %s", node, p.APIServer, tt.want)
 				}
-				files, err := Files(p, Host{})
+				files, err := Files(p, testHost)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -268,9 +269,12 @@ func TestKeepalivedChecksConfig(t *testing.T) {
 		}
 		return nil
 	}
-	s := reference(t)
-	for _, node := range []string{"lb-1", "lb-3"} {
-		p, err := For(s, node)
+	for _, c := range []struct {
+		s    *spec.ClusterSpec
+		node string
+	}{{reference(t), "lb-1"}, {reference(t), "lb-3"}, {localHA(t), "cp-2"}} {
+		node := c.node
+		p, err := For(c.s, node)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -136,16 +136,21 @@ type EtcdMember struct {
 
 // ComponentsFor is what a node of role runs in cluster s: control-plane
 // nodes the API server, controllers and scheduler (and etcd, stacked, when
-// the spec has no etcd nodes), etcd nodes etcd, workers kubelet and
-// kube-proxy, load balancers haproxy and keepalived (the API VIP). The
+// the spec has no etcd nodes; keepalived when they hold the API VIP
+// themselves), etcd nodes etcd, workers kubelet and kube-proxy, load
+// balancers haproxy and keepalived (the API VIP). The
 // certificates each holds are pki.KubeCertsFor's.
 func ComponentsFor(s *spec.ClusterSpec, role spec.Role) []Component {
 	switch role {
 	case spec.RoleControlPlane:
+		cs := []Component{APIServer, ControllerManager, Scheduler}
 		if s.CountRole(spec.RoleEtcd) == 0 {
-			return []Component{Etcd, APIServer, ControllerManager, Scheduler}
+			cs = append([]Component{Etcd}, cs...)
 		}
-		return []Component{APIServer, ControllerManager, Scheduler}
+		if s.APIVIPHolders() == spec.RoleControlPlane {
+			cs = append(cs, Keepalived)
+		}
+		return cs
 	case spec.RoleEtcd:
 		return []Component{Etcd}
 	case spec.RoleWorker:
@@ -208,7 +213,7 @@ func For(s *spec.ClusterSpec, node string) (*Plan, error) {
 		}
 		p.NodePodCIDR = sub.String()
 	}
-	if slices.Contains(comps, HAProxy) {
+	if slices.Contains(comps, Keepalived) {
 		if p.LB, err = lbPlan(s, n); err != nil {
 			return nil, err
 		}
@@ -216,10 +221,11 @@ func For(s *spec.ClusterSpec, node string) (*Plan, error) {
 	return p, nil
 }
 
-// apiServerURL: the VIP when the spec has load balancers holding one, else
-// the first control-plane node on the kubernetes plane.
+// apiServerURL: the VIP when the spec has one (held by the load balancers
+// or the control planes), else the first control-plane node on the
+// kubernetes plane.
 func apiServerURL(s *spec.ClusterSpec) (string, error) {
-	if v := s.Topology.APIVIP; v != "" && s.CountRole(spec.RoleLoadBalancer) > 0 {
+	if v := s.Topology.APIVIP; v != "" && s.APIVIPHolders() != "" {
 		a, err := netip.ParseAddr(v)
 		if err != nil {
 			return "", fmt.Errorf("topology.apiVIP %q: %w", v, err)
@@ -314,8 +320,11 @@ func (p *Plan) Validate() error {
 	if p.LB != nil {
 		bad = append(bad, p.LB.validate()...)
 	}
-	if slices.Contains(p.Components, HAProxy) != (p.LB != nil) {
-		bad = append(bad, "lb: given without haproxy, or haproxy without it")
+	if slices.Contains(p.Components, Keepalived) != (p.LB != nil) {
+		bad = append(bad, "lb: given without keepalived, or keepalived without it")
+	}
+	if p.LB != nil && slices.Contains(p.Components, HAProxy) != (p.LB.Track == HAProxy) {
+		bad = append(bad, "lb: haproxy runs but keepalived does not track it, or the reverse")
 	}
 	for _, c := range p.Components {
 		if !slices.Contains(Components, c) {

@@ -123,7 +123,9 @@ type RegisteredEK struct {
 
 // Topology is the set of nodes.
 type Topology struct {
-	// APIVIP is the Kubernetes API virtual IP on the LAN, served by load balancers.
+	// APIVIP is the Kubernetes API virtual IP on the LAN, held by the load
+	// balancers, or by the control-plane nodes when there are none
+	// (APIVIPHolders).
 	APIVIP string `yaml:"apiVIP" json:"apiVIP,omitempty"`
 	Nodes  []Node `yaml:"nodes" json:"nodes"`
 }

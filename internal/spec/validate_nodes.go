@@ -21,6 +21,21 @@ func (s *ClusterSpec) CountRole(r Role) int {
 	return n
 }
 
+// APIVIPHolders is the role whose nodes hold topology.apiVIP: the load
+// balancers (haproxy in front of every API server, keepalived moving the
+// VIP), or, when there are none, the control-plane nodes themselves
+// (keepalived beside each API server, which serves the VIP directly, as
+// Talos's shared VIP does); "" without a VIP.
+func (s *ClusterSpec) APIVIPHolders() Role {
+	switch {
+	case s.Topology.APIVIP == "":
+		return ""
+	case s.CountRole(RoleLoadBalancer) > 0:
+		return RoleLoadBalancer
+	}
+	return RoleControlPlane
+}
+
 // NodeByName finds a node; ok is false when there is none.
 func (s *ClusterSpec) NodeByName(name string) (Node, bool) {
 	for _, n := range s.Topology.Nodes {
@@ -111,8 +126,8 @@ func validateNodes(c *problems, s *ClusterSpec, lan netip.Prefix) {
 				c.add("topology.apiVIP", "VIP %s is already used by %s", a, other)
 			}
 		}
-		if s.CountRole(RoleLoadBalancer) == 0 {
-			c.add("topology.apiVIP", "an API VIP needs at least one node with role loadbalancer to serve it")
+		if s.CountRole(RoleLoadBalancer) == 0 && s.CountRole(RoleControlPlane) < 2 {
+			c.add("topology.apiVIP", "an API VIP is held by the loadbalancer nodes, or by the controlplane nodes when there are none: give two or more of either (found %d controlplane)", s.CountRole(RoleControlPlane))
 		}
 	}
 }

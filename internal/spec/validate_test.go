@@ -20,7 +20,8 @@ func mustParse(t *testing.T, data []byte) *ClusterSpec {
 }
 
 func TestExamplesAreValid(t *testing.T) {
-	for name, data := range map[string][]byte{"local": examples.Local, "reference": examples.Reference} {
+	for name, data := range map[string][]byte{"local": examples.Local, "reference": examples.Reference,
+		"local-k8s": examples.LocalK8s, "local-ha": examples.LocalHA} {
 		t.Run(name, func(t *testing.T) {
 			if ps := Validate(mustParse(t, data)); len(ps) != 0 {
 				t.Fatalf("example %s is invalid: %v", name, ps)
@@ -40,6 +41,21 @@ func TestReferenceTopology(t *testing.T) {
 	}
 	if s.Topology.APIVIP == "" {
 		t.Error("reference has no API VIP")
+	}
+}
+
+// TestAPIVIPHolders: the load balancers hold the VIP when there are any,
+// else the control planes; nobody without a VIP.
+func TestAPIVIPHolders(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		data []byte
+		want Role
+	}{{"reference", examples.Reference, RoleLoadBalancer}, {"local-ha", examples.LocalHA, RoleControlPlane},
+		{"local-k8s", examples.LocalK8s, ""}} {
+		if got := mustParse(t, c.data).APIVIPHolders(); got != c.want {
+			t.Errorf("%s: the VIP is held by %q, want %q", c.name, got, c.want)
+		}
 	}
 }
 
@@ -133,10 +149,16 @@ func TestValidateRules(t *testing.T) {
 		{"no master", "topology.nodes", "found 0", func(s *ClusterSpec) { s.Topology.Nodes[0].Role = RoleWorker }},
 		{"even etcd", "topology.nodes", "role etcd needs an odd count", func(s *ClusterSpec) { s.Topology.Nodes[4].Role = RoleWorker }},
 		{"even control plane", "topology.nodes", "role controlplane needs an odd count", func(s *ClusterSpec) { s.Topology.Nodes[7].Role = RoleWorker }},
-		{"vip without load balancers", "topology.apiVIP", "loadbalancer", func(s *ClusterSpec) {
+		{"vip without load balancers, one control plane", "topology.apiVIP", "two or more of either (found 1 controlplane)", func(s *ClusterSpec) {
+			cps := 0
 			for i := range s.Topology.Nodes {
-				if s.Topology.Nodes[i].Role == RoleLoadBalancer {
+				switch s.Topology.Nodes[i].Role {
+				case RoleLoadBalancer:
 					s.Topology.Nodes[i].Role = RoleWorker
+				case RoleControlPlane:
+					if cps++; cps > 1 {
+						s.Topology.Nodes[i].Role = RoleWorker
+					}
 				}
 			}
 		}},

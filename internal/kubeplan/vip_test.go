@@ -1,0 +1,113 @@
+package kubeplan
+
+import (
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/kubedos/kubedos/examples"
+	"github.com/kubedos/kubedos/internal/spec"
+)
+
+func localHA(t *testing.T) *spec.ClusterSpec {
+	t.Helper()
+	doc, err := spec.Parse(examples.LocalHA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return spec.WithDefaults(doc.Spec)
+}
+
+// TestControlPlanesHoldTheVIP: with a VIP and no load balancer, each
+// control plane runs keepalived beside its API server (which serves the
+// VIP itself: no haproxy), ordered by the spec, tracking the API server;
+// the package follows the role.
+func TestControlPlanesHoldTheVIP(t *testing.T) {
+	s := localHA(t)
+	for _, tt := range []struct {
+		node     string
+		priority int
+		peers    []string
+	}{
+		{"cp-1", 254, []string{"10.50.0.12", "10.50.0.13"}},
+		{"cp-2", 253, []string{"10.50.0.11", "10.50.0.13"}},
+		{"cp-3", 252, []string{"10.50.0.11", "10.50.0.12"}},
+	} {
+		t.Run(tt.node, func(t *testing.T) {
+			p, err := For(s, tt.node)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Equal(p.Components, []Component{Etcd, APIServer, ControllerManager, Scheduler, Keepalived}) || p.LB == nil {
+				t.Fatalf("components %v, lb %+v", p.Components, p.LB)
+			}
+			lb := p.LB
+			if lb.VIP != "10.50.0.5" || lb.Track != APIServer || lb.Priority != tt.priority || lb.RouterID != 5 ||
+				!slices.Equal(lb.Peers, tt.peers) || len(lb.Backends) != 0 {
+				t.Errorf("lb %+v", lb)
+			}
+			if err := p.Validate(); err != nil {
+				t.Fatal(err)
+			}
+			files, err := Files(p, testHost)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var kc string
+			for _, f := range files {
+				switch f.Path {
+				case HAProxyConfig:
+					t.Errorf("a control plane holding the VIP got haproxy's configuration")
+				case KeepalivedConfig:
+					kc = string(f.Data)
+				}
+			}
+			for _, want := range []string{"vrrp_script kube-apiserver {", "is-active --quiet kube-apiserver.service",
+				"priority " + strconv.Itoa(tt.priority), "unicast_src_ip " + lbAddr(s, tt.node), "10.50.0.5/24 dev ens18",
+				"track_script {\n\t\tkube-apiserver\n"} {
+				if !strings.Contains(kc, want) {
+					t.Errorf("keepalived.conf lacks %q:\n%s", want, kc)
+				}
+			}
+		})
+	}
+	if got := RolePackages(s, spec.RoleControlPlane); !slices.Equal(got, []string{"etcd-server", "keepalived"}) {
+		t.Errorf("controlplane packages %v", got)
+	}
+	w, err := For(s, "w-1")
+	if err != nil || w.LB != nil || slices.Contains(w.Components, Keepalived) {
+		t.Errorf("w-1 holds the VIP: %+v %v", w, err)
+	}
+}
+
+// A plan that mixes the two ways of holding the VIP is refused: keepalived
+// tracking haproxy with no haproxy (the VIP would never be held), haproxy
+// with keepalived tracking the API server, backends without haproxy.
+func TestValidateRefusesMixedVIP(t *testing.T) {
+	good, err := For(localHA(t), "cp-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, mutate := range map[string]func(p *Plan){
+		"tracks haproxy, none runs": func(p *Plan) { p.LB.Track = HAProxy; p.LB.Backends = []Backend{{"cp-1", "10.50.0.11"}} },
+		"haproxy, tracks apiserver": func(p *Plan) { p.Components = append(p.Components, HAProxy) },
+		"backends without haproxy":  func(p *Plan) { p.LB.Backends = []Backend{{"cp-2", "10.50.0.12"}} },
+		"tracks something else":     func(p *Plan) { p.LB.Track = "sshd" },
+		"keepalived, no lb":         func(p *Plan) { p.LB = nil },
+		"lb, no keepalived":         func(p *Plan) { p.Components = p.Components[:4] },
+	} {
+		p := *good
+		lb := *good.LB
+		p.LB, p.Components = &lb, slices.Clone(good.Components)
+		mutate(&p)
+		if err := p.Validate(); err == nil {
+			t.Errorf("%s: a bad plan validated", name)
+		}
+	}
+}
+
+func lbAddr(s *spec.ClusterSpec, node string) string {
+	n, _ := s.NodeByName(node)
+	return n.Address
+}
