@@ -81,6 +81,14 @@ func (n *NodeAPI) CheckHealth(ctx context.Context) api.Health {
 		add("planes", false, perr, detail)
 	}
 
+	if n.cfg.EtcdHealth != nil {
+		// Reported only: a member cut off from its quorum does not make
+		// the node unfit (the drills watch it come back).
+		if e := n.cfg.EtcdHealth(ctx); e.Known {
+			add("etcd", false, e.Err, "the local etcd member has a leader and no alarm")
+		}
+	}
+
 	h.Healthy = true
 	for _, c := range h.Checks {
 		if c.Critical && !c.OK {

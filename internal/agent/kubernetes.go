@@ -56,6 +56,8 @@ type kubeRunner struct {
 	// peers, the VIP's port) before haproxy and keepalived start; nil
 	// leaves the firewall alone.
 	firewall func(ctx context.Context, lb *kubeplan.LB) error
+	// etcdHealth is the local member's /health URL ("": etcdHealthURL).
+	etcdHealth string
 
 	mu       sync.Mutex
 	state    string

@@ -118,6 +118,9 @@ type NodeAPIConfig struct {
 	// KubeReady says whether the node's Kubernetes Node is Ready (nil: a
 	// node that runs no kubelet), for the metrics.
 	KubeReady func(context.Context) KubeReadiness
+	// EtcdHealth says whether the node's etcd member is healthy (nil: a
+	// node that runs no etcd), for node health.
+	EtcdHealth func(context.Context) EtcdHealth
 	// Clock paces the drift watch (default SystemClock); Now reads it
 	// (default Clock.Now).
 	Clock Clock

@@ -1,0 +1,83 @@
+package agent
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/kubedos/kubedos/internal/boundedio"
+	"github.com/kubedos/kubedos/internal/kubeplan"
+)
+
+// EtcdHealth is what the local etcd member says of itself: Known false on
+// a node that runs no etcd (or has no plan yet); Err when it is not
+// healthy or could not be asked.
+type EtcdHealth struct {
+	Known bool
+	Err   error
+}
+
+// etcdHealthURL is the member's own /health on its plain metrics listener
+// (the firewall keeps it off the LAN): "true" only while the member has a
+// leader and no alarm, so a member that came back and rejoined its quorum
+// says so, and one cut off from it does not.
+var etcdHealthURL = "http://127.0.0.1:" + strconv.Itoa(kubeplan.EtcdMetricsPort) + "/health"
+
+// maxEtcdHealth bounds etcd's /health answer (a few dozen bytes).
+const maxEtcdHealth = 4 << 10
+
+// EtcdHealth asks the node's etcd member for its health.
+func (k *kubeRunner) EtcdHealth(ctx context.Context) EtcdHealth {
+	p, err := k.loadPlan()
+	if err != nil || p == nil || !slices.Contains(p.Components, kubeplan.Etcd) {
+		return EtcdHealth{}
+	}
+	fail := func(err error) EtcdHealth { return EtcdHealth{Known: true, Err: err} }
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	url := k.etcdHealth
+	if url == "" {
+		url = etcdHealthURL
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return fail(err)
+	}
+	cl := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+	res, err := cl.Do(req)
+	if err != nil {
+		return fail(fmt.Errorf("etcd member %s: %w", p.Node, err))
+	}
+	defer res.Body.Close()
+	b, err := boundedio.ReadAll(res.Body, maxEtcdHealth, "etcd /health")
+	if err != nil {
+		return fail(err)
+	}
+	var h struct {
+		Health string `json:"health"`
+		Reason string `json:"reason"`
+	}
+	if err := json.Unmarshal(b, &h); err != nil {
+		return fail(fmt.Errorf("etcd member %s: /health answered %s: %w", p.Node, res.Status, err))
+	}
+	if h.Health != "true" {
+		reason := h.Reason
+		if reason == "" {
+			reason = res.Status
+		}
+		return fail(fmt.Errorf("etcd member %s is not healthy: %s", p.Node, clipString(reason)))
+	}
+	return EtcdHealth{Known: true}
+}
+
+// etcdHealth is k's EtcdHealth, nil without a Kubernetes runner.
+func etcdHealth(k *kubeRunner) func(context.Context) EtcdHealth {
+	if k == nil {
+		return nil
+	}
+	return k.EtcdHealth
+}
