@@ -1,0 +1,398 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/kubedos/kubedos/internal/kube"
+	"github.com/kubedos/kubedos/internal/target/qemu"
+)
+
+// TestHADrills brings examples/local-ha.yaml up (master, three control
+// planes with stacked etcd holding the API VIP themselves, one worker)
+// and runs issue 16's failure drills on it, with a writer putting one
+// ConfigMap a second through the VIP from before the first kill to after
+// the last recovery:
+//
+//  1. the VM holding the VIP is killed: the VIP moves to another control
+//     plane (the host's neighbour entry follows it), the API answers on it
+//     again, and writes go on with one etcd member down; `cluster up`
+//     brings the VM back and its member reports healthy;
+//  2. and 3. the VM of the leading controller-manager is killed (another
+//     etcd member lost): another control plane takes the lease over, the
+//     probe Deployment scaled to 3 during the drill converges, writes go
+//     on; `cluster up` brings it back, its member healthy.
+//
+// At the end every write the API acknowledged is there (no data lost),
+// and `cluster accept` passes. It needs the Kubernetes binary:
+// `make e2e-ha` sets KUBEDOS_KUBE.
+func TestHADrills(t *testing.T) {
+	kubeBin := os.Getenv("KUBEDOS_KUBE")
+	if kubeBin == "" {
+		t.Skip("KUBEDOS_KUBE is not set: `make e2e-ha` builds the Kubernetes binary and runs this")
+	}
+	const cluster, vip = "local-ha", "10.50.0.5"
+	cps := []string{"cp-1", "cp-2", "cp-3"}
+	nodeAPI := map[string]string{"cp-1": "10.50.0.11:7444", "cp-2": "10.50.0.12:7444", "cp-3": "10.50.0.13:7444"}
+	start := time.Now()
+	dir, b := makeSite(t, "ha", "../examples/local-ha.yaml", cluster, "cache", "out", "--kube", kubeBin)
+	t.Logf("FIGURE local-ha keys, lock, fetch, build (3 roles): %.0fs", time.Since(start).Seconds())
+	t.Cleanup(func() { run(t, dir, nil, "cluster", "down", "cluster.yaml", "--purge") })
+
+	up := func(what string) {
+		t.Helper()
+		start := time.Now()
+		r := run(t, dir, nil, "cluster", "up", "cluster.yaml", "--build", b, "--keys", "keys", "--timeout", "40m")
+		if r.code != 0 {
+			t.Fatalf("cluster up (%s): exit %d\n%s", what, r.code, lastLines(r.stderr, 60))
+		}
+		t.Logf("FIGURE cluster up local-ha, %s: %.0fs", what, time.Since(start).Seconds())
+	}
+	up("from nothing, converged with the probe served")
+
+	var kcOut struct{ Path, Server string }
+	if err := json.Unmarshal([]byte(must(t, dir, "kubeconfig", "cluster.yaml", "--keys", "keys", "--out", "admin.kubeconfig", "-o", "json")), &kcOut); err != nil {
+		t.Fatal(err)
+	}
+	if kcOut.Server != "https://"+vip+":6443" {
+		t.Fatalf("the admin kubeconfig names %s, want the VIP", kcOut.Server)
+	}
+	kc, err := kube.NewFromKubeconfig(filepath.Join(dir, "admin.kubeconfig"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	kubectl := func(args ...string) (string, error) {
+		out, err := exec.Command(kubeBin, append([]string{"kubectl", "--kubeconfig", filepath.Join(dir, "admin.kubeconfig"), "--request-timeout", "10s"}, args...)...).CombinedOutput()
+		return string(out), err
+	}
+	if out, err := kubectl("get", "nodes", "-o", "wide"); err != nil {
+		t.Fatalf("kubectl get nodes through the VIP: %v\n%s", err, out)
+	} else {
+		t.Logf("kubectl get nodes -o wide:\n%s", out)
+	}
+	for _, cp := range cps {
+		waitEtcdHealthy(t, dir, nodeAPI[cp], cp, 2*time.Minute)
+	}
+
+	w := startWriter(kc)
+	defer w.stop()
+	time.Sleep(5 * time.Second)
+
+	// Drill 1: the VIP holder's power is cut.
+	holder := vipHolder(t, cluster, vip, cps)
+	t.Logf("the VIP %s is on %s", vip, holder)
+	killVM(t, dir, holder)
+	cut := time.Now()
+	var moved string
+	for deadline := time.Now().Add(5 * time.Minute); time.Now().Before(deadline); time.Sleep(500 * time.Millisecond) {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		err := kc.Ready(ctx)
+		cancel()
+		if err == nil {
+			moved = vipHolder(t, cluster, vip, cps)
+			break
+		}
+	}
+	if moved == "" || moved == holder {
+		t.Fatalf("the API never answered on the VIP from another control plane after %s's power cut (holder now %q)", holder, moved)
+	}
+	t.Logf("FIGURE drill 1: VIP moved from %s to %s, /readyz ok through it %.1fs after the power cut", holder, moved, time.Since(cut).Seconds())
+	if out, err := kubectl("get", "nodes"); err != nil {
+		t.Errorf("kubectl through the VIP after the failover: %v\n%s", err, out)
+	}
+	waitWrites(t, w, cut, 5, 3*time.Minute, "with "+holder+"'s etcd member down")
+	up(holder + " back after its power cut")
+	waitEtcdHealthy(t, dir, nodeAPI[holder], holder, 3*time.Minute)
+
+	// Drills 2 and 3: the leading controller-manager's VM (an etcd member
+	// too) is killed while the probe is scaled.
+	leader := leaseHolder(t, kc, "kube-controller-manager")
+	if !slices.Contains(cps, leader) {
+		t.Fatalf("the controller-manager lease is held by %q", leader)
+	}
+	t.Logf("the controller-manager leader is %s; the VIP is on %s", leader, vipHolder(t, cluster, vip, cps))
+	killVM(t, dir, leader)
+	cut = time.Now()
+	scaled := false
+	for deadline := time.Now().Add(3 * time.Minute); !scaled && time.Now().Before(deadline); time.Sleep(2 * time.Second) {
+		_, err := kubectl("-n", "kubedos-probe", "scale", "deployment/probe", "--replicas=3")
+		scaled = err == nil
+	}
+	if !scaled {
+		t.Fatal("could not scale the probe through the VIP with one control plane down")
+	}
+	var took time.Duration
+	var next string
+	for deadline := time.Now().Add(5 * time.Minute); time.Now().Before(deadline); time.Sleep(2 * time.Second) {
+		if h := leaseHolderOK(kc, "kube-controller-manager"); h != "" && h != leader {
+			next, took = h, time.Since(cut)
+			break
+		}
+	}
+	if next == "" {
+		t.Fatalf("no other controller-manager took the lease over from %s", leader)
+	}
+	t.Logf("FIGURE drill 3: controller-manager lease from %s to %s %.1fs after the power cut", leader, next, took.Seconds())
+	if !waitAvailable(kc, "kubedos-probe", "probe", 3, 5*time.Minute) {
+		out, _ := kubectl("-n", "kubedos-probe", "get", "deploy,rs,pods", "-o", "wide")
+		t.Fatalf("the probe scaled to 3 during the drill never had 3 available:\n%s", out)
+	}
+	t.Logf("FIGURE drill 3: probe scaled to 3 available %.1fs after the power cut", time.Since(cut).Seconds())
+	waitWrites(t, w, cut, 5, 3*time.Minute, "with "+leader+"'s etcd member down")
+	t.Logf("FIGURE drill 2: writes through the VIP with %s's member down: %s", leader, w.since(cut))
+	up(leader + " back after its power cut")
+	waitEtcdHealthy(t, dir, nodeAPI[leader], leader, 3*time.Minute)
+	time.Sleep(5 * time.Second)
+	w.stop()
+
+	// No acknowledged write is lost.
+	acked, failed, gap := w.summary()
+	var cms struct {
+		Items []struct{ Metadata struct{ Name string } }
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := kc.Get(ctx, "/api/v1/namespaces/default/configmaps", &cms); err != nil {
+		t.Fatal(err)
+	}
+	have := map[string]bool{}
+	for _, c := range cms.Items {
+		have[c.Metadata.Name] = true
+	}
+	var lost []string
+	for _, name := range acked {
+		if !have[name] {
+			lost = append(lost, name)
+		}
+	}
+	if len(lost) > 0 {
+		t.Errorf("%d acknowledged writes lost: %v", len(lost), lost)
+	}
+	t.Logf("FIGURE writer through the VIP across the drills: %d acknowledged (all present), %d failed, longest run of failures %.1fs",
+		len(acked), failed, gap.Seconds())
+
+	start = time.Now()
+	acc := run(t, dir, nil, "cluster", "accept", "cluster.yaml", "--build", b, "--keys", "keys", "--allow-unchecked", "drill")
+	if acc.code != 0 {
+		t.Fatalf("cluster accept after the drills: exit %d\n%s\n%s", acc.code, acc.stdout, acc.stderr)
+	}
+	t.Logf("FIGURE cluster accept local-ha after the drills: %.1fs\n%s", time.Since(start).Seconds(), acc.stdout)
+	fmt.Fprintln(os.Stderr, "ha e2e: done")
+}
+
+// vipHolder is the control plane whose MAC the host's neighbour entry for
+// the VIP has (keepalived's gratuitous ARPs keep it current); "" when
+// none answers.
+func vipHolder(t *testing.T, cluster, vip string, nodes []string) string {
+	t.Helper()
+	// An ARP exchange first, so the entry is fresh.
+	_ = exec.Command("ping", "-c", "1", "-W", "1", vip).Run()
+	out, err := exec.Command("ip", "neigh", "show", vip).CombinedOutput()
+	if err != nil {
+		t.Fatalf("ip neigh show %s: %v\n%s", vip, err, out)
+	}
+	f := strings.Fields(string(out))
+	for i, w := range f {
+		if w == "lladdr" && i+1 < len(f) {
+			for _, n := range nodes {
+				if strings.EqualFold(f[i+1], qemu.MAC(cluster+"/"+n)) {
+					return n
+				}
+			}
+		}
+	}
+	return ""
+}
+
+// leaseHolder is the node whose component holds the leader-election lease
+// (holderIdentity is "<hostname>_<uuid>").
+func leaseHolder(t *testing.T, kc *kube.Client, name string) string {
+	t.Helper()
+	for deadline := time.Now().Add(2 * time.Minute); time.Now().Before(deadline); time.Sleep(2 * time.Second) {
+		if h := leaseHolderOK(kc, name); h != "" {
+			return h
+		}
+	}
+	t.Fatalf("no holder of lease kube-system/%s", name)
+	return ""
+}
+
+func leaseHolderOK(kc *kube.Client, name string) string {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	var l struct {
+		Spec struct {
+			HolderIdentity string `json:"holderIdentity"`
+		} `json:"spec"`
+	}
+	if kc.Get(ctx, "/apis/coordination.k8s.io/v1/namespaces/kube-system/leases/"+name, &l) != nil {
+		return ""
+	}
+	host, _, _ := strings.Cut(l.Spec.HolderIdentity, "_")
+	return host
+}
+
+// waitAvailable waits for a Deployment to have want available replicas.
+func waitAvailable(kc *kube.Client, ns, name string, want int, wait time.Duration) bool {
+	for deadline := time.Now().Add(wait); time.Now().Before(deadline); time.Sleep(3 * time.Second) {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		var d struct {
+			Status struct {
+				AvailableReplicas int `json:"availableReplicas"`
+			} `json:"status"`
+		}
+		err := kc.Get(ctx, "/apis/apps/v1/namespaces/"+ns+"/deployments/"+name, &d)
+		cancel()
+		if err == nil && d.Status.AvailableReplicas == want {
+			return true
+		}
+	}
+	return false
+}
+
+// waitEtcdHealthy waits for a node's health to report its etcd member
+// healthy.
+func waitEtcdHealthy(t *testing.T, dir, addr, name string, wait time.Duration) {
+	t.Helper()
+	start, last := time.Now(), ""
+	for deadline := time.Now().Add(wait); time.Now().Before(deadline); time.Sleep(3 * time.Second) {
+		r := run(t, dir, nil, "node", "health", "--node", addr, "--name", name, "--keys", "keys", "-o", "json")
+		var h struct {
+			Checks []struct {
+				Name, Detail string
+				OK           bool
+			}
+		}
+		if json.Unmarshal([]byte(r.stdout), &h) != nil {
+			last = lastLines(r.stderr, 3)
+			continue
+		}
+		for _, c := range h.Checks {
+			if c.Name == "etcd" {
+				if c.OK {
+					t.Logf("FIGURE %s's etcd member healthy %.0fs after asking", name, time.Since(start).Seconds())
+					return
+				}
+				last = c.Detail
+			}
+		}
+	}
+	t.Fatalf("%s's etcd member never reported healthy: %s", name, last)
+}
+
+// writer puts one ConfigMap a second through the API (the VIP), each
+// request bounded to 3 s, and keeps what was acknowledged.
+type writer struct {
+	kc     *kube.Client
+	cancel context.CancelFunc
+	done   chan struct{}
+
+	mu     sync.Mutex
+	writes []write
+}
+
+type write struct {
+	name string
+	at   time.Time
+	ok   bool
+}
+
+func startWriter(kc *kube.Client) *writer {
+	ctx, cancel := context.WithCancel(context.Background())
+	w := &writer{kc: kc, cancel: cancel, done: make(chan struct{})}
+	go func() {
+		defer close(w.done)
+		tick := time.NewTicker(time.Second)
+		defer tick.Stop()
+		for i := 1; ; i++ {
+			name := fmt.Sprintf("ha-writer-%05d", i)
+			obj := fmt.Sprintf(`{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":%q,"namespace":"default"},"data":{"seq":"%d"}}`, name, i)
+			rctx, rcancel := context.WithTimeout(ctx, 3*time.Second)
+			err := kc.Apply(rctx, []byte(obj))
+			rcancel()
+			w.mu.Lock()
+			w.writes = append(w.writes, write{name, time.Now(), err == nil})
+			w.mu.Unlock()
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+			}
+		}
+	}()
+	return w
+}
+
+func (w *writer) stop() {
+	w.cancel()
+	<-w.done
+}
+
+// since summarises the writes after t.
+func (w *writer) since(t time.Time) string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	ok, failed := 0, 0
+	for _, x := range w.writes {
+		if x.at.After(t) {
+			if x.ok {
+				ok++
+			} else {
+				failed++
+			}
+		}
+	}
+	return fmt.Sprintf("%d acknowledged, %d failed", ok, failed)
+}
+
+// summary: the acknowledged writes' names, how many failed, and the
+// longest stretch of consecutive failures.
+func (w *writer) summary() (acked []string, failed int, gap time.Duration) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	var from time.Time
+	for _, x := range w.writes {
+		if x.ok {
+			acked = append(acked, x.name)
+			from = time.Time{}
+			continue
+		}
+		failed++
+		if from.IsZero() {
+			from = x.at
+		}
+		gap = max(gap, x.at.Sub(from))
+	}
+	return acked, failed, gap
+}
+
+// waitWrites waits for n writes acknowledged after t: the API takes
+// writes again (etcd has its quorum with a member down).
+func waitWrites(t *testing.T, w *writer, after time.Time, n int, wait time.Duration, what string) {
+	t.Helper()
+	for deadline := time.Now().Add(wait); time.Now().Before(deadline); time.Sleep(time.Second) {
+		w.mu.Lock()
+		ok := 0
+		for _, x := range w.writes {
+			if x.ok && x.at.After(after) {
+				ok++
+			}
+		}
+		w.mu.Unlock()
+		if ok >= n {
+			return
+		}
+	}
+	t.Fatalf("writes did not resume %s: %s", what, w.since(after))
+}
