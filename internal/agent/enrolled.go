@@ -120,11 +120,12 @@ func (a *Agent) runEnrolled(ctx context.Context, cfg EnrollConfig, st Status, ju
 	fw := &nodeFirewall{role: cfg.Role, apply: firewall.Apply}
 	var kube *kubeRunner
 	if runsKubernetes(cfg.Role) {
-		kube = newKubeRunner(sys, c.Clock, logf, fw.setLoadBalancer)
-		// A load balancer keeps its VRRP and VIP rules across a restart of
-		// kubedosd: haproxy and keepalived may well be running.
+		kube = newKubeRunner(sys, c.Clock, logf, fw.setOpenings)
+		// A node keeps its plan's openings (VRRP and the VIP, etcd's
+		// ports) across a restart of kubedosd: keepalived and etcd may
+		// well be running.
 		if p, err := kube.loadPlan(); err == nil && p != nil {
-			fw.lb = p.LB
+			fw.open = p.Openings()
 		}
 	}
 	applyFirewall := fw.setPlanes

@@ -69,28 +69,47 @@ func WithLoadBalancer(b firewall.Baseline, lb *kubeplan.LB) firewall.Baseline {
 	return b
 }
 
-// nodeFirewall is the node's baseline as its planes and, on a load
-// balancer, its plan change; each change loads the whole table again, one
-// at a time.
+// WithOpenings adds to b what the node's Kubernetes plan opens: the
+// load balancer's (WithLoadBalancer) and the LAN ports taken from listed
+// sources only (etcd's peer and client ports).
+func WithOpenings(b firewall.Baseline, o kubeplan.Openings) firewall.Baseline {
+	b = WithLoadBalancer(b, o.LB)
+	for _, a := range o.Allows {
+		al := firewall.Allowed{Port: a.Port}
+		for _, f := range a.From {
+			if addr, err := netip.ParseAddr(f); err == nil {
+				al.From = append(al.From, addr)
+			}
+		}
+		if len(al.From) > 0 {
+			b.Allowed = append(b.Allowed, al)
+		}
+	}
+	return b
+}
+
+// nodeFirewall is the node's baseline as its planes and its Kubernetes
+// plan's openings change; each change loads the whole table again, one at
+// a time.
 type nodeFirewall struct {
 	role  string
 	apply func(context.Context, firewall.Baseline) error
 
 	mu   sync.Mutex
 	ifcs []wg.Interface
-	lb   *kubeplan.LB
+	open kubeplan.Openings
 }
 
 func (f *nodeFirewall) setPlanes(ctx context.Context, ifcs []wg.Interface) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.ifcs = ifcs
-	return f.apply(ctx, WithLoadBalancer(Baseline(f.role, f.ifcs), f.lb))
+	return f.apply(ctx, WithOpenings(Baseline(f.role, f.ifcs), f.open))
 }
 
-func (f *nodeFirewall) setLoadBalancer(ctx context.Context, lb *kubeplan.LB) error {
+func (f *nodeFirewall) setOpenings(ctx context.Context, o kubeplan.Openings) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.lb = lb
-	return f.apply(ctx, WithLoadBalancer(Baseline(f.role, f.ifcs), f.lb))
+	f.open = o
+	return f.apply(ctx, WithOpenings(Baseline(f.role, f.ifcs), f.open))
 }

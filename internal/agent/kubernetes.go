@@ -52,10 +52,11 @@ type kubeRunner struct {
 	// lanInterface names the interface holding a LAN address (a load
 	// balancer's keepalived holds the VIP there).
 	lanInterface func(addr string) (string, error)
-	// firewall opens what a load balancer's plan needs (VRRP from its
-	// peers, the VIP's port) before haproxy and keepalived start; nil
-	// leaves the firewall alone.
-	firewall func(ctx context.Context, lb *kubeplan.LB) error
+	// firewall opens what the plan needs beyond the role's baseline (VRRP
+	// from the VIP's other holders and the VIP's port; etcd's ports from
+	// its peers and API servers) before the components start; nil leaves
+	// the firewall alone.
+	firewall func(ctx context.Context, o kubeplan.Openings) error
 	// etcdHealth is the local member's /health URL ("": etcdHealthURL).
 	etcdHealth string
 
@@ -63,14 +64,14 @@ type kubeRunner struct {
 	state    string
 	started  map[kubeplan.Component]string // input digest each was started with
 	imported bool
-	lb       *kubeplan.LB // what the firewall was last opened for
+	opened   *kubeplan.Openings // what the firewall was last opened for
 }
 
 // kubeEvery paces the controller: a plan or certificate change is acted on
 // within it.
 const kubeEvery = 10 * time.Second
 
-func newKubeRunner(sys *HostSystem, clock Clock, logf func(string, ...any), fw func(context.Context, *kubeplan.LB) error) *kubeRunner {
+func newKubeRunner(sys *HostSystem, clock Clock, logf func(string, ...any), fw func(context.Context, kubeplan.Openings) error) *kubeRunner {
 	return &kubeRunner{units: sys, images: importImage, clock: clock, every: kubeEvery, logf: logf,
 		lanInterface: lanInterfaceOf, firewall: fw}
 }
@@ -180,7 +181,7 @@ func (k *kubeRunner) once(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := k.openFirewall(ctx, p.LB); err != nil {
+	if err := k.openFirewall(ctx, p.Openings()); err != nil {
 		return err
 	}
 	for _, f := range files {
@@ -288,20 +289,20 @@ func (k *kubeRunner) converge(ctx context.Context, c kubeplan.Component, sum str
 	return nil
 }
 
-// openFirewall hands a load balancer's plan to the firewall when it
-// changed, before haproxy and keepalived are started on it.
-func (k *kubeRunner) openFirewall(ctx context.Context, lb *kubeplan.LB) error {
+// openFirewall hands the plan's openings to the firewall when they
+// changed (or were never handed), before the components start.
+func (k *kubeRunner) openFirewall(ctx context.Context, o kubeplan.Openings) error {
 	k.mu.Lock()
-	same := reflect.DeepEqual(lb, k.lb)
+	same := k.opened != nil && reflect.DeepEqual(o, *k.opened)
 	k.mu.Unlock()
 	if same || k.firewall == nil {
 		return nil
 	}
-	if err := k.firewall(ctx, lb); err != nil {
-		return fmt.Errorf("load balancer firewall: %w", err)
+	if err := k.firewall(ctx, o); err != nil {
+		return fmt.Errorf("kubernetes firewall: %w", err)
 	}
 	k.mu.Lock()
-	k.lb = lb
+	k.opened = &o
 	k.mu.Unlock()
 	return nil
 }

@@ -300,12 +300,12 @@ func TestKubeRunnerLoadBalancer(t *testing.T) {
 		}
 		return "ens18", nil
 	}
-	var opened []*kubeplan.LB
-	k.firewall = func(_ context.Context, lb *kubeplan.LB) error {
+	var opened []kubeplan.Openings
+	k.firewall = func(_ context.Context, o kubeplan.Openings) error {
 		units.mu.Lock()
 		units.actions = append(units.actions, "firewall")
 		units.mu.Unlock()
-		opened = append(opened, lb)
+		opened = append(opened, o)
 		return nil
 	}
 	if err := k.once(ctx); err != nil {
@@ -359,7 +359,7 @@ func TestKubeRunnerLoadBalancer(t *testing.T) {
 	if got := units.take(); !slices.Equal(got, []string{"firewall", "start haproxy.service", "reload keepalived.service"}) {
 		t.Fatalf("after a peer left: %v", got)
 	}
-	if len(opened) != 2 || !slices.Equal(opened[1].Peers, []string{"10.10.10.51"}) {
+	if len(opened) != 2 || !slices.Equal(opened[1].LB.Peers, []string{"10.10.10.51"}) {
 		t.Errorf("firewall opened for %+v", opened)
 	}
 	p.LB.Backends = p.LB.Backends[:2]
@@ -398,7 +398,7 @@ func TestWithLoadBalancer(t *testing.T) {
 	// of planes, and the planes' across a change of plan.
 	var last firewall.Baseline
 	fw := &nodeFirewall{role: "loadbalancer", apply: func(_ context.Context, b firewall.Baseline) error { last = b; return nil }}
-	if err := fw.setLoadBalancer(context.Background(), p.LB); err != nil {
+	if err := fw.setOpenings(context.Background(), p.Openings()); err != nil {
 		t.Fatal(err)
 	}
 	if err := fw.setPlanes(context.Background(), []wg.Interface{{Name: "wg-kubernetes", ListenPort: 51822}}); err != nil {
@@ -406,5 +406,33 @@ func TestWithLoadBalancer(t *testing.T) {
 	}
 	if len(last.VRRPPeers) != 2 || !slices.Equal(last.Planes, []string{"wg-kubernetes"}) {
 		t.Errorf("after the planes changed: %+v", last)
+	}
+}
+
+// An etcd member of local-ha takes its peer port from the other members
+// and its client port from the other API servers, nothing from anyone
+// else; the control plane holding the VIP takes VRRP from the other two.
+func TestWithOpeningsEtcd(t *testing.T) {
+	doc, err := spec.Parse(examples.LocalHA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := kubeplan.For(spec.WithDefaults(doc.Spec), "cp-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rules, err := WithOpenings(Baseline("controlplane", nil), p.Openings()).Ruleset()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"ip saddr { 10.50.0.12, 10.50.0.13 } tcp dport 2380 accept",
+		"ip saddr { 10.50.0.12, 10.50.0.13 } tcp dport 2379 accept",
+		"ip saddr { 10.50.0.12, 10.50.0.13 } meta l4proto 112 accept", "ip daddr 10.50.0.5 tcp dport 6443 accept"} {
+		if !strings.Contains(rules, want) {
+			t.Errorf("ruleset lacks %q:\n%s", want, rules)
+		}
+	}
+	if strings.Count(rules, "2379") != 1 || strings.Count(rules, "2380") != 1 {
+		t.Errorf("etcd's ports open beyond their sources:\n%s", rules)
 	}
 }

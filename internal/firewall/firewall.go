@@ -46,6 +46,16 @@ type Baseline struct {
 	// a load balancer, the API VIP's 6443 (served by haproxy while this
 	// node holds the VIP).
 	Services []netip.AddrPort
+	// Allowed are TCP ports accepted from the LAN from listed sources
+	// only: on an etcd member, its peer port from the other members and
+	// its client port from the API servers.
+	Allowed []Allowed
+}
+
+// Allowed is one TCP port and the addresses it is accepted from.
+type Allowed struct {
+	Port int
+	From []netip.Addr
 }
 
 // vrrp is VRRP's IP protocol number (by number: /etc/protocols may be absent).
@@ -81,6 +91,16 @@ func (b Baseline) Ruleset() (string, error) {
 			problems = append(problems, fmt.Sprintf("service %s is not an address and port", a))
 		}
 	}
+	for _, a := range b.Allowed {
+		if a.Port < 1 || a.Port > 65535 || len(a.From) == 0 {
+			problems = append(problems, fmt.Sprintf("allowed port %d from %d address(es)", a.Port, len(a.From)))
+		}
+		for _, f := range a.From {
+			if !f.IsValid() {
+				problems = append(problems, fmt.Sprintf("allowed port %d from an invalid address", a.Port))
+			}
+		}
+	}
 	if len(problems) > 0 {
 		return "", fmt.Errorf("firewall: %s", strings.Join(problems, "; "))
 	}
@@ -106,6 +126,11 @@ func (b Baseline) Ruleset() (string, error) {
 	}
 	for _, a := range slices.Compact(slices.SortedFunc(slices.Values(b.Services), netip.AddrPort.Compare)) {
 		fmt.Fprintf(&s, "\t\t%s daddr %s tcp dport %d accept\n", family(a.Addr()), a.Addr().Unmap(), a.Port())
+	}
+	for _, a := range b.Allowed {
+		for _, fam := range families(a.From) {
+			fmt.Fprintf(&s, "\t\t%s saddr %s tcp dport %d accept\n", fam.name, fam.set, a.Port)
+		}
 	}
 	s.WriteString("\t}\n")
 	s.WriteString("\tchain forward {\n\t\ttype filter hook forward priority filter; policy drop;\n")

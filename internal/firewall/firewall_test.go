@@ -91,7 +91,8 @@ func TestRulesetRefuses(t *testing.T) {
 func TestRulesetLoadBalancer(t *testing.T) {
 	b := Baseline{Planes: []string{"wg-kubernetes"}, TCPPorts: []int{7444},
 		VRRPPeers: []netip.Addr{netip.MustParseAddr("10.10.10.53"), netip.MustParseAddr("10.10.10.51"), netip.MustParseAddr("fd00::51")},
-		Services:  []netip.AddrPort{netip.MustParseAddrPort("10.10.10.100:6443")}}
+		Services:  []netip.AddrPort{netip.MustParseAddrPort("10.10.10.100:6443")},
+		Allowed:   []Allowed{{2380, []netip.Addr{netip.MustParseAddr("10.10.10.22"), netip.MustParseAddr("10.10.10.21")}}}}
 	got, err := b.Ruleset()
 	if err != nil {
 		t.Fatal(err)
@@ -100,6 +101,7 @@ func TestRulesetLoadBalancer(t *testing.T) {
 		"ip saddr { 10.10.10.51, 10.10.10.53 } meta l4proto 112 accept",
 		"ip6 saddr { fd00::51 } meta l4proto 112 accept",
 		"ip daddr 10.10.10.100 tcp dport 6443 accept",
+		"ip saddr { 10.10.10.21, 10.10.10.22 } tcp dport 2380 accept",
 	} {
 		if !strings.Contains(got, want) {
 			t.Errorf("ruleset lacks %q:\n%s", want, got)
@@ -109,8 +111,11 @@ func TestRulesetLoadBalancer(t *testing.T) {
 		t.Errorf("6443 open to every address, or VRRP from anyone:\n%s", got)
 	}
 	for name, bad := range map[string]Baseline{
-		"peer":    {VRRPPeers: []netip.Addr{{}}},
-		"service": {Services: []netip.AddrPort{netip.AddrPortFrom(netip.MustParseAddr("10.10.10.100"), 0)}},
+		"allowed from nobody":  {Allowed: []Allowed{{Port: 2379}}},
+		"allowed from nothing": {Allowed: []Allowed{{Port: 2379, From: []netip.Addr{{}}}}},
+		"allowed port":         {Allowed: []Allowed{{Port: 0, From: []netip.Addr{netip.MustParseAddr("10.0.0.1")}}}},
+		"peer":                 {VRRPPeers: []netip.Addr{{}}},
+		"service":              {Services: []netip.AddrPort{netip.AddrPortFrom(netip.MustParseAddr("10.10.10.100"), 0)}},
 	} {
 		if _, err := bad.Ruleset(); err == nil {
 			t.Errorf("%s: a bad %s was accepted", name, name)

@@ -166,14 +166,20 @@ func TestBaselineVIPInNamespace(t *testing.T) {
 	sh(t, "ip", "netns", "exec", ns, "ip", "link", "set", node, "up")
 	listenIn(t, ns, "10.251.8.2:6443")
 	listenIn(t, ns, "10.251.8.3:6443")
+	listenIn(t, ns, "10.251.8.2:2380")
+	listenIn(t, ns, "10.251.8.2:2379")
 	nft = []string{"unshare", "-m", "sh", "-c", `mount --bind /dev/null /etc/protocols && exec ip netns exec "$0" nft "$@"`, ns}
 	t.Cleanup(func() { nft = []string{"nft"} })
 	b := Baseline{TCPPorts: []int{7444}, VRRPPeers: []netip.Addr{netip.MustParseAddr("10.251.8.1")},
-		Services: []netip.AddrPort{netip.MustParseAddrPort("10.251.8.3:6443")}}
+		Services: []netip.AddrPort{netip.MustParseAddrPort("10.251.8.3:6443")},
+		// etcd's ports from listed sources only: the host is a listed
+		// peer, not a listed client.
+		Allowed: []Allowed{{2380, []netip.Addr{netip.MustParseAddr("10.251.8.1")}}, {2379, []netip.Addr{netip.MustParseAddr("10.251.8.4")}}}}
 	if err := Apply(context.Background(), b); err != nil {
 		t.Fatal(err)
 	}
-	for addr, want := range map[string]string{"10.251.8.3:6443": "ok", "10.251.8.2:6443": "dropped"} {
+	for addr, want := range map[string]string{"10.251.8.3:6443": "ok", "10.251.8.2:6443": "dropped",
+		"10.251.8.2:2380": "ok", "10.251.8.2:2379": "dropped"} {
 		if got := dial(addr); got != want {
 			t.Errorf("%s: %s, want %s", addr, got, want)
 		}

@@ -86,8 +86,8 @@ func Args(p *Plan, c Component) []string {
 		for _, m := range p.EtcdMembers {
 			initial = append(initial, m.Name+"="+m.PeerURL)
 		}
-		self := "https://" + hostPort(p.NodeIP, EtcdPeerPort)
-		client := "https://" + hostPort(p.NodeIP, EtcdClientPort)
+		self := "https://" + hostPort(p.EtcdAddress, EtcdPeerPort)
+		client := "https://" + hostPort(p.EtcdAddress, EtcdClientPort)
 		return []string{"--name=" + p.Node, "--data-dir=" + EtcdDataDir,
 			"--listen-client-urls=" + client + ",https://127.0.0.1:2379", "--advertise-client-urls=" + client,
 			"--listen-peer-urls=" + self, "--initial-advertise-peer-urls=" + self,

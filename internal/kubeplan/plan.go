@@ -112,10 +112,17 @@ type Plan struct {
 	// controllers) use: the VIP when the spec has one, else the first
 	// control-plane node's plane address.
 	APIServer string `json:"apiServer"`
-	// EtcdServers are the client URLs kube-apiserver uses.
+	// EtcdServers are the client URLs kube-apiserver uses (LAN).
 	EtcdServers []string `json:"etcdServers,omitempty"`
-	// EtcdMembers is the initial cluster (etcd nodes only).
+	// EtcdMembers is the initial cluster (etcd nodes only), on the LAN.
 	EtcdMembers []EtcdMember `json:"etcdMembers,omitempty"`
+	// EtcdAddress is this etcd member's LAN address, where it listens for
+	// peers and clients.
+	EtcdAddress string `json:"etcdAddress,omitempty"`
+	// LANAllows are the TCP ports the node takes from the LAN from the
+	// listed addresses only (etcd's, from the other members and the API
+	// servers), beyond its role's baseline firewall.
+	LANAllows []LANAllow `json:"lanAllows,omitempty"`
 	// ClusterCIDR is the pods' range; NodePodCIDR this node's /24 of it
 	// (kubelet nodes). Routes to the others go over wg-kubernetes.
 	ClusterCIDR   string `json:"clusterCIDR"`
@@ -126,6 +133,28 @@ type Plan struct {
 	// LB is the load balancer's VRRP instance and backends (loadbalancer
 	// nodes only).
 	LB *LB `json:"lb,omitempty"`
+}
+
+// LANAllow is a TCP port accepted from the LAN from these addresses only.
+type LANAllow struct {
+	Port int      `json:"port"`
+	From []string `json:"from"`
+}
+
+// Openings is what a plan opens in the node's firewall beyond its role's
+// baseline: a load balancer's (or VIP-holding control plane's) VRRP and
+// VIP, and the LANAllows.
+type Openings struct {
+	LB     *LB
+	Allows []LANAllow
+}
+
+// Openings is p's; the zero value for a nil plan.
+func (p *Plan) Openings() Openings {
+	if p == nil {
+		return Openings{}
+	}
+	return Openings{LB: p.LB, Allows: p.LANAllows}
 }
 
 // EtcdMember is one member of the initial etcd cluster.
@@ -194,16 +223,39 @@ func For(s *spec.ClusterSpec, node string) (*Plan, error) {
 	if p.APIServer, err = apiServerURL(s); err != nil {
 		return nil, err
 	}
+	// etcd talks over the LAN, not the kubernetes plane: the planes run
+	// through the master, and etcd's quorum (and with it the API) must
+	// outlive the master's reboot. Peers and clients authenticate by the
+	// etcd CA; the firewall takes each port from the nodes that need it
+	// only (LANAllows).
+	var members, clients []string
 	for _, m := range EtcdNodes(s) {
-		a, err := s.PlaneAddress(m, spec.PlaneKubernetes)
+		a, err := netip.ParseAddr(m.Address)
 		if err != nil {
-			return nil, fmt.Errorf("kubernetes plane: %w", err)
+			return nil, fmt.Errorf("node %s address %q: %w", m.Name, m.Address, err)
 		}
 		if slices.Contains(comps, APIServer) {
 			p.EtcdServers = append(p.EtcdServers, url(a, EtcdClientPort))
 		}
 		if slices.Contains(comps, Etcd) {
 			p.EtcdMembers = append(p.EtcdMembers, EtcdMember{Name: m.Name, PeerURL: url(a, EtcdPeerPort)})
+			if m.Name == n.Name {
+				p.EtcdAddress = a.String()
+			} else {
+				members = append(members, a.String())
+			}
+		}
+	}
+	if p.EtcdAddress != "" {
+		for _, c := range s.Topology.Nodes {
+			if slices.Contains(ComponentsFor(s, c.Role), APIServer) && c.Name != n.Name {
+				clients = append(clients, c.Address)
+			}
+		}
+		for _, a := range []LANAllow{{EtcdPeerPort, members}, {EtcdClientPort, clients}} {
+			if len(a.From) > 0 {
+				p.LANAllows = append(p.LANAllows, a)
+			}
 		}
 	}
 	if slices.Contains(comps, Kubelet) {
@@ -300,6 +352,29 @@ func (p *Plan) Validate() error {
 	if p.NodePodCIDR != "" {
 		if _, err := netip.ParsePrefix(p.NodePodCIDR); err != nil {
 			bad = append(bad, fmt.Sprintf("nodePodCIDR %q is not a prefix", clip(p.NodePodCIDR)))
+		}
+	}
+	if slices.Contains(p.Components, Etcd) {
+		if _, err := netip.ParseAddr(p.EtcdAddress); err != nil {
+			bad = append(bad, fmt.Sprintf("etcdAddress %q is not an address", clip(p.EtcdAddress)))
+		}
+	} else if p.EtcdAddress != "" {
+		bad = append(bad, "etcdAddress given to a node without etcd")
+	}
+	if len(p.LANAllows) > 4 {
+		bad = append(bad, fmt.Sprintf("%d lanAllows (at most 4)", len(p.LANAllows)))
+	}
+	for _, a := range p.LANAllows {
+		if a.Port != EtcdPeerPort && a.Port != EtcdClientPort {
+			bad = append(bad, fmt.Sprintf("lanAllows port %d is not etcd's", a.Port))
+		}
+		if len(a.From) == 0 || len(a.From) > maxLBNodes {
+			bad = append(bad, fmt.Sprintf("lanAllows port %d from %d addresses (1..%d)", a.Port, len(a.From), maxLBNodes))
+		}
+		for _, f := range a.From {
+			if _, err := netip.ParseAddr(f); err != nil {
+				bad = append(bad, fmt.Sprintf("lanAllows address %q is not an address", clip(f)))
+			}
 		}
 	}
 	urls := append([]string{p.APIServer}, p.EtcdServers...)

@@ -32,9 +32,11 @@ func TestForLocalK8s(t *testing.T) {
 			if p.NodeIP != "10.89.0.11" || p.APIServer != "https://10.89.0.11:6443" {
 				t.Errorf("node IP %s, API server %s", p.NodeIP, p.APIServer)
 			}
-			if !slices.Equal(p.EtcdServers, []string{"https://10.89.0.11:2379"}) || len(p.EtcdMembers) != 1 ||
-				p.EtcdMembers[0] != (EtcdMember{"cp-1", "https://10.89.0.11:2380"}) {
-				t.Errorf("etcd %v %v", p.EtcdServers, p.EtcdMembers)
+			// etcd on the LAN (the planes run through the master); alone,
+			// it takes nothing from the LAN.
+			if !slices.Equal(p.EtcdServers, []string{"https://10.40.0.11:2379"}) || len(p.EtcdMembers) != 1 ||
+				p.EtcdMembers[0] != (EtcdMember{"cp-1", "https://10.40.0.11:2380"}) || p.EtcdAddress != "10.40.0.11" || p.LANAllows != nil {
+				t.Errorf("etcd %v %v %s %v", p.EtcdServers, p.EtcdMembers, p.EtcdAddress, p.LANAllows)
 			}
 			if p.NodePodCIDR != "" {
 				t.Errorf("control plane has pod CIDR %s", p.NodePodCIDR)

@@ -72,6 +72,24 @@ func TestControlPlanesHoldTheVIP(t *testing.T) {
 			}
 		})
 	}
+	// etcd over the LAN between the three: peers from the other two,
+	// clients (API servers) from the other two as well.
+	p, err := For(s, "cp-2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []LANAllow{{EtcdPeerPort, []string{"10.50.0.11", "10.50.0.13"}}, {EtcdClientPort, []string{"10.50.0.11", "10.50.0.13"}}}
+	if p.EtcdAddress != "10.50.0.12" || !slices.EqualFunc(p.LANAllows, want, func(a, b LANAllow) bool { return a.Port == b.Port && slices.Equal(a.From, b.From) }) ||
+		!slices.Equal(p.EtcdServers, []string{"https://10.50.0.11:2379", "https://10.50.0.12:2379", "https://10.50.0.13:2379"}) {
+		t.Errorf("etcd address %s, allows %v, servers %v", p.EtcdAddress, p.LANAllows, p.EtcdServers)
+	}
+	args := strings.Join(Args(p, Etcd), " ")
+	for _, want := range []string{"--listen-peer-urls=https://10.50.0.12:2380", "--listen-client-urls=https://10.50.0.12:2379,https://127.0.0.1:2379",
+		"--initial-cluster=cp-1=https://10.50.0.11:2380,cp-2=https://10.50.0.12:2380,cp-3=https://10.50.0.13:2380"} {
+		if !strings.Contains(args, want) {
+			t.Errorf("etcd args lack %s: %s", want, args)
+		}
+	}
 	if got := RolePackages(s, spec.RoleControlPlane); !slices.Equal(got, []string{"etcd-server", "keepalived"}) {
 		t.Errorf("controlplane packages %v", got)
 	}
@@ -96,10 +114,15 @@ func TestValidateRefusesMixedVIP(t *testing.T) {
 		"tracks something else":     func(p *Plan) { p.LB.Track = "sshd" },
 		"keepalived, no lb":         func(p *Plan) { p.LB = nil },
 		"lb, no keepalived":         func(p *Plan) { p.Components = p.Components[:4] },
+		"etcd allow not etcd's":     func(p *Plan) { p.LANAllows[0].Port = 22 },
+		"etcd allow from a name":    func(p *Plan) { p.LANAllows[0].From = []string{"cp-2"} },
+		"etcd allow from nobody":    func(p *Plan) { p.LANAllows[1].From = nil },
+		"etcd address":              func(p *Plan) { p.EtcdAddress = "10.50.0.11 --x" },
 	} {
 		p := *good
 		lb := *good.LB
 		p.LB, p.Components = &lb, slices.Clone(good.Components)
+		p.LANAllows = []LANAllow{{good.LANAllows[0].Port, slices.Clone(good.LANAllows[0].From)}, {good.LANAllows[1].Port, slices.Clone(good.LANAllows[1].From)}}
 		mutate(&p)
 		if err := p.Validate(); err == nil {
 			t.Errorf("%s: a bad plan validated", name)
