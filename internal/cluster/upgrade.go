@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/kubedos/kubedos/internal/api"
+	"github.com/kubedos/kubedos/internal/kubeplan"
 	"github.com/kubedos/kubedos/internal/manifest"
 	"github.com/kubedos/kubedos/internal/upgrade"
 )
@@ -219,7 +220,9 @@ func Roll(ctx context.Context, names []string, one func(context.Context, string)
 
 // Upgrade rolls the build in BuildDir through the local cluster's nodes in
 // spec order (Roll), each reached at the API address cluster up recorded
-// and through the hub it found.
+// and through the hub it found. With several etcd members and reboots,
+// the QuorumGate holds each member's turn until the others are healthy,
+// and the roll until it is healthy again.
 func (c *Cluster) Upgrade(ctx context.Context, o UpgradeOptions, report func(*Outcome)) ([]*Outcome, error) {
 	hubAddr, err := os.ReadFile(filepath.Join(c.HubDir(), hubAddrFile))
 	if err != nil {
@@ -238,12 +241,44 @@ func (c *Cluster) Upgrade(ctx context.Context, o UpgradeOptions, report func(*Ou
 	for i, sn := range c.Spec.Topology.Nodes {
 		names[i] = sn.Name
 	}
-	return Roll(ctx, names, func(ctx context.Context, name string) (*Outcome, error) {
+	dialer := func(name string) (NodeDialer, error) {
 		addr, err := os.ReadFile(filepath.Join(c.NodeDir(name), "api.addr"))
 		if err != nil {
-			return nil, fmt.Errorf("node %s has no API address here: %w", name, err)
+			return NodeDialer{}, fmt.Errorf("node %s has no API address here: %w", name, err)
 		}
-		n := NodeDialer{Addr: strings.TrimSpace(string(addr)), Name: name, Access: c.access()}
+		return NodeDialer{Addr: strings.TrimSpace(string(addr)), Name: name, Access: c.access()}, nil
+	}
+	one := func(ctx context.Context, name string) (*Outcome, error) {
+		n, err := dialer(name)
+		if err != nil {
+			return nil, err
+		}
 		return UpgradeNode(ctx, UpgradeTarget{Name: name, Hub: admin, DialNode: n.Dial}, c.BuildDir, o)
-	}, report)
+	}
+	var members []string
+	for _, m := range kubeplan.EtcdNodes(c.Spec) {
+		members = append(members, m.Name)
+	}
+	if len(members) > 1 && o.Reboot {
+		one = QuorumGate{Members: members, Wait: o.Wait, Every: o.SettleEvery, Events: o.Events,
+			Health: func(ctx context.Context, name string) (bool, string) {
+				n, err := dialer(name)
+				if err != nil {
+					return false, err.Error()
+				}
+				cl, done, err := n.Dial()
+				if err != nil {
+					return false, "unreachable"
+				}
+				defer done()
+				ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+				defer cancel()
+				h, err := cl.Health(ctx)
+				if err != nil {
+					return false, "unreachable"
+				}
+				return etcdHealthOf(h)
+			}}.Wrap(one)
+	}
+	return Roll(ctx, names, one, report)
 }

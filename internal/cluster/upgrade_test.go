@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/kubedos/kubedos/internal/api"
 )
@@ -74,5 +75,57 @@ func TestRunsSettled(t *testing.T) {
 		if got := RunsSettled(tc.v, "b2"); got != tc.want {
 			t.Errorf("%s: runsSettled = %v, want %v", tc.name, got, tc.want)
 		}
+	}
+}
+
+// TestQuorumGate: a member goes down only when every other member is
+// healthy, and the roll waits for it to be healthy again; a member that
+// never comes back stops the roll, naming it; other nodes pass through.
+func TestQuorumGate(t *testing.T) {
+	members := []string{"cp-1", "cp-2", "cp-3"}
+	for _, tc := range []struct {
+		name     string
+		healthy  func(node string, polls int, upgraded bool) bool
+		upgrade  string
+		upgraded bool
+		err      string
+	}{
+		{"all healthy", func(string, int, bool) bool { return true }, "cp-2", true, ""},
+		{"a peer rejoins after two polls", func(n string, polls int, _ bool) bool { return n != "cp-3" || polls > 2 }, "cp-1", true, ""},
+		{"a peer never healthy", func(n string, _ int, _ bool) bool { return n != "cp-3" }, "cp-1", false, "before taking cp-1 down: not every member healthy"},
+		{"the member rejoins after a while", func(n string, polls int, _ bool) bool { return polls > 3 }, "cp-2", true, ""},
+		{"the member never comes back", func(n string, _ int, up bool) bool { return n != "cp-2" || !up }, "cp-2", true, "after cp-2's upgrade"},
+		{"not a member", func(string, int, bool) bool { return false }, "w-1", true, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			polls := map[string]int{}
+			var asked []string
+			upgraded := false
+			g := QuorumGate{Members: members, Wait: 200 * time.Millisecond, Every: 10 * time.Millisecond,
+				Health: func(_ context.Context, n string) (bool, string) {
+					polls[n]++
+					asked = append(asked, n)
+					if tc.healthy(n, polls[n], upgraded) {
+						return true, "has a leader"
+					}
+					return false, "RAFT NO LEADER"
+				}}
+			_, err := g.Wrap(func(_ context.Context, n string) (*Outcome, error) {
+				if slices.Contains(asked, n) {
+					t.Errorf("asked %s's own health before its turn: %v", n, asked)
+				}
+				upgraded = true
+				return &Outcome{Node: n, Result: "upgraded"}, nil
+			})(context.Background(), tc.upgrade)
+			if upgraded != tc.upgraded {
+				t.Errorf("upgraded %v, want %v (asked %v)", upgraded, tc.upgraded, asked)
+			}
+			if (err == nil) != (tc.err == "") || (err != nil && !strings.Contains(err.Error(), tc.err)) {
+				t.Errorf("error %v, want %q", err, tc.err)
+			}
+			if tc.upgrade == "w-1" && len(asked) != 0 {
+				t.Errorf("a worker's turn asked etcd: %v", asked)
+			}
+		})
 	}
 }
