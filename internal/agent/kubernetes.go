@@ -59,6 +59,9 @@ type kubeRunner struct {
 	firewall func(ctx context.Context, o kubeplan.Openings) error
 	// etcdHealth is the local member's /health URL ("": etcdHealthURL).
 	etcdHealth string
+	// etcdClientURL is another member's client URL (nil: its peer
+	// address on the client port); tests point it at their servers.
+	etcdClientURL func(kubeplan.EtcdMember) string
 
 	mu       sync.Mutex
 	state    string
@@ -177,6 +180,14 @@ func (k *kubeRunner) once(ctx context.Context) error {
 			return fmt.Errorf("load balancer: %w", err)
 		}
 	}
+	// A member starting on an empty data directory learns first whether
+	// it joins a running cluster (a replacement): once its certificates
+	// are there, before its flags are written.
+	if slices.Contains(p.Components, kubeplan.Etcd) && len(k.missing(etcdCerts(p))) == 0 {
+		if err := k.etcdPrepare(ctx, p); err != nil {
+			return err
+		}
+	}
 	files, err := kubeplan.Files(p, host)
 	if err != nil {
 		return err
@@ -223,6 +234,18 @@ func (k *kubeRunner) once(ctx context.Context) error {
 		k.setState("running " + strings.Join(running, ", "))
 	}
 	return nil
+}
+
+// etcdCerts are the certificates and keys etcd reads (its inputs under
+// the PKI directory).
+func etcdCerts(p *kubeplan.Plan) []string {
+	var out []string
+	for _, f := range kubeplan.Inputs(p, kubeplan.Etcd) {
+		if strings.HasPrefix(f, kubeplan.PKIDir+"/") {
+			out = append(out, f)
+		}
+	}
+	return out
 }
 
 func orNone(s []string) string {

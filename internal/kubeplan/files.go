@@ -86,12 +86,19 @@ func Args(p *Plan, c Component) []string {
 		for _, m := range p.EtcdMembers {
 			initial = append(initial, m.Name+"="+m.PeerURL)
 		}
+		state := EtcdStateNew
+		if p.EtcdJoin != nil {
+			state, initial = EtcdStateExisting, nil
+			for _, m := range p.EtcdJoin.Members {
+				initial = append(initial, m.Name+"="+m.PeerURL)
+			}
+		}
 		self := "https://" + hostPort(p.EtcdAddress, EtcdPeerPort)
 		client := "https://" + hostPort(p.EtcdAddress, EtcdClientPort)
 		return []string{"--name=" + p.Node, "--data-dir=" + EtcdDataDir,
 			"--listen-client-urls=" + client + ",https://127.0.0.1:2379", "--advertise-client-urls=" + client,
 			"--listen-peer-urls=" + self, "--initial-advertise-peer-urls=" + self,
-			"--initial-cluster=" + strings.Join(initial, ","), "--initial-cluster-state=new",
+			"--initial-cluster=" + strings.Join(initial, ","), "--initial-cluster-state=" + state,
 			"--initial-cluster-token=" + p.Cluster,
 			"--client-cert-auth", "--trusted-ca-file=" + pki("etcd-ca.crt"),
 			"--cert-file=" + pki("etcd-server.crt"), "--key-file=" + pki("etcd-server.key"),

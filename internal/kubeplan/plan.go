@@ -119,6 +119,10 @@ type Plan struct {
 	// EtcdAddress is this etcd member's LAN address, where it listens for
 	// peers and clients.
 	EtcdAddress string `json:"etcdAddress,omitempty"`
+	// EtcdJoin is set by the node itself, never by the hub: its member
+	// joined a running cluster (a replacement) rather than bootstrapping
+	// one, with these members (itself included).
+	EtcdJoin *EtcdJoin `json:"-"`
 	// LANAllows are the TCP ports the node takes from the LAN from the
 	// listed addresses only (etcd's, from the other members and the API
 	// servers), beyond its role's baseline firewall.
@@ -155,6 +159,19 @@ func (p *Plan) Openings() Openings {
 		return Openings{}
 	}
 	return Openings{LB: p.LB, Allows: p.LANAllows}
+}
+
+// etcd's --initial-cluster-state: a member of a new cluster, or one added
+// to a running cluster.
+const (
+	EtcdStateNew      = "new"
+	EtcdStateExisting = "existing"
+)
+
+// EtcdJoin is how a member that was added to a running cluster starts:
+// the cluster's members as the add returned them.
+type EtcdJoin struct {
+	Members []EtcdMember `json:"members"`
 }
 
 // EtcdMember is one member of the initial etcd cluster.

@@ -1,0 +1,245 @@
+package agent
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/kubedos/kubedos/examples"
+	"github.com/kubedos/kubedos/internal/kubeplan"
+	"github.com/kubedos/kubedos/internal/pki"
+	"github.com/kubedos/kubedos/internal/spec"
+)
+
+// fakeEtcd is a member's JSON gateway: /health, member list, remove, add,
+// answering only clients with a certificate of its CA.
+type fakeEtcd struct {
+	srv     *httptest.Server
+	mu      sync.Mutex
+	healthy bool
+	calls   []string
+	// extra is a member the add answer adds (a hostile one).
+	extra *etcdAPIMember
+}
+
+func newFakeEtcd(t *testing.T, ca *pki.CA, healthy bool) *fakeEtcd {
+	t.Helper()
+	f := &fakeEtcd{healthy: healthy}
+	members := []etcdAPIMember{
+		{"11", "cp-1", []string{"https://10.50.0.11:2380"}},
+		{"12", "cp-2", []string{"https://10.50.0.12:2380"}}, // the replaced machine's
+		{"13", "cp-3", []string{"https://10.50.0.13:2380"}},
+	}
+	f.srv = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		body, _ := io.ReadAll(r.Body)
+		f.calls = append(f.calls, r.URL.Path+" "+strings.TrimSpace(string(body)))
+		switch r.URL.Path {
+		case "/health":
+			if !f.healthy {
+				w.WriteHeader(http.StatusServiceUnavailable)
+				io.WriteString(w, `{"health":"false","reason":"RAFT NO LEADER"}`)
+				return
+			}
+			io.WriteString(w, `{"health":"true","reason":""}`)
+		case "/v3/cluster/member/list":
+			_ = json.NewEncoder(w).Encode(map[string]any{"members": members})
+		case "/v3/cluster/member/remove":
+			var req struct{ ID string }
+			_ = json.Unmarshal(body, &req)
+			for i, m := range members {
+				if m.ID == req.ID {
+					members = append(members[:i:i], members[i+1:]...)
+					break
+				}
+			}
+			_ = json.NewEncoder(w).Encode(map[string]any{"members": members})
+		case "/v3/cluster/member/add":
+			var req struct{ PeerURLs []string }
+			_ = json.Unmarshal(body, &req)
+			members = append(members, etcdAPIMember{"14", "", req.PeerURLs})
+			if f.extra != nil {
+				members = append(members, *f.extra)
+			}
+			_ = json.NewEncoder(w).Encode(map[string]any{"members": members})
+		default:
+			http.NotFound(w, r)
+		}
+	}))
+	srvCert, err := ca.IssueServer([]string{"127.0.0.1"}, time.Hour, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	pair, err := srvCert.TLSCertificate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.srv.TLS = &tls.Config{Certificates: []tls.Certificate{pair}, ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: ca.Pool()}
+	f.srv.StartTLS()
+	t.Cleanup(f.srv.Close)
+	return f
+}
+
+func (f *fakeEtcd) took() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	out := f.calls
+	f.calls = nil
+	return out
+}
+
+// etcdJoinRunner is cp-2 of local-ha with its certificates (the etcd ones
+// real, of ca), the other members at cp1 and cp3.
+func etcdJoinRunner(t *testing.T, ca *pki.CA, cp1, cp3 *fakeEtcd) (*kubeRunner, *kubeplan.Plan, *fakeUnits) {
+	t.Helper()
+	doc, err := spec.Parse(examples.LocalHA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := kubeplan.For(spec.WithDefaults(doc.Spec), "cp-2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	k, units, _ := newTestRunner(t, p)
+	k.lanInterface = func(string) (string, error) { return "ens18", nil }
+	k.etcdClientURL = func(m kubeplan.EtcdMember) string {
+		return map[string]string{"cp-1": cp1.srv.URL, "cp-3": cp3.srv.URL}[m.Name]
+	}
+	giveCerts(t, k.root, p)
+	// The real etcd-server certificate serves and authenticates as a
+	// client; a client certificate stands in for it here.
+	client, err := ca.IssueClient("cp-2", pki.RoleReader, time.Hour, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	pkiFile := func(name string) string { return path.Join(kubeplan.PKIDir, name) }
+	writeTestFile(t, k.root, pkiFile("etcd-server.crt"), client.CertPEM)
+	writeTestFile(t, k.root, pkiFile("etcd-server.key"), client.KeyPEM)
+	writeTestFile(t, k.root, pkiFile("etcd-ca.crt"), ca.CertPEM())
+	return k, p, units
+}
+
+func etcdEnv(t *testing.T, k *kubeRunner) string {
+	t.Helper()
+	b, err := os.ReadFile(k.path(kubeplan.EnvFile(kubeplan.Etcd)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// Members that bootstrap together start "new" and touch no membership;
+// a replaced member (the others run) removes its stale self, adds itself
+// and starts "existing" with the cluster's members, once: the decision
+// is kept with its data directory across restarts of kubedosd.
+func TestEtcdJoin(t *testing.T) {
+	ctx := context.Background()
+	ca := newTestCA(t, "etcd test CA")
+
+	t.Run("bootstrap", func(t *testing.T) {
+		cp1, cp3 := newFakeEtcd(t, ca, false), newFakeEtcd(t, ca, false)
+		k, _, _ := etcdJoinRunner(t, ca, cp1, cp3)
+		if err := k.once(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if env := etcdEnv(t, k); !strings.Contains(env, "--initial-cluster-state=new") ||
+			!strings.Contains(env, "--initial-cluster=cp-1=https://10.50.0.11:2380,cp-2=https://10.50.0.12:2380,cp-3=https://10.50.0.13:2380") {
+			t.Errorf("bootstrap flags:\n%s", env)
+		}
+		for _, c := range append(cp1.took(), cp3.took()...) {
+			if !strings.HasPrefix(c, "/health") {
+				t.Errorf("a bootstrapping member changed membership: %s", c)
+			}
+		}
+	})
+
+	t.Run("replacement", func(t *testing.T) {
+		cp1, cp3 := newFakeEtcd(t, ca, true), newFakeEtcd(t, ca, true)
+		k, _, units := etcdJoinRunner(t, ca, cp1, cp3)
+		if err := k.once(ctx); err != nil {
+			t.Fatal(err)
+		}
+		calls := strings.Join(cp1.took(), "\n")
+		for _, want := range []string{"/v3/cluster/member/list", `/v3/cluster/member/remove {"ID":"12"}`,
+			`/v3/cluster/member/add {"peerURLs":["https://10.50.0.12:2380"]}`} {
+			if !strings.Contains(calls, want) {
+				t.Errorf("calls lack %q:\n%s", want, calls)
+			}
+		}
+		env := etcdEnv(t, k)
+		if !strings.Contains(env, "--initial-cluster-state=existing") ||
+			!strings.Contains(env, "--initial-cluster=cp-1=https://10.50.0.11:2380,cp-3=https://10.50.0.13:2380,cp-2=https://10.50.0.12:2380") {
+			t.Errorf("replacement flags:\n%s", env)
+		}
+		if _, err := os.Stat(k.path(EtcdJoinFile)); err != nil {
+			t.Errorf("no join record: %v", err)
+		}
+		// etcd started and wrote its data; kubedosd restarts: same flags,
+		// no second add, no restart of etcd.
+		if err := os.MkdirAll(k.path(etcdMemberDir), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		units.take()
+		k2 := &kubeRunner{root: k.root, units: k.units, images: k.images, clock: k.clock, every: k.every, logf: k.logf,
+			lanInterface: k.lanInterface, etcdClientURL: k.etcdClientURL, started: map[kubeplan.Component]string{}}
+		if err := k2.once(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if got := etcdEnv(t, k2); got != env {
+			t.Errorf("flags changed across a restart:\n%s\nwas\n%s", got, env)
+		}
+		if c := append(cp1.took(), cp3.took()...); len(c) != 0 {
+			t.Errorf("asked etcd again with a data directory: %v", c)
+		}
+	})
+
+	t.Run("hostile answer", func(t *testing.T) {
+		// The add answer lists a peer URL that would smuggle a member into
+		// etcd's command line: refused, no record, no flags.
+		cp1, cp3 := newFakeEtcd(t, ca, true), newFakeEtcd(t, ca, true)
+		cp1.extra = &etcdAPIMember{"15", "evil", []string{"https://10.50.0.99:2380,x=https://1.2.3.4:2380"}}
+		k, _, units := etcdJoinRunner(t, ca, cp1, cp3)
+		if err := k.once(ctx); err == nil || !strings.Contains(err.Error(), "peer URL") {
+			t.Fatalf("a hostile member list: %v", err)
+		}
+		if _, err := os.Stat(k.path(EtcdJoinFile)); err == nil {
+			t.Error("a join record from a hostile answer")
+		}
+		if _, err := os.Stat(k.path(kubeplan.EnvFile(kubeplan.Etcd))); err == nil {
+			t.Error("etcd's flags written after a hostile answer")
+		}
+		if got := units.take(); len(got) != 0 {
+			t.Errorf("started %v", got)
+		}
+	})
+}
+
+// validJoin refuses what must not reach etcd's command line.
+func TestValidJoin(t *testing.T) {
+	p := &kubeplan.Plan{Node: "cp-2"}
+	ok := kubeplan.EtcdJoin{Members: []kubeplan.EtcdMember{{Name: "cp-1", PeerURL: "https://10.50.0.11:2380"}, {Name: "cp-2", PeerURL: "https://10.50.0.12:2380"}}}
+	if err := validJoin(ok, p); err != nil {
+		t.Fatal(err)
+	}
+	for name, j := range map[string]kubeplan.EtcdJoin{
+		"no members":      {},
+		"not among them":  {Members: ok.Members[:1]},
+		"name with flags": {Members: []kubeplan.EtcdMember{{Name: "cp-1 --x", PeerURL: "https://10.50.0.11:2380"}, ok.Members[1]}},
+		"plain http":      {Members: []kubeplan.EtcdMember{{Name: "cp-1", PeerURL: "http://10.50.0.11:2380"}, ok.Members[1]}},
+		"url with more":   {Members: []kubeplan.EtcdMember{{Name: "cp-1", PeerURL: "https://10.50.0.11:2380,evil=https://1.2.3.4:2380"}, ok.Members[1]}},
+	} {
+		if err := validJoin(j, p); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+}
