@@ -13,6 +13,7 @@ import (
 
 	"github.com/kubedos/kubedos/internal/api"
 	"github.com/kubedos/kubedos/internal/manifest"
+	"github.com/kubedos/kubedos/internal/spec"
 	"github.com/kubedos/kubedos/internal/upgrade"
 )
 
@@ -217,6 +218,16 @@ func Roll(ctx context.Context, names []string, one func(context.Context, string)
 	return outs, nil
 }
 
+// RollOrder is the order a roll upgrades s's nodes in: the spec's, so the
+// operator who wrote it decides (the web console rolls in it too).
+func RollOrder(s *spec.ClusterSpec) []string {
+	names := make([]string, len(s.Topology.Nodes))
+	for i, sn := range s.Topology.Nodes {
+		names[i] = sn.Name
+	}
+	return names
+}
+
 // Upgrade rolls the build in BuildDir through the local cluster's nodes in
 // spec order (Roll), each reached at the API address cluster up recorded
 // and through the hub it found.
@@ -234,11 +245,7 @@ func (c *Cluster) Upgrade(ctx context.Context, o UpgradeOptions, report func(*Ou
 	if o.Events == nil {
 		o.Events = c.Events
 	}
-	names := make([]string, len(c.Spec.Topology.Nodes))
-	for i, sn := range c.Spec.Topology.Nodes {
-		names[i] = sn.Name
-	}
-	return Roll(ctx, names, func(ctx context.Context, name string) (*Outcome, error) {
+	return Roll(ctx, RollOrder(c.Spec), func(ctx context.Context, name string) (*Outcome, error) {
 		addr, err := os.ReadFile(filepath.Join(c.NodeDir(name), "api.addr"))
 		if err != nil {
 			return nil, fmt.Errorf("node %s has no API address here: %w", name, err)
