@@ -28,16 +28,18 @@ entries; the builds given with --build (signed manifest, SBOM summary,
 provenance, predicted PCRs); upgrades in progress (live); the convergence
 plan of SPEC as a graph with each step's outcome in the hub's last run; the
 hub's audit log; and the node actions: revoke, fence, replace, upgrade to a
---build, restart a service the node allows.
+--build, restart a service the node allows; with SPEC, an admin also rolls a
+--build through the cluster's nodes in spec order, as kubedos cluster upgrade
+does.
 
 The console holds no power of its own. It calls the hub's admin API and the
 nodes' APIs with the operator certificate this command is given (--keys, or
 --cert and --key, as kubedos node list), through the same library calls as
-kubedos node revoke|fence|replace|upgrade|restart-service, so the hub or the
-node checks and audits every action under that operator's name. It offers
-only what that certificate's role allows by the hub's role table: a reader
-sees no actions and a forged action request is refused (403) before it
-reaches the hub, which would refuse it too.
+kubedos node revoke|fence|replace|upgrade|restart-service and kubedos
+cluster upgrade, so the hub or the node checks and audits every action under
+that operator's name. It offers only what that certificate's role allows by
+the hub's role table: a reader sees no actions and a forged action request
+is refused (403) before it reaches the hub, which would refuse it too.
 
 Browsers log in with the token printed at start (open the printed address
 once); the token trades for a session cookie, and every action needs the

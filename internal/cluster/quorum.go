@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/kubedos/kubedos/internal/api"
+	"github.com/kubedos/kubedos/internal/kubeplan"
+	"github.com/kubedos/kubedos/internal/spec"
 )
 
 // EtcdHealthFunc asks a node whether its etcd member is healthy (its
@@ -94,4 +96,32 @@ func etcdHealthOf(h *api.Health) (bool, string) {
 		}
 	}
 	return false, "no etcd health check (not running etcd yet, or unreachable)"
+}
+
+// EtcdQuorum is the gate a roll of s needs: its etcd members, each asked
+// through dial (the node's own API, health check "etcd"). Nil when s has
+// fewer than two members: nothing to keep.
+func EtcdQuorum(s *spec.ClusterSpec, dial func(name string) (*api.NodeClient, func(), error), wait, every time.Duration, ev Events) *QuorumGate {
+	var members []string
+	for _, m := range kubeplan.EtcdNodes(s) {
+		members = append(members, m.Name)
+	}
+	if len(members) < 2 {
+		return nil
+	}
+	return &QuorumGate{Members: members, Wait: wait, Every: every, Events: ev,
+		Health: func(ctx context.Context, name string) (bool, string) {
+			cl, done, err := dial(name)
+			if err != nil {
+				return false, "unreachable: " + err.Error()
+			}
+			defer done()
+			ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			defer cancel()
+			h, err := cl.Health(ctx)
+			if err != nil {
+				return false, "unreachable"
+			}
+			return etcdHealthOf(h)
+		}}
 }

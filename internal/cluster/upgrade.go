@@ -12,8 +12,8 @@ import (
 	"time"
 
 	"github.com/kubedos/kubedos/internal/api"
-	"github.com/kubedos/kubedos/internal/kubeplan"
 	"github.com/kubedos/kubedos/internal/manifest"
+	"github.com/kubedos/kubedos/internal/spec"
 	"github.com/kubedos/kubedos/internal/upgrade"
 )
 
@@ -218,6 +218,16 @@ func Roll(ctx context.Context, names []string, one func(context.Context, string)
 	return outs, nil
 }
 
+// RollOrder is the order a roll upgrades s's nodes in: the spec's, so the
+// operator who wrote it decides (the web console rolls in it too).
+func RollOrder(s *spec.ClusterSpec) []string {
+	names := make([]string, len(s.Topology.Nodes))
+	for i, sn := range s.Topology.Nodes {
+		names[i] = sn.Name
+	}
+	return names
+}
+
 // Upgrade rolls the build in BuildDir through the local cluster's nodes in
 // spec order (Roll), each reached at the API address cluster up recorded
 // and through the hub it found. With several etcd members and reboots,
@@ -237,10 +247,6 @@ func (c *Cluster) Upgrade(ctx context.Context, o UpgradeOptions, report func(*Ou
 	if o.Events == nil {
 		o.Events = c.Events
 	}
-	names := make([]string, len(c.Spec.Topology.Nodes))
-	for i, sn := range c.Spec.Topology.Nodes {
-		names[i] = sn.Name
-	}
 	dialer := func(name string) (NodeDialer, error) {
 		addr, err := os.ReadFile(filepath.Join(c.NodeDir(name), "api.addr"))
 		if err != nil {
@@ -255,30 +261,14 @@ func (c *Cluster) Upgrade(ctx context.Context, o UpgradeOptions, report func(*Ou
 		}
 		return UpgradeNode(ctx, UpgradeTarget{Name: name, Hub: admin, DialNode: n.Dial}, c.BuildDir, o)
 	}
-	var members []string
-	for _, m := range kubeplan.EtcdNodes(c.Spec) {
-		members = append(members, m.Name)
+	if g := EtcdQuorum(c.Spec, func(name string) (*api.NodeClient, func(), error) {
+		n, err := dialer(name)
+		if err != nil {
+			return nil, nil, err
+		}
+		return n.Dial()
+	}, o.Wait, o.SettleEvery, o.Events); g != nil && o.Reboot {
+		one = g.Wrap(one)
 	}
-	if len(members) > 1 && o.Reboot {
-		one = QuorumGate{Members: members, Wait: o.Wait, Every: o.SettleEvery, Events: o.Events,
-			Health: func(ctx context.Context, name string) (bool, string) {
-				n, err := dialer(name)
-				if err != nil {
-					return false, err.Error()
-				}
-				cl, done, err := n.Dial()
-				if err != nil {
-					return false, "unreachable"
-				}
-				defer done()
-				ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-				defer cancel()
-				h, err := cl.Health(ctx)
-				if err != nil {
-					return false, "unreachable"
-				}
-				return etcdHealthOf(h)
-			}}.Wrap(one)
-	}
-	return Roll(ctx, names, one, report)
+	return Roll(ctx, RollOrder(c.Spec), one, report)
 }

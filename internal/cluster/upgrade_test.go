@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/kubedos/kubedos/internal/api"
+	"github.com/kubedos/kubedos/internal/spec"
 )
 
 func TestRollUpgrade(t *testing.T) {
@@ -127,5 +128,14 @@ func TestQuorumGate(t *testing.T) {
 				t.Errorf("a worker's turn asked etcd: %v", asked)
 			}
 		})
+	}
+}
+
+// A roll goes in the spec's order, not by name: whoever wrote the spec
+// put the nodes in the order they may go down in.
+func TestRollOrder(t *testing.T) {
+	s := &spec.ClusterSpec{Topology: spec.Topology{Nodes: []spec.Node{{Name: "w-2"}, {Name: "master"}, {Name: "w-1"}}}}
+	if got, want := RollOrder(s), []string{"w-2", "master", "w-1"}; !slices.Equal(got, want) {
+		t.Errorf("RollOrder = %v, want %v", got, want)
 	}
 }

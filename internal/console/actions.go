@@ -43,14 +43,7 @@ func (c *Console) act(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, fmt.Sprintf("forbidden: role %s may not %s (the console acts as %s)", o.Role, action, o.Name), http.StatusForbidden)
 		return
 	}
-	r.Body = http.MaxBytesReader(w, r.Body, 8<<10)
-	if err := r.ParseForm(); err != nil {
-		http.Error(w, "bad form: "+err.Error(), http.StatusBadRequest)
-		return
-	}
-	want := c.csrf(who(r))
-	if subtle.ConstantTimeCompare([]byte(r.PostForm.Get("csrf")), []byte(want)) != 1 {
-		http.Error(w, "forbidden: bad or missing CSRF token", http.StatusForbidden)
+	if !c.readForm(w, r) {
 		return
 	}
 	if r.PostForm.Get("confirm") != name {
@@ -65,6 +58,22 @@ func (c *Console) act(w http.ResponseWriter, r *http.Request) {
 	default:
 		c.retire(w, r, name, cluster.NodeVerb(action))
 	}
+}
+
+// readForm reads an action's form, bounded, and checks its CSRF token;
+// false: refused, and the answer written.
+func (c *Console) readForm(w http.ResponseWriter, r *http.Request) bool {
+	r.Body = http.MaxBytesReader(w, r.Body, 8<<10)
+	if err := r.ParseForm(); err != nil {
+		http.Error(w, "bad form: "+clip(err.Error(), 200), http.StatusBadRequest)
+		return false
+	}
+	want := c.csrf(who(r))
+	if subtle.ConstantTimeCompare([]byte(r.PostForm.Get("csrf")), []byte(want)) != 1 {
+		http.Error(w, "forbidden: bad or missing CSRF token", http.StatusForbidden)
+		return false
+	}
+	return true
 }
 
 // retire revokes, fences or replaces the node as kubedos node VERB does.
@@ -113,8 +122,8 @@ func (c *Console) upgrade(w http.ResponseWriter, r *http.Request, name string) {
 		http.Error(w, fmt.Sprintf("not done: build %s has no image for role %q", b.BuildID, n.Role), http.StatusBadRequest)
 		return
 	}
-	if !c.startUpgrade(op(r), name, b, img) {
-		http.Error(w, fmt.Sprintf("not done: an upgrade of %s is running", name), http.StatusConflict)
+	if err := c.startUpgrade(op(r), name, b, img); err != nil {
+		http.Error(w, "not done: "+err.Error(), http.StatusConflict)
 		return
 	}
 	http.Redirect(w, r, "/upgrades", http.StatusSeeOther)

@@ -140,6 +140,9 @@ func TestBrowser(t *testing.T) {
 			if !strings.Contains(dom, `data-live-event="upgrades"`) || !strings.Contains(dom, `<td>b1</td><td>b2-worker</td>`) {
 				t.Errorf("upgrades page in the browser lacks w-3's assignment:\n%s", dom)
 			}
+			if got := strings.Contains(dom, `action="/roll"`) && strings.Contains(dom, "Roll build 2026-b2"); got != tt.actions {
+				t.Errorf("%s sees a roll of build 2026-b2: %v, want %v", tt.role, got, tt.actions)
+			}
 			for _, p := range []struct{ file, path string }{{"overview", "/"}, {"node", "/nodes/w-2"}, {"node-enrolled", "/nodes/w-3"},
 				{"audit", "/audit"}, {"builds", "/builds"}, {"upgrades", "/upgrades"}, {"plan", "/plan"}} {
 				file := filepath.Join(shots, string(tt.role)+"-"+p.file+".png")
@@ -150,6 +153,35 @@ func TestBrowser(t *testing.T) {
 			}
 			t.Logf("screenshots in %s", shots)
 		})
+	}
+}
+
+// TestBrowserRoll: an admin's upgrades page in Chromium offers the roll
+// of each build; a roll through w-3 and the quarantined w-2 shows, drawn
+// by the browser, w-3 upgraded and the roll stopped at w-2.
+func TestBrowserRoll(t *testing.T) {
+	bin := chromium(t)
+	h := startHub(t)
+	shots := artifacts(t)
+	b := h.rollConsole(t, pki.RoleAdmin, "w-3", "w-2")
+	profile := t.TempDir()
+	// The form itself is checked by TestBrowser (admin's yes, reader's no).
+	headless(t, bin, profile, "--dump-dom", b.srv.URL+"/login?token="+b.c.Token())
+	_, page := b.get(t, "/nodes/w-2")
+	if code, body := b.post(t, "/roll", rollForm(csrfOf(t, page), "2026-b2", "2026-b2")); code != http.StatusSeeOther {
+		t.Fatalf("roll = %d: %s", code, body)
+	}
+	waitFor(t, func() bool { _, p := b.get(t, "/upgrades"); return strings.Contains(p, `class="roll failed"`) })
+	dom := headless(t, bin, profile, "--dump-dom", b.srv.URL+"/upgrades")
+	for _, want := range []string{`<li class="step-upgraded">w-3: upgraded</li>`, `<li class="step-failed">w-2: failed</li>`, "stopped at w-2"} {
+		if !strings.Contains(dom, want) {
+			t.Errorf("the roll in the browser lacks %q:\n%s", want, dom)
+		}
+	}
+	file := filepath.Join(shots, "admin-roll.png")
+	headless(t, bin, profile, "--screenshot="+file, b.srv.URL+"/upgrades")
+	if fi, err := os.Stat(file); err != nil || fi.Size() < 1000 {
+		t.Errorf("screenshot %s: %v", file, err)
 	}
 }
 
@@ -201,7 +233,14 @@ func TestBrowserAtHub(t *testing.T) {
 	if !strings.Contains(dom, "<td>alice (admin)</td><td>node.revoke</td>") {
 		t.Errorf("the audit page in the browser lacks the admin's revoke:\n%s", dom)
 	}
-	for _, p := range []struct{ file, path string }{{"athub-admin-overview", "/"}, {"athub-admin-audit", "/audit"}, {"athub-admin-node", "/nodes/w-1"}} {
+	// No roll here (no build's images, no key for the nodes): the page
+	// says why and where to roll from.
+	dom = headless(t, bin, adminProfile, "--dump-dom", mh.url+"/upgrades")
+	if strings.Contains(dom, `action="/roll"`) || !strings.Contains(dom, `id="roll-note"`) {
+		t.Errorf("the admin's upgrades page at the hub in the browser: a roll form, or no note why not:\n%s", dom)
+	}
+	for _, p := range []struct{ file, path string }{{"athub-admin-overview", "/"}, {"athub-admin-audit", "/audit"}, {"athub-admin-node", "/nodes/w-1"},
+		{"athub-admin-upgrades", "/upgrades"}} {
 		file := filepath.Join(shots, p.file+".png")
 		headless(t, bin, adminProfile, "--screenshot="+file, mh.url+p.path)
 		if fi, err := os.Stat(file); err != nil || fi.Size() < 1000 {

@@ -127,6 +127,7 @@ type Console struct {
 	chainOK  bool
 	chainAt  time.Time
 	jobs     map[string]*Job // upgrades started here, by node
+	roll     *RollJob        // the last roll of the cluster started here
 	// bg is what upgrades run under: Run's context once it runs.
 	bg context.Context
 
@@ -192,6 +193,7 @@ func New(cfg Config) (*Console, error) {
 	mux.HandleFunc("GET /audit", c.auth(c.auditPage))
 	mux.HandleFunc("GET /builds", c.auth(c.buildsPage))
 	mux.HandleFunc("GET /upgrades", c.auth(c.upgradesPage))
+	mux.HandleFunc("POST /roll", c.auth(c.rollAction))
 	mux.HandleFunc("GET /plan", c.auth(c.planPage))
 	mux.HandleFunc("GET /events", c.auth(c.live.serve))
 	if c.dash != nil {

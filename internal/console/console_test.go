@@ -53,6 +53,9 @@ type testHub struct {
 	preds    map[string]map[int]string // image -> predicted PCR values
 	node     *fakeNode
 	nodeAddr string
+	// nodeAPIs are the node APIs the consoles reach, by node: w-3's and
+	// those a test adds.
+	nodeAPIs map[string]string
 }
 
 // evil is what a node could put in the measurements its quarantine
@@ -139,6 +142,7 @@ func startHub(t *testing.T) *testHub {
 		{Name: "systemd-journald.service", Load: "loaded", Active: "active", Sub: "running"},
 	}}
 	th.nodeAddr = apitest.Serve(t, apitest.NodeServerOf(t, ca, "w-3", "worker", th.node))
+	th.nodeAPIs = map[string]string{"w-3": th.nodeAddr}
 	return th
 }
 
@@ -183,10 +187,11 @@ func (h *testHub) consoleWith(t *testing.T, role pki.Role, edit func(*Config)) *
 			return access.ActOnNode(ctx, h.addr, act)
 		},
 		DialNode: func(name string) (*api.NodeClient, func(), error) {
-			if name != "w-3" {
+			addr, ok := h.nodeAPIs[name]
+			if !ok {
 				return nil, nil, fmt.Errorf("node %s: no API in this test", name)
 			}
-			return cluster.NodeDialer{Addr: h.nodeAddr, Name: name, Access: access}.Dial()
+			return cluster.NodeDialer{Addr: addr, Name: name, Access: access}.Dial()
 		},
 		Runs: api.NewRunsClient(cc), Spec: s, Builds: h.builds, ArtifactKey: h.artifact.Public().(ed25519.PublicKey),
 		Upgrade: cluster.UpgradeOptions{SettleEvery: 20 * time.Millisecond, Wait: 20 * time.Second}}

@@ -2,8 +2,8 @@
 // the hub's node registry, each node's own API (health, planes, drift,
 // services), the builds it is given, upgrades in progress, the convergence
 // plan and the audit log, and takes the node actions (revoke, fence,
-// replace, upgrade, restart a service) through the library calls the CLI
-// makes, as one operator.
+// replace, upgrade, restart a service) and rolls a build through the
+// cluster through the library calls the CLI makes, as one operator.
 //
 // The console holds no power of its own. It calls the hub and the nodes
 // with the certificate of the operator who runs it (kubedos console) and

@@ -110,6 +110,11 @@ func testBuild(t *testing.T, key ed25519.PrivateKey, id string, images map[strin
 type fakeNode struct {
 	api.NodeServer // nil: the methods not here are not called
 
+	// name is the node it is (empty: w-3); gate, set, holds each
+	// upgrade until it is closed.
+	name string
+	gate chan struct{}
+
 	mu       sync.Mutex
 	build    string
 	units    []api.Unit
@@ -129,10 +134,17 @@ func caller(ctx context.Context) string {
 	return "?"
 }
 
+func (f *fakeNode) nodeName() string {
+	if f.name == "" {
+		return "w-3"
+	}
+	return f.name
+}
+
 func (f *fakeNode) Version(context.Context, *api.NodeVersionRequest) (*api.NodeVersion, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return &api.NodeVersion{Node: "w-3", Role: "worker", BuildID: f.build, Boot: &api.BootState{Entry: "kubedos-" + f.build + ".efi"}}, nil
+	return &api.NodeVersion{Node: f.nodeName(), Role: "worker", BuildID: f.build, Boot: &api.BootState{Entry: "kubedos-" + f.build + ".efi"}}, nil
 }
 
 func (f *fakeNode) Services(context.Context, *api.ServicesRequest) (*api.Services, error) {
@@ -183,11 +195,18 @@ func (f *fakeNode) Upgrade(s api.UpgradeStream) (*api.UpgradeResult, error) {
 		n += int64(len(c.Data))
 	}
 	img := m.Roles["worker"].RoleID
+	if f.gate != nil {
+		select {
+		case <-f.gate:
+		case <-s.Context().Done():
+			return nil, s.Context().Err()
+		}
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	from := f.build
 	f.received += n
 	f.upgrades = append(f.upgrades, img+" by "+caller(s.Context()))
 	f.build = img // the reboot, at once
-	return &api.UpgradeResult{Node: "w-3", FromBuild: from, Build: img, Slot: "b", Entry: "kubedos-" + img + ".efi", Bytes: n, Rebooting: first.Reboot}, nil
+	return &api.UpgradeResult{Node: f.nodeName(), FromBuild: from, Build: img, Slot: "b", Entry: "kubedos-" + img + ".efi", Bytes: n, Rebooting: first.Reboot}, nil
 }

@@ -6,6 +6,7 @@ package console
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"sort"
 	"time"
@@ -44,6 +45,8 @@ type UpgradesView struct {
 	// as the hub records them.
 	Pending []api.Node
 	Jobs    []Job // running first, then newest first
+	// Roll is the last roll of the cluster started here (nil: none).
+	Roll    *RollJob
 	Updated time.Time
 }
 
@@ -61,6 +64,7 @@ func (c *Console) upgradesView(nodes []api.Node) UpgradesView {
 		cp.Lines = append([]string(nil), j.Lines...)
 		v.Jobs = append(v.Jobs, cp)
 	}
+	v.Roll = c.rollView()
 	c.mu.Unlock()
 	sort.Slice(v.Jobs, func(i, k int) bool {
 		a, b := v.Jobs[i], v.Jobs[k]
@@ -78,26 +82,48 @@ func (c *Console) upgradesPage(w http.ResponseWriter, r *http.Request) {
 		c.hubError(w, r, err)
 		return
 	}
-	c.render(w, "upgrades", c.base(r, "Upgrades"), c.upgradesView(res.Nodes))
+	c.render(w, "upgrades", c.base(r, "Upgrades"), c.upgradesPageOf(op(r), res.Nodes))
 }
 
 // startUpgrade runs node name's upgrade to b in the background, as
-// kubedos node upgrade runs it: the hub is asked to accept the build (it
-// checks the signature and audits it under the operator), the node's
-// image is streamed to its API, and the node is waited for. One upgrade
-// per node at a time.
-func (c *Console) startUpgrade(o *Operator, name string, b *Build, img BuildRole) bool {
+// kubedos node upgrade runs it. One upgrade per node at a time, and none
+// while a roll runs (it would reach the node too).
+func (c *Console) startUpgrade(o *Operator, name string, b *Build, img BuildRole) error {
 	c.mu.Lock()
-	if j := c.jobs[name]; j != nil && j.Running() {
+	if c.roll != nil && c.roll.Running() {
 		c.mu.Unlock()
-		return false
+		return fmt.Errorf("a roll of the cluster to build %s is running: it upgrades the nodes one at a time", c.roll.Build)
+	}
+	job, ok := c.newJob(o, name, b, img)
+	base := c.bg
+	c.mu.Unlock()
+	if !ok {
+		return fmt.Errorf("an upgrade of %s is running", name)
+	}
+	go func() {
+		_, _ = c.runJob(base, o, job, b)
+		_ = c.live.refresh(base, o.Hub)
+	}()
+	return nil
+}
+
+// newJob records node name's upgrade to b unless one runs; c.mu held.
+func (c *Console) newJob(o *Operator, name string, b *Build, img BuildRole) (*Job, bool) {
+	if j := c.jobs[name]; j != nil && j.Running() {
+		return nil, false
 	}
 	job := &Job{Node: name, Build: b.BuildID, Image: img.RoleID, By: o.Name, Started: c.cfg.Now()}
 	c.jobs[name] = job
 	c.pruneJobs()
-	base := c.bg
-	c.mu.Unlock()
+	return job, true
+}
 
+// runJob upgrades job's node as kubedos node upgrade does
+// (cluster.UpgradeNode): the hub is asked to accept the build (it checks
+// the signature and audits it under the operator), the node's image is
+// streamed to its API, and the node is waited for. Its progress goes to
+// the job's lines and the live pages.
+func (c *Console) runJob(ctx context.Context, o *Operator, job *Job, b *Build) (*cluster.Outcome, error) {
 	opt := c.cfg.Upgrade
 	opt.Reboot = true
 	if opt.Wait == 0 {
@@ -121,20 +147,18 @@ func (c *Console) startUpgrade(o *Operator, name string, b *Build, img BuildRole
 			c.live.poke(o.Hub)
 		}
 	})
-	go func() {
-		ctx, cancel := context.WithTimeout(base, opt.Wait+5*time.Minute)
-		defer cancel()
-		out, err := cluster.UpgradeNode(ctx, cluster.UpgradeTarget{Name: name, Hub: o.Hub,
-			DialNode: func() (*api.NodeClient, func(), error) { return c.cfg.DialNode(name) }}, b.Dir, opt)
-		c.mu.Lock()
-		job.Outcome, job.Ended = out, c.cfg.Now()
-		if err != nil {
-			job.Err = clip(err.Error(), maxAuditField)
-		}
-		c.mu.Unlock()
-		_ = c.live.refresh(base, o.Hub)
-	}()
-	return true
+	ctx, cancel := context.WithTimeout(ctx, opt.Wait+5*time.Minute)
+	defer cancel()
+	name := job.Node
+	out, err := cluster.UpgradeNode(ctx, cluster.UpgradeTarget{Name: name, Hub: o.Hub,
+		DialNode: func() (*api.NodeClient, func(), error) { return c.cfg.DialNode(name) }}, b.Dir, opt)
+	c.mu.Lock()
+	job.Outcome, job.Ended = out, c.cfg.Now()
+	if err != nil {
+		job.Err = clip(err.Error(), maxAuditField)
+	}
+	c.mu.Unlock()
+	return out, err
 }
 
 // pruneJobs forgets the oldest ended upgrades beyond maxJobs; c.mu held.

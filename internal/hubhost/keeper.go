@@ -153,13 +153,6 @@ func (k *Keeper) MetricsAddr() string {
 	return k.metricsAddr
 }
 
-// ConsoleAddr is where the web console is served ("" when it is not).
-func (k *Keeper) ConsoleAddr() string {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	return k.consoleAddr
-}
-
 // start loads the installed hub and serves it until Run's ctx ends.
 func (k *Keeper) start() error {
 	k.mu.Lock()
@@ -224,32 +217,6 @@ func (k *Keeper) serveMetrics(h *Hub) {
 		}
 		k.mu.Lock()
 		k.metricsAddr = ""
-		k.mu.Unlock()
-	}()
-}
-
-// serveConsole serves the web console beside the hub, if configured; like
-// metrics, a console that cannot listen is logged and the hub serves on.
-// k.mu held.
-func (k *Keeper) serveConsole(ctx context.Context, h *Hub) {
-	if k.cfg.ConsoleListen == "" || k.cfg.Console == nil {
-		return
-	}
-	lis, err := net.Listen("tcp", k.cfg.ConsoleListen)
-	if err != nil {
-		k.cfg.Logf("web console not served: listen %s: %v", k.cfg.ConsoleListen, err)
-		return
-	}
-	k.consoleAddr = lis.Addr().String()
-	k.wg.Add(1)
-	go func() {
-		defer k.wg.Done()
-		if err := k.cfg.Console(ctx, h, lis); err != nil {
-			k.cfg.Logf("web console: %v", err)
-		}
-		lis.Close()
-		k.mu.Lock()
-		k.consoleAddr = ""
 		k.mu.Unlock()
 	}()
 }
