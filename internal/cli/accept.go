@@ -27,7 +27,7 @@ type acceptFlags struct {
 	allow      []string
 	timeout    time.Duration
 	force      bool
-	// drill names the worker the replacement drill replaces.
+	// drill names the node the replacement drill replaces.
 	drill        string
 	drillTimeout time.Duration
 }
@@ -57,8 +57,13 @@ const acceptChecksLong = `Every check is reported with its outcome and, when it 
                     disk and TPM, recreate it from --build with a fresh TPM
                     whose EK is registered first, wait until it enrolls
                     through the gate, its kubelet is Ready and the probe is
-                    available again; each step timed. Destructive by design:
-                    only the node named, only a worker, qemu target only.
+                    available again; each step timed. A control-plane or
+                    etcd node of an HA cluster (three or more etcd members,
+                    the API on a VIP) may be drilled too: no kubelet, but
+                    its etcd member healthy again (it removed its stale
+                    self and joined the running cluster) and its API server
+                    among the API's endpoints. Destructive by design: only
+                    the node named, never the master, qemu target only.
 
 Some items may be reported "not checked", which is not a pass: drill (no
 --drill given), build (no --build given).
@@ -74,7 +79,7 @@ func (f *acceptFlags) add(cmd *cobra.Command, buildUsage string) {
 	cmd.Flags().StringVar(&f.kubeconfig, "kubeconfig", "", "reach the API server with this kubeconfig (default: an admin credential from the hub)")
 	cmd.Flags().StringSliceVar(&f.allow, "allow-unchecked", nil, "accept the cluster without these unchecked items: "+strings.Join(cluster.Uncheckable, ", "))
 	cmd.Flags().DurationVar(&f.timeout, "timeout", 5*time.Minute, "give up on the gate's checks after this long (the drill has its own bound)")
-	cmd.Flags().StringVar(&f.drill, "drill", "", "run the replacement drill on this worker: it is fenced, destroyed and recreated (needs --build and the key directory)")
+	cmd.Flags().StringVar(&f.drill, "drill", "", "run the replacement drill on this worker (or control-plane or etcd node of an HA cluster): it is fenced, destroyed and recreated (needs --build and the key directory)")
 	cmd.Flags().DurationVar(&f.drillTimeout, "drill-timeout", 15*time.Minute, "bound on each wait of the drill (enrollment, kubelet Ready, probe available)")
 }
 

@@ -21,7 +21,9 @@ const (
 	DrillRecreate = "recreate"
 	DrillEnroll   = "enroll"
 	DrillKubelet  = "kubelet ready"
-	DrillProbe    = "probe available" // and CoreDNS
+	DrillEtcd     = "etcd member healthy" // control-plane and etcd nodes
+	DrillAPI      = "API server serving"  // control-plane nodes
+	DrillProbe    = "probe available"     // and CoreDNS
 )
 
 // DrillReport is what the replacement drill did to a node, step by step.
@@ -75,6 +77,14 @@ type drillOps struct {
 	destroy, recreate func(ctx context.Context) error
 	// enrolled waits until the hub enrolls the node and gives its EK.
 	enrolled func(ctx context.Context) (string, error)
+	// etcd asks the node (its own API) whether its etcd member is
+	// healthy; nil when the node runs no etcd.
+	etcd func(ctx context.Context) (bool, string, error)
+	// apiAddress is the node's kubernetes-plane address, which its API
+	// server advertises ("" when it runs none); noKubelet says it runs
+	// no kubelet (a control-plane or etcd node).
+	apiAddress string
+	noKubelet  bool
 	// kube is the API server (nil when the spec runs no Kubernetes).
 	kube interface {
 		Nodes(ctx context.Context) ([]kube.Node, error)
@@ -88,21 +98,34 @@ type drillOps struct {
 	progress func(done []string) error
 }
 
-// DrillNodeOK says whether the drill may replace node: a worker (no quorum
-// or API server to lose; the master keeps the hub) that runs a kubelet
-// when the spec runs Kubernetes.
+// DrillNodeOK says whether the drill may replace node: a worker that runs
+// a kubelet when the spec runs Kubernetes, or a control-plane or etcd node
+// whose loss the cluster survives — three or more etcd members (a quorum
+// without it), and for an API server another one behind the API VIP (the
+// drill and the cluster keep an API to talk to). Never the master: it
+// keeps the hub.
 func DrillNodeOK(s *spec.ClusterSpec, node string) error {
 	n, ok := s.NodeByName(node)
 	if !ok {
 		return invalid("--drill %s: no node %s in the spec", node, node)
 	}
-	if n.Role != spec.RoleWorker {
-		return invalid("--drill %s: it is a %s node; the drill replaces a worker (a master keeps the hub, control-plane and etcd nodes hold quorum)", node, n.Role)
+	comps := kubeplan.ComponentsFor(s, n.Role)
+	switch {
+	case n.Role == spec.RoleWorker:
+		if s.Workloads.Kubernetes.Enabled && !slices.Contains(comps, kubeplan.Kubelet) {
+			return invalid("--drill %s: it runs no kubelet", node)
+		}
+		return nil
+	case (n.Role == spec.RoleControlPlane || n.Role == spec.RoleEtcd) && s.Workloads.Kubernetes.Enabled:
+		if m := len(kubeplan.EtcdNodes(s)); slices.Contains(comps, kubeplan.Etcd) && m < 3 {
+			return invalid("--drill %s: it is one of %d etcd member(s); without it there is no quorum (three or more needed)", node, m)
+		}
+		if slices.Contains(comps, kubeplan.APIServer) && (s.CountRole(spec.RoleControlPlane) < 2 || s.APIVIPHolders() == "") {
+			return invalid("--drill %s: the API would go with it: needs another control-plane node and topology.apiVIP", node)
+		}
+		return nil
 	}
-	if s.Workloads.Kubernetes.Enabled && !slices.Contains(kubeplan.ComponentsFor(s, n.Role), kubeplan.Kubelet) {
-		return invalid("--drill %s: it runs no kubelet", node)
-	}
-	return nil
+	return invalid("--drill %s: it is a %s node; the drill replaces a worker, or a control-plane or etcd node of an HA cluster (a master keeps the hub)", node, n.Role)
 }
 
 // Drill runs the replacement drill on a worker (seed 004 §17): fence it
@@ -209,6 +232,32 @@ func (c *Cluster) Drill(ctx context.Context, node string, kc *kube.Client) (*Dri
 	if kc != nil {
 		ops.kube = kc
 	}
+	if c.Spec.Workloads.Kubernetes.Enabled {
+		comps := kubeplan.ComponentsFor(c.Spec, n.Role)
+		ops.noKubelet = !slices.Contains(comps, kubeplan.Kubelet)
+		if slices.Contains(comps, kubeplan.APIServer) {
+			a, err := c.Spec.PlaneAddress(n, spec.PlaneKubernetes)
+			if err != nil {
+				return nil, err
+			}
+			ops.apiAddress = a.String()
+		}
+		if slices.Contains(comps, kubeplan.Etcd) {
+			ops.etcd = func(ctx context.Context) (bool, string, error) {
+				cl, done, err := NodeDialer{Addr: c.NodeAPIAddr(node), Name: node, Access: c.access()}.Dial()
+				if err != nil {
+					return false, "", err
+				}
+				defer done()
+				h, err := cl.Health(ctx)
+				if err != nil {
+					return false, "", err
+				}
+				ok, detail := etcdHealthOf(h)
+				return ok, detail, nil
+			}
+		}
+	}
 	rec := c.drillRecord(node)
 	prog, resumed, err := rec.load(node)
 	if err != nil {
@@ -299,9 +348,17 @@ func (o drillOps) run(ctx context.Context, node, oldEK string, timeout time.Dura
 			}
 			return "through the gate, EK " + short(ek) + "…", nil
 		})
+	if ok && o.etcd != nil {
+		ok = step(DrillEtcd, func(ctx context.Context) (string, error) { return o.until(ctx, o.etcd) })
+	}
+	if ok && o.kube != nil && o.apiAddress != "" {
+		ok = step(DrillAPI, func(ctx context.Context) (string, error) { return o.apiServing(ctx) })
+	}
+	if ok && o.kube != nil && !o.noKubelet {
+		ok = step(DrillKubelet, func(ctx context.Context) (string, error) { return o.kubeletReady(ctx, node) })
+	}
 	if ok && o.kube != nil {
-		_ = step(DrillKubelet, func(ctx context.Context) (string, error) { return o.kubeletReady(ctx, node) }) &&
-			step(DrillProbe, o.probeAvailable)
+		_ = step(DrillProbe, o.probeAvailable)
 	}
 	r.WallTime = time.Since(start)
 	return r
@@ -327,6 +384,34 @@ func (o drillOps) until(ctx context.Context, check func(ctx context.Context) (bo
 		case <-time.After(o.poll):
 		}
 	}
+}
+
+// apiServing waits until the node's API server is among the endpoints of
+// the default/kubernetes Service: it runs, reached its etcd and renewed
+// its lease (the endpoint reconciler lists only those).
+func (o drillOps) apiServing(ctx context.Context) (string, error) {
+	return o.until(ctx, func(ctx context.Context) (bool, string, error) {
+		var ep struct {
+			Subsets []struct {
+				Addresses []struct {
+					IP string `json:"ip"`
+				} `json:"addresses"`
+			} `json:"subsets"`
+		}
+		if err := o.kube.Get(ctx, "/api/v1/namespaces/default/endpoints/kubernetes", &ep); err != nil {
+			return false, "", err
+		}
+		var ips []string
+		for _, s := range ep.Subsets {
+			for _, a := range s.Addresses {
+				ips = append(ips, a.IP)
+			}
+		}
+		if slices.Contains(ips, o.apiAddress) {
+			return true, fmt.Sprintf("%s among the API endpoints %v", o.apiAddress, ips), nil
+		}
+		return false, fmt.Sprintf("API endpoints %v, not yet %s", ips, o.apiAddress), nil
+	})
 }
 
 func (o drillOps) kubeletReady(ctx context.Context, node string) (string, error) {

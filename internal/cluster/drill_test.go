@@ -25,6 +25,7 @@ type drillKube struct {
 	readyAfter, probeAft  int
 	nodeCalls, probeCalls int
 	dnsAfter, dnsCalls    int // CoreDNS's replicas after dnsAfter asks
+	epAfter, epCalls      int // cp-2's API server an endpoint after epAfter asks
 }
 
 func (k *drillKube) Nodes(context.Context) ([]kube.Node, error) {
@@ -36,6 +37,14 @@ func (k *drillKube) Nodes(context.Context) ([]kube.Node, error) {
 }
 
 func (k *drillKube) Get(_ context.Context, path string, out any) error {
+	if strings.HasSuffix(path, "/endpoints/kubernetes") {
+		k.epCalls++
+		ips := `{"ip":"10.59.0.11"},{"ip":"10.59.0.13"}`
+		if k.epCalls > k.epAfter {
+			ips += `,{"ip":"10.59.0.12"}`
+		}
+		return json.Unmarshal([]byte(`{"subsets":[{"addresses":[`+ips+`]}]}`), out)
+	}
 	n := 0
 	if strings.HasSuffix(path, "/deployments/coredns") {
 		k.dnsCalls++
@@ -137,20 +146,85 @@ func TestDrillWaitBounded(t *testing.T) {
 	}
 }
 
+// A control plane of an HA cluster is drilled to its etcd member healthy
+// and its API server serving again (no kubelet: it runs none), then the
+// probe; a member that never rejoins fails the drill there.
+func TestDrillControlPlane(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		rejoins bool
+		want    []string
+	}{
+		{"rejoins", true, []string{DrillFence, DrillReplace, DrillDestroy, DrillRecreate, DrillEnroll, DrillEtcd, DrillAPI, DrillProbe}},
+		{"never rejoins", false, []string{DrillFence, DrillReplace, DrillDestroy, DrillRecreate, DrillEnroll, DrillEtcd}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			k := &drillKube{node: "cp-2", epAfter: 2}
+			ops, _ := recordingOps("", "ek-new", k)
+			asks := 0
+			ops.etcd = func(context.Context) (bool, string, error) {
+				asks++
+				if tc.rejoins && asks > 2 {
+					return true, "has a leader", nil
+				}
+				return false, "no etcd health check (not running etcd yet, or unreachable)", nil
+			}
+			ops.apiAddress, ops.noKubelet = "10.59.0.12", true
+			r := ops.run(context.Background(), "cp-2", "ek-old", 300*time.Millisecond, nil)
+			var got []string
+			for _, s := range r.Steps {
+				got = append(got, s.Step)
+			}
+			if !slices.Equal(got, tc.want) {
+				t.Fatalf("steps %v, want %v", got, tc.want)
+			}
+			last := r.Steps[len(r.Steps)-1]
+			if last.OK != tc.rejoins || (!tc.rejoins && !strings.Contains(last.Detail, "not running etcd yet")) {
+				t.Errorf("last step %+v", last)
+			}
+			if k.nodeCalls != 0 {
+				t.Error("asked for a kubelet a control plane does not run")
+			}
+		})
+	}
+}
+
 func TestDrillNodeOK(t *testing.T) {
 	s, err := spec.LoadBytes(examples.LocalK8s)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for node, want := range map[string]string{
-		"w-1":    "",
-		"master": "a master keeps the hub",
-		"cp-1":   "it is a controlplane node",
-		"nope":   "no node nope",
+	ha, err := spec.LoadBytes(examples.LocalHA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	noVIP, _ := spec.LoadBytes(examples.LocalHA)
+	noVIP.Topology.APIVIP = ""
+	ref, err := spec.LoadBytes(examples.Reference)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		s          *spec.ClusterSpec
+		node, want string
+	}{
+		{s, "w-1", ""},
+		{s, "master", "a master keeps the hub"},
+		{s, "cp-1", "one of 1 etcd member(s); without it there is no quorum"},
+		{s, "nope", "no node nope"},
+		// HA: three stacked members behind the VIP survive one drilled.
+		{ha, "cp-2", ""},
+		{ha, "w-1", ""},
+		{ha, "master", "a master keeps the hub"},
+		{noVIP, "cp-2", "the API would go with it"},
+		// External etcd: members and control planes each drillable.
+		{ref, "etcd-1", ""},
+		{ref, "cp-3", ""},
+		{ref, "lb-1", "it is a loadbalancer node"},
 	} {
-		err := DrillNodeOK(s, node)
-		if (want == "") != (err == nil) || err != nil && !strings.Contains(err.Error(), want) {
-			t.Errorf("%s: %v, want %q", node, err, want)
+		err := DrillNodeOK(c.s, c.node)
+		if (c.want == "") != (err == nil) || err != nil && !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s of %s: %v, want %q", c.node, c.s.Metadata.Name, err, c.want)
 		}
 	}
 }
@@ -191,7 +265,7 @@ func TestAcceptDrill(t *testing.T) {
 
 	ran = nil
 	a.cfg.DrillNode = "cp-1"
-	if _, err := Accept(ctx, a.cfg); err == nil || !strings.Contains(err.Error(), "controlplane") || len(ran) != 0 {
+	if _, err := Accept(ctx, a.cfg); err == nil || !strings.Contains(err.Error(), "no quorum") || len(ran) != 0 {
 		t.Errorf("drilling cp-1: %v (ran %v)", err, ran)
 	}
 }
