@@ -55,6 +55,9 @@ func TestHADrills(t *testing.T) {
 		start := time.Now()
 		r := run(t, dir, nil, "cluster", "up", "cluster.yaml", "--build", b, "--keys", "keys", "--timeout", "40m")
 		if r.code != 0 {
+			for _, cp := range cps {
+				dumpNode(t, dir, nodeAPI[cp], cp)
+			}
 			t.Fatalf("cluster up (%s): exit %d\n%s", what, r.code, lastLines(r.stderr, 60))
 		}
 		t.Logf("FIGURE cluster up local-ha, %s: %.0fs", what, time.Since(start).Seconds())
@@ -395,4 +398,16 @@ func waitWrites(t *testing.T, w *writer, after time.Time, n int, wait time.Durat
 		}
 	}
 	t.Fatalf("writes did not resume %s: %s", what, w.since(after))
+}
+
+// dumpNode logs what a control plane says of itself, for a failed run:
+// its health and the last lines of its Kubernetes units.
+func dumpNode(t *testing.T, dir, addr, name string) {
+	t.Helper()
+	r := run(t, dir, nil, "node", "health", "--node", addr, "--name", name, "--keys", "keys")
+	t.Logf("%s health:\n%s%s", name, r.stdout, r.stderr)
+	for _, u := range []string{"kubedos-etcd.service", "kube-apiserver.service", "keepalived.service", "kubedosd"} {
+		r := run(t, dir, nil, "node", "logs", "--node", addr, "--name", name, "--keys", "keys", "-u", u, "-n", "25")
+		t.Logf("%s %s:\n%s%s", name, u, r.stdout, r.stderr)
+	}
 }

@@ -29,7 +29,7 @@ func (e Converged) String() string {
 // ConvergeUp is the last step of cluster up: one convergence run against
 // the cluster's hub, recorded there. A node's planes come up some seconds
 // after it enrolls, and a restarted node's API only once it booted, so
-// failed checks are retried for about four minutes before the run gives
+// failed checks are retried for about eight minutes before the run gives
 // up on them.
 func (c *Cluster) ConvergeUp(ctx context.Context) (*ConvergeResult, error) {
 	addr, _, where, err := c.FindHub()
@@ -47,12 +47,13 @@ func (c *Cluster) ConvergeUp(ctx context.Context) (*ConvergeResult, error) {
 	if c.Manifest != nil {
 		cfg.Builds = RoleBuilds(c.Manifest)
 	}
-	// About four minutes of retries: a node whose VM this run restarted
+	// About eight minutes of retries: a node whose VM this run restarted
 	// is still enrolled at the hub from before, so the wait for enrollment
 	// passes at once while it boots (over a minute under TCG) and its node
-	// API refuses connections until then. A run with nothing failing
-	// retries nothing.
-	cfg.Engine.Retries, cfg.Engine.Backoff, cfg.Engine.MaxBackoff = 48, time.Second, 5*time.Second
+	// API refuses connections until then; three control planes starting
+	// etcd and their API servers at once under TCG take minutes more
+	// than one. A run with nothing failing retries nothing.
+	cfg.Engine.Retries, cfg.Engine.Backoff, cfg.Engine.MaxBackoff = 96, time.Second, 5*time.Second
 	return Converge(ctx, cfg)
 }
 
