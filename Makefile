@@ -88,7 +88,7 @@ e2e-kube-observe: kube coredns
 # master, three control planes holding the API VIP, a worker). Not in CI
 # yet: docs/benchmarks.md has what it takes.
 e2e-ha: kube coredns
-	KUBEDOS_KUBE=$(abspath $(BIN)/kube) $(GO) test -tags e2e -count=1 -timeout 90m -v -run '^TestHADrills$$' ./e2e/
+	KUBEDOS_KUBE=$(abspath $(BIN)/kube) $(GO) test -tags e2e -count=1 -timeout 180m -v -run '^TestHADrills$$' ./e2e/
 
 # The pinned Kubernetes multicall binary (kube/): cached by content in
 # ~/.cache/kubedos/kube, so only a changed pin, toolchain or main rebuilds.

@@ -34,9 +34,17 @@ import (
 //     probe Deployment scaled to 3 during the drill converges, writes go
 //     on; `cluster up` brings it back, its member healthy.
 //
-// At the end every write the API acknowledged is there (no data lost),
-// and `cluster accept` passes. It needs the Kubernetes binary:
-// `make e2e-ha` sets KUBEDOS_KUBE.
+//  4. cp-2 is replaced by the runbook inside `cluster accept --drill cp-2`
+//     (fenced, its identity retired, destroyed, recreated with a fresh TPM,
+//     enrolled; the new machine removes its stale etcd member and joins
+//     again; its API server serving), writes going on through the VIP;
+//  5. the whole cluster is upgraded to a new build (another kubedosd) by
+//     `cluster upgrade`, quorum-aware, while writes and the probe go
+//     through the VIP.
+//
+// Every write the API acknowledged is there (no data lost), the windows
+// of failed requests are measured, and `cluster accept` passes at the
+// end. It needs the Kubernetes binary: `make e2e-ha` sets KUBEDOS_KUBE.
 func TestHADrills(t *testing.T) {
 	kubeBin := os.Getenv("KUBEDOS_KUBE")
 	if kubeBin == "" {
@@ -185,13 +193,126 @@ func TestHADrills(t *testing.T) {
 	t.Logf("FIGURE writer through the VIP across the drills: %d acknowledged (all present), %d failed, longest run of failures %.1fs",
 		len(acked), failed, gap.Seconds())
 
+	// Drill 4: a control plane replaced by the runbook (fence, replace,
+	// destroy, recreate, enroll; its etcd member removed and added again
+	// by the new machine; its API server serving) inside the acceptance
+	// gate, with writes through the VIP going on.
+	w = startWriter(kc)
+	defer w.stop()
+	drilled := "cp-2"
 	start = time.Now()
-	acc := run(t, dir, nil, "cluster", "accept", "cluster.yaml", "--build", b, "--keys", "keys", "--allow-unchecked", "drill")
+	acc := run(t, dir, nil, "cluster", "accept", "cluster.yaml", "--build", b, "--keys", "keys", "--drill", drilled, "-o", "json")
+	if acc.code != 0 {
+		for _, cp := range cps {
+			dumpNode(t, dir, nodeAPI[cp], cp)
+		}
+		t.Fatalf("cluster accept --drill %s: exit %d\n%s\n%s", drilled, acc.code, acc.stdout, lastLines(acc.stderr, 40))
+	}
+	var accepted struct {
+		Drill struct {
+			Steps []struct {
+				Step   string
+				OK     bool
+				TookNS int64
+			}
+			WallTimeNS int64
+		}
+	}
+	if err := json.Unmarshal([]byte(acc.stdout), &accepted); err != nil {
+		t.Fatal(err)
+	}
+	var steps []string
+	for _, s := range accepted.Drill.Steps {
+		steps = append(steps, s.Step)
+		t.Logf("FIGURE drill 4 step %s: %.1fs", s.Step, float64(s.TookNS)/1e9)
+	}
+	if !slices.Contains(steps, "etcd member healthy") || !slices.Contains(steps, "API server serving") {
+		t.Errorf("drill of %s took steps %v", drilled, steps)
+	}
+	w.stop()
+	acked, failed, gap = w.summary()
+	t.Logf("FIGURE drill 4: %s replaced (fence to probe available) in %.0fs, accept in all %.0fs; writes through the VIP: %d acknowledged, %d failed, longest run of failures %.1fs",
+		drilled, float64(accepted.Drill.WallTimeNS)/1e9, time.Since(start).Seconds(), len(acked), failed, gap.Seconds())
+	waitEtcdHealthy(t, dir, nodeAPI[drilled], drilled, 3*time.Minute)
+
+	// Drill 5: the whole cluster upgraded to a new build (another
+	// kubedosd), one node at a time and quorum-aware, while writes go
+	// through the VIP and the probe is asked through it.
+	nb := nodeBinaries(t, "ha-bin-b", "-X github.com/kubedos/kubedos/internal/buildinfo.Version=ha-b")
+	bB := strings.TrimSpace(lastLines(must(t, dir, "build", "cluster.yaml", "--cache", "cache", "--out", "out", "--node-binaries", nb, "--kube", kubeBin), 1))
+	if !filepath.IsAbs(bB) {
+		bB = filepath.Join(dir, bB)
+	}
+	w = startWriter(kc)
+	defer w.stop()
+	probe := startProber(func(ctx context.Context) error {
+		var got struct{ Pod string }
+		return kc.Get(ctx, "/api/v1/namespaces/kubedos-probe/services/probe:http/proxy/", &got)
+	})
+	defer probe.stop()
+	start = time.Now()
+	rollOut := run(t, dir, nil, "cluster", "upgrade", "cluster.yaml", "--build", bB, "--keys", "keys", "-o", "json")
+	w.stop()
+	probe.stop()
+	if rollOut.code != 0 {
+		t.Fatalf("cluster upgrade: exit %d\n%s\n%s", rollOut.code, rollOut.stdout, lastLines(rollOut.stderr, 40))
+	}
+	var rolled struct {
+		Nodes []struct {
+			Node, Result string
+			Seconds      float64
+		}
+	}
+	if err := json.Unmarshal([]byte(rollOut.stdout), &rolled); err != nil || len(rolled.Nodes) != 5 {
+		t.Fatalf("cluster upgrade -o json: %v\n%s", err, rollOut.stdout)
+	}
+	for _, n := range rolled.Nodes {
+		if n.Result != "upgraded" {
+			t.Errorf("%s: %s", n.Node, n.Result)
+		}
+		t.Logf("FIGURE drill 5: %s upgraded in %.0fs", n.Node, n.Seconds)
+	}
+	acked, failed, gap = w.summary()
+	pOK, pFailed, pGap := probe.summary()
+	t.Logf("FIGURE drill 5: rolling upgrade of 5 nodes %.0fs; writes through the VIP %d acknowledged, %d failed, longest run of failures %.1fs; probe through the VIP %d answered, %d failed, longest %.1fs",
+		time.Since(start).Seconds(), len(acked), failed, gap.Seconds(), len(pOK), pFailed, pGap.Seconds())
+	if ok := strings.Contains(rollOut.stderr, "etcd quorum"); !ok {
+		t.Log("the roll never had to wait for an etcd member (each was healthy when asked)")
+	}
+
+	start = time.Now()
+	acc = run(t, dir, nil, "cluster", "accept", "cluster.yaml", "--build", bB, "--keys", "keys", "--allow-unchecked", "drill")
 	if acc.code != 0 {
 		t.Fatalf("cluster accept after the drills: exit %d\n%s\n%s", acc.code, acc.stdout, acc.stderr)
 	}
-	t.Logf("FIGURE cluster accept local-ha after the drills: %.1fs\n%s", time.Since(start).Seconds(), acc.stdout)
+	t.Logf("FIGURE cluster accept local-ha after the drills and the upgrade: %.1fs\n%s", time.Since(start).Seconds(), acc.stdout)
 	fmt.Fprintln(os.Stderr, "ha e2e: done")
+}
+
+// startProber calls fn once every two seconds (each bounded to 3 s) and
+// keeps what answered, as the writer does.
+func startProber(fn func(ctx context.Context) error) *writer {
+	ctx, cancel := context.WithCancel(context.Background())
+	w := &writer{cancel: cancel, done: make(chan struct{})}
+	go func() {
+		defer close(w.done)
+		tick := time.NewTicker(2 * time.Second)
+		defer tick.Stop()
+		for i := 1; ; i++ {
+			rctx, rcancel := context.WithTimeout(ctx, 3*time.Second)
+			err := fn(rctx)
+			rcancel()
+			w.mu.Lock()
+			w.writes = append(w.writes, write{fmt.Sprint(i), time.Now(), err == nil})
+			w.mu.Unlock()
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+			}
+		}
+	}()
+	return w
 }
 
 // vipHolder is the control plane whose MAC the host's neighbour entry for

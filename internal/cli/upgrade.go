@@ -132,7 +132,13 @@ kubedos node upgrade does for one: a node must come up on the new build with its
 boot marked good before the next starts. The first failure (refused payload,
 rollback, timeout) stops the roll; the nodes not reached keep their build. A
 node already running the build with its boot marked good is skipped, so after
-fixing what stopped a roll, running it again continues where it stopped.`,
+fixing what stopped a roll, running it again continues where it stopped.
+
+With several etcd members (Kubernetes) the roll is quorum-aware: an etcd
+member's turn waits until every other member reports healthy (node health,
+check etcd), and the roll moves on only once the upgraded member is healthy
+again, so at most one member is down or rejoining at a time. A member not
+healthy within --wait stops the roll, naming it.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := g.checkOutput(OutputText, OutputJSON); err != nil {
