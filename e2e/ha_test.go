@@ -29,6 +29,7 @@ import (
 //     plane (the host's neighbour entry follows it), the API answers on it
 //     again, and writes go on with one etcd member down; `cluster up`
 //     brings the VM back and its member reports healthy;
+//
 //  2. and 3. the VM of the leading controller-manager is killed (another
 //     etcd member lost): another control plane takes the lease over, the
 //     probe Deployment scaled to 3 during the drill converges, writes go
@@ -38,6 +39,7 @@ import (
 //     (fenced, its identity retired, destroyed, recreated with a fresh TPM,
 //     enrolled; the new machine removes its stale etcd member and joins
 //     again; its API server serving), writes going on through the VIP;
+//
 //  5. the whole cluster is upgraded to a new build (another kubedosd) by
 //     `cluster upgrade`, quorum-aware, while writes and the probe go
 //     through the VIP.
