@@ -3,7 +3,9 @@ package build
 import (
 	"bytes"
 	"compress/gzip"
+	"debug/elf"
 	"fmt"
+	"io"
 	"os"
 	"strings"
 
@@ -30,6 +32,9 @@ func BuildInitrd(in InitrdInput, out string) error {
 	initBin, err := os.ReadFile(in.InitBinary)
 	if err != nil {
 		return fmt.Errorf("initrd: %w", err)
+	}
+	if err := checkStaticInit(initBin); err != nil {
+		return fmt.Errorf("initrd: /init from %s: %w", in.InitBinary, err)
 	}
 	mods, err := resolveModules(in.ModulesDir, in.Modules)
 	if err != nil {
@@ -71,4 +76,29 @@ func BuildInitrd(in InitrdInput, out string) error {
 		return fmt.Errorf("initrd: %w", err)
 	}
 	return durable.WriteFile(out, buf.Bytes(), 0o644)
+}
+
+// checkStaticInit refuses an /init the kernel cannot run from this initrd,
+// which holds no dynamic loader and no library: an ELF executable asking for
+// an interpreter (kubedos-init built with cgo, i.e. without CGO_ENABLED=0)
+// makes the kernel stop at "Failed to execute /init (error -2)".
+func checkStaticInit(b []byte) error {
+	f, err := elf.NewFile(bytes.NewReader(b))
+	if err != nil {
+		return fmt.Errorf("not an ELF executable: %w", err)
+	}
+	if f.Type != elf.ET_EXEC && f.Type != elf.ET_DYN {
+		return fmt.Errorf("not an executable (ELF type %s)", f.Type)
+	}
+	for _, p := range f.Progs {
+		if p.Type != elf.PT_INTERP {
+			continue
+		}
+		interp, err := io.ReadAll(io.LimitReader(p.Open(), 4096))
+		if err != nil {
+			return fmt.Errorf("read its interpreter: %w", err)
+		}
+		return fmt.Errorf("dynamically linked (interpreter %s), and the initrd has no loader: build it static (CGO_ENABLED=0, as make build does)", strings.TrimRight(string(interp), "\x00"))
+	}
+	return nil
 }

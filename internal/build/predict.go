@@ -54,7 +54,7 @@ func Predict(roleDir string, ks *sign.KeySet) (measure.Prediction, error) {
 		return measure.Prediction{}, fmt.Errorf("predict PCR 7: %w", err)
 	}
 	in.Authorities = [][]byte{authority}
-	if in.Sections, err = measure.SectionsFromPE(bytes.NewReader(uki)); err != nil {
+	if in.Stub, in.Sections, err = measure.SectionsFromPE(bytes.NewReader(uki)); err != nil {
 		return measure.Prediction{}, fmt.Errorf("predict PCR 11: %w", err)
 	}
 	return measure.Predict(in)

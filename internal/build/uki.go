@@ -109,11 +109,11 @@ func PCR11Values(uki string) ([][]byte, error) {
 		return nil, err
 	}
 	defer f.Close()
-	sections, err := measure.SectionsFromPE(f)
+	release, sections, err := measure.SectionsFromPE(f)
 	if err != nil {
 		return nil, err
 	}
-	events, err := measure.PredictPCR11(sections)
+	events, err := measure.PredictPCR11(release, sections)
 	if err != nil {
 		return nil, err
 	}

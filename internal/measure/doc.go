@@ -1,13 +1,14 @@
 // Package measure predicts the sha256-bank TPM PCRs 4, 7 and 11 that a kubedos
 // node has after booting under OVMF with Secure Boot enforced through our
-// signed systemd-boot 252 and a signed UKI built on systemd-stub 252, and
+// signed systemd-boot and a signed UKI built on systemd-stub 252 (bookworm)
+// or 257 (trixie), and
 // checks a node's TCG2 event log and quoted PCR values against a prediction.
 //
 // Prediction side (build server):
 //
 //	PredictPCR4(bootDigest, ukiDigest)        Authenticode digests in load order
 //	PredictPCR7(SecureBootVars, authorities)  Secure Boot variables + db entries that verified images
-//	PredictPCR11(sections)                    UKI sections as systemd-stub 252 measures them
+//	PredictPCR11(stub, sections)              UKI sections as that systemd-stub release measures them
 //	PCR11AtPhase(stubValue, words...)         systemd-pcrphase extends in the booted system
 //	Predict(Inputs) -> Prediction             all of the above, JSON for the manifest
 //
@@ -42,15 +43,17 @@
 //     characters), VariableDataLength u64 LE, UnicodeName UTF-16LE without NUL,
 //     VariableData. The event data is that same structure.
 //
-// PCR 11, written by systemd-stub 252, for each section present and non-empty
-// in the fixed order .linux .osrel .cmdline .initrd .splash .dtb .pcrpkey
-// (.pcrsig is never measured), two EV_IPL events: digest sha256 of the ASCII
+// PCR 11, written by systemd-stub, for each section present and non-empty
+// in the release's fixed order (Stub252: .linux .osrel .cmdline .initrd
+// .splash .dtb .pcrpkey; Stub257, trixie's, adds .ucode, .uname and .sbat,
+// the stub's own SBAT data, so every 257 UKI measures it; .pcrsig is never
+// measured; the release is read from the stub's .sdmagic), two EV_IPL events: digest sha256 of the ASCII
 // section name with its NUL (".linux\x00"), then digest sha256 of the section
 // content, VirtualSize bytes, i.e. exactly the input file without the PE file
 // alignment padding. The data of both events is the section name in UTF-16LE
 // with a NUL.
 //
-// After the stub, systemd 252's systemd-pcrphase extends PCR 11 in the booted
+// After the stub, systemd-pcrphase (252 and 257 alike) extends PCR 11 in the booted
 // system with sha256 of a phase word (no NUL) and writes no event-log entry
 // for it. In a system with no systemd in the initrd that reaches
 // multi-user.target the words are "sysinit" (systemd-pcrphase-sysinit.service,

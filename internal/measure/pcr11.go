@@ -9,10 +9,46 @@ import (
 // systemd-pcrphase later marks the boot phases.
 const PCRKernelImage = 11
 
-// StubSectionOrder is the order in which systemd-stub 252 measures UKI
-// sections (its unified_sections table without .pcrsig, which it never
-// measures).
-var StubSectionOrder = []string{".linux", ".osrel", ".cmdline", ".initrd", ".splash", ".dtb", ".pcrpkey"}
+// Stub is a systemd-stub release as PCR 11 sees it: the UKI sections it
+// measures (its unified_sections table without .pcrsig, which it never
+// measures), in the order it measures them.
+type Stub struct {
+	Version  int      // systemd major release
+	Sections []string // measured section names, in measurement order
+	// Unmodelled are sections this release measures in a way not modelled
+	// here (multi-profile UKIs, devicetree matching): a UKI with one is
+	// refused rather than mispredicted. kubedos writes none of them.
+	Unmodelled []string
+	// ExactNames: a PE section matches only by its whole 8-byte name (257),
+	// not by prefix (252, where ".dtb" would also take ".dtbauto").
+	ExactNames bool
+}
+
+var (
+	// Stub252 is bookworm's systemd-stub.
+	Stub252 = Stub{Version: 252, Sections: []string{".linux", ".osrel", ".cmdline", ".initrd", ".splash", ".dtb", ".pcrpkey"}}
+	// Stub257 is trixie's: it also measures .ucode, .uname and .sbat (the
+	// stub's own, so present in every UKI made from it). Checked against a
+	// trixie node's TPM and systemd-measure 257 (TestStub257Recorded).
+	Stub257 = Stub{Version: 257, ExactNames: true,
+		Sections:   []string{".linux", ".osrel", ".cmdline", ".initrd", ".ucode", ".splash", ".dtb", ".uname", ".sbat", ".pcrpkey"},
+		Unmodelled: []string{".profile", ".dtbauto", ".hwids"}}
+)
+
+// StubSectionOrder is Stub252's order, which UKISections follows.
+var StubSectionOrder = Stub252.Sections
+
+// StubRelease is the measurement table of a systemd-stub major release.
+// Only releases whose measurements were checked against a booted node are
+// known: a prediction for any other would be a guess.
+func StubRelease(version int) (Stub, error) {
+	for _, s := range []Stub{Stub252, Stub257} {
+		if s.Version == version {
+			return s, nil
+		}
+	}
+	return Stub{}, fmt.Errorf("%w: systemd-stub %d: its PCR 11 measurements are not modelled (252 and 257 are)", ErrInput, version)
+}
 
 // Section is one UKI PE section as the stub measures it: its name and the
 // sha256 of its content (VirtualSize bytes from the start of the section).
@@ -39,17 +75,19 @@ func (u UKISections) Sections() []Section {
 	return out
 }
 
-// PredictPCR11 returns the PCR 11 events systemd-stub 252 writes for a UKI
-// with the given sections, which may come in any order but must be distinct
-// names from StubSectionOrder: for each section, in stub order, an EV_IPL
-// with sha256 of the NUL-terminated section name, then an EV_IPL with the
-// section's content digest. .linux is required: without it the stub does not
-// boot.
-func PredictPCR11(sections []Section) ([]Event, error) {
+// PredictPCR11 returns the PCR 11 events stub writes for a UKI with the
+// given sections, which may come in any order but must be distinct names
+// from stub.Sections: for each section, in stub order, an EV_IPL with sha256
+// of the NUL-terminated section name, then an EV_IPL with the section's
+// content digest. .linux is required: without it the stub does not boot.
+func PredictPCR11(stub Stub, sections []Section) ([]Event, error) {
+	if len(stub.Sections) == 0 {
+		return nil, fmt.Errorf("%w: PCR 11: no systemd-stub release given", ErrInput)
+	}
 	byName := map[string]Digest{}
 	for i, s := range sections {
-		if !slices.Contains(StubSectionOrder, s.Name) {
-			return nil, fmt.Errorf("%w: PCR 11: section %d: %q is not measured by systemd-stub 252 (want one of %v)", ErrInput, i, s.Name, StubSectionOrder)
+		if !slices.Contains(stub.Sections, s.Name) {
+			return nil, fmt.Errorf("%w: PCR 11: section %d: %q is not measured by systemd-stub %d (want one of %v)", ErrInput, i, s.Name, stub.Version, stub.Sections)
 		}
 		if _, dup := byName[s.Name]; dup {
 			return nil, fmt.Errorf("%w: PCR 11: section %s given twice", ErrInput, s.Name)
@@ -63,7 +101,7 @@ func PredictPCR11(sections []Section) ([]Event, error) {
 		return nil, fmt.Errorf("%w: PCR 11: no .linux section", ErrInput)
 	}
 	var events []Event
-	for _, name := range StubSectionOrder {
+	for _, name := range stub.Sections {
 		d, ok := byName[name]
 		if !ok {
 			continue
@@ -83,8 +121,8 @@ type Phase struct {
 	Words []string `json:"words"`
 }
 
-// Boot phases of a kubedos node (systemd 252 in the root, none in the
-// initrd, so no "enter-initrd"/"leave-initrd").
+// Boot phases of a kubedos node (systemd 252 or 257 in the root, the same
+// words; none in the initrd, so no "enter-initrd"/"leave-initrd").
 var (
 	// PhaseStub: right after systemd-stub, before systemd-pcrphase ran, or
 	// when it does not run (no usable TPM2 or StubPcrKernelImage not visible).
@@ -101,7 +139,7 @@ var (
 var BootPhases = []Phase{PhaseStub, PhaseSysinit, PhaseReady}
 
 // PCR11AtPhase extends stub, the PCR 11 value systemd-stub left, with each
-// phase word as systemd-pcrphase 252 does: sha256 of the word, no NUL.
+// phase word as systemd-pcrphase 252 and 257 do: sha256 of the word, no NUL.
 func PCR11AtPhase(stub []byte, words ...string) []byte {
 	v := append([]byte(nil), stub...)
 	for _, w := range words {

@@ -17,8 +17,10 @@ type Inputs struct {
 	// systemd-boot and the UKI, in that order; one entry when both are
 	// signed by the same db key. See FindSignatureData.
 	Authorities [][]byte
-	// Sections are the UKI's measured sections, from UKISections.Sections
-	// or SectionsFromPE.
+	// Stub is the systemd-stub release the UKI is built on and Sections
+	// its measured sections, both from SectionsFromPE (or Stub252 and
+	// UKISections.Sections).
+	Stub     Stub
 	Sections []Section
 }
 
@@ -59,7 +61,7 @@ func Predict(in Inputs) (Prediction, error) {
 	if err != nil {
 		return Prediction{}, err
 	}
-	pcr11, err := PredictPCR11(in.Sections)
+	pcr11, err := PredictPCR11(in.Stub, in.Sections)
 	if err != nil {
 		return Prediction{}, err
 	}

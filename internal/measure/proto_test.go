@@ -82,6 +82,7 @@ func (p *protoBoot) inputs(t testing.TB, cmdline, osrel []byte) Inputs {
 		UKI:         p.Authenticode["uki"],
 		SecureBoot:  SecureBootVars{PK: p.file(t, "PK.esl"), KEK: p.file(t, "KEK.esl"), DB: db},
 		Authorities: [][]byte{auth, auth}, // systemd-boot and the UKI, both signed with db
+		Stub:        Stub252,
 		Sections:    secs,
 	}
 }

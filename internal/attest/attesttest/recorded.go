@@ -53,6 +53,7 @@ func RecordedPrediction(dir string, cmdline []byte) (measure.Prediction, error) 
 		UKI:         rb.Authenticode["uki"],
 		SecureBoot:  measure.SecureBootVars{PK: files["PK.esl"], KEK: files["KEK.esl"], DB: db},
 		Authorities: [][]byte{auth, auth},
+		Stub:        measure.Stub252, // the recorded boot is bookworm's
 		Sections:    secs,
 	})
 	if err != nil {
