@@ -38,6 +38,9 @@ images on a machine with no network (DESIGN.md §1, seed 004 §18.2 "Total loss"
               proxy of every module file its build reads (go.sum checks
               each): KUBE_MODULE=<dir>/kube/src GOPROXY=file://<dir>/kube/proxy
               bash scripts/kube-build.sh gives the same bytes
+  coredns/    with --coredns-sources, the same for the coredns binary:
+              COREDNS_MODULE=<dir>/coredns/src
+              GOPROXY=file://<dir>/coredns/proxy bash scripts/coredns-build.sh
 
 Its first member, bundle.json, lists every other member with its size and
 sha256 and is signed with the artifact key (bundle.sig). verify and extract
@@ -58,6 +61,7 @@ func newBundleCreateCmd(g *globals) *cobra.Command {
 		kube    string
 		kubeSrc string
 		coredns string
+		dnsSrc  string
 	)
 	cmd := &cobra.Command{
 		Use:   "create BUILD-ID|DIR",
@@ -107,7 +111,8 @@ file is never replaced. The same build bundles to the same bytes.`,
 			}
 			pr := newProgress(g.stderr)
 			x, err := bundle.Create(cmd.Context(), bundle.Source{
-				BuildDir: dir, RepoDir: repo, BinDir: bins, Kube: kube, KubeModule: kubeSrc, CoreDNS: coredns, Keys: ks, Images: images,
+				BuildDir: dir, RepoDir: repo, BinDir: bins, Kube: kube, KubeModule: kubeSrc, CoreDNS: coredns, CoreDNSModule: dnsSrc,
+				Keys: ks, Images: images,
 				Progress: func(x bundle.Progress) {
 					pr.Update("%d of %d MiB: %s", x.Done>>20, x.Total>>20, x.Path)
 				},
@@ -129,6 +134,7 @@ file is never replaced. The same build bundles to the same bytes.`,
 	cmd.Flags().StringVar(&kube, "kube", "", "the Kubernetes multicall binary the build was made with, its SBOM beside it as FILE.cdx.json; read only for a Kubernetes build (default: kube beside the node binaries)")
 	cmd.Flags().StringVar(&coredns, "coredns", "", "the CoreDNS binary the build was made with, its SBOM beside it as FILE.cdx.json; read only for a Kubernetes build (default: coredns beside --kube, or beside the node binaries)")
 	cmd.Flags().StringVar(&kubeSrc, "kube-sources", "", "the Kubernetes wrapper module the kube binary was built from (kube/ of the kubedos source): carry it and a Go module proxy of what its build reads, from this machine's module cache (about 100 MB)")
+	cmd.Flags().StringVar(&dnsSrc, "coredns-sources", "", "the CoreDNS wrapper module the coredns binary was built from (coredns/ of the kubedos source): carry it and a Go module proxy of what its build reads, as --kube-sources (about 40 MB)")
 	return cmd
 }
 
