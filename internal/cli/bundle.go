@@ -70,8 +70,10 @@ func newBundleCreateCmd(g *globals) *cobra.Command {
 is written, the build's manifest signature is checked with the artifact key, and
 the spec, lock, node binaries and records are checked against the manifest's
 digests, and for a Kubernetes build the kube binary, kubedos-probe and coredns
-against the digests its provenance records (each SBOM must describe its binary):
-a bundle that would not rebuild the same build is refused. The darksite
+against the digests its provenance records (each SBOM must describe its binary),
+and with --kube-sources or --coredns-sources every module file against the module
+hash the binary's build info or go.sum records: a bundle that would not rebuild
+the same build is refused. The darksite
 repository is the one kubedos fetch laid out for the build's lock.
 
 The bundle is written beside its final name and renamed when whole; an existing
