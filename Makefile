@@ -19,7 +19,7 @@ FUZZ_TARGETS    := spec:FuzzParse measure:FuzzEventLog attest:FuzzDecodeEvidence
 BIN             := bin
 LDFLAGS         := -X github.com/kubedos/kubedos/internal/buildinfo.Version=$(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 
-.PHONY: all build demo deps test lint unit fuzz integration e2e e2e-kube e2e-kube-observe e2e-ha kube coredns coredns-smoke clean
+.PHONY: all build demo deps test lint unit fuzz integration e2e e2e-kube e2e-kube-observe e2e-ha kube coredns coredns-smoke coredns-rebuild clean
 
 all: build
 
@@ -107,6 +107,12 @@ coredns:
 coredns-smoke: kube coredns
 	KUBEDOS_KUBE=$(abspath $(BIN)/kube) KUBEDOS_COREDNS=$(abspath $(BIN)/coredns) \
 	  $(GO) test -count=1 -v -run '^TestCoreDNSAgainstAPIServer$$' ./internal/kubeplan/
+
+# CoreDNS rebuilt from a recovery bundle's coredns/ sources alone (bundle
+# create --coredns-sources): offline, to bin/coredns's bytes. Warm (make
+# coredns's build cache) it reads every module zip but compiles little.
+coredns-rebuild: coredns
+	KUBEDOS_COREDNS=$(abspath $(BIN)/coredns) $(GO) test -count=1 -v -run '^TestCoreDNSRebuildFromBundle$$' ./internal/bundle/
 
 clean:
 	rm -rf $(BIN)

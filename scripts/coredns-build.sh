@@ -17,7 +17,10 @@
 #   COREDNS_NICE             niceness of the compile (default 19)
 #   COREDNS_OUT              if set, the binary is also copied there and its
 #                            CycloneDX SBOM written to $COREDNS_OUT.cdx.json
-#   COREDNS_MODULE           the wrapper module to build (default coredns/)
+#   COREDNS_MODULE           the wrapper module to build (default coredns/);
+#                            a recovery bundle's coredns/src with
+#                            GOPROXY=file://<bundle>/coredns/proxy rebuilds
+#                            offline
 # Prints "sha256  path" of the binary as its last line.
 set -euo pipefail
 

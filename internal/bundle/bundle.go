@@ -132,7 +132,7 @@ func parseIndex(raw []byte) (*Index, error) {
 	return &x, nil
 }
 
-var errBadPath = errors.New("not a clean relative path below inputs/, keys/, darksite/, bin/, build/ or kube/")
+var errBadPath = errors.New("not a clean relative path below inputs/, keys/, darksite/, bin/, build/, kube/ or coredns/")
 
 // checkMemberPath refuses any name that could land outside the directory a
 // bundle is extracted to, or that is not one of ours.
@@ -146,7 +146,7 @@ func checkMemberPath(p string) error {
 		return fmt.Errorf("%q: %w", p, errBadPath)
 	}
 	switch top {
-	case DirInputs, DirKeys, DirRepo, DirBin, DirBuild, DirKube:
+	case DirInputs, DirKeys, DirRepo, DirBin, DirBuild, DirKube, DirCoreDNS:
 		return nil
 	}
 	return fmt.Errorf("%q: %w", p, errBadPath)

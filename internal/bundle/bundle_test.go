@@ -380,6 +380,7 @@ func TestReadRefuses(t *testing.T) {
 func TestCheckMemberPath(t *testing.T) {
 	for p, ok := range map[string]bool{
 		"inputs/cluster.yaml": true, "darksite/pool/main/a/a.deb": true, "build/b-1/roles/m/x": true,
+		"kube/src/go.mod": true, "coredns/proxy/github.com/coredns/coredns/@v/v1.14.7.zip": true, "coredns": false,
 		"": false, "/etc/passwd": false, "../x": false, "inputs/../../x": false, "inputs": false, "inputs/": false,
 		"other/x": false, "./inputs/x": false, "inputs//x": false, `inputs\x`: false, "bundle.json": false,
 	} {

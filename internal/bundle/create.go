@@ -40,10 +40,13 @@ type Source struct {
 	// CoreDNS is the CoreDNS binary the build was made with (its SBOM
 	// beside it), for a build whose kubelet roles carry its image;
 	// default: coredns beside Kube (kubedos build's default).
-	CoreDNS  string
-	Keys     *sign.KeySet   // public halves go in; the artifact key signs the index
-	Images   bool           // include the boot images (not disk.raw: qcow2 holds the same disk)
-	Progress func(Progress) // optional
+	CoreDNS string
+	// CoreDNSModule is the CoreDNS wrapper module (coredns/) the CoreDNS
+	// binary was built from, carried as KubeModule is (DirCoreDNS).
+	CoreDNSModule string
+	Keys          *sign.KeySet   // public halves go in; the artifact key signs the index
+	Images        bool           // include the boot images (not disk.raw: qcow2 holds the same disk)
+	Progress      func(Progress) // optional
 }
 
 // Progress reports bytes written so far.

@@ -7,14 +7,12 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"io/fs"
 	"path"
 	"path/filepath"
 	"strings"
 
 	"github.com/kubedos/kubedos/internal/boundedio"
 	"github.com/kubedos/kubedos/internal/manifest"
-	"github.com/kubedos/kubedos/internal/modproxy"
 )
 
 // Names of the Kubernetes binaries in bin/, when the build's roles carry
@@ -29,51 +27,6 @@ const (
 	BinCoreDNS     = "coredns"
 	BinCoreDNSSBOM = "coredns.cdx.json"
 )
-
-// DirKube holds what rebuilds the kube binary itself with no network:
-// kube/src is the pinned wrapper module (go.mod, go.sum, its main), and
-// kube/proxy a Go module proxy tree (GOPROXY=file://…/kube/proxy) of
-// every module file that build reads; go.sum checks each.
-const DirKube = "kube"
-
-// kubeSourceMembers adds the wrapper module in dir and the proxy files its
-// build of the kube binary needs (modproxy.Files).
-func kubeSourceMembers(ctx context.Context, src Source, add func(name, file string, mode int64, want string)) error {
-	bin := src.Kube
-	if bin == "" {
-		bin = filepath.Join(src.BinDir, BinKube)
-	}
-	files, err := modproxy.Files(ctx, src.KubeModule, bin)
-	if err != nil {
-		return fmt.Errorf("the kube binary's module sources: %w", err)
-	}
-	err = filepath.WalkDir(src.KubeModule, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, err := filepath.Rel(src.KubeModule, p)
-		if err != nil {
-			return err
-		}
-		switch {
-		case d.IsDir():
-			return nil
-		case rel == "go.mod" || rel == "go.sum" || strings.HasSuffix(rel, ".go"):
-			if !d.Type().IsRegular() {
-				return fmt.Errorf("%s is not a regular file", p)
-			}
-			add(path.Join(DirKube, "src", filepath.ToSlash(rel)), p, 0o644, "")
-		}
-		return nil
-	})
-	if err != nil {
-		return fmt.Errorf("the kube wrapper module %s: %w", src.KubeModule, err)
-	}
-	for _, f := range files {
-		add(path.Join(DirKube, "proxy", f.Rel), f.Src, 0o644, "")
-	}
-	return nil
-}
 
 // maxProvenanceBytes bounds the provenance read to find the Kubernetes
 // binaries: it lists every package, a few hundred kilobytes.
@@ -137,8 +90,16 @@ func kubeWants(src Source, m *manifest.Manifest) (kubeDigests, error) {
 // would not rebuild it.
 func kubeMembers(ctx context.Context, src Source, m *manifest.Manifest, add func(name, file string, mode int64, want string)) error {
 	d, err := kubeWants(src, m)
-	if err != nil || d == (kubeDigests{}) {
+	if err != nil {
 		return err
+	}
+	// Sources asked for but not carried would leave a bundle that looks
+	// complete and rebuilds nothing.
+	if src.KubeModule != "" && d.kube == "" {
+		return fmt.Errorf("kube sources %s: build %s carries no kube binary", src.KubeModule, m.BuildID)
+	}
+	if src.CoreDNSModule != "" && d.coredns == "" {
+		return fmt.Errorf("coredns sources %s: build %s carries no coredns binary", src.CoreDNSModule, m.BuildID)
 	}
 	kube, probe := d.kube, d.probe
 	if kube != "" {
@@ -157,8 +118,8 @@ func kubeMembers(ctx context.Context, src Source, m *manifest.Manifest, add func
 		add(path.Join(DirBin, BinKube), bin, 0o755, kube)
 		add(path.Join(DirBin, BinKubeSBOM), sbom, 0o644, "")
 		if src.KubeModule != "" {
-			if err := kubeSourceMembers(ctx, src, add); err != nil {
-				return err
+			if err := moduleSourceMembers(ctx, DirKube, src.KubeModule, bin, add); err != nil {
+				return fmt.Errorf("the kube binary's module sources: %w", err)
 			}
 		}
 	}
@@ -184,6 +145,11 @@ func kubeMembers(ctx context.Context, src Source, m *manifest.Manifest, add func
 		}
 		add(path.Join(DirBin, BinCoreDNS), bin, 0o755, d.coredns)
 		add(path.Join(DirBin, BinCoreDNSSBOM), sbom, 0o644, "")
+		if src.CoreDNSModule != "" {
+			if err := moduleSourceMembers(ctx, DirCoreDNS, src.CoreDNSModule, bin, add); err != nil {
+				return fmt.Errorf("the coredns binary's module sources: %w", err)
+			}
+		}
 	}
 	return nil
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -23,8 +22,14 @@ func kubeFixture(t *testing.T, ks *sign.KeySet, sbomFor []byte) (Source, []byte,
 
 func kubeFixtureOf(t *testing.T, ks *sign.KeySet, kube, sbomFor []byte) (Source, []byte, []byte) {
 	t.Helper()
+	return kubeFixtureWith(t, ks, kube, sbomFor, []byte("coredns binary"))
+}
+
+// kubeFixtureWith is kubeFixtureOf with the coredns binary's bytes.
+func kubeFixtureWith(t *testing.T, ks *sign.KeySet, kube, sbomFor, coredns []byte) (Source, []byte, []byte) {
+	t.Helper()
 	src := fixture(t, ks)
-	probe, coredns := []byte("kubedos-probe binary"), []byte("coredns binary")
+	probe := []byte("kubedos-probe binary")
 	prov := fmt.Sprintf(`{"predicate":{"buildDefinition":{"resolvedDependencies":[`+
 		`{"name":"kubedosd","digest":{"sha256":"aa"}},{"name":"kube","digest":{"sha256":%q}},{"name":"kubedos-probe","digest":{"sha256":%q}},`+
 		`{"name":"coredns","digest":{"sha256":%q}}]}}}`,
@@ -125,52 +130,6 @@ func write(t *testing.T, p, data string) {
 	t.Helper()
 	if err := os.WriteFile(p, []byte(data), 0o644); err != nil {
 		t.Fatal(err)
-	}
-}
-
-// TestKubeSourcesInBundle: with the wrapper module named, the bundle also
-// carries its sources (go.mod, go.sum, Go files; nothing else) under
-// kube/src. The proxy files are modproxy's (tested there).
-func TestKubeSourcesInBundle(t *testing.T) {
-	if _, err := exec.LookPath("go"); err != nil {
-		t.Skip("no go command")
-	}
-	mod := t.TempDir()
-	for name, body := range map[string]string{
-		"go.mod":           "module example.com/kubewrap\n\ngo 1.21\n",
-		"cmd/kube/main.go": "package main\n\nfunc main() {}\n",
-		"notes.txt":        "not a source",
-	} {
-		if err := os.MkdirAll(filepath.Join(mod, filepath.Dir(name)), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		write(t, filepath.Join(mod, name), body)
-	}
-	bin := filepath.Join(t.TempDir(), "kube")
-	cmd := exec.Command("go", "build", "-trimpath", "-o", bin, "./cmd/kube")
-	cmd.Dir, cmd.Env = mod, append(os.Environ(), "GOWORK=off", "GOFLAGS=-mod=mod", "GOPROXY=off", "CGO_ENABLED=0")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	kube, err := os.ReadFile(bin)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ks, _ := keys(t)
-	src, _, _ := kubeFixtureOf(t, ks, kube, kube)
-	src.KubeModule = mod
-	out := filepath.Join(t.TempDir(), "b.tar")
-	if _, err := Create(context.Background(), src, out); err != nil {
-		t.Fatal(err)
-	}
-	got := members(t, out)
-	if string(got["kube/src/go.mod"]) != "module example.com/kubewrap\n\ngo 1.21\n" || got["kube/src/cmd/kube/main.go"] == nil || got["kube/src/notes.txt"] != nil {
-		t.Errorf("kube/src members: %v", keysOf(got))
-	}
-
-	src.KubeModule = filepath.Join(mod, "nope")
-	if _, err := Create(context.Background(), src, filepath.Join(t.TempDir(), "b.tar")); err == nil || !strings.Contains(err.Error(), "module sources") {
-		t.Errorf("a wrapper module that is not there: %v", err)
 	}
 }
 

@@ -38,6 +38,9 @@ images on a machine with no network (DESIGN.md §1, seed 004 §18.2 "Total loss"
               proxy of every module file its build reads (go.sum checks
               each): KUBE_MODULE=<dir>/kube/src GOPROXY=file://<dir>/kube/proxy
               bash scripts/kube-build.sh gives the same bytes
+  coredns/    with --coredns-sources, the same for the coredns binary:
+              COREDNS_MODULE=<dir>/coredns/src
+              GOPROXY=file://<dir>/coredns/proxy bash scripts/coredns-build.sh
 
 Its first member, bundle.json, lists every other member with its size and
 sha256 and is signed with the artifact key (bundle.sig). verify and extract
@@ -58,6 +61,7 @@ func newBundleCreateCmd(g *globals) *cobra.Command {
 		kube    string
 		kubeSrc string
 		coredns string
+		dnsSrc  string
 	)
 	cmd := &cobra.Command{
 		Use:   "create BUILD-ID|DIR",
@@ -66,8 +70,10 @@ func newBundleCreateCmd(g *globals) *cobra.Command {
 is written, the build's manifest signature is checked with the artifact key, and
 the spec, lock, node binaries and records are checked against the manifest's
 digests, and for a Kubernetes build the kube binary, kubedos-probe and coredns
-against the digests its provenance records (each SBOM must describe its binary):
-a bundle that would not rebuild the same build is refused. The darksite
+against the digests its provenance records (each SBOM must describe its binary),
+and with --kube-sources or --coredns-sources every module file against the module
+hash the binary's build info or go.sum records: a bundle that would not rebuild
+the same build is refused. The darksite
 repository is the one kubedos fetch laid out for the build's lock.
 
 The bundle is written beside its final name and renamed when whole; an existing
@@ -107,7 +113,8 @@ file is never replaced. The same build bundles to the same bytes.`,
 			}
 			pr := newProgress(g.stderr)
 			x, err := bundle.Create(cmd.Context(), bundle.Source{
-				BuildDir: dir, RepoDir: repo, BinDir: bins, Kube: kube, KubeModule: kubeSrc, CoreDNS: coredns, Keys: ks, Images: images,
+				BuildDir: dir, RepoDir: repo, BinDir: bins, Kube: kube, KubeModule: kubeSrc, CoreDNS: coredns, CoreDNSModule: dnsSrc,
+				Keys: ks, Images: images,
 				Progress: func(x bundle.Progress) {
 					pr.Update("%d of %d MiB: %s", x.Done>>20, x.Total>>20, x.Path)
 				},
@@ -129,6 +136,7 @@ file is never replaced. The same build bundles to the same bytes.`,
 	cmd.Flags().StringVar(&kube, "kube", "", "the Kubernetes multicall binary the build was made with, its SBOM beside it as FILE.cdx.json; read only for a Kubernetes build (default: kube beside the node binaries)")
 	cmd.Flags().StringVar(&coredns, "coredns", "", "the CoreDNS binary the build was made with, its SBOM beside it as FILE.cdx.json; read only for a Kubernetes build (default: coredns beside --kube, or beside the node binaries)")
 	cmd.Flags().StringVar(&kubeSrc, "kube-sources", "", "the Kubernetes wrapper module the kube binary was built from (kube/ of the kubedos source): carry it and a Go module proxy of what its build reads, from this machine's module cache (about 100 MB)")
+	cmd.Flags().StringVar(&dnsSrc, "coredns-sources", "", "the CoreDNS wrapper module the coredns binary was built from (coredns/ of the kubedos source): carry it and a Go module proxy of what its build reads, as --kube-sources (about 40 MB)")
 	return cmd
 }
 

@@ -3,14 +3,15 @@
 // the go.mod of every module version its module graph reaches and the
 // source zip of every module its binary links. The recovery bundle carries
 // them for the Kubernetes wrapper module (kube/), so the kube binary can be
-// rebuilt offline from the bundle; go.sum then checks every byte.
+// rebuilt offline from the bundle. Every file is checked against its
+// module hash before it is listed, and go.sum checks every byte again when
+// the proxy is used.
 package modproxy
 
 import (
 	"bytes"
 	"context"
 	"debug/buildinfo"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -33,83 +34,39 @@ type File struct {
 // ErrMissing: the module cache lacks a file the build needs.
 var ErrMissing = errors.New("not in the Go module cache")
 
-// Files lists the proxy files that build the main module in dir offline:
-// the .mod (and .info, when cached) of every module version whose go.mod
-// the go command reads (`go mod graph`, the main go.mod's requirements), and the .zip of
-// every module binary links (its build info, replacements resolved). It reads the module cache of `go env GOMODCACHE`
-// and never downloads (GOPROXY=off). Sorted by Rel.
+// ErrDigest: a file in the module cache is not the one the build read.
+var ErrDigest = errors.New("does not match its module hash")
+
+// Files lists the proxy files that build the main module in dir offline,
+// each checked before it is listed: the .zip of every module binary links
+// (its build info, replacements resolved), against the module hash that
+// build info records; and the .mod of every module version go.sum has a
+// go.mod hash for that this machine's module cache holds, against go.sum.
+// The go command checks every go.mod it reads against go.sum and keeps it
+// in the module cache, so those are all the build read, if it ran on this
+// machine; `go mod graph` would ask for go.mod files a build never reads
+// (and the cache may lack). A linked module's files must be there. No
+// .info: nothing can check it and a build at fixed versions never reads
+// it. The module cache is `go env GOMODCACHE`'s. Sorted by Rel.
 func Files(ctx context.Context, dir, binary string) ([]File, error) {
-	env := append(os.Environ(), "GOFLAGS=-mod=readonly", "GOPROXY=off", "GOWORK=off")
-	run := func(args ...string) ([]byte, error) {
-		cmd := exec.CommandContext(ctx, "go", args...)
-		cmd.Dir, cmd.Env = dir, env
-		var stderr bytes.Buffer
-		cmd.Stderr = &stderr
-		out, err := cmd.Output()
-		if err != nil {
-			return nil, fmt.Errorf("go %s in %s: %w: %s", strings.Join(args, " "), dir, err, strings.TrimSpace(stderr.String()))
-		}
-		return out, nil
-	}
-	raw, err := run("env", "GOMODCACHE")
+	cmd := exec.CommandContext(ctx, "go", "env", "GOMODCACHE")
+	cmd.Dir, cmd.Env = dir, append(os.Environ(), "GOWORK=off")
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	raw, err := cmd.Output()
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("go env GOMODCACHE in %s: %w: %s", dir, err, strings.TrimSpace(stderr.String()))
 	}
 	cache := filepath.Join(strings.TrimSpace(string(raw)), "cache", "download")
-	graph, err := run("mod", "graph")
+	sums, err := readGoSum(filepath.Join(dir, "go.sum"))
 	if err != nil {
 		return nil, err
-	}
-	// The go command read the go.mod of each module version that has
-	// requirements in the graph (the left column) and of each selected
-	// one; a version only required (the right column) may have been
-	// pruned unread, so its go.mod goes in when cached.
-	mods := map[string]bool{} // path@version → its go.mod is needed
-	isMod := func(f string) bool {
-		return strings.Contains(f, "@") && !strings.HasPrefix(f, "go@") && !strings.HasPrefix(f, "toolchain@")
-	}
-	for _, line := range strings.Split(string(graph), "\n") {
-		if f := strings.Fields(line); len(f) == 2 {
-			if isMod(f[0]) {
-				mods[f[0]] = true
-			}
-			if isMod(f[1]) && !mods[f[1]] {
-				mods[f[1]] = false
-			}
-		}
-	}
-	// The main module's requirements (replacements applied): with graph
-	// pruning they name every module its packages build from.
-	raw, err = run("mod", "edit", "-json")
-	if err != nil {
-		return nil, err
-	}
-	var gomod struct {
-		Require []struct{ Path, Version string }
-		Replace []struct {
-			Old struct{ Path, Version string }
-			New struct{ Path, Version string }
-		}
-	}
-	if err := json.Unmarshal(raw, &gomod); err != nil {
-		return nil, fmt.Errorf("go mod edit -json in %s: %w", dir, err)
-	}
-	for _, r := range gomod.Require {
-		pv := r.Path + "@" + r.Version
-		for _, rep := range gomod.Replace {
-			if rep.Old.Path == r.Path && (rep.Old.Version == "" || rep.Old.Version == r.Version) {
-				pv = rep.New.Path + "@" + rep.New.Version
-			}
-		}
-		if !strings.HasSuffix(pv, "@") {
-			mods[pv] = true
-		}
 	}
 	info, err := buildinfo.ReadFile(binary)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", binary, err)
 	}
-	zips := map[string]bool{}
+	linked := map[string]string{} // path@version → the module hash the binary was built from
 	for _, d := range info.Deps {
 		if d.Replace != nil {
 			d = d.Replace
@@ -117,33 +74,51 @@ func Files(ctx context.Context, dir, binary string) ([]File, error) {
 		if d.Version == "" || d.Version == "(devel)" {
 			continue // a directory replacement: its source is the main module's
 		}
-		zips[d.Path+"@"+d.Version], mods[d.Path+"@"+d.Version] = true, true
+		if d.Sum == "" {
+			return nil, fmt.Errorf("%s: build info of %s@%s has no module hash", binary, d.Path, d.Version)
+		}
+		linked[d.Path+"@"+d.Version] = d.Sum
 	}
 	var out []File
-	add := func(pv, ext string, need bool) error {
+	add := func(pv, ext, want string, need bool) error {
 		p, v, _ := strings.Cut(pv, "@")
 		rel := path.Join(Escape(p), "@v", Escape(v)+ext)
 		src := filepath.Join(cache, filepath.FromSlash(rel))
-		switch _, err := os.Stat(src); {
+		var got string
+		var err error
+		if ext == ".zip" {
+			got, err = zipHash(src)
+		} else {
+			got, err = modHash(src)
+		}
+		switch {
+		case err == nil && got != want:
+			return fmt.Errorf("%s%s: %w: %s, the build read %s (%s)", pv, ext, ErrDigest, got, want, src)
 		case err == nil:
 			out = append(out, File{Rel: rel, Src: src})
 		case errors.Is(err, fs.ErrNotExist) && !need:
 		case errors.Is(err, fs.ErrNotExist):
 			return fmt.Errorf("%s%s: %w (%s)", pv, ext, ErrMissing, src)
 		default:
-			return err
+			return fmt.Errorf("%s%s: %w", pv, ext, err)
 		}
 		return nil
 	}
-	for pv, need := range mods {
-		if err := add(pv, ".mod", need); err != nil {
+	for pv, want := range linked {
+		gomod := sums[pv+"/go.mod"]
+		if gomod == "" {
+			return nil, fmt.Errorf("%s/go.mod: no hash in %s", pv, filepath.Join(dir, "go.sum"))
+		}
+		if err := add(pv, ".mod", gomod, true); err != nil {
 			return nil, err
 		}
-		if err := add(pv, ".info", false); err != nil {
+		if err := add(pv, ".zip", want, true); err != nil {
 			return nil, err
 		}
-		if zips[pv] {
-			if err := add(pv, ".zip", true); err != nil {
+	}
+	for key, want := range sums {
+		if pv, ok := strings.CutSuffix(key, "/go.mod"); ok && linked[pv] == "" {
+			if err := add(pv, ".mod", want, false); err != nil {
 				return nil, err
 			}
 		}

@@ -21,24 +21,33 @@ func proxyModule(t *testing.T, proxy, modPath, version, gomod string, files map[
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	var zb bytes.Buffer
-	zw := zip.NewWriter(&zb)
 	files["go.mod"] = gomod
-	for name, body := range files {
-		w, err := zw.Create(modPath + "@" + version + "/" + name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		w.Write([]byte(body))
-	}
-	if err := zw.Close(); err != nil {
-		t.Fatal(err)
-	}
-	for ext, body := range map[string][]byte{".mod": []byte(gomod), ".zip": zb.Bytes(), ".info": []byte(`{"Version":"` + version + `","Time":"2026-01-01T00:00:00Z"}`)} {
+	zb := zipOf(t, modPath+"@"+version+"/", files)
+	for ext, body := range map[string][]byte{".mod": []byte(gomod), ".zip": zb, ".info": []byte(`{"Version":"` + version + `","Time":"2026-01-01T00:00:00Z"}`)} {
 		if err := os.WriteFile(filepath.Join(dir, version+ext), body, 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}
+}
+
+// zipOf is a module zip of files, each named prefix+name.
+func zipOf(t *testing.T, prefix string, files map[string]string) []byte {
+	t.Helper()
+	var zb bytes.Buffer
+	zw := zip.NewWriter(&zb)
+	for name, body := range files {
+		w, err := zw.Create(prefix + name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := w.Write([]byte(body)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := zw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return zb.Bytes()
 }
 
 // goCmd runs go in dir with a module cache and proxy of the test's own.
@@ -59,7 +68,8 @@ func goCmd(t *testing.T, dir, modcache, proxy string, args ...string) string {
 // no other source — an empty module cache, only that proxy, go.sum
 // checking — to the same bytes. A module the graph reaches without
 // linking it at that version (other v1.0.0, which Dep requires) is left
-// out: graph pruning never reads it.
+// out: graph pruning never reads it, so the module cache lacks it. Files
+// changed in the module cache are refused.
 func TestOfflineRebuild(t *testing.T) {
 	if _, err := exec.LookPath("go"); err != nil {
 		t.Skip("no go command")
@@ -132,6 +142,46 @@ func TestOfflineRebuild(t *testing.T) {
 	b, _ := os.ReadFile(filepath.Join(root, "again.bin"))
 	if sha256.Sum256(a) != sha256.Sum256(b) {
 		t.Error("the offline rebuild differs")
+	}
+
+	// Only files with a digest to check are listed: no .info.
+	if strings.Contains(got, ".info") {
+		t.Errorf("files %s: an .info file, which nothing checks", got)
+	}
+
+	// A module cache whose files changed since the build: a zip that is
+	// not what the binary links, a go.mod that is not go.sum's. Each is
+	// refused, naming it.
+	dl := filepath.Join(modcache, "cache", "download", "example.com", "!dep", "@v")
+	for _, tc := range []struct{ file, want string }{
+		{"v1.2.0.zip", "example.com/Dep@v1.2.0.zip"},
+		{"v1.2.0.mod", "example.com/Dep@v1.2.0.mod"},
+	} {
+		p := filepath.Join(dl, tc.file)
+		orig, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tampered := bytes.Replace(orig, []byte("go 1.21"), []byte("go 1.22"), 1)
+		if tc.file == "v1.2.0.zip" {
+			tampered = zipOf(t, "example.com/Dep@v1.2.0/", map[string]string{"go.mod": "module example.com/Dep\n", "dep.go": "package dep\n\nfunc Answer() int { return 43 }\n"})
+		}
+		if bytes.Equal(tampered, orig) {
+			t.Fatalf("%s: nothing to change", p)
+		}
+		if err := os.WriteFile(p, tampered, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		_, err = Files(context.Background(), main, filepath.Join(root, "wrap.bin"))
+		if !errors.Is(err, ErrDigest) || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s changed in the module cache: %v, want an error naming %s", tc.file, err, tc.want)
+		}
+		if err := os.WriteFile(p, orig, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := Files(context.Background(), main, filepath.Join(root, "wrap.bin")); err != nil {
+		t.Fatalf("the module cache restored: %v", err)
 	}
 
 	// A module cache without a needed zip: refused, naming it.
