@@ -87,5 +87,6 @@ func hubKeeper(cfg agent.Config) (*hubhost.Keeper, error) {
 			return console.ServeAtHub(ctx, h, lis, console.AtHubOptions{Logf: cfg.Logf})
 		},
 		SelfFile: cfg.HubAddrFile, SelfAddr: fmt.Sprintf("127.0.0.1:%d", api.HubPort),
-		Logf: cfg.Logf}), nil
+		EtcdSnapshotDir: agent.EtcdSnapshotDir,
+		Logf:            cfg.Logf}), nil
 }

@@ -426,7 +426,7 @@ func TestWithOpeningsEtcd(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, want := range []string{"ip saddr { 10.50.0.12, 10.50.0.13 } tcp dport 2380 accept",
-		"ip saddr { 10.50.0.12, 10.50.0.13 } tcp dport 2379 accept",
+		"ip saddr { 10.50.0.10, 10.50.0.12, 10.50.0.13 } tcp dport 2379 accept",
 		"ip saddr { 10.50.0.12, 10.50.0.13 } meta l4proto 112 accept", "ip daddr 10.50.0.5 tcp dport 6443 accept"} {
 		if !strings.Contains(rules, want) {
 			t.Errorf("ruleset lacks %q:\n%s", want, rules)

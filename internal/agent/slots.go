@@ -31,6 +31,10 @@ var (
 	espMountDir     = "/run/kubedos/esp"
 	// DataIDFile identifies the data partition's contents (EnsureDataID).
 	DataIDFile = "/data/.kubedos-data-id"
+	// EtcdSnapshotDir is where the hub on the master keeps etcd snapshots:
+	// the data partition, bulk that survives upgrades and stays off the
+	// state partition.
+	EtcdSnapshotDir = "/data/kubedos/etcd-snapshots"
 	// BootGoodFile tells the boot-deadline unit the trial boot was blessed.
 	BootGoodFile = "/run/kubedos/boot-good"
 )

@@ -72,6 +72,9 @@ type KeeperConfig struct {
 	// (console.ServeAtHub: cmd/kubedosd wires it, this package cannot
 	// import the console). A console that fails is logged; the hub stays.
 	Console func(ctx context.Context, h *Hub, lis net.Listener) error
+	// EtcdSnapshotDir is where the hub keeps etcd snapshots, on the
+	// master's data partition ("": it takes none; keeper_etcd.go).
+	EtcdSnapshotDir string
 	// SelfFile is where this node's own identity looks up its hub; once the
 	// hub is here SelfAddr is written to it (renewals go to the local hub).
 	SelfFile, SelfAddr string
@@ -182,6 +185,7 @@ func (k *Keeper) start() error {
 	// The console lives as long as the hub it acts at.
 	hctx, hcancel := context.WithCancel(k.ctx)
 	k.serveConsole(hctx, h)
+	k.serveSnapshots(hctx, h)
 	k.wg.Add(1)
 	go func() {
 		defer k.wg.Done()

@@ -264,8 +264,10 @@ func For(s *spec.ClusterSpec, node string) (*Plan, error) {
 		}
 	}
 	if p.EtcdAddress != "" {
+		// Clients: the other API servers, and the master, whose hub takes
+		// the etcd snapshots (hubhost, keeper_etcd.go).
 		for _, c := range s.Topology.Nodes {
-			if slices.Contains(ComponentsFor(s, c.Role), APIServer) && c.Name != n.Name {
+			if (c.Role == spec.RoleMaster || slices.Contains(ComponentsFor(s, c.Role), APIServer)) && c.Name != n.Name {
 				clients = append(clients, c.Address)
 			}
 		}

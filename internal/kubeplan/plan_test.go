@@ -33,9 +33,11 @@ func TestForLocalK8s(t *testing.T) {
 				t.Errorf("node IP %s, API server %s", p.NodeIP, p.APIServer)
 			}
 			// etcd on the LAN (the planes run through the master); alone,
-			// it takes nothing from the LAN.
+			// it takes no peer, and clients only from the master (its
+			// hub's snapshots).
 			if !slices.Equal(p.EtcdServers, []string{"https://10.40.0.11:2379"}) || len(p.EtcdMembers) != 1 ||
-				p.EtcdMembers[0] != (EtcdMember{"cp-1", "https://10.40.0.11:2380"}) || p.EtcdAddress != "10.40.0.11" || p.LANAllows != nil {
+				p.EtcdMembers[0] != (EtcdMember{"cp-1", "https://10.40.0.11:2380"}) || p.EtcdAddress != "10.40.0.11" ||
+				len(p.LANAllows) != 1 || p.LANAllows[0].Port != EtcdClientPort || !slices.Equal(p.LANAllows[0].From, []string{"10.40.0.10"}) {
 				t.Errorf("etcd %v %v %s %v", p.EtcdServers, p.EtcdMembers, p.EtcdAddress, p.LANAllows)
 			}
 			if p.NodePodCIDR != "" {

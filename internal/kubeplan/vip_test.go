@@ -73,12 +73,12 @@ func TestControlPlanesHoldTheVIP(t *testing.T) {
 		})
 	}
 	// etcd over the LAN between the three: peers from the other two,
-	// clients (API servers) from the other two as well.
+	// clients from the other two API servers and the master (snapshots).
 	p, err := For(s, "cp-2")
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []LANAllow{{EtcdPeerPort, []string{"10.50.0.11", "10.50.0.13"}}, {EtcdClientPort, []string{"10.50.0.11", "10.50.0.13"}}}
+	want := []LANAllow{{EtcdPeerPort, []string{"10.50.0.11", "10.50.0.13"}}, {EtcdClientPort, []string{"10.50.0.10", "10.50.0.11", "10.50.0.13"}}}
 	if p.EtcdAddress != "10.50.0.12" || !slices.EqualFunc(p.LANAllows, want, func(a, b LANAllow) bool { return a.Port == b.Port && slices.Equal(a.From, b.From) }) ||
 		!slices.Equal(p.EtcdServers, []string{"https://10.50.0.11:2379", "https://10.50.0.12:2379", "https://10.50.0.13:2379"}) {
 		t.Errorf("etcd address %s, allows %v, servers %v", p.EtcdAddress, p.LANAllows, p.EtcdServers)

@@ -1,0 +1,96 @@
+package hubhost
+
+import (
+	"context"
+	"crypto/tls"
+	"net/http"
+	"net/netip"
+	"time"
+
+	"github.com/kubedos/kubedos/internal/etcdsnap"
+	"github.com/kubedos/kubedos/internal/kubeplan"
+	"github.com/kubedos/kubedos/internal/pki"
+	"github.com/kubedos/kubedos/internal/spec"
+)
+
+// etcd snapshots on the master (issue 16): once the hub serves there, it
+// asks an etcd member for a snapshot every EtcdSnapshotEvery and keeps the
+// newest EtcdSnapshotKeep in KeeperConfig.EtcdSnapshotDir, on the master's
+// data partition (docs/kubernetes.md).
+const (
+	EtcdSnapshotEvery = time.Hour
+	EtcdSnapshotKeep  = 24
+	// etcdSnapshotFirst lets a cluster that is coming up form its quorum
+	// before the first snapshot.
+	etcdSnapshotFirst = 5 * time.Minute
+	// etcdSnapshotCertLife bounds the client certificate the hub makes for
+	// each snapshot from the etcd CA it holds.
+	etcdSnapshotCertLife = 15 * time.Minute
+	etcdSnapshotTimeout  = 10 * time.Minute
+)
+
+// EtcdSnapshotCN is the client certificate's name: etcd logs it.
+const EtcdSnapshotCN = "kubedos-hub-etcd-snapshot"
+
+// etcdMembers are the members to ask, in spec order, at their LAN client
+// URLs (where the master reaches them; the firewall lets it).
+func etcdMembers(s *spec.ClusterSpec) []etcdsnap.Member {
+	var out []etcdsnap.Member
+	for _, n := range kubeplan.EtcdNodes(s) {
+		a, err := netip.ParseAddr(n.Address)
+		if err != nil {
+			continue
+		}
+		out = append(out, etcdsnap.Member{Name: n.Name, URL: "https://" + netip.AddrPortFrom(a, kubeplan.EtcdClientPort).String()})
+	}
+	return out
+}
+
+// snapshotEtcd takes one snapshot with a fresh short-lived client
+// certificate of the etcd CA.
+func snapshotEtcd(ctx context.Context, etcdCA *pki.CA, members []etcdsnap.Member, dir string, now time.Time) (*etcdsnap.Snapshot, error) {
+	cert, err := etcdCA.IssueClient(EtcdSnapshotCN, pki.RoleReader, etcdSnapshotCertLife, now)
+	if err != nil {
+		return nil, err
+	}
+	pair, err := cert.TLSCertificate()
+	if err != nil {
+		return nil, err
+	}
+	tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: etcdCA.Pool(), Certificates: []tls.Certificate{pair}, MinVersion: tls.VersionTLS12}}
+	defer tr.CloseIdleConnections()
+	ctx, cancel := context.WithTimeout(ctx, etcdSnapshotTimeout)
+	defer cancel()
+	return etcdsnap.Take(ctx, &http.Client{Transport: tr}, members, dir, EtcdSnapshotKeep, now)
+}
+
+// serveSnapshots takes the snapshots while ctx (the hub's) lasts, when
+// configured and the cluster runs etcd.
+func (k *Keeper) serveSnapshots(ctx context.Context, h *Hub) {
+	if k.cfg.EtcdSnapshotDir == "" || h.cfg.Kube == nil || h.cfg.Kube.Etcd == nil {
+		return
+	}
+	members := etcdMembers(h.cfg.Spec)
+	if len(members) == 0 {
+		return
+	}
+	k.wg.Add(1)
+	go func() {
+		defer k.wg.Done()
+		wait := etcdSnapshotFirst
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(wait):
+			}
+			wait = EtcdSnapshotEvery
+			s, err := snapshotEtcd(ctx, h.cfg.Kube.Etcd, members, k.cfg.EtcdSnapshotDir, k.cfg.Now())
+			if err != nil {
+				k.cfg.Logf("hub: %v", err)
+				continue
+			}
+			k.cfg.Logf("hub: etcd snapshot %s from %s: %d bytes, sha256 %s", s.Name, s.Member, s.Bytes, s.SHA256)
+		}
+	}()
+}

@@ -1,0 +1,62 @@
+package hubhost
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/tls"
+	"encoding/base64"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/kubedos/kubedos/examples"
+	"github.com/kubedos/kubedos/internal/etcdsnap"
+	"github.com/kubedos/kubedos/internal/pki/pkitest"
+	"github.com/kubedos/kubedos/internal/spec"
+)
+
+// The hub asks members at their LAN client URLs, in spec order, with a
+// short-lived client certificate of the etcd CA it holds; a member that
+// does not know that CA gets no snapshot out of it.
+func TestSnapshotEtcd(t *testing.T) {
+	s, err := spec.LoadBytes(examples.LocalHA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := etcdMembers(s)
+	if len(got) != 3 || got[0] != (etcdsnap.Member{Name: "cp-1", URL: "https://10.50.0.11:2379"}) || got[2].Name != "cp-3" {
+		t.Fatalf("members %+v", got)
+	}
+
+	now := time.Now()
+	etcdCA := pkitest.NewCAWith(t, "etcd CA", now.Add(-time.Hour), now.Add(time.Hour))
+	other := pkitest.NewCAWith(t, "another CA", now.Add(-time.Hour), now.Add(time.Hour))
+	data := []byte("snapshot bytes")
+	sum := sha256.Sum256(data)
+	var cn string
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		cn = r.TLS.PeerCertificates[0].Subject.CommonName
+		fmt.Fprintf(w, `{"result":{"blob":"%s"}}`+"\n", base64.StdEncoding.EncodeToString(append(data, sum[:]...)))
+	}))
+	srvCert, err := etcdCA.IssueServer([]string{"127.0.0.1"}, time.Hour, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pair, _ := srvCert.TLSCertificate()
+	srv.TLS = &tls.Config{Certificates: []tls.Certificate{pair}, ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: etcdCA.Pool()}
+	srv.StartTLS()
+	defer srv.Close()
+
+	dir := t.TempDir()
+	snap, err := snapshotEtcd(context.Background(), etcdCA, []etcdsnap.Member{{Name: "cp-1", URL: srv.URL}}, dir, now)
+	if err != nil || cn != EtcdSnapshotCN || snap.Bytes != int64(len(data)+32) {
+		t.Fatalf("snapshot %+v %v, client %q", snap, err, cn)
+	}
+	if _, err := snapshotEtcd(context.Background(), other, []etcdsnap.Member{{Name: "cp-1", URL: srv.URL}}, dir, now.Add(time.Minute)); err == nil ||
+		!strings.Contains(err.Error(), "cp-1") {
+		t.Errorf("a client of another CA got a snapshot: %v", err)
+	}
+}
