@@ -294,18 +294,24 @@ func TestHADrills(t *testing.T) {
 // startProber calls fn once every two seconds (each bounded to 3 s) and
 // keeps what answered, as the writer does.
 func startProber(fn func(ctx context.Context) error) *writer {
+	return startLoop(2*time.Second, func(ctx context.Context, i int) (string, error) { return fmt.Sprint(i), fn(ctx) })
+}
+
+// startLoop calls fn every period, each call bounded to 3 s, and keeps
+// what each call was (its name) and whether it succeeded.
+func startLoop(period time.Duration, fn func(ctx context.Context, i int) (string, error)) *writer {
 	ctx, cancel := context.WithCancel(context.Background())
 	w := &writer{cancel: cancel, done: make(chan struct{})}
 	go func() {
 		defer close(w.done)
-		tick := time.NewTicker(2 * time.Second)
+		tick := time.NewTicker(period)
 		defer tick.Stop()
 		for i := 1; ; i++ {
 			rctx, rcancel := context.WithTimeout(ctx, 3*time.Second)
-			err := fn(rctx)
+			name, err := fn(rctx, i)
 			rcancel()
 			w.mu.Lock()
-			w.writes = append(w.writes, write{fmt.Sprint(i), time.Now(), err == nil})
+			w.writes = append(w.writes, write{name, time.Now(), err == nil})
 			w.mu.Unlock()
 			select {
 			case <-ctx.Done():
@@ -420,7 +426,6 @@ func waitEtcdHealthy(t *testing.T, dir, addr, name string, wait time.Duration) {
 // writer puts one ConfigMap a second through the API (the VIP), each
 // request bounded to 3 s, and keeps what was acknowledged.
 type writer struct {
-	kc     *kube.Client
 	cancel context.CancelFunc
 	done   chan struct{}
 
@@ -435,29 +440,11 @@ type write struct {
 }
 
 func startWriter(kc *kube.Client) *writer {
-	ctx, cancel := context.WithCancel(context.Background())
-	w := &writer{kc: kc, cancel: cancel, done: make(chan struct{})}
-	go func() {
-		defer close(w.done)
-		tick := time.NewTicker(time.Second)
-		defer tick.Stop()
-		for i := 1; ; i++ {
-			name := fmt.Sprintf("ha-writer-%05d", i)
-			obj := fmt.Sprintf(`{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":%q,"namespace":"default"},"data":{"seq":"%d"}}`, name, i)
-			rctx, rcancel := context.WithTimeout(ctx, 3*time.Second)
-			err := kc.Apply(rctx, []byte(obj))
-			rcancel()
-			w.mu.Lock()
-			w.writes = append(w.writes, write{name, time.Now(), err == nil})
-			w.mu.Unlock()
-			select {
-			case <-ctx.Done():
-				return
-			case <-tick.C:
-			}
-		}
-	}()
-	return w
+	return startLoop(time.Second, func(ctx context.Context, i int) (string, error) {
+		name := fmt.Sprintf("ha-writer-%05d", i)
+		obj := fmt.Sprintf(`{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":%q,"namespace":"default"},"data":{"seq":"%d"}}`, name, i)
+		return name, kc.Apply(ctx, []byte(obj))
+	})
 }
 
 func (w *writer) stop() {
