@@ -105,6 +105,12 @@ func Args(p *Plan, c Component) []string {
 			"--peer-client-cert-auth", "--peer-trusted-ca-file=" + pki("etcd-ca.crt"),
 			"--peer-cert-file=" + pki("etcd-peer.crt"), "--peer-key-file=" + pki("etcd-peer.key"),
 			"--snapshot-count=10000", "--quota-backend-bytes=1073741824",
+			// Five times etcd's default heartbeat and election timeout:
+			// members on slow or emulated hardware (edge boxes, VMs
+			// without KVM) missed 100 ms heartbeats and re-elected without
+			// end (the first HA drill run); a lost leader is noticed in
+			// 5 s rather than 1 s.
+			fmt.Sprintf("--heartbeat-interval=%d", EtcdHeartbeatMS), fmt.Sprintf("--election-timeout=%d", EtcdElectionMS),
 			fmt.Sprintf("--listen-metrics-urls=http://0.0.0.0:%d", EtcdMetricsPort)}
 	case APIServer:
 		return []string{"--advertise-address=" + p.NodeIP, "--bind-address=0.0.0.0", fmt.Sprintf("--secure-port=%d", APIServerPort),

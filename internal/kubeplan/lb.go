@@ -291,6 +291,12 @@ backend kube-apiserver
 // server that is not ready (etcd lost) keeps the VIP: haproxy's /readyz
 // checks cover that case on load balancers, nothing does here yet.
 //
+// Timing: an advertisement every 2 s (a backup takes over about 6 s after
+// the holder went silent) and the track script every 5 s with 4 s to
+// answer. At 1 s and 2 s keepalived's own timers ran late and the script
+// timed out under emulation (the first HA drill run), which put a healthy
+// holder in fault.
+//
 // No authentication: VRRPv2's authentication was removed from the protocol
 // (RFC 3768) because it protects nothing (the password travels in clear),
 // and VRRPv3 has none. What keeps a stranger from taking the VIP is the
@@ -307,8 +313,8 @@ global_defs {
 
 vrrp_script %s {
 	script "/usr/bin/systemctl is-active --quiet %s"
-	interval 2
-	timeout 2
+	interval 5
+	timeout 4
 	fall 2
 	rise 2
 }
@@ -319,7 +325,7 @@ vrrp_instance kube-apiserver {
 	interface %s
 	virtual_router_id %d
 	priority %d
-	advert_int 1
+	advert_int 2
 	unicast_src_ip %s
 	check_unicast_src
 	unicast_peer {

@@ -51,6 +51,12 @@ const (
 	KubeletPort     = 10250
 )
 
+// etcd's raft timing, in milliseconds (Args).
+const (
+	EtcdHeartbeatMS = 500
+	EtcdElectionMS  = 5000
+)
+
 // Paths on a node. Dir is on the state partition (the /var overlay):
 // configuration the controller writes, and the certificates (PKIDir, the
 // kubernetes-pki controller's). Bulk data goes to the data partition.
