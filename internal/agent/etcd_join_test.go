@@ -4,11 +4,13 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -241,5 +243,40 @@ func TestValidJoin(t *testing.T) {
 		if err := validJoin(j, p); err == nil {
 			t.Errorf("%s: accepted", name)
 		}
+	}
+}
+
+// A stacked API server's first start waits for its etcd member to be
+// healthy; once started it is not held back when the member falters.
+func TestAPIServerWaitsForEtcd(t *testing.T) {
+	ctx := context.Background()
+	k, units, _ := newTestRunner(t, kubeTestPlan(t, "cp-1"))
+	giveCerts(t, k.root, kubeTestPlan(t, "cp-1"))
+	healthy := errors.New("no leader")
+	k.etcdGate = func(context.Context) error { return healthy }
+	if err := k.once(ctx); err != nil {
+		t.Fatal(err)
+	}
+	got := units.take()
+	if slices.Contains(got, "start kube-apiserver.service") || !slices.Contains(got, "start kubedos-etcd.service") {
+		t.Fatalf("with etcd unhealthy: %v", got)
+	}
+	if !strings.Contains(k.State(), "kube-apiserver (its etcd member is not healthy yet: no leader)") {
+		t.Errorf("state %q", k.State())
+	}
+	healthy = nil
+	if err := k.once(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := units.take(); !slices.Contains(got, "start kube-apiserver.service") {
+		t.Fatalf("with etcd healthy: %v", got)
+	}
+	healthy = errors.New("no leader")
+	units.active["kube-apiserver.service"] = false // stopped by failure: started again
+	if err := k.once(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := units.take(); !slices.Contains(got, "start kube-apiserver.service") {
+		t.Errorf("a started API server was held back by its member: %v", got)
 	}
 }

@@ -59,6 +59,9 @@ type kubeRunner struct {
 	firewall func(ctx context.Context, o kubeplan.Openings) error
 	// etcdHealth is the local member's /health URL ("": etcdHealthURL).
 	etcdHealth string
+	// etcdGate is asked before a stacked API server's first start (nil:
+	// no wait); kubedosd's is the local member's health.
+	etcdGate func(ctx context.Context) error
 	// etcdClientURL is another member's client URL (nil: its peer
 	// address on the client port); tests point it at their servers.
 	etcdClientURL func(kubeplan.EtcdMember) string
@@ -75,8 +78,10 @@ type kubeRunner struct {
 const kubeEvery = 10 * time.Second
 
 func newKubeRunner(sys *HostSystem, clock Clock, logf func(string, ...any), fw func(context.Context, kubeplan.Openings) error) *kubeRunner {
-	return &kubeRunner{units: sys, images: importImage, clock: clock, every: kubeEvery, logf: logf,
+	k := &kubeRunner{units: sys, images: importImage, clock: clock, every: kubeEvery, logf: logf,
 		lanInterface: lanInterfaceOf, firewall: fw}
+	k.etcdGate = func(ctx context.Context) error { return k.EtcdHealth(ctx).Err }
+	return k
 }
 
 // lanInterfaceOf is the interface that holds addr.
@@ -218,6 +223,10 @@ func (k *kubeRunner) once(ctx context.Context) error {
 			waiting = append(waiting, fmt.Sprintf("%s (no %s)", c, strings.Join(missing, ", ")))
 			continue
 		}
+		if why := k.apiServerWaits(ctx, p, c); why != "" {
+			waiting = append(waiting, fmt.Sprintf("%s (%s)", c, why))
+			continue
+		}
 		sum, err := k.digest(inputs)
 		if err != nil {
 			return err
@@ -234,6 +243,28 @@ func (k *kubeRunner) once(ctx context.Context) error {
 		k.setState("running " + strings.Join(running, ", "))
 	}
 	return nil
+}
+
+// apiServerWaits says why a stacked API server is not started yet: its
+// first start waits for the local etcd member to be healthy, so the
+// members form their quorum before the API servers' start competes with
+// them for the CPU (three stacked members under emulation never did
+// otherwise). Once started it is never held back: a member losing its
+// quorum later is the API server's to ride out. "" when it may start.
+func (k *kubeRunner) apiServerWaits(ctx context.Context, p *kubeplan.Plan, c kubeplan.Component) string {
+	if c != kubeplan.APIServer || !slices.Contains(p.Components, kubeplan.Etcd) || k.etcdGate == nil {
+		return ""
+	}
+	k.mu.Lock()
+	started := k.started[c] != ""
+	k.mu.Unlock()
+	if started {
+		return ""
+	}
+	if err := k.etcdGate(ctx); err != nil {
+		return "its etcd member is not healthy yet: " + err.Error()
+	}
+	return ""
 }
 
 // etcdCerts are the certificates and keys etcd reads (its inputs under
