@@ -2,7 +2,6 @@ package agent
 
 import (
 	"context"
-	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"io"
@@ -41,7 +40,7 @@ func newFakeEtcd(t *testing.T, ca *pki.CA, healthy bool) *fakeEtcd {
 		{"12", "cp-2", []string{"https://10.50.0.12:2380"}}, // the replaced machine's
 		{"13", "cp-3", []string{"https://10.50.0.13:2380"}},
 	}
-	f.srv = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	f.srv = mtlsServer(t, ca, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		f.mu.Lock()
 		defer f.mu.Unlock()
 		body, _ := io.ReadAll(r.Body)
@@ -78,17 +77,6 @@ func newFakeEtcd(t *testing.T, ca *pki.CA, healthy bool) *fakeEtcd {
 			http.NotFound(w, r)
 		}
 	}))
-	srvCert, err := ca.IssueServer([]string{"127.0.0.1"}, time.Hour, time.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
-	pair, err := srvCert.TLSCertificate()
-	if err != nil {
-		t.Fatal(err)
-	}
-	f.srv.TLS = &tls.Config{Certificates: []tls.Certificate{pair}, ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: ca.Pool()}
-	f.srv.StartTLS()
-	t.Cleanup(f.srv.Close)
 	return f
 }
 

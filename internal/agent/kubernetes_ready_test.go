@@ -21,17 +21,9 @@ import (
 // Ready condition; the metrics carry it.
 func TestNodeReady(t *testing.T) {
 	ca := newTestCA(t, "kubernetes test CA")
-	srvCert, err := ca.IssueServer([]string{"127.0.0.1"}, time.Hour, time.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
-	pair, err := srvCert.TLSCertificate()
-	if err != nil {
-		t.Fatal(err)
-	}
 	var ready atomic.Value
 	ready.Store("True")
-	api := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	api := mtlsServer(t, ca, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if len(r.TLS.PeerCertificates) == 0 || r.TLS.PeerCertificates[0].Subject.CommonName != "system:node:w-1" {
 			http.Error(w, "forbidden", http.StatusForbidden)
 			return
@@ -42,9 +34,6 @@ func TestNodeReady(t *testing.T) {
 		}
 		io.WriteString(w, `{"kind":"Node","status":{"conditions":[{"type":"MemoryPressure","status":"False"},{"type":"Ready","status":"`+ready.Load().(string)+`"}]}}`)
 	}))
-	api.TLS = &tls.Config{Certificates: []tls.Certificate{pair}, ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: ca.Pool()}
-	api.StartTLS()
-	defer api.Close()
 
 	plan := kubeTestPlan(t, "w-1")
 	plan.APIServer = api.URL
@@ -84,4 +73,23 @@ func TestNodeReady(t *testing.T) {
 		t.Errorf("metrics lack the NotReady node:\n%s", b.String())
 	}
 	checkMetricsText(t, b.String())
+}
+
+// mtlsServer serves h on loopback over TLS with a certificate of ca,
+// requiring a client certificate of ca; closed when the test ends.
+func mtlsServer(t *testing.T, ca *pki.CA, h http.Handler) *httptest.Server {
+	t.Helper()
+	srv := httptest.NewUnstartedServer(h)
+	cert, err := ca.IssueServer([]string{"127.0.0.1"}, time.Hour, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	pair, err := cert.TLSCertificate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.TLS = &tls.Config{Certificates: []tls.Certificate{pair}, ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: ca.Pool()}
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+	return srv
 }
