@@ -43,35 +43,45 @@ func (k *kubeRunner) EtcdHealth(ctx context.Context) EtcdHealth {
 	if url == "" {
 		url = etcdHealthURL
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
+	cl := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+	if err := askEtcdHealth(ctx, cl, url, p.Node); err != nil {
 		return fail(err)
 	}
-	cl := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+	return EtcdHealth{Known: true}
+}
+
+// askEtcdHealth GETs a member's /health (url) and is nil only when it
+// says "true"; otherwise why not, naming the member, bounded. The local
+// member's check and a joining member's look at its peers share it.
+func askEtcdHealth(ctx context.Context, cl *http.Client, url, member string) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return err
+	}
 	res, err := cl.Do(req)
 	if err != nil {
-		return fail(fmt.Errorf("etcd member %s: %w", p.Node, err))
+		return fmt.Errorf("etcd member %s: %w", member, err)
 	}
 	defer res.Body.Close()
 	b, err := boundedio.ReadAll(res.Body, maxEtcdHealth, "etcd /health")
 	if err != nil {
-		return fail(err)
+		return err
 	}
 	var h struct {
 		Health string `json:"health"`
 		Reason string `json:"reason"`
 	}
 	if err := json.Unmarshal(b, &h); err != nil {
-		return fail(fmt.Errorf("etcd member %s: /health answered %s: %w", p.Node, res.Status, err))
+		return fmt.Errorf("etcd member %s: /health answered %s: %w", member, res.Status, err)
 	}
 	if h.Health != "true" {
 		reason := h.Reason
 		if reason == "" {
 			reason = res.Status
 		}
-		return fail(fmt.Errorf("etcd member %s is not healthy: %s", p.Node, clipString(reason)))
+		return fmt.Errorf("etcd member %s is not healthy: %s", member, clipString(reason))
 	}
-	return EtcdHealth{Known: true}
+	return nil
 }
 
 // etcdHealth is k's EtcdHealth, nil without a Kubernetes runner.

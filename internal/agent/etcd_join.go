@@ -143,23 +143,7 @@ func (k *kubeRunner) etcdPeerHealthy(ctx context.Context, cl *http.Client, m kub
 	if u == "" {
 		return false
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u+"/health", nil)
-	if err != nil {
-		return false
-	}
-	res, err := cl.Do(req)
-	if err != nil {
-		return false
-	}
-	defer res.Body.Close()
-	b, err := boundedio.ReadAll(res.Body, maxEtcdHealth, "etcd /health")
-	if err != nil {
-		return false
-	}
-	var h struct {
-		Health string `json:"health"`
-	}
-	return json.Unmarshal(b, &h) == nil && h.Health == "true"
+	return askEtcdHealth(ctx, cl, u+"/health", m.Name) == nil
 }
 
 // etcdAPIMember is a member as etcd's JSON gateway writes it (uint64 IDs
