@@ -244,17 +244,7 @@ func (c *Cluster) Drill(ctx context.Context, node string, kc *kube.Client) (*Dri
 		}
 		if slices.Contains(comps, kubeplan.Etcd) {
 			ops.etcd = func(ctx context.Context) (bool, string, error) {
-				cl, done, err := NodeDialer{Addr: c.NodeAPIAddr(node), Name: node, Access: c.access()}.Dial()
-				if err != nil {
-					return false, "", err
-				}
-				defer done()
-				h, err := cl.Health(ctx)
-				if err != nil {
-					return false, "", err
-				}
-				ok, detail := etcdHealthOf(h)
-				return ok, detail, nil
+				return askNodeEtcd(ctx, NodeDialer{Addr: c.NodeAPIAddr(node), Name: node, Access: c.access()}.Dial)
 			}
 		}
 	}

@@ -111,17 +111,29 @@ func EtcdQuorum(s *spec.ClusterSpec, dial func(name string) (*api.NodeClient, fu
 	}
 	return &QuorumGate{Members: members, Wait: wait, Every: every, Events: ev,
 		Health: func(ctx context.Context, name string) (bool, string) {
-			cl, done, err := dial(name)
+			ok, detail, err := askNodeEtcd(ctx, func() (*api.NodeClient, func(), error) { return dial(name) })
 			if err != nil {
 				return false, "unreachable: " + err.Error()
 			}
-			defer done()
-			ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-			defer cancel()
-			h, err := cl.Health(ctx)
-			if err != nil {
-				return false, "unreachable"
-			}
-			return etcdHealthOf(h)
+			return ok, detail
 		}}
+}
+
+// askNodeEtcd asks a node's own API (through dial) for its health and
+// reads the "etcd" check; err when the node could not be asked. The
+// quorum gate and the replacement drill share it.
+func askNodeEtcd(ctx context.Context, dial func() (*api.NodeClient, func(), error)) (bool, string, error) {
+	cl, done, err := dial()
+	if err != nil {
+		return false, "", err
+	}
+	defer done()
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	h, err := cl.Health(ctx)
+	if err != nil {
+		return false, "", err
+	}
+	ok, detail := etcdHealthOf(h)
+	return ok, detail, nil
 }
