@@ -2,14 +2,18 @@ package agent
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -266,5 +270,143 @@ func TestAPIServerWaitsForEtcd(t *testing.T) {
 	}
 	if got := units.take(); !slices.Contains(got, "start kube-apiserver.service") {
 		t.Errorf("a started API server was held back by its member: %v", got)
+	}
+}
+
+// On an HA cluster only the first control plane's API server starts as
+// soon as its etcd member is healthy; the others' first start waits for
+// the cluster's API to be ready, at most apiJoinWait.
+func TestAPIServerJoinsOneAtATime(t *testing.T) {
+	ctx := context.Background()
+	doc, err := spec.Parse(examples.LocalHA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	plan := func(node string) *kubeplan.Plan {
+		p, err := kubeplan.For(spec.WithDefaults(doc.Spec), node)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	notReady := errors.New("connection refused")
+	var asked int
+	gate := func(context.Context, *kubeplan.Plan) error { asked++; return notReady }
+
+	first, _, _ := newTestRunner(t, nil)
+	first.etcdGate = func(context.Context) error { return nil }
+	first.apiGate = gate
+	if why := first.apiServerWaits(ctx, plan("cp-1"), kubeplan.APIServer); why != "" || asked != 0 {
+		t.Errorf("the first control plane waits (%q) or asked (%d)", why, asked)
+	}
+
+	k, _, _ := newTestRunner(t, nil)
+	clock := k.clock.(*fakeClock)
+	k.etcdGate = func(context.Context) error { return nil }
+	k.apiGate = gate
+	cp2 := plan("cp-2")
+	if why := k.apiServerWaits(ctx, cp2, kubeplan.APIServer); !strings.Contains(why, "waiting for the earlier API servers: connection refused") {
+		t.Errorf("cp-2 with no API ready: %q", why)
+	}
+	if why := k.apiServerWaits(ctx, cp2, kubeplan.Etcd); why != "" {
+		t.Errorf("etcd held back: %q", why)
+	}
+	clock.Advance(apiJoinWait - time.Second)
+	if why := k.apiServerWaits(ctx, cp2, kubeplan.APIServer); why == "" {
+		t.Error("started before the bound")
+	}
+	clock.Advance(time.Second)
+	if why := k.apiServerWaits(ctx, cp2, kubeplan.APIServer); why != "" {
+		t.Errorf("still waiting after %s: %q", apiJoinWait, why)
+	}
+
+	k3, _, _ := newTestRunner(t, nil)
+	k3.etcdGate = func(context.Context) error { return nil }
+	k3.apiGate = func(context.Context, *kubeplan.Plan) error { return nil }
+	if why := k3.apiServerWaits(ctx, plan("cp-3"), kubeplan.APIServer); why != "" {
+		t.Errorf("cp-3 with the API ready: %q", why)
+	}
+	k3.etcdGate = func(context.Context) error { return errors.New("no leader") }
+	if why := k3.apiServerWaits(ctx, plan("cp-3"), kubeplan.APIServer); !strings.Contains(why, "etcd member is not healthy") {
+		t.Errorf("cp-3 with its member unhealthy: %q", why)
+	}
+}
+
+// EarlierAPIsReady asks GET /readyz of the control planes before this
+// one, each verified against the Kubernetes CA for its name, without
+// credentials.
+func TestEarlierAPIsReady(t *testing.T) {
+	ca := newTestCA(t, "kubernetes test CA")
+	other := newTestCA(t, "another CA")
+	var mu sync.Mutex
+	status := map[string]int{}
+	set := func(name string, code int) { mu.Lock(); status[name] = code; mu.Unlock() }
+	// Each control plane's API server on its own loopback address, all on
+	// one port (kubeRunner.apiPort stands in for 6443).
+	port := "0"
+	serve := func(ca *pki.CA, ip, name string) {
+		l, err := net.Listen("tcp", net.JoinHostPort(ip, port))
+		if err != nil {
+			t.Skipf("loopback address %s: %v", ip, err)
+		}
+		_, port, _ = net.SplitHostPort(l.Addr().String())
+		srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.Path != "/readyz" || r.Header.Get("Authorization") != "" || len(r.TLS.PeerCertificates) != 0 {
+				http.NotFound(w, r)
+				return
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			w.WriteHeader(status[name])
+		}))
+		srv.Listener.Close()
+		srv.Listener = l
+		cert, err := ca.IssueServer([]string{name}, time.Hour, time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		pair, err := cert.TLSCertificate()
+		if err != nil {
+			t.Fatal(err)
+		}
+		srv.TLS = &tls.Config{Certificates: []tls.Certificate{pair}}
+		srv.StartTLS()
+		t.Cleanup(srv.Close)
+	}
+	serve(ca, "127.0.0.11", "cp-1")
+	serve(ca, "127.0.0.12", "cp-2")
+	serve(other, "127.0.0.13", "cp-3")
+	k, _, _ := newTestRunner(t, nil)
+	k.apiPort, _ = strconv.Atoi(port)
+	member := func(name, ip string) kubeplan.EtcdMember {
+		return kubeplan.EtcdMember{Name: name, PeerURL: "https://" + ip + ":2380"}
+	}
+	plan := func(node string) *kubeplan.Plan {
+		return &kubeplan.Plan{Node: node, EtcdMembers: []kubeplan.EtcdMember{
+			member("cp-1", "127.0.0.11"), member("cp-2", "127.0.0.12"), member("cp-3", "127.0.0.13"), member("cp-4", "127.0.0.14")}}
+	}
+	ctx := context.Background()
+	set("cp-1", http.StatusOK)
+	if err := k.EarlierAPIsReady(ctx, plan("cp-2")); err == nil {
+		t.Error("ready without the CA")
+	}
+	writeTestFile(t, k.root, path.Join(kubeplan.PKIDir, "ca.crt"), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ca.Certificate().Raw}))
+	if err := k.EarlierAPIsReady(ctx, plan("cp-1")); err != nil {
+		t.Errorf("the first control plane asks no one: %v", err)
+	}
+	if err := k.EarlierAPIsReady(ctx, plan("cp-2")); err != nil {
+		t.Errorf("cp-1 ready: %v", err)
+	}
+	set("cp-2", http.StatusInternalServerError)
+	if err := k.EarlierAPIsReady(ctx, plan("cp-3")); err == nil || !strings.Contains(err.Error(), "control plane cp-2") || !strings.Contains(err.Error(), "500") {
+		t.Errorf("cp-2 not ready: %v", err)
+	}
+	set("cp-2", http.StatusOK)
+	if err := k.EarlierAPIsReady(ctx, plan("cp-3")); err != nil {
+		t.Errorf("cp-1 and cp-2 ready: %v", err)
+	}
+	set("cp-3", http.StatusOK)
+	if err := k.EarlierAPIsReady(ctx, plan("cp-4")); err == nil || !strings.Contains(err.Error(), "control plane cp-3") {
+		t.Errorf("cp-3's certificate is of another CA: %v", err)
 	}
 }

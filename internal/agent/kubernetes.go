@@ -62,6 +62,13 @@ type kubeRunner struct {
 	// etcdGate is asked before a stacked API server's first start (nil:
 	// no wait); kubedosd's is the local member's health.
 	etcdGate func(ctx context.Context) error
+	// apiGate is asked, after etcdGate, before the first start of a
+	// stacked API server on any control plane but the first (nil: no
+	// wait); kubedosd's asks the earlier control planes' API servers.
+	apiGate func(ctx context.Context, p *kubeplan.Plan) error
+	// apiPort is where the other control planes' API servers listen (0:
+	// kubeplan.APIServerPort); tests point it at their servers.
+	apiPort int
 	// etcdClientURL is another member's client URL (nil: its peer
 	// address on the client port); tests point it at their servers.
 	etcdClientURL func(kubeplan.EtcdMember) string
@@ -71,6 +78,9 @@ type kubeRunner struct {
 	started  map[kubeplan.Component]string // input digest each was started with
 	imported bool
 	opened   *kubeplan.Openings // what the firewall was last opened for
+	// apiWaitSince is when this API server's first start began waiting
+	// for another to be ready (zero: not waiting).
+	apiWaitSince time.Time
 }
 
 // kubeEvery paces the controller: a plan or certificate change is acted on
@@ -81,6 +91,7 @@ func newKubeRunner(sys *HostSystem, clock Clock, logf func(string, ...any), fw f
 	k := &kubeRunner{units: sys, images: importImage, clock: clock, every: kubeEvery, logf: logf,
 		lanInterface: lanInterfaceOf, firewall: fw}
 	k.etcdGate = func(ctx context.Context) error { return k.EtcdHealth(ctx).Err }
+	k.apiGate = k.EarlierAPIsReady
 	return k
 }
 
@@ -245,12 +256,20 @@ func (k *kubeRunner) once(ctx context.Context) error {
 	return nil
 }
 
-// apiServerWaits says why a stacked API server is not started yet: its
+// apiServerWaits says why a stacked API server is not started yet. Its
 // first start waits for the local etcd member to be healthy, so the
 // members form their quorum before the API servers' start competes with
 // them for the CPU (three stacked members under emulation never did
-// otherwise). Once started it is never held back: a member losing its
-// quorum later is the API server's to ride out. "" when it may start.
+// otherwise). Then, on every control plane but the first (the first etcd
+// member), it waits for the earlier control planes' API servers to be
+// ready, so they join one at a time in the spec's order as kubeadm's do: three API servers running their
+// bootstrap hooks at once on a starved host failed those hooks and
+// restarted without end (the fourth HA drill run). That wait is bounded
+// by apiJoinWait, so a control plane that never comes up delays the later
+// ones' start, not forever. A replacement joins a running cluster: the
+// earlier ones are ready and it starts at once. Once started an API server is never held
+// back: a member losing its quorum later is the API server's to ride out.
+// "" when it may start.
 func (k *kubeRunner) apiServerWaits(ctx context.Context, p *kubeplan.Plan, c kubeplan.Component) string {
 	if c != kubeplan.APIServer || !slices.Contains(p.Components, kubeplan.Etcd) || k.etcdGate == nil {
 		return ""
@@ -264,8 +283,27 @@ func (k *kubeRunner) apiServerWaits(ctx context.Context, p *kubeplan.Plan, c kub
 	if err := k.etcdGate(ctx); err != nil {
 		return "its etcd member is not healthy yet: " + err.Error()
 	}
-	return ""
+	if k.apiGate == nil || len(p.EtcdMembers) < 2 || p.EtcdMembers[0].Name == p.Node {
+		return ""
+	}
+	now := k.clock.Now()
+	if k.apiWaitSince.IsZero() {
+		k.apiWaitSince = now
+	}
+	err := k.apiGate(ctx, p)
+	if err == nil {
+		return ""
+	}
+	if waited := now.Sub(k.apiWaitSince); waited >= apiJoinWait {
+		k.logf("kubernetes: starting the API server without another one ready after %s: %s", waited.Round(time.Second), clipString(err.Error()))
+		return ""
+	}
+	return "waiting for the earlier API servers: " + clipString(err.Error())
 }
+
+// apiJoinWait bounds how long a joining control plane's first API server
+// start waits for the earlier ones to be ready.
+const apiJoinWait = 15 * time.Minute
 
 // etcdCerts are the certificates and keys etcd reads (its inputs under
 // the PKI directory).

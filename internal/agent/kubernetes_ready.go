@@ -7,11 +7,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
 	"path"
 	"slices"
+	"strconv"
 	"time"
 
 	"github.com/kubedos/kubedos/internal/boundedio"
@@ -100,4 +102,63 @@ func kubeReady(k *kubeRunner) func(context.Context) KubeReadiness {
 		return nil
 	}
 	return k.NodeReady
+}
+
+// EarlierAPIsReady is nil when the API server of every control plane
+// before this one (in the spec's order: the plan's etcd members, stacked
+// on the control planes) is ready; otherwise why not, naming the first
+// that is not. A joining control plane asks it before its API server's
+// first start.
+func (k *kubeRunner) EarlierAPIsReady(ctx context.Context, p *kubeplan.Plan) error {
+	for _, m := range p.EtcdMembers {
+		if m.Name == p.Node {
+			return nil
+		}
+		u, err := url.Parse(m.PeerURL)
+		if err != nil {
+			return fmt.Errorf("etcd member %s: %w", m.Name, err)
+		}
+		port := kubeplan.APIServerPort
+		if k.apiPort != 0 {
+			port = k.apiPort
+		}
+		api := "https://" + net.JoinHostPort(u.Hostname(), strconv.Itoa(port))
+		if err := k.APIReady(ctx, api, m.Name); err != nil {
+			return fmt.Errorf("control plane %s: %w", m.Name, err)
+		}
+	}
+	return nil
+}
+
+// APIReady is nil when the API server at base answers GET /readyz with
+// 200, its certificate verified against the Kubernetes CA for serverName
+// (every API server's certificate names its node). /readyz needs no
+// credentials (system:public-info-viewer), as for haproxy's checks.
+func (k *kubeRunner) APIReady(ctx context.Context, base, serverName string) error {
+	caPEM, err := os.ReadFile(k.path(path.Join(kubeplan.PKIDir, "ca.crt")))
+	if err != nil {
+		return err
+	}
+	roots := x509.NewCertPool()
+	if !roots.AppendCertsFromPEM(caPEM) {
+		return errors.New("kubernetes CA: no certificate")
+	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	u := base + "/readyz"
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return err
+	}
+	cl := &http.Client{Transport: &http.Transport{DisableKeepAlives: true,
+		TLSClientConfig: &tls.Config{RootCAs: roots, ServerName: serverName, MinVersion: tls.VersionTLS12}}}
+	res, err := cl.Do(req)
+	if err != nil {
+		return err
+	}
+	defer res.Body.Close()
+	if res.StatusCode != http.StatusOK {
+		return fmt.Errorf("GET %s: %s", u, res.Status)
+	}
+	return nil
 }
