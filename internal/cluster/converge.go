@@ -222,8 +222,16 @@ func Graph(s *spec.ClusterSpec, hub steps.Hub, nodes map[string]steps.Node, buil
 	if s.Workloads.Kubernetes.Enabled && kc != nil {
 		var cp, workers []string
 		var kubelets []string
+		var servers []steps.APIServer
 		for _, n := range s.Topology.Nodes {
 			comps := kubeplan.ComponentsFor(s, n.Role)
+			if slices.Contains(comps, kubeplan.APIServer) {
+				a, err := s.PlaneAddress(n, spec.PlaneKubernetes)
+				if err != nil {
+					return nil, fmt.Errorf("converge: %w", err)
+				}
+				servers = append(servers, steps.APIServer{Node: n.Name, Address: a.String()})
+			}
 			switch {
 			// The API is reached through the VIP when there are load balancers.
 			case slices.Contains(comps, kubeplan.APIServer) || slices.Contains(comps, kubeplan.Etcd) ||
@@ -234,7 +242,7 @@ func Graph(s *spec.ClusterSpec, hub steps.Hub, nodes map[string]steps.Node, buil
 				kubelets = append(kubelets, n.Name)
 			}
 		}
-		add(steps.KubeAPI(kc, cp...))
+		add(steps.KubeAPI(kc, servers, cp...))
 		addons, err := kubeplan.Addons(s)
 		if err != nil {
 			return nil, fmt.Errorf("converge: %w", err)

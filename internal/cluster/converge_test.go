@@ -156,3 +156,24 @@ func BenchmarkConvergeNoOp(b *testing.B) {
 		}
 	}
 }
+
+// cluster up's convergence waits longer the more API servers start one
+// after the other.
+func TestUpRetries(t *testing.T) {
+	for name, c := range map[string]struct {
+		src  []byte
+		want int
+	}{
+		"no kubernetes":        {examples.Local, 96},
+		"one control plane":    {examples.LocalK8s, 96},
+		"three control planes": {examples.LocalHA, 3 * 96},
+	} {
+		s, err := spec.LoadBytes(c.src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := upRetries(s); got != c.want {
+			t.Errorf("%s: %d retries, want %d", name, got, c.want)
+		}
+	}
+}

@@ -3,9 +3,12 @@ package cluster
 import (
 	"context"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/kubedos/kubedos/internal/converge"
+	"github.com/kubedos/kubedos/internal/kubeplan"
+	"github.com/kubedos/kubedos/internal/spec"
 )
 
 // Converged: one convergence step finished (or the run did, with Done).
@@ -29,8 +32,8 @@ func (e Converged) String() string {
 // ConvergeUp is the last step of cluster up: one convergence run against
 // the cluster's hub, recorded there. A node's planes come up some seconds
 // after it enrolls, and a restarted node's API only once it booted, so
-// failed checks are retried for about eight minutes before the run gives
-// up on them.
+// failed checks are retried for about eight minutes (eight more for each
+// further API server) before the run gives up on them.
 func (c *Cluster) ConvergeUp(ctx context.Context) (*ConvergeResult, error) {
 	addr, _, where, err := c.FindHub()
 	if err != nil {
@@ -53,8 +56,24 @@ func (c *Cluster) ConvergeUp(ctx context.Context) (*ConvergeResult, error) {
 	// API refuses connections until then; three control planes starting
 	// etcd and their API servers at once under TCG take minutes more
 	// than one. A run with nothing failing retries nothing.
-	cfg.Engine.Retries, cfg.Engine.Backoff, cfg.Engine.MaxBackoff = 96, time.Second, 5*time.Second
+	cfg.Engine.Retries, cfg.Engine.Backoff, cfg.Engine.MaxBackoff = upRetries(c.Spec), time.Second, 5*time.Second
 	return Converge(ctx, cfg)
+}
+
+// upRetries is ConvergeUp's retries for s: 96 (about eight minutes at
+// five seconds), times the number of API servers, which start one after
+// the other (each waits for the earlier ones to be ready: agent's
+// apiServerWaits), each taking minutes under TCG.
+func upRetries(s *spec.ClusterSpec) int {
+	n := 0
+	if s.Workloads.Kubernetes.Enabled {
+		for _, node := range s.Topology.Nodes {
+			if slices.Contains(kubeplan.ComponentsFor(s, node.Role), kubeplan.APIServer) {
+				n++
+			}
+		}
+	}
+	return 96 * max(n, 1)
 }
 
 func (c *Cluster) convergeEvent(e converge.Event) {

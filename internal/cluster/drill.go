@@ -11,6 +11,7 @@ import (
 	"github.com/kubedos/kubedos/internal/kube"
 	"github.com/kubedos/kubedos/internal/kubeplan"
 	"github.com/kubedos/kubedos/internal/spec"
+	"github.com/kubedos/kubedos/internal/steps"
 )
 
 // The replacement drill's steps, in order (seed 004 §17).
@@ -381,21 +382,9 @@ func (o drillOps) until(ctx context.Context, check func(ctx context.Context) (bo
 // its lease (the endpoint reconciler lists only those).
 func (o drillOps) apiServing(ctx context.Context) (string, error) {
 	return o.until(ctx, func(ctx context.Context) (bool, string, error) {
-		var ep struct {
-			Subsets []struct {
-				Addresses []struct {
-					IP string `json:"ip"`
-				} `json:"addresses"`
-			} `json:"subsets"`
-		}
-		if err := o.kube.Get(ctx, "/api/v1/namespaces/default/endpoints/kubernetes", &ep); err != nil {
+		ips, err := steps.APIEndpoints(ctx, o.kube)
+		if err != nil {
 			return false, "", err
-		}
-		var ips []string
-		for _, s := range ep.Subsets {
-			for _, a := range s.Addresses {
-				ips = append(ips, a.IP)
-			}
 		}
 		if slices.Contains(ips, o.apiAddress) {
 			return true, fmt.Sprintf("%s among the API endpoints %v", o.apiAddress, ips), nil

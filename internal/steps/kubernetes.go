@@ -32,18 +32,69 @@ const (
 	KubeDNSID    = plan.WorkloadKubernetes + "/dns"
 )
 
+// APIServer is one API server of the cluster: its node and the
+// kubernetes-plane address it advertises.
+type APIServer struct{ Node, Address string }
+
 // KubeAPI is the gate on the API server answering /readyz (etcd reached,
-// every post-start hook done). It changes nothing.
-func KubeAPI(k Kube, deps ...string) converge.Step {
+// every post-start hook done) and, where there are several, on every one
+// of them serving: each among the endpoints of the default/kubernetes
+// Service (the lease reconciler lists an API server only while it runs
+// and reaches etcd). An HA cluster with one API server of three is not
+// converged, and the later ones start one at a time. It changes nothing.
+func KubeAPI(k Kube, servers []APIServer, deps ...string) converge.Step {
 	return converge.Step{
-		ID: KubeAPIID, Phase: plan.PhaseWorkload, Deps: deps, Reads: []string{"kubernetes:/readyz"},
+		ID: KubeAPIID, Phase: plan.PhaseWorkload, Deps: deps, Reads: []string{"kubernetes:/readyz", "kubernetes:endpoints/default/kubernetes"},
 		Check: func(ctx context.Context) (converge.State, error) {
 			if err := k.Ready(ctx); err != nil {
 				return converge.State{Diff: "kube-apiserver is not ready: " + err.Error()}, nil
 			}
+			if len(servers) < 2 {
+				return converge.State{Converged: true}, nil
+			}
+			eps, err := APIEndpoints(ctx, k)
+			if err != nil {
+				return converge.State{}, err
+			}
+			var missing []string
+			for _, a := range servers {
+				if !slices.Contains(eps, a.Address) {
+					missing = append(missing, a.Node+" ("+a.Address+")")
+				}
+			}
+			if len(missing) > 0 {
+				return converge.State{Diff: "API servers not serving yet: " + strings.Join(missing, ", ")}, nil
+			}
 			return converge.State{Converged: true}, nil
 		},
 	}
+}
+
+// Getter reads one API object.
+type Getter interface {
+	Get(ctx context.Context, path string, out any) error
+}
+
+// APIEndpoints is the addresses of the default/kubernetes Service's
+// endpoints: the API servers that run and renewed their lease.
+func APIEndpoints(ctx context.Context, k Getter) ([]string, error) {
+	var ep struct {
+		Subsets []struct {
+			Addresses []struct {
+				IP string `json:"ip"`
+			} `json:"addresses"`
+		} `json:"subsets"`
+	}
+	if err := k.Get(ctx, "/api/v1/namespaces/default/endpoints/kubernetes", &ep); err != nil {
+		return nil, err
+	}
+	var ips []string
+	for _, s := range ep.Subsets {
+		for _, a := range s.Addresses {
+			ips = append(ips, a.IP)
+		}
+	}
+	return ips, nil
 }
 
 // KubeAddons keeps the cluster objects every kubedos cluster has

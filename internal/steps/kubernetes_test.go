@@ -27,6 +27,7 @@ type fakeKube struct {
 	available int // of each deployment
 	dns       int // of CoreDNS's, when it differs
 	applied   int
+	endpoints []string // of default/kubernetes
 }
 
 func (f *fakeKube) Ready(context.Context) error {
@@ -41,6 +42,13 @@ func (f *fakeKube) Ready(context.Context) error {
 func (f *fakeKube) Get(_ context.Context, path string, out any) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if path == "/api/v1/namespaces/default/endpoints/kubernetes" {
+		var addrs []string
+		for _, ip := range f.endpoints {
+			addrs = append(addrs, fmt.Sprintf(`{"ip":%q}`, ip))
+		}
+		return json.Unmarshal([]byte(`{"subsets":[{"addresses":[`+strings.Join(addrs, ",")+`]}]}`), out)
+	}
 	if strings.Contains(path, "/deployments/") && f.objects[path] {
 		n := f.available
 		if strings.HasSuffix(path, "/deployments/coredns") && f.dns >= 0 {
@@ -88,7 +96,7 @@ func addons(t *testing.T) []kubeplan.Object {
 func kubeGraph(t *testing.T, k steps.Kube) *converge.Graph {
 	t.Helper()
 	g := converge.New()
-	for _, s := range []converge.Step{steps.KubeAPI(k), steps.KubeAddons(k, addons(t), steps.KubeAPIID),
+	for _, s := range []converge.Step{steps.KubeAPI(k, nil), steps.KubeAddons(k, addons(t), steps.KubeAPIID),
 		steps.KubeNodes(k, []string{"w-1"}, steps.KubeAPIID), steps.KubeDNS(k, steps.KubeAddonsID, steps.KubeNodesID),
 		steps.KubeProbe(k, steps.KubeAddonsID, steps.KubeNodesID, steps.KubeDNSID)} {
 		if err := g.Add(s); err != nil {
@@ -165,5 +173,32 @@ func TestKubernetesSteps(t *testing.T) {
 	rec, err = g.Converge(ctx, opt)
 	if err != nil || rec.Counts.Unchanged != 5 || k.applied != applied {
 		t.Errorf("converged cluster: %v, %+v, %d applied again", err, rec.Counts, k.applied-applied)
+	}
+}
+
+// On a cluster of several API servers the API gate waits for every one to
+// be among the kubernetes Service's endpoints, not only for the one the
+// VIP reached.
+func TestKubeAPIEveryServer(t *testing.T) {
+	ctx := context.Background()
+	k := &fakeKube{objects: map[string]bool{}, ready: true, endpoints: []string{"10.59.0.11"}}
+	servers := []steps.APIServer{{Node: "cp-1", Address: "10.59.0.11"}, {Node: "cp-2", Address: "10.59.0.12"}, {Node: "cp-3", Address: "10.59.0.13"}}
+	step := steps.KubeAPI(k, servers)
+	st, err := step.Check(ctx)
+	if err != nil || st.Converged || st.Diff != "API servers not serving yet: cp-2 (10.59.0.12), cp-3 (10.59.0.13)" {
+		t.Errorf("one of three serving: %+v, %v", st, err)
+	}
+	k.endpoints = []string{"10.59.0.13", "10.59.0.11", "10.59.0.12"}
+	if st, err := step.Check(ctx); err != nil || !st.Converged {
+		t.Errorf("all three serving: %+v, %v", st, err)
+	}
+	k.ready = false
+	if st, err := step.Check(ctx); err != nil || st.Converged || !strings.Contains(st.Diff, "not ready") {
+		t.Errorf("the API not ready: %+v, %v", st, err)
+	}
+	// One API server: /readyz through its address is the whole answer.
+	k.ready, k.endpoints = true, nil
+	if st, err := steps.KubeAPI(k, servers[:1]).Check(ctx); err != nil || !st.Converged {
+		t.Errorf("a single API server: %+v, %v", st, err)
 	}
 }
