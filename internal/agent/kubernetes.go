@@ -249,7 +249,7 @@ func (k *kubeRunner) once(ctx context.Context) error {
 	}
 	switch {
 	case len(waiting) > 0:
-		k.setState(fmt.Sprintf("running %s; waiting for certificates: %s", orNone(running), strings.Join(waiting, "; ")))
+		k.setState(fmt.Sprintf("running %s; waiting: %s", orNone(running), strings.Join(waiting, "; ")))
 	default:
 		k.setState("running " + strings.Join(running, ", "))
 	}
