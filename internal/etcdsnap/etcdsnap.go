@@ -171,37 +171,7 @@ func (t *tailHash) ok() bool {
 // ignored. Their digests are computed (a snapshot is not trusted for
 // having a good name).
 func List(dir string) ([]Snapshot, error) {
-	ents, err := os.ReadDir(dir)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, err
-	}
-	var out []Snapshot
-	for _, e := range ents {
-		m := fileRE.FindStringSubmatch(e.Name())
-		if m == nil || !e.Type().IsRegular() {
-			continue
-		}
-		t, err := time.Parse(timeLayout, m[1])
-		if err != nil {
-			continue
-		}
-		f, err := os.Open(filepath.Join(dir, e.Name()))
-		if err != nil {
-			return nil, err
-		}
-		h := sha256.New()
-		n, err := io.Copy(h, f)
-		f.Close()
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, Snapshot{Name: e.Name(), Member: m[2], Taken: t, Bytes: n, SHA256: hex.EncodeToString(h.Sum(nil))})
-	}
-	slices.SortFunc(out, func(a, b Snapshot) int { return b.Taken.Compare(a.Taken) })
-	return out, nil
+	return NewDir(dir).List()
 }
 
 // prune removes all but the newest keep snapshots.
