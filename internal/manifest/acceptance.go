@@ -3,7 +3,9 @@ package manifest
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -45,6 +47,71 @@ type Acceptance struct {
 	// AuditHead is the hub's audit chain head when the record was made;
 	// the seal entry follows it.
 	AuditHead AuditHead `json:"auditHead"`
+	// EtcdSnapshot is the etcd snapshot the record anchors on, for a
+	// cluster that runs etcd; absent otherwise, and in records sealed
+	// before it existed.
+	EtcdSnapshot *AcceptanceEtcdSnapshot `json:"etcdSnapshot,omitempty"`
+}
+
+// AcceptanceEtcdSnapshot is the newest etcd snapshot the hub held when the
+// record was made: its file on the master (name, the member it came from,
+// when, size, SHA-256 of the file), or None saying why none is named (the
+// hub holds none yet). The hub checks, when sealing, that it holds the
+// named file with that digest.
+type AcceptanceEtcdSnapshot struct {
+	Name   string    `json:"name,omitempty"`
+	Member string    `json:"member,omitempty"`
+	Taken  time.Time `json:"taken,omitzero"`
+	Bytes  int64     `json:"bytes,omitempty"`
+	SHA256 string    `json:"sha256,omitempty"`
+	None   string    `json:"none,omitempty"`
+}
+
+// MaxEtcdSnapshotNone bounds AcceptanceEtcdSnapshot.None.
+const MaxEtcdSnapshotNone = 256
+
+// Check says what is wrong with a named snapshot or a note, naming the
+// field: exactly one of the two, each bounded.
+func (s *AcceptanceEtcdSnapshot) Check() error {
+	switch {
+	case s.None != "" && (s.Name != "" || s.Member != "" || !s.Taken.IsZero() || s.Bytes != 0 || s.SHA256 != ""):
+		return fmt.Errorf("etcdSnapshot: both a snapshot and none (%q)", clip(s.None))
+	case s.None != "":
+		if len(s.None) > MaxEtcdSnapshotNone {
+			return fmt.Errorf("etcdSnapshot.none: %d bytes, more than %d", len(s.None), MaxEtcdSnapshotNone)
+		}
+		return nil
+	case s.Name == "" || len(s.Name) > 128 || strings.ContainsAny(s.Name, "/\\\x00"):
+		return fmt.Errorf("etcdSnapshot.name: %q is not a snapshot's file name", clip(s.Name))
+	case s.Member == "" || len(s.Member) > 63:
+		return fmt.Errorf("etcdSnapshot.member: %q is not a member name", clip(s.Member))
+	case s.Taken.IsZero():
+		return errors.New("etcdSnapshot.taken: missing")
+	case s.Bytes <= 0:
+		return fmt.Errorf("etcdSnapshot.bytes: %d", s.Bytes)
+	case !isSHA256(s.SHA256):
+		return fmt.Errorf("etcdSnapshot.sha256: %q is not 64 lowercase hex digits", clip(s.SHA256))
+	}
+	return nil
+}
+
+func isSHA256(s string) bool {
+	if len(s) != 64 {
+		return false
+	}
+	for _, c := range s {
+		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+func clip(s string) string {
+	if len(s) > 80 {
+		return s[:80] + "…"
+	}
+	return s
 }
 
 // AcceptanceCheck is one check's result: passed, failed (with what and
@@ -87,6 +154,11 @@ func ParseAcceptance(raw []byte) (*Acceptance, error) {
 	}
 	if a.Kind != AcceptanceKind || a.Cluster == "" || a.BuildID == "" {
 		return nil, fmt.Errorf("not an acceptance record (kind %q, cluster %q, buildID %q)", a.Kind, a.Cluster, a.BuildID)
+	}
+	if a.EtcdSnapshot != nil {
+		if err := a.EtcdSnapshot.Check(); err != nil {
+			return nil, fmt.Errorf("acceptance record: %w", err)
+		}
 	}
 	return &a, nil
 }
