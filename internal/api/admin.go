@@ -139,6 +139,28 @@ type Sealed struct {
 	RecordSHA256 string `json:"recordSHA256"`
 }
 
+// EtcdSnapshotsRequest lists the etcd snapshots the hub keeps.
+type EtcdSnapshotsRequest struct{}
+
+// EtcdSnapshot is one etcd snapshot the hub keeps on the master's data
+// partition (/data/kubedos/etcd-snapshots): its file name, the member it
+// came from, when, its size and the SHA-256 of the file.
+type EtcdSnapshot struct {
+	Name   string    `json:"name"`
+	Member string    `json:"member"`
+	Taken  time.Time `json:"taken"`
+	Bytes  int64     `json:"bytes"`
+	SHA256 string    `json:"sha256"`
+}
+
+// EtcdSnapshots is what the hub keeps: Kept false when it takes none
+// where it serves (off the master, or a cluster without etcd); the
+// snapshots newest first, at most 100.
+type EtcdSnapshots struct {
+	Kept      bool           `json:"kept"`
+	Snapshots []EtcdSnapshot `json:"snapshots"`
+}
+
 // WindowRequest opens the enrollment window for a while.
 type WindowRequest struct {
 	Seconds int64 `json:"seconds"`
@@ -213,6 +235,7 @@ type AdminServer interface {
 	RetireBuild(context.Context, *RetireBuildRequest) (*RetiredBuild, error)
 	Seal(context.Context, *SealRequest) (*Sealed, error)
 	ConsoleLogin(context.Context, *ConsoleLoginRequest) (*ConsoleLogin, error)
+	EtcdSnapshots(context.Context, *EtcdSnapshotsRequest) (*EtcdSnapshots, error)
 }
 
 // RegisterAdmin serves impl on s.
@@ -234,6 +257,7 @@ func RegisterAdmin(s *grpc.Server, impl AdminServer) {
 			unary(AdminService, "RetireBuild", AdminServer.RetireBuild),
 			unary(AdminService, "Seal", AdminServer.Seal),
 			unary(AdminService, "ConsoleLogin", AdminServer.ConsoleLogin),
+			unary(AdminService, "EtcdSnapshots", AdminServer.EtcdSnapshots),
 		},
 	}, impl)
 }
@@ -286,6 +310,11 @@ func (c *AdminClient) ConsoleLogin(ctx context.Context, role string) (*ConsoleLo
 // Seal appends a signed acceptance record to the hub's audit chain.
 func (c *AdminClient) Seal(ctx context.Context, record, signature []byte) (*Sealed, error) {
 	return invoke[Sealed](ctx, c.cc, "/"+AdminService+"/Seal", &SealRequest{Record: record, Signature: signature})
+}
+
+// EtcdSnapshots lists the etcd snapshots the hub keeps (reader).
+func (c *AdminClient) EtcdSnapshots(ctx context.Context) (*EtcdSnapshots, error) {
+	return invoke[EtcdSnapshots](ctx, c.cc, "/"+AdminService+"/EtcdSnapshots", &EtcdSnapshotsRequest{})
 }
 
 // AuditHead reads the audit chain's head alone (a page from past its end).

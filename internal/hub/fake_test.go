@@ -193,6 +193,8 @@ type env struct {
 	artifact ed25519.PrivateKey
 	// spec lays out the planes (nil: the hub has none).
 	spec *spec.ClusterSpec
+	// etcdSnaps are the etcd snapshots the hub keeps (nil: none).
+	etcdSnaps EtcdSnapshots
 }
 
 var (
@@ -222,7 +224,7 @@ func (e *env) newHub() {
 		pub = e.artifact.Public().(ed25519.PublicKey)
 	}
 	h, err := New(Options{Store: e.store, CA: e.ca, Verifier: e.ver, Policy: e.policy, AllowWindow: e.allowW,
-		CertLifetime: 6 * time.Hour, Now: e.clock.Now, ArtifactKey: pub, Spec: e.spec})
+		CertLifetime: 6 * time.Hour, Now: e.clock.Now, ArtifactKey: pub, Spec: e.spec, EtcdSnapshots: e.etcdSnaps})
 	if err != nil {
 		e.t.Fatal(err)
 	}

@@ -310,6 +310,19 @@ func (a adminService) Seal(ctx context.Context, r *api.SealRequest) (*api.Sealed
 	return &out, err
 }
 
+func (a adminService) EtcdSnapshots(ctx context.Context, _ *api.EtcdSnapshotsRequest) (*api.EtcdSnapshots, error) {
+	out := &api.EtcdSnapshots{Snapshots: []api.EtcdSnapshot{}}
+	err := a.call(ctx, func(p pki.Peer) error {
+		l, err := a.s.hub.EtcdSnapshots(ctx, p)
+		out.Kept = l.Kept
+		for _, s := range l.Snapshots {
+			out.Snapshots = append(out.Snapshots, api.EtcdSnapshot{Name: s.Name, Member: s.Member, Taken: s.Taken, Bytes: s.Bytes, SHA256: s.SHA256})
+		}
+		return err
+	})
+	return out, err
+}
+
 func (a adminService) OpenWindow(ctx context.Context, r *api.WindowRequest) (*api.WindowResponse, error) {
 	var out api.WindowResponse
 	err := a.call(ctx, func(p pki.Peer) error {

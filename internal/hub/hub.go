@@ -115,6 +115,9 @@ type Options struct {
 	AnonBurst int
 	// Kube issues Kubernetes certificates (kubecerts.go); nil: none.
 	Kube *KubeIssuer
+	// EtcdSnapshots are the etcd snapshots this hub keeps (on the master
+	// of a cluster that runs etcd); nil: none.
+	EtcdSnapshots EtcdSnapshots
 }
 
 // Hub is the enrollment gate, node registry and operator actions over a

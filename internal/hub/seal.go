@@ -25,8 +25,9 @@ type Sealed struct {
 
 // Seal appends a cluster's acceptance record to the audit chain as
 // cluster.seal: the record must be signed with the artifact key this hub
-// was given, be of this hub's cluster (when it knows its spec) and anchor
-// on an entry of this hub's own chain. The record itself is not kept: its
+// was given, be of this hub's cluster (when it knows its spec), name an
+// etcd snapshot this hub holds when the cluster runs etcd (checkSealEtcd)
+// and anchor on an entry of this hub's own chain. The record itself is not kept: its
 // sha256 is, in the entry, with the build, the checks and the signer.
 // Admin; bounded (manifest.MaxAcceptanceBytes).
 func (h *Hub) Seal(ctx context.Context, peer pki.Peer, record, sig []byte) (Sealed, error) {
@@ -40,6 +41,10 @@ func (h *Hub) Seal(ctx context.Context, peer pki.Peer, record, sig []byte) (Seal
 	if err != nil {
 		return Sealed{}, errors.Join(err, h.record(peer.Actor(), string(pki.ActionSeal), target, err))
 	}
+	etcd, err := h.checkSealEtcd(a)
+	if err != nil {
+		return Sealed{}, errors.Join(err, h.record(peer.Actor(), string(pki.ActionSeal), a.Cluster, err))
+	}
 	passed := 0
 	for _, c := range a.Checks {
 		if c.Outcome == "passed" {
@@ -50,6 +55,9 @@ func (h *Hub) Seal(ctx context.Context, peer pki.Peer, record, sig []byte) (Seal
 		digest, a.BuildID, a.ManifestSHA256, passed, len(a.Checks))
 	if len(a.Allowed) > 0 {
 		detail += fmt.Sprintf(", accepted without %v", a.Allowed)
+	}
+	if etcd != "" {
+		detail += "; " + etcd
 	}
 	detail += fmt.Sprintf("; anchored on audit entry %d; signed by %s", a.AuditHead.Seq, sign.KeyID(h.opt.ArtifactKey))
 	e, err := h.opt.Store.Seal(AuditEntry{Time: h.now(), Actor: peer.Actor(), Action: string(pki.ActionSeal), Target: a.Cluster,
