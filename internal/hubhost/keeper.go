@@ -297,7 +297,8 @@ func (k *Keeper) parse(b bundle) (Config, error) {
 		return bad("kubeKeys", err)
 	}
 	return Config{Spec: s, Manifest: (*manifest.Manifest)(m), CA: ca, ArtifactKey: k.cfg.ArtifactKey, EKCAs: ekCAs,
-		StatePath: filepath.Join(k.cfg.Dir, FileState), Hosts: b.hosts, Now: k.cfg.Now, Kube: kube}, nil
+		StatePath: filepath.Join(k.cfg.Dir, FileState), Hosts: b.hosts, Now: k.cfg.Now, Kube: kube,
+		EtcdSnapshotDir: k.cfg.EtcdSnapshotDir}, nil
 }
 
 // load reads the installed hub, unsealing the CA key.

@@ -16,7 +16,8 @@ import (
 // etcd snapshots on the master (issue 16): once the hub serves there, it
 // asks an etcd member for a snapshot every EtcdSnapshotEvery and keeps the
 // newest EtcdSnapshotKeep in KeeperConfig.EtcdSnapshotDir, on the master's
-// data partition (docs/kubernetes.md).
+// data partition (docs/kubernetes.md), and answers for them: readers list
+// them, and a sealed acceptance record names one it holds.
 const (
 	EtcdSnapshotEvery = time.Hour
 	EtcdSnapshotKeep  = 24
@@ -64,16 +65,20 @@ func snapshotEtcd(ctx context.Context, etcdCA *pki.CA, members []etcdsnap.Member
 	return etcdsnap.Take(ctx, &http.Client{Transport: tr}, members, dir, EtcdSnapshotKeep, now)
 }
 
+// keepsEtcdSnapshots reports whether a hub of cfg takes and keeps etcd
+// snapshots: given a directory, the etcd CA and a cluster that runs etcd.
+// Such a hub answers for them (hub.Options.EtcdSnapshots).
+func keepsEtcdSnapshots(cfg Config) bool {
+	return cfg.EtcdSnapshotDir != "" && cfg.Kube != nil && cfg.Kube.Etcd != nil && len(etcdMembers(cfg.Spec)) > 0
+}
+
 // serveSnapshots takes the snapshots while ctx (the hub's) lasts, when
 // configured and the cluster runs etcd.
 func (k *Keeper) serveSnapshots(ctx context.Context, h *Hub) {
-	if k.cfg.EtcdSnapshotDir == "" || h.cfg.Kube == nil || h.cfg.Kube.Etcd == nil {
+	if !keepsEtcdSnapshots(h.cfg) {
 		return
 	}
 	members := etcdMembers(h.cfg.Spec)
-	if len(members) == 0 {
-		return
-	}
 	k.wg.Add(1)
 	go func() {
 		defer k.wg.Done()
@@ -85,7 +90,7 @@ func (k *Keeper) serveSnapshots(ctx context.Context, h *Hub) {
 			case <-time.After(wait):
 			}
 			wait = EtcdSnapshotEvery
-			s, err := snapshotEtcd(ctx, h.cfg.Kube.Etcd, members, k.cfg.EtcdSnapshotDir, k.cfg.Now())
+			s, err := snapshotEtcd(ctx, h.cfg.Kube.Etcd, members, h.cfg.EtcdSnapshotDir, k.cfg.Now())
 			if err != nil {
 				k.cfg.Logf("hub: %v", err)
 				continue

@@ -8,12 +8,16 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/kubedos/kubedos/examples"
 	"github.com/kubedos/kubedos/internal/etcdsnap"
+	"github.com/kubedos/kubedos/internal/manifest"
+	"github.com/kubedos/kubedos/internal/pki"
 	"github.com/kubedos/kubedos/internal/pki/pkitest"
 	"github.com/kubedos/kubedos/internal/spec"
 )
@@ -58,5 +62,49 @@ func TestSnapshotEtcd(t *testing.T) {
 	if _, err := snapshotEtcd(context.Background(), other, []etcdsnap.Member{{Name: "cp-1", URL: srv.URL}}, dir, now.Add(time.Minute)); err == nil ||
 		!strings.Contains(err.Error(), "cp-1") {
 		t.Errorf("a client of another CA got a snapshot: %v", err)
+	}
+}
+
+// TestHubAnswersForEtcdSnapshots: a hub given a snapshot directory and the
+// etcd CA of a cluster that runs etcd lists what it keeps there; without
+// the etcd CA (so it takes none) it says it keeps none.
+func TestHubAnswersForEtcdSnapshots(t *testing.T) {
+	s, err := spec.LoadBytes(examples.LocalHA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys := t.TempDir()
+	if _, err := pki.InitKubeKeys(keys, s.Metadata.Name, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	files, err := pki.ReadKubeFiles(keys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kube, err := pki.ParseKubeFiles(files)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	name := "etcd-20261206T150000Z-cp-1.db"
+	if err := os.WriteFile(filepath.Join(dir, name), []byte("snapshot bytes"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	reader := pki.Peer{Name: "rita", Role: pki.RoleReader}
+	for _, tt := range []struct {
+		name string
+		kube *pki.KubeCAs
+		want int
+	}{{"with the etcd CA", kube, 1}, {"without it", nil, 0}} {
+		h, err := Open(context.Background(), Config{Spec: s, Manifest: &manifest.Manifest{Cluster: s.Metadata.Name, BuildID: "b-1"},
+			CA: newTestCA(t, "kubedos CA").CA, StatePath: filepath.Join(t.TempDir(), FileState), Kube: tt.kube, EtcdSnapshotDir: dir})
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := h.EtcdSnapshots(context.Background(), reader)
+		h.Close()
+		if err != nil || got.Kept != (tt.want > 0) || len(got.Snapshots) != tt.want || (tt.want > 0 && got.Snapshots[0].Name != name) {
+			t.Errorf("%s: %+v %v", tt.name, got, err)
+		}
 	}
 }

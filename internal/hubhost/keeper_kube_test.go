@@ -53,9 +53,13 @@ func TestTakeOverSealsKubeKeys(t *testing.T) {
 	if fi, _ := os.Stat(filepath.Join(f.dir, FileKubeKeys)); fi.Mode().Perm() != 0o600 {
 		t.Errorf("%s mode %o", FileKubeKeys, fi.Mode().Perm())
 	}
+	k.cfg.EtcdSnapshotDir = "/data/kubedos/etcd-snapshots"
 	cfg, err := k.load()
 	if err != nil {
 		t.Fatal(err)
+	}
+	if cfg.EtcdSnapshotDir != k.cfg.EtcdSnapshotDir {
+		t.Errorf("the loaded hub keeps etcd snapshots in %q, want the keeper's", cfg.EtcdSnapshotDir)
 	}
 	want, _ := pki.ParseKubeFiles(files)
 	if cfg.Kube == nil || !cfg.Kube.Etcd.Certificate().Equal(want.Etcd.Certificate()) || !bytes.Equal(cfg.Kube.SAPubPEM, want.SAPubPEM) {

@@ -13,6 +13,7 @@ import (
 	"net"
 	"time"
 
+	"github.com/kubedos/kubedos/internal/etcdsnap"
 	"github.com/kubedos/kubedos/internal/hub"
 	"github.com/kubedos/kubedos/internal/manifest"
 	"github.com/kubedos/kubedos/internal/pki"
@@ -42,6 +43,10 @@ type Config struct {
 	// Kube holds the Kubernetes CAs; nil: the hub issues no Kubernetes
 	// certificates.
 	Kube *pki.KubeCAs
+	// EtcdSnapshotDir is where the hub takes and keeps etcd snapshots
+	// (on the master: KeeperConfig.EtcdSnapshotDir; "": none), for a
+	// cluster that runs etcd (keeper_etcd.go).
+	EtcdSnapshotDir string
 }
 
 // Hub is a hub ready to serve: its state is open until Serve returns or
@@ -87,6 +92,10 @@ func Open(ctx context.Context, cfg Config) (*Hub, error) {
 			return nil, err
 		}
 	}
+	var snaps hub.EtcdSnapshots
+	if keepsEtcdSnapshots(cfg) {
+		snaps = etcdsnap.NewDir(cfg.EtcdSnapshotDir)
+	}
 	store, err := hub.Open(cfg.StatePath)
 	if err != nil {
 		return nil, err
@@ -94,7 +103,8 @@ func Open(ctx context.Context, cfg Config) (*Hub, error) {
 	h, err := hub.New(hub.Options{Store: store, CA: cfg.CA, Verifier: hub.AttestVerifier{EKCAs: cfg.EKCAs},
 		Policy: hub.ManifestPolicy{Spec: cfg.Spec, Manifest: cfg.Manifest}, ArtifactKey: cfg.ArtifactKey,
 		AllowWindow: cfg.Spec.Trust.EKPolicy.Mode == spec.EKWindow, CertLifetime: life,
-		RevocationMaxAge: cfg.Spec.Trust.RevocationMaxAgeDuration(), Now: cfg.Now, Spec: cfg.Spec, Kube: kube})
+		RevocationMaxAge: cfg.Spec.Trust.RevocationMaxAgeDuration(), Now: cfg.Now, Spec: cfg.Spec, Kube: kube,
+		EtcdSnapshots: snaps})
 	if err != nil {
 		store.Close()
 		return nil, err
