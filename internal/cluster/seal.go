@@ -47,7 +47,8 @@ type SealResult struct {
 // Seal runs the acceptance gate and, only when it accepts the cluster,
 // makes the acceptance record (the checks, every node's name, role, EK
 // hash and image from the hub, the build's manifest digest, the CA
-// certificates' SHA-256 and the hub's audit chain head), signs it with the
+// certificates' SHA-256, the hub's audit chain head and, for a cluster
+// that runs etcd, the newest etcd snapshot the hub holds), signs it with the
 // artifact key, has the hub append it to its audit chain (cluster.seal)
 // and writes <build>/acceptance.json and acceptance.sig. A cluster the
 // gate refuses gets nothing written and nothing sent: the error wraps
@@ -101,10 +102,16 @@ func Seal(ctx context.Context, cfg SealConfig) (*SealResult, error) {
 	if !audit.ChainOK || audit.Head == nil {
 		return res, fmt.Errorf("%w: the hub's audit chain does not verify: not sealed", errdefs.ErrPrecondition)
 	}
+	cctx, cancel = context.WithTimeout(ctx, cfg.Accept.callTimeout())
+	etcd, err := sealEtcdSnapshot(cctx, hub, cfg.Accept.Spec)
+	cancel()
+	if err != nil {
+		return res, err
+	}
 	rec := &manifest.Acceptance{APIVersion: "kubedos.io/v1alpha1", Kind: manifest.AcceptanceKind, Cluster: acc.Cluster,
 		Time: acc.Started.UTC().Round(0), WallTimeMS: acc.WallTime.Milliseconds(), BuildID: m.BuildID, ManifestSHA256: manifestSum,
 		Checks: acc.Checks, Allowed: acc.Allowed, Nodes: acc.Nodes, CAs: cas,
-		AuditHead: manifest.AuditHead{Seq: audit.Head.Seq, Hash: audit.Head.Hash}}
+		AuditHead: manifest.AuditHead{Seq: audit.Head.Seq, Hash: audit.Head.Hash}, EtcdSnapshot: etcd}
 	raw, err := json.MarshalIndent(rec, "", "  ")
 	if err != nil {
 		return res, err

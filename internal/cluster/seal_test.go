@@ -9,8 +9,11 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
+	"time"
 
+	"github.com/kubedos/kubedos/internal/api"
 	"github.com/kubedos/kubedos/internal/errdefs"
 	"github.com/kubedos/kubedos/internal/manifest"
 	"github.com/kubedos/kubedos/internal/sign"
@@ -149,4 +152,54 @@ func TestSealHubRefuses(t *testing.T) {
 		t.Fatalf("sealed at a hub with another artifact key: %v", err)
 	}
 	noRecord(t, dir)
+}
+
+// TestSealEtcdSnapshot: the record of a cluster that runs etcd names the
+// newest snapshot the hub lists, or says why there is none; a snapshot the
+// hub describes badly seals nothing.
+func TestSealEtcdSnapshot(t *testing.T) {
+	ks := testKeys(t)
+	newer := api.EtcdSnapshot{Name: "etcd-20261206T160000Z-cp-1.db", Member: "cp-1", Taken: time.Date(2026, 12, 6, 16, 0, 0, 0, time.UTC),
+		Bytes: 4096, SHA256: strings.Repeat("ab", 32)}
+	older := api.EtcdSnapshot{Name: "etcd-20261206T150000Z-cp-1.db", Member: "cp-1", Taken: newer.Taken.Add(-time.Hour),
+		Bytes: 4000, SHA256: strings.Repeat("cd", 32)}
+	bad := newer
+	bad.SHA256 = "not a digest"
+	for _, tt := range []struct {
+		name  string
+		snaps *api.EtcdSnapshots
+		want  manifest.AcceptanceEtcdSnapshot
+		fails bool
+	}{
+		{"the hub keeps none", nil, manifest.AcceptanceEtcdSnapshot{None: EtcdSnapshotNotKept}, false},
+		{"none yet", &api.EtcdSnapshots{Kept: true}, manifest.AcceptanceEtcdSnapshot{None: EtcdSnapshotNoneYet}, false},
+		{"the newest of two, listed in any order", &api.EtcdSnapshots{Kept: true, Snapshots: []api.EtcdSnapshot{older, newer}},
+			manifest.AcceptanceEtcdSnapshot{Name: newer.Name, Member: "cp-1", Taken: newer.Taken, Bytes: 4096, SHA256: newer.SHA256}, false},
+		{"a malformed digest", &api.EtcdSnapshots{Kept: true, Snapshots: []api.EtcdSnapshot{bad}}, manifest.AcceptanceEtcdSnapshot{}, true},
+	} {
+		a := newAcceptEnv(t)
+		a.e.Hub.ArtifactKey = ks.SigningPub
+		a.e.Hub.EtcdSnaps = tt.snaps
+		dir, _ := sealBuild(t, a, ks)
+		a.cfg.AllowUnchecked = []string{UncheckedDrill}
+		res, err := Seal(context.Background(), SealConfig{Accept: a.cfg, BuildDir: dir, Keys: ks})
+		if tt.fails {
+			if err == nil || !strings.Contains(err.Error(), "etcdSnapshot.sha256") || a.e.Hub.SealCalls != 0 {
+				t.Errorf("%s: %v, %d seal calls", tt.name, err, a.e.Hub.SealCalls)
+			}
+			noRecord(t, dir)
+			continue
+		}
+		if err != nil {
+			t.Fatalf("%s: %v", tt.name, err)
+		}
+		raw, err := os.ReadFile(res.RecordPath)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rec, err := manifest.ParseAcceptance(raw)
+		if err != nil || rec.EtcdSnapshot == nil || *rec.EtcdSnapshot != tt.want {
+			t.Errorf("%s: the record says %+v (%v), want %+v", tt.name, rec.EtcdSnapshot, err, tt.want)
+		}
+	}
 }

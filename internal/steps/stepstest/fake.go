@@ -35,6 +35,19 @@ type Hub struct {
 	Sealed      [][]byte
 	// SealCalls counts Seal calls, refused or not.
 	SealCalls int
+	// EtcdSnaps is what EtcdSnapshots answers (nil: the hub keeps none).
+	EtcdSnaps *api.EtcdSnapshots
+}
+
+// EtcdSnapshots answers EtcdSnaps.
+func (h *Hub) EtcdSnapshots(context.Context, *api.EtcdSnapshotsRequest) (*api.EtcdSnapshots, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.EtcdSnaps == nil {
+		return &api.EtcdSnapshots{Snapshots: []api.EtcdSnapshot{}}, nil
+	}
+	out := *h.EtcdSnaps
+	return &out, nil
 }
 
 // AuditHeadSeq and AuditHeadHash are the fake hub's audit chain head.
