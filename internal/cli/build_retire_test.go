@@ -35,9 +35,9 @@ func (h *retireHub) ListNodes(context.Context, *api.ListNodesRequest) (*api.List
 	return &api.ListNodesResponse{Nodes: []api.Node{n}}, nil
 }
 
-// serveRetireHub serves h with a hub certificate (the hub's policy) and
+// serveRetireHub serves h (any admin fake) with a hub certificate (the hub's policy) and
 // writes a key directory with the CA and an admin certificate.
-func serveRetireHub(t *testing.T, h *retireHub) (keys, addr string) {
+func serveRetireHub(t *testing.T, h api.AdminServer) (keys, addr string) {
 	t.Helper()
 	ca := pkitest.NewCA(t)
 	keys = pkitest.WriteKeys(t, ca, pki.RoleAdmin)

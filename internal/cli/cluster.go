@@ -88,7 +88,7 @@ func (f *clusterFlags) loadBuild(path string, ev cluster.Events) (cluster.Config
 func newClusterCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{Use: "cluster", Short: "Bring a whole cluster up on the local QEMU target, inspect it, take it down"}
 	cmd.AddCommand(newClusterUpCmd(g, "up"), newClusterStatusCmd(g), newClusterDownCmd(g), newClusterUpgradeCmd(g),
-		newClusterAcceptCmd(g), newClusterSealCmd(g))
+		newClusterAcceptCmd(g), newClusterSealCmd(g), newClusterSnapshotsCmd(g))
 	return cmd
 }
 
