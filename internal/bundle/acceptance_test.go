@@ -84,7 +84,9 @@ func TestAcceptanceRefused(t *testing.T) {
 func TestAcceptanceCarried(t *testing.T) {
 	ks, _ := keys(t)
 	src := fixture(t, ks)
-	raw, sig := sealed(t, src, ks, nil)
+	snap := manifest.AcceptanceEtcdSnapshot{Name: "etcd-20261205T210000Z-cp-1.db", Member: "cp-1", Taken: time.Date(2026, 12, 5, 21, 0, 0, 0, time.UTC),
+		Bytes: 4096, SHA256: strings.Repeat("ab", 32)}
+	raw, sig := sealed(t, src, ks, func(a *manifest.Acceptance) { a.EtcdSnapshot = &snap })
 	out := filepath.Join(t.TempDir(), "b.tar")
 	if _, err := Create(context.Background(), src, out); err != nil {
 		t.Fatal(err)
@@ -98,7 +100,8 @@ func TestAcceptanceCarried(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if x.Acceptance == nil || x.Acceptance.AuditHead.Seq != 9 || x.Acceptance.Nodes[0].EKHash != "ek" {
+	if x.Acceptance == nil || x.Acceptance.AuditHead.Seq != 9 || x.Acceptance.Nodes[0].EKHash != "ek" ||
+		x.Acceptance.EtcdSnapshot == nil || *x.Acceptance.EtcdSnapshot != snap {
 		t.Errorf("verified record %+v", x.Acceptance)
 	}
 	dir := filepath.Join(t.TempDir(), "x")

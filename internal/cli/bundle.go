@@ -4,6 +4,7 @@ import (
 	"crypto/ed25519"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -161,7 +162,14 @@ func newBundleVerifyCmd(g *globals) *cobra.Command {
 		Long: `Read a recovery bundle once and check it whole: its index is signed by the
 trusted artifact key (--keys DIR or --pubkey FILE; never the copy inside the
 bundle), and every member is present, listed, a regular file, of the listed
-size and sha256. Every bad member is named. Exit status: 0 good, 1 refused.`,
+size and sha256. Every bad member is named. Exit status: 0 good, 1 refused.
+
+A sealed build's bundle carries its acceptance record (kubedos cluster seal):
+its own signature is checked too, and its recovery anchors are printed — the
+record's time, nodes and hub audit chain head, and, for a cluster that runs
+etcd, the etcd snapshot it names (file name, member, time, size, SHA-256;
+the file itself stays on the master, kubedos cluster snapshots lists them) or
+the note saying why it names none.`,
 		Example: "  kubedos bundle verify out/local/5d3c4952….bundle.tar --keys keys",
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -227,7 +235,11 @@ func reportBundle(g *globals, file, dir string, x *bundle.Index, err error) erro
 		if x != nil {
 			r["buildID"], r["cluster"], r["files"], r["bytes"], r["images"] = x.BuildID, x.Cluster, len(x.Files), x.Size(), x.Images
 			if a := x.Acceptance; a != nil {
-				r["acceptance"] = map[string]any{"time": a.Time, "auditHead": a.AuditHead, "allowedUnchecked": a.Allowed, "nodes": len(a.Nodes)}
+				acc := map[string]any{"time": a.Time, "auditHead": a.AuditHead, "allowedUnchecked": a.Allowed, "nodes": len(a.Nodes)}
+				if a.EtcdSnapshot != nil {
+					acc["etcdSnapshot"] = a.EtcdSnapshot
+				}
+				r["acceptance"] = acc
 			}
 		}
 		if dir != "" && err == nil {
@@ -241,8 +253,7 @@ func reportBundle(g *globals, file, dir string, x *bundle.Index, err error) erro
 	} else {
 		fmt.Fprintf(g.stdout, "%s: verified: build %s of cluster %s, %d files, %d MiB, signed by %s\n", file, x.BuildID, x.Cluster, len(x.Files), x.Size()>>20, x.SigningKey)
 		if a := x.Acceptance; a != nil {
-			fmt.Fprintf(g.stdout, "recovery anchors: the cluster's acceptance record of %s (signed; %d nodes; hub audit chain at entry %d, %s)\n",
-				a.Time.Format(time.RFC3339), len(a.Nodes), a.AuditHead.Seq, a.AuditHead.Hash)
+			printAnchors(g.stdout, a)
 		}
 		if dir != "" {
 			spec, repo, bins := bundle.RebuildPaths(dir)
@@ -253,4 +264,20 @@ func reportBundle(g *globals, file, dir string, x *bundle.Index, err error) erro
 		return exitError{1}
 	}
 	return nil
+}
+
+// printAnchors says what a bundle's acceptance record anchors the cluster
+// on: the record itself and, for a cluster that runs etcd, the snapshot
+// it names (kept on the master, not in the bundle) or why none.
+func printAnchors(w io.Writer, a *manifest.Acceptance) {
+	fmt.Fprintf(w, "recovery anchors: the cluster's acceptance record of %s (signed; %d nodes; hub audit chain at entry %d, %s)\n",
+		a.Time.Format(time.RFC3339), len(a.Nodes), a.AuditHead.Seq, a.AuditHead.Hash)
+	switch s := a.EtcdSnapshot; {
+	case s == nil:
+	case s.None != "":
+		fmt.Fprintf(w, "  etcd snapshot: none named (%s)\n", s.None)
+	default:
+		fmt.Fprintf(w, "  etcd snapshot: %s from member %s, taken %s, %d bytes, sha256 %s (kept by the hub on the master, not in the bundle)\n",
+			s.Name, s.Member, s.Taken.UTC().Format(time.RFC3339), s.Bytes, s.SHA256)
+	}
 }
