@@ -194,11 +194,15 @@ cluster is accepted, make its acceptance record and seal it:
               EK hash and image from the hub, the build's manifest digest, the
               SHA-256 of the CA certificates (cluster; Kubernetes, etcd and
               front-proxy when the key directory has them), the hub's audit
-              chain head and the gate's wall time
+              chain head and the gate's wall time; with Kubernetes, the
+              newest etcd snapshot the hub holds (file, member, time, size,
+              SHA-256: kubedos cluster snapshots lists them), or a note that
+              it holds none yet
   signature   the artifact key's detached signature, as for manifests
-  hub         the hub checks the signature against its artifact key and
-              appends the record's digest to its audit chain (cluster.seal;
-              admin only)
+  hub         the hub checks the signature against its artifact key and that
+              it holds the named etcd snapshot with that digest, and appends
+              the record's digest to its audit chain (cluster.seal; admin
+              only)
   files       <build>/acceptance.json and acceptance.sig, which kubedos
               bundle create then carries as the bundle's recovery anchors
 
@@ -244,6 +248,13 @@ A gate that does not accept the cluster writes nothing and sends nothing (exit
 				}
 				if res.Sealed != nil {
 					fmt.Fprintf(g.stdout, "sealed at the hub: audit entry %d (%s), record sha256:%s\n", res.Sealed.Seq, res.Sealed.Hash, res.Sealed.RecordSHA256)
+				}
+				if res.Record != nil && res.Record.EtcdSnapshot != nil {
+					if s := res.Record.EtcdSnapshot; s.None != "" {
+						fmt.Fprintf(g.stdout, "etcd snapshot: none named (%s)\n", s.None)
+					} else {
+						fmt.Fprintf(g.stdout, "etcd snapshot: %s (member %s, %d bytes, sha256 %s)\n", s.Name, s.Member, s.Bytes, s.SHA256)
+					}
 				}
 				if res.RecordPath != "" {
 					fmt.Fprintf(g.stdout, "wrote %s and %s\n", res.RecordPath, res.SigPath)
