@@ -144,13 +144,15 @@ type EtcdSnapshotsRequest struct{}
 
 // EtcdSnapshot is one etcd snapshot the hub keeps on the master's data
 // partition (/data/kubedos/etcd-snapshots): its file name, the member it
-// came from, when, its size and the SHA-256 of the file.
+// came from, when, its size, the SHA-256 of the file and the etcd
+// revision it holds (0: unknown).
 type EtcdSnapshot struct {
-	Name   string    `json:"name"`
-	Member string    `json:"member"`
-	Taken  time.Time `json:"taken"`
-	Bytes  int64     `json:"bytes"`
-	SHA256 string    `json:"sha256"`
+	Name     string    `json:"name"`
+	Member   string    `json:"member"`
+	Taken    time.Time `json:"taken"`
+	Bytes    int64     `json:"bytes"`
+	SHA256   string    `json:"sha256"`
+	Revision int64     `json:"revision,omitempty"`
 }
 
 // EtcdSnapshots is what the hub keeps: Kept false when it takes none

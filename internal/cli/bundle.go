@@ -277,7 +277,11 @@ func printAnchors(w io.Writer, a *manifest.Acceptance) {
 	case s.None != "":
 		fmt.Fprintf(w, "  etcd snapshot: none named (%s)\n", s.None)
 	default:
-		fmt.Fprintf(w, "  etcd snapshot: %s from member %s, taken %s, %d bytes, sha256 %s (kept by the hub on the master, not in the bundle)\n",
-			s.Name, s.Member, s.Taken.UTC().Format(time.RFC3339), s.Bytes, s.SHA256)
+		rev := ""
+		if s.Revision > 0 {
+			rev = fmt.Sprintf(", etcd revision %d", s.Revision)
+		}
+		fmt.Fprintf(w, "  etcd snapshot: %s from member %s, taken %s, %d bytes%s, sha256 %s (kept by the hub on the master, not in the bundle)\n",
+			s.Name, s.Member, s.Taken.UTC().Format(time.RFC3339), s.Bytes, rev, s.SHA256)
 	}
 }

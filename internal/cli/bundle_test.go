@@ -39,8 +39,8 @@ func TestPrintAnchors(t *testing.T) {
 	}{
 		{nil, nil},
 		{&manifest.AcceptanceEtcdSnapshot{None: "no etcd snapshot yet: soon"}, []string{"etcd snapshot: none named (no etcd snapshot yet: soon)"}},
-		{&manifest.AcceptanceEtcdSnapshot{Name: "etcd-20261206T160000Z-cp-1.db", Member: "cp-1", Taken: time.Date(2026, 12, 6, 16, 0, 0, 0, time.UTC), Bytes: 4096, SHA256: sum},
-			[]string{"etcd-20261206T160000Z-cp-1.db from member cp-1", "taken 2026-12-06T16:00:00Z", "4096 bytes", "sha256 " + sum}},
+		{&manifest.AcceptanceEtcdSnapshot{Name: "etcd-20261206T160000Z-cp-1.db", Member: "cp-1", Taken: time.Date(2026, 12, 6, 16, 0, 0, 0, time.UTC), Bytes: 4096, SHA256: sum, Revision: 51},
+			[]string{"etcd-20261206T160000Z-cp-1.db from member cp-1", "taken 2026-12-06T16:00:00Z", "4096 bytes, etcd revision 51", "sha256 " + sum}},
 	} {
 		a.EtcdSnapshot = tt.snap
 		var b strings.Builder

@@ -32,6 +32,7 @@ Each line is one file:
   MEMBER   the etcd member that streamed it
   TAKEN    when (RFC 3339, UTC; to the second)
   SIZE     its size (MiB; bytes with -o json)
+  REVISION the etcd revision it holds, read from the file ("-": unknown)
   SHA256   the SHA-256 of the whole file, as the hub reads it (the digest a
            sealed acceptance record names)
 
@@ -46,7 +47,7 @@ boots the cluster, or a cluster without etcd) says so; one that has taken
 none yet says that. Both exit 0.
 
 With -o json: {"kept": bool, "snapshots": [{"name", "member", "taken",
-"bytes", "sha256"}]}.
+"bytes", "sha256", "revision"}]} ("revision" left out when unknown).
 
 Exit status: 0 answered; 1 the hub did not answer or refused the
 certificate. Copying a snapshot off the master and restoring etcd from one
@@ -71,9 +72,13 @@ are not provided yet (docs/kubernetes.md).`,
 				return err
 			}
 			tw := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "NAME\tMEMBER\tTAKEN\tSIZE\tSHA256")
+			fmt.Fprintln(tw, "NAME\tMEMBER\tTAKEN\tSIZE\tREVISION\tSHA256")
 			for _, s := range l.Snapshots {
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%.1f MiB\t%s\n", s.Name, s.Member, s.Taken.UTC().Format(time.RFC3339), float64(s.Bytes)/(1<<20), s.SHA256)
+				rev := "-"
+				if s.Revision > 0 {
+					rev = fmt.Sprint(s.Revision)
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%.1f MiB\t%s\t%s\n", s.Name, s.Member, s.Taken.UTC().Format(time.RFC3339), float64(s.Bytes)/(1<<20), rev, s.SHA256)
 			}
 			return tw.Flush()
 		}),

@@ -26,14 +26,14 @@ func (h *snapHub) EtcdSnapshots(context.Context, *api.EtcdSnapshotsRequest) (*ap
 func TestClusterSnapshots(t *testing.T) {
 	sum := strings.Repeat("ab", 32)
 	h := &snapHub{snaps: api.EtcdSnapshots{Kept: true, Snapshots: []api.EtcdSnapshot{
-		{Name: "etcd-20261206T160000Z-cp-2.db", Member: "cp-2", Taken: time.Date(2026, 12, 6, 16, 0, 0, 0, time.UTC), Bytes: 3 << 20, SHA256: sum},
+		{Name: "etcd-20261206T160000Z-cp-2.db", Member: "cp-2", Taken: time.Date(2026, 12, 6, 16, 0, 0, 0, time.UTC), Bytes: 3 << 20, SHA256: sum, Revision: 51},
 		{Name: "etcd-20261206T150000Z-cp-1.db", Member: "cp-1", Taken: time.Date(2026, 12, 6, 15, 0, 0, 0, time.UTC), Bytes: 1 << 19, SHA256: sum}}}}
 	keys, addr := serveRetireHub(t, h)
 	flags := []string{"cluster", "snapshots", "--hub", addr, "--keys", keys}
 	code, out, errs := run(t, flags...)
 	lines := strings.Split(strings.TrimSpace(out), "\n")
 	if code != 0 || len(lines) != 3 || !strings.HasPrefix(lines[1], "etcd-20261206T160000Z-cp-2.db") ||
-		!strings.Contains(lines[1], "2026-12-06T16:00:00Z") || !strings.Contains(lines[1], "3.0 MiB") || !strings.Contains(lines[1], sum) ||
+		!strings.Contains(lines[1], "2026-12-06T16:00:00Z") || !strings.Contains(lines[1], "3.0 MiB") || !strings.Contains(lines[1], " 51 ") || !strings.Contains(lines[2], " - ") || !strings.Contains(lines[1], sum) ||
 		!strings.Contains(lines[2], "0.5 MiB") {
 		t.Fatalf("exit %d\n%s%s", code, out, errs)
 	}

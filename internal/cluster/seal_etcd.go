@@ -56,7 +56,8 @@ func sealEtcdSnapshot(ctx context.Context, hub *api.AdminClient, s *spec.Cluster
 				n = c
 			}
 		}
-		out = &manifest.AcceptanceEtcdSnapshot{Name: n.Name, Member: n.Member, Taken: n.Taken.UTC(), Bytes: n.Bytes, SHA256: n.SHA256}
+		out = &manifest.AcceptanceEtcdSnapshot{Name: n.Name, Member: n.Member, Taken: n.Taken.UTC(), Bytes: n.Bytes, SHA256: n.SHA256,
+			Revision: n.Revision}
 	}
 	if err := out.Check(); err != nil {
 		return nil, fmt.Errorf("%w: the hub's newest etcd snapshot: %w", errdefs.ErrInvalid, err)

@@ -160,7 +160,7 @@ func TestSealHubRefuses(t *testing.T) {
 func TestSealEtcdSnapshot(t *testing.T) {
 	ks := testKeys(t)
 	newer := api.EtcdSnapshot{Name: "etcd-20261206T160000Z-cp-1.db", Member: "cp-1", Taken: time.Date(2026, 12, 6, 16, 0, 0, 0, time.UTC),
-		Bytes: 4096, SHA256: strings.Repeat("ab", 32)}
+		Bytes: 4096, SHA256: strings.Repeat("ab", 32), Revision: 51}
 	older := api.EtcdSnapshot{Name: "etcd-20261206T150000Z-cp-1.db", Member: "cp-1", Taken: newer.Taken.Add(-time.Hour),
 		Bytes: 4000, SHA256: strings.Repeat("cd", 32)}
 	bad := newer
@@ -174,7 +174,7 @@ func TestSealEtcdSnapshot(t *testing.T) {
 		{"the hub keeps none", nil, manifest.AcceptanceEtcdSnapshot{None: EtcdSnapshotNotKept}, false},
 		{"none yet", &api.EtcdSnapshots{Kept: true}, manifest.AcceptanceEtcdSnapshot{None: EtcdSnapshotNoneYet}, false},
 		{"the newest of two, listed in any order", &api.EtcdSnapshots{Kept: true, Snapshots: []api.EtcdSnapshot{older, newer}},
-			manifest.AcceptanceEtcdSnapshot{Name: newer.Name, Member: "cp-1", Taken: newer.Taken, Bytes: 4096, SHA256: newer.SHA256}, false},
+			manifest.AcceptanceEtcdSnapshot{Name: newer.Name, Member: "cp-1", Taken: newer.Taken, Bytes: 4096, SHA256: newer.SHA256, Revision: 51}, false},
 		{"a malformed digest", &api.EtcdSnapshots{Kept: true, Snapshots: []api.EtcdSnapshot{bad}}, manifest.AcceptanceEtcdSnapshot{}, true},
 	} {
 		a := newAcceptEnv(t)

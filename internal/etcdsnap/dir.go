@@ -35,6 +35,7 @@ type fileSum struct {
 	size int64
 	mod  time.Time
 	sha  string
+	rev  int64
 }
 
 // NewDir is the snapshots kept in path (which need not exist yet).
@@ -73,7 +74,7 @@ func (d *Dir) List() ([]Snapshot, error) {
 		}
 		seen[s.Name] = true
 		if c, ok := d.sums[s.Name]; ok && c.size == fi.Size() && c.mod.Equal(fi.ModTime()) {
-			s.Bytes, s.SHA256 = c.size, c.sha
+			s.Bytes, s.SHA256, s.Revision = c.size, c.sha, c.rev
 			out = append(out, s)
 			continue
 		}
@@ -130,8 +131,8 @@ func (d *Dir) hash(s Snapshot) (Snapshot, error) {
 	if n > MaxBytes {
 		return Snapshot{}, fmt.Errorf("%s: larger than %d bytes", p, int64(MaxBytes))
 	}
-	s.Bytes, s.SHA256 = n, hex.EncodeToString(h.Sum(nil))
-	d.sums[s.Name] = fileSum{size: n, mod: fi.ModTime(), sha: s.SHA256}
+	s.Bytes, s.SHA256, s.Revision = n, hex.EncodeToString(h.Sum(nil)), Revision(p)
+	d.sums[s.Name] = fileSum{size: n, mod: fi.ModTime(), sha: s.SHA256, rev: s.Revision}
 	return s, nil
 }
 

@@ -77,6 +77,19 @@ func TestDir(t *testing.T) {
 	if _, err := d.Check("etcd-20261206T170000Z-cp-3.db"); err == nil {
 		t.Error("a link was checked as a snapshot")
 	}
+	// Files that are not etcd's bbolt: revision unknown, and left as they
+	// are (bbolt would initialise an empty file it could write).
+	for _, name := range []string{newer, "etcd-20261206T180000Z-cp-1.db"} {
+		b, _ := os.ReadFile(filepath.Join(d.Path(), name))
+		write(name, b, mod.Add(time.Minute))
+	}
+	got, _ = d.List()
+	if fi, err := os.Stat(filepath.Join(d.Path(), "etcd-20261206T180000Z-cp-1.db")); err != nil || fi.Size() != 0 || got[0].Revision != 0 || got[1].Revision != 0 {
+		t.Errorf("an empty and a foreign file: %+v, %v %v", got, fi, err)
+	}
+	if err := os.Remove(filepath.Join(d.Path(), "etcd-20261206T180000Z-cp-1.db")); err != nil {
+		t.Fatal(err)
+	}
 	if err := os.Remove(filepath.Join(d.Path(), older)); err != nil {
 		t.Fatal(err)
 	}

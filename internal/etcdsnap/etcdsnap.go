@@ -39,6 +39,8 @@ type Snapshot struct {
 	Taken  time.Time `json:"taken"`
 	Bytes  int64     `json:"bytes"`
 	SHA256 string    `json:"sha256"`
+	// Revision is the etcd revision it holds (0: unknown; Revision).
+	Revision int64 `json:"revision,omitempty"`
 }
 
 // fileRE is a kept snapshot's name: etcd-<UTC time>-<member>.db.
@@ -142,7 +144,8 @@ func takeFrom(ctx context.Context, cl *http.Client, m Member, dir string, now ti
 	if err != nil {
 		return nil, err
 	}
-	return &Snapshot{Name: name, Member: m.Name, Taken: now.UTC().Truncate(time.Second), Bytes: size, SHA256: hex.EncodeToString(sum.Sum(nil))}, nil
+	return &Snapshot{Name: name, Member: m.Name, Taken: now.UTC().Truncate(time.Second), Bytes: size, SHA256: hex.EncodeToString(sum.Sum(nil)),
+		Revision: Revision(filepath.Join(dir, name))}, nil
 }
 
 // tailHash hashes everything but the last 32 bytes written, and keeps

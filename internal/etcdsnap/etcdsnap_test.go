@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/base64"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -134,12 +135,20 @@ func TestTakeFromEtcd(t *testing.T) {
 	if !up {
 		t.Fatalf("etcd never healthy:\n%s", log.String())
 	}
+	var put struct {
+		Header struct {
+			Revision int64 `json:"revision,string"`
+		} `json:"header"`
+	}
 	for i := range 50 {
 		body := fmt.Sprintf(`{"key":"%s","value":"%s"}`, base64.StdEncoding.EncodeToString(fmt.Appendf(nil, "/k/%d", i)),
 			base64.StdEncoding.EncodeToString([]byte(strings.Repeat("v", 1000))))
 		r, err := http.Post(client+"/v3/kv/put", "application/json", strings.NewReader(body))
 		if err != nil || r.StatusCode != http.StatusOK {
 			t.Fatalf("put: %v %v", err, r)
+		}
+		if err := json.NewDecoder(r.Body).Decode(&put); err != nil {
+			t.Fatal(err)
 		}
 		r.Body.Close()
 	}
@@ -154,5 +163,12 @@ func TestTakeFromEtcd(t *testing.T) {
 	if fi, err := os.Stat(filepath.Join(dir, s.Name)); err != nil || fi.Size() != s.Bytes || fi.Mode().Perm() != 0o600 {
 		t.Errorf("kept %v %v", fi, err)
 	}
-	t.Logf("snapshot %s: %d bytes, sha256 %s", s.Name, s.Bytes, s.SHA256)
+	// The revision read from the file is the last write's, as etcd said.
+	if s.Revision != put.Header.Revision || put.Header.Revision < 50 {
+		t.Errorf("snapshot at revision %d, the last put's was %d", s.Revision, put.Header.Revision)
+	}
+	if l, err := List(dir); err != nil || len(l) != 1 || l[0].Revision != s.Revision {
+		t.Errorf("listed %+v %v, want revision %d", l, err, s.Revision)
+	}
+	t.Logf("snapshot %s: %d bytes, sha256 %s, revision %d", s.Name, s.Bytes, s.SHA256, s.Revision)
 }

@@ -101,6 +101,8 @@ func (h *Hub) checkSealEtcd(a *manifest.Acceptance) (string, error) {
 		return "", failf(ErrInvalid, "acceptance record names etcd snapshot %s of %d bytes; this hub's is %d", s.Name, s.Bytes, got.Bytes)
 	case got.Member != s.Member:
 		return "", failf(ErrInvalid, "acceptance record names etcd snapshot %s from member %q; its name says %s", s.Name, clip(s.Member), got.Member)
+	case s.Revision != 0 && got.Revision != s.Revision:
+		return "", failf(ErrInvalid, "acceptance record names etcd snapshot %s at revision %d; the file holds %d", s.Name, s.Revision, got.Revision)
 	case !got.Taken.Equal(s.Taken):
 		return "", failf(ErrInvalid, "acceptance record names etcd snapshot %s taken %s; its name says %s", s.Name,
 			s.Taken.UTC().Format("2006-01-02T15:04:05Z"), got.Taken.Format("2006-01-02T15:04:05Z"))

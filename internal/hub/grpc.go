@@ -316,7 +316,8 @@ func (a adminService) EtcdSnapshots(ctx context.Context, _ *api.EtcdSnapshotsReq
 		l, err := a.s.hub.EtcdSnapshots(ctx, p)
 		out.Kept = l.Kept
 		for _, s := range l.Snapshots {
-			out.Snapshots = append(out.Snapshots, api.EtcdSnapshot{Name: s.Name, Member: s.Member, Taken: s.Taken, Bytes: s.Bytes, SHA256: s.SHA256})
+			out.Snapshots = append(out.Snapshots, api.EtcdSnapshot{Name: s.Name, Member: s.Member, Taken: s.Taken, Bytes: s.Bytes, SHA256: s.SHA256,
+				Revision: s.Revision})
 		}
 		return err
 	})

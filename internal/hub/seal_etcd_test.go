@@ -80,6 +80,7 @@ func TestSealEtcdSnapshotRefusals(t *testing.T) {
 		{"a wrong size", with(func(s *manifest.AcceptanceEtcdSnapshot) { s.Bytes++ }), "bytes"},
 		{"another member", with(func(s *manifest.AcceptanceEtcdSnapshot) { s.Member = "cp-2" }), "member"},
 		{"another time", with(func(s *manifest.AcceptanceEtcdSnapshot) { s.Taken = s.Taken.Add(time.Hour) }), "taken"},
+		{"another revision", with(func(s *manifest.AcceptanceEtcdSnapshot) { s.Revision = 7 }), "revision 7"},
 		{"a path out of the directory", with(func(s *manifest.AcceptanceEtcdSnapshot) { s.Name = "../hub.db" }), "etcdSnapshot.name"},
 		{"another file of the directory", with(func(s *manifest.AcceptanceEtcdSnapshot) { s.Name = "hub.db" }), "not a snapshot name"},
 		{"none while the hub holds one", with(func(s *manifest.AcceptanceEtcdSnapshot) {

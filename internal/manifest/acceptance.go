@@ -55,16 +55,17 @@ type Acceptance struct {
 
 // AcceptanceEtcdSnapshot is the newest etcd snapshot the hub held when the
 // record was made: its file on the master (name, the member it came from,
-// when, size, SHA-256 of the file), or None saying why none is named (the
-// hub holds none yet). The hub checks, when sealing, that it holds the
-// named file with that digest.
+// when, size, SHA-256 of the file, and the etcd revision it holds when
+// known), or None saying why none is named (the hub holds none yet). The
+// hub checks, when sealing, that it holds the named file with that digest.
 type AcceptanceEtcdSnapshot struct {
-	Name   string    `json:"name,omitempty"`
-	Member string    `json:"member,omitempty"`
-	Taken  time.Time `json:"taken,omitzero"`
-	Bytes  int64     `json:"bytes,omitempty"`
-	SHA256 string    `json:"sha256,omitempty"`
-	None   string    `json:"none,omitempty"`
+	Name     string    `json:"name,omitempty"`
+	Member   string    `json:"member,omitempty"`
+	Taken    time.Time `json:"taken,omitzero"`
+	Bytes    int64     `json:"bytes,omitempty"`
+	SHA256   string    `json:"sha256,omitempty"`
+	Revision int64     `json:"revision,omitempty"`
+	None     string    `json:"none,omitempty"`
 }
 
 // MaxEtcdSnapshotNone bounds AcceptanceEtcdSnapshot.None.
@@ -74,7 +75,7 @@ const MaxEtcdSnapshotNone = 256
 // field: exactly one of the two, each bounded.
 func (s *AcceptanceEtcdSnapshot) Check() error {
 	switch {
-	case s.None != "" && (s.Name != "" || s.Member != "" || !s.Taken.IsZero() || s.Bytes != 0 || s.SHA256 != ""):
+	case s.None != "" && (s.Name != "" || s.Member != "" || !s.Taken.IsZero() || s.Bytes != 0 || s.SHA256 != "" || s.Revision != 0):
 		return fmt.Errorf("etcdSnapshot: both a snapshot and none (%q)", clip(s.None))
 	case s.None != "":
 		if len(s.None) > MaxEtcdSnapshotNone {
@@ -89,6 +90,8 @@ func (s *AcceptanceEtcdSnapshot) Check() error {
 		return errors.New("etcdSnapshot.taken: missing")
 	case s.Bytes <= 0:
 		return fmt.Errorf("etcdSnapshot.bytes: %d", s.Bytes)
+	case s.Revision < 0:
+		return fmt.Errorf("etcdSnapshot.revision: %d", s.Revision)
 	case !isSHA256(s.SHA256):
 		return fmt.Errorf("etcdSnapshot.sha256: %q is not 64 lowercase hex digits", clip(s.SHA256))
 	}

@@ -44,6 +44,9 @@ func TestParseAcceptanceEtcdSnapshot(t *testing.T) {
 	if err != nil || a.EtcdSnapshot == nil || a.EtcdSnapshot.Name != "etcd-20261206T150000Z-cp-1.db" || a.EtcdSnapshot.Bytes != 4096 || a.EtcdSnapshot.SHA256 != sum {
 		t.Fatalf("a named snapshot: %+v %v", a, err)
 	}
+	if a, err := ParseAcceptance(with(strings.Replace(named, `"member"`, `"revision":51,"member"`, 1))); err != nil || a.EtcdSnapshot.Revision != 51 {
+		t.Fatalf("a named snapshot: %+v %v", a, err)
+	}
 	if a, err := ParseAcceptance(with(`{"none":"the hub holds no etcd snapshot yet"}`)); err != nil || a.EtcdSnapshot.None == "" {
 		t.Fatalf("a note: %+v %v", a, err)
 	}
@@ -57,7 +60,8 @@ func TestParseAcceptanceEtcdSnapshot(t *testing.T) {
 		{"a short digest", strings.Replace(named, sum, "0a0a", 1), "etcdSnapshot.sha256"},
 		{"an upper-case digest", strings.Replace(named, sum, strings.ToUpper(sum), 1), "etcdSnapshot.sha256"},
 		{"a long note", `{"none":"` + strings.Repeat("x", MaxEtcdSnapshotNone+1) + `"}`, "etcdSnapshot.none"},
-		{"an unknown field", strings.Replace(named, `"member"`, `"revision":7,"member"`, 1), "unknown field"},
+		{"a negative revision", strings.Replace(named, `"member"`, `"revision":-1,"member"`, 1), "etcdSnapshot.revision"},
+		{"an unknown field", strings.Replace(named, `"member"`, `"rev":7,"member"`, 1), "unknown field"},
 	} {
 		if _, err := ParseAcceptance(with(tt.snap)); err == nil || !strings.Contains(err.Error(), tt.want) {
 			t.Errorf("%s: %v, want %q", tt.name, err, tt.want)
