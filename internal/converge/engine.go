@@ -206,7 +206,8 @@ func (g *Graph) attempt(ctx context.Context, opt *Options, timeout time.Duration
 	case s.Apply == nil:
 		return fmt.Errorf("%w: %s", ErrDrift, firstLine(st.Diff))
 	case s.Destructive != "" && !allowed(opt.AllowDestructive, s.Destructive):
-		return fmt.Errorf("%w: applying it is destructive; the spec must opt in (destructive.%s)", ErrDestructive, s.Destructive)
+		// Named with the diff's first line: what it would destroy.
+		return fmt.Errorf("%w: %s: applying it is destructive; the spec must opt in (destructive.%s)", ErrDestructive, firstLine(st.Diff), s.Destructive)
 	}
 	if err := run(ctx, opt.Clock, timeout, s.Apply); err != nil {
 		return fmt.Errorf("apply: %w", err)

@@ -155,7 +155,9 @@ func TestConvergeOutcomes(t *testing.T) {
 				Apply: func(context.Context) error { panic("must not apply") }}},
 			want:    map[string]Outcome{"wipe": OutcomeFailed},
 			wantErr: ErrStepsFailed,
-			errHas:  map[string]string{"wipe": "destructive.wipeDisks"},
+			// The error names what it would destroy (the diff's first
+			// line) and the opt-in.
+			errHas: map[string]string{"wipe": "-off …: applying it is destructive; the spec must opt in (destructive.wipeDisks)"},
 		},
 		{
 			name:  "destructive step with the opt-in",
