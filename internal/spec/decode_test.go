@@ -190,3 +190,35 @@ func TestDestroyVMsStrict(t *testing.T) {
 		}
 	}
 }
+
+// destructive.removeEtcdMembers is off unless written, and only under
+// that name: removing an etcd member cannot be undone.
+func TestRemoveEtcdMembersStrict(t *testing.T) {
+	for _, ex := range [][]byte{examples.Local, examples.Reference, examples.LocalHA} {
+		s, err := LoadBytes(ex)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if s.Destructive.RemoveEtcdMembers {
+			t.Error("an example spec opts in to removing etcd members")
+		}
+	}
+	doc, err := Parse([]byte("destructive:\n  removeEtcdMembers: true\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := doc.Spec.Destructive; !d.RemoveEtcdMembers || d.DestroyVMs || d.RecreateVMs || d.WipeDisks {
+		t.Errorf("removeEtcdMembers: true decoded as %+v", d)
+	}
+	for in, want := range map[string]string{
+		"destructive:\n  removeEtcdMember: true\n": `unknown field "removeEtcdMember"`,
+		"destructive:\n  removeEtcdMembers: yes\n": "true or false",
+		"destructive:\n  removeEtcdMembers: all\n": "true or false",
+	} {
+		_, err := Parse([]byte(in))
+		var ps Problems
+		if !errors.As(err, &ps) || len(ps) != 1 || !strings.HasPrefix(ps[0].Path, "destructive.removeEtcdMember") || !strings.Contains(ps[0].Message, want) {
+			t.Errorf("%q: %v, want one problem at destructive.removeEtcdMember… saying %q", in, err, want)
+		}
+	}
+}

@@ -288,6 +288,10 @@ type Destructive struct {
 	// DestroyVMs lets cluster down on proxmox destroy the VMs (disks, EFI
 	// variables, TPM state: the nodes' identities) instead of stopping them.
 	DestroyVMs bool `yaml:"destroyVMs" json:"destroyVMs"`
+	// RemoveEtcdMembers lets convergence remove a member etcd lists that
+	// the spec no longer has (its data is gone from the cluster for good),
+	// and only while enough of the others stay healthy for their quorum.
+	RemoveEtcdMembers bool `yaml:"removeEtcdMembers" json:"removeEtcdMembers"`
 }
 
 // RoleNodeConfig is what kubedosd's NodeConfig document holds for a role's
