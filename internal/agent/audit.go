@@ -109,6 +109,9 @@ func targetOf(req any) string {
 			return "config (dry run)"
 		}
 		return "config"
+	case *api.EtcdRemoveMemberRequest:
+		// The caller's words, bounded: the audit records refused calls too.
+		return fmt.Sprintf("etcd member %q (%q)", clipString(r.Name), clipString(r.ID))
 	}
 	return ""
 }

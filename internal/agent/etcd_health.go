@@ -91,3 +91,12 @@ func etcdHealth(k *kubeRunner) func(context.Context) EtcdHealth {
 	}
 	return k.EtcdHealth
 }
+
+// etcdMembership is k as the node API's EtcdMembership, nil without a
+// Kubernetes runner (a typed nil would look like one).
+func etcdMembership(k *kubeRunner) EtcdMembership {
+	if k == nil {
+		return nil
+	}
+	return k
+}

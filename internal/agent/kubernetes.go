@@ -72,6 +72,8 @@ type kubeRunner struct {
 	// etcdClientURL is another member's client URL (nil: its peer
 	// address on the client port); tests point it at their servers.
 	etcdClientURL func(kubeplan.EtcdMember) string
+	// etcdLocal is the local member's client URL ("": etcdLocalURL).
+	etcdLocal string
 
 	mu       sync.Mutex
 	state    string

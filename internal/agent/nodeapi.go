@@ -42,26 +42,28 @@ var (
 )
 
 // nodeAPIActions is who may call what: each method's pki action. Readers
-// read; operators restart services and apply configuration; admins reboot
-// and shut down. A method missing here is refused to everyone (a test
+// read (the etcd member list too); operators restart services and apply
+// configuration; admins reboot, shut down and remove etcd members. A method missing here is refused to everyone (a test
 // checks every method of api.NodeService is listed).
 var nodeAPIActions = map[string]pki.Action{
-	"Version":        pki.ActionRead,
-	"Health":         pki.ActionRead,
-	"Services":       pki.ActionRead,
-	"Logs":           pki.ActionRead,
-	"Follow":         pki.ActionRead,
-	"Dmesg":          pki.ActionRead,
-	"ConfigGet":      pki.ActionRead,
-	"Drift":          pki.ActionRead,
-	"Planes":         pki.ActionRead,
-	"RestartService": pki.ActionRestartService,
-	"ConfigApply":    pki.ActionApplyConfig,
-	"Reboot":         pki.ActionPower,
-	"Shutdown":       pki.ActionPower,
-	"Upgrade":        pki.ActionUpgrade,
-	"Rollback":       pki.ActionUpgrade,
-	"TakeOverHub":    pki.ActionTakeOverHub,
+	"Version":          pki.ActionRead,
+	"Health":           pki.ActionRead,
+	"Services":         pki.ActionRead,
+	"Logs":             pki.ActionRead,
+	"Follow":           pki.ActionRead,
+	"Dmesg":            pki.ActionRead,
+	"ConfigGet":        pki.ActionRead,
+	"Drift":            pki.ActionRead,
+	"Planes":           pki.ActionRead,
+	"RestartService":   pki.ActionRestartService,
+	"ConfigApply":      pki.ActionApplyConfig,
+	"Reboot":           pki.ActionPower,
+	"Shutdown":         pki.ActionPower,
+	"Upgrade":          pki.ActionUpgrade,
+	"Rollback":         pki.ActionUpgrade,
+	"TakeOverHub":      pki.ActionTakeOverHub,
+	"EtcdMembers":      pki.ActionRead,
+	"EtcdRemoveMember": pki.ActionEtcdRemoveMember,
 }
 
 // HubKeeper serves the cluster's hub on a master once an operator hands it
@@ -121,6 +123,9 @@ type NodeAPIConfig struct {
 	// EtcdHealth says whether the node's etcd member is healthy (nil: a
 	// node that runs no etcd), for node health.
 	EtcdHealth func(context.Context) EtcdHealth
+	// Etcd lists and removes etcd members through the node's own member
+	// (nil: a node that runs no etcd).
+	Etcd EtcdMembership
 	// Clock paces the drift watch (default SystemClock); Now reads it
 	// (default Clock.Now).
 	Clock Clock

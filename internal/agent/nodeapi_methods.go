@@ -253,3 +253,17 @@ func (s nodeService) TakeOverHub(ctx context.Context, req *api.HubHandoff) (*api
 	}
 	return s.n.cfg.Hub.TakeOver(ctx, s.n.cfg.Name, s.n.cfg.Role, actorOf(ctx), req)
 }
+
+func (s nodeService) EtcdMembers(ctx context.Context, _ *api.EtcdMembersRequest) (*api.EtcdMembers, error) {
+	if s.n.cfg.Etcd == nil {
+		return nil, fmt.Errorf("%w: node %s runs no etcd member", ErrNotFound, s.n.cfg.Name)
+	}
+	return s.n.cfg.Etcd.EtcdMembers(ctx)
+}
+
+func (s nodeService) EtcdRemoveMember(ctx context.Context, r *api.EtcdRemoveMemberRequest) (*api.EtcdMembers, error) {
+	if s.n.cfg.Etcd == nil {
+		return nil, fmt.Errorf("%w: node %s runs no etcd member", ErrNotFound, s.n.cfg.Name)
+	}
+	return s.n.cfg.Etcd.EtcdRemoveMember(ctx, r.ID, r.Name)
+}

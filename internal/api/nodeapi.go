@@ -293,12 +293,17 @@ type NodeServer interface {
 	Rollback(context.Context, *RollbackRequest) (*UpgradeResult, error)
 	// TakeOverHub makes a master serve the cluster's hub from now on.
 	TakeOverHub(context.Context, *HubHandoff) (*HubHandoffResult, error)
+	// EtcdMembers lists the etcd cluster through the node's own member;
+	// EtcdRemoveMember removes a member through it.
+	EtcdMembers(context.Context, *EtcdMembersRequest) (*EtcdMembers, error)
+	EtcdRemoveMember(context.Context, *EtcdRemoveMemberRequest) (*EtcdMembers, error)
 }
 
 // NodeMethods lists NodeService's methods, unary and streaming: a server
 // that authorizes per method checks it covers each one.
 var NodeMethods = []string{"Version", "Health", "Services", "RestartService", "Logs", "Follow", "Dmesg",
-	"Reboot", "Shutdown", "ConfigGet", "ConfigApply", "Drift", "Planes", "Upgrade", "Rollback", "TakeOverHub"}
+	"Reboot", "Shutdown", "ConfigGet", "ConfigApply", "Drift", "Planes", "Upgrade", "Rollback", "TakeOverHub",
+	"EtcdMembers", "EtcdRemoveMember"}
 
 var (
 	followDesc  = grpc.StreamDesc{StreamName: "Follow", ServerStreams: true}
@@ -341,6 +346,8 @@ func RegisterNode(s *grpc.Server, impl NodeServer) {
 			unary(NodeService, "Planes", NodeServer.Planes),
 			unary(NodeService, "Rollback", NodeServer.Rollback),
 			unary(NodeService, "TakeOverHub", NodeServer.TakeOverHub),
+			unary(NodeService, "EtcdMembers", NodeServer.EtcdMembers),
+			unary(NodeService, "EtcdRemoveMember", NodeServer.EtcdRemoveMember),
 		},
 		Streams: []grpc.StreamDesc{follow, up},
 	}, impl)

@@ -157,29 +157,34 @@ const (
 	// serves on the master, acting there as oneself (at most one's own
 	// role). Reader: the session can do no more than the certificate.
 	ActionConsoleLogin Action = "console.login"
+	// ActionEtcdRemoveMember: remove a member from the cluster's etcd
+	// through an etcd node's API (the member's data is gone from the
+	// cluster for good). Admin.
+	ActionEtcdRemoveMember Action = "etcd.member.remove"
 )
 
 // minRole is the lowest operator role allowed each operator action.
 var minRole = map[Action]Role{
-	ActionRead:            RoleReader,
-	ActionRegisterEK:      RoleOperator,
-	ActionOpenWindow:      RoleOperator,
-	ActionRevoke:          RoleOperator,
-	ActionFence:           RoleOperator,
-	ActionReplace:         RoleOperator,
-	ActionIssueClient:     RoleAdmin,
-	ActionRevokeClient:    RoleAdmin,
-	ActionReadRevocations: RoleReader,
-	ActionRestartService:  RoleOperator,
-	ActionApplyConfig:     RoleOperator,
-	ActionRecordRun:       RoleOperator,
-	ActionPower:           RoleAdmin,
-	ActionUpgrade:         RoleAdmin,
-	ActionTakeOverHub:     RoleAdmin,
-	ActionRetireBuild:     RoleAdmin,
-	ActionKubeAdmin:       RoleAdmin,
-	ActionSeal:            RoleAdmin,
-	ActionConsoleLogin:    RoleReader,
+	ActionRead:             RoleReader,
+	ActionRegisterEK:       RoleOperator,
+	ActionOpenWindow:       RoleOperator,
+	ActionRevoke:           RoleOperator,
+	ActionFence:            RoleOperator,
+	ActionReplace:          RoleOperator,
+	ActionIssueClient:      RoleAdmin,
+	ActionRevokeClient:     RoleAdmin,
+	ActionReadRevocations:  RoleReader,
+	ActionRestartService:   RoleOperator,
+	ActionApplyConfig:      RoleOperator,
+	ActionRecordRun:        RoleOperator,
+	ActionPower:            RoleAdmin,
+	ActionUpgrade:          RoleAdmin,
+	ActionTakeOverHub:      RoleAdmin,
+	ActionRetireBuild:      RoleAdmin,
+	ActionKubeAdmin:        RoleAdmin,
+	ActionSeal:             RoleAdmin,
+	ActionConsoleLogin:     RoleReader,
+	ActionEtcdRemoveMember: RoleAdmin,
 }
 
 // nodeActions are the only actions a node certificate allows.
