@@ -172,7 +172,8 @@ func RoleBuilds(m *manifest.Manifest) map[string]string {
 // With Kubernetes enabled and kc set, the workload steps follow: the API
 // server ready (after the control plane's attestation and planes), the
 // cluster objects, every kubelet node Ready, the cluster DNS available,
-// the probe served.
+// the probe served; and etcd's members those of the spec (one it lacks
+// waited for, one it no longer has removed with the spec's opt-in).
 func Graph(s *spec.ClusterSpec, hub steps.Hub, nodes map[string]steps.Node, builds map[string]string, kc steps.Kube) (*converge.Graph, error) {
 	g := converge.New()
 	var errs []error
@@ -243,6 +244,12 @@ func Graph(s *spec.ClusterSpec, hub steps.Hub, nodes map[string]steps.Node, buil
 			}
 		}
 		add(steps.KubeAPI(kc, servers, cp...))
+		if ms, err := etcdSpecMembers(s, nodes); err != nil {
+			return nil, fmt.Errorf("converge: %w", err)
+		} else if len(ms) > 0 {
+			add(steps.EtcdRemoved(ms, steps.KubeAPIID))
+			add(steps.EtcdJoined(ms, steps.KubeAPIID))
+		}
 		addons, err := kubeplan.Addons(s)
 		if err != nil {
 			return nil, fmt.Errorf("converge: %w", err)
@@ -258,6 +265,19 @@ func Graph(s *spec.ClusterSpec, hub steps.Hub, nodes map[string]steps.Node, buil
 	return g, g.Validate()
 }
 
+// etcdSpecMembers are the spec's etcd members with their nodes' APIs.
+func etcdSpecMembers(s *spec.ClusterSpec, nodes map[string]steps.Node) ([]steps.EtcdSpecMember, error) {
+	peers, err := kubeplan.EtcdPeers(s)
+	if err != nil {
+		return nil, err
+	}
+	var out []steps.EtcdSpecMember
+	for _, p := range peers {
+		out = append(out, steps.EtcdSpecMember{EtcdMember: p, API: nodes[p.Name]})
+	}
+	return out, nil
+}
+
 // destructiveOptIns names the spec's destructive opt-ins, as steps declare
 // them (converge.Step.Destructive).
 func destructiveOptIns(d spec.Destructive) []string {
@@ -267,6 +287,9 @@ func destructiveOptIns(d spec.Destructive) []string {
 	}
 	if d.WipeDisks {
 		out = append(out, "wipeDisks")
+	}
+	if d.RemoveEtcdMembers {
+		out = append(out, steps.OptInRemoveEtcdMembers)
 	}
 	return out
 }

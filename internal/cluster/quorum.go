@@ -10,6 +10,7 @@ import (
 	"github.com/kubedos/kubedos/internal/api"
 	"github.com/kubedos/kubedos/internal/kubeplan"
 	"github.com/kubedos/kubedos/internal/spec"
+	"github.com/kubedos/kubedos/internal/steps"
 )
 
 // EtcdHealthFunc asks a node whether its etcd member is healthy (its
@@ -83,21 +84,6 @@ func (g QuorumGate) wait(ctx context.Context, nodes []string, when string) error
 	}
 }
 
-// etcdHealthOf reads the "etcd" check of a node's health; a node without
-// that check (no etcd, or a kubedosd before it) is not healthy: the gate
-// cannot tell.
-func etcdHealthOf(h *api.Health) (bool, string) {
-	for _, c := range h.Checks {
-		if c.Name == "etcd" {
-			if c.OK {
-				return true, c.Detail
-			}
-			return false, c.Detail
-		}
-	}
-	return false, "no etcd health check (not running etcd yet, or unreachable)"
-}
-
 // EtcdQuorum is the gate a roll of s needs: its etcd members, each asked
 // through dial (the node's own API, health check "etcd"). Nil when s has
 // fewer than two members: nothing to keep.
@@ -134,6 +120,6 @@ func askNodeEtcd(ctx context.Context, dial func() (*api.NodeClient, func(), erro
 	if err != nil {
 		return false, "", err
 	}
-	ok, detail := etcdHealthOf(h)
+	ok, detail := steps.EtcdCheck(h)
 	return ok, detail, nil
 }

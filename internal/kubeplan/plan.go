@@ -104,6 +104,20 @@ func EtcdNodes(s *spec.ClusterSpec) []spec.Node {
 	return out
 }
 
+// EtcdPeers are the spec's etcd members (EtcdNodes) by name and LAN peer
+// URL, as every member's plan lists them.
+func EtcdPeers(s *spec.ClusterSpec) ([]EtcdMember, error) {
+	var out []EtcdMember
+	for _, n := range EtcdNodes(s) {
+		a, err := netip.ParseAddr(n.Address)
+		if err != nil {
+			return nil, fmt.Errorf("node %s address %q: %w", n.Name, n.Address, err)
+		}
+		out = append(out, EtcdMember{Name: n.Name, PeerURL: url(a, EtcdPeerPort)})
+	}
+	return out, nil
+}
+
 // Plan is what one node runs and how it reaches the others.
 type Plan struct {
 	Version string `json:"version"`

@@ -29,6 +29,7 @@ type Hub interface {
 type Node interface {
 	Planes(ctx context.Context) (*api.Planes, error)
 	ConfigApply(ctx context.Context, document string, dryRun bool) (*api.ConfigApplied, error)
+	EtcdNode
 }
 
 // NamedNode is a node's API with the node's name, for messages.
