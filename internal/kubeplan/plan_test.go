@@ -200,3 +200,29 @@ func TestSpecVersionMatches(t *testing.T) {
 		t.Fatalf("spec.KubernetesVersion %s, kubeplan.Version %s", spec.KubernetesVersion, Version)
 	}
 }
+
+// EtcdPeers, which convergence compares etcd's members with, are the
+// members every member's plan starts etcd with.
+func TestEtcdPeers(t *testing.T) {
+	doc, err := spec.Parse(examples.LocalHA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := spec.WithDefaults(doc.Spec)
+	peers, err := EtcdPeers(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(peers) != 3 || peers[0].Name != "cp-1" || !strings.HasPrefix(peers[0].PeerURL, "https://") {
+		t.Fatalf("peers %+v", peers)
+	}
+	for _, m := range peers {
+		p, err := For(s, m.Name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(p.EtcdMembers, peers) {
+			t.Errorf("%s's plan starts etcd with %+v, the peers are %+v", m.Name, p.EtcdMembers, peers)
+		}
+	}
+}
