@@ -284,10 +284,13 @@ func For(s *spec.ClusterSpec, node string) (*Plan, error) {
 		}
 	}
 	if p.EtcdAddress != "" {
-		// Clients: the other API servers, and the master, whose hub takes
-		// the etcd snapshots (hubhost, keeper_etcd.go).
+		// Clients: the other API servers, the master, whose hub takes the
+		// etcd snapshots (hubhost, keeper_etcd.go), and the other members:
+		// a replaced member asks their /health before it joins (agent,
+		// etcdPrepare).
 		for _, c := range s.Topology.Nodes {
-			if (c.Role == spec.RoleMaster || slices.Contains(ComponentsFor(s, c.Role), APIServer)) && c.Name != n.Name {
+			comps := ComponentsFor(s, c.Role)
+			if (c.Role == spec.RoleMaster || slices.Contains(comps, APIServer) || slices.Contains(comps, Etcd)) && c.Name != n.Name {
 				clients = append(clients, c.Address)
 			}
 		}

@@ -226,3 +226,30 @@ func TestEtcdPeers(t *testing.T) {
 		}
 	}
 }
+
+// Dedicated etcd nodes take the client port from each other too: a
+// replaced member asks the others' /health there before it decides to
+// join (agent's etcdPrepare); dropped, it would find no running cluster
+// and start a new one beside it.
+func TestEtcdNodesReachEachOthersClientPort(t *testing.T) {
+	doc, err := spec.Parse(examples.Reference)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := For(spec.WithDefaults(doc.Spec), "etcd-2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	i := slices.IndexFunc(p.LANAllows, func(a LANAllow) bool { return a.Port == EtcdClientPort })
+	if i < 0 {
+		t.Fatalf("no client port allowed: %+v", p.LANAllows)
+	}
+	for _, peer := range []string{"10.10.10.21", "10.10.10.23", "10.10.10.10", "10.10.10.31"} {
+		if !slices.Contains(p.LANAllows[i].From, peer) {
+			t.Errorf("client port not allowed from %s: %v", peer, p.LANAllows[i].From)
+		}
+	}
+	if slices.Contains(p.LANAllows[i].From, "10.10.10.41") {
+		t.Errorf("client port allowed from a worker: %v", p.LANAllows[i].From)
+	}
+}
