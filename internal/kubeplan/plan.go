@@ -132,7 +132,8 @@ type Plan struct {
 	// controllers) use: the VIP when the spec has one, else the first
 	// control-plane node's plane address.
 	APIServer string `json:"apiServer"`
-	// EtcdServers are the client URLs kube-apiserver uses (LAN).
+	// EtcdServers are the client URLs kube-apiserver uses: its own member
+	// over loopback when stacked, else the etcd nodes on the LAN.
 	EtcdServers []string `json:"etcdServers,omitempty"`
 	// EtcdMembers is the initial cluster (etcd nodes only), on the LAN.
 	EtcdMembers []EtcdMember `json:"etcdMembers,omitempty"`
@@ -271,7 +272,7 @@ func For(s *spec.ClusterSpec, node string) (*Plan, error) {
 		if err != nil {
 			return nil, fmt.Errorf("node %s address %q: %w", m.Name, m.Address, err)
 		}
-		if slices.Contains(comps, APIServer) {
+		if slices.Contains(comps, APIServer) && !slices.Contains(comps, Etcd) {
 			p.EtcdServers = append(p.EtcdServers, url(a, EtcdClientPort))
 		}
 		if slices.Contains(comps, Etcd) {
@@ -283,8 +284,19 @@ func For(s *spec.ClusterSpec, node string) (*Plan, error) {
 			}
 		}
 	}
+	if slices.Contains(comps, APIServer) && slices.Contains(comps, Etcd) {
+		// A stacked API server talks to its own member only, over
+		// loopback, as kubeadm's do: the member replicates; the API
+		// server and its member stand or fall together on one node
+		// anyway. Dialing every member cost each of its ~60 storage
+		// clients a TLS handshake per member, on both sides, and under
+		// emulation those outran kube-apiserver's fixed 20 s etcd dial
+		// timeout ("problem initializing API group", the fifth HA drill
+		// run), so the API servers restarted without end.
+		p.EtcdServers = []string{url(netip.MustParseAddr("127.0.0.1"), EtcdClientPort)}
+	}
 	if p.EtcdAddress != "" {
-		// Clients: the other API servers, the master, whose hub takes the
+		// Clients: the other API servers (of etcd nodes), the master, whose hub takes the
 		// etcd snapshots (hubhost, keeper_etcd.go), and the other members:
 		// a replaced member asks their /health before it joins (agent,
 		// etcdPrepare).

@@ -34,8 +34,9 @@ func TestForLocalK8s(t *testing.T) {
 			}
 			// etcd on the LAN (the planes run through the master); alone,
 			// it takes no peer, and clients only from the master (its
-			// hub's snapshots).
-			if !slices.Equal(p.EtcdServers, []string{"https://10.40.0.11:2379"}) || len(p.EtcdMembers) != 1 ||
+			// hub's snapshots). The stacked API server asks its own
+			// member, over loopback.
+			if !slices.Equal(p.EtcdServers, []string{"https://127.0.0.1:2379"}) || len(p.EtcdMembers) != 1 ||
 				p.EtcdMembers[0] != (EtcdMember{"cp-1", "https://10.40.0.11:2380"}) || p.EtcdAddress != "10.40.0.11" ||
 				len(p.LANAllows) != 1 || p.LANAllows[0].Port != EtcdClientPort || !slices.Equal(p.LANAllows[0].From, []string{"10.40.0.10"}) {
 				t.Errorf("etcd %v %v %s %v", p.EtcdServers, p.EtcdMembers, p.EtcdAddress, p.LANAllows)

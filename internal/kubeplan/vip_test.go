@@ -73,14 +73,16 @@ func TestControlPlanesHoldTheVIP(t *testing.T) {
 		})
 	}
 	// etcd over the LAN between the three: peers from the other two,
-	// clients from the other two API servers and the master (snapshots).
+	// clients from the other two members (a replacement's look at their
+	// health) and the master (snapshots). Each API server asks only its
+	// own member, over loopback, as kubeadm's stacked ones do.
 	p, err := For(s, "cp-2")
 	if err != nil {
 		t.Fatal(err)
 	}
 	want := []LANAllow{{EtcdPeerPort, []string{"10.50.0.11", "10.50.0.13"}}, {EtcdClientPort, []string{"10.50.0.10", "10.50.0.11", "10.50.0.13"}}}
 	if p.EtcdAddress != "10.50.0.12" || !slices.EqualFunc(p.LANAllows, want, func(a, b LANAllow) bool { return a.Port == b.Port && slices.Equal(a.From, b.From) }) ||
-		!slices.Equal(p.EtcdServers, []string{"https://10.50.0.11:2379", "https://10.50.0.12:2379", "https://10.50.0.13:2379"}) {
+		!slices.Equal(p.EtcdServers, []string{"https://127.0.0.1:2379"}) {
 		t.Errorf("etcd address %s, allows %v, servers %v", p.EtcdAddress, p.LANAllows, p.EtcdServers)
 	}
 	args := strings.Join(Args(p, Etcd), " ")
