@@ -410,3 +410,46 @@ func TestEarlierAPIsReady(t *testing.T) {
 		t.Errorf("cp-3's certificate is of another CA: %v", err)
 	}
 }
+
+// The controller-manager and the scheduler start once the cluster's API
+// is ready, not before (the controller-manager would exit and be started
+// again every few seconds); once started they are not held back.
+func TestControllersWaitForTheAPI(t *testing.T) {
+	ctx := context.Background()
+	p := kubeTestPlan(t, "cp-1")
+	k, units, _ := newTestRunner(t, p)
+	giveCerts(t, k.root, p)
+	ready := errors.New("connection refused")
+	var asked []string
+	k.clusterAPIGate = func(_ context.Context, q *kubeplan.Plan) error { asked = append(asked, q.APIServer); return ready }
+	if err := k.once(ctx); err != nil {
+		t.Fatal(err)
+	}
+	got := units.take()
+	if slices.Contains(got, "start kube-controller-manager.service") || slices.Contains(got, "start kube-scheduler.service") ||
+		!slices.Contains(got, "start kube-apiserver.service") {
+		t.Fatalf("with the API not ready: %v", got)
+	}
+	if len(asked) == 0 || asked[0] != p.APIServer {
+		t.Errorf("asked %v, want the plan's API address %s", asked, p.APIServer)
+	}
+	if !strings.Contains(k.State(), "kube-controller-manager (waiting for the cluster's API: connection refused)") {
+		t.Errorf("state %q", k.State())
+	}
+	ready = nil
+	if err := k.once(ctx); err != nil {
+		t.Fatal(err)
+	}
+	got = units.take()
+	if !slices.Contains(got, "start kube-controller-manager.service") || !slices.Contains(got, "start kube-scheduler.service") {
+		t.Fatalf("with the API ready: %v", got)
+	}
+	ready = errors.New("gone")
+	units.active["kube-controller-manager.service"] = false
+	if err := k.once(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := units.take(); !slices.Contains(got, "start kube-controller-manager.service") {
+		t.Errorf("a started controller-manager was held back: %v", got)
+	}
+}

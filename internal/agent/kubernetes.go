@@ -66,6 +66,10 @@ type kubeRunner struct {
 	// stacked API server on any control plane but the first (nil: no
 	// wait); kubedosd's asks the earlier control planes' API servers.
 	apiGate func(ctx context.Context, p *kubeplan.Plan) error
+	// clusterAPIGate is asked before the controller-manager's and the
+	// scheduler's first start (nil: no wait); kubedosd's is the cluster's
+	// API address's /readyz.
+	clusterAPIGate func(ctx context.Context, p *kubeplan.Plan) error
 	// apiPort is where the other control planes' API servers listen (0:
 	// kubeplan.APIServerPort); tests point it at their servers.
 	apiPort int
@@ -94,6 +98,7 @@ func newKubeRunner(sys *HostSystem, clock Clock, logf func(string, ...any), fw f
 		lanInterface: lanInterfaceOf, firewall: fw}
 	k.etcdGate = func(ctx context.Context) error { return k.EtcdHealth(ctx).Err }
 	k.apiGate = k.EarlierAPIsReady
+	k.clusterAPIGate = func(ctx context.Context, p *kubeplan.Plan) error { return k.APIReady(ctx, p.APIServer, "") }
 	return k
 }
 
@@ -236,7 +241,7 @@ func (k *kubeRunner) once(ctx context.Context) error {
 			waiting = append(waiting, fmt.Sprintf("%s (no %s)", c, strings.Join(missing, ", ")))
 			continue
 		}
-		if why := k.apiServerWaits(ctx, p, c); why != "" {
+		if why := k.startWaits(ctx, p, c); why != "" {
 			waiting = append(waiting, fmt.Sprintf("%s (%s)", c, why))
 			continue
 		}
@@ -256,6 +261,37 @@ func (k *kubeRunner) once(ctx context.Context) error {
 		k.setState("running " + strings.Join(running, ", "))
 	}
 	return nil
+}
+
+// startWaits says why c is not started yet ("" when it may start).
+func (k *kubeRunner) startWaits(ctx context.Context, p *kubeplan.Plan, c kubeplan.Component) string {
+	if c == kubeplan.ControllerManager || c == kubeplan.Scheduler {
+		return k.controllersWait(ctx, p, c)
+	}
+	return k.apiServerWaits(ctx, p, c)
+}
+
+// controllersWait holds the controller-manager's and the scheduler's
+// first start until the cluster's API answers /readyz: without it the
+// controller-manager exits at once and systemd starts it again every few
+// seconds — 22 times, 5.6 CPU-seconds each, on a waiting control plane in
+// the sixth HA drill run, CPU its starved neighbours needed to bring the
+// first API server up. Once started they are not held back (they ride
+// out an API outage themselves). "" when it may start.
+func (k *kubeRunner) controllersWait(ctx context.Context, p *kubeplan.Plan, c kubeplan.Component) string {
+	if k.clusterAPIGate == nil {
+		return ""
+	}
+	k.mu.Lock()
+	started := k.started[c] != ""
+	k.mu.Unlock()
+	if started {
+		return ""
+	}
+	if err := k.clusterAPIGate(ctx, p); err != nil {
+		return "waiting for the cluster's API: " + clipString(err.Error())
+	}
+	return ""
 }
 
 // apiServerWaits says why a stacked API server is not started yet. Its
@@ -304,8 +340,10 @@ func (k *kubeRunner) apiServerWaits(ctx context.Context, p *kubeplan.Plan, c kub
 }
 
 // apiJoinWait bounds how long a joining control plane's first API server
-// start waits for the earlier ones to be ready.
-const apiJoinWait = 15 * time.Minute
+// start waits for the earlier ones to be ready: on real hardware they are
+// ready in seconds; under emulation the first took over 15 minutes (the
+// sixth HA drill run, where 15 let the others start beside it).
+const apiJoinWait = 30 * time.Minute
 
 // etcdCerts are the certificates and keys etcd reads (its inputs under
 // the PKI directory).
