@@ -263,6 +263,14 @@ func (k *kubeRunner) once(ctx context.Context) error {
 	return nil
 }
 
+// everStarted is whether this kubedosd started (or adopted) c: a wait
+// before a component's first start never holds it back after.
+func (k *kubeRunner) everStarted(c kubeplan.Component) bool {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.started[c] != ""
+}
+
 // startWaits says why c is not started yet ("" when it may start).
 func (k *kubeRunner) startWaits(ctx context.Context, p *kubeplan.Plan, c kubeplan.Component) string {
 	if c == kubeplan.ControllerManager || c == kubeplan.Scheduler {
@@ -282,10 +290,7 @@ func (k *kubeRunner) controllersWait(ctx context.Context, p *kubeplan.Plan, c ku
 	if k.clusterAPIGate == nil {
 		return ""
 	}
-	k.mu.Lock()
-	started := k.started[c] != ""
-	k.mu.Unlock()
-	if started {
+	if k.everStarted(c) {
 		return ""
 	}
 	if err := k.clusterAPIGate(ctx, p); err != nil {
@@ -312,10 +317,7 @@ func (k *kubeRunner) apiServerWaits(ctx context.Context, p *kubeplan.Plan, c kub
 	if c != kubeplan.APIServer || !slices.Contains(p.Components, kubeplan.Etcd) || k.etcdGate == nil {
 		return ""
 	}
-	k.mu.Lock()
-	started := k.started[c] != ""
-	k.mu.Unlock()
-	if started {
+	if k.everStarted(c) {
 		return ""
 	}
 	if err := k.etcdGate(ctx); err != nil {
