@@ -70,6 +70,9 @@ type kubeRunner struct {
 	// scheduler's first start (nil: no wait); kubedosd's is the cluster's
 	// API address's /readyz.
 	clusterAPIGate func(ctx context.Context, p *kubeplan.Plan) error
+	// nameHost gives the node its name as hostname before the components
+	// start (nil: leaves it); kubedosd's is nodeHostname.
+	nameHost func(p *kubeplan.Plan) error
 	// apiPort is where the other control planes' API servers listen (0:
 	// kubeplan.APIServerPort); tests point it at their servers.
 	apiPort int
@@ -98,8 +101,31 @@ func newKubeRunner(sys *HostSystem, clock Clock, logf func(string, ...any), fw f
 		lanInterface: lanInterfaceOf, firewall: fw}
 	k.etcdGate = func(ctx context.Context) error { return k.EtcdHealth(ctx).Err }
 	k.apiGate = k.EarlierAPIsReady
+	k.nameHost = nodeHostname(sys)
 	k.clusterAPIGate = func(ctx context.Context, p *kubeplan.Plan) error { return k.APIReady(ctx, p.APIServer, "") }
 	return k
+}
+
+// hostnamer reads and sets the kernel hostname (HostSystem).
+type hostnamer interface {
+	Hostname() (string, error)
+	SetHostname(name string) error
+}
+
+// nodeHostname names the host after the node, as long as it still has its
+// image's name (kubedos-<role>; a hostname set by the node's configuration
+// is the operator's and stays). The controller-manager and the scheduler
+// take their leader-election identity from the hostname: with every control
+// plane called kubedos-controlplane, neither operators nor the HA drills
+// could tell which one leads (the seventh drill run).
+func nodeHostname(h hostnamer) func(p *kubeplan.Plan) error {
+	return func(p *kubeplan.Plan) error {
+		cur, err := h.Hostname()
+		if err != nil || cur != "kubedos-"+p.Role || cur == p.Node {
+			return err
+		}
+		return h.SetHostname(p.Node)
+	}
 }
 
 // lanInterfaceOf is the interface that holds addr.
@@ -209,6 +235,11 @@ func (k *kubeRunner) once(ctx context.Context) error {
 	if slices.Contains(p.Components, kubeplan.Etcd) && len(k.missing(etcdCerts(p))) == 0 {
 		if err := k.etcdPrepare(ctx, p); err != nil {
 			return err
+		}
+	}
+	if k.nameHost != nil {
+		if err := k.nameHost(p); err != nil {
+			return fmt.Errorf("hostname: %w", err)
 		}
 	}
 	files, err := kubeplan.Files(p, host)

@@ -436,3 +436,34 @@ func TestWithOpeningsEtcd(t *testing.T) {
 		t.Errorf("etcd's ports open beyond their sources:\n%s", rules)
 	}
 }
+
+// A node still carrying its image's hostname is named after itself before
+// its components start (their leader-election identity is the hostname);
+// a hostname the operator's configuration set stays.
+func TestNodeHostname(t *testing.T) {
+	p := kubeTestPlan(t, "cp-1")
+	for _, c := range []struct{ had, want string }{
+		{"kubedos-controlplane", "cp-1"},
+		{"cp-1", "cp-1"},
+		{"edge-rack-7", "edge-rack-7"},
+		{"kubedos-worker", "kubedos-worker"}, // another role's name is not this image's
+	} {
+		sys := &fakeSystem{hostname: c.had}
+		if err := nodeHostname(sys)(p); err != nil {
+			t.Fatal(err)
+		}
+		if sys.hostname != c.want {
+			t.Errorf("hostname %q became %q, want %q", c.had, sys.hostname, c.want)
+		}
+	}
+	k, _, _ := newTestRunner(t, p)
+	giveCerts(t, k.root, p)
+	sys := &fakeSystem{hostname: "kubedos-controlplane"}
+	k.nameHost = nodeHostname(sys)
+	if err := k.once(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if sys.hostname != "cp-1" {
+		t.Errorf("the runner left the hostname %q", sys.hostname)
+	}
+}
