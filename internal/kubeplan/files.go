@@ -19,6 +19,18 @@ type File struct {
 // (ARGS=…): the unit is baked into the image, the flags are the node's.
 func EnvFile(c Component) string { return path.Join(Dir, string(c)+".env") }
 
+// Leader election of the controller-manager and the scheduler: four times
+// Kubernetes' defaults (15 s, 10 s, 2 s). At the defaults the leaders of
+// three control planes under emulation missed their 10 s renewals and
+// stepped down about once a minute (the seventh HA drill run); each new
+// leader syncs its caches again, and the probe's pods were never created.
+// A dead leader is replaced within about a minute instead of 15 s.
+const (
+	leaseDuration = "--leader-elect-lease-duration=60s"
+	renewDeadline = "--leader-elect-renew-deadline=40s"
+	retryPeriod   = "--leader-elect-retry-period=8s"
+)
+
 // Kubeconfig is the kubeconfig a component reaches the API server with.
 func Kubeconfig(c Component) string { return path.Join(Dir, string(c)+".kubeconfig") }
 
@@ -133,7 +145,8 @@ func Args(p *Plan, c Component) []string {
 	case ControllerManager:
 		kc := Kubeconfig(c)
 		return []string{"--kubeconfig=" + kc, "--authentication-kubeconfig=" + kc, "--authorization-kubeconfig=" + kc,
-			"--bind-address=127.0.0.1", "--leader-elect=true", "--use-service-account-credentials=true",
+			"--bind-address=127.0.0.1", "--leader-elect=true", leaseDuration, renewDeadline, retryPeriod,
+			"--use-service-account-credentials=true",
 			"--service-account-private-key-file=" + pki("sa.key"), "--root-ca-file=" + pki("ca.crt"),
 			"--cluster-cidr=" + p.ClusterCIDR, "--service-cluster-ip-range=" + p.ServiceCIDR,
 			"--allocate-node-cidrs=false", "--profiling=false",
@@ -142,7 +155,7 @@ func Args(p *Plan, c Component) []string {
 	case Scheduler:
 		kc := Kubeconfig(c)
 		return []string{"--kubeconfig=" + kc, "--authentication-kubeconfig=" + kc, "--authorization-kubeconfig=" + kc,
-			"--bind-address=127.0.0.1", "--leader-elect=true", "--profiling=false"}
+			"--bind-address=127.0.0.1", "--leader-elect=true", leaseDuration, renewDeadline, retryPeriod, "--profiling=false"}
 	case Kubelet:
 		return []string{"--config=" + path.Join(Dir, "kubelet.yaml"), "--kubeconfig=" + Kubeconfig(c),
 			"--hostname-override=" + p.Node, "--node-ip=" + p.NodeIP, "--root-dir=" + KubeletRoot}

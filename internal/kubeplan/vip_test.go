@@ -136,3 +136,20 @@ func lbAddr(s *spec.ClusterSpec, node string) string {
 	n, _ := s.NodeByName(node)
 	return n.Address
 }
+
+// The controllers' leader election is slowed for slow control planes,
+// with lease > renew deadline > retry period as client-go requires.
+func TestLeaderElectionTiming(t *testing.T) {
+	p, err := For(localHA(t), "cp-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []Component{ControllerManager, Scheduler} {
+		args := strings.Join(Args(p, c), " ")
+		for _, want := range []string{"--leader-elect=true", "--leader-elect-lease-duration=60s", "--leader-elect-renew-deadline=40s", "--leader-elect-retry-period=8s"} {
+			if !strings.Contains(args, want) {
+				t.Errorf("%s lacks %s: %s", c, want, args)
+			}
+		}
+	}
+}
