@@ -47,13 +47,9 @@ func (k *kubeRunner) NodeReady(ctx context.Context) KubeReadiness {
 	if err != nil {
 		return fail(fmt.Errorf("kubelet client certificate: %w", err))
 	}
-	caPEM, err := os.ReadFile(pki("ca.crt"))
+	roots, err := k.kubeCA()
 	if err != nil {
 		return fail(err)
-	}
-	roots := x509.NewCertPool()
-	if !roots.AppendCertsFromPEM(caPEM) {
-		return fail(errors.New("kubernetes CA: no certificate"))
 	}
 	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	defer cancel()
@@ -135,13 +131,9 @@ func (k *kubeRunner) EarlierAPIsReady(ctx context.Context, p *kubeplan.Plan) err
 // (every API server's certificate names its node). /readyz needs no
 // credentials (system:public-info-viewer), as for haproxy's checks.
 func (k *kubeRunner) APIReady(ctx context.Context, base, serverName string) error {
-	caPEM, err := os.ReadFile(k.path(path.Join(kubeplan.PKIDir, "ca.crt")))
+	roots, err := k.kubeCA()
 	if err != nil {
 		return err
-	}
-	roots := x509.NewCertPool()
-	if !roots.AppendCertsFromPEM(caPEM) {
-		return errors.New("kubernetes CA: no certificate")
 	}
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
@@ -161,4 +153,18 @@ func (k *kubeRunner) APIReady(ctx context.Context, base, serverName string) erro
 		return fmt.Errorf("GET %s: %s", u, res.Status)
 	}
 	return nil
+}
+
+// kubeCA is the Kubernetes CA the hub sent, as a pool to verify API
+// servers against.
+func (k *kubeRunner) kubeCA() (*x509.CertPool, error) {
+	caPEM, err := os.ReadFile(k.path(path.Join(kubeplan.PKIDir, "ca.crt")))
+	if err != nil {
+		return nil, err
+	}
+	roots := x509.NewCertPool()
+	if !roots.AppendCertsFromPEM(caPEM) {
+		return nil, errors.New("kubernetes CA: no certificate")
+	}
+	return roots, nil
 }
