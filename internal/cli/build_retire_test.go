@@ -48,6 +48,9 @@ func serveRetireHub(t *testing.T, h api.AdminServer) (keys, addr string) {
 	pair, _ := srv.TLSCertificate()
 	s := grpc.NewServer(append(api.ServerOptions(), grpc.Creds(credentials.NewServerTLSFromCert(&pair)))...)
 	api.RegisterAdmin(s, h)
+	if ss, ok := h.(api.SnapshotsServer); ok {
+		api.RegisterSnapshots(s, ss)
+	}
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

@@ -168,8 +168,9 @@ A sealed build's bundle carries its acceptance record (kubedos cluster seal):
 its own signature is checked too, and its recovery anchors are printed — the
 record's time, nodes and hub audit chain head, and, for a cluster that runs
 etcd, the etcd snapshot it names (file name, member, time, size, SHA-256;
-the file itself stays on the master, kubedos cluster snapshots lists them) or
-the note saying why it names none.`,
+the file itself stays on the master: kubedos cluster snapshots lists them,
+kubedos cluster snapshots get copies one off with the same SHA-256) or the
+note saying why it names none.`,
 		Example: "  kubedos bundle verify out/local/5d3c4952….bundle.tar --keys keys",
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -281,7 +282,7 @@ func printAnchors(w io.Writer, a *manifest.Acceptance) {
 		if s.Revision > 0 {
 			rev = fmt.Sprintf(", etcd revision %d", s.Revision)
 		}
-		fmt.Fprintf(w, "  etcd snapshot: %s from member %s, taken %s, %d bytes%s, sha256 %s (kept by the hub on the master, not in the bundle)\n",
-			s.Name, s.Member, s.Taken.UTC().Format(time.RFC3339), s.Bytes, rev, s.SHA256)
+		fmt.Fprintf(w, "  etcd snapshot: %s from member %s, taken %s, %d bytes%s, sha256 %s (kept by the hub on the master, not in the bundle: kubedos cluster snapshots get %s copies it)\n",
+			s.Name, s.Member, s.Taken.UTC().Format(time.RFC3339), s.Bytes, rev, s.SHA256, s.Name)
 	}
 }

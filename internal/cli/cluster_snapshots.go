@@ -49,9 +49,11 @@ none yet says that. Both exit 0.
 With -o json: {"kept": bool, "snapshots": [{"name", "member", "taken",
 "bytes", "sha256", "revision"}]} ("revision" left out when unknown).
 
+kubedos cluster snapshots get copies one off the master (admin).
+
 Exit status: 0 answered; 1 the hub did not answer or refused the
-certificate. Copying a snapshot off the master and restoring etcd from one
-are not provided yet (docs/kubernetes.md).`,
+certificate. Restoring etcd from a snapshot is not provided yet
+(docs/kubernetes.md).`,
 		Example: "  kubedos cluster snapshots --spec examples/local-ha.yaml\n" +
 			"  kubedos cluster snapshots --hub 10.50.0.10:7443 --cert reader.crt --key reader.key -o json",
 		Args: cobra.NoArgs,
@@ -85,5 +87,83 @@ are not provided yet (docs/kubernetes.md).`,
 	}
 	c.addFlags(cmd)
 	c.addSpecFlags(cmd, "find the hub of this spec's cluster (where cluster up left it) instead of --hub")
+	cmd.AddCommand(newClusterSnapshotsGetCmd(g))
+	return cmd
+}
+
+// newClusterSnapshotsGetCmd is `kubedos cluster snapshots get`: flags →
+// cluster.DownloadEtcdSnapshot → rendering.
+func newClusterSnapshotsGetCmd(g *globals) *cobra.Command {
+	var c hubClient
+	var out string
+	cmd := &cobra.Command{
+		Use:   "get [NAME]",
+		Short: "Copy an etcd snapshot off the master, checked against the hub's SHA-256",
+		Long: `Copy an etcd snapshot the hub keeps on the master to this machine: the one
+named (a NAME from kubedos cluster snapshots), or the newest.
+
+The hub opens the file, computes its SHA-256 and sends that first, then the
+bytes it hashed, in 1 MiB messages over its TLS admin service. The file is
+written beside --out under a temporary name, checked (the size and the
+SHA-256 must equal what the hub said), flushed and renamed into place: a
+download that fails or is cut off leaves nothing at --out. It is written
+with mode 0600.
+
+A snapshot holds the whole etcd keyspace, every Kubernetes Secret among it:
+an admin certificate is needed (--cert/--key, or the keys directory's), and
+the hub audits each download (etcd.snapshot.read, with the file's digest) and
+each refusal. Keep the copy as you keep the recovery bundle: the SHA-256 a
+sealed acceptance record names (kubedos bundle verify shows it) is the one
+printed here, so the copy can be matched to the accepted cluster.
+
+--out is a file, or a directory to write NAME in (default: the current
+directory). Progress goes to stderr.
+
+With -o json: {"name", "member", "taken", "bytes", "sha256", "revision",
+"path"}.
+
+Exit status: 0 written and checked; 1 refused (not an admin, no such
+snapshot, a hub that keeps none), the hub did not answer, or the bytes did
+not match (nothing written).`,
+		Example: "  kubedos cluster snapshots get --spec examples/local-ha.yaml --out /srv/recovery/\n" +
+			"  kubedos cluster snapshots get etcd-20261206T160000Z-cp-2.db --hub 10.50.0.10:7443 --keys keys --out cp-2.db",
+		Args: cobra.MaximumNArgs(1),
+		RunE: c.runAdmin(g, func(cmd *cobra.Command, args []string, cl *api.AdminClient) error {
+			name := ""
+			if len(args) == 1 {
+				name = args[0]
+			}
+			pr := newProgress(g.stderr)
+			step := int64(0)
+			s, path, err := cluster.DownloadEtcdSnapshot(cmd.Context(), cl, name, out, func(s api.EtcdSnapshot, n int64) {
+				if n == 0 {
+					pr.Step("%s: %.1f MiB from member %s, taken %s", s.Name, float64(s.Bytes)/(1<<20), s.Member, s.Taken.UTC().Format(time.RFC3339))
+					return
+				}
+				pr.Update("%s: %.1f of %.1f MiB", s.Name, float64(n)/(1<<20), float64(s.Bytes)/(1<<20))
+				if n-step >= 64<<20 && n < s.Bytes {
+					step = n
+					if !pr.tty {
+						pr.Step("%s: %.0f MiB of %.0f", s.Name, float64(n)/(1<<20), float64(s.Bytes)/(1<<20))
+					}
+				}
+			})
+			if err != nil {
+				return err
+			}
+			if g.output == OutputJSON {
+				return g.writeJSON(struct {
+					api.EtcdSnapshot
+					Path string `json:"path"`
+				}{*s, path})
+			}
+			pr.Step("%s: written and checked", s.Name)
+			_, err = fmt.Fprintf(g.stdout, "%s\t%d bytes\tsha256:%s\n", path, s.Bytes, s.SHA256)
+			return err
+		}),
+	}
+	c.addFlags(cmd)
+	c.addSpecFlags(cmd, "find the hub of this spec's cluster (where cluster up left it) instead of --hub")
+	cmd.Flags().StringVar(&out, "out", ".", "file to write, or a directory to write the snapshot's own name in")
 	return cmd
 }

@@ -107,31 +107,75 @@ func (d *Dir) Check(name string) (Snapshot, error) {
 	return d.hash(s)
 }
 
-// hash fills in s's size and digest from its file (a regular file, not a
-// link) and remembers them.
+// Open is the snapshot of that name with its digest computed now, and its
+// file open at the start: the bytes a caller reads are the ones hashed,
+// whatever the keeper writes or prunes meanwhile (it replaces files by
+// rename, never in place). Errors as Check's. The caller closes the file.
+func (d *Dir) Open(name string) (Snapshot, io.ReadCloser, error) {
+	s, ok := parseName(name)
+	if !ok {
+		return Snapshot{}, nil, fmt.Errorf("%q: %w", clip(name), ErrBadName)
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	f, err := d.open(s)
+	if err != nil {
+		return Snapshot{}, nil, err
+	}
+	if s, err = d.sum(s, f); err == nil {
+		_, err = f.Seek(0, io.SeekStart)
+	}
+	if err != nil {
+		f.Close()
+		return Snapshot{}, nil, err
+	}
+	return s, f, nil
+}
+
+// hash fills in s's size and digest from its file and remembers them.
 func (d *Dir) hash(s Snapshot) (Snapshot, error) {
-	p := filepath.Join(d.path, s.Name)
-	f, err := os.OpenFile(p, os.O_RDONLY|syscall.O_NOFOLLOW, 0)
+	f, err := d.open(s)
 	if err != nil {
 		return Snapshot{}, err
 	}
 	defer f.Close()
+	return d.sum(s, f)
+}
+
+// open is s's file: a regular file, not a link.
+func (d *Dir) open(s Snapshot) (*os.File, error) {
+	p := filepath.Join(d.path, s.Name)
+	f, err := os.OpenFile(p, os.O_RDONLY|syscall.O_NOFOLLOW, 0)
+	if err != nil {
+		return nil, err
+	}
+	fi, err := f.Stat()
+	if err == nil && !fi.Mode().IsRegular() {
+		err = fmt.Errorf("%s: not a regular file", p)
+	}
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	return f, nil
+}
+
+// sum reads f (s's open file) to its end for s's size and digest and
+// remembers them.
+func (d *Dir) sum(s Snapshot, f *os.File) (Snapshot, error) {
 	fi, err := f.Stat()
 	if err != nil {
 		return Snapshot{}, err
 	}
-	if !fi.Mode().IsRegular() {
-		return Snapshot{}, fmt.Errorf("%s: not a regular file", p)
-	}
 	h := sha256.New()
 	n, err := io.Copy(h, io.LimitReader(f, MaxBytes+1))
 	if err != nil {
-		return Snapshot{}, fmt.Errorf("%s: %w", p, err)
+		return Snapshot{}, fmt.Errorf("%s: %w", f.Name(), err)
 	}
 	if n > MaxBytes {
-		return Snapshot{}, fmt.Errorf("%s: larger than %d bytes", p, int64(MaxBytes))
+		return Snapshot{}, fmt.Errorf("%s: larger than %d bytes", f.Name(), int64(MaxBytes))
 	}
-	s.Bytes, s.SHA256, s.Revision = n, hex.EncodeToString(h.Sum(nil)), Revision(p)
+	s.Bytes, s.SHA256, s.Revision = n, hex.EncodeToString(h.Sum(nil)), Revision(f.Name())
 	d.sums[s.Name] = fileSum{size: n, mod: fi.ModTime(), sha: s.SHA256, rev: s.Revision}
 	return s, nil
 }

@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -76,6 +77,25 @@ func TestDir(t *testing.T) {
 	}
 	if _, err := d.Check("etcd-20261206T170000Z-cp-3.db"); err == nil {
 		t.Error("a link was checked as a snapshot")
+	}
+	// Open: the digest of the bytes it hands out, from the start, even
+	// when the file is replaced (renamed over) meanwhile.
+	s, f, err := d.Open(newer)
+	if err != nil || s.SHA256 != sum([]byte("SECOND")) {
+		t.Fatalf("open: %+v %v", s, err)
+	}
+	write("next.tmp", []byte("third!"), mod)
+	if err := os.Rename(filepath.Join(d.Path(), "next.tmp"), filepath.Join(d.Path(), newer)); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := io.ReadAll(f); err != nil || string(b) != "SECOND" {
+		t.Errorf("open read %q %v, want the bytes hashed", b, err)
+	}
+	f.Close()
+	for _, name := range []string{"../snaps/" + newer, "etcd-20261206T140000Z-cp-1.db", "etcd-20261206T170000Z-cp-3.db"} {
+		if _, f, err := d.Open(name); err == nil || f != nil {
+			t.Errorf("open %q: no error", name)
+		}
 	}
 	// Files that are not etcd's bbolt: revision unknown, and left as they
 	// are (bbolt would initialise an empty file it could write).

@@ -78,6 +78,7 @@ func NewServer(h *Hub, ca *pki.CA, hosts []string, lifetime time.Duration) (*Ser
 	api.RegisterAdmin(s.grpc, adminService{s: s})
 	registerRevocations(s)
 	registerRuns(s)
+	api.RegisterSnapshots(s.grpc, snapshotsService{s})
 	api.RegisterPlanes(s.grpc, planesService{s})
 	api.RegisterKubeCerts(s.grpc, kubeCertsService{s})
 	api.RegisterObservability(s.grpc, observabilityService{s})

@@ -161,6 +161,10 @@ const (
 	// through an etcd node's API (the member's data is gone from the
 	// cluster for good). Admin.
 	ActionEtcdRemoveMember Action = "etcd.member.remove"
+	// ActionEtcdSnapshotRead: download an etcd snapshot the hub keeps. Admin:
+	// the snapshot holds every Kubernetes Secret, as an admin kubeconfig
+	// reads them.
+	ActionEtcdSnapshotRead Action = "etcd.snapshot.read"
 )
 
 // minRole is the lowest operator role allowed each operator action.
@@ -185,6 +189,7 @@ var minRole = map[Action]Role{
 	ActionSeal:             RoleAdmin,
 	ActionConsoleLogin:     RoleReader,
 	ActionEtcdRemoveMember: RoleAdmin,
+	ActionEtcdSnapshotRead: RoleAdmin,
 }
 
 // nodeActions are the only actions a node certificate allows.

@@ -64,6 +64,7 @@ func TestAllows(t *testing.T) {
 		ActionSeal:             {RoleAdmin: true},
 		ActionConsoleLogin:     {RoleAdmin: true, RoleOperator: true, RoleReader: true},
 		ActionEtcdRemoveMember: {RoleAdmin: true},
+		ActionEtcdSnapshotRead: {RoleAdmin: true},
 		Action("format"):       {},
 	}
 	for action, allowed := range want {
