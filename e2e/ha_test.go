@@ -70,7 +70,8 @@ func TestHADrills(t *testing.T) {
 			}
 			t.Fatalf("cluster up (%s): exit %d\n%s", what, r.code, lastLines(r.stderr, 60))
 		}
-		t.Logf("FIGURE cluster up local-ha, %s: %.0fs", what, time.Since(start).Seconds())
+		t.Logf("FIGURE cluster up local-ha, %s: %.0fs (%s to %s)", what, time.Since(start).Seconds(),
+			start.UTC().Format("15:04:05Z"), time.Now().UTC().Format("15:04:05Z"))
 	}
 	up("from nothing, converged with the probe served")
 
@@ -202,8 +203,8 @@ func TestHADrills(t *testing.T) {
 	if len(lost) > 0 {
 		t.Errorf("%d acknowledged writes lost: %v", len(lost), lost)
 	}
-	t.Logf("FIGURE writer through the VIP across the drills: %d acknowledged (all present), %d failed, longest run of failures %.1fs",
-		len(acked), failed, gap.Seconds())
+	t.Logf("FIGURE writer through the VIP across the drills: %d acknowledged (all present), %d failed, longest run of failures %s",
+		len(acked), failed, gap)
 
 	// Drill 4: a control plane replaced by the runbook (fence, replace,
 	// destroy, recreate, enroll; its etcd member removed and added again
@@ -243,8 +244,8 @@ func TestHADrills(t *testing.T) {
 	}
 	w.stop()
 	acked, failed, gap = w.summary()
-	t.Logf("FIGURE drill 4: %s replaced (fence to probe available) in %.0fs, accept in all %.0fs; writes through the VIP: %d acknowledged, %d failed, longest run of failures %.1fs",
-		drilled, float64(accepted.Drill.WallTimeNS)/1e9, time.Since(start).Seconds(), len(acked), failed, gap.Seconds())
+	t.Logf("FIGURE drill 4: %s replaced (fence to probe available) in %.0fs, accept in all %.0fs; writes through the VIP: %d acknowledged, %d failed, longest run of failures %s",
+		drilled, float64(accepted.Drill.WallTimeNS)/1e9, time.Since(start).Seconds(), len(acked), failed, gap)
 	waitEtcdHealthy(t, dir, nodeAPI[drilled], drilled, 3*time.Minute)
 
 	// Drill 5: the whole cluster upgraded to a new build (another
@@ -286,8 +287,8 @@ func TestHADrills(t *testing.T) {
 	}
 	acked, failed, gap = w.summary()
 	pOK, pFailed, pGap := probe.summary()
-	t.Logf("FIGURE drill 5: rolling upgrade of 5 nodes %.0fs; writes through the VIP %d acknowledged, %d failed, longest run of failures %.1fs; probe through the VIP %d answered, %d failed, longest %.1fs",
-		time.Since(start).Seconds(), len(acked), failed, gap.Seconds(), len(pOK), pFailed, pGap.Seconds())
+	t.Logf("FIGURE drill 5: rolling upgrade of 5 nodes %.0fs; writes through the VIP %d acknowledged, %d failed, longest run of failures %s; probe through the VIP %d answered, %d failed, longest %s",
+		time.Since(start).Seconds(), len(acked), failed, gap, len(pOK), pFailed, pGap)
 	if ok := strings.Contains(rollOut.stderr, "etcd quorum"); !ok {
 		t.Log("the roll never had to wait for an etcd member (each was healthy when asked)")
 	}
@@ -481,7 +482,7 @@ func (w *writer) since(t time.Time) string {
 
 // summary: the acknowledged writes' names, how many failed, and the
 // longest stretch of consecutive failures.
-func (w *writer) summary() (acked []string, failed int, gap time.Duration) {
+func (w *writer) summary() (acked []string, failed int, gap failures) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	var from time.Time
@@ -495,9 +496,25 @@ func (w *writer) summary() (acked []string, failed int, gap time.Duration) {
 		if from.IsZero() {
 			from = x.at
 		}
-		gap = max(gap, x.at.Sub(from))
+		if d := x.at.Sub(from); d > gap.d {
+			gap = failures{d, from}
+		}
 	}
 	return acked, failed, gap
+}
+
+// failures is the longest run of failed requests: how long, from when
+// (the clock, to match it with the drill's events and the nodes' logs).
+type failures struct {
+	d    time.Duration
+	from time.Time
+}
+
+func (f failures) String() string {
+	if f.d == 0 {
+		return "0.0s"
+	}
+	return fmt.Sprintf("%.1fs (from %s)", f.d.Seconds(), f.from.UTC().Format("15:04:05Z"))
 }
 
 // waitWrites waits for n writes acknowledged after t: the API takes

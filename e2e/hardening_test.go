@@ -57,7 +57,7 @@ func killVM(t *testing.T, dir, name string) {
 			for deadline := time.Now().Add(30 * time.Second); syscall.Kill(n.PID, 0) == nil && time.Now().Before(deadline); {
 				time.Sleep(200 * time.Millisecond)
 			}
-			t.Logf("power cut: %s (qemu pid %d) killed", name, n.PID)
+			t.Logf("power cut: %s (qemu pid %d) killed at %s", name, n.PID, time.Now().UTC().Format("15:04:05Z"))
 			return
 		}
 	}
