@@ -23,7 +23,7 @@ func nodeBinaries(t *testing.T, name, ldflags string) string {
 	t.Helper()
 	dir := filepath.Join(work, name)
 	cmd := exec.Command("go", "build", "-trimpath", "-buildvcs=false", "-ldflags", "-buildid= -s -w "+ldflags, "-o", dir+"/",
-		"../cmd/kubedosd", "../cmd/kubedos-init")
+		"../cmd/kubedosd", "../cmd/kubedos-init", "../cmd/kubedos-probe") // the probe: a Kubernetes build needs it beside kubedosd
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("build node binaries %s: %v\n%s", name, err, out)
