@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -109,74 +110,81 @@ func TestHADrills(t *testing.T) {
 		waitEtcdHealthy(t, dir, nodeAPI[cp], cp, 2*time.Minute)
 	}
 
+	drills := haDrills(t)
+	final := b // the build accepted at the end: drill 5's when it ran
+	var cut time.Time
 	w := startWriter(kc)
 	defer w.stop()
 	time.Sleep(5 * time.Second)
 
-	// Drill 1: the VIP holder's power is cut.
-	holder := vipHolder(t, cluster, vip, cps)
-	t.Logf("the VIP %s is on %s", vip, holder)
-	killVM(t, dir, holder)
-	cut := time.Now()
-	var moved string
-	for deadline := time.Now().Add(5 * time.Minute); time.Now().Before(deadline); time.Sleep(500 * time.Millisecond) {
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		err := kc.Ready(ctx)
-		cancel()
-		if err == nil {
-			moved = vipHolder(t, cluster, vip, cps)
-			break
+	if drills[1] {
+		// Drill 1: the VIP holder's power is cut.
+		holder := vipHolder(t, cluster, vip, cps)
+		t.Logf("the VIP %s is on %s", vip, holder)
+		killVM(t, dir, holder)
+		cut = time.Now()
+		var moved string
+		for deadline := time.Now().Add(5 * time.Minute); time.Now().Before(deadline); time.Sleep(500 * time.Millisecond) {
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			err := kc.Ready(ctx)
+			cancel()
+			if err == nil {
+				moved = vipHolder(t, cluster, vip, cps)
+				break
+			}
 		}
+		if moved == "" || moved == holder {
+			t.Fatalf("the API never answered on the VIP from another control plane after %s's power cut (holder now %q)", holder, moved)
+		}
+		t.Logf("FIGURE drill 1: VIP moved from %s to %s, /readyz ok through it %.1fs after the power cut", holder, moved, time.Since(cut).Seconds())
+		if out, err := kubectl("get", "nodes"); err != nil {
+			t.Errorf("kubectl through the VIP after the failover: %v\n%s", err, out)
+		}
+		waitWrites(t, w, cut, 5, 3*time.Minute, "with "+holder+"'s etcd member down")
+		up(holder + " back after its power cut")
+		waitEtcdHealthy(t, dir, nodeAPI[holder], holder, 3*time.Minute)
 	}
-	if moved == "" || moved == holder {
-		t.Fatalf("the API never answered on the VIP from another control plane after %s's power cut (holder now %q)", holder, moved)
-	}
-	t.Logf("FIGURE drill 1: VIP moved from %s to %s, /readyz ok through it %.1fs after the power cut", holder, moved, time.Since(cut).Seconds())
-	if out, err := kubectl("get", "nodes"); err != nil {
-		t.Errorf("kubectl through the VIP after the failover: %v\n%s", err, out)
-	}
-	waitWrites(t, w, cut, 5, 3*time.Minute, "with "+holder+"'s etcd member down")
-	up(holder + " back after its power cut")
-	waitEtcdHealthy(t, dir, nodeAPI[holder], holder, 3*time.Minute)
 
-	// Drills 2 and 3: the leading controller-manager's VM (an etcd member
-	// too) is killed while the probe is scaled.
-	leader := leaseHolder(t, kc, "kube-controller-manager")
-	if !slices.Contains(cps, leader) {
-		t.Fatalf("the controller-manager lease is held by %q", leader)
-	}
-	t.Logf("the controller-manager leader is %s; the VIP is on %s", leader, vipHolder(t, cluster, vip, cps))
-	killVM(t, dir, leader)
-	cut = time.Now()
-	scaled := false
-	for deadline := time.Now().Add(3 * time.Minute); !scaled && time.Now().Before(deadline); time.Sleep(2 * time.Second) {
-		_, err := kubectl("-n", "kubedos-probe", "scale", "deployment/probe", "--replicas=3")
-		scaled = err == nil
-	}
-	if !scaled {
-		t.Fatal("could not scale the probe through the VIP with one control plane down")
-	}
-	var took time.Duration
-	var next string
-	for deadline := time.Now().Add(5 * time.Minute); time.Now().Before(deadline); time.Sleep(2 * time.Second) {
-		if h := leaseHolderOK(kc, "kube-controller-manager"); h != "" && h != leader {
-			next, took = h, time.Since(cut)
-			break
+	if drills[2] {
+		// Drills 2 and 3: the leading controller-manager's VM (an etcd member
+		// too) is killed while the probe is scaled.
+		leader := leaseHolder(t, kc, "kube-controller-manager")
+		if !slices.Contains(cps, leader) {
+			t.Fatalf("the controller-manager lease is held by %q", leader)
 		}
+		t.Logf("the controller-manager leader is %s; the VIP is on %s", leader, vipHolder(t, cluster, vip, cps))
+		killVM(t, dir, leader)
+		cut = time.Now()
+		scaled := false
+		for deadline := time.Now().Add(3 * time.Minute); !scaled && time.Now().Before(deadline); time.Sleep(2 * time.Second) {
+			_, err := kubectl("-n", "kubedos-probe", "scale", "deployment/probe", "--replicas=3")
+			scaled = err == nil
+		}
+		if !scaled {
+			t.Fatal("could not scale the probe through the VIP with one control plane down")
+		}
+		var took time.Duration
+		var next string
+		for deadline := time.Now().Add(5 * time.Minute); time.Now().Before(deadline); time.Sleep(2 * time.Second) {
+			if h := leaseHolderOK(kc, "kube-controller-manager"); h != "" && h != leader {
+				next, took = h, time.Since(cut)
+				break
+			}
+		}
+		if next == "" {
+			t.Fatalf("no other controller-manager took the lease over from %s", leader)
+		}
+		t.Logf("FIGURE drill 3: controller-manager lease from %s to %s %.1fs after the power cut", leader, next, took.Seconds())
+		if !waitAvailable(kc, "kubedos-probe", "probe", 3, 5*time.Minute) {
+			out, _ := kubectl("-n", "kubedos-probe", "get", "deploy,rs,pods", "-o", "wide")
+			t.Fatalf("the probe scaled to 3 during the drill never had 3 available:\n%s", out)
+		}
+		t.Logf("FIGURE drill 3: probe scaled to 3 available %.1fs after the power cut", time.Since(cut).Seconds())
+		waitWrites(t, w, cut, 5, 3*time.Minute, "with "+leader+"'s etcd member down")
+		t.Logf("FIGURE drill 2: writes through the VIP with %s's member down: %s", leader, w.since(cut))
+		up(leader + " back after its power cut")
+		waitEtcdHealthy(t, dir, nodeAPI[leader], leader, 3*time.Minute)
 	}
-	if next == "" {
-		t.Fatalf("no other controller-manager took the lease over from %s", leader)
-	}
-	t.Logf("FIGURE drill 3: controller-manager lease from %s to %s %.1fs after the power cut", leader, next, took.Seconds())
-	if !waitAvailable(kc, "kubedos-probe", "probe", 3, 5*time.Minute) {
-		out, _ := kubectl("-n", "kubedos-probe", "get", "deploy,rs,pods", "-o", "wide")
-		t.Fatalf("the probe scaled to 3 during the drill never had 3 available:\n%s", out)
-	}
-	t.Logf("FIGURE drill 3: probe scaled to 3 available %.1fs after the power cut", time.Since(cut).Seconds())
-	waitWrites(t, w, cut, 5, 3*time.Minute, "with "+leader+"'s etcd member down")
-	t.Logf("FIGURE drill 2: writes through the VIP with %s's member down: %s", leader, w.since(cut))
-	up(leader + " back after its power cut")
-	waitEtcdHealthy(t, dir, nodeAPI[leader], leader, 3*time.Minute)
 	time.Sleep(5 * time.Second)
 	w.stop()
 
@@ -206,100 +214,127 @@ func TestHADrills(t *testing.T) {
 	t.Logf("FIGURE writer through the VIP across the drills: %d acknowledged (all present), %d failed, longest run of failures %s",
 		len(acked), failed, gap)
 
-	// Drill 4: a control plane replaced by the runbook (fence, replace,
-	// destroy, recreate, enroll; its etcd member removed and added again
-	// by the new machine; its API server serving) inside the acceptance
-	// gate, with writes through the VIP going on.
-	w = startWriter(kc)
-	defer w.stop()
-	drilled := "cp-2"
-	start = time.Now()
-	acc := run(t, dir, nil, "cluster", "accept", "cluster.yaml", "--build", b, "--keys", "keys", "--drill", drilled, "-o", "json")
-	if acc.code != 0 {
-		for _, cp := range cps {
-			dumpNode(t, dir, nodeAPI[cp], cp)
-		}
-		t.Fatalf("cluster accept --drill %s: exit %d\n%s\n%s", drilled, acc.code, acc.stdout, lastLines(acc.stderr, 40))
-	}
-	var accepted struct {
-		Drill struct {
-			Steps []struct {
-				Step   string
-				OK     bool
-				TookNS int64
+	if drills[4] {
+		// Drill 4: a control plane replaced by the runbook (fence, replace,
+		// destroy, recreate, enroll; its etcd member removed and added again
+		// by the new machine; its API server serving) inside the acceptance
+		// gate, with writes through the VIP going on.
+		w = startWriter(kc)
+		defer w.stop()
+		drilled := "cp-2"
+		start = time.Now()
+		acc := run(t, dir, nil, "cluster", "accept", "cluster.yaml", "--build", b, "--keys", "keys", "--drill", drilled, "-o", "json")
+		if acc.code != 0 {
+			for _, cp := range cps {
+				dumpNode(t, dir, nodeAPI[cp], cp)
 			}
-			WallTimeNS int64
+			t.Fatalf("cluster accept --drill %s: exit %d\n%s\n%s", drilled, acc.code, acc.stdout, lastLines(acc.stderr, 40))
 		}
-	}
-	if err := json.Unmarshal([]byte(acc.stdout), &accepted); err != nil {
-		t.Fatal(err)
-	}
-	var steps []string
-	for _, s := range accepted.Drill.Steps {
-		steps = append(steps, s.Step)
-		t.Logf("FIGURE drill 4 step %s: %.1fs", s.Step, float64(s.TookNS)/1e9)
-	}
-	if !slices.Contains(steps, "etcd member healthy") || !slices.Contains(steps, "API server serving") {
-		t.Errorf("drill of %s took steps %v", drilled, steps)
-	}
-	w.stop()
-	acked, failed, gap = w.summary()
-	t.Logf("FIGURE drill 4: %s replaced (fence to probe available) in %.0fs, accept in all %.0fs; writes through the VIP: %d acknowledged, %d failed, longest run of failures %s",
-		drilled, float64(accepted.Drill.WallTimeNS)/1e9, time.Since(start).Seconds(), len(acked), failed, gap)
-	waitEtcdHealthy(t, dir, nodeAPI[drilled], drilled, 3*time.Minute)
-
-	// Drill 5: the whole cluster upgraded to a new build (another
-	// kubedosd), one node at a time and quorum-aware, while writes go
-	// through the VIP and the probe is asked through it.
-	nb := nodeBinaries(t, "ha-bin-b", "-X github.com/kubedos/kubedos/internal/buildinfo.Version=ha-b")
-	bB := strings.TrimSpace(lastLines(must(t, dir, "build", "cluster.yaml", "--cache", "cache", "--out", "out", "--node-binaries", nb, "--kube", kubeBin), 1))
-	if !filepath.IsAbs(bB) {
-		bB = filepath.Join(dir, bB)
-	}
-	w = startWriter(kc)
-	defer w.stop()
-	probe := startProber(func(ctx context.Context) error {
-		var got struct{ Pod string }
-		return kc.Get(ctx, "/api/v1/namespaces/kubedos-probe/services/probe:http/proxy/", &got)
-	})
-	defer probe.stop()
-	start = time.Now()
-	rollOut := run(t, dir, nil, "cluster", "upgrade", "cluster.yaml", "--build", bB, "--keys", "keys", "-o", "json")
-	w.stop()
-	probe.stop()
-	if rollOut.code != 0 {
-		t.Fatalf("cluster upgrade: exit %d\n%s\n%s", rollOut.code, rollOut.stdout, lastLines(rollOut.stderr, 40))
-	}
-	var rolled struct {
-		Nodes []struct {
-			Node, Result string
-			Seconds      float64
+		var accepted struct {
+			Drill struct {
+				Steps []struct {
+					Step   string
+					OK     bool
+					TookNS int64
+				}
+				WallTimeNS int64
+			}
 		}
-	}
-	if err := json.Unmarshal([]byte(rollOut.stdout), &rolled); err != nil || len(rolled.Nodes) != 5 {
-		t.Fatalf("cluster upgrade -o json: %v\n%s", err, rollOut.stdout)
-	}
-	for _, n := range rolled.Nodes {
-		if n.Result != "upgraded" {
-			t.Errorf("%s: %s", n.Node, n.Result)
+		if err := json.Unmarshal([]byte(acc.stdout), &accepted); err != nil {
+			t.Fatal(err)
 		}
-		t.Logf("FIGURE drill 5: %s upgraded in %.0fs", n.Node, n.Seconds)
-	}
-	acked, failed, gap = w.summary()
-	pOK, pFailed, pGap := probe.summary()
-	t.Logf("FIGURE drill 5: rolling upgrade of 5 nodes %.0fs; writes through the VIP %d acknowledged, %d failed, longest run of failures %s; probe through the VIP %d answered, %d failed, longest %s",
-		time.Since(start).Seconds(), len(acked), failed, gap, len(pOK), pFailed, pGap)
-	if ok := strings.Contains(rollOut.stderr, "etcd quorum"); !ok {
-		t.Log("the roll never had to wait for an etcd member (each was healthy when asked)")
+		var steps []string
+		for _, s := range accepted.Drill.Steps {
+			steps = append(steps, s.Step)
+			t.Logf("FIGURE drill 4 step %s: %.1fs", s.Step, float64(s.TookNS)/1e9)
+		}
+		if !slices.Contains(steps, "etcd member healthy") || !slices.Contains(steps, "API server serving") {
+			t.Errorf("drill of %s took steps %v", drilled, steps)
+		}
+		w.stop()
+		acked, failed, gap = w.summary()
+		t.Logf("FIGURE drill 4: %s replaced (fence to probe available) in %.0fs, accept in all %.0fs; writes through the VIP: %d acknowledged, %d failed, longest run of failures %s",
+			drilled, float64(accepted.Drill.WallTimeNS)/1e9, time.Since(start).Seconds(), len(acked), failed, gap)
+		waitEtcdHealthy(t, dir, nodeAPI[drilled], drilled, 3*time.Minute)
 	}
 
+	if drills[5] {
+		// Drill 5: the whole cluster upgraded to a new build (another
+		// kubedosd), one node at a time and quorum-aware, while writes go
+		// through the VIP and the probe is asked through it.
+		nb := nodeBinaries(t, "ha-bin-b", "-X github.com/kubedos/kubedos/internal/buildinfo.Version=ha-b")
+		bB := strings.TrimSpace(lastLines(must(t, dir, "build", "cluster.yaml", "--cache", "cache", "--out", "out", "--node-binaries", nb, "--kube", kubeBin), 1))
+		if !filepath.IsAbs(bB) {
+			bB = filepath.Join(dir, bB)
+		}
+		w = startWriter(kc)
+		defer w.stop()
+		probe := startProber(func(ctx context.Context) error {
+			var got struct{ Pod string }
+			return kc.Get(ctx, "/api/v1/namespaces/kubedos-probe/services/probe:http/proxy/", &got)
+		})
+		defer probe.stop()
+		start = time.Now()
+		rollOut := run(t, dir, nil, "cluster", "upgrade", "cluster.yaml", "--build", bB, "--keys", "keys", "-o", "json")
+		w.stop()
+		probe.stop()
+		if rollOut.code != 0 {
+			t.Fatalf("cluster upgrade: exit %d\n%s\n%s", rollOut.code, rollOut.stdout, lastLines(rollOut.stderr, 40))
+		}
+		var rolled struct {
+			Nodes []struct {
+				Node, Result string
+				Seconds      float64
+			}
+		}
+		if err := json.Unmarshal([]byte(rollOut.stdout), &rolled); err != nil || len(rolled.Nodes) != 5 {
+			t.Fatalf("cluster upgrade -o json: %v\n%s", err, rollOut.stdout)
+		}
+		for _, n := range rolled.Nodes {
+			if n.Result != "upgraded" {
+				t.Errorf("%s: %s", n.Node, n.Result)
+			}
+			t.Logf("FIGURE drill 5: %s upgraded in %.0fs", n.Node, n.Seconds)
+		}
+		acked, failed, gap = w.summary()
+		pOK, pFailed, pGap := probe.summary()
+		t.Logf("FIGURE drill 5: rolling upgrade of 5 nodes %.0fs; writes through the VIP %d acknowledged, %d failed, longest run of failures %s; probe through the VIP %d answered, %d failed, longest %s",
+			time.Since(start).Seconds(), len(acked), failed, gap, len(pOK), pFailed, pGap)
+		if ok := strings.Contains(rollOut.stderr, "etcd quorum"); !ok {
+			t.Log("the roll never had to wait for an etcd member (each was healthy when asked)")
+		}
+		final = bB
+	}
+
 	start = time.Now()
-	acc = run(t, dir, nil, "cluster", "accept", "cluster.yaml", "--build", bB, "--keys", "keys", "--allow-unchecked", "drill")
+	acc := run(t, dir, nil, "cluster", "accept", "cluster.yaml", "--build", final, "--keys", "keys", "--allow-unchecked", "drill")
 	if acc.code != 0 {
 		t.Fatalf("cluster accept after the drills: exit %d\n%s\n%s", acc.code, acc.stdout, acc.stderr)
 	}
 	t.Logf("FIGURE cluster accept local-ha after the drills and the upgrade: %.1fs\n%s", time.Since(start).Seconds(), acc.stdout)
 	fmt.Fprintln(os.Stderr, "ha e2e: done")
+}
+
+// haDrills are the drills to run: all five, or those KUBEDOS_HA_DRILLS
+// lists (e.g. "5": converge, then only the rolling upgrade; 2 and 3 are
+// one power cut and go together).
+func haDrills(t *testing.T) map[int]bool {
+	t.Helper()
+	v := os.Getenv("KUBEDOS_HA_DRILLS")
+	if v == "" {
+		v = "1,2,3,4,5"
+	}
+	out := map[int]bool{}
+	for _, f := range strings.Split(v, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < 1 || n > 5 {
+			t.Fatalf("KUBEDOS_HA_DRILLS=%q: want drill numbers 1 to 5, comma-separated", v)
+		}
+		out[n] = true
+	}
+	out[2] = out[2] || out[3]
+	t.Logf("drills: %s", v)
+	return out
 }
 
 // startProber calls fn once every two seconds (each bounded to 3 s) and
