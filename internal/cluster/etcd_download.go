@@ -32,13 +32,7 @@ func DownloadEtcdSnapshot(ctx context.Context, hub *api.AdminClient, name, out s
 		case len(l.Snapshots) == 0:
 			return nil, "", fmt.Errorf("%w: the hub has no etcd snapshot yet (its first is taken 5 minutes after it serves on the master)", errdefs.ErrNotFound)
 		}
-		newest := l.Snapshots[0]
-		for _, s := range l.Snapshots[1:] {
-			if s.Taken.After(newest.Taken) {
-				newest = s
-			}
-		}
-		name = newest.Name
+		name = newestEtcdSnapshot(l.Snapshots).Name
 	}
 	if fi, err := os.Stat(out); err == nil && fi.IsDir() {
 		out = filepath.Join(out, filepath.Base(name))

@@ -31,6 +31,18 @@ func EtcdSnapshots(ctx context.Context, hub *api.AdminClient) (*api.EtcdSnapshot
 	return l, nil
 }
 
+// newestEtcdSnapshot is the latest taken of snaps (not empty): the hub
+// lists them newest first, but the choice must not rest on its order.
+func newestEtcdSnapshot(snaps []api.EtcdSnapshot) api.EtcdSnapshot {
+	n := snaps[0]
+	for _, c := range snaps[1:] {
+		if c.Taken.After(n.Taken) {
+			n = c
+		}
+	}
+	return n
+}
+
 // sealEtcdSnapshot is what a record of s's cluster says of its etcd
 // snapshot: nothing for a cluster without etcd, else the newest snapshot
 // the hub holds, or a note saying why none. The hub checks it again when
@@ -50,12 +62,7 @@ func sealEtcdSnapshot(ctx context.Context, hub *api.AdminClient, s *spec.Cluster
 	case len(l.Snapshots) == 0:
 		out = &manifest.AcceptanceEtcdSnapshot{None: EtcdSnapshotNoneYet}
 	default:
-		n := l.Snapshots[0]
-		for _, c := range l.Snapshots[1:] {
-			if c.Taken.After(n.Taken) {
-				n = c
-			}
-		}
+		n := newestEtcdSnapshot(l.Snapshots)
 		out = &manifest.AcceptanceEtcdSnapshot{Name: n.Name, Member: n.Member, Taken: n.Taken.UTC(), Bytes: n.Bytes, SHA256: n.SHA256,
 			Revision: n.Revision}
 	}

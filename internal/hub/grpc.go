@@ -317,8 +317,7 @@ func (a adminService) EtcdSnapshots(ctx context.Context, _ *api.EtcdSnapshotsReq
 		l, err := a.s.hub.EtcdSnapshots(ctx, p)
 		out.Kept = l.Kept
 		for _, s := range l.Snapshots {
-			out.Snapshots = append(out.Snapshots, api.EtcdSnapshot{Name: s.Name, Member: s.Member, Taken: s.Taken, Bytes: s.Bytes, SHA256: s.SHA256,
-				Revision: s.Revision})
+			out.Snapshots = append(out.Snapshots, apiEtcdSnapshot(s))
 		}
 		return err
 	})

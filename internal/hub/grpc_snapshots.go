@@ -5,7 +5,13 @@ import (
 	"io"
 
 	"github.com/kubedos/kubedos/internal/api"
+	"github.com/kubedos/kubedos/internal/etcdsnap"
 )
+
+// apiEtcdSnapshot is how the admin API describes a kept snapshot.
+func apiEtcdSnapshot(s etcdsnap.Snapshot) api.EtcdSnapshot {
+	return api.EtcdSnapshot{Name: s.Name, Member: s.Member, Taken: s.Taken, Bytes: s.Bytes, SHA256: s.SHA256, Revision: s.Revision}
+}
 
 type snapshotsService struct{ s *Server }
 
@@ -22,7 +28,7 @@ func (d snapshotsService) Download(r *api.EtcdSnapshotRequest, out api.SnapshotS
 		return err
 	}
 	defer f.Close()
-	desc := api.EtcdSnapshot{Name: s.Name, Member: s.Member, Taken: s.Taken, Bytes: s.Bytes, SHA256: s.SHA256, Revision: s.Revision}
+	desc := apiEtcdSnapshot(s)
 	if err := out.Send(&api.EtcdSnapshotChunk{Snapshot: &desc}); err != nil {
 		return err
 	}
