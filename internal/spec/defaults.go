@@ -4,7 +4,7 @@ import "encoding/json"
 
 // Defaults a spec may leave out. They are documented in `kubedos spec init`.
 const (
-	DefaultSuite               = "bookworm"
+	DefaultSuite               = "trixie"
 	DefaultMirror              = "http://deb.debian.org/debian"
 	DefaultArchitecture        = "amd64"
 	DefaultKernelFlavour       = "cloud-amd64"
