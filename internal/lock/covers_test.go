@@ -3,6 +3,7 @@ package lock
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -61,8 +62,8 @@ func TestCovers(t *testing.T) {
 			s.Topology.Nodes = append(s.Topology.Nodes, spec.Node{Name: "lb1", Role: spec.RoleLoadBalancer})
 		}, []string{"role loadbalancer is not in the lock"}},
 		{"suite, mirror and architecture changed", func(s *spec.ClusterSpec) {
-			s.OS.Suite, s.OS.Mirror, s.OS.Architecture = "trixie", "http://mirror.example/debian", "arm64"
-		}, []string{`suite is "bookworm" in the lock but "trixie"`, "mirror is", "architecture is"}},
+			s.OS.Suite, s.OS.Mirror, s.OS.Architecture = "forky", "http://mirror.example/debian", "arm64"
+		}, []string{fmt.Sprintf(`suite is %q in the lock but "forky"`, spec.DefaultSuite), "mirror is", "architecture is"}},
 		{"trailing slash on the mirror is the same mirror", func(s *spec.ClusterSpec) { s.OS.Mirror = spec.DefaultMirror + "/" }, nil},
 	}
 	for _, tt := range tests {
@@ -124,7 +125,7 @@ func TestUpdatePolicyOffline(t *testing.T) {
 func TestRequests(t *testing.T) {
 	s := coversSpec()
 	got := Requests(s, spec.RoleEtcd)
-	want := slices.Sorted(slices.Values(append(slices.Clone(NodePackages), "etcd-server", "htop", "linux-image-cloud-amd64")))
+	want := slices.Sorted(slices.Values(append(NodePackagesFor(spec.DefaultSuite), "etcd-server", "htop", "linux-image-cloud-amd64")))
 	if !slices.Equal(got, want) {
 		t.Errorf("Requests(etcd) = %v\nwant %v", got, want)
 	}
