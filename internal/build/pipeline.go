@@ -23,7 +23,7 @@ import (
 
 // FormatVersion changes whenever the image layout or build steps change in
 // a way that changes bytes; it is part of every role's content address.
-const FormatVersion = "kubedos-image-v3"
+const FormatVersion = "kubedos-image-v4"
 
 // Options are the inputs of one build.
 type Options struct {
@@ -114,16 +114,31 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 		return nil, ErrNeedRoot
 	}
 	res := &Result{Dir: final, BuildID: m.BuildID, Manifest: m}
+	cache := filepath.Join(clusterDir, ".roles")
 	roleDirs := map[spec.Role]string{}
+	var todo []spec.Role
 	for _, r := range roles {
-		dir, built, err := buildRole(ctx, o, r, roleIDs[r], filepath.Join(clusterDir, ".roles"), kin)
+		if dir, ok := cachedRole(cache, roleIDs[r]); ok {
+			roleDirs[r] = dir
+			continue
+		}
+		todo = append(todo, r)
+	}
+	if len(todo) > 0 {
+		base, err := makeBase(ctx, o, cache)
 		if err != nil {
 			return nil, err
 		}
-		if built {
+		defer os.RemoveAll(filepath.Dir(base))
+		for i, r := range todo {
+			// The last role to be built takes the base instead of a copy.
+			dir, err := buildRole(ctx, o, r, roleIDs[r], cache, kin, base, i == len(todo)-1)
+			if err != nil {
+				return nil, err
+			}
 			res.Built = append(res.Built, string(r))
+			roleDirs[r] = dir
 		}
-		roleDirs[r] = dir
 	}
 	if err := assemble(o, m, roles, roleDirs, final, kubeDeps(o, roles, kin)); err != nil {
 		return nil, err
@@ -145,13 +160,14 @@ func roleKey(o Options, r spec.Role, m *manifest.Manifest, kube *kubeKey) string
 		Format, Role, Suite, Cmdline string
 		Epoch                        int64
 		Packages, Requests, Modules  []string
+		Base                         []string // what the base root the role is derived from requests
 		Kubedosd, Init, DBCert, CA   string
 		PCRPolicy                    string
 		Artifact                     []byte
 		Tools                        map[string]string
 		Kube                         *kubeKey `json:",omitempty"`
 	}{FormatVersion, string(r), o.Lock.Suite, BaseCmdline, o.Lock.SourceDateEpoch, pkgs, lock.Requests(o.Spec, r),
-		InitrdModules, m.Source.KubedosdSHA256, m.Source.InitSHA256, m.DBCert, sha256Hex(o.Keys.CA.Raw), tpmseal.Fingerprint(o.Keys.PCRPolicyPub), o.Keys.SigningPub, m.Tools, kube}
+		InitrdModules, lock.BaseRequests(o.Spec), m.Source.KubedosdSHA256, m.Source.InitSHA256, m.DBCert, sha256Hex(o.Keys.CA.Raw), tpmseal.Fingerprint(o.Keys.PCRPolicyPub), o.Keys.SigningPub, m.Tools, kube}
 	b, _ := json.Marshal(key)
 	return sha256Hex(b)[:16]
 }
@@ -180,46 +196,81 @@ type roleRecord struct {
 
 const roleRecordFile = "role.json"
 
-// buildRole returns the cached image of a role, or builds it: rootfs,
-// image, SBOM, into a temporary directory renamed into the cache at the end.
-func buildRole(ctx context.Context, o Options, r spec.Role, id, cache string, kin *kubeInputs) (string, bool, error) {
+// cachedRole is the role cache's directory of role id, if it is complete.
+func cachedRole(cache, id string) (string, bool) {
 	dir := filepath.Join(cache, id)
-	if _, err := os.Stat(filepath.Join(dir, roleRecordFile)); err == nil {
-		return dir, false, nil
+	if _, err := os.Stat(filepath.Join(dir, roleRecordFile)); err != nil {
+		return "", false
 	}
+	return dir, true
+}
+
+// makeBase composes the base root the build's roles are derived from in a
+// temporary directory of the role cache (the roles' own temporary
+// directories are beside it, so the last role can move it); the caller
+// removes its parent.
+func makeBase(ctx context.Context, o Options, cache string) (string, error) {
+	if err := os.MkdirAll(cache, 0o755); err != nil {
+		return "", err
+	}
+	tmp, err := os.MkdirTemp(cache, ".tmp-base-")
+	if err != nil {
+		return "", err
+	}
+	if o.Progress != nil {
+		o.Progress("base", "rootfs (mmdebstrap, offline)")
+	}
+	base := filepath.Join(tmp, "rootfs")
+	err = MakeBase(ctx, BaseInput{Architecture: o.Lock.Architecture, Sources: o.Repo.MmdebstrapSource(),
+		Packages: lock.BaseRequests(o.Spec), Epoch: o.Lock.SourceDateEpoch, Out: base})
+	if err != nil {
+		_ = os.RemoveAll(tmp)
+		return "", err
+	}
+	return base, nil
+}
+
+// buildRole builds a role's image from the base root: rootfs, image,
+// SBOM, into a temporary directory renamed into the cache at the end.
+// takeBase moves the base into the role's root instead of copying it.
+func buildRole(ctx context.Context, o Options, r spec.Role, id, cache string, kin *kubeInputs, base string, takeBase bool) (string, error) {
+	dir := filepath.Join(cache, id)
 	step := func(s string) {
 		if o.Progress != nil {
 			o.Progress(string(r), s)
 		}
 	}
 	if err := os.MkdirAll(cache, 0o755); err != nil {
-		return "", false, err
+		return "", err
 	}
 	tmp, err := os.MkdirTemp(cache, ".tmp-"+id+"-")
 	if err != nil {
-		return "", false, err
+		return "", err
 	}
 	defer os.RemoveAll(tmp)
 	rootfs := filepath.Join(tmp, "rootfs")
 	artifactPub, err := os.ReadFile(o.Keys.Path(sign.FileSigningPub))
 	if err != nil {
-		return "", false, err
+		return "", err
 	}
-	step("rootfs (mmdebstrap, offline)")
+	step("rootfs (from the base, mmdebstrap offline)")
 	err = MakeRootfs(ctx, RootfsInput{Role: string(r), Architecture: o.Lock.Architecture, Sources: o.Repo.MmdebstrapSource(),
-		Packages: lock.Requests(o.Spec, r), Epoch: o.Lock.SourceDateEpoch, Kubedosd: o.Kubedosd, Out: rootfs,
+		Base: base, TakeBase: takeBase, BasePackages: lock.BaseRequests(o.Spec), Packages: lock.Requests(o.Spec, r), Epoch: o.Lock.SourceDateEpoch, Kubedosd: o.Kubedosd, Out: rootfs,
 		CACert: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: o.Keys.CA.Raw}), ArtifactPub: artifactPub,
 		DBCert: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: o.Keys.DB.Raw}), Kube: roleKube(o, r)})
 	if err != nil {
-		return "", false, err
+		return "", err
 	}
 	installed, err := InstalledPackages(rootfs)
 	if err != nil {
-		return "", false, err
+		return "", err
+	}
+	if err := onlyLocked(installed, o.Lock.Roles[r], r); err != nil {
+		return "", err
 	}
 	bom, err := MakeSBOM(installed, o.Lock, string(r), id)
 	if err != nil {
-		return "", false, err
+		return "", err
 	}
 	if k := roleKube(o, r); k != nil && k.Kube != "" {
 		addKubeSBOM(bom, kin.sbom, kin.kubeSHA)
@@ -231,22 +282,22 @@ func buildRole(ctx context.Context, o Options, r spec.Role, id, cache string, ki
 	img, err := BuildImage(ctx, ImageInput{Role: string(r), RoleID: id, Rootfs: rootfs, Init: o.Init, Epoch: o.Lock.SourceDateEpoch,
 		Signer: keySigner{o.Keys}, Out: out, Progress: step})
 	if err != nil {
-		return "", false, err
+		return "", err
 	}
 	if err := WriteSBOM(bom, filepath.Join(out, FileSBOM)); err != nil {
-		return "", false, err
+		return "", err
 	}
 	rec, _ := json.MarshalIndent(roleRecord{Role: string(r), RoleID: id, Image: img, Packages: len(installed)}, "", "  ")
 	if err := durable.WriteFile(filepath.Join(out, roleRecordFile), rec, 0o644); err != nil {
-		return "", false, err
+		return "", err
 	}
 	if err := os.Chmod(out, 0o755); err != nil {
-		return "", false, err
+		return "", err
 	}
 	if err := durable.PublishDir(out, dir); err != nil {
-		return "", false, fmt.Errorf("store role %s image: %w", r, err)
+		return "", fmt.Errorf("store role %s image: %w", r, err)
 	}
-	return dir, true, nil
+	return dir, nil
 }
 
 // FileSBOM is each role's CycloneDX SBOM.

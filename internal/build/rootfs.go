@@ -5,21 +5,64 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 )
+
+// BaseInput describes the base root every role of a build is derived from.
+type BaseInput struct {
+	Architecture string
+	// Sources is the one APT source the root is made from: the darksite repo,
+	// e.g. "deb [signed-by=/x/keyring.gpg] file:///x/repo kubedos main".
+	Sources  string
+	Packages []string // lock.BaseRequests, on top of Priority: required
+	Epoch    int64    // SOURCE_DATE_EPOCH, from the lock
+	Out      string   // directory to create; must not exist
+}
+
+// MakeBase composes the base root with mmdebstrap (apt's own solver,
+// offline from the darksite repo): the suite's required set and the
+// packages every role requests. It is composed once per build and each
+// role's root starts from a copy of it, so the roles share the bulk of
+// the work instead of each bootstrapping the same packages again.
+func MakeBase(ctx context.Context, in BaseInput) error {
+	if _, err := os.Stat(in.Out); err == nil {
+		return fmt.Errorf("base root %s already exists", in.Out)
+	}
+	if _, err := runTool(ctx, mmdebstrapEnv(in.Epoch), "mmdebstrap", mmdebstrapArgs("required", in.Architecture, in.Packages, in.Out, in.Sources)...); err != nil {
+		_ = os.RemoveAll(in.Out)
+		return fmt.Errorf("base root: %w", err)
+	}
+	return nil
+}
+
+func mmdebstrapEnv(epoch int64) []string {
+	return []string{"SOURCE_DATE_EPOCH=" + strconv.FormatInt(epoch, 10)}
+}
+
+func mmdebstrapArgs(variant, arch string, pkgs []string, out, sources string, extra ...string) []string {
+	args := []string{"--mode=root", "--variant=" + variant, "--architectures=" + arch,
+		"--aptopt=Acquire::Languages \"none\"", "--aptopt=Acquire::Retries \"0\""}
+	args = append(args, extra...)
+	return append(args, "--include="+strings.Join(pkgs, ","), "kubedos", out, sources)
+}
 
 // RootfsInput describes one role's root filesystem.
 type RootfsInput struct {
 	Role         string
 	Architecture string
-	// Sources is the one APT source the root is made from: the darksite repo,
-	// e.g. "deb [signed-by=/x/keyring.gpg] file:///x/repo kubedos main".
-	Sources  string
-	Packages []string // on top of Priority: required
-	Epoch    int64    // SOURCE_DATE_EPOCH, from the lock
-	Kubedosd string   // the node daemon binary to install
-	CACert   []byte   // the cluster CA (PEM): nodes check the hub against it
+	Sources      string // as BaseInput's
+	// Base is the base root (MakeBase) the role starts from, made of
+	// BasePackages; TakeBase moves it into place instead of copying it (no
+	// other role needs it any more).
+	Base         string
+	TakeBase     bool
+	BasePackages []string
+	Packages     []string // the role's requests (lock.Requests): a superset of BasePackages
+	Epoch        int64    // SOURCE_DATE_EPOCH, from the lock
+	Kubedosd     string   // the node daemon binary to install
+	CACert       []byte   // the cluster CA (PEM): nodes check the hub against it
 	// ArtifactPub (PKIX PEM) and DBCert (PEM) let a node check an upgrade's
 	// signed manifest and its UKI's Authenticode signature before writing.
 	ArtifactPub []byte
@@ -29,23 +72,79 @@ type RootfsInput struct {
 	Out  string // directory to create; must not exist
 }
 
-// MakeRootfs composes a role's root with mmdebstrap (apt's own solver,
-// offline from the darksite repo) and installs kubedosd and the role's config.
+// MakeRootfs derives a role's root from the base: a copy of it, the
+// packages the role requests beyond the base installed by mmdebstrap (apt's
+// own solver, offline from the darksite repo) into that copy, then kubedosd
+// and the role's config. Whether the base was copied or moved does not
+// change a byte: either way the tree is the base's.
 func MakeRootfs(ctx context.Context, in RootfsInput) error {
 	if _, err := os.Stat(in.Out); err == nil {
 		return fmt.Errorf("rootfs %s already exists", in.Out)
 	}
-	env := []string{"SOURCE_DATE_EPOCH=" + strconv.FormatInt(in.Epoch, 10)}
-	args := []string{"--mode=root", "--variant=required", "--architectures=" + in.Architecture,
-		"--aptopt=Acquire::Languages \"none\"", "--aptopt=Acquire::Retries \"0\"",
-		"--include=" + strings.Join(in.Packages, ","),
-		"kubedos", in.Out, in.Sources}
-	if _, err := runTool(ctx, env, "mmdebstrap", args...); err != nil {
-		_ = os.RemoveAll(in.Out)
+	if err := placeBase(ctx, in.Base, in.Out, in.TakeBase); err != nil {
 		return fmt.Errorf("rootfs for role %s: %w", in.Role, err)
+	}
+	if extra := missingFrom(in.Packages, in.BasePackages); len(extra) > 0 {
+		// mmdebstrap populates /dev itself and refuses to mknod over the
+		// base's nodes; it makes the same ones again.
+		if err := emptyDir(filepath.Join(in.Out, "dev")); err != nil {
+			return fmt.Errorf("rootfs for role %s: %w", in.Role, err)
+		}
+		// The custom variant installs only what is asked and not yet
+		// installed (the base's dpkg status says what is), with the same
+		// solver and source as the base.
+		args := mmdebstrapArgs("custom", in.Architecture, in.Packages, in.Out, in.Sources, "--skip=check/empty")
+		if _, err := runTool(ctx, mmdebstrapEnv(in.Epoch), "mmdebstrap", args...); err != nil {
+			_ = os.RemoveAll(in.Out)
+			return fmt.Errorf("rootfs for role %s (%s on the base): %w", in.Role, strings.Join(extra, ", "), err)
+		}
 	}
 	if err := customizeRootfs(in); err != nil {
 		return fmt.Errorf("rootfs for role %s: %w", in.Role, err)
+	}
+	return nil
+}
+
+// placeBase puts the base root at out: renamed when take, else copied
+// with everything a root carries (owners, modes, hard links, xattrs,
+// device nodes).
+func placeBase(ctx context.Context, base, out string, take bool) error {
+	if base == "" {
+		return fmt.Errorf("no base root to derive from")
+	}
+	if take {
+		if err := os.Rename(base, out); err != nil {
+			return fmt.Errorf("move base root: %w", err)
+		}
+		return nil
+	}
+	if _, err := runTool(ctx, nil, "cp", "-a", "--no-target-directory", base, out); err != nil {
+		_ = os.RemoveAll(out)
+		return fmt.Errorf("copy base root: %w", err)
+	}
+	return nil
+}
+
+// missingFrom is what of want is not in have.
+func missingFrom(want, have []string) []string {
+	var out []string
+	for _, p := range want {
+		if !slices.Contains(have, p) {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+func emptyDir(dir string) error {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return err
+	}
+	for _, e := range ents {
+		if err := os.RemoveAll(filepath.Join(dir, e.Name())); err != nil {
+			return err
+		}
 	}
 	return nil
 }

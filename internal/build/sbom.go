@@ -7,12 +7,14 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 
 	cdx "github.com/CycloneDX/cyclonedx-go"
 	"github.com/kubedos/kubedos/internal/durable"
 	"github.com/kubedos/kubedos/internal/lock"
+	"github.com/kubedos/kubedos/internal/spec"
 )
 
 // Installed is one package dpkg reports installed in a root.
@@ -63,6 +65,23 @@ func InstalledPackages(rootfs string) ([]Installed, error) {
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out, nil
+}
+
+// onlyLocked checks that everything installed in a role's root is in the
+// role's locked set: the role's content address covers those packages and
+// no others, so a root holding another (a choice the base's resolution
+// made that the role's own would not) must not be stored under it.
+func onlyLocked(installed []Installed, locked []string, role spec.Role) error {
+	var extra []string
+	for _, in := range installed {
+		if !slices.Contains(locked, in.Name) {
+			extra = append(extra, in.Name+" "+in.Version)
+		}
+	}
+	if len(extra) > 0 {
+		return fmt.Errorf("role %s: installed but not in the role's locked packages: %s", role, strings.Join(extra, ", "))
+	}
+	return nil
 }
 
 // PURL is the package URL of a Debian package.

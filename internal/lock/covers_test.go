@@ -219,3 +219,39 @@ func TestNodePackagesFor(t *testing.T) {
 		t.Errorf("trixie has %d packages, bookworm %d", len(tri), len(NodePackages))
 	}
 }
+
+// The base every role is derived from holds what all roles request and
+// nothing role-specific: a role's own packages must not reach the others'
+// roots through it.
+func TestBaseRequests(t *testing.T) {
+	s := coversSpec()
+	s.Topology.Nodes = append(s.Topology.Nodes, spec.Node{Name: "mon", Role: spec.RolePrometheus}, spec.Node{Name: "w1", Role: spec.RoleWorker})
+	s.Workloads.Kubernetes.Enabled = true
+	s.Workloads.Observability.Prometheus = true
+	base := BaseRequests(s)
+	if !slices.IsSorted(base) || !slices.Contains(base, "linux-image-cloud-amd64") || !slices.Contains(base, "systemd") {
+		t.Errorf("BaseRequests = %v: want the kernel and NodePackages, sorted", base)
+	}
+	for _, r := range Roles(s) {
+		req := Requests(s, r)
+		for _, p := range base {
+			if !slices.Contains(req, p) {
+				t.Errorf("%s requests %v, which lacks base package %s", r, req, p)
+			}
+		}
+	}
+	for _, p := range []string{"etcd-server", "containerd", "prometheus"} {
+		if slices.Contains(base, p) {
+			t.Errorf("base has the role package %s", p)
+		}
+	}
+	before := BaseRequests(s)
+	s.OS.RolePackages = map[spec.Role][]string{spec.RoleWorker: {"jq"}}
+	if !slices.Equal(BaseRequests(s), before) {
+		t.Error("a role's own package changed the base")
+	}
+	s.OS.Packages = append(s.OS.Packages, "jq")
+	if !slices.Contains(BaseRequests(s), "jq") {
+		t.Error("os.packages is not in the base")
+	}
+}

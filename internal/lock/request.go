@@ -82,8 +82,21 @@ func observabilityPackages(s *spec.ClusterSpec, role spec.Role) []string {
 // comes from the archive, not the spec.
 func Requests(s *spec.ClusterSpec, role spec.Role) []string {
 	s = spec.WithDefaults(s)
-	set := map[string]bool{KernelPackage(s.OS.KernelFlavour): true}
-	for _, list := range [][]string{NodePackagesFor(s.OS.Suite), s.OS.Packages, s.OS.RolePackages[role], kubeplan.RolePackages(s, role), observabilityPackages(s, role)} {
+	return sortedSet(BaseRequests(s), s.OS.RolePackages[role], kubeplan.RolePackages(s, role), observabilityPackages(s, role))
+}
+
+// BaseRequests returns the packages the spec asks for on every role, sorted:
+// the kernel, NodePackages and os.packages. It depends on nothing
+// role-specific, so a base root made of it can be shared by all roles
+// without one role's change reaching the others.
+func BaseRequests(s *spec.ClusterSpec) []string {
+	s = spec.WithDefaults(s)
+	return sortedSet([]string{KernelPackage(s.OS.KernelFlavour)}, NodePackagesFor(s.OS.Suite), s.OS.Packages)
+}
+
+func sortedSet(lists ...[]string) []string {
+	set := map[string]bool{}
+	for _, list := range lists {
 		for _, p := range list {
 			set[p] = true
 		}

@@ -1,0 +1,149 @@
+package build
+
+import (
+	"context"
+	"crypto/x509"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/kubedos/kubedos/internal/lock"
+	"github.com/kubedos/kubedos/internal/manifest"
+	"github.com/kubedos/kubedos/internal/sign"
+	"github.com/kubedos/kubedos/internal/spec"
+)
+
+func roleKeys(t *testing.T, edit func(*spec.ClusterSpec)) map[spec.Role]string {
+	t.Helper()
+	o := kubeFixture(t, []byte("kube v1"))
+	edit(o.Spec)
+	o.Lock = &lock.Lock{Suite: "bookworm", SourceDateEpoch: 1}
+	o.Keys = &sign.KeySet{CA: &x509.Certificate{Raw: []byte("ca")}}
+	in, err := readKubeInputs(o, lock.Roles(o.Spec))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[spec.Role]string{}
+	for _, r := range lock.Roles(o.Spec) {
+		out[r] = roleKey(o, r, &manifest.Manifest{}, newKubeKey(roleKube(o, r), in))
+	}
+	return out
+}
+
+// Roots are derived from a base shared by the build's roles: a role's
+// address must change with what its base is made of, and one role's own
+// packages must not move any other role's.
+func TestRoleKeyBase(t *testing.T) {
+	before := roleKeys(t, func(*spec.ClusterSpec) {})
+	worker := roleKeys(t, func(s *spec.ClusterSpec) {
+		s.OS.RolePackages = map[spec.Role][]string{spec.RoleWorker: {"jq"}}
+	})
+	for r, id := range before {
+		if changed := worker[r] != id; changed != (r == spec.RoleWorker) {
+			t.Errorf("%s: a worker package changed its address: %v", r, changed)
+		}
+	}
+	// The same requests for the worker, but jq now comes with every role's
+	// base: the worker's root is derived differently, so its address moves.
+	moved := roleKeys(t, func(s *spec.ClusterSpec) {
+		s.OS.Packages = append(s.OS.Packages, "jq")
+		s.OS.RolePackages = map[spec.Role][]string{spec.RoleWorker: {"jq"}}
+	})
+	if moved[spec.RoleWorker] == worker[spec.RoleWorker] {
+		t.Error("the worker kept its address when its base changed")
+	}
+}
+
+func TestMissingFrom(t *testing.T) {
+	got := missingFrom([]string{"a", "containerd", "runc", "systemd"}, []string{"a", "systemd"})
+	if !slices.Equal(got, []string{"containerd", "runc"}) {
+		t.Errorf("missingFrom = %v", got)
+	}
+	if got := missingFrom([]string{"a"}, []string{"a", "b"}); len(got) != 0 {
+		t.Errorf("a role with only base packages has extras %v", got)
+	}
+}
+
+func TestOnlyLocked(t *testing.T) {
+	inst := []Installed{{"systemd", "252", "amd64"}, {"containerd", "1.6", "amd64"}}
+	if err := onlyLocked(inst, []string{"containerd", "systemd", "udev"}, spec.RoleWorker); err != nil {
+		t.Errorf("locked packages refused: %v", err)
+	}
+	err := onlyLocked(inst, []string{"systemd"}, spec.RoleMaster)
+	if err == nil || !strings.Contains(err.Error(), "containerd 1.6") || !strings.Contains(err.Error(), "master") {
+		t.Errorf("a package outside the role's lock: %v", err)
+	}
+}
+
+// A copied base and a moved one are the same tree: which role takes the
+// base must not change any role's bytes.
+func TestPlaceBase(t *testing.T) {
+	if _, err := exec.LookPath("cp"); err != nil {
+		t.Skip("no cp")
+	}
+	dir := t.TempDir()
+	base := filepath.Join(dir, "base")
+	for p, data := range map[string]string{"etc/hostname": "h\n", "usr/bin/x": "bin"} {
+		if err := os.MkdirAll(filepath.Join(base, filepath.Dir(p)), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(base, p), []byte(data), 0o640); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Link(filepath.Join(base, "usr/bin/x"), filepath.Join(base, "usr/bin/y")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("x", filepath.Join(base, "usr/bin/z")); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := placeBase(ctx, base, filepath.Join(dir, "copy"), false); err != nil {
+		t.Fatal(err)
+	}
+	want := treeOf(t, base)
+	if err := placeBase(ctx, base, filepath.Join(dir, "moved"), true); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(base); !os.IsNotExist(err) {
+		t.Errorf("the base is still there after it was taken: %v", err)
+	}
+	for _, d := range []string{"copy", "moved"} {
+		if got := treeOf(t, filepath.Join(dir, d)); !slices.Equal(got, want) {
+			t.Errorf("%s:\n%v\nwant\n%v", d, got, want)
+		}
+	}
+	if err := placeBase(ctx, "", filepath.Join(dir, "none"), false); err == nil {
+		t.Error("a root derived from no base")
+	}
+}
+
+// treeOf lists path, mode, link target or content, and link count.
+func treeOf(t *testing.T, root string) []string {
+	t.Helper()
+	var out []string
+	err := filepath.Walk(root, func(p string, fi os.FileInfo, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(root, p)
+		line := rel + " " + fi.Mode().String()
+		switch {
+		case fi.Mode()&os.ModeSymlink != 0:
+			target, _ := os.Readlink(p)
+			line += " -> " + target
+		case fi.Mode().IsRegular():
+			b, _ := os.ReadFile(p)
+			line += " " + string(b) + " links=" + linkCount(fi)
+		}
+		out = append(out, line)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
