@@ -16,6 +16,7 @@ import (
 type clusterFlags struct {
 	keys, state, build, hubOn string
 	timeout                   time.Duration
+	maxBooting                int
 	// target and hub are deploy's: --target overrides targets.default,
 	// --hub names the hub the proxmox VMs enroll with.
 	target, hub string
@@ -60,7 +61,7 @@ func (f *clusterFlags) load(path string, keys bool, ev cluster.Events) (cluster.
 	if err != nil {
 		return cluster.Config{}, fmt.Errorf("%s: %w", path, err)
 	}
-	cfg := cluster.Config{Spec: s, SpecPath: path, Dir: f.dir(s), HubOn: f.hubOn, Timeout: f.timeout,
+	cfg := cluster.Config{Spec: s, SpecPath: path, Dir: f.dir(s), HubOn: f.hubOn, Timeout: f.timeout, MaxBooting: f.maxBooting,
 		TargetName: f.target, ProxmoxHub: f.hub}
 	cfg.Events = ev
 	if keys {
@@ -168,6 +169,7 @@ func newClusterUpCmd(g *globals, verb string) *cobra.Command {
 		},
 	}
 	f.add(cmd, true)
+	cmd.Flags().IntVar(&f.maxBooting, "max-booting", 0, "qemu: start at most this many VMs at a time (the master first, then batches, each once the previous one enrolled); 0 starts all at once. For a small host under TCG")
 	cmd.Flags().BoolVar(&f.noConverge, "no-converge", false, "stop once every node enrolled, without the final convergence run (kubedos converge runs it later)")
 	if verb == "deploy" {
 		cmd.Flags().StringVar(&f.target, "target", "", "deploy to this target instead of the spec's targets.default: qemu or proxmox")

@@ -58,6 +58,12 @@ type Config struct {
 	HubOn string
 	// Timeout bounds the wait for enrollment; 0 does not wait (proxmox).
 	Timeout time.Duration
+	// MaxBooting (qemu only) starts at most this many nodes at a time: the
+	// master alone first, then the others in batches, each batch once the
+	// previous one enrolled. 0 starts every node at once. On a small host
+	// under TCG, 16 VMs booting at once each get an eighth of a core and
+	// their services time out; batches keep each boot near its own speed.
+	MaxBooting int
 	// TargetName overrides the spec's targets.default.
 	TargetName string
 	// ProxmoxHub is the hub the Proxmox VMs enroll with (host:port).

@@ -22,6 +22,9 @@ import (
 // nodes are returned as the hub last listed them (nil if never asked),
 // with the error of the wait.
 func (c *Cluster) Up(ctx context.Context) ([]api.Node, error) {
+	if c.MaxBooting < 0 {
+		return nil, invalid("--max-booting %d: want 0 (every node at once) or more", c.MaxBooting)
+	}
 	switch c.targetName() {
 	case spec.TargetQEMU:
 		if c.HubOn != HubOnMaster && c.HubOn != HubOnHost {
@@ -31,6 +34,9 @@ func (c *Cluster) Up(ctx context.Context) ([]api.Node, error) {
 			return nil, err
 		}
 	case spec.TargetProxmox:
+		if c.MaxBooting != 0 {
+			return nil, invalid("--max-booting applies to the local qemu target, not %s", spec.TargetProxmox)
+		}
 		if err := c.deployProxmox(ctx); err != nil || c.Timeout == 0 {
 			return nil, err
 		}
@@ -117,21 +123,69 @@ func (c *Cluster) upLocal(ctx context.Context) error {
 		}
 		nodeHub = netip.AddrPortFrom(addr.Addr(), api.HubPort).String()
 	}
-	if err := c.startNodes(ctx, t, c.Spec.Topology.Nodes, func(n spec.Node) string {
+	hubFor := func(n spec.Node) string {
 		if n.Role == spec.RoleMaster {
 			return c.hubAddr
 		}
 		return nodeHub
-	}, true); err != nil {
-		return err
+	}
+	if c.MaxBooting > 0 && c.HubOn == HubOnMaster {
+		// The master alone first: it takes the hub, and the others are
+		// registered with it there, batch by batch.
+		if err := c.startNodes(ctx, t, []spec.Node{master}, hubFor, true); err != nil {
+			return err
+		}
+		if _, err := c.waitNodes(ctx, []spec.Node{master}, c.Timeout); err != nil {
+			return err
+		}
+		if err := c.HandOver(ctx, master, nodeHub); err != nil {
+			return err
+		}
+		return c.startBatches(ctx, t, without(c.Spec.Topology.Nodes, master.Name), hubFor)
 	}
 	if c.HubOn != HubOnMaster {
-		return nil
+		return c.startBatches(ctx, t, c.Spec.Topology.Nodes, hubFor)
+	}
+	if err := c.startNodes(ctx, t, c.Spec.Topology.Nodes, hubFor, true); err != nil {
+		return err
 	}
 	if _, err := c.waitNodes(ctx, []spec.Node{master}, c.Timeout); err != nil {
 		return err
 	}
 	return c.HandOver(ctx, master, nodeHub)
+}
+
+// startBatches starts nodes MaxBooting at a time, each batch once the
+// previous one enrolled (all at once when MaxBooting is 0); Up waits for
+// the last batch with the rest.
+func (c *Cluster) startBatches(ctx context.Context, t target.Target, nodes []spec.Node, hubFor func(spec.Node) string) error {
+	size := c.MaxBooting
+	if size <= 0 {
+		size = len(nodes)
+	}
+	for i := 0; i < len(nodes); i += size {
+		batch := nodes[i:min(i+size, len(nodes))]
+		if err := c.startNodes(ctx, t, batch, hubFor, true); err != nil {
+			return err
+		}
+		if i+size >= len(nodes) {
+			break
+		}
+		if _, err := c.waitNodes(ctx, batch, c.Timeout); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func without(nodes []spec.Node, name string) []spec.Node {
+	var out []spec.Node
+	for _, n := range nodes {
+		if n.Name != name {
+			out = append(out, n)
+		}
+	}
+	return out
 }
 
 // upOnMasterHub starts a cluster whose master keeps the hub: the master
@@ -160,7 +214,7 @@ func (c *Cluster) upOnMasterHub(ctx context.Context, t target.Target, h *Handoff
 	if err := c.waitHub(ctx, c.Timeout); err != nil {
 		return err
 	}
-	return c.startNodes(ctx, t, others, hubFor, true)
+	return c.startBatches(ctx, t, others, hubFor)
 }
 
 // recordNodeAPI writes where the operator reaches the node's API: its LAN

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/kubedos/kubedos/examples"
 	"github.com/kubedos/kubedos/internal/build"
@@ -179,6 +180,35 @@ func TestUpDrivesTargetAndHub(t *testing.T) {
 	}
 }
 
+// TestUpMaxBooting: with MaxBooting the second batch is not started
+// until the first enrolled; here nothing boots, so Up stops after the
+// first batch, naming it.
+func TestUpMaxBooting(t *testing.T) {
+	s, m := localSpec(t)
+	ks := testKeys(t)
+	ft := &fakeTarget{running: map[string]bool{}}
+	hubs := &inProcessHub{t: t, spec: s, m: m, ks: ks, runs: map[string]func(){}}
+	var ev recorder
+	cfg := Config{Spec: s, SpecPath: "cluster.yaml", Keys: ks, Manifest: m, BuildDir: "out/b1", Dir: t.TempDir(),
+		HubOn: HubOnHost, Timeout: time.Millisecond, MaxBooting: 2, TargetName: spec.TargetQEMU, Events: &ev, Hub: hubs,
+		HubListen: freeAddr(t), Target: ft}
+	c := New(cfg)
+	_, err := c.Up(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "0 of 2 nodes enrolled") {
+		t.Fatalf("Up: %v, want the wait for the first batch of 2 to end", err)
+	}
+	var made []string
+	for _, n := range ft.made {
+		made = append(made, n.Name)
+	}
+	if !slices.Equal(made, []string{"master", "w-1"}) {
+		t.Errorf("made %v before the first batch enrolled, want [master w-1]", made)
+	}
+	if _, err := New(cfg).Down(context.Background(), false); err != nil || ft.net {
+		t.Errorf("Down: %v, network up %v", err, ft.net)
+	}
+}
+
 func TestUpRefuses(t *testing.T) {
 	s, m := localSpec(t)
 	for _, tc := range []struct {
@@ -190,6 +220,8 @@ func TestUpRefuses(t *testing.T) {
 		{"target", Config{TargetName: "iso"}, `target "iso" is not deployable yet`},
 		{"proxmox without hub", Config{TargetName: spec.TargetProxmox}, "--hub is required"},
 		{"proxmox bad hub", Config{TargetName: spec.TargetProxmox, ProxmoxHub: "hub:7443"}, "want an IP address and port"},
+		{"max-booting negative", Config{HubOn: HubOnHost, TargetName: spec.TargetQEMU, MaxBooting: -1}, "--max-booting -1"},
+		{"max-booting on proxmox", Config{TargetName: spec.TargetProxmox, ProxmoxHub: "10.0.0.5:7443", MaxBooting: 2}, "--max-booting applies to the local qemu target"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			tc.cfg.Spec, tc.cfg.Manifest, tc.cfg.Dir = s, m, t.TempDir()
