@@ -68,7 +68,9 @@ func BuildInitrd(in InitrdInput, out string) error {
 	}
 	var buf bytes.Buffer
 	// gzip from the standard library writes no name or time: reproducible.
-	zw, _ := gzip.NewWriterLevel(&buf, gzip.BestCompression)
+	// Level 6, not 9: on kubedos-init 2.5x faster for 0.4% more bytes
+	// (once per role, so 8x in the reference build).
+	zw, _ := gzip.NewWriterLevel(&buf, gzip.DefaultCompression)
 	if err := writeCPIO(zw, entries); err != nil {
 		return fmt.Errorf("initrd: %w", err)
 	}

@@ -15,6 +15,7 @@ import (
 func newBuildCmd(g *globals) *cobra.Command {
 	var p paths
 	var kube, coredns string
+	var jobs int
 	cmd := &cobra.Command{
 		Use:   "build SPEC",
 		Short: "Manufacture every role's signed, reproducible boot image, offline",
@@ -68,13 +69,16 @@ change is taken from the role cache. Needs root (mmdebstrap --mode=root).`,
 				// make kube and make coredns both write to bin/.
 				coredns = filepath.Join(filepath.Dir(kube), "coredns")
 			}
+			if jobs < 0 {
+				return fmt.Errorf("--jobs %d: want 0 (the number of CPUs) or more", jobs)
+			}
 			pr := newProgress(g.stderr)
 			pr.Step("building cluster %q: %d role(s)", s.Metadata.Name, len(lock.Roles(s)))
 			res, err := build.Build(cmd.Context(), build.Options{
 				Spec: s, SpecBytes: specBytes, Lock: l, LockBytes: lockBytes, Repo: repo, Keys: ks,
 				Kubedosd: filepath.Join(bins, "kubedosd"), Init: filepath.Join(bins, "kubedos-init"),
 				Kube: kube, Probe: filepath.Join(bins, "kubedos-probe"), CoreDNS: coredns,
-				Revision: buildinfo.Get().Revision, OutDir: p.out,
+				Revision: buildinfo.Get().Revision, OutDir: p.out, Jobs: jobs,
 				Progress: func(role, step string) { pr.Step("%s: %s", role, step) },
 			})
 			if err != nil {
@@ -96,6 +100,7 @@ change is taken from the role cache. Needs root (mmdebstrap --mode=root).`,
 		},
 	}
 	p.addFlags(cmd, "lock", "keys", "cache", "repo", "out", "node-binaries")
+	cmd.Flags().IntVar(&jobs, "jobs", 0, "roles built at once (default: the number of CPUs, at most 4); the base root is made once before them")
 	cmd.Flags().StringVar(&coredns, "coredns", "", "CoreDNS (make coredns), its SBOM beside it as FILE.cdx.json; baked into kubelet roles as the cluster DNS image when the spec enables Kubernetes (default: coredns beside the --kube binary)")
 	cmd.Flags().StringVar(&kube, "kube", "", "the Kubernetes multicall binary, its SBOM beside it as FILE.cdx.json; read only when the spec enables Kubernetes (default: kube beside kubedosd, where make kube puts it)")
 	cmd.AddCommand(newBuildRetireCmd(g))

@@ -143,7 +143,9 @@ func Write(w io.Writer, img Image) (*Result, error) {
 		return nil, err
 	}
 	var gz bytes.Buffer
-	zw, err := gzip.NewWriterLevel(&gz, gzip.BestCompression)
+	// Level 6: level 9 costs 2.5x the CPU for 0.4% (measured on a Go
+	// binary, which is what these layers hold).
+	zw, err := gzip.NewWriterLevel(&gz, gzip.DefaultCompression)
 	if err != nil {
 		return nil, err
 	}
