@@ -38,9 +38,9 @@ phase() { echo "reference: $1 $(( $(date +%s) - t0 )) s" | tee -a phases.txt; t0
 "$kubedos" lock cluster.yaml
 "$kubedos" fetch cluster.yaml --cache cache
 phase "keys, lock, fetch:"
-build=$("$kubedos" build cluster.yaml --cache cache --out out --node-binaries "$repo/bin" --kube "$kube" | tail -n 1)
-phase "build of the 8 roles ($build):"
-"$kubedos" cluster up cluster.yaml --build "$build" --keys keys --timeout 4h
+build=$(/usr/bin/time -f '%U %S' -o build.cpu "$kubedos" build cluster.yaml --cache cache --out out --node-binaries "$repo/bin" --kube "$kube" | tail -n 1)
+phase "build of the 8 roles ($build, $(awk '{printf "%.1f", $1+$2}' build.cpu) CPU-s):"
+"$kubedos" cluster up cluster.yaml --build "$build" --keys keys --timeout 4h --max-booting "${MAX_BOOTING:-3}"
 phase "cluster up, converged with the probe served:"
 "$kubedos" cluster accept cluster.yaml --build "$build" --keys keys --allow-unchecked drill
 phase "cluster accept:"
