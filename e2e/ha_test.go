@@ -283,8 +283,9 @@ func TestHADrills(t *testing.T) {
 		}
 		var rolled struct {
 			Nodes []struct {
-				Node, Result string
-				Seconds      float64
+				Node, Result                         string
+				Seconds, WriteSeconds, SettleSeconds float64
+				Written                              struct{ Steps []string }
 			}
 		}
 		if err := json.Unmarshal([]byte(rollOut.stdout), &rolled); err != nil || len(rolled.Nodes) != 5 {
@@ -294,7 +295,8 @@ func TestHADrills(t *testing.T) {
 			if n.Result != "upgraded" {
 				t.Errorf("%s: %s", n.Node, n.Result)
 			}
-			t.Logf("FIGURE drill 5: %s upgraded in %.0fs", n.Node, n.Seconds)
+			t.Logf("FIGURE drill 5: %s upgraded in %.0fs (write %.0fs: %s; reboot to settled %.0fs)", n.Node, n.Seconds,
+				n.WriteSeconds, strings.Join(n.Written.Steps, "; "), n.SettleSeconds)
 		}
 		acked, failed, gap = w.summary()
 		pOK, pFailed, pGap := probe.summary()

@@ -110,6 +110,16 @@ func TestUpgradeRollbackPowerCut(t *testing.T) {
 	if r.code != 0 || !strings.Contains(r.stdout, `"result": "upgraded"`) {
 		t.Fatalf("upgrade to B: exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
 	}
+	var phases struct {
+		WriteSeconds, SettleSeconds float64
+		Written                     struct{ Steps []string }
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &phases); err != nil || phases.WriteSeconds <= 0 || phases.SettleSeconds <= 0 ||
+		len(phases.Written.Steps) < 3 || !strings.HasPrefix(phases.Written.Steps[0], "receive and spool") {
+		t.Errorf("upgrade to B: phases not reported (%v): %s", err, r.stdout)
+	}
+	t.Logf("FIGURE upgrade A→B phases: write %.0fs (%s), reboot to settled %.0fs", phases.WriteSeconds,
+		strings.Join(phases.Written.Steps, "; "), phases.SettleSeconds)
 	v = version(5 * time.Minute)
 	if v.BuildID != idB || v.Slot != "b" || v.Boot.OtherSlot != idA {
 		t.Errorf("after upgrade: build %s slot %s other %s; want %s b %s", v.BuildID, v.Slot, v.Boot.OtherSlot, idB, idA)

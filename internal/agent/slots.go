@@ -191,6 +191,9 @@ func (s nodeService) Upgrade(stream api.UpgradeStream) (*api.UpgradeResult, erro
 		return nil, refusal(err)
 	}
 	defer stager.Abort()
+	// Each step is timed: an upgrade under TCG takes minutes and the
+	// operator (and drill 5) should see where they go.
+	began := time.Now()
 	var total int64
 	for {
 		c, err := stream.Recv()
@@ -205,17 +208,26 @@ func (s nodeService) Upgrade(stream api.UpgradeStream) (*api.UpgradeResult, erro
 		}
 		total += int64(len(c.Data))
 	}
+	received := time.Now()
 	staged, err := stager.Finish()
 	if err != nil {
 		return nil, refusal(err)
 	}
 	defer staged.Remove()
 	res := &api.UpgradeResult{Node: s.n.cfg.Name, FromBuild: sl.Booted.Build, Bytes: total}
+	res.Steps = append(res.Steps, fmt.Sprintf("receive and spool %d MiB: %.1f s", total>>20, received.Sub(began).Seconds()),
+		fmt.Sprintf("check the spooled parts: %.1f s", time.Since(received).Seconds()))
+	last, lastAt := "", time.Now()
+	timed := func(next string) {
+		if last != "" {
+			res.Steps = append(res.Steps, fmt.Sprintf("%s: %.1f s", last, time.Since(lastAt).Seconds()))
+			s.n.cfg.Logf("upgrade to %s: %s", staged.Role.RoleID, res.Steps[len(res.Steps)-1])
+		}
+		last, lastAt = next, time.Now()
+	}
 	err = sl.withESP(func(disk *os.File, esp string) error {
-		r, err := upgrade.Install(stream.Context(), disk, esp, sl.Booted, staged, func(step string) {
-			res.Steps = append(res.Steps, step)
-			s.n.cfg.Logf("upgrade to %s: %s", staged.Role.RoleID, step)
-		})
+		defer timed("")
+		r, err := upgrade.Install(stream.Context(), disk, esp, sl.Booted, staged, timed)
 		if err != nil {
 			return err
 		}

@@ -26,7 +26,12 @@ type Outcome struct {
 	Running string             `json:"runningBuild,omitempty"`
 	Written *api.UpgradeResult `json:"written,omitempty"`
 	Seconds float64            `json:"seconds"`
-	Detail  string             `json:"detail,omitempty"`
+	// WriteSeconds is the image's upload, check and write on the node
+	// (the node's own steps, timed, are in Written.Steps); SettleSeconds
+	// the reboot until it runs the build with its boot marked good.
+	WriteSeconds  float64 `json:"writeSeconds,omitempty"`
+	SettleSeconds float64 `json:"settleSeconds,omitempty"`
+	Detail        string  `json:"detail,omitempty"`
 }
 
 // ErrRolledBack: the node came back on its old build by itself.
@@ -105,6 +110,7 @@ func UpgradeNode(ctx context.Context, t UpgradeTarget, buildDir string, o Upgrad
 			total += fe.Size
 		}
 	}
+	writing := time.Now()
 	res, err := cl.Upgrade(ctx, raw, sig, o.Reboot, upgrade.Parts, func(part string) (io.ReadCloser, error) {
 		return os.Open(filepath.Join(buildDir, manifest.RoleFile(n.Role, part)))
 	}, func(part string, sent int64) {
@@ -114,15 +120,17 @@ func UpgradeNode(ctx context.Context, t UpgradeTarget, buildDir string, o Upgrad
 	if err != nil {
 		return nil, fmt.Errorf("node %s: %w", t.Name, err)
 	}
-	out.Written = res
-	ev.emit(StepDone{Node: t.Name, Text: fmt.Sprintf("wrote slot %s and boot entry %s (%d MiB)", res.Slot, res.Entry, res.Bytes>>20)})
+	out.Written, out.WriteSeconds = res, time.Since(writing).Seconds()
+	ev.emit(StepDone{Node: t.Name, Text: fmt.Sprintf("wrote slot %s and boot entry %s (%d MiB in %.1f s: %s)", res.Slot, res.Entry, res.Bytes>>20,
+		out.WriteSeconds, strings.Join(res.Steps, "; "))})
 	if !o.Reboot {
 		out.Result, out.Seconds = "written", time.Since(start).Seconds()
 		return out, nil
 	}
 	ev.emit(StepDone{Node: t.Name, Text: "rebooting into build " + img.RoleID})
+	settling := time.Now()
 	v, err := waitSettled(ctx, t, img.RoleID, o)
-	out.Seconds = time.Since(start).Seconds()
+	out.Seconds, out.SettleSeconds = time.Since(start).Seconds(), time.Since(settling).Seconds()
 	if err != nil {
 		return out, err
 	}
