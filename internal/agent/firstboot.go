@@ -137,8 +137,15 @@ type enrollment struct {
 
 func (enrollment) Name() string { return "enrollment" }
 
+// enrollAttempt bounds one attempt. Not shorter: an attempt restarted
+// makes a new AK and session from scratch, so on a starved machine (16
+// VMs under TCG on two cores: credential activation alone past 60 s) a
+// short bound never lets one finish. The hub bounds its side anyway
+// (session 10 min, nonce 2 min); a dead hub fails the calls at once.
+const enrollAttempt = 5 * time.Minute
+
 func (e enrollment) Run(ctx context.Context) error {
-	attemptCtx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	attemptCtx, cancel := context.WithTimeout(ctx, enrollAttempt)
 	got, err := Enroll(attemptCtx, e.cfg, e.logf)
 	cancel()
 	switch {
