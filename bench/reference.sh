@@ -5,13 +5,17 @@
 # under QEMU (issue 16): keys, lock, fetch, build of the 8 roles, cluster up
 # to converged, cluster accept. Each node gets one vCPU and its memory
 # trimmed per role (the spec's sizes are for real hardware: 112 GiB in
-# all; trimmed, about 15.5 GiB), nothing else changes. Every phase is
+# all; trimmed, 14 GiB), nothing else changes. Every phase is
 # timed; the figures go to docs/benchmarks.md by hand, with this command.
 #
 # Usage: sudo bash bench/reference.sh [WORKDIR]
 #   needs root, Debian's mirror, bin/kubedos and bin/kube (make build kube
 #   coredns); KUBEDOS=… and KUBE=… point elsewhere. Hours under TCG.
 set -euo pipefail
+# QEMU's TCG keeps up to 1 GiB of translated code per VM by default: in the
+# first run each VM's RSS grew ~1.1 GiB past its guest memory and the host
+# OOM-killed two of the sixteen. 256 MiB each keeps them in 24 GiB.
+export KUBEDOS_QEMU_ACCEL=${KUBEDOS_QEMU_ACCEL:-tcg,tb-size=256}
 repo=$(cd "$(dirname "$0")/.." && pwd)
 w=${1:-$(mktemp -d /tmp/kubedos-reference-XXXX)}
 kubedos=${KUBEDOS:-$repo/bin/kubedos}
@@ -24,7 +28,7 @@ cd "$w"
 
 # MiB per role on this machine: enough for what each runs under TCG.
 declare -A mem=([master]=1024 [prometheus]=1024 [grafana]=768 [storage]=768
-	[etcd]=768 [controlplane]=1536 [worker]=1280 [loadbalancer]=512)
+	[etcd]=768 [controlplane]=1280 [worker]=1024 [loadbalancer]=512)
 cp "$repo/examples/reference.yaml" cluster.yaml
 for role in "${!mem[@]}"; do
 	sed -i -E "/role: ${role},/ s/cpus: [0-9]+/cpus: 1/; /role: ${role},/ s/memoryMiB: [0-9]+/memoryMiB: ${mem[$role]}/" cluster.yaml
