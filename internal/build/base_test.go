@@ -18,8 +18,17 @@ import (
 
 func roleKeys(t *testing.T, edit func(*spec.ClusterSpec)) map[spec.Role]string {
 	t.Helper()
-	o := kubeFixture(t, []byte("kube v1"))
-	edit(o.Spec)
+	return roleKeysWith(t, []byte("kube v1"), edit)
+}
+
+// roleKeysWith is every role's content address for the kube fixture
+// holding kube, the spec changed by edit (nil: as it is).
+func roleKeysWith(t *testing.T, kube []byte, edit func(*spec.ClusterSpec)) map[spec.Role]string {
+	t.Helper()
+	o := kubeFixture(t, kube)
+	if edit != nil {
+		edit(o.Spec)
+	}
 	o.Lock = &lock.Lock{Suite: "bookworm", SourceDateEpoch: 1}
 	o.Keys = &sign.KeySet{CA: &x509.Certificate{Raw: []byte("ca")}}
 	in, err := readKubeInputs(o, lock.Roles(o.Spec))

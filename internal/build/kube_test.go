@@ -134,20 +134,7 @@ func TestReadKubeInputs(t *testing.T) {
 // A changed kube binary is a new worker and control plane, and the same
 // master: the master carries no Kubernetes.
 func TestRoleKeyKube(t *testing.T) {
-	keys := func(kube string) map[spec.Role]string {
-		o := kubeFixture(t, []byte(kube))
-		o.Lock = &lock.Lock{Suite: "bookworm", SourceDateEpoch: 1}
-		o.Keys = &sign.KeySet{CA: &x509.Certificate{Raw: []byte("ca")}}
-		in, err := readKubeInputs(o, lock.Roles(o.Spec))
-		if err != nil {
-			t.Fatal(err)
-		}
-		out := map[spec.Role]string{}
-		for _, r := range lock.Roles(o.Spec) {
-			out[r] = roleKey(o, r, &manifest.Manifest{}, newKubeKey(roleKube(o, r), in))
-		}
-		return out
-	}
+	keys := func(kube string) map[spec.Role]string { return roleKeysWith(t, []byte(kube), nil) }
 	a, b := keys("kube v1"), keys("kube v2")
 	if a[spec.RoleMaster] != b[spec.RoleMaster] {
 		t.Error("the master's address depends on the kube binary")

@@ -92,15 +92,21 @@ func (f *fakeTarget) Status(_ context.Context, name string) (target.Status, erro
 // TestUpDrivesTargetAndHub drives the library as a second front end
 // would: no CLI, an in-process hub, a fake target. Nothing enrolls (no
 // node boots), so Up ends at its wait with every EK registered.
-func TestUpDrivesTargetAndHub(t *testing.T) {
+// upFixture is a local cluster's config over a fake target and an
+// in-process hub on the host, events recorded.
+func upFixture(t *testing.T) (Config, *fakeTarget, *inProcessHub, *recorder) {
 	s, m := localSpec(t)
 	ks := testKeys(t)
 	ft := &fakeTarget{running: map[string]bool{}}
 	hubs := &inProcessHub{t: t, spec: s, m: m, ks: ks, runs: map[string]func(){}}
-	var ev recorder
+	ev := &recorder{}
 	cfg := Config{Spec: s, SpecPath: "cluster.yaml", Keys: ks, Manifest: m, BuildDir: "out/b1", Dir: t.TempDir(),
-		HubOn: HubOnHost, Timeout: 0, TargetName: spec.TargetQEMU, Events: &ev, Hub: hubs,
-		HubListen: freeAddr(t), Target: ft}
+		HubOn: HubOnHost, TargetName: spec.TargetQEMU, Events: ev, Hub: hubs, HubListen: freeAddr(t), Target: ft}
+	return cfg, ft, hubs, ev
+}
+
+func TestUpDrivesTargetAndHub(t *testing.T) {
+	cfg, ft, hubs, ev := upFixture(t)
 	c := New(cfg)
 	ctx := context.Background()
 	_, err := c.Up(ctx)
@@ -147,7 +153,7 @@ func TestUpDrivesTargetAndHub(t *testing.T) {
 	}
 
 	// Again: the hub and the machines are left alone.
-	ev = recorder{}
+	*ev = recorder{}
 	if _, err := New(cfg).Up(ctx); err == nil {
 		t.Fatal("second Up enrolled nodes that never booted")
 	}
@@ -184,14 +190,8 @@ func TestUpDrivesTargetAndHub(t *testing.T) {
 // until the first enrolled; here nothing boots, so Up stops after the
 // first batch, naming it.
 func TestUpMaxBooting(t *testing.T) {
-	s, m := localSpec(t)
-	ks := testKeys(t)
-	ft := &fakeTarget{running: map[string]bool{}}
-	hubs := &inProcessHub{t: t, spec: s, m: m, ks: ks, runs: map[string]func(){}}
-	var ev recorder
-	cfg := Config{Spec: s, SpecPath: "cluster.yaml", Keys: ks, Manifest: m, BuildDir: "out/b1", Dir: t.TempDir(),
-		HubOn: HubOnHost, Timeout: time.Millisecond, MaxBooting: 2, TargetName: spec.TargetQEMU, Events: &ev, Hub: hubs,
-		HubListen: freeAddr(t), Target: ft}
+	cfg, ft, _, _ := upFixture(t)
+	cfg.Timeout, cfg.MaxBooting = time.Millisecond, 2
 	c := New(cfg)
 	_, err := c.Up(context.Background())
 	if err == nil || !strings.Contains(err.Error(), "0 of 2 nodes enrolled") {
