@@ -18,16 +18,16 @@ import (
 
 func roleKeys(t *testing.T, edit func(*spec.ClusterSpec)) map[spec.Role]string {
 	t.Helper()
-	return roleKeysWith(t, []byte("kube v1"), edit)
+	return roleKeysWith(t, []byte("kube v1"), func(o *Options) { edit(o.Spec) })
 }
 
 // roleKeysWith is every role's content address for the kube fixture
-// holding kube, the spec changed by edit (nil: as it is).
-func roleKeysWith(t *testing.T, kube []byte, edit func(*spec.ClusterSpec)) map[spec.Role]string {
+// holding kube, its options changed by edit (nil: as they are).
+func roleKeysWith(t *testing.T, kube []byte, edit func(*Options)) map[spec.Role]string {
 	t.Helper()
 	o := kubeFixture(t, kube)
 	if edit != nil {
-		edit(o.Spec)
+		edit(&o)
 	}
 	o.Lock = &lock.Lock{Suite: "bookworm", SourceDateEpoch: 1}
 	o.Keys = &sign.KeySet{CA: &x509.Certificate{Raw: []byte("ca")}}

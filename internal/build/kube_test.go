@@ -4,7 +4,6 @@ import (
 	"archive/tar"
 	"bytes"
 	"crypto/sha256"
-	"crypto/x509"
 	"encoding/hex"
 	"errors"
 	"io"
@@ -20,7 +19,6 @@ import (
 	"github.com/kubedos/kubedos/internal/kubeplan"
 	"github.com/kubedos/kubedos/internal/lock"
 	"github.com/kubedos/kubedos/internal/manifest"
-	"github.com/kubedos/kubedos/internal/sign"
 	"github.com/kubedos/kubedos/internal/spec"
 )
 
@@ -150,19 +148,7 @@ func TestRoleKeyKube(t *testing.T) {
 	// A changed coredns is a new worker (it carries the image) and the
 	// same control plane.
 	dns := func(coredns string) map[spec.Role]string {
-		o := kubeFixture(t, []byte("kube v1"))
-		writeGoBinary(t, o.CoreDNS, "coredns", []byte(coredns))
-		o.Lock = &lock.Lock{Suite: "bookworm", SourceDateEpoch: 1}
-		o.Keys = &sign.KeySet{CA: &x509.Certificate{Raw: []byte("ca")}}
-		in, err := readKubeInputs(o, lock.Roles(o.Spec))
-		if err != nil {
-			t.Fatal(err)
-		}
-		out := map[spec.Role]string{}
-		for _, r := range lock.Roles(o.Spec) {
-			out[r] = roleKey(o, r, &manifest.Manifest{}, newKubeKey(roleKube(o, r), in))
-		}
-		return out
+		return roleKeysWith(t, []byte("kube v1"), func(o *Options) { writeGoBinary(t, o.CoreDNS, "coredns", []byte(coredns)) })
 	}
 	c, d := dns("coredns v1"), dns("coredns v2")
 	if c[spec.RoleWorker] == d[spec.RoleWorker] || c[spec.RoleControlPlane] != d[spec.RoleControlPlane] || c[spec.RoleMaster] != d[spec.RoleMaster] {
