@@ -81,6 +81,9 @@ type kubeRunner struct {
 	etcdClientURL func(kubeplan.EtcdMember) string
 	// etcdLocal is the local member's client URL ("": etcdLocalURL).
 	etcdLocal string
+	// localAPIReady is nil when this node's API server answers /readyz
+	// (nil: asked on its LAN address); tests answer it themselves.
+	localAPIReady func(ctx context.Context, p *kubeplan.Plan) error
 
 	mu       sync.Mutex
 	state    string
@@ -90,6 +93,10 @@ type kubeRunner struct {
 	// apiWaitSince is when this API server's first start began waiting
 	// for another to be ready (zero: not waiting).
 	apiWaitSince time.Time
+	// apiTracked is what APINotReadyFile says ("0" ready, "1" not, "":
+	// not written yet); apiFails the local /readyz checks failed in a row.
+	apiTracked string
+	apiFails   int
 }
 
 // kubeEvery paces the controller: a plan or certificate change is acted on
@@ -253,6 +260,9 @@ func (k *kubeRunner) once(ctx context.Context) error {
 		if err := k.writeIfChanged(f); err != nil {
 			return err
 		}
+	}
+	if err := k.trackAPIReady(ctx, p); err != nil {
+		return fmt.Errorf("keepalived's readiness file: %w", err)
 	}
 	if slices.Contains(p.Components, kubeplan.Kubelet) && !k.imported {
 		if err := k.importImages(ctx); err != nil {

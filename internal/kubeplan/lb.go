@@ -65,6 +65,13 @@ var (
 	KeepalivedConfig = path.Join(Dir, "keepalived.conf")
 )
 
+// APINotReadyFile is where kubedosd says, for keepalived, whether the
+// local API server answers /readyz where the control planes hold the VIP
+// themselves: "0" ready, "1" not. It is in /run so that a reboot forgets
+// it: a node coming back starts not ready (keepalived's init_file) until
+// kubedosd has asked its API server.
+const APINotReadyFile = "/run/kubedos/keepalived/kube-apiserver-not-ready"
+
 // DropInFile is where the drop-in of a component that runs from Debian's
 // unit goes in a role root ("" for the others).
 func DropInFile(c Component) string {
@@ -287,9 +294,17 @@ backend kube-apiserver
 // connections). Advertisements are unicast to the other load balancers
 // (the firewall accepts VRRP only from them), and the track script puts
 // the instance in fault, giving the VIP up, while the local haproxy (or,
-// on a control plane, the API server) is not running. A running API
-// server that is not ready (etcd lost) keeps the VIP: haproxy's /readyz
-// checks cover that case on load balancers, nothing does here yet.
+// on a control plane, the API server) is not running.
+//
+// Where the control planes hold the VIP, running is not enough: a control
+// plane coming back has its API server active for minutes before it is
+// ready (661 s of a replacement's 800 s under emulation), and had its
+// keepalived taken the VIP then, nopreempt kept it there and writes
+// through the VIP failed until it was ready (the HA drills' failed-write
+// windows). So keepalived also tracks APINotReadyFile, which kubedosd
+// keeps from the local /readyz: a node whose API server is not ready is
+// in fault, neither holding nor claiming the VIP. (haproxy's /readyz
+// checks cover that case on load balancers.)
 //
 // Timing: an advertisement every 2 s (a backup takes over about 6 s after
 // the holder went silent) and the track script every 5 s with 4 s to
@@ -319,7 +334,7 @@ vrrp_script %s {
 	rise 2
 }
 
-vrrp_instance kube-apiserver {
+%svrrp_instance kube-apiserver {
 	state BACKUP
 	nopreempt
 	interface %s
@@ -329,7 +344,7 @@ vrrp_instance kube-apiserver {
 	unicast_src_ip %s
 	check_unicast_src
 	unicast_peer {
-`, p.Cluster, p.Node, p.Node, lb.Track, UnitName(lb.Track), h.LANInterface, lb.RouterID, lb.Priority, lb.Address)
+`, p.Cluster, p.Node, p.Node, lb.Track, UnitName(lb.Track), trackFileDecl(lb), h.LANInterface, lb.RouterID, lb.Priority, lb.Address)
 	for _, peer := range lb.Peers {
 		fmt.Fprintf(&b, "\t\t%s\n", peer)
 	}
@@ -340,7 +355,31 @@ vrrp_instance kube-apiserver {
 	track_script {
 		%s
 	}
-}
-`, lb.VIP, lb.PrefixBits, h.LANInterface, lb.Track)
+%s}
+`, lb.VIP, lb.PrefixBits, h.LANInterface, lb.Track, trackFileUse(lb))
 	return []byte(b.String())
+}
+
+// trackFileDecl declares APINotReadyFile where keepalived tracks the API
+// server: weight 0 puts the instance in fault while the file holds a
+// non-zero number; a missing file is created holding 1 (not ready).
+// keepalived reads it again whenever inotify says it changed.
+func trackFileDecl(lb *LB) string {
+	if lb.Track != APIServer {
+		return ""
+	}
+	return fmt.Sprintf(`track_file api-ready {
+	file "%s"
+	weight 0
+	init_file 1
+}
+
+`, APINotReadyFile)
+}
+
+func trackFileUse(lb *LB) string {
+	if lb.Track != APIServer {
+		return ""
+	}
+	return "\ttrack_file {\n\t\tapi-ready\n\t}\n"
 }

@@ -9,6 +9,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"fmt"
 	"io"
 	"log"
 	"math/big"
@@ -22,6 +23,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/kubedos/kubedos/internal/durable"
 )
 
 // TestHAProxyChecksReadyz runs haproxy with the configuration kubeplan
@@ -219,4 +222,90 @@ func TestHAProxyBindsVIPItDoesNotHold(t *testing.T) {
 	if exited, _ := run(strings.Replace(cfg, " transparent", "", 1)); !exited {
 		t.Fatal("haproxy binds an address no interface holds even without transparent: the test proves nothing")
 	}
+}
+
+// TestKeepalivedFollowsReadinessFile runs keepalived with the
+// configuration a control plane holding the VIP gets (its track script
+// and readiness file moved into the test's directory), alone on a veth in
+// a network namespace the test makes. It starts in fault, holding no VIP,
+// while the file is missing (created not ready); takes the VIP once the
+// file says ready, written as kubedosd writes it (a rename); and gives it
+// up when the file says not ready again. Root, keepalived and ip; about
+// 15 s.
+func TestKeepalivedFollowsReadinessFile(t *testing.T) {
+	bin, err := exec.LookPath("keepalived")
+	if err != nil {
+		t.Skip("keepalived is not installed (apt-get install keepalived)")
+	}
+	if _, err := exec.LookPath("ip"); err != nil || testing.Short() || os.Geteuid() != 0 {
+		t.Skip("runs keepalived as root in a network namespace for about 15 s (-short, no ip, or not root)")
+	}
+	ns := fmt.Sprintf("kdtest-vrrp-%d", os.Getpid())
+	ip := func(args ...string) string {
+		t.Helper()
+		out, err := exec.Command("ip", args...).CombinedOutput()
+		if err != nil {
+			t.Fatalf("ip %s: %v: %s", strings.Join(args, " "), err, out)
+		}
+		return string(out)
+	}
+	ip("netns", "add", ns)
+	t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", ns).Run() })
+	ip("-n", ns, "link", "add", "kd0", "type", "veth", "peer", "name", "kd1")
+	ip("-n", ns, "addr", "add", "192.0.2.2/24", "dev", "kd0")
+	for _, l := range []string{"lo", "kd0", "kd1"} {
+		ip("-n", ns, "link", "set", l, "up")
+	}
+
+	dir := t.TempDir()
+	ready := filepath.Join(dir, "api-not-ready")
+	p := &Plan{Cluster: "live", Node: "cp-2", LB: &LB{VIP: "192.0.2.10", PrefixBits: 24, Address: "192.0.2.2",
+		Peers: []string{"192.0.2.3"}, Priority: 253, RouterID: 10, Track: APIServer}}
+	cfg := string(keepalivedConfig(p, Host{LANInterface: "kd0"}))
+	script := `"/usr/bin/systemctl is-active --quiet ` + UnitName(APIServer) + `"`
+	if !strings.Contains(cfg, script) || !strings.Contains(cfg, APINotReadyFile) {
+		t.Fatalf("the configuration changed, the test no longer runs it:\n%s", cfg)
+	}
+	cfg = strings.ReplaceAll(strings.ReplaceAll(cfg, script, `"/bin/true"`), APINotReadyFile, ready)
+	cfgFile := filepath.Join(dir, "keepalived.conf")
+	if err := os.WriteFile(cfgFile, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var log lockedLog
+	cmd := exec.Command("ip", "netns", "exec", ns, bin, "--dont-fork", "--log-console", "--vrrp", "--use-file="+cfgFile,
+		"--pid="+filepath.Join(dir, "k.pid"), "--vrrp_pid="+filepath.Join(dir, "v.pid"), "--checkers_pid="+filepath.Join(dir, "c.pid"))
+	cmd.Stdout, cmd.Stderr = &log, &log
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	holds := func() bool {
+		return strings.Contains(ip("-n", ns, "-o", "addr", "show", "dev", "kd0"), "192.0.2.10/24")
+	}
+	waitFor := func(what string, limit time.Duration, ok func() bool) {
+		t.Helper()
+		for end := time.Now().Add(limit); !ok(); time.Sleep(200 * time.Millisecond) {
+			if time.Now().After(end) {
+				t.Fatalf("%s within %s; keepalived said:\n%s", what, limit, log.String())
+			}
+		}
+	}
+	waitFor("fault while the file is missing", 10*time.Second, func() bool { return strings.Contains(strings.ToLower(log.String()), "entering fault state") })
+	// A healthy instance alone takes the VIP about 6 s after starting
+	// (three advertisements missed): give it that long in fault.
+	time.Sleep(7 * time.Second)
+	if holds() {
+		t.Fatalf("keepalived took the VIP while the API server was not ready:\n%s", log.String())
+	}
+	if b, err := os.ReadFile(ready); err != nil || string(b) != "1\n" {
+		t.Fatalf("keepalived did not create the readiness file not ready: %q, %v", b, err)
+	}
+	if err := durable.WriteFile(ready, []byte("0\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	waitFor("the VIP taken once ready", 20*time.Second, holds)
+	if err := durable.WriteFile(ready, []byte("1\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	waitFor("the VIP given up once not ready", 10*time.Second, func() bool { return !holds() })
 }
