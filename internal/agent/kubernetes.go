@@ -29,7 +29,10 @@ type unitControl interface {
 	Start(ctx context.Context, unit string) error
 	Restart(ctx context.Context, unit string) error
 	Reload(ctx context.Context, unit string) error
-	Active(ctx context.Context, unit string) (bool, error)
+	// ActiveUnits says which of units are active: one systemctl run for
+	// all, every kubeEvery (a tool run per component cost each emulated
+	// control plane eight a loop).
+	ActiveUnits(ctx context.Context, units []string) (map[string]bool, error)
 }
 
 // kubeRunner is the controller that runs the node's Kubernetes components
@@ -275,6 +278,14 @@ func (k *kubeRunner) once(ctx context.Context) error {
 		k.started = map[kubeplan.Component]string{}
 	}
 	k.mu.Unlock()
+	unitNames := make([]string, len(p.Components))
+	for i, c := range p.Components {
+		unitNames[i] = kubeplan.UnitName(c)
+	}
+	active, err := k.units.ActiveUnits(ctx, unitNames)
+	if err != nil {
+		return err
+	}
 	var waiting, running []string
 	for _, c := range p.Components {
 		inputs := kubeplan.Inputs(p, c)
@@ -290,7 +301,7 @@ func (k *kubeRunner) once(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		if err := k.converge(ctx, c, sum); err != nil {
+		if err := k.converge(ctx, c, sum, active[kubeplan.UnitName(c)]); err != nil {
 			return err
 		}
 		running = append(running, string(c))
@@ -326,16 +337,16 @@ func orNone(s []string) string {
 // converge starts c, or restarts it when its inputs changed since it was
 // started. A unit already active when kubedosd (re)starts is adopted, not
 // restarted: kubedosd restarting must not bounce the control plane.
-func (k *kubeRunner) converge(ctx context.Context, c kubeplan.Component, sum string) error {
+// active is whether its unit was active at the start of this loop.
+func (k *kubeRunner) converge(ctx context.Context, c kubeplan.Component, sum string, active bool) error {
 	unit := kubeplan.UnitName(c)
 	k.mu.Lock()
 	was := k.started[c]
 	k.mu.Unlock()
 	switch {
 	case was == sum:
-		active, err := k.units.Active(ctx, unit)
-		if err != nil || active {
-			return err
+		if active {
+			return nil
 		}
 		// Stopped by hand or by failure: systemd restarts it (Restart=always)
 		// unless someone stopped it; start it again.
@@ -343,10 +354,6 @@ func (k *kubeRunner) converge(ctx context.Context, c kubeplan.Component, sum str
 			return fmt.Errorf("start %s: %w", unit, err)
 		}
 	case was == "":
-		active, err := k.units.Active(ctx, unit)
-		if err != nil {
-			return err
-		}
 		if !active {
 			if err := k.units.Start(ctx, unit); err != nil {
 				return fmt.Errorf("start %s: %w", unit, err)
@@ -354,10 +361,6 @@ func (k *kubeRunner) converge(ctx context.Context, c kubeplan.Component, sum str
 			k.logf("kubernetes: started %s", unit)
 		}
 	case kubeplan.Reloads(c):
-		active, err := k.units.Active(ctx, unit)
-		if err != nil {
-			return err
-		}
 		if !active {
 			if err := k.units.Start(ctx, unit); err != nil {
 				return fmt.Errorf("start %s: %w", unit, err)

@@ -23,6 +23,7 @@ type fakeUnits struct {
 	mu      sync.Mutex
 	active  map[string]bool
 	actions []string
+	asked   int // ActiveUnits calls
 }
 
 func (f *fakeUnits) Start(_ context.Context, u string) error {
@@ -48,10 +49,15 @@ func (f *fakeUnits) Reload(_ context.Context, u string) error {
 	return nil
 }
 
-func (f *fakeUnits) Active(_ context.Context, u string) (bool, error) {
+func (f *fakeUnits) ActiveUnits(_ context.Context, units []string) (map[string]bool, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return f.active[u], nil
+	f.asked++
+	out := map[string]bool{}
+	for _, u := range units {
+		out[u] = f.active[u]
+	}
+	return out, nil
 }
 
 func (f *fakeUnits) take() []string {
@@ -465,5 +471,58 @@ func TestNodeHostname(t *testing.T) {
 	}
 	if sys.hostname != "cp-1" {
 		t.Errorf("the runner left the hostname %q", sys.hostname)
+	}
+}
+
+// One systemctl run answers for every component each loop.
+func TestParseActive(t *testing.T) {
+	names := []string{"etcd.service", "kube-apiserver.service", "kubelet.service"}
+	exit3 := errors.New("exit status 3")
+	for _, c := range []struct {
+		out     string
+		err     error
+		want    []bool
+		wantErr bool
+	}{
+		{"active\nactive\nactive\n", nil, []bool{true, true, true}, false},
+		{"active\nactivating\nfailed\n", exit3, []bool{true, false, false}, false},
+		{"reloading\ninactive\nunknown\n", exit3, []bool{true, false, false}, false},
+		{"", errors.New("systemctl: not found"), nil, true},
+		{"active\n", nil, nil, true},
+	} {
+		got, err := parseActive(names, []byte(c.out), c.err)
+		if (err != nil) != c.wantErr {
+			t.Fatalf("%q: error %v", c.out, err)
+		}
+		for i, n := range names {
+			if c.want != nil && got[n] != c.want[i] {
+				t.Errorf("%q: %s active %v, want %v", c.out, n, got[n], c.want[i])
+			}
+		}
+	}
+}
+
+// The controller asks systemd once a loop, not once a component.
+func TestKubeRunnerAsksUnitsOnce(t *testing.T) {
+	p := kubeTestPlan(t, "cp-1")
+	k, units, _ := newTestRunner(t, p)
+	giveCerts(t, k.root, p)
+	for i := 1; i <= 3; i++ {
+		if err := k.once(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		if units.asked != i {
+			t.Fatalf("loop %d: systemd asked %d times", i, units.asked)
+		}
+	}
+	// A unit that stopped is started again from that one answer.
+	units.take()
+	unit := kubeplan.UnitName(p.Components[0])
+	units.active[unit] = false
+	if err := k.once(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if got := units.take(); len(got) != 1 || got[0] != "start "+unit {
+		t.Errorf("after %s stopped: %v (%s)", unit, got, k.State())
 	}
 }

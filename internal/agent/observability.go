@@ -265,10 +265,11 @@ func (p *prometheusRunner) once(ctx context.Context) error {
 		p.mu.Unlock()
 		restart = true
 	}
-	active, err := p.units.Active(ctx, PrometheusUnit)
+	units, err := p.units.ActiveUnits(ctx, []string{PrometheusUnit})
 	if err != nil {
 		return fmt.Errorf("prometheus: %w", err)
 	}
+	active := units[PrometheusUnit]
 	switch {
 	case !active || restart || !started:
 		// Restart, not start: a Prometheus running with an older drop-in

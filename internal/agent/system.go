@@ -316,13 +316,31 @@ func (h *HostSystem) Reload(ctx context.Context, name string) error {
 	return err
 }
 
-// Active reports whether a unit is active (or reloading); inactive,
-// failed, activating and unknown units are not.
-func (h *HostSystem) Active(ctx context.Context, name string) (bool, error) {
-	out, err := exec.CommandContext(ctx, "systemctl", "is-active", "--", name).Output()
-	state := strings.TrimSpace(string(out))
-	if err != nil && state == "" {
-		return false, fmt.Errorf("systemctl is-active %s: %w", name, err)
+// ActiveUnits reports which of names are active (or reloading), in one
+// systemctl run: it prints one state a unit, in order, and exits non-zero
+// when any is not active.
+func (h *HostSystem) ActiveUnits(ctx context.Context, names []string) (map[string]bool, error) {
+	if len(names) == 0 {
+		return map[string]bool{}, nil
 	}
-	return state == "active" || state == "reloading", nil
+	b, err := exec.CommandContext(ctx, "systemctl", append([]string{"is-active", "--"}, names...)...).Output()
+	return parseActive(names, b, err)
+}
+
+// parseActive reads systemctl is-active's answer for names: inactive,
+// failed, activating and unknown units are not active. Its exit status
+// only matters when it printed no state for each unit.
+func parseActive(names []string, b []byte, err error) (map[string]bool, error) {
+	states := strings.Fields(string(b))
+	if len(states) != len(names) {
+		if err == nil {
+			err = fmt.Errorf("%d states for %d units", len(states), len(names))
+		}
+		return nil, fmt.Errorf("systemctl is-active %s: %w", strings.Join(names, " "), err)
+	}
+	out := map[string]bool{}
+	for i, n := range names {
+		out[n] = states[i] == "active" || states[i] == "reloading"
+	}
+	return out, nil
 }
