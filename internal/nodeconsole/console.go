@@ -129,7 +129,17 @@ type console struct {
 	last       Snapshot
 	cols, rows int
 	clear      bool
+	// drawn is the status frame on the screen (nil: unknown, after a form
+	// or before the first frame); partial the frames drawn since the last
+	// whole one.
+	drawn   []Line
+	partial int
 }
+
+// wholeEvery is how many frames may be drawn by their changed rows only
+// before one is drawn whole again, so that whatever else wrote on the
+// terminal (a kernel message on tty1) is gone within about 30 s.
+const wholeEvery = 15
 
 func (c *console) key(ctx context.Context, k Key) {
 	if k.Kind == KeyRedraw {
@@ -168,6 +178,7 @@ func (c *console) frame(ctx context.Context) error {
 	clear := c.clear
 	c.clear = false
 	if c.form != nil {
+		c.drawn = nil
 		lines, x, y := RenderForm(c.form, cols, rows)
 		if err := Draw(c.cfg.Term, lines, cols, clear); err != nil {
 			return err
@@ -179,5 +190,16 @@ func (c *console) frame(ctx context.Context) error {
 	if c.cfg.Setup == nil {
 		c.last.Day0 = false
 	}
-	return Draw(c.cfg.Term, Render(c.last, cols, rows), cols, clear)
+	lines, prev := Render(c.last, cols, rows), c.drawn
+	if clear || c.partial >= wholeEvery {
+		prev, c.partial = nil, 0
+	} else {
+		c.partial++
+	}
+	c.drawn = nil
+	if err := DrawChanged(c.cfg.Term, lines, prev, cols, clear); err != nil {
+		return err
+	}
+	c.drawn = lines
+	return nil
 }

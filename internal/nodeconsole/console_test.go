@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -256,4 +257,36 @@ func TestRunWaitsForAKeyOnTheSerialConsole(t *testing.T) {
 		t.Fatal(err)
 	}
 	term.waitFor(t, "the status after Enter", hasText("Enrollment  enrolled"))
+}
+
+// countingTerm counts the writes that reach the terminal.
+type countingTerm struct {
+	*vtTerm
+	writes atomic.Int32
+}
+
+func (c *countingTerm) Write(b []byte) (int, error) { c.writes.Add(1); return c.vtTerm.Write(b) }
+
+// Frames that change nothing write nothing, but one in wholeEvery is
+// drawn whole (whatever else wrote on the terminal goes).
+func TestRunWritesOnlyChanges(t *testing.T) {
+	vt, keys := newVTTerm(80, 24)
+	t.Cleanup(func() { keys.Close() })
+	term := &countingTerm{vtTerm: vt}
+	var frames atomic.Int32
+	snap := quarantined()
+	runConsole(t, Config{Term: term, Every: time.Millisecond, Snapshot: func(context.Context) Snapshot {
+		frames.Add(1)
+		return snap
+	}})
+	for frames.Load() < 4*wholeEvery {
+		time.Sleep(time.Millisecond)
+	}
+	n, w := int(frames.Load()), int(term.writes.Load())
+	if max := n/wholeEvery + 2; w > max || w < n/wholeEvery {
+		t.Errorf("%d writes for %d unchanged frames, want %d to %d", w, n, n/wholeEvery, max)
+	}
+	if !contains(vt.screen(), "Enrollment  quarantined") {
+		t.Errorf("not on the screen:\n%s", strings.Join(vt.screen(), "\n"))
+	}
 }

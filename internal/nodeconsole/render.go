@@ -244,12 +244,26 @@ func suffix(err string) string {
 // and erased before it is written, so nothing scrolls and a shorter line
 // leaves no remains; clear first erases the whole screen (after a resize).
 func Draw(w io.Writer, lines []Line, cols int, clear bool) error {
+	return DrawChanged(w, lines, nil, cols, clear)
+}
+
+// DrawChanged is Draw writing only the rows whose line differs from the
+// one prev (the frame on the screen) has there: on a node's framebuffer
+// console every row written is redrawn pixel by pixel, by emulated code
+// on an emulated node, and from one frame to the next only the clock and
+// the ages usually change. Nothing is written when nothing changed.
+func DrawChanged(w io.Writer, lines, prev []Line, cols int, clear bool) error {
 	var b strings.Builder
-	b.WriteString("\x1b[?7l\x1b[?25l\x1b[0m")
-	if clear {
-		b.WriteString("\x1b[2J")
-	}
 	for i, l := range lines {
+		if !clear && i < len(prev) && prev[i] == l {
+			continue
+		}
+		if b.Len() == 0 {
+			b.WriteString("\x1b[?7l\x1b[?25l\x1b[0m")
+			if clear {
+				b.WriteString("\x1b[2J")
+			}
+		}
 		fmt.Fprintf(&b, "\x1b[%d;1H\x1b[2K", i+1)
 		text := l.Text
 		if l.Style == Title {
@@ -260,6 +274,9 @@ func Draw(w io.Writer, lines []Line, cols int, clear bool) error {
 		} else {
 			b.WriteString(text)
 		}
+	}
+	if b.Len() == 0 {
+		return nil
 	}
 	_, err := io.WriteString(w, b.String())
 	return err

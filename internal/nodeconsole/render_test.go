@@ -1,6 +1,7 @@
 package nodeconsole
 
 import (
+	"io"
 	"strings"
 	"testing"
 	"time"
@@ -154,5 +155,50 @@ func TestWrapAndFit(t *testing.T) {
 	}
 	if got := clean("a\tb\u0301c\u4e16d"); got != "a b?c?d" {
 		t.Errorf("clean: %q", got)
+	}
+}
+
+// A frame drawn over the previous one writes only the rows that changed,
+// nothing when none did, and the screen ends up as if drawn whole.
+func TestDrawChanged(t *testing.T) {
+	const cols, rows = 60, 20
+	before := Render(quarantined(), cols, rows)
+	s := quarantined()
+	s.Enrollment, s.Reason = "enrolled", ""
+	after := Render(s, cols, rows)
+	changed := 0
+	for i := range after {
+		if after[i] != before[i] {
+			changed++
+		}
+	}
+	if changed == 0 || changed == rows {
+		t.Fatalf("%d of %d rows differ: the test needs some, not all", changed, rows)
+	}
+	vt := vt10x.New(vt10x.WithSize(cols, rows))
+	if err := Draw(vt, before, cols, true); err != nil {
+		t.Fatal(err)
+	}
+	var out strings.Builder
+	if err := DrawChanged(io.MultiWriter(vt, &out), after, before, cols, false); err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(out.String(), "\x1b[2K"); n != changed {
+		t.Errorf("%d rows written for %d changed", n, changed)
+	}
+	whole := vt10x.New(vt10x.WithSize(cols, rows))
+	if err := Draw(whole, after, cols, true); err != nil {
+		t.Fatal(err)
+	}
+	for y := range rows {
+		for x := range cols {
+			if a, b := vt.Cell(x, y).Char, whole.Cell(x, y).Char; a != b {
+				t.Fatalf("cell (%d,%d): %q drawn by changes, %q drawn whole", x, y, a, b)
+			}
+		}
+	}
+	out.Reset()
+	if err := DrawChanged(&out, after, after, cols, false); err != nil || out.Len() != 0 {
+		t.Errorf("an unchanged frame wrote %q (%v)", out.String(), err)
 	}
 }
