@@ -45,6 +45,9 @@ type EnrollConfig struct {
 	// OpenProver opens the TPM with the event log (Config.OpenProver).
 	OpenProver func() (*attest.Prover, error)
 	StateDir   string // where the identity is written
+	// link, when set, is the connection the enrolled node's periodic
+	// calls share (nil: one connection a call).
+	link *hubLink
 }
 
 // HubAddr is where the node's hub is now.

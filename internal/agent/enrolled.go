@@ -90,6 +90,8 @@ func (l *listening) Run(ctx context.Context) error {
 func (a *Agent) runEnrolled(ctx context.Context, cfg EnrollConfig, st Status, justEnrolled bool) error {
 	c, logf := a.cfg, a.cfg.Logf
 	var ctrls []Controller
+	cfg.link = &hubLink{}
+	defer cfg.link.Close()
 
 	// Every boot proves itself to the hub: a node that just enrolled has,
 	// one that booted with an identity re-attests.

@@ -106,11 +106,11 @@ func newPrometheusRunner(cfg EnrollConfig, sys *HostSystem, clock Clock, logf fu
 // node's current certificate.
 func observabilityDialer(cfg EnrollConfig) func() (observabilityHub, func(), error) {
 	return func() (observabilityHub, func(), error) {
-		cc, err := dialHubAsNode(cfg)
+		cc, done, err := hubConn(cfg)
 		if err != nil {
 			return nil, nil, err
 		}
-		return api.NewObservabilityClient(cc), func() { cc.Close() }, nil
+		return api.NewObservabilityClient(cc), func() { done(nil) }, nil
 	}
 }
 

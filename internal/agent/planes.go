@@ -145,14 +145,14 @@ func (p *Planes) set(applied []wg.Interface, answered bool, err error) {
 // join registers the public keys with the hub, authenticated by the node's
 // certificate, and returns the interfaces the hub says the node should have.
 func (p *Planes) join(ctx context.Context, pub map[spec.Plane]string) ([]wg.Interface, error) {
-	cc, err := dialHubAsNode(p.cfg)
+	cc, done, err := hubConn(p.cfg)
 	if err != nil {
 		return nil, err
 	}
-	defer cc.Close()
 	ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 	defer cancel()
 	res, err := api.NewPlanesClient(cc).Join(ctx, &api.JoinPlanesRequest{Keys: pub})
+	done(err)
 	if err != nil {
 		return nil, fmt.Errorf("join the planes at hub %s: %w", p.cfg.HubAddr(), err)
 	}

@@ -147,14 +147,14 @@ func (l *RevocationList) failed(err error) {
 // FetchRevocations asks the hub for its revoked serials, authenticated by
 // the node's current certificate.
 func FetchRevocations(ctx context.Context, cfg EnrollConfig) (*api.RevokedResponse, error) {
-	cc, err := dialHubAsNode(cfg)
+	cc, done, err := hubConn(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("revocation list: %w", err)
 	}
-	defer cc.Close()
 	ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 	defer cancel()
 	res, err := api.NewRevocationsClient(cc).Revoked(ctx)
+	done(err)
 	if err != nil {
 		return nil, fmt.Errorf("revocation list from hub %s: %w", cfg.HubAddr(), err)
 	}
