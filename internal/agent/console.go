@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/kubedos/kubedos/internal/api"
@@ -204,9 +205,17 @@ func (a *Agent) consoleSnapshot(ctx context.Context, st Status) nodeconsole.Snap
 // A frame every 2 s must not do that every 2 s on a node; a change of the
 // agent's state refreshes them at once.
 const (
-	slowEvery = 10 * time.Second
-	bootEvery = time.Minute
+	slowEvery    = 10 * time.Second
+	bootEvery    = time.Minute
+	journalEvery = time.Minute
 )
+
+// consoleLines counts the lines kubedosd wrote (Console): the node
+// console reads kubedosd's journal again when it grew, and otherwise once
+// every journalEvery (for what systemd itself logs of the unit), not at
+// every refresh — journalctl every 10 s was most of an idle emulated
+// node's tool runs.
+var consoleLines atomic.Int64
 
 // slowParts are the snapshot's costly parts, cached in the view.
 type slowParts struct {
@@ -214,6 +223,9 @@ type slowParts struct {
 	boot       string
 	health     api.Health
 	journal    []api.LogEntry
+	// journalAt is when journal was read, journalSeq consoleLines then.
+	journalAt  time.Time
+	journalSeq int64
 }
 
 // slowParts returns the cached parts, gathered again (from the last ones)
@@ -236,14 +248,18 @@ func (v *nodeView) slowParts(now time.Time, gather func(last slowParts) slowPart
 // tries (at most every bootEvery) once the node API runs, and kubedosd's
 // journal.
 func (a *Agent) gatherSlow(ctx context.Context, srv *NodeAPI, now time.Time, last slowParts) slowParts {
-	out := slowParts{at: now, boot: last.boot, bootAt: last.bootAt}
+	out := slowParts{at: now, boot: last.boot, bootAt: last.bootAt,
+		journal: last.journal, journalAt: last.journalAt, journalSeq: last.journalSeq}
 	if srv != nil {
 		if last.bootAt.IsZero() || now.Sub(last.bootAt) >= bootEvery {
 			out.boot, out.bootAt = bootTries(srv.Version().Boot), now
 		}
 		out.health = srv.CheckHealth(ctx)
 	}
-	if a.cfg.Journal != nil {
+	seq := consoleLines.Load()
+	fresh := !last.journalAt.IsZero() && now.Sub(last.journalAt) < journalEvery && seq == last.journalSeq
+	if a.cfg.Journal != nil && !fresh {
+		out.journalAt, out.journalSeq = now, seq
 		if j, err := a.cfg.Journal.Journal(ctx, JournalQuery{Unit: "kubedosd.service", Lines: consoleJournalLines}); err == nil {
 			out.journal = j
 		} else {

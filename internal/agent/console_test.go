@@ -74,10 +74,27 @@ func TestConsoleSnapshotOfAnEnrolledNode(t *testing.T) {
 	if n := len(env.sys.journalQueries()); n != 1 {
 		t.Errorf("the journal was read %d times for two frames in %s", n, slowEvery)
 	}
+	// A change in the agent refreshes health at once, the journal only
+	// when kubedosd wrote a line since (or a minute later).
+	a.view.update(func(v *nodeView) {})
+	a.consoleSnapshot(context.Background(), Status{})
+	if n := len(env.sys.journalQueries()); n != 1 {
+		t.Errorf("the journal was read %d times after a change with no line logged, want 1", n)
+	}
+	consoleLines.Add(1)
 	a.view.update(func(v *nodeView) {})
 	a.consoleSnapshot(context.Background(), Status{})
 	if n := len(env.sys.journalQueries()); n != 2 {
-		t.Errorf("the journal was read %d times after a change, want 2", n)
+		t.Errorf("the journal was read %d times after a line was logged, want 2", n)
+	}
+	last := a.view.slow
+	a.gatherSlow(context.Background(), nil, last.at.Add(journalEvery-time.Second), last)
+	if n := len(env.sys.journalQueries()); n != 2 {
+		t.Errorf("the journal was read %d times within a minute with no line logged, want 2", n)
+	}
+	a.gatherSlow(context.Background(), nil, last.at.Add(journalEvery), last)
+	if n := len(env.sys.journalQueries()); n != 3 {
+		t.Errorf("the journal was read %d times a minute later, want 3", n)
 	}
 	screen := screenText(s)
 	for _, want := range []string{"kubedos node w-1 (worker)", "Build b-0011  slot a  Secure", "Secure Boot enabled", "Enrollment  enrolled",

@@ -38,6 +38,7 @@ var (
 
 // Console writes a line to stdout (the journal) and the console.
 func Console(line string) {
+	consoleLines.Add(1)
 	fmt.Println(line)
 	if con, err := os.OpenFile("/dev/console", os.O_WRONLY, 0); err == nil {
 		fmt.Fprintln(con, line)

@@ -56,7 +56,14 @@ func (n *NodeAPI) CheckHealth(ctx context.Context) api.Health {
 		err = fmt.Errorf("systemd is %s", state)
 	}
 	add("systemd", true, err, "systemd is running")
-	failed, err := n.cfg.System.FailedUnits(ctx)
+	// systemd is "running" only with no unit failed ("degraded" with
+	// one): the list is asked for otherwise. One tool run instead of two
+	// per check, which the console and every scrape make.
+	var failed []string
+	err = nil
+	if state != "running" {
+		failed, err = n.cfg.System.FailedUnits(ctx)
+	}
 	if failed != nil {
 		h.FailedUnits = failed
 	}

@@ -75,6 +75,7 @@ type fakeSystem struct {
 	mu        sync.Mutex
 	state     string
 	failed    []string
+	listed    int // FailedUnits calls
 	units     map[string]api.Unit
 	restarted []string
 	powered   chan string
@@ -108,6 +109,7 @@ func (f *fakeSystem) SystemState(context.Context) (string, error) {
 func (f *fakeSystem) FailedUnits(context.Context) ([]string, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.listed++
 	return slices.Clone(f.failed), nil
 }
 

@@ -384,6 +384,12 @@ func TestHealth(t *testing.T) {
 	if c := check(h, "revocations"); !c.OK || !c.Critical {
 		t.Errorf("revocations fetched: %+v, want a passing critical check", c)
 	}
+	// A running systemd has no failed unit: the list is not asked for.
+	e.sys.with(func() {
+		if e.sys.listed != 0 {
+			t.Errorf("failed units listed %d times while systemd is running", e.sys.listed)
+		}
+	})
 	e.sys.with(func() { e.sys.state, e.sys.failed = "degraded", []string{"chrony.service"} })
 	if err := e.revs.Update(nil, time.Now()); err != nil {
 		t.Fatal(err)
