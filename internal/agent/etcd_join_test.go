@@ -330,6 +330,35 @@ func TestAPIServerJoinsOneAtATime(t *testing.T) {
 	if why := k3.apiServerWaits(ctx, plan("cp-3"), kubeplan.APIServer); !strings.Contains(why, "etcd member is not healthy") {
 		t.Errorf("cp-3 with its member unhealthy: %q", why)
 	}
+
+	// With etcd nodes of their own (the reference), the same: the first
+	// control plane at once, the next after it (no local member to ask).
+	ref, err := spec.Parse(examples.Reference)
+	if err != nil {
+		t.Fatal(err)
+	}
+	refPlan := func(node string) *kubeplan.Plan {
+		p, err := kubeplan.For(spec.WithDefaults(ref.Spec), node)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	asked = 0
+	r1, _, _ := newTestRunner(t, nil)
+	r1.apiGate = gate
+	if why := r1.apiServerWaits(ctx, refPlan("cp-1"), kubeplan.APIServer); why != "" || asked != 0 {
+		t.Errorf("reference: the first control plane waits (%q) or asked (%d)", why, asked)
+	}
+	r2, _, _ := newTestRunner(t, nil)
+	r2.apiGate = gate
+	if why := r2.apiServerWaits(ctx, refPlan("cp-2"), kubeplan.APIServer); !strings.Contains(why, "waiting for the earlier API servers") || asked != 1 {
+		t.Errorf("reference: cp-2 with cp-1 not ready: %q (asked %d)", why, asked)
+	}
+	r2.apiGate = func(context.Context, *kubeplan.Plan) error { return nil }
+	if why := r2.apiServerWaits(ctx, refPlan("cp-2"), kubeplan.APIServer); why != "" {
+		t.Errorf("reference: cp-2 with cp-1 ready: %q", why)
+	}
 }
 
 // EarlierAPIsReady asks GET /readyz of the control planes before this
@@ -408,6 +437,16 @@ func TestEarlierAPIsReady(t *testing.T) {
 	set("cp-3", http.StatusOK)
 	if err := k.EarlierAPIsReady(ctx, plan("cp-4")); err == nil || !strings.Contains(err.Error(), "control plane cp-3") {
 		t.Errorf("cp-3's certificate is of another CA: %v", err)
+	}
+
+	// With etcd nodes of their own, the plan's earlier control planes.
+	external := &kubeplan.Plan{Node: "cp-3", ControlPlanes: []kubeplan.Backend{{Name: "cp-1", Address: "127.0.0.11"}, {Name: "cp-2", Address: "127.0.0.12"}}}
+	if err := k.EarlierAPIsReady(ctx, external); err != nil {
+		t.Errorf("external etcd, cp-1 and cp-2 ready: %v", err)
+	}
+	set("cp-2", http.StatusServiceUnavailable)
+	if err := k.EarlierAPIsReady(ctx, external); err == nil || !strings.Contains(err.Error(), "control plane cp-2") {
+		t.Errorf("external etcd, cp-2 not ready: %v", err)
 	}
 }
 

@@ -102,28 +102,46 @@ func kubeReady(k *kubeRunner) func(context.Context) KubeReadiness {
 
 // EarlierAPIsReady is nil when the API server of every control plane
 // before this one (in the spec's order: the plan's etcd members, stacked
-// on the control planes) is ready; otherwise why not, naming the first
-// that is not. A joining control plane asks it before its API server's
-// first start.
+// on the control planes, or its ControlPlanes where etcd is external) is
+// ready; otherwise why not, naming the first that is not. A joining
+// control plane asks it before its API server's first start.
 func (k *kubeRunner) EarlierAPIsReady(ctx context.Context, p *kubeplan.Plan) error {
-	for _, m := range p.EtcdMembers {
-		if m.Name == p.Node {
-			return nil
-		}
-		u, err := url.Parse(m.PeerURL)
-		if err != nil {
-			return fmt.Errorf("etcd member %s: %w", m.Name, err)
-		}
-		port := kubeplan.APIServerPort
-		if k.apiPort != 0 {
-			port = k.apiPort
-		}
-		api := "https://" + net.JoinHostPort(u.Hostname(), strconv.Itoa(port))
-		if err := k.APIReady(ctx, api, m.Name); err != nil {
-			return fmt.Errorf("control plane %s: %w", m.Name, err)
+	earlier, err := earlierAPIs(p)
+	if err != nil {
+		return err
+	}
+	port := kubeplan.APIServerPort
+	if k.apiPort != 0 {
+		port = k.apiPort
+	}
+	for _, c := range earlier {
+		api := "https://" + net.JoinHostPort(c.Address, strconv.Itoa(port))
+		if err := k.APIReady(ctx, api, c.Name); err != nil {
+			return fmt.Errorf("control plane %s: %w", c.Name, err)
 		}
 	}
 	return nil
+}
+
+// earlierAPIs are the control planes whose API servers start before this
+// one's: the etcd members before it where they are stacked, else the
+// plan's ControlPlanes.
+func earlierAPIs(p *kubeplan.Plan) ([]kubeplan.Backend, error) {
+	if len(p.EtcdMembers) == 0 { // etcd nodes of their own
+		return p.ControlPlanes, nil
+	}
+	var out []kubeplan.Backend
+	for _, m := range p.EtcdMembers {
+		if m.Name == p.Node {
+			break
+		}
+		u, err := url.Parse(m.PeerURL)
+		if err != nil {
+			return nil, fmt.Errorf("etcd member %s: %w", m.Name, err)
+		}
+		out = append(out, kubeplan.Backend{Name: m.Name, Address: u.Hostname()})
+	}
+	return out, nil
 }
 
 // APIReady is nil when the API server at base answers GET /readyz with

@@ -311,3 +311,44 @@ func testCA(t *testing.T) []byte {
 	}
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
 }
+
+// With etcd nodes of their own, each control plane's plan names the
+// control planes before it (its API server's first start waits for
+// theirs); stacked ones and other roles name none.
+func TestPlanControlPlanes(t *testing.T) {
+	for _, c := range []struct {
+		s    *spec.ClusterSpec
+		node string
+		want []string
+	}{
+		{reference(t), "cp-1", nil}, {reference(t), "cp-2", []string{"cp-1"}}, {reference(t), "cp-3", []string{"cp-1", "cp-2"}},
+		{reference(t), "etcd-2", nil}, {reference(t), "w-1", nil}, {localHA(t), "cp-3", nil},
+	} {
+		p, err := For(c.s, c.node)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, b := range p.ControlPlanes {
+			got = append(got, b.Name)
+			if b.Address == "" {
+				t.Errorf("%s: control plane %s without an address", c.node, b.Name)
+			}
+		}
+		if !slices.Equal(got, c.want) {
+			t.Errorf("%s: control planes %v, want %v", c.node, got, c.want)
+		}
+		if err := p.Validate(); err != nil {
+			t.Errorf("%s: %v", c.node, err)
+		}
+	}
+	p, err := For(reference(t), "cp-3")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.ControlPlanes[0].Address = "cp-1.example"
+	p.ControlPlanes[1].Name = "cp 2"
+	if err := p.Validate(); err == nil || !strings.Contains(err.Error(), "cp-1.example") || !strings.Contains(err.Error(), "cp 2") {
+		t.Errorf("bad control planes: %v", err)
+	}
+}

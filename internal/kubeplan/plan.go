@@ -137,6 +137,12 @@ type Plan struct {
 	EtcdServers []string `json:"etcdServers,omitempty"`
 	// EtcdMembers is the initial cluster (etcd nodes only), on the LAN.
 	EtcdMembers []EtcdMember `json:"etcdMembers,omitempty"`
+	// ControlPlanes are the control planes before this one in the spec's
+	// order, by name and LAN address, on a control plane whose etcd is
+	// external (the etcd role): its API server's first start waits for
+	// theirs to be ready, as a stacked one waits for the earlier members'
+	// (kubedosd, apiServerWaits).
+	ControlPlanes []Backend `json:"controlPlanes,omitempty"`
 	// EtcdAddress is this etcd member's LAN address, where it listens for
 	// peers and clients.
 	EtcdAddress string `json:"etcdAddress,omitempty"`
@@ -284,6 +290,17 @@ func For(s *spec.ClusterSpec, node string) (*Plan, error) {
 			}
 		}
 	}
+	if slices.Contains(comps, APIServer) && !slices.Contains(comps, Etcd) && len(p.EtcdServers) > 0 {
+		for _, c := range s.Topology.Nodes {
+			if c.Name == n.Name {
+				break
+			}
+			if c.Role != spec.RoleControlPlane {
+				continue
+			}
+			p.ControlPlanes = append(p.ControlPlanes, Backend{Name: c.Name, Address: c.Address})
+		}
+	}
 	if slices.Contains(comps, APIServer) && slices.Contains(comps, Etcd) {
 		// A stacked API server talks to its own member only, over
 		// loopback, as kubeadm's do: the member replicates; the API
@@ -429,6 +446,17 @@ func (p *Plan) Validate() error {
 			if _, err := netip.ParseAddr(f); err != nil {
 				bad = append(bad, fmt.Sprintf("lanAllows address %q is not an address", clip(f)))
 			}
+		}
+	}
+	if len(p.ControlPlanes) > maxLBNodes {
+		bad = append(bad, fmt.Sprintf("controlPlanes: %d, at most %d", len(p.ControlPlanes), maxLBNodes))
+	}
+	for _, c := range p.ControlPlanes {
+		if !nameRE(c.Name) {
+			bad = append(bad, fmt.Sprintf("control plane %q is not a DNS label", clip(c.Name)))
+		}
+		if _, err := netip.ParseAddr(c.Address); err != nil {
+			bad = append(bad, fmt.Sprintf("control plane %s address %q is not an address", clip(c.Name), clip(c.Address)))
 		}
 	}
 	urls := append([]string{p.APIServer}, p.EtcdServers...)
