@@ -43,13 +43,28 @@ sed -i -E 's/scrapeInterval: 15s/scrapeInterval: 60s/' cluster.yaml
 grep -q 'scrapeInterval: 60s' cluster.yaml || { echo "reference: the scrape interval was not trimmed" >&2; exit 1; }
 
 # Every minute, each VM's emulator CPU-seconds and RSS (from /proc), to
-# tell what each node costs at each phase.
+# tell what each node costs at each phase; and (PRIORITIES=1, the default)
+# each VM's scheduling weight by role. Sixteen emulated nodes want more
+# than two cores: in run 5 every node got a sixth of a core, the first API
+# server's start hooks timed out talking to itself and it restarted three
+# times. The nodes Kubernetes' start waits for (master, etcd, control
+# planes) keep the default weight; load balancers and workers get nice 5,
+# prometheus, grafana and storage nice 10 (the QEMU's autogroup: each VM
+# is its own session, so a thread's nice alone would change nothing).
+# Every node still runs; the host only decides who waits.
+declare -A roleof
+while read -r n r; do roleof[$n]=$r; done < <(sed -nE 's/.*\{name: *([a-z0-9-]+), *role: *([a-z]+),.*/\1 \2/p' cluster.yaml)
+declare -A nice=([prometheus]=10 [grafana]=10 [storage]=10 [worker]=5 [loadbalancer]=5)
 start=$(date +%s)
 tck=$(getconf CLK_TCK)
 (
 	while sleep 60; do
 		for pid in $(pgrep -f '^qemu-system' || true); do
 			name=$(tr '\0' '\n' <"/proc/$pid/cmdline" 2>/dev/null | grep -A1 -x -- -name | tail -n 1) || continue
+			role=${roleof[${name#kubedos-}]:-}
+			if [ "${PRIORITIES:-1}" = 1 ] && [ -n "$role" ]; then
+				echo "${nice[$role]:-0}" >"/proc/$pid/autogroup" 2>/dev/null || true
+			fi
 			read -r -a st <"/proc/$pid/stat" 2>/dev/null || continue
 			rss=$(awk '/^VmRSS/ {print int($2/1024)}' "/proc/$pid/status" 2>/dev/null)
 			awk -v t=$(( $(date +%s) - start )) -v n="$name" -v u="${st[13]}" -v s="${st[14]}" -v k="$tck" -v r="$rss" \
