@@ -278,17 +278,7 @@ func TestAPIServerWaitsForEtcd(t *testing.T) {
 // the cluster's API to be ready, at most apiJoinWait.
 func TestAPIServerJoinsOneAtATime(t *testing.T) {
 	ctx := context.Background()
-	doc, err := spec.Parse(examples.LocalHA)
-	if err != nil {
-		t.Fatal(err)
-	}
-	plan := func(node string) *kubeplan.Plan {
-		p, err := kubeplan.For(spec.WithDefaults(doc.Spec), node)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
+	plan := func(node string) *kubeplan.Plan { return planOf(t, examples.LocalHA, node) }
 	notReady := errors.New("connection refused")
 	var asked int
 	gate := func(context.Context, *kubeplan.Plan) error { asked++; return notReady }
@@ -333,17 +323,7 @@ func TestAPIServerJoinsOneAtATime(t *testing.T) {
 
 	// With etcd nodes of their own (the reference), the same: the first
 	// control plane at once, the next after it (no local member to ask).
-	ref, err := spec.Parse(examples.Reference)
-	if err != nil {
-		t.Fatal(err)
-	}
-	refPlan := func(node string) *kubeplan.Plan {
-		p, err := kubeplan.For(spec.WithDefaults(ref.Spec), node)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
+	refPlan := func(node string) *kubeplan.Plan { return planOf(t, examples.Reference, node) }
 	asked = 0
 	r1, _, _ := newTestRunner(t, nil)
 	r1.apiGate = gate

@@ -70,7 +70,13 @@ func (f *fakeUnits) take() []string {
 
 func kubeTestPlan(t *testing.T, node string) *kubeplan.Plan {
 	t.Helper()
-	doc, err := spec.Parse(examples.LocalK8s)
+	return planOf(t, examples.LocalK8s, node)
+}
+
+// planOf is node's plan in an example spec.
+func planOf(t *testing.T, example []byte, node string) *kubeplan.Plan {
+	t.Helper()
+	doc, err := spec.Parse(example)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,7 +10,6 @@ import (
 
 	"github.com/kubedos/kubedos/examples"
 	"github.com/kubedos/kubedos/internal/kubeplan"
-	"github.com/kubedos/kubedos/internal/spec"
 )
 
 // Where the control planes hold the VIP, keepalived's readiness file
@@ -19,14 +18,7 @@ import (
 // only after apiNotReadyAfter failures in a row (one slow answer must not
 // move the VIP).
 func TestTrackAPIReady(t *testing.T) {
-	doc, err := spec.Parse(examples.LocalHA)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := kubeplan.For(spec.WithDefaults(doc.Spec), "cp-2")
-	if err != nil {
-		t.Fatal(err)
-	}
+	p := planOf(t, examples.LocalHA, "cp-2")
 	k, _, _ := newTestRunner(t, p)
 	k.lanInterface = func(string) (string, error) { return "ens18", nil }
 	giveCerts(t, k.root, p)
@@ -76,14 +68,7 @@ func TestTrackAPIReady(t *testing.T) {
 		doc  []byte
 		node string
 	}{{examples.LocalK8s, "cp-1"}} {
-		d, err := spec.Parse(c.doc)
-		if err != nil {
-			t.Fatal(err)
-		}
-		p, err := kubeplan.For(spec.WithDefaults(d.Spec), c.node)
-		if err != nil {
-			t.Fatal(err)
-		}
+		p := planOf(t, c.doc, c.node)
 		k, _, _ := newTestRunner(t, p)
 		giveCerts(t, k.root, p)
 		k.localAPIReady = func(context.Context, *kubeplan.Plan) error { t.Fatal("asked without a VIP to hold"); return nil }
