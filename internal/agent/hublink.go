@@ -38,10 +38,7 @@ func (l *hubLink) conn(cfg EnrollConfig) (*grpc.ClientConn, func(error), error) 
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.cc == nil || l.addr != addr || !bytes.Equal(l.cert, pair.Certificate[0]) {
-		if l.cc != nil {
-			l.cc.Close()
-			l.cc = nil
-		}
+		l.closeLocked()
 		cc, err := dialHub(addr, cfg.CA, &pair)
 		if err != nil {
 			return nil, nil, err
@@ -61,8 +58,7 @@ func (l *hubLink) drop(cc *grpc.ClientConn) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.cc == cc {
-		l.cc.Close()
-		l.cc = nil
+		l.closeLocked()
 	}
 }
 
@@ -70,6 +66,11 @@ func (l *hubLink) drop(cc *grpc.ClientConn) {
 func (l *hubLink) Close() {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	l.closeLocked()
+}
+
+// closeLocked closes the shared connection, if any; l.mu is held.
+func (l *hubLink) closeLocked() {
 	if l.cc != nil {
 		l.cc.Close()
 		l.cc = nil

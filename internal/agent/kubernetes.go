@@ -96,10 +96,8 @@ type kubeRunner struct {
 	// apiWaitSince is when this API server's first start began waiting
 	// for another to be ready (zero: not waiting).
 	apiWaitSince time.Time
-	// apiTracked is what APINotReadyFile says ("0" ready, "1" not, "":
-	// not written yet); apiFails the local /readyz checks failed in a row.
-	apiTracked string
-	apiFails   int
+	// apiFails is how many local /readyz checks failed in a row.
+	apiFails int
 }
 
 // kubeEvery paces the controller: a plan or certificate change is acted on

@@ -39,27 +39,28 @@ func (k *kubeRunner) trackAPIReady(ctx context.Context, p *kubeplan.Plan) error 
 		}
 	}
 	err := ready(ctx, p)
+	// The file itself says what keepalived was told last ("" when none).
+	f := k.path(kubeplan.APINotReadyFile)
+	old, _ := os.ReadFile(f)
 	k.mu.Lock()
 	if err == nil {
 		k.apiFails = 0
 	} else {
 		k.apiFails++
 	}
-	notReady := err != nil && (k.apiTracked != "0" || k.apiFails >= apiNotReadyAfter)
+	notReady := err != nil && (string(old) != "0\n" || k.apiFails >= apiNotReadyAfter)
 	k.mu.Unlock()
-	want := "0"
+	want := "0\n"
 	if notReady {
-		want = "1"
+		want = "1\n"
 	}
-	f := k.path(kubeplan.APINotReadyFile)
-	if old, rerr := os.ReadFile(f); rerr == nil && string(old) == want+"\n" {
-		k.setTracked(want)
+	if string(old) == want {
 		return nil
 	}
 	if err := os.MkdirAll(filepath.Dir(f), 0o755); err != nil {
 		return err
 	}
-	if err := durable.WriteFile(f, []byte(want+"\n"), 0o644); err != nil {
+	if err := durable.WriteFile(f, []byte(want), 0o644); err != nil {
 		return err
 	}
 	if notReady {
@@ -67,12 +68,5 @@ func (k *kubeRunner) trackAPIReady(ctx context.Context, p *kubeplan.Plan) error 
 	} else {
 		k.logf("kubernetes: the local API server is ready: keepalived may hold the VIP")
 	}
-	k.setTracked(want)
 	return nil
-}
-
-func (k *kubeRunner) setTracked(v string) {
-	k.mu.Lock()
-	k.apiTracked = v
-	k.mu.Unlock()
 }
