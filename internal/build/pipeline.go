@@ -221,6 +221,11 @@ type roleRecord struct {
 	RoleID   string       `json:"roleID"`
 	Image    *ImageResult `json:"image"`
 	Packages int          `json:"packages"`
+	// Files are the digests of the role's files (roleFiles), taken when
+	// the role was built: the build's manifest lists them without reading
+	// ~1 GB a role back at the end (the last role waited on every role's
+	// digests). Role caches from before it was recorded lack it.
+	Files []manifest.FileEntry `json:"files,omitempty"`
 }
 
 const roleRecordFile = "role.json"
@@ -316,7 +321,12 @@ func buildRole(ctx context.Context, o Options, r spec.Role, id, cache string, ki
 	if err := WriteSBOM(bom, filepath.Join(out, FileSBOM)); err != nil {
 		return "", err
 	}
-	rec, _ := json.MarshalIndent(roleRecord{Role: string(r), RoleID: id, Image: img, Packages: len(installed)}, "", "  ")
+	step("digests")
+	files, err := digestFiles(out, roleFiles)
+	if err != nil {
+		return "", err
+	}
+	rec, _ := json.MarshalIndent(roleRecord{Role: string(r), RoleID: id, Image: img, Packages: len(installed), Files: files}, "", "  ")
 	if err := durable.WriteFile(filepath.Join(out, roleRecordFile), rec, 0o644); err != nil {
 		return "", err
 	}
@@ -368,6 +378,7 @@ func assemble(o Options, m *manifest.Manifest, roles []spec.Role, roleDirs map[s
 	defer os.RemoveAll(tmp)
 	var pkgDeps []resource
 	seenPkg := map[string]bool{}
+	known := map[string]manifest.FileEntry{} // digests the role cache recorded
 	for _, r := range roles {
 		var rec roleRecord
 		b, err := os.ReadFile(filepath.Join(roleDirs[r], roleRecordFile))
@@ -385,6 +396,10 @@ func assemble(o Options, m *manifest.Manifest, roles []spec.Role, roleDirs map[s
 			if err := linkOrCopy(filepath.Join(roleDirs[r], f), filepath.Join(dst, f)); err != nil {
 				return err
 			}
+		}
+		for _, f := range rec.Files {
+			f.Path = manifest.RoleFile(string(r), f.Path)
+			known[f.Path] = f
 		}
 		img := rec.Image
 		pred, err := Predict(roleDirs[r], o.Keys)
@@ -413,7 +428,7 @@ func assemble(o Options, m *manifest.Manifest, roles []spec.Role, roleDirs map[s
 			return err
 		}
 	}
-	if m.Files, err = listFiles(tmp); err != nil {
+	if m.Files, err = listFiles(tmp, known); err != nil {
 		return err
 	}
 	prov, err := provenanceFor(m, binDeps, pkgDeps)
@@ -464,31 +479,49 @@ func linkOrCopy(src, dst string) error {
 	return os.WriteFile(dst, b, 0o644)
 }
 
-// listFiles digests every regular file under dir, paths relative to it,
-// one file per CPU at a time (the roles' disks are most of a build's
-// bytes: about 10 GB for the reference's eight).
-func listFiles(dir string) ([]manifest.FileEntry, error) {
-	var paths []string
+// listFiles lists every regular file under dir, paths relative to it,
+// with its digest: from known when it holds the path, else read, one file
+// per CPU at a time.
+func listFiles(dir string, known map[string]manifest.FileEntry) ([]manifest.FileEntry, error) {
+	var rels []string
 	err := filepath.WalkDir(dir, func(path string, d os.DirEntry, err error) error {
 		if err != nil || d.IsDir() {
 			return err
 		}
-		paths = append(paths, path)
-		return nil
+		rel, err := filepath.Rel(dir, path)
+		rels = append(rels, filepath.ToSlash(rel))
+		return err
 	})
 	if err != nil {
 		return nil, err
 	}
-	out := make([]manifest.FileEntry, len(paths))
+	out := make([]manifest.FileEntry, len(rels))
 	var g errgroup.Group
 	g.SetLimit(runtime.NumCPU())
-	for i, path := range paths {
+	for i, rel := range rels {
+		if e, ok := known[rel]; ok {
+			out[i] = e
+			continue
+		}
 		g.Go(func() error {
-			rel, _ := filepath.Rel(dir, path)
-			sum, size, err := manifest.FileDigest(path)
-			out[i] = manifest.FileEntry{Path: filepath.ToSlash(rel), SHA256: sum, Size: size}
+			sum, size, err := manifest.FileDigest(filepath.Join(dir, filepath.FromSlash(rel)))
+			out[i] = manifest.FileEntry{Path: rel, SHA256: sum, Size: size}
 			return err
 		})
 	}
 	return out, g.Wait()
+}
+
+// digestFiles digests the named files of dir, one after the other: it
+// runs inside a role's job, beside the other jobs.
+func digestFiles(dir string, names []string) ([]manifest.FileEntry, error) {
+	out := make([]manifest.FileEntry, 0, len(names))
+	for _, name := range names {
+		sum, size, err := manifest.FileDigest(filepath.Join(dir, name))
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, manifest.FileEntry{Path: name, SHA256: sum, Size: size})
+	}
+	return out, nil
 }

@@ -62,7 +62,7 @@ func Verify(ctx context.Context, dir string, keys *sign.KeySet) ([]Failure, erro
 			fail(f.Path, "sha256 %s (%d bytes), manifest says %s (%d bytes)", sum, size, f.SHA256, f.Size)
 		}
 	}
-	present, err := listFiles(dir)
+	present, err := listFiles(dir, nil)
 	if err != nil {
 		return nil, err
 	}
