@@ -36,6 +36,7 @@ func TestSpecValidate(t *testing.T) {
 	}{
 		{"reference valid", []string{"spec", "validate", examplesDir + "/reference.yaml"}, 0, "valid: cluster \"reference\", 16 nodes"},
 		{"local valid", []string{"spec", "validate", examplesDir + "/local.yaml"}, 0, "4 nodes"},
+		{"one node", []string{"spec", "validate", "../../e2e/testdata/one.yaml"}, 0, "1 node\n"},
 		{"five mistakes", []string{"spec", "validate", "../spec/testdata/five-mistakes.yaml"}, 1, "five-mistakes.yaml:14:42: topology.nodes[1].vmid"},
 		{"missing file", []string{"spec", "validate", "/nonexistent.yaml"}, 1, "read spec"},
 		{"bad output", []string{"spec", "validate", "-o", "yaml", examplesDir + "/local.yaml"}, 1, `--output "yaml" is not supported`},

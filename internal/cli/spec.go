@@ -97,7 +97,11 @@ Exit status: 0 valid, 1 invalid or unreadable.`,
 				for _, w := range rep.Warnings {
 					fmt.Fprintf(g.stderr, "%s: warning: %s\n", file, w)
 				}
-				fmt.Fprintf(g.stdout, "%s: valid: cluster %q, %d nodes\n", file, rep.Cluster, rep.Nodes)
+				nodes := "nodes"
+				if rep.Nodes == 1 {
+					nodes = "node"
+				}
+				fmt.Fprintf(g.stdout, "%s: valid: cluster %q, %d %s\n", file, rep.Cluster, rep.Nodes, nodes)
 			} else {
 				for _, p := range rep.Problems {
 					fmt.Fprintf(g.stderr, "%s:%s\n", file, p)
