@@ -14,8 +14,8 @@ import (
 // apiNotReadyAfter is how many checks in a row (one every kubeEvery) must
 // fail before a ready API server is reported not ready to keepalived: one
 // slow /readyz under load must not move the VIP (each move cuts the API's
-// open connections), a dead API server's unit fails keepalived's own
-// track script within seconds anyway. One success reports it ready.
+// open connections), and keepalived sees a dead API server's process exit
+// at once anyway. One success reports it ready.
 const apiNotReadyAfter = 3
 
 // trackAPIReady keeps kubeplan.APINotReadyFile from the local API

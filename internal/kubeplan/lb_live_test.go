@@ -225,13 +225,16 @@ func TestHAProxyBindsVIPItDoesNotHold(t *testing.T) {
 }
 
 // TestKeepalivedFollowsReadinessFile runs keepalived with the
-// configuration a control plane holding the VIP gets (its track script
-// and readiness file moved into the test's directory), alone on a veth in
-// a network namespace the test makes. It starts in fault, holding no VIP,
-// while the file is missing (created not ready); takes the VIP once the
-// file says ready, written as kubedosd writes it (a rename); and gives it
-// up when the file says not ready again. Root, keepalived and ip; about
-// 15 s.
+// configuration a control plane holding the VIP gets (its readiness file
+// moved into the test's directory), alone on a veth in a network
+// namespace the test makes. It starts in fault, holding no VIP, while the
+// file is missing (created not ready); takes the VIP once the file says
+// ready, written as kubedosd writes it (a rename); and gives it up when
+// the file says not ready again. Root, keepalived and ip; about 15 s.
+//
+// The tracked process is left out here: the kernel's process events
+// connector answers only in a machine's first network namespace (where
+// keepalived runs on a node), not in the test's; the e2e runs check it.
 func TestKeepalivedFollowsReadinessFile(t *testing.T) {
 	bin, err := exec.LookPath("keepalived")
 	if err != nil {
@@ -262,11 +265,11 @@ func TestKeepalivedFollowsReadinessFile(t *testing.T) {
 	p := &Plan{Cluster: "live", Node: "cp-2", LB: &LB{VIP: "192.0.2.10", PrefixBits: 24, Address: "192.0.2.2",
 		Peers: []string{"192.0.2.3"}, Priority: 253, RouterID: 10, Track: APIServer}}
 	cfg := string(keepalivedConfig(p, Host{LANInterface: "kd0"}))
-	script := `"/usr/bin/systemctl is-active --quiet ` + UnitName(APIServer) + `"`
-	if !strings.Contains(cfg, script) || !strings.Contains(cfg, APINotReadyFile) {
+	track := "\ttrack_process {\n\t\t" + string(APIServer) + "\n\t}\n"
+	if !strings.Contains(cfg, track) || !strings.Contains(cfg, APINotReadyFile) {
 		t.Fatalf("the configuration changed, the test no longer runs it:\n%s", cfg)
 	}
-	cfg = strings.ReplaceAll(strings.ReplaceAll(cfg, script, `"/bin/true"`), APINotReadyFile, ready)
+	cfg = strings.ReplaceAll(strings.ReplaceAll(cfg, track, ""), APINotReadyFile, ready)
 	cfgFile := filepath.Join(dir, "keepalived.conf")
 	if err := os.WriteFile(cfgFile, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)

@@ -86,7 +86,7 @@ func TestForLoadBalancers(t *testing.T) {
 				}
 			}
 			for _, want := range []string{"interface ens18", "priority " + strconv.Itoa(tt.priority), "unicast_src_ip 10.10.10.5" + tt.node[3:] + "\n",
-				"10.10.10.100/24 dev ens18", "track_script"} {
+				"10.10.10.100/24 dev ens18", "vrrp_track_process haproxy {\n\tprocess haproxy\n", "track_process {\n\t\thaproxy\n"} {
 				if !strings.Contains(kc, want) {
 					t.Errorf("keepalived.conf lacks %q:\n%s", want, kc)
 				}

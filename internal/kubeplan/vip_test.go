@@ -63,9 +63,9 @@ func TestControlPlanesHoldTheVIP(t *testing.T) {
 					kc = string(f.Data)
 				}
 			}
-			for _, want := range []string{"vrrp_script kube-apiserver {", "is-active --quiet kube-apiserver.service",
+			for _, want := range []string{"vrrp_track_process kube-apiserver {", "\tprocess kube-apiserver\n",
 				"priority " + strconv.Itoa(tt.priority), "unicast_src_ip " + lbAddr(s, tt.node), "10.50.0.5/24 dev ens18",
-				"track_script {\n\t\tkube-apiserver\n"} {
+				"track_process {\n\t\tkube-apiserver\n"} {
 				if !strings.Contains(kc, want) {
 					t.Errorf("keepalived.conf lacks %q:\n%s", want, kc)
 				}
