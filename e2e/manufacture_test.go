@@ -82,6 +82,16 @@ func (c *cluster) role(file string) string { return filepath.Join(c.buildDir, "r
 func TestBuildVerifies(t *testing.T) {
 	c := manufacture(t)
 	must(t, c.dir, "verify", c.buildDir, "--keys", "keys")
+	// dpkg's no-fsync setting is for the build only, never in an image.
+	if list := tool(t, "unsquashfs", "-l", c.role(build.FileRoot)); strings.Contains(list, "kubedos-build-unsafe-io") || !strings.Contains(list, "/etc/dpkg/dpkg.cfg.d") {
+		var lines []string
+		for _, l := range strings.Split(list, "\n") {
+			if strings.Contains(l, "dpkg.cfg.d") {
+				lines = append(lines, l)
+			}
+		}
+		t.Errorf("the root's /etc/dpkg/dpkg.cfg.d: %q", lines)
+	}
 	// A second build with nothing changed does nothing.
 	var rep struct{ Reused bool }
 	out := must(t, c.dir, "build", "cluster.yaml", "--cache", "cache1", "--out", "out1", "--node-binaries", bin, "-o", "json")

@@ -156,3 +156,33 @@ func treeOf(t *testing.T, root string) []string {
 	}
 	return out
 }
+
+// The build's dpkg skips fsync only while mmdebstrap runs: the setup hook
+// writes the setting, the customize hook takes it out of the root again
+// (mmdebstrap runs a hook that is not a file with sh -c, the root as $1).
+func TestUnsafeIOOnlyWhileBuilding(t *testing.T) {
+	root := t.TempDir()
+	hooks := map[string]string{}
+	for _, a := range mmdebstrapArgs("required", "amd64", []string{"systemd"}, root, "deb copy:///x kubedos main") {
+		for _, h := range []string{"--setup-hook=", "--customize-hook="} {
+			if cmd, ok := strings.CutPrefix(a, h); ok {
+				hooks[h] = cmd
+			}
+		}
+	}
+	run := func(hook string) {
+		t.Helper()
+		if out, err := exec.Command("sh", "-c", hooks[hook], "exec", root).CombinedOutput(); err != nil {
+			t.Fatalf("%s%s: %v: %s", hook, hooks[hook], err, out)
+		}
+	}
+	conf := filepath.Join(root, unsafeIOConf)
+	run("--setup-hook=")
+	if b, err := os.ReadFile(conf); err != nil || string(b) != "force-unsafe-io\n" {
+		t.Fatalf("after the setup hook %s = %q, %v", conf, b, err)
+	}
+	run("--customize-hook=")
+	if _, err := os.Stat(conf); !os.IsNotExist(err) {
+		t.Fatalf("after the customize hook %s is still there (%v): it would be in the image", conf, err)
+	}
+}

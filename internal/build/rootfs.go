@@ -41,9 +41,19 @@ func mmdebstrapEnv(epoch int64) []string {
 	return []string{"SOURCE_DATE_EPOCH=" + strconv.FormatInt(epoch, 10)}
 }
 
+// unsafeIOConf lets dpkg skip its fsync of every unpacked file while a
+// root is built: the tree is thrown away if the build fails and read whole
+// into a squashfs if not, so nothing needs it on disk in between. Under
+// load (the emulated nodes' disks) the base took 90 s with it and 63 s
+// without, the same CPU. A setup hook writes it and a customize hook
+// removes it, so it is not in the image (--dpkgopt would leave it there).
+const unsafeIOConf = "/etc/dpkg/dpkg.cfg.d/kubedos-build-unsafe-io"
+
 func mmdebstrapArgs(variant, arch string, pkgs []string, out, sources string, extra ...string) []string {
 	args := []string{"--mode=root", "--variant=" + variant, "--architectures=" + arch,
-		"--aptopt=Acquire::Languages \"none\"", "--aptopt=Acquire::Retries \"0\""}
+		"--aptopt=Acquire::Languages \"none\"", "--aptopt=Acquire::Retries \"0\"",
+		`--setup-hook=mkdir -p "$1/etc/dpkg/dpkg.cfg.d" && echo force-unsafe-io > "$1` + unsafeIOConf + `"`,
+		`--customize-hook=rm "$1` + unsafeIOConf + `"`}
 	args = append(args, extra...)
 	return append(args, "--include="+strings.Join(pkgs, ","), "kubedos", out, sources)
 }
