@@ -87,8 +87,9 @@ func TestOnlyLocked(t *testing.T) {
 	}
 }
 
-// A copied base and a moved one are the same tree: which role takes the
-// base must not change any role's bytes.
+// A base under an overlay, a copied base and a moved one are the same
+// tree: how a role gets the base must not change any role's bytes. A
+// role's changes under the overlay leave the base as it was.
 func TestPlaceBase(t *testing.T) {
 	if _, err := exec.LookPath("cp"); err != nil {
 		t.Skip("no cp")
@@ -110,22 +111,61 @@ func TestPlaceBase(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	if err := placeBase(ctx, base, filepath.Join(dir, "copy"), false); err != nil {
-		t.Fatal(err)
-	}
 	want := treeOf(t, base)
-	if err := placeBase(ctx, base, filepath.Join(dir, "moved"), true); err != nil {
+	placed := []string{"copy"}
+	// A path overlayfs options cannot carry falls back to a copy.
+	release, err := placeBase(ctx, base, filepath.Join(dir, "copy,x"), false)
+	if err != nil {
 		t.Fatal(err)
 	}
+	release()
+	if err := os.Rename(filepath.Join(dir, "copy,x"), filepath.Join(dir, "copy")); err != nil {
+		t.Fatal(err)
+	}
+	if os.Geteuid() == 0 {
+		release, err := placeBase(ctx, base, filepath.Join(dir, "overlay"), false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := treeOf(t, filepath.Join(dir, "overlay")); !slices.Equal(got, want) {
+			t.Errorf("overlay:\n%v\nwant\n%v", got, want)
+		}
+		// What a derive does: write over a file in place, add, remove.
+		if err := os.WriteFile(filepath.Join(dir, "overlay", "usr/bin/x"), []byte("changed"), 0o640); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, "overlay", "etc/new"), []byte("n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Remove(filepath.Join(dir, "overlay", "etc/hostname")); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.RemoveAll(filepath.Join(dir, "overlay")); err == nil {
+			t.Error("the overlay's mount point could be removed while mounted")
+		}
+		release()
+		if got := treeOf(t, base); !slices.Equal(got, want) {
+			t.Errorf("the role's changes reached the base:\n%v\nwant\n%v", got, want)
+		}
+		if err := os.RemoveAll(filepath.Join(dir, "overlay")); err != nil {
+			t.Errorf("after release the role's root is not removable: %v", err)
+		}
+	}
+	release, err = placeBase(ctx, base, filepath.Join(dir, "moved"), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	release()
+	placed = append(placed, "moved")
 	if _, err := os.Stat(base); !os.IsNotExist(err) {
 		t.Errorf("the base is still there after it was taken: %v", err)
 	}
-	for _, d := range []string{"copy", "moved"} {
+	for _, d := range placed {
 		if got := treeOf(t, filepath.Join(dir, d)); !slices.Equal(got, want) {
 			t.Errorf("%s:\n%v\nwant\n%v", d, got, want)
 		}
 	}
-	if err := placeBase(ctx, "", filepath.Join(dir, "none"), false); err == nil {
+	if _, err := placeBase(ctx, "", filepath.Join(dir, "none"), false); err == nil {
 		t.Error("a root derived from no base")
 	}
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/kubedos/kubedos/internal/lock"
 	"github.com/kubedos/kubedos/internal/manifest"
 	"github.com/kubedos/kubedos/internal/sign"
+	"github.com/kubedos/kubedos/internal/sparse"
 	"github.com/kubedos/kubedos/internal/spec"
 	"github.com/kubedos/kubedos/internal/tpmseal"
 	"golang.org/x/sync/errgroup"
@@ -288,10 +289,11 @@ func buildRole(ctx context.Context, o Options, r spec.Role, id, cache string, ki
 		return "", err
 	}
 	step("rootfs (from the base, mmdebstrap offline)")
-	err = MakeRootfs(ctx, RootfsInput{Role: string(r), Architecture: o.Lock.Architecture, Sources: o.Repo.MmdebstrapSource(),
+	release, err := MakeRootfs(ctx, RootfsInput{Role: string(r), Architecture: o.Lock.Architecture, Sources: o.Repo.MmdebstrapSource(),
 		Base: base, TakeBase: takeBase, BasePackages: lock.BaseRequests(o.Spec), Packages: lock.Requests(o.Spec, r), Epoch: o.Lock.SourceDateEpoch, Kubedosd: o.Kubedosd, Out: rootfs,
 		CACert: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: o.Keys.CA.Raw}), ArtifactPub: artifactPub,
 		DBCert: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: o.Keys.DB.Raw}), Kube: roleKube(o, r)})
+	defer release() // before tmp is removed: defers run last first
 	if err != nil {
 		return "", err
 	}
@@ -504,7 +506,7 @@ func listFiles(dir string, known map[string]manifest.FileEntry) ([]manifest.File
 			continue
 		}
 		g.Go(func() error {
-			sum, size, err := manifest.FileDigest(filepath.Join(dir, filepath.FromSlash(rel)))
+			sum, size, err := sparse.Digest(filepath.Join(dir, filepath.FromSlash(rel)))
 			out[i] = manifest.FileEntry{Path: rel, SHA256: sum, Size: size}
 			return err
 		})
@@ -517,7 +519,7 @@ func listFiles(dir string, known map[string]manifest.FileEntry) ([]manifest.File
 func digestFiles(dir string, names []string) ([]manifest.FileEntry, error) {
 	out := make([]manifest.FileEntry, 0, len(names))
 	for _, name := range names {
-		sum, size, err := manifest.FileDigest(filepath.Join(dir, name))
+		sum, size, err := sparse.Digest(filepath.Join(dir, name))
 		if err != nil {
 			return nil, err
 		}

@@ -8,6 +8,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"golang.org/x/sys/unix"
 )
 
 // BaseInput describes the base root every role of a build is derived from.
@@ -82,57 +84,101 @@ type RootfsInput struct {
 	Out  string // directory to create; must not exist
 }
 
-// MakeRootfs derives a role's root from the base: a copy of it, the
+// MakeRootfs derives a role's root from the base: the base under an
+// overlay (or a copy of it, or the base itself when TakeBase), the
 // packages the role requests beyond the base installed by mmdebstrap (apt's
-// own solver, offline from the darksite repo) into that copy, then kubedosd
-// and the role's config. Whether the base was copied or moved does not
-// change a byte: either way the tree is the base's.
-func MakeRootfs(ctx context.Context, in RootfsInput) error {
+// own solver, offline from the darksite repo) into it, then kubedosd and
+// the role's config. However the base was placed, the tree is the same and
+// so is every byte of the role's image. The caller calls release, which
+// unmounts the overlay, once it no longer reads the root (and before it
+// removes it); release is never nil.
+func MakeRootfs(ctx context.Context, in RootfsInput) (release func(), err error) {
 	if _, err := os.Stat(in.Out); err == nil {
-		return fmt.Errorf("rootfs %s already exists", in.Out)
+		return func() {}, fmt.Errorf("rootfs %s already exists", in.Out)
 	}
-	if err := placeBase(ctx, in.Base, in.Out, in.TakeBase); err != nil {
-		return fmt.Errorf("rootfs for role %s: %w", in.Role, err)
+	release, err = placeBase(ctx, in.Base, in.Out, in.TakeBase)
+	if err != nil {
+		return release, fmt.Errorf("rootfs for role %s: %w", in.Role, err)
 	}
 	if extra := missingFrom(in.Packages, in.BasePackages); len(extra) > 0 {
 		// mmdebstrap populates /dev itself and refuses to mknod over the
 		// base's nodes; it makes the same ones again.
 		if err := emptyDir(filepath.Join(in.Out, "dev")); err != nil {
-			return fmt.Errorf("rootfs for role %s: %w", in.Role, err)
+			return release, fmt.Errorf("rootfs for role %s: %w", in.Role, err)
 		}
 		// The custom variant installs only what is asked and not yet
 		// installed (the base's dpkg status says what is), with the same
 		// solver and source as the base.
 		args := mmdebstrapArgs("custom", in.Architecture, in.Packages, in.Out, in.Sources, "--skip=check/empty")
 		if _, err := runTool(ctx, mmdebstrapEnv(in.Epoch), "mmdebstrap", args...); err != nil {
-			_ = os.RemoveAll(in.Out)
-			return fmt.Errorf("rootfs for role %s (%s on the base): %w", in.Role, strings.Join(extra, ", "), err)
+			return release, fmt.Errorf("rootfs for role %s (%s on the base): %w", in.Role, strings.Join(extra, ", "), err)
 		}
 	}
 	if err := customizeRootfs(in); err != nil {
-		return fmt.Errorf("rootfs for role %s: %w", in.Role, err)
+		return release, fmt.Errorf("rootfs for role %s: %w", in.Role, err)
 	}
-	return nil
+	return release, nil
 }
 
-// placeBase puts the base root at out: renamed when take, else copied
-// with everything a root carries (owners, modes, hard links, xattrs,
-// device nodes).
-func placeBase(ctx context.Context, base, out string, take bool) error {
+// placeBase puts the base root at out: renamed when take; else the base,
+// read-only, under an overlay whose upper layer takes the role's changes
+// (beside out, in out's directory); else, where the filesystem has no
+// overlay, a copy with everything a root carries (owners, modes, hard
+// links, xattrs, device nodes). A copy cost each role 3.3 CPU-seconds of
+// the reference's build (26.6 of its 200); the overlay costs only the
+// files the role changes, and gives a byte-identical squashfs.
+func placeBase(ctx context.Context, base, out string, take bool) (release func(), err error) {
+	nothing := func() {}
 	if base == "" {
-		return fmt.Errorf("no base root to derive from")
+		return nothing, fmt.Errorf("no base root to derive from")
 	}
 	if take {
 		if err := os.Rename(base, out); err != nil {
-			return fmt.Errorf("move base root: %w", err)
+			return nothing, fmt.Errorf("move base root: %w", err)
 		}
-		return nil
+		return nothing, nil
+	}
+	if release, err := overlayBase(base, out); err == nil {
+		return release, nil
 	}
 	if _, err := runTool(ctx, nil, "cp", "-a", "--no-target-directory", base, out); err != nil {
 		_ = os.RemoveAll(out)
-		return fmt.Errorf("copy base root: %w", err)
+		return nothing, fmt.Errorf("copy base root: %w", err)
 	}
-	return nil
+	return nothing, nil
+}
+
+// overlayBase mounts base read-only under out with an upper and work
+// directory beside out. No inode, index or redirect features: the merged
+// tree reads like a plain copy (the same hard links; mksquashfs gives the
+// same bytes).
+func overlayBase(base, out string) (release func(), err error) {
+	upper, work := out+".upper", out+".work"
+	// The paths go into the mount's option string, where these separate
+	// options and layers.
+	for _, p := range []string{base, upper, work} {
+		if strings.ContainsAny(p, ",:\\") {
+			return nil, fmt.Errorf("overlay on the base: %q holds a character overlayfs options cannot", p)
+		}
+	}
+	for _, d := range []string{out, upper, work} {
+		if err := os.Mkdir(d, 0o755); err != nil {
+			return nil, err
+		}
+	}
+	opts := "lowerdir=" + base + ",upperdir=" + upper + ",workdir=" + work + ",xino=off,index=off,metacopy=off,redirect_dir=off"
+	if err := unix.Mount("overlay", out, "overlay", 0, opts); err != nil {
+		for _, d := range []string{out, upper, work} {
+			_ = os.RemoveAll(d)
+		}
+		return nil, fmt.Errorf("overlay on the base at %s: %w", out, err)
+	}
+	return func() {
+		// A tool the build started may still hold it (cancelled): detach.
+		if err := unix.Unmount(out, 0); err != nil {
+			_ = unix.Unmount(out, unix.MNT_DETACH)
+		}
+	}, nil
 }
 
 // missingFrom is what of want is not in have.
