@@ -16,6 +16,7 @@ import (
 	"github.com/kubedos/kubedos/internal/manifest"
 	"github.com/kubedos/kubedos/internal/measure"
 	"github.com/kubedos/kubedos/internal/sign"
+	"github.com/kubedos/kubedos/internal/sparse"
 	"github.com/kubedos/kubedos/internal/tpmseal"
 )
 
@@ -54,7 +55,7 @@ func Verify(ctx context.Context, dir string, keys *sign.KeySet) ([]Failure, erro
 	listed := map[string]bool{manifest.ManifestFile: true, manifest.SignatureFile: true}
 	for _, f := range m.Files {
 		listed[f.Path] = true
-		sum, size, err := manifest.FileDigest(filepath.Join(dir, f.Path))
+		sum, size, err := sparse.Digest(filepath.Join(dir, f.Path))
 		switch {
 		case err != nil:
 			fail(f.Path, "unreadable: %v", err)

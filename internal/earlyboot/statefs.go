@@ -6,6 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
+
+	"github.com/kubedos/kubedos/internal/sparse"
 )
 
 // The state filesystem is made at build time (mkfs.ext4 with lazy inode
@@ -43,20 +46,39 @@ func EncodeSparse(img io.ReaderAt, size int64) ([]byte, error) {
 	if size <= 0 || size%sparseBlock != 0 {
 		return nil, fmt.Errorf("sparse image: size %d is not a positive multiple of %d", size, sparseBlock)
 	}
+	// Only the file's data can hold a non-zero block: its holes (most of a
+	// freshly made filesystem) are not read at all.
+	exts := []sparse.Extent{{Off: 0, Len: size}}
+	if f, ok := img.(*os.File); ok {
+		var err error
+		if exts, err = sparse.Extents(f, size); err != nil {
+			return nil, err
+		}
+	}
 	type run struct{ off, n int64 }
 	var runs []run
-	blk := make([]byte, sparseBlock)
-	for off := int64(0); off < size; off += sparseBlock {
-		if _, err := img.ReadAt(blk, off); err != nil {
-			return nil, fmt.Errorf("sparse image: read at %d: %w", off, err)
-		}
-		if allZeroBytes(blk) {
-			continue
-		}
-		if l := len(runs) - 1; l >= 0 && runs[l].off+runs[l].n == off {
-			runs[l].n += sparseBlock
-		} else {
-			runs = append(runs, run{off, sparseBlock})
+	buf := make([]byte, 1<<20)
+	done := int64(0) // extents rounded out to whole blocks may touch
+	for _, e := range exts {
+		start := max(e.Off/sparseBlock*sparseBlock, done)
+		end := min((e.Off+e.Len+sparseBlock-1)/sparseBlock*sparseBlock, size)
+		done = max(done, end)
+		for at := start; at < end; at += int64(len(buf)) {
+			chunk := buf[:min(int64(len(buf)), end-at)]
+			if _, err := img.ReadAt(chunk, at); err != nil {
+				return nil, fmt.Errorf("sparse image: read at %d: %w", at, err)
+			}
+			for i := int64(0); i < int64(len(chunk)); i += sparseBlock {
+				off := at + i
+				if allZeroBytes(chunk[i : i+sparseBlock]) {
+					continue
+				}
+				if l := len(runs) - 1; l >= 0 && runs[l].off+runs[l].n == off {
+					runs[l].n += sparseBlock
+				} else {
+					runs = append(runs, run{off, sparseBlock})
+				}
+			}
 		}
 	}
 	var out bytes.Buffer

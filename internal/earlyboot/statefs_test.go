@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -122,5 +124,43 @@ func TestCryptTable(t *testing.T) {
 	enc := (&targetLine{"crypt", 8, p.Table()}).encode()
 	if (dmTargetSize+len(enc))%8 != 0 || enc[len(p.Table())] != 0 {
 		t.Errorf("encoded parameters of %d bytes", len(enc))
+	}
+}
+
+// A file's holes are skipped, not read: the encoding is the one every
+// byte read gives, including data at the file's very end, and blocks of
+// zeros the file does hold are left out as before.
+func TestEncodeSparseFileSkipsHoles(t *testing.T) {
+	const size = 8 << 20
+	path := filepath.Join(t.TempDir(), "fs.img")
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if err := f.Truncate(size); err != nil {
+		t.Fatal(err)
+	}
+	for off, data := range map[int64][]byte{0: []byte("superblock"), 4096*300 + 7: []byte("inode"),
+		5 << 20: make([]byte, 3*4096), 5<<20 + 3*4096: []byte("after written zeros"), size - 3: []byte("end")} {
+		if _, err := f.WriteAt(data, off); err != nil {
+			t.Fatal(err)
+		}
+	}
+	all, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := EncodeSparse(bytes.NewReader(all), size)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := EncodeSparse(f, size)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Errorf("from the file: %d bytes, %d runs; from its bytes: %d bytes, %d runs", len(got),
+			binary.LittleEndian.Uint32(got[16:]), len(want), binary.LittleEndian.Uint32(want[16:]))
 	}
 }
