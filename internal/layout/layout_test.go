@@ -46,6 +46,7 @@ var rank = map[string]int{
 	"internal/dashboards":             3, // the grafana role's pages: charts from Prometheus's API; imports observability's job names
 	"internal/pidfile":                1, // finds our daemons: no zombies, no recycled pids
 	"internal/durable":                0, // crash-safe file writes: imports nothing of ours
+	"internal/sparse":                 0, // a file's data by SEEK_DATA: imports nothing of ours
 	"internal/etcdsnap":               1, // etcd snapshots taken and kept, checked: imports durable
 	"internal/promtext":               0, // Prometheus text format and the /metrics server of kubedosd and the hub
 	"internal/nodeid":                 0, // the SMBIOS node identity: encoder and decoder
