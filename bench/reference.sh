@@ -50,11 +50,17 @@ grep -q 'scrapeInterval: 60s' cluster.yaml || { echo "reference: the scrape inte
 # times. The nodes Kubernetes' start waits for (master, etcd, control
 # planes) keep the default weight; load balancers and workers get nice 5,
 # prometheus, grafana and storage nice 10 (the QEMU's autogroup: each VM
-# is its own session, so a thread's nice alone would change nothing).
+# is its own session, so a thread's nice alone would change nothing);
+# once the API servers are up, workers and load balancers 0.
 # Every node still runs; the host only decides who waits.
 declare -A roleof
 while read -r n r; do roleof[$n]=$r; done < <(sed -nE 's/.*\{name: *([a-z0-9-]+), *role: *([a-z]+),.*/\1 \2/p' cluster.yaml)
 declare -A nice=([prometheus]=10 [grafana]=10 [storage]=10 [worker]=5 [loadbalancer]=5)
+# Once every API server is an endpoint (the convergence's
+# workload/kubernetes/api step), the workers' kubelets and the load
+# balancers' VIP are what the rest waits for: in run 7 the workers, still
+# at nice 5, got 5 CPU-s a minute and had not registered 30 minutes later.
+declare -A after_api=([worker]=0 [loadbalancer]=0)
 start=$(date +%s)
 tck=$(getconf CLK_TCK)
 (
@@ -63,7 +69,11 @@ tck=$(getconf CLK_TCK)
 			name=$(tr '\0' '\n' <"/proc/$pid/cmdline" 2>/dev/null | grep -A1 -x -- -name | tail -n 1) || continue
 			role=${roleof[${name#kubedos-}]:-}
 			if [ "${PRIORITIES:-1}" = 1 ] && [ -n "$role" ]; then
-				echo "${nice[$role]:-0}" >"/proc/$pid/autogroup" 2>/dev/null || true
+				n=${nice[$role]:-0}
+				if grep -q 'converge workload/kubernetes/api:' up.log 2>/dev/null; then
+					n=${after_api[$role]:-$n}
+				fi
+				echo "$n" >"/proc/$pid/autogroup" 2>/dev/null || true
 			fi
 			read -r -a st <"/proc/$pid/stat" 2>/dev/null || continue
 			rss=$(awk '/^VmRSS/ {print int($2/1024)}' "/proc/$pid/status" 2>/dev/null)
@@ -84,7 +94,7 @@ phase() { echo "reference: $1 $(( $(date +%s) - t0 )) s" | tee -a phases.txt; t0
 phase "keys, lock, fetch:"
 build=$(/usr/bin/time -f '%U %S' -o build.cpu "$kubedos" build cluster.yaml --cache cache --out out --node-binaries "$repo/bin" --kube "$kube" | tail -n 1)
 phase "build of the 8 roles ($build, $(awk '{printf "%.1f", $1+$2}' build.cpu) CPU-s):"
-"$kubedos" cluster up cluster.yaml --build "$build" --keys keys --timeout 4h --max-booting "${MAX_BOOTING:-3}"
+"$kubedos" cluster up cluster.yaml --build "$build" --keys keys --timeout 4h --max-booting "${MAX_BOOTING:-3}" 2>&1 | tee up.log
 phase "cluster up, converged with the probe served:"
 "$kubedos" cluster accept cluster.yaml --build "$build" --keys keys --allow-unchecked drill
 phase "cluster accept:"
