@@ -222,11 +222,15 @@ type Host struct {
 
 var ifnameRE = regexp.MustCompile(`^[a-zA-Z0-9_.-]{1,15}$`)
 
-// HAProxyCheckTimeouts: a backend is out after 3 failed checks 2 s apart
-// (about 6 s), back after 2.
+// HAProxyCheckTimeouts: a backend is out after 2 failed checks 5 s apart
+// (about 10 s), back after 2. The interval is also the bound on a check's
+// connection and TLS handshake (haproxy takes min("timeout connect",
+// "inter")): at 2 s, on the 16-node reference's starved control planes
+// (10-12 CPU-s a minute), every handshake took longer and haproxy took
+// all three API servers out of a working API (reference run 7).
 const (
-	haproxyInter = "2s"
-	haproxyFall  = 3
+	haproxyInter = "5s"
+	haproxyFall  = 2
 	haproxyRise  = 2
 )
 
