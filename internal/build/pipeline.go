@@ -18,7 +18,6 @@ import (
 	"github.com/kubedos/kubedos/internal/lock"
 	"github.com/kubedos/kubedos/internal/manifest"
 	"github.com/kubedos/kubedos/internal/sign"
-	"github.com/kubedos/kubedos/internal/sparse"
 	"github.com/kubedos/kubedos/internal/spec"
 	"github.com/kubedos/kubedos/internal/tpmseal"
 	"golang.org/x/sync/errgroup"
@@ -468,62 +467,4 @@ func assemble(o Options, m *manifest.Manifest, roles []spec.Role, roleDirs map[s
 		return fmt.Errorf("publish build %s: %w", final, err)
 	}
 	return nil
-}
-
-func linkOrCopy(src, dst string) error {
-	if err := os.Link(src, dst); err == nil {
-		return nil
-	}
-	b, err := os.ReadFile(src)
-	if err != nil {
-		return err
-	}
-	return os.WriteFile(dst, b, 0o644)
-}
-
-// listFiles lists every regular file under dir, paths relative to it,
-// with its digest: from known when it holds the path, else read, one file
-// per CPU at a time.
-func listFiles(dir string, known map[string]manifest.FileEntry) ([]manifest.FileEntry, error) {
-	var rels []string
-	err := filepath.WalkDir(dir, func(path string, d os.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return err
-		}
-		rel, err := filepath.Rel(dir, path)
-		rels = append(rels, filepath.ToSlash(rel))
-		return err
-	})
-	if err != nil {
-		return nil, err
-	}
-	out := make([]manifest.FileEntry, len(rels))
-	var g errgroup.Group
-	g.SetLimit(runtime.NumCPU())
-	for i, rel := range rels {
-		if e, ok := known[rel]; ok {
-			out[i] = e
-			continue
-		}
-		g.Go(func() error {
-			sum, size, err := sparse.Digest(filepath.Join(dir, filepath.FromSlash(rel)))
-			out[i] = manifest.FileEntry{Path: rel, SHA256: sum, Size: size}
-			return err
-		})
-	}
-	return out, g.Wait()
-}
-
-// digestFiles digests the named files of dir, one after the other: it
-// runs inside a role's job, beside the other jobs.
-func digestFiles(dir string, names []string) ([]manifest.FileEntry, error) {
-	out := make([]manifest.FileEntry, 0, len(names))
-	for _, name := range names {
-		sum, size, err := sparse.Digest(filepath.Join(dir, name))
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, manifest.FileEntry{Path: name, SHA256: sum, Size: size})
-	}
-	return out, nil
 }
