@@ -217,3 +217,37 @@ func TestDay0SetupThenEnrollment(t *testing.T) {
 		t.Error("the console re-pointed a node that names a hub")
 	}
 }
+
+// The console reads the boot entries (a mount of the ESP) once, then again
+// only after this process tried to change them, or bootEvery later.
+func TestConsoleReadsBootEntriesWhenWritten(t *testing.T) {
+	var opens int
+	slots := &Slots{OpenDisk: func() (*os.File, error) { opens++; return nil, errors.New("no disk in a test") }}
+	env := newNodeEnv(t, func(c *NodeAPIConfig) { c.Slots = slots })
+	a := consoleAgent(t, nil)
+	t0 := time.Now()
+	last := a.gatherSlow(context.Background(), env.api, t0, slowParts{})
+	if opens != 1 {
+		t.Fatalf("first frame: the boot disk was opened %d times, want 1", opens)
+	}
+	last = a.gatherSlow(context.Background(), env.api, t0.Add(bootEvery-time.Second), last)
+	if opens != 1 {
+		t.Errorf("nothing written: the boot disk was opened %d times before bootEvery, want 1", opens)
+	}
+	if _, err := slots.Bless(); err == nil {
+		t.Fatal("bless without a disk succeeded")
+	}
+	opens = 1 // Bless opened it too
+	last = a.gatherSlow(context.Background(), env.api, t0.Add(bootEvery-time.Second), last)
+	if opens != 2 {
+		t.Errorf("after a bless: the boot disk was opened %d times, want 2", opens)
+	}
+	last = a.gatherSlow(context.Background(), env.api, t0.Add(bootEvery-time.Second), last)
+	if opens != 2 {
+		t.Errorf("no write since: the boot disk was opened %d times, want 2", opens)
+	}
+	a.gatherSlow(context.Background(), env.api, last.bootAt.Add(bootEvery), last)
+	if opens != 3 {
+		t.Errorf("bootEvery later: the boot disk was opened %d times, want 3", opens)
+	}
+}

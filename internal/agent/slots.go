@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -52,7 +53,14 @@ type Slots struct {
 	SpoolDir string
 
 	mu sync.Mutex // one upgrade, rollback or bless at a time
+	// writes counts the upgrades, rollbacks and blesses tried: what State
+	// reads changes only through them once kubedosd runs, so a reader that
+	// saw the same count need not mount the ESP again (Writes).
+	writes atomic.Uint64
 }
+
+// Writes is how many times this process tried to change the boot entries.
+func (s *Slots) Writes() uint64 { return s.writes.Load() }
 
 // HostSlots is the real node's: the disk whose GPT has the kubedos labels,
 // its ESP mounted (vfat) under /run for the duration of each operation.
@@ -116,6 +124,12 @@ func mountWhileBusy(mount func() error, stale func(), wait, interval time.Durati
 		stale()
 		time.Sleep(interval)
 	}
+}
+
+// writeESP is withESP for what changes the ESP (or may have, failing).
+func (s *Slots) writeESP(fn func(disk *os.File, esp string) error) error {
+	defer s.writes.Add(1)
+	return s.withESP(fn)
 }
 
 // withESP runs fn with the ESP mounted and the disk open.
@@ -225,7 +239,7 @@ func (s nodeService) Upgrade(stream api.UpgradeStream) (*api.UpgradeResult, erro
 		}
 		last, lastAt = next, time.Now()
 	}
-	err = sl.withESP(func(disk *os.File, esp string) error {
+	err = sl.writeESP(func(disk *os.File, esp string) error {
 		defer timed("")
 		r, err := upgrade.Install(stream.Context(), disk, esp, sl.Booted, staged, timed)
 		if err != nil {
@@ -256,7 +270,7 @@ func (s nodeService) Rollback(ctx context.Context, req *api.RollbackRequest) (*a
 	}
 	defer sl.mu.Unlock()
 	res := &api.UpgradeResult{Node: s.n.cfg.Name, FromBuild: sl.Booted.Build}
-	err := sl.withESP(func(disk *os.File, esp string) error {
+	err := sl.writeESP(func(disk *os.File, esp string) error {
 		r, err := upgrade.Rollback(disk, esp, sl.Booted)
 		if err != nil {
 			return fmt.Errorf("%w: %v", ErrRefused, err)
@@ -280,7 +294,7 @@ func (s *Slots) Bless() (string, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var name string
-	err := s.withESP(func(_ *os.File, esp string) error {
+	err := s.writeESP(func(_ *os.File, esp string) error {
 		var err error
 		name, err = upgrade.Bless(esp, s.Booted)
 		return err
