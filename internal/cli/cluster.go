@@ -169,7 +169,7 @@ func newClusterUpCmd(g *globals, verb string) *cobra.Command {
 		},
 	}
 	f.add(cmd, true)
-	cmd.Flags().IntVar(&f.maxBooting, "max-booting", 0, "qemu: start at most this many VMs at a time (the master first, then batches, each once the previous one enrolled); 0 starts all at once. For a small host under TCG")
+	cmd.Flags().IntVar(&f.maxBooting, "max-booting", 0, "qemu: start at most this many VMs at a time (the master first, then batches, each once the previous one enrolled, in the order Kubernetes needs them: etcd, control planes, load balancers, workers, then the rest); 0 starts all at once. For a small host under TCG")
 	cmd.Flags().BoolVar(&f.noConverge, "no-converge", false, "stop once every node enrolled, without the final convergence run (kubedos converge runs it later)")
 	if verb == "deploy" {
 		cmd.Flags().StringVar(&f.target, "target", "", "deploy to this target instead of the spec's targets.default: qemu or proxmox")

@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 
 	"github.com/kubedos/kubedos/internal/api"
 	"github.com/kubedos/kubedos/internal/durable"
@@ -156,13 +157,14 @@ func (c *Cluster) upLocal(ctx context.Context) error {
 }
 
 // startBatches starts nodes MaxBooting at a time, each batch once the
-// previous one enrolled (all at once when MaxBooting is 0); Up waits for
-// the last batch with the rest.
+// previous one enrolled (all at once when MaxBooting is 0), in bootOrder;
+// Up waits for the last batch with the rest.
 func (c *Cluster) startBatches(ctx context.Context, t target.Target, nodes []spec.Node, hubFor func(spec.Node) string) error {
 	size := c.MaxBooting
 	if size <= 0 {
 		size = len(nodes)
 	}
+	nodes = bootOrder(nodes)
 	for i := 0; i < len(nodes); i += size {
 		batch := nodes[i:min(i+size, len(nodes))]
 		if err := c.startNodes(ctx, t, batch, hubFor, true); err != nil {
@@ -176,6 +178,27 @@ func (c *Cluster) startBatches(ctx context.Context, t target.Target, nodes []spe
 		}
 	}
 	return nil
+}
+
+// bootRank orders batched boots by what the convergence waits for
+// longest: etcd's quorum, then the API servers on it, then what holds
+// their VIP, then the kubelets; nothing waits for the rest. In spec order
+// the reference's load balancers came last, and the API through the VIP
+// waited for them ~1,000 s after the control planes were up.
+var bootRank = map[spec.Role]int{spec.RoleMaster: 0, spec.RoleEtcd: 1, spec.RoleControlPlane: 2,
+	spec.RoleLoadBalancer: 3, spec.RoleWorker: 4}
+
+// bootOrder is nodes by bootRank, spec order within a rank (the others last).
+func bootOrder(nodes []spec.Node) []spec.Node {
+	out := slices.Clone(nodes)
+	rank := func(n spec.Node) int {
+		if r, ok := bootRank[n.Role]; ok {
+			return r
+		}
+		return len(bootRank)
+	}
+	slices.SortStableFunc(out, func(a, b spec.Node) int { return rank(a) - rank(b) })
+	return out
 }
 
 func without(nodes []spec.Node, name string) []spec.Node {

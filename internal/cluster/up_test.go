@@ -284,3 +284,29 @@ func TestTargetNode(t *testing.T) {
 		}
 	}
 }
+
+// Batched boots go in the order the convergence waits for: the
+// reference's load balancers before its workers, the nodes nothing waits
+// for last, spec order within a role.
+func TestBootOrder(t *testing.T) {
+	var nodes []spec.Node
+	for _, n := range []struct {
+		name string
+		role spec.Role
+	}{{"prometheus", spec.RolePrometheus}, {"grafana", spec.RoleGrafana}, {"storage", spec.RoleStorage},
+		{"etcd-1", spec.RoleEtcd}, {"etcd-2", spec.RoleEtcd}, {"cp-1", spec.RoleControlPlane}, {"cp-2", spec.RoleControlPlane},
+		{"w-1", spec.RoleWorker}, {"w-2", spec.RoleWorker}, {"lb-1", spec.RoleLoadBalancer}, {"lb-2", spec.RoleLoadBalancer}} {
+		nodes = append(nodes, spec.Node{Name: n.name, Role: n.role})
+	}
+	var got []string
+	for _, n := range bootOrder(nodes) {
+		got = append(got, n.Name)
+	}
+	want := []string{"etcd-1", "etcd-2", "cp-1", "cp-2", "lb-1", "lb-2", "w-1", "w-2", "prometheus", "grafana", "storage"}
+	if !slices.Equal(got, want) {
+		t.Errorf("boot order %v, want %v", got, want)
+	}
+	if nodes[0].Name != "prometheus" {
+		t.Error("bootOrder reordered its argument")
+	}
+}
