@@ -18,6 +18,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -28,19 +29,22 @@ import (
 )
 
 // TestHAProxyChecksReadyz runs haproxy with the configuration kubeplan
-// writes (only the CA's path changed) in front of two fake API servers on
-// loopback addresses: cp-1 with a certificate for its name, cp-2 with one
-// the CA signed for another name. Through the VIP only cp-1 answers (the
-// check verifies the name, not only the chain); when cp-1's /readyz fails
-// it is taken out, and back in when it is ready again. It needs haproxy
-// and root (haproxy's chroot and user), and takes about 20 s.
+// writes (the CA's path changed, and its check interval shortened to
+// keep the test short) in front of three fake API servers on loopback
+// addresses: cp-1 and cp-3 with certificates for their names, cp-2 with
+// one the CA signed for another name. Through the VIP only cp-1 and cp-3
+// answer (the check verifies the name, not only the chain); when cp-1's
+// /readyz fails it is taken out, and when cp-3's fails too haproxy
+// forwards to every server unchecked rather than to none (panic mode);
+// once ready they are back. It needs haproxy and root (haproxy's chroot
+// and user), and takes about 15 s.
 func TestHAProxyChecksReadyz(t *testing.T) {
 	bin, err := exec.LookPath("haproxy")
 	if err != nil {
 		t.Skip("haproxy is not installed (apt-get install haproxy)")
 	}
 	if testing.Short() || os.Geteuid() != 0 {
-		t.Skip("runs haproxy as root for about 20 s (-short, or not root)")
+		t.Skip("runs haproxy as root for about 15 s (-short, or not root)")
 	}
 	ca, caKey := newCA(t)
 	dir := t.TempDir()
@@ -48,9 +52,10 @@ func TestHAProxyChecksReadyz(t *testing.T) {
 	if err := os.WriteFile(caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ca.Raw}), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	var ready atomic.Bool
-	ready.Store(true)
-	serve := func(addr, certName, answer string) {
+	var ready1, ready3 atomic.Bool
+	ready1.Store(true)
+	ready3.Store(true)
+	serve := func(addr, answer string, ready *atomic.Bool, certNames ...string) {
 		lis, err := net.Listen("tcp", addr)
 		if err != nil {
 			t.Skipf("cannot listen on %s: %v", addr, err)
@@ -61,16 +66,23 @@ func TestHAProxyChecksReadyz(t *testing.T) {
 				return
 			}
 			io.WriteString(w, answer)
-		}), ErrorLog: log.New(io.Discard, "", 0), TLSConfig: &tls.Config{Certificates: []tls.Certificate{leafFor(t, ca, caKey, certName)}}}
+		}), ErrorLog: log.New(io.Discard, "", 0), TLSConfig: &tls.Config{Certificates: []tls.Certificate{leafFor(t, ca, caKey, certNames[0], certNames[1:]...)}}}
 		go srv.ServeTLS(lis, "", "")
 		t.Cleanup(func() { srv.Close() })
 	}
-	serve("127.0.0.2:6443", "cp-1", "cp-1")
-	serve("127.0.0.3:6443", "intruder", "cp-2")
+	var always atomic.Bool
+	always.Store(true)
+	serve("127.0.0.2:6443", "cp-1", &ready1, "cp-1", "kubernetes")
+	serve("127.0.0.3:6443", "cp-2", &always, "intruder")
+	serve("127.0.0.6:6443", "cp-3", &ready3, "cp-3", "kubernetes")
 
 	p := &Plan{Cluster: "live", Node: "lb-1", LB: &LB{VIP: "127.0.0.4", PrefixBits: 8, Address: "127.0.0.5",
-		Priority: 254, RouterID: 4, Backends: []Backend{{"cp-1", "127.0.0.2"}, {"cp-2", "127.0.0.3"}}}}
+		Priority: 254, RouterID: 4, Backends: []Backend{{"cp-1", "127.0.0.2"}, {"cp-2", "127.0.0.3"}, {"cp-3", "127.0.0.6"}}}}
 	cfg := strings.ReplaceAll(string(haproxyConfig(p)), pki("ca.crt"), caFile)
+	if !strings.Contains(cfg, "inter "+haproxyInter+" ") {
+		t.Fatalf("the configuration has no %q to shorten:\n%s", "inter "+haproxyInter, cfg)
+	}
+	cfg = strings.ReplaceAll(cfg, "inter "+haproxyInter+" ", "inter 1s ")
 	cfgFile := filepath.Join(dir, "haproxy.cfg")
 	if err := os.WriteFile(cfgFile, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
@@ -87,9 +99,12 @@ func TestHAProxyChecksReadyz(t *testing.T) {
 
 	pool := x509.NewCertPool()
 	pool.AddCert(ca)
+	// The client verifies the name every real API server's certificate
+	// carries; the intruder's has only its own.
 	client := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{DisableKeepAlives: true,
-		TLSClientConfig: &tls.Config{RootCAs: pool, ServerName: "cp-1"}}}
-	// via asks through the VIP who answers ("" when nobody does).
+		TLSClientConfig: &tls.Config{RootCAs: pool, ServerName: "kubernetes"}}}
+	// via asks through the VIP who answers ("" when nobody does, or the
+	// intruder, which the client refuses).
 	via := func() string {
 		res, err := client.Get("https://127.0.0.4:6443/")
 		if err != nil {
@@ -109,19 +124,35 @@ func TestHAProxyChecksReadyz(t *testing.T) {
 			time.Sleep(300 * time.Millisecond)
 		}
 	}
-	onlyCP1 := func() bool {
-		for range 6 {
-			if via() != "cp-1" {
-				return false
+	// only: eight requests in a row answered, each by one of names.
+	only := func(names ...string) func() bool {
+		return func() bool {
+			for range 8 {
+				if got := via(); !slices.Contains(names, got) {
+					return false
+				}
 			}
+			return true
 		}
-		return true
 	}
-	waitFor("only cp-1 answers through the VIP", onlyCP1)
-	ready.Store(false)
-	waitFor("cp-1 out once its /readyz fails", func() bool { return via() == "" })
-	ready.Store(true)
-	waitFor("cp-1 back once ready", onlyCP1)
+	waitFor("only cp-1 and cp-3 answer through the VIP", only("cp-1", "cp-3"))
+	ready1.Store(false)
+	waitFor("cp-1 out once its /readyz fails", only("cp-3"))
+	ready3.Store(false)
+	waitFor("every server unchecked once all fail their checks", func() bool {
+		return strings.Contains(out.String(), "Running on backup")
+	})
+	// All of them, not the first backup alone: that one may be the dead one.
+	served := map[string]int{}
+	for range 12 {
+		served[via()]++
+	}
+	if served["cp-1"] == 0 || served["cp-3"] == 0 {
+		t.Errorf("while every check failed, answers through the VIP %v, want both cp-1 and cp-3; haproxy said:\n%s", served, out.String())
+	}
+	ready1.Store(true)
+	ready3.Store(true)
+	waitFor("cp-1 and cp-3 back once ready, the intruder out again", only("cp-1", "cp-3"))
 	// Why each was out, in haproxy's words.
 	for _, want := range []string{"cp-2 failed, reason: Layer6", "certificate different from the expected one",
 		"cp-1 failed, reason: Layer7 wrong status, code: 500"} {
@@ -170,13 +201,13 @@ func newCA(t *testing.T) (*x509.Certificate, *ecdsa.PrivateKey) {
 	return c, key
 }
 
-func leafFor(t *testing.T, ca *x509.Certificate, caKey *ecdsa.PrivateKey, name string) tls.Certificate {
+func leafFor(t *testing.T, ca *x509.Certificate, caKey *ecdsa.PrivateKey, name string, more ...string) tls.Certificate {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		t.Fatal(err)
 	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: name}, DNSNames: []string{name},
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: name}, DNSNames: append([]string{name}, more...),
 		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
 		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, KeyUsage: x509.KeyUsageDigitalSignature}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, key.Public(), caKey)
