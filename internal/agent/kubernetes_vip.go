@@ -20,9 +20,9 @@ const apiNotReadyAfter = 3
 
 // trackAPIReady keeps kubeplan.APINotReadyFile from the local API
 // server's /readyz where this control plane holds the VIP itself, so
-// that keepalived never holds or claims the VIP on a node whose API
-// server runs but cannot answer yet (docs/kubernetes.md, "High
-// availability and its drills"). It writes only on a change: keepalived
+// that keepalived prefers a ready control plane to one whose API server
+// runs but cannot answer yet (docs/kubernetes.md, "High availability and
+// its drills"). It writes only on a change: keepalived
 // reads the file on every inotify event.
 func (k *kubeRunner) trackAPIReady(ctx context.Context, p *kubeplan.Plan) error {
 	if p.LB == nil || p.LB.Track != kubeplan.APIServer {
@@ -64,9 +64,9 @@ func (k *kubeRunner) trackAPIReady(ctx context.Context, p *kubeplan.Plan) error 
 		return err
 	}
 	if notReady {
-		k.logf("kubernetes: the local API server is not ready (%v): keepalived gives up or does not claim the VIP", err)
+		k.logf("kubernetes: the local API server is not ready (%v): keepalived yields the VIP to a ready control plane", err)
 	} else {
-		k.logf("kubernetes: the local API server is ready: keepalived may hold the VIP")
+		k.logf("kubernetes: the local API server is ready: keepalived may take the VIP from a not-ready holder")
 	}
 	return nil
 }

@@ -29,7 +29,8 @@ type LB struct {
 	Address string   `json:"address"`
 	Peers   []string `json:"peers"`
 	// Priority is this node's VRRP priority: highest for the first load
-	// balancer in the spec, one less for each next one.
+	// balancer in the spec, one less for each next one; the same for
+	// every control plane holding the VIP (CPVRRPPriority).
 	Priority int `json:"priority"`
 	// RouterID is the VRRP virtual router id (1-255), the VIP's last byte.
 	RouterID int `json:"routerID"`
@@ -116,9 +117,10 @@ ExecStart=/usr/sbin/keepalived --dont-fork --use-file=%s
 	return ""
 }
 
-// lbPlan is node n's LB in s: the order of the VIP's holders (load
-// balancers, or control planes when there are none) in the spec gives
-// each its priority, so the first one up holds the VIP.
+// lbPlan is node n's LB in s: the order of the load balancers in the
+// spec gives each its priority, so the first one up holds the VIP; control
+// planes holding the VIP all get CPVRRPPriority, their readiness deciding
+// (keepalivedConfig).
 func lbPlan(s *spec.ClusterSpec, n spec.Node) (*LB, error) {
 	holders := s.APIVIPHolders()
 	vip, err := netip.ParseAddr(s.Topology.APIVIP)
@@ -138,6 +140,9 @@ func lbPlan(s *spec.ClusterSpec, n spec.Node) (*LB, error) {
 		if m.Role == holders {
 			if m.Name == n.Name {
 				lb.Priority = MaxVRRPPriority - i
+				if lb.Track == APIServer {
+					lb.Priority = CPVRRPPriority
+				}
 			} else {
 				lb.Peers = append(lb.Peers, m.Address)
 			}
@@ -159,6 +164,15 @@ func lbPlan(s *spec.ClusterSpec, n spec.Node) (*LB, error) {
 // MaxVRRPPriority is the first load balancer's priority; 255 is reserved
 // for the owner of the address, which no node is.
 const MaxVRRPPriority = 254
+
+// CPVRRPPriority is every control plane's priority where they hold the
+// VIP, and notReadyWeight what a not-ready API server takes off it: a
+// ready control plane (200) outranks every not-ready one (100), two ready
+// ones tie (a tie never preempts the holder).
+const (
+	CPVRRPPriority = 200
+	notReadyWeight = -100
+)
 
 // routerID is the VIP's last byte (255 for 0): stable, and different for
 // two clusters' VIPs in one /24. Unicast VRRP only talks to the listed
@@ -308,24 +322,29 @@ backend kube-apiserver
 }
 
 // keepalivedConfig holds the VIP on the LAN interface by VRRP: every load
-// balancer (or control plane holding the VIP) starts as backup, the
-// highest priority among those whose tracked unit (haproxy, or the API
-// server) runs takes the VIP, and "nopreempt" keeps it there when a
-// higher one comes back (each move of the VIP cuts the API's open
-// connections). Advertisements are unicast to the other load balancers
-// (the firewall accepts VRRP only from them), and the tracked process
-// puts the instance in fault, giving the VIP up, while the local haproxy
-// (or, on a control plane, the API server) is not running.
+// balancer (or control plane holding the VIP) starts as backup, and the
+// tracked process puts the instance in fault, giving the VIP up, while the
+// local haproxy (or, on a control plane, the API server) is not running.
+// Advertisements are unicast to the other holders (the firewall accepts
+// VRRP only from them).
 //
-// Where the control planes hold the VIP, running is not enough: a control
-// plane coming back has its API server active for minutes before it is
-// ready (661 s of a replacement's 800 s under emulation), and had its
-// keepalived taken the VIP then, nopreempt kept it there and writes
+// Load balancers: the highest priority among those whose haproxy runs
+// takes the VIP, and "nopreempt" keeps it there when a higher one comes
+// back (each move of the VIP cuts the API's open connections); haproxy's
+// /readyz checks decide which API server gets a connection.
+//
+// Control planes: running is not ready. A control plane coming back has
+// its API server active for minutes before it is ready (661 s of a
+// replacement's 800 s under emulation); had it taken the VIP then, writes
 // through the VIP failed until it was ready (the HA drills' failed-write
 // windows). So keepalived also tracks APINotReadyFile, which kubedosd
-// keeps from the local /readyz: a node whose API server is not ready is
-// in fault, neither holding nor claiming the VIP. (haproxy's /readyz
-// checks cover that case on load balancers.)
+// keeps from the local /readyz, as a priority: every control plane has
+// CPVRRPPriority, and not ready takes notReadyWeight off it. A ready one
+// preempts a not-ready holder; ready ones tie, and a tie never preempts,
+// so the VIP does not move back and forth; and when none is ready, one
+// still holds the VIP, as haproxy's panic mode forwards to all: a fault
+// on not-ready would leave no holder when every API server answers late
+// at once (a starved host), turning a slow API into none.
 //
 // Timing: an advertisement every 2 s (a backup takes over about 6 s after
 // the holder went silent). The tracked unit is watched as a process
@@ -356,15 +375,14 @@ vrrp_track_process %s {
 
 %svrrp_instance kube-apiserver {
 	state BACKUP
-	nopreempt
-	interface %s
+%s	interface %s
 	virtual_router_id %d
 	priority %d
 	advert_int 2
 	unicast_src_ip %s
 	check_unicast_src
 	unicast_peer {
-`, p.Cluster, p.Node, p.Node, lb.Track, trackedProcess(lb.Track), trackFileDecl(lb), h.LANInterface, lb.RouterID, lb.Priority, lb.Address)
+`, p.Cluster, p.Node, p.Node, lb.Track, trackedProcess(lb.Track), trackFileDecl(lb), preempt(lb), h.LANInterface, lb.RouterID, lb.Priority, lb.Address)
 	for _, peer := range lb.Peers {
 		fmt.Fprintf(&b, "\t\t%s\n", peer)
 	}
@@ -388,21 +406,31 @@ func trackedProcess(c Component) string {
 	return string(c)
 }
 
+// preempt is the load balancers' nopreempt; control planes preempt, by
+// readiness only (keepalivedConfig).
+func preempt(lb *LB) string {
+	if lb.Track == APIServer {
+		return ""
+	}
+	return "\tnopreempt\n"
+}
+
 // trackFileDecl declares APINotReadyFile where keepalived tracks the API
-// server: weight 0 puts the instance in fault while the file holds a
-// non-zero number; a missing file is created holding 1 (not ready).
-// keepalived reads it again whenever inotify says it changed.
+// server: the number in the file (1 not ready, 0 ready) times
+// notReadyWeight is added to the priority; a missing file is created
+// holding 1 (not ready). keepalived reads it again whenever inotify says
+// it changed.
 func trackFileDecl(lb *LB) string {
 	if lb.Track != APIServer {
 		return ""
 	}
 	return fmt.Sprintf(`track_file api-ready {
 	file "%s"
-	weight 0
+	weight %d
 	init_file 1
 }
 
-`, APINotReadyFile)
+`, APINotReadyFile, notReadyWeight)
 }
 
 func trackFileUse(lb *LB) string {

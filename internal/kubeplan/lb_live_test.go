@@ -257,26 +257,26 @@ func TestHAProxyBindsVIPItDoesNotHold(t *testing.T) {
 	}
 }
 
-// TestKeepalivedFollowsReadinessFile runs keepalived with the
-// configuration a control plane holding the VIP gets (its readiness file
-// moved into the test's directory), alone on a veth in a network
-// namespace the test makes. It starts in fault, holding no VIP, while the
-// file is missing (created not ready); takes the VIP once the file says
-// ready, written as kubedosd writes it (a rename); and gives it up when
-// the file says not ready again. Root, keepalived and ip; about 15 s.
+// TestKeepalivedFollowsReadiness runs two keepalived with the
+// configurations two control planes holding the VIP get (their readiness
+// files moved into the test's directory, advertisements every second to
+// keep it short), each in a network namespace the test makes, joined by a
+// veth. Neither ready (the files missing, created not ready): one still
+// holds the VIP. The other ready: it takes the VIP. Both ready: a tie, the
+// VIP stays. The holder not ready: the ready one takes it. Neither ready:
+// the VIP stays held. Root, keepalived and ip; about 30 s.
 //
 // The tracked process is left out here: the kernel's process events
 // connector answers only in a machine's first network namespace (where
 // keepalived runs on a node), not in the test's; the e2e runs check it.
-func TestKeepalivedFollowsReadinessFile(t *testing.T) {
+func TestKeepalivedFollowsReadiness(t *testing.T) {
 	bin, err := exec.LookPath("keepalived")
 	if err != nil {
 		t.Skip("keepalived is not installed (apt-get install keepalived)")
 	}
 	if _, err := exec.LookPath("ip"); err != nil || testing.Short() || os.Geteuid() != 0 {
-		t.Skip("runs keepalived as root in a network namespace for about 15 s (-short, no ip, or not root)")
+		t.Skip("runs keepalived as root in network namespaces for about 30 s (-short, no ip, or not root)")
 	}
-	ns := fmt.Sprintf("kdtest-vrrp-%d", os.Getpid())
 	ip := func(args ...string) string {
 		t.Helper()
 		out, err := exec.Command("ip", args...).CombinedOutput()
@@ -285,63 +285,122 @@ func TestKeepalivedFollowsReadinessFile(t *testing.T) {
 		}
 		return string(out)
 	}
-	ip("netns", "add", ns)
-	t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", ns).Run() })
-	ip("-n", ns, "link", "add", "kd0", "type", "veth", "peer", "name", "kd1")
-	ip("-n", ns, "addr", "add", "192.0.2.2/24", "dev", "kd0")
-	for _, l := range []string{"lo", "kd0", "kd1"} {
-		ip("-n", ns, "link", "set", l, "up")
+	type cp struct {
+		name, ns, ifc, addr, ready string
+		log                        *lockedLog
 	}
-
 	dir := t.TempDir()
-	ready := filepath.Join(dir, "api-not-ready")
-	p := &Plan{Cluster: "live", Node: "cp-2", LB: &LB{VIP: "192.0.2.10", PrefixBits: 24, Address: "192.0.2.2",
-		Peers: []string{"192.0.2.3"}, Priority: 253, RouterID: 10, Track: APIServer}}
-	cfg := string(keepalivedConfig(p, Host{LANInterface: "kd0"}))
-	track := "\ttrack_process {\n\t\t" + string(APIServer) + "\n\t}\n"
-	if !strings.Contains(cfg, track) || !strings.Contains(cfg, APINotReadyFile) {
-		t.Fatalf("the configuration changed, the test no longer runs it:\n%s", cfg)
+	cps := []*cp{{name: "cp-1", ifc: "kda", addr: "192.0.2.2"}, {name: "cp-2", ifc: "kdb", addr: "192.0.2.3"}}
+	for i, c := range cps {
+		c.ns = fmt.Sprintf("kdtest-vrrp%d-%d", i, os.Getpid())
+		c.ready = filepath.Join(dir, c.name+"-api-not-ready")
+		c.log = &lockedLog{}
+		ip("netns", "add", c.ns)
+		t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", c.ns).Run() })
 	}
-	cfg = strings.ReplaceAll(strings.ReplaceAll(cfg, track, ""), APINotReadyFile, ready)
-	cfgFile := filepath.Join(dir, "keepalived.conf")
-	if err := os.WriteFile(cfgFile, []byte(cfg), 0o644); err != nil {
-		t.Fatal(err)
+	ip("-n", cps[0].ns, "link", "add", "kda", "type", "veth", "peer", "name", "kdb", "netns", cps[1].ns)
+	for i, c := range cps {
+		ip("-n", c.ns, "addr", "add", c.addr+"/24", "dev", c.ifc)
+		for _, l := range []string{"lo", c.ifc} {
+			ip("-n", c.ns, "link", "set", l, "up")
+		}
+		p := &Plan{Cluster: "live", Node: c.name, LB: &LB{VIP: "192.0.2.10", PrefixBits: 24, Address: c.addr,
+			Peers: []string{cps[1-i].addr}, Priority: CPVRRPPriority, RouterID: 10, Track: APIServer}}
+		cfg := string(keepalivedConfig(p, Host{LANInterface: c.ifc}))
+		track := "\ttrack_process {\n\t\t" + string(APIServer) + "\n\t}\n"
+		if !strings.Contains(cfg, track) || !strings.Contains(cfg, APINotReadyFile) || !strings.Contains(cfg, "advert_int 2\n") {
+			t.Fatalf("the configuration changed, the test no longer runs it:\n%s", cfg)
+		}
+		cfg = strings.ReplaceAll(strings.ReplaceAll(cfg, track, ""), APINotReadyFile, c.ready)
+		cfg = strings.Replace(cfg, "advert_int 2\n", "advert_int 1\n", 1)
+		cfgFile := filepath.Join(dir, c.name+".conf")
+		if err := os.WriteFile(cfgFile, []byte(cfg), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		pid := func(what string) string { return filepath.Join(dir, c.name+"-"+what+".pid") }
+		cmd := exec.Command("ip", "netns", "exec", c.ns, bin, "--dont-fork", "--log-console", "--vrrp", "--use-file="+cfgFile,
+			"--pid="+pid("k"), "--vrrp_pid="+pid("v"), "--checkers_pid="+pid("c"))
+		cmd.Stdout, cmd.Stderr = c.log, c.log
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
 	}
-	var log lockedLog
-	cmd := exec.Command("ip", "netns", "exec", ns, bin, "--dont-fork", "--log-console", "--vrrp", "--use-file="+cfgFile,
-		"--pid="+filepath.Join(dir, "k.pid"), "--vrrp_pid="+filepath.Join(dir, "v.pid"), "--checkers_pid="+filepath.Join(dir, "c.pid"))
-	cmd.Stdout, cmd.Stderr = &log, &log
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
+	logs := func() string {
+		var b strings.Builder
+		for _, c := range cps {
+			fmt.Fprintf(&b, "--- %s:\n%s", c.name, c.log.String())
+		}
+		return b.String()
 	}
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	holds := func() bool {
-		return strings.Contains(ip("-n", ns, "-o", "addr", "show", "dev", "kd0"), "192.0.2.10/24")
+	// holder is the control plane holding the VIP ("" none, "both").
+	holder := func() string {
+		var h []string
+		for _, c := range cps {
+			if strings.Contains(ip("-n", c.ns, "-o", "addr", "show", "dev", c.ifc), "192.0.2.10/24") {
+				h = append(h, c.name)
+			}
+		}
+		switch len(h) {
+		case 0:
+			return ""
+		case 1:
+			return h[0]
+		}
+		return "both"
 	}
 	waitFor := func(what string, limit time.Duration, ok func() bool) {
 		t.Helper()
 		for end := time.Now().Add(limit); !ok(); time.Sleep(200 * time.Millisecond) {
 			if time.Now().After(end) {
-				t.Fatalf("%s within %s; keepalived said:\n%s", what, limit, log.String())
+				t.Fatalf("%s within %s (holder %q); keepalived said:\n%s", what, limit, holder(), logs())
 			}
 		}
 	}
-	waitFor("fault while the file is missing", 10*time.Second, func() bool { return strings.Contains(strings.ToLower(log.String()), "entering fault state") })
-	// A healthy instance alone takes the VIP about 6 s after starting
-	// (three advertisements missed): give it that long in fault.
-	time.Sleep(7 * time.Second)
-	if holds() {
-		t.Fatalf("keepalived took the VIP while the API server was not ready:\n%s", log.String())
+	// stays: the VIP on name for d, longer than a takeover takes (three
+	// advertisements missed).
+	stays := func(what, name string, d time.Duration) {
+		t.Helper()
+		for end := time.Now().Add(d); time.Now().Before(end); time.Sleep(200 * time.Millisecond) {
+			if h := holder(); h != name {
+				t.Fatalf("%s: the VIP on %q, want it to stay on %s; keepalived said:\n%s", what, h, name, logs())
+			}
+		}
 	}
-	if b, err := os.ReadFile(ready); err != nil || string(b) != "1\n" {
-		t.Fatalf("keepalived did not create the readiness file not ready: %q, %v", b, err)
+	setReady := func(c *cp, ready bool) {
+		t.Helper()
+		v := "1\n"
+		if ready {
+			v = "0\n"
+		}
+		if err := durable.WriteFile(c.ready, []byte(v), 0o644); err != nil {
+			t.Fatal(err)
+		}
 	}
-	if err := durable.WriteFile(ready, []byte("0\n"), 0o644); err != nil {
-		t.Fatal(err)
+
+	held := ""
+	waitFor("one holds the VIP while neither API server is ready", 15*time.Second, func() bool {
+		held = holder()
+		return held == "cp-1" || held == "cp-2"
+	})
+	for _, c := range cps {
+		if b, err := os.ReadFile(c.ready); err != nil || string(b) != "1\n" {
+			t.Fatalf("keepalived did not create %s's readiness file not ready: %q, %v", c.name, b, err)
+		}
 	}
-	waitFor("the VIP taken once ready", 20*time.Second, holds)
-	if err := durable.WriteFile(ready, []byte("1\n"), 0o644); err != nil {
-		t.Fatal(err)
+	h, o := cps[0], cps[1]
+	if held == cps[1].name {
+		h, o = cps[1], cps[0]
 	}
-	waitFor("the VIP given up once not ready", 10*time.Second, func() bool { return !holds() })
+	setReady(o, true)
+	waitFor("the ready one takes the VIP from the not-ready holder", 15*time.Second, func() bool { return holder() == o.name })
+	setReady(h, true)
+	stays("both ready", o.name, 6*time.Second)
+	setReady(o, false)
+	waitFor("the ready one takes the VIP from the holder no longer ready", 15*time.Second, func() bool { return holder() == held })
+	setReady(h, false)
+	stays("neither ready", held, 4*time.Second)
+	if strings.Contains(strings.ToLower(logs()), "entering fault state") {
+		t.Errorf("an instance went to fault on readiness:\n%s", logs())
+	}
 }

@@ -80,13 +80,15 @@ func TestForLoadBalancers(t *testing.T) {
 			}
 			hc, kc := got[HAProxyConfig], got[KeepalivedConfig]
 			for _, want := range []string{"bind 10.10.10.100:6443 ", "mode tcp", "uri /readyz",
-				"ca-file " + PKIDir + "/ca.crt", "server cp-2 10.10.10.32:6443 check-sni cp-2 verifyhost cp-2"} {
+				"ca-file " + PKIDir + "/ca.crt", "server cp-2 10.10.10.32:6443 check-sni cp-2 verifyhost cp-2",
+				"option allbackups", "server cp-2_unchecked 10.10.10.32:6443 backup no-check\n"} {
 				if !strings.Contains(hc, want) {
 					t.Errorf("haproxy.cfg lacks %q:\n%s", want, hc)
 				}
 			}
 			for _, want := range []string{"interface ens18", "priority " + strconv.Itoa(tt.priority), "unicast_src_ip 10.10.10.5" + tt.node[3:] + "\n",
-				"10.10.10.100/24 dev ens18", "vrrp_track_process haproxy {\n\tprocess haproxy\n", "track_process {\n\t\thaproxy\n"} {
+				"10.10.10.100/24 dev ens18", "vrrp_track_process haproxy {\n\tprocess haproxy\n", "track_process {\n\t\thaproxy\n",
+				"\tstate BACKUP\n\tnopreempt\n"} {
 				if !strings.Contains(kc, want) {
 					t.Errorf("keepalived.conf lacks %q:\n%s", want, kc)
 				}
@@ -282,7 +284,7 @@ func TestKeepalivedChecksConfig(t *testing.T) {
 		if err := check(node+".conf", cfg); err != nil {
 			t.Fatalf("keepalived --config-test refuses %s's configuration: %v\n%s", node, err, cfg)
 		}
-		if err := check("broken.conf", strings.Replace(cfg, "nopreempt", "no_preempt_please", 1)); err == nil {
+		if err := check("broken.conf", strings.Replace(cfg, "\tstate BACKUP\n", "\tstate BACKUP_PLEASE\n", 1)); err == nil {
 			t.Fatal("keepalived --config-test accepts a broken configuration: the check proves nothing")
 		}
 	}

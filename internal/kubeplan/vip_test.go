@@ -21,8 +21,8 @@ func localHA(t *testing.T) *spec.ClusterSpec {
 
 // TestControlPlanesHoldTheVIP: with a VIP and no load balancer, each
 // control plane runs keepalived beside its API server (which serves the
-// VIP itself: no haproxy), ordered by the spec, tracking the API server;
-// the package follows the role.
+// VIP itself: no haproxy), all at one priority that readiness lowers,
+// preempting, tracking the API server; the package follows the role.
 func TestControlPlanesHoldTheVIP(t *testing.T) {
 	s := localHA(t)
 	for _, tt := range []struct {
@@ -30,9 +30,9 @@ func TestControlPlanesHoldTheVIP(t *testing.T) {
 		priority int
 		peers    []string
 	}{
-		{"cp-1", 254, []string{"10.50.0.12", "10.50.0.13"}},
-		{"cp-2", 253, []string{"10.50.0.11", "10.50.0.13"}},
-		{"cp-3", 252, []string{"10.50.0.11", "10.50.0.12"}},
+		{"cp-1", CPVRRPPriority, []string{"10.50.0.12", "10.50.0.13"}},
+		{"cp-2", CPVRRPPriority, []string{"10.50.0.11", "10.50.0.13"}},
+		{"cp-3", CPVRRPPriority, []string{"10.50.0.11", "10.50.0.12"}},
 	} {
 		t.Run(tt.node, func(t *testing.T) {
 			p, err := For(s, tt.node)
@@ -65,10 +65,13 @@ func TestControlPlanesHoldTheVIP(t *testing.T) {
 			}
 			for _, want := range []string{"vrrp_track_process kube-apiserver {", "\tprocess kube-apiserver\n",
 				"priority " + strconv.Itoa(tt.priority), "unicast_src_ip " + lbAddr(s, tt.node), "10.50.0.5/24 dev ens18",
-				"track_process {\n\t\tkube-apiserver\n"} {
+				"track_process {\n\t\tkube-apiserver\n", "\tweight -100\n\tinit_file 1\n"} {
 				if !strings.Contains(kc, want) {
 					t.Errorf("keepalived.conf lacks %q:\n%s", want, kc)
 				}
+			}
+			if strings.Contains(kc, "nopreempt") {
+				t.Errorf("a control plane does not preempt: a ready one cannot take the VIP from a not-ready holder:\n%s", kc)
 			}
 		})
 	}
