@@ -54,7 +54,11 @@ grep -q 'scrapeInterval: 60s' cluster.yaml || { echo "reference: the scrape inte
 # is its own session, so a thread's nice alone would change nothing);
 # once the API servers are up, workers 0. In run 8 the load balancers at
 # nice 5 (5 CPU-s a minute) took over 15 minutes to enroll while the API
-# waited for them. Every node still runs; the host only decides who waits.
+# waited for them. A node keeps the default weight until it enrolled
+# (up.log says so): a boot is bounded work, `--max-booting` bounds how
+# many run at once, and in run 9 prometheus, grafana and storage, booting
+# last at nice 10 (1.5 CPU-s a minute), would have taken most of an hour.
+# Every node still runs; the host only decides who waits.
 declare -A roleof
 while read -r n r; do roleof[$n]=$r; done < <(sed -nE 's/.*\{name: *([a-z0-9-]+), *role: *([a-z]+),.*/\1 \2/p' cluster.yaml)
 declare -A nice=([prometheus]=10 [grafana]=10 [storage]=10 [worker]=5)
@@ -71,7 +75,10 @@ tck=$(getconf CLK_TCK)
 			name=$(tr '\0' '\n' <"/proc/$pid/cmdline" 2>/dev/null | grep -A1 -x -- -name | tail -n 1) || continue
 			role=${roleof[${name#kubedos-}]:-}
 			if [ "${PRIORITIES:-1}" = 1 ] && [ -n "$role" ]; then
-				n=${nice[$role]:-0}
+				n=0
+				if grep -q "\] ${name#kubedos-}: enrolled\$" up.log 2>/dev/null; then
+					n=${nice[$role]:-0}
+				fi
 				if grep -q 'converge workload/kubernetes/api:' up.log 2>/dev/null; then
 					n=${after_api[$role]:-$n}
 				fi
