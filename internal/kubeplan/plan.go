@@ -102,6 +102,50 @@ func EtcdNodes(s *spec.ClusterSpec) []spec.Node {
 	return out
 }
 
+// pairedEtcd is the one etcd node whose member control plane n's API
+// server asks, where etcd runs on nodes of its own: one in n's failure
+// domain when there is one (losing the domain loses both anyway), else by
+// n's place among the control planes, so that the API servers spread over
+// the members. As with stacked etcd (kubeadm's default), an API server
+// stands or falls with its member, and the load balancers' /readyz checks
+// send its clients to the others. Listing every member cost each of the
+// API server's storage clients a TLS connection to each; on the 16-node
+// reference's starved machines each API server then failed ~65 etcd dials
+// and handshakes a minute past their deadlines (run 9; likely connections
+// dropped when keepalive pings, answered within 10 s or not at all, went
+// unanswered), every one of them CPU both sides needed.
+func pairedEtcd(s *spec.ClusterSpec, n spec.Node) string {
+	members := EtcdNodes(s)
+	var cps, near []spec.Node
+	for _, c := range s.Topology.Nodes {
+		if c.Role == spec.RoleControlPlane {
+			cps = append(cps, c)
+		}
+	}
+	i := slices.IndexFunc(cps, func(c spec.Node) bool { return c.Name == n.Name })
+	if len(members) == 0 || i < 0 {
+		return ""
+	}
+	if n.FailureDomain != "" {
+		for _, m := range members {
+			if m.FailureDomain == n.FailureDomain {
+				near = append(near, m)
+			}
+		}
+		// The i-th control plane of its domain, among that domain's members.
+		j := 0
+		for _, c := range cps[:i] {
+			if c.FailureDomain == n.FailureDomain {
+				j++
+			}
+		}
+		if len(near) > 0 {
+			return near[j%len(near)].Name
+		}
+	}
+	return members[i%len(members)].Name
+}
+
 // EtcdPeers are the spec's etcd members (EtcdNodes) by name and LAN peer
 // URL, as every member's plan lists them.
 func EtcdPeers(s *spec.ClusterSpec) ([]EtcdMember, error) {
@@ -131,7 +175,8 @@ type Plan struct {
 	// control-plane node's plane address.
 	APIServer string `json:"apiServer"`
 	// EtcdServers are the client URLs kube-apiserver uses: its own member
-	// over loopback when stacked, else the etcd nodes on the LAN.
+	// over loopback when stacked, else one etcd node on the LAN
+	// (pairedEtcd).
 	EtcdServers []string `json:"etcdServers,omitempty"`
 	// EtcdMembers is the initial cluster (etcd nodes only), on the LAN.
 	EtcdMembers []EtcdMember `json:"etcdMembers,omitempty"`
@@ -276,7 +321,7 @@ func For(s *spec.ClusterSpec, node string) (*Plan, error) {
 		if err != nil {
 			return nil, fmt.Errorf("node %s address %q: %w", m.Name, m.Address, err)
 		}
-		if slices.Contains(comps, APIServer) && !slices.Contains(comps, Etcd) {
+		if slices.Contains(comps, APIServer) && !slices.Contains(comps, Etcd) && m.Name == pairedEtcd(s, n) {
 			p.EtcdServers = append(p.EtcdServers, url(a, EtcdClientPort))
 		}
 		if slices.Contains(comps, Etcd) {

@@ -254,3 +254,58 @@ func TestEtcdNodesReachEachOthersClientPort(t *testing.T) {
 		t.Errorf("client port allowed from a worker: %v", p.LANAllows[i].From)
 	}
 }
+
+// Where etcd runs on nodes of its own, each API server asks one member:
+// one in its failure domain, else by its place among the control planes.
+func TestAPIServerPairedWithOneEtcdMember(t *testing.T) {
+	servers := func(s *spec.ClusterSpec) []string {
+		t.Helper()
+		var out []string
+		for _, n := range s.Topology.Nodes {
+			if n.Role != spec.RoleControlPlane {
+				continue
+			}
+			p, err := For(s, n.Name)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := p.Validate(); err != nil {
+				t.Fatal(err)
+			}
+			out = append(out, strings.Join(p.EtcdServers, ","))
+		}
+		return out
+	}
+	// The reference: cp-N and etcd-N share rack N.
+	s := reference(t)
+	if got, want := servers(s), []string{"https://10.10.10.21:2379", "https://10.10.10.22:2379", "https://10.10.10.23:2379"}; !slices.Equal(got, want) {
+		t.Errorf("reference: etcd servers %v, want %v", got, want)
+	}
+	// Domains crossed: each still finds its rack's member.
+	s = reference(t)
+	for i := range s.Topology.Nodes {
+		switch s.Topology.Nodes[i].Name {
+		case "cp-1":
+			s.Topology.Nodes[i].FailureDomain = "rack-c"
+		case "cp-3":
+			s.Topology.Nodes[i].FailureDomain = "rack-a"
+		}
+	}
+	if got, want := servers(s), []string{"https://10.10.10.23:2379", "https://10.10.10.22:2379", "https://10.10.10.21:2379"}; !slices.Equal(got, want) {
+		t.Errorf("domains crossed: etcd servers %v, want %v", got, want)
+	}
+	// No failure domains, two members for three control planes: by place,
+	// wrapping.
+	s = reference(t)
+	var nodes []spec.Node
+	for _, n := range s.Topology.Nodes {
+		n.FailureDomain = ""
+		if n.Name != "etcd-3" {
+			nodes = append(nodes, n)
+		}
+	}
+	s.Topology.Nodes = nodes
+	if got, want := servers(s), []string{"https://10.10.10.21:2379", "https://10.10.10.22:2379", "https://10.10.10.21:2379"}; !slices.Equal(got, want) {
+		t.Errorf("no domains: etcd servers %v, want %v", got, want)
+	}
+}
