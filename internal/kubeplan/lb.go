@@ -243,9 +243,9 @@ var ifnameRE = regexp.MustCompile(`^[a-zA-Z0-9_.-]{1,15}$`)
 // (10-12 CPU-s a minute), every handshake took longer and haproxy took
 // all three API servers out of a working API (reference run 7).
 const (
-	// panicSuffix names an API server's unchecked backup entry; node
-	// names are DNS labels, so no node's own entry can have it.
-	panicSuffix  = "_unchecked"
+	// panicBackend is where the VIP's connections go when no API server
+	// passes its /readyz check: those that accept a connection.
+	panicBackend = "kube-apiserver-listening"
 	haproxyInter = "5s"
 	haproxyFall  = 2
 	haproxyRise  = 2
@@ -267,15 +267,17 @@ const (
 // kubernetes-plane ones: the planes run through the master, which would
 // make it a single point of failure of the API path.
 //
-// When every API server fails its check, haproxy forwards to all of them
-// anyway (each is listed again as an unchecked backup server, "option
-// allbackups"), as Envoy's panic threshold does: a check fails on a slow
+// When every API server fails its /readyz check, haproxy forwards to
+// every one that accepts a connection (a second backend, checked by TCP
+// connect only), as Envoy's panic threshold does: a check fails on a slow
 // /readyz (etcd answering late, a starved machine) long before the server
 // stops serving, and refusing every connection turns an overloaded API
 // into none. On the 16-node reference (run 8) haproxy took all three
-// starved API servers out and every client's retry then failed at the VIP.
-// Clients still verify the server end to end; the checks decide only
-// while at least one server passes them.
+// starved API servers out and every client's retry then failed at the VIP;
+// in run 9, with every server forwarded to unchecked, clients also went to
+// control planes whose API server had not started yet. Clients still
+// verify the server end to end; the /readyz checks decide while at least
+// one server passes them.
 func haproxyConfig(p *Plan) []byte {
 	lb := p.LB
 	var b strings.Builder
@@ -302,21 +304,23 @@ defaults
 
 frontend kube-apiserver
 	bind %s transparent
+	use_backend %s if { nbsrv(kube-apiserver) eq 0 }
 	default_backend kube-apiserver
 
 backend kube-apiserver
 	balance leastconn
-	option allbackups
 	option httpchk
 	http-check send meth GET uri /readyz ver HTTP/1.1 hdr Host kubernetes
 	http-check expect status 200
 	default-server check check-ssl verify required ca-file %s inter %s fall %d rise %d
-`, p.Cluster, p.Node, netip.AddrPortFrom(netip.MustParseAddr(lb.VIP), APIServerPort), pki("ca.crt"), haproxyInter, haproxyFall, haproxyRise)
+`, p.Cluster, p.Node, netip.AddrPortFrom(netip.MustParseAddr(lb.VIP), APIServerPort), panicBackend, pki("ca.crt"), haproxyInter, haproxyFall, haproxyRise)
 	for _, s := range lb.Backends {
 		fmt.Fprintf(&b, "\tserver %s %s check-sni %s verifyhost %s\n", s.Name, hostPort(s.Address, APIServerPort), s.Name, s.Name)
 	}
+	fmt.Fprintf(&b, "\nbackend %s\n\tbalance leastconn\n\tdefault-server check inter %s fall %d rise %d\n",
+		panicBackend, haproxyInter, haproxyFall, haproxyRise)
 	for _, s := range lb.Backends {
-		fmt.Fprintf(&b, "\tserver %s%s %s backup no-check\n", s.Name, panicSuffix, hostPort(s.Address, APIServerPort))
+		fmt.Fprintf(&b, "\tserver %s %s\n", s.Name, hostPort(s.Address, APIServerPort))
 	}
 	return []byte(b.String())
 }

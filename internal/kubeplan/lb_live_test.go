@@ -31,11 +31,12 @@ import (
 // TestHAProxyChecksReadyz runs haproxy with the configuration kubeplan
 // writes (the CA's path changed, and its check interval shortened to
 // keep the test short) in front of three fake API servers on loopback
-// addresses: cp-1 and cp-3 with certificates for their names, cp-2 with
-// one the CA signed for another name. Through the VIP only cp-1 and cp-3
-// answer (the check verifies the name, not only the chain); when cp-1's
-// /readyz fails it is taken out, and when cp-3's fails too haproxy
-// forwards to every server unchecked rather than to none (panic mode);
+// addresses, and a fourth address nothing listens on: cp-1 and cp-3 with
+// certificates for their names, cp-2 with one the CA signed for another
+// name. Through the VIP only cp-1 and cp-3 answer (the check verifies the
+// name, not only the chain); when cp-1's /readyz fails it is taken out,
+// and when cp-3's fails too haproxy forwards to every server that accepts
+// a connection rather than to none (panic mode), cp-4 not among them;
 // once ready they are back. It needs haproxy and root (haproxy's chroot
 // and user), and takes about 15 s.
 func TestHAProxyChecksReadyz(t *testing.T) {
@@ -77,7 +78,7 @@ func TestHAProxyChecksReadyz(t *testing.T) {
 	serve("127.0.0.6:6443", "cp-3", &ready3, "cp-3", "kubernetes")
 
 	p := &Plan{Cluster: "live", Node: "lb-1", LB: &LB{VIP: "127.0.0.4", PrefixBits: 8, Address: "127.0.0.5",
-		Priority: 254, RouterID: 4, Backends: []Backend{{"cp-1", "127.0.0.2"}, {"cp-2", "127.0.0.3"}, {"cp-3", "127.0.0.6"}}}}
+		Priority: 254, RouterID: 4, Backends: []Backend{{"cp-1", "127.0.0.2"}, {"cp-2", "127.0.0.3"}, {"cp-3", "127.0.0.6"}, {"cp-4", "127.0.0.7"}}}}
 	cfg := strings.ReplaceAll(string(haproxyConfig(p)), pki("ca.crt"), caFile)
 	if !strings.Contains(cfg, "inter "+haproxyInter+" ") {
 		t.Fatalf("the configuration has no %q to shorten:\n%s", "inter "+haproxyInter, cfg)
@@ -139,8 +140,8 @@ func TestHAProxyChecksReadyz(t *testing.T) {
 	ready1.Store(false)
 	waitFor("cp-1 out once its /readyz fails", only("cp-3"))
 	ready3.Store(false)
-	waitFor("every server unchecked once all fail their checks", func() bool {
-		return strings.Contains(out.String(), "Running on backup")
+	waitFor("the /readyz backend empty once all fail their checks", func() bool {
+		return strings.Contains(out.String(), "kube-apiserver' has no server available")
 	})
 	// All of them, not the first backup alone: that one may be the dead one.
 	served := map[string]int{}
@@ -155,7 +156,7 @@ func TestHAProxyChecksReadyz(t *testing.T) {
 	waitFor("cp-1 and cp-3 back once ready, the intruder out again", only("cp-1", "cp-3"))
 	// Why each was out, in haproxy's words.
 	for _, want := range []string{"cp-2 failed, reason: Layer6", "certificate different from the expected one",
-		"cp-1 failed, reason: Layer7 wrong status, code: 500"} {
+		"cp-1 failed, reason: Layer7 wrong status, code: 500", "kube-apiserver-listening/cp-4 is DOWN"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("haproxy's log lacks %q:\n%s", want, out.String())
 		}

@@ -81,7 +81,8 @@ func TestForLoadBalancers(t *testing.T) {
 			hc, kc := got[HAProxyConfig], got[KeepalivedConfig]
 			for _, want := range []string{"bind 10.10.10.100:6443 ", "mode tcp", "uri /readyz",
 				"ca-file " + PKIDir + "/ca.crt", "server cp-2 10.10.10.32:6443 check-sni cp-2 verifyhost cp-2",
-				"option allbackups", "server cp-2_unchecked 10.10.10.32:6443 backup no-check\n"} {
+				"use_backend kube-apiserver-listening if { nbsrv(kube-apiserver) eq 0 }",
+				"backend kube-apiserver-listening\n\tbalance leastconn\n\tdefault-server check inter 5s fall 2 rise 2\n", "\tserver cp-2 10.10.10.32:6443\n"} {
 				if !strings.Contains(hc, want) {
 					t.Errorf("haproxy.cfg lacks %q:\n%s", want, hc)
 				}
