@@ -243,13 +243,14 @@ var ifnameRE = regexp.MustCompile(`^[a-zA-Z0-9_.-]{1,15}$`)
 // (10-12 CPU-s a minute), every handshake took longer and haproxy took
 // all three API servers out of a working API (reference run 7).
 const (
-	// panicBackend is where the VIP's connections go when no API server
-	// passes its /readyz check: those that accept a connection.
-	panicBackend = "kube-apiserver-listening"
 	haproxyInter = "5s"
 	haproxyFall  = 2
 	haproxyRise  = 2
 )
+
+// panicBackend is where the VIP's connections go when no API server
+// passes its /readyz check: those that accept a connection.
+const panicBackend = "kube-apiserver-listening"
 
 // haproxyConfig balances the VIP's port 6443 over the API servers in TCP
 // mode: TLS stays end to end between client and kube-apiserver (client
@@ -346,7 +347,7 @@ backend kube-apiserver
 // CPVRRPPriority, and not ready takes notReadyWeight off it. A ready one
 // preempts a not-ready holder; ready ones tie, and a tie never preempts,
 // so the VIP does not move back and forth; and when none is ready, one
-// still holds the VIP, as haproxy's panic mode forwards to all: a fault
+// still holds the VIP, as haproxy's panic mode still forwards: a fault
 // on not-ready would leave no holder when every API server answers late
 // at once (a starved host), turning a slow API into none.
 //

@@ -316,12 +316,16 @@ func For(s *spec.ClusterSpec, node string) (*Plan, error) {
 	// etcd CA; the firewall takes each port from the nodes that need it
 	// only (LANAllows).
 	var members, clients []string
+	paired := ""
+	if slices.Contains(comps, APIServer) && !slices.Contains(comps, Etcd) {
+		paired = pairedEtcd(s, n)
+	}
 	for _, m := range EtcdNodes(s) {
 		a, err := netip.ParseAddr(m.Address)
 		if err != nil {
 			return nil, fmt.Errorf("node %s address %q: %w", m.Name, m.Address, err)
 		}
-		if slices.Contains(comps, APIServer) && !slices.Contains(comps, Etcd) && m.Name == pairedEtcd(s, n) {
+		if m.Name == paired {
 			p.EtcdServers = append(p.EtcdServers, url(a, EtcdClientPort))
 		}
 		if slices.Contains(comps, Etcd) {
