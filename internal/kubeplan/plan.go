@@ -360,13 +360,18 @@ func For(s *spec.ClusterSpec, node string) (*Plan, error) {
 		p.EtcdServers = []string{url(netip.MustParseAddr("127.0.0.1"), EtcdClientPort)}
 	}
 	if p.EtcdAddress != "" {
-		// Clients: the other API servers (of etcd nodes), the master, whose hub takes the
-		// etcd snapshots (hubhost, keeper_etcd.go), and the other members:
-		// a replaced member asks their /health before it joins (agent,
-		// etcdPrepare).
+		// Clients: the master, whose hub takes the etcd snapshots
+		// (hubhost, keeper_etcd.go); the other members: a replaced member
+		// asks their /health before it joins (agent, etcdPrepare); and
+		// the API servers paired with this member, no other: each asks
+		// one member, and a stacked one asks its own over loopback.
 		for _, c := range s.Topology.Nodes {
+			if c.Name == n.Name {
+				continue
+			}
 			comps := ComponentsFor(s, c.Role)
-			if (c.Role == spec.RoleMaster || slices.Contains(comps, APIServer) || slices.Contains(comps, Etcd)) && c.Name != n.Name {
+			apiServer := slices.Contains(comps, APIServer) && !slices.Contains(comps, Etcd)
+			if c.Role == spec.RoleMaster || slices.Contains(comps, Etcd) || apiServer && pairedEtcd(s, c) == n.Name {
 				clients = append(clients, c.Address)
 			}
 		}

@@ -245,13 +245,67 @@ func TestEtcdNodesReachEachOthersClientPort(t *testing.T) {
 	if i < 0 {
 		t.Fatalf("no client port allowed: %+v", p.LANAllows)
 	}
-	for _, peer := range []string{"10.10.10.21", "10.10.10.23", "10.10.10.10", "10.10.10.31"} {
+	for _, peer := range []string{"10.10.10.21", "10.10.10.23", "10.10.10.10", "10.10.10.32"} {
 		if !slices.Contains(p.LANAllows[i].From, peer) {
 			t.Errorf("client port not allowed from %s: %v", peer, p.LANAllows[i].From)
 		}
 	}
 	if slices.Contains(p.LANAllows[i].From, "10.10.10.41") {
 		t.Errorf("client port allowed from a worker: %v", p.LANAllows[i].From)
+	}
+}
+
+// Each API server asks one member, so only that member's client port
+// takes it: an API server (or whoever holds its etcd client key) cannot
+// reach the other members' data directly (DESIGN §11, least power). The
+// pairing follows the spec, so a re-paired API server's new member opens
+// to it with the same plan that moves it.
+func TestEtcdClientPortOnlyFromPairedAPIServer(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		domain map[string]string
+	}{
+		{"reference", nil},
+		{"domains crossed", map[string]string{"cp-1": "rack-c", "cp-3": "rack-a"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := reference(t)
+			for i, n := range s.Topology.Nodes {
+				if d, ok := tc.domain[n.Name]; ok {
+					s.Topology.Nodes[i].FailureDomain = d
+				}
+			}
+			clientsOf := map[string][]string{}
+			for _, m := range EtcdNodes(s) {
+				p, err := For(s, m.Name)
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, a := range p.LANAllows {
+					if a.Port == EtcdClientPort {
+						clientsOf[m.Address] = a.From
+					}
+				}
+			}
+			for _, n := range s.Topology.Nodes {
+				if n.Role != spec.RoleControlPlane {
+					continue
+				}
+				p, err := For(s, n.Name)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if len(p.EtcdServers) != 1 {
+					t.Fatalf("%s asks %v, want one member", n.Name, p.EtcdServers)
+				}
+				for member, from := range clientsOf {
+					paired := p.EtcdServers[0] == "https://"+member+":2379"
+					if got := slices.Contains(from, n.Address); got != paired {
+						t.Errorf("%s (asks %s): client port of %s open to it: %v, want %v (%v)", n.Name, p.EtcdServers[0], member, got, paired, from)
+					}
+				}
+			}
+		})
 	}
 }
 
