@@ -255,6 +255,27 @@ func TestEtcdNodesReachEachOthersClientPort(t *testing.T) {
 	}
 }
 
+// controlPlanePlans are the control planes' plans in spec order, each
+// valid.
+func controlPlanePlans(t *testing.T, s *spec.ClusterSpec) []*Plan {
+	t.Helper()
+	var out []*Plan
+	for _, n := range s.Topology.Nodes {
+		if n.Role != spec.RoleControlPlane {
+			continue
+		}
+		p, err := For(s, n.Name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := p.Validate(); err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, p)
+	}
+	return out
+}
+
 // Each API server asks one member, so only that member's client port
 // takes it: an API server (or whoever holds its etcd client key) cannot
 // reach the other members' data directly (DESIGN §11, least power). The
@@ -287,21 +308,15 @@ func TestEtcdClientPortOnlyFromPairedAPIServer(t *testing.T) {
 					}
 				}
 			}
-			for _, n := range s.Topology.Nodes {
-				if n.Role != spec.RoleControlPlane {
-					continue
-				}
-				p, err := For(s, n.Name)
-				if err != nil {
-					t.Fatal(err)
-				}
+			for _, p := range controlPlanePlans(t, s) {
 				if len(p.EtcdServers) != 1 {
-					t.Fatalf("%s asks %v, want one member", n.Name, p.EtcdServers)
+					t.Fatalf("%s asks %v, want one member", p.Node, p.EtcdServers)
 				}
 				for member, from := range clientsOf {
 					paired := p.EtcdServers[0] == "https://"+member+":2379"
+					n, _ := s.NodeByName(p.Node)
 					if got := slices.Contains(from, n.Address); got != paired {
-						t.Errorf("%s (asks %s): client port of %s open to it: %v, want %v (%v)", n.Name, p.EtcdServers[0], member, got, paired, from)
+						t.Errorf("%s (asks %s): client port of %s open to it: %v, want %v (%v)", p.Node, p.EtcdServers[0], member, got, paired, from)
 					}
 				}
 			}
@@ -315,17 +330,7 @@ func TestAPIServerPairedWithOneEtcdMember(t *testing.T) {
 	servers := func(s *spec.ClusterSpec) []string {
 		t.Helper()
 		var out []string
-		for _, n := range s.Topology.Nodes {
-			if n.Role != spec.RoleControlPlane {
-				continue
-			}
-			p, err := For(s, n.Name)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := p.Validate(); err != nil {
-				t.Fatal(err)
-			}
+		for _, p := range controlPlanePlans(t, s) {
 			out = append(out, strings.Join(p.EtcdServers, ","))
 		}
 		return out
