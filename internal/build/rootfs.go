@@ -316,12 +316,23 @@ func customizeRootfs(in RootfsInput) error {
 			return err
 		}
 	}
+	// /tmp must be writable on a read-only root: bookworm ships tmp.mount
+	// aside in /usr/share/systemd, trixie among systemd's units.
+	tmpMount := ""
+	for _, p := range []string{"/usr/lib/systemd/system/tmp.mount", "/usr/share/systemd/tmp.mount"} {
+		if _, err := os.Stat(r(p)); err == nil {
+			tmpMount = p
+			break
+		}
+	}
+	if tmpMount == "" {
+		return fmt.Errorf("role %s: no tmp.mount in the root (neither systemd's unit directory nor /usr/share/systemd): /tmp would stay on the read-only root", in.Role)
+	}
 	links := map[string]string{
-		"etc/systemd/system/multi-user.target.wants/kubedosd.service":        "/etc/systemd/system/kubedosd.service",
-		"etc/systemd/system/timers.target.wants/kubedos-boot-deadline.timer": "/etc/systemd/system/kubedos-boot-deadline.timer",
-		// /tmp must be writable on a read-only root.
-		"etc/systemd/system/tmp.mount":                                        "/usr/share/systemd/tmp.mount",
-		"etc/systemd/system/local-fs.target.wants/tmp.mount":                  "/usr/share/systemd/tmp.mount",
+		"etc/systemd/system/multi-user.target.wants/kubedosd.service":         "/etc/systemd/system/kubedosd.service",
+		"etc/systemd/system/timers.target.wants/kubedos-boot-deadline.timer":  "/etc/systemd/system/kubedos-boot-deadline.timer",
+		"etc/systemd/system/tmp.mount":                                        tmpMount,
+		"etc/systemd/system/local-fs.target.wants/tmp.mount":                  tmpMount,
 		"etc/systemd/system/multi-user.target.wants/systemd-networkd.service": "/lib/systemd/system/systemd-networkd.service",
 		"etc/systemd/system/sockets.target.wants/systemd-networkd.socket":     "/lib/systemd/system/systemd-networkd.socket",
 		// The root is verity-protected squashfs: there is nothing to remount.
@@ -339,6 +350,11 @@ func customizeRootfs(in RootfsInput) error {
 	// would only be a masked unit's warning.
 	_ = os.Remove(r("etc/systemd/system/getty.target.wants/getty@tty1.service"))
 	for link, target := range links {
+		// A link to nothing is a unit systemd cannot load: the image
+		// would boot without it and say so only on the console.
+		if _, err := os.Stat(r(target)); err != nil && target != "/dev/null" {
+			return fmt.Errorf("role %s: %s would link to %s, which the root does not have", in.Role, link, target)
+		}
 		if err := os.MkdirAll(filepath.Dir(r(link)), 0o755); err != nil {
 			return err
 		}
