@@ -82,13 +82,13 @@ tck=$(getconf CLK_TCK)
 			name=$(tr '\0' '\n' <"/proc/$pid/cmdline" 2>/dev/null | grep -A1 -x -- -name | tail -n 1) || continue
 			role=${roleof[${name#kubedos-}]:-}
 			if [ "${PRIORITIES:-1}" = 1 ] && [ -n "$role" ]; then
-				n=0
+				n=0 enrolled=0
 				if grep -q "\] ${name#kubedos-}: enrolled\$" up.log 2>/dev/null; then
-					n=${nice[$role]:-0}
+					n=${nice[$role]:-0} enrolled=1
 				fi
 				if grep -q 'converge workload/kubernetes/api:' up.log 2>/dev/null; then
 					n=${after_api[$role]:-$n}
-				elif grep -q "\] ${name#kubedos-}: enrolled\$" up.log 2>/dev/null; then
+				elif [ "$enrolled" = 1 ]; then
 					n=${before_api[$role]:-$n}
 				fi
 				echo "$n" >"/proc/$pid/autogroup" 2>/dev/null || true

@@ -113,8 +113,12 @@ func EtcdNodes(s *spec.ClusterSpec) []spec.Node {
 // reference's starved machines each API server then failed ~65 etcd dials
 // and handshakes a minute past their deadlines (run 9; likely connections
 // dropped when keepalive pings, answered within 10 s or not at all, went
-// unanswered), every one of them CPU both sides needed.
+// unanswered), every one of them CPU both sides needed. "" for a node
+// with no API server, or with a member of its own (stacked: loopback).
 func pairedEtcd(s *spec.ClusterSpec, n spec.Node) string {
+	if comps := ComponentsFor(s, n.Role); !slices.Contains(comps, APIServer) || slices.Contains(comps, Etcd) {
+		return ""
+	}
 	members := EtcdNodes(s)
 	var cps, near []spec.Node
 	for _, c := range s.Topology.Nodes {
@@ -316,10 +320,7 @@ func For(s *spec.ClusterSpec, node string) (*Plan, error) {
 	// etcd CA; the firewall takes each port from the nodes that need it
 	// only (LANAllows).
 	var members, clients []string
-	paired := ""
-	if slices.Contains(comps, APIServer) && !slices.Contains(comps, Etcd) {
-		paired = pairedEtcd(s, n)
-	}
+	paired := pairedEtcd(s, n)
 	for _, m := range EtcdNodes(s) {
 		a, err := netip.ParseAddr(m.Address)
 		if err != nil {
@@ -369,9 +370,7 @@ func For(s *spec.ClusterSpec, node string) (*Plan, error) {
 			if c.Name == n.Name {
 				continue
 			}
-			comps := ComponentsFor(s, c.Role)
-			apiServer := slices.Contains(comps, APIServer) && !slices.Contains(comps, Etcd)
-			if c.Role == spec.RoleMaster || slices.Contains(comps, Etcd) || apiServer && pairedEtcd(s, c) == n.Name {
+			if c.Role == spec.RoleMaster || slices.Contains(ComponentsFor(s, c.Role), Etcd) || pairedEtcd(s, c) == n.Name {
 				clients = append(clients, c.Address)
 			}
 		}

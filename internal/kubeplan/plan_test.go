@@ -312,9 +312,9 @@ func TestEtcdClientPortOnlyFromPairedAPIServer(t *testing.T) {
 				if len(p.EtcdServers) != 1 {
 					t.Fatalf("%s asks %v, want one member", p.Node, p.EtcdServers)
 				}
+				n, _ := s.NodeByName(p.Node)
 				for member, from := range clientsOf {
 					paired := p.EtcdServers[0] == "https://"+member+":2379"
-					n, _ := s.NodeByName(p.Node)
 					if got := slices.Contains(from, n.Address); got != paired {
 						t.Errorf("%s (asks %s): client port of %s open to it: %v, want %v (%v)", p.Node, p.EtcdServers[0], member, got, paired, from)
 					}
