@@ -300,11 +300,23 @@ func TestKeepalivedFollowsReadiness(t *testing.T) {
 		t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", c.ns).Run() })
 	}
 	ip("-n", cps[0].ns, "link", "add", "kda", "type", "veth", "peer", "name", "kdb", "netns", cps[1].ns)
-	for i, c := range cps {
+	for _, c := range cps {
 		ip("-n", c.ns, "addr", "add", c.addr+"/24", "dev", c.ifc)
 		for _, l := range []string{"lo", c.ifc} {
 			ip("-n", c.ns, "link", "set", l, "up")
 		}
+	}
+	// A veth has carrier only once both ends are up, a moment after: a
+	// keepalived started before that sees its interface down and enters
+	// FAULT, which on a loaded machine made this test flaky.
+	for _, c := range cps {
+		for end := time.Now().Add(10 * time.Second); !strings.Contains(ip("-n", c.ns, "-o", "link", "show", "dev", c.ifc), "LOWER_UP"); time.Sleep(50 * time.Millisecond) {
+			if time.Now().After(end) {
+				t.Fatalf("%s has no carrier within 10 s: %s", c.ifc, ip("-n", c.ns, "-o", "link", "show", "dev", c.ifc))
+			}
+		}
+	}
+	for i, c := range cps {
 		p := &Plan{Cluster: "live", Node: c.name, LB: &LB{VIP: "192.0.2.10", PrefixBits: 24, Address: c.addr,
 			Peers: []string{cps[1-i].addr}, Priority: CPVRRPPriority, RouterID: 10, Track: APIServer}}
 		cfg := string(keepalivedConfig(p, Host{LANInterface: c.ifc}))
