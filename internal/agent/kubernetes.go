@@ -17,6 +17,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/kubedos/kubedos/internal/durable"
@@ -27,6 +28,7 @@ import (
 // (HostSystem on a node).
 type unitControl interface {
 	Start(ctx context.Context, unit string) error
+	Stop(ctx context.Context, unit string) error
 	Restart(ctx context.Context, unit string) error
 	Reload(ctx context.Context, unit string) error
 	// ActiveUnits says which of units are active: one systemctl run for
@@ -88,6 +90,15 @@ type kubeRunner struct {
 	// (nil: asked on its LAN address); tests answer it themselves.
 	localAPIReady func(ctx context.Context, p *kubeplan.Plan) error
 
+	// etcdutl runs Debian's etcdutl (nil: runEtcdutl); tests fake it.
+	etcdutl func(ctx context.Context, args ...string) error
+
+	// runMu is held by each pass of the loop and by an etcd restore, so
+	// the loop never starts what a restore stopped; restoring refuses a
+	// second restore while one runs.
+	runMu     sync.Mutex
+	restoring atomic.Bool
+
 	mu       sync.Mutex
 	state    string
 	started  map[kubeplan.Component]string // input digest each was started with
@@ -106,7 +117,7 @@ const kubeEvery = 10 * time.Second
 
 func newKubeRunner(sys *HostSystem, clock Clock, logf func(string, ...any), fw func(context.Context, kubeplan.Openings) error) *kubeRunner {
 	k := &kubeRunner{units: sys, images: importImage, clock: clock, every: kubeEvery, logf: logf,
-		lanInterface: lanInterfaceOf, firewall: fw}
+		lanInterface: lanInterfaceOf, firewall: fw, etcdutl: runEtcdutl}
 	k.etcdGate = func(ctx context.Context) error { return k.EtcdHealth(ctx).Err }
 	k.apiGate = k.EarlierAPIsReady
 	k.nameHost = nodeHostname(sys)
@@ -173,7 +184,10 @@ func (k *kubeRunner) State() string {
 // supervisor's to retry (and shows in node health).
 func (k *kubeRunner) Run(ctx context.Context) error {
 	for {
-		if err := k.once(ctx); err != nil {
+		k.runMu.Lock()
+		err := k.once(ctx)
+		k.runMu.Unlock()
+		if err != nil {
 			k.setState("failed: " + err.Error())
 			return err
 		}

@@ -34,6 +34,14 @@ func (f *fakeUnits) Start(_ context.Context, u string) error {
 	return nil
 }
 
+func (f *fakeUnits) Stop(_ context.Context, u string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.actions = append(f.actions, "stop "+u)
+	f.active[u] = false
+	return nil
+}
+
 func (f *fakeUnits) Restart(_ context.Context, u string) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()

@@ -43,7 +43,7 @@ var (
 
 // nodeAPIActions is who may call what: each method's pki action. Readers
 // read (the etcd member list too); operators restart services and apply
-// configuration; admins reboot, shut down and remove etcd members. A method missing here is refused to everyone (a test
+// configuration; admins reboot, shut down, remove etcd members and restore etcd. A method missing here is refused to everyone (a test
 // checks every method of api.NodeService is listed).
 var nodeAPIActions = map[string]pki.Action{
 	"Version":          pki.ActionRead,
@@ -64,6 +64,7 @@ var nodeAPIActions = map[string]pki.Action{
 	"TakeOverHub":      pki.ActionTakeOverHub,
 	"EtcdMembers":      pki.ActionRead,
 	"EtcdRemoveMember": pki.ActionEtcdRemoveMember,
+	"EtcdRestore":      pki.ActionEtcdRestore,
 }
 
 // HubKeeper serves the cluster's hub on a master once an operator hands it
@@ -126,6 +127,9 @@ type NodeAPIConfig struct {
 	// Etcd lists and removes etcd members through the node's own member
 	// (nil: a node that runs no etcd).
 	Etcd EtcdMembership
+	// EtcdRestore replaces the node's etcd member's data with a snapshot
+	// (nil: a node that runs no etcd).
+	EtcdRestore EtcdRestorer
 	// Clock paces the drift watch (default SystemClock); Now reads it
 	// (default Clock.Now).
 	Clock Clock

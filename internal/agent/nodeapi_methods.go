@@ -267,3 +267,40 @@ func (s nodeService) EtcdRemoveMember(ctx context.Context, r *api.EtcdRemoveMemb
 	}
 	return s.n.cfg.Etcd.EtcdRemoveMember(ctx, r.ID, r.Name)
 }
+
+func (s nodeService) EtcdRestore(stream api.EtcdRestoreStream) (*api.EtcdRestoreResult, error) {
+	if s.n.cfg.EtcdRestore == nil {
+		return nil, fmt.Errorf("%w: node %s runs no etcd member", ErrNotFound, s.n.cfg.Name)
+	}
+	first, err := stream.Recv()
+	if err != nil {
+		return nil, fmt.Errorf("%w: etcd restore stream: %v", ErrInvalid, err)
+	}
+	if first.Begin == nil || len(first.Data) > 0 {
+		return nil, fmt.Errorf("%w: the first message must describe the snapshot, and only that", ErrInvalid)
+	}
+	return s.n.cfg.EtcdRestore.EtcdRestore(stream.Context(), *first.Begin, &restoreReader{stream: stream})
+}
+
+// restoreReader reads the snapshot's bytes from the messages after the
+// first; another description among them is refused.
+type restoreReader struct {
+	stream api.EtcdRestoreStream
+	buf    []byte
+}
+
+func (r *restoreReader) Read(p []byte) (int, error) {
+	for len(r.buf) == 0 {
+		c, err := r.stream.Recv()
+		if err != nil {
+			return 0, err // io.EOF once the caller closed its side
+		}
+		if c.Begin != nil {
+			return 0, fmt.Errorf("%w: a second description in the etcd restore stream", ErrInvalid)
+		}
+		r.buf = c.Data
+	}
+	n := copy(p, r.buf)
+	r.buf = r.buf[n:]
+	return n, nil
+}

@@ -303,6 +303,13 @@ func (h *HostSystem) Start(ctx context.Context, name string) error {
 	return err
 }
 
+// Stop stops a unit and waits for systemd's answer (Restart=always does
+// not start a unit stopped this way).
+func (h *HostSystem) Stop(ctx context.Context, name string) error {
+	_, err := run(ctx, "systemctl", "stop", "--", name)
+	return err
+}
+
 // DaemonReload makes systemd read its unit files and drop-ins again.
 func (h *HostSystem) DaemonReload(ctx context.Context) error {
 	_, err := run(ctx, "systemctl", "daemon-reload")

@@ -297,13 +297,16 @@ type NodeServer interface {
 	// EtcdRemoveMember removes a member through it.
 	EtcdMembers(context.Context, *EtcdMembersRequest) (*EtcdMembers, error)
 	EtcdRemoveMember(context.Context, *EtcdRemoveMemberRequest) (*EtcdMembers, error)
+	// EtcdRestore replaces the node's etcd member's data with a snapshot
+	// it receives; it answers once etcd was started on it.
+	EtcdRestore(EtcdRestoreStream) (*EtcdRestoreResult, error)
 }
 
 // NodeMethods lists NodeService's methods, unary and streaming: a server
 // that authorizes per method checks it covers each one.
 var NodeMethods = []string{"Version", "Health", "Services", "RestartService", "Logs", "Follow", "Dmesg",
 	"Reboot", "Shutdown", "ConfigGet", "ConfigApply", "Drift", "Planes", "Upgrade", "Rollback", "TakeOverHub",
-	"EtcdMembers", "EtcdRemoveMember"}
+	"EtcdMembers", "EtcdRemoveMember", "EtcdRestore"}
 
 var (
 	followDesc  = grpc.StreamDesc{StreamName: "Follow", ServerStreams: true}
@@ -323,6 +326,14 @@ func RegisterNode(s *grpc.Server, impl NodeServer) {
 	up := upgradeDesc
 	up.Handler = func(srv any, stream grpc.ServerStream) error {
 		res, err := srv.(NodeServer).Upgrade(upgradeStream{stream})
+		if err != nil {
+			return err
+		}
+		return stream.SendMsg(res)
+	}
+	restore := etcdRestoreDesc
+	restore.Handler = func(srv any, stream grpc.ServerStream) error {
+		res, err := srv.(NodeServer).EtcdRestore(etcdRestoreStream{stream})
 		if err != nil {
 			return err
 		}
@@ -349,7 +360,7 @@ func RegisterNode(s *grpc.Server, impl NodeServer) {
 			unary(NodeService, "EtcdMembers", NodeServer.EtcdMembers),
 			unary(NodeService, "EtcdRemoveMember", NodeServer.EtcdRemoveMember),
 		},
-		Streams: []grpc.StreamDesc{follow, up},
+		Streams: []grpc.StreamDesc{follow, up, restore},
 	}, impl)
 }
 

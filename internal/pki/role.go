@@ -161,6 +161,10 @@ const (
 	// through an etcd node's API (the member's data is gone from the
 	// cluster for good). Admin.
 	ActionEtcdRemoveMember Action = "etcd.member.remove"
+	// ActionEtcdRestore: replace an etcd member's data with a snapshot
+	// through its node's API (every write since the snapshot is lost).
+	// Admin.
+	ActionEtcdRestore Action = "etcd.restore"
 	// ActionEtcdSnapshotRead: download an etcd snapshot the hub keeps. Admin:
 	// the snapshot holds every Kubernetes Secret, as an admin kubeconfig
 	// reads them.
@@ -190,6 +194,7 @@ var minRole = map[Action]Role{
 	ActionConsoleLogin:     RoleReader,
 	ActionEtcdRemoveMember: RoleAdmin,
 	ActionEtcdSnapshotRead: RoleAdmin,
+	ActionEtcdRestore:      RoleAdmin,
 }
 
 // nodeActions are the only actions a node certificate allows.

@@ -65,6 +65,7 @@ func TestAllows(t *testing.T) {
 		ActionConsoleLogin:     {RoleAdmin: true, RoleOperator: true, RoleReader: true},
 		ActionEtcdRemoveMember: {RoleAdmin: true},
 		ActionEtcdSnapshotRead: {RoleAdmin: true},
+		ActionEtcdRestore:      {RoleAdmin: true},
 		Action("format"):       {},
 	}
 	for action, allowed := range want {
