@@ -2,6 +2,7 @@ package cli
 
 import (
 	"fmt"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -51,9 +52,10 @@ With -o json: {"kept": bool, "snapshots": [{"name", "member", "taken",
 
 kubedos cluster snapshots get copies one off the master (admin).
 
+kubedos cluster snapshots restore restores every etcd member from one (admin).
+
 Exit status: 0 answered; 1 the hub did not answer or refused the
-certificate. Restoring etcd from a snapshot is not provided yet
-(docs/kubernetes.md).`,
+certificate.`,
 		Example: "  kubedos cluster snapshots --spec examples/local-ha.yaml\n" +
 			"  kubedos cluster snapshots --hub 10.50.0.10:7443 --cert reader.crt --key reader.key -o json",
 		Args: cobra.NoArgs,
@@ -87,7 +89,7 @@ certificate. Restoring etcd from a snapshot is not provided yet
 	}
 	c.addFlags(cmd)
 	c.addSpecFlags(cmd, "find the hub of this spec's cluster (where cluster up left it) instead of --hub")
-	cmd.AddCommand(newClusterSnapshotsGetCmd(g))
+	cmd.AddCommand(newClusterSnapshotsGetCmd(g), newClusterSnapshotsRestoreCmd(g))
 	return cmd
 }
 
@@ -166,4 +168,127 @@ not match (nothing written).`,
 	c.addSpecFlags(cmd, "find the hub of this spec's cluster (where cluster up left it) instead of --hub")
 	cmd.Flags().StringVar(&out, "out", ".", "file to write, or a directory to write the snapshot's own name in")
 	return cmd
+}
+
+// newClusterSnapshotsRestoreCmd is `kubedos cluster snapshots restore`:
+// flags → cluster.RestoreEtcd → rendering.
+func newClusterSnapshotsRestoreCmd(g *globals) *cobra.Command {
+	var (
+		f    clusterFlags
+		yes  bool
+		wait time.Duration
+	)
+	cmd := &cobra.Command{
+		Use:   "restore SPEC [NAME] --yes",
+		Short: "Restore every etcd member from a snapshot the hub keeps (every write since it is lost)",
+		Long: `Restore the cluster's etcd from a snapshot the hub keeps on the master: the one
+named (a NAME from kubedos cluster snapshots), or the newest. For a keyspace
+damaged beyond what etcd repairs itself: objects deleted by mistake, a
+corrupted member's data spread by raft, every member's disk lost.
+
+etcd cannot roll a running cluster back, so every member is restored, as a
+new cluster with a token no earlier one had:
+
+  1. each member's node must answer on its API before any is touched;
+  2. the snapshot is copied off the master through the hub (checked against
+     the hub's SHA-256) into a temporary file here, removed at the end;
+  3. member by member, in spec order, the snapshot is streamed to the node,
+     which checks its size and SHA-256 before it stops anything, then stops
+     its API server (stacked) and etcd, has etcdutl restore it for the
+     spec's members (the revision moved on by a billion and marked
+     compacted, so the API servers' caches and every watcher list again),
+     keeps the data before as /data/etcd.pre-restore, puts the restored
+     data in place and starts etcd;
+  4. every member must then report healthy (node health, check etcd) within
+     --wait; the stacked API servers start again by themselves once theirs
+     is;
+  5. the API servers on nodes without a member of their own are restarted.
+
+Every write since the snapshot was taken is lost: Kubernetes objects, leases,
+Secrets. Without --yes nothing is done. To go back to the keyspace the
+cluster was accepted with, name the snapshot its acceptance record names
+(kubedos bundle verify shows it).
+
+A member that fails stops the restore, naming the members already restored
+(their etcd started on the snapshot); the others keep their data. Run the
+command again: it restores every member again with a new token. Each
+node's previous data stays in /data/etcd.pre-restore until the next
+restore. The restore needs etcd 3.5's etcdutl on the nodes (Debian trixie's
+etcd-server; bookworm's 3.4 has none, and the node says so).
+
+Needs an admin certificate (the node API's etcd.restore and the hub's
+etcd.snapshot.read); each node audits its restore. Progress goes to stderr.
+
+With -o json: {"snapshot": {...}, "token", "members": [{"node", "snapshot",
+"sha256", "bytes", "token", "dataDir", "previous", "steps"}], "restarted",
+"downloadSeconds", "restoreSeconds", "healthySeconds"}.
+
+Exit status: 0 every member restored and healthy, the other API servers
+restarted; 1 refused or failed (the error says how far it went).`,
+		Example: "  kubedos cluster snapshots restore examples/local-ha.yaml --keys keys --yes\n" +
+			"  kubedos cluster snapshots restore cluster.yaml etcd-20261207T210000Z-cp-1.db --keys keys --yes -o json",
+		Args: cobra.RangeArgs(1, 2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := g.checkOutput(OutputText, OutputJSON); err != nil {
+				return err
+			}
+			name := ""
+			if len(args) == 2 {
+				name = args[1]
+			}
+			cfg, err := f.load(args[0], yes, g.events())
+			if err != nil {
+				return err
+			}
+			if !yes {
+				members, _, err := cluster.EtcdRestoreTargets(cfg.Spec)
+				if err != nil {
+					return err
+				}
+				which := "the newest snapshot"
+				if name != "" {
+					which = name
+				}
+				return fmt.Errorf("restoring etcd replaces the data of every member (%s) with %s: every write since it was taken is lost; add --yes to go ahead",
+					orNoneList(members), which)
+			}
+			r, err := cluster.New(cfg).RestoreEtcd(cmd.Context(), cluster.EtcdRestoreOptions{Snapshot: name, Wait: wait})
+			if g.output == OutputJSON && r != nil {
+				if jerr := g.writeJSON(r); err == nil {
+					err = jerr
+				}
+			}
+			if err != nil || g.output == OutputJSON {
+				return err
+			}
+			tw := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
+			fmt.Fprintf(tw, "snapshot:\t%s (sha256:%s, %d bytes, taken %s)\n", r.Snapshot.Name, r.Snapshot.SHA256, r.Snapshot.Bytes, r.Snapshot.Taken.UTC().Format(time.RFC3339))
+			fmt.Fprintf(tw, "token:\t%s\n", r.Token)
+			for _, m := range r.Members {
+				fmt.Fprintf(tw, "restored:\t%s (previous data in %s)\n", m.Node, orNoneList([]string{m.Previous}))
+			}
+			if len(r.Restarted) > 0 {
+				fmt.Fprintf(tw, "API servers restarted:\t%s\n", orNoneList(r.Restarted))
+			}
+			fmt.Fprintf(tw, "time:\tcopy %.1f s, restore %.1f s, members healthy %.1f s\n", r.DownloadSeconds, r.RestoreSeconds, r.HealthySeconds)
+			return tw.Flush()
+		},
+	}
+	f.add(cmd, false)
+	cmd.Flags().BoolVar(&yes, "yes", false, "restore: every write since the snapshot is lost")
+	cmd.Flags().DurationVar(&wait, "wait", 10*time.Minute, "how long to wait for every restored member to report healthy")
+	return cmd
+}
+
+func orNoneList(s []string) string {
+	var out []string
+	for _, v := range s {
+		if v != "" {
+			out = append(out, v)
+		}
+	}
+	if len(out) == 0 {
+		return "none"
+	}
+	return strings.Join(out, ", ")
 }

@@ -140,3 +140,18 @@ func TestClusterSnapshotsGet(t *testing.T) {
 		t.Errorf("none yet: exit %d, %s", code, errs)
 	}
 }
+
+// TestClusterSnapshotsRestoreNeedsYes: without --yes the restore names
+// the members whose data it would replace and does nothing (not even
+// reading the keys); a name that is not a snapshot's is refused before any
+// node is asked.
+func TestClusterSnapshotsRestoreNeedsYes(t *testing.T) {
+	code, out, errs := run(t, "cluster", "snapshots", "restore", "../../examples/local-ha.yaml", "--keys", filepath.Join(t.TempDir(), "none"))
+	if code != 1 || out != "" || !strings.Contains(errs, "every member (cp-1, cp-2, cp-3) with the newest snapshot") || !strings.Contains(errs, "--yes") {
+		t.Errorf("without --yes: exit %d\n%s%s", code, out, errs)
+	}
+	code, _, errs = run(t, "cluster", "snapshots", "restore", "../../examples/reference.yaml", "etcd-20261207T210000Z-etcd-2.db", "--keys", "none")
+	if code != 1 || !strings.Contains(errs, "(etcd-1, etcd-2, etcd-3) with etcd-20261207T210000Z-etcd-2.db") {
+		t.Errorf("the reference, a named snapshot: exit %d\n%s", code, errs)
+	}
+}
