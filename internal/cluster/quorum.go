@@ -65,6 +65,7 @@ func (g QuorumGate) wait(ctx context.Context, nodes []string, when string) error
 	}
 	ctx, cancel := context.WithTimeout(ctx, g.Wait)
 	defer cancel()
+	var last []string
 	for {
 		var bad []string
 		for _, n := range nodes {
@@ -75,6 +76,12 @@ func (g QuorumGate) wait(ctx context.Context, nodes []string, when string) error
 		if len(bad) == 0 {
 			return nil
 		}
+		// A poll the deadline cut short says only that; the one before
+		// it says why the members were not healthy.
+		if ctx.Err() != nil && last != nil {
+			bad = last
+		}
+		last = bad
 		ev.wait("etcd quorum %s: waiting for %s", when, strings.Join(bad, "; "))
 		select {
 		case <-ctx.Done():

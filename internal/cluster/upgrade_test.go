@@ -139,3 +139,23 @@ func TestRollOrder(t *testing.T) {
 		t.Errorf("RollOrder = %v, want %v", got, want)
 	}
 }
+
+// A poll the gate's deadline cuts short says only "deadline exceeded":
+// the gate's error names why the members were not healthy at the poll
+// before it.
+func TestQuorumGateReportsLastWholePoll(t *testing.T) {
+	calls := 0
+	g := QuorumGate{Members: []string{"cp-1"}, Wait: 300 * time.Millisecond, Every: 10 * time.Millisecond,
+		Health: func(ctx context.Context, name string) (bool, string) {
+			calls++
+			if calls < 3 {
+				return false, "member cp-1: no leader"
+			}
+			<-ctx.Done()
+			return false, "unreachable: " + ctx.Err().Error()
+		}}
+	err := g.wait(context.Background(), []string{"cp-1"}, "after the restore")
+	if err == nil || !strings.Contains(err.Error(), "cp-1: member cp-1: no leader") {
+		t.Errorf("error %v, want the last whole poll's answer", err)
+	}
+}
