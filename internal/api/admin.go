@@ -142,6 +142,10 @@ type Sealed struct {
 // EtcdSnapshotsRequest lists the etcd snapshots the hub keeps.
 type EtcdSnapshotsRequest struct{}
 
+// TakeEtcdSnapshotRequest asks the hub for an etcd snapshot now, beside
+// its hourly ones.
+type TakeEtcdSnapshotRequest struct{}
+
 // EtcdSnapshot is one etcd snapshot the hub keeps on the master's data
 // partition (/data/kubedos/etcd-snapshots): its file name, the member it
 // came from, when, its size, the SHA-256 of the file and the etcd
@@ -238,6 +242,7 @@ type AdminServer interface {
 	Seal(context.Context, *SealRequest) (*Sealed, error)
 	ConsoleLogin(context.Context, *ConsoleLoginRequest) (*ConsoleLogin, error)
 	EtcdSnapshots(context.Context, *EtcdSnapshotsRequest) (*EtcdSnapshots, error)
+	TakeEtcdSnapshot(context.Context, *TakeEtcdSnapshotRequest) (*EtcdSnapshot, error)
 }
 
 // RegisterAdmin serves impl on s.
@@ -260,6 +265,7 @@ func RegisterAdmin(s *grpc.Server, impl AdminServer) {
 			unary(AdminService, "Seal", AdminServer.Seal),
 			unary(AdminService, "ConsoleLogin", AdminServer.ConsoleLogin),
 			unary(AdminService, "EtcdSnapshots", AdminServer.EtcdSnapshots),
+			unary(AdminService, "TakeEtcdSnapshot", AdminServer.TakeEtcdSnapshot),
 		},
 	}, impl)
 }
@@ -317,6 +323,12 @@ func (c *AdminClient) Seal(ctx context.Context, record, signature []byte) (*Seal
 // EtcdSnapshots lists the etcd snapshots the hub keeps (reader).
 func (c *AdminClient) EtcdSnapshots(ctx context.Context) (*EtcdSnapshots, error) {
 	return invoke[EtcdSnapshots](ctx, c.cc, "/"+AdminService+"/EtcdSnapshots", &EtcdSnapshotsRequest{})
+}
+
+// TakeEtcdSnapshot has the hub take an etcd snapshot now and keep it
+// with its hourly ones (operator).
+func (c *AdminClient) TakeEtcdSnapshot(ctx context.Context) (*EtcdSnapshot, error) {
+	return invoke[EtcdSnapshot](ctx, c.cc, "/"+AdminService+"/TakeEtcdSnapshot", &TakeEtcdSnapshotRequest{})
 }
 
 // AuditHead reads the audit chain's head alone (a page from past its end).

@@ -50,9 +50,9 @@ none yet says that. Both exit 0.
 With -o json: {"kept": bool, "snapshots": [{"name", "member", "taken",
 "bytes", "sha256", "revision"}]} ("revision" left out when unknown).
 
-kubedos cluster snapshots get copies one off the master (admin).
-
-kubedos cluster snapshots restore restores every etcd member from one (admin).
+kubedos cluster snapshots take has the hub take one now (operator), get copies
+one off the master (admin), restore restores every etcd member from one
+(admin).
 
 Exit status: 0 answered; 1 the hub did not answer or refused the
 certificate.`,
@@ -89,7 +89,51 @@ certificate.`,
 	}
 	c.addFlags(cmd)
 	c.addSpecFlags(cmd, "find the hub of this spec's cluster (where cluster up left it) instead of --hub")
-	cmd.AddCommand(newClusterSnapshotsGetCmd(g), newClusterSnapshotsRestoreCmd(g))
+	cmd.AddCommand(newClusterSnapshotsTakeCmd(g), newClusterSnapshotsGetCmd(g), newClusterSnapshotsRestoreCmd(g))
+	return cmd
+}
+
+// newClusterSnapshotsTakeCmd is `kubedos cluster snapshots take`: flags →
+// the hub's admin service → rendering.
+func newClusterSnapshotsTakeCmd(g *globals) *cobra.Command {
+	var c hubClient
+	cmd := &cobra.Command{
+		Use:   "take",
+		Short: "Have the hub take an etcd snapshot now, kept on the master with the hourly ones",
+		Long: `Have the cluster's hub take an etcd snapshot now, beside the ones it takes every
+hour: before a change you may want to undo (an upgrade, a bulk delete, a
+restore drill). The hub asks the members in spec order, keeps the first whole
+snapshot whose appended SHA-256 checks, in
+/data/kubedos/etcd-snapshots/etcd-<UTC time>-<member>.db on the master, and
+prunes to the newest 24 as after its hourly ones (one at a time: a take
+waits for a running one).
+
+The bytes stay on the master, so an operator certificate is enough
+(--cert/--key); the hub audits each take (etcd.snapshot.take) with the file's
+digest. A hub that takes none (off the master, or a cluster without etcd)
+refuses.
+
+With -o json: {"name", "member", "taken", "bytes", "sha256", "revision"}.
+
+Exit status: 0 taken and kept; 1 refused, no member streamed a whole
+snapshot, or the hub did not answer.`,
+		Example: "  kubedos cluster snapshots take --spec examples/local-ha.yaml\n" +
+			"  kubedos cluster snapshots take --hub 10.50.0.10:7443 --cert operator.crt --key operator.key -o json",
+		Args: cobra.NoArgs,
+		RunE: c.runAdmin(g, func(cmd *cobra.Command, _ []string, cl *api.AdminClient) error {
+			s, err := cl.TakeEtcdSnapshot(cmd.Context())
+			if err != nil {
+				return fmt.Errorf("etcd snapshot: %w", err)
+			}
+			if g.output == OutputJSON {
+				return g.writeJSON(s)
+			}
+			_, err = fmt.Fprintf(g.stdout, "%s\tmember %s\t%d bytes\tsha256:%s\n", s.Name, s.Member, s.Bytes, s.SHA256)
+			return err
+		}),
+	}
+	c.addFlags(cmd)
+	c.addSpecFlags(cmd, "find the hub of this spec's cluster (where cluster up left it) instead of --hub")
 	return cmd
 }
 

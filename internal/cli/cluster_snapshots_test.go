@@ -155,3 +155,30 @@ func TestClusterSnapshotsRestoreNeedsYes(t *testing.T) {
 		t.Errorf("the reference, a named snapshot: exit %d\n%s", code, errs)
 	}
 }
+
+// snapTakeHub takes one snapshot when asked.
+type snapTakeHub struct {
+	snapHub
+	took int
+}
+
+func (h *snapTakeHub) TakeEtcdSnapshot(context.Context, *api.TakeEtcdSnapshotRequest) (*api.EtcdSnapshot, error) {
+	h.took++
+	return &api.EtcdSnapshot{Name: "etcd-20261207T220000Z-cp-1.db", Member: "cp-1", Bytes: 4096, SHA256: strings.Repeat("cd", 32)}, nil
+}
+
+// TestClusterSnapshotsTake: the hub takes one and the CLI prints it (and
+// its JSON).
+func TestClusterSnapshotsTake(t *testing.T) {
+	h := &snapTakeHub{}
+	keys, addr := serveRetireHub(t, h)
+	code, out, errs := run(t, "cluster", "snapshots", "take", "--hub", addr, "--keys", keys)
+	if code != 0 || !strings.Contains(out, "etcd-20261207T220000Z-cp-1.db\tmember cp-1\t4096 bytes\tsha256:"+strings.Repeat("cd", 32)) || h.took != 1 {
+		t.Fatalf("take: exit %d\n%s%s", code, out, errs)
+	}
+	code, out, errs = run(t, "cluster", "snapshots", "take", "--hub", addr, "--keys", keys, "-o", "json")
+	var s api.EtcdSnapshot
+	if code != 0 || json.Unmarshal([]byte(out), &s) != nil || s.Bytes != 4096 || h.took != 2 {
+		t.Fatalf("take -o json: exit %d\n%s%s", code, out, errs)
+	}
+}

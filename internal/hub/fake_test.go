@@ -18,6 +18,7 @@ import (
 
 	"github.com/kubedos/kubedos/internal/pki/pkitest"
 
+	"github.com/kubedos/kubedos/internal/etcdsnap"
 	"github.com/kubedos/kubedos/internal/measure"
 	"github.com/kubedos/kubedos/internal/pki"
 	"github.com/kubedos/kubedos/internal/spec"
@@ -195,6 +196,8 @@ type env struct {
 	spec *spec.ClusterSpec
 	// etcdSnaps are the etcd snapshots the hub keeps (nil: none).
 	etcdSnaps EtcdSnapshots
+	// takeSnap takes one now (nil: this hub takes none).
+	takeSnap func(context.Context) (etcdsnap.Snapshot, error)
 }
 
 var (
@@ -224,7 +227,7 @@ func (e *env) newHub() {
 		pub = e.artifact.Public().(ed25519.PublicKey)
 	}
 	h, err := New(Options{Store: e.store, CA: e.ca, Verifier: e.ver, Policy: e.policy, AllowWindow: e.allowW,
-		CertLifetime: 6 * time.Hour, Now: e.clock.Now, ArtifactKey: pub, Spec: e.spec, EtcdSnapshots: e.etcdSnaps})
+		CertLifetime: 6 * time.Hour, Now: e.clock.Now, ArtifactKey: pub, Spec: e.spec, EtcdSnapshots: e.etcdSnaps, TakeEtcdSnapshot: e.takeSnap})
 	if err != nil {
 		e.t.Fatal(err)
 	}

@@ -324,6 +324,18 @@ func (a adminService) EtcdSnapshots(ctx context.Context, _ *api.EtcdSnapshotsReq
 	return out, err
 }
 
+func (a adminService) TakeEtcdSnapshot(ctx context.Context, _ *api.TakeEtcdSnapshotRequest) (*api.EtcdSnapshot, error) {
+	var out api.EtcdSnapshot
+	err := a.call(ctx, func(p pki.Peer) error {
+		s, err := a.s.hub.TakeEtcdSnapshot(ctx, p)
+		if err == nil {
+			out = apiEtcdSnapshot(s)
+		}
+		return err
+	})
+	return &out, err
+}
+
 func (a adminService) OpenWindow(ctx context.Context, r *api.WindowRequest) (*api.WindowResponse, error) {
 	var out api.WindowResponse
 	err := a.call(ctx, func(p pki.Peer) error {

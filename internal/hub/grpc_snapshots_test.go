@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -80,5 +81,44 @@ func TestDownloadEtcdSnapshot(t *testing.T) {
 	_, err = adminClient(t, none, noneAddr, clientCert(t, none, "alice", pki.RoleAdmin)).DownloadEtcdSnapshot(ctx, snapNewer, &buf, nil, nil)
 	if status.Code(err) != codes.FailedPrecondition || !strings.Contains(err.Error(), "keeps no etcd snapshots") {
 		t.Errorf("a hub keeping none: %v", err)
+	}
+}
+
+// TestTakeEtcdSnapshot: an operator has the hub take a snapshot now and
+// gets its description; a reader may not; a failed take and a hub that
+// takes none are refused; every call is audited.
+func TestTakeEtcdSnapshot(t *testing.T) {
+	e := newEnv(t)
+	took := etcdsnap.Snapshot{Name: snapNewer, Member: "cp-1", Bytes: 4096, SHA256: strings.Repeat("ab", 32)}
+	var fail error
+	e.takeSnap = func(context.Context) (etcdsnap.Snapshot, error) { return took, fail }
+	addr := serveTLS(t, e)
+	ctx := context.Background()
+	got, err := adminClient(t, e, addr, clientCert(t, e, "otto", pki.RoleOperator)).TakeEtcdSnapshot(ctx)
+	if err != nil || got.Name != snapNewer || got.SHA256 != took.SHA256 || got.Bytes != 4096 {
+		t.Fatalf("an operator's take: %+v, %v", got, err)
+	}
+	if a := e.lastAudit(); a.Action != string(pki.ActionEtcdSnapshotTake) || a.Outcome != OutcomeOK || a.Target != snapNewer ||
+		!strings.Contains(a.Detail, "sha256:"+took.SHA256) || !strings.Contains(a.Actor, "otto") {
+		t.Errorf("the take audited as %+v", a)
+	}
+	before := e.lastAudit().Seq
+	if _, err := adminClient(t, e, addr, clientCert(t, e, "rita", pki.RoleReader)).TakeEtcdSnapshot(ctx); status.Code(err) != codes.PermissionDenied {
+		t.Errorf("a reader's take: %v, want PermissionDenied", err)
+	}
+	if a := e.lastAudit(); a.Seq != before+1 || a.Outcome == OutcomeOK {
+		t.Errorf("the reader's take audited as %+v", a)
+	}
+	fail = errors.New("no member streamed a whole snapshot")
+	if _, err := adminClient(t, e, addr, clientCert(t, e, "otto", pki.RoleOperator)).TakeEtcdSnapshot(ctx); err == nil || !strings.Contains(err.Error(), "no member streamed") {
+		t.Errorf("a failed take: %v", err)
+	}
+	if a := e.lastAudit(); a.Action != string(pki.ActionEtcdSnapshotTake) || a.Outcome == OutcomeOK {
+		t.Errorf("the failed take audited as %+v", a)
+	}
+	none := newEnv(t)
+	_, err = adminClient(t, none, serveTLS(t, none), clientCert(t, none, "otto", pki.RoleOperator)).TakeEtcdSnapshot(ctx)
+	if status.Code(err) != codes.FailedPrecondition || !strings.Contains(err.Error(), "takes no etcd snapshots") {
+		t.Errorf("a hub taking none: %v", err)
 	}
 }

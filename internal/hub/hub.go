@@ -1,6 +1,7 @@
 package hub
 
 import (
+	"context"
 	"crypto/ecdsa"
 	"crypto/ed25519"
 	"crypto/rand"
@@ -12,6 +13,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/kubedos/kubedos/internal/etcdsnap"
 	"github.com/kubedos/kubedos/internal/measure"
 	"github.com/kubedos/kubedos/internal/pki"
 	"github.com/kubedos/kubedos/internal/spec"
@@ -118,6 +120,9 @@ type Options struct {
 	// EtcdSnapshots are the etcd snapshots this hub keeps (on the master
 	// of a cluster that runs etcd); nil: none.
 	EtcdSnapshots EtcdSnapshots
+	// TakeEtcdSnapshot takes an etcd snapshot now and keeps it with
+	// EtcdSnapshots' (hubhost's, on the master); nil: this hub takes none.
+	TakeEtcdSnapshot func(ctx context.Context) (etcdsnap.Snapshot, error)
 }
 
 // Hub is the enrollment gate, node registry and operator actions over a

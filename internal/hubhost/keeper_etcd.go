@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"net/http"
 	"net/netip"
+	"sync"
 	"time"
 
 	"github.com/kubedos/kubedos/internal/etcdsnap"
@@ -65,6 +66,28 @@ func snapshotEtcd(ctx context.Context, etcdCA *pki.CA, members []etcdsnap.Member
 	return etcdsnap.Take(ctx, &http.Client{Transport: tr}, members, dir, EtcdSnapshotKeep, now)
 }
 
+// snapshotTaker takes the hub's etcd snapshots, one at a time: the hourly
+// ones and those an operator asks for (kubedos cluster snapshots take)
+// write and prune the same directory.
+type snapshotTaker struct {
+	cfg Config
+	mu  sync.Mutex
+}
+
+func (t *snapshotTaker) take(ctx context.Context) (etcdsnap.Snapshot, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	now := time.Now
+	if t.cfg.Now != nil {
+		now = t.cfg.Now
+	}
+	s, err := snapshotEtcd(ctx, t.cfg.Kube.Etcd, etcdMembers(t.cfg.Spec), t.cfg.EtcdSnapshotDir, now())
+	if err != nil {
+		return etcdsnap.Snapshot{}, err
+	}
+	return *s, nil
+}
+
 // keepsEtcdSnapshots reports whether a hub of cfg takes and keeps etcd
 // snapshots: given a directory, the etcd CA and a cluster that runs etcd.
 // Such a hub answers for them (hub.Options.EtcdSnapshots).
@@ -75,10 +98,9 @@ func keepsEtcdSnapshots(cfg Config) bool {
 // serveSnapshots takes the snapshots while ctx (the hub's) lasts, when
 // configured and the cluster runs etcd.
 func (k *Keeper) serveSnapshots(ctx context.Context, h *Hub) {
-	if !keepsEtcdSnapshots(h.cfg) {
+	if h.snaps == nil {
 		return
 	}
-	members := etcdMembers(h.cfg.Spec)
 	k.wg.Add(1)
 	go func() {
 		defer k.wg.Done()
@@ -90,7 +112,7 @@ func (k *Keeper) serveSnapshots(ctx context.Context, h *Hub) {
 			case <-time.After(wait):
 			}
 			wait = EtcdSnapshotEvery
-			s, err := snapshotEtcd(ctx, h.cfg.Kube.Etcd, members, h.cfg.EtcdSnapshotDir, k.cfg.Now())
+			s, err := h.snaps.take(ctx)
 			if err != nil {
 				k.cfg.Logf("hub: %v", err)
 				continue

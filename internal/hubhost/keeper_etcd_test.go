@@ -102,6 +102,15 @@ func TestHubAnswersForEtcdSnapshots(t *testing.T) {
 			t.Fatal(err)
 		}
 		got, err := h.EtcdSnapshots(context.Background(), reader)
+		if tt.want == 0 {
+			// One that takes none says so when an operator asks for one.
+			if _, terr := h.TakeEtcdSnapshot(context.Background(), pki.Peer{Name: "otto", Role: pki.RoleOperator}); terr == nil ||
+				!strings.Contains(terr.Error(), "takes no etcd snapshots") {
+				t.Errorf("%s: take: %v", tt.name, terr)
+			}
+		} else if h.snaps == nil {
+			t.Errorf("%s: the hub has no snapshot taker", tt.name)
+		}
 		h.Close()
 		if err != nil || got.Kept != (tt.want > 0) || len(got.Snapshots) != tt.want || (tt.want > 0 && got.Snapshots[0].Name != name) {
 			t.Errorf("%s: %+v %v", tt.name, got, err)

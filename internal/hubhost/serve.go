@@ -56,6 +56,8 @@ type Hub struct {
 	store  *hub.Store
 	server *hub.Server
 	cfg    Config
+	// snaps takes the etcd snapshots (nil: this hub takes none).
+	snaps *snapshotTaker
 }
 
 // Server is the hub's gRPC server: the web console on the master acts
@@ -93,8 +95,12 @@ func Open(ctx context.Context, cfg Config) (*Hub, error) {
 		}
 	}
 	var snaps hub.EtcdSnapshots
+	var taker *snapshotTaker
+	var take func(context.Context) (etcdsnap.Snapshot, error)
 	if keepsEtcdSnapshots(cfg) {
 		snaps = etcdsnap.NewDir(cfg.EtcdSnapshotDir)
+		taker = &snapshotTaker{cfg: cfg}
+		take = taker.take
 	}
 	store, err := hub.Open(cfg.StatePath)
 	if err != nil {
@@ -104,7 +110,7 @@ func Open(ctx context.Context, cfg Config) (*Hub, error) {
 		Policy: hub.ManifestPolicy{Spec: cfg.Spec, Manifest: cfg.Manifest}, ArtifactKey: cfg.ArtifactKey,
 		AllowWindow: cfg.Spec.Trust.EKPolicy.Mode == spec.EKWindow, CertLifetime: life,
 		RevocationMaxAge: cfg.Spec.Trust.RevocationMaxAgeDuration(), Now: cfg.Now, Spec: cfg.Spec, Kube: kube,
-		EtcdSnapshots: snaps})
+		EtcdSnapshots: snaps, TakeEtcdSnapshot: take})
 	if err != nil {
 		store.Close()
 		return nil, err
@@ -120,7 +126,7 @@ func Open(ctx context.Context, cfg Config) (*Hub, error) {
 		store.Close()
 		return nil, err
 	}
-	return &Hub{Hub: h, store: store, server: srv, cfg: cfg}, nil
+	return &Hub{Hub: h, store: store, server: srv, cfg: cfg, snaps: taker}, nil
 }
 
 // Serve serves on lis until ctx ends, dropping expired enrollment sessions

@@ -161,6 +161,10 @@ const (
 	// through an etcd node's API (the member's data is gone from the
 	// cluster for good). Admin.
 	ActionEtcdRemoveMember Action = "etcd.member.remove"
+	// ActionEtcdSnapshotTake: have the hub take an etcd snapshot now, kept
+	// on the master with the hourly ones (the bytes stay there).
+	// Operator.
+	ActionEtcdSnapshotTake Action = "etcd.snapshot.take"
 	// ActionEtcdRestore: replace an etcd member's data with a snapshot
 	// through its node's API (every write since the snapshot is lost).
 	// Admin.
@@ -195,6 +199,7 @@ var minRole = map[Action]Role{
 	ActionEtcdRemoveMember: RoleAdmin,
 	ActionEtcdSnapshotRead: RoleAdmin,
 	ActionEtcdRestore:      RoleAdmin,
+	ActionEtcdSnapshotTake: RoleOperator,
 }
 
 // nodeActions are the only actions a node certificate allows.

@@ -66,6 +66,7 @@ func TestAllows(t *testing.T) {
 		ActionEtcdRemoveMember: {RoleAdmin: true},
 		ActionEtcdSnapshotRead: {RoleAdmin: true},
 		ActionEtcdRestore:      {RoleAdmin: true},
+		ActionEtcdSnapshotTake: {RoleAdmin: true, RoleOperator: true},
 		Action("format"):       {},
 	}
 	for action, allowed := range want {
