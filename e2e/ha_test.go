@@ -5,6 +5,7 @@ package e2e
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -16,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kubedos/kubedos/internal/errdefs"
 	"github.com/kubedos/kubedos/internal/kube"
 	"github.com/kubedos/kubedos/internal/target/qemu"
 )
@@ -44,6 +46,12 @@ import (
 //  5. the whole cluster is upgraded to a new build (another kubedosd) by
 //     `cluster upgrade`, quorum-aware, while writes and the probe go
 //     through the VIP.
+//
+//  6. (before 5) etcd restored from a snapshot: `cluster snapshots take`,
+//     a ConfigMap written after it, `cluster snapshots restore`; the API
+//     answers through the VIP again, the ConfigMap written before the
+//     snapshot is there, the one after is gone, every member healthy and
+//     the probe available.
 //
 // Every write the API acknowledged is there (no data lost), the windows
 // of failed requests are measured, and `cluster accept` passes at the
@@ -270,6 +278,10 @@ func TestHADrills(t *testing.T) {
 		waitEtcdHealthy(t, dir, nodeAPI[drilled], drilled, 3*time.Minute)
 	}
 
+	if drills[6] {
+		etcdRestoreDrill(t, dir, kc, cps, nodeAPI)
+	}
+
 	if drills[5] {
 		// Drill 5: the whole cluster upgraded to a new build (another
 		// kubedosd), one node at a time and quorum-aware, while writes go
@@ -324,26 +336,123 @@ func TestHADrills(t *testing.T) {
 	fmt.Fprintln(os.Stderr, "ha e2e: done")
 }
 
-// haDrills are the drills to run: all five, or those KUBEDOS_HA_DRILLS
+// haDrills are the drills to run: all six, or those KUBEDOS_HA_DRILLS
 // lists (e.g. "5": converge, then only the rolling upgrade; 2 and 3 are
 // one power cut and go together).
 func haDrills(t *testing.T) map[int]bool {
 	t.Helper()
 	v := os.Getenv("KUBEDOS_HA_DRILLS")
 	if v == "" {
-		v = "1,2,3,4,5"
+		v = "1,2,3,4,6,5"
 	}
 	out := map[int]bool{}
 	for _, f := range strings.Split(v, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(f))
-		if err != nil || n < 1 || n > 5 {
-			t.Fatalf("KUBEDOS_HA_DRILLS=%q: want drill numbers 1 to 5, comma-separated", v)
+		if err != nil || n < 1 || n > 6 {
+			t.Fatalf("KUBEDOS_HA_DRILLS=%q: want drill numbers 1 to 6, comma-separated", v)
 		}
 		out[n] = true
 	}
 	out[2] = out[2] || out[3]
 	t.Logf("drills: %s", v)
 	return out
+}
+
+// etcdRestoreDrill is drill 6: a snapshot taken now, a ConfigMap written
+// after it, etcd restored from the snapshot on every member; the API
+// answers through the VIP again with the keyspace of the snapshot.
+func etcdRestoreDrill(t *testing.T, dir string, kc *kube.Client, cps []string, nodeAPI map[string]string) {
+	t.Helper()
+	apply := func(name string) {
+		t.Helper()
+		obj := fmt.Sprintf(`{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":%q,"namespace":"default"},"data":{"drill":"6"}}`, name)
+		for try := 0; ; try++ {
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			err := kc.Apply(ctx, []byte(obj))
+			cancel()
+			if err == nil {
+				return
+			}
+			if try == 5 {
+				t.Fatalf("write %s through the VIP: %v", name, err)
+			}
+			time.Sleep(5 * time.Second)
+		}
+	}
+	exists := func(name string) (bool, error) {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		var cm struct{}
+		err := kc.Get(ctx, "/api/v1/namespaces/default/configmaps/"+name, &cm)
+		if errors.Is(err, errdefs.ErrNotFound) {
+			return false, nil
+		}
+		return err == nil, err
+	}
+	apply("drill6-before-snapshot")
+	start := time.Now()
+	var snap struct{ Name, SHA256 string }
+	if err := json.Unmarshal([]byte(must(t, dir, "cluster", "snapshots", "take", "--spec", "cluster.yaml", "--keys", "keys", "-o", "json")), &snap); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("FIGURE drill 6: snapshot %s taken in %.1fs", snap.Name, time.Since(start).Seconds())
+	apply("drill6-after-snapshot")
+
+	start = time.Now()
+	r := run(t, dir, nil, "cluster", "snapshots", "restore", "cluster.yaml", snap.Name, "--keys", "keys", "--yes", "-o", "json")
+	if r.code != 0 {
+		for _, cp := range cps {
+			dumpNode(t, dir, nodeAPI[cp], cp)
+		}
+		t.Fatalf("cluster snapshots restore: exit %d\n%s\n%s", r.code, r.stdout, lastLines(r.stderr, 40))
+	}
+	restored := time.Since(start)
+	var rep struct {
+		Token   string
+		Members []struct {
+			Node  string
+			Steps []string
+		}
+		DownloadSeconds, RestoreSeconds, HealthySeconds float64
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &rep); err != nil || len(rep.Members) != len(cps) {
+		t.Fatalf("cluster snapshots restore -o json: %v\n%s", err, r.stdout)
+	}
+	for _, m := range rep.Members {
+		t.Logf("FIGURE drill 6: %s restored: %s", m.Node, strings.Join(m.Steps, "; "))
+	}
+	t.Logf("FIGURE drill 6: restore command %.0fs (copy %.1fs, members restored %.1fs, all healthy %.1fs), token %s",
+		restored.Seconds(), rep.DownloadSeconds, rep.RestoreSeconds, rep.HealthySeconds, rep.Token)
+	var ready bool
+	for deadline := time.Now().Add(20 * time.Minute); time.Now().Before(deadline); time.Sleep(3 * time.Second) {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		err := kc.Ready(ctx)
+		cancel()
+		if err == nil {
+			ready = true
+			break
+		}
+	}
+	if !ready {
+		for _, cp := range cps {
+			dumpNode(t, dir, nodeAPI[cp], cp)
+		}
+		t.Fatal("the API never answered through the VIP after the restore")
+	}
+	t.Logf("FIGURE drill 6: /readyz through the VIP %.0fs after the restore began", time.Since(start).Seconds())
+	if ok, err := exists("drill6-before-snapshot"); !ok {
+		t.Errorf("the ConfigMap written before the snapshot is gone after the restore (%v)", err)
+	}
+	if ok, err := exists("drill6-after-snapshot"); ok || err != nil {
+		t.Errorf("the ConfigMap written after the snapshot: present %v (%v), want it gone", ok, err)
+	}
+	for _, cp := range cps {
+		waitEtcdHealthy(t, dir, nodeAPI[cp], cp, 5*time.Minute)
+	}
+	if !waitAvailable(kc, "kubedos-probe", "probe", 1, 10*time.Minute) {
+		t.Fatal("the probe was never available after the restore")
+	}
+	t.Logf("FIGURE drill 6: probe available %.0fs after the restore began", time.Since(start).Seconds())
 }
 
 // startProber calls fn once every two seconds (each bounded to 3 s) and
