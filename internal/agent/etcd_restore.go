@@ -163,8 +163,12 @@ func (k *kubeRunner) EtcdRestore(ctx context.Context, b api.EtcdRestoreBegin, da
 		"--initial-cluster=" + strings.Join(initial, ","), "--initial-advertise-peer-urls=" + self.PeerURL,
 		"--initial-cluster-token=" + b.Token,
 		"--bump-revision=" + strconv.Itoa(etcdRestoreBump), "--mark-compacted"}
+	etcdutl := k.etcdutl
+	if etcdutl == nil {
+		etcdutl = runEtcdutl
+	}
 	rctx, cancel := context.WithTimeout(ctx, etcdRestoreTimeout)
-	err = k.etcdutl(rctx, args...)
+	err = etcdutl(rctx, args...)
 	cancel()
 	if err != nil {
 		_ = os.RemoveAll(restored)
