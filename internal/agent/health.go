@@ -96,6 +96,19 @@ func (n *NodeAPI) CheckHealth(ctx context.Context) api.Health {
 		}
 	}
 
+	if n.cfg.KubeReady != nil {
+		// Reported only, like etcd's: a worker whose API server is away
+		// is not unfit itself (its boot is still marked good); a rolling
+		// upgrade waits for it before it moves on.
+		if r := n.cfg.KubeReady(ctx); r.Known {
+			err := r.Err
+			if err == nil && !r.Ready {
+				err = errors.New("the node's Kubernetes Node is registered, not Ready")
+			}
+			add("kubelet", false, err, "the node's Kubernetes Node is Ready")
+		}
+	}
+
 	h.Healthy = true
 	for _, c := range h.Checks {
 		if c.Critical && !c.OK {

@@ -8,11 +8,13 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"path"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/kubedos/kubedos/internal/api"
 	"github.com/kubedos/kubedos/internal/kubeplan"
 	"github.com/kubedos/kubedos/internal/pki"
 )
@@ -23,7 +25,7 @@ func TestNodeReady(t *testing.T) {
 	ca := newTestCA(t, "kubernetes test CA")
 	var ready atomic.Value
 	ready.Store("True")
-	api := mtlsServer(t, ca, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	apiSrv := mtlsServer(t, ca, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if len(r.TLS.PeerCertificates) == 0 || r.TLS.PeerCertificates[0].Subject.CommonName != "system:node:w-1" {
 			http.Error(w, "forbidden", http.StatusForbidden)
 			return
@@ -36,7 +38,7 @@ func TestNodeReady(t *testing.T) {
 	}))
 
 	plan := kubeTestPlan(t, "w-1")
-	plan.APIServer = api.URL
+	plan.APIServer = apiSrv.URL
 	k, _, _ := newTestRunner(t, plan)
 	if r := k.NodeReady(context.Background()); !r.Known || r.Err == nil {
 		t.Errorf("without the kubelet's certificate: %+v, want known and an error", r)
@@ -73,6 +75,28 @@ func TestNodeReady(t *testing.T) {
 		t.Errorf("metrics lack the NotReady node:\n%s", b.String())
 	}
 	checkMetricsText(t, b.String())
+
+	// And in node health, reported only: a NotReady Node does not make the
+	// node unhealthy (its boot is still marked good), a Ready one is OK, a
+	// node without a kubelet has no such check.
+	kubeletCheck := func(h *api.Health) (api.HealthCheck, bool) {
+		i := slices.IndexFunc(h.Checks, func(c api.HealthCheck) bool { return c.Name == "kubelet" })
+		if i < 0 {
+			return api.HealthCheck{}, false
+		}
+		return h.Checks[i], true
+	}
+	if c, ok := kubeletCheck(ptr(e.api.CheckHealth(context.Background()))); !ok || c.OK || c.Critical || !strings.Contains(c.Detail, "not Ready") {
+		t.Errorf("a NotReady node's kubelet check: %+v (%v)", c, ok)
+	}
+	ready.Store("True")
+	if c, ok := kubeletCheck(ptr(e.api.CheckHealth(context.Background()))); !ok || !c.OK {
+		t.Errorf("a Ready node's kubelet check: %+v (%v)", c, ok)
+	}
+	e.api.cfg.KubeReady = cp.NodeReady
+	if c, ok := kubeletCheck(ptr(e.api.CheckHealth(context.Background()))); ok {
+		t.Errorf("a node without a kubelet has a kubelet check: %+v", c)
+	}
 }
 
 // mtlsServer serves h on loopback over TLS with a certificate of ca,
@@ -93,3 +117,5 @@ func mtlsServer(t *testing.T, ca *pki.CA, h http.Handler) *httptest.Server {
 	t.Cleanup(srv.Close)
 	return srv
 }
+
+func ptr[T any](v T) *T { return &v }

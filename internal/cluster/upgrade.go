@@ -31,6 +31,9 @@ type Outcome struct {
 	// the reboot until it runs the build with its boot marked good.
 	WriteSeconds  float64 `json:"writeSeconds,omitempty"`
 	SettleSeconds float64 `json:"settleSeconds,omitempty"`
+	// ReadySeconds is the wait, once settled, for a kubelet node's
+	// Kubernetes Node to be Ready again.
+	ReadySeconds float64 `json:"readySeconds,omitempty"`
 	Detail        string  `json:"detail,omitempty"`
 }
 
@@ -138,7 +141,10 @@ func UpgradeNode(ctx context.Context, t UpgradeTarget, buildDir string, o Upgrad
 	switch {
 	case v.BuildID == img.RoleID:
 		out.Result = "upgraded"
-		return out, nil
+		ready := time.Now()
+		err := waitKubeletReady(ctx, t, o)
+		out.ReadySeconds, out.Seconds = time.Since(ready).Seconds(), time.Since(start).Seconds()
+		return out, err
 	case v.Boot != nil && slices.Contains(v.Boot.RolledBack, img.RoleID):
 		out.Result, out.Detail = "rolled-back", v.Boot.LastCheck
 		return out, fmt.Errorf("node %s: %w (running %s again): %s", t.Name, ErrRolledBack, v.BuildID, v.Boot.LastCheck)
@@ -198,6 +204,47 @@ func waitSettled(ctx context.Context, t UpgradeTarget, build string, o UpgradeOp
 		select {
 		case <-ctx.Done():
 			return nil, fmt.Errorf("node %s did not settle within %s (last: %s)", t.Name, o.Wait, last)
+		case <-time.After(every):
+		}
+	}
+}
+
+// waitKubeletReady polls the node's health until its "kubelet" check (a
+// node that runs a kubelet reports one: its Kubernetes Node Ready) is
+// OK, so a roll takes the next node out only once this one serves again
+// (the HA drill's accept after a roll found the last worker's Node not
+// Ready yet). A node without the check has nothing to wait for.
+func waitKubeletReady(ctx context.Context, t UpgradeTarget, o UpgradeOptions) error {
+	ev := events{o.Events}
+	every := o.SettleEvery
+	if every == 0 {
+		every = 3 * time.Second
+	}
+	ctx, cancel := context.WithTimeout(ctx, o.Wait)
+	defer cancel()
+	last := "unreachable"
+	for {
+		h, err := func() (*api.Health, error) {
+			cl, done, err := t.DialNode()
+			if err != nil {
+				return nil, err
+			}
+			defer done()
+			c, cancel := context.WithTimeout(ctx, 10*time.Second)
+			defer cancel()
+			return cl.Health(c)
+		}()
+		if err == nil {
+			i := slices.IndexFunc(h.Checks, func(c api.HealthCheck) bool { return c.Name == "kubelet" })
+			if i < 0 || h.Checks[i].OK {
+				return nil
+			}
+			last = h.Checks[i].Detail
+		}
+		ev.wait("%s: kubelet: %s", t.Name, last)
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("node %s runs the new build, but its kubelet is not Ready within %s (last: %s)", t.Name, o.Wait, last)
 		case <-time.After(every):
 		}
 	}

@@ -5,10 +5,12 @@ import (
 	"errors"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/kubedos/kubedos/internal/api"
+	"github.com/kubedos/kubedos/internal/api/apitest"
 	"github.com/kubedos/kubedos/internal/spec"
 )
 
@@ -157,5 +159,56 @@ func TestQuorumGateReportsLastWholePoll(t *testing.T) {
 	err := g.wait(context.Background(), []string{"cp-1"}, "after the restore")
 	if err == nil || !strings.Contains(err.Error(), "cp-1: member cp-1: no leader") {
 		t.Errorf("error %v, want the last whole poll's answer", err)
+	}
+}
+
+// kubeletNode answers Health with a "kubelet" check that is OK from the
+// readyAt-th call on (never when 0), or no such check (absent).
+type kubeletNode struct {
+	api.NodeServer
+	mu      sync.Mutex
+	calls   int
+	readyAt int
+	absent  bool
+}
+
+func (n *kubeletNode) Health(context.Context, *api.HealthRequest) (*api.Health, error) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.calls++
+	h := &api.Health{Healthy: true, Checks: []api.HealthCheck{{Name: "enrolled", OK: true, Critical: true}}}
+	if !n.absent {
+		ok := n.readyAt > 0 && n.calls >= n.readyAt
+		h.Checks = append(h.Checks, api.HealthCheck{Name: "kubelet", OK: ok, Detail: "the node's Kubernetes Node is registered, not Ready"})
+	}
+	return h, nil
+}
+
+// After a kubelet node settles on its new build the roll waits for its
+// Node to be Ready again; a node without a kubelet is not waited for; one
+// never Ready within the wait stops the roll, saying so.
+func TestWaitKubeletReady(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		node     *kubeletNode
+		err      string
+		minCalls int
+	}{
+		{"ready at the third ask", &kubeletNode{readyAt: 3}, "", 3},
+		{"no kubelet", &kubeletNode{absent: true}, "", 1},
+		{"never ready", &kubeletNode{}, "kubelet is not Ready within", 2},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			env := apitest.NewNode(t, "w-1", "worker", tc.node)
+			addr := env.Serve(t)
+			tg := UpgradeTarget{Name: "w-1", DialNode: func() (*api.NodeClient, func(), error) { return Access{Keys: env.Keys}.Node(addr, "w-1") }}
+			err := waitKubeletReady(context.Background(), tg, UpgradeOptions{Wait: 2 * time.Second, SettleEvery: 50 * time.Millisecond})
+			if (err == nil) != (tc.err == "") || (err != nil && !strings.Contains(err.Error(), tc.err)) {
+				t.Errorf("error %v, want %q", err, tc.err)
+			}
+			if tc.node.calls < tc.minCalls || (tc.name == "no kubelet" && tc.node.calls != 1) {
+				t.Errorf("asked %d times", tc.node.calls)
+			}
+		})
 	}
 }
