@@ -34,7 +34,7 @@ type Outcome struct {
 	// ReadySeconds is the wait, once settled, for a kubelet node's
 	// Kubernetes Node to be Ready again.
 	ReadySeconds float64 `json:"readySeconds,omitempty"`
-	Detail        string  `json:"detail,omitempty"`
+	Detail       string  `json:"detail,omitempty"`
 }
 
 // ErrRolledBack: the node came back on its old build by itself.
