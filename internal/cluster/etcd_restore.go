@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"fmt"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -152,14 +151,7 @@ func RestoreEtcd(ctx context.Context, t EtcdRestoreTarget, o EtcdRestoreOptions)
 }
 
 func reachable(ctx context.Context, dial func(string) (*api.NodeClient, func(), error), name string) error {
-	cl, done, err := dial(name)
-	if err != nil {
-		return err
-	}
-	defer done()
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	_, err = cl.Version(ctx)
+	_, err := callNode(ctx, func() (*api.NodeClient, func(), error) { return dial(name) }, 30*time.Second, (*api.NodeClient).Version)
 	return err
 }
 
@@ -178,12 +170,10 @@ func restoreMember(ctx context.Context, dial func(string) (*api.NodeClient, func
 }
 
 func restartAPIServer(ctx context.Context, dial func(string) (*api.NodeClient, func(), error), name string) error {
-	cl, done, err := dial(name)
-	if err != nil {
-		return err
-	}
-	defer done()
-	_, err = cl.RestartService(ctx, kubeplan.UnitName(kubeplan.APIServer))
+	_, err := callNode(ctx, func() (*api.NodeClient, func(), error) { return dial(name) }, 2*time.Minute,
+		func(cl *api.NodeClient, ctx context.Context) (*api.Unit, error) {
+			return cl.RestartService(ctx, kubeplan.UnitName(kubeplan.APIServer))
+		})
 	return err
 }
 
@@ -229,12 +219,7 @@ func EtcdRestoreTargets(s *spec.ClusterSpec) (members, apiServers []string, err 
 // (RestoreEtcd), reaching each node at the API address cluster up
 // recorded.
 func (c *Cluster) RestoreEtcd(ctx context.Context, o EtcdRestoreOptions) (*EtcdRestoreReport, error) {
-	hubAddr, err := os.ReadFile(filepath.Join(c.HubDir(), hubAddrFile))
-	if err != nil {
-		return nil, fmt.Errorf("cluster %s is not up here (no hub address): %w", c.Spec.Metadata.Name, err)
-	}
-	c.hubAddr = strings.TrimSpace(string(hubAddr))
-	admin, doneHub, err := c.admin()
+	admin, doneHub, err := c.upHub()
 	if err != nil {
 		return nil, err
 	}
@@ -246,12 +231,5 @@ func (c *Cluster) RestoreEtcd(ctx context.Context, o EtcdRestoreOptions) (*EtcdR
 	if err != nil {
 		return nil, err
 	}
-	dial := func(name string) (*api.NodeClient, func(), error) {
-		addr, err := os.ReadFile(filepath.Join(c.NodeDir(name), "api.addr"))
-		if err != nil {
-			return nil, nil, fmt.Errorf("node %s has no API address here: %w", name, err)
-		}
-		return NodeDialer{Addr: strings.TrimSpace(string(addr)), Name: name, Access: c.access()}.Dial()
-	}
-	return RestoreEtcd(ctx, EtcdRestoreTarget{Hub: admin, Members: members, APIServers: apis, Dial: dial}, o)
+	return RestoreEtcd(ctx, EtcdRestoreTarget{Hub: admin, Members: members, APIServers: apis, Dial: c.dialNode}, o)
 }

@@ -116,17 +116,25 @@ func EtcdQuorum(s *spec.ClusterSpec, dial func(name string) (*api.NodeClient, fu
 // reads the "etcd" check; err when the node could not be asked. The
 // quorum gate and the replacement drill share it.
 func askNodeEtcd(ctx context.Context, dial func() (*api.NodeClient, func(), error)) (bool, string, error) {
-	cl, done, err := dial()
-	if err != nil {
-		return false, "", err
-	}
-	defer done()
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	h, err := cl.Health(ctx)
+	h, err := callNode(ctx, dial, 10*time.Second, (*api.NodeClient).Health)
 	if err != nil {
 		return false, "", err
 	}
 	ok, detail := steps.EtcdCheck(h)
 	return ok, detail, nil
+}
+
+// callNode dials a node, makes one call bounded by limit, and closes the
+// connection.
+func callNode[T any](ctx context.Context, dial func() (*api.NodeClient, func(), error), limit time.Duration,
+	call func(*api.NodeClient, context.Context) (T, error)) (T, error) {
+	cl, done, err := dial()
+	if err != nil {
+		var zero T
+		return zero, err
+	}
+	defer done()
+	ctx, cancel := context.WithTimeout(ctx, limit)
+	defer cancel()
+	return call(cl, ctx)
 }

@@ -178,16 +178,7 @@ func waitSettled(ctx context.Context, t UpgradeTarget, build string, o UpgradeOp
 	}
 	var last string
 	for {
-		v, err := func() (*api.NodeVersion, error) {
-			cl, done, err := t.DialNode()
-			if err != nil {
-				return nil, err
-			}
-			defer done()
-			c, cancel := context.WithTimeout(ctx, 10*time.Second)
-			defer cancel()
-			return cl.Version(c)
-		}()
+		v, err := callNode(ctx, t.DialNode, 10*time.Second, (*api.NodeClient).Version)
 		switch {
 		case err != nil:
 			last = "unreachable (booting)"
@@ -224,16 +215,7 @@ func waitKubeletReady(ctx context.Context, t UpgradeTarget, o UpgradeOptions) er
 	defer cancel()
 	last := "unreachable"
 	for {
-		h, err := func() (*api.Health, error) {
-			cl, done, err := t.DialNode()
-			if err != nil {
-				return nil, err
-			}
-			defer done()
-			c, cancel := context.WithTimeout(ctx, 10*time.Second)
-			defer cancel()
-			return cl.Health(c)
-		}()
+		h, err := callNode(ctx, t.DialNode, 10*time.Second, (*api.NodeClient).Health)
 		if err == nil {
 			i := slices.IndexFunc(h.Checks, func(c api.HealthCheck) bool { return c.Name == "kubelet" })
 			if i < 0 || h.Checks[i].OK {
@@ -283,18 +265,33 @@ func RollOrder(s *spec.ClusterSpec) []string {
 	return names
 }
 
+// upHub is an admin client of the hub cluster up left (its address in
+// the state directory).
+func (c *Cluster) upHub() (*api.AdminClient, func(), error) {
+	hubAddr, err := os.ReadFile(filepath.Join(c.HubDir(), hubAddrFile))
+	if err != nil {
+		return nil, nil, fmt.Errorf("cluster %s is not up here (no hub address): %w", c.Spec.Metadata.Name, err)
+	}
+	c.hubAddr = strings.TrimSpace(string(hubAddr))
+	return c.admin()
+}
+
+// dialNode reaches a node's API at the address cluster up recorded.
+func (c *Cluster) dialNode(name string) (*api.NodeClient, func(), error) {
+	addr, err := os.ReadFile(filepath.Join(c.NodeDir(name), "api.addr"))
+	if err != nil {
+		return nil, nil, fmt.Errorf("node %s has no API address here: %w", name, err)
+	}
+	return NodeDialer{Addr: strings.TrimSpace(string(addr)), Name: name, Access: c.access()}.Dial()
+}
+
 // Upgrade rolls the build in BuildDir through the local cluster's nodes in
 // spec order (Roll), each reached at the API address cluster up recorded
 // and through the hub it found. With several etcd members and reboots,
 // the QuorumGate holds each member's turn until the others are healthy,
 // and the roll until it is healthy again.
 func (c *Cluster) Upgrade(ctx context.Context, o UpgradeOptions, report func(*Outcome)) ([]*Outcome, error) {
-	hubAddr, err := os.ReadFile(filepath.Join(c.HubDir(), hubAddrFile))
-	if err != nil {
-		return nil, fmt.Errorf("cluster %s is not up here (no hub address): %w", c.Spec.Metadata.Name, err)
-	}
-	c.hubAddr = strings.TrimSpace(string(hubAddr))
-	admin, doneHub, err := c.admin()
+	admin, doneHub, err := c.upHub()
 	if err != nil {
 		return nil, err
 	}
@@ -302,27 +299,11 @@ func (c *Cluster) Upgrade(ctx context.Context, o UpgradeOptions, report func(*Ou
 	if o.Events == nil {
 		o.Events = c.Events
 	}
-	dialer := func(name string) (NodeDialer, error) {
-		addr, err := os.ReadFile(filepath.Join(c.NodeDir(name), "api.addr"))
-		if err != nil {
-			return NodeDialer{}, fmt.Errorf("node %s has no API address here: %w", name, err)
-		}
-		return NodeDialer{Addr: strings.TrimSpace(string(addr)), Name: name, Access: c.access()}, nil
-	}
 	one := func(ctx context.Context, name string) (*Outcome, error) {
-		n, err := dialer(name)
-		if err != nil {
-			return nil, err
-		}
-		return UpgradeNode(ctx, UpgradeTarget{Name: name, Hub: admin, DialNode: n.Dial}, c.BuildDir, o)
+		return UpgradeNode(ctx, UpgradeTarget{Name: name, Hub: admin, DialNode: func() (*api.NodeClient, func(), error) { return c.dialNode(name) }},
+			c.BuildDir, o)
 	}
-	if g := EtcdQuorum(c.Spec, func(name string) (*api.NodeClient, func(), error) {
-		n, err := dialer(name)
-		if err != nil {
-			return nil, nil, err
-		}
-		return n.Dial()
-	}, o.Wait, o.SettleEvery, o.Events); g != nil && o.Reboot {
+	if g := EtcdQuorum(c.Spec, c.dialNode, o.Wait, o.SettleEvery, o.Events); g != nil && o.Reboot {
 		one = g.Wrap(one)
 	}
 	return Roll(ctx, RollOrder(c.Spec), one, report)
