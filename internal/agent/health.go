@@ -24,6 +24,22 @@ func (s nodeService) Health(ctx context.Context, _ *api.HealthRequest) (*api.Hea
 // revocation list (critical once older than RevocationMaxAge: revocation
 // fails closed).
 func (n *NodeAPI) CheckHealth(ctx context.Context) api.Health {
+	return n.checkHealth(ctx, n.kubeReadiness(ctx))
+}
+
+// kubeReadiness asks the API server about this node's Node (Known false
+// on a node without a kubelet).
+func (n *NodeAPI) kubeReadiness(ctx context.Context) KubeReadiness {
+	if n.cfg.KubeReady == nil {
+		return KubeReadiness{}
+	}
+	return n.cfg.KubeReady(ctx)
+}
+
+// checkHealth is CheckHealth with the Node's readiness already asked
+// (the metrics report it too, and one question to the API server a
+// scrape is enough).
+func (n *NodeAPI) checkHealth(ctx context.Context, kube KubeReadiness) api.Health {
 	now := n.cfg.Now()
 	h := api.Health{FailedUnits: []string{}}
 	add := func(name string, critical bool, err error, detail string) {
@@ -96,17 +112,15 @@ func (n *NodeAPI) CheckHealth(ctx context.Context) api.Health {
 		}
 	}
 
-	if n.cfg.KubeReady != nil {
-		// Reported only, like etcd's: a worker whose API server is away
-		// is not unfit itself (its boot is still marked good); a rolling
-		// upgrade waits for it before it moves on.
-		if r := n.cfg.KubeReady(ctx); r.Known {
-			err := r.Err
-			if err == nil && !r.Ready {
-				err = errors.New("the node's Kubernetes Node is registered, not Ready")
-			}
-			add("kubelet", false, err, "the node's Kubernetes Node is Ready")
+	// Reported only, like etcd's: a worker whose API server is away is not
+	// unfit itself (its boot is still marked good); a rolling upgrade
+	// waits for it before it moves on.
+	if kube.Known {
+		err := kube.Err
+		if err == nil && !kube.Ready {
+			err = errors.New("the node's Kubernetes Node is registered, not Ready")
 		}
+		add("kubelet", false, err, "the node's Kubernetes Node is Ready")
 	}
 
 	h.Healthy = true

@@ -66,10 +66,17 @@ func TestNodeReady(t *testing.T) {
 
 	// In the metrics.
 	e := newNodeEnv(t)
-	e.api.cfg.KubeReady = k.NodeReady
+	var asked atomic.Int32
+	e.api.cfg.KubeReady = func(ctx context.Context) KubeReadiness { asked.Add(1); return k.NodeReady(ctx) }
 	var b strings.Builder
 	if err := e.api.WriteMetrics(context.Background(), &b); err != nil {
 		t.Fatal(err)
+	}
+	if n := asked.Load(); n != 1 {
+		t.Errorf("a scrape asked the API server about the Node %d times, want once (health and the metrics share it)", n)
+	}
+	if !strings.Contains(b.String(), `kubedos_health_check{check="kubelet",critical="false"} 0`) {
+		t.Errorf("metrics lack the kubelet health check:\n%s", b.String())
 	}
 	if !strings.Contains(b.String(), "kubedos_kubernetes_node_ready 0\n") || !strings.Contains(b.String(), "kubedos_kubernetes_api_reachable 1\n") {
 		t.Errorf("metrics lack the NotReady node:\n%s", b.String())

@@ -70,7 +70,8 @@ func (n *NodeAPI) WriteMetrics(ctx context.Context, w io.Writer) error {
 	if _, err := n.checkDrift(ctx); err != nil {
 		return err
 	}
-	h := n.CheckHealth(ctx)
+	kube := n.kubeReadiness(ctx)
+	h := n.checkHealth(ctx, kube)
 	var b strings.Builder
 	family := func(name, typ, help string) {
 		fmt.Fprintf(&b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, typ)
@@ -112,13 +113,11 @@ func (n *NodeAPI) WriteMetrics(ctx context.Context, w io.Writer) error {
 	if n.cfg.Planes != nil {
 		n.writePlaneMetrics(&b, family)
 	}
-	if n.cfg.KubeReady != nil {
-		if r := n.cfg.KubeReady(ctx); r.Known {
-			family("kubedos_kubernetes_node_ready", "gauge", "1 when the API server says this node's Node is Ready; 0 when it is not, or the API server could not be asked.")
-			fmt.Fprintf(&b, "kubedos_kubernetes_node_ready %d\n", promtext.Bool(r.Ready && r.Err == nil))
-			family("kubedos_kubernetes_api_reachable", "gauge", "1 when the API server answered this node's question about its Node.")
-			fmt.Fprintf(&b, "kubedos_kubernetes_api_reachable %d\n", promtext.Bool(r.Err == nil))
-		}
+	if r := kube; r.Known {
+		family("kubedos_kubernetes_node_ready", "gauge", "1 when the API server says this node's Node is Ready; 0 when it is not, or the API server could not be asked.")
+		fmt.Fprintf(&b, "kubedos_kubernetes_node_ready %d\n", promtext.Bool(r.Ready && r.Err == nil))
+		family("kubedos_kubernetes_api_reachable", "gauge", "1 when the API server answered this node's question about its Node.")
+		fmt.Fprintf(&b, "kubedos_kubernetes_api_reachable %d\n", promtext.Bool(r.Err == nil))
 	}
 	// LoadX509KeyPair fills Leaf.
 	if cert, err := n.certs.get(nil); err == nil && cert.Leaf != nil {
