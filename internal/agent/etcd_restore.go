@@ -205,10 +205,14 @@ func (k *kubeRunner) EtcdRestore(ctx context.Context, b api.EtcdRestoreBegin, da
 		return nil, err
 	}
 	step("keep the data before as " + EtcdPreviousDir + ", put the restored data in place")
-	if err := k.units.Start(ctx, kubeplan.UnitName(kubeplan.Etcd)); err != nil {
+	// Queued, not waited for: etcd (Type=notify) is ready only once a
+	// quorum of members runs the restored cluster, and the others are
+	// restored after this call returns (the first drill 6 run: a blocking
+	// start timed out after 90 s, alone with members of the old cluster).
+	if err := k.units.Queue(ctx, kubeplan.UnitName(kubeplan.Etcd)); err != nil {
 		return nil, fmt.Errorf("the restored data is in place; start %s: %w", kubeplan.UnitName(kubeplan.Etcd), err)
 	}
-	step("start " + kubeplan.UnitName(kubeplan.Etcd))
+	step("start " + kubeplan.UnitName(kubeplan.Etcd) + " (queued: it serves once a quorum of members is restored)")
 	k.logf("kubernetes: etcd member %s restored from %s (sha256 %s, token %s); the data before it is in %s",
 		p.Node, b.Snapshot, b.SHA256, b.Token, orNone([]string{res.Previous}))
 	return res, nil
@@ -244,7 +248,7 @@ func (k *kubeRunner) spoolSnapshot(dir string, b api.EtcdRestoreBegin, data io.R
 // restartOld starts etcd again on the data it had, after a restore failed
 // before its data directory was replaced, and returns why it failed.
 func (k *kubeRunner) restartOld(ctx context.Context, why error) error {
-	if err := k.units.Start(ctx, kubeplan.UnitName(kubeplan.Etcd)); err != nil {
+	if err := k.units.Queue(ctx, kubeplan.UnitName(kubeplan.Etcd)); err != nil {
 		return fmt.Errorf("%w; starting etcd again on its data from before: %v", why, err)
 	}
 	return fmt.Errorf("%w; etcd was started again on its data from before", why)

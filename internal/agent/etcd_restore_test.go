@@ -97,7 +97,7 @@ func TestEtcdRestore(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []string{"stop kube-apiserver.service", "stop kubedos-etcd.service", "start kubedos-etcd.service"}
+	want := []string{"stop kube-apiserver.service", "stop kubedos-etcd.service", "queue kubedos-etcd.service"}
 	if got := units.take(); !slices.Equal(got, want) {
 		t.Errorf("units: %v, want %v", got, want)
 	}
@@ -194,7 +194,7 @@ func TestEtcdRestoreEtcdutlFails(t *testing.T) {
 	if !errors.Is(err, ErrRefused) || !strings.Contains(err.Error(), "integrity check failed") || !strings.Contains(err.Error(), "started again on its data from before") {
 		t.Fatalf("error %v", err)
 	}
-	want := []string{"stop kube-apiserver.service", "stop kubedos-etcd.service", "start kubedos-etcd.service"}
+	want := []string{"stop kube-apiserver.service", "stop kubedos-etcd.service", "queue kubedos-etcd.service"}
 	if got := units.take(); !slices.Equal(got, want) {
 		t.Errorf("units: %v, want %v", got, want)
 	}
@@ -395,7 +395,7 @@ func TestEtcdRestoreDebianEtcdutl(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := units.take(); !slices.Equal(got, []string{"stop kube-apiserver.service", "stop kubedos-etcd.service", "start kubedos-etcd.service"}) {
+	if got := units.take(); !slices.Equal(got, []string{"stop kube-apiserver.service", "stop kubedos-etcd.service", "queue kubedos-etcd.service"}) {
 		t.Errorf("units: %v", got)
 	}
 	_, log = start() // what the unit's start does

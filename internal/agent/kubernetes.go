@@ -29,6 +29,10 @@ import (
 type unitControl interface {
 	Start(ctx context.Context, unit string) error
 	Stop(ctx context.Context, unit string) error
+	// Queue starts a unit without waiting for it to be up: a restored
+	// etcd member reports ready only once a quorum of members runs the
+	// restored cluster, which the restore of the others brings.
+	Queue(ctx context.Context, unit string) error
 	Restart(ctx context.Context, unit string) error
 	Reload(ctx context.Context, unit string) error
 	// ActiveUnits says which of units are active: one systemctl run for

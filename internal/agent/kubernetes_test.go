@@ -42,6 +42,14 @@ func (f *fakeUnits) Stop(_ context.Context, u string) error {
 	return nil
 }
 
+func (f *fakeUnits) Queue(_ context.Context, u string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.actions = append(f.actions, "queue "+u)
+	f.active[u] = true
+	return nil
+}
+
 func (f *fakeUnits) Restart(_ context.Context, u string) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()

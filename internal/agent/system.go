@@ -310,6 +310,13 @@ func (h *HostSystem) Stop(ctx context.Context, name string) error {
 	return err
 }
 
+// Queue starts a unit without waiting for it (systemctl start
+// --no-block): the job is queued, its outcome is systemd's.
+func (h *HostSystem) Queue(ctx context.Context, name string) error {
+	_, err := run(ctx, "systemctl", "start", "--no-block", "--", name)
+	return err
+}
+
 // DaemonReload makes systemd read its unit files and drop-ins again.
 func (h *HostSystem) DaemonReload(ctx context.Context) error {
 	_, err := run(ctx, "systemctl", "daemon-reload")
