@@ -449,8 +449,18 @@ func etcdRestoreDrill(t *testing.T, dir string, kc *kube.Client, cps []string, n
 	for _, cp := range cps {
 		waitEtcdHealthy(t, dir, nodeAPI[cp], cp, 5*time.Minute)
 	}
-	if !waitAvailable(kc, "kubedos-probe", "probe", 1, 10*time.Minute) {
-		t.Fatal("the probe was never available after the restore")
+	// The restored Deployment keeps the replicas it had at the snapshot.
+	var probe struct {
+		Spec struct{ Replicas int }
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	err := kc.Get(ctx, "/apis/apps/v1/namespaces/kubedos-probe/deployments/probe", &probe)
+	cancel()
+	if err != nil || probe.Spec.Replicas < 1 {
+		t.Fatalf("the probe Deployment after the restore: %v, %d replicas", err, probe.Spec.Replicas)
+	}
+	if !waitAvailable(kc, "kubedos-probe", "probe", probe.Spec.Replicas, 10*time.Minute) {
+		t.Fatalf("the probe never had its %d replicas available after the restore", probe.Spec.Replicas)
 	}
 	t.Logf("FIGURE drill 6: probe available %.0fs after the restore began", time.Since(start).Seconds())
 }
