@@ -89,8 +89,8 @@ func validSHA256Hex(s string) bool {
 // then it stops the API server (when the node runs one) and etcd, has
 // etcdutl restore the snapshot into a new data directory (etcdutl checks
 // the hash etcd appended too), keeps the data before it as
-// EtcdPreviousDir, puts the restored one in its place and starts etcd on
-// it. The API server starts again through the controller's loop, held as
+// EtcdPreviousDir, puts the restored one in its place and queues etcd's
+// start on it. The API server starts again through the controller's loop, held as
 // at its first start until the member is healthy. A failure before the
 // swap starts etcd again on its old data.
 func (k *kubeRunner) EtcdRestore(ctx context.Context, b api.EtcdRestoreBegin, data io.Reader) (*api.EtcdRestoreResult, error) {

@@ -242,7 +242,8 @@ new cluster with a token no earlier one had:
      spec's members (the revision moved on by a billion and marked
      compacted, so the API servers' caches and every watcher list again),
      keeps the data before as /data/etcd.pre-restore, puts the restored
-     data in place and starts etcd;
+     data in place and queues etcd's start (a restored member serves once
+     a quorum of members is restored, so no node waits for its own);
   4. every member must then report healthy (node health, check etcd) within
      --wait; the stacked API servers start again by themselves once theirs
      is;

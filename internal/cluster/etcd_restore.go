@@ -64,7 +64,7 @@ func restoreToken(now time.Time, sha string) string {
 // digest), asks each member's node to be reachable before it touches any,
 // streams the snapshot to each in turn with one new token (each node
 // checks it, stops its API server and etcd, restores, keeps its old data
-// and starts etcd), waits until every member reports healthy, and
+// and queues etcd's start), waits until every member reports healthy, and
 // restarts the API servers that ask members on other nodes. Every write
 // since the snapshot is gone. A member that fails stops the restore,
 // naming the members already restored: running it again restores them
