@@ -70,8 +70,10 @@ func snapshotEtcd(ctx context.Context, etcdCA *pki.CA, members []etcdsnap.Member
 // ones and those an operator asks for (kubedos cluster snapshots take)
 // write and prune the same directory.
 type snapshotTaker struct {
-	cfg Config
-	mu  sync.Mutex
+	cfg     Config
+	members []etcdsnap.Member // etcdMembers(cfg.Spec)
+	mu      sync.Mutex
+	last    time.Time // when the last one was named
 }
 
 func (t *snapshotTaker) take(ctx context.Context) (etcdsnap.Snapshot, error) {
@@ -81,7 +83,23 @@ func (t *snapshotTaker) take(ctx context.Context) (etcdsnap.Snapshot, error) {
 	if t.cfg.Now != nil {
 		now = t.cfg.Now
 	}
-	s, err := snapshotEtcd(ctx, t.cfg.Kube.Etcd, etcdMembers(t.cfg.Spec), t.cfg.EtcdSnapshotDir, now())
+	at := now()
+	// Names are to the second: a second take within the same second
+	// would replace the first's file, whose digest a sealed record may
+	// already name. It waits for the next second instead.
+	if at.Unix() == t.last.Unix() {
+		select {
+		case <-ctx.Done():
+			return etcdsnap.Snapshot{}, ctx.Err()
+		case <-time.After(time.Second - time.Duration(at.Nanosecond())):
+		}
+		at = t.last.Truncate(time.Second).Add(time.Second)
+		if n := now(); n.After(at) {
+			at = n
+		}
+	}
+	t.last = at
+	s, err := snapshotEtcd(ctx, t.cfg.Kube.Etcd, t.members, t.cfg.EtcdSnapshotDir, at)
 	if err != nil {
 		return etcdsnap.Snapshot{}, err
 	}

@@ -54,6 +54,19 @@ func TestSnapshotEtcd(t *testing.T) {
 	srv.StartTLS()
 	defer srv.Close()
 
+	// Two takes in one second get two names: the second waits for the
+	// next second rather than replace the first's file.
+	taker := &snapshotTaker{cfg: Config{Kube: &pki.KubeCAs{Etcd: etcdCA}, EtcdSnapshotDir: t.TempDir(), Now: func() time.Time { return now }},
+		members: []etcdsnap.Member{{Name: "cp-1", URL: srv.URL}}}
+	first, err := taker.take(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	second, err := taker.take(context.Background())
+	if err != nil || second.Name == first.Name {
+		t.Errorf("two takes in one second: %q and %q (%v)", first.Name, second.Name, err)
+	}
+
 	dir := t.TempDir()
 	snap, err := snapshotEtcd(context.Background(), etcdCA, []etcdsnap.Member{{Name: "cp-1", URL: srv.URL}}, dir, now)
 	if err != nil || cn != EtcdSnapshotCN || snap.Bytes != int64(len(data)+32) {

@@ -99,7 +99,7 @@ func Open(ctx context.Context, cfg Config) (*Hub, error) {
 	var take func(context.Context) (etcdsnap.Snapshot, error)
 	if keepsEtcdSnapshots(cfg) {
 		snaps = etcdsnap.NewDir(cfg.EtcdSnapshotDir)
-		taker = &snapshotTaker{cfg: cfg}
+		taker = &snapshotTaker{cfg: cfg, members: etcdMembers(cfg.Spec)}
 		take = taker.take
 	}
 	store, err := hub.Open(cfg.StatePath)
