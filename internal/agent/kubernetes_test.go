@@ -26,44 +26,25 @@ type fakeUnits struct {
 	asked   int // ActiveUnits calls
 }
 
-func (f *fakeUnits) Start(_ context.Context, u string) error {
+// act records what was done to u and, unless nil, whether u is active
+// after it.
+func (f *fakeUnits) act(what, u string, active *bool) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.actions = append(f.actions, "start "+u)
-	f.active[u] = true
+	f.actions = append(f.actions, what+" "+u)
+	if active != nil {
+		f.active[u] = *active
+	}
 	return nil
 }
 
-func (f *fakeUnits) Stop(_ context.Context, u string) error {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.actions = append(f.actions, "stop "+u)
-	f.active[u] = false
-	return nil
-}
+var unitUp, unitDown = true, false
 
-func (f *fakeUnits) Queue(_ context.Context, u string) error {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.actions = append(f.actions, "queue "+u)
-	f.active[u] = true
-	return nil
-}
-
-func (f *fakeUnits) Restart(_ context.Context, u string) error {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.actions = append(f.actions, "restart "+u)
-	f.active[u] = true
-	return nil
-}
-
-func (f *fakeUnits) Reload(_ context.Context, u string) error {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.actions = append(f.actions, "reload "+u)
-	return nil
-}
+func (f *fakeUnits) Start(_ context.Context, u string) error   { return f.act("start", u, &unitUp) }
+func (f *fakeUnits) Stop(_ context.Context, u string) error    { return f.act("stop", u, &unitDown) }
+func (f *fakeUnits) Queue(_ context.Context, u string) error   { return f.act("queue", u, &unitUp) }
+func (f *fakeUnits) Restart(_ context.Context, u string) error { return f.act("restart", u, &unitUp) }
+func (f *fakeUnits) Reload(_ context.Context, u string) error  { return f.act("reload", u, nil) }
 
 func (f *fakeUnits) ActiveUnits(_ context.Context, units []string) (map[string]bool, error) {
 	f.mu.Lock()
