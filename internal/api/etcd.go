@@ -78,8 +78,8 @@ type EtcdRestoreChunk struct {
 
 // EtcdRestoreResult says what the node did: its member's data directory
 // now holds the snapshot, the one before is kept beside it as Previous,
-// and etcd was started on it (it serves once a quorum of members is
-// restored with the same token).
+// and etcd's start on it is queued (it serves once a quorum of members
+// is restored with the same token).
 type EtcdRestoreResult struct {
 	Node     string   `json:"node"`
 	Snapshot string   `json:"snapshot"`
