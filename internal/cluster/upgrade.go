@@ -164,40 +164,33 @@ func RunsSettled(v *api.NodeVersion, build string) bool {
 // recorded as rolled back. The old build answering before it reboots is
 // neither, so a slow shutdown is not mistaken for an outcome.
 func waitSettled(ctx context.Context, t UpgradeTarget, build string, o UpgradeOptions) (*api.NodeVersion, error) {
-	ev := events{o.Events}
-	every := o.SettleEvery
-	if every == 0 {
-		every = 3 * time.Second
-	}
 	ctx, cancel := context.WithTimeout(ctx, o.Wait)
 	defer cancel()
 	// The node answers, then reboots after a delay.
 	select {
 	case <-ctx.Done():
-	case <-time.After(every):
+	case <-time.After(o.every()):
 	}
-	var last string
-	for {
+	var settled *api.NodeVersion
+	last, err := pollNode(ctx, o, t.Name, func(ctx context.Context) (bool, string) {
 		v, err := callNode(ctx, t.DialNode, 10*time.Second, (*api.NodeClient).Version)
 		switch {
 		case err != nil:
-			last = "unreachable (booting)"
+			return false, "unreachable (booting)"
 		case v.Boot == nil || v.Boot.Error != "":
-			last = "boot state unknown"
+			return false, "boot state unknown"
 		case v.Boot.Trial:
-			last = fmt.Sprintf("build %s on trial (%s)", v.BuildID, v.Boot.Entry)
+			return false, fmt.Sprintf("build %s on trial (%s)", v.BuildID, v.Boot.Entry)
 		case v.BuildID == build || slices.Contains(v.Boot.RolledBack, build):
-			return v, nil
-		default:
-			last = fmt.Sprintf("still on build %s (rebooting)", v.BuildID)
+			settled = v
+			return true, ""
 		}
-		ev.wait("%s: %s", t.Name, last)
-		select {
-		case <-ctx.Done():
-			return nil, fmt.Errorf("node %s did not settle within %s (last: %s)", t.Name, o.Wait, last)
-		case <-time.After(every):
-		}
+		return false, fmt.Sprintf("still on build %s (rebooting)", v.BuildID)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("node %s did not settle within %s (last: %s)", t.Name, o.Wait, last)
 	}
+	return settled, nil
 }
 
 // waitKubeletReady polls the node's health until its "kubelet" check (a
@@ -206,28 +199,51 @@ func waitSettled(ctx context.Context, t UpgradeTarget, build string, o UpgradeOp
 // (the HA drill's accept after a roll found the last worker's Node not
 // Ready yet). A node without the check has nothing to wait for.
 func waitKubeletReady(ctx context.Context, t UpgradeTarget, o UpgradeOptions) error {
-	ev := events{o.Events}
-	every := o.SettleEvery
-	if every == 0 {
-		every = 3 * time.Second
-	}
 	ctx, cancel := context.WithTimeout(ctx, o.Wait)
 	defer cancel()
-	last := "unreachable"
-	for {
+	// An unanswered ask keeps the last answer (a node busy after its
+	// reboot is not news).
+	detail := "unreachable"
+	_, err := pollNode(ctx, o, t.Name, func(ctx context.Context) (bool, string) {
 		h, err := callNode(ctx, t.DialNode, 10*time.Second, (*api.NodeClient).Health)
 		if err == nil {
 			i := slices.IndexFunc(h.Checks, func(c api.HealthCheck) bool { return c.Name == "kubelet" })
 			if i < 0 || h.Checks[i].OK {
-				return nil
+				return true, ""
 			}
-			last = h.Checks[i].Detail
+			detail = h.Checks[i].Detail
 		}
-		ev.wait("%s: kubelet: %s", t.Name, last)
+		return false, "kubelet: " + detail
+	})
+	if err != nil {
+		return fmt.Errorf("node %s runs the new build, but its kubelet is not Ready within %s (last: %s)", t.Name, o.Wait, detail)
+	}
+	return nil
+}
+
+// every is the settle polls' interval (SettleEvery, default 3 s).
+func (o UpgradeOptions) every() time.Duration {
+	if o.SettleEvery == 0 {
+		return 3 * time.Second
+	}
+	return o.SettleEvery
+}
+
+// pollNode calls try every o.every() until it is done or ctx ends,
+// saying each wait (node: why) as an event; on ctx's end it returns the
+// last why.
+func pollNode(ctx context.Context, o UpgradeOptions, node string, try func(context.Context) (done bool, why string)) (string, error) {
+	ev := events{o.Events}
+	for {
+		done, why := try(ctx)
+		if done {
+			return "", nil
+		}
+		ev.wait("%s: %s", node, why)
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("node %s runs the new build, but its kubelet is not Ready within %s (last: %s)", t.Name, o.Wait, last)
-		case <-time.After(every):
+			return why, ctx.Err()
+		case <-time.After(o.every()):
 		}
 	}
 }
