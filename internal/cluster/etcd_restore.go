@@ -115,7 +115,7 @@ func RestoreEtcd(ctx context.Context, t EtcdRestoreTarget, o EtcdRestoreOptions)
 			return r, fmt.Errorf("etcd member %s: %w (restored before it: %s; run the restore again to restore every member with a new token)",
 				n, err, orNone(done))
 		}
-		ev.msg("etcd restore: %s: restored, etcd started (%s)", n, strings.Join(res.Steps, "; "))
+		ev.msg("etcd restore: %s: restored, etcd's start queued (%s)", n, strings.Join(res.Steps, "; "))
 		r.Members = append(r.Members, res)
 	}
 	r.RestoreSeconds = time.Since(began).Seconds()
@@ -124,14 +124,7 @@ func RestoreEtcd(ctx context.Context, t EtcdRestoreTarget, o EtcdRestoreOptions)
 	if wait == 0 {
 		wait = 10 * time.Minute
 	}
-	gate := QuorumGate{Members: t.Members, Wait: wait, Every: o.Every, Events: o.Events,
-		Health: func(ctx context.Context, name string) (bool, string) {
-			ok, detail, err := askNodeEtcd(ctx, func() (*api.NodeClient, func(), error) { return t.Dial(name) })
-			if err != nil {
-				return false, "unreachable: " + err.Error()
-			}
-			return ok, detail
-		}}
+	gate := QuorumGate{Members: t.Members, Wait: wait, Every: o.Every, Events: o.Events, Health: nodesEtcdHealth(t.Dial)}
 	if err := gate.wait(ctx, t.Members, "after the restore"); err != nil {
 		return r, err
 	}

@@ -102,14 +102,19 @@ func EtcdQuorum(s *spec.ClusterSpec, dial func(name string) (*api.NodeClient, fu
 	if len(members) < 2 {
 		return nil
 	}
-	return &QuorumGate{Members: members, Wait: wait, Every: every, Events: ev,
-		Health: func(ctx context.Context, name string) (bool, string) {
-			ok, detail, err := askNodeEtcd(ctx, func() (*api.NodeClient, func(), error) { return dial(name) })
-			if err != nil {
-				return false, "unreachable: " + err.Error()
-			}
-			return ok, detail
-		}}
+	return &QuorumGate{Members: members, Wait: wait, Every: every, Events: ev, Health: nodesEtcdHealth(dial)}
+}
+
+// nodesEtcdHealth asks each node's own API, through dial, for its "etcd"
+// check; a node that does not answer is unreachable.
+func nodesEtcdHealth(dial func(name string) (*api.NodeClient, func(), error)) EtcdHealthFunc {
+	return func(ctx context.Context, name string) (bool, string) {
+		ok, detail, err := askNodeEtcd(ctx, func() (*api.NodeClient, func(), error) { return dial(name) })
+		if err != nil {
+			return false, "unreachable: " + err.Error()
+		}
+		return ok, detail
+	}
 }
 
 // askNodeEtcd asks a node's own API (through dial) for its health and
