@@ -21,6 +21,7 @@ import (
 	"github.com/kubedos/kubedos/internal/durable"
 	"github.com/kubedos/kubedos/internal/etcdsnap"
 	"github.com/kubedos/kubedos/internal/kubeplan"
+	"github.com/kubedos/kubedos/internal/manifest"
 )
 
 // Restoring etcd replaces every member's data with one snapshot, as a new
@@ -68,20 +69,12 @@ func checkRestoreBegin(b *api.EtcdRestoreBegin) error {
 		return fmt.Errorf("%w: snapshot %q is not a kept snapshot's name (etcd-<UTC time>-<member>.db)", ErrInvalid, clipString(b.Snapshot))
 	case b.Bytes <= 0 || b.Bytes > etcdsnap.MaxBytes:
 		return fmt.Errorf("%w: snapshot size %d bytes, want 1 to %d", ErrInvalid, b.Bytes, int64(etcdsnap.MaxBytes))
-	case !validSHA256Hex(b.SHA256):
+	case !manifest.IsSHA256(b.SHA256):
 		return fmt.Errorf("%w: sha256 %q is not 64 lower-case hex digits", ErrInvalid, clipString(b.SHA256))
 	case !restoreTokenRE.MatchString(b.Token):
 		return fmt.Errorf("%w: token %q is not a DNS label", ErrInvalid, clipString(b.Token))
 	}
 	return nil
-}
-
-func validSHA256Hex(s string) bool {
-	if len(s) != 64 || strings.ToLower(s) != s {
-		return false
-	}
-	_, err := hex.DecodeString(s)
-	return err == nil
 }
 
 // EtcdRestore spools the snapshot beside the member's data directory and

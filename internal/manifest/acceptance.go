@@ -92,13 +92,15 @@ func (s *AcceptanceEtcdSnapshot) Check() error {
 		return fmt.Errorf("etcdSnapshot.bytes: %d", s.Bytes)
 	case s.Revision < 0:
 		return fmt.Errorf("etcdSnapshot.revision: %d", s.Revision)
-	case !isSHA256(s.SHA256):
+	case !IsSHA256(s.SHA256):
 		return fmt.Errorf("etcdSnapshot.sha256: %q is not 64 lowercase hex digits", clip(s.SHA256))
 	}
 	return nil
 }
 
-func isSHA256(s string) bool {
+// IsSHA256 reports whether s is a SHA-256 as kubedos writes them: 64
+// lower-case hex digits.
+func IsSHA256(s string) bool {
 	if len(s) != 64 {
 		return false
 	}
