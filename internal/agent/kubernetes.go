@@ -121,7 +121,7 @@ const kubeEvery = 10 * time.Second
 
 func newKubeRunner(sys *HostSystem, clock Clock, logf func(string, ...any), fw func(context.Context, kubeplan.Openings) error) *kubeRunner {
 	k := &kubeRunner{units: sys, images: importImage, clock: clock, every: kubeEvery, logf: logf,
-		lanInterface: lanInterfaceOf, firewall: fw, etcdutl: runEtcdutl}
+		lanInterface: lanInterfaceOf, firewall: fw}
 	k.etcdGate = func(ctx context.Context) error { return k.EtcdHealth(ctx).Err }
 	k.apiGate = k.EarlierAPIsReady
 	k.nameHost = nodeHostname(sys)
