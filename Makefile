@@ -104,10 +104,12 @@ coredns:
 	COREDNS_OUT=$(BIN)/coredns bash scripts/coredns-build.sh
 
 # CoreDNS with kubeplan's Corefile and objects against a real kube-apiserver
-# on Debian's etcd, asked over UDP (about 15 s; skips without etcd).
+# on Debian's etcd, asked over UDP; and that kube-apiserver, with the plan's
+# shutdown flag, stopping promptly with a watch open (about 30 s together;
+# skips without etcd).
 coredns-smoke: kube coredns
 	KUBEDOS_KUBE=$(abspath $(BIN)/kube) KUBEDOS_COREDNS=$(abspath $(BIN)/coredns) \
-	  $(GO) test -count=1 -v -run '^TestCoreDNSAgainstAPIServer$$' ./internal/kubeplan/
+	  $(GO) test -count=1 -v -run '^(TestCoreDNSAgainstAPIServer|TestAPIServerStopsWithWatchesOpen)$$' ./internal/kubeplan/
 
 # CoreDNS rebuilt from a recovery bundle's coredns/ sources alone (bundle
 # create --coredns-sources): offline, to bin/coredns's bytes. Warm (make
