@@ -22,6 +22,25 @@ import (
 // Debian's etcd on loopback ports: what a unit test of the flags cannot
 // show is what this kube-apiserver does with them.
 
+// liveBinaries is the kube binary (KUBEDOS_KUBE) and Debian's etcd, or a
+// skip saying which is missing; -short skips too, saying what the test
+// would start.
+func liveBinaries(t *testing.T, starts string) (kube, etcd string) {
+	t.Helper()
+	kube = os.Getenv("KUBEDOS_KUBE")
+	if kube == "" {
+		t.Skip("KUBEDOS_KUBE names the binary (make kube)")
+	}
+	etcd, err := exec.LookPath("etcd")
+	if err != nil {
+		t.Skip("etcd is not installed (apt-get install etcd-server)")
+	}
+	if testing.Short() {
+		t.Skip(starts)
+	}
+	return kube, etcd
+}
+
 // liveAPIServer is a kube-apiserver on Debian's etcd, with an admin
 // token (system:masters).
 type liveAPIServer struct {
@@ -122,17 +141,7 @@ func startProc(ctx context.Context, t *testing.T, dir, name, bin string, args ..
 // here. The stop's duration is printed as a FIGURE (bench/apiserver-stop.sh
 // compares it with the default). About 20 s.
 func TestAPIServerStopsWithWatchesOpen(t *testing.T) {
-	kubeBin := os.Getenv("KUBEDOS_KUBE")
-	if kubeBin == "" {
-		t.Skip("KUBEDOS_KUBE names the binary (make kube)")
-	}
-	etcd, err := exec.LookPath("etcd")
-	if err != nil {
-		t.Skip("etcd is not installed (apt-get install etcd-server)")
-	}
-	if testing.Short() {
-		t.Skip("starts etcd and kube-apiserver for about 20 s")
-	}
+	kubeBin, etcd := liveBinaries(t, "starts etcd and kube-apiserver for about 20 s")
 	s := localK8s(t)
 	p, err := For(s, "cp-1")
 	if err != nil {
