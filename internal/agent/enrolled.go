@@ -139,7 +139,7 @@ func (a *Agent) runEnrolled(ctx context.Context, cfg EnrollConfig, st Status, ju
 	ctrls = append(ctrls, controllerFunc{"planes", func(ctx context.Context) error { return planes.Run(ctx, c.PlanesEvery) }})
 
 	srv, err := NewNodeAPI(NodeAPIConfig{Name: cfg.Name, Role: cfg.Role, CA: cfg.CA, IdentityDir: cfg.StateDir,
-		StateDir: c.StateDir, Status: st, System: sys, Revocations: revs, Slots: slots, Hub: a.cfg.Keeper, Planes: planes, KubeReady: kubeReady(kube),
+		StateDir: c.StateDir, Status: st, System: sys, Revocations: revs, Slots: slots, Hub: a.cfg.Keeper, Planes: planes, KubeReady: kubeReady(kube), KubePods: kubePods(kube),
 		EtcdHealth: etcdHealth(kube), Etcd: etcdMembership(kube), EtcdRestore: etcdRestorer(kube),
 		RevocationMaxAge: c.RevocationMaxAge, Controllers: a.sup, Clock: c.Clock,
 		Logf: func(f string, args ...any) { logf("node API: "+f, args...) }})

@@ -14,9 +14,48 @@ import (
 	"github.com/kubedos/kubedos/internal/api"
 )
 
-func (s nodeService) Health(ctx context.Context, _ *api.HealthRequest) (*api.Health, error) {
+func (s nodeService) Health(ctx context.Context, req *api.HealthRequest) (*api.Health, error) {
 	h := s.n.CheckHealth(ctx)
+	if req != nil && req.Pods {
+		s.n.addPods(ctx, &h)
+	}
 	return &h, nil
+}
+
+// addPods adds a kubelet node's pods and a "pods" check (reported only:
+// a pod is its workload's business, but a rolling upgrade waits for the
+// node's pods to be Ready again before it takes the next node down).
+func (n *NodeAPI) addPods(ctx context.Context, h *api.Health) {
+	if n.cfg.KubePods == nil {
+		return
+	}
+	pods, err := n.cfg.KubePods(ctx)
+	if pods == nil && err == nil {
+		return // no kubelet here
+	}
+	h.Pods = pods
+	var notReady []string
+	for _, p := range pods {
+		if !p.Ready {
+			notReady = append(notReady, p.Name)
+		}
+	}
+	if err == nil && len(notReady) > 0 {
+		err = fmt.Errorf("%d of %d pods not Ready: %s", len(notReady), len(pods), names(notReady, 5))
+	}
+	c := api.HealthCheck{Name: "pods", OK: err == nil, Detail: fmt.Sprintf("all %d pods on the node Ready", len(pods))}
+	if err != nil {
+		c.Detail = err.Error()
+	}
+	h.Checks = append(h.Checks, c)
+}
+
+// names joins the first n of ss, saying how many more there are.
+func names(ss []string, n int) string {
+	if len(ss) <= n {
+		return strings.Join(ss, ", ")
+	}
+	return fmt.Sprintf("%s and %d more", strings.Join(ss[:n], ", "), len(ss)-n)
 }
 
 // CheckHealth runs every health check: enrolled, certificate valid, TPM

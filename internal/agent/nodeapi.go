@@ -121,6 +121,9 @@ type NodeAPIConfig struct {
 	// KubeReady says whether the node's Kubernetes Node is Ready (nil: a
 	// node that runs no kubelet), for the metrics.
 	KubeReady func(context.Context) KubeReadiness
+	// KubePods lists the node's pods for a health request that asks
+	// (nil, nil without a kubelet; nil: never).
+	KubePods func(context.Context) ([]api.PodReadiness, error)
 	// EtcdHealth says whether the node's etcd member is healthy (nil: a
 	// node that runs no etcd), for node health.
 	EtcdHealth func(context.Context) EtcdHealth

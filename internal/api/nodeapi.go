@@ -87,8 +87,18 @@ type NodeVersion struct {
 	DataID string `json:"dataID,omitempty"`
 }
 
-// HealthRequest asks for the node's health checks.
-type HealthRequest struct{}
+// HealthRequest asks for the node's health checks. Pods asks a kubelet
+// node to list its pods' readiness too (one more question to the API
+// server, so only when asked: a rolling upgrade waits on it).
+type HealthRequest struct {
+	Pods bool `json:"pods,omitempty"`
+}
+
+// PodReadiness is one pod bound to the node, as the API server says.
+type PodReadiness struct {
+	Name  string `json:"name"` // namespace/name
+	Ready bool   `json:"ready"`
+}
 
 // HealthCheck is one check. A critical check that fails makes the node
 // unhealthy; the others are reported only.
@@ -106,6 +116,9 @@ type Health struct {
 	SystemState string        `json:"systemState"`
 	FailedUnits []string      `json:"failedUnits"`
 	Checks      []HealthCheck `json:"checks"`
+	// Pods, when asked for on a kubelet node: its pods that are running
+	// or starting (not finished, not being deleted).
+	Pods []PodReadiness `json:"pods,omitempty"`
 }
 
 // ServicesRequest lists the node's systemd services.

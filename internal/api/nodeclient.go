@@ -25,6 +25,11 @@ func (c *NodeClient) Health(ctx context.Context) (*Health, error) {
 	return invoke[Health](ctx, c.cc, nodeMethod("Health"), &HealthRequest{})
 }
 
+// HealthWithPods is Health with the node's pods (HealthRequest.Pods).
+func (c *NodeClient) HealthWithPods(ctx context.Context) (*Health, error) {
+	return invoke[Health](ctx, c.cc, nodeMethod("Health"), &HealthRequest{Pods: true})
+}
+
 func (c *NodeClient) Services(ctx context.Context) (*Services, error) {
 	return invoke[Services](ctx, c.cc, nodeMethod("Services"), &ServicesRequest{})
 }

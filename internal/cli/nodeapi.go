@@ -119,17 +119,28 @@ func nodeVersionCmd(g *globals) *cobra.Command {
 
 func nodeHealthCmd(g *globals) *cobra.Command {
 	var c nodeAPIClient
+	var pods bool
 	cmd := &cobra.Command{
 		Use:   "health",
 		Short: "Run a node's health checks; exit 1 when it is unhealthy",
 		Long: `Run a node's health checks: enrolled, certificate valid, TPM readable, systemd
 running (not degraded), no failed unit, and (reported only) a fresh revocation
-list from the hub. Exits 1 when a critical check fails.`,
+list from the hub, each controller, the planes, the local etcd member and the
+kubelet's Node Ready where the node has them. Exits 1 when a critical check
+fails.
+
+--pods also lists a kubelet node's pods and whether each is Ready (a check
+"pods", reported only), as kubedosd asks the API server for them with the
+kubelet's credential; cluster upgrade waits on the same list.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			var unhealthy bool
 			err := nodeCall(cmd, g, &c, func(ctx context.Context, cl *api.NodeClient) error {
-				h, err := cl.Health(ctx)
+				ask := cl.Health
+				if pods {
+					ask = cl.HealthWithPods
+				}
+				h, err := ask(ctx)
 				if err != nil {
 					return err
 				}
@@ -141,6 +152,12 @@ list from the hub. Exits 1 when a critical check fails.`,
 				fmt.Fprintln(tw, "CHECK\tOK\tCRITICAL\tDETAIL")
 				for _, ch := range h.Checks {
 					fmt.Fprintf(tw, "%s\t%v\t%v\t%s\n", ch.Name, ch.OK, ch.Critical, ch.Detail)
+				}
+				if len(h.Pods) > 0 {
+					fmt.Fprintln(tw, "\nPOD\tREADY")
+					for _, p := range h.Pods {
+						fmt.Fprintf(tw, "%s\t%v\n", p.Name, p.Ready)
+					}
 				}
 				if err := tw.Flush(); err != nil {
 					return err
@@ -159,6 +176,7 @@ list from the hub. Exits 1 when a critical check fails.`,
 		},
 	}
 	c.addFlags(cmd, time.Minute)
+	cmd.Flags().BoolVar(&pods, "pods", false, "also list a kubelet node's pods and whether each is Ready")
 	return cmd
 }
 

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -37,9 +38,13 @@ func (f *fakeNode) Version(context.Context, *api.NodeVersionRequest) (*api.NodeV
 	return &api.NodeVersion{Node: "w-1", BuildID: "b-0011", Slot: "a", Kubedosd: "dev"}, nil
 }
 
-func (f *fakeNode) Health(context.Context, *api.HealthRequest) (*api.Health, error) {
-	return &api.Health{Healthy: false, SystemState: "degraded", FailedUnits: []string{"chrony.service"},
-		Checks: []api.HealthCheck{{Name: "systemd", Critical: true, Detail: "systemd is degraded"}}}, nil
+func (f *fakeNode) Health(_ context.Context, r *api.HealthRequest) (*api.Health, error) {
+	h := &api.Health{Healthy: false, SystemState: "degraded", FailedUnits: []string{"chrony.service"},
+		Checks: []api.HealthCheck{{Name: "systemd", Critical: true, Detail: "systemd is degraded"}}}
+	if r.Pods {
+		h.Pods = []api.PodReadiness{{Name: "kube-system/coredns-1", Ready: true}, {Name: "kubedos-probe/probe-1"}}
+	}
+	return h, nil
 }
 
 func (f *fakeNode) Logs(_ context.Context, r *api.LogsRequest) (*api.Logs, error) {
@@ -107,8 +112,13 @@ func TestNodeAPICommands(t *testing.T) {
 	if code != 0 || json.Unmarshal([]byte(out), &v) != nil || v.Slot != "a" {
 		t.Errorf("version -o json: %d %s", code, out)
 	}
-	if code, out, _ = runNodeAPI(t, "", append([]string{"health"}, flags...)...); code != 1 || !strings.Contains(out, "UNHEALTHY (systemd: degraded)") {
+	if code, out, _ = runNodeAPI(t, "", append([]string{"health"}, flags...)...); code != 1 || !strings.Contains(out, "UNHEALTHY (systemd: degraded)") ||
+		strings.Contains(out, "POD") {
 		t.Errorf("unhealthy node: exit %d, %s", code, out)
+	}
+	if code, out, _ = runNodeAPI(t, "", append([]string{"health", "--pods"}, flags...)...); code != 1 ||
+		!regexp.MustCompile(`kubedos-probe/probe-1\s+false`).MatchString(out) || !regexp.MustCompile(`kube-system/coredns-1\s+true`).MatchString(out) {
+		t.Errorf("health --pods: exit %d, %s", code, out)
 	}
 	code, out, errs = runNodeAPI(t, "", append([]string{"logs", "-u", "chrony", "-n", "7", "--since", "10m"}, flags...)...)
 	if code != 0 || !strings.Contains(out, "1970-01-01T00:00:00Z chronyd[7]: synced") {

@@ -32,7 +32,7 @@ type Outcome struct {
 	WriteSeconds  float64 `json:"writeSeconds,omitempty"`
 	SettleSeconds float64 `json:"settleSeconds,omitempty"`
 	// ReadySeconds is the wait, once settled, for a kubelet node's
-	// Kubernetes Node to be Ready again.
+	// Kubernetes Node to be Ready again and its pods with it.
 	ReadySeconds float64 `json:"readySeconds,omitempty"`
 	Detail       string  `json:"detail,omitempty"`
 }
@@ -107,6 +107,18 @@ func UpgradeNode(ctx context.Context, t UpgradeTarget, buildDir string, o Upgrad
 		ev.emit(StepDone{Node: t.Name, Text: fmt.Sprintf("already runs build %s, its boot marked good; nothing to write", img.RoleID)})
 		return out, nil
 	}
+	// A kubelet node's pods before: after the reboot the roll waits for
+	// them Ready again (not for those already failing now). A node whose
+	// kubedosd cannot list them (an older build, the API away) is only
+	// waited for until its Node is Ready.
+	var before []api.PodReadiness
+	if o.Reboot {
+		if h, err := cl.HealthWithPods(ctx); err == nil {
+			before = h.Pods
+		} else {
+			ev.emit(StepDone{Node: t.Name, Text: "its pods could not be listed before the upgrade (" + err.Error() + "): only its Node's readiness is waited for after"})
+		}
+	}
 	var total int64
 	for _, p := range upgrade.Parts {
 		if fe, ok := m.File(manifest.RoleFile(n.Role, p)); ok {
@@ -142,7 +154,7 @@ func UpgradeNode(ctx context.Context, t UpgradeTarget, buildDir string, o Upgrad
 	case v.BuildID == img.RoleID:
 		out.Result = "upgraded"
 		ready := time.Now()
-		err := waitKubeletReady(ctx, t, o)
+		err := waitKubeletReady(ctx, t, o, before)
 		out.ReadySeconds, out.Seconds = time.Since(ready).Seconds(), time.Since(start).Seconds()
 		return out, err
 	case v.Boot != nil && slices.Contains(v.Boot.RolledBack, img.RoleID):
@@ -195,30 +207,65 @@ func waitSettled(ctx context.Context, t UpgradeTarget, build string, o UpgradeOp
 
 // waitKubeletReady polls the node's health until its "kubelet" check (a
 // node that runs a kubelet reports one: its Kubernetes Node Ready) is
-// OK, so a roll takes the next node out only once this one serves again
-// (the HA drill's accept after a roll found the last worker's Node not
-// Ready yet). A node without the check has nothing to wait for.
-func waitKubeletReady(ctx context.Context, t UpgradeTarget, o UpgradeOptions) error {
+// OK and, with before (its pods before the upgrade), its pods are Ready
+// again (podsBack), so a roll takes the next node out only once this one
+// serves again: the HA drill's accept after a roll found the last
+// worker's Node not Ready, then its Node Ready with the probe's and
+// CoreDNS's pods on it still starting. A node without the check has
+// nothing to wait for.
+func waitKubeletReady(ctx context.Context, t UpgradeTarget, o UpgradeOptions, before []api.PodReadiness) error {
 	ctx, cancel := context.WithTimeout(ctx, o.Wait)
 	defer cancel()
+	ask := (*api.NodeClient).Health
+	if before != nil {
+		ask = (*api.NodeClient).HealthWithPods
+	}
 	// An unanswered ask keeps the last answer (a node busy after its
 	// reboot is not news).
-	detail := "unreachable"
+	detail := "kubelet: unreachable"
 	_, err := pollNode(ctx, o, t.Name, func(ctx context.Context) (bool, string) {
-		h, err := callNode(ctx, t.DialNode, 10*time.Second, (*api.NodeClient).Health)
-		if err == nil {
-			i := slices.IndexFunc(h.Checks, func(c api.HealthCheck) bool { return c.Name == "kubelet" })
-			if i < 0 || h.Checks[i].OK {
-				return true, ""
-			}
-			detail = h.Checks[i].Detail
+		h, err := callNode(ctx, t.DialNode, 10*time.Second, ask)
+		if err != nil {
+			return false, detail
 		}
-		return false, "kubelet: " + detail
+		i := slices.IndexFunc(h.Checks, func(c api.HealthCheck) bool { return c.Name == "kubelet" })
+		if i >= 0 && !h.Checks[i].OK {
+			detail = "kubelet: " + h.Checks[i].Detail
+			return false, detail
+		}
+		if i < 0 || before == nil {
+			return true, ""
+		}
+		if waiting := podsBack(before, h.Pods); len(waiting) > 0 {
+			detail = fmt.Sprintf("%d pod(s) not Ready again: %s", len(waiting), strings.Join(clipList(waiting), ", "))
+			return false, detail
+		}
+		return true, ""
 	})
 	if err != nil {
-		return fmt.Errorf("node %s runs the new build, but its kubelet is not Ready within %s (last: %s)", t.Name, o.Wait, detail)
+		return fmt.Errorf("node %s runs the new build, but it does not serve as before within %s (last: %s)", t.Name, o.Wait, detail)
 	}
 	return nil
+}
+
+// podsBack is the pods on the node now that are not Ready and that the
+// roll waits for: every one but those that were there before the upgrade
+// and not Ready then (broken before it; not the upgrade's to wait for).
+// A pod evicted and made again under a new name is waited for as new.
+func podsBack(before, now []api.PodReadiness) []string {
+	notReadyBefore := map[string]bool{}
+	for _, p := range before {
+		if !p.Ready {
+			notReadyBefore[p.Name] = true
+		}
+	}
+	var waiting []string
+	for _, p := range now {
+		if !p.Ready && !notReadyBefore[p.Name] {
+			waiting = append(waiting, p.Name)
+		}
+	}
+	return waiting
 }
 
 // every is the settle polls' interval (SettleEvery, default 3 s).

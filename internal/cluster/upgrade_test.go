@@ -170,9 +170,12 @@ type kubeletNode struct {
 	calls   int
 	readyAt int
 	absent  bool
+	// pods, when set, answers a request for pods at each call.
+	pods      func(call int) []api.PodReadiness
+	askedPods int
 }
 
-func (n *kubeletNode) Health(context.Context, *api.HealthRequest) (*api.Health, error) {
+func (n *kubeletNode) Health(_ context.Context, req *api.HealthRequest) (*api.Health, error) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	n.calls++
@@ -181,33 +184,57 @@ func (n *kubeletNode) Health(context.Context, *api.HealthRequest) (*api.Health, 
 		ok := n.readyAt > 0 && n.calls >= n.readyAt
 		h.Checks = append(h.Checks, api.HealthCheck{Name: "kubelet", OK: ok, Detail: "the node's Kubernetes Node is registered, not Ready"})
 	}
+	if req.Pods {
+		n.askedPods++
+		if n.pods != nil {
+			h.Pods = n.pods(n.calls)
+		}
+	}
 	return h, nil
 }
 
 // After a kubelet node settles on its new build the roll waits for its
-// Node to be Ready again; a node without a kubelet is not waited for; one
-// never Ready within the wait stops the roll, saying so.
+// Node to be Ready again and, with its pods from before, for them; a node
+// without a kubelet is not waited for; one never back within the wait
+// stops the roll, saying what it waited for.
 func TestWaitKubeletReady(t *testing.T) {
+	pod := func(name string, ready bool) api.PodReadiness { return api.PodReadiness{Name: name, Ready: ready} }
+	before := []api.PodReadiness{pod("kube-system/coredns-1", true), pod("default/broken", false)}
+	// Its pods start again after the reboot: the coredns pod Ready from
+	// the fourth ask, a new probe pod (an evicted one made again) from
+	// the fifth; the broken one never.
+	restarting := func(call int) []api.PodReadiness {
+		return []api.PodReadiness{pod("kube-system/coredns-1", call >= 4), pod("default/broken", false), pod("kubedos-probe/probe-2", call >= 5)}
+	}
 	for _, tc := range []struct {
 		name     string
 		node     *kubeletNode
+		before   []api.PodReadiness
 		err      string
 		minCalls int
 	}{
-		{"ready at the third ask", &kubeletNode{readyAt: 3}, "", 3},
-		{"no kubelet", &kubeletNode{absent: true}, "", 1},
-		{"never ready", &kubeletNode{}, "kubelet is not Ready within", 2},
+		{"ready at the third ask", &kubeletNode{readyAt: 3}, nil, "", 3},
+		{"no kubelet", &kubeletNode{absent: true}, nil, "", 1},
+		{"never ready", &kubeletNode{}, nil, "kubelet: the node's Kubernetes Node is registered, not Ready", 2},
+		{"ready, then its pods", &kubeletNode{readyAt: 2, pods: restarting}, before, "", 5},
+		{"pods never back", &kubeletNode{readyAt: 1, pods: func(int) []api.PodReadiness {
+			return []api.PodReadiness{pod("kube-system/coredns-1", false), pod("default/broken", false)}
+		}}, before, "1 pod(s) not Ready again: kube-system/coredns-1", 2},
+		{"no pods asked without a list from before", &kubeletNode{readyAt: 1, pods: restarting}, nil, "", 1},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			env := apitest.NewNode(t, "w-1", "worker", tc.node)
 			addr := env.Serve(t)
 			tg := UpgradeTarget{Name: "w-1", DialNode: func() (*api.NodeClient, func(), error) { return Access{Keys: env.Keys}.Node(addr, "w-1") }}
-			err := waitKubeletReady(context.Background(), tg, UpgradeOptions{Wait: 2 * time.Second, SettleEvery: 50 * time.Millisecond})
+			err := waitKubeletReady(context.Background(), tg, UpgradeOptions{Wait: 2 * time.Second, SettleEvery: 50 * time.Millisecond}, tc.before)
 			if (err == nil) != (tc.err == "") || (err != nil && !strings.Contains(err.Error(), tc.err)) {
 				t.Errorf("error %v, want %q", err, tc.err)
 			}
-			if tc.node.calls < tc.minCalls || (tc.name == "no kubelet" && tc.node.calls != 1) {
-				t.Errorf("asked %d times", tc.node.calls)
+			if tc.node.calls < tc.minCalls || (tc.err == "" && tc.node.calls != tc.minCalls) {
+				t.Errorf("asked %d times, want %d", tc.node.calls, tc.minCalls)
+			}
+			if (tc.before == nil) != (tc.node.askedPods == 0) {
+				t.Errorf("pods asked %d times with a list from before %v", tc.node.askedPods, tc.before)
 			}
 		})
 	}
