@@ -85,6 +85,30 @@ func spoolLeft(t *testing.T, k *kubeRunner) []string {
 	return m
 }
 
+// An API server whose graceful stop hangs (its requests waiting on an
+// etcd member cut off by the restore of the others) is killed after
+// apiStopGrace, and the restore goes on, saying so in its steps.
+func TestEtcdRestoreKillsAHangingAPIServer(t *testing.T) {
+	k, units, _ := restoreRunner(t, nil)
+	k.apiStopGrace = 50 * time.Millisecond
+	units.hang, units.killed = "kube-apiserver.service", make(chan struct{})
+	snap := []byte("snapshot bytes")
+	res, err := k.EtcdRestore(context.Background(), beginFor(snap), bytes.NewReader(snap))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"stop (gave up) kube-apiserver.service", "kill kube-apiserver.service", "stop kube-apiserver.service",
+		"stop kubedos-etcd.service", "queue kubedos-etcd.service"}
+	if got := units.take(); !slices.Equal(got, want) {
+		t.Errorf("units: %v, want %v", got, want)
+	}
+	if !slices.ContainsFunc(res.Steps, func(s string) bool {
+		return strings.HasPrefix(s, "stop kube-apiserver.service (killed after 50ms of graceful stop): ")
+	}) {
+		t.Errorf("steps %q do not say the API server was killed", res.Steps)
+	}
+}
+
 // A restore stops the API server and etcd, restores with the plan's
 // members and the caller's token, keeps the old data beside the new,
 // drops the old data's join record, starts etcd, and leaves the API
@@ -128,7 +152,7 @@ func TestEtcdRestore(t *testing.T) {
 	if k.everStarted(kubeplan.APIServer) || k.everStarted(kubeplan.Etcd) || !k.everStarted(kubeplan.Kubelet) {
 		t.Errorf("after a restore the API server and etcd must start as at first, the rest untouched: %v", k.started)
 	}
-	if res.Previous != EtcdPreviousDir || res.Node != "cp-2" || res.DataDir != kubeplan.EtcdDataDir || len(res.Steps) != 5 {
+	if res.Previous != EtcdPreviousDir || res.Node != "cp-2" || res.DataDir != kubeplan.EtcdDataDir || len(res.Steps) != 6 {
 		t.Errorf("result %+v", res)
 	}
 

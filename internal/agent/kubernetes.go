@@ -33,6 +33,9 @@ type unitControl interface {
 	// etcd member reports ready only once a quorum of members runs the
 	// restored cluster, which the restore of the others brings.
 	Queue(ctx context.Context, unit string) error
+	// Kill ends a unit's processes at once (SIGKILL): what a stop that
+	// waits too long for a graceful end is finished with.
+	Kill(ctx context.Context, unit string) error
 	Restart(ctx context.Context, unit string) error
 	Reload(ctx context.Context, unit string) error
 	// ActiveUnits says which of units are active: one systemctl run for
@@ -96,6 +99,9 @@ type kubeRunner struct {
 
 	// etcdutl runs Debian's etcdutl (nil: runEtcdutl); tests fake it.
 	etcdutl func(ctx context.Context, args ...string) error
+	// apiStopGrace bounds the API server's graceful stop in a restore
+	// (0: restoreAPIStopGrace).
+	apiStopGrace time.Duration
 
 	// runMu is held by each pass of the loop and by an etcd restore, so
 	// the loop never starts what a restore stopped; restoring refuses a

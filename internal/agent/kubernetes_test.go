@@ -24,6 +24,9 @@ type fakeUnits struct {
 	active  map[string]bool
 	actions []string
 	asked   int // ActiveUnits calls
+	// hang: a stop of this unit waits until it is killed or its ctx ends.
+	hang   string
+	killed chan struct{}
 }
 
 // act records what was done to u and, unless nil, whether u is active
@@ -40,8 +43,32 @@ func (f *fakeUnits) act(what, u string, active *bool) error {
 
 var unitUp, unitDown = true, false
 
-func (f *fakeUnits) Start(_ context.Context, u string) error   { return f.act("start", u, &unitUp) }
-func (f *fakeUnits) Stop(_ context.Context, u string) error    { return f.act("stop", u, &unitDown) }
+func (f *fakeUnits) Start(_ context.Context, u string) error { return f.act("start", u, &unitUp) }
+func (f *fakeUnits) Stop(ctx context.Context, u string) error {
+	f.mu.Lock()
+	hang, killed := f.hang == u, f.killed
+	f.mu.Unlock()
+	if hang && killed != nil {
+		select {
+		case <-killed:
+		case <-ctx.Done():
+			f.act("stop (gave up)", u, nil)
+			return ctx.Err()
+		}
+	}
+	return f.act("stop", u, &unitDown)
+}
+
+func (f *fakeUnits) Kill(_ context.Context, u string) error {
+	f.mu.Lock()
+	if f.hang == u && f.killed != nil {
+		close(f.killed)
+		f.killed = nil
+	}
+	f.mu.Unlock()
+	return f.act("kill", u, nil)
+}
+
 func (f *fakeUnits) Queue(_ context.Context, u string) error   { return f.act("queue", u, &unitUp) }
 func (f *fakeUnits) Restart(_ context.Context, u string) error { return f.act("restart", u, &unitUp) }
 func (f *fakeUnits) Reload(_ context.Context, u string) error  { return f.act("reload", u, nil) }

@@ -310,6 +310,13 @@ func (h *HostSystem) Stop(ctx context.Context, name string) error {
 	return err
 }
 
+// Kill sends SIGKILL to every process of a unit (systemctl kill); a stop
+// job of the unit that waits on them then ends.
+func (h *HostSystem) Kill(ctx context.Context, name string) error {
+	_, err := run(ctx, "systemctl", "kill", "--signal=SIGKILL", "--", name)
+	return err
+}
+
 // Queue starts a unit without waiting for it (systemctl start
 // --no-block): the job is queued, its outcome is systemd's.
 func (h *HostSystem) Queue(ctx context.Context, name string) error {
