@@ -304,6 +304,7 @@ func TestHADrills(t *testing.T) {
 			Nodes []struct {
 				Node, Result                         string
 				Seconds, WriteSeconds, SettleSeconds float64
+				ReadySeconds                         float64
 				Written                              struct{ Steps []string }
 			}
 		}
@@ -314,8 +315,8 @@ func TestHADrills(t *testing.T) {
 			if n.Result != "upgraded" {
 				t.Errorf("%s: %s", n.Node, n.Result)
 			}
-			t.Logf("FIGURE drill 5: %s upgraded in %.0fs (write %.0fs: %s; reboot to settled %.0fs)", n.Node, n.Seconds,
-				n.WriteSeconds, strings.Join(n.Written.Steps, "; "), n.SettleSeconds)
+			t.Logf("FIGURE drill 5: %s upgraded in %.0fs (write %.0fs: %s; reboot to settled %.0fs; then its Node and pods Ready %.0fs)",
+				n.Node, n.Seconds, n.WriteSeconds, strings.Join(n.Written.Steps, "; "), n.SettleSeconds, n.ReadySeconds)
 		}
 		acked, failed, gap = w.summary()
 		pOK, pFailed, pGap := probe.summary()
@@ -330,6 +331,10 @@ func TestHADrills(t *testing.T) {
 	start = time.Now()
 	acc := run(t, dir, nil, "cluster", "accept", "cluster.yaml", "--build", final, "--keys", "keys", "--allow-unchecked", "drill")
 	if acc.code != 0 {
+		// Run 21: the accept right after the roll saw both Deployments
+		// with 0 available while the probe answered through its Service:
+		// what the workload objects said is kept for the next look.
+		dumpWorkloads(t, kc)
 		t.Fatalf("cluster accept after the drills: exit %d\n%s\n%s", acc.code, acc.stdout, acc.stderr)
 	}
 	t.Logf("FIGURE cluster accept local-ha after the drills and the upgrade: %.1fs\n%s", time.Since(start).Seconds(), acc.stdout)
@@ -547,6 +552,33 @@ func leaseHolderOK(kc *kube.Client, name string) string {
 	}
 	host, _, _ := strings.Cut(l.Spec.HolderIdentity, "_")
 	return host
+}
+
+// dumpWorkloads logs the status of the probe's and CoreDNS's Deployments,
+// ReplicaSets and pods as the API server has them.
+func dumpWorkloads(t *testing.T, kc *kube.Client) {
+	t.Helper()
+	for _, ns := range []string{"kubedos-probe", "kube-system"} {
+		for _, kind := range []string{"apis/apps/v1/namespaces/" + ns + "/deployments", "apis/apps/v1/namespaces/" + ns + "/replicasets",
+			"api/v1/namespaces/" + ns + "/pods"} {
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			var list struct {
+				Items []struct {
+					Metadata struct{ Name, CreationTimestamp string }
+					Status   json.RawMessage
+				}
+			}
+			err := kc.Get(ctx, "/"+kind, &list)
+			cancel()
+			if err != nil {
+				t.Logf("%s: %v", kind, err)
+				continue
+			}
+			for _, it := range list.Items {
+				t.Logf("%s %s (made %s): %s", kind, it.Metadata.Name, it.Metadata.CreationTimestamp, lastLines(string(it.Status), 20))
+			}
+		}
+	}
 }
 
 // waitAvailable waits for a Deployment to have want available replicas.
