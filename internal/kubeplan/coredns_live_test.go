@@ -51,7 +51,7 @@ func TestCoreDNSAgainstAPIServer(t *testing.T) {
 		t.Fatalf("token: %v\n%s", err, token)
 	}
 	sakc := filepath.Join(dir, "coredns.kubeconfig")
-	api.kubeconfig(sakc, strings.TrimSpace(string(token)))
+	api.kubeconfig(t, sakc, strings.TrimSpace(string(token)))
 
 	// The Corefile from the ConfigMap as applied, with loopback ports and
 	// the kubeconfig of the ServiceAccount's token.

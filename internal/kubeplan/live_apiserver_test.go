@@ -75,7 +75,7 @@ func startLiveAPIServer(ctx context.Context, t *testing.T, kubeBin, etcd, dir, s
 		"--service-account-issuer", "https://kubernetes.default.svc", "--service-account-key-file", saKey,
 		"--service-account-signing-key-file", saKey, "--authorization-mode", "RBAC",
 		"--token-auth-file", filepath.Join(dir, "tokens.csv")}, extra...)...)
-	a.kubeconfig(a.admin, "admin-token")
+	a.kubeconfig(t, a.admin, "admin-token")
 	// Up when the kubernetes Service and kube-system exist (no
 	// controller-manager runs: nothing else is made for us).
 	waitFor(t, 120*time.Second, "kube-apiserver with the kubernetes Service", func() error {
@@ -91,11 +91,12 @@ func startLiveAPIServer(ctx context.Context, t *testing.T, kubeBin, etcd, dir, s
 }
 
 // kubeconfig writes a kubeconfig for this server and a bearer token.
-func (a *liveAPIServer) kubeconfig(path, token string) {
-	_ = os.WriteFile(path, fmt.Appendf(nil, `{"apiVersion":"v1","kind":"Config","current-context":"kubedos",
+func (a *liveAPIServer) kubeconfig(t *testing.T, path, token string) {
+	t.Helper()
+	writeFile(t, path, fmt.Appendf(nil, `{"apiVersion":"v1","kind":"Config","current-context":"kubedos",
 "clusters":[{"name":"kubedos","cluster":{"server":%q,"insecure-skip-tls-verify":true}}],
 "users":[{"name":"u","user":{"token":%q}}],
-"contexts":[{"name":"kubedos","context":{"cluster":"kubedos","user":"u"}}]}`, a.url, token), 0o600)
+"contexts":[{"name":"kubedos","context":{"cluster":"kubedos","user":"u"}}]}`, a.url, token))
 }
 
 // kubectl runs kubectl as the admin.
